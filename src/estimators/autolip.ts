@@ -1,0 +1,131 @@
+import type { Block } from '../ir/merge.js';
+import { sizeOf } from '../ir/tensor.js';
+import type { IrGraph, Shape } from '../ir/types.js';
+import { weakestKind, type Bound, type BoundKind, type NormKind } from './kinds.js';
+import type { OperatorNorm } from './operator-norm.js';
+
+/** One row of the per-layer table. */
+export interface LayerResult {
+  readonly id: string;
+  readonly kind: 'operator' | 'activation' | 'nonlinear' | 'merge' | 'unbounded' | 'discontinuous';
+  /** The ONNX node names this row covers. */
+  readonly nodes: readonly string[];
+  readonly opTypes: readonly string[];
+  readonly inShape: Shape;
+  readonly outShape: Shape;
+  readonly estimate: number | null;
+  readonly upper: Bound | null;
+  readonly iterations: number;
+  readonly ms: number;
+  readonly note: string;
+}
+
+/** Why the model has no global constant: the node where it starts. */
+export interface Reason {
+  readonly node: string;
+  readonly opType: string;
+  readonly status: 'unbounded' | 'discontinuous';
+  readonly reason: string;
+}
+
+/** The global AutoLip result. */
+export interface AutoLipResult {
+  readonly status: 'bounded' | 'unbounded' | 'discontinuous';
+  readonly upper: Bound | null;
+  /** The same composition with per-operator estimates (the 2018 paper's AutoLip number): no guarantee. */
+  readonly estimate: number | null;
+  readonly reasons: readonly Reason[];
+  readonly layers: readonly LayerResult[];
+}
+
+interface Lip { up: number; est: number; kinds: Set<BoundKind>; status: 'bounded' | 'unbounded' | 'discontinuous'; reasons: Reason[] }
+
+const EPS = 2 ** -52;
+
+function merge(parts: Lip[]): Pick<Lip, 'kinds' | 'status' | 'reasons'> {
+  const kinds = new Set<BoundKind>();
+  const reasons: Reason[] = [];
+  let status: Lip['status'] = 'bounded';
+  for (const p of parts) {
+    p.kinds.forEach((k) => kinds.add(k));
+    for (const r of p.reasons) if (!reasons.includes(r)) reasons.push(r);
+    if (p.status === 'discontinuous' || (p.status === 'unbounded' && status === 'bounded')) status = p.status;
+  }
+  return { kinds, status, reasons };
+}
+
+/**
+ * AutoLip (Scaman & Virmaux 2018, §4; ALGORITHMS.md §1): propagates a Lipschitz bound from the input (L = 1) through
+ * the blocks — linear operators multiply by their norm, activations by their largest |slope|, sums add, concatenations
+ * combine in quadrature (ℓ2) or by max (ℓ∞). The upper bound's kind is the weakest kind of its parts.
+ */
+export function composeAutoLip(ir: IrGraph, blocks: readonly Block[], norms: ReadonlyMap<string, OperatorNorm>, norm: NormKind): AutoLipResult {
+  const lips = new Map<string, Lip>([[ir.input, { up: 1, est: 1, kinds: new Set(), status: 'bounded', reasons: [] }]]);
+  const get = (v: string): Lip => lips.get(v) ?? { up: 0, est: 0, kinds: new Set(), status: 'bounded', reasons: [] };
+  const layers: LayerResult[] = [];
+  for (const b of blocks) {
+    if (b.kind === 'operator') {
+      const r = b.region;
+      const m = norms.get(r.id)!;
+      const inL = get(r.input);
+      lips.set(r.output, { ...merge([inL]), up: m.upper.value * inL.up, est: (m.estimate ?? m.upper.value) * inL.est, kinds: new Set([...inL.kinds, m.upper.kind]) });
+      layers.push({ id: r.id, kind: 'operator', nodes: unique(r.nodes.map((n) => n.name)), opTypes: unique(r.nodes.map((n) => n.opType)), inShape: r.inShape, outShape: r.outShape, estimate: m.estimate, upper: m.upper, iterations: m.iterations, ms: m.ms, note: '' });
+      continue;
+    }
+    const n = b.node;
+    const ins = n.inputs.map(get);
+    const base = { id: n.name, nodes: [n.name], opTypes: [n.opType], inShape: n.inShapes[0] ?? [], outShape: n.outShape, iterations: 0, ms: 0 };
+    switch (n.kind) {
+      case 'activation': {
+        const c = Math.max(Math.abs(n.slope[0]), Math.abs(n.slope[1]));
+        lips.set(n.output, { ...merge(ins), up: c * ins[0].up, est: c * ins[0].est });
+        layers.push({ ...base, kind: 'activation', estimate: c, upper: { value: c, kind: 'certified', method: 'slope' }, note: `slope in [${fmt(n.slope[0])}, ${fmt(n.slope[1])}]` });
+        break;
+      }
+      case 'lipschitz': {
+        const c = norm === 'inf' ? n.linf : n.l2;
+        lips.set(n.output, { ...merge(ins), up: c * ins[0].up, est: c * ins[0].est });
+        layers.push({ ...base, kind: 'nonlinear', estimate: c, upper: { value: c, kind: 'certified', method: n.fn }, note: n.note });
+        break;
+      }
+      case 'linear': {
+        const p = n.prim;
+        let up: number, est: number;
+        if (p.op === 'sum') {
+          const spread = n.inShapes.map((s) => (norm === 'inf' ? 1 : Math.sqrt(sizeOf(n.outShape) / sizeOf(s))));
+          up = ins.reduce((a, l, i) => a + Math.abs(p.signs[i]) * spread[i] * l.up, 0);
+          est = ins.reduce((a, l, i) => a + Math.abs(p.signs[i]) * spread[i] * l.est, 0);
+        } else {
+          up = norm === 'inf' ? Math.max(...ins.map((l) => l.up)) : Math.sqrt(ins.reduce((a, l) => a + l.up * l.up, 0));
+          est = norm === 'inf' ? Math.max(...ins.map((l) => l.est)) : Math.sqrt(ins.reduce((a, l) => a + l.est * l.est, 0));
+        }
+        lips.set(n.output, { ...merge(ins), up, est });
+        layers.push({ ...base, kind: 'merge', estimate: null, upper: null, note: p.op === 'sum' ? `sum of ${ins.length} branches: bounds add` : `concatenation of ${ins.length} branches: ${norm === 'inf' ? 'max' : 'quadrature'}` });
+        break;
+      }
+      case 'unbounded':
+      case 'discontinuous': {
+        const m = merge(ins);
+        const reasons = n.derived ? m.reasons : [...m.reasons, { node: n.name, opType: n.opType, status: n.kind, reason: n.reason }];
+        const status = n.kind === 'discontinuous' || m.status === 'discontinuous' ? 'discontinuous' : 'unbounded';
+        lips.set(n.output, { ...m, status, reasons, up: Infinity, est: Infinity });
+        if (!n.derived) layers.push({ ...base, kind: n.kind, estimate: null, upper: null, note: n.reason });
+        break;
+      }
+    }
+  }
+  const out = get(ir.output);
+  if (out.status !== 'bounded') return { status: out.status, upper: null, estimate: null, reasons: out.reasons, layers };
+  // one relative rounding step per multiplication or addition above, bounded generously by the block count
+  const slack = 1 + 4 * (blocks.length + 1) * EPS;
+  const kind = out.kinds.size ? weakestKind(out.kinds) : 'certified';
+  return { status: 'bounded', upper: { value: out.up * slack, kind, method: 'autolip' }, estimate: out.est, reasons: [], layers };
+}
+
+function unique(xs: string[]): string[] {
+  return [...new Set(xs)];
+}
+
+function fmt(x: number): string {
+  return Number.isInteger(x) ? String(x) : x.toPrecision(4).replace(/\.?0+$/, '');
+}

@@ -1,0 +1,21 @@
+/** How much a reported value promises (ALGORITHMS.md, preamble). */
+export type BoundKind = 'certified' | 'probabilistic' | 'estimate' | 'lower';
+
+/** A value with its kind and the method that produced it. */
+export interface Bound {
+  readonly value: number;
+  readonly kind: BoundKind;
+  readonly method: string;
+}
+
+/** The norm a constant is measured in. */
+export type NormKind = '2' | 'inf';
+
+const STRENGTH: Record<BoundKind, number> = { certified: 3, probabilistic: 2, estimate: 1, lower: 0 };
+
+/** The weakest of several upper-bound kinds: a composite bound promises only what its weakest part does. */
+export function weakestKind(kinds: Iterable<BoundKind>): BoundKind {
+  let k: BoundKind = 'certified';
+  for (const x of kinds) if (STRENGTH[x] < STRENGTH[k]) k = x;
+  return k;
+}

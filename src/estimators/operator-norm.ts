@@ -1,0 +1,95 @@
+import { LipcheckError } from '../errors.js';
+import { emitAdjoint, emitForward } from '../ir/emit.js';
+import type { LinearRegion } from '../ir/merge.js';
+import { lanczosTop } from '../linalg/lanczos.js';
+import { createOrtOperator } from '../linalg/operator.js';
+import { kwFactor } from '../linalg/probabilistic.js';
+import { Random } from '../linalg/random.js';
+import type { RuntimeOptions } from '../linalg/runtime.js';
+import { encodeGraph } from '../onnx/writer.js';
+import type { Bound, NormKind } from './kinds.js';
+import { regionBound } from './region-bounds.js';
+
+/** How hard to work on each operator and what to promise. */
+export interface NormSettings {
+  readonly norm: NormKind;
+  readonly certify: 'strict' | 'auto' | 'off';
+  readonly delta: number;
+  readonly tol: number;
+  readonly maxIterations: number;
+  readonly seed: number;
+  readonly runtime: RuntimeOptions;
+  readonly budgetMs: number;
+}
+
+/** Everything measured on one merged operator. */
+export interface OperatorNorm {
+  readonly estimate: number | null;
+  readonly upper: Bound;
+  readonly candidates: readonly Bound[];
+  readonly iterations: number;
+  readonly ms: number;
+  /** Top right singular vector estimate (input space), for witnesses. */
+  readonly direction: Float64Array | null;
+}
+
+/**
+ * The float32 rounding margin added to a Ritz value computed through onnxruntime: each product A·v or Aᵀ·w of a chain
+ * of k prims differs from the exact one by at most (Σγ_{K_i+1})·‖|A|‖·‖v‖ (first-order, any summation order), so
+ * one AᵀA application is off by η ≤ 2gP² + (gP)² with g = Σγ, P = ‖|A|‖₂ bound; σ² ≤ θ/(1−ε) + η.
+ */
+export function roundingMargin(gammaSum: number, absNorm: number): number {
+  const gp = gammaSum * absNorm;
+  return 2 * gp * absNorm + gp * gp;
+}
+
+/** Measures one region: Lanczos estimate, KW probabilistic bound and a certified bound, chosen per `certify`. */
+export async function measureRegion(region: LinearRegion, settings: NormSettings, index: number): Promise<OperatorNorm> {
+  const t0 = performance.now();
+  const candidates: Bound[] = [];
+  const composed = regionBound(region, settings.norm, settings.certify === 'off' && settings.norm === '2' ? 0 : settings.budgetMs);
+  if (settings.certify !== 'off' || settings.norm === 'inf') candidates.push({ value: composed.value, kind: 'certified', method: composed.method });
+
+  if (settings.norm === 'inf') {
+    const upper: Bound = { value: composed.value, kind: 'certified', method: composed.method };
+    return { estimate: composed.method === 'exact' || composed.method === 'row-sum' ? composed.value : null, upper, candidates: [upper], iterations: 0, ms: performance.now() - t0, direction: null };
+  }
+
+  const noWeights = composed.method === 'exact';
+  let estimate: number | null = noWeights ? composed.value : null;
+  let iterations = 0;
+  let direction: Float64Array | null = null;
+  if (!noWeights) {
+    const op = await createOrtOperator({ forward: encodeGraph(emitForward(region)), adjoint: encodeGraph(emitAdjoint(region)), inDims: region.inShape, outDims: region.outShape, name: region.id }, settings.runtime);
+    try {
+      const wide = op.outSize < op.inSize;
+      const n = wide ? op.outSize : op.inSize;
+      const rng = new Random(settings.seed + 7919 * index);
+      const res = await lanczosTop(
+        { n, apply: wide ? async (v) => op.apply(await op.adjoint(v)) : async (v) => op.adjoint(await op.apply(v)) },
+        {
+          start: rng.unitVector(n),
+          maxSteps: settings.maxIterations,
+          stop: (theta, k, prev) => k >= 3 && Math.abs(theta - prev) <= 0.1 * settings.tol * theta && kwFactor(n, k, settings.delta) <= 1 + settings.tol,
+        },
+      );
+      iterations = res.steps;
+      estimate = Math.sqrt(res.theta);
+      direction = wide ? await op.adjoint(res.ritzVector) : res.ritzVector;
+      const factor = res.invariant && res.steps >= n ? 1 : kwFactor(n, res.steps, settings.delta);
+      if (Number.isFinite(factor)) {
+        const margin = roundingMargin(composed.gammaSum, composed.absNorm);
+        candidates.push({ value: Math.sqrt(res.theta * factor * factor + margin), kind: 'probabilistic', method: `lanczos-kw(k=${res.steps})` });
+      }
+    } finally {
+      await op.dispose();
+    }
+  }
+  const allowed = candidates.filter((c) => (settings.certify === 'strict' ? c.kind === 'certified' : settings.certify === 'off' ? c.kind === 'probabilistic' : true));
+  if (allowed.length === 0) {
+    if (settings.certify === 'strict') throw new LipcheckError('CERTIFY', `--certify strict: no certified bound for operator ${region.id} (${region.nodes.map((n) => `'${n.name}'`).join(', ')}).`);
+    throw new LipcheckError('RUNTIME', `No upper bound for operator ${region.id} (${region.nodes.map((n) => `'${n.name}'`).join(', ')}): Lanczos did not reach a usable certificate in ${iterations} steps. Raise --iterations.`);
+  }
+  const upper = allowed.reduce((a, b) => (b.value < a.value ? b : a));
+  return { estimate, upper, candidates, iterations, ms: performance.now() - t0, direction };
+}

@@ -1,0 +1,169 @@
+import type { LinearRegion } from '../ir/merge.js';
+import { sizeOf, toFloat64, type Tensor } from '../ir/tensor.js';
+import type { LinearNode, LinearPrim, Shape } from '../ir/types.js';
+import { convInfNorm, convSpectralNormBound } from '../linalg/conv-spectrum.js';
+import { BudgetExceededError, denseInfNorm, denseSpectralNormBound } from '../linalg/dense.js';
+import type { NormKind } from './kinds.js';
+
+/** Per-primitive numbers the region composition needs. */
+interface PrimBounds {
+  /** Certified bound on the prim's operator norm (ℓ2 or ℓ∞). */
+  readonly norm: number;
+  /** Bound on ‖|A|‖₂ (entrywise absolute value), for the float32 rounding margin. */
+  readonly absNorm: number;
+  /** Terms summed per output element (for γ_K). */
+  readonly inner: number;
+  readonly method: string;
+}
+
+function maxAbs(t: Tensor): number {
+  let m = 0;
+  for (const v of toFloat64(t)) m = Math.max(m, Math.abs(v));
+  return m;
+}
+
+function convColumnSum(w: Float64Array, dims: readonly number[], group: number): number {
+  const [cout, cinG] = dims;
+  const taps = sizeOf(dims.slice(2));
+  const perGroupOut = cout / group;
+  let best = 0;
+  for (let g = 0; g < group; g++) for (let ci = 0; ci < cinG; ci++) {
+    let s = 0;
+    for (let co = g * perGroupOut; co < (g + 1) * perGroupOut; co++) for (let t = 0; t < taps; t++) s += Math.abs(w[(co * cinG + ci) * taps + t]);
+    best = Math.max(best, s);
+  }
+  return best;
+}
+
+/** The 2-D matrices of a (possibly batched) MatMul weight, as [rows, cols, data] row-major. */
+function matrices(t: Tensor): { rows: number; cols: number; data: Float64Array }[] {
+  const d = toFloat64(t);
+  if (t.dims.length === 1) return [{ rows: t.dims[0], cols: 1, data: d }];
+  const rows = t.dims[t.dims.length - 2], cols = t.dims[t.dims.length - 1];
+  const out = [];
+  for (let o = 0; o < d.length; o += rows * cols) out.push({ rows, cols, data: d.subarray(o, o + rows * cols) });
+  return out;
+}
+
+function transposed(m: { rows: number; cols: number; data: Float64Array }): Float64Array {
+  const out = new Float64Array(m.data.length);
+  for (let i = 0; i < m.rows; i++) for (let j = 0; j < m.cols; j++) out[j * m.rows + i] = m.data[i * m.cols + j];
+  return out;
+}
+
+function primBounds(n: LinearNode, norm: NormKind, budgetMs: number): PrimBounds {
+  const p: LinearPrim = n.prim;
+  const inShape = n.inShapes[0];
+  const spread = Math.sqrt(Math.max(1, sizeOf(n.outShape) / Math.max(1, sizeOf(inShape))));
+  switch (p.op) {
+    case 'conv':
+    case 'convTranspose': {
+      const w = toFloat64(p.weight);
+      const rows = convInfNorm({ weight: w, weightDims: [...p.weight.dims] });
+      const cols = convColumnSum(w, p.weight.dims, p.group);
+      const [rowSum, colSum] = p.op === 'conv' ? [rows, cols] : [cols, rows];
+      const inner = (p.weight.dims[1] * sizeOf(p.weight.dims.slice(2)));
+      const absNorm = Math.sqrt(rowSum * colSum);
+      if (norm === 'inf') return { norm: rowSum, absNorm, inner, method: 'row-sum' };
+      const spatial = p.op === 'conv' ? inShape.slice(2) : n.outShape.slice(2);
+      if (budgetMs <= 0) return { norm: absNorm, absNorm, inner, method: 'schur' };
+      try {
+        const b = convSpectralNormBound({ weight: w, weightDims: [...p.weight.dims], group: p.group, dilations: [...p.dilations], inputSpatial: [...spatial] }, { budgetMs });
+        return { norm: Math.min(b.value, absNorm), absNorm, inner, method: b.value <= absNorm ? b.method : 'schur' };
+      } catch (e) {
+        if (!(e instanceof BudgetExceededError)) throw e;
+        // ‖A‖₂ ≤ sqrt(‖A‖₁‖A‖∞) (Schur): certified, looser, and free.
+        return { norm: absNorm, absNorm, inner, method: 'schur' };
+      }
+    }
+    case 'matmul': {
+      let best = 0, absBest = 0, method = 'exact-svd';
+      const ms = matrices(p.weight);
+      for (const m of ms) {
+        // x·W acts on rows of x: its ℓ∞ rows are W's columns; W·x acts on columns: rows are W's rows.
+        const rowSum = p.side === 'right' ? denseInfNorm(transposed(m), m.cols, m.rows) : denseInfNorm(m.data, m.rows, m.cols);
+        const colSum = p.side === 'right' ? denseInfNorm(m.data, m.rows, m.cols) : denseInfNorm(transposed(m), m.cols, m.rows);
+        absBest = Math.max(absBest, Math.sqrt(rowSum * colSum));
+        if (norm === 'inf') { best = Math.max(best, rowSum); method = 'row-sum'; continue; }
+        if (budgetMs <= 0) { best = Math.max(best, Math.sqrt(rowSum * colSum)); method = 'schur'; continue; }
+        const b = denseSpectralNormBound(m.data, m.rows, m.cols, { budgetMs });
+        best = Math.max(best, b.value);
+        method = b.method;
+      }
+      const inner = p.weight.dims.length === 1 ? p.weight.dims[0] : p.side === 'right' ? p.weight.dims[p.weight.dims.length - 2] : p.weight.dims[p.weight.dims.length - 1];
+      return { norm: best * (norm === 'inf' ? 1 : spread), absNorm: absBest * spread, inner, method };
+    }
+    case 'scale': {
+      const m = maxAbs(p.factor);
+      // a scalar factor commutes with everything: it keeps an exact bound exact
+      return { norm: m * (norm === 'inf' ? 1 : spread), absNorm: m * spread, inner: 1, method: sizeOf(p.factor.dims) === 1 ? 'exact' : 'max-abs' };
+    }
+    case 'reshape': case 'transpose': return { norm: 1, absNorm: 1, inner: 0, method: 'isometry' };
+    case 'pad': return { norm: 1, absNorm: 1, inner: 0, method: 'isometry' };
+    case 'axisMatrix': {
+      const rowSum = denseInfNorm(p.matrix, p.rows, p.cols);
+      const colSum = denseInfNorm(transposed({ rows: p.rows, cols: p.cols, data: p.matrix }), p.cols, p.rows);
+      const absNorm = Math.sqrt(rowSum * colSum);
+      if (norm === 'inf') return { norm: rowSum, absNorm, inner: p.cols, method: 'row-sum' };
+      // selections (one 1 per row, distinct columns) are exact as Schur bounds; general matrices get an SVD
+      if (absNorm <= 1 || budgetMs <= 0) return { norm: absNorm, absNorm, inner: p.cols, method: absNorm <= 1 ? 'exact' : 'schur' };
+      const b = denseSpectralNormBound(p.matrix, p.rows, p.cols, { budgetMs });
+      return { norm: b.value, absNorm, inner: p.cols, method: b.method };
+    }
+    case 'reduce': {
+      const m = p.axes.reduce((a, ax) => a * inShape[ax], 1);
+      const l2 = p.mean ? 1 / Math.sqrt(m) : Math.sqrt(m);
+      return { norm: norm === 'inf' ? (p.mean ? 1 : m) : l2, absNorm: l2, inner: m, method: 'exact' };
+    }
+    case 'expand': return { norm: norm === 'inf' ? 1 : spread, absNorm: spread, inner: 0, method: 'exact' };
+    case 'sum': case 'concat': return { norm: 1, absNorm: 1, inner: n.inputs.length, method: 'composition' };
+  }
+}
+
+/** What the composition gives for one region. */
+export interface RegionBound {
+  /** Certified upper bound on the region's operator norm: exact where the region has one weighted op, else a composition. */
+  readonly value: number;
+  readonly method: string;
+  /** Bound on ‖|A|‖₂ and Σγ over the chain, for the float32 rounding margin of ORT-evaluated products. */
+  readonly absNorm: number;
+  readonly gammaSum: number;
+}
+
+const U32 = 2 ** -24;
+const gamma32 = (k: number) => (k * U32) / (1 - k * U32);
+
+/**
+ * `budgetMs` ≤ 0 skips the costly certificates (SVD, circular FFT) and uses Schur's bound sqrt(‖A‖₁‖A‖∞) instead.
+ * A certified bound on a merged linear operator's norm (ℓ2 or ℓ∞), composing per-prim certified bounds over the
+ * region's DAG (ALGORITHMS.md §1–2): sums add, concatenations combine in quadrature (ℓ2) or by max (ℓ∞). Exact when
+ * the region holds one weighted op between isometries; a product of norms (looser) when it holds several.
+ */
+export function regionBound(region: LinearRegion, norm: NormKind, budgetMs = 20000): RegionBound {
+  const l = new Map<string, { v: number; abs: number }>([[region.input, { v: 1, abs: 1 }]]);
+  let gammaSum = 0;
+  const weighted: string[] = [];
+  for (const n of region.nodes) {
+    const b = primBounds(n, norm, budgetMs);
+    gammaSum += gamma32(b.inner + 1);
+    const trivial = b.method === 'isometry' || b.method === 'exact' || (b.method === 'composition' && n.inputs.length < 2);
+    if (!trivial) weighted.push(b.method);
+    const ins = n.inputs.map((i) => l.get(i)!);
+    let v: number, abs: number;
+    if (n.prim.op === 'sum') {
+      const spreads = n.inShapes.map((s) => (norm === 'inf' ? 1 : Math.sqrt(sizeOf(n.outShape) / sizeOf(s))));
+      v = ins.reduce((a, x, i) => a + Math.abs(n.prim.op === 'sum' ? (n.prim as { signs: readonly number[] }).signs[i] : 1) * spreads[i] * x.v, 0);
+      abs = ins.reduce((a, x, i) => a + spreads[i] * x.abs, 0);
+    } else if (n.prim.op === 'concat') {
+      v = norm === 'inf' ? Math.max(...ins.map((x) => x.v)) : Math.sqrt(ins.reduce((a, x) => a + x.v * x.v, 0));
+      abs = Math.sqrt(ins.reduce((a, x) => a + x.abs * x.abs, 0));
+    } else {
+      v = b.norm * ins[0].v;
+      abs = b.absNorm * ins[0].abs;
+    }
+    l.set(n.output, { v, abs });
+  }
+  const out = l.get(region.output)!;
+  const method = weighted.length === 0 ? 'exact' : weighted.length === 1 ? weighted[0] : `product(${weighted.join(',')})`;
+  return { value: out.v, method, absNorm: out.abs, gammaSum };
+}

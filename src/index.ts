@@ -1,0 +1,102 @@
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { LipcheckError } from './errors.js';
+import { composeAutoLip } from './estimators/autolip.js';
+import type { NormKind } from './estimators/kinds.js';
+import { measureRegion, type OperatorNorm } from './estimators/operator-norm.js';
+import { buildIr } from './ir/build.js';
+import { mergeLinear } from './ir/merge.js';
+import { providerFor, type Device } from './linalg/runtime.js';
+import { witnessLowerBound } from './linalg/witness.js';
+import { decodeModel, readModelBytes } from './onnx/read-model.js';
+import { encodeForRuntime } from './onnx/writer.js';
+import { SCHEMA_VERSION, type LipschitzReport, type LowerBound } from './report/report.js';
+
+export { LipcheckError } from './errors.js';
+export type { LipschitzReport } from './report/report.js';
+
+/** Analysis options; every field has a default. */
+export interface AnalyzeOptions {
+  readonly norm?: NormKind;
+  readonly seed?: number;
+  readonly delta?: number;
+  readonly tol?: number;
+  readonly iterations?: number;
+  readonly certify?: 'strict' | 'auto' | 'off';
+  readonly device?: Device;
+  readonly threads?: number;
+  readonly inputName?: string;
+  readonly outputName?: string;
+  readonly inputShape?: readonly number[];
+  /** Witness pairs run through the original model for the lower bound (0 disables it). */
+  readonly lowerPairs?: number;
+  readonly lowerBudgetMs?: number;
+  /** Per-operator time budget for deterministic certificates. */
+  readonly certifyBudgetMs?: number;
+  readonly onProgress?: (done: number, total: number, what: string) => void;
+}
+
+/** Defaults shared by the library and the CLI. */
+export const DEFAULTS = { norm: '2' as NormKind, seed: 0, delta: 1e-6, tol: 0.05, iterations: 200, certify: 'auto' as const, device: 'auto' as Device, lowerPairs: 64, lowerBudgetMs: 5000, certifyBudgetMs: 20000 };
+
+const VERSION: string = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')).version;
+
+/** Reads an ONNX model and computes AutoLip bounds on its Lipschitz constant, with a witnessed lower bound. */
+export async function analyze(model: string | { bytes: Uint8Array; name: string }, options: AnalyzeOptions = {}): Promise<LipschitzReport> {
+  const o = { ...DEFAULTS, ...Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) } as typeof DEFAULTS & AnalyzeOptions;
+  const t0 = performance.now();
+  const bytes = typeof model === 'string' ? readModelBytes(model) : model.bytes;
+  const path = typeof model === 'string' ? model : model.name;
+  const onnx = decodeModel(bytes, path);
+  const tLoad = performance.now();
+  const runtime = { device: o.device, threads: o.threads };
+  const built = await buildIr(onnx, { inputName: o.inputName, outputName: o.outputName, inputShape: o.inputShape, seed: o.seed, runtime });
+  const tBuild = performance.now();
+  const blocks = mergeLinear(built.ir);
+  const regions = blocks.flatMap((b) => (b.kind === 'operator' ? [b.region] : []));
+  const norms = new Map<string, OperatorNorm>();
+  const settings = { norm: o.norm, certify: o.certify, delta: o.delta, tol: o.tol, maxIterations: o.iterations, seed: o.seed, runtime, budgetMs: o.certifyBudgetMs };
+  for (const [i, r] of regions.entries()) {
+    o.onProgress?.(i, regions.length, r.id);
+    norms.set(r.id, await measureRegion(r, settings, i));
+  }
+  o.onProgress?.(regions.length, regions.length, 'done');
+  const tNorms = performance.now();
+  const result = composeAutoLip(built.ir, blocks, norms, o.norm);
+  const probabilistic = [...norms.values()].filter((m) => m.upper.kind === 'probabilistic').length;
+
+  let lower: LowerBound | null = null;
+  if (o.lowerPairs > 0 && result.status !== 'discontinuous') {
+    const hints = regions.length && regions[0].input === built.ir.input ? [norms.get(regions[0].id)!.direction].filter((d): d is Float64Array => d !== null) : [];
+    const w = await witnessLowerBound(encodeForRuntime(onnx, []), built.inputName, built.outputName, built.inputShape, runtime, { seed: o.seed, pairs: o.lowerPairs, inf: o.norm === 'inf', hints, budgetMs: o.lowerBudgetMs });
+    lower = { value: w.ratio, kind: 'lower', method: 'witness-pairs', pairs: w.pairs };
+    if (result.upper && w.ratio > result.upper.value * (1 + 1e-4)) {
+      throw new LipcheckError('INTERNAL', `A witnessed pair gives ‖f(x)−f(x')‖/‖x−x'‖ = ${w.ratio} above the reported upper bound ${result.upper.value} (${result.upper.kind}, ${result.upper.method}). The upper bound is wrong: please report this with the model.`);
+    }
+  }
+  const tLower = performance.now();
+  const provider = providerFor(o.device);
+  const warnings = [...built.ir.warnings];
+  if (provider?.notice) warnings.push(provider.notice);
+  return {
+    schemaVersion: SCHEMA_VERSION,
+    tool: { name: 'lipcheck', version: VERSION },
+    model: { path, sha256: createHash('sha256').update(bytes).digest('hex'), bytes: bytes.length, producer: onnx.producer, opset: onnx.opsets.get('') ?? 0, irVersion: onnx.irVersion },
+    input: { name: built.inputName, shape: built.inputShape },
+    output: { name: built.outputName, shape: built.outputShape },
+    norm: o.norm,
+    settings: { method: 'autolip', seed: o.seed, delta: o.delta, tol: o.tol, iterations: o.iterations, certify: o.certify, device: o.device, provider: provider?.provider ?? 'cpu' },
+    global: {
+      status: result.status,
+      upper: result.upper,
+      estimate: result.estimate,
+      lower,
+      ratio: result.upper && lower && lower.value > 0 ? result.upper.value / lower.value : null,
+      failureProbability: Math.min(1, probabilistic * o.delta),
+      reasons: result.reasons,
+    },
+    layers: result.layers,
+    warnings,
+    timings: { loadMs: tLoad - t0, buildMs: tBuild - tLoad, normsMs: tNorms - tBuild, lowerMs: tLower - tNorms, totalMs: tLower - t0 },
+  };
+}

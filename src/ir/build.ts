@@ -1,0 +1,212 @@
+import { LipcheckError } from '../errors.js';
+import { ModelRunner, randomTensor } from '../linalg/runner.js';
+import type { RuntimeOptions } from '../linalg/runtime.js';
+import type { OnnxModel, OnnxNode } from '../onnx/read-model.js';
+import { DATA_TYPES } from '../onnx/proto.js';
+import { encodeForRuntime } from '../onnx/writer.js';
+import { UnsupportedNode, type ConvertContext, type InputValue } from '../ops/context.js';
+import { findOp } from '../ops/registry.js';
+import { isFloatType, type DType, type Tensor } from './tensor.js';
+import type { IrGraph, IrNode, Shape } from './types.js';
+
+/** Which part of the model to analyse, and at what input shape. */
+export interface BuildOptions {
+  readonly inputName?: string;
+  readonly outputName?: string;
+  readonly inputShape?: readonly number[];
+  readonly seed: number;
+  readonly runtime: RuntimeOptions;
+}
+
+/** The IR plus what the build learned about the model. */
+export interface BuildResult {
+  readonly ir: IrGraph;
+  readonly inputName: string;
+  readonly outputName: string;
+  readonly inputShape: Shape;
+  readonly outputShape: Shape;
+  readonly otherInputs: readonly string[];
+}
+
+/** Ops whose output depends only on the input's shape, never its values. */
+const SHAPE_ONLY = new Set(['Shape', 'Size']);
+
+function topoOrder(model: OnnxModel, needed: Set<OnnxNode>, available: Set<string>): OnnxNode[] {
+  const producer = new Map<string, OnnxNode>();
+  for (const n of model.nodes) for (const o of n.outputs) if (o) producer.set(o, n);
+  const order: OnnxNode[] = [];
+  const state = new Map<OnnxNode, 1 | 2>();
+  const visit = (n: OnnxNode, path: OnnxNode[]) => {
+    const s = state.get(n);
+    if (s === 2) return;
+    if (s === 1) {
+      const cycle = [...path.slice(path.indexOf(n)), n].map((m) => `'${m.name}'`).join(' → ');
+      throw new LipcheckError('UNREADABLE', `${model.file}: the graph has a cycle (${cycle}). ONNX graphs must be acyclic; re-export the model.`);
+    }
+    state.set(n, 1);
+    for (const i of n.inputs) {
+      if (!i || available.has(i)) continue;
+      const p = producer.get(i);
+      if (!p) throw new LipcheckError('UNREADABLE', `${model.file}: ${n.opType} node '${n.name}' reads '${i}', which no node, initializer or graph input provides. The model is incomplete; re-export it.`);
+      visit(p, [...path, n]);
+    }
+    state.set(n, 2);
+    if (needed.has(n)) order.push(n);
+  };
+  for (const n of model.nodes) if (needed.has(n)) visit(n, []);
+  return order;
+}
+
+function chooseInput(model: OnnxModel, options: BuildOptions) {
+  const candidates = model.inputs.filter((i) => !model.initializers.has(i.name));
+  if (candidates.length === 0) throw new LipcheckError('UNSUPPORTED', `${model.file} declares no graph input (every input has an initializer), so there is nothing to analyse.`);
+  let input = candidates[0];
+  if (options.inputName) {
+    const found = candidates.find((c) => c.name === options.inputName);
+    if (!found) throw new LipcheckError('USAGE', `--input '${options.inputName}' is not an input of ${model.file}; its inputs are ${candidates.map((c) => `'${c.name}'`).join(', ')}.`);
+    input = found;
+  } else if (candidates.length > 1) {
+    throw new LipcheckError('USAGE', `${model.file} has ${candidates.length} inputs (${candidates.map((c) => `'${c.name}'`).join(', ')}); choose the one to analyse with --input NAME.`);
+  }
+  const elem = DATA_TYPES[input.elemType] as DType | undefined;
+  if (elem && !isFloatType(elem)) throw new LipcheckError('UNSUPPORTED', `Input '${input.name}' of ${model.file} has type ${elem}; a Lipschitz constant needs a real-valued (float) input.`);
+  const declared = input.dims;
+  let shape: number[];
+  if (options.inputShape) {
+    shape = [...options.inputShape];
+    if (declared && declared.length !== shape.length) {
+      throw new LipcheckError('USAGE', `--input-shape ${shape.join(',')} has ${shape.length} dimensions, but input '${input.name}' of ${model.file} has ${declared.length} ([${declared.map((d) => d ?? '?').join(', ')}]).`);
+    }
+    declared?.forEach((d, i) => {
+      if (typeof d === 'number' && d !== shape[i]) {
+        throw new LipcheckError('USAGE', `--input-shape ${shape.join(',')} contradicts input '${input.name}' of ${model.file}: dimension ${i} is fixed at ${d}.`);
+      }
+    });
+  } else {
+    if (!declared) throw new LipcheckError('USAGE', `Input '${input.name}' of ${model.file} declares no shape; give one with --input-shape, e.g. --input-shape 1,3,224,224.`);
+    shape = declared.map((d, i) => {
+      if (typeof d === 'number') return d;
+      if (i === 0) return 1;
+      throw new LipcheckError('USAGE', `Input '${input.name}' of ${model.file} has a symbolic dimension ${i} ('${d ?? '?'}') in [${declared.map((x) => x ?? '?').join(', ')}]; give a concrete shape with --input-shape, e.g. --input-shape ${declared.map((x, j) => (typeof x === 'number' ? x : j === 0 ? 1 : 'N')).join(',')}.`);
+    });
+  }
+  if (shape.some((d) => !Number.isSafeInteger(d) || d < 1)) throw new LipcheckError('USAGE', `Input shape [${shape.join(', ')}] must have positive integer dimensions.`);
+  return { input, shape, others: candidates.filter((c) => c !== input) };
+}
+
+/** Builds the Lipschitz IR of a model between one input and one output (runs the model once in onnxruntime). */
+export async function buildIr(model: OnnxModel, options: BuildOptions): Promise<BuildResult> {
+  const { input, shape, others } = chooseInput(model, options);
+  const outputName = options.outputName ?? model.outputs[0]?.name;
+  if (!outputName || (options.outputName && !model.outputs.some((o) => o.name === options.outputName))) {
+    throw new LipcheckError('USAGE', `--output '${options.outputName}' is not an output of ${model.file}; its outputs are ${model.outputs.map((o) => `'${o.name}'`).join(', ')}.`);
+  }
+  const available = new Set<string>([...model.initializers.keys(), ...model.inputs.map((i) => i.name)]);
+  const producer = new Map<string, OnnxNode>();
+  for (const n of model.nodes) for (const o of n.outputs) if (o) producer.set(o, n);
+  if (!producer.has(outputName) && outputName !== input.name) {
+    throw new LipcheckError('UNREADABLE', `${model.file}: output '${outputName}' is produced by no node.`);
+  }
+
+  const needed = new Set<OnnxNode>();
+  const stack = [outputName];
+  const seen = new Set<string>();
+  while (stack.length) {
+    const v = stack.pop()!;
+    if (seen.has(v)) continue;
+    seen.add(v);
+    const p = producer.get(v);
+    if (p && !needed.has(p)) { needed.add(p); for (const i of p.inputs) if (i) stack.push(i); }
+  }
+  const order = topoOrder(model, needed, available);
+
+  const dynamic = new Set<string>([input.name]);
+  const dynNodes: OnnxNode[] = [];
+  for (const n of order) {
+    if (SHAPE_ONLY.has(n.opType)) continue;
+    if (n.inputs.some((i) => dynamic.has(i))) { dynNodes.push(n); for (const o of n.outputs) if (o) dynamic.add(o); }
+  }
+  if (!dynamic.has(outputName)) {
+    throw new LipcheckError('UNSUPPORTED', `Output '${outputName}' of ${model.file} does not depend on input '${input.name}': its Lipschitz constant is 0 and there is nothing to analyse.`);
+  }
+
+  const opset = model.opsets.get('') ?? 1;
+  const missing: string[] = [];
+  for (const n of dynNodes) {
+    if (!findOp(n.opType, n.domain, n.domain === '' ? opset : model.opsets.get(n.domain) ?? 1)) {
+      missing.push(`${n.opType}${n.domain ? ` (domain ${n.domain})` : ''} node '${n.name}' (opset ${n.domain === '' ? opset : model.opsets.get(n.domain) ?? '?'})`);
+    }
+  }
+
+  const wanted = new Set<string>();
+  for (const n of dynNodes) {
+    for (const o of n.outputs) if (o) wanted.add(o);
+    for (const i of n.inputs) if (i && !available.has(i)) wanted.add(i);
+  }
+  wanted.delete(input.name);
+  const feeds: Record<string, Tensor> = { [input.name]: randomTensor(shape, options.seed) };
+  for (const o of others) {
+    const dims = (o.dims ?? []).map((d) => (typeof d === 'number' ? d : 1));
+    feeds[o.name] = { dtype: (DATA_TYPES[o.elemType] as DType) ?? 'float32', dims, data: new Float32Array(dims.reduce((a, b) => a * b, 1)) };
+  }
+  const intDyn = new Set<string>();
+  const values = new Map<string, Tensor>();
+  if (missing.length === 0) {
+    const runner = await ModelRunner.create(encodeForRuntime(model, [...wanted]), options.runtime, model.file);
+    try {
+      const out = await runner.run(feeds, [...wanted]);
+      for (const [k, t] of out) values.set(k, t);
+    } catch (e) {
+      const msg = (e as Error).message;
+      if (/dimension|shape|Got invalid|index/i.test(msg)) {
+        throw new LipcheckError('USAGE', `${model.file} cannot run on input '${input.name}' with shape [${shape.join(', ')}]: ${msg.replace(/^onnxruntime failed while evaluating [^:]*: /, '')}. Check --input-shape.`, { cause: e });
+      }
+      throw e;
+    } finally {
+      await runner.release();
+    }
+  }
+
+  const nodes: IrNode[] = [];
+  const reasons: string[] = [];
+  const shapeOf = (name: string): Shape => (name === input.name ? shape : values.get(name)!.dims);
+  const dtypeOf = (name: string): DType => (name === input.name ? 'float32' : values.get(name)!.dtype);
+  for (const n of dynNodes) {
+    const row = findOp(n.opType, n.domain, opset);
+    if (!row) continue;
+    const dynIn = n.inputs.filter((i) => dynamic.has(i));
+    if (dynIn.some((i) => intDyn.has(i) || !isFloatType(dtypeOf(i)))) {
+      for (const o of n.outputs) if (o) intDyn.add(o);
+      nodes.push({ kind: 'discontinuous', reason: 'depends on an integer-valued (piecewise constant) tensor', derived: true, name: n.name, opType: n.opType, inputs: dynIn, inShapes: dynIn.map(shapeOf), output: n.outputs[0], outShape: values.get(n.outputs[0])?.dims ?? [] });
+      continue;
+    }
+    const inputs: InputValue[] = n.inputs.map((name) => {
+      if (!name) return { name: '', dynamic: false, tensor: null };
+      if (dynamic.has(name)) return { name, dynamic: true, shape: shapeOf(name), dtype: dtypeOf(name) };
+      const t = model.initializers.get(name) ?? values.get(name);
+      if (!t) throw new LipcheckError('INTERNAL', `constant '${name}' of node '${n.name}' was not evaluated`);
+      return { name, dynamic: false, tensor: t };
+    });
+    const ctx: ConvertContext = {
+      name: n.name, opType: n.opType, opset, attrs: n.attributes, inputs,
+      outputs: n.outputs, outShapes: n.outputs.map((o) => (o && values.has(o) ? values.get(o)!.dims : [])),
+    };
+    try {
+      const converted = row.convert(ctx);
+      nodes.push(...converted);
+      for (const o of n.outputs) if (o && values.has(o) && !isFloatType(values.get(o)!.dtype)) intDyn.add(o);
+    } catch (e) {
+      if (e instanceof UnsupportedNode) reasons.push(e.message);
+      else throw e;
+    }
+  }
+  if (missing.length || reasons.length) {
+    const lines = [...missing.map((m) => `${m}: op not supported`), ...reasons];
+    throw new LipcheckError('UNSUPPORTED', `${model.file} has ${lines.length} node${lines.length === 1 ? '' : 's'} lipcheck cannot analyse:\n  - ${lines.join('\n  - ')}\nRun 'lipcheck --list-ops' for the supported operators.`, { details: lines });
+  }
+  const outShape = shapeOf(outputName);
+  return {
+    ir: { input: input.name, inputShape: shape, output: outputName, outputShape: outShape, nodes, warnings: others.length ? [`Inputs ${others.map((o) => `'${o.name}'`).join(', ')} are held at zero; only '${input.name}' is analysed.`] : [] },
+    inputName: input.name, outputName, inputShape: shape, outputShape: outShape, otherInputs: others.map((o) => o.name),
+  };
+}

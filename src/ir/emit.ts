@@ -1,0 +1,209 @@
+import type { GraphSpec, NodeSpec, AttrSpec } from '../onnx/writer.js';
+import type { LinearRegion } from './merge.js';
+import { int64Tensor, sizeOf, type Tensor } from './tensor.js';
+import type { LinearNode, LinearPrim, Shape } from './types.js';
+
+/** The opset of every graph lipcheck generates (ReduceSum and Pad take axes/pads as inputs from 13 on). */
+export const EMIT_OPSET = 13;
+
+class Emitter {
+  readonly nodes: NodeSpec[] = [];
+  readonly inits: [string, Tensor][] = [];
+  private k = 0;
+
+  fresh(prefix = 't'): string {
+    return `${prefix}${this.k++}`;
+  }
+  constant(t: Tensor): string {
+    const name = this.fresh('c');
+    const data = t.dtype === 'float32' || t.dtype === 'int64' ? t : { dtype: 'float32' as const, dims: t.dims, data: Float32Array.from(t.data as ArrayLike<number>) };
+    this.inits.push([name, data]);
+    return name;
+  }
+  ints(values: readonly number[]): string {
+    return this.constant(int64Tensor(values));
+  }
+  op(opType: string, inputs: string[], attrs: Record<string, AttrSpec> = {}): string {
+    const out = this.fresh();
+    this.nodes.push({ opType, inputs, outputs: [out], attrs });
+    return out;
+  }
+  reshape(x: string, shape: Shape): string {
+    return this.op('Reshape', [x, this.ints(shape)]);
+  }
+  /** Sums g over the axes along which `from` was broadcast to reach `to`. */
+  unbroadcast(g: string, to: Shape, from: Shape): string {
+    const d = to.length - from.length;
+    const axes: number[] = [];
+    for (let i = 0; i < to.length; i++) if (i < d || (from[i - d] === 1 && to[i] !== 1)) axes.push(i);
+    let out = g;
+    if (axes.length) out = this.op('ReduceSum', [g, this.ints(axes)], { keepdims: { i: 1 } });
+    if (axes.length || d !== 0) out = this.reshape(out, from);
+    return out;
+  }
+  sum(terms: string[]): string {
+    return terms.reduce((a, b) => this.op('Add', [a, b]));
+  }
+  /** Zero padding (positive) and cropping (negative) along every axis, in ONNX pads order. */
+  pad(x: string, shape: Shape, pads: readonly number[]): string {
+    const r = shape.length;
+    let out = x;
+    if (pads.some((p) => p < 0)) {
+      const axes: number[] = [], starts: number[] = [], ends: number[] = [];
+      for (let i = 0; i < r; i++) {
+        if (pads[i] < 0 || pads[i + r] < 0) { axes.push(i); starts.push(Math.max(0, -pads[i])); ends.push(shape[i] - Math.max(0, -pads[i + r])); }
+      }
+      out = this.op('Slice', [out, this.ints(starts), this.ints(ends), this.ints(axes)]);
+    }
+    if (pads.some((p) => p > 0)) out = this.op('Pad', [out, this.ints(pads.map((p) => Math.max(0, p)))], { mode: { s: 'constant' } });
+    return out;
+  }
+  /** y = M along `axis` (M rows×cols; `transpose` applies Mᵀ instead). */
+  axisMatrix(x: string, shape: Shape, axis: number, m: Float64Array, rows: number, cols: number, transpose: boolean): string {
+    const r = shape.length;
+    // MatMul(x, B) contracts x's last axis with B's rows: B = Mᵀ for the forward map, M for its transpose.
+    const b = new Float32Array(rows * cols);
+    const [br, bc] = transpose ? [rows, cols] : [cols, rows];
+    for (let i = 0; i < rows; i++) for (let j = 0; j < cols; j++) {
+      if (transpose) b[i * cols + j] = m[i * cols + j];
+      else b[j * rows + i] = m[i * cols + j];
+    }
+    const bName = this.constant({ dtype: 'float32', dims: [br, bc], data: b });
+    if (axis === r - 1) return this.op('MatMul', [x, bName]);
+    const perm = [...Array(r).keys()].filter((i) => i !== axis).concat([axis]);
+    const inv = perm.map((_, i) => perm.indexOf(i));
+    const moved = this.op('Transpose', [x], { perm: { ints: perm } });
+    return this.op('Transpose', [this.op('MatMul', [moved, bName])], { perm: { ints: inv } });
+  }
+}
+
+function swapLast(t: Tensor): Tensor {
+  const dims = t.dims;
+  if (dims.length < 2) return t;
+  const r = dims[dims.length - 2], c = dims[dims.length - 1];
+  const batch = sizeOf(dims) / (r * c);
+  const src = t.data as ArrayLike<number>;
+  const out = new Float32Array(sizeOf(dims));
+  for (let b = 0; b < batch; b++) for (let i = 0; i < r; i++) for (let j = 0; j < c; j++) out[b * r * c + j * r + i] = src[b * r * c + i * c + j];
+  return { dtype: 'float32', dims: [...dims.slice(0, -2), c, r], data: out };
+}
+
+function convAttrs(p: { group: number; strides: readonly number[]; pads: readonly number[]; dilations: readonly number[]; weight: Tensor }): Record<string, AttrSpec> {
+  return { group: { i: p.group }, strides: { ints: p.strides }, pads: { ints: p.pads }, dilations: { ints: p.dilations }, kernel_shape: { ints: p.weight.dims.slice(2) } };
+}
+
+function forward(e: Emitter, n: LinearNode, xs: string[]): string {
+  const p: LinearPrim = n.prim;
+  const x = xs[0];
+  const inShape = n.inShapes[0];
+  switch (p.op) {
+    case 'conv': return e.op('Conv', [x, e.constant(p.weight)], convAttrs(p));
+    case 'convTranspose': return e.op('ConvTranspose', [x, e.constant(p.weight)], { ...convAttrs(p), output_padding: { ints: p.outputPadding } });
+    case 'matmul': return p.side === 'right' ? e.op('MatMul', [x, e.constant(p.weight)]) : e.op('MatMul', [e.constant(p.weight), x]);
+    case 'scale': return e.op('Mul', [x, e.constant(p.factor)]);
+    case 'reshape': return e.reshape(x, n.outShape);
+    case 'transpose': return e.op('Transpose', [x], { perm: { ints: p.perm } });
+    case 'pad': return e.pad(x, inShape, p.pads);
+    case 'axisMatrix': return e.axisMatrix(x, inShape, p.axis, p.matrix, p.rows, p.cols, false);
+    case 'reduce': {
+      const s = e.op('ReduceSum', [x, e.ints(p.axes)], { keepdims: { i: 1 } });
+      const count = p.axes.reduce((a, ax) => a * inShape[ax], 1);
+      return p.mean ? e.op('Mul', [s, e.constant({ dtype: 'float32', dims: [], data: Float32Array.of(1 / count) })]) : s;
+    }
+    case 'expand': return e.op('Expand', [x, e.ints(n.outShape)]);
+    case 'sum': return e.sum(xs.map((xi, i) => (p.signs[i] < 0 ? e.op('Neg', [xi]) : xi)));
+    case 'concat': {
+      const parts = p.parts.map((part) => ('dynamic' in part ? xs[part.dynamic] : e.constant({ dtype: 'float32', dims: part.zeros, data: new Float32Array(sizeOf(part.zeros)) })));
+      return e.op('Concat', parts, { axis: { i: p.axis } });
+    }
+  }
+}
+
+/** Cotangents for each dynamic input of `n`, given the cotangent `g` of its output. */
+function adjoint(e: Emitter, n: LinearNode, g: string): string[] {
+  const p: LinearPrim = n.prim;
+  const inShape = n.inShapes[0];
+  const out = n.outShape;
+  switch (p.op) {
+    case 'conv': {
+      const r = p.strides.length;
+      const k = p.weight.dims.slice(2);
+      const outputPadding = [...Array(r).keys()].map((i) => inShape[2 + i] - ((out[2 + i] - 1) * p.strides[i] + (k[i] - 1) * p.dilations[i] + 1 - p.pads[i] - p.pads[i + r]));
+      return [e.op('ConvTranspose', [g, e.constant(p.weight)], { ...convAttrs(p), output_padding: { ints: outputPadding } })];
+    }
+    case 'convTranspose': return [e.op('Conv', [g, e.constant(p.weight)], convAttrs(p))];
+    case 'matmul': {
+      const w = p.weight;
+      if (w.dims.length === 1) {
+        const col = e.constant({ dtype: 'float32', dims: p.side === 'right' ? [1, w.dims[0]] : [w.dims[0], 1], data: Float32Array.from(w.data as ArrayLike<number>) });
+        const gShape = p.side === 'right' ? [...out, 1] : [...out.slice(0, -1), 1, out[out.length - 1]];
+        const gr = e.reshape(g, gShape);
+        const prod = p.side === 'right' ? e.op('MatMul', [gr, col]) : e.op('MatMul', [col, gr]);
+        const prodShape = p.side === 'right' ? [...out, w.dims[0]] : [...out.slice(0, -1), w.dims[0], out[out.length - 1]];
+        return [e.unbroadcast(prod, prodShape, inShape)];
+      }
+      const wt = e.constant(swapLast(w.dtype === 'float32' ? w : { dtype: 'float32', dims: w.dims, data: Float32Array.from(w.data as ArrayLike<number>) }));
+      const prod = p.side === 'right' ? e.op('MatMul', [g, wt]) : e.op('MatMul', [wt, g]);
+      const prodShape = out.length === 1 ? inShape : matmulShape(p.side === 'right' ? out : [...w.dims.slice(0, -2), w.dims[w.dims.length - 1], w.dims[w.dims.length - 2]], p.side === 'right' ? [...w.dims.slice(0, -2), w.dims[w.dims.length - 1], w.dims[w.dims.length - 2]] : out);
+      return [e.unbroadcast(prod, prodShape, inShape)];
+    }
+    case 'scale': return [e.unbroadcast(e.op('Mul', [g, e.constant(p.factor)]), out, inShape)];
+    case 'reshape': return [e.reshape(g, inShape)];
+    case 'transpose': return [e.op('Transpose', [g], { perm: { ints: p.perm.map((_, i) => p.perm.indexOf(i)) } })];
+    case 'pad': return [e.pad(g, out, p.pads.map((v) => -v))];
+    case 'axisMatrix': return [e.axisMatrix(g, out, p.axis, p.matrix, p.rows, p.cols, true)];
+    case 'reduce': {
+      const count = p.axes.reduce((a, ax) => a * inShape[ax], 1);
+      const s = p.mean ? e.op('Mul', [g, e.constant({ dtype: 'float32', dims: [], data: Float32Array.of(1 / count) })]) : g;
+      return [e.op('Expand', [s, e.ints(inShape)])];
+    }
+    case 'expand': return [e.unbroadcast(g, out, inShape)];
+    case 'sum': return n.inShapes.map((s, i) => { const u = e.unbroadcast(g, out, s); return p.signs[i] < 0 ? e.op('Neg', [u]) : u; });
+    case 'concat': {
+      const results: string[] = new Array(n.inputs.length);
+      let offset = 0;
+      for (const part of p.parts) {
+        const size = 'dynamic' in part ? n.inShapes[part.dynamic][p.axis] : part.zeros[p.axis];
+        if ('dynamic' in part) results[part.dynamic] = e.op('Slice', [g, e.ints([offset]), e.ints([offset + size]), e.ints([p.axis])]);
+        offset += size;
+      }
+      return results;
+    }
+  }
+}
+
+/** numpy MatMul output shape for operands of rank ≥ 2. */
+function matmulShape(a: Shape, b: Shape): Shape {
+  const ba = a.slice(0, -2), bb = b.slice(0, -2);
+  const r = Math.max(ba.length, bb.length);
+  const batch: number[] = [];
+  for (let i = 0; i < r; i++) {
+    const x = ba[ba.length - r + i] ?? 1, y = bb[bb.length - r + i] ?? 1;
+    batch.push(Math.max(x, y));
+  }
+  return [...batch, a[a.length - 2], b[b.length - 1]];
+}
+
+/** The ONNX graph computing a region's linear map: input 'x' (region input shape) → output 'y'. */
+export function emitForward(region: LinearRegion): GraphSpec {
+  const e = new Emitter();
+  const names = new Map<string, string>([[region.input, 'x']]);
+  for (const n of region.nodes) names.set(n.output, forward(e, n, n.inputs.map((i) => names.get(i)!)));
+  e.nodes.push({ opType: 'Identity', inputs: [names.get(region.output)!], outputs: ['y'] });
+  return { opset: EMIT_OPSET, inputs: [{ name: 'x', dims: region.inShape }], outputs: [{ name: 'y', dims: region.outShape }], nodes: e.nodes, initializers: e.inits, name: region.id };
+}
+
+/** The ONNX graph of the adjoint: input 'y' (region output shape) → output 'x', by reverse accumulation. */
+export function emitAdjoint(region: LinearRegion): GraphSpec {
+  const e = new Emitter();
+  const cot = new Map<string, string[]>([[region.output, ['y']]]);
+  for (const n of [...region.nodes].reverse()) {
+    const terms = cot.get(n.output);
+    if (!terms) continue;
+    const g = e.sum(terms);
+    const grads = adjoint(e, n, g);
+    n.inputs.forEach((inp, i) => cot.set(inp, [...(cot.get(inp) ?? []), grads[i]]));
+  }
+  e.nodes.push({ opType: 'Identity', inputs: [e.sum(cot.get(region.input) ?? [])], outputs: ['x'] });
+  return { opset: EMIT_OPSET, inputs: [{ name: 'y', dims: region.outShape }], outputs: [{ name: 'x', dims: region.inShape }], nodes: e.nodes, initializers: e.inits, name: `${region.id}-adjoint` };
+}

@@ -1,0 +1,513 @@
+import { LipcheckError } from '../errors.js';
+import {
+  BudgetExceededError,
+  LANCZOS_SEED,
+  type NormBound,
+  UNDERFLOW_SLACK,
+  UNIT_ROUNDOFF as U,
+  exponentOf,
+  gamma,
+  maxAbsFinite,
+  roundUp,
+  sqrtUp,
+  tridiagonalLargestEigenvalue,
+} from './dense.js';
+import { Random } from './random.js';
+
+/** A convolution's weights and geometry, in ONNX Conv terms. */
+export interface ConvSpec {
+  weight: Float32Array | Float64Array;
+  /** ONNX Conv layout [Cout, Cin/group, k1, ..., kd], d = 1, 2 or 3. */
+  weightDims: number[];
+  group: number;
+  dilations: number[];
+  /** Spatial size n of the input, per dim. */
+  inputSpatial: number[];
+}
+
+interface Geometry {
+  d: number;
+  group: number;
+  coutG: number;
+  cinG: number;
+  kernel: number[];
+  taps: number;
+  dilations: number[];
+  /** The circular grid N_a = n_a + (k_a − 1)·dilation_a. */
+  grid: number[];
+}
+
+function checkSpec(spec: ConvSpec): Geometry {
+  const dims = spec.weightDims;
+  const d = dims.length - 2;
+  const shape = `[${dims.join(', ')}]`;
+  if (d < 1 || d > 3) throw new LipcheckError('UNSUPPORTED', `Conv weight shape ${shape} has ${d} spatial dims; only 1, 2 or 3 are supported.`);
+  if (!dims.every((v) => Number.isInteger(v) && v >= 1)) throw new LipcheckError('INTERNAL', `Conv weight shape ${shape} must hold positive integers.`);
+  const size = dims.reduce((a, b) => a * b, 1);
+  if (spec.weight.length !== size) throw new LipcheckError('INTERNAL', `Conv weight shape ${shape} needs ${size} values, got ${spec.weight.length}.`);
+  const group = spec.group;
+  if (!Number.isInteger(group) || group < 1 || dims[0] % group !== 0) {
+    throw new LipcheckError('INTERNAL', `Conv group ${group} must be a positive integer dividing the ${dims[0]} output channels.`);
+  }
+  const check = (name: string, v: number[]): void => {
+    if (v.length !== d || !v.every((x) => Number.isInteger(x) && x >= 1)) {
+      throw new LipcheckError('INTERNAL', `Conv ${name} [${v.join(', ')}] must be ${d} positive integers for weight shape ${shape}.`);
+    }
+  };
+  check('dilations', spec.dilations);
+  check('input spatial size', spec.inputSpatial);
+  const kernel = dims.slice(2);
+  return {
+    d,
+    group,
+    coutG: dims[0] / group,
+    cinG: dims[1],
+    kernel,
+    taps: kernel.reduce((a, b) => a * b, 1),
+    dilations: spec.dilations.slice(),
+    grid: kernel.map((k, a) => spec.inputSpatial[a] + (k - 1) * spec.dilations[a]),
+  };
+}
+
+/**
+ * Bound on |τ̂ − τ| for a computed twiddle τ̂ ≈ exp(−2πi·r/N): the argument fl(fl(2π·r)/N) is off by ≤ 3.01u·2π < 19u,
+ * V8's fdlibm cos and sin err by < 1 ulp ≤ 2u, so each part errs by < 21u and the complex value by < 30u; 64u leaves
+ * room for a libm twice as bad.
+ */
+const TWIDDLE_ERROR = 64 * U;
+
+/**
+ * Measured MACs per ms of the block kernels (Hermitian product, Cholesky) on this machine, lowered by a third so the
+ * budget check errs towards throwing early rather than running long.
+ */
+const CONV_MACS_PER_MS = 5e5;
+
+/** One per conjugate pair ±ω of the N-grid (K̂(−ω) = conj K̂(ω) has the same singular values): linear indices. */
+function halfGrid(grid: number[]): Int32Array {
+  const total = grid.reduce((a, b) => a * b, 1);
+  const out: number[] = [];
+  const idx = new Array<number>(grid.length).fill(0);
+  for (let lin = 0; lin < total; lin++) {
+    let rem = lin;
+    for (let a = grid.length - 1; a >= 0; a--) {
+      idx[a] = rem % grid[a];
+      rem = Math.floor(rem / grid[a]);
+    }
+    let neg = 0;
+    for (let a = 0; a < grid.length; a++) neg = neg * grid[a] + ((grid[a] - idx[a]) % grid[a]);
+    if (lin <= neg) out.push(lin);
+  }
+  return Int32Array.from(out);
+}
+
+/** Per-tap phases exp(−2πi⟨ω, tap·dilation⟩/N) for frequency `lin`, in the weight's tap order (last axis fastest). */
+function tapPhases(geo: Geometry, cosT: Float64Array[], sinT: Float64Array[], lin: number, pr: Float64Array, pi: Float64Array): void {
+  const omega = new Array<number>(geo.d);
+  let rem = lin;
+  for (let a = geo.d - 1; a >= 0; a--) {
+    omega[a] = rem % geo.grid[a];
+    rem = Math.floor(rem / geo.grid[a]);
+  }
+  pr[0] = 1;
+  pi[0] = 0;
+  let size = 1;
+  for (let a = 0; a < geo.d; a++) {
+    const k = geo.kernel[a];
+    const n = geo.grid[a];
+    const step = (omega[a] * geo.dilations[a]) % n;
+    for (let p = size - 1; p >= 0; p--) {
+      const xr = pr[p];
+      const xi = pi[p];
+      for (let t = k - 1; t >= 0; t--) {
+        const r = (step * t) % n;
+        const c = cosT[a][r];
+        const s = sinT[a][r];
+        pr[p * k + t] = xr * c - xi * s;
+        pi[p * k + t] = xr * s + xi * c;
+      }
+    }
+    size *= k;
+  }
+}
+
+/**
+ * The c_small × c_big block B of group g at the frequency whose tap phases are (pr, pi), with B = K̂ᵀ when
+ * c_in/g ≤ c_out/g and B = K̂ otherwise, so that B·Bᴴ is the smaller Gram matrix (up to conjugation).
+ */
+function fillBlock(geo: Geometry, w: Float64Array, g: number, pr: Float64Array, pi: Float64Array, br: Float64Array, bi: Float64Array): void {
+  const { coutG, cinG, taps } = geo;
+  const inIsSmall = cinG <= coutG;
+  const cb = inIsSmall ? coutG : cinG;
+  for (let o = 0; o < coutG; o++) {
+    for (let i = 0; i < cinG; i++) {
+      const base = ((g * coutG + o) * cinG + i) * taps;
+      let sr = 0;
+      let si = 0;
+      for (let t = 0; t < taps; t++) {
+        const x = w[base + t];
+        sr += x * pr[t];
+        si += x * pi[t];
+      }
+      const at = inIsSmall ? i * cb + o : o * cb + i;
+      br[at] = sr;
+      bi[at] = si;
+    }
+  }
+}
+
+/** Upward bound on ‖B‖_F² for the computed block (cs·cb complex entries). */
+function frobeniusSquaredUp(br: Float64Array, bi: Float64Array, count: number): number {
+  let s = 0;
+  for (let i = 0; i < count; i++) s += br[i] * br[i] + bi[i] * bi[i];
+  return roundUp(s, 2 * count + 1);
+}
+
+/** The Hermitian m×m matrix H = B·Bᴴ (full storage) for the row-major m×n complex B. */
+function hermitianGram(br: Float64Array, bi: Float64Array, m: number, n: number, hr: Float64Array, hi: Float64Array): void {
+  let i = 0;
+  for (; i + 1 < m; i += 2) {
+    const oi = i * n;
+    const oi1 = oi + n;
+    let j = i;
+    for (; j + 1 < m; j += 2) {
+      const oj = j * n;
+      const oj1 = oj + n;
+      let r00 = 0, i00 = 0, r01 = 0, i01 = 0, r10 = 0, i10 = 0, r11 = 0, i11 = 0;
+      for (let k = 0; k < n; k++) {
+        const ar = br[oi + k], ai = bi[oi + k], cr = br[oi1 + k], ci = bi[oi1 + k];
+        const xr = br[oj + k], xi = bi[oj + k], yr = br[oj1 + k], yi = bi[oj1 + k];
+        r00 += ar * xr + ai * xi; i00 += ai * xr - ar * xi;
+        r01 += ar * yr + ai * yi; i01 += ai * yr - ar * yi;
+        r10 += cr * xr + ci * xi; i10 += ci * xr - cr * xi;
+        r11 += cr * yr + ci * yi; i11 += ci * yr - cr * yi;
+      }
+      hr[i * m + j] = r00; hi[i * m + j] = i00;
+      hr[i * m + j + 1] = r01; hi[i * m + j + 1] = i01;
+      hr[(i + 1) * m + j] = r10; hi[(i + 1) * m + j] = i10;
+      hr[(i + 1) * m + j + 1] = r11; hi[(i + 1) * m + j + 1] = i11;
+    }
+    if (j < m) {
+      const oj = j * n;
+      let r0 = 0, i0 = 0, r1 = 0, i1 = 0;
+      for (let k = 0; k < n; k++) {
+        const xr = br[oj + k], xi = bi[oj + k];
+        const ar = br[oi + k], ai = bi[oi + k], cr = br[oi1 + k], ci = bi[oi1 + k];
+        r0 += ar * xr + ai * xi; i0 += ai * xr - ar * xi;
+        r1 += cr * xr + ci * xi; i1 += ci * xr - cr * xi;
+      }
+      hr[i * m + j] = r0; hi[i * m + j] = i0;
+      hr[(i + 1) * m + j] = r1; hi[(i + 1) * m + j] = i1;
+    }
+  }
+  if (i < m) {
+    const oi = i * n;
+    let s = 0;
+    for (let k = 0; k < n; k++) s += br[oi + k] * br[oi + k] + bi[oi + k] * bi[oi + k];
+    hr[i * m + i] = s;
+  }
+  // Mirror the upper triangle so that Ĥ is exactly Hermitian, with an exactly real diagonal.
+  for (let r = 0; r < m; r++) {
+    hi[r * m + r] = 0;
+    for (let c = r + 1; c < m; c++) {
+      hr[c * m + r] = hr[r * m + c];
+      hi[c * m + r] = -hi[r * m + c];
+    }
+  }
+}
+
+/** λ_max estimate of the Hermitian m×m matrix (hr, hi) by Lanczos with full reorthogonalisation (approaches from below). */
+function lanczosHermitian(hr: Float64Array, hi: Float64Array, m: number, maxSteps: number): number {
+  const kmax = Math.min(m, maxSteps);
+  const rng = new Random(LANCZOS_SEED);
+  const qr: Float64Array[] = [];
+  const qi: Float64Array[] = [];
+  const alpha: number[] = [];
+  const beta: number[] = [];
+  let vr = rng.unitVector(m);
+  let vi = new Float64Array(m);
+  let theta = 0;
+  const history: number[] = [];
+  for (let k = 0; k < kmax; k++) {
+    qr.push(vr);
+    qi.push(vi);
+    const wr = new Float64Array(m);
+    const wi = new Float64Array(m);
+    for (let i = 0; i < m; i++) {
+      const o = i * m;
+      let sr = 0;
+      let si = 0;
+      for (let j = 0; j < m; j++) {
+        const ar = hr[o + j], ai = hi[o + j], xr = vr[j], xi = vi[j];
+        sr += ar * xr - ai * xi;
+        si += ar * xi + ai * xr;
+      }
+      wr[i] = sr;
+      wi[i] = si;
+    }
+    let a = 0;
+    for (let i = 0; i < m; i++) a += vr[i] * wr[i] + vi[i] * wi[i];
+    alpha.push(a);
+    for (let pass = 0; pass < 2; pass++) {
+      for (let q = 0; q < qr.length; q++) {
+        const ur = qr[q], ui = qi[q];
+        let cr = 0;
+        let ci = 0;
+        for (let i = 0; i < m; i++) {
+          cr += ur[i] * wr[i] + ui[i] * wi[i];
+          ci += ur[i] * wi[i] - ui[i] * wr[i];
+        }
+        for (let i = 0; i < m; i++) {
+          wr[i] -= cr * ur[i] - ci * ui[i];
+          wi[i] -= cr * ui[i] + ci * ur[i];
+        }
+      }
+    }
+    let nb = 0;
+    for (let i = 0; i < m; i++) nb += wr[i] * wr[i] + wi[i] * wi[i];
+    nb = Math.sqrt(nb);
+    theta = tridiagonalLargestEigenvalue(alpha, beta, k + 1);
+    history.push(theta);
+    const h = history.length;
+    if (nb <= 8 * U * Math.abs(theta) || nb === 0) break;
+    if (h >= 3 && Math.abs(theta - history[h - 3]) <= 2 * U * Math.abs(theta)) break;
+    beta.push(nb);
+    vr = wr;
+    vi = wi;
+    for (let i = 0; i < m; i++) {
+      vr[i] /= nb;
+      vi[i] /= nb;
+    }
+  }
+  return theta;
+}
+
+/**
+ * Certified λ_max(H) ≤ returned value when complex Cholesky of fl(s·I − H) runs to completion, else null.
+ * Each computed r_ij comes from a real and an imaginary inner product of length ≤ 2m, so Higham's Lemma 8.4 applied to
+ * both parts (and |a||c| + |b||d| ≤ |z||w|) gives R̂ᴴR̂ = A + ΔA, |ΔA| ≤ √2·γ_{2m+1}|R̂ᴴ||R̂| ≤ γ'|R̂ᴴ||R̂|, γ' = 1.5·γ_{2m+2};
+ * then as in the real case (Rump, BIT 2006) ‖ΔA‖₂ ≤ γ'/(1−γ')·tr(A), and the rounded diagonal adds ≤ 2u·max|A_ii|.
+ */
+function choleskyCertifyHermitian(hr: Float64Array, hi: Float64Array, m: number, s: number, ar: Float64Array, ai: Float64Array): number | null {
+  let trace = 0;
+  let maxDiag = 0;
+  for (let i = 0; i < m; i++) {
+    const o = i * m;
+    for (let j = i + 1; j < m; j++) {
+      ar[o + j] = -hr[o + j];
+      ai[o + j] = -hi[o + j];
+    }
+    const dd = s - hr[o + i];
+    ar[o + i] = dd;
+    ai[o + i] = 0;
+    trace += dd;
+    maxDiag = Math.max(maxDiag, Math.abs(dd));
+  }
+  for (let k = 0; k < m; k++) {
+    const ok = k * m;
+    const piv = ar[ok + k];
+    if (!(piv > 0)) return null;
+    const r = Math.sqrt(piv);
+    ar[ok + k] = r;
+    for (let j = k + 1; j < m; j++) {
+      ar[ok + j] /= r;
+      ai[ok + j] /= r;
+    }
+    for (let i = k + 1; i < m; i++) {
+      const xr = ar[ok + i];
+      const xi = ai[ok + i];
+      const oi = i * m;
+      ar[oi + i] -= xr * xr + xi * xi;
+      for (let j = i + 1; j < m; j++) {
+        const yr = ar[ok + j];
+        const yi = ai[ok + j];
+        ar[oi + j] -= xr * yr + xi * yi;
+        ai[oi + j] -= xr * yi - xi * yr;
+      }
+    }
+  }
+  const gc = roundUp(1.5 * gamma(2 * m + 2), 2);
+  const traceUp = roundUp(Math.max(trace, 0), m + 1);
+  return roundUp(s + roundUp((gc / (1 - gc)) * traceUp, 3) + 2 * U * maxDiag + UNDERFLOW_SLACK, 4);
+}
+
+/**
+ * Certified upper bound on the ℓ2 operator norm of an N-D convolution on an input of the given size, for any
+ * padding and stride: the circular-embedding bound of Sedghi, Gupta & Long (ICLR 2019, Thm 6) as ALGORITHMS.md §2
+ * states it, each frequency block bounded by a Cholesky certificate. Throws BudgetExceededError past `budgetMs`.
+ *
+ * Grid. Output position o (in input coordinates) reads x[o + t·dil], t = 0..k−1, zero outside [0, n). Rows that
+ * touch the input at all have o ∈ [−(k−1)·dil, n−1]: n + (k−1)·dil of them, every padding's and stride's rows among
+ * them (rows beyond are zero and add nothing to the norm). On a circular grid of N = n + (k−1)·dil these o stay
+ * distinct mod N, and every index they read, o + t·dil ∈ [−(k−1)·dil, n−1+(k−1)·dil], falls in [0, n) mod N exactly when
+ * it does unwrapped. So the padded, strided conv is a row- and column-submatrix of the stride-1 circular conv on the
+ * N-grid, and its norm is at most that one's, max over groups and ω of σ_max(K̂(ω)). A smaller N cannot hold the
+ * n + (k−1)·dil distinct rows; a larger one only samples the symbol more finely and never gives a smaller bound.
+ *
+ * Margin, derived. Weights are scaled by an exact power of two. (1) DFT: K̂_oi(ω) = Σ_tap w·τ(ω, tap), each phase a
+ * product of d table twiddles (|τ̂ − τ| ≤ 64u each, see TWIDDLE_ERROR) with d−1 complex products (≤ √2γ₂ each), then a
+ * real-times-complex sum of T taps (≤ √2γ_T relative to Σ|w|). So |K̂̂_oi − K̂_oi| ≤ η·A_oi with A_oi = Σ_tap|w_oi,tap|
+ * and η = 1.01·(d·(64u + 3u) + √2γ_T), hence ‖K̂̂ − K̂‖₂ ≤ η·‖A‖₂ ≤ η·min(‖A‖_F, sqrt(‖A‖₁‖A‖_∞)) for every ω.
+ * (2) Gram: H = B·Bᴴ over the longer side c_big; real and imaginary parts are sums of 2c_big products, so
+ * ‖Ĥ − H‖₂ ≤ √2γ_{2c_big}‖B‖_F² (‖B‖_F² computed upward). (3) λ_max(Ĥ) is bounded by a complex Cholesky certificate
+ * (choleskyCertifyHermitian), relative margin ≈ 3m²u. Then σ_max(K̂(ω)) ≤ sqrt(λ + (2)) + (1), all rounded upward.
+ * Blocks with min(c_out/g, c_in/g) = 1 are vectors: σ_max = ‖K̂̂‖_F exactly, plus (1).
+ *
+ * Time, measured here (one thread): 64→64 3×3 on 32×32 (N = 34): 0.5 s; 256→256 3×3 on 14×14 (N = 16): 6.0 s.
+ */
+export function convSpectralNormBound(spec: ConvSpec, opts: { budgetMs?: number } = {}): NormBound {
+  const geo = checkSpec(spec);
+  const budgetMs = opts.budgetMs ?? 20000;
+  const started = performance.now();
+  const maxAbs = maxAbsFinite(spec.weight, 'The convolution weight');
+  if (maxAbs === 0) return { value: 0, estimate: 0, method: 'circular-fft' };
+  const { d, group, coutG, cinG, taps, grid } = geo;
+  const cs = Math.min(coutG, cinG);
+  const cb = Math.max(coutG, cinG);
+  const freqs = halfGrid(grid);
+  const blocks = group * freqs.length;
+
+  const dftMacs = 4 * taps * coutG * cinG;
+  const blockMacs = cs === 1 ? 0 : 2 * cb * cs * cs + (2 * cs * cs * cs) / 3;
+  const estimatedMs = (blocks * (dftMacs + blockMacs) + group * 40 * 240 * cs * cs) / CONV_MACS_PER_MS;
+  const what = `the ${spec.weightDims.join('×')} convolution on a ${spec.inputSpatial.join('×')} input (${blocks} frequency blocks of ${coutG}×${cinG} on the ${grid.join('×')} grid)`;
+  if (estimatedMs > budgetMs) {
+    throw new BudgetExceededError(
+      `A certified circular-embedding bound for ${what} would take about ${Math.round(estimatedMs / 1000)} s, over the ${budgetMs} ms budget; use a probabilistic bound or raise the budget.`,
+      estimatedMs,
+      budgetMs,
+    );
+  }
+  const checkTime = (): void => {
+    const elapsed = performance.now() - started;
+    if (elapsed > budgetMs) {
+      throw new BudgetExceededError(
+        `A certified circular-embedding bound for ${what} ran past the ${budgetMs} ms budget; use a probabilistic bound or raise the budget.`,
+        elapsed,
+        budgetMs,
+      );
+    }
+  };
+
+  const shift = -exponentOf(maxAbs) - 1;
+  const f = 2 ** shift;
+  const w = new Float64Array(spec.weight.length);
+  for (let i = 0; i < w.length; i++) w[i] = spec.weight[i] * f;
+
+  const cosT: Float64Array[] = [];
+  const sinT: Float64Array[] = [];
+  for (const n of grid) {
+    const c = new Float64Array(n);
+    const s = new Float64Array(n);
+    for (let r = 0; r < n; r++) {
+      const phi = (2 * Math.PI * r) / n;
+      c[r] = Math.cos(phi);
+      s[r] = -Math.sin(phi);
+    }
+    cosT.push(c);
+    sinT.push(s);
+  }
+
+  const eta = roundUp(1.01 * (d * 67 * U + 1.5 * gamma(taps + 1)), 2);
+  const dftError = new Float64Array(group);
+  for (let g = 0; g < group; g++) {
+    let fro = 0;
+    let maxRow = 0;
+    const colSums = new Float64Array(cinG);
+    for (let o = 0; o < coutG; o++) {
+      let row = 0;
+      for (let i = 0; i < cinG; i++) {
+        const base = ((g * coutG + o) * cinG + i) * taps;
+        let a = 0;
+        for (let t = 0; t < taps; t++) a += Math.abs(w[base + t]);
+        a = roundUp(a, taps);
+        fro += a * a;
+        row += a;
+        colSums[i] += a;
+      }
+      maxRow = Math.max(maxRow, row);
+    }
+    const maxCol = Math.max(...colSums);
+    const normA = Math.min(sqrtUp(roundUp(fro, coutG * cinG + 1)), sqrtUp(roundUp(roundUp(maxRow, cinG) * roundUp(maxCol, coutG), 1)));
+    dftError[g] = roundUp(eta * normA, 2) + UNDERFLOW_SLACK;
+  }
+
+  const pr = new Float64Array(taps);
+  const pi = new Float64Array(taps);
+  const br = new Float64Array(cs * cb);
+  const bi = new Float64Array(cs * cb);
+  const frobBound = new Float64Array(blocks);
+  let best = 0;
+  let estimate = 0;
+  for (let q = 0; q < freqs.length; q++) {
+    tapPhases(geo, cosT, sinT, freqs[q], pr, pi);
+    for (let g = 0; g < group; g++) {
+      fillBlock(geo, w, g, pr, pi, br, bi);
+      const f2 = frobeniusSquaredUp(br, bi, cs * cb);
+      const bound = roundUp(sqrtUp(f2) + dftError[g], 1);
+      frobBound[q * group + g] = bound;
+      if (cs === 1) {
+        best = Math.max(best, bound);
+        estimate = Math.max(estimate, Math.sqrt(f2));
+      }
+    }
+    if ((q & 63) === 63) checkTime();
+  }
+
+  if (cs > 1) {
+    const order = Array.from({ length: blocks }, (_, b) => b).sort((x, y) => frobBound[y] - frobBound[x]);
+    const hr = new Float64Array(cs * cs);
+    const hi = new Float64Array(cs * cs);
+    const ar = new Float64Array(cs * cs);
+    const ai = new Float64Array(cs * cs);
+    let lambdaShift = 0;
+    for (const b of order) {
+      if (frobBound[b] <= best) break;
+      const q = Math.floor(b / group);
+      const g = b % group;
+      tapPhases(geo, cosT, sinT, freqs[q], pr, pi);
+      fillBlock(geo, w, g, pr, pi, br, bi);
+      const f2 = frobeniusSquaredUp(br, bi, cs * cb);
+      hermitianGram(br, bi, cs, cb, hr, hi);
+      let lambdaUp = lambdaShift > 0 ? choleskyCertifyHermitian(hr, hi, cs, lambdaShift, ar, ai) : null;
+      if (lambdaUp === null) {
+        const theta = Math.max(lanczosHermitian(hr, hi, cs, 300), 0);
+        estimate = Math.max(estimate, Math.sqrt(theta));
+        const base = Math.max(theta, lambdaShift);
+        let rho = 4 * (cs + 1) * U;
+        for (let attempt = 0; attempt < 12 && lambdaUp === null; attempt++, rho *= 16) {
+          const s = roundUp(base * (1 + rho), 2) + UNDERFLOW_SLACK;
+          lambdaUp = choleskyCertifyHermitian(hr, hi, cs, s, ar, ai);
+          if (lambdaUp !== null) lambdaShift = s;
+        }
+      }
+      let bound = frobBound[b];
+      if (lambdaUp !== null) {
+        const gramError = roundUp(1.5 * gamma(2 * cb) * f2, 2);
+        bound = Math.min(bound, roundUp(sqrtUp(roundUp(lambdaUp + gramError, 1)) + dftError[g], 1));
+      }
+      best = Math.max(best, bound);
+      checkTime();
+    }
+  }
+  const unscale = 2 ** -shift;
+  return { value: best * unscale, estimate: estimate * unscale, method: 'circular-fft' };
+}
+
+/** Certified upper bound on the ℓ∞ operator norm of a convolution: max over output channels of Σ|w| over its (c_in/g, k…) taps, rounded upward (ALGORITHMS.md §2). */
+export function convInfNorm(spec: Pick<ConvSpec, 'weight' | 'weightDims'>): number {
+  const dims = spec.weightDims;
+  if (dims.length < 3 || !dims.every((v) => Number.isInteger(v) && v >= 1)) {
+    throw new LipcheckError('INTERNAL', `Conv weight shape [${dims.join(', ')}] must be at least 3 positive integers.`);
+  }
+  const size = dims.reduce((a, b) => a * b, 1);
+  if (spec.weight.length !== size) throw new LipcheckError('INTERNAL', `Conv weight shape [${dims.join(', ')}] needs ${size} values, got ${spec.weight.length}.`);
+  maxAbsFinite(spec.weight, 'The convolution weight');
+  const per = size / dims[0];
+  let best = 0;
+  for (let o = 0; o < dims[0]; o++) {
+    let s = 0;
+    for (let j = o * per; j < (o + 1) * per; j++) s += Math.abs(spec.weight[j]);
+    if (s > best) best = s;
+  }
+  return roundUp(best, per);
+}

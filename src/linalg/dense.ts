@@ -1,0 +1,400 @@
+import { LipcheckError } from '../errors.js';
+import { Random } from './random.js';
+
+/** A certified upper bound on an operator norm, with the point estimate it came from and the method that gave it. */
+export interface NormBound {
+  /** Certified upper bound: every floating-point rounding of the computation is already covered. */
+  value: number;
+  /** Best point estimate of the norm, without margin (may lie slightly below the true norm). */
+  estimate: number;
+  /** Short method name: `exact-eig`, `gram-iteration`, `circular-fft`. */
+  method: string;
+}
+
+/** Thrown when a certified norm computation would exceed its time budget; the caller falls back to a probabilistic bound. */
+export class BudgetExceededError extends LipcheckError {
+  readonly estimatedMs: number;
+  readonly budgetMs: number;
+  constructor(message: string, estimatedMs: number, budgetMs: number) {
+    super('RUNTIME', message, { details: [`estimated ${Math.round(estimatedMs)} ms, budget ${budgetMs} ms`] });
+    this.estimatedMs = estimatedMs;
+    this.budgetMs = budgetMs;
+  }
+}
+
+type RealMatrix = Float64Array | Float32Array;
+
+/** Unit roundoff of float64 (round to nearest). */
+export const UNIT_ROUNDOFF = 2 ** -53;
+const U = UNIT_ROUNDOFF;
+
+/**
+ * Absolute slack for underflow. Every routine here first scales its input by a power of two so that the largest
+ * entry lies in [1/2, 1); then the norms bounded are ≥ 1/2, every rounded operation adds at most 2^-1075 absolute
+ * error from underflow, and fewer than 2^60 operations touch any one result, so 2^-1000 covers them all.
+ */
+export const UNDERFLOW_SLACK = 2 ** -1000;
+
+/**
+ * An upward bound on X for x ≥ 0 the computed value of a non-negative quantity X through at most k roundings (or a
+ * sum of non-negative terms with error ≤ γ_k·X): X ≤ x/(1−γ_k) ≤ x·(1 + 1.02·k·u) for k·u ≤ 0.01, and
+ * fl(x + fl(x·c)) with c = 2(k+2)u ≥ x·(1 + (2k+2)u) after its own two roundings.
+ */
+export function roundUp(x: number, k = 1): number {
+  return x + x * (2 * (k + 2) * U);
+}
+
+/** Upper bound on Higham's γ_k = k·u/(1 − k·u) (Accuracy and Stability of Numerical Algorithms, §3.1). */
+export function gamma(k: number): number {
+  if (k * U >= 0.01) throw new LipcheckError('INTERNAL', `gamma(${k}) is outside the range where the rounding bounds used here hold.`);
+  return roundUp((k * U) / (1 - k * U), 3);
+}
+
+/** Upward-rounded square root of a non-negative number. */
+export function sqrtUp(x: number): number {
+  return roundUp(Math.sqrt(x), 1);
+}
+
+/** The exponent e with 2^e ≤ x < 2^(e+1) for finite x > 0, up to one unit near powers of two (only used to scale). */
+export function exponentOf(x: number): number {
+  return Math.floor(Math.log2(x));
+}
+
+/** Largest eigenvalue of the symmetric tridiagonal matrix (diagonal `a`, off-diagonal `b`), by Sturm bisection; returns the interval's upper end. */
+export function tridiagonalLargestEigenvalue(a: ArrayLike<number>, b: ArrayLike<number>, k: number): number {
+  if (k === 1) return a[0];
+  let lo = Infinity;
+  let hi = -Infinity;
+  for (let i = 0; i < k; i++) {
+    const r = (i > 0 ? Math.abs(b[i - 1]) : 0) + (i < k - 1 ? Math.abs(b[i]) : 0);
+    lo = Math.min(lo, a[i] - r);
+    hi = Math.max(hi, a[i] + r);
+  }
+  const tiny = (Math.abs(lo) + Math.abs(hi)) * U * U + Number.MIN_VALUE;
+  for (let iter = 0; iter < 200 && hi - lo > 4 * U * Math.max(Math.abs(lo), Math.abs(hi)); iter++) {
+    const x = 0.5 * (lo + hi);
+    let below = 0;
+    let d = 1;
+    for (let i = 0; i < k; i++) {
+      d = a[i] - x - (i > 0 ? (b[i - 1] * b[i - 1]) / d : 0);
+      if (d === 0) d = -tiny;
+      if (d < 0) below++;
+    }
+    if (below === k) hi = x;
+    else lo = x;
+  }
+  return hi;
+}
+
+/** Seed of the Lanczos start vectors: they only affect speed, never the certified value. */
+export const LANCZOS_SEED = 0x6c697063;
+
+function checkShape(w: RealMatrix, rows: number, cols: number, fn: string): void {
+  if (!Number.isInteger(rows) || !Number.isInteger(cols) || rows < 1 || cols < 1) {
+    throw new LipcheckError('INTERNAL', `${fn}: shape ${rows}×${cols} must be two positive integers.`);
+  }
+  if (w.length !== rows * cols) {
+    throw new LipcheckError('INTERNAL', `${fn}: a ${rows}×${cols} matrix needs ${rows * cols} values, got ${w.length}.`);
+  }
+}
+
+/** max |w_i| over the array; throws on a non-finite entry since no finite norm bound exists then. */
+export function maxAbsFinite(w: ArrayLike<number>, what: string): number {
+  let m = 0;
+  for (let i = 0; i < w.length; i++) {
+    const a = Math.abs(w[i]);
+    if (!(a < Infinity)) {
+      throw new LipcheckError('UNSUPPORTED', `${what} has a non-finite value ${w[i]} at index ${i}; its norm is unbounded. Fix or remove that weight.`);
+    }
+    if (a > m) m = a;
+  }
+  return m;
+}
+
+/**
+ * A copy of w, scaled exactly by 2^s so that its largest |entry| lies in [1/2, 1), returned with s;
+ * `transpose` stores it column-major instead. Scaling by a power of two is exact except for entries that underflow,
+ * whose change UNDERFLOW_SLACK covers.
+ */
+function scaledCopy(w: RealMatrix, rows: number, cols: number, transpose: boolean, maxAbs: number): { a: Float64Array; shift: number } {
+  const shift = -exponentOf(maxAbs) - 1;
+  const f = 2 ** shift;
+  const a = new Float64Array(rows * cols);
+  if (!transpose) {
+    for (let i = 0; i < a.length; i++) a[i] = w[i] * f;
+  } else {
+    for (let r = 0; r < rows; r++) {
+      for (let c = 0; c < cols; c++) a[c * rows + r] = w[r * cols + c] * f;
+    }
+  }
+  return { a, shift };
+}
+
+/** The symmetric m×m product B·Bᵀ of a row-major m×n matrix B, in float64 (each entry one sequential dot product). */
+export function gramRows(b: Float64Array, m: number, n: number): Float64Array {
+  const g = new Float64Array(m * m);
+  let i = 0;
+  for (; i + 1 < m; i += 2) {
+    const oi = i * n;
+    const oi1 = oi + n;
+    let j = i;
+    for (; j + 1 < m; j += 2) {
+      const oj = j * n;
+      const oj1 = oj + n;
+      let s00 = 0, s01 = 0, s10 = 0, s11 = 0;
+      for (let k = 0; k < n; k++) {
+        const x0 = b[oi + k], x1 = b[oi1 + k], y0 = b[oj + k], y1 = b[oj1 + k];
+        s00 += x0 * y0; s01 += x0 * y1; s10 += x1 * y0; s11 += x1 * y1;
+      }
+      g[i * m + j] = s00; g[i * m + j + 1] = s01; g[(i + 1) * m + j] = s10; g[(i + 1) * m + j + 1] = s11;
+    }
+    if (j < m) {
+      const oj = j * n;
+      let s0 = 0, s1 = 0;
+      for (let k = 0; k < n; k++) { const y = b[oj + k]; s0 += b[oi + k] * y; s1 += b[oi1 + k] * y; }
+      g[i * m + j] = s0; g[(i + 1) * m + j] = s1;
+    }
+  }
+  if (i < m) {
+    const oi = i * n;
+    let s = 0;
+    for (let k = 0; k < n; k++) s += b[oi + k] * b[oi + k];
+    g[i * m + i] = s;
+  }
+  // Mirror: the lower triangle of each 2×2 diagonal block was computed with the same products in the same order.
+  for (let r = 0; r < m; r++) for (let c = r + 1; c < m; c++) g[c * m + r] = g[r * m + c];
+  return g;
+}
+
+/** Upward bound on Σ a_i² over the array. */
+function sumSquaresUp(a: Float64Array): number {
+  let s = 0;
+  for (let i = 0; i < a.length; i++) s += a[i] * a[i];
+  return roundUp(s, a.length + 1);
+}
+
+/** λ_max estimate of the symmetric m×m matrix g by Lanczos with full reorthogonalisation (approaches from below). */
+function lanczosSymmetric(g: Float64Array, m: number, maxSteps: number): number {
+  const kmax = Math.min(m, maxSteps);
+  const rng = new Random(LANCZOS_SEED);
+  const basis: Float64Array[] = [];
+  const alpha: number[] = [];
+  const beta: number[] = [];
+  let v = rng.unitVector(m);
+  let theta = 0;
+  const history: number[] = [];
+  for (let k = 0; k < kmax; k++) {
+    basis.push(v);
+    const w = new Float64Array(m);
+    for (let i = 0; i < m; i++) {
+      let s = 0;
+      const o = i * m;
+      for (let j = 0; j < m; j++) s += g[o + j] * v[j];
+      w[i] = s;
+    }
+    let a = 0;
+    for (let i = 0; i < m; i++) a += w[i] * v[i];
+    alpha.push(a);
+    for (let pass = 0; pass < 2; pass++) {
+      for (const q of basis) {
+        let c = 0;
+        for (let i = 0; i < m; i++) c += w[i] * q[i];
+        for (let i = 0; i < m; i++) w[i] -= c * q[i];
+      }
+    }
+    let nb = 0;
+    for (let i = 0; i < m; i++) nb += w[i] * w[i];
+    nb = Math.sqrt(nb);
+    theta = tridiagonalLargestEigenvalue(alpha, beta, k + 1);
+    history.push(theta);
+    const h = history.length;
+    if (nb <= 8 * U * Math.abs(theta) || nb === 0) break;
+    if (h >= 3 && Math.abs(theta - history[h - 3]) <= 2 * U * Math.abs(theta)) break;
+    beta.push(nb);
+    v = w;
+    for (let i = 0; i < m; i++) v[i] /= nb;
+  }
+  return theta;
+}
+
+/**
+ * Certified λ_max(g) ≤ returned value if floating-point Cholesky of fl(s·I − g) runs to completion, else null.
+ * Rump (BIT 46, 2006, Lemma 2.1) with Higham (2002, Thm 10.3): completion gives R̂ᵀR̂ = A + ΔA, |ΔA| ≤ γ_{m+1}|R̂ᵀ||R̂|,
+ * so ‖ΔA‖₂ ≤ γ_{m+1}‖R̂‖_F² ≤ γ_{m+1}/(1−γ_{m+1})·tr(A); A + ΔA ⪰ 0 then gives λ_min(A) ≥ −that. The computed diagonal
+ * A_ii = fl(s − g_ii) differs from s − g_ii by ≤ u·|A_ii|/(1−u). Hence λ_max(g) ≤ s + γ/(1−γ)·tr(A) + 2u·max|A_ii|.
+ */
+function choleskyCertify(g: Float64Array, m: number, s: number): number | null {
+  const a = new Float64Array(m * m);
+  let trace = 0;
+  let maxDiag = 0;
+  for (let i = 0; i < m; i++) {
+    const o = i * m;
+    for (let j = i + 1; j < m; j++) a[o + j] = -g[o + j];
+    const d = s - g[o + i];
+    a[o + i] = d;
+    trace += d;
+    maxDiag = Math.max(maxDiag, Math.abs(d));
+  }
+  for (let k = 0; k < m; k++) {
+    const ok = k * m;
+    const piv = a[ok + k];
+    if (!(piv > 0)) return null;
+    const r = Math.sqrt(piv);
+    a[ok + k] = r;
+    for (let j = k + 1; j < m; j++) a[ok + j] /= r;
+    for (let i = k + 1; i < m; i++) {
+      const rki = a[ok + i];
+      if (rki === 0) continue;
+      const oi = i * m;
+      for (let j = i; j < m; j++) a[oi + j] -= rki * a[ok + j];
+    }
+  }
+  const gm = gamma(m + 1);
+  const traceUp = roundUp(Math.max(trace, 0), m + 1);
+  return roundUp(s + roundUp((gm / (1 - gm)) * traceUp, 3) + 2 * U * maxDiag + UNDERFLOW_SLACK, 4);
+}
+
+/**
+ * Certified λ_max bound of the symmetric matrix g: a Lanczos estimate θ, then Cholesky certificates for θ(1+ρ), ρ
+ * growing until one succeeds. Returns null if none does (callers then use another certified method).
+ */
+export function certifiedLambdaMax(g: Float64Array, m: number): { upper: number; estimate: number } | null {
+  const theta = Math.max(lanczosSymmetric(g, m, 300), 0);
+  let rho = 4 * (m + 1) * U;
+  for (let attempt = 0; attempt < 12; attempt++, rho *= 16) {
+    const upper = choleskyCertify(g, m, roundUp(theta * (1 + rho), 2) + UNDERFLOW_SLACK);
+    if (upper !== null) return { upper, estimate: theta };
+  }
+  return null;
+}
+
+/**
+ * Certified upper bound on σ_max(W) (ℓ2 operator norm) of a dense matrix, exact to about m²·u relative: the largest
+ * eigenvalue of the smaller Gram matrix in float64, certified by Cholesky (ALGORITHMS.md §2, "small dense matrices";
+ * Rump, BIT 2006).
+ *
+ * Margin, derived. Scale W by a power of two (exact). With m = min(rows, cols), n = max(rows, cols) and G the m×m
+ * Gram matrix, the computed Ĝ = fl(G) obeys |Ĝ − G| ≤ γ_n|W|ᵀ|W| entrywise (Higham 2002, §3.5), so by Weyl
+ * λ_max(G) ≤ λ_max(Ĝ) + γ_n‖|W|‖₂² ≤ λ_max(Ĝ) + γ_n‖W‖_F². λ_max(Ĝ) is bounded, not estimated: a Lanczos estimate θ is
+ * shifted to s = θ(1+ρ) and floating-point Cholesky of s·I − Ĝ running to completion proves
+ * λ_max(Ĝ) ≤ s + γ_{m+1}/(1−γ_{m+1})·tr(sI − Ĝ) + 2u·max_i|s − ĝ_ii| (see choleskyCertify). So
+ * σ_max(W) ≤ sqrt(that + γ_n‖W‖_F²), every step rounded upward: about (m²/2 + n·rank/2)·u relative at worst,
+ * 1.3e-10 for m = n = 1500. This is a guarantee, unlike a margin c·max(rows, cols)·u·‖W‖ resting on an unstated
+ * constant c of an SVD's backward error. Should no certificate succeed (it has not happened in tests) the Gram
+ * iteration bound is returned instead, itself certified.
+ */
+export function denseSpectralNormExact(w: RealMatrix, rows: number, cols: number): NormBound {
+  checkShape(w, rows, cols, 'denseSpectralNormExact');
+  const maxAbs = maxAbsFinite(w, 'The matrix');
+  if (maxAbs === 0) return { value: 0, estimate: 0, method: 'exact-eig' };
+  const m = Math.min(rows, cols);
+  const n = Math.max(rows, cols);
+  const { a, shift } = scaledCopy(w, rows, cols, cols < rows, maxAbs);
+  const unscale = 2 ** -shift;
+  const frob2 = sumSquaresUp(a);
+  if (m === 1) {
+    return { value: roundUp(sqrtUp(frob2 + UNDERFLOW_SLACK), 1) * unscale, estimate: Math.sqrt(frob2) * unscale, method: 'exact-eig' };
+  }
+  const g = gramRows(a, m, n);
+  const cert = certifiedLambdaMax(g, m);
+  if (cert === null) return gramIterationFromGram(g, m, n, frob2, shift, 10);
+  const lambda = roundUp(cert.upper + roundUp(gamma(n) * frob2, 2), 2);
+  return { value: sqrtUp(lambda) * unscale, estimate: Math.sqrt(cert.estimate) * unscale, method: 'exact-eig' };
+}
+
+/**
+ * Certified upper bound on σ_max(W) by Gram iteration (Delattre, Barthélemy, Araujo & Allauzen, ICML 2023, Thm 1):
+ * σ_max(W) ≤ ‖G_t‖_F^(1/2^t) with G_0 = W, G_{t+1} = G_tᵀG_t; `steps` counts the squarings (default 10).
+ *
+ * Margin, derived. We start from the smaller Gram matrix X_0 = fl(G_1) and square the symmetric X_t; each X_t is
+ * rescaled by an exact power of two 2^(−k_t) so that ‖X_t‖_F ≈ 1 (no overflow), the k_t kept. A float64 product of
+ * inner dimension p has |fl(AB) − AB| ≤ γ_p|A||B|, so ‖fl(X²) − X²‖₂ ≤ γ_p‖X‖_F² =: e_t and, by Weyl,
+ * σ_max(X_{t−1})² ≤ 2^(k_t)·σ_max(X_t) + e_t (for X_0: σ_max(W)² ≤ 2^(k_0)σ_max(X_0) + γ_n‖W‖_F²). Starting from
+ * b_T = ‖X_T‖_F (upward) and unwinding b_{t−1} = sqrt(2^(k_t)·b_t + e_t) with upward rounding gives a guaranteed bound.
+ * Each e_t is ≤ γ_p·rank relative to σ_max(X_{t−1})² and is halved by every root after it, so the margin stays about
+ * γ_n·rank/2 relative however many steps are run. Stops early once a step no longer lowers the bound.
+ */
+export function denseSpectralNormGram(w: RealMatrix, rows: number, cols: number, steps = 10): NormBound {
+  checkShape(w, rows, cols, 'denseSpectralNormGram');
+  if (!Number.isInteger(steps) || steps < 1) {
+    throw new LipcheckError('INTERNAL', `denseSpectralNormGram: steps must be a positive integer, got ${steps}.`);
+  }
+  const maxAbs = maxAbsFinite(w, 'The matrix');
+  if (maxAbs === 0) return { value: 0, estimate: 0, method: 'gram-iteration' };
+  const m = Math.min(rows, cols);
+  const n = Math.max(rows, cols);
+  const { a, shift } = scaledCopy(w, rows, cols, cols < rows, maxAbs);
+  const frob2 = sumSquaresUp(a);
+  return gramIterationFromGram(gramRows(a, m, n), m, n, frob2, shift, steps);
+}
+
+function gramIterationFromGram(g0: Float64Array, m: number, n: number, frob2: number, shift: number, steps: number): NormBound {
+  const unscale = 2 ** -shift;
+  const ks: number[] = [];
+  const es: number[] = [roundUp(gamma(n) * frob2, 2) + UNDERFLOW_SLACK];
+  let x = g0;
+  let best = Infinity;
+  let bestEstimate = Infinity;
+  for (let t = 0; ; t++) {
+    let f2 = 0;
+    for (let i = 0; i < x.length; i++) f2 += x[i] * x[i];
+    const k = f2 > 0 ? exponentOf(Math.sqrt(f2)) : 0;
+    const scale = 2 ** -k;
+    for (let i = 0; i < x.length; i++) x[i] *= scale;
+    ks.push(k);
+    const xf2 = roundUp(f2 * scale * scale, x.length + 2);
+    let b = sqrtUp(xf2);
+    let est = Math.sqrt(f2) * scale;
+    for (let s = t; s >= 0; s--) {
+      b = sqrtUp(roundUp(2 ** ks[s] * b + es[s], 1));
+      est = Math.sqrt(2 ** ks[s] * est);
+    }
+    if (b >= best * (1 - 4 * U)) break;
+    best = b;
+    bestEstimate = est;
+    if (t + 1 >= steps || xf2 === 0) break;
+    es.push(roundUp(gamma(m) * xf2, 2) + UNDERFLOW_SLACK);
+    x = gramRows(x, m, m);
+  }
+  return { value: best * unscale, estimate: bestEstimate * unscale, method: 'gram-iteration' };
+}
+
+/**
+ * Measured on this machine (2 cores, Node 20, one thread), square W, certified bound:
+ * exact-eig 500: 0.11 s, 1000: 0.75 s, 1500: 2.4 s, 2000: 5.6 s; gram-iteration (10 steps) 500: 0.45 s,
+ * 1000: 3.9 s, 1500: 13 s. The exact path costs one Gram product plus a Cholesky (m²n/2 + m³/6 multiply-adds)
+ * where Gram iteration costs that Gram product plus one m³/2 product per step, so it is never the cheaper one here:
+ * there is no crossover and the Gram iteration is only the fallback when no Cholesky certificate succeeds.
+ */
+const DENSE_MACS_PER_MS = 6e5;
+
+/** Certified upper bound on σ_max(W) by the cheapest certified method (ALGORITHMS.md §2); throws BudgetExceededError past `budgetMs` (default 20000). */
+export function denseSpectralNormBound(w: RealMatrix, rows: number, cols: number, opts: { budgetMs?: number } = {}): NormBound {
+  checkShape(w, rows, cols, 'denseSpectralNormBound');
+  const budgetMs = opts.budgetMs ?? 20000;
+  const m = Math.min(rows, cols);
+  const n = Math.max(rows, cols);
+  const estimatedMs = (m * m * n * 0.5 + (m * m * m) / 6 + 60 * m * m) / DENSE_MACS_PER_MS;
+  if (estimatedMs > budgetMs) {
+    throw new BudgetExceededError(
+      `A certified spectral norm of the ${rows}×${cols} matrix would take about ${Math.round(estimatedMs / 1000)} s, over the ${budgetMs} ms budget; use a probabilistic bound or raise the budget.`,
+      estimatedMs,
+      budgetMs,
+    );
+  }
+  return denseSpectralNormExact(w, rows, cols);
+}
+
+/** Exact ℓ∞ operator norm of W (max row sum of |w_ij|), rounded upward: certified (ALGORITHMS.md §2). */
+export function denseInfNorm(w: RealMatrix, rows: number, cols: number): number {
+  checkShape(w, rows, cols, 'denseInfNorm');
+  maxAbsFinite(w, 'The matrix');
+  let best = 0;
+  for (let r = 0; r < rows; r++) {
+    let s = 0;
+    const o = r * cols;
+    for (let c = 0; c < cols; c++) s += Math.abs(w[o + c]);
+    if (s > best) best = s;
+  }
+  return roundUp(best, cols);
+}

@@ -1,0 +1,51 @@
+import { sizeOf } from '../ir/tensor.js';
+import type { RuntimeOptions } from './runtime.js';
+import { Session } from './runtime.js';
+
+/** A linear operator A: R^in → R^out with its adjoint, evaluated by onnxruntime in float32, bookkept in float64. */
+export interface LinearOperator {
+  readonly inDims: readonly number[];
+  readonly outDims: readonly number[];
+  readonly inSize: number;
+  readonly outSize: number;
+  apply(x: Float64Array): Promise<Float64Array>;
+  adjoint(y: Float64Array): Promise<Float64Array>;
+  dispose(): Promise<void>;
+}
+
+/** The forward and adjoint models of one operator: input 'x' → output 'y', and 'y' → 'x'. */
+export interface OperatorModels {
+  readonly forward: Uint8Array;
+  readonly adjoint: Uint8Array;
+  readonly inDims: readonly number[];
+  readonly outDims: readonly number[];
+  readonly name: string;
+}
+
+/** Creates the two onnxruntime sessions of an operator once; every later apply reuses them. */
+export async function createOrtOperator(models: OperatorModels, runtime: RuntimeOptions): Promise<LinearOperator> {
+  const fwd = await Session.create(models.forward, runtime, `the operator '${models.name}'`);
+  const adj = await Session.create(models.adjoint, runtime, `the adjoint of '${models.name}'`);
+  const inSize = sizeOf(models.inDims);
+  const outSize = sizeOf(models.outDims);
+  const xin = new Float32Array(inSize);
+  const yin = new Float32Array(outSize);
+  return {
+    inDims: models.inDims,
+    outDims: models.outDims,
+    inSize,
+    outSize,
+    async apply(x) {
+      xin.set(x);
+      return Float64Array.from(await fwd.apply('x', xin, models.inDims, 'y'));
+    },
+    async adjoint(y) {
+      yin.set(y);
+      return Float64Array.from(await adj.apply('y', yin, models.outDims, 'x'));
+    },
+    async dispose() {
+      await fwd.release();
+      await adj.release();
+    },
+  };
+}

@@ -1,0 +1,119 @@
+import { createRequire } from 'node:module';
+import { LipcheckError } from '../errors.js';
+import type { DType, Tensor } from '../ir/tensor.js';
+
+const require = createRequire(import.meta.url);
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+const ort: any = require('onnxruntime-node');
+
+/** Where onnxruntime runs the kernels. */
+export type Device = 'auto' | 'cpu' | 'cuda' | 'webgpu';
+
+/** Settings shared by every session lipcheck creates. */
+export interface RuntimeOptions {
+  readonly device: Device;
+  readonly threads?: number;
+}
+
+/** The provider actually used and, when the request could not be honoured, why. */
+export interface ProviderChoice {
+  readonly provider: 'cpu' | 'cuda' | 'webgpu';
+  readonly notice?: string;
+}
+
+const providerCache = new Map<Device, ProviderChoice>();
+
+const SESSION_OPTIONS = { graphOptimizationLevel: 'all', interOpNumThreads: 1, logSeverityLevel: 3 };
+
+async function createWith(bytes: Uint8Array, provider: string, threads: number | undefined): Promise<any> {
+  return ort.InferenceSession.create(bytes, { ...SESSION_OPTIONS, executionProviders: [provider], intraOpNumThreads: threads ?? 0 });
+}
+
+/** The provider lipcheck settled on for `device`, once a first session was created (undefined before). */
+export function providerFor(device: Device): ProviderChoice | undefined {
+  return providerCache.get(device);
+}
+
+async function createResolving(bytes: Uint8Array, options: RuntimeOptions): Promise<{ session: any; provider: ProviderChoice }> {
+  const cached = providerCache.get(options.device);
+  if (cached) return { session: await createWith(bytes, cached.provider, options.threads), provider: cached };
+  if (options.device === 'cpu') {
+    const choice: ProviderChoice = { provider: 'cpu' };
+    const session = await createWith(bytes, 'cpu', options.threads);
+    providerCache.set('cpu', choice);
+    return { session, provider: choice };
+  }
+  const wanted: ('cuda' | 'webgpu')[] = options.device === 'auto' ? ['cuda', 'webgpu'] : [options.device];
+  const listed = new Set(((ort.listSupportedBackends?.() ?? []) as { name: string }[]).map((b) => b.name));
+  const why: string[] = [];
+  for (const w of wanted) {
+    if (!listed.has(w)) { why.push(`onnxruntime-node offers no ${w} provider here`); continue; }
+    try {
+      const session = await createWith(bytes, w, options.threads);
+      const choice: ProviderChoice = { provider: w };
+      providerCache.set(options.device, choice);
+      return { session, provider: choice };
+    } catch (e) {
+      why.push(`${w} could not start (${String((e as Error).message ?? e).split('\n')[0]})`);
+    }
+  }
+  if (options.device !== 'auto') {
+    throw new LipcheckError('RUNTIME', `--device ${options.device} is not available: ${why.join('; ')}. For CUDA, install with ONNXRUNTIME_NODE_INSTALL=cuda12 npm install (needs CUDA 12 and cuDNN 9), or use --device cpu.`);
+  }
+  const choice: ProviderChoice = { provider: 'cpu', notice: `No GPU provider could start (${why.join('; ')}); using the CPU.` };
+  const session = await createWith(bytes, 'cpu', options.threads);
+  providerCache.set('auto', choice);
+  return { session, provider: choice };
+}
+
+/** An onnxruntime session with typed float32 I/O helpers. */
+export class Session {
+  private constructor(private readonly session: any, readonly provider: string) {}
+
+  /** Creates a session from model bytes on the chosen provider. */
+  static async create(bytes: Uint8Array, options: RuntimeOptions, what: string): Promise<Session> {
+    try {
+      const { session, provider } = await createResolving(bytes, options);
+      return new Session(session, provider.provider);
+    } catch (e) {
+      if (e instanceof LipcheckError) throw e;
+      throw new LipcheckError('RUNTIME', `onnxruntime could not load ${what}: ${String((e as Error).message ?? e).split('\n')[0]}`, { cause: e });
+    }
+  }
+
+  get inputNames(): string[] {
+    return this.session.inputNames;
+  }
+  get outputNames(): string[] {
+    return this.session.outputNames;
+  }
+
+  /** Runs with named float tensors in and returns the requested outputs as Tensors. */
+  async run(feeds: Record<string, Tensor>, outputs: readonly string[], what: string): Promise<Map<string, Tensor>> {
+    const ortFeeds: Record<string, unknown> = {};
+    for (const [k, t] of Object.entries(feeds)) ortFeeds[k] = new ort.Tensor(t.dtype, t.data, [...t.dims]);
+    let res: Record<string, any>;
+    try {
+      res = await this.session.run(ortFeeds, [...outputs]);
+    } catch (e) {
+      throw new LipcheckError('RUNTIME', `onnxruntime failed while evaluating ${what}: ${String((e as Error).message ?? e).split('\n')[0]}`, { cause: e });
+    }
+    const out = new Map<string, Tensor>();
+    for (const name of outputs) {
+      const t = res[name];
+      out.set(name, { dtype: t.type as DType, dims: [...t.dims].map(Number), data: t.data });
+      t.dispose?.();
+    }
+    return out;
+  }
+
+  /** Runs a single-input, single-output float32 model. */
+  async apply(inputName: string, x: Float32Array, dims: readonly number[], outputName: string): Promise<Float32Array> {
+    const out = await this.run({ [inputName]: { dtype: 'float32', dims, data: x } }, [outputName], inputName);
+    return out.get(outputName)!.data as Float32Array;
+  }
+
+  async release(): Promise<void> {
+    await this.session.release?.();
+  }
+}

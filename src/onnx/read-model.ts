@@ -1,0 +1,125 @@
+import { readFileSync, statSync } from 'node:fs';
+import { basename, dirname, resolve } from 'node:path';
+import { LipcheckError } from '../errors.js';
+import type { Tensor } from '../ir/tensor.js';
+import { Attributes, decodeAttributes } from './attributes.js';
+import { longToNumber, onnx } from './proto.js';
+import { decodeTensor, type TensorOrigin } from './tensor.js';
+
+/** A graph input or output as declared: element type and dims (a number, a symbolic name, or null when unknown). */
+export interface ValueInfo {
+  readonly name: string;
+  readonly elemType: number;
+  readonly dims: readonly (number | string | null)[] | null;
+}
+
+/** One ONNX node, attributes decoded. */
+export interface OnnxNode {
+  readonly name: string;
+  readonly opType: string;
+  readonly domain: string;
+  readonly inputs: readonly string[];
+  readonly outputs: readonly string[];
+  readonly attributes: Attributes;
+}
+
+/** A decoded ONNX model: plain data plus an opaque handle the writer needs to re-encode it for onnxruntime. */
+export interface OnnxModel {
+  readonly file: string;
+  readonly sha256?: string;
+  readonly irVersion: number;
+  readonly producer: string;
+  readonly opsets: ReadonlyMap<string, number>;
+  readonly nodes: readonly OnnxNode[];
+  readonly initializers: ReadonlyMap<string, Tensor>;
+  readonly inputs: readonly ValueInfo[];
+  readonly outputs: readonly ValueInfo[];
+  /** The decoded protobuf, for re-encoding only. */
+  readonly source: unknown;
+}
+
+/** Reads a model file's bytes, turning file-system failures into clear UNREADABLE errors. */
+export function readModelBytes(path: string): Uint8Array {
+  let st;
+  try {
+    st = statSync(path);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new LipcheckError('UNREADABLE', code === 'ENOENT'
+      ? `Model file '${path}' does not exist. Check the path.`
+      : `Model file '${path}' cannot be read (${code ?? String(e)}).`, { cause: e });
+  }
+  if (st.isDirectory()) {
+    throw new LipcheckError('UNREADABLE', `'${path}' is a directory, not an ONNX file. Give the path of a .onnx file.`);
+  }
+  try {
+    return readFileSync(path);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new LipcheckError('UNREADABLE', code === 'EACCES'
+      ? `Model file '${path}' is not readable (permission denied). Check its permissions.`
+      : `Model file '${path}' cannot be read (${code ?? String(e)}).`, { cause: e });
+  }
+}
+
+function valueInfo(v: any): ValueInfo {
+  const tt = v.type?.tensorType;
+  const shape = tt?.shape;
+  const dims = shape
+    ? (shape.dim ?? []).map((d: any): number | string | null => {
+        if (d.dimParam) return String(d.dimParam);
+        const v = longToNumber(d.dimValue);
+        return v > 0 ? v : null;
+      })
+    : null;
+  return { name: v.name, elemType: tt?.elemType ?? 0, dims };
+}
+
+/** Decodes ONNX bytes into an OnnxModel; `file` names the model in messages and locates external data. */
+export function decodeModel(bytes: Uint8Array, file: string): OnnxModel {
+  const where = basename(file);
+  if (bytes.length === 0) {
+    throw new LipcheckError('UNREADABLE', `'${file}' is empty (0 bytes), not an ONNX model.`);
+  }
+  let m: any;
+  try {
+    m = onnx.ModelProto.decode(bytes);
+  } catch (e) {
+    throw new LipcheckError('UNREADABLE', `'${file}' is not a readable ONNX model: the protobuf data is corrupt or truncated (${(e as Error).message}). Re-export or download the model again.`, { cause: e });
+  }
+  const g = m.graph;
+  if (!g || !Array.isArray(g.node) || (g.node.length === 0 && (g.output ?? []).length === 0)) {
+    throw new LipcheckError('UNREADABLE', `'${file}' is not an ONNX model: it decodes without a graph. Check that this is the .onnx file and not another format.`);
+  }
+  const origin: TensorOrigin = { file: where, baseDir: dirname(resolve(file)) };
+  const tensor = (p: any) => decodeTensor(p, origin);
+  const initializers = new Map<string, Tensor>();
+  for (const t of g.initializer ?? []) initializers.set(t.name, tensor(t));
+  const opsets = new Map<string, number>();
+  for (const o of m.opsetImport ?? []) opsets.set(o.domain === 'ai.onnx' ? '' : (o.domain ?? ''), longToNumber(o.version));
+  if (!opsets.has('')) opsets.set('', 1);
+  const nodes: OnnxNode[] = (g.node as any[]).map((n, i) => ({
+    name: n.name || `${n.opType}_${i}`,
+    opType: n.opType ?? '',
+    domain: n.domain === 'ai.onnx' ? '' : (n.domain ?? ''),
+    inputs: [...(n.input ?? [])],
+    outputs: [...(n.output ?? [])],
+    attributes: decodeAttributes(n.attribute ?? [], tensor),
+  }));
+  return {
+    file,
+    irVersion: longToNumber(m.irVersion),
+    producer: [m.producerName, m.producerVersion].filter(Boolean).join(' '),
+    opsets,
+    nodes,
+    initializers,
+    inputs: (g.input ?? []).map(valueInfo),
+    outputs: (g.output ?? []).map(valueInfo),
+    source: m,
+  };
+}
+
+/** Reads and decodes an ONNX file. */
+export function readModel(path: string): OnnxModel {
+  return decodeModel(readModelBytes(path), path);
+}

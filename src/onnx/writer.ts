@@ -1,0 +1,108 @@
+import type { Tensor } from '../ir/tensor.js';
+import type { OnnxModel } from './read-model.js';
+import { dataTypeNumber, onnx } from './proto.js';
+
+/** An attribute to write: the tag says its ONNX type. */
+export type AttrSpec =
+  | { i: number } | { f: number } | { s: string } | { ints: readonly number[] } | { floats: readonly number[] } | { t: Tensor };
+
+/** One node to write. */
+export interface NodeSpec {
+  readonly opType: string;
+  readonly inputs: readonly string[];
+  readonly outputs: readonly string[];
+  readonly name?: string;
+  readonly domain?: string;
+  readonly attrs?: Readonly<Record<string, AttrSpec>>;
+}
+
+/** A graph input or output to write; `dims` entries may be symbolic names. */
+export interface ValueSpec {
+  readonly name: string;
+  readonly dtype?: string;
+  readonly dims?: readonly (number | string)[];
+}
+
+/** A whole small model to write. */
+export interface GraphSpec {
+  readonly opset: number;
+  readonly inputs: readonly ValueSpec[];
+  readonly outputs: readonly ValueSpec[];
+  readonly nodes: readonly NodeSpec[];
+  readonly initializers?: ReadonlyMap<string, Tensor> | readonly [string, Tensor][];
+  readonly name?: string;
+  readonly irVersion?: number;
+}
+
+function tensorBytes(t: Tensor): Uint8Array {
+  const d = t.data;
+  if (Array.isArray(d)) throw new Error('string tensors are not written');
+  if (t.dtype === 'float16' || t.dtype === 'bfloat16') throw new Error(`${t.dtype} is widened on read and not written back`);
+  return new Uint8Array(d.buffer.slice(d.byteOffset, d.byteOffset + d.byteLength));
+}
+
+/** A TensorProto for a Tensor (raw little-endian bytes; float16 data is written as float32). */
+export function tensorProto(name: string, t: Tensor): any {
+  const widened = t.dtype === 'float16' || t.dtype === 'bfloat16';
+  const dtype = widened ? 'float32' : t.dtype;
+  if (dtype === 'string') {
+    return onnx.TensorProto.create({ name, dims: [...t.dims], dataType: dataTypeNumber('string'), stringData: (t.data as string[]).map((s) => Buffer.from(s)) });
+  }
+  return onnx.TensorProto.create({ name, dims: [...t.dims], dataType: dataTypeNumber(dtype), rawData: tensorBytes(widened ? { ...t, dtype: 'float32' } : t) });
+}
+
+function attributeProto(name: string, a: AttrSpec): any {
+  if ('i' in a) return onnx.AttributeProto.create({ name, type: 2, i: a.i });
+  if ('f' in a) return onnx.AttributeProto.create({ name, type: 1, f: a.f });
+  if ('s' in a) return onnx.AttributeProto.create({ name, type: 3, s: Buffer.from(a.s) });
+  if ('ints' in a) return onnx.AttributeProto.create({ name, type: 7, ints: [...a.ints] });
+  if ('floats' in a) return onnx.AttributeProto.create({ name, type: 6, floats: [...a.floats] });
+  return onnx.AttributeProto.create({ name, type: 4, t: tensorProto('', a.t) });
+}
+
+function valueInfoProto(v: ValueSpec): any {
+  const type: any = { tensorType: { elemType: dataTypeNumber(v.dtype ?? 'float32') } };
+  if (v.dims) type.tensorType.shape = { dim: v.dims.map((d) => (typeof d === 'number' ? { dimValue: d } : { dimParam: d })) };
+  return onnx.ValueInfoProto.create({ name: v.name, type });
+}
+
+/** Serialises a GraphSpec into ONNX model bytes. */
+export function encodeGraph(spec: GraphSpec): Uint8Array {
+  const inits = spec.initializers ? [...(spec.initializers instanceof Map ? spec.initializers.entries() : (spec.initializers as [string, Tensor][]))] : [];
+  const graph = onnx.GraphProto.create({
+    name: spec.name ?? 'lipcheck',
+    node: spec.nodes.map((n, i) => onnx.NodeProto.create({
+      name: n.name ?? `${n.opType}_${i}`,
+      opType: n.opType,
+      domain: n.domain ?? '',
+      input: [...n.inputs],
+      output: [...n.outputs],
+      attribute: Object.entries(n.attrs ?? {}).map(([k, v]) => attributeProto(k, v)),
+    })),
+    initializer: inits.map(([name, t]) => tensorProto(name, t)),
+    input: spec.inputs.map(valueInfoProto),
+    output: spec.outputs.map(valueInfoProto),
+  });
+  const model = onnx.ModelProto.create({
+    irVersion: spec.irVersion ?? 8,
+    producerName: 'lipcheck',
+    opsetImport: [onnx.OperatorSetIdProto.create({ domain: '', version: spec.opset })],
+    graph,
+  });
+  return onnx.ModelProto.encode(model).finish();
+}
+
+/**
+ * Re-encodes a read model for onnxruntime: every initializer inlined from the decoded tensors (so external data
+ * resolved by lipcheck travels with the bytes) and `extraOutputs` appended as graph outputs.
+ */
+export function encodeForRuntime(model: OnnxModel, extraOutputs: readonly string[]): Uint8Array {
+  const m = model.source as any;
+  const g = m.graph;
+  const declared = new Set<string>((g.output ?? []).map((o: any) => o.name));
+  const output = [...(g.output ?? [])];
+  for (const name of extraOutputs) if (!declared.has(name)) { declared.add(name); output.push(onnx.ValueInfoProto.create({ name })); }
+  const initializer = (g.initializer ?? []).map((p: any) => (p.dataLocation === 1 ? tensorProto(p.name, model.initializers.get(p.name)!) : p));
+  const graph = onnx.GraphProto.create({ ...g, output, initializer });
+  return onnx.ModelProto.encode(onnx.ModelProto.create({ ...m, graph })).finish();
+}

@@ -1,0 +1,127 @@
+import type { LinearPrim, Shape } from '../ir/types.js';
+import { toNumbers, type Tensor } from '../ir/tensor.js';
+import { base, constantInput, dynamicInputs, unsupported, type ConvertContext, type Converter } from './context.js';
+import { linearChain, linearNode } from './linear.js';
+
+function poolGeometry(ctx: ConvertContext) {
+  const x = dynamicInputs(ctx)[0].shape;
+  const r = x.length - 2;
+  const kernel = ctx.attrs.ints('kernel_shape', null);
+  if (!kernel) unsupported(ctx, 'kernel_shape is required');
+  const strides = ctx.attrs.ints('strides', new Array(r).fill(1))!;
+  const dilations = ctx.attrs.ints('dilations', new Array(r).fill(1))!;
+  return { x, r, kernel, strides, dilations };
+}
+
+/** Explicit begin/end pads (auto_pad resolved, ceil_mode's extra windows absorbed into the end pads). */
+function poolPads(ctx: ConvertContext, x: Shape, out: Shape, kernel: number[], strides: number[], dilations: number[]): { pads: number[]; declared: number[] } {
+  const r = kernel.length;
+  const autoPad = ctx.attrs.string('auto_pad', 'NOTSET');
+  let declared: number[];
+  if (autoPad === 'NOTSET') declared = ctx.attrs.ints('pads', new Array(2 * r).fill(0))!;
+  else if (autoPad === 'VALID') declared = new Array(2 * r).fill(0);
+  else {
+    declared = new Array(2 * r).fill(0);
+    for (let i = 0; i < r; i++) {
+      const total = Math.max(0, (out[i] - 1) * strides[i] + (kernel[i] - 1) * dilations[i] + 1 - x[i]);
+      const small = Math.floor(total / 2);
+      if (autoPad === 'SAME_LOWER') { declared[i] = total - small; declared[i + r] = small; } else { declared[i] = small; declared[i + r] = total - small; }
+    }
+  }
+  const pads = [...declared];
+  for (let i = 0; i < r; i++) {
+    const need = (out[i] - 1) * strides[i] + (kernel[i] - 1) * dilations[i] + 1 - x[i] - declared[i];
+    pads[i + r] = Math.max(declared[i + r], need);
+  }
+  return { pads, declared };
+}
+
+const maxPool: Converter = (ctx) => {
+  if (ctx.outputs.length > 1 && ctx.outputs[1]) unsupported(ctx, 'the Indices output is not supported');
+  const { kernel, strides, dilations } = poolGeometry(ctx);
+  let cover = 1;
+  for (let i = 0; i < kernel.length; i++) cover *= Math.min(kernel[i], Math.ceil(((kernel[i] - 1) * dilations[i] + 1) / strides[i]));
+  const dyn = dynamicInputs(ctx);
+  return [{
+    kind: 'lipschitz', fn: 'MaxPool', l2: Math.sqrt(cover), linf: 1,
+    note: `each input lies in at most ${cover} window${cover === 1 ? '' : 's'} (kernel ${kernel.join('×')}, stride ${strides.join('×')})`,
+    ...base(ctx, dyn, ctx.outputs[0], ctx.outShapes[0]),
+  }];
+};
+
+const globalMaxPool: Converter = (ctx) => [{
+  kind: 'lipschitz', fn: 'GlobalMaxPool', l2: 1, linf: 1, note: 'each input lies in one window',
+  ...base(ctx, dynamicInputs(ctx), ctx.outputs[0], ctx.outShapes[0]),
+}];
+
+/** How many window positions along one axis ORT divides by, per output index. */
+function divisors(n: number, m: number, k: number, s: number, d: number, padBegin: number, padEnd: number, includePad: boolean): number[] {
+  const out: number[] = [];
+  for (let o = 0; o < m; o++) {
+    let c = 0;
+    for (let t = 0; t < k; t++) {
+      const p = o * s - padBegin + t * d;
+      if (includePad ? p >= -padBegin && p < n + padEnd : p >= 0 && p < n) c++;
+    }
+    out.push(c);
+  }
+  return out;
+}
+
+const averagePool: Converter = (ctx) => {
+  const { x, r, kernel, strides, dilations } = poolGeometry(ctx);
+  const out = ctx.outShapes[0];
+  const { pads, declared } = poolPads(ctx, x.slice(2), out.slice(2), kernel, strides, dilations);
+  const includePad = ctx.attrs.int('count_include_pad', 0) !== 0;
+  const c = x[1];
+  const kProd = kernel.reduce((a, b) => a * b, 1);
+  const w = new Float32Array(c * kProd).fill(1 / kProd);
+  const weight: Tensor = { dtype: 'float32', dims: [c, 1, ...kernel], data: w };
+  const steps: { prim: LinearPrim; shape: Shape }[] = [{ prim: { op: 'conv', weight, group: c, strides, pads, dilations }, shape: out }];
+  const per = kernel.map((k, i) => divisors(x[2 + i], out[2 + i], k, strides[i], dilations[i], declared[i], declared[i + r], includePad));
+  const spatial = out.slice(2);
+  const size = spatial.reduce((a, b) => a * b, 1);
+  const factor = new Float64Array(size);
+  let uniform = true;
+  for (let flat = 0; flat < size; flat++) {
+    let rem = flat;
+    let div = 1;
+    for (let i = r - 1; i >= 0; i--) { const o = rem % spatial[i]; rem = Math.floor(rem / spatial[i]); div *= per[i][o]; }
+    factor[flat] = div > 0 ? kProd / div : 0;
+    if (factor[flat] !== 1) uniform = false;
+  }
+  if (!uniform) steps.push({ prim: { op: 'scale', factor: { dtype: 'float64', dims: spatial, data: factor } }, shape: out });
+  return linearChain(ctx, steps);
+};
+
+function reduceAxes(ctx: ConvertContext, rank: number): number[] | null {
+  let axes: number[] | null = ctx.attrs.ints('axes', null);
+  const fromInput = constantInput(ctx, 1);
+  if (fromInput) axes = toNumbers(fromInput);
+  else if (ctx.inputs.length > 1 && ctx.inputs[1].dynamic) unsupported(ctx, 'input-dependent axes are not supported');
+  if (!axes || axes.length === 0) {
+    if (ctx.attrs.int('noop_with_empty_axes', 0) !== 0) return null;
+    return Array.from({ length: rank }, (_, i) => i);
+  }
+  return axes.map((a) => (a < 0 ? a + rank : a));
+}
+
+function reduce(mean: boolean): Converter {
+  return (ctx) => {
+    const x = dynamicInputs(ctx)[0];
+    if (x.index !== 0) unsupported(ctx, 'input-dependent axes are not supported');
+    const axes = reduceAxes(ctx, x.shape.length);
+    if (axes === null) return [linearNode(ctx, { op: 'reshape' })];
+    const kept = x.shape.map((d, i) => (axes.includes(i) ? 1 : d));
+    return linearChain(ctx, [{ prim: { op: 'reduce', axes, mean }, shape: kept }, { prim: { op: 'reshape' }, shape: ctx.outShapes[0] }]);
+  };
+}
+
+const globalAveragePool: Converter = (ctx) => {
+  const x = dynamicInputs(ctx)[0].shape;
+  const axes = x.map((_, i) => i).slice(2);
+  return [linearNode(ctx, { op: 'reduce', axes, mean: true })];
+};
+
+/** Converters of pooling and reductions. */
+export const poolingConverters = { maxPool, globalMaxPool, averagePool, globalAveragePool, reduceMean: reduce(true), reduceSum: reduce(false) };

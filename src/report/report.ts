@@ -1,0 +1,39 @@
+import type { LayerResult, Reason } from '../estimators/autolip.js';
+import type { Bound, NormKind } from '../estimators/kinds.js';
+
+/** The JSON schema version of LipschitzReport; bump on any breaking change (docs/json-schema.md). */
+export const SCHEMA_VERSION = 1;
+
+/** A witnessed lower bound: the ratio ‖f(x)−f(x')‖/‖x−x'‖ of one pair run through the original model. */
+export interface LowerBound extends Bound {
+  readonly kind: 'lower';
+  readonly pairs: number;
+}
+
+/** Everything one analysis found; reporters turn it into text. */
+export interface LipschitzReport {
+  readonly schemaVersion: number;
+  readonly tool: { readonly name: 'lipcheck'; readonly version: string };
+  readonly model: { readonly path: string; readonly sha256: string; readonly bytes: number; readonly producer: string; readonly opset: number; readonly irVersion: number };
+  readonly input: { readonly name: string; readonly shape: readonly number[] };
+  readonly output: { readonly name: string; readonly shape: readonly number[] };
+  readonly norm: NormKind;
+  readonly settings: {
+    readonly method: 'autolip';
+    readonly seed: number; readonly delta: number; readonly tol: number; readonly iterations: number;
+    readonly certify: 'strict' | 'auto' | 'off'; readonly device: string; readonly provider: string;
+  };
+  readonly global: {
+    readonly status: 'bounded' | 'unbounded' | 'discontinuous';
+    readonly upper: Bound | null;
+    readonly estimate: number | null;
+    readonly lower: LowerBound | null;
+    readonly ratio: number | null;
+    /** Union bound over the probabilistic operator bounds: the report fails with probability at most this. */
+    readonly failureProbability: number;
+    readonly reasons: readonly Reason[];
+  };
+  readonly layers: readonly LayerResult[];
+  readonly warnings: readonly string[];
+  readonly timings: { readonly loadMs: number; readonly buildMs: number; readonly normsMs: number; readonly lowerMs: number; readonly totalMs: number };
+}

@@ -15,6 +15,8 @@ export interface LayerResult {
   readonly outShape: Shape;
   readonly estimate: number | null;
   readonly upper: Bound | null;
+  /** Every upper bound computed for this row (the chosen one is `upper`). */
+  readonly candidates: readonly Bound[];
   readonly iterations: number;
   readonly ms: number;
   readonly note: string;
@@ -69,12 +71,12 @@ export function composeAutoLip(ir: IrGraph, blocks: readonly Block[], norms: Rea
       const m = norms.get(r.id)!;
       const inL = get(r.input);
       lips.set(r.output, { ...merge([inL]), up: m.upper.value * inL.up, est: (m.estimate ?? m.upper.value) * inL.est, kinds: new Set([...inL.kinds, m.upper.kind]) });
-      layers.push({ id: r.id, kind: 'operator', nodes: unique(r.nodes.map((n) => n.name)), opTypes: unique(r.nodes.map((n) => n.opType)), inShape: r.inShape, outShape: r.outShape, estimate: m.estimate, upper: m.upper, iterations: m.iterations, ms: m.ms, note: '' });
+      layers.push({ id: r.id, kind: 'operator', nodes: unique(r.nodes.map((n) => n.name)), opTypes: unique(r.nodes.map((n) => n.opType)), inShape: r.inShape, outShape: r.outShape, estimate: m.estimate, upper: m.upper, candidates: m.candidates, iterations: m.iterations, ms: m.ms, note: '' });
       continue;
     }
     const n = b.node;
     const ins = n.inputs.map(get);
-    const base = { id: n.name, nodes: [n.name], opTypes: [n.opType], inShape: n.inShapes[0] ?? [], outShape: n.outShape, iterations: 0, ms: 0 };
+    const base = { id: n.name, nodes: [n.name], opTypes: [n.opType], inShape: n.inShapes[0] ?? [], outShape: n.outShape, candidates: [], iterations: 0, ms: 0 };
     switch (n.kind) {
       case 'activation': {
         const c = Math.max(Math.abs(n.slope[0]), Math.abs(n.slope[1]));

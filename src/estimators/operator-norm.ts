@@ -90,6 +90,9 @@ export async function measureRegion(region: LinearRegion, settings: NormSettings
     if (settings.certify === 'strict') throw new LipcheckError('CERTIFY', `--certify strict: no certified bound for operator ${region.id} (${region.nodes.map((n) => `'${n.name}'`).join(', ')}).`);
     throw new LipcheckError('RUNTIME', `No upper bound for operator ${region.id} (${region.nodes.map((n) => `'${n.name}'`).join(', ')}): Lanczos did not reach a usable certificate in ${iterations} steps. Raise --iterations.`);
   }
-  const upper = allowed.reduce((a, b) => (b.value < a.value ? b : a));
+  // auto prefers a certified bound unless a probabilistic one is more than 0.1% tighter
+  const tightest = allowed.reduce((a, b) => (b.value < a.value ? b : a));
+  const certified = allowed.find((c) => c.kind === 'certified' && c.value <= tightest.value * (1 + 1e-3));
+  const upper = certified ?? tightest;
   return { estimate, upper, candidates, iterations, ms: performance.now() - t0, direction };
 }

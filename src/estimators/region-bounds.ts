@@ -90,8 +90,12 @@ function primBounds(n: LinearNode, norm: NormKind, budgetMs: number): PrimBounds
         best = Math.max(best, b.value);
         method = b.method;
       }
-      const inner = p.weight.dims.length === 1 ? p.weight.dims[0] : p.side === 'right' ? p.weight.dims[p.weight.dims.length - 2] : p.weight.dims[p.weight.dims.length - 1];
-      return { norm: best * (norm === 'inf' ? 1 : spread), absNorm: absBest * spread, inner, method };
+      const wd = p.weight.dims;
+      const inner = wd.length === 1 ? wd[0] : p.side === 'right' ? wd[wd.length - 2] : wd[wd.length - 1];
+      const produced = wd.length === 1 ? 1 : p.side === 'right' ? wd[wd.length - 1] : wd[wd.length - 2];
+      // only a batch broadcast of x against W's leading dims repeats inputs; the feature change is W's own
+      const repeat = Math.sqrt(Math.max(1, sizeOf(n.outShape) / ((sizeOf(inShape) / inner) * produced)));
+      return { norm: best * (norm === 'inf' ? 1 : repeat), absNorm: absBest * repeat, inner, method };
     }
     case 'scale': {
       const m = maxAbs(p.factor);

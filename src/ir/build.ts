@@ -87,7 +87,7 @@ function chooseInput(model: OnnxModel, options: BuildOptions) {
     shape = declared.map((d, i) => {
       if (typeof d === 'number') return d;
       if (i === 0) return 1;
-      throw new LipcheckError('USAGE', `Input '${input.name}' of ${model.file} has a symbolic dimension ${i} ('${d ?? '?'}') in [${declared.map((x) => x ?? '?').join(', ')}]; give a concrete shape with --input-shape, e.g. --input-shape ${declared.map((x, j) => (typeof x === 'number' ? x : j === 0 ? 1 : 'N')).join(',')}.`);
+      throw new LipcheckError('USAGE', `Input '${input.name}' of ${model.file} has a symbolic dimension ${i} ('${d ?? '?'}') in [${declared.map((x) => x ?? '?').join(', ')}]; give a concrete shape with --input-shape, e.g. --input-shape ${declared.map((x, j) => (typeof x === 'number' ? x : j === 0 ? 1 : `<${x ?? '?'}>`)).join(',')}.`);
     });
   }
   if (shape.some((d) => !Number.isSafeInteger(d) || d < 1)) throw new LipcheckError('USAGE', `Input shape [${shape.join(', ')}] must have positive integer dimensions.`);

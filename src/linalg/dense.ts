@@ -166,11 +166,11 @@ export function gramRows(b: Float64Array, m: number, n: number): Float64Array {
   return g;
 }
 
-/** Upward bound on Σ a_i² over the array. */
-function sumSquaresUp(a: Float64Array): number {
+/** Σ a_i² over the array, computed in float64 (within γ_(length) of the exact sum). */
+function sumSquares(a: Float64Array): number {
   let s = 0;
   for (let i = 0; i < a.length; i++) s += a[i] * a[i];
-  return roundUp(s, a.length + 1);
+  return s;
 }
 
 /** λ_max estimate of the symmetric m×m matrix g by Lanczos with full reorthogonalisation (approaches from below). */
@@ -291,9 +291,10 @@ export function denseSpectralNormExact(w: RealMatrix, rows: number, cols: number
   const n = Math.max(rows, cols);
   const { a, shift } = scaledCopy(w, rows, cols, cols < rows, maxAbs);
   const unscale = 2 ** -shift;
-  const frob2 = sumSquaresUp(a);
+  const sum2 = sumSquares(a);
+  const frob2 = roundUp(sum2, a.length);
   if (m === 1) {
-    return { value: roundUp(sqrtUp(frob2 + UNDERFLOW_SLACK), 1) * unscale, estimate: Math.sqrt(frob2) * unscale, method: 'exact-eig' };
+    return { value: sqrtUp(roundUp(frob2 + UNDERFLOW_SLACK, 1)) * unscale, estimate: Math.sqrt(sum2) * unscale, method: 'exact-eig' };
   }
   const g = gramRows(a, m, n);
   const cert = certifiedLambdaMax(g, m);
@@ -324,7 +325,7 @@ export function denseSpectralNormGram(w: RealMatrix, rows: number, cols: number,
   const m = Math.min(rows, cols);
   const n = Math.max(rows, cols);
   const { a, shift } = scaledCopy(w, rows, cols, cols < rows, maxAbs);
-  const frob2 = sumSquaresUp(a);
+  const frob2 = roundUp(sumSquares(a), a.length);
   return gramIterationFromGram(gramRows(a, m, n), m, n, frob2, shift, steps);
 }
 
@@ -348,6 +349,7 @@ function gramIterationFromGram(g0: Float64Array, m: number, n: number, frob2: nu
     for (let s = t; s >= 0; s--) {
       b = sqrtUp(roundUp(2 ** ks[s] * b + es[s], 1));
       est = Math.sqrt(2 ** ks[s] * est);
+      if (s === 0) b = est;
     }
     if (b >= best * (1 - 4 * U)) break;
     best = b;

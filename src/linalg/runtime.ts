@@ -1,4 +1,6 @@
+import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
 import { LipcheckError } from '../errors.js';
 import type { DType, Tensor } from '../ir/tensor.js';
 
@@ -34,6 +36,19 @@ export function providerFor(device: Device): ProviderChoice | undefined {
   return providerCache.get(device);
 }
 
+/** Why a GPU provider cannot work here without trying it, or null when its libraries are present. */
+function providerMissing(name: 'cuda' | 'webgpu'): string | null {
+  const listed = ((ort.listSupportedBackends?.() ?? []) as { name: string }[]).some((b) => b.name === name);
+  if (!listed) return `onnxruntime-node offers no ${name} provider on this platform`;
+  if (name === 'cuda') {
+    const dir = dirname(require.resolve('onnxruntime-node/package.json'));
+    const found = ['bin/napi-v6/linux/x64/libonnxruntime_providers_cuda.so', 'bin/napi-v6/win32/x64/onnxruntime_providers_cuda.dll'].some((f) => existsSync(join(dir, f)));
+    return found ? null : 'the CUDA provider is not installed (ONNXRUNTIME_NODE_INSTALL=cuda12 npm install)';
+  }
+  const vulkan = ['/usr/lib/x86_64-linux-gnu/libvulkan.so.1', '/usr/lib/libvulkan.so.1', '/usr/lib64/libvulkan.so.1', '/usr/lib/aarch64-linux-gnu/libvulkan.so.1'].some(existsSync);
+  return process.platform !== 'linux' || vulkan ? null : 'WebGPU needs a Vulkan loader (libvulkan.so.1), which is absent';
+}
+
 async function createResolving(bytes: Uint8Array, options: RuntimeOptions): Promise<{ session: any; provider: ProviderChoice }> {
   const cached = providerCache.get(options.device);
   if (cached) return { session: await createWith(bytes, cached.provider, options.threads), provider: cached };
@@ -44,23 +59,24 @@ async function createResolving(bytes: Uint8Array, options: RuntimeOptions): Prom
     return { session, provider: choice };
   }
   const wanted: ('cuda' | 'webgpu')[] = options.device === 'auto' ? ['cuda', 'webgpu'] : [options.device];
-  const listed = new Set(((ort.listSupportedBackends?.() ?? []) as { name: string }[]).map((b) => b.name));
   const why: string[] = [];
   for (const w of wanted) {
-    if (!listed.has(w)) { why.push(`onnxruntime-node offers no ${w} provider here`); continue; }
+    const missing = providerMissing(w);
+    // under auto, skip providers whose native libraries are absent: trying them only prints native errors
+    if (missing && options.device === 'auto') { why.push(missing); continue; }
     try {
       const session = await createWith(bytes, w, options.threads);
       const choice: ProviderChoice = { provider: w };
       providerCache.set(options.device, choice);
       return { session, provider: choice };
     } catch (e) {
-      why.push(`${w} could not start (${String((e as Error).message ?? e).split('\n')[0]})`);
+      why.push(`${w} could not start (${String((e as Error).message ?? e).split('\n')[0].slice(0, 160)})`);
     }
   }
   if (options.device !== 'auto') {
     throw new LipcheckError('RUNTIME', `--device ${options.device} is not available: ${why.join('; ')}. For CUDA, install with ONNXRUNTIME_NODE_INSTALL=cuda12 npm install (needs CUDA 12 and cuDNN 9), or use --device cpu.`);
   }
-  const choice: ProviderChoice = { provider: 'cpu', notice: `No GPU provider could start (${why.join('; ')}); using the CPU.` };
+  const choice: ProviderChoice = { provider: 'cpu', notice: `Using the CPU: ${why.join('; ')}.` };
   const session = await createWith(bytes, 'cpu', options.threads);
   providerCache.set('auto', choice);
   return { session, provider: choice };

@@ -50,7 +50,7 @@ export function renderTable(report: LipschitzReport, color: boolean): string {
   if (g.status !== 'bounded') {
     lines.push(c.red.bold(`Global Lipschitz constant (${norm}): ${g.status}`));
     for (const r of g.reasons) lines.push(c.red(`  ${r.opType} node '${r.node}' ${r.reason}.`));
-    if (g.status === 'discontinuous') lines.push('  A discontinuous function has no Lipschitz constant; analyse an output before it with --output NAME.');
+    if (g.status === 'discontinuous') lines.push('  A discontinuous function has no Lipschitz constant; to bound the scores before it, export them as a graph output and pass --output NAME.');
   } else if (g.upper) {
     lines.push(c.bold(`Global Lipschitz bound (${norm}): ${formatNumber(g.upper.value)}`) + `  [${kindColor(g.upper)(g.upper.kind)}, ${g.upper.method}]`);
     if (g.upper.kind === 'probabilistic') lines.push(`  holds except with probability ≤ ${formatNumber(g.failureProbability)} (δ = ${report.settings.delta} per probabilistic operator, union bound)`);

@@ -1,0 +1,246 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { Matrix, SVD } from 'ml-matrix';
+import { isLipcheckError } from '../../../src/errors.js';
+import { type ConvSpec, convInfNorm, convSpectralNormBound } from '../../../src/linalg/conv-spectrum.js';
+import { BudgetExceededError } from '../../../src/linalg/dense.js';
+
+function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+interface Case {
+  cin: number;
+  cout: number;
+  kernel: number[];
+  n: number[];
+  group?: number;
+  strides?: number[];
+  dilations?: number[];
+  /** ONNX order: [x1_begin, x2_begin, ..., x1_end, x2_end, ...]. */
+  pads?: number[];
+  seed: number;
+}
+
+function randomSpec(c: Case): ConvSpec {
+  const group = c.group ?? 1;
+  const dims = [c.cout, c.cin / group, ...c.kernel];
+  const rand = mulberry32(c.seed);
+  const weight = Float32Array.from({ length: dims.reduce((a, b) => a * b, 1) }, () => rand() * 2 - 1);
+  return { weight, weightDims: dims, group, dilations: c.dilations ?? c.kernel.map(() => 1), inputSpatial: c.n };
+}
+
+function product(v: number[]): number {
+  return v.reduce((a, b) => a * b, 1);
+}
+
+/** Multi-index (last axis fastest) of a linear index in a grid of the given sizes. */
+function unravel(lin: number, sizes: number[]): number[] {
+  const idx = new Array<number>(sizes.length);
+  for (let a = sizes.length - 1; a >= 0; a--) {
+    idx[a] = lin % sizes[a];
+    lin = Math.floor(lin / sizes[a]);
+  }
+  return idx;
+}
+
+/**
+ * The dense matrix of an ONNX Conv (cross-correlation, zero padding) on an input [Cin, n...], built entry by entry.
+ * With `circular` the input lives on the grid `circularGrid`, indices wrap, and there is no padding or stride.
+ */
+function convMatrix(spec: ConvSpec, strides: number[], pads: number[], circularGrid?: number[]): { m: Matrix; rows: number; cols: number } {
+  const [cout, cinG, ...kernel] = spec.weightDims;
+  const d = kernel.length;
+  const group = spec.group;
+  const coutG = cout / group;
+  const cin = cinG * group;
+  const dil = spec.dilations;
+  const inSize = circularGrid ?? spec.inputSpatial;
+  const outSize = circularGrid ?? inSize.map((n, a) => Math.floor((n + pads[a] + pads[a + d] - dil[a] * (kernel[a] - 1) - 1) / strides[a]) + 1);
+  const inCount = product(inSize);
+  const outCount = product(outSize);
+  const taps = product(kernel);
+  const rows = cout * outCount;
+  const cols = cin * inCount;
+  const m = new Matrix(rows, cols);
+  for (let co = 0; co < cout; co++) {
+    const g = Math.floor(co / coutG);
+    for (let p = 0; p < outCount; p++) {
+      const out = unravel(p, outSize);
+      for (let ci = 0; ci < cinG; ci++) {
+        for (let t = 0; t < taps; t++) {
+          const tap = unravel(t, kernel);
+          let lin = 0;
+          let inside = true;
+          for (let a = 0; a < d; a++) {
+            let x = circularGrid ? out[a] + tap[a] * dil[a] : out[a] * strides[a] - pads[a] + tap[a] * dil[a];
+            if (circularGrid) x %= circularGrid[a];
+            else if (x < 0 || x >= inSize[a]) inside = false;
+            lin = lin * inSize[a] + x;
+          }
+          if (!inside) continue;
+          const row = co * outCount + p;
+          const col = (g * cinG + ci) * inCount + lin;
+          m.set(row, col, m.get(row, col) + spec.weight[((co * cinG + ci) * taps) + t]);
+        }
+      }
+    }
+  }
+  return { m, rows, cols };
+}
+
+function sigmaMax(m: Matrix): number {
+  return new SVD(m, { computeLeftSingularVectors: false, computeRightSingularVectors: false, autoTranspose: true }).diagonal[0];
+}
+
+function exactNorm(c: Case, spec: ConvSpec): number {
+  const d = c.kernel.length;
+  const strides = c.strides ?? c.kernel.map(() => 1);
+  const pads = c.pads ?? new Array<number>(2 * d).fill(0);
+  return sigmaMax(convMatrix(spec, strides, pads).m);
+}
+
+function describeCase(c: Case): string {
+  const parts = [`${c.cin}→${c.cout}`, `k ${c.kernel.join('×')}`, `n ${c.n.join('×')}`];
+  if (c.group) parts.push(`group ${c.group}`);
+  if (c.strides) parts.push(`stride ${c.strides.join(',')}`);
+  if (c.dilations) parts.push(`dil ${c.dilations.join(',')}`);
+  if (c.pads) parts.push(`pads ${c.pads.join(',')}`);
+  return parts.join(', ');
+}
+
+const full = (k: number[], dil: number[] = k.map(() => 1)): number[] => [...k.map((v, a) => (v - 1) * dil[a]), ...k.map((v, a) => (v - 1) * dil[a])];
+
+const cases: Case[] = [
+  { cin: 3, cout: 2, kernel: [5], n: [11], seed: 1 },
+  { cin: 3, cout: 2, kernel: [5], n: [11], strides: [2], pads: full([5]), seed: 2 },
+  { cin: 2, cout: 3, kernel: [3], n: [9], dilations: [2], pads: [1, 3], seed: 3 },
+  { cin: 2, cout: 2, kernel: [4], n: [7], strides: [2], dilations: [2], pads: full([4], [2]), seed: 4 },
+  { cin: 2, cout: 3, kernel: [3], n: [8], dilations: [2], pads: [2, 2], seed: 22 },
+  { cin: 2, cout: 3, kernel: [1, 1], n: [5, 7], strides: [2, 2], seed: 5 },
+  { cin: 2, cout: 3, kernel: [2, 2], n: [7, 7], pads: [1, 0, 0, 1], seed: 6 },
+  { cin: 3, cout: 2, kernel: [2, 2], n: [7, 5], strides: [2, 2], seed: 7 },
+  { cin: 2, cout: 2, kernel: [3, 3], n: [7, 7], pads: [1, 1, 1, 1], seed: 8 },
+  { cin: 2, cout: 3, kernel: [3, 3], n: [9, 7], strides: [2, 2], pads: [1, 1, 1, 1], seed: 9 },
+  { cin: 2, cout: 2, kernel: [3, 3], n: [7, 7], dilations: [2, 2], pads: full([3, 3], [2, 2]), seed: 10 },
+  { cin: 3, cout: 2, kernel: [3, 3], n: [9, 9], strides: [2, 1], dilations: [1, 2], pads: [0, 2, 1, 2], seed: 11 },
+  { cin: 2, cout: 2, kernel: [3, 3], n: [6, 8], strides: [1, 2], dilations: [2, 2], pads: [2, 2, 2, 2], seed: 23 },
+  { cin: 2, cout: 2, kernel: [5, 5], n: [7, 9], pads: [2, 2, 2, 2], seed: 12 },
+  { cin: 1, cout: 2, kernel: [5, 5], n: [9, 9], strides: [2, 2], pads: full([5, 5]), seed: 13 },
+  { cin: 2, cout: 2, kernel: [7, 7], n: [7, 7], pads: [3, 3, 3, 3], seed: 14 },
+  { cin: 2, cout: 1, kernel: [7, 7], n: [9, 9], strides: [2, 2], pads: [3, 3, 3, 3], seed: 15 },
+  { cin: 4, cout: 4, kernel: [3, 3], n: [7, 7], group: 2, pads: [1, 1, 1, 1], seed: 16 },
+  { cin: 4, cout: 4, kernel: [3, 3], n: [7, 7], group: 4, pads: [1, 1, 1, 1], seed: 17 },
+  { cin: 4, cout: 8, kernel: [3, 3], n: [5, 7], group: 4, strides: [2, 2], pads: [1, 1, 1, 1], seed: 18 },
+  { cin: 4, cout: 2, kernel: [3, 3], n: [7, 5], group: 2, dilations: [2, 2], seed: 19 },
+  { cin: 2, cout: 2, kernel: [3, 3, 3], n: [5, 5, 5], pads: [1, 1, 1, 1, 1, 1], seed: 20 },
+  { cin: 2, cout: 2, kernel: [2, 3, 1], n: [5, 3, 4], strides: [2, 1, 2], dilations: [2, 1, 1], seed: 21 },
+];
+
+describe('convSpectralNormBound', () => {
+  for (const c of cases) {
+    it(`bounds the zero-padded conv from above: ${describeCase(c)}`, () => {
+      const spec = randomSpec(c);
+      const exact = exactNorm(c, spec);
+      const b = convSpectralNormBound(spec);
+      assert.equal(b.method, 'circular-fft');
+      assert.ok(b.value >= exact * (1 - 1e-12), `bound ${b.value} < exact ${exact}`);
+      assert.ok(b.estimate <= b.value, `estimate ${b.estimate} above value ${b.value}`);
+    });
+  }
+
+  it('equals the norm of the circular conv on its grid (2-D and 3-D)', () => {
+    for (const c of cases.filter((x) => [10, 12, 17, 20, 21, 22, 23].includes(x.seed))) {
+      const spec = randomSpec(c);
+      const grid = spec.inputSpatial.map((n, a) => n + (spec.weightDims[a + 2] - 1) * spec.dilations[a]);
+      const circular = sigmaMax(convMatrix(spec, [], [], grid).m);
+      const b = convSpectralNormBound(spec);
+      assert.ok(b.value >= circular, `${describeCase(c)}: bound ${b.value} < circular ${circular}`);
+      assert.ok(b.value <= circular * (1 + 1e-9), `${describeCase(c)}: bound ${b.value} vs circular ${circular}`);
+      assert.ok(Math.abs(b.estimate - circular) <= 1e-12 * circular, `${describeCase(c)}: estimate ${b.estimate} vs ${circular}`);
+    }
+  });
+
+  it('places dilated taps right when dilation and grid share a factor', () => {
+    for (let seed = 100; seed < 106; seed++) {
+      const c: Case = { cin: 2, cout: 2, kernel: [3, 2], n: [6, 6], dilations: [2, 2], seed };
+      const spec = randomSpec(c);
+      const circular = sigmaMax(convMatrix(spec, [], [], [10, 8]).m);
+      const b = convSpectralNormBound(spec);
+      assert.ok(b.value >= circular && b.value <= circular * (1 + 1e-9), `seed ${seed}: bound ${b.value} vs circular ${circular}`);
+    }
+  });
+
+  it('is tight for a 1×1 conv, whose norm is σ_max of its channel matrix', () => {
+    const c: Case = { cin: 3, cout: 5, kernel: [1, 1], n: [6, 6], seed: 31 };
+    const spec = randomSpec(c);
+    const exact = exactNorm(c, spec);
+    const channel = sigmaMax(new Matrix(Array.from({ length: 5 }, (_, o) => Array.from(spec.weight.subarray(o * 3, o * 3 + 3)))));
+    assert.ok(Math.abs(exact - channel) <= 1e-12 * channel, 'test reference is inconsistent');
+    const b = convSpectralNormBound(spec);
+    assert.ok(b.value >= exact && b.value <= exact * (1 + 1e-9), `bound ${b.value} vs exact ${exact}`);
+  });
+
+  it('is not absurdly loose for a random 3×3 "same" conv on 8×8', () => {
+    const c: Case = { cin: 4, cout: 4, kernel: [3, 3], n: [8, 8], pads: [1, 1, 1, 1], seed: 41 };
+    const spec = randomSpec(c);
+    const exact = exactNorm(c, spec);
+    const b = convSpectralNormBound(spec);
+    assert.ok(b.value >= exact && b.value <= 1.5 * exact, `bound ${b.value} vs exact ${exact}`);
+  });
+
+  it('handles wide channel blocks and all-zero weights', () => {
+    const c: Case = { cin: 24, cout: 20, kernel: [3, 3], n: [4, 4], pads: [1, 1, 1, 1], seed: 51 };
+    const spec = randomSpec(c);
+    const b = convSpectralNormBound(spec);
+    const grid = [6, 6];
+    const circular = sigmaMax(convMatrix(spec, [], [], grid).m);
+    assert.ok(b.value >= circular && b.value <= circular * (1 + 1e-9), `bound ${b.value} vs circular ${circular}`);
+    assert.ok(b.value >= exactNorm(c, spec));
+    const zero = { ...spec, weight: new Float32Array(spec.weight.length) };
+    assert.deepEqual(convSpectralNormBound(zero), { value: 0, estimate: 0, method: 'circular-fft' });
+  });
+
+  it('throws BudgetExceededError when the work would exceed budgetMs', () => {
+    const spec = randomSpec({ cin: 512, cout: 512, kernel: [3, 3], n: [56, 56], seed: 61 });
+    assert.throws(
+      () => convSpectralNormBound(spec, { budgetMs: 20000 }),
+      (e) => e instanceof BudgetExceededError && isLipcheckError(e) && /over the 20000 ms budget/.test(e.message),
+    );
+  });
+
+  it('rejects inconsistent specs with messages that quote the values', () => {
+    const spec = randomSpec({ cin: 4, cout: 4, kernel: [3, 3], n: [5, 5], seed: 71 });
+    assert.throws(() => convSpectralNormBound({ ...spec, group: 3 }), (e) => isLipcheckError(e) && /group 3/.test(e.message));
+    assert.throws(() => convSpectralNormBound({ ...spec, dilations: [1] }), (e) => isLipcheckError(e) && /dilations \[1\]/.test(e.message));
+    assert.throws(() => convSpectralNormBound({ ...spec, weightDims: [4, 4, 3, 3, 1, 1] }), (e) => isLipcheckError(e) && /4 spatial dims/.test(e.message));
+  });
+});
+
+describe('convInfNorm', () => {
+  it('is the largest per-output-channel ℓ1 mass, an upper bound of the dense ℓ∞ norm', () => {
+    for (const c of cases.filter((x) => [9, 16, 20].includes(x.seed))) {
+      const spec = randomSpec(c);
+      const [cout] = spec.weightDims;
+      const per = spec.weight.length / cout;
+      let brute = 0;
+      for (let o = 0; o < cout; o++) {
+        let s = 0;
+        for (let j = 0; j < per; j++) s += Math.abs(spec.weight[o * per + j]);
+        brute = Math.max(brute, s);
+      }
+      const v = convInfNorm(spec);
+      assert.ok(v >= brute && v <= brute * (1 + 1e-12), `${v} vs ${brute}`);
+      const { m } = convMatrix(spec, c.strides ?? c.kernel.map(() => 1), c.pads ?? new Array<number>(2 * c.kernel.length).fill(0));
+      const rowMax = Math.max(...m.abs().sum('row'));
+      assert.ok(v >= rowMax, `${v} below the dense ℓ∞ norm ${rowMax}`);
+    }
+  });
+});

@@ -94,6 +94,11 @@ function chooseInput(model: OnnxModel, options: BuildOptions) {
   return { input, shape, others: candidates.filter((c) => c !== input) };
 }
 
+function unsupportedError(file: string, missing: string[], reasons: string[]): LipcheckError {
+  const lines = [...missing.map((m) => `${m}: op not supported`), ...reasons];
+  return new LipcheckError('UNSUPPORTED', `${file} has ${lines.length} node${lines.length === 1 ? '' : 's'} lipcheck cannot analyse:\n  - ${lines.join('\n  - ')}\nRun 'lipcheck --list-ops' for the supported operators.`, { details: lines });
+}
+
 /** Builds the Lipschitz IR of a model between one input and one output (runs the model once in onnxruntime). */
 export async function buildIr(model: OnnxModel, options: BuildOptions): Promise<BuildResult> {
   const { input, shape, others } = chooseInput(model, options);
@@ -151,20 +156,21 @@ export async function buildIr(model: OnnxModel, options: BuildOptions): Promise<
   }
   const intDyn = new Set<string>();
   const values = new Map<string, Tensor>();
-  if (missing.length === 0) {
-    const runner = await ModelRunner.create(encodeForRuntime(model, [...wanted]), options.runtime, model.file);
-    try {
-      const out = await runner.run(feeds, [...wanted]);
-      for (const [k, t] of out) values.set(k, t);
-    } catch (e) {
-      const msg = (e as Error).message;
-      if (/dimension|shape|Got invalid|index/i.test(msg)) {
-        throw new LipcheckError('USAGE', `${model.file} cannot run on input '${input.name}' with shape [${shape.join(', ')}]: ${msg.replace(/^onnxruntime failed while evaluating [^:]*: /, '')}. Check --input-shape.`, { cause: e });
-      }
-      throw e;
-    } finally {
-      await runner.release();
+  const runner = await ModelRunner.create(encodeForRuntime(model, [...wanted]), options.runtime, model.file).catch((e) => {
+    throw missing.length ? unsupportedError(model.file, missing, []) : e;
+  });
+  try {
+    const out = await runner.run(feeds, [...wanted]);
+    for (const [k, t] of out) values.set(k, t);
+  } catch (e) {
+    if (missing.length) throw unsupportedError(model.file, missing, []);
+    const msg = (e as Error).message;
+    if (/dimension|shape|Got invalid|index/i.test(msg)) {
+      throw new LipcheckError('USAGE', `${model.file} cannot run on input '${input.name}' with shape [${shape.join(', ')}]: ${msg.replace(/^onnxruntime failed while evaluating [^:]*: /, '')}. Check --input-shape.`, { cause: e });
     }
+    throw e;
+  } finally {
+    await runner.release();
   }
 
   const nodes: IrNode[] = [];
@@ -200,10 +206,7 @@ export async function buildIr(model: OnnxModel, options: BuildOptions): Promise<
       else throw e;
     }
   }
-  if (missing.length || reasons.length) {
-    const lines = [...missing.map((m) => `${m}: op not supported`), ...reasons];
-    throw new LipcheckError('UNSUPPORTED', `${model.file} has ${lines.length} node${lines.length === 1 ? '' : 's'} lipcheck cannot analyse:\n  - ${lines.join('\n  - ')}\nRun 'lipcheck --list-ops' for the supported operators.`, { details: lines });
-  }
+  if (missing.length || reasons.length) throw unsupportedError(model.file, missing, reasons);
   const outShape = shapeOf(outputName);
   return {
     ir: { input: input.name, inputShape: shape, output: outputName, outputShape: outShape, nodes, warnings: others.length ? [`Inputs ${others.map((o) => `'${o.name}'`).join(', ')} are held at zero; only '${input.name}' is analysed.`] : [] },

@@ -5,6 +5,7 @@ import {
   type NormBound,
   UNDERFLOW_SLACK,
   UNIT_ROUNDOFF as U,
+  certifyByShift,
   exponentOf,
   gamma,
   maxAbsFinite,
@@ -472,12 +473,10 @@ export function convSpectralNormBound(spec: ConvSpec, opts: { budgetMs?: number 
       if (lambdaUp === null) {
         const theta = Math.max(lanczosHermitian(hr, hi, cs, 300), 0);
         estimate = Math.max(estimate, Math.sqrt(theta));
-        const base = Math.max(theta, lambdaShift);
-        let rho = 4 * (cs + 1) * U;
-        for (let attempt = 0; attempt < 12 && lambdaUp === null; attempt++, rho *= 16) {
-          const s = roundUp(base * (1 + rho), 2) + UNDERFLOW_SLACK;
-          lambdaUp = choleskyCertifyHermitian(hr, hi, cs, s, ar, ai);
-          if (lambdaUp !== null) lambdaShift = s;
+        const cert = certifyByShift(Math.max(theta, lambdaShift), 4 * (cs + 1) * U, (s) => choleskyCertifyHermitian(hr, hi, cs, s, ar, ai));
+        if (cert !== null) {
+          lambdaUp = cert.upper;
+          lambdaShift = cert.shift;
         }
       }
       let bound = frobBound[b];

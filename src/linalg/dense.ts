@@ -255,17 +255,40 @@ function choleskyCertify(g: Float64Array, m: number, s: number): number | null {
 }
 
 /**
- * Certified λ_max bound of the symmetric matrix g: a Lanczos estimate θ, then Cholesky certificates for θ(1+ρ), ρ
- * growing until one succeeds. Returns null if none does (callers then use another certified method).
+ * The certified λ_max bound from the smallest shift s that `certify` accepts near the estimate θ: shifts θ(1+ρ) with
+ * ρ = ρ0·16^j until one is accepted; if that took a coarse ρ (the estimate was low: Lanczos missed the top of the
+ * spectrum) up to 10 bisection steps between the last rejected and the accepted shift tighten it. Null if none is
+ * accepted up to ρ ≈ 30.
  */
-export function certifiedLambdaMax(g: Float64Array, m: number): { upper: number; estimate: number } | null {
-  const theta = Math.max(lanczosSymmetric(g, m, 300), 0);
-  let rho = 4 * (m + 1) * U;
-  for (let attempt = 0; attempt < 12; attempt++, rho *= 16) {
-    const upper = choleskyCertify(g, m, roundUp(theta * (1 + rho), 2) + UNDERFLOW_SLACK);
-    if (upper !== null) return { upper, estimate: theta };
+export function certifyByShift(theta: number, rho0: number, certify: (s: number) => number | null): { upper: number; shift: number } | null {
+  let rho = rho0;
+  let lo = theta;
+  for (let attempt = 0; attempt < 16; attempt++, rho *= 16) {
+    let hi = roundUp(theta * (1 + rho), 2) + UNDERFLOW_SLACK;
+    let upper = certify(hi);
+    if (upper === null) {
+      lo = hi;
+      continue;
+    }
+    for (let step = 0; step < 10 && hi - lo > 1e-9 * hi; step++) {
+      const mid = lo + 0.5 * (hi - lo);
+      const tried = certify(mid);
+      if (tried === null) lo = mid;
+      else {
+        hi = mid;
+        upper = tried;
+      }
+    }
+    return { upper, shift: hi };
   }
   return null;
+}
+
+/** Certified λ_max bound of the symmetric m×m matrix g (Lanczos estimate, Cholesky certificate); null if none succeeds. */
+function certifiedLambdaMax(g: Float64Array, m: number): { upper: number; estimate: number } | null {
+  const theta = Math.max(lanczosSymmetric(g, m, 300), 0);
+  const cert = certifyByShift(theta, 4 * (m + 1) * U, (s) => choleskyCertify(g, m, s));
+  return cert === null ? null : { upper: cert.upper, estimate: theta };
 }
 
 /**
@@ -349,7 +372,6 @@ function gramIterationFromGram(g0: Float64Array, m: number, n: number, frob2: nu
     for (let s = t; s >= 0; s--) {
       b = sqrtUp(roundUp(2 ** ks[s] * b + es[s], 1));
       est = Math.sqrt(2 ** ks[s] * est);
-      if (s === 0) b = est;
     }
     if (b >= best * (1 - 4 * U)) break;
     best = b;

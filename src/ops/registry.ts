@@ -68,6 +68,8 @@ export const OP_REGISTRY: readonly OpRow[] = [
   row('Softsign', 'activation', 'slope in [0, 1]', slopeRange(0, 1)),
   row('Elu', 'activation', 'slope in [0, max(1, α)]', act.elu),
   row('Clip', 'activation', 'slope in [0, 1]', act.clip),
+  row('Sin', 'activation', 'slope in [−1, 1]', slopeRange(-1, 1)),
+  row('Cos', 'activation', 'slope in [−1, 1]', slopeRange(-1, 1)),
   row('Softmax', 'nonlinear', '‖J‖ ≤ 1/2 (ℓ2 and ℓ∞)', act.softmax),
   row('Exp', 'unbounded', 'no global constant', unbounded('is exponential, whose slope grows without bound')),
   row('Log', 'unbounded', 'no global constant', unbounded('is a logarithm, whose slope is unbounded near 0')),

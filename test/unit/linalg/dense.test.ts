@@ -8,7 +8,9 @@ import {
   denseSpectralNormBound,
   denseSpectralNormExact,
   denseSpectralNormGram,
+  LANCZOS_SEED,
 } from '../../../src/linalg/dense.js';
+import { Random } from '../../../src/linalg/random.js';
 
 function mulberry32(seed: number): () => number {
   let a = seed >>> 0;
@@ -70,6 +72,30 @@ function hadamardOrthogonal(n: number): Float64Array {
   return h;
 }
 
+/**
+ * W = Q·diag(s) with Q a reflection whose first column is orthogonal to the Lanczos start vector: WWᵀ's top
+ * eigenvector never enters the Krylov space, so only the Cholesky certificate can find s1 = 1.001·s2.
+ */
+function hiddenTopMatrix(m: number, seed: number): { w: Float64Array; s1: number } {
+  const v = new Random(LANCZOS_SEED).unitVector(m);
+  const rand = mulberry32(seed);
+  const q1 = Float64Array.from({ length: m }, () => rand() - 0.5);
+  for (let pass = 0; pass < 2; pass++) {
+    const c = q1.reduce((acc, x, i) => acc + x * v[i], 0);
+    for (let i = 0; i < m; i++) q1[i] -= c * v[i];
+  }
+  const nq = Math.sqrt(q1.reduce((acc, x) => acc + x * x, 0));
+  for (let i = 0; i < m; i++) q1[i] /= nq;
+  const u = Float64Array.from(q1, (x, i) => (i === 0 ? 1 : 0) - x);
+  const uu = u.reduce((acc, x) => acc + x * x, 0);
+  const s = Array.from({ length: m }, (_, i) => (i === 0 ? 2.002 : 2 - i / m));
+  const w = new Float64Array(m * m);
+  for (let i = 0; i < m; i++) {
+    for (let j = 0; j < m; j++) w[i * m + j] = ((i === j ? 1 : 0) - (2 * u[i] * u[j]) / uu) * s[j];
+  }
+  return { w, s1: s[0] };
+}
+
 function svdMax(w: Float64Array, rows: number, cols: number): number {
   const m = new Matrix(rows, cols);
   for (let i = 0; i < rows; i++) for (let j = 0; j < cols; j++) m.set(i, j, w[i * cols + j]);
@@ -124,6 +150,15 @@ describe('denseSpectralNormExact', () => {
       const b = denseSpectralNormExact(w, rows, cols);
       assert.ok(b.value >= 5 && b.value <= 5 * (1 + 1e-12), `value ${b.value}`);
     }
+  });
+
+  it('stays certified when Lanczos never sees the top singular vector', () => {
+    const m = 64;
+    const { w, s1 } = hiddenTopMatrix(m, 8);
+    const b = denseSpectralNormExact(w, m, m);
+    assert.ok(b.estimate < s1 * (1 - 1e-5), `Lanczos found the top value (${b.estimate}); this test no longer exercises the certificate`);
+    assert.ok(b.value >= s1 * (1 - COMPOSE_TOL), `value ${b.value} < s1 ${s1}`);
+    assert.ok(b.value <= s1 * 1.02, `value ${b.value} far above s1 ${s1}`);
   });
 
   it('gives the Euclidean norm of 1×n and n×1 matrices', () => {

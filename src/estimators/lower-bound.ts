@@ -1,0 +1,633 @@
+import { emitAdjoint, emitForward } from '../ir/emit.js';
+import type { Block } from '../ir/merge.js';
+import { sizeOf, toFloat64, type DType, type Tensor } from '../ir/tensor.js';
+import type { IrGraph, IrNode, Shape } from '../ir/types.js';
+import { lanczosTop } from '../linalg/lanczos.js';
+import { createOrtOperator, type LinearOperator } from '../linalg/operator.js';
+import { norm2, Random, scaleInPlace } from '../linalg/random.js';
+import { ModelRunner } from '../linalg/runner.js';
+import type { RuntimeOptions } from '../linalg/runtime.js';
+import { witnessLowerBound } from '../linalg/witness.js';
+import { DATA_TYPES } from '../onnx/proto.js';
+import type { OnnxModel, OnnxNode } from '../onnx/read-model.js';
+import { encodeForRuntime, encodeGraph } from '../onnx/writer.js';
+import type { NormKind } from './kinds.js';
+
+/** What {@link jacobianLowerBound} needs: the model, its IR and merged blocks, and how hard to work. */
+export interface LowerBoundArgs {
+  /** The decoded original model: re-encoded here with the activations' values as extra outputs. */
+  readonly model: OnnxModel;
+  readonly ir: IrGraph;
+  readonly blocks: readonly Block[];
+  readonly inputName: string;
+  readonly outputName: string;
+  readonly inputShape: readonly number[];
+  readonly runtime: RuntimeOptions;
+  readonly seed: number;
+  readonly norm: NormKind;
+  /** Wall-clock budget; the fixed plan below is cut short (and the result then depends on timing) past it. */
+  readonly budgetMs: number;
+  /** Random starts x (default 4), at scales 1, 0.1, 10, 1, ... of a standard normal. */
+  readonly starts?: number;
+  /** Ascent steps on the best start (default 24). */
+  readonly ascentSteps?: number;
+  /** For the random-pair fallback: how many pairs, and directions to try first. */
+  readonly pairs?: number;
+  readonly hints?: readonly Float64Array[];
+}
+
+/** A witnessed lower bound: a real pair evaluated by onnxruntime on the original model, and how it was found. */
+export interface LowerBoundResult {
+  /** ‖f(x')−f(x)‖/‖x'−x‖ in the chosen norm, from the float32 inputs actually fed: a lower bound on L(f). */
+  readonly value: number;
+  /** 'jacobian-ascent' (σ_max or ℓ∞ row sum of J(x) through the IR, confirmed by a pair) or 'witness-pairs' (fallback). */
+  readonly method: 'jacobian-ascent' | 'witness-pairs';
+  readonly x: Float32Array;
+  readonly xPrime: Float32Array;
+  /** Runs of the original model (activation values and confirmation pairs, or the fallback's pairs). */
+  readonly evaluations: number;
+  /** Products with J(x) or J(x)ᵀ through the IR. */
+  readonly products: number;
+  /** The IR's ‖J(x)‖ at the reported x (an estimate, never reported as the bound); null for the fallback. */
+  readonly irNorm: number | null;
+  /** True when the budget stopped the plan early. */
+  readonly truncated: boolean;
+  /** Why the Jacobian path was not taken, for the fallback. */
+  readonly fallbackReason?: string;
+}
+
+type ConcatPart = { readonly dynamic: number } | { readonly zeros: Shape };
+
+/** One step of the Jacobian's evaluation order. */
+type Step =
+  | { readonly kind: 'operator'; readonly input: string; readonly output: string; readonly op: LinearOperator }
+  | { readonly kind: 'diag'; readonly node: IrNode & { kind: 'activation' } }
+  | { readonly kind: 'maxpool'; readonly node: IrNode; readonly windows: PoolWindows }
+  | { readonly kind: 'softmax'; readonly node: IrNode; readonly outer: number; readonly len: number; readonly inner: number }
+  | { readonly kind: 'sum'; readonly node: IrNode; readonly signs: readonly number[] }
+  | { readonly kind: 'concat'; readonly node: IrNode; readonly axis: number; readonly parts: readonly ConcatPart[] };
+
+/** For each output element of a max-pool, the flat input indices of its window (−1 for padding). */
+interface PoolWindows {
+  readonly taps: number;
+  readonly index: Int32Array;
+}
+
+/** What the Jacobian depends on at one point x. */
+interface LocalState {
+  readonly x: Float32Array;
+  readonly fx: Float64Array;
+  /** Per activation output: f'(u), and d/du f'(u) (smoothed at kinks) for the ascent. */
+  readonly slope: Map<string, { d: Float64Array; d2: Float64Array }>;
+  readonly argmax: Map<string, Int32Array>;
+  readonly softmax: Map<string, Float64Array>;
+}
+
+const SUPPORTED_ACTIVATIONS = new Set(['Relu', 'LeakyRelu', 'PRelu', 'Sigmoid', 'Tanh', 'Softplus', 'Softsign', 'Elu', 'Clip']);
+
+function onnxNodeOf(model: OnnxModel, n: IrNode): OnnxNode | undefined {
+  return model.nodes.find((m) => m.outputs[0] === n.output);
+}
+
+/** Window indices of MaxPool / GlobalMaxPool (ONNX semantics; padding never wins). */
+function poolWindows(node: IrNode, onnxNode: OnnxNode): PoolWindows | string {
+  const x = node.inShapes[0];
+  const out = node.outShape;
+  const r = x.length - 2;
+  const a = onnxNode.attributes;
+  let kernel: number[], strides: number[], dilations: number[], begin: number[];
+  if (node.opType === 'GlobalMaxPool') {
+    kernel = x.slice(2); strides = kernel.map(() => 1); dilations = kernel.map(() => 1); begin = kernel.map(() => 0);
+  } else {
+    const k = a.ints('kernel_shape', null);
+    if (!k) return `MaxPool node '${node.name}' has no kernel_shape`;
+    kernel = k;
+    strides = a.ints('strides', new Array(r).fill(1))!;
+    dilations = a.ints('dilations', new Array(r).fill(1))!;
+    const autoPad = a.string('auto_pad', 'NOTSET');
+    if (autoPad === 'NOTSET') begin = a.ints('pads', new Array(2 * r).fill(0))!.slice(0, r);
+    else if (autoPad === 'VALID') begin = new Array(r).fill(0);
+    else {
+      begin = kernel.map((kk, i) => {
+        const total = Math.max(0, (out[2 + i] - 1) * strides[i] + (kk - 1) * dilations[i] + 1 - x[2 + i]);
+        return autoPad === 'SAME_LOWER' ? total - Math.floor(total / 2) : Math.floor(total / 2);
+      });
+    }
+  }
+  const taps = sizeOf(kernel);
+  const spatialIn = x.slice(2), spatialOut = out.slice(2);
+  const planesIn = sizeOf(spatialIn), planesOut = sizeOf(spatialOut);
+  const planes = x[0] * x[1];
+  const index = new Int32Array(planes * planesOut * taps);
+  const o = new Array(r).fill(0), t = new Array(r).fill(0);
+  for (let q = 0; q < planesOut; q++) {
+    let rem = q;
+    for (let i = r - 1; i >= 0; i--) { o[i] = rem % spatialOut[i]; rem = Math.floor(rem / spatialOut[i]); }
+    for (let k = 0; k < taps; k++) {
+      let kr = k;
+      for (let i = r - 1; i >= 0; i--) { t[i] = kr % kernel[i]; kr = Math.floor(kr / kernel[i]); }
+      let flat = 0, inside = true;
+      for (let i = 0; i < r; i++) {
+        const p = o[i] * strides[i] - begin[i] + t[i] * dilations[i];
+        if (p < 0 || p >= spatialIn[i]) { inside = false; break; }
+        flat = flat * spatialIn[i] + p;
+      }
+      for (let c = 0; c < planes; c++) index[(c * planesOut + q) * taps + k] = inside ? c * planesIn + flat : -1;
+    }
+  }
+  return { taps, index };
+}
+
+/** The evaluation order of J(x), or the reason the IR cannot be differentiated here. */
+async function planSteps(args: LowerBoundArgs, operators: LinearOperator[]): Promise<Step[] | string> {
+  const { model, blocks } = args;
+  const opset = model.opsets.get('') ?? 1;
+  const steps: Step[] = [];
+  for (const b of blocks) {
+    if (b.kind === 'operator') {
+      const r = b.region;
+      const op = await createOrtOperator({ forward: encodeGraph(emitForward(r)), adjoint: encodeGraph(emitAdjoint(r)), inDims: r.inShape, outDims: r.outShape, name: r.id }, args.runtime);
+      operators.push(op);
+      steps.push({ kind: 'operator', input: r.input, output: r.output, op });
+      continue;
+    }
+    const n = b.node;
+    switch (n.kind) {
+      case 'activation':
+        if (!SUPPORTED_ACTIVATIONS.has(n.fn)) return `activation ${n.fn} (node '${n.name}') has no derivative here`;
+        steps.push({ kind: 'diag', node: n });
+        break;
+      case 'lipschitz': {
+        const onnxNode = onnxNodeOf(model, n);
+        if (!onnxNode) return `node '${n.name}' was not found in the model`;
+        if (n.fn === 'MaxPool' || n.fn === 'GlobalMaxPool') {
+          const w = poolWindows(n, onnxNode);
+          if (typeof w === 'string') return w;
+          steps.push({ kind: 'maxpool', node: n, windows: w });
+        } else if (n.fn === 'Softmax') {
+          const dims = n.outShape;
+          const rank = dims.length;
+          let axis = onnxNode.attributes.int('axis', opset >= 13 ? -1 : 1);
+          if (axis < 0) axis += rank;
+          const outer = sizeOf(dims.slice(0, axis));
+          // before opset 13 Softmax flattens to 2-D at `axis`: one group per row of [outer, rest]
+          if (opset >= 13) steps.push({ kind: 'softmax', node: n, outer, len: dims[axis], inner: sizeOf(dims.slice(axis + 1)) });
+          else steps.push({ kind: 'softmax', node: n, outer, len: sizeOf(dims.slice(axis)), inner: 1 });
+        } else {
+          return `nonlinear node ${n.fn} ('${n.name}') has no Jacobian here`;
+        }
+        break;
+      }
+      case 'linear':
+        if (n.prim.op === 'sum') steps.push({ kind: 'sum', node: n, signs: n.prim.signs });
+        else if (n.prim.op === 'concat') steps.push({ kind: 'concat', node: n, axis: n.prim.axis, parts: n.prim.parts });
+        else return `multi-input linear node ${n.prim.op} ('${n.name}') has no Jacobian here`;
+        break;
+      case 'unbounded':
+      case 'discontinuous':
+        return `node '${n.name}' (${n.opType}) ${n.reason}`;
+    }
+  }
+  return steps;
+}
+
+/** Flat index maps from the output of a broadcasting op to one of its inputs. */
+function broadcastIndex(inShape: Shape, outShape: Shape): Int32Array {
+  const size = sizeOf(outShape);
+  const r = outShape.length, d = r - inShape.length;
+  const strides = new Array(r).fill(0);
+  let s = 1;
+  for (let i = inShape.length - 1; i >= 0; i--) { strides[i + d] = inShape[i] === 1 ? 0 : s; s *= inShape[i]; }
+  const map = new Int32Array(size);
+  const idx = new Array(r).fill(0);
+  for (let flat = 0; flat < size; flat++) {
+    let off = 0;
+    for (let i = 0; i < r; i++) off += idx[i] * strides[i];
+    map[flat] = off;
+    for (let i = r - 1; i >= 0; i--) { if (++idx[i] < outShape[i]) break; idx[i] = 0; }
+  }
+  return map;
+}
+
+/** Jacobian-vector products of the IR at a point, through onnxruntime for linear regions. */
+class Jacobian {
+  products = 0;
+  private readonly bcast = new Map<string, Int32Array>();
+
+  constructor(private readonly ir: IrGraph, private readonly steps: readonly Step[]) {}
+
+  private broadcast(node: IrNode, i: number): Int32Array {
+    const key = `${node.output}#${i}`;
+    let m = this.bcast.get(key);
+    if (!m) { m = broadcastIndex(node.inShapes[i], node.outShape); this.bcast.set(key, m); }
+    return m;
+  }
+
+  /** J(x)·v; `tangents` receives every intermediate tangent when given. */
+  async jvp(s: LocalState, v: Float64Array, tangents = new Map<string, Float64Array>()): Promise<Float64Array> {
+    this.products++;
+    tangents.set(this.ir.input, v);
+    for (const step of this.steps) {
+      if (step.kind === 'operator') { tangents.set(step.output, await step.op.apply(tangents.get(step.input)!)); continue; }
+      const n = step.node;
+      const t = tangents.get(n.inputs[0])!;
+      const out = new Float64Array(sizeOf(n.outShape));
+      switch (step.kind) {
+        case 'diag': { const d = s.slope.get(n.output)!.d; for (let i = 0; i < out.length; i++) out[i] = d[i] * t[i]; break; }
+        case 'maxpool': { const am = s.argmax.get(n.output)!; for (let i = 0; i < out.length; i++) out[i] = t[am[i]]; break; }
+        case 'softmax': softmaxJvp(s.softmax.get(n.output)!, t, out, step.outer, step.len, step.inner); break;
+        case 'sum':
+          n.inputs.forEach((name, k) => { const ti = tangents.get(name)!, m = this.broadcast(n, k), sg = step.signs[k]; for (let i = 0; i < out.length; i++) out[i] += sg * ti[m[i]]; });
+          break;
+        case 'concat': concatMove(n, step.axis, step.parts, (k) => tangents.get(n.inputs[k])!, out, false);
+      }
+      tangents.set(n.output, out);
+    }
+    return tangents.get(this.ir.output)!;
+  }
+
+  /**
+   * J(x)ᵀ·w plus Σ_u J_u(x)ᵀ·inject[u] (u an intermediate value, J_u its Jacobian from the input): one reverse sweep.
+   * `cotangents` receives every intermediate cotangent when given.
+   */
+  async vjp(s: LocalState, w: Float64Array, inject?: ReadonlyMap<string, Float64Array>, cotangents = new Map<string, Float64Array>()): Promise<Float64Array> {
+    this.products++;
+    const cot = cotangents;
+    const add = (name: string, g: Float64Array) => {
+      const c = cot.get(name);
+      if (!c) cot.set(name, Float64Array.from(g));
+      else for (let i = 0; i < c.length; i++) c[i] += g[i];
+    };
+    for (const [k, g] of inject ?? []) add(k, g);
+    add(this.ir.output, w);
+    for (let j = this.steps.length - 1; j >= 0; j--) {
+      const step = this.steps[j];
+      if (step.kind === 'operator') {
+        const g = cot.get(step.output);
+        if (g) add(step.input, await step.op.adjoint(g));
+        continue;
+      }
+      const n = step.node;
+      const g = cot.get(n.output);
+      if (!g) continue;
+      const inSize = (k: number) => sizeOf(n.inShapes[k]);
+      switch (step.kind) {
+        case 'diag': { const d = s.slope.get(n.output)!.d; const r = new Float64Array(g.length); for (let i = 0; i < g.length; i++) r[i] = d[i] * g[i]; add(n.inputs[0], r); break; }
+        case 'maxpool': { const am = s.argmax.get(n.output)!; const r = new Float64Array(inSize(0)); for (let i = 0; i < g.length; i++) r[am[i]] += g[i]; add(n.inputs[0], r); break; }
+        case 'softmax': { const r = new Float64Array(g.length); softmaxJvp(s.softmax.get(n.output)!, g, r, step.outer, step.len, step.inner); add(n.inputs[0], r); break; }
+        case 'sum':
+          n.inputs.forEach((name, k) => { const r = new Float64Array(inSize(k)), m = this.broadcast(n, k), sg = step.signs[k]; for (let i = 0; i < g.length; i++) r[m[i]] += sg * g[i]; add(name, r); });
+          break;
+        case 'concat': {
+          const parts = n.inputs.map((_, k) => new Float64Array(inSize(k)));
+          concatMove(n, step.axis, step.parts, (k) => parts[k], g, true);
+          n.inputs.forEach((name, k) => add(name, parts[k]));
+        }
+      }
+    }
+    return cot.get(this.ir.input) ?? new Float64Array(sizeOf(this.ir.inputShape));
+  }
+}
+
+/** (diag(p) − ppᵀ)·t along each softmax group (the Jacobian is symmetric, so this is also the VJP). */
+function softmaxJvp(p: Float64Array, t: Float64Array, out: Float64Array, outer: number, len: number, inner: number): void {
+  for (let o = 0; o < outer; o++) for (let q = 0; q < inner; q++) {
+    const base = o * len * inner + q;
+    let pt = 0;
+    for (let k = 0; k < len; k++) pt += p[base + k * inner] * t[base + k * inner];
+    for (let k = 0; k < len; k++) { const i = base + k * inner; out[i] = p[i] * (t[i] - pt); }
+  }
+}
+
+/** Copies concatenation parts into `whole` (or, with `split`, `whole` back into the parts; zero blocks are skipped). */
+function concatMove(n: IrNode, axis: number, parts: readonly ConcatPart[], part: (k: number) => Float64Array, whole: Float64Array, split: boolean): void {
+  const out = n.outShape;
+  const outer = sizeOf(out.slice(0, axis)), inner = sizeOf(out.slice(axis + 1)), total = out[axis];
+  let offset = 0;
+  for (const p of parts) {
+    const len = 'dynamic' in p ? n.inShapes[p.dynamic][axis] : p.zeros[axis];
+    if ('dynamic' in p) {
+      const a = part(p.dynamic);
+      for (let o = 0; o < outer; o++) for (let k = 0; k < len * inner; k++) {
+        const wi = (o * total + offset) * inner + k, pi = o * len * inner + k;
+        if (split) a[pi] += whole[wi]; else whole[wi] = a[pi];
+      }
+    }
+    offset += len;
+  }
+}
+
+/** f'(u) and a smoothed d/du f'(u) of an activation, from its input u and output a as computed by onnxruntime. */
+function slopes(fn: string, u: Float64Array, a: Float64Array, jump: number): { d: Float64Array; d2: Float64Array } {
+  const n = u.length;
+  const d = new Float64Array(n), d2 = new Float64Array(n);
+  // kinks of piecewise-linear activations get a Gaussian bump of width tau, so the ascent sees nearby switches
+  let ss = 0;
+  for (let i = 0; i < n; i++) ss += u[i] * u[i];
+  const tau = Math.max(0.05 * Math.sqrt(ss / Math.max(1, n)), 1e-6);
+  const bump = (v: number) => (jump * Math.exp(-(v * v) / (2 * tau * tau))) / (tau * Math.sqrt(2 * Math.PI));
+  for (let i = 0; i < n; i++) {
+    const v = u[i], y = a[i];
+    switch (fn) {
+      case 'Relu': d[i] = v > 0 ? 1 : 0; d2[i] = bump(v); break;
+      // f(u) = slope·u on each side of 0, so the slope is a/u exactly (up to a's float32 rounding)
+      case 'LeakyRelu':
+      case 'PRelu': d[i] = v > 0 || v === 0 ? 1 : y / v; d2[i] = bump(v); break;
+      case 'Sigmoid': d[i] = y * (1 - y); d2[i] = d[i] * (1 - 2 * y); break;
+      case 'Tanh': d[i] = 1 - y * y; d2[i] = -2 * y * d[i]; break;
+      case 'Softplus': { const s = 1 / (1 + Math.exp(-v)); d[i] = s; d2[i] = s * (1 - s); break; }
+      case 'Softsign': { const q = 1 + Math.abs(v); d[i] = 1 / (q * q); d2[i] = (-2 * Math.sign(v)) / (q * q * q); break; }
+      // Elu: α(eᵘ−1) below 0, whose slope αeᵘ = a·eᵘ/(eᵘ−1)
+      case 'Elu': d[i] = v >= 0 ? 1 : (y * Math.exp(v)) / Math.expm1(v); d2[i] = v >= 0 ? 0 : d[i]; break;
+      // inside [min, max] Clip returns its input unchanged; outside it returns a bound
+      case 'Clip': d[i] = y === Math.fround(v) ? 1 : 0; break;
+    }
+  }
+  return { d, d2 };
+}
+
+function maxAbs(v: ArrayLike<number>): number {
+  let m = 0;
+  for (let i = 0; i < v.length; i++) m = Math.max(m, Math.abs(v[i]));
+  return m;
+}
+
+function normOf(v: ArrayLike<number>, inf: boolean): number {
+  return inf ? maxAbs(v) : norm2(v);
+}
+
+/** Zero tensors for the model's other inputs, as the IR build holds them. */
+function otherFeeds(model: OnnxModel, inputName: string): Record<string, Tensor> {
+  const feeds: Record<string, Tensor> = {};
+  for (const o of model.inputs) {
+    if (o.name === inputName || model.initializers.has(o.name)) continue;
+    const dims = (o.dims ?? []).map((d) => (typeof d === 'number' ? d : 1));
+    const dtype = (DATA_TYPES[o.elemType] as DType) ?? 'float32';
+    const size = sizeOf(dims);
+    const data = dtype === 'float64' ? new Float64Array(size) : dtype === 'int64' ? new BigInt64Array(size) : dtype === 'int32' ? new Int32Array(size) : new Float32Array(size);
+    feeds[o.name] = { dtype, dims, data };
+  }
+  return feeds;
+}
+
+/**
+ * A witnessed lower bound on the Lipschitz constant (ALGORITHMS.md §3). Through the IR, it computes ‖J_f(x)‖ — σ_max by
+ * Lanczos on JᵀJ for ℓ2, the largest ℓ1 row norm for ℓ∞ — with linear regions applied by onnxruntime and activations
+ * as the diagonal of their derivative at x (values from the original model), maximises it over a few random starts
+ * and an ascent along ∇_x(uᵀJ(x)v) for the top singular pair (kinks smoothed), and CONFIRMS the best points by pairs
+ * (x, x + h·v) run through the original model: the value reported is the best pair's ratio, never the IR's norm.
+ * Models the IR cannot differentiate (unbounded or discontinuous nodes, unknown activations) fall back to random
+ * pairs ({@link witnessLowerBound}). Deterministic for a seed when the plan finishes within `budgetMs`.
+ */
+export async function jacobianLowerBound(args: LowerBoundArgs): Promise<LowerBoundResult> {
+  const t0 = performance.now();
+  const inf = args.norm === 'inf';
+  const feeds = otherFeeds(args.model, args.inputName);
+  const operators: LinearOperator[] = [];
+  let runner: ModelRunner | null = null;
+  try {
+    const planned = await planSteps(args, operators);
+    if (typeof planned === 'string') return await fallback(args, feeds, planned, t0);
+    const steps = planned;
+    const extra = new Set<string>();
+    for (const s of steps) {
+      if (s.kind === 'diag') { extra.add(s.node.inputs[0]); extra.add(s.node.output); }
+      if (s.kind === 'maxpool') extra.add(s.node.inputs[0]);
+      if (s.kind === 'softmax') extra.add(s.node.output);
+    }
+    extra.delete(args.inputName);
+    const wanted = [args.outputName, ...[...extra].filter((e) => e !== args.outputName)];
+    runner = await ModelRunner.create(encodeForRuntime(args.model, [...extra]), args.runtime, 'the model (Jacobian witness)');
+    const search = new Search(args, steps, runner, wanted, feeds, t0);
+    return await (inf ? search.runInf() : search.runL2());
+  } finally {
+    await runner?.release();
+    for (const op of operators) await op.dispose();
+  }
+}
+
+async function fallback(args: LowerBoundArgs, feeds: Record<string, Tensor>, reason: string, t0: number): Promise<LowerBoundResult> {
+  const left = Math.max(0, args.budgetMs - (performance.now() - t0));
+  const w = await witnessLowerBound(encodeForRuntime(args.model, []), args.inputName, args.outputName, args.inputShape, args.runtime, {
+    seed: args.seed, pairs: args.pairs ?? 64, inf: args.norm === 'inf', hints: args.hints ?? [], budgetMs: left, feeds,
+  });
+  return { value: w.ratio, method: 'witness-pairs', x: w.x, xPrime: w.xPrime, evaluations: 2 * w.pairs, products: 0, irNorm: null, truncated: w.pairs < (args.pairs ?? 64), fallbackReason: reason };
+}
+
+interface Candidate { value: number; x: Float32Array; xPrime: Float32Array; irNorm: number }
+
+/** The random starts, the ascent and the confirmations, sharing one model session and the operators. */
+class Search {
+  private readonly n: number;
+  private readonly rng: Random;
+  private readonly jac: Jacobian;
+  private evaluations = 0;
+  private truncated = false;
+  private best: Candidate;
+  private readonly pools = new Map<string, PoolWindows>();
+
+  constructor(
+    private readonly args: LowerBoundArgs, steps: readonly Step[], private readonly runner: ModelRunner,
+    private readonly wanted: readonly string[], private readonly feeds: Record<string, Tensor>, private readonly t0: number,
+  ) {
+    this.n = sizeOf(args.inputShape);
+    this.rng = new Random(args.seed ^ 0x4c4f5742);
+    this.jac = new Jacobian(args.ir, steps);
+    for (const s of steps) if (s.kind === 'maxpool') this.pools.set(s.node.output, s.windows);
+    this.best = { value: 0, x: new Float32Array(this.n), xPrime: new Float32Array(this.n), irNorm: 0 };
+  }
+
+  private overBudget(fraction = 1): boolean {
+    const over = performance.now() - this.t0 > fraction * this.args.budgetMs;
+    if (over) this.truncated = true;
+    return over;
+  }
+
+  private async evaluate(x: Float32Array): Promise<Map<string, Tensor>> {
+    this.evaluations++;
+    return this.runner.run({ ...this.feeds, [this.args.inputName]: { dtype: 'float32', dims: this.args.inputShape, data: x } }, this.wanted);
+  }
+
+  /** Runs the model at x and reads the Jacobian's ingredients off the activations' values. */
+  private async state(x: Float32Array): Promise<LocalState> {
+    const values = await this.evaluate(x);
+    const value = (name: string) => (name === this.args.inputName ? Float64Array.from(x) : toFloat64(values.get(name)!));
+    const slope = new Map<string, { d: Float64Array; d2: Float64Array }>();
+    const argmax = new Map<string, Int32Array>();
+    const softmax = new Map<string, Float64Array>();
+    for (const b of this.args.blocks) {
+      if (b.kind !== 'node') continue;
+      const n = b.node;
+      if (n.kind === 'activation') slope.set(n.output, slopes(n.fn, value(n.inputs[0]), value(n.output), Math.abs(n.slope[1] - n.slope[0])));
+      else if (n.kind === 'lipschitz' && n.fn === 'Softmax') softmax.set(n.output, value(n.output));
+      else if (n.kind === 'lipschitz') {
+        const u = value(n.inputs[0]);
+        const { taps, index } = this.pools.get(n.output)!;
+        const am = new Int32Array(index.length / taps);
+        for (let o = 0; o < am.length; o++) {
+          let bi = -1, bv = -Infinity;
+          for (let k = 0; k < taps; k++) { const i = index[o * taps + k]; if (i >= 0 && u[i] > bv) { bv = u[i]; bi = i; } }
+          am[o] = Math.max(bi, 0);
+        }
+        argmax.set(n.output, am);
+      }
+    }
+    return { x, fx: toFloat64(values.get(this.args.outputName)!), slope, argmax, softmax };
+  }
+
+  /** ∇_x (wᵀ J(x) v) from the tangents of v and the cotangents of w (second derivatives of the activations only). */
+  private async gradient(s: LocalState, tangents: Map<string, Float64Array>, cotangents: Map<string, Float64Array>): Promise<Float64Array> {
+    const inject = new Map<string, Float64Array>();
+    for (const b of this.args.blocks) {
+      if (b.kind !== 'node' || b.node.kind !== 'activation') continue;
+      const n = b.node;
+      const t = tangents.get(n.inputs[0]), c = cotangents.get(n.output), d2 = s.slope.get(n.output)!.d2;
+      if (!t || !c) continue;
+      const g = new Float64Array(t.length);
+      for (let i = 0; i < g.length; i++) g[i] = c[i] * t[i] * d2[i];
+      const prev = inject.get(n.inputs[0]);
+      if (prev) for (let i = 0; i < g.length; i++) prev[i] += g[i];
+      else inject.set(n.inputs[0], g);
+    }
+    return this.jac.vjp(s, new Float64Array(sizeOf(this.args.ir.outputShape)), inject);
+  }
+
+  private randomStart(k: number): Float32Array {
+    const scale = [1, 0.1, 10][k % 3];
+    const x = new Float32Array(this.n);
+    for (let i = 0; i < this.n; i++) x[i] = scale * this.rng.normal();
+    return x;
+  }
+
+  /** A pair (x, x + h·dir) through the original model, for a few h; keeps the best ratio. */
+  private async confirm(s: LocalState, dir: Float64Array, irNorm: number): Promise<void> {
+    const inf = this.args.norm === 'inf';
+    const scale = Math.max(normOf(s.x, inf), 1e-3) / Math.max(normOf(dir, inf), 1e-300);
+    for (const rel of [1e-2, 1e-3]) {
+      const h = rel * scale;
+      const xp = new Float32Array(this.n);
+      for (let i = 0; i < this.n; i++) xp[i] = s.x[i] + h * dir[i];
+      const dx = new Float64Array(this.n);
+      for (let i = 0; i < this.n; i++) dx[i] = xp[i] - s.x[i];
+      const den = normOf(dx, inf);
+      if (den === 0) continue;
+      const fxp = toFloat64((await this.evaluate(xp)).get(this.args.outputName)!);
+      const dy = new Float64Array(fxp.length);
+      for (let i = 0; i < dy.length; i++) dy[i] = fxp[i] - s.fx[i];
+      const ratio = normOf(dy, inf) / den;
+      if (Number.isFinite(ratio) && ratio > this.best.value) this.best = { value: ratio, x: s.x, xPrime: xp, irNorm };
+    }
+  }
+
+  private result(): LowerBoundResult {
+    const b = this.best;
+    return { value: b.value, method: 'jacobian-ascent', x: b.x, xPrime: b.xPrime, evaluations: this.evaluations, products: this.jac.products, irNorm: b.irNorm, truncated: this.truncated };
+  }
+
+  /** σ_max(J(x)) by Lanczos on JᵀJ from `start`: the value, the right vector v and the tangents/cotangents of the last product. */
+  private async topSingular(s: LocalState, start: Float64Array, steps: number): Promise<{ sigma: number; v: Float64Array }> {
+    const jac = this.jac;
+    const res = await lanczosTop({ n: this.n, apply: async (v) => jac.vjp(s, await jac.jvp(s, v)) }, {
+      start: scaleInPlace(Float64Array.from(start), 1 / Math.max(norm2(start), 1e-300)),
+      maxSteps: steps,
+      stop: (theta, k, previous) => k >= 3 && Math.abs(theta - previous) <= 1e-9 * theta,
+    });
+    const v = scaleInPlace(Float64Array.from(res.ritzVector), 1 / Math.max(norm2(res.ritzVector), 1e-300));
+    // the Ritz vector's own ‖Jv‖ is what a pair along v can witness
+    const sigma = norm2(await jac.jvp(s, v));
+    return { sigma, v };
+  }
+
+  async runL2(): Promise<LowerBoundResult> {
+    const starts = this.args.starts ?? 4;
+    let top: { s: LocalState; sigma: number; v: Float64Array } | null = null;
+    for (let k = 0; k < starts; k++) {
+      if (k > 0 && this.overBudget(0.5)) break;
+      const s = await this.state(this.randomStart(k));
+      const { sigma, v } = await this.topSingular(s, this.rng.unitVector(this.n), 30);
+      await this.confirm(s, v, sigma);
+      if (process.env.LB_DEBUG) console.error(`start ${k}: sigma=${sigma} best=${this.best.value}`);
+      if (!top || sigma > top.sigma) top = { s, sigma, v };
+    }
+    if (!top) return this.result();
+    let eta = 0.05;
+    for (let k = 0; k < (this.args.ascentSteps ?? 24) && eta > 1e-4; k++) {
+      if (this.overBudget(0.9)) break;
+      const tangents = new Map<string, Float64Array>(), cotangents = new Map<string, Float64Array>();
+      const jv = await this.jac.jvp(top.s, top.v, tangents);
+      await this.jac.vjp(top.s, scaleInPlace(Float64Array.from(jv), 1 / Math.max(norm2(jv), 1e-300)), undefined, cotangents);
+      const g = await this.gradient(top.s, tangents, cotangents);
+      const gn = norm2(g);
+      if (!(gn > 0)) break;
+      const step = (eta * Math.max(norm2(top.s.x), 1)) / gn;
+      const x = new Float32Array(this.n);
+      for (let i = 0; i < this.n; i++) x[i] = top.s.x[i] + step * g[i];
+      const s = await this.state(x);
+      const { sigma, v } = await this.topSingular(s, top.v, 8);
+      if (process.env.LB_DEBUG) console.error(`ascent ${k}: eta=${eta} sigma=${sigma} vs ${top.sigma}`);
+      if (sigma > top.sigma) { top = { s, sigma, v }; eta *= 1.5; } else eta *= 0.5;
+    }
+    await this.confirm(top.s, top.v, top.sigma);
+    return this.result();
+  }
+
+  /** The largest ℓ1 row norm of J(x) over `rows` (row i = J(x)ᵀe_i, one reverse sweep each). */
+  private async topRow(s: LocalState, rows: readonly number[]): Promise<{ value: number; row: number; r: Float64Array }> {
+    const m = sizeOf(this.args.ir.outputShape);
+    let best: { value: number; row: number; r: Float64Array } = { value: -1, row: rows[0], r: new Float64Array(this.n) };
+    for (const i of rows) {
+      const e = new Float64Array(m);
+      e[i] = 1;
+      const r = await this.jac.vjp(s, e);
+      let l1 = 0;
+      for (let j = 0; j < r.length; j++) l1 += Math.abs(r[j]);
+      if (l1 > best.value) best = { value: l1, row: i, r };
+    }
+    return best;
+  }
+
+  async runInf(): Promise<LowerBoundResult> {
+    const starts = this.args.starts ?? 4;
+    const m = sizeOf(this.args.ir.outputShape);
+    const all = [...Array(m).keys()];
+    const maxRows = 32;
+    const rowsOf = () => {
+      if (m <= maxRows) return all;
+      const pick = new Set<number>();
+      while (pick.size < maxRows) pick.add(Math.floor(this.rng.next() * m));
+      return [...pick].sort((a, b) => a - b);
+    };
+    const sign = (r: Float64Array) => Float64Array.from(r, (v) => Math.sign(v));
+    let top: { s: LocalState; value: number; row: number; r: Float64Array } | null = null;
+    for (let k = 0; k < starts; k++) {
+      if (k > 0 && this.overBudget(0.5)) break;
+      const s = await this.state(this.randomStart(k));
+      const t = await this.topRow(s, rowsOf());
+      await this.confirm(s, sign(t.r), t.value);
+      if (!top || t.value > top.value) top = { s, ...t };
+    }
+    if (!top) return this.result();
+    let eta = 0.05;
+    for (let k = 0; k < (this.args.ascentSteps ?? 24) && eta > 1e-4; k++) {
+      if (this.overBudget(0.9)) break;
+      const tangents = new Map<string, Float64Array>(), cotangents = new Map<string, Float64Array>();
+      const e = new Float64Array(m);
+      e[top.row] = 1;
+      await this.jac.jvp(top.s, sign(top.r), tangents);
+      await this.jac.vjp(top.s, e, undefined, cotangents);
+      const g = await this.gradient(top.s, tangents, cotangents);
+      const gn = maxAbs(g);
+      if (!(gn > 0)) break;
+      const step = (eta * Math.max(maxAbs(top.s.x), 1)) / gn;
+      const x = new Float32Array(this.n);
+      for (let i = 0; i < this.n; i++) x[i] = top.s.x[i] + step * g[i];
+      const s = await this.state(x);
+      const t = await this.topRow(s, [top.row]);
+      if (t.value > top.value) { top = { s, ...t }; eta *= 1.5; } else eta *= 0.5;
+    }
+    if (m > 1 && !this.overBudget(0.95)) { const t = await this.topRow(top.s, rowsOf()); if (t.value > top.value) top = { s: top.s, ...t }; }
+    await this.confirm(top.s, sign(top.r), top.value);
+    return this.result();
+  }
+}
+

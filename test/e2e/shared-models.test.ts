@@ -1,0 +1,50 @@
+import assert from 'node:assert/strict';
+import { readdirSync, readFileSync } from 'node:fs';
+import { test } from 'node:test';
+import { analyze } from '../../src/index.js';
+import { ModelRunner, randomTensor } from '../../src/linalg/runner.js';
+import { norm2 } from '../../src/linalg/random.js';
+import { hasShared, SHARED } from '../helpers/dense.js';
+
+/** What a user must see for each non-light shared model (issue: every accepted model checked against a witness). */
+const EXPECTED: Record<string, 'bounded' | 'unbounded' | 'discontinuous' | 'error'> = {
+  'acasxu_2_1.onnx': 'bounded', 'oval21_wide_kw.onnx': 'bounded', 'marabou_cifar10_medium.onnx': 'bounded', 'vnn_test_tiny.onnx': 'bounded',
+  'sri_resnet_b.onnx': 'bounded', 'collins_rul_full_w20.onnx': 'bounded', 'rpd_gcas.onnx': 'bounded', 'carvana_unet_simp_small.onnx': 'discontinuous',
+  'tll_n2_N16_1_0.onnx': 'bounded', 'dist_shift_mnist_concat.onnx': 'bounded', 'vit_ibp_3_3_8.onnx': 'unbounded', 'tiny_yolo.onnx': 'bounded',
+  'lsnc_quadrotor2d.onnx': 'unbounded', 'marabou_cnn_max_mnist3.onnx': 'bounded', 'marabou_fc_sigmoids.onnx': 'bounded', 'marabou_tiny_taxinet.onnx': 'bounded',
+};
+
+test('shared models: expected outcome, and no witness pair beats the upper bound', { skip: hasShared ? false : 'skipped: ../shared/models is absent (a user clone); the fixtures carry the core suite' }, async (t) => {
+  const files = readdirSync(SHARED).filter((f) => f.endsWith('.onnx')).sort();
+  assert.deepEqual(files, Object.keys(EXPECTED).sort(), 'the shared model set changed: update EXPECTED');
+  for (const f of files) {
+    const r = await analyze(SHARED + f, { device: 'cpu', lowerPairs: 16 }).catch((e) => e as Error);
+    if (r instanceof Error) {
+      assert.equal(EXPECTED[f], 'error', `${f}: ${r.message}`);
+      continue;
+    }
+    assert.equal(r.global.status, EXPECTED[f], `${f}: ${r.global.reasons.map((x) => x.node).join(', ')}`);
+    if (r.global.status !== 'bounded') {
+      assert.ok(r.global.reasons.length > 0 && r.global.reasons.every((x) => x.node && x.opType), `${f}: reasons name nodes`);
+      continue;
+    }
+    const upper = r.global.upper!;
+    assert.ok(upper.kind === 'certified' || upper.kind === 'probabilistic', `${f}: ${upper.kind}`);
+    assert.ok(r.global.lower!.value <= upper.value, `${f}: lower ${r.global.lower!.value} > upper ${upper.value}`);
+    // independent check: random pairs through the ORIGINAL model in onnxruntime
+    const runner = await ModelRunner.create(readFileSync(SHARED + f), { device: 'cpu' }, f);
+    let worst = 0;
+    for (let s = 0; s < 8; s++) {
+      const x = randomTensor(r.input.shape, 100 + s);
+      const d = randomTensor(r.input.shape, 200 + s);
+      const xp = { ...x, data: Float32Array.from(x.data as Float32Array, (v, i) => v + 1e-2 * (d.data as Float32Array)[i]) };
+      const [fx, fxp] = [(await runner.run({ [r.input.name]: x }, [r.output.name])).get(r.output.name)!, (await runner.run({ [r.input.name]: xp }, [r.output.name])).get(r.output.name)!];
+      const dy = Float64Array.from(fx.data as Float32Array, (v, i) => (fxp.data as Float32Array)[i] - v);
+      const dx = Float64Array.from(x.data as Float32Array, (v, i) => (xp.data as Float32Array)[i] - v);
+      worst = Math.max(worst, norm2(dy) / norm2(dx));
+    }
+    await runner.release();
+    assert.ok(worst <= upper.value, `${f}: witness ${worst} > bound ${upper.value}`);
+    t.diagnostic(`${f}: upper ${upper.value.toPrecision(4)} (${upper.kind}), lower ${r.global.lower!.value.toPrecision(4)}, random-pair witness ${worst.toPrecision(4)}, ${Math.round(r.timings.totalMs)} ms`);
+  }
+});

@@ -78,10 +78,14 @@ interface LocalState {
   readonly x: Float32Array;
   readonly fx: Float64Array;
   /** Per activation output: f'(u), and d/du f'(u) (smoothed at kinks) for the ascent. */
-  readonly slope: Map<string, { d: Float64Array; d2: Float64Array }>;
-  readonly argmax: Map<string, Int32Array>;
+  readonly slope: Map<string, Slopes>;
+  /** Per max-pool output: the winning input index of each window, and the pool's input values. */
+  readonly argmax: Map<string, { am: Int32Array; u: Float64Array }>;
   readonly softmax: Map<string, Float64Array>;
 }
+
+/** An activation's derivative at u; `u` is kept where the derivative jumps at 0 (ReLU-like), for the safe step. */
+interface Slopes { readonly d: Float64Array; readonly d2: Float64Array; readonly kinkAt0: Float64Array | null }
 
 const SUPPORTED_ACTIVATIONS = new Set(['Relu', 'LeakyRelu', 'PRelu', 'Sigmoid', 'Tanh', 'Softplus', 'Softsign', 'Elu', 'Clip']);
 
@@ -234,7 +238,7 @@ class Jacobian {
       const out = new Float64Array(sizeOf(n.outShape));
       switch (step.kind) {
         case 'diag': { const d = s.slope.get(n.output)!.d; for (let i = 0; i < out.length; i++) out[i] = d[i] * t[i]; break; }
-        case 'maxpool': { const am = s.argmax.get(n.output)!; for (let i = 0; i < out.length; i++) out[i] = t[am[i]]; break; }
+        case 'maxpool': { const am = s.argmax.get(n.output)!.am; for (let i = 0; i < out.length; i++) out[i] = t[am[i]]; break; }
         case 'softmax': softmaxJvp(s.softmax.get(n.output)!, t, out, step.outer, step.len, step.inner); break;
         case 'sum':
           n.inputs.forEach((name, k) => { const ti = tangents.get(name)!, m = this.broadcast(n, k), sg = step.signs[k]; for (let i = 0; i < out.length; i++) out[i] += sg * ti[m[i]]; });
@@ -273,7 +277,7 @@ class Jacobian {
       const inSize = (k: number) => sizeOf(n.inShapes[k]);
       switch (step.kind) {
         case 'diag': { const d = s.slope.get(n.output)!.d; const r = new Float64Array(g.length); for (let i = 0; i < g.length; i++) r[i] = d[i] * g[i]; add(n.inputs[0], r); break; }
-        case 'maxpool': { const am = s.argmax.get(n.output)!; const r = new Float64Array(inSize(0)); for (let i = 0; i < g.length; i++) r[am[i]] += g[i]; add(n.inputs[0], r); break; }
+        case 'maxpool': { const am = s.argmax.get(n.output)!.am; const r = new Float64Array(inSize(0)); for (let i = 0; i < g.length; i++) r[am[i]] += g[i]; add(n.inputs[0], r); break; }
         case 'softmax': { const r = new Float64Array(g.length); softmaxJvp(s.softmax.get(n.output)!, g, r, step.outer, step.len, step.inner); add(n.inputs[0], r); break; }
         case 'sum':
           n.inputs.forEach((name, k) => { const r = new Float64Array(inSize(k)), m = this.broadcast(n, k), sg = step.signs[k]; for (let i = 0; i < g.length; i++) r[m[i]] += sg * g[i]; add(name, r); });
@@ -318,13 +322,13 @@ function concatMove(n: IrNode, axis: number, parts: readonly ConcatPart[], part:
 }
 
 /** f'(u) and a smoothed d/du f'(u) of an activation, from its input u and output a as computed by onnxruntime. */
-function slopes(fn: string, u: Float64Array, a: Float64Array, jump: number): { d: Float64Array; d2: Float64Array } {
+function slopes(fn: string, u: Float64Array, a: Float64Array, jump: number): Slopes {
   const n = u.length;
   const d = new Float64Array(n), d2 = new Float64Array(n);
   // kinks of piecewise-linear activations get a Gaussian bump of width tau, so the ascent sees nearby switches
   let ss = 0;
   for (let i = 0; i < n; i++) ss += u[i] * u[i];
-  const tau = Math.max(0.05 * Math.sqrt(ss / Math.max(1, n)), 1e-6);
+  const tau = Math.max(Number(process.env.LB_TAU ?? 0.05) * Math.sqrt(ss / Math.max(1, n)), 1e-6);
   const bump = (v: number) => (jump * Math.exp(-(v * v) / (2 * tau * tau))) / (tau * Math.sqrt(2 * Math.PI));
   for (let i = 0; i < n; i++) {
     const v = u[i], y = a[i];
@@ -343,7 +347,7 @@ function slopes(fn: string, u: Float64Array, a: Float64Array, jump: number): { d
       case 'Clip': d[i] = y === Math.fround(v) ? 1 : 0; break;
     }
   }
-  return { d, d2 };
+  return { d, d2, kinkAt0: fn === 'Relu' || fn === 'LeakyRelu' || fn === 'PRelu' ? u : null };
 }
 
 function maxAbs(v: ArrayLike<number>): number {
@@ -452,8 +456,8 @@ class Search {
   private async state(x: Float32Array): Promise<LocalState> {
     const values = await this.evaluate(x);
     const value = (name: string) => (name === this.args.inputName ? Float64Array.from(x) : toFloat64(values.get(name)!));
-    const slope = new Map<string, { d: Float64Array; d2: Float64Array }>();
-    const argmax = new Map<string, Int32Array>();
+    const slope = new Map<string, Slopes>();
+    const argmax = new Map<string, { am: Int32Array; u: Float64Array }>();
     const softmax = new Map<string, Float64Array>();
     for (const b of this.args.blocks) {
       if (b.kind !== 'node') continue;
@@ -469,7 +473,7 @@ class Search {
           for (let k = 0; k < taps; k++) { const i = index[o * taps + k]; if (i >= 0 && u[i] > bv) { bv = u[i]; bi = i; } }
           am[o] = Math.max(bi, 0);
         }
-        argmax.set(n.output, am);
+        argmax.set(n.output, { am, u });
       }
     }
     return { x, fx: toFloat64(values.get(this.args.outputName)!), slope, argmax, softmax };
@@ -493,18 +497,55 @@ class Search {
   }
 
   private randomStart(k: number): Float32Array {
-    const scale = [1, 0.1, 10][k % 3];
+    const SC = (process.env.LB_SCALES ?? '1,0.1,10').split(',').map(Number); const scale = SC[k % SC.length];
     const x = new Float32Array(this.n);
     for (let i = 0; i < this.n; i++) x[i] = scale * this.rng.normal();
     return x;
   }
 
   /** A pair (x, x + h·dir) through the original model, for a few h; keeps the best ratio. */
+  /**
+   * How far x can move along +dir and −dir before an activation pattern changes (a ReLU-like unit crosses 0 or a
+   * max-pool's winner changes): pre-activations are affine in the step until then, so the first crossing is exact.
+   */
+  private async safeSteps(s: LocalState, dir: Float64Array): Promise<{ fwd: number; bwd: number }> {
+    const tangents = new Map<string, Float64Array>();
+    await this.jac.jvp(s, dir, tangents);
+    let fwd = Infinity, bwd = Infinity;
+    const cross = (gap: number, rate: number) => {
+      // a gap ≥ 0 that closes at `rate` per unit step (forward when rate > 0)
+      if (rate > 0) fwd = Math.min(fwd, gap / rate);
+      else if (rate < 0) bwd = Math.min(bwd, gap / -rate);
+    };
+    for (const b of this.args.blocks) {
+      if (b.kind !== 'node') continue;
+      const n = b.node;
+      const t = tangents.get(n.inputs[0]);
+      if (!t) continue;
+      const u = n.kind === 'activation' ? s.slope.get(n.output)?.kinkAt0 : null;
+      if (u) for (let i = 0; i < u.length; i++) cross(Math.abs(u[i]), u[i] > 0 ? -t[i] : t[i]);
+      const pool = this.pools.get(n.output);
+      const mp = s.argmax.get(n.output);
+      if (pool && mp) {
+        for (let o = 0; o < mp.am.length; o++) {
+          const a = mp.am[o];
+          for (let k = 0; k < pool.taps; k++) { const j = pool.index[o * pool.taps + k]; if (j >= 0 && j !== a) cross(mp.u[a] - mp.u[j], t[j] - t[a]); }
+        }
+      }
+    }
+    return { fwd, bwd };
+  }
+
+  /** Pairs (x, x ± h·dir) through the original model, h from the safe step and two fixed scales; keeps the best ratio. */
   private async confirm(s: LocalState, dir: Float64Array, irNorm: number): Promise<void> {
     const inf = this.args.norm === 'inf';
     const scale = Math.max(normOf(s.x, inf), 1e-3) / Math.max(normOf(dir, inf), 1e-300);
-    for (const rel of [1e-2, 1e-3]) {
-      const h = rel * scale;
+    const steps = [1e-2 * scale, 1e-3 * scale];
+    const { fwd, bwd } = await this.safeSteps(s, dir);
+    const safe = Math.max(fwd, bwd);
+    // half the distance to the first pattern change, but not so small that float32 rounding of f(x) dominates
+    if (Number.isFinite(safe)) steps.unshift((fwd >= bwd ? 1 : -1) * Math.min(Math.max(0.5 * safe, 1e-4 * scale), 1e-1 * scale));
+    for (const h of steps) {
       const xp = new Float32Array(this.n);
       for (let i = 0; i < this.n; i++) xp[i] = s.x[i] + h * dir[i];
       const dx = new Float64Array(this.n);
@@ -515,6 +556,7 @@ class Search {
       const dy = new Float64Array(fxp.length);
       for (let i = 0; i < dy.length; i++) dy[i] = fxp[i] - s.fx[i];
       const ratio = normOf(dy, inf) / den;
+      if (process.env.LB_DEBUG) console.error(`  confirm h=${h} (safe ${fwd}/${bwd}) ratio=${ratio} ir=${irNorm}`);
       if (Number.isFinite(ratio) && ratio > this.best.value) this.best = { value: ratio, x: s.x, xPrime: xp, irNorm };
     }
   }
@@ -550,25 +592,67 @@ class Search {
       if (!top || sigma > top.sigma) top = { s, sigma, v };
     }
     if (!top) return this.result();
-    let eta = 0.05;
-    for (let k = 0; k < (this.args.ascentSteps ?? 24) && eta > 1e-4; k++) {
-      if (this.overBudget(0.9)) break;
-      const tangents = new Map<string, Float64Array>(), cotangents = new Map<string, Float64Array>();
-      const jv = await this.jac.jvp(top.s, top.v, tangents);
-      await this.jac.vjp(top.s, scaleInPlace(Float64Array.from(jv), 1 / Math.max(norm2(jv), 1e-300)), undefined, cotangents);
-      const g = await this.gradient(top.s, tangents, cotangents);
-      const gn = norm2(g);
-      if (!(gn > 0)) break;
-      const step = (eta * Math.max(norm2(top.s.x), 1)) / gn;
-      const x = new Float32Array(this.n);
-      for (let i = 0; i < this.n; i++) x[i] = top.s.x[i] + step * g[i];
+    const E = process.env;
+    const eta0 = Number(E.LB_ETA ?? 0.05);
+    const warm = Number(E.LB_WARM ?? 8);
+    const walkSteps = Number(E.LB_WALK ?? 100);
+    const polishSteps = Number(E.LB_POLISH ?? 30);
+    const useV = E.LB_USEV !== '0';
+    // phase B: a walk along the smoothed gradient with a decaying step, keeping the best point seen
+    let cur = top;
+    for (let k = 0; k < walkSteps; k++) {
+      if (this.overBudget(0.7)) break;
+      const g = await this.ascentDirection(cur);
+      let dir: Float64Array;
+      if (g) dir = g;
+      else if (useV) dir = k % 2 === 0 ? cur.v : scaleInPlace(Float64Array.from(cur.v), -1);
+      else break;
+      const e = eta0 * Math.pow(0.05, k / walkSteps);
+      const x = this.moved(cur.s.x, dir, e * Math.max(norm2(cur.s.x), 1));
       const s = await this.state(x);
-      const { sigma, v } = await this.topSingular(s, top.v, 8);
-      if (process.env.LB_DEBUG) console.error(`ascent ${k}: eta=${eta} sigma=${sigma} vs ${top.sigma}`);
-      if (sigma > top.sigma) { top = { s, sigma, v }; eta *= 1.5; } else eta *= 0.5;
+      const { sigma, v } = await this.topSingular(s, cur.v, warm);
+      if (E.LB_DEBUG) console.error(`walk ${k}: eta=${e} sigma=${sigma} vs ${cur.sigma} ${g ? 'g' : 'v'}`);
+      cur = { s, sigma, v };
+      if (sigma > top.sigma) top = cur;
     }
+    // phase C: greedy polish from the best point: gradient and ±v moves, step adapted
+    let eta = eta0 / 4;
+    cur = top;
+    for (let k = 0; k < polishSteps && eta > 1e-4; k++) {
+      if (this.overBudget(0.9)) break;
+      const g = await this.ascentDirection(cur);
+      const dirs = [...(g ? [g] : []), ...(useV ? [cur.v, scaleInPlace(Float64Array.from(cur.v), -1)] : [])];
+      let bestC: { s: LocalState; proxy: number } | null = null;
+      for (const d of dirs) {
+        const s = await this.state(this.moved(cur.s.x, d, eta * Math.max(norm2(cur.s.x), 1)));
+        const proxy = norm2(await this.jac.jvp(s, cur.v));
+        if (!bestC || proxy > bestC.proxy) bestC = { s, proxy };
+      }
+      if (!bestC) break;
+      const { sigma, v } = await this.topSingular(bestC.s, cur.v, warm);
+      if (E.LB_DEBUG) console.error(`polish ${k}: eta=${eta} sigma=${sigma} vs ${cur.sigma}`);
+      if (sigma > cur.sigma) { cur = { s: bestC.s, sigma, v }; eta *= 1.5; } else eta *= 0.5;
+    }
+    if (cur.sigma > top.sigma) top = cur;
     await this.confirm(top.s, top.v, top.sigma);
     return this.result();
+  }
+
+  /** The unit ascent direction ∇_x(uᵀJ(x)v) at the current top singular pair, or null when it vanishes. */
+  private async ascentDirection(cur: { s: LocalState; v: Float64Array }): Promise<Float64Array | null> {
+    const tangents = new Map<string, Float64Array>(), cotangents = new Map<string, Float64Array>();
+    const jv = await this.jac.jvp(cur.s, cur.v, tangents);
+    await this.jac.vjp(cur.s, scaleInPlace(Float64Array.from(jv), 1 / Math.max(norm2(jv), 1e-300)), undefined, cotangents);
+    const g = await this.gradient(cur.s, tangents, cotangents);
+    const gn = norm2(g);
+    return gn > 0 && Number.isFinite(gn) ? scaleInPlace(g, 1 / gn) : null;
+  }
+
+  /** x + step·dir (dir a unit vector), rounded to float32 as it will be fed. */
+  private moved(x: Float32Array, dir: Float64Array, step: number): Float32Array {
+    const out = new Float32Array(this.n);
+    for (let i = 0; i < this.n; i++) out[i] = x[i] + step * dir[i];
+    return out;
   }
 
   /** The largest ℓ1 row norm of J(x) over `rows` (row i = J(x)ᵀe_i, one reverse sweep each). */

@@ -51,6 +51,44 @@ function transposed(m: { rows: number; cols: number; data: Float64Array }): Floa
   return out;
 }
 
+/**
+ * The polyphase form of a strided convolution: splitting the zero-padded input into its Π s_i phases (a permutation)
+ * makes y = Σ_phases conv_stride1(x_phase, w_phase), i.e. a stride-1 convolution with c_in·Πs_i input channels and
+ * kernel ⌈k/s⌉ on inputs of size ⌈(n + pads)/s⌉. Its circular bound is far tighter than the stride-1 bound of the
+ * original kernel, which ignores the subsampling. Dilation 1 only.
+ */
+export function polyphase(w: Float64Array, dims: readonly number[], strides: readonly number[]): { weight: Float64Array; dims: number[] } {
+  const [cout, cinG] = dims;
+  const k = dims.slice(2);
+  const d = k.length;
+  const kq = k.map((kk, i) => Math.ceil(kk / strides[i]));
+  const phases = strides.reduce((a, b) => a * b, 1);
+  const taps = sizeOf(k), tapsQ = sizeOf(kq);
+  const out = new Float64Array(cout * cinG * phases * tapsQ);
+  const t = new Array(d).fill(0);
+  for (let flat = 0; flat < taps; flat++) {
+    let rem = flat;
+    for (let i = d - 1; i >= 0; i--) { t[i] = rem % k[i]; rem = Math.floor(rem / k[i]); }
+    let r = 0, q = 0;
+    for (let i = 0; i < d; i++) { r = r * strides[i] + (t[i] % strides[i]); q = q * kq[i] + Math.floor(t[i] / strides[i]); }
+    for (let o = 0; o < cout; o++) for (let c = 0; c < cinG; c++) {
+      out[((o * cinG * phases) + c * phases + r) * tapsQ + q] = w[(o * cinG + c) * taps + flat];
+    }
+  }
+  return { weight: out, dims: [cout, cinG * phases, ...kq] };
+}
+
+/** A certified ℓ2 bound for a conv: the circular bound, and for strided convs also the polyphase one; the smaller. */
+export function convCertificate(w: Float64Array, dims: readonly number[], group: number, strides: readonly number[], dilations: readonly number[], pads: readonly number[], spatial: readonly number[], budgetMs: number): { value: number; method: string } {
+  const plain = convSpectralNormBound({ weight: w, weightDims: [...dims], group, dilations: [...dilations], inputSpatial: [...spatial] }, { budgetMs });
+  if (strides.every((x) => x === 1) || dilations.some((x) => x !== 1)) return { value: plain.value, method: plain.method };
+  const r = spatial.length;
+  const pp = polyphase(w, dims, strides);
+  const inputSpatial = spatial.map((n, i) => Math.ceil((n + pads[i] + pads[i + r]) / strides[i]));
+  const poly = convSpectralNormBound({ weight: pp.weight, weightDims: pp.dims, group, dilations: new Array(r).fill(1), inputSpatial }, { budgetMs });
+  return poly.value < plain.value ? { value: poly.value, method: 'circular-fft-polyphase' } : { value: plain.value, method: plain.method };
+}
+
 function primBounds(n: LinearNode, norm: NormKind, budgetMs: number): PrimBounds {
   const p: LinearPrim = n.prim;
   const inShape = n.inShapes[0];
@@ -68,7 +106,8 @@ function primBounds(n: LinearNode, norm: NormKind, budgetMs: number): PrimBounds
       const spatial = p.op === 'conv' ? inShape.slice(2) : n.outShape.slice(2);
       if (budgetMs <= 0) return { norm: absNorm, absNorm, inner, method: 'schur' };
       try {
-        const b = convSpectralNormBound({ weight: w, weightDims: [...p.weight.dims], group: p.group, dilations: [...p.dilations], inputSpatial: [...spatial] }, { budgetMs });
+        // a ConvTranspose is the adjoint of the conv it transposes (same norm): its own strides apply to that conv
+        const b = convCertificate(w, p.weight.dims, p.group, p.strides, p.dilations, p.pads, spatial, budgetMs);
         return { norm: Math.min(b.value, absNorm), absNorm, inner, method: b.value <= absNorm ? b.method : 'schur' };
       } catch (e) {
         if (!(e instanceof BudgetExceededError)) throw e;
@@ -124,6 +163,62 @@ function primBounds(n: LinearNode, norm: NormKind, budgetMs: number): PrimBounds
   }
 }
 
+/**
+ * The factor of a scale prim as one value per index of `axis` of `shape`, or null when it varies along other axes too
+ * (a scalar factor gives a constant vector).
+ */
+function perAxis(factor: Tensor, shape: Shape, axis: number): Float64Array | null {
+  const f = toFloat64(factor);
+  const d = factor.dims;
+  const r = shape.length;
+  if (d.length > r) return null;
+  const aligned = [...new Array(r - d.length).fill(1), ...d];
+  if (aligned.some((x, i) => x !== 1 && i !== axis)) return null;
+  const n = shape[axis];
+  if (aligned[axis] !== 1 && aligned[axis] !== n) return null;
+  return Float64Array.from({ length: n }, (_, i) => f[aligned[axis] === 1 ? 0 : i]);
+}
+
+/** Weights scaled along one weight axis (per output or input channel / feature). */
+function scaleWeights(w: Tensor, axis: number, by: Float64Array): Tensor {
+  const src = toFloat64(w);
+  const inner = sizeOf(w.dims.slice(axis + 1));
+  const n = w.dims[axis];
+  return { dtype: 'float64', dims: w.dims, data: Float64Array.from(src, (v, i) => v * by[Math.floor(i / inner) % n]) };
+}
+
+/**
+ * Folds per-channel scalings (inference BatchNormalization, input normalisation) into the adjacent conv or dense
+ * weights, so a Conv → BN region is certified as one convolution instead of a product of two norms.
+ */
+export function foldScales(nodes: readonly LinearNode[]): LinearNode[] {
+  const out = [...nodes];
+  const uses = (v: string) => out.filter((m) => m.inputs.includes(v)).length;
+  for (let i = 0; i + 1 < out.length; i++) {
+    const a = out[i], b = out[i + 1];
+    if (b.inputs.length !== 1 || b.inputs[0] !== a.output || uses(a.output) !== 1) continue;
+    const [pa, pb] = [a.prim, b.prim];
+    let merged: LinearPrim | null = null;
+    if (pa.op === 'conv' && pb.op === 'scale') {
+      const f = perAxis(pb.factor, b.outShape, 1);
+      if (f && sizeOf(b.outShape) === sizeOf(a.outShape)) merged = { ...pa, weight: scaleWeights(pa.weight, 0, f) };
+    } else if (pa.op === 'matmul' && pa.side === 'right' && pa.weight.dims.length === 2 && pb.op === 'scale') {
+      const f = perAxis(pb.factor, b.outShape, b.outShape.length - 1);
+      if (f && sizeOf(b.outShape) === sizeOf(a.outShape)) merged = { ...pa, weight: scaleWeights(pa.weight, 1, f) };
+    } else if (pa.op === 'scale' && pb.op === 'conv' && pb.group === 1) {
+      const f = perAxis(pa.factor, a.inShapes[0], 1);
+      if (f && sizeOf(a.inShapes[0]) === sizeOf(a.outShape)) merged = { ...pb, weight: scaleWeights(pb.weight, 1, f) };
+    } else if (pa.op === 'scale' && pb.op === 'matmul' && pb.side === 'right' && pb.weight.dims.length === 2) {
+      const f = perAxis(pa.factor, a.inShapes[0], a.inShapes[0].length - 1);
+      if (f && sizeOf(a.inShapes[0]) === sizeOf(a.outShape)) merged = { ...pb, weight: scaleWeights(pb.weight, 0, f) };
+    }
+    if (!merged) continue;
+    out.splice(i, 2, { ...b, prim: merged, inputs: a.inputs, inShapes: a.inShapes });
+    i--;
+  }
+  return out;
+}
+
 /** What the composition gives for one region. */
 export interface RegionBound {
   /** Certified upper bound on the region's operator norm: exact where the region has one weighted op, else a composition. */
@@ -147,7 +242,7 @@ export function regionBound(region: LinearRegion, norm: NormKind, budgetMs = 200
   const l = new Map<string, { v: number; abs: number }>([[region.input, { v: 1, abs: 1 }]]);
   let gammaSum = 0;
   const weighted: string[] = [];
-  for (const n of region.nodes) {
+  for (const n of foldScales(region.nodes)) {
     const b = primBounds(n, norm, budgetMs);
     gammaSum += gamma32(b.inner + 1);
     const trivial = b.method === 'isometry' || b.method === 'exact' || (b.method === 'composition' && n.inputs.length < 2);

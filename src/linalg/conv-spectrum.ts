@@ -132,27 +132,38 @@ function tapPhases(geo: Geometry, cosT: Float64Array[], sinT: Float64Array[], li
 }
 
 /**
- * The c_small × c_big block B of group g at the frequency whose tap phases are (pr, pi), with B = K̂ᵀ when
- * c_in/g ≤ c_out/g and B = K̂ otherwise, so that B·Bᴴ is the smaller Gram matrix (up to conjugation).
+ * The weights rearranged per group as [g][row][col][tap] with the block B's row and column order: B = K̂ᵀ (rows are
+ * input channels) when c_in/g ≤ c_out/g, else B = K̂, so that B·Bᴴ is the smaller Gram matrix (up to conjugation).
  */
-function fillBlock(geo: Geometry, w: Float64Array, g: number, pr: Float64Array, pi: Float64Array, br: Float64Array, bi: Float64Array): void {
-  const { coutG, cinG, taps } = geo;
-  const inIsSmall = cinG <= coutG;
-  const cb = inIsSmall ? coutG : cinG;
-  for (let o = 0; o < coutG; o++) {
-    for (let i = 0; i < cinG; i++) {
-      const base = ((g * coutG + o) * cinG + i) * taps;
-      let sr = 0;
-      let si = 0;
-      for (let t = 0; t < taps; t++) {
-        const x = w[base + t];
-        sr += x * pr[t];
-        si += x * pi[t];
+function blockLayout(geo: Geometry, w: Float64Array): Float64Array {
+  const { group, coutG, cinG, taps } = geo;
+  if (cinG > coutG) return w;
+  const out = new Float64Array(w.length);
+  for (let g = 0; g < group; g++) {
+    for (let o = 0; o < coutG; o++) {
+      for (let i = 0; i < cinG; i++) {
+        const from = ((g * coutG + o) * cinG + i) * taps;
+        const to = ((g * cinG + i) * coutG + o) * taps;
+        for (let t = 0; t < taps; t++) out[to + t] = w[from + t];
       }
-      const at = inIsSmall ? i * cb + o : o * cb + i;
-      br[at] = sr;
-      bi[at] = si;
     }
+  }
+  return out;
+}
+
+/** The block B of group g at the frequency whose tap phases are (pr, pi), from weights in blockLayout order. */
+function fillBlock(wb: Float64Array, taps: number, count: number, g: number, pr: Float64Array, pi: Float64Array, br: Float64Array, bi: Float64Array): void {
+  let base = g * count * taps;
+  for (let e = 0; e < count; e++, base += taps) {
+    let sr = 0;
+    let si = 0;
+    for (let t = 0; t < taps; t++) {
+      const x = wb[base + t];
+      sr += x * pr[t];
+      si += x * pi[t];
+    }
+    br[e] = sr;
+    bi[e] = si;
   }
 }
 
@@ -284,47 +295,36 @@ function lanczosHermitian(hr: Float64Array, hi: Float64Array, m: number, maxStep
 
 /**
  * Certified λ_max(H) ≤ returned value when complex Cholesky of fl(s·I − H) runs to completion, else null.
- * Each computed r_ij comes from a real and an imaginary inner product of length ≤ 2m, so Higham's Lemma 8.4 applied to
- * both parts (and |a||c| + |b||d| ≤ |z||w|) gives R̂ᴴR̂ = A + ΔA, |ΔA| ≤ √2·γ_{2m+1}|R̂ᴴ||R̂| ≤ γ'|R̂ᴴ||R̂|, γ' = 1.5·γ_{2m+2};
+ * Each computed l_ij comes from a real and an imaginary inner product of length ≤ 2m, so Higham's Lemma 8.4 applied to
+ * both parts (and |a||c| + |b||d| ≤ |z||w|) gives L̂L̂ᴴ = A + ΔA, |ΔA| ≤ √2·γ_{2m+1}|L̂||L̂ᴴ| ≤ γ'|L̂||L̂ᴴ|, γ' = 1.5·γ_{2m+2};
  * then as in the real case (Rump, BIT 2006) ‖ΔA‖₂ ≤ γ'/(1−γ')·tr(A), and the rounded diagonal adds ≤ 2u·max|A_ii|.
+ * Row-oriented (Cholesky–Banachiewicz) so that every inner product runs over two contiguous rows of L.
  */
-function choleskyCertifyHermitian(hr: Float64Array, hi: Float64Array, m: number, s: number, ar: Float64Array, ai: Float64Array): number | null {
+function choleskyCertifyHermitian(hr: Float64Array, hi: Float64Array, m: number, s: number, lr: Float64Array, li: Float64Array): number | null {
   let trace = 0;
   let maxDiag = 0;
   for (let i = 0; i < m; i++) {
-    const o = i * m;
-    for (let j = i + 1; j < m; j++) {
-      ar[o + j] = -hr[o + j];
-      ai[o + j] = -hi[o + j];
-    }
-    const dd = s - hr[o + i];
-    ar[o + i] = dd;
-    ai[o + i] = 0;
-    trace += dd;
-    maxDiag = Math.max(maxDiag, Math.abs(dd));
-  }
-  for (let k = 0; k < m; k++) {
-    const ok = k * m;
-    const piv = ar[ok + k];
-    if (!(piv > 0)) return null;
-    const r = Math.sqrt(piv);
-    ar[ok + k] = r;
-    for (let j = k + 1; j < m; j++) {
-      ar[ok + j] /= r;
-      ai[ok + j] /= r;
-    }
-    for (let i = k + 1; i < m; i++) {
-      const xr = ar[ok + i];
-      const xi = ai[ok + i];
-      const oi = i * m;
-      ar[oi + i] -= xr * xr + xi * xi;
-      for (let j = i + 1; j < m; j++) {
-        const yr = ar[ok + j];
-        const yi = ai[ok + j];
-        ar[oi + j] -= xr * yr + xi * yi;
-        ai[oi + j] -= xr * yi - xi * yr;
+    const oi = i * m;
+    for (let j = 0; j < i; j++) {
+      const oj = j * m;
+      let sr = -hr[oi + j];
+      let si = -hi[oi + j];
+      for (let k = 0; k < j; k++) {
+        const ar = lr[oi + k], ai = li[oi + k], br = lr[oj + k], bi = li[oj + k];
+        sr -= ar * br + ai * bi;
+        si -= ai * br - ar * bi;
       }
+      const d = lr[oj + j];
+      lr[oi + j] = sr / d;
+      li[oi + j] = si / d;
     }
+    const a = s - hr[oi + i];
+    trace += a;
+    maxDiag = Math.max(maxDiag, Math.abs(a));
+    let piv = a;
+    for (let k = 0; k < i; k++) piv -= lr[oi + k] * lr[oi + k] + li[oi + k] * li[oi + k];
+    if (!(piv > 0)) return null;
+    lr[oi + i] = Math.sqrt(piv);
   }
   const gc = roundUp(1.5 * gamma(2 * m + 2), 2);
   const traceUp = roundUp(Math.max(trace, 0), m + 1);
@@ -364,7 +364,8 @@ export function convSpectralNormBound(spec: ConvSpec, opts: { budgetMs?: number 
   const { d, group, coutG, cinG, taps, grid } = geo;
   const cs = Math.min(coutG, cinG);
   const cb = Math.max(coutG, cinG);
-  const freqs = halfGrid(grid);
+  // A 1×1 kernel has K̂(ω) = W at every ω: one block per group says it all.
+  const freqs = taps === 1 ? Int32Array.of(0) : halfGrid(grid);
   const blocks = group * freqs.length;
 
   const dftMacs = 4 * taps * coutG * cinG;
@@ -432,6 +433,7 @@ export function convSpectralNormBound(spec: ConvSpec, opts: { budgetMs?: number 
     dftError[g] = roundUp(eta * normA, 2) + UNDERFLOW_SLACK;
   }
 
+  const wb = blockLayout(geo, w);
   const pr = new Float64Array(taps);
   const pi = new Float64Array(taps);
   const br = new Float64Array(cs * cb);
@@ -442,7 +444,7 @@ export function convSpectralNormBound(spec: ConvSpec, opts: { budgetMs?: number 
   for (let q = 0; q < freqs.length; q++) {
     tapPhases(geo, cosT, sinT, freqs[q], pr, pi);
     for (let g = 0; g < group; g++) {
-      fillBlock(geo, w, g, pr, pi, br, bi);
+      fillBlock(wb, taps, cs * cb, g, pr, pi, br, bi);
       const f2 = frobeniusSquaredUp(br, bi, cs * cb);
       const bound = roundUp(sqrtUp(f2) + dftError[g], 1);
       frobBound[q * group + g] = bound;
@@ -466,7 +468,7 @@ export function convSpectralNormBound(spec: ConvSpec, opts: { budgetMs?: number 
       const q = Math.floor(b / group);
       const g = b % group;
       tapPhases(geo, cosT, sinT, freqs[q], pr, pi);
-      fillBlock(geo, w, g, pr, pi, br, bi);
+      fillBlock(wb, taps, cs * cb, g, pr, pi, br, bi);
       const f2 = frobeniusSquaredUp(br, bi, cs * cb);
       hermitianGram(br, bi, cs, cb, hr, hi);
       let lambdaUp = lambdaShift > 0 ? choleskyCertifyHermitian(hr, hi, cs, lambdaShift, ar, ai) : null;

@@ -219,35 +219,30 @@ function lanczosSymmetric(g: Float64Array, m: number, maxSteps: number): number 
 
 /**
  * Certified λ_max(g) ≤ returned value if floating-point Cholesky of fl(s·I − g) runs to completion, else null.
- * Rump (BIT 46, 2006, Lemma 2.1) with Higham (2002, Thm 10.3): completion gives R̂ᵀR̂ = A + ΔA, |ΔA| ≤ γ_{m+1}|R̂ᵀ||R̂|,
- * so ‖ΔA‖₂ ≤ γ_{m+1}‖R̂‖_F² ≤ γ_{m+1}/(1−γ_{m+1})·tr(A); A + ΔA ⪰ 0 then gives λ_min(A) ≥ −that. The computed diagonal
+ * Rump (BIT 46, 2006, Lemma 2.1) with Higham (2002, Thm 10.3, which holds for any order of the inner products, so
+ * for the row-oriented form used here too): completion gives L̂L̂ᵀ = A + ΔA, |ΔA| ≤ γ_{m+1}|L̂||L̂ᵀ|,
+ * so ‖ΔA‖₂ ≤ γ_{m+1}‖L̂‖_F² ≤ γ_{m+1}/(1−γ_{m+1})·tr(A); A + ΔA ⪰ 0 then gives λ_min(A) ≥ −that. The computed diagonal
  * A_ii = fl(s − g_ii) differs from s − g_ii by ≤ u·|A_ii|/(1−u). Hence λ_max(g) ≤ s + γ/(1−γ)·tr(A) + 2u·max|A_ii|.
  */
 function choleskyCertify(g: Float64Array, m: number, s: number): number | null {
-  const a = new Float64Array(m * m);
+  const l = new Float64Array(m * m);
   let trace = 0;
   let maxDiag = 0;
   for (let i = 0; i < m; i++) {
-    const o = i * m;
-    for (let j = i + 1; j < m; j++) a[o + j] = -g[o + j];
-    const d = s - g[o + i];
-    a[o + i] = d;
-    trace += d;
-    maxDiag = Math.max(maxDiag, Math.abs(d));
-  }
-  for (let k = 0; k < m; k++) {
-    const ok = k * m;
-    const piv = a[ok + k];
-    if (!(piv > 0)) return null;
-    const r = Math.sqrt(piv);
-    a[ok + k] = r;
-    for (let j = k + 1; j < m; j++) a[ok + j] /= r;
-    for (let i = k + 1; i < m; i++) {
-      const rki = a[ok + i];
-      if (rki === 0) continue;
-      const oi = i * m;
-      for (let j = i; j < m; j++) a[oi + j] -= rki * a[ok + j];
+    const oi = i * m;
+    for (let j = 0; j < i; j++) {
+      const oj = j * m;
+      let acc = -g[oi + j];
+      for (let k = 0; k < j; k++) acc -= l[oi + k] * l[oj + k];
+      l[oi + j] = acc / l[oj + j];
     }
+    const a = s - g[oi + i];
+    trace += a;
+    maxDiag = Math.max(maxDiag, Math.abs(a));
+    let piv = a;
+    for (let k = 0; k < i; k++) piv -= l[oi + k] * l[oi + k];
+    if (!(piv > 0)) return null;
+    l[oi + i] = Math.sqrt(piv);
   }
   const gm = gamma(m + 1);
   const traceUp = roundUp(Math.max(trace, 0), m + 1);

@@ -3,7 +3,8 @@ import { describe, it } from 'node:test';
 import { Matrix, SVD } from 'ml-matrix';
 import { isLipcheckError } from '../../../src/errors.js';
 import { type ConvSpec, convInfNorm, convSpectralNormBound } from '../../../src/linalg/conv-spectrum.js';
-import { BudgetExceededError } from '../../../src/linalg/dense.js';
+import { BudgetExceededError, LANCZOS_SEED } from '../../../src/linalg/dense.js';
+import { Random } from '../../../src/linalg/random.js';
 
 function mulberry32(seed: number): () => number {
   let a = seed >>> 0;
@@ -176,6 +177,28 @@ describe('convSpectralNormBound', () => {
       const b = convSpectralNormBound(spec);
       assert.ok(b.value >= circular && b.value <= circular * (1 + 1e-9), `seed ${seed}: bound ${b.value} vs circular ${circular}`);
     }
+  });
+
+  it('stays certified when Lanczos never sees the top singular vector of a block', () => {
+    const m = 64;
+    const v = new Random(LANCZOS_SEED).unitVector(m);
+    const rand = mulberry32(81);
+    const q1 = Float64Array.from({ length: m }, () => rand() - 0.5);
+    for (let pass = 0; pass < 2; pass++) {
+      const c = q1.reduce((acc, x, i) => acc + x * v[i], 0);
+      for (let i = 0; i < m; i++) q1[i] -= c * v[i];
+    }
+    const nq = Math.sqrt(q1.reduce((acc, x) => acc + x * x, 0));
+    const u = Float64Array.from(q1, (x, i) => (i === 0 ? 1 : 0) - x / nq);
+    const uu = u.reduce((acc, x) => acc + x * x, 0);
+    const s = Array.from({ length: m }, (_, i) => (i === 0 ? 3.003 : 3 - i / m));
+    // W = diag(s)·Q with Q a reflection whose first column is orthogonal to the start vector: WᵀW's top eigenvector.
+    const weight = new Float64Array(m * m);
+    for (let o = 0; o < m; o++) for (let i = 0; i < m; i++) weight[o * m + i] = s[o] * ((o === i ? 1 : 0) - (2 * u[o] * u[i]) / uu);
+    const spec: ConvSpec = { weight, weightDims: [m, m, 1, 1], group: 1, dilations: [1, 1], inputSpatial: [1, 1] };
+    const b = convSpectralNormBound(spec);
+    assert.ok(b.estimate < 3.003 * (1 - 1e-5), `Lanczos found the top value (${b.estimate}); this test no longer exercises the certificate`);
+    assert.ok(b.value >= 3.003 * (1 - 1e-13) && b.value <= 3.003 * (1 + 1e-4), `bound ${b.value} vs 3.003`);
   });
 
   it('is tight for a 1×1 conv, whose norm is σ_max of its channel matrix', () => {

@@ -158,7 +158,7 @@ describe('denseSpectralNormExact', () => {
     const b = denseSpectralNormExact(w, m, m);
     assert.ok(b.estimate < s1 * (1 - 1e-5), `Lanczos found the top value (${b.estimate}); this test no longer exercises the certificate`);
     assert.ok(b.value >= s1 * (1 - COMPOSE_TOL), `value ${b.value} < s1 ${s1}`);
-    assert.ok(b.value <= s1 * 1.02, `value ${b.value} far above s1 ${s1}`);
+    assert.ok(b.value <= s1 * (1 + 1e-4), `value ${b.value} far above s1 ${s1}`);
   });
 
   it('gives the Euclidean norm of 1×n and n×1 matrices', () => {

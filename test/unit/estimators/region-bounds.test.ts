@@ -1,0 +1,53 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { convCertificate, foldScales, regionBound } from '../../../src/estimators/region-bounds.js';
+import type { LinearRegion } from '../../../src/ir/merge.js';
+import type { LinearNode } from '../../../src/ir/types.js';
+import { Random } from '../../../src/linalg/random.js';
+import { convMatrix, sigmaMax } from '../../helpers/dense.js';
+
+const cases: [number, number, number, number, number, number][] = [
+  // cin, cout, k, stride, pad, n
+  [2, 3, 3, 2, 1, 7], [3, 4, 4, 2, 1, 8], [2, 2, 5, 2, 2, 9], [1, 3, 3, 3, 0, 10], [3, 2, 2, 2, 0, 6], [2, 4, 1, 2, 0, 5], [4, 4, 3, 2, 1, 5],
+];
+
+test('strided conv certificate (circular or polyphase) ≥ exact σ_max of the dense conv, and tight', () => {
+  const rng = new Random(5);
+  let worst = 0;
+  for (const [cin, cout, k, s, pad, n] of cases) {
+    const dims = [cout, cin, k, k];
+    const w = Float64Array.from({ length: cout * cin * k * k }, () => rng.normal());
+    const { m, rows, cols } = convMatrix(w, dims, n, n, [pad, pad, pad, pad], s);
+    const exact = sigmaMax(m, rows, cols);
+    const b = convCertificate(w, dims, 1, [s, s], [1, 1], [pad, pad, pad, pad], [n, n], 20000);
+    assert.ok(b.value >= exact * (1 - 1e-12), `k${k} s${s} p${pad} n${n}: ${b.value} < exact ${exact}`);
+    worst = Math.max(worst, b.value / exact);
+  }
+  assert.ok(worst < 1.6, `polyphase bound too loose: ${worst}× exact`);
+});
+
+test('polyphase is much tighter than the stride-1 circular bound on a stride-2 conv', () => {
+  const rng = new Random(9);
+  const dims = [4, 4, 4, 4];
+  const w = Float64Array.from({ length: 256 }, () => rng.normal());
+  const b = convCertificate(w, dims, 1, [2, 2], [1, 1], [1, 1, 1, 1], [16, 16], 20000);
+  assert.equal(b.method, 'circular-fft-polyphase');
+});
+
+test('Conv → per-channel scale folds into the conv weights (certified bound of the product, not product of bounds)', () => {
+  const rng = new Random(2);
+  const w = { dtype: 'float64' as const, dims: [2, 1, 3, 3], data: Float64Array.from({ length: 18 }, () => rng.normal()) };
+  const f = { dtype: 'float64' as const, dims: [2, 1, 1], data: Float64Array.of(3, 0.1) };
+  const conv: LinearNode = { kind: 'linear', prim: { op: 'conv', weight: w, group: 1, strides: [1, 1], pads: [1, 1, 1, 1], dilations: [1, 1] }, name: 'c', opType: 'Conv', inputs: ['x'], inShapes: [[1, 1, 6, 6]], output: 'h', outShape: [1, 2, 6, 6] };
+  const scale: LinearNode = { kind: 'linear', prim: { op: 'scale', factor: f }, name: 'b', opType: 'BatchNormalization', inputs: ['h'], inShapes: [[1, 2, 6, 6]], output: 'y', outShape: [1, 2, 6, 6] };
+  const folded = foldScales([conv, scale]);
+  assert.equal(folded.length, 1);
+  const fw = Float64Array.from(w.data, (v, i) => v * (i < 9 ? 3 : 0.1));
+  const { m, rows, cols } = convMatrix(fw, [2, 1, 3, 3], 6, 6, [1, 1, 1, 1], 1);
+  const exact = sigmaMax(m, rows, cols);
+  const region: LinearRegion = { id: 'r', input: 'x', inShape: [1, 1, 6, 6], output: 'y', outShape: [1, 2, 6, 6], nodes: [conv, scale] };
+  const b = regionBound(region, '2');
+  assert.ok(b.value >= exact && b.value <= exact * 1.5, `${b.value} vs exact ${exact}`);
+  const unfolded = sigmaMax(convMatrix(w.data, [2, 1, 3, 3], 6, 6, [1, 1, 1, 1], 1).m, 72, 36) * 3;
+  assert.ok(b.value < unfolded, 'folding beats ‖conv‖·max|scale|');
+});

@@ -581,43 +581,52 @@ class Search {
   }
 
   async runL2(): Promise<LowerBoundResult> {
-    const starts = this.args.starts ?? 4;
-    let top: { s: LocalState; sigma: number; v: Float64Array } | null = null;
-    for (let k = 0; k < starts; k++) {
-      if (k > 0 && this.overBudget(0.5)) break;
-      const s = await this.state(this.randomStart(k));
-      const { sigma, v } = await this.topSingular(s, this.rng.unitVector(this.n), 30);
-      await this.confirm(s, v, sigma);
-      if (process.env.LB_DEBUG) console.error(`start ${k}: sigma=${sigma} best=${this.best.value}`);
-      if (!top || sigma > top.sigma) top = { s, sigma, v };
-    }
-    if (!top) return this.result();
     const E = process.env;
+    const rounds = Number(E.LB_ROUNDS ?? 1);
+    const perRound = this.args.starts ?? 4;
     const eta0 = Number(E.LB_ETA ?? 0.05);
     const warm = Number(E.LB_WARM ?? 8);
     const walkSteps = Number(E.LB_WALK ?? 100);
     const polishSteps = Number(E.LB_POLISH ?? 30);
     const useV = E.LB_USEV !== '0';
-    // phase B: a walk along the smoothed gradient with a decaying step, keeping the best point seen
-    let cur = top;
-    for (let k = 0; k < walkSteps; k++) {
-      if (this.overBudget(0.7)) break;
-      const g = await this.ascentDirection(cur);
-      let dir: Float64Array;
-      if (g) dir = g;
-      else if (useV) dir = k % 2 === 0 ? cur.v : scaleInPlace(Float64Array.from(cur.v), -1);
-      else break;
-      const e = eta0 * Math.pow(0.05, k / walkSteps);
-      const x = this.moved(cur.s.x, dir, e * Math.max(norm2(cur.s.x), 1));
-      const s = await this.state(x);
-      const { sigma, v } = await this.topSingular(s, cur.v, warm);
-      if (E.LB_DEBUG) console.error(`walk ${k}: eta=${e} sigma=${sigma} vs ${cur.sigma} ${g ? 'g' : 'v'}`);
-      cur = { s, sigma, v };
-      if (sigma > top.sigma) top = cur;
+    let top: { s: LocalState; sigma: number; v: Float64Array } | null = null;
+    let startIndex = 0;
+    for (let r = 0; r < rounds; r++) {
+      if (r > 0 && this.overBudget(0.7)) break;
+      let rTop: { s: LocalState; sigma: number; v: Float64Array } | null = null;
+      for (let k = 0; k < perRound; k++) {
+        if ((r > 0 || k > 0) && this.overBudget(0.5)) break;
+        const s = await this.state(this.randomStart(startIndex++));
+        const { sigma, v } = await this.topSingular(s, this.rng.unitVector(this.n), 30);
+        if (E.LB_DEBUG) console.error(`start ${k}: sigma=${sigma} best=${this.best.value}`);
+        if (!rTop || sigma > rTop.sigma) rTop = { s, sigma, v };
+      }
+      if (!rTop) break;
+      // a walk along the smoothed gradient with a decaying step, keeping the best point seen
+      let cur = rTop;
+      for (let k = 0; k < walkSteps; k++) {
+        if (this.overBudget(0.7)) break;
+        const g = await this.ascentDirection(cur);
+        let dir: Float64Array;
+        if (g) dir = g;
+        else if (useV) dir = k % 2 === 0 ? cur.v : scaleInPlace(Float64Array.from(cur.v), -1);
+        else break;
+        const e = eta0 * Math.pow(0.05, k / walkSteps);
+        const x = this.moved(cur.s.x, dir, e * Math.max(norm2(cur.s.x), 1));
+        const s = await this.state(x);
+        const { sigma, v } = await this.topSingular(s, cur.v, warm);
+        if (E.LB_DEBUG) console.error(`walk ${k}: eta=${e} sigma=${sigma} vs ${cur.sigma} ${g ? 'g' : 'v'}`);
+        cur = { s, sigma, v };
+        if (sigma > rTop.sigma) rTop = cur;
+      }
+      await this.confirm(rTop.s, rTop.v, rTop.sigma);
+      if (E.LB_DEBUG) console.error(`round ${r}: sigma=${rTop.sigma} best=${this.best.value}`);
+      if (!top || rTop.sigma > top.sigma) top = rTop;
     }
+    if (!top) return this.result();
+    let cur = top;
     // phase C: greedy polish from the best point: gradient and ±v moves, step adapted
     let eta = eta0 / 4;
-    cur = top;
     for (let k = 0; k < polishSteps && eta > 1e-4; k++) {
       if (this.overBudget(0.9)) break;
       const g = await this.ascentDirection(cur);

@@ -37,7 +37,7 @@ export interface AnalyzeOptions {
 }
 
 /** Defaults shared by the library and the CLI. */
-export const DEFAULTS = { norm: '2' as NormKind, seed: 0, delta: 1e-6, tol: 0.05, iterations: 200, certify: 'auto' as const, device: 'auto' as Device, lowerPairs: 64, lowerBudgetMs: 5000, certifyBudgetMs: 20000 };
+export const DEFAULTS = { norm: '2' as NormKind, seed: 0, delta: 1e-6, tol: 0.05, iterations: 200, certify: 'auto' as const, device: 'auto' as Device, lowerPairs: 64, lowerBudgetMs: 5000, certifyBudgetMs: 2000 };
 
 const VERSION: string = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')).version;
 

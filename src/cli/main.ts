@@ -65,6 +65,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       tol: number('--tol', opts.tol, (x) => x > 0 && x < 1, 'in (0, 1)'),
       iterations: number('--iterations', opts.iterations, (x) => Number.isInteger(x) && x >= 1, 'a positive integer'),
       seed: number('--seed', opts.seed, (x) => Number.isInteger(x) && x >= 0, 'a non-negative integer'),
+      certifyBudgetMs: number('--certify-budget', opts.certifyBudget, (x) => x >= 0, 'a non-negative number of milliseconds'),
       lowerPairs: number('--lower-pairs', opts.lowerPairs, (x) => Number.isInteger(x) && x >= 0, 'a non-negative integer'),
       device: opts.device,
       threads: number('--threads', opts.threads, (x) => Number.isInteger(x) && x >= 0, 'a non-negative integer'),

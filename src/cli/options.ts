@@ -12,6 +12,7 @@ export const OPTIONS: readonly OptionRecord[] = [
   { flags: '--max <L>', description: 'exit 1 when the upper bound exceeds L, or the model is unbounded or discontinuous' },
   { flags: '--norm <p>', description: 'norm on input and output', defaultValue: '2', choices: ['2', 'inf'] },
   { flags: '--certify <mode>', description: 'strict: only certified bounds (exit 4 if impossible); auto: tightest certified or probabilistic; off: probabilistic only', defaultValue: 'auto', choices: ['strict', 'auto', 'off'] },
+  { flags: '--certify-budget <ms>', description: 'time budget per operator for a deterministic certificate (FFT, SVD); past it: Schur bound or probabilistic', defaultValue: '2000' },
   { flags: '--delta <p>', description: 'failure probability of each probabilistic operator bound', defaultValue: '1e-6' },
   { flags: '--tol <t>', description: 'relative slack allowed between a probabilistic bound and its estimate (sets Lanczos steps)', defaultValue: '0.05' },
   { flags: '--iterations <k>', description: 'maximum Lanczos steps per operator', defaultValue: '200' },

@@ -1,7 +1,7 @@
 import { emitAdjoint, emitForward } from '../ir/emit.js';
 import type { Block } from '../ir/merge.js';
-import { sizeOf, toFloat64, type DType, type Tensor } from '../ir/tensor.js';
-import type { IrGraph, IrNode, Shape } from '../ir/types.js';
+import { isFloatType, sizeOf, toFloat64, type DType, type Tensor } from '../ir/tensor.js';
+import type { IrGraph, IrNode, LinearNode, Shape } from '../ir/types.js';
 import { lanczosTop } from '../linalg/lanczos.js';
 import { createOrtOperator, type LinearOperator } from '../linalg/operator.js';
 import { norm2, Random, scaleInPlace } from '../linalg/random.js';
@@ -25,11 +25,11 @@ export interface LowerBoundArgs {
   readonly runtime: RuntimeOptions;
   readonly seed: number;
   readonly norm: NormKind;
-  /** Wall-clock budget; the fixed plan below is cut short (and the result then depends on timing) past it. */
+  /** Wall-clock budget: sizes the plan (see {@link planSearch}) and stops the search past it. */
   readonly budgetMs: number;
-  /** Random starts x (default 4), at scales 1, 0.1, 10, 1, ... of a standard normal. */
+  /** Random starts x ~ N(0, I) per round (default 4); the best one begins the round's walk. */
   readonly starts?: number;
-  /** Ascent steps on the best start (default 24). */
+  /** Steps of each round's soft-gate walk (default 100; fewer when one round would not fit the budget). */
   readonly ascentSteps?: number;
   /** For the random-pair fallback: how many pairs, and directions to try first. */
   readonly pairs?: number;
@@ -48,10 +48,13 @@ export interface LowerBoundResult {
   readonly evaluations: number;
   /** Products with J(x) or J(x)ᵀ through the IR. */
   readonly products: number;
-  /** The IR's ‖J(x)‖ at the reported x (an estimate, never reported as the bound); null for the fallback. */
+  /** The IR's ‖J(x)‖ at `irPoint`, the point whose confirmation gave the pair (never reported as the bound); null for the fallback. */
   readonly irNorm: number | null;
-  /** True when the budget stopped the plan early. */
+  readonly irPoint: Float32Array | null;
+  /** True when the budget stopped the plan early (the result may then differ between runs). */
   readonly truncated: boolean;
+  /** The search's size (absent for the fallback). */
+  readonly plan?: SearchPlan;
   /** Why the Jacobian path was not taken, for the fallback. */
   readonly fallbackReason?: string;
 }
@@ -82,12 +85,51 @@ interface LocalState {
   /** Per max-pool output: the winning input index of each window, and the pool's input values. */
   readonly argmax: Map<string, { am: Int32Array; u: Float64Array }>;
   readonly softmax: Map<string, Float64Array>;
+  /** Each activation's input and output values, to re-derive the slopes with soft gates. */
+  readonly raw: Map<string, { u: Float64Array; a: Float64Array }>;
+  /** Soft-gate width relative to each layer's RMS pre-activation, or null for the true (hard) Jacobian. */
+  readonly tauRel: number | null;
 }
 
 /** An activation's derivative at u; `u` is kept where the derivative jumps at 0 (ReLU-like), for the safe step. */
 interface Slopes { readonly d: Float64Array; readonly d2: Float64Array; readonly kinkAt0: Float64Array | null }
 
 const SUPPORTED_ACTIVATIONS = new Set(['Relu', 'LeakyRelu', 'PRelu', 'Sigmoid', 'Tanh', 'Softplus', 'Softsign', 'Elu', 'Clip']);
+
+/** Lanczos steps from a random start, and warm-started from the previous point's vector. */
+const START_LANCZOS = 30;
+const WARM_LANCZOS = 6;
+/** Soft-gate width τ (relative to a layer's RMS pre-activation) and step length (relative to ‖x‖) along the walk. */
+const TAU_START = 1, TAU_END = 0.01;
+const STEP_START = 0.1, STEP_END = 0.005;
+/** Width of the Gaussian bump that stands in for the derivative of a hard gate in the polish's gradient. */
+const BUMP_TAU = 0.05;
+const POLISH_STEP = 0.025, POLISH_STEPS = 20;
+/** Confirmation pairs: the fixed steps, the share of the pattern-preserving segment used, its cap and its floor (× ‖x‖). */
+const FIXED_STEPS = [1e-2], SAFE_SHARE = 0.95, MAX_STEP = 0.1, MIN_SEGMENT = 1e-4;
+/** ℓ∞: output rows examined per round when there are more. */
+const MAX_ROWS = 32;
+/** The cost model that sizes the plan: ms per onnxruntime call, multiply-adds per ms, ms per element handled in JS. */
+const CALL_MS = 0.06, MACS_PER_MS = 2e6, JS_ELEMENT_MS = 5e-6;
+/** Products per random start and per walk step (measured averages), and the plan's share of the budget. */
+const PRODUCTS_PER_START = 40, PRODUCTS_PER_STEP = 20, PLAN_SHARE = 0.5, MAX_ROUNDS = 8;
+
+/** How much work the search does: fixed by the model's size and the budget, so it is the same on every run. */
+export interface SearchPlan {
+  readonly rounds: number;
+  readonly starts: number;
+  readonly walkSteps: number;
+  readonly polishSteps: number;
+}
+
+/** A point with the top singular value and right vector of J(x). */
+interface Point { readonly s: LocalState; readonly sigma: number; readonly v: Float64Array }
+/** A point with its largest ℓ1 row of J(x) among those examined. */
+interface RowPoint { readonly s: LocalState; readonly value: number; readonly row: number; readonly r: Float64Array }
+
+function sign(r: Float64Array): Float64Array {
+  return Float64Array.from(r, (v) => Math.sign(v));
+}
 
 function onnxNodeOf(model: OnnxModel, n: IrNode): OnnxNode | undefined {
   return model.nodes.find((m) => m.outputs[0] === n.output);
@@ -322,24 +364,31 @@ function concatMove(n: IrNode, axis: number, parts: readonly ConcatPart[], part:
 }
 
 /** f'(u) and a smoothed d/du f'(u) of an activation, from its input u and output a as computed by onnxruntime. */
-function slopes(fn: string, u: Float64Array, a: Float64Array, jump: number): Slopes {
+function slopes(fn: string, u: Float64Array, a: Float64Array, range: readonly [number, number], tauRel: number | null): Slopes {
   const n = u.length;
   const d = new Float64Array(n), d2 = new Float64Array(n);
-  // kinks of piecewise-linear activations get a Gaussian bump of width tau, so the ascent sees nearby switches
   let ss = 0;
   for (let i = 0; i < n; i++) ss += u[i] * u[i];
-  const tau = Math.max(Number(process.env.LB_TAU ?? 0.05) * Math.sqrt(ss / Math.max(1, n)), 1e-6);
-  const bump = (v: number) => (jump * Math.exp(-(v * v) / (2 * tau * tau))) / (tau * Math.sqrt(2 * Math.PI));
+  const rms = Math.sqrt(ss / Math.max(1, n));
+  // hard gates get a Gaussian bump at the kink in d2 so the ascent sees nearby switches; soft gates are σ(u/τ)
+  const tau = Math.max((tauRel ?? BUMP_TAU) * rms, 1e-12);
+  const bumpScale = 1 / (tau * Math.sqrt(2 * Math.PI));
+  const alpha = range[0] !== 1 ? range[0] : range[1];
   for (let i = 0; i < n; i++) {
     const v = u[i], y = a[i];
     switch (fn) {
-      case 'Relu': d[i] = v > 0 ? 1 : 0; d2[i] = bump(v); break;
-      // f(u) = slope·u on each side of 0, so the slope is a/u exactly (up to a's float32 rounding)
+      case 'Relu':
       case 'LeakyRelu':
-      case 'PRelu': d[i] = v > 0 || v === 0 ? 1 : y / v; d2[i] = bump(v); break;
+      case 'PRelu': {
+        // f(u) = slope·u on each side of 0, so the slope below 0 is a/u exactly (up to a's float32 rounding)
+        const lo = fn === 'Relu' ? 0 : v < 0 ? y / v : alpha;
+        if (tauRel === null) { d[i] = v > 0 || (v === 0 && fn !== 'Relu') ? 1 : lo; d2[i] = (1 - lo) * bumpScale * Math.exp(-(v * v) / (2 * tau * tau)); }
+        else { const g = 1 / (1 + Math.exp(-v / tau)); d[i] = lo + (1 - lo) * g; d2[i] = ((1 - lo) * g * (1 - g)) / tau; }
+        break;
+      }
       case 'Sigmoid': d[i] = y * (1 - y); d2[i] = d[i] * (1 - 2 * y); break;
       case 'Tanh': d[i] = 1 - y * y; d2[i] = -2 * y * d[i]; break;
-      case 'Softplus': { const s = 1 / (1 + Math.exp(-v)); d[i] = s; d2[i] = s * (1 - s); break; }
+      case 'Softplus': { const g = 1 / (1 + Math.exp(-v)); d[i] = g; d2[i] = g * (1 - g); break; }
       case 'Softsign': { const q = 1 + Math.abs(v); d[i] = 1 / (q * q); d2[i] = (-2 * Math.sign(v)) / (q * q * q); break; }
       // Elu: α(eᵘ−1) below 0, whose slope αeᵘ = a·eᵘ/(eᵘ−1)
       case 'Elu': d[i] = v >= 0 ? 1 : (y * Math.exp(v)) / Math.expm1(v); d2[i] = v >= 0 ? 0 : d[i]; break;
@@ -347,7 +396,7 @@ function slopes(fn: string, u: Float64Array, a: Float64Array, jump: number): Slo
       case 'Clip': d[i] = y === Math.fround(v) ? 1 : 0; break;
     }
   }
-  return { d, d2, kinkAt0: fn === 'Relu' || fn === 'LeakyRelu' || fn === 'PRelu' ? u : null };
+  return { d, d2, kinkAt0: tauRel === null && (fn === 'Relu' || fn === 'LeakyRelu' || fn === 'PRelu') ? u : null };
 }
 
 function maxAbs(v: ArrayLike<number>): number {
@@ -372,6 +421,42 @@ function otherFeeds(model: OnnxModel, inputName: string): Record<string, Tensor>
     feeds[o.name] = { dtype, dims, data };
   }
   return feeds;
+}
+
+/** Multiply-adds of one linear node (elements touched, for the cheap ones). */
+function macs(n: LinearNode): number {
+  const p = n.prim;
+  const out = sizeOf(n.outShape);
+  switch (p.op) {
+    case 'conv': return out * sizeOf(p.weight.dims.slice(1));
+    case 'convTranspose': return sizeOf(n.inShapes[0]) * sizeOf(p.weight.dims.slice(1));
+    case 'matmul': { const d = p.weight.dims; return out * (d.length === 1 ? d[0] : p.side === 'right' ? d[d.length - 2] : d[d.length - 1]); }
+    case 'axisMatrix': return out * p.cols;
+    default: return out;
+  }
+}
+
+/**
+ * The search's size, from a rough cost model of one product with J(x) (onnxruntime calls, multiply-adds, elements
+ * handled in JS) at fixed rates: rounds fill about half the budget, and a model too large for one full round gets
+ * a shorter walk. The wall-clock budget still stops the search, should this machine be slower than the model says.
+ */
+export function planSearch(blocks: readonly Block[], sizes: { input: number; output: number }, norm: NormKind, budgetMs: number, starts = 4, walkSteps = 100): SearchPlan {
+  let productMs = sizes.input * JS_ELEMENT_MS * 4;
+  for (const b of blocks) {
+    if (b.kind === 'operator') { productMs += CALL_MS; for (const n of b.region.nodes) productMs += macs(n) / MACS_PER_MS; }
+    else productMs += sizeOf(b.node.outShape) * JS_ELEMENT_MS;
+  }
+  // ℓ∞: a start measures every sampled row; a walk step takes three products, a state and a row (all rows every tenth)
+  const rows = Math.min(sizes.output, MAX_ROWS);
+  const perStart = norm === 'inf' ? rows + 1 : PRODUCTS_PER_START;
+  const perStep = norm === 'inf' ? 7 + rows / 10 : PRODUCTS_PER_STEP;
+  const roundMs = (starts * perStart + walkSteps * perStep) * productMs;
+  const room = PLAN_SHARE * budgetMs;
+  const rounds = Math.max(1, Math.min(MAX_ROUNDS, Math.floor(room / roundMs)));
+  // a model too large for one round gets fewer starts and a shorter walk, in proportion
+  const fit = Math.min(1, room / roundMs);
+  return { rounds, starts: Math.max(1, Math.round(starts * fit)), walkSteps: Math.max(5, Math.floor(walkSteps * fit)), polishSteps: norm === 'inf' ? 0 : POLISH_STEPS };
 }
 
 /**
@@ -411,14 +496,20 @@ export async function jacobianLowerBound(args: LowerBoundArgs): Promise<LowerBou
 }
 
 async function fallback(args: LowerBoundArgs, feeds: Record<string, Tensor>, reason: string, t0: number): Promise<LowerBoundResult> {
+  const out = args.model.outputs.find((o) => o.name === args.outputName);
+  const dtype = out ? (DATA_TYPES[out.elemType] as DType | undefined) : undefined;
+  if (dtype && !isFloatType(dtype)) {
+    const x = new Float32Array(sizeOf(args.inputShape));
+    return { value: 0, method: 'witness-pairs', x, xPrime: x, evaluations: 0, products: 0, irNorm: null, irPoint: null, truncated: false, fallbackReason: `${reason}; output '${args.outputName}' has type ${dtype}, so no pair was measured` };
+  }
   const left = Math.max(0, args.budgetMs - (performance.now() - t0));
   const w = await witnessLowerBound(encodeForRuntime(args.model, []), args.inputName, args.outputName, args.inputShape, args.runtime, {
     seed: args.seed, pairs: args.pairs ?? 64, inf: args.norm === 'inf', hints: args.hints ?? [], budgetMs: left, feeds,
   });
-  return { value: w.ratio, method: 'witness-pairs', x: w.x, xPrime: w.xPrime, evaluations: 2 * w.pairs, products: 0, irNorm: null, truncated: w.pairs < (args.pairs ?? 64), fallbackReason: reason };
+  return { value: w.ratio, method: 'witness-pairs', x: w.x, xPrime: w.xPrime, evaluations: 2 * w.pairs, products: 0, irNorm: null, irPoint: null, truncated: w.pairs < (args.pairs ?? 64), fallbackReason: reason };
 }
 
-interface Candidate { value: number; x: Float32Array; xPrime: Float32Array; irNorm: number }
+interface Candidate { value: number; x: Float32Array; xPrime: Float32Array; irNorm: number; irPoint: Float32Array }
 
 /** The random starts, the ascent and the confirmations, sharing one model session and the operators. */
 class Search {
@@ -429,6 +520,7 @@ class Search {
   private truncated = false;
   private best: Candidate;
   private readonly pools = new Map<string, PoolWindows>();
+  readonly plan: SearchPlan;
 
   constructor(
     private readonly args: LowerBoundArgs, steps: readonly Step[], private readonly runner: ModelRunner,
@@ -436,9 +528,10 @@ class Search {
   ) {
     this.n = sizeOf(args.inputShape);
     this.rng = new Random(args.seed ^ 0x4c4f5742);
+    this.plan = planSearch(args.blocks, { input: this.n, output: sizeOf(args.ir.outputShape) }, args.norm, args.budgetMs, args.starts, args.ascentSteps);
     this.jac = new Jacobian(args.ir, steps);
     for (const s of steps) if (s.kind === 'maxpool') this.pools.set(s.node.output, s.windows);
-    this.best = { value: 0, x: new Float32Array(this.n), xPrime: new Float32Array(this.n), irNorm: 0 };
+    this.best = { value: 0, x: new Float32Array(this.n), xPrime: new Float32Array(this.n), irNorm: 0, irPoint: new Float32Array(this.n) };
   }
 
   private overBudget(fraction = 1): boolean {
@@ -459,10 +552,15 @@ class Search {
     const slope = new Map<string, Slopes>();
     const argmax = new Map<string, { am: Int32Array; u: Float64Array }>();
     const softmax = new Map<string, Float64Array>();
+    const raw = new Map<string, { u: Float64Array; a: Float64Array }>();
     for (const b of this.args.blocks) {
       if (b.kind !== 'node') continue;
       const n = b.node;
-      if (n.kind === 'activation') slope.set(n.output, slopes(n.fn, value(n.inputs[0]), value(n.output), Math.abs(n.slope[1] - n.slope[0])));
+      if (n.kind === 'activation') {
+        const u = value(n.inputs[0]), a = value(n.output);
+        raw.set(n.output, { u, a });
+        slope.set(n.output, slopes(n.fn, u, a, n.slope, null));
+      }
       else if (n.kind === 'lipschitz' && n.fn === 'Softmax') softmax.set(n.output, value(n.output));
       else if (n.kind === 'lipschitz') {
         const u = value(n.inputs[0]);
@@ -476,7 +574,18 @@ class Search {
         argmax.set(n.output, { am, u });
       }
     }
-    return { x, fx: toFloat64(values.get(this.args.outputName)!), slope, argmax, softmax };
+    return { x, fx: toFloat64(values.get(this.args.outputName)!), slope, argmax, softmax, raw, tauRel: null };
+  }
+
+  /** The same point with ReLU-like gates replaced by σ(u/τ) (or back to hard gates for null). */
+  private soften(s: LocalState, tauRel: number | null): LocalState {
+    const slope = new Map<string, Slopes>();
+    for (const b of this.args.blocks) {
+      if (b.kind !== 'node' || b.node.kind !== 'activation') continue;
+      const { u, a } = s.raw.get(b.node.output)!;
+      slope.set(b.node.output, slopes(b.node.fn, u, a, b.node.slope, tauRel));
+    }
+    return { ...s, slope, tauRel };
   }
 
   /** ∇_x (wᵀ J(x) v) from the tangents of v and the cotangents of w (second derivatives of the activations only). */
@@ -496,14 +605,12 @@ class Search {
     return this.jac.vjp(s, new Float64Array(sizeOf(this.args.ir.outputShape)), inject);
   }
 
-  private randomStart(k: number): Float32Array {
-    const SC = (process.env.LB_SCALES ?? '1,0.1,10').split(',').map(Number); const scale = SC[k % SC.length];
+  private randomStart(): Float32Array {
     const x = new Float32Array(this.n);
-    for (let i = 0; i < this.n; i++) x[i] = scale * this.rng.normal();
+    for (let i = 0; i < this.n; i++) x[i] = this.rng.normal();
     return x;
   }
 
-  /** A pair (x, x + h·dir) through the original model, for a few h; keeps the best ratio. */
   /**
    * How far x can move along +dir and −dir before an activation pattern changes (a ReLU-like unit crosses 0 or a
    * max-pool's winner changes): pre-activations are affine in the step until then, so the first crossing is exact.
@@ -536,34 +643,41 @@ class Search {
     return { fwd, bwd };
   }
 
-  /** Pairs (x, x ± h·dir) through the original model, h from the safe step and two fixed scales; keeps the best ratio. */
+  /**
+   * Pairs (x + a·dir, x + b·dir) through the original model: the longest segment through x on which no activation
+   * pattern changes (where the IR's Jacobian holds exactly), and (x, x + 10⁻²·‖x‖·dir); keeps the best ratio.
+   */
   private async confirm(s: LocalState, dir: Float64Array, irNorm: number): Promise<void> {
     const inf = this.args.norm === 'inf';
     const scale = Math.max(normOf(s.x, inf), 1e-3) / Math.max(normOf(dir, inf), 1e-300);
-    const steps = [1e-2 * scale, 1e-3 * scale];
+    const segments: [number, number][] = FIXED_STEPS.map((h) => [0, h * scale]);
     const { fwd, bwd } = await this.safeSteps(s, dir);
-    const safe = Math.max(fwd, bwd);
-    // half the distance to the first pattern change, but not so small that float32 rounding of f(x) dominates
-    if (Number.isFinite(safe)) steps.unshift((fwd >= bwd ? 1 : -1) * Math.min(Math.max(0.5 * safe, 1e-4 * scale), 1e-1 * scale));
-    for (const h of steps) {
-      const xp = new Float32Array(this.n);
-      for (let i = 0; i < this.n; i++) xp[i] = s.x[i] + h * dir[i];
+    let lo = -Math.min(SAFE_SHARE * bwd, MAX_STEP * scale), hi = Math.min(SAFE_SHARE * fwd, MAX_STEP * scale);
+    // a segment too short would let float32 rounding of f dominate the difference: widen it about its middle
+    const short = MIN_SEGMENT * scale - (hi - lo);
+    if (short > 0) { lo -= short / 2; hi += short / 2; }
+    segments.unshift([lo, hi]);
+    const at = async (t: number): Promise<{ x: Float32Array; f: Float64Array }> => {
+      if (t === 0) return { x: s.x, f: s.fx };
+      const x = this.moved(s.x, dir, t);
+      return { x, f: toFloat64((await this.evaluate(x)).get(this.args.outputName)!) };
+    };
+    for (const [ta, tb] of segments) {
+      const [a, b] = [await at(ta), await at(tb)];
       const dx = new Float64Array(this.n);
-      for (let i = 0; i < this.n; i++) dx[i] = xp[i] - s.x[i];
+      for (let i = 0; i < this.n; i++) dx[i] = b.x[i] - a.x[i];
       const den = normOf(dx, inf);
       if (den === 0) continue;
-      const fxp = toFloat64((await this.evaluate(xp)).get(this.args.outputName)!);
-      const dy = new Float64Array(fxp.length);
-      for (let i = 0; i < dy.length; i++) dy[i] = fxp[i] - s.fx[i];
+      const dy = new Float64Array(a.f.length);
+      for (let i = 0; i < dy.length; i++) dy[i] = b.f[i] - a.f[i];
       const ratio = normOf(dy, inf) / den;
-      if (process.env.LB_DEBUG) console.error(`  confirm h=${h} (safe ${fwd}/${bwd}) ratio=${ratio} ir=${irNorm}`);
-      if (Number.isFinite(ratio) && ratio > this.best.value) this.best = { value: ratio, x: s.x, xPrime: xp, irNorm };
+      if (Number.isFinite(ratio) && ratio > this.best.value) this.best = { value: ratio, x: a.x, xPrime: b.x, irNorm, irPoint: s.x };
     }
   }
 
   private result(): LowerBoundResult {
     const b = this.best;
-    return { value: b.value, method: 'jacobian-ascent', x: b.x, xPrime: b.xPrime, evaluations: this.evaluations, products: this.jac.products, irNorm: b.irNorm, truncated: this.truncated };
+    return { value: b.value, method: 'jacobian-ascent', x: b.x, xPrime: b.xPrime, evaluations: this.evaluations, products: this.jac.products, irNorm: b.irNorm, irPoint: b.irPoint, truncated: this.truncated, plan: this.plan };
   }
 
   /** σ_max(J(x)) by Lanczos on JᵀJ from `start`: the value, the right vector v and the tangents/cotangents of the last product. */
@@ -572,7 +686,7 @@ class Search {
     const res = await lanczosTop({ n: this.n, apply: async (v) => jac.vjp(s, await jac.jvp(s, v)) }, {
       start: scaleInPlace(Float64Array.from(start), 1 / Math.max(norm2(start), 1e-300)),
       maxSteps: steps,
-      stop: (theta, k, previous) => k >= 3 && Math.abs(theta - previous) <= 1e-9 * theta,
+      stop: (theta, k, previous) => (k >= 3 && Math.abs(theta - previous) <= 1e-9 * theta) || this.overBudget(0.9),
     });
     const v = scaleInPlace(Float64Array.from(res.ritzVector), 1 / Math.max(norm2(res.ritzVector), 1e-300));
     // the Ritz vector's own ‖Jv‖ is what a pair along v can witness
@@ -580,71 +694,71 @@ class Search {
     return { sigma, v };
   }
 
+  /** The ℓ2 search: per round, the best of a few random starts, then a soft-gate walk; a greedy polish at the end. */
   async runL2(): Promise<LowerBoundResult> {
-    const E = process.env;
-    const rounds = Number(E.LB_ROUNDS ?? 1);
-    const perRound = this.args.starts ?? 4;
-    const eta0 = Number(E.LB_ETA ?? 0.05);
-    const warm = Number(E.LB_WARM ?? 8);
-    const walkSteps = Number(E.LB_WALK ?? 100);
-    const polishSteps = Number(E.LB_POLISH ?? 30);
-    const useV = E.LB_USEV !== '0';
-    let top: { s: LocalState; sigma: number; v: Float64Array } | null = null;
-    let startIndex = 0;
-    for (let r = 0; r < rounds; r++) {
+    let top: Point | null = null;
+    for (let r = 0; r < this.plan.rounds; r++) {
       if (r > 0 && this.overBudget(0.7)) break;
-      let rTop: { s: LocalState; sigma: number; v: Float64Array } | null = null;
-      for (let k = 0; k < perRound; k++) {
-        if ((r > 0 || k > 0) && this.overBudget(0.5)) break;
-        const s = await this.state(this.randomStart(startIndex++));
-        const { sigma, v } = await this.topSingular(s, this.rng.unitVector(this.n), 30);
-        if (E.LB_DEBUG) console.error(`start ${k}: sigma=${sigma} best=${this.best.value}`);
-        if (!rTop || sigma > rTop.sigma) rTop = { s, sigma, v };
+      let round: Point | null = null;
+      for (let k = 0; k < this.plan.starts; k++) {
+        if ((r > 0 || k > 0) && this.overBudget(0.7)) break;
+        const s = await this.state(this.randomStart());
+        const p = { s, ...(await this.topSingular(s, this.rng.unitVector(this.n), START_LANCZOS)) };
+        if (!round || p.sigma > round.sigma) round = p;
       }
-      if (!rTop) break;
-      // a walk along the smoothed gradient with a decaying step, keeping the best point seen
-      let cur = rTop;
-      for (let k = 0; k < walkSteps; k++) {
-        if (this.overBudget(0.7)) break;
-        const g = await this.ascentDirection(cur);
-        let dir: Float64Array;
-        if (g) dir = g;
-        else if (useV) dir = k % 2 === 0 ? cur.v : scaleInPlace(Float64Array.from(cur.v), -1);
-        else break;
-        const e = eta0 * Math.pow(0.05, k / walkSteps);
-        const x = this.moved(cur.s.x, dir, e * Math.max(norm2(cur.s.x), 1));
-        const s = await this.state(x);
-        const { sigma, v } = await this.topSingular(s, cur.v, warm);
-        if (E.LB_DEBUG) console.error(`walk ${k}: eta=${e} sigma=${sigma} vs ${cur.sigma} ${g ? 'g' : 'v'}`);
-        cur = { s, sigma, v };
-        if (sigma > rTop.sigma) rTop = cur;
-      }
-      await this.confirm(rTop.s, rTop.v, rTop.sigma);
-      if (E.LB_DEBUG) console.error(`round ${r}: sigma=${rTop.sigma} best=${this.best.value}`);
-      if (!top || rTop.sigma > top.sigma) top = rTop;
+      if (!round) break;
+      round = await this.softWalk(round);
+      await this.confirm(round.s, round.v, round.sigma);
+      if (!top || round.sigma > top.sigma) top = round;
     }
     if (!top) return this.result();
-    let cur = top;
-    // phase C: greedy polish from the best point: gradient and ±v moves, step adapted
-    let eta = eta0 / 4;
-    for (let k = 0; k < polishSteps && eta > 1e-4; k++) {
+    const polished = await this.polish(top);
+    if (polished !== top) await this.confirm(polished.s, polished.v, polished.sigma);
+    return this.result();
+  }
+
+  /**
+   * Ascent on σ_max of the soft-gate Jacobian (ReLU gates σ(u/τ), τ annealed from 1 to 0.01 of each layer's RMS
+   * pre-activation), a step of decaying length each time; the true σ_max(J(x)) is measured at every point, and the
+   * best point seen is kept.
+   */
+  private async softWalk(from: Point): Promise<Point> {
+    let best = from;
+    let cur = from;
+    const steps = this.plan.walkSteps;
+    for (let k = 0; k < steps; k++) {
+      if (this.overBudget(0.7)) break;
+      const t = k / steps;
+      const soft = this.soften(cur.s, TAU_START * Math.pow(TAU_END / TAU_START, t));
+      const sp = { s: soft, ...(await this.topSingular(soft, cur.v, WARM_LANCZOS)) };
+      const g = await this.ascentDirection(sp);
+      if (!g) break;
+      const s = await this.state(this.moved(cur.s.x, g, STEP_START * Math.pow(STEP_END / STEP_START, t) * Math.max(norm2(cur.s.x), 1)));
+      cur = { s, ...(await this.topSingular(s, sp.v, WARM_LANCZOS)) };
+      if (cur.sigma > best.sigma) best = cur;
+    }
+    return best;
+  }
+
+  /** Greedy steps on the true σ_max(J(x)): along the kink-smoothed gradient or ±v, the step grown on success and halved on failure. */
+  private async polish(from: Point): Promise<Point> {
+    let cur = from;
+    let eta = POLISH_STEP;
+    for (let k = 0; k < this.plan.polishSteps && eta > 1e-4; k++) {
       if (this.overBudget(0.9)) break;
       const g = await this.ascentDirection(cur);
-      const dirs = [...(g ? [g] : []), ...(useV ? [cur.v, scaleInPlace(Float64Array.from(cur.v), -1)] : [])];
-      let bestC: { s: LocalState; proxy: number } | null = null;
+      const dirs = [...(g ? [g] : []), cur.v, scaleInPlace(Float64Array.from(cur.v), -1)];
+      let pick: { s: LocalState; proxy: number } | null = null;
       for (const d of dirs) {
         const s = await this.state(this.moved(cur.s.x, d, eta * Math.max(norm2(cur.s.x), 1)));
+        // ‖J(x')v‖ ≤ σ_max(J(x')) ranks the candidates for one product each
         const proxy = norm2(await this.jac.jvp(s, cur.v));
-        if (!bestC || proxy > bestC.proxy) bestC = { s, proxy };
+        if (!pick || proxy > pick.proxy) pick = { s, proxy };
       }
-      if (!bestC) break;
-      const { sigma, v } = await this.topSingular(bestC.s, cur.v, warm);
-      if (E.LB_DEBUG) console.error(`polish ${k}: eta=${eta} sigma=${sigma} vs ${cur.sigma}`);
-      if (sigma > cur.sigma) { cur = { s: bestC.s, sigma, v }; eta *= 1.5; } else eta *= 0.5;
+      const next = { s: pick!.s, ...(await this.topSingular(pick!.s, cur.v, WARM_LANCZOS)) };
+      if (next.sigma > cur.sigma) { cur = next; eta *= 1.5; } else eta *= 0.5;
     }
-    if (cur.sigma > top.sigma) top = cur;
-    await this.confirm(top.s, top.v, top.sigma);
-    return this.result();
+    return cur;
   }
 
   /** The unit ascent direction ∇_x(uᵀJ(x)v) at the current top singular pair, or null when it vanishes. */
@@ -679,48 +793,52 @@ class Search {
     return best;
   }
 
+  /** The ℓ∞ search: the largest ℓ1 row of J(x), rows chosen at random starts, then a soft-gate walk on that row. */
   async runInf(): Promise<LowerBoundResult> {
-    const starts = this.args.starts ?? 4;
     const m = sizeOf(this.args.ir.outputShape);
-    const all = [...Array(m).keys()];
-    const maxRows = 32;
-    const rowsOf = () => {
-      if (m <= maxRows) return all;
-      const pick = new Set<number>();
-      while (pick.size < maxRows) pick.add(Math.floor(this.rng.next() * m));
-      return [...pick].sort((a, b) => a - b);
-    };
-    const sign = (r: Float64Array) => Float64Array.from(r, (v) => Math.sign(v));
-    let top: { s: LocalState; value: number; row: number; r: Float64Array } | null = null;
-    for (let k = 0; k < starts; k++) {
-      if (k > 0 && this.overBudget(0.5)) break;
-      const s = await this.state(this.randomStart(k));
-      const t = await this.topRow(s, rowsOf());
-      await this.confirm(s, sign(t.r), t.value);
-      if (!top || t.value > top.value) top = { s, ...t };
+    let top: RowPoint | null = null;
+    for (let r = 0; r < this.plan.rounds; r++) {
+      if (r > 0 && this.overBudget(0.7)) break;
+      const rows = this.rowSample(m);
+      let round: RowPoint | null = null;
+      for (let k = 0; k < this.plan.starts; k++) {
+        if ((r > 0 || k > 0) && this.overBudget(0.7)) break;
+        const s = await this.state(this.randomStart());
+        const p = { s, ...(await this.topRow(s, rows)) };
+        if (!round || p.value > round.value) round = p;
+      }
+      if (!round) break;
+      let cur = round;
+      const steps = this.plan.walkSteps;
+      for (let k = 0; k < steps; k++) {
+        if (this.overBudget(0.7)) break;
+        const t = k / steps;
+        const soft = this.soften(cur.s, TAU_START * Math.pow(TAU_END / TAU_START, t));
+        const e = new Float64Array(m);
+        e[cur.row] = 1;
+        // ∇_x e_iᵀJ(x)s with s = sign(row i of the soft Jacobian): the ascent direction of that row's ℓ1 norm
+        const cotangents = new Map<string, Float64Array>(), tangents = new Map<string, Float64Array>();
+        const softRow = await this.jac.vjp(soft, e, undefined, cotangents);
+        await this.jac.jvp(soft, sign(softRow), tangents);
+        const g = await this.gradient(soft, tangents, cotangents);
+        const gn = norm2(g);
+        if (!(gn > 0 && Number.isFinite(gn))) break;
+        const s = await this.state(this.moved(cur.s.x, scaleInPlace(g, 1 / gn), STEP_START * Math.pow(STEP_END / STEP_START, t) * Math.max(norm2(cur.s.x), 1)));
+        // every few steps the row is chosen again, otherwise only the current row is measured
+        cur = { s, ...(await this.topRow(s, k % 10 === 9 ? rows : [cur.row])) };
+        if (cur.value > round.value) round = cur;
+      }
+      await this.confirm(round.s, sign(round.r), round.value);
+      if (!top || round.value > top.value) top = round;
     }
-    if (!top) return this.result();
-    let eta = 0.05;
-    for (let k = 0; k < (this.args.ascentSteps ?? 24) && eta > 1e-4; k++) {
-      if (this.overBudget(0.9)) break;
-      const tangents = new Map<string, Float64Array>(), cotangents = new Map<string, Float64Array>();
-      const e = new Float64Array(m);
-      e[top.row] = 1;
-      await this.jac.jvp(top.s, sign(top.r), tangents);
-      await this.jac.vjp(top.s, e, undefined, cotangents);
-      const g = await this.gradient(top.s, tangents, cotangents);
-      const gn = maxAbs(g);
-      if (!(gn > 0)) break;
-      const step = (eta * Math.max(maxAbs(top.s.x), 1)) / gn;
-      const x = new Float32Array(this.n);
-      for (let i = 0; i < this.n; i++) x[i] = top.s.x[i] + step * g[i];
-      const s = await this.state(x);
-      const t = await this.topRow(s, [top.row]);
-      if (t.value > top.value) { top = { s, ...t }; eta *= 1.5; } else eta *= 0.5;
-    }
-    if (m > 1 && !this.overBudget(0.95)) { const t = await this.topRow(top.s, rowsOf()); if (t.value > top.value) top = { s: top.s, ...t }; }
-    await this.confirm(top.s, sign(top.r), top.value);
     return this.result();
   }
-}
 
+  /** All output rows when there are few, else a seeded sample of them. */
+  private rowSample(m: number): number[] {
+    if (m <= MAX_ROWS) return [...Array(m).keys()];
+    const pick = new Set<number>();
+    while (pick.size < MAX_ROWS) pick.add(Math.floor(this.rng.next() * m));
+    return [...pick].sort((a, b) => a - b);
+  }
+}

@@ -125,9 +125,15 @@ function primBounds(n: LinearNode, norm: NormKind, budgetMs: number): PrimBounds
         absBest = Math.max(absBest, Math.sqrt(rowSum * colSum));
         if (norm === 'inf') { best = Math.max(best, rowSum); method = 'row-sum'; continue; }
         if (budgetMs <= 0) { best = Math.max(best, Math.sqrt(rowSum * colSum)); method = 'schur'; continue; }
-        const b = denseSpectralNormBound(m.data, m.rows, m.cols, { budgetMs });
-        best = Math.max(best, b.value);
-        method = b.method;
+        try {
+          const b = denseSpectralNormBound(m.data, m.rows, m.cols, { budgetMs });
+          best = Math.max(best, Math.min(b.value, Math.sqrt(rowSum * colSum)));
+          if (method !== 'schur') method = b.value <= Math.sqrt(rowSum * colSum) ? b.method : 'schur';
+        } catch (e) {
+          if (!(e instanceof BudgetExceededError)) throw e;
+          best = Math.max(best, Math.sqrt(rowSum * colSum));
+          method = 'schur';
+        }
       }
       const wd = p.weight.dims;
       const inner = wd.length === 1 ? wd[0] : p.side === 'right' ? wd[wd.length - 2] : wd[wd.length - 1];
@@ -150,8 +156,13 @@ function primBounds(n: LinearNode, norm: NormKind, budgetMs: number): PrimBounds
       if (norm === 'inf') return { norm: rowSum, absNorm, inner: p.cols, method: 'row-sum' };
       // selections (one 1 per row, distinct columns) are exact as Schur bounds; general matrices get an SVD
       if (absNorm <= 1 || budgetMs <= 0) return { norm: absNorm, absNorm, inner: p.cols, method: absNorm <= 1 ? 'exact' : 'schur' };
-      const b = denseSpectralNormBound(p.matrix, p.rows, p.cols, { budgetMs });
-      return { norm: b.value, absNorm, inner: p.cols, method: b.method };
+      try {
+        const b = denseSpectralNormBound(p.matrix, p.rows, p.cols, { budgetMs });
+        return { norm: Math.min(b.value, absNorm), absNorm, inner: p.cols, method: b.value <= absNorm ? b.method : 'schur' };
+      } catch (e) {
+        if (!(e instanceof BudgetExceededError)) throw e;
+        return { norm: absNorm, absNorm, inner: p.cols, method: 'schur' };
+      }
     }
     case 'reduce': {
       const m = p.axes.reduce((a, ax) => a * inShape[ax], 1);

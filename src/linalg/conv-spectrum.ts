@@ -6,12 +6,14 @@ import {
   UNDERFLOW_SLACK,
   UNIT_ROUNDOFF as U,
   certifyByShift,
-  exponentOf,
   gamma,
   maxAbsFinite,
+  meanDiagonal,
+  powerOfTwoShift,
   roundUp,
   sqrtUp,
   tridiagonalLargestEigenvalue,
+  unscaleUp,
 } from './dense.js';
 import { Random } from './random.js';
 
@@ -78,10 +80,10 @@ function checkSpec(spec: ConvSpec): Geometry {
 const TWIDDLE_ERROR = 64 * U;
 
 /**
- * Measured MACs per ms of the block kernels (Hermitian product, Cholesky) on this machine, lowered by a third so the
- * budget check errs towards throwing early rather than running long.
+ * Multiply-adds per ms that the budget check assumes; the block kernels (Hermitian product, Cholesky, DFT) ran at
+ * 1.5e6 to 2.2e6 on this machine, so a prediction errs towards throwing early rather than running long.
  */
-const CONV_MACS_PER_MS = 5e5;
+const CONV_MACS_PER_MS = 1.2e6;
 
 /** One per conjugate pair ±ω of the N-grid (K̂(−ω) = conj K̂(ω) has the same singular values): linear indices. */
 function halfGrid(grid: number[]): Int32Array {
@@ -132,38 +134,50 @@ function tapPhases(geo: Geometry, cosT: Float64Array[], sinT: Float64Array[], li
 }
 
 /**
- * The weights rearranged per group as [g][row][col][tap] with the block B's row and column order: B = K̂ᵀ (rows are
- * input channels) when c_in/g ≤ c_out/g, else B = K̂, so that B·Bᴴ is the smaller Gram matrix (up to conjugation).
+ * The weights rearranged as [g][tap][row][col] with the block B's rows and columns: B = K̂ᵀ (rows are input channels)
+ * when c_in/g ≤ c_out/g, else B = K̂, so that B·Bᴴ is the smaller Gram matrix (up to conjugation). Taps outermost
+ * make fillBlock's inner loop one long contiguous run.
  */
 function blockLayout(geo: Geometry, w: Float64Array): Float64Array {
   const { group, coutG, cinG, taps } = geo;
-  if (cinG > coutG) return w;
+  const inIsSmall = cinG <= coutG;
+  const cb = inIsSmall ? coutG : cinG;
+  const count = coutG * cinG;
   const out = new Float64Array(w.length);
   for (let g = 0; g < group; g++) {
     for (let o = 0; o < coutG; o++) {
       for (let i = 0; i < cinG; i++) {
         const from = ((g * coutG + o) * cinG + i) * taps;
-        const to = ((g * cinG + i) * coutG + o) * taps;
-        for (let t = 0; t < taps; t++) out[to + t] = w[from + t];
+        const at = inIsSmall ? i * cb + o : o * cb + i;
+        for (let t = 0; t < taps; t++) out[(g * taps + t) * count + at] = w[from + t];
       }
     }
   }
   return out;
 }
 
-/** The block B of group g at the frequency whose tap phases are (pr, pi), from weights in blockLayout order. */
+/** The block B of group g at the frequency whose tap phases are (pr, pi): Σ_tap w_tap·phase_tap, taps summed in order. */
 function fillBlock(wb: Float64Array, taps: number, count: number, g: number, pr: Float64Array, pi: Float64Array, br: Float64Array, bi: Float64Array): void {
-  let base = g * count * taps;
-  for (let e = 0; e < count; e++, base += taps) {
-    let sr = 0;
-    let si = 0;
-    for (let t = 0; t < taps; t++) {
-      const x = wb[base + t];
-      sr += x * pr[t];
-      si += x * pi[t];
+  const base = g * taps * count;
+  // Chunks of entries small enough that their partial sums stay in L1 while the taps stream past.
+  for (let e0 = 0; e0 < count; e0 += 1024) {
+    const e1 = Math.min(count, e0 + 1024);
+    const c0 = pr[0];
+    const s0 = pi[0];
+    for (let e = e0; e < e1; e++) {
+      br[e] = wb[base + e] * c0;
+      bi[e] = wb[base + e] * s0;
     }
-    br[e] = sr;
-    bi[e] = si;
+    for (let t = 1; t < taps; t++) {
+      const off = base + t * count;
+      const c = pr[t];
+      const s = pi[t];
+      for (let e = e0; e < e1; e++) {
+        const x = wb[off + e];
+        br[e] += x * c;
+        bi[e] += x * s;
+      }
+    }
   }
 }
 
@@ -298,33 +312,66 @@ function lanczosHermitian(hr: Float64Array, hi: Float64Array, m: number, maxStep
  * Each computed l_ij comes from a real and an imaginary inner product of length ≤ 2m, so Higham's Lemma 8.4 applied to
  * both parts (and |a||c| + |b||d| ≤ |z||w|) gives L̂L̂ᴴ = A + ΔA, |ΔA| ≤ √2·γ_{2m+1}|L̂||L̂ᴴ| ≤ γ'|L̂||L̂ᴴ|, γ' = 1.5·γ_{2m+2};
  * then as in the real case (Rump, BIT 2006) ‖ΔA‖₂ ≤ γ'/(1−γ')·tr(A), and the rounded diagonal adds ≤ 2u·max|A_ii|.
- * Row-oriented (Cholesky–Banachiewicz) so that every inner product runs over two contiguous rows of L.
+ * Row-oriented (Cholesky–Banachiewicz) so that every inner product runs over contiguous rows of L.
  */
 function choleskyCertifyHermitian(hr: Float64Array, hi: Float64Array, m: number, s: number, lr: Float64Array, li: Float64Array): number | null {
   let trace = 0;
   let maxDiag = 0;
-  for (let i = 0; i < m; i++) {
+  // Rows go in pairs so that each earlier row of L, streamed from memory, serves two inner products.
+  for (let i = 0; i < m; i += 2) {
     const oi = i * m;
+    const pair = i + 1 < m;
+    const oi1 = oi + m;
     for (let j = 0; j < i; j++) {
       const oj = j * m;
       let sr = -hr[oi + j];
       let si = -hi[oi + j];
-      for (let k = 0; k < j; k++) {
-        const ar = lr[oi + k], ai = li[oi + k], br = lr[oj + k], bi = li[oj + k];
-        sr -= ar * br + ai * bi;
-        si -= ai * br - ar * bi;
-      }
       const d = lr[oj + j];
+      if (pair) {
+        let tr = -hr[oi1 + j];
+        let ti = -hi[oi1 + j];
+        for (let k = 0; k < j; k++) {
+          const br = lr[oj + k], bi = li[oj + k];
+          const ar = lr[oi + k], ai = li[oi + k], cr = lr[oi1 + k], ci = li[oi1 + k];
+          sr -= ar * br + ai * bi;
+          si -= ai * br - ar * bi;
+          tr -= cr * br + ci * bi;
+          ti -= ci * br - cr * bi;
+        }
+        lr[oi1 + j] = tr / d;
+        li[oi1 + j] = ti / d;
+      } else {
+        for (let k = 0; k < j; k++) {
+          const br = lr[oj + k], bi = li[oj + k], ar = lr[oi + k], ai = li[oi + k];
+          sr -= ar * br + ai * bi;
+          si -= ai * br - ar * bi;
+        }
+      }
       lr[oi + j] = sr / d;
       li[oi + j] = si / d;
     }
-    const a = s - hr[oi + i];
-    trace += a;
-    maxDiag = Math.max(maxDiag, Math.abs(a));
-    let piv = a;
-    for (let k = 0; k < i; k++) piv -= lr[oi + k] * lr[oi + k] + li[oi + k] * li[oi + k];
-    if (!(piv > 0)) return null;
-    lr[oi + i] = Math.sqrt(piv);
+    for (let r = i; r < (pair ? i + 2 : i + 1); r++) {
+      const or = r * m;
+      if (r > i) {
+        let sr = -hr[or + i];
+        let si = -hi[or + i];
+        for (let k = 0; k < i; k++) {
+          const br = lr[oi + k], bi = li[oi + k], ar = lr[or + k], ai = li[or + k];
+          sr -= ar * br + ai * bi;
+          si -= ai * br - ar * bi;
+        }
+        lr[or + i] = sr / lr[oi + i];
+        li[or + i] = si / lr[oi + i];
+      }
+      const a = s - hr[or + r];
+      trace += a;
+      maxDiag = Math.max(maxDiag, Math.abs(a));
+      let piv = a;
+      for (let k = 0; k < r; k++) piv -= lr[or + k] * lr[or + k] + li[or + k] * li[or + k];
+      if (!(piv > 0)) return null;
+      lr[or + r] = Math.sqrt(piv);
+      li[or + r] = 0;
+    }
   }
   const gc = roundUp(1.5 * gamma(2 * m + 2), 2);
   const traceUp = roundUp(Math.max(trace, 0), m + 1);
@@ -332,8 +379,21 @@ function choleskyCertifyHermitian(hr: Float64Array, hi: Float64Array, m: number,
 }
 
 /**
+ * Certified upper bound on λ_max of a Hermitian PSD m×m matrix (full storage): a Lanczos estimate certified by complex
+ * Cholesky (Rump, BIT 2006; see choleskyCertifyHermitian), never below `floor`; null if no certificate succeeds.
+ */
+export function hermitianLambdaMaxBound(hr: Float64Array, hi: Float64Array, m: number, floor = 0): { upper: number; estimate: number; shift: number } | null {
+  const estimate = Math.max(lanczosHermitian(hr, hi, m, 300), 0);
+  const lr = new Float64Array(m * m);
+  const li = new Float64Array(m * m);
+  const lower = Math.max(estimate, floor, meanDiagonal(hr, m));
+  const cert = certifyByShift(lower, 4 * (m + 1) * U, (s) => choleskyCertifyHermitian(hr, hi, m, s, lr, li));
+  return cert === null ? null : { upper: cert.upper, estimate, shift: cert.shift };
+}
+
+/**
  * Certified upper bound on the ℓ2 operator norm of an N-D convolution on an input of the given size, for any
- * padding and stride: the circular-embedding bound of Sedghi, Gupta & Long (ICLR 2019, Thm 6) as ALGORITHMS.md §2
+ * padding and stride: the circular-embedding bound of Sedghi, Gupta & Long (ICLR 2019, §2) as ALGORITHMS.md §2
  * states it, each frequency block bounded by a Cholesky certificate. Throws BudgetExceededError past `budgetMs`.
  *
  * Grid. Output position o (in input coordinates) reads x[o + t·dil], t = 0..k−1, zero outside [0, n). Rows that
@@ -353,7 +413,10 @@ function choleskyCertifyHermitian(hr: Float64Array, hi: Float64Array, m: number,
  * (choleskyCertifyHermitian), relative margin ≈ 3m²u. Then σ_max(K̂(ω)) ≤ sqrt(λ + (2)) + (1), all rounded upward.
  * Blocks with min(c_out/g, c_in/g) = 1 are vectors: σ_max = ‖K̂̂‖_F exactly, plus (1).
  *
- * Time, measured here (one thread): 64→64 3×3 on 32×32 (N = 34): 0.5 s; 256→256 3×3 on 14×14 (N = 16): 6.0 s.
+ * Time, measured on this machine (2 cores shared with other work at load average 3 to 4, so ranges; one thread), random
+ * weights: 64→64 3×3 on 32×32 (N = 34, 580 blocks): 0.33–0.7 s; 256→256 3×3 on 14×14 (N = 16, 136 blocks): 2.7–4.8 s;
+ * 128→128 3×3 on 28×28: 1.3–2.8 s; 64→64 3×3 on 56×56: 1.3–1.6 s; 512→512 3×3 on 7×7: 8–11.5 s. About 60% of it is
+ * the Hermitian products, 20% the Cholesky factorisations, 15% the DFT.
  */
 export function convSpectralNormBound(spec: ConvSpec, opts: { budgetMs?: number } = {}): NormBound {
   const geo = checkSpec(spec);
@@ -370,7 +433,8 @@ export function convSpectralNormBound(spec: ConvSpec, opts: { budgetMs?: number 
 
   const dftMacs = 4 * taps * coutG * cinG;
   const blockMacs = cs === 1 ? 0 : 2 * cb * cs * cs + (2 * cs * cs * cs) / 3;
-  const estimatedMs = (blocks * (dftMacs + blockMacs) + group * 40 * 240 * cs * cs) / CONV_MACS_PER_MS;
+  const lanczosMacs = cs === 1 ? 0 : 3200 * cs * cs;
+  const estimatedMs = (blocks * (dftMacs + blockMacs) + lanczosMacs) / CONV_MACS_PER_MS;
   const what = `the ${spec.weightDims.join('×')} convolution on a ${spec.inputSpatial.join('×')} input (${blocks} frequency blocks of ${coutG}×${cinG} on the ${grid.join('×')} grid)`;
   if (estimatedMs > budgetMs) {
     throw new BudgetExceededError(
@@ -390,7 +454,7 @@ export function convSpectralNormBound(spec: ConvSpec, opts: { budgetMs?: number 
     }
   };
 
-  const shift = -exponentOf(maxAbs) - 1;
+  const shift = powerOfTwoShift(maxAbs);
   const f = 2 ** shift;
   const w = new Float64Array(spec.weight.length);
   for (let i = 0; i < w.length; i++) w[i] = spec.weight[i] * f;
@@ -409,7 +473,7 @@ export function convSpectralNormBound(spec: ConvSpec, opts: { budgetMs?: number 
     sinT.push(s);
   }
 
-  const eta = roundUp(1.01 * (d * 67 * U + 1.5 * gamma(taps + 1)), 2);
+  const eta = roundUp(1.01 * (d * (TWIDDLE_ERROR + 3 * U) + 1.5 * gamma(taps + 1)), 2);
   const dftError = new Float64Array(group);
   for (let g = 0; g < group; g++) {
     let fro = 0;
@@ -473,10 +537,9 @@ export function convSpectralNormBound(spec: ConvSpec, opts: { budgetMs?: number 
       hermitianGram(br, bi, cs, cb, hr, hi);
       let lambdaUp = lambdaShift > 0 ? choleskyCertifyHermitian(hr, hi, cs, lambdaShift, ar, ai) : null;
       if (lambdaUp === null) {
-        const theta = Math.max(lanczosHermitian(hr, hi, cs, 300), 0);
-        estimate = Math.max(estimate, Math.sqrt(theta));
-        const cert = certifyByShift(Math.max(theta, lambdaShift), 4 * (cs + 1) * U, (s) => choleskyCertifyHermitian(hr, hi, cs, s, ar, ai));
+        const cert = hermitianLambdaMaxBound(hr, hi, cs, lambdaShift);
         if (cert !== null) {
+          estimate = Math.max(estimate, Math.sqrt(cert.estimate));
           lambdaUp = cert.upper;
           lambdaShift = cert.shift;
         }
@@ -490,8 +553,7 @@ export function convSpectralNormBound(spec: ConvSpec, opts: { budgetMs?: number 
       checkTime();
     }
   }
-  const unscale = 2 ** -shift;
-  return { value: best * unscale, estimate: estimate * unscale, method: 'circular-fft' };
+  return { value: unscaleUp(best, shift), estimate: estimate * 2 ** -shift, method: 'circular-fft' };
 }
 
 /** Certified upper bound on the ℓ∞ operator norm of a convolution: max over output channels of Σ|w| over its (c_in/g, k…) taps, rounded upward (ALGORITHMS.md §2). */

@@ -13,10 +13,11 @@ export interface NormBound {
 
 /** Thrown when a certified norm computation would exceed its time budget; the caller falls back to a probabilistic bound. */
 export class BudgetExceededError extends LipcheckError {
+  /** The predicted time, or the time already spent when the budget ran out midway. */
   readonly estimatedMs: number;
   readonly budgetMs: number;
   constructor(message: string, estimatedMs: number, budgetMs: number) {
-    super('RUNTIME', message, { details: [`estimated ${Math.round(estimatedMs)} ms, budget ${budgetMs} ms`] });
+    super('RUNTIME', message, { details: [`about ${Math.round(estimatedMs)} ms against a budget of ${budgetMs} ms`] });
     this.estimatedMs = estimatedMs;
     this.budgetMs = budgetMs;
   }
@@ -29,11 +30,23 @@ export const UNIT_ROUNDOFF = 2 ** -53;
 const U = UNIT_ROUNDOFF;
 
 /**
- * Absolute slack for underflow. Every routine here first scales its input by a power of two so that the largest
- * entry lies in [1/2, 1); then the norms bounded are ≥ 1/2, every rounded operation adds at most 2^-1075 absolute
- * error from underflow, and fewer than 2^60 operations touch any one result, so 2^-1000 covers them all.
+ * Absolute slack for underflow. Every routine here first scales its input by a power of two (powerOfTwoShift) so that
+ * the largest entry lies in [1/2, 1), or at least in [2^-75, 2^25) for entries beyond 2^±1000; the norms bounded are
+ * then ≥ 2^-75, every rounded operation adds at most 2^-1075 absolute error from underflow, and fewer than 2^60
+ * operations touch any one result, so 2^-1000 covers them all.
  */
 export const UNDERFLOW_SLACK = 2 ** -1000;
+
+/** The exponent s, |s| ≤ 1000, for which 2^s·maxAbs lies in [1/2, 1) when it can: scaling by it is exact. */
+export function powerOfTwoShift(maxAbs: number): number {
+  return Math.min(1000, Math.max(-1000, -exponentOf(maxAbs) - 1));
+}
+
+/** x·2^(−shift) rounded upward, for x ≥ 0 computed in the scaled domain: exact unless the result is subnormal. */
+export function unscaleUp(x: number, shift: number): number {
+  const y = x * 2 ** -shift;
+  return y > 0 && y < 2 ** -1021 ? y + Number.MIN_VALUE : y;
+}
 
 /**
  * An upward bound on X for x ≥ 0 the computed value of a non-negative quantity X through at most k roundings (or a
@@ -56,7 +69,7 @@ export function sqrtUp(x: number): number {
 }
 
 /** The exponent e with 2^e ≤ x < 2^(e+1) for finite x > 0, up to one unit near powers of two (only used to scale). */
-export function exponentOf(x: number): number {
+function exponentOf(x: number): number {
   return Math.floor(Math.log2(x));
 }
 
@@ -112,12 +125,11 @@ export function maxAbsFinite(w: ArrayLike<number>, what: string): number {
 }
 
 /**
- * A copy of w, scaled exactly by 2^s so that its largest |entry| lies in [1/2, 1), returned with s;
- * `transpose` stores it column-major instead. Scaling by a power of two is exact except for entries that underflow,
- * whose change UNDERFLOW_SLACK covers.
+ * A copy of w scaled exactly by 2^s (s from powerOfTwoShift), returned with s; `transpose` stores it column-major.
+ * Scaling by a power of two is exact except for entries that underflow, whose change UNDERFLOW_SLACK covers.
  */
 function scaledCopy(w: RealMatrix, rows: number, cols: number, transpose: boolean, maxAbs: number): { a: Float64Array; shift: number } {
-  const shift = -exponentOf(maxAbs) - 1;
+  const shift = powerOfTwoShift(maxAbs);
   const f = 2 ** shift;
   const a = new Float64Array(rows * cols);
   if (!transpose) {
@@ -131,7 +143,7 @@ function scaledCopy(w: RealMatrix, rows: number, cols: number, transpose: boolea
 }
 
 /** The symmetric m×m product B·Bᵀ of a row-major m×n matrix B, in float64 (each entry one sequential dot product). */
-export function gramRows(b: Float64Array, m: number, n: number): Float64Array {
+function gramRows(b: Float64Array, m: number, n: number): Float64Array {
   const g = new Float64Array(m * m);
   let i = 0;
   for (; i + 1 < m; i += 2) {
@@ -161,7 +173,7 @@ export function gramRows(b: Float64Array, m: number, n: number): Float64Array {
     for (let k = 0; k < n; k++) s += b[oi + k] * b[oi + k];
     g[i * m + i] = s;
   }
-  // Mirror: the lower triangle of each 2×2 diagonal block was computed with the same products in the same order.
+  // Mirror the upper triangle so that the result is exactly symmetric.
   for (let r = 0; r < m; r++) for (let c = r + 1; c < m; c++) g[c * m + r] = g[r * m + c];
   return g;
 }
@@ -228,21 +240,42 @@ function choleskyCertify(g: Float64Array, m: number, s: number): number | null {
   const l = new Float64Array(m * m);
   let trace = 0;
   let maxDiag = 0;
-  for (let i = 0; i < m; i++) {
+  // Rows go in pairs so that each earlier row of L, streamed from memory, serves two inner products.
+  for (let i = 0; i < m; i += 2) {
     const oi = i * m;
+    const pair = i + 1 < m;
+    const oi1 = oi + m;
     for (let j = 0; j < i; j++) {
       const oj = j * m;
-      let acc = -g[oi + j];
-      for (let k = 0; k < j; k++) acc -= l[oi + k] * l[oj + k];
-      l[oi + j] = acc / l[oj + j];
+      let a0 = -g[oi + j];
+      if (pair) {
+        let a1 = -g[oi1 + j];
+        for (let k = 0; k < j; k++) {
+          const x = l[oj + k];
+          a0 -= l[oi + k] * x;
+          a1 -= l[oi1 + k] * x;
+        }
+        l[oi1 + j] = a1 / l[oj + j];
+      } else {
+        for (let k = 0; k < j; k++) a0 -= l[oi + k] * l[oj + k];
+      }
+      l[oi + j] = a0 / l[oj + j];
     }
-    const a = s - g[oi + i];
-    trace += a;
-    maxDiag = Math.max(maxDiag, Math.abs(a));
-    let piv = a;
-    for (let k = 0; k < i; k++) piv -= l[oi + k] * l[oi + k];
-    if (!(piv > 0)) return null;
-    l[oi + i] = Math.sqrt(piv);
+    for (let r = i; r < (pair ? i + 2 : i + 1); r++) {
+      const or = r * m;
+      if (r > i) {
+        let acc = -g[or + i];
+        for (let k = 0; k < i; k++) acc -= l[or + k] * l[oi + k];
+        l[or + i] = acc / l[oi + i];
+      }
+      const a = s - g[or + r];
+      trace += a;
+      maxDiag = Math.max(maxDiag, Math.abs(a));
+      let piv = a;
+      for (let k = 0; k < r; k++) piv -= l[or + k] * l[or + k];
+      if (!(piv > 0)) return null;
+      l[or + r] = Math.sqrt(piv);
+    }
   }
   const gm = gamma(m + 1);
   const traceUp = roundUp(Math.max(trace, 0), m + 1);
@@ -250,16 +283,16 @@ function choleskyCertify(g: Float64Array, m: number, s: number): number | null {
 }
 
 /**
- * The certified λ_max bound from the smallest shift s that `certify` accepts near the estimate θ: shifts θ(1+ρ) with
- * ρ = ρ0·16^j until one is accepted; if that took a coarse ρ (the estimate was low: Lanczos missed the top of the
- * spectrum) up to 10 bisection steps between the last rejected and the accepted shift tighten it. Null if none is
- * accepted up to ρ ≈ 30.
+ * The certified λ_max bound from the smallest shift s that `certify` accepts, for a lower estimate `lower` of λ_max of a
+ * PSD matrix (a Ritz value, or trace/m when that is larger, so λ_max ≤ m·lower): shifts lower·(1+ρ) with ρ = ρ0·16^j
+ * until one is accepted (16 tries reach ρ > m); if that took a coarse ρ (Lanczos missed the top of the spectrum), up
+ * to 10 bisection steps between the last rejected and the accepted shift tighten it. Null if none is accepted.
  */
-export function certifyByShift(theta: number, rho0: number, certify: (s: number) => number | null): { upper: number; shift: number } | null {
+export function certifyByShift(lower: number, rho0: number, certify: (s: number) => number | null): { upper: number; shift: number } | null {
   let rho = rho0;
-  let lo = theta;
+  let lo = lower;
   for (let attempt = 0; attempt < 16; attempt++, rho *= 16) {
-    let hi = roundUp(theta * (1 + rho), 2) + UNDERFLOW_SLACK;
+    let hi = roundUp(lower * (1 + rho), 2) + UNDERFLOW_SLACK;
     let upper = certify(hi);
     if (upper === null) {
       lo = hi;
@@ -279,10 +312,39 @@ export function certifyByShift(theta: number, rho0: number, certify: (s: number)
   return null;
 }
 
-/** Certified λ_max bound of the symmetric m×m matrix g (Lanczos estimate, Cholesky certificate); null if none succeeds. */
-function certifiedLambdaMax(g: Float64Array, m: number): { upper: number; estimate: number } | null {
+/** Trace of the m×m matrix g divided by m: a lower bound on λ_max when g is PSD (up to rounding). */
+export function meanDiagonal(g: Float64Array, m: number): number {
+  let t = 0;
+  for (let i = 0; i < m; i++) t += g[i * m + i];
+  return t / m;
+}
+
+/** A time budget being spent: when it runs out, and what to name in the error. */
+interface Budget {
+  started: number;
+  budgetMs: number;
+  what: string;
+}
+
+function checkBudget(budget: Budget | undefined): void {
+  if (budget === undefined) return;
+  const elapsed = performance.now() - budget.started;
+  if (elapsed > budget.budgetMs) {
+    throw new BudgetExceededError(
+      `A certified spectral norm of ${budget.what} ran past the ${budget.budgetMs} ms budget; use a probabilistic bound or raise the budget.`,
+      elapsed,
+      budget.budgetMs,
+    );
+  }
+}
+
+/** Certified λ_max bound of the symmetric PSD m×m matrix g (Lanczos estimate, Cholesky certificate); null if none succeeds. */
+function certifiedLambdaMax(g: Float64Array, m: number, budget?: Budget): { upper: number; estimate: number } | null {
   const theta = Math.max(lanczosSymmetric(g, m, 300), 0);
-  const cert = certifyByShift(theta, 4 * (m + 1) * U, (s) => choleskyCertify(g, m, s));
+  const cert = certifyByShift(Math.max(theta, meanDiagonal(g, m)), 4 * (m + 1) * U, (s) => {
+    checkBudget(budget);
+    return choleskyCertify(g, m, s);
+  });
   return cert === null ? null : { upper: cert.upper, estimate: theta };
 }
 
@@ -303,6 +365,10 @@ function certifiedLambdaMax(g: Float64Array, m: number): { upper: number; estima
  */
 export function denseSpectralNormExact(w: RealMatrix, rows: number, cols: number): NormBound {
   checkShape(w, rows, cols, 'denseSpectralNormExact');
+  return exactBound(w, rows, cols);
+}
+
+function exactBound(w: RealMatrix, rows: number, cols: number, budget?: Budget): NormBound {
   const maxAbs = maxAbsFinite(w, 'The matrix');
   if (maxAbs === 0) return { value: 0, estimate: 0, method: 'exact-eig' };
   const m = Math.min(rows, cols);
@@ -312,17 +378,18 @@ export function denseSpectralNormExact(w: RealMatrix, rows: number, cols: number
   const sum2 = sumSquares(a);
   const frob2 = roundUp(sum2, a.length);
   if (m === 1) {
-    return { value: sqrtUp(roundUp(frob2 + UNDERFLOW_SLACK, 1)) * unscale, estimate: Math.sqrt(sum2) * unscale, method: 'exact-eig' };
+    return { value: unscaleUp(sqrtUp(roundUp(frob2 + UNDERFLOW_SLACK, 1)), shift), estimate: Math.sqrt(sum2) * unscale, method: 'exact-eig' };
   }
   const g = gramRows(a, m, n);
-  const cert = certifiedLambdaMax(g, m);
+  checkBudget(budget);
+  const cert = certifiedLambdaMax(g, m, budget);
   if (cert === null) return gramIterationFromGram(g, m, n, frob2, shift, 10);
   const lambda = roundUp(cert.upper + roundUp(gamma(n) * frob2, 2), 2);
-  return { value: sqrtUp(lambda) * unscale, estimate: Math.sqrt(cert.estimate) * unscale, method: 'exact-eig' };
+  return { value: unscaleUp(sqrtUp(lambda), shift), estimate: Math.sqrt(cert.estimate) * unscale, method: 'exact-eig' };
 }
 
 /**
- * Certified upper bound on σ_max(W) by Gram iteration (Delattre, Barthélemy, Araujo & Allauzen, ICML 2023, Thm 1):
+ * Certified upper bound on σ_max(W) by Gram iteration (Delattre, Barthélemy, Araujo & Allauzen, ICML 2023):
  * σ_max(W) ≤ ‖G_t‖_F^(1/2^t) with G_0 = W, G_{t+1} = G_tᵀG_t; `steps` counts the squarings (default 10).
  *
  * Margin, derived. We start from the smaller Gram matrix X_0 = fl(G_1) and square the symmetric X_t; each X_t is
@@ -375,33 +442,35 @@ function gramIterationFromGram(g0: Float64Array, m: number, n: number, frob2: nu
     es.push(roundUp(gamma(m) * xf2, 2) + UNDERFLOW_SLACK);
     x = gramRows(x, m, m);
   }
-  return { value: best * unscale, estimate: bestEstimate * unscale, method: 'gram-iteration' };
+  return { value: unscaleUp(best, shift), estimate: bestEstimate * unscale, method: 'gram-iteration' };
 }
 
 /**
- * Measured on this machine (2 cores, Node 20, one thread), square W, certified bound:
- * exact-eig 500: 0.11 s, 1000: 0.75 s, 1500: 2.4 s, 2000: 5.6 s; gram-iteration (10 steps) 500: 0.45 s,
- * 1000: 3.9 s, 1500: 13 s. The exact path costs one Gram product plus a Cholesky (m²n/2 + m³/6 multiply-adds)
- * where Gram iteration costs that Gram product plus one m³/2 product per step, so it is never the cheaper one here:
- * there is no crossover and the Gram iteration is only the fallback when no Cholesky certificate succeeds.
+ * Measured on this machine (2 cores, shared with other work at load average 3 to 4, so ranges; Node 20, one thread),
+ * square random W, certified bound: exact-eig 500: 0.12–0.34 s, 1000: 0.64–0.98 s, 1500: 2.5–4.1 s, 2000: 5.9–8.3 s;
+ * gram-iteration (10 steps, stopping early) 500: 0.40–0.75 s, 1000: 3.0–6.3 s, 1500: 13–18.5 s. The exact path costs
+ * the Gram product plus Lanczos and a Cholesky (m²n/2 + m³/6 multiply-adds); Gram iteration costs the same Gram product
+ * plus an m³/2 product per step. So there is no crossover: exact-eig is the cheaper certified method at every size,
+ * and Gram iteration is only the fallback should no Cholesky certificate succeed. About 1e6 multiply-adds per ms were
+ * seen here; the budget check assumes 7e5.
  */
-const DENSE_MACS_PER_MS = 6e5;
+const DENSE_MACS_PER_MS = 7e5;
 
 /** Certified upper bound on σ_max(W) by the cheapest certified method (ALGORITHMS.md §2); throws BudgetExceededError past `budgetMs` (default 20000). */
 export function denseSpectralNormBound(w: RealMatrix, rows: number, cols: number, opts: { budgetMs?: number } = {}): NormBound {
   checkShape(w, rows, cols, 'denseSpectralNormBound');
-  const budgetMs = opts.budgetMs ?? 20000;
+  const budget: Budget = { started: performance.now(), budgetMs: opts.budgetMs ?? 20000, what: `the ${rows}×${cols} matrix` };
   const m = Math.min(rows, cols);
   const n = Math.max(rows, cols);
-  const estimatedMs = (m * m * n * 0.5 + (m * m * m) / 6 + 60 * m * m) / DENSE_MACS_PER_MS;
-  if (estimatedMs > budgetMs) {
+  const estimatedMs = (0.5 * m * m * n + (m * m * m) / 6 + 100 * m * m) / DENSE_MACS_PER_MS;
+  if (estimatedMs > budget.budgetMs) {
     throw new BudgetExceededError(
-      `A certified spectral norm of the ${rows}×${cols} matrix would take about ${Math.round(estimatedMs / 1000)} s, over the ${budgetMs} ms budget; use a probabilistic bound or raise the budget.`,
+      `A certified spectral norm of ${budget.what} would take about ${Math.ceil(estimatedMs / 1000)} s, over the ${budget.budgetMs} ms budget; use a probabilistic bound or raise the budget.`,
       estimatedMs,
-      budgetMs,
+      budget.budgetMs,
     );
   }
-  return denseSpectralNormExact(w, rows, cols);
+  return exactBound(w, rows, cols, budget);
 }
 
 /** Exact ℓ∞ operator norm of W (max row sum of |w_ij|), rounded upward: certified (ALGORITHMS.md §2). */

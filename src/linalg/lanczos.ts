@@ -40,8 +40,8 @@ function topEigen(alpha: number[], beta: number[]): { value: number; vector: num
 }
 
 /**
- * Lanczos on a symmetric PSD operator with full reorthogonalisation (two passes of classical Gram–Schmidt, basis
- * kept in float64). Returns the largest Ritz value: an estimate of λ_max from below (ALGORITHMS.md §2), which the
+ * Lanczos on a symmetric PSD operator with full reorthogonalisation (classical Gram–Schmidt, a second pass when the
+ * first cancels most of the vector; basis kept in float64). Returns the largest Ritz value: an estimate of λ_max from below (ALGORITHMS.md §2), which the
  * Kuczyński–Woźniakowski bound turns into a probabilistic upper bound when the start is uniform on the sphere.
  */
 export async function lanczosTop(op: SymmetricOperator, options: LanczosOptions): Promise<LanczosResult> {
@@ -59,11 +59,18 @@ export async function lanczosTop(op: SymmetricOperator, options: LanczosOptions)
     const w = await op.apply(v);
     const a = dot(w, v);
     alpha.push(a);
+    // classical Gram–Schmidt against the whole basis, repeated only when it cancelled most of w
+    // (Daniel, Gragg, Kaufman & Stewart 1976: "twice is enough")
+    let before = norm2(w);
     for (let pass = 0; pass < 2; pass++) {
-      for (const q of basis) {
-        const c = dot(w, q);
+      const coeffs = basis.map((q) => dot(w, q));
+      for (let b = 0; b < basis.length; b++) {
+        const q = basis[b], c = coeffs[b];
         for (let i = 0; i < n; i++) w[i] -= c * q[i];
       }
+      const after = norm2(w);
+      if (after > 0.7 * before) break;
+      before = after;
     }
     const previous = theta;
     ({ value: theta, vector: vec } = topEigen(alpha, beta));

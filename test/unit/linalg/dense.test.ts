@@ -186,10 +186,15 @@ describe('denseSpectralNormExact', () => {
     const w64 = Float64Array.from(w32);
     assert.deepEqual(denseSpectralNormExact(w32, 20, 9), denseSpectralNormExact(w64, 20, 9));
     const ref = svdMax(w64, 20, 9);
-    for (const f of [2 ** 600, 2 ** -600]) {
+    for (const f of [2 ** 600, 2 ** -600, 2 ** 1000]) {
       const scaled = Float64Array.from(w64, (x) => x * f);
       const b = denseSpectralNormExact(scaled, 20, 9);
       assert.ok(b.value >= ref * f * (1 - 1e-14) && b.value <= ref * f * (1 + 1e-9), `scale ${f}: ${b.value / f} vs ${ref}`);
+    }
+    const subnormal = Float64Array.from(w64, (x) => x * 2 ** -1060);
+    const refSub = svdMax(Float64Array.from(subnormal, (x) => x * 2 ** 530 * 2 ** 530), 20, 9) * 2 ** -530 * 2 ** -530;
+    for (const b of [denseSpectralNormExact(subnormal, 20, 9), denseSpectralNormGram(subnormal, 20, 9)]) {
+      assert.ok(b.value >= refSub && b.value <= refSub * 1.001, `subnormal entries: ${b.value} vs ${refSub}`);
     }
   });
 

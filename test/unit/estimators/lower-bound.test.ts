@@ -1,0 +1,328 @@
+import assert from 'node:assert/strict';
+import { existsSync, readFileSync } from 'node:fs';
+import { test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { Matrix, SingularValueDecomposition } from 'ml-matrix';
+import { jacobianLowerBound, planSearch, type LowerBoundResult } from '../../../src/estimators/lower-bound.js';
+import { buildIr } from '../../../src/ir/build.js';
+import { mergeLinear } from '../../../src/ir/merge.js';
+import type { Tensor } from '../../../src/ir/tensor.js';
+import { decodeModel } from '../../../src/onnx/read-model.js';
+import { encodeGraph, type NodeSpec } from '../../../src/onnx/writer.js';
+
+const runtime = { device: 'cpu' as const };
+const OVAL21 = fileURLToPath(new URL('../../../../shared/models/oval21_wide_kw.onnx', import.meta.url));
+
+function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** A float32 tensor of uniform values in [−scale, scale), rounded to float32 so the test's float64 algebra sees the model's exact weights. */
+function uniform(rand: () => number, dims: number[], scale = 1): Tensor & { data: Float32Array } {
+  const n = dims.reduce((a, b) => a * b, 1);
+  return { dtype: 'float32', dims, data: Float32Array.from({ length: n }, () => (rand() * 2 - 1) * scale) };
+}
+
+function sigmaMax(w: ArrayLike<number>, rows: number, cols: number): number {
+  const m = new Matrix(rows, cols);
+  for (let i = 0; i < rows; i++) for (let j = 0; j < cols; j++) m.set(i, j, w[i * cols + j]);
+  return new SingularValueDecomposition(m, { computeLeftSingularVectors: false, computeRightSingularVectors: false, autoTranspose: true }).diagonal[0];
+}
+
+function maxRowSum(w: ArrayLike<number>, rows: number, cols: number): number {
+  let best = 0;
+  for (let i = 0; i < rows; i++) { let s = 0; for (let j = 0; j < cols; j++) s += Math.abs(w[i * cols + j]); best = Math.max(best, s); }
+  return best;
+}
+
+/** a (r×k) · b (k×c), row-major. */
+function matmul(a: ArrayLike<number>, b: ArrayLike<number>, r: number, k: number, c: number): Float64Array {
+  const out = new Float64Array(r * c);
+  for (let i = 0; i < r; i++) for (let l = 0; l < k; l++) for (let j = 0; j < c; j++) out[i * c + j] += a[i * k + l] * b[l * c + j];
+  return out;
+}
+
+/** diag(mask bits)·w for a rows×cols w. */
+function gate(w: ArrayLike<number>, rows: number, cols: number, mask: number): Float64Array {
+  return Float64Array.from({ length: rows * cols }, (_, k) => ((mask >> Math.floor(k / cols)) & 1 ? w[k] : 0));
+}
+
+interface Spec {
+  readonly input: number[];
+  readonly output: number[];
+  readonly nodes: NodeSpec[];
+  readonly inits: [string, Tensor][];
+  readonly opset?: number;
+}
+
+async function lowerBound(spec: Spec, options: { norm?: '2' | 'inf'; seed?: number; budgetMs?: number } = {}): Promise<LowerBoundResult> {
+  const bytes = encodeGraph({ opset: spec.opset ?? 13, inputs: [{ name: 'x', dims: spec.input }], outputs: [{ name: 'y', dims: spec.output }], nodes: spec.nodes, initializers: spec.inits });
+  const model = decodeModel(bytes, 'test.onnx');
+  const built = await buildIr(model, { seed: 0, runtime });
+  return jacobianLowerBound({
+    model, ir: built.ir, blocks: mergeLinear(built.ir), inputName: built.inputName, outputName: built.outputName, inputShape: built.inputShape,
+    runtime, seed: options.seed ?? 0, norm: options.norm ?? '2', budgetMs: options.budgetMs ?? 1500,
+  });
+}
+
+/** The pair really is a pair of the original model: recompute its ratio from x and x′ independently of the estimator. */
+function assertPair(r: LowerBoundResult, f: (x: Float32Array) => Float64Array, inf: boolean) {
+  const nrm = (v: ArrayLike<number>) => (inf ? Math.max(...Array.from(v, Math.abs)) : Math.hypot(...Array.from(v)));
+  const fx = f(r.x), fy = f(r.xPrime);
+  const ratio = nrm(fy.map((v, i) => v - fx[i])) / nrm(Array.from(r.xPrime, (v, i) => v - r.x[i]));
+  assert.ok(Math.abs(ratio - r.value) <= 1e-3 * r.value, `float64 re-evaluation ${ratio} vs reported ${r.value}`);
+}
+
+const gemm = (name: string, x: string, w: string, b: string, y: string): NodeSpec => ({ opType: 'Gemm', inputs: [x, w, b], outputs: [y], name, attrs: { transB: { i: 1 } } });
+
+test('single Gemm layer: the witnessed bound equals σ_max(W) (ℓ2) and the max row sum (ℓ∞)', async () => {
+  const rand = mulberry32(11);
+  const w = uniform(rand, [5, 4]), b = uniform(rand, [5]);
+  const spec: Spec = { input: [1, 4], output: [1, 5], nodes: [gemm('fc', 'x', 'w', 'b', 'y')], inits: [['w', w], ['b', b]] };
+  const f = (x: Float32Array) => { const y = matmul(w.data, x, 5, 4, 1); return y.map((v, i) => v + b.data[i]); };
+
+  const truth = sigmaMax(w.data, 5, 4);
+  const r = await lowerBound(spec);
+  assert.equal(r.method, 'jacobian-ascent');
+  assert.ok(Math.abs(r.value - truth) <= 1e-3 * truth, `lower ${r.value} vs σ_max ${truth}`);
+  assert.ok(r.value <= truth * (1 + 1e-4), `lower ${r.value} above σ_max ${truth}`);
+  assertPair(r, f, false);
+
+  const rowSum = maxRowSum(w.data, 5, 4);
+  const ri = await lowerBound(spec, { norm: 'inf' });
+  assert.ok(Math.abs(ri.value - rowSum) <= 1e-3 * rowSum, `ℓ∞ lower ${ri.value} vs max row sum ${rowSum}`);
+  assert.ok(ri.value <= rowSum * (1 + 1e-4));
+  assertPair(ri, f, true);
+});
+
+/** x → Relu(W1x + b1) → W2·+b2, and the brute-force max of ‖W2·D·W1‖ over the 2^hidden activation patterns D. */
+function reluNet(seed: number, n: number, hidden: number, m: number) {
+  const rand = mulberry32(seed);
+  const w1 = uniform(rand, [hidden, n]), b1 = uniform(rand, [hidden], 0.5), w2 = uniform(rand, [m, hidden]), b2 = uniform(rand, [m]);
+  const spec: Spec = {
+    input: [1, n], output: [1, m],
+    nodes: [gemm('fc1', 'x', 'w1', 'b1', 'h'), { opType: 'Relu', inputs: ['h'], outputs: ['a'], name: 'relu' }, gemm('fc2', 'a', 'w2', 'b2', 'y')],
+    inits: [['w1', w1], ['b1', b1], ['w2', w2], ['b2', b2]],
+  };
+  let l2 = 0, linf = 0;
+  for (let mask = 0; mask < 1 << hidden; mask++) {
+    const j = matmul(w2.data, gate(w1.data, hidden, n, mask), m, hidden, n);
+    l2 = Math.max(l2, sigmaMax(j, m, n));
+    linf = Math.max(linf, maxRowSum(j, m, n));
+  }
+  const f = (x: Float32Array) => {
+    const h = matmul(w1.data, x, hidden, n, 1).map((v, i) => Math.max(0, v + b1.data[i]));
+    return matmul(w2.data, h, m, hidden, 1).map((v, i) => v + b2.data[i]);
+  };
+  return { spec, l2, linf, f };
+}
+
+test('3-4-2 ReLU net: 0 < lower ≤ max over activation patterns of ‖W2·D·W1‖', async () => {
+  for (const seed of [1, 2, 3]) {
+    const net = reluNet(seed, 3, 4, 2);
+    const r = await lowerBound(net.spec, { budgetMs: 800 });
+    assert.ok(r.value > 0 && r.value <= net.l2 * (1 + 1e-4), `seed ${seed}: lower ${r.value}, patterns ${net.l2}`);
+    assertPair(r, net.f, false);
+    const ri = await lowerBound(net.spec, { norm: 'inf', budgetMs: 800 });
+    assert.ok(ri.value > 0 && ri.value <= net.linf * (1 + 1e-4), `seed ${seed}: ℓ∞ lower ${ri.value}, patterns ${net.linf}`);
+  }
+});
+
+test('4-4-2 ReLU net with invertible W1 (every pattern realisable, so the pattern max IS the constant): lower ≥ 0.5× it', async () => {
+  for (const seed of [4, 5, 6]) {
+    const net = reluNet(seed, 4, 4, 2);
+    const r = await lowerBound(net.spec, { budgetMs: 800 });
+    assert.ok(r.value <= net.l2 * (1 + 1e-4) && r.value >= 0.5 * net.l2, `seed ${seed}: lower ${r.value}, true constant ${net.l2}`);
+    const ri = await lowerBound(net.spec, { norm: 'inf', budgetMs: 800 });
+    assert.ok(ri.value <= net.linf * (1 + 1e-4) && ri.value >= 0.5 * net.linf, `seed ${seed}: ℓ∞ lower ${ri.value}, true constant ${net.linf}`);
+    assertPair(ri, net.f, true);
+  }
+});
+
+test('a residual sum and a concatenation of branches: lower ≤ the pattern max, and ≥ 0.5× it', async () => {
+  // y = C·Concat(Relu(Ax + a) + Bx, Relu(Ax + a)): J = C1·(DA + B) + C2·DA, every pattern realisable (A invertible)
+  const rand = mulberry32(21);
+  const A = uniform(rand, [4, 4]), a = uniform(rand, [4], 0.5), B = uniform(rand, [4, 4]), zero = { dtype: 'float32' as const, dims: [4], data: new Float32Array(4) };
+  const C = uniform(rand, [3, 8]), c = uniform(rand, [3]);
+  const spec: Spec = {
+    input: [1, 4], output: [1, 3],
+    nodes: [
+      gemm('fa', 'x', 'A', 'a', 'h'), { opType: 'Relu', inputs: ['h'], outputs: ['r'], name: 'relu' },
+      gemm('fb', 'x', 'B', 'z', 'p'), { opType: 'Add', inputs: ['r', 'p'], outputs: ['s'], name: 'add' },
+      { opType: 'Concat', inputs: ['s', 'r'], outputs: ['k'], name: 'cat', attrs: { axis: { i: 1 } } }, gemm('fc', 'k', 'C', 'c', 'y'),
+    ],
+    inits: [['A', A], ['a', a], ['B', B], ['z', zero], ['C', C], ['c', c]],
+  };
+  const c1 = Float64Array.from({ length: 12 }, (_, k) => C.data[Math.floor(k / 4) * 8 + (k % 4)]);
+  const c2 = Float64Array.from({ length: 12 }, (_, k) => C.data[Math.floor(k / 4) * 8 + 4 + (k % 4)]);
+  let truth = 0;
+  for (let mask = 0; mask < 16; mask++) {
+    const da = gate(A.data, 4, 4, mask);
+    const j1 = matmul(c1, da.map((v, k) => v + B.data[k]), 3, 4, 4), j2 = matmul(c2, da, 3, 4, 4);
+    truth = Math.max(truth, sigmaMax(j1.map((v, k) => v + j2[k]), 3, 4));
+  }
+  const r = await lowerBound(spec, { budgetMs: 800 });
+  assert.ok(r.value <= truth * (1 + 1e-4) && r.value >= 0.5 * truth, `lower ${r.value}, true constant ${truth}`);
+});
+
+/** Pairs confirm the IR's Jacobian: a wrong derivative would leave the confirmed ratio short of the IR's norm. */
+function assertConfirmsIr(r: LowerBoundResult, what: string) {
+  assert.equal(r.method, 'jacobian-ascent', what);
+  assert.ok(r.irNorm !== null && r.irNorm > 0, what);
+  assert.ok(r.value >= 0.99 * r.irNorm, `${what}: pair ratio ${r.value} falls short of the IR's ‖J(x)‖ = ${r.irNorm}`);
+}
+
+test('Conv → LeakyRelu → MaxPool (padded) → Gemm: pairs confirm the IR Jacobian (ℓ2 and ℓ∞)', async () => {
+  const rand = mulberry32(31);
+  const w = uniform(rand, [3, 2, 3, 3]), cb = uniform(rand, [3], 0.3), fw = uniform(rand, [4, 3 * 3 * 3]), fb = uniform(rand, [4]);
+  const spec: Spec = {
+    input: [1, 2, 6, 6], output: [1, 4],
+    nodes: [
+      { opType: 'Conv', inputs: ['x', 'w', 'cb'], outputs: ['c'], name: 'conv', attrs: { pads: { ints: [1, 1, 1, 1] } } },
+      { opType: 'LeakyRelu', inputs: ['c'], outputs: ['l'], name: 'leaky', attrs: { alpha: { f: 0.1 } } },
+      { opType: 'MaxPool', inputs: ['l'], outputs: ['m'], name: 'pool', attrs: { kernel_shape: { ints: [3, 3] }, strides: { ints: [2, 2] }, pads: { ints: [1, 1, 1, 1] } } },
+      { opType: 'Flatten', inputs: ['m'], outputs: ['f'], name: 'flat' }, gemm('fc', 'f', 'fw', 'fb', 'y'),
+    ],
+    inits: [['w', w], ['cb', cb], ['fw', fw], ['fb', fb]],
+  };
+  assertConfirmsIr(await lowerBound(spec, { budgetMs: 800 }), 'ℓ2');
+  assertConfirmsIr(await lowerBound(spec, { norm: 'inf', budgetMs: 800 }), 'ℓ∞');
+});
+
+/** diag(p) − ppᵀ, the softmax Jacobian of one group. */
+function softmaxJacobian(u: Float64Array): Float64Array {
+  const mx = Math.max(...u);
+  const e = u.map((v) => Math.exp(v - mx));
+  const z = e.reduce((a, b) => a + b, 0);
+  const p = e.map((v) => v / z);
+  return Float64Array.from({ length: p.length * p.length }, (_, k) => { const i = Math.floor(k / p.length), j = k % p.length; return (i === j ? p[i] : 0) - p[i] * p[j]; });
+}
+
+test('Sigmoid, Tanh, Softplus, Elu, PRelu, Clip and Softmax: the IR Jacobian is the analytic one, and pairs confirm it', async () => {
+  const rand = mulberry32(41);
+  const ws = [uniform(rand, [6, 5]), uniform(rand, [6, 6]), uniform(rand, [6, 6]), uniform(rand, [6, 6]), uniform(rand, [6, 6]), uniform(rand, [6, 6]), uniform(rand, [4, 6])];
+  const bs = ws.map((w) => uniform(rand, [w.dims[0]], 0.2));
+  const slope = uniform(rand, [6], 0.5);
+  const [lo, hi] = [Math.fround(-0.3), Math.fround(0.4)];
+  const acts: NodeSpec[] = [
+    { opType: 'Sigmoid', inputs: [], outputs: [] }, { opType: 'Tanh', inputs: [], outputs: [] }, { opType: 'Softplus', inputs: [], outputs: [] },
+    { opType: 'Elu', inputs: [], outputs: [], attrs: { alpha: { f: 0.7 } } }, { opType: 'PRelu', inputs: ['slope'], outputs: [] },
+    { opType: 'Clip', inputs: ['lo', 'hi'], outputs: [] },
+  ];
+  // each activation's value and derivative, written independently of the estimator
+  const sig = (u: number) => 1 / (1 + Math.exp(-u));
+  const fns: ((u: number, i: number) => [number, number])[] = [
+    (u) => [sig(u), sig(u) * (1 - sig(u))], (u) => [Math.tanh(u), 1 - Math.tanh(u) ** 2], (u) => [Math.log1p(Math.exp(u)), sig(u)],
+    (u) => (u > 0 ? [u, 1] : [0.7 * Math.expm1(u), 0.7 * Math.exp(u)]), (u, i) => (u > 0 ? [u, 1] : [slope.data[i] * u, slope.data[i]]),
+    (u) => [Math.min(hi, Math.max(lo, u)), u > lo && u < hi ? 1 : 0],
+  ];
+  const nodes: NodeSpec[] = [];
+  const inits: [string, Tensor][] = [['slope', slope], ['lo', { dtype: 'float32', dims: [], data: Float32Array.of(lo) }], ['hi', { dtype: 'float32', dims: [], data: Float32Array.of(hi) }]];
+  let v = 'x';
+  ws.forEach((w, i) => {
+    inits.push([`w${i}`, w], [`b${i}`, bs[i]]);
+    nodes.push(gemm(`fc${i}`, v, `w${i}`, `b${i}`, `h${i}`));
+    v = `h${i}`;
+    const act = acts[i];
+    if (act) { nodes.push({ ...act, inputs: [v, ...act.inputs], outputs: [`a${i}`], name: `act${i}` }); v = `a${i}`; }
+  });
+  nodes.push({ opType: 'Softmax', inputs: [v], outputs: ['y'], name: 'softmax', attrs: { axis: { i: -1 } } });
+  const jacobian = (x: Float32Array): Float64Array => {
+    let a = Float64Array.from(x);
+    let j = Float64Array.from({ length: 25 }, (_, k) => (Math.floor(k / 5) === k % 5 ? 1 : 0));
+    ws.forEach((w, i) => {
+      const [r, c] = w.dims;
+      const h = matmul(w.data, a, r, c, 1).map((t, k) => t + bs[i].data[k]);
+      j = matmul(w.data, j, r, c, 5);
+      if (i < fns.length) {
+        const vd = Array.from(h, (u, k) => fns[i](u, k));
+        a = Float64Array.from(vd, (p) => p[0]);
+        j = j.map((t, k) => t * vd[Math.floor(k / 5)][1]);
+      } else {
+        j = matmul(softmaxJacobian(h), j, 4, 4, 5);
+      }
+    });
+    return j;
+  };
+  const spec: Spec = { input: [1, 5], output: [1, 4], nodes, inits };
+  const r = await lowerBound(spec, { budgetMs: 800 });
+  assertConfirmsIr(r, 'ℓ2');
+  const exact = sigmaMax(jacobian(r.irPoint!), 4, 5);
+  assert.ok(Math.abs(r.irNorm! - exact) <= 1e-4 * exact, `IR σ_max ${r.irNorm} vs analytic ${exact}`);
+  const ri = await lowerBound(spec, { norm: 'inf', budgetMs: 800 });
+  assertConfirmsIr(ri, 'ℓ∞');
+  const exactInf = maxRowSum(jacobian(ri.irPoint!), 4, 5);
+  assert.ok(Math.abs(ri.irNorm! - exactInf) <= 1e-4 * exactInf, `IR max row sum ${ri.irNorm} vs analytic ${exactInf}`);
+});
+
+test('Softmax before opset 13 flattens at its axis: the IR Jacobian is the analytic one', async () => {
+  const rand = mulberry32(51);
+  const w = uniform(rand, [2, 1, 3, 3]);
+  const spec: Spec = {
+    opset: 11, input: [1, 1, 3, 3], output: [1, 2, 3, 3],
+    nodes: [
+      { opType: 'Conv', inputs: ['x', 'w'], outputs: ['c'], name: 'conv', attrs: { pads: { ints: [1, 1, 1, 1] } } },
+      { opType: 'Softmax', inputs: ['c'], outputs: ['y'], name: 'softmax', attrs: { axis: { i: 1 } } },
+    ],
+    inits: [['w', w]],
+  };
+  // the 18×9 matrix of the padded 3×3 convolution, then one softmax over all 18 outputs (the opset-11 coercion)
+  const conv = new Float64Array(18 * 9);
+  for (let o = 0; o < 2; o++) for (let y = 0; y < 3; y++) for (let x = 0; x < 3; x++) for (let i = 0; i < 3; i++) for (let k = 0; k < 3; k++) {
+    const iy = y - 1 + i, ix = x - 1 + k;
+    if (iy >= 0 && iy < 3 && ix >= 0 && ix < 3) conv[((o * 3 + y) * 3 + x) * 9 + iy * 3 + ix] += w.data[(o * 3 + i) * 3 + k];
+  }
+  const r = await lowerBound(spec, { budgetMs: 600 });
+  assertConfirmsIr(r, 'opset 11');
+  const exact = sigmaMax(matmul(softmaxJacobian(matmul(conv, r.irPoint!, 18, 9, 1)), conv, 18, 18, 9), 18, 9);
+  assert.ok(Math.abs(r.irNorm! - exact) <= 1e-4 * exact, `IR σ_max ${r.irNorm} vs analytic ${exact}`);
+});
+
+test('a model the IR cannot differentiate (x ⊙ x) falls back to random pairs', async () => {
+  const spec: Spec = { input: [1, 3], output: [1, 3], nodes: [{ opType: 'Mul', inputs: ['x', 'x'], outputs: ['y'], name: 'square' }], inits: [] };
+  const r = await lowerBound(spec, { budgetMs: 500 });
+  assert.equal(r.method, 'witness-pairs');
+  assert.match(r.fallbackReason ?? '', /square/);
+  assert.ok(r.value > 0);
+});
+
+test('deterministic for a seed', async () => {
+  const net = reluNet(7, 4, 4, 2);
+  const [a, b] = [await lowerBound(net.spec, { seed: 3, budgetMs: 2000 }), await lowerBound(net.spec, { seed: 3, budgetMs: 2000 })];
+  assert.ok(!a.truncated && !b.truncated, 'the plan fits the budget');
+  assert.equal(a.value, b.value);
+  assert.deepEqual(a.x, b.x);
+  assert.deepEqual(a.xPrime, b.xPrime);
+});
+
+test('the plan is sized by the model and the budget, never by the clock', async () => {
+  const net = reluNet(8, 4, 4, 2);
+  const model = decodeModel(encodeGraph({ opset: 13, inputs: [{ name: 'x', dims: net.spec.input }], outputs: [{ name: 'y', dims: net.spec.output }], nodes: net.spec.nodes, initializers: net.spec.inits }), 'plan.onnx');
+  const blocks = mergeLinear((await buildIr(model, { seed: 0, runtime })).ir);
+  const sizes = { input: 4, output: 2 };
+  assert.deepEqual(planSearch(blocks, sizes, '2', 5000), planSearch(blocks, sizes, '2', 5000));
+  assert.equal(planSearch(blocks, sizes, '2', 1e9).rounds, 8, 'rounds are capped');
+  const tight = planSearch(blocks, sizes, '2', 1);
+  assert.ok(tight.rounds === 1 && tight.starts === 1 && tight.walkSteps === 5, JSON.stringify(tight));
+  assert.equal(planSearch(blocks, sizes, 'inf', 5000).polishSteps, 0);
+});
+
+test('oval21_wide_kw: far above random pairs (0.05), below the upper bound (~18.5)', async (t) => {
+  if (!existsSync(OVAL21)) { t.skip('../shared/models absent: oval21_wide_kw.onnx not found'); return; }
+  const model = decodeModel(readFileSync(OVAL21), OVAL21);
+  const built = await buildIr(model, { seed: 0, runtime });
+  const r = await jacobianLowerBound({
+    model, ir: built.ir, blocks: mergeLinear(built.ir), inputName: built.inputName, outputName: built.outputName, inputShape: built.inputShape,
+    runtime, seed: 0, norm: '2', budgetMs: 5000,
+  });
+  t.diagnostic(`oval21_wide_kw: lower ${r.value} (IR ‖J‖ ${r.irNorm}), ${r.evaluations} model runs, ${r.products} products, plan ${JSON.stringify(r.plan)}`);
+  assert.equal(r.method, 'jacobian-ascent');
+  assert.ok(r.value >= 1.0 && r.value <= 18.6, `lower ${r.value}`);
+});

@@ -82,6 +82,18 @@ async function createResolving(bytes: Uint8Array, options: RuntimeOptions): Prom
   return { session, provider: choice };
 }
 
+const stats = { runs: 0, runMs: 0, sessions: 0, createMs: 0 };
+
+/** Time spent inside onnxruntime (session.run and session creation) since the last reset: for benchmarks. */
+export function runtimeStats(): Readonly<typeof stats> {
+  return { ...stats };
+}
+
+/** Zeroes the counters of runtimeStats. */
+export function resetRuntimeStats(): void {
+  Object.assign(stats, { runs: 0, runMs: 0, sessions: 0, createMs: 0 });
+}
+
 /** An onnxruntime session with typed float32 I/O helpers. */
 export class Session {
   private constructor(private readonly session: any, readonly provider: string) {}
@@ -89,7 +101,10 @@ export class Session {
   /** Creates a session from model bytes on the chosen provider. */
   static async create(bytes: Uint8Array, options: RuntimeOptions, what: string): Promise<Session> {
     try {
+      const t0 = performance.now();
       const { session, provider } = await createResolving(bytes, options);
+      stats.sessions++;
+      stats.createMs += performance.now() - t0;
       return new Session(session, provider.provider);
     } catch (e) {
       if (e instanceof LipcheckError) throw e;
@@ -109,8 +124,11 @@ export class Session {
     const ortFeeds: Record<string, unknown> = {};
     for (const [k, t] of Object.entries(feeds)) ortFeeds[k] = new ort.Tensor(t.dtype, t.data, [...t.dims]);
     let res: Record<string, any>;
+    const t0 = performance.now();
     try {
       res = await this.session.run(ortFeeds, [...outputs]);
+      stats.runs++;
+      stats.runMs += performance.now() - t0;
     } catch (e) {
       throw new LipcheckError('RUNTIME', `onnxruntime failed while evaluating ${what}: ${String((e as Error).message ?? e).split('\n')[0]}`, { cause: e });
     }

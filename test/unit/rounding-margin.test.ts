@@ -1,0 +1,73 @@
+import assert from 'node:assert/strict';
+import { readdirSync } from 'node:fs';
+import { test } from 'node:test';
+import { roundingMargin } from '../../src/estimators/operator-norm.js';
+import { regionBound } from '../../src/estimators/region-bounds.js';
+import { buildIr } from '../../src/ir/build.js';
+import { emitAdjoint, emitForward } from '../../src/ir/emit.js';
+import { mergeLinear, type LinearRegion } from '../../src/ir/merge.js';
+import { toFloat64 } from '../../src/ir/tensor.js';
+import { createOrtOperator } from '../../src/linalg/operator.js';
+import { norm2, Random } from '../../src/linalg/random.js';
+import { readModel } from '../../src/onnx/read-model.js';
+import { encodeGraph } from '../../src/onnx/writer.js';
+import { convMatrix, FIXTURES, hasShared, SHARED } from '../helpers/dense.js';
+
+/** The region's matrix in float64 (rows = outputs) when it is one Gemm/MatMul or one 2-D conv between isometries. */
+function denseOf(r: LinearRegion): { m: Float64Array; rows: number; cols: number } | null {
+  const weighted = r.nodes.filter((n) => n.prim.op !== 'reshape');
+  if (weighted.length !== 1) return null;
+  const n = weighted[0];
+  const p = n.prim;
+  if (p.op === 'matmul' && p.side === 'right' && p.weight.dims.length === 2 && n.inShapes[0].length === 2 && n.inShapes[0][0] === 1) {
+    const [k, c] = p.weight.dims;
+    const w = toFloat64(p.weight);
+    const m = new Float64Array(c * k);
+    for (let i = 0; i < k; i++) for (let j = 0; j < c; j++) m[j * k + i] = w[i * c + j];
+    return { m, rows: c, cols: k };
+  }
+  if (p.op === 'conv' && p.group === 1 && p.weight.dims.length === 4 && p.strides[0] === p.strides[1] && p.dilations.every((d) => d === 1) && n.inShapes[0][0] === 1) {
+    const [, , h, w] = n.inShapes[0];
+    if (n.inShapes[0][1] * h * w * n.outShape[1] * n.outShape[2] * n.outShape[3] > 4e6) return null;
+    return convMatrix(toFloat64(p.weight), p.weight.dims, h, w, [p.pads[0], p.pads[1], p.pads[2], p.pads[3]], p.strides[0]);
+  }
+  return null;
+}
+
+const models = [
+  ...['gemm_sv', 'conv', 'conv_bn', 'demo', 'mlp_relu', 'tiny_relu'].map((f) => `${FIXTURES}${f}.onnx`),
+  ...(hasShared ? readdirSync(SHARED).filter((f) => f.endsWith('.onnx')).map((f) => SHARED + f) : []),
+];
+
+test('the float32 rounding margin covers |fl32(AᵀA v) − AᵀA v| (float64) on fixtures and shared models', async (t) => {
+  if (!hasShared) t.diagnostic('../shared/models absent: fixtures only');
+  let checked = 0;
+  let worstUse = 0;
+  for (const path of models) {
+    let built;
+    try { built = await buildIr(readModel(path), { seed: 1, runtime: { device: 'cpu' } }); } catch { continue; }
+    for (const b of mergeLinear(built.ir)) {
+      if (b.kind !== 'operator') continue;
+      const dense = denseOf(b.region);
+      if (!dense) continue;
+      const { m, rows, cols } = dense;
+      const op = await createOrtOperator({ forward: encodeGraph(emitForward(b.region)), adjoint: encodeGraph(emitAdjoint(b.region)), inDims: b.region.inShape, outDims: b.region.outShape, name: b.region.id }, { device: 'cpu' });
+      const v = new Random(checked).unitVector(cols);
+      const got = await op.adjoint(await op.apply(v));
+      await op.dispose();
+      // exact float64 AᵀA v of the unrounded v: the margin must also cover rounding v to float32
+      const av = new Float64Array(rows);
+      for (let i = 0; i < rows; i++) { let s = 0; for (let j = 0; j < cols; j++) s += m[i * cols + j] * v[j]; av[i] = s; }
+      const atav = new Float64Array(cols);
+      for (let i = 0; i < rows; i++) { const a = av[i]; if (a !== 0) for (let j = 0; j < cols; j++) atav[j] += m[i * cols + j] * a; }
+      const err = norm2(Float64Array.from(got, (x, i) => x - atav[i]));
+      const rb = regionBound(b.region, '2', 0);
+      const eta = roundingMargin(rb.gammaSum, rb.absNorm);
+      assert.ok(err <= eta, `${path} ${b.region.id}: error ${err} > margin ${eta}`);
+      worstUse = Math.max(worstUse, err / eta);
+      checked++;
+    }
+  }
+  assert.ok(checked >= 8, `only ${checked} operators checked`);
+  t.diagnostic(`${checked} operators; the observed error used at most ${(100 * worstUse).toFixed(2)}% of the margin`);
+});

@@ -2,7 +2,9 @@ import { LipcheckError } from '../errors.js';
 import { emitAdjoint, emitForward } from '../ir/emit.js';
 import type { LinearRegion } from '../ir/merge.js';
 import { lanczosTop } from '../linalg/lanczos.js';
-import { createOrtOperator } from '../linalg/operator.js';
+import { createOrtOperator, denseMatrixOf } from '../linalg/operator.js';
+import { BudgetExceededError, denseSpectralNormBound } from '../linalg/dense.js';
+import { sizeOf } from '../ir/tensor.js';
 import { kwFactor } from '../linalg/probabilistic.js';
 import { Random } from '../linalg/random.js';
 import type { RuntimeOptions } from '../linalg/runtime.js';
@@ -43,12 +45,41 @@ export function roundingMargin(gammaSum: number, absNorm: number): number {
   return 2 * gp * absNorm + gp * gp;
 }
 
+/** Largest region (inputs, inputs × outputs) whose dense matrix is formed for an exact certificate. */
+const DENSE_LIMIT = { cols: 4096, entries: 4e6 };
+
+/**
+ * A certified bound for a small region with no convolution whose composition is loose (several weighted ops, linear
+ * residual sums, unfolded scalings): its matrix is formed column by column by a float64 onnxruntime graph and bounded
+ * exactly (denseSpectralNormBound). Each entry is off by at most g₆₄·(|A_k|⋯|A_1|)_ij with g₆₄ = Σγ_K in float64, so
+ * ‖Â − A‖₂ ≤ g₆₄·P (P the ‖|A|‖ bound of the composition); that is added.
+ */
+async function denseRegionBound(region: LinearRegion, composed: ReturnType<typeof regionBound>, settings: NormSettings): Promise<Bound | null> {
+  if (['exact', 'exact-eig', 'exact-svd', 'gram-iteration', 'row-sum'].includes(composed.method)) return null;
+  if (region.nodes.some((n) => n.prim.op === 'conv' || n.prim.op === 'convTranspose')) return null;
+  const cols = sizeOf(region.inShape), rows = sizeOf(region.outShape);
+  if (cols > DENSE_LIMIT.cols || rows * cols > DENSE_LIMIT.entries) return null;
+  const m = await denseMatrixOf(encodeGraph(emitForward(region, 'float64')), region.inShape, region.outShape, settings.runtime, region.id);
+  try {
+    const b = denseSpectralNormBound(m, rows, cols, { budgetMs: settings.budgetMs });
+    const g64 = composed.gammaSum * 2 ** -29;
+    return { value: b.value + 2 * g64 * composed.absNorm, kind: 'certified', method: `${b.method}(dense region)` };
+  } catch (e) {
+    if (e instanceof BudgetExceededError) return null;
+    throw e;
+  }
+}
+
 /** Measures one region: Lanczos estimate, KW probabilistic bound and a certified bound, chosen per `certify`. */
 export async function measureRegion(region: LinearRegion, settings: NormSettings, index: number): Promise<OperatorNorm> {
   const t0 = performance.now();
   const candidates: Bound[] = [];
   const composed = regionBound(region, settings.norm, settings.certify === 'off' && settings.norm === '2' ? 0 : settings.budgetMs);
   if (settings.certify !== 'off' || settings.norm === 'inf') candidates.push({ value: composed.value, kind: 'certified', method: composed.method });
+  if (settings.certify !== 'off' && settings.norm === '2') {
+    const dense = await denseRegionBound(region, composed, settings);
+    if (dense) candidates.push(dense);
+  }
 
   if (settings.norm === 'inf') {
     const upper: Bound = { value: composed.value, kind: 'certified', method: composed.method };

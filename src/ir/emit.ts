@@ -7,6 +7,7 @@ import type { LinearNode, LinearPrim, Shape } from './types.js';
 export const EMIT_OPSET = 13;
 
 class Emitter {
+  constructor(readonly dtype: 'float32' | 'float64' = 'float32') {}
   readonly nodes: NodeSpec[] = [];
   readonly inits: [string, Tensor][] = [];
   private k = 0;
@@ -16,7 +17,9 @@ class Emitter {
   }
   constant(t: Tensor): string {
     const name = this.fresh('c');
-    const data = t.dtype === 'float32' || t.dtype === 'int64' ? t : { dtype: 'float32' as const, dims: t.dims, data: Float32Array.from(t.data as ArrayLike<number>) };
+    const data: Tensor = t.dtype === 'int64' || t.dtype === this.dtype ? t
+      : this.dtype === 'float32' ? { dtype: 'float32', dims: t.dims, data: Float32Array.from(t.data as ArrayLike<number>) }
+      : { dtype: 'float64', dims: t.dims, data: Float64Array.from(t.data as ArrayLike<number>) };
     this.inits.push([name, data]);
     return name;
   }
@@ -62,13 +65,13 @@ class Emitter {
   axisMatrix(x: string, shape: Shape, axis: number, m: Float64Array, rows: number, cols: number, transpose: boolean): string {
     const r = shape.length;
     // MatMul(x, B) contracts x's last axis with B's rows: B = Mᵀ for the forward map, M for its transpose.
-    const b = new Float32Array(rows * cols);
+    const b = new Float64Array(rows * cols);
     const [br, bc] = transpose ? [rows, cols] : [cols, rows];
     for (let i = 0; i < rows; i++) for (let j = 0; j < cols; j++) {
       if (transpose) b[i * cols + j] = m[i * cols + j];
       else b[j * rows + i] = m[i * cols + j];
     }
-    const bName = this.constant({ dtype: 'float32', dims: [br, bc], data: b });
+    const bName = this.constant({ dtype: 'float64', dims: [br, bc], data: b });
     if (axis === r - 1) return this.op('MatMul', [x, bName]);
     const perm = [...Array(r).keys()].filter((i) => i !== axis).concat([axis]);
     const inv = perm.map((_, i) => perm.indexOf(i));
@@ -83,9 +86,9 @@ function swapLast(t: Tensor): Tensor {
   const r = dims[dims.length - 2], c = dims[dims.length - 1];
   const batch = sizeOf(dims) / (r * c);
   const src = t.data as ArrayLike<number>;
-  const out = new Float32Array(sizeOf(dims));
+  const out = new Float64Array(sizeOf(dims));
   for (let b = 0; b < batch; b++) for (let i = 0; i < r; i++) for (let j = 0; j < c; j++) out[b * r * c + j * r + i] = src[b * r * c + i * c + j];
-  return { dtype: 'float32', dims: [...dims.slice(0, -2), c, r], data: out };
+  return { dtype: 'float64', dims: [...dims.slice(0, -2), c, r], data: out };
 }
 
 function convAttrs(p: { group: number; strides: readonly number[]; pads: readonly number[]; dilations: readonly number[]; weight: Tensor }): Record<string, AttrSpec> {
@@ -108,12 +111,12 @@ function forward(e: Emitter, n: LinearNode, xs: string[]): string {
     case 'reduce': {
       const s = e.op('ReduceSum', [x, e.ints(p.axes)], { keepdims: { i: 1 } });
       const count = p.axes.reduce((a, ax) => a * inShape[ax], 1);
-      return p.mean ? e.op('Mul', [s, e.constant({ dtype: 'float32', dims: [], data: Float32Array.of(1 / count) })]) : s;
+      return p.mean ? e.op('Mul', [s, e.constant({ dtype: 'float64', dims: [], data: Float64Array.of(1 / count) })]) : s;
     }
     case 'expand': return e.op('Expand', [x, e.ints(n.outShape)]);
     case 'sum': return e.sum(xs.map((xi, i) => (p.signs[i] < 0 ? e.op('Neg', [xi]) : xi)));
     case 'concat': {
-      const parts = p.parts.map((part) => ('dynamic' in part ? xs[part.dynamic] : e.constant({ dtype: 'float32', dims: part.zeros, data: new Float32Array(sizeOf(part.zeros)) })));
+      const parts = p.parts.map((part) => ('dynamic' in part ? xs[part.dynamic] : e.constant({ dtype: 'float64', dims: part.zeros, data: new Float64Array(sizeOf(part.zeros)) })));
       return e.op('Concat', parts, { axis: { i: p.axis } });
     }
   }
@@ -135,14 +138,14 @@ function adjoint(e: Emitter, n: LinearNode, g: string): string[] {
     case 'matmul': {
       const w = p.weight;
       if (w.dims.length === 1) {
-        const col = e.constant({ dtype: 'float32', dims: p.side === 'right' ? [1, w.dims[0]] : [w.dims[0], 1], data: Float32Array.from(w.data as ArrayLike<number>) });
+        const col = e.constant({ dtype: 'float64', dims: p.side === 'right' ? [1, w.dims[0]] : [w.dims[0], 1], data: Float64Array.from(w.data as ArrayLike<number>) });
         const gShape = p.side === 'right' ? [...out, 1] : [...out.slice(0, -1), 1, out[out.length - 1]];
         const gr = e.reshape(g, gShape);
         const prod = p.side === 'right' ? e.op('MatMul', [gr, col]) : e.op('MatMul', [col, gr]);
         const prodShape = p.side === 'right' ? [...out, w.dims[0]] : [...out.slice(0, -1), w.dims[0], out[out.length - 1]];
         return [e.unbroadcast(prod, prodShape, inShape)];
       }
-      const wt = e.constant(swapLast(w.dtype === 'float32' ? w : { dtype: 'float32', dims: w.dims, data: Float32Array.from(w.data as ArrayLike<number>) }));
+      const wt = e.constant(swapLast(w));
       const prod = p.side === 'right' ? e.op('MatMul', [g, wt]) : e.op('MatMul', [wt, g]);
       const prodShape = out.length === 1 ? inShape : matmulShape(p.side === 'right' ? out : [...w.dims.slice(0, -2), w.dims[w.dims.length - 1], w.dims[w.dims.length - 2]], p.side === 'right' ? [...w.dims.slice(0, -2), w.dims[w.dims.length - 1], w.dims[w.dims.length - 2]] : out);
       return [e.unbroadcast(prod, prodShape, inShape)];
@@ -154,7 +157,7 @@ function adjoint(e: Emitter, n: LinearNode, g: string): string[] {
     case 'axisMatrix': return [e.axisMatrix(g, out, p.axis, p.matrix, p.rows, p.cols, true)];
     case 'reduce': {
       const count = p.axes.reduce((a, ax) => a * inShape[ax], 1);
-      const s = p.mean ? e.op('Mul', [g, e.constant({ dtype: 'float32', dims: [], data: Float32Array.of(1 / count) })]) : g;
+      const s = p.mean ? e.op('Mul', [g, e.constant({ dtype: 'float64', dims: [], data: Float64Array.of(1 / count) })]) : g;
       return [e.op('Expand', [s, e.ints(inShape)])];
     }
     case 'expand': return [e.unbroadcast(g, out, inShape)];
@@ -184,13 +187,13 @@ function matmulShape(a: Shape, b: Shape): Shape {
   return [...batch, a[a.length - 2], b[b.length - 1]];
 }
 
-/** The ONNX graph computing a region's linear map: input 'x' (region input shape) → output 'y'. */
-export function emitForward(region: LinearRegion): GraphSpec {
-  const e = new Emitter();
+/** The ONNX graph computing a region's linear map: input 'x' (region input shape) → output 'y', in float32 or float64. */
+export function emitForward(region: LinearRegion, dtype: 'float32' | 'float64' = 'float32'): GraphSpec {
+  const e = new Emitter(dtype);
   const names = new Map<string, string>([[region.input, 'x']]);
   for (const n of region.nodes) names.set(n.output, forward(e, n, n.inputs.map((i) => names.get(i)!)));
   e.nodes.push({ opType: 'Identity', inputs: [names.get(region.output)!], outputs: ['y'] });
-  return { opset: EMIT_OPSET, inputs: [{ name: 'x', dims: region.inShape }], outputs: [{ name: 'y', dims: region.outShape }], nodes: e.nodes, initializers: e.inits, name: region.id };
+  return { opset: EMIT_OPSET, inputs: [{ name: 'x', dims: region.inShape, dtype }], outputs: [{ name: 'y', dims: region.outShape, dtype }], nodes: e.nodes, initializers: e.inits, name: region.id };
 }
 
 /** The ONNX graph of the adjoint: input 'y' (region output shape) → output 'x', by reverse accumulation. */

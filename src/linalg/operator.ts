@@ -49,3 +49,22 @@ export async function createOrtOperator(models: OperatorModels, runtime: Runtime
     },
   };
 }
+
+/** The matrix (rows = outputs, row-major) of a small linear map given as a float64 model 'x' → 'y', column by column. */
+export async function denseMatrixOf(forward64: Uint8Array, inDims: readonly number[], outDims: readonly number[], runtime: RuntimeOptions, name: string): Promise<Float64Array> {
+  const s = await Session.create(forward64, runtime.device === 'cpu' ? runtime : { ...runtime, device: 'cpu' }, `the float64 form of '${name}'`);
+  const cols = sizeOf(inDims), rows = sizeOf(outDims);
+  const m = new Float64Array(rows * cols);
+  const x = new Float64Array(cols);
+  try {
+    for (let j = 0; j < cols; j++) {
+      x.fill(0);
+      x[j] = 1;
+      const y = (await s.run({ x: { dtype: 'float64', dims: inDims, data: x } }, ['y'], name)).get('y')!.data as Float64Array;
+      for (let i = 0; i < rows; i++) m[i * cols + j] = y[i];
+    }
+  } finally {
+    await s.release();
+  }
+  return m;
+}

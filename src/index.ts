@@ -34,6 +34,17 @@ export interface AnalyzeOptions {
   /** Per-operator time budget for deterministic certificates. */
   readonly certifyBudgetMs?: number;
   readonly onProgress?: (done: number, total: number, what: string) => void;
+  /** Receives the input pair behind the lower bound (for --witness). */
+  readonly onWitness?: (w: WitnessPair) => void;
+}
+
+/** The input pair whose ratio is the reported lower bound, as fed (float32) to the original model. */
+export interface WitnessPair {
+  readonly input: string;
+  readonly shape: readonly number[];
+  readonly x: Float32Array;
+  readonly xPrime: Float32Array;
+  readonly ratio: number;
 }
 
 /** Defaults shared by the library and the CLI. */
@@ -70,6 +81,7 @@ export async function analyze(model: string | { bytes: Uint8Array; name: string 
     const hints = regions.length && regions[0].input === built.ir.input ? [norms.get(regions[0].id)!.direction].filter((d): d is Float64Array => d !== null) : [];
     const w = await witnessLowerBound(encodeForRuntime(onnx, []), built.inputName, built.outputName, built.inputShape, runtime, { seed: o.seed, pairs: o.lowerPairs, inf: o.norm === 'inf', hints, budgetMs: o.lowerBudgetMs });
     lower = { value: w.ratio, kind: 'lower', method: 'witness-pairs', pairs: w.pairs };
+    o.onWitness?.({ input: built.inputName, shape: built.inputShape, x: w.x, xPrime: w.xPrime, ratio: w.ratio });
     if (result.upper && w.ratio > result.upper.value * (1 + 1e-4)) {
       throw new LipcheckError('INTERNAL', `A witnessed pair gives ‖f(x)−f(x')‖/‖x−x'‖ = ${w.ratio} above the reported upper bound ${result.upper.value} (${result.upper.kind}, ${result.upper.method}). The upper bound is wrong: please report this with the model.`);
     }

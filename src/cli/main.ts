@@ -1,6 +1,7 @@
 import { Command, Option } from 'commander';
 import { fileURLToPath } from 'node:url';
-import { analyze } from '../index.js';
+import { writeFileSync, renameSync, rmSync } from 'node:fs';
+import { analyze, type WitnessPair } from '../index.js';
 import { isLipcheckError, LipcheckError } from '../errors.js';
 import { renderJson } from '../report/json.js';
 import { renderOpsTable } from '../report/ops-table.js';
@@ -23,6 +24,22 @@ function parseShape(v: string | undefined): number[] | undefined {
   const dims = v.split(/[,x×]/).map((s) => Number(s.trim()));
   if (dims.length === 0 || dims.some((d) => !Number.isSafeInteger(d) || d < 1)) throw new LipcheckError('USAGE', `--input-shape '${v}' is invalid: give positive integers separated by commas, e.g. 1,3,224,224.`);
   return dims;
+}
+
+function serialise(w: WitnessPair) {
+  return { input: w.input, shape: w.shape, ratio: w.ratio, x: Array.from(w.x), xPrime: Array.from(w.xPrime) };
+}
+
+/** Writes a whole file or nothing: a temporary file beside it, renamed into place. */
+function writeAtomically(path: string, text: string): void {
+  const tmp = `${path}.${process.pid}.tmp`;
+  try {
+    writeFileSync(tmp, text);
+    renameSync(tmp, path);
+  } catch (e) {
+    rmSync(tmp, { force: true });
+    throw new LipcheckError('USAGE', `Cannot write '${path}': ${(e as Error).message}.`, { cause: e });
+  }
 }
 
 /** Runs the CLI; returns the exit code (the bin sets it). */
@@ -57,6 +74,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     }
     const max = number('--max', opts.max, (x) => x >= 0, 'a non-negative number');
     const useColor = opts.color !== false && !opts.json && Boolean(process.stdout.isTTY) && !process.env.NO_COLOR;
+    let witness: WitnessPair | null = null;
     const progress = createProgress(Boolean(process.stderr.isTTY) && !opts.json);
     const report = await analyze(program.args[0] ?? DEMO, {
       norm: opts.norm,
@@ -67,6 +85,8 @@ export async function main(argv: readonly string[]): Promise<number> {
       seed: number('--seed', opts.seed, (x) => Number.isInteger(x) && x >= 0, 'a non-negative integer'),
       certifyBudgetMs: number('--certify-budget', opts.certifyBudget, (x) => x >= 0, 'a non-negative number of milliseconds'),
       lowerPairs: number('--lower-pairs', opts.lowerPairs, (x) => Number.isInteger(x) && x >= 0, 'a non-negative integer'),
+      lowerBudgetMs: number('--lower-budget', opts.lowerBudget, (x) => x >= 0, 'a non-negative number of milliseconds'),
+      onWitness: opts.witness ? (w) => { witness = w; } : undefined,
       device: opts.device,
       threads: number('--threads', opts.threads, (x) => Number.isInteger(x) && x >= 0, 'a non-negative integer'),
       inputName: opts.input,
@@ -74,6 +94,10 @@ export async function main(argv: readonly string[]): Promise<number> {
       inputShape: parseShape(opts.inputShape),
       onProgress: (d, t, w) => progress.update(d, t, w),
     }).finally(() => progress.stop());
+    if (opts.witness) {
+      if (!witness) throw new LipcheckError('USAGE', `--witness ${opts.witness}: there is no witness pair (the model is discontinuous, or --lower-pairs is 0).`);
+      writeAtomically(opts.witness, JSON.stringify({ schemaVersion: 1, model: report.model.sha256, norm: report.norm, ...serialise(witness) }) + '\n');
+    }
     process.stdout.write(opts.json ? renderJson(report) : renderTable(report, useColor));
     if (max !== undefined) {
       const g = report.global;

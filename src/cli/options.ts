@@ -18,6 +18,8 @@ export const OPTIONS: readonly OptionRecord[] = [
   { flags: '--iterations <k>', description: 'maximum Lanczos steps per operator', defaultValue: '200' },
   { flags: '--seed <n>', description: 'seed of every random start (recorded in the report)', defaultValue: '0' },
   { flags: '--lower-pairs <n>', description: 'input pairs run through the model for the witnessed lower bound (0: none)', defaultValue: '64' },
+  { flags: '--lower-budget <ms>', description: 'time budget for the witnessed lower bound', defaultValue: '5000' },
+  { flags: '--witness <file>', description: 'save the input pair (x, x′) behind the lower bound as JSON' },
   { flags: '--device <d>', description: 'where onnxruntime runs: auto tries CUDA then WebGPU, else CPU', defaultValue: 'auto', choices: ['auto', 'cpu', 'cuda', 'webgpu'] },
   { flags: '--threads <n>', description: 'onnxruntime intra-op threads (0: onnxruntime decides)', defaultValue: '0' },
   { flags: '--input <name>', description: 'graph input to analyse when the model has several' },

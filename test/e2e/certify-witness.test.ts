@@ -1,0 +1,51 @@
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { ModelRunner } from '../../src/linalg/runner.js';
+import { norm2 } from '../../src/linalg/random.js';
+import { FIXTURES, hasShared, SHARED } from '../helpers/dense.js';
+
+const BIN = fileURLToPath(new URL('../../bin/lipcheck.js', import.meta.url));
+const json = (...args: string[]) => {
+  const r = spawnSync(process.execPath, [BIN, ...args, '--json', '--device', 'cpu'], { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  return JSON.parse(r.stdout);
+};
+
+test('--certify strict: every operator bound is certified; --certify off: no deterministic certificate is used', () => {
+  const strict = json(FIXTURES + 'demo.onnx', '--certify', 'strict');
+  assert.equal(strict.global.upper.kind, 'certified');
+  for (const l of strict.layers) if (l.upper) assert.equal(l.upper.kind, 'certified', l.id);
+  assert.equal(strict.global.failureProbability, 0);
+  const off = json(FIXTURES + 'demo.onnx', '--certify', 'off');
+  for (const l of off.layers.filter((x: { kind: string }) => x.kind === 'operator')) assert.equal(l.upper.kind, 'probabilistic', l.id);
+  assert.equal(off.global.upper.kind, 'probabilistic');
+  assert.ok(off.global.failureProbability > 0);
+  // the minimum of promises is a promise: auto is never looser than either
+  const auto = json(FIXTURES + 'demo.onnx');
+  assert.ok(auto.global.upper.value <= Math.min(strict.global.upper.value, off.global.upper.value) * (1 + 1e-3));
+});
+
+const witnessModels = [FIXTURES + 'demo.onnx', FIXTURES + 'mlp_tanh.onnx', ...(hasShared ? [SHARED + 'oval21_wide_kw.onnx', SHARED + 'rpd_gcas.onnx'] : [])];
+for (const model of witnessModels) {
+  for (const norm of ['2', 'inf']) {
+    test(`--witness (${norm}): re-running the saved pair through the model gives the reported lower bound, below the upper (${model.split('/').pop()})`, async () => {
+      const file = join(mkdtempSync(join(tmpdir(), 'lipcheck-')), 'w.json');
+      const report = json(model, '--norm', norm, '--witness', file);
+      const w = JSON.parse(readFileSync(file, 'utf8'));
+      assert.equal(w.model, report.model.sha256);
+      const runner = await ModelRunner.create(readFileSync(model), { device: 'cpu' }, 'witness check');
+      const f = async (x: number[]) => (await runner.run({ [w.input]: { dtype: 'float32', dims: w.shape, data: Float32Array.from(x) } }, [report.output.name])).get(report.output.name)!.data as Float32Array;
+      const [fx, fxp] = [await f(w.x), await f(w.xPrime)];
+      await runner.release();
+      const nrm = (v: Float64Array) => (norm === 'inf' ? Math.max(...Array.from(v, Math.abs)) : norm2(v));
+      const ratio = nrm(Float64Array.from(fx, (v, i) => fxp[i] - v)) / nrm(Float64Array.from(w.x as number[], (v, i) => Math.fround(w.xPrime[i]) - Math.fround(v)));
+      assert.ok(Math.abs(ratio - report.global.lower.value) <= 1e-9 * ratio, `recomputed ${ratio} vs reported ${report.global.lower.value}`);
+      assert.ok(report.global.lower.value <= report.global.upper.value);
+    });
+  }
+}

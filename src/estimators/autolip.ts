@@ -85,8 +85,10 @@ export function composeAutoLip(ir: IrGraph, blocks: readonly Block[], norms: Rea
         break;
       }
       case 'lipschitz': {
+        // several inputs (Max/Min of branches): the constant applies to the stacked inputs, ‖(Δu, Δv)‖
         const c = norm === 'inf' ? n.linf : n.l2;
-        lips.set(n.output, { ...merge(ins), up: c * ins[0].up, est: c * ins[0].est });
+        const stack = (xs: number[]) => (norm === 'inf' ? Math.max(...xs) : Math.sqrt(xs.reduce((a, x) => a + x * x, 0)));
+        lips.set(n.output, { ...merge(ins), up: c * stack(ins.map((l) => l.up)), est: c * stack(ins.map((l) => l.est)) });
         layers.push({ ...base, kind: 'nonlinear', estimate: c, upper: { value: c, kind: 'certified', method: n.fn }, note: n.note });
         break;
       }

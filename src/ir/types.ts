@@ -44,7 +44,7 @@ export interface IrNodeBase {
 export interface LinearNode extends IrNodeBase { readonly kind: 'linear'; readonly prim: LinearPrim }
 /** An elementwise function whose derivative lies in [slope[0], slope[1]]. */
 export interface ActivationNode extends IrNodeBase { readonly kind: 'activation'; readonly fn: string; readonly slope: readonly [number, number] }
-/** A nonlinear node with known Lipschitz constants in ℓ2 and ℓ∞ (max-pool, softmax). */
+/** A nonlinear node with known Lipschitz constants in ℓ2 and ℓ∞ (max-pool, softmax); with several inputs, w.r.t. the stacked inputs. */
 export interface LipschitzNode extends IrNodeBase { readonly kind: 'lipschitz'; readonly fn: string; readonly l2: number; readonly linf: number; readonly note: string }
 /** A node with no global Lipschitz constant (products of input-dependent tensors, Exp, ...). */
 export interface UnboundedNode extends IrNodeBase { readonly kind: 'unbounded'; readonly reason: string; readonly derived: boolean }

@@ -2,12 +2,12 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { LipcheckError } from './errors.js';
 import { composeAutoLip } from './estimators/autolip.js';
+import { jacobianLowerBound } from './estimators/lower-bound.js';
 import type { NormKind } from './estimators/kinds.js';
 import { measureRegion, type OperatorNorm } from './estimators/operator-norm.js';
 import { buildIr } from './ir/build.js';
 import { mergeLinear } from './ir/merge.js';
 import { providerFor, type Device } from './linalg/runtime.js';
-import { witnessLowerBound } from './linalg/witness.js';
 import { decodeModel, readModelBytes } from './onnx/read-model.js';
 import { encodeForRuntime } from './onnx/writer.js';
 import { SCHEMA_VERSION, type LipschitzReport, type LowerBound } from './report/report.js';
@@ -28,7 +28,7 @@ export interface AnalyzeOptions {
   readonly inputName?: string;
   readonly outputName?: string;
   readonly inputShape?: readonly number[];
-  /** Witness pairs run through the original model for the lower bound (0 disables it). */
+  /** Random witness pairs when the Jacobian ascent cannot run (unbounded graphs); 0 disables the lower bound. */
   readonly lowerPairs?: number;
   readonly lowerBudgetMs?: number;
   /** Per-operator time budget for deterministic certificates. */
@@ -48,7 +48,7 @@ export interface WitnessPair {
 }
 
 /** Defaults shared by the library and the CLI. */
-export const DEFAULTS = { norm: '2' as NormKind, seed: 0, delta: 1e-6, tol: 0.05, iterations: 200, certify: 'auto' as const, device: 'auto' as Device, lowerPairs: 64, lowerBudgetMs: 5000, certifyBudgetMs: 2000 };
+export const DEFAULTS = { norm: '2' as NormKind, seed: 0, delta: 1e-6, tol: 0.05, iterations: 200, certify: 'auto' as const, device: 'auto' as Device, lowerPairs: 64, lowerBudgetMs: 2000, certifyBudgetMs: 2000 };
 
 const VERSION: string = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')).version;
 
@@ -79,9 +79,13 @@ export async function analyze(model: string | { bytes: Uint8Array; name: string 
   let lower: LowerBound | null = null;
   if (o.lowerPairs > 0 && result.status !== 'discontinuous') {
     const hints = regions.length && regions[0].input === built.ir.input ? [norms.get(regions[0].id)!.direction].filter((d): d is Float64Array => d !== null) : [];
-    const w = await witnessLowerBound(encodeForRuntime(onnx, []), built.inputName, built.outputName, built.inputShape, runtime, { seed: o.seed, pairs: o.lowerPairs, inf: o.norm === 'inf', hints, budgetMs: o.lowerBudgetMs });
-    lower = { value: w.ratio, kind: 'lower', method: 'witness-pairs', pairs: w.pairs };
-    o.onWitness?.({ input: built.inputName, shape: built.inputShape, x: w.x, xPrime: w.xPrime, ratio: w.ratio });
+    const lb = await jacobianLowerBound({
+      model: onnx, ir: built.ir, blocks, inputName: built.inputName, outputName: built.outputName, inputShape: built.inputShape,
+      runtime, seed: o.seed, norm: o.norm, budgetMs: o.lowerBudgetMs, pairs: o.lowerPairs, hints,
+    });
+    lower = { value: lb.value, kind: 'lower', method: lb.method, evaluations: lb.evaluations };
+    o.onWitness?.({ input: built.inputName, shape: built.inputShape, x: lb.x, xPrime: lb.xPrime, ratio: lb.value });
+    const w = { ratio: lb.value };
     if (result.upper && w.ratio > result.upper.value * (1 + 1e-4)) {
       throw new LipcheckError('INTERNAL', `A witnessed pair gives ‖f(x)−f(x')‖/‖x−x'‖ = ${w.ratio} above the reported upper bound ${result.upper.value} (${result.upper.kind}, ${result.upper.method}). The upper bound is wrong: please report this with the model.`);
     }

@@ -1,7 +1,7 @@
 import { emitAdjoint, emitForward } from '../ir/emit.js';
-import type { Block } from '../ir/merge.js';
+import type { Block, LinearRegion } from '../ir/merge.js';
 import { isFloatType, sizeOf, toFloat64, type DType, type Tensor } from '../ir/tensor.js';
-import type { IrGraph, IrNode, LinearNode, Shape } from '../ir/types.js';
+import type { ActivationNode, IrGraph, IrNode, LinearNode, Shape } from '../ir/types.js';
 import { lanczosTop } from '../linalg/lanczos.js';
 import { createOrtOperator, type LinearOperator } from '../linalg/operator.js';
 import { norm2, Random, scaleInPlace } from '../linalg/random.js';
@@ -64,7 +64,7 @@ type ConcatPart = { readonly dynamic: number } | { readonly zeros: Shape };
 /** One step of the Jacobian's evaluation order. */
 type Step =
   | { readonly kind: 'operator'; readonly input: string; readonly output: string; readonly op: LinearOperator }
-  | { readonly kind: 'diag'; readonly node: IrNode & { kind: 'activation' } }
+  | { readonly kind: 'diag'; readonly node: ActivationNode; readonly kinks: readonly number[]; readonly clip: readonly [number, number] }
   | { readonly kind: 'maxpool'; readonly node: IrNode; readonly windows: PoolWindows }
   | { readonly kind: 'softmax'; readonly node: IrNode; readonly outer: number; readonly len: number; readonly inner: number }
   | { readonly kind: 'sum'; readonly node: IrNode; readonly signs: readonly number[] }
@@ -87,12 +87,10 @@ interface LocalState {
   readonly softmax: Map<string, Float64Array>;
   /** Each activation's input and output values, to re-derive the slopes with soft gates. */
   readonly raw: Map<string, { u: Float64Array; a: Float64Array }>;
-  /** Soft-gate width relative to each layer's RMS pre-activation, or null for the true (hard) Jacobian. */
-  readonly tauRel: number | null;
 }
 
-/** An activation's derivative at u; `u` is kept where the derivative jumps at 0 (ReLU-like), for the safe step. */
-interface Slopes { readonly d: Float64Array; readonly d2: Float64Array; readonly kinkAt0: Float64Array | null }
+/** An activation's derivative at its input u (kept for the safe step), and the derivative's smoothed derivative. */
+interface Slopes { readonly d: Float64Array; readonly d2: Float64Array; readonly u: Float64Array }
 
 const SUPPORTED_ACTIVATIONS = new Set(['Relu', 'LeakyRelu', 'PRelu', 'Sigmoid', 'Tanh', 'Softplus', 'Softsign', 'Elu', 'Clip']);
 
@@ -184,24 +182,38 @@ function poolWindows(node: IrNode, onnxNode: OnnxNode): PoolWindows | string {
   return { taps, index };
 }
 
+/** A scalar constant input of a node (initializer or Constant node), or null. */
+function scalarConstant(model: OnnxModel, name: string | undefined): number | null {
+  if (!name) return null;
+  const t = model.initializers.get(name) ?? model.nodes.find((m) => m.opType === 'Constant' && m.outputs[0] === name)?.attributes.tensor('value');
+  return t && sizeOf(t.dims) === 1 ? toFloat64(t)[0] : null;
+}
+
+/** Where an activation's derivative jumps (0 for ReLU-like ones, Clip's scalar bounds), and Clip's bounds (±∞ when absent or not scalars). */
+function kinksOf(n: ActivationNode, onnxNode: OnnxNode | undefined, model: OnnxModel, opset: number): { kinks: number[]; clip: [number, number] } {
+  if (n.fn === 'Relu' || n.fn === 'LeakyRelu' || n.fn === 'PRelu') return { kinks: [0], clip: [-Infinity, Infinity] };
+  if (n.fn !== 'Clip' || !onnxNode) return { kinks: [], clip: [-Infinity, Infinity] };
+  const raw = opset < 11
+    ? [onnxNode.attributes.float('min', -Infinity), onnxNode.attributes.float('max', Infinity)]
+    : [scalarConstant(model, onnxNode.inputs[1]) ?? -Infinity, scalarConstant(model, onnxNode.inputs[2]) ?? Infinity];
+  // ±3.4e38 (float32's extremes) are the defaults some exporters write for "no bound"
+  const clip: [number, number] = [raw[0] > -3e38 ? raw[0] : -Infinity, raw[1] < 3e38 ? raw[1] : Infinity];
+  return { kinks: clip.filter((b) => Number.isFinite(b)), clip };
+}
+
 /** The evaluation order of J(x), or the reason the IR cannot be differentiated here. */
 async function planSteps(args: LowerBoundArgs, operators: LinearOperator[]): Promise<Step[] | string> {
   const { model, blocks } = args;
   const opset = model.opsets.get('') ?? 1;
-  const steps: Step[] = [];
+  // regions become onnxruntime sessions only once the whole graph is known to be differentiable
+  const steps: (Step | LinearRegion)[] = [];
   for (const b of blocks) {
-    if (b.kind === 'operator') {
-      const r = b.region;
-      const op = await createOrtOperator({ forward: encodeGraph(emitForward(r)), adjoint: encodeGraph(emitAdjoint(r)), inDims: r.inShape, outDims: r.outShape, name: r.id }, args.runtime);
-      operators.push(op);
-      steps.push({ kind: 'operator', input: r.input, output: r.output, op });
-      continue;
-    }
+    if (b.kind === 'operator') { steps.push(b.region); continue; }
     const n = b.node;
     switch (n.kind) {
       case 'activation':
         if (!SUPPORTED_ACTIVATIONS.has(n.fn)) return `activation ${n.fn} (node '${n.name}') has no derivative here`;
-        steps.push({ kind: 'diag', node: n });
+        steps.push({ kind: 'diag', node: n, ...kinksOf(n, onnxNodeOf(model, n), model, opset) });
         break;
       case 'lipschitz': {
         const onnxNode = onnxNodeOf(model, n);
@@ -234,7 +246,14 @@ async function planSteps(args: LowerBoundArgs, operators: LinearOperator[]): Pro
         return `node '${n.name}' (${n.opType}) ${n.reason}`;
     }
   }
-  return steps;
+  const out: Step[] = [];
+  for (const st of steps) {
+    if ('kind' in st) { out.push(st); continue; }
+    const op = await createOrtOperator({ forward: encodeGraph(emitForward(st)), adjoint: encodeGraph(emitAdjoint(st)), inDims: st.inShape, outDims: st.outShape, name: st.id }, args.runtime);
+    operators.push(op);
+    out.push({ kind: 'operator', input: st.input, output: st.output, op });
+  }
+  return out;
 }
 
 /** Flat index maps from the output of a broadcasting op to one of its inputs. */
@@ -363,8 +382,12 @@ function concatMove(n: IrNode, axis: number, parts: readonly ConcatPart[], part:
   }
 }
 
-/** f'(u) and a smoothed d/du f'(u) of an activation, from its input u and output a as computed by onnxruntime. */
-function slopes(fn: string, u: Float64Array, a: Float64Array, range: readonly [number, number], tauRel: number | null): Slopes {
+/**
+ * f'(u) and d/du f'(u) of an activation, from its input u and output a as computed by onnxruntime. With `tauRel`, the
+ * gates of piecewise-linear activations become sigmoids of width τ = tauRel·RMS(u) (the soft Jacobian of the walk);
+ * without, f' is exact and d/du f' is a Gaussian bump at each kink, so the polish still sees nearby switches.
+ */
+function slopes(fn: string, u: Float64Array, a: Float64Array, range: readonly [number, number], clip: readonly [number, number], tauRel: number | null): Slopes {
   const n = u.length;
   const d = new Float64Array(n), d2 = new Float64Array(n);
   let ss = 0;
@@ -392,11 +415,24 @@ function slopes(fn: string, u: Float64Array, a: Float64Array, range: readonly [n
       case 'Softsign': { const q = 1 + Math.abs(v); d[i] = 1 / (q * q); d2[i] = (-2 * Math.sign(v)) / (q * q * q); break; }
       // Elu: α(eᵘ−1) below 0, whose slope αeᵘ = a·eᵘ/(eᵘ−1)
       case 'Elu': d[i] = v >= 0 ? 1 : (y * Math.exp(v)) / Math.expm1(v); d2[i] = v >= 0 ? 0 : d[i]; break;
-      // inside [min, max] Clip returns its input unchanged; outside it returns a bound
-      case 'Clip': d[i] = y === Math.fround(v) ? 1 : 0; break;
+      // inside [min, max] Clip returns its input unchanged, outside it a bound; soft: σ((u−min)/τ) − σ((u−max)/τ)
+      case 'Clip': {
+        const [lo, hi] = clip;
+        if (tauRel === null) {
+          d[i] = y === Math.fround(v) ? 1 : 0;
+          if (Number.isFinite(lo)) d2[i] += bumpScale * Math.exp(-((v - lo) ** 2) / (2 * tau * tau));
+          if (Number.isFinite(hi)) d2[i] -= bumpScale * Math.exp(-((v - hi) ** 2) / (2 * tau * tau));
+        } else {
+          const gl = Number.isFinite(lo) ? 1 / (1 + Math.exp(-(v - lo) / tau)) : 1;
+          const gh = Number.isFinite(hi) ? 1 / (1 + Math.exp(-(v - hi) / tau)) : 0;
+          d[i] = gl - gh;
+          d2[i] = (gl * (1 - gl) - gh * (1 - gh)) / tau;
+        }
+        break;
+      }
     }
   }
-  return { d, d2, kinkAt0: tauRel === null && (fn === 'Relu' || fn === 'LeakyRelu' || fn === 'PRelu') ? u : null };
+  return { d, d2, u };
 }
 
 function maxAbs(v: ArrayLike<number>): number {
@@ -460,13 +496,15 @@ export function planSearch(blocks: readonly Block[], sizes: { input: number; out
 }
 
 /**
- * A witnessed lower bound on the Lipschitz constant (ALGORITHMS.md §3). Through the IR, it computes ‖J_f(x)‖ — σ_max by
- * Lanczos on JᵀJ for ℓ2, the largest ℓ1 row norm for ℓ∞ — with linear regions applied by onnxruntime and activations
- * as the diagonal of their derivative at x (values from the original model), maximises it over a few random starts
- * and an ascent along ∇_x(uᵀJ(x)v) for the top singular pair (kinks smoothed), and CONFIRMS the best points by pairs
- * (x, x + h·v) run through the original model: the value reported is the best pair's ratio, never the IR's norm.
- * Models the IR cannot differentiate (unbounded or discontinuous nodes, unknown activations) fall back to random
- * pairs ({@link witnessLowerBound}). Deterministic for a seed when the plan finishes within `budgetMs`.
+ * A witnessed lower bound on the Lipschitz constant (ALGORITHMS.md §3), in ℓ2 or ℓ∞. Through the IR it computes
+ * ‖J_f(x)‖ — σ_max by Lanczos on JᵀJ (ℓ2), the largest ℓ1 row norm (ℓ∞) — with linear regions applied by their
+ * onnxruntime operators and activations, max-pools and softmaxes as their exact derivatives at x (values read off the
+ * original model). It maximises that over x: random starts, then an ascent along ∇_x(uᵀJ(x)v) for the top singular
+ * pair (ℓ∞: the top row and its signs) with ReLU-like gates softened and annealed. The best points are CONFIRMED by
+ * pairs run through the original model — along the longest segment on which no activation pattern changes — and the
+ * value reported is the best pair's ratio ‖f(x′)−f(x)‖/‖x′−x‖ from the float32 inputs fed, never the IR's norm.
+ * Graphs the IR cannot differentiate (unbounded or discontinuous nodes) fall back to random pairs
+ * ({@link witnessLowerBound}). Deterministic for a seed unless `truncated` (the budget stopped the plan).
  */
 export async function jacobianLowerBound(args: LowerBoundArgs): Promise<LowerBoundResult> {
   const t0 = performance.now();
@@ -520,6 +558,8 @@ class Search {
   private truncated = false;
   private best: Candidate;
   private readonly pools = new Map<string, PoolWindows>();
+  private readonly poolInput = new Map<string, string>();
+  private readonly diags = new Map<string, Step & { kind: 'diag' }>();
   readonly plan: SearchPlan;
 
   constructor(
@@ -530,7 +570,10 @@ class Search {
     this.rng = new Random(args.seed ^ 0x4c4f5742);
     this.plan = planSearch(args.blocks, { input: this.n, output: sizeOf(args.ir.outputShape) }, args.norm, args.budgetMs, args.starts, args.ascentSteps);
     this.jac = new Jacobian(args.ir, steps);
-    for (const s of steps) if (s.kind === 'maxpool') this.pools.set(s.node.output, s.windows);
+    for (const s of steps) {
+      if (s.kind === 'maxpool') { this.pools.set(s.node.output, s.windows); this.poolInput.set(s.node.output, s.node.inputs[0]); }
+      if (s.kind === 'diag') this.diags.set(s.node.output, s);
+    }
     this.best = { value: 0, x: new Float32Array(this.n), xPrime: new Float32Array(this.n), irNorm: 0, irPoint: new Float32Array(this.n) };
   }
 
@@ -559,9 +602,8 @@ class Search {
       if (n.kind === 'activation') {
         const u = value(n.inputs[0]), a = value(n.output);
         raw.set(n.output, { u, a });
-        slope.set(n.output, slopes(n.fn, u, a, n.slope, null));
-      }
-      else if (n.kind === 'lipschitz' && n.fn === 'Softmax') softmax.set(n.output, value(n.output));
+        slope.set(n.output, slopes(n.fn, u, a, n.slope, this.diags.get(n.output)!.clip, null));
+      } else if (n.kind === 'lipschitz' && n.fn === 'Softmax') softmax.set(n.output, value(n.output));
       else if (n.kind === 'lipschitz') {
         const u = value(n.inputs[0]);
         const { taps, index } = this.pools.get(n.output)!;
@@ -574,18 +616,17 @@ class Search {
         argmax.set(n.output, { am, u });
       }
     }
-    return { x, fx: toFloat64(values.get(this.args.outputName)!), slope, argmax, softmax, raw, tauRel: null };
+    return { x, fx: toFloat64(values.get(this.args.outputName)!), slope, argmax, softmax, raw };
   }
 
-  /** The same point with ReLU-like gates replaced by σ(u/τ) (or back to hard gates for null). */
+  /** The same point with the gates of piecewise-linear activations replaced by sigmoids of width τ (hard for null). */
   private soften(s: LocalState, tauRel: number | null): LocalState {
     const slope = new Map<string, Slopes>();
-    for (const b of this.args.blocks) {
-      if (b.kind !== 'node' || b.node.kind !== 'activation') continue;
-      const { u, a } = s.raw.get(b.node.output)!;
-      slope.set(b.node.output, slopes(b.node.fn, u, a, b.node.slope, tauRel));
+    for (const { node, clip } of this.diags.values()) {
+      const { u, a } = s.raw.get(node.output)!;
+      slope.set(node.output, slopes(node.fn, u, a, node.slope, clip, tauRel));
     }
-    return { ...s, slope, tauRel };
+    return { ...s, slope };
   }
 
   /** ∇_x (wᵀ J(x) v) from the tangents of v and the cotangents of w (second derivatives of the activations only). */
@@ -612,8 +653,9 @@ class Search {
   }
 
   /**
-   * How far x can move along +dir and −dir before an activation pattern changes (a ReLU-like unit crosses 0 or a
-   * max-pool's winner changes): pre-activations are affine in the step until then, so the first crossing is exact.
+   * How far x can move along +dir and −dir before an activation pattern changes (a unit crosses a kink — 0 for
+   * ReLU-like ones, Clip's bounds — or a max-pool's winner changes): in a piecewise-linear network everything is affine
+   * in the step until then, so the first crossing is exact.
    */
   private async safeSteps(s: LocalState, dir: Float64Array): Promise<{ fwd: number; bwd: number }> {
     const tangents = new Map<string, Float64Array>();
@@ -624,16 +666,14 @@ class Search {
       if (rate > 0) fwd = Math.min(fwd, gap / rate);
       else if (rate < 0) bwd = Math.min(bwd, gap / -rate);
     };
-    for (const b of this.args.blocks) {
-      if (b.kind !== 'node') continue;
-      const n = b.node;
-      const t = tangents.get(n.inputs[0]);
-      if (!t) continue;
-      const u = n.kind === 'activation' ? s.slope.get(n.output)?.kinkAt0 : null;
-      if (u) for (let i = 0; i < u.length; i++) cross(Math.abs(u[i]), u[i] > 0 ? -t[i] : t[i]);
-      const pool = this.pools.get(n.output);
-      const mp = s.argmax.get(n.output);
-      if (pool && mp) {
+    for (const { node, kinks } of this.diags.values()) {
+      const t = tangents.get(node.inputs[0]), u = s.slope.get(node.output)!.u;
+      if (t) for (const c of kinks) for (let i = 0; i < u.length; i++) cross(Math.abs(u[i] - c), u[i] > c ? -t[i] : t[i]);
+    }
+    for (const [output, pool] of this.pools) {
+      const mp = s.argmax.get(output)!;
+      const t = tangents.get(this.poolInput.get(output)!);
+      if (t) {
         for (let o = 0; o < mp.am.length; o++) {
           const a = mp.am[o];
           for (let k = 0; k < pool.taps; k++) { const j = pool.index[o * pool.taps + k]; if (j >= 0 && j !== a) cross(mp.u[a] - mp.u[j], t[j] - t[a]); }
@@ -680,7 +720,7 @@ class Search {
     return { value: b.value, method: 'jacobian-ascent', x: b.x, xPrime: b.xPrime, evaluations: this.evaluations, products: this.jac.products, irNorm: b.irNorm, irPoint: b.irPoint, truncated: this.truncated, plan: this.plan };
   }
 
-  /** σ_max(J(x)) by Lanczos on JᵀJ from `start`: the value, the right vector v and the tangents/cotangents of the last product. */
+  /** σ_max(J(x)) by Lanczos on JᵀJ from `start`: ‖Jv‖ for the Ritz vector v (what a pair along v can witness), and v. */
   private async topSingular(s: LocalState, start: Float64Array, steps: number): Promise<{ sigma: number; v: Float64Array }> {
     const jac = this.jac;
     const res = await lanczosTop({ n: this.n, apply: async (v) => jac.vjp(s, await jac.jvp(s, v)) }, {
@@ -689,7 +729,6 @@ class Search {
       stop: (theta, k, previous) => (k >= 3 && Math.abs(theta - previous) <= 1e-9 * theta) || this.overBudget(0.9),
     });
     const v = scaleInPlace(Float64Array.from(res.ritzVector), 1 / Math.max(norm2(res.ritzVector), 1e-300));
-    // the Ritz vector's own ‖Jv‖ is what a pair along v can witness
     const sigma = norm2(await jac.jvp(s, v));
     return { sigma, v };
   }

@@ -4,10 +4,10 @@ import type { Bound, NormKind } from '../estimators/kinds.js';
 /** The JSON schema version of LipschitzReport; bump on any breaking change (docs/json-schema.md). */
 export const SCHEMA_VERSION = 1;
 
-/** A witnessed lower bound: the ratio ‖f(x)−f(x')‖/‖x−x'‖ of one pair run through the original model. */
+/** A witnessed lower bound: the ratio ‖f(x)−f(x')‖/‖x−x'‖ of one pair run through the original model; `evaluations` counts model runs. */
 export interface LowerBound extends Bound {
   readonly kind: 'lower';
-  readonly pairs: number;
+  readonly evaluations: number;
 }
 
 /** Everything one analysis found; reporters turn it into text. */

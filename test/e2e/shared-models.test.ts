@@ -18,7 +18,7 @@ test('shared models: expected outcome, and no witness pair beats the upper bound
   const files = readdirSync(SHARED).filter((f) => f.endsWith('.onnx')).sort();
   assert.deepEqual(files, Object.keys(EXPECTED).sort(), 'the shared model set changed: update EXPECTED');
   for (const f of files) {
-    const r = await analyze(SHARED + f, { device: 'cpu', lowerPairs: 16 }).catch((e) => e as Error);
+    const r = await analyze(SHARED + f, { device: 'cpu', lowerPairs: 16, lowerBudgetMs: 500 }).catch((e) => e as Error);
     if (r instanceof Error) {
       assert.equal(EXPECTED[f], 'error', `${f}: ${r.message}`);
       continue;

@@ -7,7 +7,7 @@ import { createOrtOperator, type LinearOperator } from '../linalg/operator.js';
 import { norm2, Random, scaleInPlace } from '../linalg/random.js';
 import { ModelRunner } from '../linalg/runner.js';
 import type { RuntimeOptions } from '../linalg/runtime.js';
-import { witnessLowerBound } from '../linalg/witness.js';
+import { pairRatio, witnessLowerBound } from '../linalg/witness.js';
 import { DATA_TYPES } from '../onnx/proto.js';
 import type { OnnxModel, OnnxNode } from '../onnx/read-model.js';
 import { encodeForRuntime, encodeGraph } from '../onnx/writer.js';
@@ -704,13 +704,7 @@ class Search {
     };
     for (const [ta, tb] of segments) {
       const [a, b] = [await at(ta), await at(tb)];
-      const dx = new Float64Array(this.n);
-      for (let i = 0; i < this.n; i++) dx[i] = b.x[i] - a.x[i];
-      const den = normOf(dx, inf);
-      if (den === 0) continue;
-      const dy = new Float64Array(a.f.length);
-      for (let i = 0; i < dy.length; i++) dy[i] = b.f[i] - a.f[i];
-      const ratio = normOf(dy, inf) / den;
+      const ratio = pairRatio(a.f, b.f, a.x, b.x, inf);
       if (Number.isFinite(ratio) && ratio > this.best.value) this.best = { value: ratio, x: a.x, xPrime: b.x, irNorm, irPoint: s.x };
     }
   }

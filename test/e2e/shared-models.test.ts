@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import { analyze } from '../../src/index.js';
 import { ModelRunner, randomTensor } from '../../src/linalg/runner.js';
 import { norm2 } from '../../src/linalg/random.js';
-import { hasShared, SHARED } from '../helpers/dense.js';
+import { FIXTURES, hasShared, SHARED } from '../helpers/dense.js';
 
 /** What a user must see for each non-light shared model (issue: every accepted model checked against a witness). */
 const EXPECTED: Record<string, 'bounded' | 'unbounded' | 'discontinuous' | 'error'> = {
@@ -14,37 +14,52 @@ const EXPECTED: Record<string, 'bounded' | 'unbounded' | 'discontinuous' | 'erro
   'lsnc_quadrotor2d.onnx': 'unbounded', 'marabou_cnn_max_mnist3.onnx': 'bounded', 'marabou_fc_sigmoids.onnx': 'bounded', 'marabou_tiny_taxinet.onnx': 'bounded',
 };
 
+/** Analyses one model, checks its outcome, and for bounded ones checks random pairs through the original model. */
+async function check(path: string, expected: string, t: { diagnostic(s: string): void }): Promise<void> {
+  const name = path.split('/').pop()!;
+  const r = await analyze(path, { device: 'cpu', lowerPairs: 16, lowerBudgetMs: 500 }).catch((e) => e as Error);
+  if (r instanceof Error) {
+    assert.equal(expected, 'error', `${name}: ${r.message}`);
+    return;
+  }
+  assert.equal(r.global.status, expected, `${name}: ${r.global.reasons.map((x) => x.node).join(', ')}`);
+  if (r.global.status !== 'bounded') {
+    assert.ok(r.global.reasons.length > 0 && r.global.reasons.every((x) => x.node && x.opType), `${name}: reasons name nodes`);
+    return;
+  }
+  const upper = r.global.upper!;
+  assert.ok(upper.kind === 'certified' || upper.kind === 'probabilistic', `${name}: ${upper.kind}`);
+  assert.ok(r.global.lower!.value <= upper.value, `${name}: lower ${r.global.lower!.value} > upper ${upper.value}`);
+  // independent check: random pairs through the ORIGINAL model in onnxruntime
+  const runner = await ModelRunner.create(readFileSync(path), { device: 'cpu' }, name);
+  let worst = 0;
+  for (let s = 0; s < 8; s++) {
+    const x = randomTensor(r.input.shape, 100 + s);
+    const d = randomTensor(r.input.shape, 200 + s);
+    const xp = { ...x, data: Float32Array.from(x.data as Float32Array, (v, i) => v + 1e-2 * (d.data as Float32Array)[i]) };
+    const fx = (await runner.run({ [r.input.name]: x }, [r.output.name])).get(r.output.name)!;
+    const fxp = (await runner.run({ [r.input.name]: xp }, [r.output.name])).get(r.output.name)!;
+    const dy = Float64Array.from(fx.data as Float32Array, (v, i) => (fxp.data as Float32Array)[i] - v);
+    const dx = Float64Array.from(x.data as Float32Array, (v, i) => (xp.data as Float32Array)[i] - v);
+    worst = Math.max(worst, norm2(dy) / norm2(dx));
+  }
+  await runner.release();
+  assert.ok(worst <= upper.value, `${name}: witness ${worst} > bound ${upper.value}`);
+  t.diagnostic(`${name}: upper ${upper.value.toPrecision(4)} (${upper.kind}), lower ${r.global.lower!.value.toPrecision(4)}, random-pair witness ${worst.toPrecision(4)}, ${Math.round(r.timings.totalMs)} ms`);
+}
+
+const FIXTURE_OUTCOMES: Record<string, string> = {
+  'demo.onnx': 'bounded', 'gemm_sv.onnx': 'bounded', 'conv.onnx': 'bounded', 'conv_bn.onnx': 'bounded', 'residual.onnx': 'bounded', 'tiny_relu.onnx': 'bounded',
+  'mlp_relu.onnx': 'bounded', 'mlp_leakyrelu.onnx': 'bounded', 'mlp_sigmoid.onnx': 'bounded', 'mlp_tanh.onnx': 'bounded', 'mlp_softplus.onnx': 'bounded', 'mlp_elu.onnx': 'bounded', 'mlp_clip.onnx': 'bounded',
+  'product.onnx': 'unbounded', 'argmax.onnx': 'discontinuous',
+};
+
+test('fixtures: expected outcome, and no random pair through the model beats the upper bound', async (t) => {
+  for (const [f, expected] of Object.entries(FIXTURE_OUTCOMES)) await check(FIXTURES + f, expected, t);
+});
+
 test('shared models: expected outcome, and no witness pair beats the upper bound', { skip: hasShared ? false : 'skipped: ../shared/models is absent (a user clone); the fixtures carry the core suite' }, async (t) => {
   const files = readdirSync(SHARED).filter((f) => f.endsWith('.onnx')).sort();
   assert.deepEqual(files, Object.keys(EXPECTED).sort(), 'the shared model set changed: update EXPECTED');
-  for (const f of files) {
-    const r = await analyze(SHARED + f, { device: 'cpu', lowerPairs: 16, lowerBudgetMs: 500 }).catch((e) => e as Error);
-    if (r instanceof Error) {
-      assert.equal(EXPECTED[f], 'error', `${f}: ${r.message}`);
-      continue;
-    }
-    assert.equal(r.global.status, EXPECTED[f], `${f}: ${r.global.reasons.map((x) => x.node).join(', ')}`);
-    if (r.global.status !== 'bounded') {
-      assert.ok(r.global.reasons.length > 0 && r.global.reasons.every((x) => x.node && x.opType), `${f}: reasons name nodes`);
-      continue;
-    }
-    const upper = r.global.upper!;
-    assert.ok(upper.kind === 'certified' || upper.kind === 'probabilistic', `${f}: ${upper.kind}`);
-    assert.ok(r.global.lower!.value <= upper.value, `${f}: lower ${r.global.lower!.value} > upper ${upper.value}`);
-    // independent check: random pairs through the ORIGINAL model in onnxruntime
-    const runner = await ModelRunner.create(readFileSync(SHARED + f), { device: 'cpu' }, f);
-    let worst = 0;
-    for (let s = 0; s < 8; s++) {
-      const x = randomTensor(r.input.shape, 100 + s);
-      const d = randomTensor(r.input.shape, 200 + s);
-      const xp = { ...x, data: Float32Array.from(x.data as Float32Array, (v, i) => v + 1e-2 * (d.data as Float32Array)[i]) };
-      const [fx, fxp] = [(await runner.run({ [r.input.name]: x }, [r.output.name])).get(r.output.name)!, (await runner.run({ [r.input.name]: xp }, [r.output.name])).get(r.output.name)!];
-      const dy = Float64Array.from(fx.data as Float32Array, (v, i) => (fxp.data as Float32Array)[i] - v);
-      const dx = Float64Array.from(x.data as Float32Array, (v, i) => (xp.data as Float32Array)[i] - v);
-      worst = Math.max(worst, norm2(dy) / norm2(dx));
-    }
-    await runner.release();
-    assert.ok(worst <= upper.value, `${f}: witness ${worst} > bound ${upper.value}`);
-    t.diagnostic(`${f}: upper ${upper.value.toPrecision(4)} (${upper.kind}), lower ${r.global.lower!.value.toPrecision(4)}, random-pair witness ${worst.toPrecision(4)}, ${Math.round(r.timings.totalMs)} ms`);
-  }
+  for (const f of files) await check(SHARED + f, EXPECTED[f], t);
 });

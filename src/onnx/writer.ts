@@ -32,6 +32,8 @@ export interface GraphSpec {
   readonly initializers?: ReadonlyMap<string, Tensor> | readonly [string, Tensor][];
   readonly name?: string;
   readonly irVersion?: number;
+  /** Initializers stored as ONNX external data: name → { location, offset } (the caller writes the data file). */
+  readonly external?: ReadonlyMap<string, { location: string; offset: number; length?: number }>;
 }
 
 function tensorBytes(t: Tensor): Uint8Array {
@@ -79,7 +81,16 @@ export function encodeGraph(spec: GraphSpec): Uint8Array {
       output: [...n.outputs],
       attribute: Object.entries(n.attrs ?? {}).map(([k, v]) => attributeProto(k, v)),
     })),
-    initializer: inits.map(([name, t]) => tensorProto(name, t)),
+    initializer: inits.map(([name, t]) => {
+      const ext = spec.external?.get(name);
+      if (!ext) return tensorProto(name, t);
+      const p = tensorProto(name, t);
+      const length = ext.length ?? p.rawData.length;
+      p.rawData = new Uint8Array(0);
+      p.dataLocation = 1;
+      p.externalData = [['location', ext.location], ['offset', String(ext.offset)], ['length', String(length)]].map(([key, value]) => onnx.StringStringEntryProto.create({ key, value }));
+      return p;
+    }),
     input: spec.inputs.map(valueInfoProto),
     output: spec.outputs.map(valueInfoProto),
   });

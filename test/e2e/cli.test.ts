@@ -55,6 +55,8 @@ const errors: [string, string[], number, RegExp][] = [
   ['a directory', ['.'], 2, /is a directory/],
   ['unsupported ops, all listed', ['broken_unsupported.onnx'], 3, /Hardmax node 'hardmax_1'[\s\S]*LpNormalization node 'lpnorm_2'/],
   ['NaN weights', ['broken_nan.onnx'], 3, /NaN/],
+  ['missing external data', ['broken_external_missing.onnx'], 2, /External data file 'missing.bin' for initializer 'w' is missing/],
+  ['short external data', ['broken_external_short.onnx'], 2, /too short: it has 20 bytes but the model reads 48/],
   ['symbolic dimension', ['symbolic_dims.onnx'], 2, /--input-shape/],
   ['contradicting shape', ['gemm_sv.onnx', '--input-shape', '1,5'], 2, /contradicts/],
   ['bad option value', ['gemm_sv.onnx', '--delta', '2'], 2, /--delta/],

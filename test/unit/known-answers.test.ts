@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { analyze } from '../../src/index.js';
 import { convMatrix, FIXTURES, sigmaMax, weight } from '../helpers/dense.js';
@@ -23,6 +24,14 @@ test('Gemm with prescribed singular values: bound = 3, certified', async () => {
   bracket(r, truth, 1 + 1e-6);
   assert.equal(r.global.upper!.kind, 'certified');
   assert.ok(r.global.lower!.value > 0.99 * truth, 'a single linear layer is witnessed almost exactly');
+});
+
+test('weights in an external data file are read: bound = σ_max(W)', async () => {
+  const w = new Float32Array(readFileSync(FIXTURES + 'external.bin').buffer.slice(0));
+  const truth = sigmaMax(w, 3, 4);
+  const r = await analyze(FIXTURES + 'external.onnx', opts);
+  bracket(r, truth, 1 + 1e-9);
+  assert.equal(r.global.upper!.kind, 'certified');
 });
 
 test('Conv: bound ≥ σ_max of the zero-padded conv matrix built in float64', async () => {

@@ -27,7 +27,8 @@ test('Gemm with prescribed singular values: bound = 3, certified', async () => {
 });
 
 test('weights in an external data file are read: bound = σ_max(W)', async () => {
-  const w = new Float32Array(readFileSync(FIXTURES + 'external.bin').buffer.slice(0));
+  const buf = readFileSync(FIXTURES + 'external.bin');
+  const w = new Float32Array(buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.length));
   const truth = sigmaMax(w, 3, 4);
   const r = await analyze(FIXTURES + 'external.onnx', opts);
   bracket(r, truth, 1 + 1e-9);

@@ -9,20 +9,11 @@ import { mergeLinear } from '../../../src/ir/merge.js';
 import type { Tensor } from '../../../src/ir/tensor.js';
 import { decodeModel } from '../../../src/onnx/read-model.js';
 import { encodeGraph, type NodeSpec } from '../../../src/onnx/writer.js';
+import { mulberry32 } from '../../helpers/random.js';
 
 const runtime = { device: 'cpu' as const };
 const OVAL21 = fileURLToPath(new URL('../../../../shared/models/oval21_wide_kw.onnx', import.meta.url));
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** A float32 tensor of uniform values in [−scale, scale), rounded to float32 so the test's float64 algebra sees the model's exact weights. */
 function uniform(rand: () => number, dims: number[], scale = 1): Tensor & { data: Float32Array } {

@@ -5,17 +5,8 @@ import { isLipcheckError } from '../../../src/errors.js';
 import { type ConvSpec, convInfNorm, convSpectralNormBound, hermitianLambdaMaxBound } from '../../../src/linalg/conv-spectrum.js';
 import { BudgetExceededError, LANCZOS_SEED } from '../../../src/linalg/dense.js';
 import { Random } from '../../../src/linalg/random.js';
+import { mulberry32 } from '../../helpers/random.js';
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 interface Case {
   cin: number;

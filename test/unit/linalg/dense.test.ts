@@ -11,17 +11,8 @@ import {
   LANCZOS_SEED,
 } from '../../../src/linalg/dense.js';
 import { Random } from '../../../src/linalg/random.js';
+import { mulberry32 } from '../../helpers/random.js';
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** A random n×n orthogonal matrix (row-major) as a product of `count` Householder reflections I − 2vvᵀ/‖v‖². */
 function householderOrthogonal(n: number, rand: () => number, count = n): Float64Array {

@@ -115,17 +115,19 @@ export async function measureRegion(region: LinearRegion, settings: NormSettings
     }
   }
 
-  if (settings.certify !== 'off') {
+  if (noWeights) candidates.push({ value: cheap.value, kind: 'certified', method: cheap.method });
+  else if (settings.certify !== 'off') {
     // certificates may cost about twice the estimate (strict: the whole per-operator budget)
     const spent = performance.now() - t0;
     const budget = settings.certify === 'strict' ? settings.budgetMs : Math.min(settings.budgetMs, Math.max(CERTIFY_FLOOR_MS, 2 * spent));
-    const composed = noWeights ? cheap : regionBound(region, settings.norm, budget);
+    const composed = regionBound(region, settings.norm, budget);
     candidates.push({ value: composed.value, kind: 'certified', method: composed.method });
     const dense = await denseRegionBound(region, composed, { ...settings, budgetMs: budget });
     if (dense) candidates.push(dense);
   }
 
-  const allowed = candidates.filter((c) => (settings.certify === 'strict' ? c.kind === 'certified' : settings.certify === 'off' ? c.kind === 'probabilistic' : true));
+  // 'off' skips the costly certificates, but an exact value that came for free (isometries, scalars) still counts
+  const allowed = candidates.filter((c) => settings.certify !== 'strict' || c.kind === 'certified');
   if (allowed.length === 0) {
     if (settings.certify === 'strict') throw new LipcheckError('CERTIFY', `--certify strict: no certified bound for operator ${region.id} (${region.nodes.map((n) => `'${n.name}'`).join(', ')}).`);
     throw new LipcheckError('RUNTIME', `No upper bound for operator ${region.id} (${region.nodes.map((n) => `'${n.name}'`).join(', ')}): Lanczos did not reach a usable certificate in ${iterations} steps. Raise --iterations.`);

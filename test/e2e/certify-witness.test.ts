@@ -53,3 +53,9 @@ for (const model of witnessModels) {
     });
   }
 }
+
+test('--certify off keeps the free exact values of weight-free operators (a scalar Mul in attention)', { skip: hasShared ? false : 'skipped: ../shared/models is absent' }, () => {
+  const r = json(SHARED + 'vit_ibp_3_3_8.onnx', '--certify', 'off', '--lower-budget', '100');
+  const scalar = r.layers.find((l: { opTypes: string[]; kind: string }) => l.kind === 'operator' && l.opTypes.join() === 'Mul');
+  assert.deepEqual(scalar.upper, { value: 0.25, kind: 'certified', method: 'exact' });
+});

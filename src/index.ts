@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { LipcheckError } from './errors.js';
-import { composeAutoLip } from './estimators/autolip.js';
+import { composeAutoLip, type SegmentUse } from './estimators/autolip.js';
+import { cpSegmentBound, findSegments } from './estimators/cp.js';
 import { jacobianLowerBound } from './estimators/lower-bound.js';
 import type { NormKind } from './estimators/kinds.js';
 import { measureRegion, type OperatorNorm } from './estimators/operator-norm.js';
@@ -18,6 +19,10 @@ export type { LipschitzReport } from './report/report.js';
 /** Analysis options; every field has a default. */
 export interface AnalyzeOptions {
   readonly norm?: NormKind;
+  /** autolip: products of norms only; cp: Combettes–Pesquet on every sequential segment; best: the smaller per segment. */
+  readonly method?: 'autolip' | 'cp' | 'best';
+  /** Longest partial product CP measures directly (0: no limit). */
+  readonly cpWindow?: number;
   readonly seed?: number;
   readonly delta?: number;
   readonly tol?: number;
@@ -48,7 +53,7 @@ export interface WitnessPair {
 }
 
 /** Defaults shared by the library and the CLI. */
-export const DEFAULTS = { norm: '2' as NormKind, seed: 0, delta: 1e-6, tol: 0.05, iterations: 200, certify: 'auto' as const, device: 'auto' as Device, lowerPairs: 64, lowerBudgetMs: 2000, certifyBudgetMs: 2000 };
+export const DEFAULTS = { method: 'best' as 'autolip' | 'cp' | 'best', cpWindow: 0, norm: '2' as NormKind, seed: 0, delta: 1e-6, tol: 0.05, iterations: 200, certify: 'auto' as const, device: 'auto' as Device, lowerPairs: 64, lowerBudgetMs: 2000, certifyBudgetMs: 2000 };
 
 const VERSION: string = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')).version;
 
@@ -72,9 +77,20 @@ export async function analyze(model: string | { bytes: Uint8Array; name: string 
     norms.set(r.id, await measureRegion(r, settings, i));
   }
   o.onProgress?.(regions.length, regions.length, 'done');
+  const uses: SegmentUse[] = [];
+  if (o.method !== 'autolip') {
+    for (const segment of findSegments(built.ir, blocks)) {
+      o.onProgress?.(regions.length, regions.length, segment.id);
+      uses.push({ segment, cp: await cpSegmentBound(segment, settings, { window: o.cpWindow || undefined, known: norms }) });
+    }
+  }
   const tNorms = performance.now();
-  const result = composeAutoLip(built.ir, blocks, norms, o.norm);
-  const probabilistic = [...norms.values()].filter((m) => m.upper.kind === 'probabilistic').length;
+  const autolip = composeAutoLip(built.ir, blocks, norms, o.norm);
+  const cp = uses.length ? composeAutoLip(built.ir, blocks, norms, o.norm, uses, 'cp') : autolip;
+  const best = uses.length ? composeAutoLip(built.ir, blocks, norms, o.norm, uses, 'best') : autolip;
+  const result = o.method === 'autolip' ? autolip : o.method === 'cp' ? cp : best;
+  const probabilistic = [...norms.values()].filter((m) => m.upper.kind === 'probabilistic').length + (o.method === 'autolip' ? 0 : uses.reduce((a, u) => a + u.cp.probabilistic, 0));
+  const methods = [{ method: 'autolip', upper: autolip.upper, estimate: autolip.estimate }, ...(uses.length ? [{ method: 'autolip+cp', upper: cp.upper, estimate: cp.estimate }] : [])];
 
   let lower: LowerBound | null = null;
   if (o.lowerPairs > 0 && result.status !== 'discontinuous') {
@@ -101,11 +117,12 @@ export async function analyze(model: string | { bytes: Uint8Array; name: string 
     input: { name: built.inputName, shape: built.inputShape },
     output: { name: built.outputName, shape: built.outputShape },
     norm: o.norm,
-    settings: { method: 'autolip', seed: o.seed, delta: o.delta, tol: o.tol, iterations: o.iterations, certify: o.certify, device: o.device, provider: provider?.provider ?? 'cpu' },
+    settings: { method: o.method, cpWindow: o.cpWindow, seed: o.seed, delta: o.delta, tol: o.tol, iterations: o.iterations, certify: o.certify, device: o.device, provider: provider?.provider ?? 'cpu' },
     global: {
       status: result.status,
       upper: result.upper,
-      estimate: result.estimate,
+      estimate: autolip.estimate,
+      methods,
       lower,
       ratio: result.upper && lower && lower.value > 0 ? result.upper.value / lower.value : null,
       failureProbability: Math.min(1, probabilistic * o.delta),

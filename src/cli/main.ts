@@ -78,6 +78,8 @@ export async function main(argv: readonly string[]): Promise<number> {
     const progress = createProgress(Boolean(process.stderr.isTTY) && !opts.json);
     const report = await analyze(program.args[0] ?? DEMO, {
       norm: opts.norm,
+      method: opts.method,
+      cpWindow: number('--cp-window', opts.cpWindow, (x) => Number.isInteger(x) && x >= 0, 'a non-negative integer'),
       certify: opts.certify,
       delta: number('--delta', opts.delta, (x) => x > 0 && x < 1, 'in (0, 1)'),
       tol: number('--tol', opts.tol, (x) => x > 0 && x < 1, 'in (0, 1)'),

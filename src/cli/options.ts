@@ -10,6 +10,8 @@ export interface OptionRecord {
 export const OPTIONS: readonly OptionRecord[] = [
   { flags: '--json', description: 'print the report as JSON (schemaVersion 1, see docs/json-schema.md)' },
   { flags: '--max <L>', description: 'exit 1 when the upper bound exceeds L, or the model is unbounded or discontinuous' },
+  { flags: '--method <m>', description: 'autolip: product of operator norms; cp: Combettes–Pesquet (LipLT) on sequential segments; best: the smaller per segment (SeqLip: not yet)', defaultValue: 'best', choices: ['autolip', 'cp', 'best'] },
+  { flags: '--cp-window <w>', description: 'longest partial product CP measures directly; longer ones are bounded by products (0: no limit)', defaultValue: '0' },
   { flags: '--norm <p>', description: 'norm on input and output', defaultValue: '2', choices: ['2', 'inf'] },
   { flags: '--certify <mode>', description: 'strict: only certified bounds (exit 4 if impossible); auto: tightest certified or probabilistic; off: probabilistic only', defaultValue: 'auto', choices: ['strict', 'auto', 'off'] },
   { flags: '--certify-budget <ms>', description: 'time budget per operator for a deterministic certificate (FFT, SVD); past it: Schur bound or probabilistic', defaultValue: '2000' },

@@ -3,11 +3,18 @@ import { sizeOf } from '../ir/tensor.js';
 import type { IrGraph, Shape } from '../ir/types.js';
 import { weakestKind, type Bound, type BoundKind, type NormKind } from './kinds.js';
 import type { OperatorNorm } from './operator-norm.js';
+import { segmentAutoLip, segmentFactor, type CpResult, type Segment } from './cp.js';
+
+/** A sequential segment with its Combettes–Pesquet result, to be used instead of the product of its parts. */
+export interface SegmentUse {
+  readonly segment: Segment;
+  readonly cp: CpResult;
+}
 
 /** One row of the per-layer table. */
 export interface LayerResult {
   readonly id: string;
-  readonly kind: 'operator' | 'activation' | 'nonlinear' | 'merge' | 'unbounded' | 'discontinuous';
+  readonly kind: 'operator' | 'activation' | 'nonlinear' | 'merge' | 'segment' | 'unbounded' | 'discontinuous';
   /** The ONNX node names this row covers. */
   readonly nodes: readonly string[];
   readonly opTypes: readonly string[];
@@ -61,17 +68,37 @@ function merge(parts: Lip[]): Pick<Lip, 'kinds' | 'status' | 'reasons'> {
  * the blocks — linear operators multiply by their norm, activations by their largest |slope|, sums add, concatenations
  * combine in quadrature (ℓ2) or by max (ℓ∞). The upper bound's kind is the weakest kind of its parts.
  */
-export function composeAutoLip(ir: IrGraph, blocks: readonly Block[], norms: ReadonlyMap<string, OperatorNorm>, norm: NormKind): AutoLipResult {
+export function composeAutoLip(ir: IrGraph, blocks: readonly Block[], norms: ReadonlyMap<string, OperatorNorm>, norm: NormKind, segments: readonly SegmentUse[] = [], mode: 'cp' | 'best' = 'best'): AutoLipResult {
+  const covered = new Map<number, SegmentUse>();
+  for (const u of segments) for (const k of u.segment.blocks) covered.set(k, u);
+  let usedCp = false;
   const lips = new Map<string, Lip>([[ir.input, { up: 1, est: 1, kinds: new Set(), status: 'bounded', reasons: [] }]]);
   const get = (v: string): Lip => lips.get(v) ?? { up: 0, est: 0, kinds: new Set(), status: 'bounded', reasons: [] };
   const layers: LayerResult[] = [];
-  for (const b of blocks) {
+  const closeSegment = (use: SegmentUse) => {
+    // a segment's inner values have no other consumers: its factor applies at its last block
+    const seg = use.segment;
+    const al = segmentAutoLip(seg, norms);
+    const f = mode === 'cp' ? { upper: use.cp.upper, estimate: use.cp.estimate ?? use.cp.upper.value, chosen: 'cp' as const } : segmentFactor(al, use.cp);
+    if (f.chosen === 'cp') usedCp = true;
+    const inL = get(seg.input);
+    lips.set(seg.output, { ...merge([inL]), up: f.upper.value * inL.up, est: f.estimate * inL.est, kinds: new Set([...inL.kinds, f.upper.kind]) });
+    layers.push({
+      id: seg.id, kind: 'segment', nodes: unique(seg.regions.flatMap((r) => r.nodes.map((n) => n.name))), opTypes: [`${seg.regions.length} operators`],
+      inShape: seg.regions[0].inShape, outShape: seg.regions[seg.regions.length - 1].outShape, estimate: f.estimate, upper: f.upper,
+      candidates: [al.upper, use.cp.upper], iterations: 0, ms: use.cp.ms,
+      note: `${seg.regions.map((r) => r.id).join('·')}: AutoLip ${al.upper.value.toPrecision(4)}, CP ${use.cp.upper.value.toPrecision(4)} (${use.cp.norms} products) → ${f.chosen}`,
+    });
+  };
+  for (const [k, b] of blocks.entries()) {
+    const use = covered.get(k);
     if (b.kind === 'operator') {
       const r = b.region;
       const m = norms.get(r.id)!;
       const inL = get(r.input);
-      lips.set(r.output, { ...merge([inL]), up: m.upper.value * inL.up, est: (m.estimate ?? m.upper.value) * inL.est, kinds: new Set([...inL.kinds, m.upper.kind]) });
+      if (!use) lips.set(r.output, { ...merge([inL]), up: m.upper.value * inL.up, est: (m.estimate ?? m.upper.value) * inL.est, kinds: new Set([...inL.kinds, m.upper.kind]) });
       layers.push({ id: r.id, kind: 'operator', nodes: unique(r.nodes.map((n) => n.name)), opTypes: unique(r.nodes.map((n) => n.opType)), inShape: r.inShape, outShape: r.outShape, estimate: m.estimate, upper: m.upper, candidates: m.candidates, iterations: m.iterations, ms: m.ms, note: '' });
+      if (use && k === use.segment.blocks[use.segment.blocks.length - 1]) closeSegment(use);
       continue;
     }
     const n = b.node;
@@ -80,7 +107,7 @@ export function composeAutoLip(ir: IrGraph, blocks: readonly Block[], norms: Rea
     switch (n.kind) {
       case 'activation': {
         const c = Math.max(Math.abs(n.slope[0]), Math.abs(n.slope[1]));
-        lips.set(n.output, { ...merge(ins), up: c * ins[0].up, est: c * ins[0].est });
+        if (!use) lips.set(n.output, { ...merge(ins), up: c * ins[0].up, est: c * ins[0].est });
         layers.push({ ...base, kind: 'activation', estimate: c, upper: { value: c, kind: 'certified', method: 'slope' }, note: `slope in [${fmt(n.slope[0])}, ${fmt(n.slope[1])}]` });
         break;
       }
@@ -123,7 +150,7 @@ export function composeAutoLip(ir: IrGraph, blocks: readonly Block[], norms: Rea
   // one relative rounding step per multiplication or addition above, bounded generously by the block count
   const slack = 1 + 4 * (blocks.length + 1) * EPS;
   const kind = out.kinds.size ? weakestKind(out.kinds) : 'certified';
-  return { status: 'bounded', upper: { value: out.up * slack, kind, method: 'autolip' }, estimate: out.est, reasons: [], layers };
+  return { status: 'bounded', upper: { value: out.up * slack, kind, method: usedCp ? 'autolip+cp' : 'autolip' }, estimate: out.est, reasons: [], layers };
 }
 
 function unique(xs: string[]): string[] {

@@ -97,7 +97,10 @@ export function encodeGraph(spec: GraphSpec): Uint8Array {
   const model = onnx.ModelProto.create({
     irVersion: spec.irVersion ?? 8,
     producerName: 'lipcheck',
-    opsetImport: [onnx.OperatorSetIdProto.create({ domain: '', version: spec.opset })],
+    opsetImport: [
+      onnx.OperatorSetIdProto.create({ domain: '', version: spec.opset }),
+      ...[...new Set(spec.nodes.map((n) => n.domain ?? '').filter((d) => d !== ''))].map((domain) => onnx.OperatorSetIdProto.create({ domain, version: 1 })),
+    ],
     graph,
   });
   return onnx.ModelProto.encode(model).finish();

@@ -19,14 +19,18 @@ export interface LipschitzReport {
   readonly output: { readonly name: string; readonly shape: readonly number[] };
   readonly norm: NormKind;
   readonly settings: {
-    readonly method: 'autolip';
+    readonly method: 'autolip' | 'cp' | 'best';
+    readonly cpWindow: number;
     readonly seed: number; readonly delta: number; readonly tol: number; readonly iterations: number;
     readonly certify: 'strict' | 'auto' | 'off'; readonly device: string; readonly provider: string;
   };
   readonly global: {
     readonly status: 'bounded' | 'unbounded' | 'discontinuous';
     readonly upper: Bound | null;
+    /** The 2018 paper's AutoLip number: the composition with per-operator estimates, no guarantee. */
     readonly estimate: number | null;
+    /** Every method's global value: AutoLip, and AutoLip with Combettes–Pesquet segments where there are any. */
+    readonly methods: readonly { readonly method: string; readonly upper: Bound | null; readonly estimate: number | null }[];
     readonly lower: LowerBound | null;
     readonly ratio: number | null;
     /** Union bound over the probabilistic operator bounds: the report fails with probability at most this. */

@@ -17,7 +17,8 @@ test('no argument: analyses the bundled demo model and prints the table', () => 
   assert.equal(r.code, 0, r.err);
   assert.match(r.out, /fixtures\/demo\.onnx/);
   for (const node of ['conv1', 'bn1', 'relu1', 'pool1', 'conv2', 'gemm_h', 'gemm_logits']) assert.match(r.out, new RegExp(node));
-  assert.match(r.out, /Global Lipschitz bound \(ℓ2\): [0-9.e+]+ {2}\[(certified|probabilistic), autolip\]/);
+  assert.match(r.out, /Global Lipschitz bound \(ℓ2\): [0-9.e+]+ {2}\[(certified|probabilistic), autolip(\+cp)?\]/);
+  assert.match(r.out, /by method: autolip [0-9.e+]+ \((certified|probabilistic)\) · autolip\+cp/);
   assert.match(r.out, /witnessed lower bound/);
   assert.doesNotMatch(r.out, /\x1b\[/, 'no colour codes when NO_COLOR is set');
 });
@@ -53,7 +54,7 @@ const errors: [string, string[], number, RegExp][] = [
   ['empty file', ['broken_empty.onnx'], 2, /is empty/],
   ['missing file', ['does_not_exist.onnx'], 2, /does not exist/],
   ['a directory', ['.'], 2, /is a directory/],
-  ['unsupported ops, all listed', ['broken_unsupported.onnx'], 3, /Hardmax node 'hardmax_1'[\s\S]*LpNormalization node 'lpnorm_2'/],
+  ['unsupported ops, all listed', ['broken_unsupported.onnx'], 3, /Mystery \(domain com.example\) node 'mystery_1'[\s\S]*Det node 'det_2'/],
   ['NaN weights', ['broken_nan.onnx'], 3, /NaN/],
   ['missing external data', ['broken_external_missing.onnx'], 2, /External data file 'missing.bin' for initializer 'w' is missing/],
   ['short external data', ['broken_external_short.onnx'], 2, /too short: it has 20 bytes but the model reads 48/],

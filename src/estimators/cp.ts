@@ -1,0 +1,345 @@
+import { LipcheckError } from '../errors.js';
+import { emitAdjoint, emitForward } from '../ir/emit.js';
+import type { Block, LinearRegion } from '../ir/merge.js';
+import { sizeOf } from '../ir/tensor.js';
+import type { ActivationNode, IrGraph, IrNode, LinearNode, Shape } from '../ir/types.js';
+import { denseInfNorm, roundUp } from '../linalg/dense.js';
+import { lanczosTop } from '../linalg/lanczos.js';
+import { createOrtOperator, denseMatrixOf } from '../linalg/operator.js';
+import { kwFactor } from '../linalg/probabilistic.js';
+import { Random } from '../linalg/random.js';
+import { encodeGraph } from '../onnx/writer.js';
+import { weakestKind, type Bound, type BoundKind } from './kinds.js';
+import { measureRegion, roundingMargin, type NormSettings, type OperatorNorm } from './operator-norm.js';
+import { regionBound } from './region-bounds.js';
+
+/**
+ * A sequential segment W_m ∘ σ_{m−1} ∘ W_{m−1} ∘ ⋯ ∘ σ_1 ∘ W_1 of merged linear operators and elementwise
+ * activations in which every intermediate value has exactly one consumer (ALGORITHMS.md §4–5).
+ */
+export interface Segment {
+  readonly id: string;
+  /** Position among the segments of one block list, for reproducible seeds. */
+  readonly ordinal: number;
+  /** The value the segment reads (regions[0].input) and the one it produces (the last region's output). */
+  readonly input: string;
+  readonly output: string;
+  readonly regions: readonly LinearRegion[];
+  /** activations[k] sits between regions[k] and regions[k + 1]. */
+  readonly activations: readonly ActivationNode[];
+  /** Indices into the block list of every block the segment covers (its regions and activations), ascending. */
+  readonly blocks: readonly number[];
+}
+
+const sameShape = (a: Shape, b: Shape) => a.length === b.length && a.every((d, i) => d === b[i]);
+
+/**
+ * The maximal sequential segments of a block list with at least two operators: chains operator → activation →
+ * operator → … where each region's output is read only by the next activation and each activation's output only by
+ * the next region (as its input). Values that are the graph's output end a chain.
+ */
+export function findSegments(ir: IrGraph, blocks: readonly Block[]): Segment[] {
+  const consumers = new Map<string, IrNode[]>();
+  const blockOf = new Map<IrNode, number>();
+  blocks.forEach((b, k) => {
+    for (const n of b.kind === 'operator' ? b.region.nodes : [b.node]) {
+      blockOf.set(n, k);
+      for (const i of new Set(n.inputs)) consumers.set(i, [...(consumers.get(i) ?? []), n]);
+    }
+  });
+
+  const next = new Map<number, { activation: number; region: number }>();
+  blocks.forEach((b, k) => {
+    if (b.kind !== 'operator' || b.region.output === ir.output) return;
+    const r = b.region;
+    const cs = consumers.get(r.output) ?? [];
+    if (cs.length !== 1 || cs[0].kind !== 'activation') return;
+    const a = cs[0];
+    if (a.inputs.length !== 1 || a.output === ir.output || !sameShape(a.outShape, r.outShape)) return;
+    const readers = consumers.get(a.output) ?? [];
+    const target = readers.length ? blockOf.get(readers[0])! : -1;
+    const t = blocks[target];
+    if (!t || t.kind !== 'operator' || readers.some((c) => blockOf.get(c) !== target)) return;
+    if (t.region.input !== a.output || !sameShape(t.region.inShape, a.outShape)) return;
+    next.set(k, { activation: blockOf.get(a)!, region: target });
+  });
+
+  const targets = new Set([...next.values()].map((v) => v.region));
+  const segments: Segment[] = [];
+  for (const start of next.keys()) {
+    if (targets.has(start)) continue;
+    const regions: LinearRegion[] = [];
+    const activations: ActivationNode[] = [];
+    const covered: number[] = [];
+    for (let k: number | undefined = start; k !== undefined;) {
+      regions.push((blocks[k] as Extract<Block, { kind: 'operator' }>).region);
+      covered.push(k);
+      const step: { activation: number; region: number } | undefined = next.get(k);
+      if (step) {
+        activations.push((blocks[step.activation] as Extract<Block, { kind: 'node' }>).node as ActivationNode);
+        covered.push(step.activation);
+      }
+      k = step?.region;
+    }
+    segments.push({ id: `seg${segments.length + 1}`, ordinal: segments.length, input: regions[0].input, output: regions[regions.length - 1].output, regions, activations, blocks: covered.sort((a, b) => a - b) });
+  }
+  return segments.sort((a, b) => a.blocks[0] - b.blocks[0]).map((s, i) => ({ ...s, id: `seg${i + 1}`, ordinal: i }));
+}
+
+/**
+ * The linear operator W_j ⋯ W_i of consecutive regions of a segment, without the activations between them: one
+ * LinearRegion whose nodes are the regions' nodes in order, each region after the first reading the previous
+ * region's output where it read the activation's.
+ */
+export function composeRegions(segment: Segment, first: number, last: number): LinearRegion {
+  const rs = segment.regions;
+  if (first === last) return rs[first];
+  const nodes: LinearNode[] = [...rs[first].nodes];
+  for (let k = first + 1; k <= last; k++) {
+    const from = segment.activations[k - 1].output, to = rs[k - 1].output;
+    for (const n of rs[k].nodes) nodes.push(n.inputs.includes(from) ? { ...n, inputs: n.inputs.map((i) => (i === from ? to : i)) } : n);
+  }
+  return { id: `${rs[first].id}-${rs[last].id}`, input: rs[first].input, inShape: rs[first].inShape, output: rs[last].output, outShape: rs[last].outShape, nodes };
+}
+
+/** Largest region whose dense matrix is formed for an exact ℓ∞ norm (same limits as the ℓ2 dense certificate). */
+const DENSE_LIMIT = { cols: 4096, entries: 4e6 };
+
+/**
+ * ℓ∞: measureRegion composes row sums (a product of norms for a merged product); for a small conv-free product (no
+ * float64 Conv kernel in onnxruntime) this adds the exact max row sum of its float64 matrix, certified with the
+ * margin ‖Â − A‖∞ ≤ g₆₄·‖|A_k|⋯|A_1|‖∞ (doubled).
+ */
+async function denseInfBound(region: LinearRegion, settings: NormSettings): Promise<Bound | null> {
+  if (region.nodes.some((n) => n.prim.op === 'conv' || n.prim.op === 'convTranspose')) return null;
+  const cols = sizeOf(region.inShape), rows = sizeOf(region.outShape);
+  const composed = regionBound(region, 'inf', settings.budgetMs);
+  if (composed.method === 'exact' || composed.method === 'row-sum' || cols > DENSE_LIMIT.cols || rows * cols > DENSE_LIMIT.entries) return null;
+  const a = await denseMatrixOf(encodeGraph(emitForward(region, 'float64')), region.inShape, region.outShape, settings.runtime, region.id);
+  const g64 = composed.gammaSum * 2 ** -29;
+  return { value: roundUp(denseInfNorm(a, rows, cols) + 2 * g64 * composed.value, 2), kind: 'certified', method: 'row-sum(dense region)' };
+}
+
+/**
+ * The float32 rounding margin of one AᵀA application for a product A = W_j⋯W_i of regions, to first order like
+ * roundingMargin but carried through the chain: region k adds an error ≤ g_k·‖|W_k|‖·‖x_{k−1}‖ (its γ-sum and
+ * |·|-norm bound, as for a single region), the exact rest of the chain carries it with norm ≤ ‖W_j⋯W_{k+1}‖, and
+ * ‖x_{k−1}‖ ≤ ‖W_{k−1}⋯W_i‖·‖v‖. So A·v is off by η‖v‖ with η = Σ_k ‖W_j⋯W_{k+1}‖·g_k·‖|W_k|‖·‖W_{k−1}⋯W_i‖ (the
+ * adjoint chain likewise), and AᵀA·v by (2‖A‖η + η²)‖v‖. The composition's 2gP² + (gP)², with P = Π‖|W_k|‖, grows
+ * with every factor's |W_k| and swamps the Ritz value of long products of convolutions.
+ */
+export function chainMargin(pieces: readonly { gammaSum: number; absNorm: number }[], norm: (first: number, last: number) => number, total: number): number {
+  let eta = 0;
+  const m = pieces.length;
+  for (let k = 0; k < m; k++) eta += (k + 1 < m ? norm(k + 1, m - 1) : 1) * pieces[k].gammaSum * pieces[k].absNorm * (k > 0 ? norm(0, k - 1) : 1);
+  return roundUp(2 * total * eta + eta * eta, 8);
+}
+
+/** Lanczos on AᵀA (or AAᵀ) of a region with the KW bound and a given rounding margin, as in measureRegion. */
+async function lanczosBound(region: LinearRegion, settings: NormSettings, index: number, margin: number): Promise<{ bound: Bound | null; estimate: number; iterations: number }> {
+  const op = await createOrtOperator({ forward: encodeGraph(emitForward(region)), adjoint: encodeGraph(emitAdjoint(region)), inDims: region.inShape, outDims: region.outShape, name: region.id }, settings.runtime);
+  try {
+    const wide = op.outSize < op.inSize;
+    const n = wide ? op.outSize : op.inSize;
+    const res = await lanczosTop(
+      { n, apply: wide ? async (v) => op.apply(await op.adjoint(v)) : async (v) => op.adjoint(await op.apply(v)) },
+      {
+        start: new Random(settings.seed + 7919 * index).unitVector(n),
+        maxSteps: settings.maxIterations,
+        stop: (theta, k, prev) => k >= 3 && Math.abs(theta - prev) <= 0.1 * settings.tol * theta && kwFactor(n, k, settings.delta) <= 1 + settings.tol,
+      },
+    );
+    const factor = res.invariant && res.steps >= n ? 1 : kwFactor(n, res.steps, settings.delta);
+    const bound: Bound | null = Number.isFinite(factor) ? { value: Math.sqrt(res.theta * factor * factor + margin), kind: 'probabilistic', method: `lanczos-kw-chain(k=${res.steps})` } : null;
+    return { bound, estimate: Math.sqrt(res.theta), iterations: res.steps };
+  } finally {
+    await op.dispose();
+  }
+}
+
+/**
+ * Measures the product of regions first..last: measureRegion's bounds, plus (ℓ∞) the exact row sum of a small
+ * product, or (ℓ2, when measureRegion's rounding margin kept its Lanczos bound far above its estimate) a Lanczos
+ * bound with the chain margin. `split` is an upper bound on the product's norm from shorter products.
+ */
+async function measureProduct(segment: Segment, first: number, last: number, settings: NormSettings, index: number, sub: (first: number, last: number) => number, split: number): Promise<{ norm: OperatorNorm; kwBounds: number }> {
+  const region = composeRegions(segment, first, last);
+  const m = await measureRegion(region, settings, index);
+  const kwBounds = m.candidates.filter((c) => c.kind === 'probabilistic').length;
+  if (first === last) return { norm: m, kwBounds };
+  const t0 = performance.now();
+  let extra: Bound | null = null;
+  let estimate = m.estimate, iterations = m.iterations;
+  if (settings.norm === 'inf') {
+    extra = await denseInfBound(region, settings);
+    if (extra) estimate = extra.value;
+  } else if (settings.certify !== 'strict' && m.estimate !== null && m.upper.value > m.estimate * (1 + 2 * settings.tol)) {
+    const pieces = segment.regions.slice(first, last + 1).map((r) => regionBound(r, '2', 0));
+    const whole = regionBound(region, '2', 0);
+    const margin = chainMargin(pieces, (a, b) => sub(first + a, first + b), Math.min(split, m.upper.value));
+    if (margin < 0.5 * roundingMargin(whole.gammaSum, whole.absNorm)) {
+      // an independent start: the decision to run depended on the first run's outcome
+      const l = await lanczosBound(region, settings, index + 500_000, margin);
+      extra = l.bound;
+      estimate = l.estimate;
+      iterations += l.iterations;
+    }
+  }
+  if (!extra) return { norm: m, kwBounds };
+  const candidates = [...m.candidates, extra];
+  const allowed = candidates.filter((c) => (settings.certify === 'off' && settings.norm === '2' ? c.kind === 'probabilistic' : true));
+  const tightest = allowed.reduce((a, b) => (b.value < a.value ? b : a));
+  const certified = allowed.find((c) => c.kind === 'certified' && c.value <= tightest.value * (1 + 1e-3));
+  return { norm: { ...m, upper: certified ?? tightest, estimate, candidates, iterations, ms: m.ms + performance.now() - t0 }, kwBounds: candidates.filter((c) => c.kind === 'probabilistic').length };
+}
+
+/** Options of the Combettes–Pesquet bound. */
+export interface CpOptions {
+  /** Longest product W_j⋯W_i measured as one operator (≥ 1); longer ones are bounded by products of measured ones. Default: no limit. */
+  readonly window?: number;
+  /** Norms of single regions already measured with the same settings (by region id, e.g. AutoLip's): reused, not measured again. */
+  readonly known?: ReadonlyMap<string, OperatorNorm>;
+}
+
+/** One partial product the bound used. */
+export interface PartialProduct {
+  readonly id: string;
+  /** Indices of its first and last region in the segment. */
+  readonly first: number;
+  readonly last: number;
+  readonly upper: Bound;
+  readonly estimate: number | null;
+  /** True when taken from `known` rather than measured by this call. */
+  readonly reused: boolean;
+}
+
+/** The CP bound of one segment. */
+export interface CpResult {
+  /** Upper bound on the segment's Lipschitz constant w.r.t. its input: certified, or probabilistic (see `probabilistic`). */
+  readonly upper: Bound;
+  /** The same recursion on the partial products' estimates: no guarantee. */
+  readonly estimate: number | null;
+  /** Partial products measured by this call (reused ones not counted). */
+  readonly norms: number;
+  /** The KW bounds behind a probabilistic `upper` (0 when it is certified): it fails with probability at most probabilistic·δ, plus whatever the `known` norms carry. */
+  readonly probabilistic: number;
+  readonly products: readonly PartialProduct[];
+  readonly ms: number;
+}
+
+interface Entry { cert: number; mixed: number; kind: BoundKind; est: number }
+
+/**
+ * The Combettes–Pesquet (LipLT) bound of a segment in the settings' norm (ALGORITHMS.md §5): with each activation
+ * σ_k = c_k·Id + r_k·R_k (c_k, r_k the midpoint and half-width of its slope range, R_k 1-Lipschitz elementwise),
+ * L(h_j) ≤ |c_1⋯c_{j−1}|·‖W_j⋯W_1‖ + Σ_i |c_{i+1}⋯c_{j−1}|·r_i·‖W_j⋯W_{i+1}‖·L(h_i), L(h_1) = ‖W_1‖. It bounds
+ * ‖W_m D_{m−1}⋯D_1 W_1‖ over every diagonal D_k with entries in the slope range, so it is never above the product of
+ * the same norms. Each partial product is a merged operator measured like any region (measureRegion); products
+ * longer than `window` and every product's measured bound are also compared with products of shorter ones. Certified
+ * when every norm used is; otherwise probabilistic, with a union bound over the norms measured.
+ */
+export async function cpSegmentBound(segment: Segment, settings: NormSettings, opts: CpOptions = {}): Promise<CpResult> {
+  const t0 = performance.now();
+  const m = segment.regions.length;
+  const window = opts.window ?? m;
+  if (!Number.isInteger(window) || window < 1) throw new LipcheckError('USAGE', `The CP window must be a positive integer (products of at most that many operators); got ${window}.`);
+  if (segment.activations.length !== m - 1) throw new LipcheckError('INTERNAL', `Segment ${segment.id} has ${m} operators but ${segment.activations.length} activations.`);
+
+  const certifiedAllowed = settings.certify !== 'off' || settings.norm === 'inf';
+  const products: PartialProduct[] = [];
+  const table: Entry[][] = Array.from({ length: m }, () => new Array<Entry>(m));
+  let measured = 0, probabilistic = 0;
+  for (let len = 1; len <= m; len++) {
+    for (let i = 0; i + len <= m; i++) {
+      const j = i + len - 1;
+      const e: Entry = { cert: Infinity, mixed: Infinity, kind: 'certified', est: Infinity };
+      for (let k = i; k < j; k++) {
+        const a = table[i][k], b = table[k + 1][j];
+        e.cert = Math.min(e.cert, a.cert * b.cert);
+        if (a.mixed * b.mixed < e.mixed) { e.mixed = a.mixed * b.mixed; e.kind = weakestKind([a.kind, b.kind]); }
+        e.est = Math.min(e.est, a.est * b.est);
+      }
+      if (len <= window) {
+        const known = len === 1 ? opts.known?.get(segment.regions[i].id) : undefined;
+        const got = known ? null : await measureProduct(segment, i, j, settings, 1_000_000 + segment.ordinal * 4096 + i * 64 + j, (a, b) => table[a][b].mixed, roundUp(e.mixed, 4 * m));
+        const n = known ?? got!.norm;
+        if (got) {
+          measured++;
+          // the chosen bound is the least of the KW bounds computed for this product: each may fail with probability δ
+          if (n.upper.kind === 'probabilistic') probabilistic += got.kwBounds;
+        }
+        products.push({ id: composeRegions(segment, i, j).id, first: i, last: j, upper: n.upper, estimate: n.estimate, reused: !!known });
+        const cert = certifiedAllowed ? Math.min(...n.candidates.filter((c) => c.kind === 'certified').map((c) => c.value), n.upper.kind === 'certified' ? n.upper.value : Infinity) : Infinity;
+        e.cert = Math.min(e.cert, cert);
+        const [value, kind] = n.upper.value <= cert ? [n.upper.value, n.upper.kind] : [cert, 'certified' as const];
+        if (value <= e.mixed) { e.mixed = value; e.kind = kind; }
+        e.est = len === 1 ? n.estimate ?? n.upper.value : Math.min(e.est, n.estimate ?? n.upper.value);
+      }
+      table[i][j] = e;
+    }
+  }
+
+  const c = segment.activations.map((a) => Math.abs((a.slope[0] + a.slope[1]) / 2));
+  const r = segment.activations.map((a) => (a.slope[1] - a.slope[0]) / 2);
+  const recursion = (p: (i: number, j: number) => number): number => {
+    const l: number[] = [p(0, 0)];
+    for (let j = 1; j < m; j++) {
+      let cs = 1;
+      for (let k = 0; k < j; k++) cs *= c[k];
+      let v = cs * p(0, j);
+      for (let i = 0; i < j; i++) {
+        let ci = 1;
+        for (let k = i + 1; k < j; k++) ci *= c[k];
+        if (r[i] > 0) v += ci * r[i] * p(i + 1, j) * l[i];
+      }
+      l.push(v);
+    }
+    return l[m - 1];
+  };
+  // every value above went through fewer than 2m + 4 roundings per recursion level, m levels deep
+  const up = (v: number) => roundUp(v, 8 * (m + 2) ** 2);
+  const certValue = up(recursion((i, j) => table[i][j].cert));
+  const mixedValue = up(recursion((i, j) => table[i][j].mixed));
+  const estimate = recursion((i, j) => table[i][j].est);
+  const mixedKind = weakestKind(table.flatMap((row) => row.filter(Boolean).map((e) => e.kind)));
+  const method = `combettes-pesquet(m=${m}${window < m ? `, window=${window}` : ''})`;
+  // like measureRegion: prefer the certified value unless the mixed one is more than 0.1% tighter
+  const upper: Bound = Number.isFinite(certValue) && certValue <= mixedValue * (1 + 1e-3)
+    ? { value: certValue, kind: 'certified', method }
+    : { value: mixedValue, kind: mixedKind, method };
+  return { upper, estimate: Number.isFinite(estimate) ? estimate : null, norms: measured, probabilistic: upper.kind === 'probabilistic' ? probabilistic : 0, products, ms: performance.now() - t0 };
+}
+
+/** AutoLip's factor for a segment: Π‖W_k‖·Π max|slope_k| from per-region norms (ALGORITHMS.md §1), with its estimate. */
+export function segmentAutoLip(segment: Segment, norms: ReadonlyMap<string, OperatorNorm>): { upper: Bound; estimate: number } {
+  let up = 1, est = 1;
+  const kinds: BoundKind[] = [];
+  for (const r of segment.regions) {
+    const n = norms.get(r.id);
+    if (!n) throw new LipcheckError('INTERNAL', `No norm was measured for operator ${r.id} of segment ${segment.id}.`);
+    up *= n.upper.value;
+    est *= n.estimate ?? n.upper.value;
+    kinds.push(n.upper.kind);
+  }
+  for (const a of segment.activations) {
+    const s = Math.max(Math.abs(a.slope[0]), Math.abs(a.slope[1]));
+    up *= s;
+    est *= s;
+  }
+  const k = segment.regions.length + segment.activations.length;
+  return { upper: { value: roundUp(up, k), kind: weakestKind(kinds), method: 'autolip' }, estimate: est };
+}
+
+/**
+ * The factor a segment contributes to a composition: the smaller of two upper bounds on its constant (the minimum of
+ * upper bounds is one), preferring a certified one unless the other is more than 0.1% tighter; the estimate is the
+ * smaller estimate.
+ */
+export function segmentFactor(autolip: { upper: Bound; estimate: number | null }, cp: { upper: Bound; estimate: number | null }): { upper: Bound; estimate: number; chosen: 'autolip' | 'cp' } {
+  const [a, b] = [autolip.upper, cp.upper];
+  const tighter = b.value < a.value ? 'cp' : 'autolip';
+  const t = tighter === 'cp' ? b : a, other = tighter === 'cp' ? a : b;
+  const chosen = t.kind !== 'certified' && other.kind === 'certified' && other.value <= t.value * (1 + 1e-3) ? (tighter === 'cp' ? 'autolip' : 'cp') : tighter;
+  const ests = [autolip.estimate, cp.estimate].filter((x): x is number => x !== null);
+  return { upper: chosen === 'cp' ? b : a, estimate: ests.length ? Math.min(...ests) : (chosen === 'cp' ? b : a).value, chosen };
+}

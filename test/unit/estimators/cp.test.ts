@@ -1,0 +1,356 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { chainMargin, composeRegions, cpSegmentBound, findSegments, segmentAutoLip, segmentFactor, type Segment } from '../../../src/estimators/cp.js';
+import { measureRegion, roundingMargin, type NormSettings, type OperatorNorm } from '../../../src/estimators/operator-norm.js';
+import { buildIr } from '../../../src/ir/build.js';
+import { emitAdjoint, emitForward } from '../../../src/ir/emit.js';
+import { mergeLinear, type Block } from '../../../src/ir/merge.js';
+import type { IrGraph } from '../../../src/ir/types.js';
+import { createOrtOperator, denseMatrixOf } from '../../../src/linalg/operator.js';
+import { dot, norm2, Random } from '../../../src/linalg/random.js';
+import { decodeModel } from '../../../src/onnx/read-model.js';
+import { encodeGraph, type NodeSpec } from '../../../src/onnx/writer.js';
+import { convMatrix, sigmaMax } from '../../helpers/dense.js';
+
+const runtime = { device: 'cpu' as const };
+const settings: NormSettings = { norm: '2', certify: 'auto', delta: 1e-6, tol: 0.05, maxIterations: 200, seed: 0, runtime, budgetMs: 2000 };
+
+/** A dense layer y = W·x + b, W row-major rows×cols, values already rounded to float32. */
+interface Dense { readonly w: Float64Array; readonly rows: number; readonly cols: number; readonly b: Float64Array }
+
+/** An elementwise activation: its ONNX node, its derivative, and its slope range. */
+interface Act { readonly op: string; readonly attrs?: Record<string, { f: number }>; readonly f: (h: number) => number; readonly df: (h: number) => number; readonly slope: readonly [number, number] }
+
+const sig = (h: number) => 1 / (1 + Math.exp(-h));
+const ACTS: Record<string, Act> = {
+  relu: { op: 'Relu', f: (h) => Math.max(h, 0), df: (h) => (h > 0 ? 1 : 0), slope: [0, 1] },
+  leaky01: { op: 'LeakyRelu', attrs: { alpha: { f: 0.1 } }, f: (h) => (h > 0 ? h : Math.fround(0.1) * h), df: (h) => (h > 0 ? 1 : Math.fround(0.1)), slope: [Math.fround(0.1), 1] },
+  leaky05: { op: 'LeakyRelu', attrs: { alpha: { f: 0.5 } }, f: (h) => (h > 0 ? h : 0.5 * h), df: (h) => (h > 0 ? 1 : 0.5), slope: [0.5, 1] },
+  tanh: { op: 'Tanh', f: Math.tanh, df: (h) => 1 - Math.tanh(h) ** 2, slope: [0, 1] },
+  sigmoid: { op: 'Sigmoid', f: sig, df: (h) => sig(h) * (1 - sig(h)), slope: [0, 0.25] },
+};
+
+const f32 = (xs: ArrayLike<number>) => Float64Array.from(xs, (x) => Math.fround(x));
+const tensor = (dims: number[], data: ArrayLike<number>) => ({ dtype: 'float32' as const, dims, data: Float32Array.from(data) });
+
+function randomDense(widths: readonly number[], rng: Random, gain = 1.3): Dense[] {
+  return widths.slice(1).map((rows, k) => {
+    const cols = widths[k];
+    return { w: f32(Array.from({ length: rows * cols }, () => (rng.normal() * gain) / Math.sqrt(cols))), rows, cols, b: f32(Array.from({ length: rows }, () => rng.normal() * 0.5)) };
+  });
+}
+
+/** Gemm → act → Gemm → … → Gemm as an ONNX model with input [1, n0]. */
+function mlpModel(layers: readonly Dense[], act: Act): Uint8Array {
+  const nodes: NodeSpec[] = [];
+  const inits: [string, ReturnType<typeof tensor>][] = [];
+  let x = 'x';
+  layers.forEach((l, k) => {
+    inits.push([`w${k}`, tensor([l.rows, l.cols], l.w)], [`b${k}`, tensor([l.rows], l.b)]);
+    nodes.push({ opType: 'Gemm', inputs: [x, `w${k}`, `b${k}`], outputs: [`h${k}`], attrs: { transB: { i: 1 } }, name: `gemm${k}` });
+    x = `h${k}`;
+    if (k + 1 < layers.length) {
+      nodes.push({ opType: act.op, inputs: [x], outputs: [`a${k}`], attrs: act.attrs ?? {}, name: `act${k}` });
+      x = `a${k}`;
+    }
+  });
+  return encodeGraph({ opset: 13, inputs: [{ name: 'x', dims: [1, layers[0].cols] }], outputs: [{ name: x }], nodes, initializers: inits });
+}
+
+async function pipeline(bytes: Uint8Array): Promise<{ ir: IrGraph; blocks: Block[]; segments: Segment[] }> {
+  const built = await buildIr(decodeModel(bytes, 'test.onnx'), { seed: 0, runtime });
+  const blocks = mergeLinear(built.ir);
+  return { ir: built.ir, blocks, segments: findSegments(built.ir, blocks) };
+}
+
+/** Each region's norm, as AutoLip measures it. */
+async function measureAll(blocks: readonly Block[], s: NormSettings = settings): Promise<Map<string, OperatorNorm>> {
+  const norms = new Map<string, OperatorNorm>();
+  let i = 0;
+  for (const b of blocks) if (b.kind === 'operator') norms.set(b.region.id, await measureRegion(b.region, s, i++));
+  return norms;
+}
+
+function matmul(a: Float64Array, ar: number, ac: number, b: Float64Array, bc: number): Float64Array {
+  const out = new Float64Array(ar * bc);
+  for (let i = 0; i < ar; i++) for (let k = 0; k < ac; k++) { const v = a[i * ac + k]; if (v !== 0) for (let j = 0; j < bc; j++) out[i * bc + j] += v * b[k * bc + j]; }
+  return out;
+}
+
+const infNorm = (m: Float64Array, rows: number, cols: number) => {
+  let best = 0;
+  for (let i = 0; i < rows; i++) { let s = 0; for (let j = 0; j < cols; j++) s += Math.abs(m[i * cols + j]); best = Math.max(best, s); }
+  return best;
+};
+const opNorm = (m: Float64Array, rows: number, cols: number, norm: '2' | 'inf') => (norm === '2' ? sigmaMax(m, rows, cols) : infNorm(m, rows, cols));
+
+/** W_m D_{m−1} ⋯ D_1 W_1 for diagonal D_k (one vector per activation), row-major. */
+function chain(layers: readonly Dense[], ds: readonly Float64Array[]): Float64Array {
+  let m: Float64Array = Float64Array.from(layers[0].w);
+  for (let k = 1; k < layers.length; k++) {
+    const prev = layers[k - 1], d = ds[k - 1];
+    for (let i = 0; i < prev.rows; i++) for (let j = 0; j < layers[0].cols; j++) m[i * layers[0].cols + j] *= d[i];
+    m = matmul(layers[k].w, layers[k].rows, layers[k].cols, m, layers[0].cols);
+  }
+  return m;
+}
+
+/** A witnessed lower bound: max over random inputs of ‖J(x)‖, J computed exactly in float64 from the derivatives at x. */
+function witness(layers: readonly Dense[], act: Act, norm: '2' | 'inf', rng: Random, samples = 300): number {
+  const last = layers[layers.length - 1];
+  let best = 0;
+  for (let s = 0; s < samples; s++) {
+    let x = Float64Array.from({ length: layers[0].cols }, () => rng.normal() * 2);
+    const ds: Float64Array[] = [];
+    for (let k = 0; k < layers.length - 1; k++) {
+      const l = layers[k];
+      const h = matmul(l.w, l.rows, l.cols, x, 1).map((v, i) => v + l.b[i]);
+      ds.push(h.map(act.df));
+      x = h.map(act.f);
+    }
+    best = Math.max(best, opNorm(chain(layers, ds), last.rows, layers[0].cols, norm));
+  }
+  return best;
+}
+
+/** max over D_k ∈ {a, b}^{n_k} of ‖W_m D ⋯ D W_1‖: the sup over the whole slope box (convex in each D_k), ≥ the true constant. */
+function bruteForce(layers: readonly Dense[], slope: readonly [number, number], norm: '2' | 'inf'): number {
+  const hidden = layers.slice(0, -1).map((l) => l.rows);
+  const bits = hidden.reduce((a, b) => a + b, 0);
+  assert.ok(bits <= 14, `brute force over 2^${bits} patterns is too slow for a unit test`);
+  let best = 0;
+  for (let mask = 0; mask < 2 ** bits; mask++) {
+    let bit = 0;
+    const ds = hidden.map((n) => Float64Array.from({ length: n }, () => ((mask >> bit++) & 1 ? slope[1] : slope[0])));
+    best = Math.max(best, opNorm(chain(layers, ds), layers[layers.length - 1].rows, layers[0].cols, norm));
+  }
+  return best;
+}
+
+const exactProduct = (layers: readonly Dense[], act: Act, norm: '2' | 'inf') =>
+  layers.reduce((p, l) => p * opNorm(l.w, l.rows, l.cols, norm), 1) * Math.max(Math.abs(act.slope[0]), Math.abs(act.slope[1])) ** (layers.length - 1);
+
+/** Runs CP on a random MLP and checks witness ≤ brute force ≤ CP ≤ AutoLip; returns CP / AutoLip. */
+async function checkChain(widths: number[], act: Act, seed: number, norm: '2' | 'inf' = '2'): Promise<number> {
+  const rng = new Random(seed);
+  const layers = randomDense(widths, rng);
+  const { segments, blocks } = await pipeline(mlpModel(layers, act));
+  assert.equal(segments.length, 1);
+  assert.equal(segments[0].regions.length, layers.length);
+  const s = { ...settings, norm };
+  const known = await measureAll(blocks, s);
+  const cp = await cpSegmentBound(segments[0], s, { known });
+  const autolip = segmentAutoLip(segments[0], known);
+  const lower = witness(layers, act, norm, rng);
+  const brute = bruteForce(layers, act.slope, norm);
+  const tag = `${act.op} ${widths.join('-')} seed ${seed} ℓ${norm}`;
+  assert.equal(cp.upper.kind, 'certified', tag);
+  assert.ok(lower <= brute * (1 + 1e-12), `${tag}: witness ${lower} > brute force ${brute}`);
+  assert.ok(brute <= cp.upper.value * (1 + 1e-12), `${tag}: brute force ${brute} > CP ${cp.upper.value}`);
+  assert.ok(cp.upper.value <= autolip.upper.value * (1 + 1e-9), `${tag}: CP ${cp.upper.value} > AutoLip ${autolip.upper.value}`);
+  assert.ok(cp.upper.value <= exactProduct(layers, act, norm) * (1 + 1e-6), `${tag}: CP above the exact product of norms`);
+  // the estimate runs the recursion on float32 Lanczos values: no guarantee, but close to the certified value here
+  assert.ok(cp.estimate !== null && cp.estimate <= cp.upper.value * (1 + 1e-6) && cp.estimate >= brute * (1 - 1e-4), `${tag}: estimate ${cp.estimate}, upper ${cp.upper.value}, brute force ${brute}`);
+  assert.equal(cp.norms, (layers.length * (layers.length - 1)) / 2, 'only products of two or more operators are measured when single norms are known');
+  return cp.upper.value / autolip.upper.value;
+}
+
+test('ReLU networks: witnessed lower ≤ max over activation patterns ≤ CP ≤ AutoLip, certified', async () => {
+  const archs = [[3, 12, 2], [4, 6, 5, 3], [5, 4, 4, 4, 2], [2, 5, 7, 3], [6, 3, 3, 3, 6], [3, 8, 4, 1]];
+  const ratios: number[] = [];
+  for (const [k, widths] of archs.entries()) ratios.push(await checkChain(widths, ACTS.relu, 100 + k));
+  assert.ok(ratios.filter((r) => r < 0.99).length >= 4, `CP should beat AutoLip on most random nets: ratios ${ratios.map((r) => r.toFixed(3))}`);
+});
+
+test('slopes other than [0, 1]: LeakyRelu(0.1), Tanh, Sigmoid', async () => {
+  for (const [k, name] of ['leaky01', 'tanh', 'sigmoid'].entries()) {
+    await checkChain([4, 6, 5, 2], ACTS[name], 200 + k);
+    await checkChain([3, 4, 4, 4, 3], ACTS[name], 300 + k);
+  }
+});
+
+test('ℓ∞: CP with exact row sums of small products bounds every pattern and beats the product of row sums', async () => {
+  const ratios = [];
+  for (const [k, widths] of [[4, 6, 5, 3], [3, 4, 4, 4, 2]].entries()) ratios.push(await checkChain(widths, ACTS.relu, 400 + k, 'inf'));
+  assert.ok(ratios.some((r) => r < 0.99), `ratios ${ratios}`);
+});
+
+/** S = U diag(2, 1, 1/2) Vᵀ and S⁻¹ = V diag(1/2, 1, 2) Uᵀ, U and V rotations, stored in float32. */
+function inversePair(): [Dense, Dense] {
+  const rot = (t: number, axis: number) => {
+    const c = Math.cos(t), s = Math.sin(t), m = [1, 0, 0, 0, 1, 0, 0, 0, 1];
+    const [p, q] = axis === 0 ? [1, 2] : [0, 1];
+    m[p * 3 + p] = c; m[p * 3 + q] = -s; m[q * 3 + p] = s; m[q * 3 + q] = c;
+    return Float64Array.from(m);
+  };
+  const u = matmul(rot(0.7, 0), 3, 3, rot(-0.4, 1), 3), v = matmul(rot(1.1, 1), 3, 3, rot(0.3, 0), 3);
+  const diag = (d: number[]) => Float64Array.from({ length: 9 }, (_, k) => (k % 4 === 0 ? d[k / 4] : 0));
+  const t = (m: Float64Array) => Float64Array.from({ length: 9 }, (_, k) => m[(k % 3) * 3 + Math.floor(k / 3)]);
+  const s = matmul(matmul(u, 3, 3, diag([2, 1, 0.5]), 3), 3, 3, t(v), 3);
+  const sInv = matmul(matmul(v, 3, 3, diag([0.5, 1, 2]), 3), 3, 3, t(u), 3);
+  const zero = new Float64Array(3);
+  return [{ w: f32(s), rows: 3, cols: 3, b: zero }, { w: f32(sInv), rows: 3, cols: 3, b: zero }];
+}
+
+test('S⁻¹·σ(S·x) with LeakyRelu(0.5): CP = c + r‖S⁻¹‖‖S‖ = 7/4 against AutoLip (c + r)‖S⁻¹‖‖S‖ = 4', async () => {
+  // ‖S‖ = ‖S⁻¹‖ = 2 and ‖S⁻¹S‖ = 1; c = 3/4, r = 1/4: CP = 3/4 + 1/4·4 = 7/4, AutoLip = 1·2·2 = 4, ratio 16/7
+  const [s, sInv] = inversePair();
+  const { segments, blocks } = await pipeline(mlpModel([s, sInv], ACTS.leaky05));
+  const known = await measureAll(blocks);
+  const cp = await cpSegmentBound(segments[0], settings, { known });
+  const autolip = segmentAutoLip(segments[0], known);
+  assert.equal(cp.upper.kind, 'certified');
+  assert.ok(Math.abs(cp.upper.value - 7 / 4) <= 1e-5, `CP ${cp.upper.value}`);
+  assert.ok(cp.upper.value >= 7 / 4 * (1 - 1e-6), 'a valid bound: ‖S⁻¹S‖ = 1 is a constant of the network (all units positive)');
+  assert.ok(Math.abs(autolip.upper.value - 4) <= 1e-5, `AutoLip ${autolip.upper.value}`);
+  assert.ok(Math.abs(autolip.upper.value / cp.upper.value - 16 / 7) <= 1e-5);
+});
+
+test('S·σ(S⁻¹·σ(S·x)): CP = c²s + 2crs + r²s³ = 19/8 against AutoLip (c + r)²s³ = 8; window 2 measures 5 norms and loses nothing, window 1 is AutoLip', async () => {
+  const [s, sInv] = inversePair();
+  const { segments, blocks } = await pipeline(mlpModel([s, sInv, s], ACTS.leaky05));
+  const seg = segments[0];
+  const [c, r, sv] = [0.75, 0.25, 2];
+  const expected = c * c * sv + 2 * c * r * sv + r * r * sv ** 3;
+  assert.equal(expected, 19 / 8);
+  const full = await cpSegmentBound(seg, settings);
+  assert.equal(full.norms, 6);
+  assert.ok(Math.abs(full.upper.value - expected) <= 1e-5 * expected, `CP ${full.upper.value} vs ${expected}`);
+  const autolip = segmentAutoLip(seg, await measureAll(blocks));
+  assert.ok(Math.abs(autolip.upper.value / full.upper.value - 8 / expected) <= 1e-5, 'ratio 64/19');
+  const w2 = await cpSegmentBound(seg, settings, { window: 2 });
+  assert.equal(w2.norms, 5);
+  assert.equal(w2.upper.method, 'combettes-pesquet(m=3, window=2)');
+  // ‖S S⁻¹ S‖ ≤ min(‖S‖·‖S⁻¹S‖, ‖SS⁻¹‖·‖S‖) = 2 is exact here
+  assert.ok(Math.abs(w2.upper.value - expected) <= 1e-5 * expected);
+  const w1 = await cpSegmentBound(seg, settings, { window: 1 });
+  assert.equal(w1.norms, 3);
+  assert.ok(Math.abs(w1.upper.value - autolip.upper.value) <= 1e-9 * autolip.upper.value, `window 1: ${w1.upper.value} vs ${autolip.upper.value}`);
+  await assert.rejects(cpSegmentBound(seg, settings, { window: 0 }), /window must be a positive integer/);
+});
+
+test('composed partial products: forward is W3·W2·W1 exactly (float64 graph) and the adjoint pairs with it', async () => {
+  const rng = new Random(7);
+  const layers = randomDense([4, 5, 6, 3], rng);
+  const { segments } = await pipeline(mlpModel(layers, ACTS.relu));
+  const seg = segments[0];
+  const region = composeRegions(seg, 0, 2);
+  assert.equal(region.input, seg.regions[0].input);
+  assert.equal(region.output, seg.regions[2].output);
+  assert.equal(region.nodes.length, seg.regions.reduce((a, r) => a + r.nodes.length, 0));
+  assert.ok(region.nodes.every((n) => !seg.activations.some((a) => n.inputs.includes(a.output))), 'no node reads an activation output');
+  const m = await denseMatrixOf(encodeGraph(emitForward(region, 'float64')), region.inShape, region.outShape, runtime, region.id);
+  const want = matmul(layers[2].w, 3, 6, matmul(layers[1].w, 6, 5, layers[0].w, 4), 4);
+  for (let k = 0; k < want.length; k++) assert.ok(Math.abs(m[k] - want[k]) <= 1e-12 * (1 + Math.abs(want[k])), `entry ${k}: ${m[k]} vs ${want[k]}`);
+  const op = await createOrtOperator({ forward: encodeGraph(emitForward(region)), adjoint: encodeGraph(emitAdjoint(region)), inDims: region.inShape, outDims: region.outShape, name: region.id }, runtime);
+  try {
+    for (let t = 0; t < 3; t++) {
+      const x = rng.unitVector(4), y = rng.unitVector(3);
+      const lhs = dot(await op.apply(x), y), rhs = dot(x, await op.adjoint(y));
+      assert.ok(Math.abs(lhs - rhs) <= 1e-5 * sigmaMax(want, 3, 4), `⟨Ax, y⟩ = ${lhs} vs ⟨x, Aᵀy⟩ = ${rhs}`);
+      assert.ok(norm2(await op.apply(x)) > 0);
+    }
+  } finally {
+    await op.dispose();
+  }
+});
+
+test('findSegments: a skip across an activation ends a segment; a residual inside the next region does not', async () => {
+  const rng = new Random(11);
+  const w = (r: number, c: number) => tensor([r, c], Array.from({ length: r * c }, () => rng.normal() * 0.5));
+  const gemm = (x: string, wn: string, y: string): NodeSpec => ({ opType: 'Gemm', inputs: [x, wn], outputs: [y], attrs: { transB: { i: 1 } }, name: y });
+  const relu = (x: string, y: string): NodeSpec => ({ opType: 'Relu', inputs: [x], outputs: [y], name: y });
+  // x → g1 → r1 → (g2 + r1) → r2 → g3 → r3 → g4 ; concat(r3-branch g5, g4 input skip) breaks: r3 also feeds a Concat
+  const nodes: NodeSpec[] = [
+    gemm('x', 'w1', 'g1'), relu('g1', 'r1'),
+    gemm('r1', 'w2', 'g2'), { opType: 'Add', inputs: ['g2', 'r1'], outputs: ['s2'], name: 's2' }, relu('s2', 'r2'),
+    gemm('r2', 'w3', 'g3'), relu('g3', 'r3'),
+    gemm('r3', 'w4', 'g4'), relu('g4', 'r4'),
+    { opType: 'Concat', inputs: ['r4', 'r3'], outputs: ['cat'], attrs: { axis: { i: 1 } }, name: 'cat' },
+    gemm('cat', 'w5', 'g5'), relu('g5', 'r5'), gemm('r5', 'w6', 'y'),
+  ];
+  const bytes = encodeGraph({ opset: 13, inputs: [{ name: 'x', dims: [1, 4] }], outputs: [{ name: 'y' }], nodes, initializers: [['w1', w(4, 4)], ['w2', w(4, 4)], ['w3', w(5, 4)], ['w4', w(5, 5)], ['w5', w(3, 10)], ['w6', w(2, 3)]] });
+  const { ir, blocks, segments } = await pipeline(bytes);
+  const names = (s: Segment) => s.regions.map((r) => r.nodes.map((n) => n.name).join('+'));
+  assert.deepEqual(segments.map(names), [['g1', 'g2+s2', 'g3'], ['g5', 'y']]);
+  assert.deepEqual(segments.map((s) => s.activations.map((a) => a.name)), [['r1', 'r2'], ['r5']]);
+  for (const s of segments) {
+    assert.equal(s.blocks.length, 2 * s.regions.length - 1);
+    assert.ok(s.blocks.every((k, i) => i === 0 || k > s.blocks[i - 1]));
+    assert.equal((blocks[s.blocks[s.blocks.length - 1]] as Extract<Block, { kind: 'operator' }>).region.output, s.output);
+  }
+  assert.equal(segments[1].output, ir.output);
+  // the segment with a residual region is still bounded by CP and no worse than AutoLip
+  const known = await measureAll(blocks);
+  const cp = await cpSegmentBound(segments[0], settings, { known });
+  assert.ok(cp.upper.value <= segmentAutoLip(segments[0], known).upper.value * (1 + 1e-9));
+});
+
+test('certify strict gives a certified CP, certify off a probabilistic one with its union-bound count', async () => {
+  const rng = new Random(21);
+  const layers = randomDense([5, 6, 6, 2], rng);
+  const { segments } = await pipeline(mlpModel(layers, ACTS.relu));
+  const brute = bruteForce(layers, [0, 1], '2');
+  const strict = await cpSegmentBound(segments[0], { ...settings, certify: 'strict' });
+  assert.equal(strict.upper.kind, 'certified');
+  assert.equal(strict.probabilistic, 0);
+  const off = await cpSegmentBound(segments[0], { ...settings, certify: 'off' });
+  assert.equal(off.upper.kind, 'probabilistic');
+  assert.equal(off.probabilistic, 6);
+  assert.equal(off.norms, 6);
+  for (const b of [strict, off]) assert.ok(b.upper.value >= brute, `${b.upper.kind} ${b.upper.value} < ${brute}`);
+});
+
+test('small CNN: CP stays above a witness and below AutoLip; long conv products use the chain rounding margin', async () => {
+  const rng = new Random(31);
+  const [c0, c1, c2, n] = [2, 8, 8, 6];
+  const k1 = f32(Array.from({ length: c1 * c0 * 9 }, () => rng.normal() * 0.35)), k2 = f32(Array.from({ length: c2 * c1 * 9 }, () => rng.normal() * 0.2));
+  const b1 = f32(Array.from({ length: c1 }, () => rng.normal() * 0.3)), b2 = f32(Array.from({ length: c2 }, () => rng.normal() * 0.3));
+  const fc = f32(Array.from({ length: 3 * c2 * n * n }, () => rng.normal() * 0.1));
+  const conv = (x: string, wn: string, bn: string, y: string): NodeSpec => ({ opType: 'Conv', inputs: [x, wn, bn], outputs: [y], attrs: { pads: { ints: [1, 1, 1, 1] }, kernel_shape: { ints: [3, 3] } }, name: y });
+  const bytes = encodeGraph({
+    opset: 13, inputs: [{ name: 'x', dims: [1, c0, n, n] }], outputs: [{ name: 'y' }], nodes: [
+      conv('x', 'k1', 'b1', 'h1'), { opType: 'Relu', inputs: ['h1'], outputs: ['a1'] }, conv('a1', 'k2', 'b2', 'h2'), { opType: 'Relu', inputs: ['h2'], outputs: ['a2'] },
+      { opType: 'Flatten', inputs: ['a2'], outputs: ['f'] }, { opType: 'Gemm', inputs: ['f', 'fc'], outputs: ['y'], attrs: { transB: { i: 1 } } },
+    ],
+    initializers: [['k1', tensor([c1, c0, 3, 3], k1)], ['b1', tensor([c1], b1)], ['k2', tensor([c2, c1, 3, 3], k2)], ['b2', tensor([c2], b2)], ['fc', tensor([3, c2 * n * n], fc)]],
+  });
+  const { segments, blocks } = await pipeline(bytes);
+  assert.equal(segments.length, 1);
+  assert.equal(segments[0].regions.length, 3);
+  const known = await measureAll(blocks);
+  const cp = await cpSegmentBound(segments[0], settings, { known });
+  const autolip = segmentAutoLip(segments[0], known);
+  const m1 = convMatrix(k1, [c1, c0, 3, 3], n, n, [1, 1, 1, 1], 1), m2 = convMatrix(k2, [c2, c1, 3, 3], n, n, [1, 1, 1, 1], 1);
+  const layers: Dense[] = [
+    { w: m1.m, rows: m1.rows, cols: m1.cols, b: Float64Array.from({ length: m1.rows }, (_, i) => b1[Math.floor(i / (n * n))]) },
+    { w: m2.m, rows: m2.rows, cols: m2.cols, b: Float64Array.from({ length: m2.rows }, (_, i) => b2[Math.floor(i / (n * n))]) },
+    { w: fc, rows: 3, cols: c2 * n * n, b: new Float64Array(3) },
+  ];
+  const lower = witness(layers, ACTS.relu, '2', rng, 100);
+  assert.ok(lower <= cp.upper.value, `witness ${lower} > CP ${cp.upper.value}`);
+  assert.ok(cp.upper.value <= autolip.upper.value * (1 + 1e-9));
+  assert.ok(cp.upper.value < 0.9 * autolip.upper.value, `CP ${cp.upper.value} vs AutoLip ${autolip.upper.value}`);
+  assert.ok(cp.products.some((p) => p.upper.method.startsWith('lanczos-kw-chain')), cp.products.map((p) => `${p.id}: ${p.upper.method}`).join(', '));
+  // ℓ∞: onnxruntime has no float64 Conv, so conv products keep the composed row sums; the conv-free op3 is exact
+  const inf = { ...settings, norm: 'inf' as const };
+  const cpInf = await cpSegmentBound(segments[0], inf);
+  assert.equal(cpInf.upper.kind, 'certified');
+  assert.ok(witness(layers, ACTS.relu, 'inf', rng, 50) <= cpInf.upper.value);
+  assert.ok(cpInf.upper.value <= segmentAutoLip(segments[0], await measureAll(blocks, inf)).upper.value * (1 + 1e-9));
+});
+
+test('chainMargin of one region is roundingMargin; segmentFactor takes the smaller bound, preferring a certified one within 0.1%', () => {
+  const g = 3e-6, a = 40;
+  const one = chainMargin([{ gammaSum: g, absNorm: a }], () => 1, a);
+  assert.ok(one >= roundingMargin(g, a) && one <= roundingMargin(g, a) * (1 + 1e-12));
+  // two regions of norm 2 and |W| norm 40 each: η = 2·g·40 + g·40·2, far below the composition's with P = 1600
+  const two = chainMargin([{ gammaSum: g, absNorm: a }, { gammaSum: g, absNorm: a }], (i, j) => (i === j ? 2 : 4), 4);
+  assert.ok(two < roundingMargin(2 * g, a * a) / 100);
+  const cert = (v: number) => ({ value: v, kind: 'certified' as const, method: 'x' });
+  const prob = (v: number) => ({ value: v, kind: 'probabilistic' as const, method: 'y' });
+  assert.equal(segmentFactor({ upper: cert(10), estimate: 9 }, { upper: cert(4), estimate: 3 }).chosen, 'cp');
+  assert.equal(segmentFactor({ upper: cert(4), estimate: 3.9 }, { upper: cert(5), estimate: 4.5 }).chosen, 'autolip');
+  assert.deepEqual(segmentFactor({ upper: cert(4.002), estimate: 4 }, { upper: prob(4), estimate: 3.9 }), { upper: cert(4.002), estimate: 3.9, chosen: 'autolip' });
+  assert.equal(segmentFactor({ upper: cert(4.1), estimate: 4 }, { upper: prob(4), estimate: 3.9 }).chosen, 'cp');
+});

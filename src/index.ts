@@ -89,6 +89,9 @@ export async function analyze(model: string | { bytes: Uint8Array; name: string 
   const cp = uses.length ? composeAutoLip(built.ir, blocks, norms, o.norm, uses, 'cp') : autolip;
   const best = uses.length ? composeAutoLip(built.ir, blocks, norms, o.norm, uses, 'best') : autolip;
   const result = o.method === 'autolip' ? autolip : o.method === 'cp' ? cp : best;
+  if (result.upper && !Number.isFinite(result.upper.value)) {
+    throw new LipcheckError('UNSUPPORTED', `${path}: the Lipschitz bound exceeds the float64 range (the operator norms multiply past 1.8e308); the weights are implausibly large.`);
+  }
   const probabilistic = [...norms.values()].filter((m) => m.upper.kind === 'probabilistic').length + (o.method === 'autolip' ? 0 : uses.reduce((a, u) => a + u.cp.probabilistic, 0));
   const methods = [{ method: 'autolip', upper: autolip.upper, estimate: autolip.estimate }, ...(uses.length ? [{ method: 'autolip+cp', upper: cp.upper, estimate: cp.estimate }] : [])];
 

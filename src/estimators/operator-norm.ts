@@ -1,7 +1,7 @@
 import { LipcheckError } from '../errors.js';
 import { emitAdjoint, emitForward } from '../ir/emit.js';
 import type { LinearRegion } from '../ir/merge.js';
-import { lanczosTop } from '../linalg/lanczos.js';
+import { lanczosTop, NonFiniteError } from '../linalg/lanczos.js';
 import { createOrtOperator, denseMatrixOf } from '../linalg/operator.js';
 import { BudgetExceededError, denseSpectralNormBound } from '../linalg/dense.js';
 import { sizeOf } from '../ir/tensor.js';
@@ -110,6 +110,9 @@ export async function measureRegion(region: LinearRegion, settings: NormSettings
         const margin = roundingMargin(cheap.gammaSum, cheap.absNorm);
         candidates.push({ value: Math.sqrt(res.theta * factor * factor + margin), kind: 'probabilistic', method: `lanczos-kw(k=${res.steps})` });
       }
+    } catch (e) {
+      if (!(e instanceof NonFiniteError)) throw e;
+      throw new LipcheckError('UNSUPPORTED', `Operator ${region.id} (${region.nodes.map((n) => `${n.opType} '${n.name}'`).join(', ')}) overflows float32: applying it gives infinite or NaN values, so its weights are too large to analyse (the bound of its parts is ${cheap.value.toExponential(3)}). Check the model's weights.`, { cause: e });
     } finally {
       await op.dispose();
     }

@@ -28,6 +28,10 @@ export interface BuildResult {
   readonly otherInputs: readonly string[];
 }
 
+/** Memory lipcheck allows itself, and how many float64 input-sized vectors an analysis keeps at least. */
+const MEMORY_LIMIT_BYTES = 16 * 2 ** 30;
+const MEMORY_VECTORS = 40;
+
 /** Ops whose output depends only on the input's shape, never its values. */
 const SHAPE_ONLY = new Set(['Shape', 'Size']);
 
@@ -91,6 +95,12 @@ function chooseInput(model: OnnxModel, options: BuildOptions) {
     });
   }
   if (shape.some((d) => !Number.isSafeInteger(d) || d < 1)) throw new LipcheckError('USAGE', `Input shape [${shape.join(', ')}] must have positive integer dimensions.`);
+  const elements = shape.reduce((a, b) => a * b, 1);
+  // Lanczos keeps tens of float64 vectors of the largest operator side; the input alone bounds that side from below
+  const needed = elements * 8 * MEMORY_VECTORS;
+  if (needed > MEMORY_LIMIT_BYTES) {
+    throw new LipcheckError('UNSUPPORTED', `Input '${input.name}' of ${model.file} with shape [${shape.join(', ')}] has ${elements.toExponential(3)} elements; analysing it needs at least ${(needed / 2 ** 30).toFixed(1)} GiB (${MEMORY_VECTORS} float64 vectors of that size), over lipcheck's limit of ${MEMORY_LIMIT_BYTES / 2 ** 30} GiB. Analyse a smaller input with --input-shape if the model allows it.`);
+  }
   return { input, shape, others: candidates.filter((c) => c !== input) };
 }
 
@@ -157,7 +167,10 @@ export async function buildIr(model: OnnxModel, options: BuildOptions): Promise<
   const intDyn = new Set<string>();
   const values = new Map<string, Tensor>();
   const runner = await ModelRunner.create(encodeForRuntime(model, [...wanted]), options.runtime, model.file).catch((e) => {
-    throw missing.length ? unsupportedError(model.file, missing, []) : e;
+    if (missing.length) throw unsupportedError(model.file, missing, []);
+    // a model onnxruntime itself refuses to load is malformed: that is the file's fault, not a runtime failure
+    const msg = String((e as Error).message).replace(/^onnxruntime could not load [^:]*: /, '');
+    throw new LipcheckError('UNREADABLE', `${model.file} is not a valid ONNX model (onnxruntime refuses it: ${msg.slice(0, 300)}). Re-export the model or check it with onnx.checker.`, { cause: e });
   });
   try {
     const out = await runner.run(feeds, [...wanted]);

@@ -17,6 +17,9 @@ export interface LanczosResult {
   readonly history: readonly number[];
 }
 
+/** Thrown when the operator returns NaN or ±Infinity (a float32 overflow, usually from enormous weights). */
+export class NonFiniteError extends Error {}
+
 /** Options: a unit start vector, step limits and a stopping rule called after each step. */
 export interface LanczosOptions {
   readonly start: Float64Array;
@@ -58,6 +61,7 @@ export async function lanczosTop(op: SymmetricOperator, options: LanczosOptions)
     const v = basis[j];
     const w = await op.apply(v);
     const a = dot(w, v);
+    if (!Number.isFinite(a) || !Number.isFinite(norm2(w))) throw new NonFiniteError(`step ${j + 1} produced non-finite values`);
     alpha.push(a);
     // classical Gram–Schmidt against the whole basis, repeated only when it cancelled most of w
     // (Daniel, Gragg, Kaufman & Stewart 1976: "twice is enough")

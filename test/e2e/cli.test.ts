@@ -61,6 +61,7 @@ const errors: [string, string[], number, RegExp][] = [
   ['symbolic dimension', ['symbolic_dims.onnx'], 2, /--input-shape/],
   ['contradicting shape', ['gemm_sv.onnx', '--input-shape', '1,5'], 2, /contradicts/],
   ['bad option value', ['gemm_sv.onnx', '--delta', '2'], 2, /--delta/],
+  ['an input too large to analyse', ['symbolic_dims.onnx', '--input-shape', '1,3,900000000'], 3, /needs at least [0-9.]+ GiB/],
 ];
 for (const [what, args, code, message] of errors) {
   test(`error: ${what} → exit ${code}, one clear message, no stack trace`, () => {

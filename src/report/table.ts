@@ -39,11 +39,13 @@ export function renderTable(report: LipschitzReport, color: boolean): string {
     l.upper?.kind ?? '', l.upper?.method ?? (l.kind === 'merge' ? 'composition' : ''), l.iterations ? String(l.iterations) : '', l.kind === 'operator' ? ms(l.ms) : '',
   ]);
   const widths = header.map((h, j) => Math.max(h.length, ...rows.map((r) => r[j].length)));
-  const pad = (cells: string[]) => cells.map((s, j) => (j >= 5 && j <= 6 || j >= 9 ? s.padStart(widths[j]) : s.padEnd(widths[j]))).join('  ').trimEnd();
+  const numeric = (j: number) => (j >= 5 && j <= 6) || j >= 9;
+  const pad = (cells: string[], paint: (j: number, s: string) => string = (_j, x) => x) => cells.map((x, j) => paint(j, numeric(j) ? x.padStart(widths[j]) : x.padEnd(widths[j]))).join('  ').trimEnd();
   lines.push(c.bold(pad(header)));
   report.layers.forEach((l, i) => {
-    const text = pad(rows[i]);
-    lines.push(l.kind === 'unbounded' || l.kind === 'discontinuous' ? c.red(text) : l.upper ? text.replace(rows[i][7].padEnd(widths[7]), kindColor(l.upper)(rows[i][7].padEnd(widths[7]))) : c.dim(text));
+    if (l.kind === 'unbounded' || l.kind === 'discontinuous') lines.push(c.red(pad(rows[i])));
+    else if (!l.upper) lines.push(c.dim(pad(rows[i])));
+    else lines.push(pad(rows[i], (j, x) => (j === 7 ? kindColor(l.upper)(x) : x)));
   });
   lines.push('');
   const g = report.global;

@@ -10,7 +10,6 @@ import { buildIr } from './ir/build.js';
 import { mergeLinear } from './ir/merge.js';
 import { providerFor, type Device } from './linalg/runtime.js';
 import { decodeModel, readModelBytes } from './onnx/read-model.js';
-import { encodeForRuntime } from './onnx/writer.js';
 import { SCHEMA_VERSION, type LipschitzReport, type LowerBound } from './report/report.js';
 
 export { LipcheckError } from './errors.js';

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import { test } from 'node:test';
-import { analyze } from '../../src/index.js';
+import { analyze, type WitnessPair } from '../../src/index.js';
+import { pairRatio } from '../../src/linalg/witness.js';
 import { ModelRunner, randomTensor } from '../../src/linalg/runner.js';
 import { norm2 } from '../../src/linalg/random.js';
 import { FIXTURES, hasShared, SHARED } from '../helpers/dense.js';
@@ -48,6 +49,23 @@ async function check(path: string, expected: string, t: { diagnostic(s: string):
   t.diagnostic(`${name}: upper ${upper.value.toPrecision(4)} (${upper.kind}), lower ${r.global.lower!.value.toPrecision(4)}, random-pair witness ${worst.toPrecision(4)}, ${Math.round(r.timings.totalMs)} ms`);
 }
 
+/** In ℓ∞: lower ≤ upper, and the pair behind the lower bound, re-run through the model, gives exactly the reported value. */
+async function checkInf(path: string, t: { diagnostic(s: string): void }): Promise<void> {
+  let pair: WitnessPair | null = null;
+  const r = await analyze(path, { device: 'cpu', norm: 'inf', lowerPairs: 16, lowerBudgetMs: 500, onWitness: (w) => { pair = w; } });
+  if (r.global.status !== 'bounded') return;
+  assert.ok(pair, 'a witness pair was produced');
+  const w = pair as WitnessPair;
+  assert.equal(r.global.upper!.kind, 'certified', 'ℓ∞ bounds are exact row sums: always certified');
+  assert.ok(r.global.lower!.value <= r.global.upper!.value, `ℓ∞ lower ${r.global.lower!.value} > upper ${r.global.upper!.value}`);
+  const runner = await ModelRunner.create(readFileSync(path), { device: 'cpu' }, path);
+  const f = async (x: Float32Array) => (await runner.run({ [w.input]: { dtype: 'float32', dims: w.shape, data: x } }, [r.output.name])).get(r.output.name)!.data as Float32Array;
+  const ratio = pairRatio(await f(w.x), await f(w.xPrime), w.x, w.xPrime, true);
+  await runner.release();
+  assert.ok(Math.abs(ratio - r.global.lower!.value) <= 1e-9 * ratio, `recomputed ${ratio} vs reported ${r.global.lower!.value}`);
+  t.diagnostic(`${path.split('/').pop()} ℓ∞: upper ${r.global.upper!.value.toPrecision(4)}, lower ${ratio.toPrecision(4)}`);
+}
+
 const FIXTURE_OUTCOMES: Record<string, string> = {
   'demo.onnx': 'bounded', 'gemm_sv.onnx': 'bounded', 'conv.onnx': 'bounded', 'conv_bn.onnx': 'bounded', 'residual.onnx': 'bounded', 'tiny_relu.onnx': 'bounded',
   'mlp_relu.onnx': 'bounded', 'mlp_leakyrelu.onnx': 'bounded', 'mlp_sigmoid.onnx': 'bounded', 'mlp_tanh.onnx': 'bounded', 'mlp_softplus.onnx': 'bounded', 'mlp_elu.onnx': 'bounded', 'mlp_clip.onnx': 'bounded',
@@ -62,4 +80,5 @@ test('shared models: expected outcome, and no witness pair beats the upper bound
   const files = readdirSync(SHARED).filter((f) => f.endsWith('.onnx')).sort();
   assert.deepEqual(files, Object.keys(EXPECTED).sort(), 'the shared model set changed: update EXPECTED');
   for (const f of files) await check(SHARED + f, EXPECTED[f], t);
+  for (const f of files) if (EXPECTED[f] === 'bounded') await checkInf(SHARED + f, t);
 });

@@ -24,6 +24,7 @@ test('Gemm with prescribed singular values: bound = 3, certified', async () => {
   bracket(r, truth, 1 + 1e-6);
   assert.equal(r.global.upper!.kind, 'certified');
   assert.ok(r.global.lower!.value > 0.99 * truth, 'a single linear layer is witnessed almost exactly');
+  assert.ok(r.global.estimate! <= truth * (1 + 1e-6), 'the Lanczos estimate approaches from below');
 });
 
 test('weights in an external data file are read: bound = σ_max(W)', async () => {

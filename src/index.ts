@@ -76,15 +76,16 @@ export async function analyze(model: string | { bytes: Uint8Array; name: string 
     norms.set(r.id, await measureRegion(r, settings, i));
   }
   o.onProgress?.(regions.length, regions.length, 'done');
+  const autolip = composeAutoLip(built.ir, blocks, norms, o.norm);
   const uses: SegmentUse[] = [];
-  if (o.method !== 'autolip') {
+  // segments only tighten a bound: a model without one (unbounded, discontinuous) needs none
+  if (o.method !== 'autolip' && autolip.status === 'bounded') {
     for (const segment of findSegments(built.ir, blocks)) {
       o.onProgress?.(regions.length, regions.length, segment.id);
       uses.push({ segment, cp: await cpSegmentBound(segment, settings, { window: o.cpWindow || undefined, known: norms }) });
     }
   }
   const tNorms = performance.now();
-  const autolip = composeAutoLip(built.ir, blocks, norms, o.norm);
   const cp = uses.length ? composeAutoLip(built.ir, blocks, norms, o.norm, uses, 'cp') : autolip;
   const best = uses.length ? composeAutoLip(built.ir, blocks, norms, o.norm, uses, 'best') : autolip;
   const result = o.method === 'autolip' ? autolip : o.method === 'cp' ? cp : best;

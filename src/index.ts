@@ -54,6 +54,27 @@ export interface WitnessPair {
 /** Defaults shared by the library and the CLI. */
 export const DEFAULTS = { method: 'best' as 'autolip' | 'cp' | 'best', cpWindow: 0, norm: '2' as NormKind, seed: 0, delta: 1e-6, tol: 0.05, iterations: 200, certify: 'auto' as const, device: 'auto' as Device, lowerPairs: 64, lowerBudgetMs: 2000, certifyBudgetMs: 2000 };
 
+/** Combettes–Pesquet may take max(CP_MIN_BUDGET_MS, CP_BUDGET_FACTOR × the operator-norm phase). */
+const CP_MIN_BUDGET_MS = 5000;
+const CP_BUDGET_FACTOR = 2;
+
+/**
+ * The longest partial product CP can afford: a product of regions i..j costs about (Lanczos steps) × Σ of one
+ * apply+adjoint of each region, estimated from the time and steps of the region's own Lanczos run. Returns the largest
+ * window whose products fit the budget (the segment length when all do), or 1 when not even pairs fit.
+ */
+export function cpWindowFor(parts: readonly { ms: number; iterations: number }[], budgetMs: number): number {
+  const perApply = parts.map((p) => p.ms / Math.max(1, p.iterations));
+  const steps = Math.max(1, ...parts.map((p) => p.iterations));
+  const m = parts.length;
+  let total = 0;
+  for (let len = 2; len <= m; len++) {
+    for (let i = 0; i + len <= m; i++) total += steps * perApply.slice(i, i + len).reduce((a, b) => a + b, 0);
+    if (total > budgetMs) return len - 1;
+  }
+  return m;
+}
+
 const VERSION: string = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')).version;
 
 /** Reads an ONNX model and computes AutoLip bounds on its Lipschitz constant, with a witnessed lower bound. */
@@ -76,13 +97,20 @@ export async function analyze(model: string | { bytes: Uint8Array; name: string 
     norms.set(r.id, await measureRegion(r, settings, i));
   }
   o.onProgress?.(regions.length, regions.length, 'done');
+  const warnings = [...built.ir.warnings];
   const autolip = composeAutoLip(built.ir, blocks, norms, o.norm);
   const uses: SegmentUse[] = [];
   // segments only tighten a bound: a model without one (unbounded, discontinuous) needs none
   if (o.method !== 'autolip' && autolip.status === 'bounded') {
+    const normsMs = performance.now() - tBuild;
     for (const segment of findSegments(built.ir, blocks)) {
+      const window = o.cpWindow || cpWindowFor(segment.regions.map((r) => { const m = norms.get(r.id)!; return { ms: m.lanczosMs, iterations: m.iterations }; }), Math.max(CP_MIN_BUDGET_MS, CP_BUDGET_FACTOR * normsMs));
+      if (window < 2) {
+        warnings.push(`${segment.id} (${segment.regions.length} operators): Combettes–Pesquet skipped, its partial products would take well over the time budget; AutoLip is used there (force it with --cp-window).`);
+        continue;
+      }
       o.onProgress?.(regions.length, regions.length, segment.id);
-      uses.push({ segment, cp: await cpSegmentBound(segment, settings, { window: o.cpWindow || undefined, known: norms }) });
+      uses.push({ segment, cp: await cpSegmentBound(segment, settings, { window: window >= segment.regions.length ? undefined : window, known: norms }) });
     }
   }
   const tNorms = performance.now();
@@ -111,7 +139,6 @@ export async function analyze(model: string | { bytes: Uint8Array; name: string 
   }
   const tLower = performance.now();
   const provider = providerFor(o.device);
-  const warnings = [...built.ir.warnings];
   if (provider?.notice) warnings.push(provider.notice);
   return {
     schemaVersion: SCHEMA_VERSION,

@@ -31,6 +31,8 @@ export interface OperatorNorm {
   readonly candidates: readonly Bound[];
   readonly iterations: number;
   readonly ms: number;
+  /** Time inside the Lanczos iteration alone (≈ iterations × one apply + adjoint), for cost estimates. */
+  readonly lanczosMs: number;
   /** Top right singular vector estimate (input space), for witnesses. */
   readonly direction: Float64Array | null;
 }
@@ -81,12 +83,13 @@ export async function measureRegion(region: LinearRegion, settings: NormSettings
   const cheap = regionBound(region, settings.norm, 0);
   if (settings.norm === 'inf') {
     const upper: Bound = { value: cheap.value, kind: 'certified', method: cheap.method };
-    return { estimate: cheap.method === 'exact' || cheap.method === 'row-sum' ? cheap.value : null, upper, candidates: [upper], iterations: 0, ms: performance.now() - t0, direction: null };
+    return { estimate: cheap.method === 'exact' || cheap.method === 'row-sum' ? cheap.value : null, upper, candidates: [upper], iterations: 0, ms: performance.now() - t0, lanczosMs: 0, direction: null };
   }
 
   const noWeights = cheap.method === 'exact';
   let estimate: number | null = noWeights ? cheap.value : null;
   let iterations = 0;
+  let lanczosMs = 0;
   let direction: Float64Array | null = null;
   if (!noWeights) {
     const op = await createOrtOperator({ forward: encodeGraph(emitForward(region)), adjoint: encodeGraph(emitAdjoint(region)), inDims: region.inShape, outDims: region.outShape, name: region.id }, settings.runtime);
@@ -94,6 +97,7 @@ export async function measureRegion(region: LinearRegion, settings: NormSettings
       const wide = op.outSize < op.inSize;
       const n = wide ? op.outSize : op.inSize;
       const rng = new Random(settings.seed + 7919 * index);
+      const tLanczos = performance.now();
       const res = await lanczosTop(
         { n, apply: wide ? async (v) => op.apply(await op.adjoint(v)) : async (v) => op.adjoint(await op.apply(v)) },
         {
@@ -103,6 +107,7 @@ export async function measureRegion(region: LinearRegion, settings: NormSettings
         },
       );
       iterations = res.steps;
+      lanczosMs = performance.now() - tLanczos;
       estimate = Math.sqrt(res.theta);
       direction = wide ? await op.adjoint(res.ritzVector) : res.ritzVector;
       const factor = res.invariant && res.steps >= n ? 1 : kwFactor(n, res.steps, settings.delta);
@@ -139,5 +144,5 @@ export async function measureRegion(region: LinearRegion, settings: NormSettings
   const tightest = allowed.reduce((a, b) => (b.value < a.value ? b : a));
   const certified = allowed.find((c) => c.kind === 'certified' && c.value <= tightest.value * (1 + 1e-3));
   const upper = certified ?? tightest;
-  return { estimate, upper, candidates, iterations, ms: performance.now() - t0, direction };
+  return { estimate, upper, candidates, iterations, ms: performance.now() - t0, lanczosMs, direction };
 }

@@ -5,6 +5,7 @@ import type { OnnxModel, OnnxNode } from '../onnx/read-model.js';
 import { DATA_TYPES } from '../onnx/proto.js';
 import { encodeForRuntime } from '../onnx/writer.js';
 import { UnsupportedNode, type ConvertContext, type InputValue } from '../ops/context.js';
+import { fusePatterns } from '../ops/patterns.js';
 import { findOp } from '../ops/registry.js';
 import { isFloatType, type DType, type Tensor } from './tensor.js';
 import type { IrGraph, IrNode, Shape } from './types.js';
@@ -110,7 +111,9 @@ function unsupportedError(file: string, missing: string[], reasons: string[]): L
 }
 
 /** Builds the Lipschitz IR of a model between one input and one output (runs the model once in onnxruntime). */
-export async function buildIr(model: OnnxModel, options: BuildOptions): Promise<BuildResult> {
+export async function buildIr(original: OnnxModel, options: BuildOptions): Promise<BuildResult> {
+  // x·σ(x)-style subgraphs (SiLU, Mish, HardSwish, Erf-GELU) become one activation; onnxruntime still runs the original
+  const model = fusePatterns(original).model;
   const { input, shape, others } = chooseInput(model, options);
   const outputName = options.outputName ?? model.outputs[0]?.name;
   if (!outputName || (options.outputName && !model.outputs.some((o) => o.name === options.outputName))) {

@@ -16,7 +16,94 @@ const leakyRelu: Converter = (ctx) => {
   return activation(ctx, 'LeakyRelu', Math.min(a, 1), Math.max(a, 1));
 };
 
-const elu: Converter = (ctx) => activation(ctx, 'Elu', 0, Math.max(1, ctx.attrs.float('alpha', 1)));
+// Elu: slope 1 above 0 and αeˣ ∈ (0, α) below
+const elu: Converter = (ctx) => { const a = ctx.attrs.float('alpha', 1); return activation(ctx, 'Elu', Math.min(0, a), Math.max(1, a)); };
+
+// Selu: slope γ above 0 and γαeˣ (between 0 and γα) below
+const selu: Converter = (ctx) => {
+  const a = ctx.attrs.float('alpha', 1.67326319217681884765625), g = ctx.attrs.float('gamma', 1.05070102214813232421875);
+  return activation(ctx, 'Selu', Math.min(0, g, g * a), Math.max(0, g, g * a));
+};
+
+// HardSigmoid: max(0, min(1, αx + β)), slope 0 or α
+const hardSigmoid: Converter = (ctx) => { const a = ctx.attrs.float('alpha', 0.2); return activation(ctx, 'HardSigmoid', Math.min(0, a), Math.max(0, a)); };
+
+// Celu: slope 1 above 0 and e^(x/α) ∈ (0, 1) below (α > 0)
+const celu: Converter = (ctx) => {
+  const a = ctx.attrs.float('alpha', 1);
+  if (!(a > 0)) unsupported(ctx, `alpha ${a} must be positive`);
+  return activation(ctx, 'Celu', 0, 1);
+};
+
+/** Shrink: x − bias above lambd, x + bias below −lambd, 0 between: continuous only when bias = lambd. */
+const shrink: Converter = (ctx) => {
+  const bias = ctx.attrs.float('bias', 0), lambd = ctx.attrs.float('lambd', 0.5);
+  if (bias !== lambd) return discontinuous(`jumps by ${Math.abs(lambd - bias)} at ±${lambd} (bias ${bias} ≠ lambd ${lambd})`)(ctx);
+  return activation(ctx, 'Shrink', 0, 1);
+};
+
+/** ThresholdedRelu: x above alpha, else 0; a jump of size alpha unless alpha = 0 (ReLU). */
+const thresholdedRelu: Converter = (ctx) => {
+  const a = ctx.attrs.float('alpha', 1);
+  if (a !== 0) return discontinuous(`jumps from 0 to ${a} at x = ${a}`)(ctx);
+  return activation(ctx, 'ThresholdedRelu', 0, 1);
+};
+
+/**
+ * Slope ranges of x·g(x) activations, derived numerically (fourth-order differences on a 10⁻³ grid over [−20, 20],
+ * refined by golden section, beyond which the slopes tend monotonically to 0 and 1) and rounded outward by ≥ 5·10⁻⁷.
+ * GELU (erf): d/dx xΦ(x) = Φ(x) + xφ(x), extreme at ±√2: (1 + erf 1)/2 + e⁻¹/√π = 1.12890415, and 1 − that.
+ */
+export const SLOPES = {
+  geluErf: [-0.128905, 1.128905],
+  geluTanh: [-0.128994, 1.128994],
+  silu: [-0.09984, 1.09984],
+  mish: [-0.112527, 1.088499],
+  hardSwish: [-0.5, 1.5],
+  /** erf′(x) = (2/√π)e^(−x²) ∈ (0, 2/√π = 1.1283791671]. */
+  erf: [0, 1.128380],
+} as const satisfies Record<string, readonly [number, number]>;
+
+const gelu: Converter = (ctx) => {
+  const approx = ctx.attrs.string('approximate', 'none');
+  if (approx !== 'none' && approx !== 'tanh') unsupported(ctx, `approximate '${approx}' is not one of none, tanh`);
+  const [lo, hi] = approx === 'tanh' ? SLOPES.geluTanh : SLOPES.geluErf;
+  return activation(ctx, 'Gelu', lo, hi);
+};
+
+/** Max or Min of several tensors: with one input-dependent operand an activation of slope [0, 1]; else 1-Lipschitz in the stacked inputs. */
+function maxMin(fn: 'Max' | 'Min'): Converter {
+  return (ctx) => {
+    const dyn = dynamicInputs(ctx);
+    const out = ctx.outShapes[0];
+    const size = (s: readonly number[]) => s.reduce((a, b) => a * b, 1);
+    if (dyn.length === 1 && size(dyn[0].shape) === size(out)) return activation(ctx, fn, 0, 1);
+    // |max(a) − max(b)| ≤ max_i |a_i − b_i| ≤ ‖a − b‖ per element; a broadcast input feeds out/in elements
+    const spread = Math.sqrt(Math.max(...dyn.map((d) => size(out) / size(d.shape))));
+    return [{
+      kind: 'lipschitz', fn, l2: spread, linf: 1,
+      note: `elementwise ${fn.toLowerCase()} of ${ctx.inputs.length} tensors: 1-Lipschitz in the stacked inputs${spread > 1 ? ` (broadcast ×${spread.toFixed(3)})` : ''}`,
+      ...base(ctx, dyn, ctx.outputs[0], out),
+    }];
+  };
+}
+
+/**
+ * LogSoftmax over groups of n: J = I − 1pᵀ, an oblique projection ((I − 1pᵀ)² = I − 1pᵀ since pᵀ1 = 1), so
+ * ‖J‖₂ = ‖1pᵀ‖₂ = √n‖p‖₂ < √n; rows of J sum in absolute value to 2(1 − p_i) < 2.
+ */
+const logSoftmax: Converter = (ctx) => {
+  const dims = ctx.outShapes[0];
+  const r = dims.length;
+  let axis = ctx.attrs.int('axis', ctx.opset >= 13 ? -1 : 1);
+  if (axis < 0) axis += r;
+  const n = ctx.opset >= 13 ? dims[axis] : dims.slice(axis).reduce((a, b) => a * b, 1);
+  return [{
+    kind: 'lipschitz', fn: 'LogSoftmax', l2: Math.sqrt(n), linf: 2,
+    note: `the Jacobian I − 1pᵀ over ${n} classes has norm √n‖p‖ < √${n} (ℓ∞: 2)`,
+    ...base(ctx, dynamicInputs(ctx), ctx.outputs[0], ctx.outShapes[0]),
+  }];
+};
 
 const prelu: Converter = (ctx) => {
   if (dynamicInputs(ctx).length !== 1 || ctx.inputs[1]?.dynamic) unsupported(ctx, 'an input-dependent slope is a product of two input-dependent tensors');
@@ -27,8 +114,13 @@ const prelu: Converter = (ctx) => {
 };
 
 const clip: Converter = (ctx) => {
-  if (ctx.inputs.slice(1).some((v) => v.dynamic)) unsupported(ctx, 'input-dependent clip bounds are not supported');
-  return activation(ctx, 'Clip', 0, 1);
+  const dyn = dynamicInputs(ctx);
+  if (dyn.length === 1 && dyn[0].index === 0) return activation(ctx, 'Clip', 0, 1);
+  // min(max(x, lo), hi) with input-dependent bounds: |Δy| ≤ max(|Δx|, |Δlo|, |Δhi|) per element, in the stacked inputs
+  const size = (s: readonly number[]) => s.reduce((a, b) => a * b, 1);
+  const out = ctx.outShapes[0];
+  const spread = Math.sqrt(Math.max(...dyn.map((d) => size(out) / size(d.shape))));
+  return [{ kind: 'lipschitz', fn: 'Clip', l2: spread, linf: 1, note: 'clip with input-dependent bounds: 1-Lipschitz in the stacked inputs', ...base(ctx, dyn, ctx.outputs[0], out) }];
 };
 
 const softmax: Converter = (ctx) => [{
@@ -48,4 +140,4 @@ export function discontinuous(why: string): Converter {
 }
 
 /** Converters of elementwise activations and other nonlinear nodes. */
-export const activationConverters = { leakyRelu, elu, prelu, clip, softmax };
+export const activationConverters = { leakyRelu, elu, prelu, clip, softmax, selu, hardSigmoid, celu, shrink, thresholdedRelu, gelu, max: maxMin('Max'), min: maxMin('Min'), logSoftmax };

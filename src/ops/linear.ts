@@ -1,5 +1,5 @@
 import type { IrNode, LinearPrim, Shape } from '../ir/types.js';
-import { float32Tensor, toFloat64, type Tensor } from '../ir/tensor.js';
+import { float32Tensor, toFloat64, toNumbers, type Tensor } from '../ir/tensor.js';
 import { base, constantInput, dynamicInputs, unsupported, type ConvertContext, type Converter } from './context.js';
 
 const sameShape = (a: Shape, b: Shape) => a.length === b.length && a.every((d, i) => d === b[i]);
@@ -12,11 +12,16 @@ export function linearNode(ctx: ConvertContext, prim: LinearPrim, input?: { name
 
 /** A chain of linear prims from the single dynamic input; intermediate shapes given, the last is the output. */
 export function linearChain(ctx: ConvertContext, steps: { prim: LinearPrim; shape: Shape }[]): IrNode[] {
-  let cur = dynamicInputs(ctx)[0] as { name: string; shape: Shape };
+  return chainFrom(ctx, dynamicInputs(ctx)[0], steps, ctx.outputs[0], ctx.outShapes[0]);
+}
+
+/** A chain of linear prims from `input` to `output` (intermediates named `<output>::<k>`). */
+export function chainFrom(ctx: ConvertContext, input: { name: string; shape: Shape }, steps: { prim: LinearPrim; shape: Shape }[], output: string, outShape: Shape): IrNode[] {
+  let cur = input;
   return steps.map((s, i) => {
     const last = i === steps.length - 1;
-    const name = last ? ctx.outputs[0] : `${ctx.outputs[0]}::${i}`;
-    const node = linearNode(ctx, s.prim, cur, name, last ? ctx.outShapes[0] : s.shape);
+    const name = last ? output : `${output}::${i}`;
+    const node = linearNode(ctx, s.prim, cur, name, last ? outShape : s.shape);
     cur = { name, shape: s.shape };
     return node;
   });
@@ -50,25 +55,39 @@ function checkFinite(ctx: ConvertContext, t: Tensor, what: string): void {
   if (bad > 0) unsupported(ctx, `its ${what} contain ${bad} NaN or infinite value${bad === 1 ? '' : 's'}; fix or retrain the model`);
 }
 
+/** Gemm: Y = α·op(A)·op(B) + β·C; the product is linear when one of A, B is constant, and C may be input-dependent too. */
 const gemm: Converter = (ctx) => {
   const dyn = dynamicInputs(ctx);
-  if (dyn.length !== 1 || dyn[0].index > 1) return productOfInputs(ctx);
-  const alpha = ctx.attrs.float('alpha', 1);
-  const transA = ctx.attrs.int('transA', 0) !== 0;
-  const transB = ctx.attrs.int('transB', 0) !== 0;
-  const x = dyn[0];
-  if (x.index === 0) {
-    const b = constantInput(ctx, 1)!;
-    checkFinite(ctx, b, 'weights');
-    const w = scaled(transB ? transpose2d(b) : b, alpha);
-    if (!transA) return [linearNode(ctx, { op: 'matmul', weight: w, side: 'right' })];
-    return linearChain(ctx, [{ prim: { op: 'transpose', perm: [1, 0] }, shape: [x.shape[1], x.shape[0]] }, { prim: { op: 'matmul', weight: w, side: 'right' }, shape: ctx.outShapes[0] }]);
+  const ab = dyn.filter((d) => d.index <= 1);
+  const c = dyn.find((d) => d.index === 2);
+  if (ab.length > 1) return productOfInputs(ctx);
+  const out = ctx.outShapes[0];
+  const nodes: IrNode[] = [];
+  const abName = c && ab.length ? `${ctx.outputs[0]}::ab` : ctx.outputs[0];
+  if (ab.length) {
+    const alpha = ctx.attrs.float('alpha', 1);
+    const transA = ctx.attrs.int('transA', 0) !== 0;
+    const transB = ctx.attrs.int('transB', 0) !== 0;
+    const x = ab[0];
+    const steps: { prim: LinearPrim; shape: Shape }[] = [];
+    // a transposed input operand is a transpose prim first; a transposed constant is transposed here
+    if ((x.index === 0 && transA) || (x.index === 1 && transB)) steps.push({ prim: { op: 'transpose', perm: [1, 0] }, shape: [x.shape[1], x.shape[0]] });
+    const w = constantInput(ctx, 1 - x.index)!;
+    checkFinite(ctx, w, 'weights');
+    const weight = scaled((x.index === 0 ? transB : transA) ? transpose2d(w) : w, alpha);
+    steps.push({ prim: { op: 'matmul', weight, side: x.index === 0 ? 'right' : 'left' }, shape: out });
+    nodes.push(...chainFrom(ctx, x, steps, abName, out));
   }
-  const a = constantInput(ctx, 0)!;
-  checkFinite(ctx, a, 'weights');
-  const w = scaled(transA ? transpose2d(a) : a, alpha);
-  if (!transB) return [linearNode(ctx, { op: 'matmul', weight: w, side: 'left' })];
-  return linearChain(ctx, [{ prim: { op: 'transpose', perm: [1, 0] }, shape: [x.shape[1], x.shape[0]] }, { prim: { op: 'matmul', weight: w, side: 'left' }, shape: ctx.outShapes[0] }]);
+  if (c) {
+    const beta = ctx.attrs.float('beta', 1);
+    const steps: { prim: LinearPrim; shape: Shape }[] = [];
+    if (!sameShape(c.shape, out)) steps.push({ prim: { op: 'expand' }, shape: out });
+    steps.push({ prim: { op: 'scale', factor: { dtype: 'float64', dims: [], data: Float64Array.of(beta) } }, shape: out });
+    const cName = ab.length ? `${ctx.outputs[0]}::c` : ctx.outputs[0];
+    nodes.push(...chainFrom(ctx, c, steps, cName, out));
+    if (ab.length) nodes.push({ kind: 'linear', prim: { op: 'sum', signs: [1, 1] }, ...base(ctx, [{ name: abName, shape: out }, { name: cName, shape: out }], ctx.outputs[0], out) });
+  }
+  return nodes;
 };
 
 const matmul: Converter = (ctx) => {
@@ -127,15 +146,16 @@ const convTranspose: Converter = (ctx) => {
   const dilations = ctx.attrs.ints('dilations', new Array(r).fill(1))!;
   const outputPadding = ctx.attrs.ints('output_padding', new Array(r).fill(0))!;
   const out = ctx.outShapes[0].slice(2);
-  let pads = ctx.attrs.ints('pads', null);
-  if (!pads || ctx.attrs.has('output_shape') || ctx.attrs.string('auto_pad', 'NOTSET') !== 'NOTSET') {
+  const autoPad = ctx.attrs.string('auto_pad', 'NOTSET');
+  let pads = ctx.attrs.ints('pads', new Array(2 * r).fill(0))!;
+  if (ctx.attrs.has('output_shape') || autoPad === 'SAME_UPPER' || autoPad === 'SAME_LOWER') {
+    // the spec's rule, which onnxruntime follows: total = natural − out, the odd unit at the end only for SAME_UPPER
     const begin: number[] = [];
     const end: number[] = [];
-    const upper = ctx.attrs.string('auto_pad', 'NOTSET') !== 'SAME_LOWER';
     for (let i = 0; i < r; i++) {
-      const total = strides[i] * (x[2 + i] - 1) + outputPadding[i] + (kernel[i] - 1) * dilations[i] + 1 - out[i];
+      const total = Math.max(0, strides[i] * (x[2 + i] - 1) + outputPadding[i] + (kernel[i] - 1) * dilations[i] + 1 - out[i]);
       const half = Math.floor(total / 2);
-      if (upper) { begin.push(half); end.push(total - half); } else { begin.push(total - half); end.push(half); }
+      if (autoPad === 'SAME_UPPER') { begin.push(half); end.push(total - half); } else { begin.push(total - half); end.push(half); }
     }
     pads = [...begin, ...end];
   }
@@ -182,6 +202,44 @@ const sum: Converter = (ctx) => {
   return [{ kind: 'linear', prim: { op: 'sum', signs: dyn.map(() => 1) }, ...base(ctx, dyn, ctx.outputs[0], ctx.outShapes[0]) }];
 };
 
+/** Mean of several tensors: their sum (broadcasting) scaled by 1/k, k counting constant operands too. */
+const mean: Converter = (ctx) => {
+  const dyn = dynamicInputs(ctx);
+  const k = ctx.inputs.length;
+  const out = ctx.outShapes[0];
+  const scale: LinearPrim = { op: 'scale', factor: { dtype: 'float64', dims: [], data: Float64Array.of(1 / k) } };
+  if (dyn.length === 1) {
+    const steps: { prim: LinearPrim; shape: Shape }[] = [];
+    if (!sameShape(dyn[0].shape, out)) steps.push({ prim: { op: 'expand' }, shape: out });
+    steps.push({ prim: scale, shape: out });
+    return linearChain(ctx, steps);
+  }
+  const summed = `${ctx.outputs[0]}::sum`;
+  return [
+    { kind: 'linear', prim: { op: 'sum', signs: dyn.map(() => 1) }, ...base(ctx, dyn, summed, out) },
+    linearNode(ctx, scale, { name: summed, shape: out }, ctx.outputs[0], out),
+  ];
+};
+
+/** CumSum along a constant axis: a triangular 0/1 matrix along that axis. */
+const cumSum: Converter = (ctx) => {
+  const x = dynamicInputs(ctx)[0];
+  if (x.index !== 0) unsupported(ctx, 'an input-dependent axis is not supported');
+  const axisT = constantInput(ctx, 1);
+  if (!axisT) unsupported(ctx, 'axis must be a constant');
+  const r = x.shape.length;
+  const a0 = toNumbers(axisT)[0];
+  const axis = a0 < 0 ? a0 + r : a0;
+  const n = x.shape[axis];
+  const exclusive = ctx.attrs.int('exclusive', 0) !== 0, reverse = ctx.attrs.int('reverse', 0) !== 0;
+  const m = new Float64Array(n * n);
+  for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) {
+    const inside = reverse ? (exclusive ? j > i : j >= i) : (exclusive ? j < i : j <= i);
+    if (inside) m[i * n + j] = 1;
+  }
+  return [linearNode(ctx, { op: 'axisMatrix', axis, matrix: m, rows: n, cols: n })];
+};
+
 const mul: Converter = (ctx) => {
   const dyn = dynamicInputs(ctx);
   if (dyn.length !== 1) return productOfInputs(ctx);
@@ -204,4 +262,4 @@ const div: Converter = (ctx) => {
 const neg: Converter = (ctx) => [linearNode(ctx, { op: 'scale', factor: float32Tensor([-1], []) })];
 
 /** Converters of linear ops: dense, convolution, normalisation at inference, and arithmetic with constants. */
-export const linearConverters = { gemm, matmul, conv, convTranspose, batchNormalization, add: addSub(1), sub: addSub(-1), sum, mul, div, neg };
+export const linearConverters = { gemm, matmul, conv, convTranspose, batchNormalization, add: addSub(1), sub: addSub(-1), sum, mean, mul, div, neg, cumSum };

@@ -68,7 +68,7 @@ async function checkInf(path: string, t: { diagnostic(s: string): void }): Promi
 
 const FIXTURE_OUTCOMES: Record<string, string> = {
   'demo.onnx': 'bounded', 'gemm_sv.onnx': 'bounded', 'conv.onnx': 'bounded', 'conv_bn.onnx': 'bounded', 'residual.onnx': 'bounded', 'tiny_relu.onnx': 'bounded',
-  'mlp_relu.onnx': 'bounded', 'mlp_leakyrelu.onnx': 'bounded', 'mlp_sigmoid.onnx': 'bounded', 'mlp_tanh.onnx': 'bounded', 'mlp_softplus.onnx': 'bounded', 'mlp_elu.onnx': 'bounded', 'mlp_clip.onnx': 'bounded',
+  'mlp_relu.onnx': 'bounded', 'mlp_leakyrelu.onnx': 'bounded', 'mlp_sigmoid.onnx': 'bounded', 'mlp_tanh.onnx': 'bounded', 'mlp_softplus.onnx': 'bounded', 'mlp_elu.onnx': 'bounded', 'mlp_clip.onnx': 'bounded', 'mlp_silu.onnx': 'bounded',
   'product.onnx': 'unbounded', 'argmax.onnx': 'discontinuous',
 };
 

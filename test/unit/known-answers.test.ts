@@ -83,6 +83,16 @@ for (const [act, c] of Object.entries(slopes)) {
   });
 }
 
+test('x·Sigmoid(x) is recognised as SiLU (slope ≤ 1.0998), not reported unbounded', async () => {
+  const w1 = weight('mlp_silu.onnx', 'w1').data, w2 = weight('mlp_silu.onnx', 'w2').data;
+  const r = await analyze(FIXTURES + 'mlp_silu.onnx', { ...opts, method: 'autolip' });
+  assert.equal(r.global.status, 'bounded');
+  const product = sigmaMax(w2, 3, 6) * sigmaMax(w1, 6, 4);
+  const slope = r.global.upper!.value / product;
+  assert.ok(slope >= 1.0998 && slope <= 1.0999 + 1e-6, `slope ${slope}`);
+  assert.ok(r.global.lower!.value <= r.global.upper!.value);
+});
+
 test('tiny ReLU net: upper ≥ max over activation patterns ≥ true constant ≥ lower', async () => {
   const w1 = weight('tiny_relu.onnx', 'w1').data, w2 = weight('tiny_relu.onnx', 'w2').data;
   let brute = 0;

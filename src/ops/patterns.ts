@@ -1,0 +1,122 @@
+import { Attributes, type AttributeValue } from '../onnx/attributes.js';
+import type { OnnxModel, OnnxNode } from '../onnx/read-model.js';
+import { sizeOf, toFloat64 } from '../ir/tensor.js';
+import { base, dynamicInputs, type Converter } from './context.js';
+import { SLOPES } from './activations.js';
+
+/** The domain of the synthetic nodes that stand for a matched sub-graph. */
+export const PATTERN_DOMAIN = 'lipcheck.pattern';
+
+/** One recognised x·g(x) pattern: the synthetic op type it becomes and the slope range of x·g(x). */
+interface PatternRow {
+  readonly opType: string;
+  readonly slope: readonly [number, number];
+  readonly note?: string;
+}
+
+/** The x·g(x) patterns `fusePatterns` recognises (README rows come from this list). */
+export const PATTERN_ROWS: readonly PatternRow[] = [
+  { opType: 'x·Sigmoid(x)', slope: SLOPES.silu, note: '(SiLU/Swish)' },
+  { opType: 'x·Tanh(Softplus(x))', slope: SLOPES.mish, note: '(Mish)' },
+  { opType: 'x·HardSigmoid(x)', slope: [-0.5, 1.5], note: 'for β = 1/2: [min(0, −β), max(1, 2−β)] in general (HardSwish)' },
+  { opType: 'x·(a + Erf(kx))', slope: [2 * SLOPES.geluErf[0], 2 * SLOPES.geluErf[1]], note: 'for a = 1: a − 1 + 2·[GELU slopes] in general, any k ≠ 0 (GELU, erf form)' },
+];
+
+/** The converter of a fused node: an activation whose slope range the matcher stored in attributes lo and hi. */
+export const patternConverter: Converter = (ctx) => [{
+  kind: 'activation', fn: ctx.opType, slope: [ctx.attrs.float('lo', 0), ctx.attrs.float('hi', 0)],
+  ...base(ctx, [dynamicInputs(ctx)[0]], ctx.outputs[0], ctx.outShapes[0]),
+}];
+
+/**
+ * Replaces sub-graphs computing c·x·g(x) (SiLU, Mish, HardSwish, the erf form of GELU, as exporters write them with
+ * Mul nodes) by one synthetic activation node in PATTERN_DOMAIN with the exact slope range of the whole product, which
+ * AutoLip otherwise has to call unbounded (a product of two input-dependent tensors). Only the node list changes: the
+ * model's protobuf, which onnxruntime runs, is untouched, so values are computed by the original graph. Intermediate
+ * values must have no other consumer and not be graph outputs.
+ */
+export function fusePatterns(model: OnnxModel): { model: OnnxModel; fused: string[] } {
+  const producer = new Map<string, OnnxNode>();
+  const uses = new Map<string, number>();
+  for (const n of model.nodes) {
+    for (const o of n.outputs) if (o) producer.set(o, n);
+    for (const i of n.inputs) if (i) uses.set(i, (uses.get(i) ?? 0) + 1);
+  }
+  for (const o of model.outputs) uses.set(o.name, (uses.get(o.name) ?? 0) + 1);
+  const constants = new Map<string, number>();
+  for (const [k, t] of model.initializers) if (sizeOf(t.dims) === 1 && t.dtype !== 'string') constants.set(k, toFloat64(t)[0]);
+  for (const n of model.nodes) {
+    const t = n.opType === 'Constant' ? n.attributes.tensor('value') : null;
+    if (t && sizeOf(t.dims) === 1 && t.dtype !== 'string') constants.set(n.outputs[0], toFloat64(t)[0]);
+    const f = n.opType === 'Constant' && n.attributes.has('value_float') ? n.attributes.float('value_float', NaN) : NaN;
+    if (!Number.isNaN(f)) constants.set(n.outputs[0], f);
+  }
+  const single = (v: string) => uses.get(v) === 1;
+  const by = (v: string, op: string): OnnxNode | null => {
+    const p = producer.get(v);
+    return p && p.opType === op && p.domain === '' && single(v) ? p : null;
+  };
+  /** v = c·w for a scalar constant c (Mul by a constant or Div by one), peeled repeatedly. */
+  const peel = (v: string): { v: string; c: number; nodes: OnnxNode[] } => {
+    let c = 1;
+    const nodes: OnnxNode[] = [];
+    for (;;) {
+      const m = by(v, 'Mul') ?? by(v, 'Div');
+      if (!m) return { v, c, nodes };
+      const [a, b] = m.inputs;
+      if (m.opType === 'Mul' && constants.has(a)) { c *= constants.get(a)!; v = b; } else if (constants.has(b)) { c = m.opType === 'Mul' ? c * constants.get(b)! : c / constants.get(b)!; v = a; } else return { v, c, nodes };
+      nodes.push(m);
+    }
+  };
+  /** The slope range of u·g(u) when `v` computes g(u), with the nodes computing it; null when not recognised. */
+  const known = (v: string, u: string): { slope: [number, number]; op: string; nodes: OnnxNode[] } | null => {
+    const sig = by(v, 'Sigmoid');
+    if (sig && sig.inputs[0] === u) return { slope: [...SLOPES.silu], op: PATTERN_ROWS[0].opType, nodes: [sig] };
+    const tanh = by(v, 'Tanh');
+    const sp = tanh && by(tanh.inputs[0], 'Softplus');
+    if (tanh && sp && sp.inputs[0] === u) return { slope: [...SLOPES.mish], op: PATTERN_ROWS[1].opType, nodes: [tanh, sp] };
+    const hs = by(v, 'HardSigmoid');
+    if (hs && hs.inputs[0] === u) {
+      const beta = hs.attributes.float('beta', 0.5);
+      return { slope: [Math.min(0, -beta), Math.max(1, 2 - beta)], op: PATTERN_ROWS[2].opType, nodes: [hs] };
+    }
+    // a + erf(k·u): u·(a + erf(ku)) = (a − 1)·u + u·(1 + erf(ku)), and d/du u(1 + erf(ku)) = 2·GELU′(√2·k·u) for either sign of k
+    const add = by(v, 'Add');
+    if (add) {
+      const [p, q] = add.inputs;
+      const [a, e] = constants.has(p) ? [constants.get(p)!, q] : constants.has(q) ? [constants.get(q)!, p] : [NaN, ''];
+      const erf = Number.isFinite(a) ? by(e, 'Erf') : null;
+      if (erf) {
+        const inner = peel(erf.inputs[0]);
+        if (inner.v === u && inner.c !== 0 && Number.isFinite(inner.c)) {
+          return { slope: [a - 1 + 2 * SLOPES.geluErf[0], a - 1 + 2 * SLOPES.geluErf[1]], op: PATTERN_ROWS[3].opType, nodes: [add, erf, ...inner.nodes] };
+        }
+      }
+    }
+    return null;
+  };
+
+  const removed = new Set<OnnxNode>();
+  const replaced = new Map<OnnxNode, OnnxNode>();
+  const fused: string[] = [];
+  for (const n of model.nodes) {
+    if (n.opType !== 'Mul' || n.domain !== '' || n.inputs.length !== 2 || removed.has(n) || n.inputs.some((i) => constants.has(i))) continue;
+    const [p, q] = n.inputs.map(peel);
+    for (const [x, g] of [[p, q], [q, p]]) {
+      const m = known(g.v, x.v);
+      if (!m) continue;
+      const c = x.c * g.c;
+      const nodes = [...x.nodes, ...g.nodes, ...m.nodes];
+      if (nodes.some((k) => removed.has(k) || replaced.has(k))) continue;
+      const slope: [number, number] = [Math.min(c * m.slope[0], c * m.slope[1]), Math.max(c * m.slope[0], c * m.slope[1])];
+      const attrs = new Map<string, AttributeValue>([['lo', { type: 'float', value: slope[0] }], ['hi', { type: 'float', value: slope[1] }]]);
+      nodes.forEach((k) => removed.add(k));
+      replaced.set(n, { name: n.name, opType: m.op, domain: PATTERN_DOMAIN, inputs: [x.v], outputs: n.outputs, attributes: new Attributes(attrs) });
+      fused.push(n.name);
+      break;
+    }
+  }
+  if (fused.length === 0) return { model, fused };
+  const nodes = model.nodes.filter((n) => !removed.has(n)).map((n) => replaced.get(n) ?? n);
+  return { model: { ...model, nodes }, fused };
+}

@@ -115,35 +115,35 @@ export function convPads(ctx: ConvertContext, inSpatial: Shape, outSpatial: Shap
   return [...begin, ...end];
 }
 
-const conv: Converter = (ctx) => {
+/** The operands every convolution-like converter reads: constant weights, input shape and geometry attributes. */
+function convOperands(ctx: ConvertContext) {
   const dyn = dynamicInputs(ctx);
-  if (dyn.length !== 1 || dyn[0].index !== 0) return productOfInputs(ctx, 'convolves with input-dependent weights');
+  if (dyn.length !== 1 || dyn[0].index !== 0) return null;
   const w = constantInput(ctx, 1)!;
   checkFinite(ctx, w, 'weights');
   const x = dyn[0].shape;
   const r = x.length - 2;
+  return {
+    w, x, r, group: ctx.attrs.int('group', 1), kernel: w.dims.slice(2),
+    strides: ctx.attrs.ints('strides', new Array(r).fill(1))!, dilations: ctx.attrs.ints('dilations', new Array(r).fill(1))!,
+  };
+}
+
+const conv: Converter = (ctx) => {
+  const c = convOperands(ctx);
+  if (!c) return productOfInputs(ctx, 'convolves with input-dependent weights');
+  const { w, x, r, group, kernel, strides, dilations } = c;
   if (r < 1 || r > 3) unsupported(ctx, `a ${r}-D convolution is not supported (1-D to 3-D are)`);
-  const group = ctx.attrs.int('group', 1);
   if (x[1] % group !== 0 || w.dims[0] % group !== 0) unsupported(ctx, `group ${group} must divide input channels ${x[1]} and output channels ${w.dims[0]}`);
   if (w.dims[1] * group !== x[1]) unsupported(ctx, `weights [${w.dims.join(', ')}] with group ${group} do not match ${x[1]} input channels`);
-  const kernel = w.dims.slice(2);
-  const strides = ctx.attrs.ints('strides', new Array(r).fill(1))!;
-  const dilations = ctx.attrs.ints('dilations', new Array(r).fill(1))!;
   const pads = convPads(ctx, x.slice(2), ctx.outShapes[0].slice(2), kernel, strides, dilations);
   return [linearNode(ctx, { op: 'conv', weight: w, group, strides, pads, dilations })];
 };
 
 const convTranspose: Converter = (ctx) => {
-  const dyn = dynamicInputs(ctx);
-  if (dyn.length !== 1 || dyn[0].index !== 0) return productOfInputs(ctx, 'convolves with input-dependent weights');
-  const w = constantInput(ctx, 1)!;
-  checkFinite(ctx, w, 'weights');
-  const x = dyn[0].shape;
-  const r = x.length - 2;
-  const group = ctx.attrs.int('group', 1);
-  const kernel = w.dims.slice(2);
-  const strides = ctx.attrs.ints('strides', new Array(r).fill(1))!;
-  const dilations = ctx.attrs.ints('dilations', new Array(r).fill(1))!;
+  const c = convOperands(ctx);
+  if (!c) return productOfInputs(ctx, 'convolves with input-dependent weights');
+  const { w, x, r, group, kernel, strides, dilations } = c;
   const outputPadding = ctx.attrs.ints('output_padding', new Array(r).fill(0))!;
   const out = ctx.outShapes[0].slice(2);
   const autoPad = ctx.attrs.string('auto_pad', 'NOTSET');

@@ -1,7 +1,7 @@
 import type { IrNode, LinearPrim, Shape } from '../ir/types.js';
 import { toNumbers, type Tensor } from '../ir/tensor.js';
 import { base, constantInput, dynamicInputs, unsupported, type ConvertContext, type Converter } from './context.js';
-import { linearChain, linearNode } from './linear.js';
+import { convPads, linearChain, linearNode } from './linear.js';
 
 function poolGeometry(ctx: ConvertContext) {
   const x = dynamicInputs(ctx)[0].shape;
@@ -16,18 +16,7 @@ function poolGeometry(ctx: ConvertContext) {
 /** Explicit begin/end pads (auto_pad resolved, ceil_mode's extra windows absorbed into the end pads). */
 function poolPads(ctx: ConvertContext, x: Shape, out: Shape, kernel: number[], strides: number[], dilations: number[]): { pads: number[]; declared: number[] } {
   const r = kernel.length;
-  const autoPad = ctx.attrs.string('auto_pad', 'NOTSET');
-  let declared: number[];
-  if (autoPad === 'NOTSET') declared = ctx.attrs.ints('pads', new Array(2 * r).fill(0))!;
-  else if (autoPad === 'VALID') declared = new Array(2 * r).fill(0);
-  else {
-    declared = new Array(2 * r).fill(0);
-    for (let i = 0; i < r; i++) {
-      const total = Math.max(0, (out[i] - 1) * strides[i] + (kernel[i] - 1) * dilations[i] + 1 - x[i]);
-      const small = Math.floor(total / 2);
-      if (autoPad === 'SAME_LOWER') { declared[i] = total - small; declared[i + r] = small; } else { declared[i] = small; declared[i + r] = total - small; }
-    }
-  }
+  const declared = convPads(ctx, x, out, kernel, strides, dilations);
   const pads = [...declared];
   for (let i = 0; i < r; i++) {
     const need = (out[i] - 1) * strides[i] + (kernel[i] - 1) * dilations[i] + 1 - x[i] - declared[i];

@@ -95,6 +95,7 @@ function chooseInput(model: OnnxModel, options: BuildOptions) {
       throw new LipcheckError('USAGE', `Input '${input.name}' of ${model.file} has a symbolic dimension ${i} ('${d ?? '?'}') in [${declared.map((x) => x ?? '?').join(', ')}]; give a concrete shape with --input-shape, e.g. --input-shape ${declared.map((x, j) => (typeof x === 'number' ? x : j === 0 ? 1 : `<${x ?? '?'}>`)).join(',')}.`);
     });
   }
+  if (shape.some((d) => d === 0)) throw new LipcheckError('UNSUPPORTED', `Input '${input.name}' of ${model.file} has shape [${shape.join(', ')}] with a zero-sized dimension: it holds no values, so there is nothing to analyse.`);
   if (shape.some((d) => !Number.isSafeInteger(d) || d < 1)) throw new LipcheckError('USAGE', `Input shape [${shape.join(', ')}] must have positive integer dimensions.`);
   const elements = shape.reduce((a, b) => a * b, 1);
   // Lanczos keeps tens of float64 vectors of the largest operator side; the input alone bounds that side from below

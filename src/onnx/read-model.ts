@@ -69,7 +69,8 @@ function valueInfo(v: any): ValueInfo {
     ? (shape.dim ?? []).map((d: any): number | string | null => {
         if (d.dimParam) return String(d.dimParam);
         const v = longToNumber(d.dimValue);
-        return v > 0 ? v : null;
+        // dim_value is a oneof member: an explicit 0 (a zero-sized tensor) differs from an unset dimension
+        return v > 0 || d.value === 'dimValue' ? v : null;
       })
     : null;
   return { name: v.name, elemType: tt?.elemType ?? 0, dims };

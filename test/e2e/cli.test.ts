@@ -61,6 +61,10 @@ const errors: [string, string[], number, RegExp][] = [
   ['symbolic dimension', ['symbolic_dims.onnx'], 2, /--input-shape/],
   ['contradicting shape', ['gemm_sv.onnx', '--input-shape', '1,5'], 2, /contradicts/],
   ['bad option value', ['gemm_sv.onnx', '--delta', '2'], 2, /--delta/],
+  ['a graph with a cycle', ['broken_cycle.onnx'], 2, /the graph has a cycle \('add_a' → 'relu_b' → 'add_a'\)/],
+  ['a dangling input', ['broken_dangling.onnx'], 2, /Gemm node 'gemm_y' reads 'w_missing', which no node, initializer or graph input provides/],
+  ['an initializer whose bytes contradict its shape', ['broken_bytes.onnx'], 2, /Tensor 'w' .* has 20 bytes of data, but its shape \[3, 2\] of float32 needs 24/],
+  ['a zero-sized input', ['broken_zero_sized.onnx'], 3, /zero-sized dimension/],
   ['an input too large to analyse', ['symbolic_dims.onnx', '--input-shape', '1,3,900000000'], 3, /needs at least [0-9.]+ GiB/],
 ];
 for (const [what, args, code, message] of errors) {

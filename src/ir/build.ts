@@ -113,7 +113,7 @@ function unsupportedError(file: string, missing: string[], reasons: string[]): L
 
 /** Builds the Lipschitz IR of a model between one input and one output (runs the model once in onnxruntime). */
 export async function buildIr(original: OnnxModel, options: BuildOptions): Promise<BuildResult> {
-  // x·σ(x)-style subgraphs (SiLU, Mish, HardSwish, Erf-GELU) become one activation; onnxruntime still runs the original
+  // x·σ(x)-style subgraphs (SiLU, Mish, HardSwish, GELU in its erf and tanh forms) become one activation; onnxruntime still runs the original
   const model = fusePatterns(original).model;
   const { input, shape, others } = chooseInput(model, options);
   const outputName = options.outputName ?? model.outputs[0]?.name;

@@ -56,7 +56,13 @@ const thresholdedRelu: Converter = (ctx) => {
  */
 export const SLOPES = {
   geluErf: [-0.128905, 1.128905],
+  /** Tanh form: d/dx ½x(1 + tanh(k(x + κx³))), k = √(2/π), κ = 0.044715; extreme 1.1289930687 at x = ±1.4185 (and 1 − that). */
   geluTanh: [-0.128994, 1.128994],
+  /**
+   * The tanh form with any constants of ratio ρ = κ/k² within 10⁻⁴ (relative) of the standard one: the extreme slope
+   * moves by at most 2.32·10⁻⁶ over that band (1.1289954 at ρ·(1 + 10⁻⁴)), for exporters that round k and kκ.
+   */
+  geluTanhNear: [-0.128996, 1.128996],
   silu: [-0.09984, 1.09984],
   mish: [-0.112527, 1.088499],
   hardSwish: [-0.5, 1.5],

@@ -20,7 +20,11 @@ export const PATTERN_ROWS: readonly PatternRow[] = [
   { opType: 'x·Tanh(Softplus(x))', slope: SLOPES.mish, note: '(Mish)' },
   { opType: 'x·HardSigmoid(x)', slope: [-0.5, 1.5], note: 'for β = 1/2: [min(0, −β), max(1, 2−β)] in general (HardSwish)' },
   { opType: 'x·(a + Erf(kx))', slope: [2 * SLOPES.geluErf[0], 2 * SLOPES.geluErf[1]], note: 'for a = 1: a − 1 + 2·[GELU slopes] in general, any k ≠ 0 (GELU, erf form)' },
+  { opType: 'x·(a + Tanh(αx + γx³))', slope: [2 * SLOPES.geluTanhNear[0], 2 * SLOPES.geluTanhNear[1]], note: 'for a = 1: a − 1 + 2·[tanh-GELU slopes] in general, any α ≠ 0 with γ/α³ within 10⁻⁴ of 0.044715·π/2 (GELU, tanh form; x³ as Mul or Pow, or x·(1 + cx²))' },
 ];
+
+/** γ/α³ of the tanh form of GELU, tanh(√(2/π)(x + 0.044715x³)): 0.044715·π/2. */
+const GELU_TANH_RATIO = 0.044715 * Math.PI / 2;
 
 /** The converter of a fused node: an activation whose slope range the matcher stored in attributes lo and hi. */
 export const patternConverter: Converter = (ctx) => [{
@@ -29,7 +33,7 @@ export const patternConverter: Converter = (ctx) => [{
 }];
 
 /**
- * Replaces sub-graphs computing c·x·g(x) (SiLU, Mish, HardSwish, the erf form of GELU, as exporters write them with
+ * Replaces sub-graphs computing c·x·g(x) (SiLU, Mish, HardSwish, the erf and tanh forms of GELU, as exporters write them with
  * Mul nodes) by one synthetic activation node in PATTERN_DOMAIN with the exact slope range of the whole product, which
  * AutoLip otherwise has to call unbounded (a product of two input-dependent tensors). Only the node list changes: the
  * model's protobuf, which onnxruntime runs, is untouched, so values are computed by the original graph. Intermediate
@@ -68,6 +72,51 @@ export function fusePatterns(model: OnnxModel): { model: OnnxModel; fused: strin
       nodes.push(m);
     }
   };
+  /** v = c·u^p (p = 1 for u itself; else Mul and Pow nodes with single consumers), with the nodes computing it. */
+  const power = (v: string, u: string, depth = 0): { p: number; c: number; nodes: OnnxNode[] } | null => {
+    if (v === u) return { p: 1, c: 1, nodes: [] };
+    if (depth > 3) return null;
+    const pw = by(v, 'Pow');
+    if (pw) {
+      const e = constants.get(pw.inputs[1]);
+      const b = peel(pw.inputs[0]);
+      return (e === 2 || e === 3) && b.v === u ? { p: e, c: b.c ** e, nodes: [pw, ...b.nodes] } : null;
+    }
+    const m = by(v, 'Mul');
+    if (!m || m.inputs.some((i) => constants.has(i))) return null;
+    const [a, b] = m.inputs.map(peel);
+    const pa = power(a.v, u, depth + 1), pb = pa && power(b.v, u, depth + 1);
+    return pa && pb ? { p: pa.p + pb.p, c: a.c * b.c * pa.c * pb.c, nodes: [m, ...a.nodes, ...b.nodes, ...pa.nodes, ...pb.nodes] } : null;
+  };
+  /** w = α·u + γ·u³, written as the sum of the two terms or as u·(b + c·u²); null when not that. */
+  const cubic = (w: string, u: string): { alpha: number; gamma: number; nodes: OnnxNode[] } | null => {
+    const add = by(w, 'Add');
+    if (add) {
+      const [p, q] = add.inputs.map(peel);
+      for (const [lin, cub] of [[p, q], [q, p]]) {
+        const a = power(lin.v, u), g = a?.p === 1 ? power(cub.v, u) : null;
+        if (a && g?.p === 3) return { alpha: lin.c * a.c, gamma: cub.c * g.c, nodes: [add, ...lin.nodes, ...cub.nodes, ...a.nodes, ...g.nodes] };
+      }
+      return null;
+    }
+    const mul = by(w, 'Mul');
+    if (!mul) return null;
+    const [p, q] = mul.inputs.map(peel);
+    for (const [lin, quad] of [[p, q], [q, p]]) {
+      const a = power(lin.v, u);
+      const inner = a?.p === 1 ? by(quad.v, 'Add') : null;
+      if (!a || !inner) continue;
+      const [s, t] = inner.inputs;
+      const [b, rest] = constants.has(s) ? [constants.get(s)!, t] : constants.has(t) ? [constants.get(t)!, s] : [NaN, ''];
+      if (!Number.isFinite(b)) continue;
+      const r = peel(rest);
+      const sq = power(r.v, u);
+      if (sq?.p !== 2) continue;
+      const k = lin.c * a.c * quad.c;
+      return { alpha: k * b, gamma: k * r.c * sq.c, nodes: [mul, inner, ...lin.nodes, ...quad.nodes, ...a.nodes, ...r.nodes, ...sq.nodes] };
+    }
+    return null;
+  };
   /** The slope range of u·g(u) when `v` computes g(u), with the nodes computing it; null when not recognised. */
   const known = (v: string, u: string): { slope: [number, number]; op: string; nodes: OnnxNode[] } | null => {
     const sig = by(v, 'Sigmoid');
@@ -90,6 +139,17 @@ export function fusePatterns(model: OnnxModel): { model: OnnxModel; fused: strin
         const inner = peel(erf.inputs[0]);
         if (inner.v === u && inner.c !== 0 && Number.isFinite(inner.c)) {
           return { slope: [a - 1 + 2 * SLOPES.geluErf[0], a - 1 + 2 * SLOPES.geluErf[1]], op: PATTERN_ROWS[3].opType, nodes: [add, erf, ...inner.nodes] };
+        }
+      }
+      // a + tanh(αu + γu³): with α = √(2/π)·s and γ/α³ = 0.044715·π/2, u(1 + tanh(…)) = (2/s)·GELU_tanh(su), whose
+      // slope is 2·GELU_tanh′(su) for either sign of s
+      const tanh = Number.isFinite(a) ? by(e, 'Tanh') : null;
+      if (tanh) {
+        const inner = peel(tanh.inputs[0]);
+        const poly = cubic(inner.v, u);
+        const alpha = inner.c * (poly?.alpha ?? 0), gamma = inner.c * (poly?.gamma ?? 0);
+        if (poly && alpha !== 0 && Math.abs(gamma / alpha ** 3 / GELU_TANH_RATIO - 1) <= 1e-4) {
+          return { slope: [a - 1 + 2 * SLOPES.geluTanhNear[0], a - 1 + 2 * SLOPES.geluTanhNear[1]], op: PATTERN_ROWS[4].opType, nodes: [add, tanh, ...inner.nodes, ...poly.nodes] };
         }
       }
     }

@@ -1,5 +1,8 @@
 import { activationConverters as act, discontinuous, noGlobalConstant, slopeRange, SLOPES } from './activations.js';
 import type { Converter } from './context.js';
+import { contribConverters as ms, MS_DOMAIN } from './contrib.js';
+import { einsumConverters as ein } from './einsum.js';
+import { gatherConverters as gat } from './gather.js';
 import { linearConverters as lin } from './linear.js';
 import { normalizationConverters as norm } from './normalization.js';
 import { PATTERN_DOMAIN, PATTERN_ROWS, patternConverter } from './patterns.js';
@@ -28,6 +31,11 @@ function row(opType: string, family: OpFamily, treatment: string, convert: Conve
   return { opType, domain: '', opsets, family, treatment, convert };
 }
 
+/** A row of onnxruntime's contrib domain; its opsets are those of that domain (version 1 throughout). */
+function msRow(opType: string, family: OpFamily, treatment: string, convert: Converter): OpRow {
+  return { opType, domain: MS_DOMAIN, opsets: ALL, family, treatment: `${MS_DOMAIN} contrib op: ${treatment}`, convert };
+}
+
 const unbounded = (why: string) => noGlobalConstant(why);
 const jump = (why: string) => discontinuous(why);
 
@@ -45,6 +53,7 @@ export const OP_REGISTRY: readonly OpRow[] = [
   row('Mul', 'linear', 'by a constant: diagonal scaling; two inputs: unbounded', lin.mul),
   row('Div', 'linear', 'by a constant: diagonal scaling; by an input: unbounded', lin.div),
   row('Neg', 'linear', 'scaling by −1', lin.neg),
+  row('Einsum', 'linear', 'one input-dependent operand, the others constant: diagonals, sums and transposes of it, then a batched dense operator with the folded constants (ellipsis broadcast); several input-dependent operands: unbounded', ein.einsum, [12, 23]),
   row('CumSum', 'linear', 'constant axis: a triangular 0/1 matrix along it (exclusive, reverse)', lin.cumSum),
   row('Concat', 'merge', 'ℓ2: √(Σ L_i²), ℓ∞: max L_i; merged when all parts are linear', shp.concat),
   row('Flatten', 'shape', 'isometry', shp.reshapeLike),
@@ -60,6 +69,8 @@ export const OP_REGISTRY: readonly OpRow[] = [
   row('Pad', 'shape', 'constant mode: zero padding (norm 1); reflect, edge, wrap: a 0/1 matrix per padded axis (pads as attribute before opset 11)', shp.pad),
   row('Slice', 'shape', 'constant starts/ends/axes/steps: a selection (norm ≤ 1)', shp.slice),
   row('Gather', 'shape', 'constant indices: a selection (repeated indices counted)', shp.gather),
+  row('GatherElements', 'shape', 'constant indices: a selection per position along axis (repeated indices counted); input-dependent indices: discontinuous', gat.gatherElements, [11, 23]),
+  row('GatherND', 'shape', 'constant indices: a selection of slices (batch_dims; repeated tuples counted); input-dependent indices: discontinuous', gat.gatherND, [11, 23]),
   row('Split', 'shape', 'one crop per output (norm ≤ 1)', shp.split),
   row('Expand', 'shape', 'broadcast: √(out/in) in ℓ2, 1 in ℓ∞', shp.expand),
   row('Tile', 'shape', 'constant repeats: stacked identities per axis (√Π repeats in ℓ2)', shp.tile),
@@ -103,6 +114,10 @@ export const OP_REGISTRY: readonly OpRow[] = [
   row('Cos', 'activation', 'slope in [−1, 1]', slopeRange(-1, 1)),
   row('Atan', 'activation', 'slope in [0, 1]', slopeRange(0, 1)),
   row('Asinh', 'activation', 'slope in [0, 1]', slopeRange(0, 1)),
+  msRow('Gelu', 'activation', `erf form, slope in [${SLOPES.geluErf.join(', ')}]`, ms.gelu),
+  msRow('BiasGelu', 'activation', `Gelu(A + B), erf form: slope in [${SLOPES.geluErf.join(', ')}] (input-dependent B summed first)`, ms.biasGelu),
+  msRow('FastGelu', 'activation', `tanh form (optional bias): slope in [${SLOPES.geluTanh.join(', ')}]`, ms.fastGelu),
+  msRow('QuickGelu', 'activation', `x·σ(αx): SiLU′(αx), slope in [${SLOPES.silu.join(', ')}] for α ≠ 0 (α = 0: 1/2)`, ms.quickGelu),
   ...PATTERN_ROWS.map((p) => ({ opType: p.opType, domain: PATTERN_DOMAIN, opsets: ALL, family: 'activation' as const, treatment: `matched pattern: slope in [${p.slope.join(', ')}]${p.note ? ` ${p.note}` : ''}`, convert: patternConverter })),
   row('Max', 'nonlinear', 'one input-dependent operand: slope in [0, 1]; several: 1 in the stacked inputs', act.max),
   row('Min', 'nonlinear', 'as Max', act.min),

@@ -24,6 +24,8 @@ export type In = string | Tensor | null;
 export interface Case {
   readonly name: string;
   readonly op: string;
+  /** The node's domain (default: the ONNX domain ''). */
+  readonly domain?: string;
   readonly shape: readonly number[];
   readonly opset?: number;
   readonly attrs?: Record<string, AttrSpec>;
@@ -35,7 +37,7 @@ export interface Case {
   /** Element types of the outputs when not float32 (e.g. int64 indices). */
   readonly outputTypes?: readonly string[];
   /** Nodes computing intermediate inputs from 'x' (their inputs may be constants too). */
-  readonly before?: readonly { op: string; inputs: readonly In[]; output: string; attrs?: Record<string, AttrSpec> }[];
+  readonly before?: readonly { op: string; inputs: readonly In[]; output: string; attrs?: Record<string, AttrSpec>; domain?: string }[];
 }
 
 let seedCounter = 1;
@@ -61,10 +63,10 @@ export function caseModel(c: Case): Uint8Array {
     inits.push([n, v]);
     return n;
   };
-  const nodes: NodeSpec[] = (c.before ?? []).map((b, k) => ({ opType: b.op, inputs: b.inputs.map((v, i) => name(v, `b${k}_${i}`)), outputs: [b.output], attrs: b.attrs, name: `pre${k}` }));
+  const nodes: NodeSpec[] = (c.before ?? []).map((b, k) => ({ opType: b.op, inputs: b.inputs.map((v, i) => name(v, `b${k}_${i}`)), outputs: [b.output], attrs: b.attrs, name: `pre${k}`, domain: b.domain }));
   const k = c.outputs ?? 1;
   const outs = Array.from({ length: k }, (_, i) => `y${i}`);
-  nodes.push({ opType: c.op, inputs: (c.inputs ?? ['x']).map((v, i) => name(v, String(i))), outputs: outs, attrs: c.attrs, name: 'node' });
+  nodes.push({ opType: c.op, inputs: (c.inputs ?? ['x']).map((v, i) => name(v, String(i))), outputs: outs, attrs: c.attrs, name: 'node', domain: c.domain });
   return encodeGraph({ opset: c.opset ?? 13, inputs: [{ name: 'x', dims: c.shape }], outputs: outs.map((o, i) => ({ name: o, dtype: c.outputTypes?.[i] ?? 'float32' })), nodes, initializers: inits });
 }
 

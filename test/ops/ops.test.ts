@@ -12,7 +12,9 @@ import { mergeLinear } from '../../src/ir/merge.js';
 import { Random } from '../../src/linalg/random.js';
 import { decodeModel } from '../../src/onnx/read-model.js';
 import { lrnLipschitz } from '../../src/ops/normalization.js';
-import { fusePatterns } from '../../src/ops/patterns.js';
+import { SLOPES } from '../../src/ops/activations.js';
+import { MS_DOMAIN } from '../../src/ops/contrib.js';
+import { fusePatterns, PATTERN_DOMAIN } from '../../src/ops/patterns.js';
 import { OP_REGISTRY } from '../../src/ops/registry.js';
 import { sigmaMax } from '../helpers/dense.js';
 import { caseIr, caseModel, evaluate, ints, maxAbs, maxAbsDiff, modelMatrix, regionMatrices, regionOf, tensor, type Case } from './harness.js';
@@ -20,6 +22,7 @@ import { caseIr, caseModel, evaluate, ints, maxAbs, maxAbsDiff, modelMatrix, reg
 const t = tensor;
 const scalar = (v: number) => tensor([], [v]);
 const bools = (dims: number[], values: number[]) => ({ dtype: 'bool' as const, dims, data: Uint8Array.from(values) });
+const einsum = (equation: string) => ({ equation: { s: equation } });
 
 /** Linear (and piecewise-linear-but-linear) ops: the converted matrix must equal the op's. */
 const LINEAR: Case[] = [
@@ -105,6 +108,40 @@ const LINEAR: Case[] = [
   { name: 'Squeeze (opset 13 input)', op: 'Squeeze', shape: [1, 3, 1], inputs: ['x', ints([2])] },
   { name: 'Dropout (opset 12, ratio input)', op: 'Dropout', opset: 12, shape: [2, 3], inputs: ['x', scalar(0.3)] },
   { name: 'Neg', op: 'Neg', shape: [4] },
+  { name: 'Einsum ij,jk->ik (constant on the right)', op: 'Einsum', shape: [3, 4], inputs: ['x', t([4, 5])], attrs: einsum('ij,jk->ik') },
+  { name: 'Einsum ij,jk->ik (constant on the left, opset 12)', op: 'Einsum', opset: 12, shape: [3, 4], inputs: [t([2, 3]), 'x'], attrs: einsum('ij,jk->ik') },
+  { name: 'Einsum bij,jk->bik', op: 'Einsum', shape: [2, 3, 4], inputs: ['x', t([4, 5])], attrs: einsum('bij,jk->bik') },
+  { name: 'Einsum bhqd,hd->bhq (batch label h, contraction d)', op: 'Einsum', shape: [2, 3, 4, 5], inputs: ['x', t([3, 5])], attrs: einsum('bhqd,hd->bhq') },
+  { name: 'Einsum bij,bjk->bik with a batched constant', op: 'Einsum', shape: [2, 3, 4], inputs: ['x', t([2, 4, 5])], attrs: einsum('bij,bjk->bik') },
+  { name: 'Einsum bij,j->bi (vector constant)', op: 'Einsum', shape: [2, 3, 4], inputs: ['x', t([4])], attrs: einsum('bij,j->bi') },
+  { name: 'Einsum i,i-> (dot product, scalar output)', op: 'Einsum', shape: [5], inputs: ['x', t([5])], attrs: einsum('i,i->') },
+  { name: 'Einsum ij,kl->ijkl (outer product with a constant)', op: 'Einsum', shape: [2, 3], inputs: ['x', t([2, 2])], attrs: einsum('ij,kl->ijkl') },
+  { name: 'Einsum ij,ij->ij (elementwise)', op: 'Einsum', shape: [2, 3], inputs: ['x', t([2, 3])], attrs: einsum('ij,ij->ij') },
+  { name: 'Einsum ij,j->ji (broadcast scaling, transposed)', op: 'Einsum', shape: [2, 3], inputs: ['x', t([3])], attrs: einsum('ij,j->ji') },
+  { name: 'Einsum ij,jkm->ik (a label summed inside the constant)', op: 'Einsum', shape: [3, 4], inputs: ['x', t([4, 2, 3])], attrs: einsum('ij,jkm->ik') },
+  { name: 'Einsum ij,jk,kl->il (input between two constants)', op: 'Einsum', shape: [3, 4], inputs: [t([2, 3]), 'x', t([4, 5])], attrs: einsum('ij,jk,kl->il') },
+  { name: 'Einsum ij,jk implicit output (ik)', op: 'Einsum', shape: [3, 4], inputs: ['x', t([4, 2])], attrs: einsum('ij,jk') },
+  { name: 'Einsum ij->ji (transpose)', op: 'Einsum', shape: [3, 4], attrs: einsum('ij->ji') },
+  { name: 'Einsum ba implicit output (a transpose)', op: 'Einsum', shape: [3, 4], attrs: einsum('ba') },
+  { name: 'Einsum ii->i (diagonal)', op: 'Einsum', shape: [3, 3], attrs: einsum('ii->i') },
+  { name: 'Einsum iij->j (trace over a pair of axes)', op: 'Einsum', shape: [3, 3, 2], attrs: einsum('iij->j') },
+  { name: 'Einsum jii->ij with a spaced equation', op: 'Einsum', shape: [2, 3, 3], attrs: einsum(' jii -> ij ') },
+  { name: 'Einsum ij->i (row sums)', op: 'Einsum', shape: [3, 4], attrs: einsum('ij->i') },
+  { name: 'Einsum ij-> (total sum)', op: 'Einsum', shape: [3, 4], attrs: einsum('ij->') },
+  { name: 'Einsum ...ij,jk->...ik (ellipsis)', op: 'Einsum', shape: [2, 3, 4, 5], inputs: ['x', t([5, 2])], attrs: einsum('...ij,jk->...ik') },
+  { name: 'Einsum ...ij,...jk->...ik (ellipsis batch, broadcast)', op: 'Einsum', shape: [2, 3, 4, 5], inputs: ['x', t([1, 3, 5, 2])], attrs: einsum('...ij,...jk->...ik') },
+  { name: 'Einsum ...ij,...jk->...ik (a size-1 constant axis broadcast)', op: 'Einsum', shape: [2, 3, 4], inputs: ['x', t([1, 4, 2])], attrs: einsum('...ij,...jk->...ik') },
+  { name: 'Einsum ...ii->...i (batched diagonal)', op: 'Einsum', shape: [2, 3, 3], attrs: einsum('...ii->...i') },
+  { name: 'Einsum i...->... (sum over the first axis)', op: 'Einsum', shape: [3, 2, 2], attrs: einsum('i...->...') },
+  { name: 'GatherElements axis 0 (a different choice per column)', op: 'GatherElements', opset: 11, shape: [3, 4], inputs: ['x', ints([2, 0, 1, 1, 0, 0, 2, -1], [2, 4])] },
+  { name: 'GatherElements axis −1, repeats and negatives', op: 'GatherElements', shape: [2, 5], inputs: ['x', ints([4, -1, 0, 1, 1, 3], [2, 3])], attrs: { axis: { i: -1 } } },
+  { name: 'GatherElements axis 1, indices shorter on the other axes (crop)', op: 'GatherElements', shape: [3, 4, 2], inputs: ['x', ints([3, 0, 1, 1, 2, 2, 0, 3, 3, 3, 1, 0], [2, 3, 2])], attrs: { axis: { i: 1 } } },
+  { name: 'GatherElements with the same choice at every position', op: 'GatherElements', shape: [3, 4], inputs: ['x', ints([2, 0, 2, 0, 2, 0], [3, 2])], attrs: { axis: { i: 1 } } },
+  { name: 'GatherND elements (k = rank, opset 11)', op: 'GatherND', opset: 11, shape: [3, 4], inputs: ['x', ints([1, 2, 0, 0, 2, -1, 1, 2], [4, 2])] },
+  { name: 'GatherND slices (k = 1) with a repeat', op: 'GatherND', shape: [3, 4, 2], inputs: ['x', ints([2, 0, 2], [3, 1])] },
+  { name: 'GatherND nested index array', op: 'GatherND', shape: [3, 4, 2], inputs: ['x', ints([0, 1, 2, 3, 1, 1, 2, 0], [2, 2, 2])] },
+  { name: 'GatherND batch_dims 1 (a different choice per batch)', op: 'GatherND', shape: [2, 3, 4], inputs: ['x', ints([2, 0, 1, 1], [2, 2, 1])], attrs: { batch_dims: { i: 1 } } },
+  { name: 'GatherND batch_dims 1, k = 2', op: 'GatherND', opset: 12, shape: [2, 3, 4], inputs: ['x', ints([0, 3, 2, 1, 1, -1, 0, 0], [2, 2, 2])], attrs: { batch_dims: { i: 1 } } },
   { name: 'MatMul with DequantizeLinear weights (folded)', op: 'MatMul', shape: [2, 3], inputs: ['x', 'w'], before: [{ op: 'DequantizeLinear', inputs: [{ dtype: 'int8', dims: [3, 2], data: Int8Array.of(-5, 7, 100, -128, 3, 0) }, scalar(0.05), { dtype: 'int8', dims: [], data: Int8Array.of(2) }], output: 'w' }] },
 ];
 
@@ -127,6 +164,9 @@ for (const c of LINEAR) {
     assert.ok(bInf >= exactInf * (1 - 1e-5), `ℓ∞ region bound ${bInf} < max row sum ${exactInf}`);
   });
 }
+
+/** The number of grid points the activation cases evaluate at (their input shape). */
+const GRID_N = 1601;
 
 /** Elementwise activations (and matched x·g(x) patterns): slope range ⊇ numerical derivatives, tight where marked. */
 const ACTIVATIONS: (Omit<Case, 'shape'> & { tight?: boolean; slope?: readonly [number, number] })[] = [
@@ -164,10 +204,46 @@ const ACTIVATIONS: (Omit<Case, 'shape'> & { tight?: boolean; slope?: readonly [n
   { name: 'pattern x·HardSigmoid(x) (HardSwish)', op: 'Mul', inputs: ['x', 'h'], before: [{ op: 'HardSigmoid', inputs: ['x'], output: 'h', attrs: { alpha: { f: 1 / 6 } } }], tight: true, slope: [-0.5, 1.5] },
   { name: 'pattern GELU (PyTorch erf form)', op: 'Mul', inputs: ['m', scalar(0.5)], before: [{ op: 'Div', inputs: ['x', scalar(Math.SQRT2)], output: 'd' }, { op: 'Erf', inputs: ['d'], output: 'e' }, { op: 'Add', inputs: ['e', scalar(1)], output: 'a' }, { op: 'Mul', inputs: ['x', 'a'], output: 'm' }], tight: true },
   { name: 'pattern GELU (0.5·x first)', op: 'Mul', inputs: ['h', 'a'], before: [{ op: 'Mul', inputs: ['x', scalar(0.5)], output: 'h' }, { op: 'Mul', inputs: ['x', scalar(Math.SQRT1_2)], output: 'd' }, { op: 'Erf', inputs: ['d'], output: 'e' }, { op: 'Add', inputs: [scalar(1), 'e'], output: 'a' }], tight: true },
+  { name: 'pattern GELU tanh form (PyTorch approximate=tanh: x·x·x)', op: 'Mul', inputs: [scalar(0.5), 'm'], tight: true,
+    before: [
+      { op: 'Mul', inputs: ['x', 'x'], output: 'x2' }, { op: 'Mul', inputs: ['x', 'x2'], output: 'x3' }, { op: 'Mul', inputs: [scalar(0.044715), 'x3'], output: 'kx3' },
+      { op: 'Add', inputs: ['x', 'kx3'], output: 's' }, { op: 'Mul', inputs: [scalar(Math.sqrt(2 / Math.PI)), 's'], output: 'w' }, { op: 'Tanh', inputs: ['w'], output: 'th' },
+      { op: 'Add', inputs: [scalar(1), 'th'], output: 'a' }, { op: 'Mul', inputs: ['x', 'a'], output: 'm' },
+    ] },
+  { name: 'pattern GELU tanh form (GPT-2 gelu_new: Pow(x, 3))', op: 'Mul', inputs: ['h', 'a'], tight: true,
+    before: [
+      { op: 'Pow', inputs: ['x', scalar(3)], output: 'p' }, { op: 'Mul', inputs: ['p', scalar(0.044715)], output: 'kp' }, { op: 'Add', inputs: ['x', 'kp'], output: 's' },
+      { op: 'Mul', inputs: ['s', scalar(0.7978845608)], output: 'w' }, { op: 'Tanh', inputs: ['w'], output: 'th' }, { op: 'Add', inputs: ['th', scalar(1)], output: 'a' },
+      { op: 'Mul', inputs: ['x', scalar(0.5)], output: 'h' },
+    ] },
+  { name: 'pattern GELU tanh form (x·k·(1 + c·x·x), rounded constants)', op: 'Mul', inputs: ['h', 'a'], tight: true,
+    before: [
+      { op: 'Mul', inputs: ['x', scalar(0.797885)], output: 'l' }, { op: 'Mul', inputs: [scalar(0.044715), 'x'], output: 'c' }, { op: 'Mul', inputs: ['c', 'x'], output: 'c2' },
+      { op: 'Add', inputs: [scalar(1), 'c2'], output: 'q' }, { op: 'Mul', inputs: ['l', 'q'], output: 'w' }, { op: 'Tanh', inputs: ['w'], output: 'th' },
+      { op: 'Add', inputs: [scalar(1), 'th'], output: 'a' }, { op: 'Mul', inputs: ['x', scalar(0.5)], output: 'h' },
+    ] },
+  { name: 'pattern x·(1 + Tanh(−1.5·(x + 0.044715x³)·k)) (scaled, negative)', op: 'Mul', inputs: ['x', 'a'], tight: true,
+    before: [
+      { op: 'Pow', inputs: ['x', scalar(3)], output: 'p' }, { op: 'Mul', inputs: ['p', scalar(0.044715 * 2.25)], output: 'kp' }, { op: 'Add', inputs: ['kp', 'x'], output: 's' },
+      { op: 'Mul', inputs: ['s', scalar(-1.5 * Math.sqrt(2 / Math.PI))], output: 'w' }, { op: 'Tanh', inputs: ['w'], output: 'th' }, { op: 'Add', inputs: ['th', scalar(1)], output: 'a' },
+    ] },
+  { name: 'pattern x·(0.5 + Tanh(k(x + 0.044715x³))) (a ≠ 1)', op: 'Mul', inputs: ['a', 'x'], tight: true, slope: [-0.5 + 2 * SLOPES.geluTanhNear[0], -0.5 + 2 * SLOPES.geluTanhNear[1]],
+    before: [
+      { op: 'Mul', inputs: ['x', 'x'], output: 'x2' }, { op: 'Mul', inputs: ['x2', 'x'], output: 'x3' }, { op: 'Mul', inputs: ['x3', scalar(0.044715)], output: 'kx3' },
+      { op: 'Add', inputs: ['kx3', 'x'], output: 's' }, { op: 'Mul', inputs: ['s', scalar(Math.sqrt(2 / Math.PI))], output: 'w' }, { op: 'Tanh', inputs: ['w'], output: 'th' },
+      { op: 'Add', inputs: ['th', scalar(0.5)], output: 'a' },
+    ] },
+  { name: 'com.microsoft Gelu', op: 'Gelu', domain: MS_DOMAIN, tight: true, slope: SLOPES.geluErf },
+  { name: 'com.microsoft BiasGelu with a constant bias', op: 'BiasGelu', domain: MS_DOMAIN, inputs: ['x', t([GRID_N], new Array(GRID_N).fill(0.25))], tight: true, slope: SLOPES.geluErf },
+  { name: 'com.microsoft FastGelu', op: 'FastGelu', domain: MS_DOMAIN, tight: true, slope: SLOPES.geluTanh },
+  { name: 'com.microsoft FastGelu with a bias', op: 'FastGelu', domain: MS_DOMAIN, inputs: ['x', t([GRID_N], new Array(GRID_N).fill(-0.3))], tight: true, slope: SLOPES.geluTanh },
+  { name: 'com.microsoft QuickGelu (α = 1.702 default)', op: 'QuickGelu', domain: MS_DOMAIN, tight: true, slope: SLOPES.silu },
+  { name: 'com.microsoft QuickGelu α = −0.7', op: 'QuickGelu', domain: MS_DOMAIN, attrs: { alpha: { f: -0.7 } }, tight: true, slope: SLOPES.silu },
+  { name: 'com.microsoft QuickGelu α = 0 (x/2)', op: 'QuickGelu', domain: MS_DOMAIN, attrs: { alpha: { f: 0 } }, tight: true, slope: [0.5, 0.5] },
   { name: 'pattern x·(0.5 + Erf(−1.3x))', op: 'Mul', inputs: ['x', 'a'], before: [{ op: 'Mul', inputs: ['x', scalar(-1.3)], output: 'd' }, { op: 'Erf', inputs: ['d'], output: 'e' }, { op: 'Add', inputs: ['e', scalar(0.5)], output: 'a' }], tight: true },
 ];
 
-const GRID = Float32Array.from({ length: 1601 }, (_, i) => -8 + i * 0.01);
+const GRID = Float32Array.from({ length: GRID_N }, (_, i) => -8 + i * 0.01);
 
 for (const c of ACTIVATIONS) {
   test(`activation: ${c.name}`, async () => {
@@ -281,6 +357,15 @@ const CLASSIFIED: (Case & { kind: 'unbounded' | 'discontinuous' })[] = [
   { name: 'ReduceProd', op: 'ReduceProd', shape: [3], kind: 'unbounded' },
   { name: 'LpNormalization', op: 'LpNormalization', shape: [2, 3], kind: 'unbounded' },
   { name: 'LRN with bias 0', op: 'LRN', shape: [1, 3, 2, 2], attrs: { size: { i: 3 }, bias: { f: 0 } }, kind: 'unbounded' },
+  { name: 'Einsum of the input with itself', op: 'Einsum', shape: [3, 3], inputs: ['x', 'x'], attrs: einsum('ij,jk->ik'), kind: 'unbounded' },
+  { name: 'Einsum of two input-dependent operands and a constant', op: 'Einsum', shape: [2, 3], inputs: ['x', t([3, 4]), 'h'], attrs: einsum('ij,jk,ik->i'), kind: 'unbounded', before: [{ op: 'MatMul', inputs: ['x', t([3, 4])], output: 'h' }] },
+  { name: 'tanh form with a non-GELU ratio γ/α³ is not fused', op: 'Mul', shape: [3], inputs: ['x', 'a'], kind: 'unbounded',
+    before: [
+      { op: 'Pow', inputs: ['x', scalar(3)], output: 'p' }, { op: 'Mul', inputs: ['p', scalar(0.05)], output: 'kp' }, { op: 'Add', inputs: ['x', 'kp'], output: 's' },
+      { op: 'Mul', inputs: ['s', scalar(0.7978845608)], output: 'w' }, { op: 'Tanh', inputs: ['w'], output: 'th' }, { op: 'Add', inputs: ['th', scalar(1)], output: 'a' },
+    ] },
+  { name: 'GatherElements with input-dependent indices', op: 'GatherElements', shape: [2, 3], inputs: ['x', 'i'], attrs: { axis: { i: 1 } }, kind: 'discontinuous', before: [{ op: 'ArgMax', inputs: ['x'], output: 'i', attrs: { axis: { i: 1 } } }] },
+  { name: 'GatherND with input-dependent indices', op: 'GatherND', shape: [2, 3], inputs: ['x', 'i'], attrs: { batch_dims: { i: 1 } }, kind: 'discontinuous', before: [{ op: 'ArgMax', inputs: ['x'], output: 'i', attrs: { axis: { i: 1 } } }] },
   { name: 'Floor', op: 'Floor', shape: [3], kind: 'discontinuous' },
   { name: 'Sign', op: 'Sign', shape: [3], kind: 'discontinuous' },
   { name: 'Round', op: 'Round', shape: [3], kind: 'discontinuous' },
@@ -401,17 +486,74 @@ test('LRN: no Jacobian (random points and adversarial ascent) exceeds the derive
 });
 
 test('every registry row has a case in this file (or is covered by a family case)', () => {
-  const covered = new Set([...LINEAR, ...ACTIVATIONS, ...LIPSCHITZ, ...CLASSIFIED].flatMap((c) => [c.op, ...(c.before ?? []).map((b) => b.op)]));
+  const key = (domain: string | undefined, op: string) => (domain ? `${domain}:${op}` : op);
+  const covered = new Set([...LINEAR, ...ACTIVATIONS, ...LIPSCHITZ, ...CLASSIFIED].flatMap((c) => [key(c.domain, c.op), ...(c.before ?? []).map((b) => key(b.domain, b.op))]));
   // rows whose converter is shared with a tested row of the same family
   const shared = new Set(['Less', 'Equal', 'GreaterOrEqual', 'LessOrEqual', 'ArgMin', 'Ceil', 'Mod', 'IsNaN', 'IsInf', 'OneHot', 'Sinh', 'Cosh', 'Asin', 'Acos', 'Acosh', 'Atanh', 'ReduceSumSquare', 'ReduceLogSum', 'MeanVarianceNormalization', 'ConvInteger', 'MatMulInteger', 'QLinearConv']);
-  const patterns = OP_REGISTRY.filter((r) => r.domain !== '').map((r) => r.opType);
-  const missing = OP_REGISTRY.filter((r) => r.domain === '' && !covered.has(r.opType) && !shared.has(r.opType)).map((r) => r.opType);
+  const patterns = OP_REGISTRY.filter((r) => r.domain === PATTERN_DOMAIN).map((r) => r.opType);
+  const missing = OP_REGISTRY.filter((r) => r.domain !== PATTERN_DOMAIN && !covered.has(key(r.domain, r.opType)) && !shared.has(r.opType)).map((r) => key(r.domain, r.opType));
   assert.deepEqual(missing, []);
-  assert.equal(patterns.length, 4);
+  assert.equal(patterns.length, 5);
 });
 
 test('fusePatterns leaves a product whose intermediate value is used elsewhere alone', () => {
   const c: Case = { name: 'shared', op: 'Add', shape: [3], inputs: ['m', 's'], before: [{ op: 'Sigmoid', inputs: ['x'], output: 's' }, { op: 'Mul', inputs: ['x', 's'], output: 'm' }] };
   const { fused } = fusePatterns(decodeModel(caseModel(c), 'shared.onnx'));
   assert.deepEqual(fused, []);
+});
+
+/** erf in float64 to ~1e-14: its Taylor series below 2.5, the continued fraction of erfc above. */
+function erf(x: number): number {
+  const z = Math.abs(x);
+  let r: number;
+  if (z < 2.5) {
+    let term = z, sum = z;
+    for (let n = 1; n < 80; n++) { term *= (-z * z) / n; sum += term / (2 * n + 1); }
+    r = (2 / Math.sqrt(Math.PI)) * sum;
+  } else {
+    let f = z;
+    for (let n = 60; n >= 1; n--) f = z + (n / 2) / f;
+    r = 1 - Math.exp(-z * z) / (Math.sqrt(Math.PI) * f);
+  }
+  return x < 0 ? -r : r;
+}
+
+test('slope constants of the GELU forms and SiLU (QuickGelu) hold a dense sample of their analytic derivatives, tightly', () => {
+  const k = Math.sqrt(2 / Math.PI), kappa = 0.044715;
+  const sigmoid = (v: number) => 1 / (1 + Math.exp(-v));
+  // f(v) = ½v(1 + tanh(v + ρv³)) is GELU_tanh(v/k)·k at ρ = κ/k²; its slope range is that of the tanh pattern's u-form / 2
+  const tanhForm = (rho: number) => (v: number) => { const th = Math.tanh(v + rho * v ** 3); return 0.5 * (1 + th) + 0.5 * v * (1 - th * th) * (1 + 3 * rho * v * v); };
+  const cases: { name: string; d: (x: number) => number; range: readonly [number, number]; slack: number }[] = [
+    { name: 'GELU erf', d: (x) => 0.5 * (1 + erf(x / Math.SQRT2)) + (x * Math.exp(-x * x / 2)) / Math.sqrt(2 * Math.PI), range: SLOPES.geluErf, slack: 1e-6 },
+    { name: 'GELU tanh', d: (x) => { const th = Math.tanh(k * (x + kappa * x ** 3)); return 0.5 * (1 + th) + 0.5 * x * (1 - th * th) * k * (1 + 3 * kappa * x * x); }, range: SLOPES.geluTanh, slack: 1e-6 },
+    { name: 'SiLU', d: (x) => sigmoid(x) * (1 + x * (1 - sigmoid(x))), range: SLOPES.silu, slack: 1e-6 },
+    ...[-1e-4, -5e-5, 0, 5e-5, 1e-4].map((e) => ({ name: `tanh form at ρ·(1 ${e < 0 ? '−' : '+'} ${Math.abs(e)})`, d: tanhForm((kappa / (k * k)) * (1 + e)), range: SLOPES.geluTanhNear, slack: e === 1e-4 ? 1e-6 : 6e-6 })),
+  ];
+  for (const c of cases) {
+    let lo = Infinity, hi = -Infinity;
+    // beyond ±30 every one of these slopes is within 1e-10 of 0 or 1, tending there monotonically
+    for (let i = 0; i <= 600000; i++) { const d = c.d(-30 + i * 1e-4); lo = Math.min(lo, d); hi = Math.max(hi, d); }
+    assert.ok(lo >= c.range[0] && hi <= c.range[1], `${c.name}: slopes [${lo}, ${hi}] outside [${c.range.join(', ')}]`);
+    assert.ok(lo - c.range[0] <= c.slack && c.range[1] - hi <= c.slack, `${c.name}: [${c.range.join(', ')}] is looser than ${c.slack} around [${lo}, ${hi}]`);
+    for (const x of [-30, 30]) assert.ok(Math.min(Math.abs(c.d(x)), Math.abs(c.d(x) - 1)) < 1e-10, `${c.name}: slope at ${x} is ${c.d(x)}`);
+  }
+});
+
+test('com.microsoft BiasGelu with an input-dependent bias: the two operands summed, then the activation', async () => {
+  const c: Case = { name: 'biasgelu', op: 'BiasGelu', domain: MS_DOMAIN, shape: [2, 4], inputs: ['x', 'b'], before: [{ op: 'ReduceMean', inputs: ['x'], output: 'b', attrs: { axes: { ints: [0] }, keepdims: { i: 0 } } }] };
+  const { ir, bytes } = await caseIr(c);
+  const act = ir.nodes.find((n) => n.kind === 'activation');
+  const sum = ir.nodes.find((n) => n.kind === 'linear' && n.prim.op === 'sum');
+  assert.ok(act && act.kind === 'activation' && act.fn === 'BiasGelu' && act.output === ir.output);
+  assert.deepEqual(act.slope, SLOPES.geluErf);
+  assert.ok(sum && sum.inputs.length === 2 && act.inputs[0] === sum.output, ir.nodes.map((n) => `${n.kind}:${n.opType}`).join(', '));
+  // the sum x + mean₀(x) is linear with ‖·‖₂ ≤ 1 + 1/√2; no difference quotient of the node may exceed slope·that
+  const r = new Random(5);
+  const xs: Float32Array[] = [];
+  for (let s = 0; s < 20; s++) { const x = Float32Array.from({ length: 8 }, () => 2 * r.normal()); xs.push(x, x.map((v) => v + 0.1 * r.normal())); }
+  const ys = await evaluate(bytes, c.shape, xs, ir.output);
+  for (let s = 0; s < xs.length; s += 2) {
+    const q = Math.hypot(...ys[s + 1].map((v, i) => v - ys[s][i])) / Math.hypot(...xs[s + 1].map((v, i) => v - xs[s][i]));
+    assert.ok(q <= SLOPES.geluErf[1] * (1 + Math.SQRT1_2) * (1 + 1e-4), `quotient ${q}`);
+  }
 });

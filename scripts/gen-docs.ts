@@ -6,7 +6,8 @@ import { renderOpsTable } from '../src/report/ops-table.js';
 
 /** The generated README sections: options (from the CLI's option records) and operators (from the registry). */
 export function generatedSections(): Record<string, string> {
-  const options = ['| option | default | meaning |', '|---|---|---|', ...OPTIONS.map((o) => `| \`${o.flags}\` | ${o.defaultValue !== undefined ? `\`${o.defaultValue}\`` : ''} | ${o.description}${o.choices ? ` (${o.choices.join(', ')})` : ''} |`)].join('\n') + '\n';
+  const where = (o: (typeof OPTIONS)[number]) => (o.commands.length === 3 ? 'all' : o.commands.map((c) => (c === 'model' ? 'lipcheck' : c)).join(', '));
+  const options = ['| option | commands | default | meaning |', '|---|---|---|---|', ...OPTIONS.map((o) => `| \`${o.flags}\` | ${where(o)} | ${o.defaultValue !== undefined ? `\`${o.defaultValue}\`` : ''} | ${o.description}${o.choices ? ` (${o.choices.join(', ')})` : ''} |`)].join('\n') + '\n';
   return { options, ops: renderOpsTable(true) };
 }
 

@@ -9,7 +9,7 @@ import { measureRegion, type OperatorNorm } from './estimators/operator-norm.js'
 import { buildIr } from './ir/build.js';
 import { mergeLinear } from './ir/merge.js';
 import { providerFor, type Device } from './linalg/runtime.js';
-import { decodeModel, readModelBytes } from './onnx/read-model.js';
+import { decodeModel, readModel, readModelBytes } from './onnx/read-model.js';
 import { SCHEMA_VERSION, type LipschitzReport, type LowerBound } from './report/report.js';
 
 export { LipcheckError } from './errors.js';
@@ -73,6 +73,11 @@ export function cpWindowFor(parts: readonly { ms: number; iterations: number }[]
     if (total > budgetMs) return len - 1;
   }
   return m;
+}
+
+/** The names of a model's graph outputs, in order (for --all-outputs). */
+export function graphOutputs(path: string): string[] {
+  return readModel(path).outputs.map((o) => o.name);
 }
 
 const VERSION: string = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')).version;

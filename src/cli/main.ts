@@ -1,127 +1,92 @@
-import { Command, Option } from 'commander';
 import { fileURLToPath } from 'node:url';
-import { writeFileSync, renameSync, rmSync } from 'node:fs';
-import { analyze, type WitnessPair } from '../index.js';
+import { evaluateGates } from '../batch/gates.js';
+import { recordFromError, recordFromReport, type BatchRecord } from '../batch/record.js';
 import { isLipcheckError, LipcheckError } from '../errors.js';
+import { analyze, graphOutputs, type LipschitzReport, type WitnessPair } from '../index.js';
+import { renderHtml } from '../report/html.js';
 import { renderJson } from '../report/json.js';
+import { renderJunit } from '../report/junit.js';
 import { renderOpsTable } from '../report/ops-table.js';
 import { renderTable } from '../report/table.js';
+import { analysisOptions, commandFor, gateOptions, parseArgs, writeAtomically } from './args.js';
+import { runBatch, runMerge } from './batch.js';
 import { EXIT, EXIT_FOR_ERROR } from './exit-codes.js';
-import { OPTIONS } from './options.js';
+import { reportError } from './fail.js';
 import { createProgress } from './progress.js';
 
 const DEMO = fileURLToPath(new URL('../../fixtures/demo.onnx', import.meta.url));
 
-function number(name: string, v: string | undefined, check: (x: number) => boolean, what: string): number | undefined {
-  if (v === undefined) return undefined;
-  const x = Number(v);
-  if (!Number.isFinite(x) || !check(x)) throw new LipcheckError('USAGE', `${name} '${v}' is invalid: it must be ${what}.`);
-  return x;
-}
+const AFTER = `
+Commands:
+  lipcheck [model] [options]        analyse one model (this help)
+  lipcheck batch <paths...>         analyse many models in worker processes (lipcheck batch --help)
+  lipcheck merge <files...>         join batch outputs of several shards (lipcheck merge --help)
 
-function parseShape(v: string | undefined): number[] | undefined {
-  if (v === undefined) return undefined;
-  const dims = v.split(/[,x×]/).map((s) => Number(s.trim()));
-  if (dims.length === 0 || dims.some((d) => !Number.isSafeInteger(d) || d < 1)) throw new LipcheckError('USAGE', `--input-shape '${v}' is invalid: give positive integers separated by commas, e.g. 1,3,224,224.`);
-  return dims;
-}
+Exit codes: 0 ok, 1 gate failed (--max, --baseline), 2 usage or unreadable file, 3 unsupported model, 4 runtime failure (or --certify strict impossible), 70 internal error.
+Upper bounds are certified or probabilistic; estimates are labelled and never used as bounds.`;
 
 function serialise(w: WitnessPair) {
   return { input: w.input, shape: w.shape, ratio: w.ratio, x: Array.from(w.x), xPrime: Array.from(w.xPrime) };
 }
 
-/** Writes a whole file or nothing: a temporary file beside it, renamed into place. */
-function writeAtomically(path: string, text: string): void {
-  const tmp = `${path}.${process.pid}.tmp`;
-  try {
-    writeFileSync(tmp, text);
-    renameSync(tmp, path);
-  } catch (e) {
-    rmSync(tmp, { force: true });
-    throw new LipcheckError('USAGE', `Cannot write '${path}': ${(e as Error).message}.`, { cause: e });
-  }
-}
-
 /** Runs the CLI; returns the exit code (the bin sets it). */
 export async function main(argv: readonly string[]): Promise<number> {
-  const program = new Command()
-    .name('lipcheck')
-    .description('Upper and lower bounds on the Lipschitz constant of an ONNX model (AutoLip, certified and probabilistic).')
-    .argument('[model]', 'ONNX model file (default: the bundled demo model)')
-    .exitOverride()
-    .configureOutput({ writeOut: (s) => process.stdout.write(s), writeErr: (s) => process.stderr.write(s) })
-    .addHelpText('after', '\nExit codes: 0 ok, 1 gate failed (--max), 2 usage or unreadable file, 3 unsupported model, 4 runtime failure (or --certify strict impossible), 70 internal error.\nUpper bounds are certified or probabilistic; estimates are labelled and never used as bounds.');
-  for (const o of OPTIONS) {
-    const opt = new Option(o.flags, o.description);
-    if (o.defaultValue !== undefined) opt.default(o.defaultValue);
-    if (o.choices) opt.choices([...o.choices]);
-    program.addOption(opt);
-  }
+  if (argv[0] === 'batch') return runBatch(argv.slice(1));
+  if (argv[0] === 'merge') return runMerge(argv.slice(1));
+  const program = commandFor('model', 'lipcheck', 'Upper and lower bounds on the Lipschitz constant of an ONNX model (AutoLip, Combettes–Pesquet; certified and probabilistic).', AFTER)
+    .argument('[model]', 'ONNX model file (default: the bundled demo model)');
   let debug = argv.includes('--debug');
+  let junit: string | undefined;
+  let modelPath = DEMO;
+  const t0 = performance.now();
   try {
-    try {
-      program.parse([...argv], { from: 'user' });
-    } catch (e) {
-      const code = (e as { code?: string }).code;
-      if (code === 'commander.helpDisplayed' || code === 'commander.version') return EXIT.OK;
-      return EXIT.USAGE;
-    }
+    const answered = parseArgs(program, argv);
+    if (answered !== null) return answered;
     const opts = program.opts();
     debug = Boolean(opts.debug);
     if (opts.listOps) {
       process.stdout.write(renderOpsTable(false));
       return EXIT.OK;
     }
-    const max = number('--max', opts.max, (x) => x >= 0, 'a non-negative number');
+    junit = opts.junit;
+    modelPath = program.args[0] ?? DEMO;
+    const gates = gateOptions(opts);
     const useColor = opts.color !== false && !opts.json && Boolean(process.stdout.isTTY) && !process.env.NO_COLOR;
     let witness: WitnessPair | null = null;
-    const progress = createProgress(Boolean(process.stderr.isTTY) && !opts.json);
-    const report = await analyze(program.args[0] ?? DEMO, {
-      norm: opts.norm,
-      method: opts.method,
-      cpWindow: number('--cp-window', opts.cpWindow, (x) => Number.isInteger(x) && x >= 0, 'a non-negative integer'),
-      certify: opts.certify,
-      delta: number('--delta', opts.delta, (x) => x > 0 && x < 1, 'in (0, 1)'),
-      tol: number('--tol', opts.tol, (x) => x > 0 && x < 1, 'in (0, 1)'),
-      iterations: number('--iterations', opts.iterations, (x) => Number.isInteger(x) && x >= 1, 'a positive integer'),
-      seed: number('--seed', opts.seed, (x) => Number.isInteger(x) && x >= 0, 'a non-negative integer'),
-      certifyBudgetMs: number('--certify-budget', opts.certifyBudget, (x) => x >= 0, 'a non-negative number of milliseconds'),
-      lowerPairs: number('--lower-pairs', opts.lowerPairs, (x) => Number.isInteger(x) && x >= 0, 'a non-negative integer'),
-      lowerBudgetMs: number('--lower-budget', opts.lowerBudget, (x) => x >= 0, 'a non-negative number of milliseconds'),
-      onWitness: opts.witness ? (w) => { witness = w; } : undefined,
-      device: opts.device,
-      threads: number('--threads', opts.threads, (x) => Number.isInteger(x) && x >= 0, 'a non-negative integer'),
-      inputName: opts.input,
-      outputName: opts.output,
-      inputShape: parseShape(opts.inputShape),
-      onProgress: (d, t, w) => progress.update(d, t, w),
-    }).finally(() => progress.stop());
+    if (opts.allOutputs && (opts.output || opts.witness)) throw new LipcheckError('USAGE', `--all-outputs analyses every output: it cannot be combined with ${opts.output ? '--output' : '--witness'}.`);
+    const outputs: (string | undefined)[] = opts.allOutputs ? graphOutputs(modelPath) : [opts.output];
+    const reports: LipschitzReport[] = [];
+    for (const outputName of outputs) {
+      const progress = createProgress(Boolean(process.stderr.isTTY) && !opts.json);
+      reports.push(await analyze(modelPath, {
+        ...analysisOptions(opts),
+        outputName,
+        onWitness: opts.witness ? (w) => { witness = w; } : undefined,
+        onProgress: (d, t, w) => progress.update(d, t, w),
+      }).finally(() => progress.stop()));
+    }
     if (opts.witness) {
       if (!witness) throw new LipcheckError('USAGE', `--witness ${opts.witness}: there is no witness pair (the model is discontinuous, or --lower-pairs is 0).`);
-      writeAtomically(opts.witness, JSON.stringify({ schemaVersion: 1, model: report.model.sha256, norm: report.norm, ...serialise(witness) }) + '\n');
+      writeAtomically(opts.witness, JSON.stringify({ schemaVersion: 1, model: reports[0].model.sha256, norm: reports[0].norm, ...serialise(witness) }) + '\n');
     }
-    process.stdout.write(opts.json ? renderJson(report) : renderTable(report, useColor));
-    if (max !== undefined) {
-      const g = report.global;
-      if (g.status !== 'bounded' || !g.upper || g.upper.value > max) {
-        const why = g.status !== 'bounded' ? `the model is ${g.status}` : `the upper bound ${g.upper!.value} (${g.upper!.kind}) exceeds --max ${max}`;
-        process.stderr.write(`lipcheck: gate failed: ${why}.\n`);
-        return EXIT.GATE_FAILED;
-      }
-    }
+    // with --all-outputs each output is gated and reported like one model of a batch, named model.onnx#output
+    const records = reports.map((r) => recordFromReport(r, opts.allOutputs ? `${modelPath}#${r.output.name}` : modelPath, performance.now() - t0, null));
+    const verdicts = evaluateGates(records, gates);
+    if (opts.junit) writeAtomically(opts.junit, renderJunit(records, verdicts));
+    if (opts.html) writeAtomically(opts.html, opts.allOutputs ? renderHtml({ kind: 'batch', records, gates: verdicts, title: modelPath }) : renderHtml({ kind: 'model', report: reports[0], gates: verdicts?.[0] ?? null }));
+    if (opts.json) process.stdout.write(opts.allOutputs ? `[\n${reports.map((r) => renderJson(r).trimEnd()).join(',\n')}\n]\n` : renderJson(reports[0]));
+    else process.stdout.write(reports.map((r) => renderTable(r, useColor)).join('\n'));
+    const failed = (verdicts ?? []).filter((v) => !v.passed);
+    for (const v of failed) for (const c of v.checks.filter((x) => !x.passed)) process.stderr.write(`lipcheck: gate failed${opts.allOutputs ? ` (${v.path})` : ''}: ${c.message}.\n`);
+    if (failed.length) return EXIT.GATE_FAILED;
     return EXIT.OK;
   } catch (e) {
-    if (isLipcheckError(e)) {
-      process.stderr.write(`lipcheck: ${e.message}\n`);
-      if (e.code === 'INTERNAL') process.stderr.write('This is a bug in lipcheck; please report it with the command and the model.\n');
-      if (debug && e.cause) process.stderr.write(`${(e.cause as Error).stack ?? e.cause}\n`);
-      if (debug) process.stderr.write(`${e.stack}\n`);
-      return EXIT_FOR_ERROR[e.code];
+    // a CI job that asked for JUnit gets a file even when the model could not be analysed
+    if (junit) {
+      const error = isLipcheckError(e) ? { code: e.code, exit: EXIT_FOR_ERROR[e.code], message: e.message } : { code: 'INTERNAL' as const, exit: EXIT.INTERNAL, message: `internal error: ${(e as Error).message}` };
+      const record: BatchRecord = recordFromError(modelPath, null, error, '2', performance.now() - t0, null);
+      try { writeAtomically(junit, renderJunit([record], null)); } catch { /* the analysis error below is the one to report */ }
     }
-    process.stderr.write(`lipcheck: internal error: ${(e as Error).message ?? e}\nThis is a bug in lipcheck; please report it with the command and the model${debug ? '' : ' (rerun with --debug for a stack trace)'}.\n`);
-    if (debug) process.stderr.write(`${(e as Error).stack}\n`);
-    return EXIT.INTERNAL;
+    return reportError(e, debug);
   }
 }
-
-

@@ -226,7 +226,10 @@ export async function buildIr(original: OnnxModel, options: BuildOptions): Promi
   if (missing.length || reasons.length) throw unsupportedError(model.file, missing, reasons);
   const outShape = shapeOf(outputName);
   return {
-    ir: { input: input.name, inputShape: shape, output: outputName, outputShape: outShape, nodes, warnings: others.length ? [`Inputs ${others.map((o) => `'${o.name}'`).join(', ')} are held at zero; only '${input.name}' is analysed.`] : [] },
+    ir: { input: input.name, inputShape: shape, output: outputName, outputShape: outShape, nodes, warnings: [
+      ...(others.length ? [`Inputs ${others.map((o) => `'${o.name}'`).join(', ')} are held at zero; only '${input.name}' is analysed.`] : []),
+      ...(!options.outputName && model.outputs.length > 1 ? [`The model has ${model.outputs.length} outputs; only the first, '${outputName}', is analysed (choose one with --output NAME, or every one with --all-outputs).`] : []),
+    ] },
     inputName: input.name, outputName, inputShape: shape, outputShape: outShape, otherInputs: others.map((o) => o.name),
   };
 }

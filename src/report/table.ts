@@ -1,5 +1,6 @@
 import { Chalk } from 'chalk';
 import type { Bound } from '../estimators/kinds.js';
+import type { BatchRecord, GateResult } from '../batch/record.js';
 import type { LipschitzReport } from './report.js';
 
 /** Formats a number for the table: 4 significant digits, exponent form outside [1e-3, 1e5). */
@@ -62,5 +63,36 @@ export function renderTable(report: LipschitzReport, color: boolean): string {
   }
   for (const w of report.warnings) lines.push(c.yellow(`warning: ${w}`));
   lines.push(c.dim(`time ${ms(report.timings.totalMs)} (load ${ms(report.timings.loadMs)}, build ${ms(report.timings.buildMs)}, norms ${ms(report.timings.normsMs)}, lower bound ${ms(report.timings.lowerMs)}) on ${report.settings.provider}`));
+  return lines.join('\n') + '\n';
+}
+
+/** Renders the end-of-batch summary: counts by outcome, the most sensitive models, gate failures and errors with reasons. */
+export function renderBatchSummary(records: readonly BatchRecord[], gates: readonly GateResult[] | null, opts: { color: boolean; elapsedMs?: number; skipped?: number; top?: number }): string {
+  const c = new Chalk({ level: opts.color ? 1 : 0 });
+  const lines: string[] = [];
+  const count = (s: BatchRecord['status']) => records.filter((r) => r.status === s).length;
+  const errors = records.filter((r) => r.status === 'error');
+  const byCode = new Map<string, number>();
+  for (const r of errors) byCode.set(r.error?.code ?? 'ERROR', (byCode.get(r.error?.code ?? 'ERROR') ?? 0) + 1);
+  const rate = opts.elapsedMs && opts.elapsedMs > 0 ? `, ${(records.length - (opts.skipped ?? 0)) > 0 ? ((60000 * (records.length - (opts.skipped ?? 0))) / opts.elapsedMs).toFixed(1) : '0'} models/min` : '';
+  lines.push(c.bold(`lipcheck batch: ${records.length} model${records.length === 1 ? '' : 's'}`) + (opts.skipped ? ` (${opts.skipped} from an earlier run, --resume)` : '') + (opts.elapsedMs !== undefined ? ` in ${ms(opts.elapsedMs)}${rate}` : ''));
+  lines.push(`  ${c.green(`bounded ${count('bounded')}`)} · ${c.red(`unbounded ${count('unbounded')}`)} · ${c.red(`discontinuous ${count('discontinuous')}`)} · ${errors.length ? c.yellow(`error ${errors.length}`) : 'error 0'}${byCode.size ? ` (${[...byCode].map(([k, n]) => `${k} ${n}`).join(', ')})` : ''}`);
+  const bounded = records.filter((r) => r.status === 'bounded' && r.upper).sort((a, b) => b.upper!.value - a.upper!.value);
+  if (bounded.length) {
+    lines.push('', c.bold('Most sensitive models (largest upper bound):'));
+    const top = bounded.slice(0, opts.top ?? 10);
+    const w = Math.max(...top.map((r) => r.path.length));
+    for (const r of top) lines.push(`  ${r.path.padEnd(w)}  ${formatNumber(r.upper!.value).padStart(10)}  ${r.upper!.kind.padEnd(13)}  ${r.upper!.method}`);
+  }
+  const failed = (gates ?? []).filter((g) => !g.passed);
+  if (gates) {
+    lines.push('', failed.length ? c.red.bold(`Gates: ${failed.length} of ${gates.length} failed`) : c.green.bold(`Gates: all ${gates.length} passed`));
+    for (const g of failed) for (const k of g.checks.filter((x) => !x.passed)) lines.push(c.red(`  ${g.path}: ${k.message}.`));
+  }
+  const unanalysed = errors.filter((r) => !failed.some((g) => g.path === r.path));
+  if (unanalysed.length) {
+    lines.push('', c.yellow.bold('Could not be analysed:'));
+    for (const r of unanalysed) lines.push(c.yellow(`  ${r.path}: [${r.error?.code}] ${clip((r.error?.message ?? '').replace(/\s*\n\s*/g, ' '), 240)}`));
+  }
   return lines.join('\n') + '\n';
 }

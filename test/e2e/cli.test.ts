@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { FIXTURES } from '../helpers/dense.js';
+import { FIXTURES, sigmaMax, weight } from '../helpers/dense.js';
 
 const BIN = fileURLToPath(new URL('../../bin/lipcheck.js', import.meta.url));
 
@@ -91,4 +91,23 @@ test('--list-ops prints the registry; --help documents exit codes', () => {
   assert.equal(help.code, 0);
   assert.match(help.out, /Exit codes: 0 ok, 1 gate failed/);
   assert.match(help.out, /--certify <mode>/);
+});
+
+test('several outputs: a warning names the one analysed; --all-outputs gives one report per output', () => {
+  const one = cli(FIXTURES + 'two_outputs.onnx', '--device', 'cpu');
+  assert.equal(one.code, 0, one.err);
+  assert.match(one.out, /The model has 2 outputs; only the first, 'features', is analysed/);
+  const r = cli(FIXTURES + 'two_outputs.onnx', '--all-outputs', '--json', '--device', 'cpu');
+  assert.equal(r.code, 0, r.err);
+  const reports = JSON.parse(r.out);
+  assert.deepEqual(reports.map((x: { output: { name: string } }) => x.output.name), ['features', 'logits']);
+  const w1 = weight('two_outputs.onnx', 'w1');
+  const s1 = sigmaMax(w1.data, 6, 5);
+  // 'features' is the affine map W1·x + b1: its constant is exactly σ_max(W1)
+  assert.ok(reports[0].global.upper.value >= s1 && reports[0].global.upper.value <= s1 * 1.06, `${reports[0].global.upper.value} vs ${s1}`);
+  assert.ok(reports[0].global.lower.value <= s1 * (1 + 1e-4));
+  assert.equal(reports[1].global.status, 'bounded');
+  const gate = cli(FIXTURES + 'two_outputs.onnx', '--all-outputs', '--max', String(s1 * 1.1), '--device', 'cpu');
+  assert.equal(gate.code, reports[1].global.upper.value > s1 * 1.1 ? 1 : 0);
+  assert.equal(cli(FIXTURES + 'two_outputs.onnx', '--all-outputs', '--output', 'logits').code, 2);
 });

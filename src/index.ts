@@ -1,11 +1,12 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { LipcheckError } from './errors.js';
-import { composeAutoLip, type SegmentUse } from './estimators/autolip.js';
+import { composeAutoLip, type SegmentCandidate, type SegmentUse } from './estimators/autolip.js';
 import { cpSegmentBound, findSegments } from './estimators/cp.js';
 import { jacobianLowerBound } from './estimators/lower-bound.js';
 import type { NormKind } from './estimators/kinds.js';
 import { measureRegion, type OperatorNorm } from './estimators/operator-norm.js';
+import { SEQLIP_DEFAULTS, seqlipObstacle, seqlipSegmentBound } from './estimators/seqlip.js';
 import { buildIr } from './ir/build.js';
 import { mergeLinear } from './ir/merge.js';
 import { providerFor, type Device } from './linalg/runtime.js';
@@ -18,8 +19,10 @@ export type { LipschitzReport } from './report/report.js';
 /** Analysis options; every field has a default. */
 export interface AnalyzeOptions {
   readonly norm?: NormKind;
-  /** autolip: products of norms only; cp: Combettes–Pesquet on every sequential segment; best: the smaller per segment. */
-  readonly method?: 'autolip' | 'cp' | 'best';
+  /** autolip: products of norms only; cp: Combettes–Pesquet on every sequential segment; seqlip: SeqLip there (ℓ2); best: the smallest valid bound per segment. */
+  readonly method?: 'autolip' | 'cp' | 'seqlip' | 'best';
+  /** Singular triplets per operator for greedy SeqLip. */
+  readonly seqlipK?: number;
   /** Longest partial product CP measures directly (0: no limit). */
   readonly cpWindow?: number;
   readonly seed?: number;
@@ -52,7 +55,7 @@ export interface WitnessPair {
 }
 
 /** Defaults shared by the library and the CLI. */
-export const DEFAULTS = { method: 'best' as 'autolip' | 'cp' | 'best', cpWindow: 0, norm: '2' as NormKind, seed: 0, delta: 1e-6, tol: 0.05, iterations: 200, certify: 'auto' as const, device: 'auto' as Device, lowerPairs: 64, lowerBudgetMs: 2000, certifyBudgetMs: 2000 };
+export const DEFAULTS = { method: 'best' as 'autolip' | 'cp' | 'seqlip' | 'best', cpWindow: 0, seqlipK: SEQLIP_DEFAULTS.k as number, norm: '2' as NormKind, seed: 0, delta: 1e-6, tol: 0.05, iterations: 200, certify: 'auto' as const, device: 'auto' as Device, lowerPairs: 64, lowerBudgetMs: 2000, certifyBudgetMs: 2000 };
 
 /** Combettes–Pesquet may take max(CP_MIN_BUDGET_MS, CP_BUDGET_FACTOR × the operator-norm phase). */
 const CP_MIN_BUDGET_MS = 5000;
@@ -105,28 +108,57 @@ export async function analyze(model: string | { bytes: Uint8Array; name: string 
   const warnings = [...built.ir.warnings];
   const autolip = composeAutoLip(built.ir, blocks, norms, o.norm);
   const uses: SegmentUse[] = [];
+  let probabilisticSegments = 0;
   // segments only tighten a bound: a model without one (unbounded, discontinuous) needs none
   if (o.method !== 'autolip' && autolip.status === 'bounded') {
     const normsMs = performance.now() - tBuild;
-    for (const segment of findSegments(built.ir, blocks)) {
-      const window = o.cpWindow || cpWindowFor(segment.regions.map((r) => { const m = norms.get(r.id)!; return { ms: m.lanczosMs, iterations: m.iterations }; }), Math.max(CP_MIN_BUDGET_MS, CP_BUDGET_FACTOR * normsMs));
-      if (window < 2) {
-        warnings.push(`${segment.id} (${segment.regions.length} operators): Combettes–Pesquet skipped, its partial products would take well over the time budget; AutoLip is used there (force it with --cp-window).`);
-        continue;
-      }
+    const runCp = o.method === 'cp' || o.method === 'best';
+    // SeqLip rests on singular value decompositions: an ℓ2 method
+    const runSeqlip = (o.method === 'seqlip' || o.method === 'best') && o.norm === '2';
+    if (o.method === 'seqlip' && o.norm !== '2') warnings.push('SeqLip bounds the ℓ2 constant only; with --norm inf the report is AutoLip (use --method cp for a tighter ℓ∞ bound).');
+    const segments = findSegments(built.ir, blocks);
+    const activationCount = segments.reduce((a, g) => a + g.activations.length, 0);
+    for (const segment of segments) {
+      const candidates: SegmentCandidate[] = [];
       o.onProgress?.(regions.length, regions.length, segment.id);
-      uses.push({ segment, cp: await cpSegmentBound(segment, settings, { window: window >= segment.regions.length ? undefined : window, known: norms }) });
+      if (runCp) {
+        const window = o.cpWindow || cpWindowFor(segment.regions.map((r) => { const m = norms.get(r.id)!; return { ms: m.lanczosMs, iterations: m.iterations }; }), Math.max(CP_MIN_BUDGET_MS, CP_BUDGET_FACTOR * normsMs));
+        if (window < 2) {
+          warnings.push(`${segment.id} (${segment.regions.length} operators): Combettes–Pesquet skipped, its partial products would take well over the time budget; AutoLip is used there (force it with --cp-window).`);
+        } else {
+          const cp = await cpSegmentBound(segment, settings, { window: window >= segment.regions.length ? undefined : window, known: norms });
+          probabilisticSegments += cp.probabilistic;
+          candidates.push({ method: 'cp', upper: cp.upper, estimate: cp.estimate, ms: cp.ms, note: `CP ${cp.upper.value.toPrecision(4)} (${cp.norms} products)` });
+        }
+      }
+      // under best, SeqLip runs where it can give a certified bound; its greedy estimate alone (conv segments: block
+      // Krylov on every operator) costs far more than it tells, so it is left to --method seqlip
+      if (runSeqlip && (o.method === 'seqlip' || seqlipObstacle(segment, settings) === null)) {
+        // under best, SeqLip shares the CP budget rule: max(5 s, 2 × the norm phase) over all segments, by operator count
+        const budgetMs = o.method === 'best' ? (Math.max(CP_MIN_BUDGET_MS, CP_BUDGET_FACTOR * normsMs) * (segment.regions.length - 1)) / Math.max(1, activationCount) : undefined;
+        const sq = await seqlipSegmentBound(segment, settings, { k: o.seqlipK, budgetMs });
+        if (o.method === 'seqlip') warnings.push(...sq.notes);
+        candidates.push({ method: 'seqlip', upper: sq.certified, estimate: sq.greedy.value, ms: sq.ms, note: `SeqLip ${sq.certified ? sq.certified.value.toPrecision(4) : 'no certified value'} (greedy estimate ${sq.greedy.value.toPrecision(4)}, k=${o.seqlipK})` });
+      }
+      if (candidates.length) uses.push({ segment, candidates });
     }
   }
   const tNorms = performance.now();
-  const cp = uses.length ? composeAutoLip(built.ir, blocks, norms, o.norm, uses, 'cp') : autolip;
-  const best = uses.length ? composeAutoLip(built.ir, blocks, norms, o.norm, uses, 'best') : autolip;
-  const result = o.method === 'autolip' ? autolip : o.method === 'cp' ? cp : best;
+  const compose = (mode: 'best' | 'cp' | 'seqlip' | 'greedy') => (uses.length ? composeAutoLip(built.ir, blocks, norms, o.norm, uses, mode) : autolip);
+  const has = (m: string) => uses.some((u) => u.candidates.some((c) => c.method === m));
+  const byMethod = { autolip, cp: has('cp') ? compose('cp') : null, seqlip: has('seqlip') ? compose('seqlip') : null, best: compose('best') };
+  const result = o.method === 'autolip' ? autolip : byMethod[o.method] ?? autolip;
   if (result.upper && !Number.isFinite(result.upper.value)) {
     throw new LipcheckError('UNSUPPORTED', `${path}: the Lipschitz bound exceeds the float64 range (the operator norms multiply past 1.8e308); the weights are implausibly large.`);
   }
-  const probabilistic = [...norms.values()].filter((m) => m.upper.kind === 'probabilistic').length + (o.method === 'autolip' ? 0 : uses.reduce((a, u) => a + u.cp.probabilistic, 0));
-  const methods = [{ method: 'autolip', upper: autolip.upper, estimate: autolip.estimate }, ...(uses.length ? [{ method: 'autolip+cp', upper: cp.upper, estimate: cp.estimate }] : [])];
+  const probabilistic = [...norms.values()].filter((m) => m.upper.kind === 'probabilistic').length + (o.method === 'autolip' ? 0 : probabilisticSegments);
+  const methods = [
+    { method: 'autolip', upper: autolip.upper, estimate: autolip.estimate },
+    ...(byMethod.cp ? [{ method: 'autolip+cp', upper: byMethod.cp.upper, estimate: byMethod.cp.estimate }] : []),
+    ...(byMethod.seqlip ? [{ method: 'autolip+seqlip', upper: byMethod.seqlip.upper, estimate: byMethod.seqlip.estimate }] : []),
+    // greedy SeqLip is a local maximum, an estimate: shown beside the bounds, never as one
+    ...(has('seqlip') ? [{ method: 'seqlip-greedy', upper: null, estimate: compose('greedy').estimate }] : []),
+  ];
 
   let lower: LowerBound | null = null;
   if (o.lowerPairs > 0 && result.status !== 'discontinuous') {
@@ -152,7 +184,7 @@ export async function analyze(model: string | { bytes: Uint8Array; name: string 
     input: { name: built.inputName, shape: built.inputShape },
     output: { name: built.outputName, shape: built.outputShape },
     norm: o.norm,
-    settings: { method: o.method, cpWindow: o.cpWindow, seed: o.seed, delta: o.delta, tol: o.tol, iterations: o.iterations, certify: o.certify, device: o.device, provider: provider?.provider ?? 'cpu' },
+    settings: { method: o.method, cpWindow: o.cpWindow, seqlipK: o.seqlipK, seed: o.seed, delta: o.delta, tol: o.tol, iterations: o.iterations, certify: o.certify, device: o.device, provider: provider?.provider ?? 'cpu' },
     global: {
       status: result.status,
       upper: result.upper,

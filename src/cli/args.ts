@@ -26,6 +26,7 @@ export function analysisOptions(opts: Record<string, any>): AnalyzeOptions {
   return {
     norm: opts.norm,
     method: opts.method,
+    seqlipK: number('--seqlip-k', opts.seqlipK, (x) => Number.isInteger(x) && x >= 1, 'a positive integer'),
     cpWindow: number('--cp-window', opts.cpWindow, (x) => Number.isInteger(x) && x >= 0, 'a non-negative integer'),
     certify: opts.certify,
     delta: number('--delta', opts.delta, (x) => x > 0 && x < 1, 'in (0, 1)'),

@@ -3,13 +3,30 @@ import { sizeOf } from '../ir/tensor.js';
 import type { IrGraph, Shape } from '../ir/types.js';
 import { weakestKind, type Bound, type BoundKind, type NormKind } from './kinds.js';
 import type { OperatorNorm } from './operator-norm.js';
-import { segmentAutoLip, segmentFactor, type CpResult, type Segment } from './cp.js';
+import { segmentAutoLip, segmentFactor, type Segment } from './cp.js';
 
-/** A sequential segment with its Combettes–Pesquet result, to be used instead of the product of its parts. */
+/** One method's result on a sequential segment: an upper bound (null when it gave only an estimate) and an estimate. */
+export interface SegmentCandidate {
+  readonly method: 'cp' | 'seqlip';
+  readonly upper: Bound | null;
+  readonly estimate: number | null;
+  readonly ms: number;
+  /** A short account for the layer table, e.g. "CP 3.2 (5 products)". */
+  readonly note: string;
+}
+
+/** A sequential segment with what Combettes–Pesquet and SeqLip found on it, to be used instead of the product of its parts. */
 export interface SegmentUse {
   readonly segment: Segment;
-  readonly cp: CpResult;
+  readonly candidates: readonly SegmentCandidate[];
 }
+
+/**
+ * How a composition treats segments: `best` takes the smallest valid bound among AutoLip and every candidate; `cp` or
+ * `seqlip` that method's bound where it has one (AutoLip elsewhere); `greedy` keeps AutoLip's bounds but carries the
+ * candidates' estimates (greedy SeqLip), for the estimate-only line of the report.
+ */
+export type SegmentMode = 'best' | 'cp' | 'seqlip' | 'greedy';
 
 /** One row of the per-layer table. */
 export interface LayerResult {
@@ -68,10 +85,10 @@ function merge(parts: Lip[]): Pick<Lip, 'kinds' | 'status' | 'reasons'> {
  * the blocks — linear operators multiply by their norm, activations by their largest |slope|, sums add, concatenations
  * combine in quadrature (ℓ2) or by max (ℓ∞). The upper bound's kind is the weakest kind of its parts.
  */
-export function composeAutoLip(ir: IrGraph, blocks: readonly Block[], norms: ReadonlyMap<string, OperatorNorm>, norm: NormKind, segments: readonly SegmentUse[] = [], mode: 'cp' | 'best' = 'best'): AutoLipResult {
+export function composeAutoLip(ir: IrGraph, blocks: readonly Block[], norms: ReadonlyMap<string, OperatorNorm>, norm: NormKind, segments: readonly SegmentUse[] = [], mode: SegmentMode = 'best'): AutoLipResult {
   const covered = new Map<number, SegmentUse>();
   for (const u of segments) for (const k of u.segment.blocks) covered.set(k, u);
-  let usedCp = false;
+  const used = new Set<string>();
   const lips = new Map<string, Lip>([[ir.input, { up: 1, est: 1, kinds: new Set(), status: 'bounded', reasons: [] }]]);
   const get = (v: string): Lip => lips.get(v) ?? { up: 0, est: 0, kinds: new Set(), status: 'bounded', reasons: [] };
   const layers: LayerResult[] = [];
@@ -79,15 +96,20 @@ export function composeAutoLip(ir: IrGraph, blocks: readonly Block[], norms: Rea
     // a segment's inner values have no other consumers: its factor applies at its last block
     const seg = use.segment;
     const al = segmentAutoLip(seg, norms);
-    const f = mode === 'cp' ? { upper: use.cp.upper, estimate: use.cp.estimate ?? use.cp.upper.value, chosen: 'cp' as const } : segmentFactor(al, use.cp);
-    if (f.chosen === 'cp') usedCp = true;
+    const autolip = { method: 'autolip', upper: al.upper, estimate: al.estimate };
+    const pool = mode === 'best' ? [autolip, ...use.candidates]
+      : mode === 'greedy' ? [{ ...autolip, estimate: Math.min(al.estimate, ...use.candidates.filter((c) => c.method === 'seqlip' && c.estimate !== null).map((c) => c.estimate!)) }]
+        : [...use.candidates.filter((c) => c.method === mode && c.upper !== null), autolip].slice(0, 1);
+    const f = segmentFactor(pool);
+    used.add(f.chosen);
     const inL = get(seg.input);
     lips.set(seg.output, { ...merge([inL]), up: f.upper.value * inL.up, est: f.estimate * inL.est, kinds: new Set([...inL.kinds, f.upper.kind]) });
+    const estimates = use.candidates.filter((c) => c.upper === null && c.estimate !== null).map((c): Bound => ({ value: c.estimate!, kind: 'estimate', method: `${c.method}-greedy` }));
     layers.push({
       id: seg.id, kind: 'segment', nodes: unique(seg.regions.flatMap((r) => r.nodes.map((n) => n.name))), opTypes: [`${seg.regions.length} operators`],
       inShape: seg.regions[0].inShape, outShape: seg.regions[seg.regions.length - 1].outShape, estimate: f.estimate, upper: f.upper,
-      candidates: [al.upper, use.cp.upper], iterations: 0, ms: use.cp.ms,
-      note: `${seg.regions.map((r) => r.id).join('·')}: AutoLip ${al.upper.value.toPrecision(4)}, CP ${use.cp.upper.value.toPrecision(4)} (${use.cp.norms} products) → ${f.chosen}`,
+      candidates: [al.upper, ...use.candidates.flatMap((c) => (c.upper ? [c.upper] : [])), ...estimates], iterations: 0, ms: use.candidates.reduce((a, c) => a + c.ms, 0),
+      note: `${seg.regions.map((r) => r.id).join('·')}: AutoLip ${al.upper.value.toPrecision(4)}, ${use.candidates.map((c) => c.note).join(', ')} → ${f.chosen}`,
     });
   };
   for (const [k, b] of blocks.entries()) {
@@ -150,7 +172,8 @@ export function composeAutoLip(ir: IrGraph, blocks: readonly Block[], norms: Rea
   // one relative rounding step per multiplication or addition above, bounded generously by the block count
   const slack = 1 + 4 * (blocks.length + 1) * EPS;
   const kind = out.kinds.size ? weakestKind(out.kinds) : 'certified';
-  return { status: 'bounded', upper: { value: out.up * slack, kind, method: usedCp ? 'autolip+cp' : 'autolip' }, estimate: out.est, reasons: [], layers };
+  const method = ['autolip', ...['cp', 'seqlip'].filter((m) => used.has(m))].join('+');
+  return { status: 'bounded', upper: { value: out.up * slack, kind, method }, estimate: out.est, reasons: [], layers };
 }
 
 function unique(xs: string[]): string[] {

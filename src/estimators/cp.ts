@@ -330,16 +330,24 @@ export function segmentAutoLip(segment: Segment, norms: ReadonlyMap<string, Oper
   return { upper: { value: roundUp(up, k), kind: weakestKind(kinds), method: 'autolip' }, estimate: est };
 }
 
+/** One method's value for a segment: an upper bound (null when the method gave only an estimate) and an estimate. */
+export interface FactorCandidate {
+  readonly method: string;
+  readonly upper: Bound | null;
+  readonly estimate: number | null;
+}
+
 /**
- * The factor a segment contributes to a composition: the smaller of two upper bounds on its constant (the minimum of
- * upper bounds is one), preferring a certified one unless the other is more than 0.1% tighter; the estimate is the
- * smaller estimate.
+ * The factor a segment contributes to a composition: the smallest of the candidates' upper bounds (the minimum of
+ * upper bounds is one; estimates never count), preferring a certified one unless the tightest is more than 0.1%
+ * tighter; on a tie the earlier candidate wins. The estimate is the smallest estimate of any candidate.
  */
-export function segmentFactor(autolip: { upper: Bound; estimate: number | null }, cp: { upper: Bound; estimate: number | null }): { upper: Bound; estimate: number; chosen: 'autolip' | 'cp' } {
-  const [a, b] = [autolip.upper, cp.upper];
-  const tighter = b.value < a.value ? 'cp' : 'autolip';
-  const t = tighter === 'cp' ? b : a, other = tighter === 'cp' ? a : b;
-  const chosen = t.kind !== 'certified' && other.kind === 'certified' && other.value <= t.value * (1 + 1e-3) ? (tighter === 'cp' ? 'autolip' : 'cp') : tighter;
-  const ests = [autolip.estimate, cp.estimate].filter((x): x is number => x !== null);
-  return { upper: chosen === 'cp' ? b : a, estimate: ests.length ? Math.min(...ests) : (chosen === 'cp' ? b : a).value, chosen };
+export function segmentFactor(candidates: readonly FactorCandidate[]): { upper: Bound; estimate: number; chosen: string } {
+  const valid = candidates.filter((c): c is FactorCandidate & { upper: Bound } => c.upper !== null && (c.upper.kind === 'certified' || c.upper.kind === 'probabilistic'));
+  if (!valid.length) throw new LipcheckError('INTERNAL', `No upper bound among the segment's candidates (${candidates.map((c) => c.method).join(', ')}).`);
+  const tightest = valid.reduce((a, b) => (b.upper.value < a.upper.value ? b : a));
+  const certified = valid.filter((c) => c.upper.kind === 'certified' && c.upper.value <= tightest.upper.value * (1 + 1e-3));
+  const chosen = tightest.upper.kind !== 'certified' && certified.length ? certified.reduce((a, b) => (b.upper.value < a.upper.value ? b : a)) : tightest;
+  const ests = candidates.map((c) => c.estimate).filter((x): x is number => x !== null);
+  return { upper: chosen.upper, estimate: ests.length ? Math.min(...ests) : chosen.upper.value, chosen: chosen.method };
 }

@@ -360,7 +360,7 @@ function verdict(r: LipschitzReport): string {
     if (g.status === 'discontinuous') lines.push('<p>A discontinuous function has no Lipschitz constant; to bound the scores before it, export them as a graph output and pass <code>--output NAME</code>.</p>');
   }
   if (g.lower) lines.push(`<p>Witnessed lower bound: <strong title="${esc(String(g.lower.value))}">${esc(fmt(g.lower.value))}</strong> (<code>${esc(g.lower.method)}</code>, ${plural(g.lower.evaluations, 'run')} of the original model)${g.ratio !== null ? `; upper/lower = <strong>${esc(fmt(g.ratio))}</strong>` : ''}.</p>`);
-  if (g.methods.length > 1) lines.push(`<p>By method: ${g.methods.map((m) => `<code>${esc(m.method)}</code> ${esc(fmt(m.upper?.value))}${m.upper ? ` (${esc(m.upper.kind)})` : ''}`).join(' · ')}.</p>`);
+  if (g.methods.length > 1) lines.push(`<p>By method: ${g.methods.map((m) => `<code>${esc(m.method)}</code> ${m.upper ? `${esc(fmt(m.upper.value))} (${esc(m.upper.kind)})` : `${esc(fmt(m.estimate))} (estimate, no guarantee)`}`).join(' · ')}.</p>`);
   if (g.estimate !== null) lines.push(`<p class="muted">AutoLip with per-operator estimates (no guarantee): ${esc(fmt(g.estimate))}.</p>`);
   const cls = g.status === 'bounded' ? (g.upper?.kind ?? 'bounded') : g.status;
   return `<section class="verdict ${esc(cls)}" id="verdict">${lines.join('\n')}</section>`;

@@ -19,8 +19,9 @@ export interface LipschitzReport {
   readonly output: { readonly name: string; readonly shape: readonly number[] };
   readonly norm: NormKind;
   readonly settings: {
-    readonly method: 'autolip' | 'cp' | 'best';
+    readonly method: 'autolip' | 'cp' | 'seqlip' | 'best';
     readonly cpWindow: number;
+    readonly seqlipK: number;
     readonly seed: number; readonly delta: number; readonly tol: number; readonly iterations: number;
     readonly certify: 'strict' | 'auto' | 'off'; readonly device: string; readonly provider: string;
   };
@@ -29,7 +30,7 @@ export interface LipschitzReport {
     readonly upper: Bound | null;
     /** The 2018 paper's AutoLip number: the composition with per-operator estimates, no guarantee. */
     readonly estimate: number | null;
-    /** Every method's global value: AutoLip, and AutoLip with Combettes–Pesquet segments where there are any. */
+    /** Every method's global value: AutoLip, AutoLip with Combettes–Pesquet or SeqLip segments where there are any, and greedy SeqLip (an estimate, upper null). */
     readonly methods: readonly { readonly method: string; readonly upper: Bound | null; readonly estimate: number | null }[];
     readonly lower: LowerBound | null;
     readonly ratio: number | null;

@@ -58,7 +58,7 @@ export function renderTable(report: LipschitzReport, color: boolean): string {
     lines.push(c.bold(`Global Lipschitz bound (${norm}): ${formatNumber(g.upper.value)}`) + `  [${kindColor(g.upper)(g.upper.kind)}, ${g.upper.method}]`);
     if (g.upper.kind === 'probabilistic') lines.push(`  holds except with probability ≤ ${formatNumber(g.failureProbability)} (δ = ${report.settings.delta} per probabilistic operator, union bound)`);
     if (g.lower) lines.push(`  witnessed lower bound: ${formatNumber(g.lower.value)} (${g.lower.method}, ${g.lower.evaluations} runs of the original model)` + (g.ratio ? `; upper/lower = ${formatNumber(g.ratio)}` : ''));
-    if (g.methods.length > 1) lines.push(`  by method: ${g.methods.map((m) => `${m.method} ${formatNumber(m.upper?.value)}${m.upper ? ` (${m.upper.kind})` : ''}`).join(' · ')}`);
+    if (g.methods.length > 1) lines.push(`  by method: ${g.methods.map((m) => (m.upper ? `${m.method} ${formatNumber(m.upper.value)} (${m.upper.kind})` : `${m.method} ${formatNumber(m.estimate)} (estimate, no guarantee)`)).join(' · ')}`);
     if (g.estimate !== null) lines.push(c.dim(`  AutoLip with per-operator estimates (no guarantee): ${formatNumber(g.estimate)}`));
   }
   for (const w of report.warnings) lines.push(c.yellow(`warning: ${w}`));

@@ -31,6 +31,11 @@ async function check(path: string, expected: string, t: { diagnostic(s: string):
   const upper = r.global.upper!;
   assert.ok(upper.kind === 'certified' || upper.kind === 'probabilistic', `${name}: ${upper.kind}`);
   assert.ok(r.global.lower!.value <= upper.value, `${name}: lower ${r.global.lower!.value} > upper ${upper.value}`);
+  // every method's bound is a promise: above the witnessed lower bound; best (the default) is never above AutoLip but for
+  // the 0.1% it may give up to prefer a certified bound
+  for (const m of r.global.methods) if (m.upper) assert.ok(r.global.lower!.value <= m.upper.value, `${name}: lower ${r.global.lower!.value} > ${m.method} ${m.upper.value}`);
+  const autolip = r.global.methods.find((m) => m.method === 'autolip')!.upper!;
+  assert.ok(upper.value <= autolip.value * (1 + 1e-3), `${name}: best ${upper.value} > AutoLip ${autolip.value}`);
   // independent check: random pairs through the ORIGINAL model in onnxruntime
   const runner = await ModelRunner.create(readFileSync(path), { device: 'cpu' }, name);
   let worst = 0;
@@ -46,7 +51,7 @@ async function check(path: string, expected: string, t: { diagnostic(s: string):
   }
   await runner.release();
   assert.ok(worst <= upper.value, `${name}: witness ${worst} > bound ${upper.value}`);
-  t.diagnostic(`${name}: upper ${upper.value.toPrecision(4)} (${upper.kind}), lower ${r.global.lower!.value.toPrecision(4)}, random-pair witness ${worst.toPrecision(4)}, ${Math.round(r.timings.totalMs)} ms`);
+  t.diagnostic(`${name}: upper ${upper.value.toPrecision(4)} (${upper.kind}, ${upper.method}; ${r.global.methods.map((m) => `${m.method} ${(m.upper?.value ?? m.estimate)?.toPrecision(4)}`).join(', ')}), lower ${r.global.lower!.value.toPrecision(4)}, random-pair witness ${worst.toPrecision(4)}, ${Math.round(r.timings.totalMs)} ms`);
 }
 
 /** In ℓ∞: lower ≤ upper, and the pair behind the lower bound, re-run through the model, gives exactly the reported value. */

@@ -349,8 +349,15 @@ test('chainMargin of one region is roundingMargin; segmentFactor takes the small
   assert.ok(two < roundingMargin(2 * g, a * a) / 100);
   const cert = (v: number) => ({ value: v, kind: 'certified' as const, method: 'x' });
   const prob = (v: number) => ({ value: v, kind: 'probabilistic' as const, method: 'y' });
-  assert.equal(segmentFactor({ upper: cert(10), estimate: 9 }, { upper: cert(4), estimate: 3 }).chosen, 'cp');
-  assert.equal(segmentFactor({ upper: cert(4), estimate: 3.9 }, { upper: cert(5), estimate: 4.5 }).chosen, 'autolip');
-  assert.deepEqual(segmentFactor({ upper: cert(4.002), estimate: 4 }, { upper: prob(4), estimate: 3.9 }), { upper: cert(4.002), estimate: 3.9, chosen: 'autolip' });
-  assert.equal(segmentFactor({ upper: cert(4.1), estimate: 4 }, { upper: prob(4), estimate: 3.9 }).chosen, 'cp');
+  const al = (upper: ReturnType<typeof cert>, estimate: number) => ({ method: 'autolip', upper, estimate });
+  const cpc = (upper: ReturnType<typeof cert>, estimate: number) => ({ method: 'cp', upper, estimate });
+  assert.equal(segmentFactor([al(cert(10), 9), cpc(cert(4), 3)]).chosen, 'cp');
+  assert.equal(segmentFactor([al(cert(4), 3.9), cpc(cert(5), 4.5)]).chosen, 'autolip');
+  assert.deepEqual(segmentFactor([al(cert(4.002), 4), cpc(prob(4), 3.9)]), { upper: cert(4.002), estimate: 3.9, chosen: 'autolip' });
+  assert.equal(segmentFactor([al(cert(4.1), 4), cpc(prob(4), 3.9)]).chosen, 'cp');
+  // an estimate-only candidate (greedy SeqLip) lowers the estimate, never the bound
+  const greedy = { method: 'seqlip', upper: null, estimate: 1 };
+  assert.deepEqual(segmentFactor([al(cert(4), 3.9), greedy]), { upper: cert(4), estimate: 1, chosen: 'autolip' });
+  assert.equal(segmentFactor([al(cert(4), 3.9), cpc(cert(3), 3), { method: 'seqlip', upper: cert(2.5), estimate: 2 }]).chosen, 'seqlip');
+  assert.throws(() => segmentFactor([greedy]), /No upper bound/);
 });

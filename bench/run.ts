@@ -4,11 +4,14 @@
  *  1. default settings: outcome, bounds, wall time, time inside onnxruntime (session.run + creation) vs the rest;
  *  2. per model, the operator-norm phase under --certify off (Lanczos + KW only), auto and strict, and the
  *     upper/lower ratio reached (not for light/, whose weights are constants).
- * Usage: npm run bench [-- --only SUBSTRING] [--skip-light] [--skip-modes]
+ *  3. per model, every method across layers (AutoLip, CP, certified and greedy SeqLip) against the lower bound (bench/methods.ts);
+ *  4. batch throughput: `lipcheck batch` over the top-level shared models with 1 and 2 jobs (models/min, peak RSS).
+ * Usage: npm run bench [-- --only SUBSTRING] [--skip-light] [--skip-modes] [--skip-methods] [--skip-batch]
  */
 import { existsSync, readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { analyze, type LipschitzReport } from '../src/index.js';
+import { benchMethods } from './methods.js';
 import { resetRuntimeStats, runtimeStats } from '../src/linalg/runtime.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -52,5 +55,28 @@ if (!args.includes('--skip-modes')) {
     const [off, auto, strict] = [await run('off'), await run('auto'), await run('strict')] as (LipschitzReport | null)[];
     if (!off || !auto || !strict || auto.global.status !== 'bounded') continue;
     console.log(`| ${nameOf(f)} | ${sec(off.timings.normsMs)} | ${sec(auto.timings.normsMs)} | ${(auto.timings.normsMs / off.timings.normsMs).toFixed(2)} | ${sec(strict.timings.normsMs)} | ${fmt(off.global.upper?.value)} | ${fmt(auto.global.upper?.value)} (${auto.global.upper?.kind}) | ${fmt(strict.global.upper?.value)} | ${fmt(auto.global.lower?.value)} | ${fmt(auto.global.ratio)} |`);
+  }
+}
+
+if (!args.includes('--skip-methods')) await benchMethods([...fixtures, ...real]);
+
+if (!args.includes('--skip-batch') && real.length) {
+  // batch throughput: the CLI's worker pool over the top-level shared models, default analysis settings
+  const { spawnSync } = await import('node:child_process');
+  const { mkdtempSync, readFileSync } = await import('node:fs');
+  const { tmpdir, availableParallelism } = await import('node:os');
+  const dir = mkdtempSync(`${tmpdir()}/lipcheck-bench-`);
+  console.log(`\n| batch over ${real.length} shared models | jobs | wall s | models/min | peak RSS per worker MB (max, median) | outcomes |`);
+  console.log('|---|---|---|---|---|---|');
+  for (const jobs of [1, 2].filter((j) => j <= Math.max(2, availableParallelism()))) {
+    const out = `${dir}/jobs${jobs}.jsonl`;
+    const t0 = performance.now();
+    const r = spawnSync(process.execPath, [`${root}bin/lipcheck.js`, 'batch', ...real, '--jobs', String(jobs), '--device', 'cpu', '--out', out], { encoding: 'utf8' });
+    const wall = performance.now() - t0;
+    if (r.status !== 0) { console.log(`| | ${jobs} | failed: ${r.stderr.split('\n')[0]} | | | |`); continue; }
+    const recs = readFileSync(out, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as { status: string; peakRssMb: number | null });
+    const peaks = recs.map((x) => x.peakRssMb ?? 0).sort((a, b) => a - b);
+    const counts = [...new Set(recs.map((x) => x.status))].map((s) => `${s} ${recs.filter((x) => x.status === s).length}`).join(', ');
+    console.log(`| | ${jobs} | ${sec(wall)} | ${((60000 * recs.length) / wall).toFixed(1)} | ${peaks[peaks.length - 1]}, ${peaks[Math.floor(peaks.length / 2)]} | ${counts} |`);
   }
 }

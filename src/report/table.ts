@@ -74,7 +74,8 @@ export function renderBatchSummary(records: readonly BatchRecord[], gates: reado
   const errors = records.filter((r) => r.status === 'error');
   const byCode = new Map<string, number>();
   for (const r of errors) byCode.set(r.error?.code ?? 'ERROR', (byCode.get(r.error?.code ?? 'ERROR') ?? 0) + 1);
-  const rate = opts.elapsedMs && opts.elapsedMs > 0 ? `, ${(records.length - (opts.skipped ?? 0)) > 0 ? ((60000 * (records.length - (opts.skipped ?? 0))) / opts.elapsedMs).toFixed(1) : '0'} models/min` : '';
+  const fresh = records.length - (opts.skipped ?? 0);
+  const rate = opts.elapsedMs && opts.elapsedMs > 0 && fresh > 0 ? `, ${((60000 * fresh) / opts.elapsedMs).toFixed(1)} models/min` : '';
   lines.push(c.bold(`lipcheck batch: ${records.length} model${records.length === 1 ? '' : 's'}`) + (opts.skipped ? ` (${opts.skipped} from an earlier run, --resume)` : '') + (opts.elapsedMs !== undefined ? ` in ${ms(opts.elapsedMs)}${rate}` : ''));
   lines.push(`  ${c.green(`bounded ${count('bounded')}`)} · ${c.red(`unbounded ${count('unbounded')}`)} · ${c.red(`discontinuous ${count('discontinuous')}`)} · ${errors.length ? c.yellow(`error ${errors.length}`) : 'error 0'}${byCode.size ? ` (${[...byCode].map(([k, n]) => `${k} ${n}`).join(', ')})` : ''}`);
   const bounded = records.filter((r) => r.status === 'bounded' && r.upper).sort((a, b) => b.upper!.value - a.upper!.value);

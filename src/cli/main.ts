@@ -56,6 +56,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     if (opts.allOutputs && (opts.output || opts.witness)) throw new LipcheckError('USAGE', `--all-outputs analyses every output: it cannot be combined with ${opts.output ? '--output' : '--witness'}.`);
     const outputs: (string | undefined)[] = opts.allOutputs ? graphOutputs(modelPath) : [opts.output];
     const reports: LipschitzReport[] = [];
+    const peakRssMb = () => { const kb = process.resourceUsage().maxRSS; return kb ? Math.round(kb / 1024) : null; };
     for (const outputName of outputs) {
       const progress = createProgress(Boolean(process.stderr.isTTY) && !opts.json);
       reports.push(await analyze(modelPath, {
@@ -63,7 +64,7 @@ export async function main(argv: readonly string[]): Promise<number> {
         outputName,
         onWitness: opts.witness ? (w) => { witness = w; } : undefined,
         onProgress: (d, t, w) => progress.update(d, t, w),
-      }).finally(() => progress.stop()));
+      }).then((r) => ({ ...r, resources: { peakRssMb: peakRssMb() } })).finally(() => progress.stop()));
     }
     if (opts.witness) {
       if (!witness) throw new LipcheckError('USAGE', `--witness ${opts.witness}: there is no witness pair (the model is discontinuous, or --lower-pairs is 0).`);

@@ -41,4 +41,6 @@ export interface LipschitzReport {
   readonly layers: readonly LayerResult[];
   readonly warnings: readonly string[];
   readonly timings: { readonly loadMs: number; readonly buildMs: number; readonly normsMs: number; readonly lowerMs: number; readonly totalMs: number };
+  /** What the process used, added by the CLI (the library does not read process state): peak resident memory in MiB. */
+  readonly resources?: { readonly peakRssMb: number | null };
 }

@@ -62,7 +62,7 @@ export function renderTable(report: LipschitzReport, color: boolean): string {
     if (g.estimate !== null) lines.push(c.dim(`  AutoLip with per-operator estimates (no guarantee): ${formatNumber(g.estimate)}`));
   }
   for (const w of report.warnings) lines.push(c.yellow(`warning: ${w}`));
-  lines.push(c.dim(`time ${ms(report.timings.totalMs)} (load ${ms(report.timings.loadMs)}, build ${ms(report.timings.buildMs)}, norms ${ms(report.timings.normsMs)}, lower bound ${ms(report.timings.lowerMs)}) on ${report.settings.provider}`));
+  lines.push(c.dim(`time ${ms(report.timings.totalMs)} (load ${ms(report.timings.loadMs)}, build ${ms(report.timings.buildMs)}, norms ${ms(report.timings.normsMs)}, lower bound ${ms(report.timings.lowerMs)}) on ${report.settings.provider}${report.resources?.peakRssMb ? `, peak memory ${report.resources.peakRssMb} MB` : ''}`));
   return lines.join('\n') + '\n';
 }
 

@@ -28,7 +28,9 @@ test('--json: versioned schema, kinds on every bound, no Infinity', () => {
   assert.equal(r.code, 0, r.err);
   const j = JSON.parse(r.out);
   assert.equal(j.schemaVersion, 1);
-  assert.deepEqual(Object.keys(j), ['schemaVersion', 'tool', 'model', 'input', 'output', 'norm', 'settings', 'global', 'layers', 'warnings', 'timings']);
+  assert.deepEqual(Object.keys(j), ['schemaVersion', 'tool', 'model', 'input', 'output', 'norm', 'settings', 'global', 'layers', 'warnings', 'timings', 'resources']);
+  // the process's peak memory: at least what Node and onnxruntime take, below this machine's memory
+  assert.ok(j.resources.peakRssMb > 30 && j.resources.peakRssMb < 64 * 1024, `peak ${j.resources.peakRssMb} MB`);
   assert.match(j.model.sha256, /^[0-9a-f]{64}$/);
   assert.deepEqual(j.input, { name: 'image', shape: [1, 1, 12, 12] });
   assert.equal(j.global.status, 'bounded');

@@ -2,13 +2,13 @@ import { LipcheckError } from '../errors.js';
 import { emitAdjoint, emitForward } from '../ir/emit.js';
 import type { LinearRegion } from '../ir/merge.js';
 import { lanczosTop, NonFiniteError } from '../linalg/lanczos.js';
-import { createOrtOperator, denseMatrixOf } from '../linalg/operator.js';
+import { createOrtGram, createOrtGramPair, denseMatrixOf } from '../linalg/operator.js';
 import { BudgetExceededError, denseSpectralNormBound } from '../linalg/dense.js';
-import { sizeOf } from '../ir/tensor.js';
+import { sizeOf, type Tensor } from '../ir/tensor.js';
 import { kwFactor } from '../linalg/probabilistic.js';
 import { Random } from '../linalg/random.js';
 import type { RuntimeOptions } from '../linalg/runtime.js';
-import { encodeGraph } from '../onnx/writer.js';
+import { encodeGraph, type GraphSpec, type NodeSpec } from '../onnx/writer.js';
 import type { Bound, NormKind } from './kinds.js';
 import { regionBound } from './region-bounds.js';
 
@@ -45,6 +45,47 @@ export interface OperatorNorm {
 export function roundingMargin(gammaSum: number, absNorm: number): number {
   const gp = gammaSum * absNorm;
   return 2 * gp * absNorm + gp * gp;
+}
+
+/**
+ * The model 'v' → 'u' = first(v) → 'z' = second(u) of two single-input, single-output graphs (a region's forward and
+ * adjoint, in either order), every internal name prefixed so the two cannot collide; 'u' is also an output. A weight
+ * tensor both graphs hold (a Conv and its ConvTranspose share theirs) is stored once.
+ */
+export function chainGraphs(first: GraphSpec, second: GraphSpec): GraphSpec {
+  const stored = new Map<Tensor, string>();
+  const initializers: [string, Tensor][] = [];
+  const rename = (g: GraphSpec, prefix: string, io: Map<string, string>) => {
+    const names = new Map(io);
+    for (const [k, t] of g.initializers instanceof Map ? g.initializers.entries() : (g.initializers ?? [])) {
+      const known = stored.get(t);
+      if (known) { names.set(k, known); continue; }
+      stored.set(t, `${prefix}${k}`);
+      names.set(k, `${prefix}${k}`);
+      initializers.push([`${prefix}${k}`, t]);
+    }
+    const name = (x: string) => (x === '' ? x : names.get(x) ?? `${prefix}${x}`);
+    return g.nodes.map((n, i): NodeSpec => ({ ...n, name: `${prefix}${n.name ?? `${n.opType}_${i}`}`, inputs: n.inputs.map(name), outputs: n.outputs.map(name) }));
+  };
+  const a = rename(first, 'f.', new Map([[first.inputs[0].name, 'v'], [first.outputs[0].name, 'u']]));
+  const b = rename(second, 's.', new Map([[second.inputs[0].name, 'u'], [second.outputs[0].name, 'z']]));
+  return {
+    opset: Math.max(first.opset, second.opset),
+    inputs: [{ ...first.inputs[0], name: 'v' }],
+    outputs: [{ ...second.outputs[0], name: 'z' }, { ...first.outputs[0], name: 'u' }],
+    nodes: [...a, ...b],
+    initializers,
+    name: `${first.name ?? 'first'}-${second.name ?? 'second'}`,
+  };
+}
+
+/** Weight bytes above which an operator's two halves get a session each instead of one chained model. */
+const CHAIN_LIMIT_BYTES = 2 ** 27;
+
+function weightBytes(g: GraphSpec): number {
+  let bytes = 0;
+  for (const [, t] of g.initializers instanceof Map ? g.initializers.entries() : (g.initializers ?? [])) bytes += (t.data as ArrayLike<number>).length * (t.dtype === 'float64' || t.dtype === 'int64' ? 8 : 4);
+  return bytes;
 }
 
 /** Smallest time a certificate is always allowed, however fast the estimate was. */
@@ -92,14 +133,24 @@ export async function measureRegion(region: LinearRegion, settings: NormSettings
   let lanczosMs = 0;
   let direction: Float64Array | null = null;
   if (!noWeights) {
-    const op = await createOrtOperator({ forward: encodeGraph(emitForward(region)), adjoint: encodeGraph(emitAdjoint(region)), inDims: region.inShape, outDims: region.outShape, name: region.id }, settings.runtime);
+    // Lanczos runs on the smaller of AᵀA and AAᵀ, one session computing both products of a step (two sessions when
+    // the weights are so large that one model holding both halves would double the peak memory)
+    const wide = sizeOf(region.outShape) < sizeOf(region.inShape);
+    const [fwd, adj] = [emitForward(region), emitAdjoint(region)];
+    const [first, second] = wide ? [adj, fwd] : [fwd, adj];
+    const [firstDims, secondDims] = wide ? [region.outShape, region.inShape] : [region.inShape, region.outShape];
+    const op = weightBytes(first) + weightBytes(second) > CHAIN_LIMIT_BYTES
+      ? await createOrtGramPair(
+        { model: () => encodeGraph(first), input: first.inputs[0].name, output: first.outputs[0].name, dims: firstDims },
+        { model: () => encodeGraph(second), input: second.inputs[0].name, output: second.outputs[0].name, dims: secondDims },
+        settings.runtime, region.id)
+      : await createOrtGram(encodeGraph(chainGraphs(first, second)), firstDims, settings.runtime, region.id);
     try {
-      const wide = op.outSize < op.inSize;
-      const n = wide ? op.outSize : op.inSize;
+      const n = op.n;
       const rng = new Random(settings.seed + 7919 * index);
       const tLanczos = performance.now();
       const res = await lanczosTop(
-        { n, apply: wide ? async (v) => op.apply(await op.adjoint(v)) : async (v) => op.adjoint(await op.apply(v)) },
+        { n, apply: (v) => op.apply(v), applyInto: (v, out) => op.applyInto(v, out) },
         {
           start: rng.unitVector(n),
           maxSteps: settings.maxIterations,
@@ -109,7 +160,7 @@ export async function measureRegion(region: LinearRegion, settings: NormSettings
       iterations = res.steps;
       lanczosMs = performance.now() - tLanczos;
       estimate = Math.sqrt(res.theta);
-      direction = wide ? await op.adjoint(res.ritzVector) : res.ritzVector;
+      direction = wide ? await op.half(res.ritzVector) : res.ritzVector;
       const factor = res.invariant && res.steps >= n ? 1 : kwFactor(n, res.steps, settings.delta);
       if (Number.isFinite(factor)) {
         const margin = roundingMargin(cheap.gammaSum, cheap.absNorm);

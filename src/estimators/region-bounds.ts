@@ -2,7 +2,7 @@ import type { LinearRegion } from '../ir/merge.js';
 import { sizeOf, toFloat64, type Tensor } from '../ir/tensor.js';
 import type { LinearNode, LinearPrim, Shape } from '../ir/types.js';
 import { convInfNorm, convSpectralNormBound } from '../linalg/conv-spectrum.js';
-import { BudgetExceededError, denseInfNorm, denseSpectralNormBound } from '../linalg/dense.js';
+import { BudgetExceededError, denseInfNorm, denseSpectralNormBound, maxAbsFinite, roundUp } from '../linalg/dense.js';
 import type { NormKind } from './kinds.js';
 
 /** Per-primitive numbers the region composition needs. */
@@ -36,13 +36,34 @@ function convColumnSum(w: Float64Array, dims: readonly number[], group: number):
 }
 
 /** The 2-D matrices of a (possibly batched) MatMul weight, as [rows, cols, data] row-major. */
-function matrices(t: Tensor): { rows: number; cols: number; data: Float64Array }[] {
-  const d = toFloat64(t);
+function matrices(t: Tensor): { rows: number; cols: number; data: Float32Array | Float64Array }[] {
+  // float32 weights are read in place: a float64 copy of a large Gemm costs more than the sums it feeds
+  const d = t.data instanceof Float32Array || t.data instanceof Float64Array ? t.data : toFloat64(t);
   if (t.dims.length === 1) return [{ rows: t.dims[0], cols: 1, data: d }];
   const rows = t.dims[t.dims.length - 2], cols = t.dims[t.dims.length - 1];
   const out = [];
   for (let o = 0; o < d.length; o += rows * cols) out.push({ rows, cols, data: d.subarray(o, o + rows * cols) });
   return out;
+}
+
+/**
+ * The largest absolute row sum and column sum of a row-major matrix in one streaming pass, each rounded up like
+ * denseInfNorm's (a sum of k non-negative terms); a non-finite entry throws as there.
+ */
+function absSums(m: { rows: number; cols: number; data: Float32Array | Float64Array }): { row: number; col: number } {
+  const cols = new Float64Array(m.cols);
+  let row = 0, finite = true;
+  for (let i = 0, o = 0; i < m.rows; i++) {
+    let s = 0;
+    for (let j = 0; j < m.cols; j++, o++) { const a = Math.abs(m.data[o]); s += a; cols[j] += a; }
+    // NaN fails every comparison: `s < Infinity` is false for NaN and ±Infinity alike
+    if (!(s < Infinity)) finite = false;
+    else if (s > row) row = s;
+  }
+  if (!finite) maxAbsFinite(m.data, 'The matrix');
+  let col = 0;
+  for (let j = 0; j < m.cols; j++) if (cols[j] > col) col = cols[j];
+  return { row: roundUp(row, m.cols), col: roundUp(col, m.rows) };
 }
 
 function transposed(m: { rows: number; cols: number; data: Float64Array }): Float64Array {
@@ -120,8 +141,8 @@ function primBounds(n: LinearNode, norm: NormKind, budgetMs: number): PrimBounds
       const ms = matrices(p.weight);
       for (const m of ms) {
         // x·W acts on rows of x: its ℓ∞ rows are W's columns; W·x acts on columns: rows are W's rows.
-        const rowSum = p.side === 'right' ? denseInfNorm(transposed(m), m.cols, m.rows) : denseInfNorm(m.data, m.rows, m.cols);
-        const colSum = p.side === 'right' ? denseInfNorm(m.data, m.rows, m.cols) : denseInfNorm(transposed(m), m.cols, m.rows);
+        const sums = absSums(m);
+        const [rowSum, colSum] = p.side === 'right' ? [sums.col, sums.row] : [sums.row, sums.col];
         absBest = Math.max(absBest, Math.sqrt(rowSum * colSum));
         if (norm === 'inf') { best = Math.max(best, rowSum); method = 'row-sum'; continue; }
         if (budgetMs <= 0) { best = Math.max(best, Math.sqrt(rowSum * colSum)); method = 'schur'; continue; }
@@ -192,10 +213,15 @@ function perAxis(factor: Tensor, shape: Shape, axis: number): Float64Array | nul
 
 /** Weights scaled along one weight axis (per output or input channel / feature). */
 function scaleWeights(w: Tensor, axis: number, by: Float64Array): Tensor {
-  const src = toFloat64(w);
+  const src = w.data instanceof Float32Array || w.data instanceof Float64Array ? w.data : toFloat64(w);
   const inner = sizeOf(w.dims.slice(axis + 1));
   const n = w.dims[axis];
-  return { dtype: 'float64', dims: w.dims, data: Float64Array.from(src, (v, i) => v * by[Math.floor(i / inner) % n]) };
+  const data = new Float64Array(src.length);
+  for (let o = 0, k = 0; o < src.length; o += inner, k = (k + 1) % n) {
+    const f = by[k];
+    for (let i = o; i < o + inner; i++) data[i] = src[i] * f;
+  }
+  return { dtype: 'float64', dims: w.dims, data };
 }
 
 /**

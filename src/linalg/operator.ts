@@ -37,15 +37,91 @@ export async function createOrtOperator(models: OperatorModels, runtime: Runtime
     outSize,
     async apply(x) {
       xin.set(x);
-      return Float64Array.from(await fwd.apply('x', xin, models.inDims, 'y'));
+      return new Float64Array(await fwd.apply('x', xin, models.inDims, 'y'));
     },
     async adjoint(y) {
       yin.set(y);
-      return Float64Array.from(await adj.apply('y', yin, models.outDims, 'x'));
+      return new Float64Array(await adj.apply('y', yin, models.outDims, 'x'));
     },
     async dispose() {
       await fwd.release();
       await adj.release();
+    },
+  };
+}
+
+/** A symmetric map v ↦ Bᵀ(B v) evaluated by one onnxruntime session, with the first half B v on request. */
+export interface GramOperator {
+  readonly n: number;
+  /** Bᵀ(B v) into `out` (length n): float32 kernels, the float32 results widened exactly. */
+  applyInto(v: Float64Array, out: Float64Array): Promise<void>;
+  /** Bᵀ(B v) in a new array. */
+  apply(v: Float64Array): Promise<Float64Array>;
+  /** B v alone, in a new array. */
+  half(v: Float64Array): Promise<Float64Array>;
+  dispose(): Promise<void>;
+}
+
+/**
+ * One session for a chained model 'v' → 'u' = B v → 'z' = Bᵀu (see chainGraphs): one run per Lanczos step instead of
+ * two, and the intermediate never leaves onnxruntime. The same float32 kernels run in the same order as
+ * apply-then-adjoint, so the rounding analysis of the two-session form holds unchanged.
+ */
+export async function createOrtGram(model: Uint8Array, dims: readonly number[], runtime: RuntimeOptions, name: string): Promise<GramOperator> {
+  const s = await Session.create(model, runtime, `the operator '${name}'`);
+  const n = sizeOf(dims);
+  const vin = new Float32Array(n);
+  const run = (v: Float64Array, output: 'u' | 'z') => { vin.set(v); return s.apply('v', vin, dims, output); };
+  return {
+    n,
+    async applyInto(v, out) {
+      out.set(await run(v, 'z'));
+    },
+    async apply(v) {
+      return new Float64Array(await run(v, 'z'));
+    },
+    async half(v) {
+      return new Float64Array(await run(v, 'u'));
+    },
+    async dispose() {
+      await s.release();
+    },
+  };
+}
+
+/** One half of a Gram map run as its own session: model bytes made on demand, its input and output names and shapes. */
+export interface HalfModel {
+  readonly model: () => Uint8Array;
+  readonly input: string;
+  readonly output: string;
+  readonly dims: readonly number[];
+}
+
+/**
+ * The GramOperator of two sessions run in turn (first, then second), for operators whose chained model would hold
+ * too many weight bytes at once: each model is encoded only while its session is created.
+ */
+export async function createOrtGramPair(first: HalfModel, second: HalfModel, runtime: RuntimeOptions, name: string): Promise<GramOperator> {
+  const a = await Session.create(first.model(), runtime, `the operator '${name}'`);
+  const b = await Session.create(second.model(), runtime, `the operator '${name}'`).catch(async (e) => { await a.release(); throw e; });
+  const n = sizeOf(first.dims);
+  const vin = new Float32Array(n);
+  const half = (v: Float64Array) => { vin.set(v); return a.apply(first.input, vin, first.dims, first.output); };
+  const full = async (v: Float64Array) => b.apply(second.input, await half(v), second.dims, second.output);
+  return {
+    n,
+    async applyInto(v, out) {
+      out.set(await full(v));
+    },
+    async apply(v) {
+      return new Float64Array(await full(v));
+    },
+    async half(v) {
+      return new Float64Array(await half(v));
+    },
+    async dispose() {
+      await a.release();
+      await b.release();
     },
   };
 }

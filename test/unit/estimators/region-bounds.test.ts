@@ -2,7 +2,9 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { convCertificate, foldScales, regionBound } from '../../../src/estimators/region-bounds.js';
 import type { LinearRegion } from '../../../src/ir/merge.js';
+import type { Tensor } from '../../../src/ir/tensor.js';
 import type { LinearNode } from '../../../src/ir/types.js';
+import { denseInfNorm } from '../../../src/linalg/dense.js';
 import { Random } from '../../../src/linalg/random.js';
 import { convMatrix, sigmaMax } from '../../helpers/dense.js';
 
@@ -50,4 +52,43 @@ test('Conv → per-channel scale folds into the conv weights (certified bound of
   assert.ok(b.value >= exact && b.value <= exact * 1.5, `${b.value} vs exact ${exact}`);
   const unfolded = sigmaMax(convMatrix(w.data, [2, 1, 3, 3], 6, 6, [1, 1, 1, 1], 1).m, 72, 36) * 3;
   assert.ok(b.value < unfolded, 'folding beats ‖conv‖·max|scale|');
+});
+
+test('Gemm weights read in place (float32): row and column sums as denseInfNorm gives them, NaN refused', () => {
+  const rng = new Random(3);
+  const [rows, cols] = [7, 11];
+  const data = Float32Array.from({ length: rows * cols }, () => rng.normal());
+  const node = (w: Float32Array): LinearNode => ({ kind: 'linear', prim: { op: 'matmul', weight: { dtype: 'float32', dims: [rows, cols], data: w }, side: 'right' }, name: 'g', opType: 'Gemm', inputs: ['x'], inShapes: [[1, rows]], output: 'y', outShape: [1, cols] });
+  const region = (w: Float32Array): LinearRegion => ({ id: 'r', input: 'x', inShape: [1, rows], output: 'y', outShape: [1, cols], nodes: [node(w)] });
+  // x·W: its ℓ∞ row sums are W's column sums
+  const w64 = Float64Array.from(data);
+  const wt = new Float64Array(rows * cols);
+  for (let i = 0; i < rows; i++) for (let j = 0; j < cols; j++) wt[j * rows + i] = w64[i * cols + j];
+  const rowSum = denseInfNorm(wt, cols, rows), colSum = denseInfNorm(w64, rows, cols);
+  assert.equal(regionBound(region(data), 'inf').value, rowSum);
+  const schur = regionBound(region(data), '2', 0);
+  assert.equal(schur.method, 'schur');
+  assert.equal(schur.value, Math.sqrt(rowSum * colSum));
+  assert.equal(schur.absNorm, Math.sqrt(rowSum * colSum));
+  assert.ok(regionBound(region(data), '2').value >= sigmaMax(w64, rows, cols) * (1 - 1e-12));
+  const bad = Float32Array.from(data);
+  bad[17] = Number.NaN;
+  assert.throws(() => regionBound(region(bad), '2', 0), /non-finite value NaN at index 17/);
+});
+
+test('folding a scale into float32 conv weights equals folding their float64 copy', () => {
+  const rng = new Random(4);
+  const w32 = Float32Array.from({ length: 2 * 3 * 9 }, () => rng.normal());
+  const f = { dtype: 'float64' as const, dims: [2, 1, 1], data: Float64Array.of(3, 0.1) };
+  const fold = (weight: Tensor) => {
+    const conv: LinearNode = { kind: 'linear', prim: { op: 'conv', weight, group: 1, strides: [1, 1], pads: [1, 1, 1, 1], dilations: [1, 1] }, name: 'c', opType: 'Conv', inputs: ['x'], inShapes: [[1, 3, 5, 5]], output: 'h', outShape: [1, 2, 5, 5] };
+    const scale: LinearNode = { kind: 'linear', prim: { op: 'scale', factor: f }, name: 'b', opType: 'BatchNormalization', inputs: ['h'], inShapes: [[1, 2, 5, 5]], output: 'y', outShape: [1, 2, 5, 5] };
+    const [merged] = foldScales([conv, scale]);
+    return (merged.prim as { weight: { data: Float64Array } }).weight.data;
+  };
+  const a = fold({ dtype: 'float32', dims: [2, 3, 3, 3], data: w32 });
+  const b = fold({ dtype: 'float64', dims: [2, 3, 3, 3], data: Float64Array.from(w32) });
+  assert.deepEqual(a, b);
+  assert.equal(a[0], w32[0] * 3);
+  assert.equal(a[27], w32[27] * 0.1);
 });

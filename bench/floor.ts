@@ -1,0 +1,171 @@
+/**
+ * npm run bench:floor: how close lipcheck's norm phase comes to the hardware's floor on CPU (issue 7).
+ *
+ * Per model: the floor is Σ over the merged operators that Lanczos measures of (Lanczos steps actually used) × (one
+ * forward + one adjoint application through onnxruntime, median of 3 after a warm-up), i.e. the time onnxruntime
+ * alone needs for the same matrix–vector products. Beside it, the wall time of analyze() estimate-only
+ * (`--certify off --method autolip --lower-pairs 0`, Lanczos + KW) and with default settings, each in a fresh child
+ * process (median of --repeat runs), time/floor and peak RSS. Optionally (--torch) the same power iteration in PyTorch.
+ * Usage: npm run bench:floor [-- --models resnet18,resnet50,vgg16,oval21_wide_kw,...] [--repeat 3] [--skip-defaults]
+ *        [--per-op] [--torch] [--shared DIR (default ../shared/models)]
+ * Models: the names of bench/gen-models.ts (generated on first use into bench/out/) or files of ../shared/models.
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { analyze, type AnalyzeOptions } from '../src/index.js';
+import { chainGraphs } from '../src/estimators/operator-norm.js';
+import { regionBound } from '../src/estimators/region-bounds.js';
+import { buildIr } from '../src/ir/build.js';
+import { emitAdjoint, emitForward } from '../src/ir/emit.js';
+import { mergeLinear } from '../src/ir/merge.js';
+import type { LinearNode } from '../src/ir/types.js';
+import { createOrtGram, createOrtOperator } from '../src/linalg/operator.js';
+import { Random } from '../src/linalg/random.js';
+import { resetRuntimeStats, runtimeStats } from '../src/linalg/runtime.js';
+import { decodeModel, readModelBytes } from '../src/onnx/read-model.js';
+import { encodeGraph } from '../src/onnx/writer.js';
+import { BENCH_MODELS, benchModelPath, type BenchModel } from './gen-models.js';
+
+const here = fileURLToPath(new URL('.', import.meta.url));
+const args = process.argv.slice(2);
+const flag = (name: string, fallback: string) => (args.includes(name) ? args[args.indexOf(name) + 1] : fallback);
+const shared = flag('--shared', `${here}../../shared/models/`).replace(/\/?$/, '/');
+
+/** What one child run of analyze() reports back. */
+interface RunResult {
+  readonly ms: number;
+  readonly normsMs: number;
+  readonly lowerMs: number;
+  readonly ortRunMs: number;
+  readonly ortCreateMs: number;
+  readonly steps: Record<string, number>;
+  readonly opMs: Record<string, number>;
+  readonly upper: string;
+  readonly peakRssMb: number;
+}
+
+/** One forward + adjoint time per Lanczos-measured operator of a model, and their shapes. */
+interface FloorOps {
+  readonly buildMs: number;
+  readonly ops: { id: string; n: number; fwdMs: number; adjMs: number; gramMs: number; inShape: readonly number[]; nodes: Record<string, unknown>[] }[];
+}
+
+/** A prim's shapes and attributes without its weights, for bench/torch-power.py. */
+function primSpec(n: LinearNode): Record<string, unknown> {
+  const p = n.prim;
+  const base = { op: p.op, outShape: n.outShape };
+  switch (p.op) {
+    case 'conv': case 'convTranspose': return { ...base, weight: p.weight.dims, strides: p.strides, pads: p.pads, dilations: p.dilations, group: p.group };
+    case 'matmul': return { ...base, weight: p.weight.dims, side: p.side };
+    case 'scale': return { ...base, factor: p.factor.dims };
+    case 'transpose': return { ...base, perm: p.perm };
+    case 'reduce': return { ...base, axes: p.axes, mean: p.mean };
+    case 'pad': return { ...base, pads: p.pads };
+    default: return base;
+  }
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+const MODES: Record<string, AnalyzeOptions> = {
+  estimate: { device: 'cpu', certify: 'off', method: 'autolip', lowerPairs: 0 },
+  defaults: { device: 'cpu' },
+};
+
+async function child(path: string, mode: string): Promise<void> {
+  resetRuntimeStats();
+  const t0 = performance.now();
+  const r = await analyze(path, MODES[mode]);
+  const ms = performance.now() - t0;
+  const st = runtimeStats();
+  const steps = Object.fromEntries(r.layers.filter((l) => l.kind === 'operator').map((l) => [l.id, l.iterations]));
+  const opMs = Object.fromEntries(r.layers.filter((l) => l.kind === 'operator').map((l) => [l.id, l.ms]));
+  const upper = r.global.upper ? `${r.global.upper.value.toPrecision(4)} (${r.global.upper.kind})` : r.global.status;
+  const out: RunResult = { ms, normsMs: r.timings.normsMs, lowerMs: r.timings.lowerMs, ortRunMs: st.runMs, ortCreateMs: st.createMs, steps, opMs, upper, peakRssMb: Math.round(process.resourceUsage().maxRSS / 1024) };
+  process.stdout.write(JSON.stringify(out));
+}
+
+async function childFloor(path: string): Promise<void> {
+  const t0 = performance.now();
+  const built = await buildIr(decodeModel(readModelBytes(path), path), { seed: 0, runtime: { device: 'cpu' } });
+  const buildMs = performance.now() - t0;
+  const regions = mergeLinear(built.ir).flatMap((b) => (b.kind === 'operator' ? [b.region] : []));
+  const ops: FloorOps['ops'] = [];
+  for (const region of regions) {
+    if (regionBound(region, '2', 0).method === 'exact') continue;
+    const op = await createOrtOperator({ forward: encodeGraph(emitForward(region)), adjoint: encodeGraph(emitAdjoint(region)), inDims: region.inShape, outDims: region.outShape, name: region.id }, { device: 'cpu' });
+    const x = new Random(1).unitVector(op.inSize);
+    const fwd: number[] = [], adj: number[] = [];
+    let y = await op.apply(x);
+    await op.adjoint(y);
+    for (let i = 0; i < 3; i++) {
+      let t = performance.now();
+      y = await op.apply(x);
+      fwd.push(performance.now() - t);
+      t = performance.now();
+      await op.adjoint(y);
+      adj.push(performance.now() - t);
+    }
+    await op.dispose();
+    // the fused step lipcheck runs: one session for AᵀA (or AAᵀ), its output written into a reused buffer
+    const wide = op.outSize < op.inSize;
+    const [f, a] = [emitForward(region), emitAdjoint(region)];
+    const gram = await createOrtGram(encodeGraph(wide ? chainGraphs(a, f) : chainGraphs(f, a)), wide ? region.outShape : region.inShape, { device: 'cpu' }, region.id);
+    const v = new Random(2).unitVector(gram.n), out = new Float64Array(gram.n);
+    const times: number[] = [];
+    await gram.applyInto(v, out);
+    for (let i = 0; i < 3; i++) { const t = performance.now(); await gram.applyInto(v, out); times.push(performance.now() - t); }
+    await gram.dispose();
+    ops.push({ id: region.id, n: Math.min(op.inSize, op.outSize), fwdMs: median(fwd), adjMs: median(adj), gramMs: median(times), inShape: region.inShape, nodes: region.nodes.map(primSpec) });
+  }
+  process.stdout.write(JSON.stringify({ buildMs, ops } satisfies FloorOps));
+}
+
+function spawn<T>(what: string[]): T {
+  const r = spawnSync(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), '--child', ...what], { encoding: 'utf8', maxBuffer: 1 << 26 });
+  if (r.status !== 0) throw new Error(`child ${what.join(' ')} failed: ${r.stderr.slice(-2000)}`);
+  return JSON.parse(r.stdout) as T;
+}
+
+/** The same iterations in PyTorch on the same operators' shapes (bench/torch-power.py), or why it could not run. */
+function torchTime(name: string, ops: FloorOps['ops'], steps: Record<string, number>): string {
+  const file = `${here}out/torch-${name}.json`;
+  mkdirSync(`${here}out`, { recursive: true });
+  writeFileSync(file, JSON.stringify({ regions: ops.map((o) => ({ id: o.id, steps: steps[o.id], inShape: o.inShape, nodes: o.nodes })) }));
+  const python = process.env.LIPCHECK_PYTHON ?? (existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3');
+  const r = spawnSync(python, [`${here}torch-power.py`, file, String(cpus().length)], { encoding: 'utf8' });
+  return r.status === 0 ? r.stdout.trim() : `PyTorch unavailable (${(r.stderr || String(r.error)).trim().split('\n').pop()})`;
+}
+
+if (args[0] === '--child') {
+  if (args[1] === 'floor') await childFloor(args[2]);
+  else await child(args[2], args[1]);
+} else {
+  const names = flag('--models', 'resnet18,resnet50,vgg16,oval21_wide_kw,tiny_yolo,sri_resnet_b').split(',');
+  const repeat = Number(flag('--repeat', '1'));
+  const sec = (ms: number) => (ms / 1000).toFixed(2);
+  console.log(`Node ${process.version}, ${new Date().toISOString().slice(0, 10)}, ${cpus().length} CPUs, load average ${loadavg().map((x) => x.toFixed(1)).join(' ')}\n`);
+  console.log('| model | operators | Lanczos steps | fwd+adj ms (Σ over ops) | floor s | fused floor s | estimate-only s | est./floor | est./fused | est. norms s | est. onnxruntime run s | est. session create s | defaults s | defaults/floor | upper (defaults) | peak RSS MB est., defaults |');
+  console.log('|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|');
+  for (const name of names) {
+    const path = (BENCH_MODELS as readonly string[]).includes(name) ? benchModelPath(name as BenchModel) : `${shared}${name.endsWith('.onnx') ? name : `${name}.onnx`}`;
+    if (!existsSync(path)) { console.log(`| ${name} | absent | | | | | | | | | | | | | | |`); continue; }
+    const fl = spawn<FloorOps>(['floor', path]);
+    const runs = (mode: string) => Array.from({ length: repeat }, () => spawn<RunResult>([mode, path]));
+    const est = runs('estimate');
+    const e = est.sort((a, b) => a.ms - b.ms)[Math.floor(est.length / 2)];
+    const d = args.includes('--skip-defaults') ? null : runs('defaults').sort((a, b) => a.ms - b.ms)[Math.floor(repeat / 2)];
+    const measured = fl.ops.filter((o) => e.steps[o.id] !== undefined);
+    const steps = measured.reduce((a, o) => a + e.steps[o.id], 0);
+    const floor = measured.reduce((a, o) => a + e.steps[o.id] * (o.fwdMs + o.adjMs), 0);
+    const perStep = measured.reduce((a, o) => a + o.fwdMs + o.adjMs, 0);
+    const fused = measured.reduce((a, o) => a + e.steps[o.id] * o.gramMs, 0);
+    console.log(`| ${name} | ${measured.length} | ${steps} | ${perStep.toFixed(0)} | ${sec(floor)} | ${fused ? sec(fused) : '—'} | ${sec(e.ms)} | ${(e.ms / floor).toFixed(2)} | ${fused ? (e.ms / fused).toFixed(2) : '—'} | ${sec(e.normsMs)} | ${sec(e.ortRunMs)} | ${sec(e.ortCreateMs)} | ${d ? sec(d.ms) : '—'} | ${d ? (d.ms / floor).toFixed(2) : '—'} | ${d?.upper ?? '—'} | ${e.peakRssMb}, ${d?.peakRssMb ?? '—'} |`);
+    if (args.includes('--per-op')) {
+      for (const o of measured) console.error(`${name} ${o.id} n=${o.n} steps=${e.steps[o.id]} fwd=${o.fwdMs.toFixed(1)} adj=${o.adjMs.toFixed(1)} fused=${o.gramMs.toFixed(1)} floor=${(e.steps[o.id] * (o.fwdMs + o.adjMs)).toFixed(0)} measured=${e.opMs[o.id].toFixed(0)} ms`);
+    }
+    if (args.includes('--torch')) console.log(`\n${name}: ${torchTime(name, measured, e.steps)}\n`);
+  }
+}

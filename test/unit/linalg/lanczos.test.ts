@@ -1,0 +1,143 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { EigenvalueDecomposition, Matrix } from 'ml-matrix';
+import { tridiagonalLargestEigenvalue } from '../../../src/linalg/dense.js';
+import { lanczosTop, tridiagonalEigenvector, type SymmetricOperator } from '../../../src/linalg/lanczos.js';
+import { Random } from '../../../src/linalg/random.js';
+
+/** A diagonal PSD operator, optionally with float32 rounding of every product (as onnxruntime's kernels give). */
+function diagonal(lambda: Float64Array, float32 = false): SymmetricOperator {
+  const n = lambda.length;
+  const product = (v: Float64Array, out: Float64Array) => {
+    for (let i = 0; i < n; i++) out[i] = float32 ? Math.fround(Math.fround(lambda[i]) * Math.fround(v[i])) : lambda[i] * v[i];
+  };
+  return { n, apply: async (v) => { const out = new Float64Array(n); product(v, out); return out; }, applyInto: async (v, out) => product(v, out) };
+}
+
+const spectrum = (n: number, top = 1) => Float64Array.from({ length: n }, (_, i) => (i === 0 ? top : 0.9 * (1 - i / n)));
+
+test('applyInto and apply give the same Lanczos run', async () => {
+  const op = diagonal(spectrum(300));
+  const start = new Random(1).unitVector(300);
+  const a = await lanczosTop(op, { start, maxSteps: 25, stop: () => false });
+  const b = await lanczosTop({ n: op.n, apply: op.apply }, { start, maxSteps: 25, stop: () => false });
+  assert.equal(a.steps, 25);
+  assert.equal(a.theta, b.theta);
+  assert.deepEqual(a.history, b.history);
+  assert.deepEqual(a.ritzVector, b.ritzVector);
+});
+
+test('reused basis buffers of other sizes leave no trace between runs', async () => {
+  const fresh = await lanczosTop(diagonal(spectrum(257)), { start: new Random(4).unitVector(257), maxSteps: 30, stop: () => false });
+  // runs of larger and smaller sizes in between (they put buffers of their sizes in the pool), then the same run
+  await lanczosTop(diagonal(spectrum(1000)), { start: new Random(5).unitVector(1000), maxSteps: 30, stop: () => false });
+  await lanczosTop(diagonal(spectrum(100)), { start: new Random(6).unitVector(100), maxSteps: 30, stop: () => false });
+  const again = await lanczosTop(diagonal(spectrum(257)), { start: new Random(4).unitVector(257), maxSteps: 30, stop: () => false });
+  assert.equal(again.theta, fresh.theta);
+  assert.deepEqual(again.ritzVector, fresh.ritzVector);
+});
+
+test('two runs at once do not share buffers', async () => {
+  const [x, y] = [diagonal(spectrum(400, 2)), diagonal(spectrum(400, 3))];
+  const alone = await Promise.all([
+    lanczosTop(x, { start: new Random(7).unitVector(400), maxSteps: 20, stop: () => false }),
+    lanczosTop(y, { start: new Random(8).unitVector(400), maxSteps: 20, stop: () => false }),
+  ]);
+  const sequential = [
+    await lanczosTop(x, { start: new Random(7).unitVector(400), maxSteps: 20, stop: () => false }),
+    await lanczosTop(y, { start: new Random(8).unitVector(400), maxSteps: 20, stop: () => false }),
+  ];
+  assert.equal(alone[0].theta, sequential[0].theta);
+  assert.equal(alone[1].theta, sequential[1].theta);
+});
+
+/** Textbook Lanczos with full reorthogonalisation by modified Gram–Schmidt, twice, every step: the reference. */
+async function referenceTheta(op: SymmetricOperator, start: Float64Array, steps: number): Promise<number[]> {
+  const n = op.n;
+  const q: Float64Array[] = [Float64Array.from(start)];
+  const alpha: number[] = [], beta: number[] = [], thetas: number[] = [];
+  for (let j = 0; j < steps; j++) {
+    const w = await op.apply(q[j]);
+    let a = 0;
+    for (let i = 0; i < n; i++) a += w[i] * q[j][i];
+    alpha.push(a);
+    for (let pass = 0; pass < 2; pass++) for (const v of q) {
+      let c = 0;
+      for (let i = 0; i < n; i++) c += w[i] * v[i];
+      for (let i = 0; i < n; i++) w[i] -= c * v[i];
+    }
+    // largest eigenvalue of the tridiagonal by bisection on Sturm counts
+    let lo = -10, hi = 10;
+    for (let it = 0; it < 200; it++) {
+      const x = (lo + hi) / 2;
+      let d = 1, below = 0;
+      for (let i = 0; i < alpha.length; i++) { d = alpha[i] - x - (i > 0 ? beta[i - 1] ** 2 / d : 0); if (d === 0) d = -1e-300; if (d < 0) below++; }
+      if (below === alpha.length) hi = x; else lo = x;
+    }
+    thetas.push(hi);
+    let b = 0;
+    for (let i = 0; i < n; i++) b += w[i] * w[i];
+    b = Math.sqrt(b);
+    beta.push(b);
+    q.push(w.map((x) => x / b));
+  }
+  return thetas;
+}
+
+test('with float32 products, every Ritz value matches textbook full reorthogonalisation (basis orthogonal to working precision)', async () => {
+  // many steps on spectra where the top Ritz value converges early: without reorthogonalisation the basis loses
+  // orthogonality and the Ritz values drift from the reference by ~1e-8 (the float32 noise); with it they agree to
+  // rounding
+  const n = 2000;
+  for (const lambda of [
+    Float64Array.from({ length: n }, (_, i) => (i < 5 ? 1 - 1e-3 * i : 0.5 * (1 - i / n))),
+    Float64Array.from({ length: n }, (_, i) => 0.9 ** i),
+  ]) {
+    const op = diagonal(lambda, true);
+    const start = new Random(11).unitVector(n);
+    const r = await lanczosTop(op, { start, maxSteps: 120, stop: () => false });
+    const ref = await referenceTheta(op, start, 120);
+    assert.equal(r.steps, 120);
+    for (let k = 0; k < 120; k++) assert.ok(Math.abs(r.history[k] - ref[k]) <= 1e-12 * ref[k], `step ${k + 1}: θ ${r.history[k]} vs reference ${ref[k]}`);
+    let norm = 0;
+    for (const x of r.ritzVector) norm += x * x;
+    assert.ok(Math.abs(norm - 1) < 1e-12);
+    assert.ok(Math.abs(r.ritzVector[0]) > 0.999, `Ritz vector ${r.ritzVector[0]} along e_1`);
+    // the float32 noise left after the three-term recurrence is small: one Gram–Schmidt pass removes it
+    assert.ok(r.extraPasses <= 5, `${r.extraPasses} second passes`);
+  }
+});
+
+test('an exactly invariant Krylov space stops the run with θ an eigenvalue', async () => {
+  const lambda = Float64Array.from({ length: 50 }, (_, i) => [4, 2, 1][i % 3]);
+  const r = await lanczosTop(diagonal(lambda), { start: new Random(2).unitVector(50), maxSteps: 40, stop: () => false });
+  assert.ok(r.invariant);
+  assert.equal(r.steps, 3);
+  assert.ok(Math.abs(r.theta - 4) < 1e-12);
+});
+
+test('tridiagonal eigenvector by inverse iteration matches a dense eigendecomposition', () => {
+  const rng = new Random(21);
+  for (const k of [2, 3, 7, 30, 120]) {
+    for (const close of [false, true]) {
+      const alpha = Array.from({ length: k }, () => rng.normal());
+      const beta = Array.from({ length: k - 1 }, () => (close ? 1e-9 : 1) * rng.normal());
+      if (close && k > 2) { alpha[0] = 5; alpha[1] = 5 + 1e-7; }
+      const t = Matrix.zeros(k, k);
+      for (let i = 0; i < k; i++) { t.set(i, i, alpha[i]); if (i + 1 < k) { t.set(i, i + 1, beta[i]); t.set(i + 1, i, beta[i]); } }
+      const e = new EigenvalueDecomposition(t, { assumeSymmetric: true });
+      const values = e.realEigenvalues;
+      const top = values.indexOf(Math.max(...values));
+      const x = tridiagonalEigenvector(alpha, beta, tridiagonalLargestEigenvalue(alpha, beta, k));
+      const ref = e.eigenvectorMatrix.getColumn(top);
+      const overlap = Math.abs(ref.reduce((a, r, i) => a + r * x[i], 0));
+      assert.ok(overlap > 1 - 1e-9, `k=${k}${close ? ' (near-double top)' : ''}: |⟨x, x_ref⟩| = ${overlap}`);
+      let residual = 0;
+      for (let i = 0; i < k; i++) {
+        const tx = alpha[i] * x[i] + (i > 0 ? beta[i - 1] * x[i - 1] : 0) + (i + 1 < k ? beta[i] * x[i + 1] : 0);
+        residual = Math.max(residual, Math.abs(tx - values[top] * x[i]));
+      }
+      assert.ok(residual < 1e-12 * Math.max(...values.map(Math.abs)), `k=${k}: residual ${residual}`);
+    }
+  }
+});

@@ -3,9 +3,11 @@
  *
  * Per model: the floor is Σ over the merged operators that Lanczos measures of (Lanczos steps actually used) × (one
  * forward + one adjoint application through onnxruntime, median of 3 after a warm-up), i.e. the time onnxruntime
- * alone needs for the same matrix–vector products. Beside it, the wall time of analyze() estimate-only
+ * alone needs for the same matrix–vector products; the fused floor times the one-session AᵀA step lipcheck runs
+ * instead (createOrtGram). Beside them, the wall time of analyze() estimate-only
  * (`--certify off --method autolip --lower-pairs 0`, Lanczos + KW) and with default settings, each in a fresh child
- * process (median of --repeat runs), time/floor and peak RSS. Optionally (--torch) the same power iteration in PyTorch.
+ * process (median of --repeat runs), time/floor and peak RSS. Optionally (--torch) the same iterations in PyTorch
+ * (bench/torch-power.py: power iteration, and Lanczos with float64 full reorthogonalisation).
  * Usage: npm run bench:floor [-- --models resnet18,resnet50,vgg16,oval21_wide_kw,...] [--repeat 3] [--skip-defaults]
  *        [--per-op] [--torch] [--shared DIR (default ../shared/models)]
  * Models: the names of bench/gen-models.ts (generated on first use into bench/out/) or files of ../shared/models.

@@ -7,6 +7,8 @@ import type { IrGraph } from '../../src/ir/types.js';
 import type { Random } from '../../src/linalg/random.js';
 import { decodeModel } from '../../src/onnx/read-model.js';
 import { encodeGraph, type NodeSpec } from '../../src/onnx/writer.js';
+import assert from 'node:assert/strict';
+import { sigmaMax } from './dense.js';
 
 export const runtime = { device: 'cpu' as const };
 /** The settings AutoLip uses by default, on the CPU. */
@@ -73,4 +75,63 @@ export async function measureAll(blocks: readonly Block[], s: NormSettings = set
   let i = 0;
   for (const b of blocks) if (b.kind === 'operator') norms.set(b.region.id, await measureRegion(b.region, s, i++));
   return norms;
+}
+
+/** a·b for row-major float64 matrices (a: ar×ac, b: ac×bc). */
+export function matmul(a: Float64Array, ar: number, ac: number, b: Float64Array, bc: number): Float64Array {
+  const out = new Float64Array(ar * bc);
+  for (let i = 0; i < ar; i++) for (let k = 0; k < ac; k++) { const v = a[i * ac + k]; if (v !== 0) for (let j = 0; j < bc; j++) out[i * bc + j] += v * b[k * bc + j]; }
+  return out;
+}
+
+/** The ℓ∞ operator norm (largest absolute row sum) of a row-major matrix. */
+export const infNorm = (m: Float64Array, rows: number, cols: number) => {
+  let best = 0;
+  for (let i = 0; i < rows; i++) { let s = 0; for (let j = 0; j < cols; j++) s += Math.abs(m[i * cols + j]); best = Math.max(best, s); }
+  return best;
+};
+/** ‖m‖ in the given norm, exact in float64. */
+export const opNorm = (m: Float64Array, rows: number, cols: number, norm: '2' | 'inf') => (norm === '2' ? sigmaMax(m, rows, cols) : infNorm(m, rows, cols));
+
+/** W_m D_{m−1} ⋯ D_1 W_1 for diagonal D_k (one vector per activation), row-major. */
+export function chain(layers: readonly Dense[], ds: readonly Float64Array[]): Float64Array {
+  let m: Float64Array = Float64Array.from(layers[0].w);
+  for (let k = 1; k < layers.length; k++) {
+    const prev = layers[k - 1], d = ds[k - 1];
+    for (let i = 0; i < prev.rows; i++) for (let j = 0; j < layers[0].cols; j++) m[i * layers[0].cols + j] *= d[i];
+    m = matmul(layers[k].w, layers[k].rows, layers[k].cols, m, layers[0].cols);
+  }
+  return m;
+}
+
+/** A witnessed lower bound: max over random inputs of ‖J(x)‖, J computed exactly in float64 from the derivatives at x. */
+export function witness(layers: readonly Dense[], act: Act, norm: '2' | 'inf', rng: Random, samples = 300): number {
+  const last = layers[layers.length - 1];
+  let best = 0;
+  for (let s = 0; s < samples; s++) {
+    let x = Float64Array.from({ length: layers[0].cols }, () => rng.normal() * 2);
+    const ds: Float64Array[] = [];
+    for (let k = 0; k < layers.length - 1; k++) {
+      const l = layers[k];
+      const h = matmul(l.w, l.rows, l.cols, x, 1).map((v, i) => v + l.b[i]);
+      ds.push(h.map(act.df));
+      x = h.map(act.f);
+    }
+    best = Math.max(best, opNorm(chain(layers, ds), last.rows, layers[0].cols, norm));
+  }
+  return best;
+}
+
+/** max over D_k ∈ {a, b}^{n_k} of ‖W_m D ⋯ D W_1‖: the sup over the whole slope box (convex in each D_k), ≥ the true constant. */
+export function bruteForce(layers: readonly Dense[], slope: readonly [number, number], norm: '2' | 'inf'): number {
+  const hidden = layers.slice(0, -1).map((l) => l.rows);
+  const bits = hidden.reduce((a, b) => a + b, 0);
+  assert.ok(bits <= 14, `brute force over 2^${bits} patterns is too slow for a unit test`);
+  let best = 0;
+  for (let mask = 0; mask < 2 ** bits; mask++) {
+    let bit = 0;
+    const ds = hidden.map((n) => Float64Array.from({ length: n }, () => ((mask >> bit++) & 1 ? slope[1] : slope[0])));
+    best = Math.max(best, opNorm(chain(layers, ds), layers[layers.length - 1].rows, layers[0].cols, norm));
+  }
+  return best;
 }

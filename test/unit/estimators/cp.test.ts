@@ -9,63 +9,8 @@ import { createOrtOperator, denseMatrixOf } from '../../../src/linalg/operator.j
 import { dot, norm2, Random } from '../../../src/linalg/random.js';
 import { encodeGraph, type NodeSpec } from '../../../src/onnx/writer.js';
 import { convMatrix, sigmaMax } from '../../helpers/dense.js';
-import { ACTS, measureAll, mlpModel, pipeline, randomDense, runtime, settings, tensor, f32, type Act, type Dense } from '../../helpers/mlp.js';
+import { ACTS, bruteForce, matmul, measureAll, mlpModel, opNorm, pipeline, randomDense, runtime, settings, tensor, f32, witness, type Act, type Dense } from '../../helpers/mlp.js';
 
-function matmul(a: Float64Array, ar: number, ac: number, b: Float64Array, bc: number): Float64Array {
-  const out = new Float64Array(ar * bc);
-  for (let i = 0; i < ar; i++) for (let k = 0; k < ac; k++) { const v = a[i * ac + k]; if (v !== 0) for (let j = 0; j < bc; j++) out[i * bc + j] += v * b[k * bc + j]; }
-  return out;
-}
-
-const infNorm = (m: Float64Array, rows: number, cols: number) => {
-  let best = 0;
-  for (let i = 0; i < rows; i++) { let s = 0; for (let j = 0; j < cols; j++) s += Math.abs(m[i * cols + j]); best = Math.max(best, s); }
-  return best;
-};
-const opNorm = (m: Float64Array, rows: number, cols: number, norm: '2' | 'inf') => (norm === '2' ? sigmaMax(m, rows, cols) : infNorm(m, rows, cols));
-
-/** W_m D_{m−1} ⋯ D_1 W_1 for diagonal D_k (one vector per activation), row-major. */
-function chain(layers: readonly Dense[], ds: readonly Float64Array[]): Float64Array {
-  let m: Float64Array = Float64Array.from(layers[0].w);
-  for (let k = 1; k < layers.length; k++) {
-    const prev = layers[k - 1], d = ds[k - 1];
-    for (let i = 0; i < prev.rows; i++) for (let j = 0; j < layers[0].cols; j++) m[i * layers[0].cols + j] *= d[i];
-    m = matmul(layers[k].w, layers[k].rows, layers[k].cols, m, layers[0].cols);
-  }
-  return m;
-}
-
-/** A witnessed lower bound: max over random inputs of ‖J(x)‖, J computed exactly in float64 from the derivatives at x. */
-function witness(layers: readonly Dense[], act: Act, norm: '2' | 'inf', rng: Random, samples = 300): number {
-  const last = layers[layers.length - 1];
-  let best = 0;
-  for (let s = 0; s < samples; s++) {
-    let x = Float64Array.from({ length: layers[0].cols }, () => rng.normal() * 2);
-    const ds: Float64Array[] = [];
-    for (let k = 0; k < layers.length - 1; k++) {
-      const l = layers[k];
-      const h = matmul(l.w, l.rows, l.cols, x, 1).map((v, i) => v + l.b[i]);
-      ds.push(h.map(act.df));
-      x = h.map(act.f);
-    }
-    best = Math.max(best, opNorm(chain(layers, ds), last.rows, layers[0].cols, norm));
-  }
-  return best;
-}
-
-/** max over D_k ∈ {a, b}^{n_k} of ‖W_m D ⋯ D W_1‖: the sup over the whole slope box (convex in each D_k), ≥ the true constant. */
-function bruteForce(layers: readonly Dense[], slope: readonly [number, number], norm: '2' | 'inf'): number {
-  const hidden = layers.slice(0, -1).map((l) => l.rows);
-  const bits = hidden.reduce((a, b) => a + b, 0);
-  assert.ok(bits <= 14, `brute force over 2^${bits} patterns is too slow for a unit test`);
-  let best = 0;
-  for (let mask = 0; mask < 2 ** bits; mask++) {
-    let bit = 0;
-    const ds = hidden.map((n) => Float64Array.from({ length: n }, () => ((mask >> bit++) & 1 ? slope[1] : slope[0])));
-    best = Math.max(best, opNorm(chain(layers, ds), layers[layers.length - 1].rows, layers[0].cols, norm));
-  }
-  return best;
-}
 
 const exactProduct = (layers: readonly Dense[], act: Act, norm: '2' | 'inf') =>
   layers.reduce((p, l) => p * opNorm(l.w, l.rows, l.cols, norm), 1) * Math.max(Math.abs(act.slope[0]), Math.abs(act.slope[1])) ** (layers.length - 1);

@@ -6,56 +6,7 @@ import { seqlipSegmentBound, SEQLIP_DEFAULTS, splitPairBound } from '../../../sr
 import { Random } from '../../../src/linalg/random.js';
 import { encodeGraph } from '../../../src/onnx/writer.js';
 import { sigmaMax } from '../../helpers/dense.js';
-import { ACTS, measureAll, mlpModel, pipeline, randomDense, settings, tensor, f32, type Act, type Dense } from '../../helpers/mlp.js';
-
-
-function matmul(a: Float64Array, ar: number, ac: number, b: Float64Array, bc: number): Float64Array {
-  const out = new Float64Array(ar * bc);
-  for (let i = 0; i < ar; i++) for (let k = 0; k < ac; k++) { const v = a[i * ac + k]; if (v !== 0) for (let j = 0; j < bc; j++) out[i * bc + j] += v * b[k * bc + j]; }
-  return out;
-}
-
-/** W_m D_{m−1} ⋯ D_1 W_1 for diagonal D_k (one vector per activation), row-major. */
-function chain(layers: readonly Dense[], ds: readonly Float64Array[]): Float64Array {
-  let m: Float64Array = Float64Array.from(layers[0].w);
-  for (let k = 1; k < layers.length; k++) {
-    const prev = layers[k - 1], d = ds[k - 1];
-    for (let i = 0; i < prev.rows; i++) for (let j = 0; j < layers[0].cols; j++) m[i * layers[0].cols + j] *= d[i];
-    m = matmul(layers[k].w, layers[k].rows, layers[k].cols, m, layers[0].cols);
-  }
-  return m;
-}
-
-/** max over D_k ∈ {a, b}^{n_k} of ‖W_m D ⋯ D W_1‖₂ (float64, ml-matrix SVD): the sup over the whole slope box, ≥ the true constant. */
-function bruteForce(layers: readonly Dense[], slope: readonly [number, number]): number {
-  const hidden = layers.slice(0, -1).map((l) => l.rows);
-  const bits = hidden.reduce((a, b) => a + b, 0);
-  assert.ok(bits <= 14, `brute force over 2^${bits} patterns is too slow for a unit test`);
-  let best = 0;
-  for (let mask = 0; mask < 2 ** bits; mask++) {
-    let bit = 0;
-    const ds = hidden.map((n) => Float64Array.from({ length: n }, () => ((mask >> bit++) & 1 ? slope[1] : slope[0])));
-    best = Math.max(best, sigmaMax(chain(layers, ds), layers[layers.length - 1].rows, layers[0].cols));
-  }
-  return best;
-}
-
-/** A witnessed lower bound on the true constant: max over random inputs of ‖J(x)‖₂, J exact in float64 at x. */
-function witness(layers: readonly Dense[], act: Act, rng: Random, samples = 300): number {
-  let best = 0;
-  for (let s = 0; s < samples; s++) {
-    let x = Float64Array.from({ length: layers[0].cols }, () => rng.normal() * 2);
-    const ds: Float64Array[] = [];
-    for (let k = 0; k < layers.length - 1; k++) {
-      const l = layers[k];
-      const h = matmul(l.w, l.rows, l.cols, x, 1).map((v, i) => v + l.b[i]);
-      ds.push(h.map(act.df));
-      x = h.map(act.f);
-    }
-    best = Math.max(best, sigmaMax(chain(layers, ds), layers[layers.length - 1].rows, layers[0].cols));
-  }
-  return best;
-}
+import { ACTS, bruteForce, measureAll, mlpModel, pipeline, randomDense, settings, tensor, f32, witness, type Act, type Dense } from '../../helpers/mlp.js';
 
 /** Π‖W_k‖₂ · max|slope|^(m−1), every norm exact in float64: the AutoLip value without its margins. */
 const exactProduct = (layers: readonly Dense[], act: Act) =>
@@ -103,8 +54,8 @@ async function checkChain(widths: number[], act: Act, seed: number): Promise<{ s
   const res = await seqlipSegmentBound(seg, settings);
   const autolip = segmentAutoLip(seg, known).upper.value;
   const cp = (await cpSegmentBound(seg, settings, { known })).upper.value;
-  const brute = bruteForce(layers, act.slope);
-  const lower = witness(layers, act, rng);
+  const brute = bruteForce(layers, act.slope, '2');
+  const lower = witness(layers, act, '2', rng);
   const tag = `${act.op}${act.attrs ? `(${act.attrs.alpha.f})` : ''} ${widths.join('-')} seed ${seed}`;
   assert.ok(res.certified, `${tag}: no certified bound (${res.notes.join(' ')})`);
   const c = res.certified.value;
@@ -169,7 +120,7 @@ test('analytic: f(x) = ½·relu(2x) − relu(x − 1) has L = 1; SeqLip = 1, CP 
   assert.ok(Math.abs(autolip.upper.value - 5 / 2) <= 1e-6, `AutoLip ${autolip.upper.value}`);
   assert.ok(Math.abs(cp.upper.value / s - 5 / 4) <= 1e-6, 'SeqLip is tighter than CP by exactly 5/4');
   assert.ok(Math.abs(autolip.upper.value / s - 5 / 2) <= 1e-6, 'and than AutoLip by 5/2');
-  assert.ok(witness(layers, ACTS.relu, new Random(1), 200) >= 1 - 1e-12, 'the true constant 1 is attained (0 < x < 1)');
+  assert.ok(witness(layers, ACTS.relu, '2', new Random(1), 200) >= 1 - 1e-12, 'the true constant 1 is attained (0 < x < 1)');
   assert.ok(Math.abs(res.greedy.value - 1) <= 1e-9, `greedy ${res.greedy.value}`);
 });
 
@@ -238,7 +189,7 @@ test('greedy with k below the width: the 2×2 bound enters; greedy ≤ the exact
     const res = await seqlipSegmentBound(segments[0], settings, { k });
     const full = await seqlipSegmentBound(segments[0], settings);
     const reference = truncatedReference(layers, [0, 1], k);
-    const brute = bruteForce(layers, [0, 1]);
+    const brute = bruteForce(layers, [0, 1], '2');
     const tag = `${widths.join('-')} seed ${seed}`;
     assert.deepEqual(res.pairs[0].kept, [k, k]);
     assert.equal(res.greedy.method, 'seqlip-greedy(k=2)');
@@ -264,7 +215,7 @@ test('wide activations use the midpoint–radius factor: for two layers it equal
   assert.equal(mixed.certified?.method, 'seqlip-mixed(0/1 enumerated)');
   assert.equal(mixed.pairs[0].enumerated, false);
   assert.ok(Math.abs(mixed.certified!.value - cp.upper.value) <= 1e-6 * cp.upper.value, `midpoint–radius ${mixed.certified!.value} vs CP ${cp.upper.value}`);
-  assert.ok(mixed.certified!.value >= bruteForce(layers, ACTS.leaky01.slope));
+  assert.ok(mixed.certified!.value >= bruteForce(layers, ACTS.leaky01.slope, '2'));
   const off = await seqlipSegmentBound(segments[0], { ...settings, certify: 'off' });
   assert.equal(off.certified, null);
   assert.match(off.notes.join(' '), /certificates are off/);

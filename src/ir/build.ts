@@ -3,7 +3,7 @@ import { ModelRunner, randomTensor } from '../linalg/runner.js';
 import type { RuntimeOptions } from '../linalg/runtime.js';
 import type { OnnxModel, OnnxNode } from '../onnx/read-model.js';
 import { DATA_TYPES } from '../onnx/proto.js';
-import { encodeForRuntime } from '../onnx/writer.js';
+import { encodeForRuntimeFeeding } from '../onnx/writer.js';
 import { UnsupportedNode, type ConvertContext, type InputValue } from '../ops/context.js';
 import { fusePatterns } from '../ops/patterns.js';
 import { findOp } from '../ops/registry.js';
@@ -32,6 +32,9 @@ export interface BuildResult {
 /** Memory lipcheck allows itself, and how many float64 input-sized vectors an analysis keeps at least. */
 const MEMORY_LIMIT_BYTES = 16 * 2 ** 30;
 const MEMORY_VECTORS = 40;
+
+/** Weights this large are fed to the one-off shape run instead of baked into its session (see encodeForRuntimeFeeding). */
+const FEED_BYTES = 1 << 20;
 
 /** Ops whose output depends only on the input's shape, never its values. */
 const SHAPE_ONLY = new Set(['Shape', 'Size']);
@@ -170,14 +173,15 @@ export async function buildIr(original: OnnxModel, options: BuildOptions): Promi
   }
   const intDyn = new Set<string>();
   const values = new Map<string, Tensor>();
-  const runner = await ModelRunner.create(encodeForRuntime(model, [...wanted]), options.runtime, model.file).catch((e) => {
+  const runtimeModel = encodeForRuntimeFeeding(model, [...wanted], FEED_BYTES);
+  const runner = await ModelRunner.create(runtimeModel.bytes, options.runtime, model.file).catch((e) => {
     if (missing.length) throw unsupportedError(model.file, missing, []);
     // a model onnxruntime itself refuses to load is malformed: that is the file's fault, not a runtime failure
     const msg = String((e as Error).message).replace(/^onnxruntime could not load [^:]*: /, '');
     throw new LipcheckError('UNREADABLE', `${model.file} is not a valid ONNX model (onnxruntime refuses it: ${msg.slice(0, 300)}). Re-export the model or check it with onnx.checker.`, { cause: e });
   });
   try {
-    const out = await runner.run(feeds, [...wanted]);
+    const out = await runner.run({ ...runtimeModel.feeds, ...feeds }, [...wanted]);
     for (const [k, t] of out) values.set(k, t);
   } catch (e) {
     if (missing.length) throw unsupportedError(model.file, missing, []);

@@ -26,11 +26,27 @@ export function halfToFloat(h: number): number {
   return s * (1 + f / 1024) * 2 ** (e - 15);
 }
 
+/** True on little-endian hosts, where raw_data (always little-endian) can be viewed as typed arrays directly. */
+const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
 function fromBytes(dtype: DType, bytes: Uint8Array, n: number): TensorData {
   // raw_data may sit at any offset inside the protobuf buffer: copy so typed views are aligned.
   const buf = new ArrayBuffer(bytes.byteLength);
   new Uint8Array(buf).set(bytes);
   const view = new DataView(buf);
+  if (LITTLE_ENDIAN) {
+    switch (dtype) {
+      case 'float32': return new Float32Array(buf, 0, n);
+      case 'float64': return new Float64Array(buf, 0, n);
+      case 'int16': return new Int16Array(buf, 0, n);
+      case 'uint16': return new Uint16Array(buf, 0, n);
+      case 'int32': return new Int32Array(buf, 0, n);
+      case 'uint32': return new Uint32Array(buf, 0, n);
+      case 'int64': return new BigInt64Array(buf, 0, n);
+      case 'uint64': return new BigUint64Array(buf, 0, n);
+      default: break;
+    }
+  }
   switch (dtype) {
     case 'float32': { const a = new Float32Array(n); for (let i = 0; i < n; i++) a[i] = view.getFloat32(4 * i, true); return a; }
     case 'float64': { const a = new Float64Array(n); for (let i = 0; i < n; i++) a[i] = view.getFloat64(8 * i, true); return a; }

@@ -33,12 +33,26 @@ export function productOfInputs(ctx: ConvertContext, what = 'multiplies two inpu
   return [{ kind: 'unbounded', reason: `${what}, so its output has no global Lipschitz bound`, derived: false, ...base(ctx, dyn, ctx.outputs[0], ctx.outShapes[0]) }];
 }
 
+/** The transpose of a 2-D constant, float32 kept float32 (exact), in cache-sized tiles. */
 function transpose2d(t: Tensor): Tensor {
   const [r, c] = t.dims;
-  const src = toFloat64(t);
-  const out = new Float64Array(r * c);
-  for (let i = 0; i < r; i++) for (let j = 0; j < c; j++) out[j * r + i] = src[i * c + j];
-  return { dtype: 'float64', dims: [c, r], data: out };
+  if (t.data instanceof Float32Array) return { dtype: 'float32', dims: [c, r], data: transposeTiles(t.data, new Float32Array(r * c), r, c) };
+  return { dtype: 'float64', dims: [c, r], data: transposeTiles(toFloat64(t), new Float64Array(r * c), r, c) };
+}
+
+function transposeTiles<T extends Float32Array | Float64Array>(src: T, out: T, r: number, c: number): T {
+  const B = 32;
+  for (let i0 = 0; i0 < r; i0 += B) {
+    const i1 = Math.min(r, i0 + B);
+    for (let j0 = 0; j0 < c; j0 += B) {
+      const j1 = Math.min(c, j0 + B);
+      for (let j = j0; j < j1; j++) {
+        const o = j * r;
+        for (let i = i0; i < i1; i++) out[o + i] = src[i * c + j];
+      }
+    }
+  }
+  return out;
 }
 
 function scaled(t: Tensor, alpha: number): Tensor {

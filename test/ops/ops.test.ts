@@ -34,6 +34,7 @@ const LINEAR: Case[] = [
   { name: 'ConvTranspose SAME_UPPER', op: 'ConvTranspose', shape: [1, 1, 3, 4], inputs: ['x', t([1, 2, 3, 2])], attrs: { strides: { ints: [2, 1] }, auto_pad: { s: 'SAME_UPPER' } } },
   { name: 'ConvTranspose SAME_LOWER dilated', op: 'ConvTranspose', shape: [1, 1, 3, 3], inputs: ['x', t([1, 1, 3, 2])], attrs: { strides: { ints: [2, 2] }, dilations: { ints: [1, 2] }, auto_pad: { s: 'SAME_LOWER' } } },
   { name: 'Gemm transB alpha', op: 'Gemm', shape: [2, 5], inputs: ['x', t([4, 5]), t([4])], attrs: { transB: { i: 1 }, alpha: { f: 0.5 } } },
+  { name: 'Gemm transB, float32 weight wider than one 64×64 transpose tile', op: 'Gemm', shape: [1, 70], inputs: ['x', t([130, 70])], attrs: { transB: { i: 1 } } },
   { name: 'Gemm input as B, transA transB', op: 'Gemm', shape: [3, 4], inputs: [t([4, 2]), 'x'], attrs: { transA: { i: 1 }, transB: { i: 1 }, alpha: { f: 2 } } },
   { name: 'Gemm transA on the input, beta on an input-dependent C', op: 'Gemm', shape: [3, 2], inputs: ['x', t([3, 4]), 'h'], attrs: { transA: { i: 1 }, beta: { f: 0.3 } }, before: [{ op: 'MatMul', inputs: ['x', t([2, 4])], output: 'm' }, { op: 'MatMul', inputs: [t([2, 3]), 'm'], output: 'h' }] },
   { name: 'MatMul constant on the right, batched input', op: 'MatMul', shape: [2, 3, 4], inputs: ['x', t([4, 5])] },

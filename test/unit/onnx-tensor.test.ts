@@ -39,3 +39,26 @@ test('a tensor whose data contradicts its shape, or that has none, is refused wi
   assert.throws(() => decodeTensor(roundTrip({ dims: [2, 2], dataType: 1 }), origin), /holds no data/);
   assert.equal(decodeTensor(roundTrip({ dims: [0, 4], dataType: 1 }), origin).data.length, 0);
 });
+
+test('raw little-endian data of every fixed-width type decodes to the values written, byte by byte', () => {
+  // bytes built explicitly little-endian with DataView, so the test does not lean on the host's byte order
+  const cases: [number, string, number, (v: DataView, i: number, x: number) => void, number[]][] = [
+    [1, 'float32', 4, (v, i, x) => v.setFloat32(i, x, true), [1.5, -2.25, 3e-8, 1e30]],
+    [11, 'float64', 8, (v, i, x) => v.setFloat64(i, x, true), [0.1, -1e300, 5e-324, 2]],
+    [5, 'int16', 2, (v, i, x) => v.setInt16(i, x, true), [-32768, 1, 32767, -2]],
+    [4, 'uint16', 2, (v, i, x) => v.setUint16(i, x, true), [65535, 0, 258, 7]],
+    [6, 'int32', 4, (v, i, x) => v.setInt32(i, x, true), [-2147483648, 16909060, 2147483647, -5]],
+    [12, 'uint32', 4, (v, i, x) => v.setUint32(i, x, true), [4294967295, 16909060, 0, 9]],
+    [7, 'int64', 8, (v, i, x) => v.setBigInt64(i, BigInt(x), true), [-(2 ** 53), 72623859790382856, 0, -1]],
+    [13, 'uint64', 8, (v, i, x) => v.setBigUint64(i, BigInt(x), true), [2 ** 53, 72623859790382856, 0, 1]],
+  ];
+  for (const [dataType, dtype, per, set, values] of cases) {
+    const raw = new Uint8Array(per * values.length);
+    const view = new DataView(raw.buffer);
+    values.forEach((x, k) => set(view, per * k, x));
+    const t = decodeTensor(roundTrip({ dims: [values.length], dataType, rawData: raw }), origin);
+    assert.equal(t.dtype, dtype);
+    const expected = dtype.endsWith('int64') ? values.map((x) => BigInt(x)) : dtype === 'float32' ? values.map(Math.fround) : values;
+    assert.deepEqual(Array.from(t.data as ArrayLike<number | bigint>), expected, dtype);
+  }
+});

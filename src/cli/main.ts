@@ -31,6 +31,8 @@ function serialise(w: WitnessPair) {
 
 /** Runs the CLI; returns the exit code (the bin sets it). */
 export async function main(argv: readonly string[]): Promise<number> {
+  // `lipcheck … | head`: a reader that stops early is not an error; the exit code stays the analysis's
+  process.stdout.on('error', (e: NodeJS.ErrnoException) => { if (e.code !== 'EPIPE') throw e; });
   if (argv[0] === 'batch') return runBatch(argv.slice(1));
   if (argv[0] === 'merge') return runMerge(argv.slice(1));
   const program = commandFor('model', 'lipcheck', 'Upper and lower bounds on the Lipschitz constant of an ONNX model (AutoLip, Combettes–Pesquet; certified and probabilistic).', AFTER)

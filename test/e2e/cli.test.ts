@@ -113,3 +113,10 @@ test('several outputs: a warning names the one analysed; --all-outputs gives one
   assert.equal(gate.code, reports[1].global.upper.value > s1 * 1.1 ? 1 : 0);
   assert.equal(cli(FIXTURES + 'two_outputs.onnx', '--all-outputs', '--output', 'logits').code, 2);
 });
+
+test('a reader that closes the pipe early (lipcheck … | true) gets no stack trace, and the exit code stays the gate\'s', () => {
+  const r = spawnSync('bash', ['-c', `"${process.execPath}" "${BIN}" fixtures/gemm_sv.onnx --device cpu --json --max 1 --lower-budget 300 | true; echo "status=\${PIPESTATUS[0]}" >&2`], { encoding: 'utf8', env: { ...process.env, NO_COLOR: '1' }, timeout: 120_000 });
+  assert.match(r.stderr, /status=1\n/, r.stderr);
+  assert.doesNotMatch(r.stderr, /EPIPE|at .*\.js:\d+/, r.stderr);
+  assert.match(r.stderr, /gate failed/);
+});

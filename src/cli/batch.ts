@@ -18,6 +18,12 @@ import { reportError } from './fail.js';
 import { createBatchProgress } from './progress.js';
 
 const WORKER = new URL(import.meta.url.endsWith('.ts') ? './batch-worker.ts' : './batch-worker.js', import.meta.url);
+/**
+ * Workers ask glibc (≥ 2.35; ignored elsewhere) for transparent huge pages on malloc'd memory: every onnxruntime output
+ * is a fresh buffer, and 4 KiB page faults cost up to ~4 ms per MB on some VMs (bench/README.md). A user's own
+ * GLIBC_TUNABLES wins.
+ */
+const WORKER_ENV = { ...process.env, GLIBC_TUNABLES: process.env.GLIBC_TUNABLES ?? 'glibc.malloc.hugetlb=1' };
 const POLL_MS = 250;
 
 function fileHash(path: string): { sha256: string; bytes: number } | null {
@@ -86,7 +92,7 @@ function runPool(paths: readonly string[], o: PoolOptions): Promise<void> {
       next(s);
     };
     const spawn = (s: Slot) => {
-      const child = fork(WORKER, [], { stdio: ['ignore', 'ignore', 'pipe', 'ipc'] });
+      const child = fork(WORKER, [], { stdio: ['ignore', 'ignore', 'pipe', 'ipc'], env: WORKER_ENV });
       s.child = child;
       s.stderr = '';
       child.stderr?.on('data', (d: Buffer) => { s.stderr = (s.stderr + d.toString()).slice(-2000); });

@@ -1,5 +1,5 @@
 import { LipcheckError } from '../errors.js';
-import { emitAdjoint, emitForward } from '../ir/emit.js';
+import { emitForward } from '../ir/emit.js';
 import type { Block, LinearRegion } from '../ir/merge.js';
 import { sizeOf } from '../ir/tensor.js';
 import type { ActivationNode, IrGraph, IrNode, LinearNode, Shape } from '../ir/types.js';
@@ -10,7 +10,7 @@ import { kwFactor } from '../linalg/probabilistic.js';
 import { Random } from '../linalg/random.js';
 import { encodeGraph } from '../onnx/writer.js';
 import { weakestKind, type Bound, type BoundKind } from './kinds.js';
-import { measureRegion, roundingMargin, type NormSettings, type OperatorNorm } from './operator-norm.js';
+import { measureRegion, operatorModels, roundingMargin, type NormSettings, type OperatorNorm } from './operator-norm.js';
 import { regionBound } from './region-bounds.js';
 
 /**
@@ -137,7 +137,7 @@ export function chainMargin(pieces: readonly { gammaSum: number; absNorm: number
 
 /** Lanczos on AᵀA (or AAᵀ) of a region with the KW bound and a given rounding margin, as in measureRegion. */
 async function lanczosBound(region: LinearRegion, settings: NormSettings, index: number, margin: number): Promise<{ bound: Bound | null; estimate: number; iterations: number }> {
-  const op = await createOrtOperator({ forward: encodeGraph(emitForward(region)), adjoint: encodeGraph(emitAdjoint(region)), inDims: region.inShape, outDims: region.outShape, name: region.id }, settings.runtime);
+  const op = await createOrtOperator(operatorModels(region), settings.runtime);
   try {
     const wide = op.outSize < op.inSize;
     const n = wide ? op.outSize : op.inSize;

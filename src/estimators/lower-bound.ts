@@ -1,4 +1,3 @@
-import { emitAdjoint, emitForward } from '../ir/emit.js';
 import type { Block, LinearRegion } from '../ir/merge.js';
 import { isFloatType, sizeOf, toFloat64, type DType, type Tensor } from '../ir/tensor.js';
 import type { ActivationNode, IrGraph, IrNode, LinearNode, Shape } from '../ir/types.js';
@@ -10,7 +9,8 @@ import type { RuntimeOptions } from '../linalg/runtime.js';
 import { pairRatio, witnessLowerBound } from '../linalg/witness.js';
 import { DATA_TYPES } from '../onnx/proto.js';
 import type { OnnxModel, OnnxNode } from '../onnx/read-model.js';
-import { encodeForRuntime, encodeGraph } from '../onnx/writer.js';
+import { encodeForRuntime } from '../onnx/writer.js';
+import { operatorModels } from './operator-norm.js';
 import type { NormKind } from './kinds.js';
 
 /** What {@link jacobianLowerBound} needs: the model, its IR and merged blocks, and how hard to work. */
@@ -249,7 +249,7 @@ async function planSteps(args: LowerBoundArgs, operators: LinearOperator[]): Pro
   const out: Step[] = [];
   for (const st of steps) {
     if ('kind' in st) { out.push(st); continue; }
-    const op = await createOrtOperator({ forward: encodeGraph(emitForward(st)), adjoint: encodeGraph(emitAdjoint(st)), inDims: st.inShape, outDims: st.outShape, name: st.id }, args.runtime);
+    const op = await createOrtOperator(operatorModels(st), args.runtime);
     operators.push(op);
     out.push({ kind: 'operator', input: st.input, output: st.output, op });
   }

@@ -2,13 +2,13 @@ import { LipcheckError } from '../errors.js';
 import { emitAdjoint, emitForward } from '../ir/emit.js';
 import type { LinearRegion } from '../ir/merge.js';
 import { lanczosTop, NonFiniteError } from '../linalg/lanczos.js';
-import { createOrtGram, createOrtGramPair, denseMatrixOf } from '../linalg/operator.js';
+import { createOrtGram, createOrtGramPair, denseMatrixOf, type OperatorModels } from '../linalg/operator.js';
 import { BudgetExceededError, denseSpectralNormBound } from '../linalg/dense.js';
 import { sizeOf, type Tensor } from '../ir/tensor.js';
 import { kwFactor } from '../linalg/probabilistic.js';
 import { Random } from '../linalg/random.js';
 import type { RuntimeOptions } from '../linalg/runtime.js';
-import { encodeGraph, type GraphSpec, type NodeSpec } from '../onnx/writer.js';
+import { encodeGraph, feedInitializers, type GraphSpec, type NodeSpec } from '../onnx/writer.js';
 import type { Bound, NormKind } from './kinds.js';
 import { regionBound } from './region-bounds.js';
 
@@ -79,8 +79,21 @@ export function chainGraphs(first: GraphSpec, second: GraphSpec): GraphSpec {
   };
 }
 
-/** Weight bytes above which an operator's two halves get a session each instead of one chained model. */
+/** A region's forward and adjoint models for createOrtOperator, weights of FEED_BYTES or more fed with each run. */
+export function operatorModels(region: LinearRegion): OperatorModels {
+  const forward = feedInitializers(emitForward(region), FEED_BYTES);
+  const adjoint = feedInitializers(emitAdjoint(region), FEED_BYTES);
+  return {
+    forward: encodeGraph(forward.spec), adjoint: encodeGraph(adjoint.spec), forwardFeeds: forward.feeds, adjointFeeds: adjoint.feeds,
+    inDims: region.inShape, outDims: region.outShape, name: region.id,
+  };
+}
+
+/** Baked-in weight bytes above which an operator's two halves get a session each instead of one chained model. */
 const CHAIN_LIMIT_BYTES = 2 ** 27;
+
+/** Weights this large are run-time inputs of the operator's session (feedInitializers), never baked into it. */
+const FEED_BYTES = 2 ** 24;
 
 function weightBytes(g: GraphSpec): number {
   let bytes = 0;
@@ -139,12 +152,15 @@ export async function measureRegion(region: LinearRegion, settings: NormSettings
     const [fwd, adj] = [emitForward(region), emitAdjoint(region)];
     const [first, second] = wide ? [adj, fwd] : [fwd, adj];
     const [firstDims, secondDims] = wide ? [region.outShape, region.inShape] : [region.inShape, region.outShape];
-    const op = weightBytes(first) + weightBytes(second) > CHAIN_LIMIT_BYTES
-      ? await createOrtGramPair(
-        { model: () => encodeGraph(first), input: first.inputs[0].name, output: first.outputs[0].name, dims: firstDims },
-        { model: () => encodeGraph(second), input: second.inputs[0].name, output: second.outputs[0].name, dims: secondDims },
-        settings.runtime, region.id)
-      : await createOrtGram(encodeGraph(chainGraphs(first, second)), firstDims, settings.runtime, region.id);
+    // weights of FEED_BYTES or more are fed with each run rather than baked into the session (feedInitializers)
+    const half = (g: GraphSpec, dims: readonly number[]) => {
+      const fed = feedInitializers(g, FEED_BYTES);
+      return { model: () => encodeGraph(fed.spec), feeds: fed.feeds, input: g.inputs[0].name, output: g.outputs[0].name, dims };
+    };
+    const chained = feedInitializers(chainGraphs(first, second), FEED_BYTES);
+    const op = weightBytes(chained.spec) > CHAIN_LIMIT_BYTES
+      ? await createOrtGramPair(half(first, firstDims), half(second, secondDims), settings.runtime, region.id)
+      : await createOrtGram(encodeGraph(chained.spec), firstDims, settings.runtime, region.id, chained.feeds);
     try {
       const n = op.n;
       const rng = new Random(settings.seed + 7919 * index);

@@ -1,5 +1,5 @@
 import { LipcheckError } from '../errors.js';
-import { emitAdjoint, emitForward } from '../ir/emit.js';
+import { emitForward } from '../ir/emit.js';
 import type { LinearRegion } from '../ir/merge.js';
 import { sizeOf } from '../ir/tensor.js';
 import { BudgetExceededError, denseSpectralNormBound, gamma, roundUp, sqrtUp, UNDERFLOW_SLACK, UNIT_ROUNDOFF } from '../linalg/dense.js';
@@ -9,7 +9,7 @@ import { denseSingularTriplets, topSingularTriplets, type SingularTriplets } fro
 import { encodeGraph } from '../onnx/writer.js';
 import type { Segment } from './cp.js';
 import type { Bound } from './kinds.js';
-import type { NormSettings } from './operator-norm.js';
+import { operatorModels, type NormSettings } from './operator-norm.js';
 import { regionBound } from './region-bounds.js';
 
 const U = UNIT_ROUNDOFF;
@@ -466,7 +466,7 @@ async function tripletsOf(segment: Segment, settings: NormSettings, k: number, d
   if (dense) return dense.map((t) => ({ ...t, values: t.values.slice(0, k), left: t.left.slice(0, k), right: t.right.slice(0, k), next: t.values[k] ?? 0 }));
   const out: SingularTriplets[] = [];
   for (const [i, region] of segment.regions.entries()) {
-    const op = await createOrtOperator({ forward: encodeGraph(emitForward(region)), adjoint: encodeGraph(emitAdjoint(region)), inDims: region.inShape, outDims: region.outShape, name: region.id }, settings.runtime);
+    const op = await createOrtOperator(operatorModels(region), settings.runtime);
     try {
       const left = segment.regions.length - i;
       const t = await topSingularTriplets(op, k, { seed: settings.seed + 7919 * (3_000_000 + segment.ordinal * 4096 + i), maxIterations: settings.maxIterations, budgetMs: Math.max(200, (deadline - performance.now()) / (2 * left)) });

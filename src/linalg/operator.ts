@@ -1,4 +1,4 @@
-import { sizeOf } from '../ir/tensor.js';
+import { sizeOf, type Tensor } from '../ir/tensor.js';
 import type { RuntimeOptions } from './runtime.js';
 import { Session } from './runtime.js';
 
@@ -17,6 +17,9 @@ export interface LinearOperator {
 export interface OperatorModels {
   readonly forward: Uint8Array;
   readonly adjoint: Uint8Array;
+  /** Weights each model takes as inputs, fed with every run. */
+  readonly forwardFeeds?: Readonly<Record<string, Tensor>>;
+  readonly adjointFeeds?: Readonly<Record<string, Tensor>>;
   readonly inDims: readonly number[];
   readonly outDims: readonly number[];
   readonly name: string;
@@ -37,11 +40,11 @@ export async function createOrtOperator(models: OperatorModels, runtime: Runtime
     outSize,
     async apply(x) {
       xin.set(x);
-      return new Float64Array(await fwd.apply('x', xin, models.inDims, 'y'));
+      return new Float64Array(await fwd.apply('x', xin, models.inDims, 'y', models.forwardFeeds));
     },
     async adjoint(y) {
       yin.set(y);
-      return new Float64Array(await adj.apply('y', yin, models.outDims, 'x'));
+      return new Float64Array(await adj.apply('y', yin, models.outDims, 'x', models.adjointFeeds));
     },
     async dispose() {
       await fwd.release();
@@ -67,11 +70,11 @@ export interface GramOperator {
  * two, and the intermediate never leaves onnxruntime. The same float32 kernels run in the same order as
  * apply-then-adjoint, so the rounding analysis of the two-session form holds unchanged.
  */
-export async function createOrtGram(model: Uint8Array, dims: readonly number[], runtime: RuntimeOptions, name: string): Promise<GramOperator> {
+export async function createOrtGram(model: Uint8Array, dims: readonly number[], runtime: RuntimeOptions, name: string, feeds?: Readonly<Record<string, Tensor>>): Promise<GramOperator> {
   const s = await Session.create(model, runtime, `the operator '${name}'`);
   const n = sizeOf(dims);
   const vin = new Float32Array(n);
-  const run = (v: Float64Array, output: 'u' | 'z') => { vin.set(v); return s.apply('v', vin, dims, output); };
+  const run = (v: Float64Array, output: 'u' | 'z') => { vin.set(v); return s.apply('v', vin, dims, output, feeds); };
   return {
     n,
     async applyInto(v, out) {
@@ -92,6 +95,8 @@ export async function createOrtGram(model: Uint8Array, dims: readonly number[], 
 /** One half of a Gram map run as its own session: model bytes made on demand, its input and output names and shapes. */
 export interface HalfModel {
   readonly model: () => Uint8Array;
+  /** Weights the model takes as inputs, fed with every run. */
+  readonly feeds?: Readonly<Record<string, Tensor>>;
   readonly input: string;
   readonly output: string;
   readonly dims: readonly number[];
@@ -106,8 +111,8 @@ export async function createOrtGramPair(first: HalfModel, second: HalfModel, run
   const b = await Session.create(second.model(), runtime, `the operator '${name}'`).catch(async (e) => { await a.release(); throw e; });
   const n = sizeOf(first.dims);
   const vin = new Float32Array(n);
-  const half = (v: Float64Array) => { vin.set(v); return a.apply(first.input, vin, first.dims, first.output); };
-  const full = async (v: Float64Array) => b.apply(second.input, await half(v), second.dims, second.output);
+  const half = (v: Float64Array) => { vin.set(v); return a.apply(first.input, vin, first.dims, first.output, first.feeds); };
+  const full = async (v: Float64Array) => b.apply(second.input, await half(v), second.dims, second.output, second.feeds);
   return {
     n,
     async applyInto(v, out) {

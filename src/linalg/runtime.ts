@@ -141,9 +141,9 @@ export class Session {
     return out;
   }
 
-  /** Runs a single-input, single-output float32 model. */
-  async apply(inputName: string, x: Float32Array, dims: readonly number[], outputName: string): Promise<Float32Array> {
-    const out = await this.run({ [inputName]: { dtype: 'float32', dims, data: x } }, [outputName], inputName);
+  /** Runs a single-input, single-output float32 model (`extra`: weights fed as inputs with every run). */
+  async apply(inputName: string, x: Float32Array, dims: readonly number[], outputName: string, extra?: Readonly<Record<string, Tensor>>): Promise<Float32Array> {
+    const out = await this.run({ ...extra, [inputName]: { dtype: 'float32', dims, data: x } }, [outputName], inputName);
     return out.get(outputName)!.data as Float32Array;
   }
 

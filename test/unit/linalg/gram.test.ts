@@ -6,7 +6,8 @@ import type { LinearRegion } from '../../../src/ir/merge.js';
 import type { LinearNode } from '../../../src/ir/types.js';
 import { createOrtGram, createOrtGramPair, createOrtOperator } from '../../../src/linalg/operator.js';
 import { Random } from '../../../src/linalg/random.js';
-import { encodeGraph } from '../../../src/onnx/writer.js';
+import { encodeGraph, feedInitializers } from '../../../src/onnx/writer.js';
+import { analyze } from '../../../src/index.js';
 
 const CPU = { device: 'cpu' as const };
 
@@ -85,4 +86,31 @@ test('two sessions in turn (for very large weights) give the products of the cha
     await pair.dispose();
     await chained.dispose();
   }
+});
+
+test('weights of 16 MiB or more are fed with every run, not baked in: the same AᵀA, and analyze() bounds such a Gemm', async () => {
+  // a scaled permutation: σ_max = 3 exactly, and a 2048×2048 float32 weight is exactly 2^24 bytes
+  const n = 2048;
+  const w = new Float32Array(n * n);
+  for (let i = 0; i < n; i++) w[i * n + ((i * 7 + 3) % n)] = 3 * (1 - i / (2 * n));
+  const weight = { dtype: 'float32' as const, dims: [n, n], data: w };
+  const node: LinearNode = { kind: 'linear', prim: { op: 'matmul', weight, side: 'right' }, name: 'g', opType: 'MatMul', inputs: ['x'], inShapes: [[1, n]], output: 'y', outShape: [1, n] };
+  const region: LinearRegion = { id: 'r', input: 'x', inShape: [1, n], output: 'y', outShape: [1, n], nodes: [node] };
+  const chained = chainGraphs(emitForward(region), emitAdjoint(region));
+  const fed = feedInitializers(chained, 2 ** 24);
+  assert.equal(Object.keys(fed.feeds).length, 2, 'W and Wᵀ are both fed');
+  assert.ok(encodeGraph(fed.spec).length < 10_000);
+  const baked = await createOrtGram(encodeGraph(chained), region.inShape, CPU, 'baked');
+  const light = await createOrtGram(encodeGraph(fed.spec), region.inShape, CPU, 'fed', fed.feeds);
+  try {
+    const v = new Random(5).unitVector(n);
+    close(await light.apply(v), await baked.apply(v), 'fed against baked');
+  } finally {
+    await baked.dispose();
+    await light.dispose();
+  }
+  const bytes = encodeGraph({ opset: 13, inputs: [{ name: 'x', dims: [1, n] }], outputs: [{ name: 'y', dims: [1, n] }], nodes: [{ opType: 'MatMul', inputs: ['x', 'w'], outputs: ['y'] }], initializers: [['w', weight]] });
+  const report = await analyze({ bytes, name: 'big-gemm.onnx' }, { device: 'cpu', certify: 'off', method: 'autolip', lowerPairs: 0 });
+  const upper = report.global.upper!.value;
+  assert.ok(upper >= 3 && upper <= 3 * 1.06, `upper ${upper}`);
 });

@@ -50,7 +50,7 @@ export function roundingMargin(gammaSum: number, absNorm: number): number {
 /**
  * The model 'v' → 'u' = first(v) → 'z' = second(u) of two single-input, single-output graphs (a region's forward and
  * adjoint, in either order), every internal name prefixed so the two cannot collide; 'u' is also an output. A weight
- * tensor both graphs hold (a Conv and its ConvTranspose share theirs) is stored once.
+ * tensor both graphs hold (a strided Conv and its ConvTranspose adjoint share theirs; a stride-1 Conv's adjoint holds a flipped copy) is stored once.
  */
 export function chainGraphs(first: GraphSpec, second: GraphSpec): GraphSpec {
   const stored = new Map<Tensor, string>();

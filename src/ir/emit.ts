@@ -1,6 +1,6 @@
 import type { GraphSpec, NodeSpec, AttrSpec } from '../onnx/writer.js';
 import type { LinearRegion } from './merge.js';
-import { int64Tensor, sizeOf, type Tensor } from './tensor.js';
+import { int64Tensor, sizeOf, toFloat64, type Tensor } from './tensor.js';
 import type { LinearNode, LinearPrim, Shape } from './types.js';
 
 /** The opset of every graph lipcheck generates (ReduceSum and Pad take axes/pads as inputs from 13 on). */
@@ -91,6 +91,38 @@ function swapLast(t: Tensor): Tensor {
   return { dtype: 'float64', dims: [...dims.slice(0, -2), c, r], data: out };
 }
 
+/** W[Cout, Cin/g, k…] → W'[Cin, Cout/g, k…] with W'[gi·Cin/g + a, b, κ] = W[gi·Cout/g + b, a, k−1−κ]. */
+function flipConvWeight(w: Tensor, group: number): Tensor {
+  const [cout, cig, ...k] = w.dims;
+  const cog = cout / group;
+  const ks = sizeOf(k);
+  const src = w.data instanceof Float32Array || w.data instanceof Float64Array ? w.data : toFloat64(w);
+  const dst = src instanceof Float32Array ? new Float32Array(src.length) : new Float64Array(src.length);
+  for (let gi = 0; gi < group; gi++) for (let b = 0; b < cog; b++) for (let a = 0; a < cig; a++) {
+    const s = ((gi * cog + b) * cig + a) * ks, d = ((gi * cig + a) * cog + b) * ks + ks - 1;
+    // flipping every spatial axis of a row-major block reverses it
+    for (let j = 0; j < ks; j++) dst[d - j] = src[s + j];
+  }
+  return { dtype: dst instanceof Float32Array ? 'float32' : 'float64', dims: [cig * group, cog, ...k], data: dst };
+}
+
+/**
+ * The adjoint of a stride-1 Conv as a Conv (onnxruntime's CPU ConvTranspose is slower): flipped, channel-swapped
+ * kernel, pads' = (k−1)·d − pads, negative pads' cropping g first. Null (use ConvTranspose) unless every stride is 1
+ * and the Conv's output shape is exactly the input shape.
+ */
+function convAdjointAsConv(e: Emitter, p: Extract<LinearPrim, { op: 'conv' }>, inShape: Shape, out: Shape, g: string): string | null {
+  const r = p.strides.length;
+  const [cout, cig, ...k] = p.weight.dims;
+  if (k.length !== r || p.strides.some((s) => s !== 1) || cout % p.group !== 0 || cig * p.group !== inShape[1]) return null;
+  const pads = p.pads.map((v, i) => (k[i % r] - 1) * p.dilations[i % r] - v);
+  for (let i = 0; i < r; i++) if (out[2 + i] + pads[i] + pads[i + r] - (k[i] - 1) * p.dilations[i] !== inShape[2 + i]) return null;
+  const w = flipConvWeight(p.weight, p.group);
+  const crop = [0, 0, ...pads.slice(0, r), 0, 0, ...pads.slice(r)].map((v) => Math.min(0, v));
+  const gc = crop.some((v) => v < 0) ? e.pad(g, out, crop) : g;
+  return e.op('Conv', [gc, e.constant(w)], convAttrs({ ...p, weight: w, pads: pads.map((v) => Math.max(0, v)) }));
+}
+
 function convAttrs(p: { group: number; strides: readonly number[]; pads: readonly number[]; dilations: readonly number[]; weight: Tensor }): Record<string, AttrSpec> {
   return { group: { i: p.group }, strides: { ints: p.strides }, pads: { ints: p.pads }, dilations: { ints: p.dilations }, kernel_shape: { ints: p.weight.dims.slice(2) } };
 }
@@ -129,6 +161,8 @@ function adjoint(e: Emitter, n: LinearNode, g: string): string[] {
   const out = n.outShape;
   switch (p.op) {
     case 'conv': {
+      const flipped = convAdjointAsConv(e, p, inShape, out, g);
+      if (flipped) return [flipped];
       const r = p.strides.length;
       const k = p.weight.dims.slice(2);
       const outputPadding = [...Array(r).keys()].map((i) => inShape[2 + i] - ((out[2 + i] - 1) * p.strides[i] + (k[i] - 1) * p.dilations[i] + 1 - p.pads[i] - p.pads[i + r]));

@@ -36,7 +36,7 @@ export const OPTIONS: readonly OptionRecord[] = [
   { flags: '--lower-budget <ms>', description: 'time budget for the witnessed lower bound (Jacobian ascent, confirmed by pairs)', defaultValue: '2000', commands: ANALYSIS },
   { flags: '--witness <file>', description: 'save the input pair (x, x′) behind the lower bound as JSON', commands: ['model'] },
   { flags: '--device <d>', description: 'where onnxruntime runs: auto tries CUDA then WebGPU, else CPU', defaultValue: 'auto', choices: ['auto', 'cpu', 'cuda', 'webgpu'], commands: ANALYSIS },
-  { flags: '--threads <n>', description: 'onnxruntime intra-op threads (0: onnxruntime decides; in a batch, cores divided by --jobs)', defaultValue: '0', commands: ANALYSIS },
+  { flags: '--threads <n>', description: 'onnxruntime intra-op threads (0: onnxruntime decides; in a batch, cores divided by --jobs); 1 also keeps the Lanczos reorthogonalisation on one thread', defaultValue: '0', commands: ANALYSIS },
   { flags: '--input <name>', description: 'graph input to analyse when the model has several', commands: ANALYSIS },
   { flags: '--output <name>', description: 'graph output to analyse (default: the first)', commands: ANALYSIS },
   { flags: '--all-outputs', description: 'analyse every graph output separately: one report each (--json: an array of reports)', commands: ['model'] },

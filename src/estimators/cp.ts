@@ -147,6 +147,7 @@ async function lanczosBound(region: LinearRegion, settings: NormSettings, index:
         start: new Random(settings.seed + 7919 * index).unitVector(n),
         maxSteps: settings.maxIterations,
         stop: (theta, k, prev) => k >= 3 && Math.abs(theta - prev) <= 0.1 * settings.tol * theta && kwFactor(n, k, settings.delta) <= 1 + settings.tol,
+        parallel: settings.runtime.threads !== 1,
       },
     );
     const factor = res.invariant && res.steps >= n ? 1 : kwFactor(n, res.steps, settings.delta);

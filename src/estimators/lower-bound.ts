@@ -721,6 +721,7 @@ class Search {
       start: scaleInPlace(Float64Array.from(start), 1 / Math.max(norm2(start), 1e-300)),
       maxSteps: steps,
       stop: (theta, k, previous) => (k >= 3 && Math.abs(theta - previous) <= 1e-9 * theta) || this.overBudget(0.9),
+      parallel: this.args.runtime.threads !== 1,
     });
     const v = scaleInPlace(Float64Array.from(res.ritzVector), 1 / Math.max(norm2(res.ritzVector), 1e-300));
     const sigma = norm2(await jac.jvp(s, v));

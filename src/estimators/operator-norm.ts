@@ -171,6 +171,8 @@ export async function measureRegion(region: LinearRegion, settings: NormSettings
           start: rng.unitVector(n),
           maxSteps: settings.maxIterations,
           stop: (theta, k, prev) => k >= 3 && Math.abs(theta - prev) <= 0.1 * settings.tol * theta && kwFactor(n, k, settings.delta) <= 1 + settings.tol,
+          // --threads 1 (and a batch worker's share of one core) keeps the reorthogonalisation on this thread too
+          parallel: settings.runtime.threads !== 1,
         },
       );
       iterations = res.steps;

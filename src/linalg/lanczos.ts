@@ -1,4 +1,6 @@
 import { tridiagonalLargestEigenvalue } from './dense.js';
+import { CHUNK, projectRange, subtractRange } from './lanczos-kernels.js';
+import { existingKernelThread, kernelThread, OP } from './lanczos-threads.js';
 import { norm2 } from './random.js';
 
 /** A symmetric positive semi-definite operator on R^n (here AᵀA), applied in float64 bookkeeping. */
@@ -29,6 +31,8 @@ export interface LanczosOptions {
   readonly start: Float64Array;
   readonly maxSteps: number;
   readonly stop: (theta: number, steps: number, previous: number) => boolean;
+  /** Whether the reorthogonalisation may use the kernel thread (default true; same results either way). */
+  readonly parallel?: boolean;
 }
 
 /**
@@ -84,11 +88,9 @@ export function tridiagonalEigenvector(alpha: readonly number[], beta: readonly 
   return x;
 }
 
-// The basis lives in chunks of CHUNK vectors stored back to back: the kernels below then index one array with fixed
-// offsets, about a quarter faster in V8 than four separate arrays. Chunks are reused across runs: a fresh
-// multi-megabyte array costs a page fault per 4 KiB on first touch, which on virtual machines rivals the
-// matrix–vector product itself.
-const CHUNK = 4;
+// The basis lives in chunks of CHUNK vectors (lanczos-kernels.ts), in SharedArrayBuffers so the kernel thread can read
+// them. Chunks are reused across runs: a fresh multi-megabyte array costs a page fault per 4 KiB on first touch, which
+// on virtual machines rivals the matrix–vector product itself.
 const pool: Float64Array[] = [];
 let pooledBytes = 0;
 const POOL_LIMIT_BYTES = 2 ** 28;
@@ -97,7 +99,7 @@ function takeChunk(n: number): Float64Array {
   const size = CHUNK * n;
   let best = -1;
   for (let i = 0; i < pool.length; i++) if (pool[i].length >= size && (best < 0 || pool[i].length < pool[best].length)) best = i;
-  if (best < 0) return new Float64Array(size);
+  if (best < 0) return new Float64Array(new SharedArrayBuffer(8 * size));
   const [c] = pool.splice(best, 1);
   pooledBytes -= c.byteLength;
   return c.length === size ? c : c.subarray(0, size);
@@ -106,48 +108,50 @@ function takeChunk(n: number): Float64Array {
 function giveBack(chunks: readonly Float64Array[]): void {
   for (const view of chunks) {
     const c = new Float64Array(view.buffer, 0, view.buffer.byteLength / 8);
-    if (pooledBytes + c.byteLength > POOL_LIMIT_BYTES) continue;
+    if (pooledBytes + c.byteLength > POOL_LIMIT_BYTES) { existingKernelThread()?.drop(c.buffer); continue; }
     pool.push(c);
     pooledBytes += c.byteLength;
   }
 }
 
-/** h[b] = ⟨w, q_b⟩ for b < count, reading w once per chunk (the product is memory-bound). */
-function project(chunks: readonly Float64Array[], count: number, w: Float64Array, h: Float64Array): void {
+/**
+ * Vectors at least this long are reorthogonalised in two halves, the upper one by the kernel thread when there is
+ * one; the halves' dot products are added in the same order either way, so results do not depend on the thread.
+ */
+const SPLIT_MIN = 1 << 16;
+
+/** h[b] = ⟨w, q_b⟩ for b < count (exported for tests). */
+export function projectBasis(chunks: readonly Float64Array[], count: number, w: Float64Array, h: Float64Array, parallel: boolean): void {
   const n = w.length;
-  const full = Math.floor(count / CHUNK);
-  for (let c = 0; c < full; c++) {
-    const q = chunks[c];
-    let s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-    for (let i = 0, i1 = n, i2 = 2 * n, i3 = 3 * n; i < n; i++, i1++, i2++, i3++) {
-      const x = w[i];
-      s0 += x * q[i]; s1 += x * q[i1]; s2 += x * q[i2]; s3 += x * q[i3];
-    }
-    const b = c * CHUNK;
-    h[b] = s0; h[b + 1] = s1; h[b + 2] = s2; h[b + 3] = s3;
+  if (n < SPLIT_MIN) return projectRange(chunks, count, n, w, h, 0, n);
+  const mid = n >> 1;
+  const t = parallel ? kernelThread() : null;
+  if (t && t.start(OP.project, chunks, count, w, mid, n)) {
+    projectRange(chunks, count, n, w, h, 0, mid);
+    t.wait();
+    for (let b = 0; b < count; b++) h[b] += t.part[b];
+    return;
   }
-  for (let b = full * CHUNK; b < count; b++) {
-    const q = chunks[full];
-    let s0 = 0;
-    for (let i = 0, o = (b - full * CHUNK) * n; i < n; i++, o++) s0 += w[i] * q[o];
-    h[b] = s0;
-  }
+  const upper = new Float64Array(count);
+  projectRange(chunks, count, n, w, h, 0, mid);
+  projectRange(chunks, count, n, w, upper, mid, n);
+  for (let b = 0; b < count; b++) h[b] += upper[b];
 }
 
-/** w ← w − Σ_{b<count} h[b]·q_b, one pass over w per chunk. */
-function subtract(chunks: readonly Float64Array[], count: number, w: Float64Array, h: Float64Array): void {
+/** w ← w − Σ_{b<count} h[b]·q_b (exported for tests). */
+export function subtractBasis(chunks: readonly Float64Array[], count: number, w: Float64Array, h: Float64Array, parallel: boolean): void {
   const n = w.length;
-  const full = Math.floor(count / CHUNK);
-  for (let c = 0; c < full; c++) {
-    const q = chunks[c];
-    const b = c * CHUNK;
-    const c0 = h[b], c1 = h[b + 1], c2 = h[b + 2], c3 = h[b + 3];
-    for (let i = 0, i1 = n, i2 = 2 * n, i3 = 3 * n; i < n; i++, i1++, i2++, i3++) w[i] -= c0 * q[i] + c1 * q[i1] + c2 * q[i2] + c3 * q[i3];
+  const t = n >= SPLIT_MIN && parallel ? kernelThread() : null;
+  if (t && count <= t.coef.length) {
+    t.coef.set(h.subarray(0, count));
+    const mid = n >> 1;
+    if (t.start(OP.subtract, chunks, count, w, mid, n)) {
+      subtractRange(chunks, count, n, w, h, 0, mid);
+      t.wait();
+      return;
+    }
   }
-  for (let b = full * CHUNK; b < count; b++) {
-    const q = chunks[full], c0 = h[b];
-    for (let i = 0, o = (b - full * CHUNK) * n; i < n; i++, o++) w[i] -= c0 * q[o];
-  }
+  subtractRange(chunks, count, n, w, h, 0, n);
 }
 
 /** [⟨w, v⟩, ‖w‖²] in one pass. */
@@ -191,6 +195,7 @@ function norm(w: Float64Array): number {
 export async function lanczosTop(op: SymmetricOperator, options: LanczosOptions): Promise<LanczosResult> {
   const n = op.n;
   const maxSteps = Math.min(options.maxSteps, n);
+  const parallel = options.parallel ?? true;
   const chunks: Float64Array[] = [];
   // slot b of the basis (allocated chunk by chunk); w of step j is written straight into slot j + 1
   const slot = (b: number) => {
@@ -220,8 +225,8 @@ export async function lanczosTop(op: SymmetricOperator, options: LanczosOptions)
       // the three-term recurrence removes the large components; Gram–Schmidt then removes what rounding left behind
       let before = recurrence(w, v, j > 0 ? basis[j - 1] : v, a, j > 0 ? beta[j - 1] : 0);
       for (let pass = 0; pass < 2; pass++) {
-        project(chunks, j + 1, w, h);
-        subtract(chunks, j + 1, w, h);
+        projectBasis(chunks, j + 1, w, h, parallel);
+        subtractBasis(chunks, j + 1, w, h, parallel);
         let removed = 0;
         for (let b = 0; b <= j; b++) removed += h[b] * h[b];
         // Pythagoras (the basis is orthonormal) gives the remainder without another pass; it errs low when most
@@ -247,7 +252,7 @@ export async function lanczosTop(op: SymmetricOperator, options: LanczosOptions)
     const ritz = new Float64Array(n);
     const c = tridiagonalEigenvector(alpha, beta.slice(0, alpha.length - 1), theta);
     for (let j = 0; j < c.length; j++) c[j] = -c[j];
-    subtract(chunks, c.length, ritz, c);
+    subtractBasis(chunks, c.length, ritz, c, false);
     const r = norm(ritz);
     if (r > 0) scaleBy(ritz, 1 / r);
     return { theta: Math.max(theta, 0), ritzVector: ritz, steps: alpha.length, invariant, history, extraPasses };

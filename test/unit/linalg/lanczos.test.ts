@@ -2,8 +2,10 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { EigenvalueDecomposition, Matrix } from 'ml-matrix';
 import { tridiagonalLargestEigenvalue } from '../../../src/linalg/dense.js';
-import { lanczosTop, tridiagonalEigenvector, type SymmetricOperator } from '../../../src/linalg/lanczos.js';
+import { lanczosTop, projectBasis, subtractBasis, tridiagonalEigenvector, type SymmetricOperator } from '../../../src/linalg/lanczos.js';
 import { Random } from '../../../src/linalg/random.js';
+import { kernelThread } from '../../../src/linalg/lanczos-threads.js';
+import { availableParallelism } from 'node:os';
 
 /** A diagonal PSD operator, optionally with float32 rounding of every product (as onnxruntime's kernels give). */
 function diagonal(lambda: Float64Array, float32 = false): SymmetricOperator {
@@ -139,5 +141,49 @@ test('tridiagonal eigenvector by inverse iteration matches a dense eigendecompos
       }
       assert.ok(residual < 1e-12 * Math.max(...values.map(Math.abs)), `k=${k}: residual ${residual}`);
     }
+  }
+});
+
+test('long vectors: the two-half reorthogonalisation matches the textbook reference, and the kernel thread changes no bit', async () => {
+  // n ≥ 2^16 splits every projection into two halves, the upper one on the kernel thread when the machine has two cores
+  const n = 70_001;
+  const op = diagonal(Float64Array.from({ length: n }, (_, i) => (i < 5 ? 1 - 1e-3 * i : 0.5 * (1 - i / n))), true);
+  const start = new Random(12).unitVector(n);
+  const steps = 40;
+  const before = kernelThread()?.jobs ?? 0;
+  const threaded = await lanczosTop(op, { start, maxSteps: steps, stop: () => false });
+  const serial = await lanczosTop(op, { start, maxSteps: steps, stop: () => false, parallel: false });
+  if (availableParallelism() > 1) {
+    assert.ok(kernelThread() !== null, 'a kernel thread starts on a multi-core machine');
+    assert.ok(kernelThread()!.jobs - before >= 2 * (steps - 1), `the kernel thread ran ${kernelThread()!.jobs - before} jobs`);
+  } else {
+    console.log('# single core: the kernel thread is not started; only the serial halves are checked');
+  }
+  assert.deepEqual(threaded.history, serial.history);
+  assert.deepEqual(Array.from(threaded.ritzVector), Array.from(serial.ritzVector));
+  const ref = await referenceTheta(op, start, steps);
+  for (let k = 0; k < steps; k++) assert.ok(Math.abs(serial.history[k] - ref[k]) <= 1e-12 * ref[k], `step ${k + 1}: θ ${serial.history[k]} vs reference ${ref[k]}`);
+});
+
+test('the reorthogonalisation kernels over two halves (thread or not) equal plain float64 sums, remainder chunk included', () => {
+  const n = 70_001, count = 7;
+  const rng = new Random(21);
+  const chunks = [0, 1].map(() => Float64Array.from({ length: 4 * n }, () => rng.normal()));
+  const w0 = Float64Array.from({ length: n }, () => rng.normal());
+  const coef = Float64Array.from({ length: count }, () => rng.normal());
+  const q = (b: number, i: number) => chunks[Math.floor(b / 4)][(b % 4) * n + i];
+  const dots = Array.from({ length: count }, (_, b) => { let s = 0; for (let i = 0; i < n; i++) s += w0[i] * q(b, i); return s; });
+  const rest = Float64Array.from(w0, (x, i) => { let s = x; for (let b = 0; b < count; b++) s -= coef[b] * q(b, i); return s; });
+  for (const parallel of [true, false]) {
+    const shared = chunks.map((c) => { const s = new Float64Array(new SharedArrayBuffer(c.byteLength)); s.set(c); return s; });
+    const slot = new Float64Array(new SharedArrayBuffer(8 * 4 * n)).subarray(n, 2 * n);
+    slot.set(w0);
+    const h = new Float64Array(count);
+    projectBasis(shared, count, slot, h, parallel);
+    for (let b = 0; b < count; b++) assert.ok(Math.abs(h[b] - dots[b]) <= 1e-12 * Math.sqrt(n) * 4, `parallel ${parallel}: h[${b}] ${h[b]} vs ${dots[b]}`);
+    subtractBasis(shared, count, slot, coef, parallel);
+    let err = 0;
+    for (let i = 0; i < n; i++) err = Math.max(err, Math.abs(slot[i] - rest[i]));
+    assert.ok(err <= 1e-12, `parallel ${parallel}: subtract error ${err}`);
   }
 });

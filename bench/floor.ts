@@ -71,6 +71,9 @@ function primSpec(n: LinearNode): Record<string, unknown> {
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
+/** The floor is onnxruntime alone at its fastest: pool threads spinning between runs (lipcheck itself lets them sleep). */
+const FLOOR_RUNTIME = { device: 'cpu', spin: true } as const;
+
 const MODES: Record<string, AnalyzeOptions> = {
   estimate: { device: 'cpu', certify: 'off', method: 'autolip', lowerPairs: 0 },
   defaults: { device: 'cpu' },
@@ -97,7 +100,7 @@ async function childFloor(path: string): Promise<void> {
   const ops: FloorOps['ops'] = [];
   for (const region of regions) {
     if (regionBound(region, '2', 0).method === 'exact') continue;
-    const op = await createOrtOperator({ forward: encodeGraph(emitForward(region)), adjoint: encodeGraph(emitAdjoint(region)), inDims: region.inShape, outDims: region.outShape, name: region.id }, { device: 'cpu' });
+    const op = await createOrtOperator({ forward: encodeGraph(emitForward(region)), adjoint: encodeGraph(emitAdjoint(region)), inDims: region.inShape, outDims: region.outShape, name: region.id }, FLOOR_RUNTIME);
     const x = new Random(1).unitVector(op.inSize);
     const fwd: number[] = [], adj: number[] = [];
     let y = await op.apply(x);
@@ -114,7 +117,7 @@ async function childFloor(path: string): Promise<void> {
     // the fused step lipcheck runs: one session for AᵀA (or AAᵀ), its output written into a reused buffer
     const wide = op.outSize < op.inSize;
     const [f, a] = [emitForward(region), emitAdjoint(region)];
-    const gram = await createOrtGram(encodeGraph(wide ? chainGraphs(a, f) : chainGraphs(f, a)), wide ? region.outShape : region.inShape, { device: 'cpu' }, region.id);
+    const gram = await createOrtGram(encodeGraph(wide ? chainGraphs(a, f) : chainGraphs(f, a)), wide ? region.outShape : region.inShape, FLOOR_RUNTIME, region.id);
     const v = new Random(2).unitVector(gram.n), out = new Float64Array(gram.n);
     const times: number[] = [];
     await gram.applyInto(v, out);

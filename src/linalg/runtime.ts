@@ -15,6 +15,8 @@ export type Device = 'auto' | 'cpu' | 'cuda' | 'webgpu';
 export interface RuntimeOptions {
   readonly device: Device;
   readonly threads?: number;
+  /** Let onnxruntime's pool threads busy-wait between runs: runs alone get fastest, work between runs slower (benchmarks' floor). */
+  readonly spin?: boolean;
 }
 
 /** The provider actually used and, when the request could not be honoured, why. */
@@ -25,15 +27,16 @@ export interface ProviderChoice {
 
 const providerCache = new Map<Device, ProviderChoice>();
 
-// intra_op.allow_spinning 0: onnxruntime's pool threads otherwise busy-wait after every run, taking the cores from the
-// reorthogonalisation and bookkeeping that run between two runs (measured on ResNet-50: 21 → 16 s with the kernel thread of lanczos-threads.ts)
-const SESSION_OPTIONS = {
-  graphOptimizationLevel: 'all', interOpNumThreads: 1, logSeverityLevel: 3,
-  extra: { session: { intra_op: { allow_spinning: '0' } } },
-};
+const SESSION_OPTIONS = { graphOptimizationLevel: 'all', interOpNumThreads: 1, logSeverityLevel: 3 };
 
-async function createWith(bytes: Uint8Array, provider: string, threads: number | undefined): Promise<any> {
-  return ort.InferenceSession.create(bytes, { ...SESSION_OPTIONS, executionProviders: [provider], intraOpNumThreads: threads ?? 0 });
+// intra_op.allow_spinning 0 unless `spin`: onnxruntime's pool threads otherwise busy-wait after every run, taking the
+// cores from the reorthogonalisation and bookkeeping between two runs (ResNet-50: 21 → 16 s with lanczos-threads.ts)
+
+async function createWith(bytes: Uint8Array, provider: string, options: RuntimeOptions): Promise<any> {
+  return ort.InferenceSession.create(bytes, {
+    ...SESSION_OPTIONS, executionProviders: [provider], intraOpNumThreads: options.threads ?? 0,
+    extra: { session: { intra_op: { allow_spinning: options.spin ? '1' : '0' } } },
+  });
 }
 
 /** The provider lipcheck settled on for `device`, once a first session was created (undefined before). */
@@ -56,10 +59,10 @@ function providerMissing(name: 'cuda' | 'webgpu'): string | null {
 
 async function createResolving(bytes: Uint8Array, options: RuntimeOptions): Promise<{ session: any; provider: ProviderChoice }> {
   const cached = providerCache.get(options.device);
-  if (cached) return { session: await createWith(bytes, cached.provider, options.threads), provider: cached };
+  if (cached) return { session: await createWith(bytes, cached.provider, options), provider: cached };
   if (options.device === 'cpu') {
     const choice: ProviderChoice = { provider: 'cpu' };
-    const session = await createWith(bytes, 'cpu', options.threads);
+    const session = await createWith(bytes, 'cpu', options);
     providerCache.set('cpu', choice);
     return { session, provider: choice };
   }
@@ -70,7 +73,7 @@ async function createResolving(bytes: Uint8Array, options: RuntimeOptions): Prom
     // under auto, skip providers whose native libraries are absent: trying them only prints native errors
     if (missing && options.device === 'auto') { why.push(missing); continue; }
     try {
-      const session = await createWith(bytes, w, options.threads);
+      const session = await createWith(bytes, w, options);
       const choice: ProviderChoice = { provider: w };
       providerCache.set(options.device, choice);
       return { session, provider: choice };
@@ -82,7 +85,7 @@ async function createResolving(bytes: Uint8Array, options: RuntimeOptions): Prom
     throw new LipcheckError('RUNTIME', `--device ${options.device} is not available: ${why.join('; ')}. For CUDA, install with ONNXRUNTIME_NODE_INSTALL=cuda12 npm install (needs CUDA 12 and cuDNN 9), or use --device cpu.`);
   }
   const choice: ProviderChoice = { provider: 'cpu', notice: `Using the CPU: ${why.join('; ')}.` };
-  const session = await createWith(bytes, 'cpu', options.threads);
+  const session = await createWith(bytes, 'cpu', options);
   providerCache.set('auto', choice);
   return { session, provider: choice };
 }

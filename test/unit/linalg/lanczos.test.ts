@@ -165,10 +165,11 @@ test('long vectors: the two-half reorthogonalisation matches the textbook refere
   for (let k = 0; k < steps; k++) assert.ok(Math.abs(serial.history[k] - ref[k]) <= 1e-12 * ref[k], `step ${k + 1}: θ ${serial.history[k]} vs reference ${ref[k]}`);
 });
 
-test('the reorthogonalisation kernels over two halves (thread or not) equal plain float64 sums, remainder chunk included', () => {
-  const n = 70_001, count = 7;
+test('the reorthogonalisation kernels over two halves (thread or not) equal plain float64 sums, chunk pairs and remainder included', () => {
+  // 11 vectors: a pair of full chunks (the two-chunk pass), then three in the last chunk
+  const n = 70_001, count = 11;
   const rng = new Random(21);
-  const chunks = [0, 1].map(() => Float64Array.from({ length: 4 * n }, () => rng.normal()));
+  const chunks = [0, 1, 2].map(() => Float64Array.from({ length: 4 * n }, () => rng.normal()));
   const w0 = Float64Array.from({ length: n }, () => rng.normal());
   const coef = Float64Array.from({ length: count }, () => rng.normal());
   const q = (b: number, i: number) => chunks[Math.floor(b / 4)][(b % 4) * n + i];

@@ -29,7 +29,7 @@ export interface AnalyzeOptions {
   readonly delta?: number;
   readonly tol?: number;
   readonly iterations?: number;
-  readonly certify?: 'strict' | 'auto' | 'off';
+  readonly certify?: 'strict' | 'auto' | 'off' | 'none';
   readonly device?: Device;
   readonly threads?: number;
   readonly inputName?: string;

@@ -26,7 +26,7 @@ export const OPTIONS: readonly OptionRecord[] = [
   { flags: '--seqlip-k <k>', description: 'singular triplets per operator for greedy SeqLip (an estimate; the rest of the spectrum enters through σ_{k+1})', defaultValue: '32', commands: ANALYSIS },
   { flags: '--cp-window <w>', description: 'longest partial product CP measures directly; longer ones are bounded by products (0: no limit)', defaultValue: '0', commands: ANALYSIS },
   { flags: '--norm <p>', description: 'norm on input and output', defaultValue: '2', choices: ['2', 'inf'], commands: ANALYSIS },
-  { flags: '--certify <mode>', description: 'strict: only certified bounds (exit 4 if impossible); auto: tightest certified or probabilistic; off: probabilistic only', defaultValue: 'auto', choices: ['strict', 'auto', 'off'], commands: ANALYSIS },
+  { flags: '--certify <mode>', description: 'strict: only certified bounds (exit 4 if impossible); auto: tightest certified or probabilistic; off: probabilistic only; none: quick estimates (Lanczos stops when they converge) with only the free, loose certified bounds', defaultValue: 'auto', choices: ['strict', 'auto', 'off', 'none'], commands: ANALYSIS },
   { flags: '--certify-budget <ms>', description: 'time budget per operator for a deterministic certificate (FFT, SVD); past it: Schur bound or probabilistic', defaultValue: '2000', commands: ANALYSIS },
   { flags: '--delta <p>', description: 'failure probability of each probabilistic operator bound', defaultValue: '1e-6', commands: ANALYSIS },
   { flags: '--tol <t>', description: 'relative slack allowed between a probabilistic bound and its estimate (sets Lanczos steps)', defaultValue: '0.05', commands: ANALYSIS },

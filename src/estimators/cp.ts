@@ -174,7 +174,7 @@ async function measureProduct(segment: Segment, first: number, last: number, set
   if (settings.norm === 'inf') {
     extra = await denseInfBound(region, settings);
     if (extra) estimate = extra.value;
-  } else if (settings.certify !== 'strict' && m.estimate !== null && m.upper.value > m.estimate * (1 + 2 * settings.tol)) {
+  } else if (settings.certify !== 'strict' && settings.certify !== 'none' && m.estimate !== null && m.upper.value > m.estimate * (1 + 2 * settings.tol)) {
     const pieces = segment.regions.slice(first, last + 1).map((r) => regionBound(r, '2', 0));
     const whole = regionBound(region, '2', 0);
     const margin = chainMargin(pieces, (a, b) => sub(first + a, first + b), Math.min(split, m.upper.value));

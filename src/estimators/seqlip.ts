@@ -240,7 +240,7 @@ function denseObstacle(regions: readonly LinearRegion[]): string | null {
 /** Why a segment can have no certified SeqLip bound (a convolution, a matrix too large to form or factor, certificates off), or null when it can. */
 export function seqlipObstacle(segment: Segment, settings: Pick<NormSettings, 'certify' | 'norm'>): string | null {
   if (settings.norm !== '2') return 'SeqLip bounds the ℓ2 constant only';
-  if (settings.certify === 'off') return 'certificates are off (--certify off)';
+  if (settings.certify === 'off' || settings.certify === 'none') return `certificates are off (--certify ${settings.certify})`;
   return denseObstacle(segment.regions);
 }
 
@@ -509,7 +509,7 @@ export async function seqlipSegmentBound(segment: Segment, settings: NormSetting
   if (obstacle) notes.push(`No certified SeqLip bound for ${segment.id}: ${obstacle}.`);
   else {
     const svdMs = segment.regions.reduce((s, r) => { const rows = sizeOf(r.outShape), cols = sizeOf(r.inShape); return s + (rows * cols * Math.min(rows, cols)) / SVD_MACS_PER_MS + cols * DENSE_MS_PER_COLUMN; }, 0);
-    if (settings.certify === 'off') notes.push(`No certified SeqLip bound for ${segment.id}: certificates are off (--certify off).`);
+    if (settings.certify === 'off' || settings.certify === 'none') notes.push(`No certified SeqLip bound for ${segment.id}: certificates are off (--certify ${settings.certify}).`);
     else if (svdMs > 0.5 * budgetMs) notes.push(`No certified SeqLip bound for ${segment.id}: forming and factorising its operators' matrices would take about ${Math.ceil(svdMs)} ms, over half the ${Math.round(budgetMs)} ms budget; raise the budget to get one.`);
     else {
       const dense: DenseRegion[] = [];

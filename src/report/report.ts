@@ -23,7 +23,7 @@ export interface LipschitzReport {
     readonly cpWindow: number;
     readonly seqlipK: number;
     readonly seed: number; readonly delta: number; readonly tol: number; readonly iterations: number;
-    readonly certify: 'strict' | 'auto' | 'off'; readonly device: string; readonly provider: string;
+    readonly certify: 'strict' | 'auto' | 'off' | 'none'; readonly device: string; readonly provider: string;
   };
   readonly global: {
     readonly status: 'bounded' | 'unbounded' | 'discontinuous';

@@ -31,6 +31,26 @@ test('--certify strict: every operator bound is certified; --certify off: no det
   assert.ok(auto.global.upper.value <= Math.min(strict.global.upper.value, off.global.upper.value) * (1 + 1e-3));
 });
 
+test('--certify none: quick estimates in fewer Lanczos steps, and only free certified bounds, never probabilistic ones', () => {
+  const none = json(FIXTURES + 'demo.onnx', '--certify', 'none', '--method', 'autolip');
+  const off = json(FIXTURES + 'demo.onnx', '--certify', 'off', '--method', 'autolip');
+  assert.equal(none.settings.certify, 'none');
+  assert.equal(none.global.upper.kind, 'certified');
+  assert.equal(none.global.failureProbability, 0);
+  assert.ok(none.global.upper.value >= off.global.upper.value * (1 - 1e-3), 'the free bounds are no tighter than Lanczos with KW');
+  assert.ok(none.global.upper.value >= none.global.lower.value);
+  let fewer = 0;
+  for (const l of none.layers.filter((x: { kind: string }) => x.kind === 'operator')) {
+    const o = off.layers.find((x: { id: string }) => x.id === l.id);
+    assert.ok(l.candidates.every((c: { kind: string }) => c.kind === 'certified'), l.id);
+    assert.ok(l.upper.value >= l.estimate, `${l.id}: upper ${l.upper.value} below its estimate ${l.estimate}`);
+    // the same start vector: the converged estimate is the KW run's estimate at an earlier step
+    assert.ok(l.estimate <= o.estimate * (1 + 1e-9) && l.estimate >= o.estimate * (1 - 0.05), `${l.id}: ${l.estimate} vs ${o.estimate}`);
+    if (l.iterations < o.iterations) fewer++;
+  }
+  assert.ok(fewer > 0, 'some operator stopped before the KW step count');
+});
+
 const witnessModels = [FIXTURES + 'demo.onnx', FIXTURES + 'mlp_tanh.onnx', ...(hasShared ? [SHARED + 'oval21_wide_kw.onnx', SHARED + 'rpd_gcas.onnx'] : [])];
 for (const model of witnessModels) {
   for (const norm of ['2', 'inf']) {

@@ -88,7 +88,7 @@ test('two sessions in turn (for very large weights) give the products of the cha
   }
 });
 
-test('weights of 16 MiB or more are fed with every run, not baked in: the same AᵀA, and analyze() bounds such a Gemm', async () => {
+test('weights fed with every run instead of baked in give the same AᵀA, and analyze() bounds a 16 MiB Gemm that way', async () => {
   // a scaled permutation: σ_max = 3 exactly, and a 2048×2048 float32 weight is exactly 2^24 bytes
   const n = 2048;
   const w = new Float32Array(n * n);

@@ -4,9 +4,11 @@
  * Per model: the floor is Σ over the merged operators that Lanczos measures of (Lanczos steps actually used) × (one
  * forward + one adjoint application through onnxruntime, median of 3 after a warm-up), i.e. the time onnxruntime
  * alone needs for the same matrix–vector products; the fused floor times the one-session AᵀA step lipcheck runs
- * instead (createOrtGram). Beside them, the wall time of analyze() estimate-only
- * (`--certify off --method autolip --lower-pairs 0`, Lanczos + KW) and with default settings, each in a fresh child
- * process (median of --repeat runs), time/floor and peak RSS. Optionally (--torch) the same iterations in PyTorch
+ * instead (createOrtGram); both measured with onnxruntime's pool threads spinning (its fastest). Beside them, the wall
+ * time of analyze() in three modes — estimate (`--certify none --method autolip --lower-pairs 0`: Lanczos until its
+ * estimate converges), probabilistic (`--certify off --method autolip --lower-pairs 0`: Lanczos + KW on every
+ * operator) and default settings — each in a fresh child process (median of --repeat runs), with that mode's own
+ * step counts for the floors, time/floor and peak RSS. Optionally (--torch) the probabilistic run's iterations in PyTorch
  * (bench/torch-power.py: power iteration, and Lanczos with float64 full reorthogonalisation).
  * Usage: npm run bench:floor [-- --models resnet18,resnet50,vgg16,oval21_wide_kw,...] [--repeat 3] [--skip-defaults]
  *        [--per-op] [--torch] [--shared DIR (default ../shared/models)]
@@ -74,8 +76,10 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
 /** The floor is onnxruntime alone at its fastest: pool threads spinning between runs (lipcheck itself lets them sleep). */
 const FLOOR_RUNTIME = { device: 'cpu', spin: true } as const;
 
+/** estimate: quick estimates (--certify none); probabilistic: Lanczos + KW on every operator (--certify off). */
 const MODES: Record<string, AnalyzeOptions> = {
-  estimate: { device: 'cpu', certify: 'off', method: 'autolip', lowerPairs: 0 },
+  estimate: { device: 'cpu', certify: 'none', method: 'autolip', lowerPairs: 0 },
+  probabilistic: { device: 'cpu', certify: 'off', method: 'autolip', lowerPairs: 0 },
   defaults: { device: 'cpu' },
 };
 
@@ -152,22 +156,26 @@ if (args[0] === '--child') {
   const repeat = Number(flag('--repeat', '1'));
   const sec = (ms: number) => (ms / 1000).toFixed(2);
   console.log(`Node ${process.version}, ${new Date().toISOString().slice(0, 10)}, ${cpus().length} CPUs, load average ${loadavg().map((x) => x.toFixed(1)).join(' ')}\n`);
-  console.log('| model | operators | Lanczos steps | fwd+adj ms (Σ over ops) | floor s | fused floor s | estimate-only s | est./floor | est./fused | est. norms s | est. onnxruntime run s | est. session create s | defaults s | defaults/floor | upper (defaults) | peak RSS MB est., defaults |');
-  console.log('|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|');
+  console.log('| model | operators | mode | Lanczos steps | floor s | fused floor s | time s | time/floor | time/fused | norms s | onnxruntime run s | session create s | upper | peak RSS MB |');
+  console.log('|---|---|---|---|---|---|---|---|---|---|---|---|---|---|');
   for (const name of names) {
     const path = (BENCH_MODELS as readonly string[]).includes(name) ? benchModelPath(name as BenchModel) : `${shared}${name.endsWith('.onnx') ? name : `${name}.onnx`}`;
-    if (!existsSync(path)) { console.log(`| ${name} | absent | | | | | | | | | | | | | | |`); continue; }
+    if (!existsSync(path)) { console.log(`| ${name} | absent | | | | | | | | | | | | |`); continue; }
     const fl = spawn<FloorOps>(['floor', path]);
-    const runs = (mode: string) => Array.from({ length: repeat }, () => spawn<RunResult>([mode, path]));
-    const est = runs('estimate');
-    const e = est.sort((a, b) => a.ms - b.ms)[Math.floor(est.length / 2)];
-    const d = args.includes('--skip-defaults') ? null : runs('defaults').sort((a, b) => a.ms - b.ms)[Math.floor(repeat / 2)];
-    const measured = fl.ops.filter((o) => e.steps[o.id] !== undefined);
-    const steps = measured.reduce((a, o) => a + e.steps[o.id], 0);
-    const floor = measured.reduce((a, o) => a + e.steps[o.id] * (o.fwdMs + o.adjMs), 0);
-    const perStep = measured.reduce((a, o) => a + o.fwdMs + o.adjMs, 0);
-    const fused = measured.reduce((a, o) => a + e.steps[o.id] * o.gramMs, 0);
-    console.log(`| ${name} | ${measured.length} | ${steps} | ${perStep.toFixed(0)} | ${sec(floor)} | ${fused ? sec(fused) : '—'} | ${sec(e.ms)} | ${(e.ms / floor).toFixed(2)} | ${fused ? (e.ms / fused).toFixed(2) : '—'} | ${sec(e.normsMs)} | ${sec(e.ortRunMs)} | ${sec(e.ortCreateMs)} | ${d ? sec(d.ms) : '—'} | ${d ? (d.ms / floor).toFixed(2) : '—'} | ${d?.upper ?? '—'} | ${e.peakRssMb}, ${d?.peakRssMb ?? '—'} |`);
+    const medianRun = (mode: string) => Array.from({ length: repeat }, () => spawn<RunResult>([mode, path])).sort((a, b) => a.ms - b.ms)[Math.floor(repeat / 2)];
+    const modes = ['estimate', 'probabilistic', ...(args.includes('--skip-defaults') ? [] : ['defaults'])];
+    let e: RunResult | null = null;
+    let measured: FloorOps['ops'] = [];
+    for (const mode of modes) {
+      const r = medianRun(mode);
+      const ops = fl.ops.filter((o) => r.steps[o.id] !== undefined);
+      const steps = ops.reduce((a, o) => a + r.steps[o.id], 0);
+      const floor = ops.reduce((a, o) => a + r.steps[o.id] * (o.fwdMs + o.adjMs), 0);
+      const fused = ops.reduce((a, o) => a + r.steps[o.id] * o.gramMs, 0);
+      console.log(`| ${name} | ${ops.length} | ${mode} | ${steps} | ${sec(floor)} | ${fused ? sec(fused) : '—'} | ${sec(r.ms)} | ${(r.ms / floor).toFixed(2)} | ${fused ? (r.ms / fused).toFixed(2) : '—'} | ${sec(r.normsMs)} | ${sec(r.ortRunMs)} | ${sec(r.ortCreateMs)} | ${r.upper} | ${r.peakRssMb} |`);
+      if (mode === 'probabilistic') { e = r; measured = ops; }
+    }
+    if (!e) continue;
     if (args.includes('--per-op')) {
       for (const o of measured) console.error(`${name} ${o.id} n=${o.n} steps=${e.steps[o.id]} fwd=${o.fwdMs.toFixed(1)} adj=${o.adjMs.toFixed(1)} fused=${o.gramMs.toFixed(1)} floor=${(e.steps[o.id] * (o.fwdMs + o.adjMs)).toFixed(0)} measured=${e.opMs[o.id].toFixed(0)} ms`);
     }

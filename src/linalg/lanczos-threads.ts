@@ -6,11 +6,12 @@
  */
 import { availableParallelism } from 'node:os';
 import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
+import { LipcheckError } from '../errors.js';
 import { CHUNK, projectRange, subtractRange } from './lanczos-kernels.js';
 
 /** Slots of the Int32 control block. */
 export const CTRL = { seq: 0, done: 1, op: 2, count: 3, n: 4, w: 5, wOffset: 6, lo: 7, hi: 8, ready: 9, failed: 10, chunks: 11 } as const;
-export const OP = { project: 1, subtract: 2, stop: 3 } as const;
+export const OP = { project: 1, subtract: 2 } as const;
 
 /**
  * The worker's loop: waits on the control block, runs projectRange or subtractRange on its range, signals completion.
@@ -37,7 +38,6 @@ function workerMain(data: { ctrl: SharedArrayBuffer; coef: SharedArrayBuffer; pa
       else buffers.delete(msg.id);
     }
     const op = ctrl[CTRL.op];
-    if (op === OP.stop) break;
     try {
       const count = ctrl[CTRL.count], n = ctrl[CTRL.n], lo = ctrl[CTRL.lo], hi = ctrl[CTRL.hi];
       const chunks: Float64Array[] = [];
@@ -65,6 +65,9 @@ function workerSource(): string {
 
 /** Largest basis (vectors) the shared coefficient arrays hold; larger runs stay on one thread. */
 const MAX_COUNT = 4096;
+
+/** A job the worker has not finished after this long means it is gone. */
+const JOB_TIMEOUT_MS = 60_000;
 
 class KernelThread {
   private readonly ctrl = new Int32Array(new SharedArrayBuffer(4 * (CTRL.chunks + MAX_COUNT / CHUNK + 1)));
@@ -141,12 +144,18 @@ class KernelThread {
     return true;
   }
 
-  /** Blocks until the started job is done; throws if the worker failed on it. */
+  /**
+   * Blocks until the started job is done; throws if the worker failed on it or went silent (a job is a few passes
+   * over memory, milliseconds; the worker's 'error' event cannot be seen while this thread blocks).
+   */
   wait(): void {
+    const t0 = performance.now();
     for (let done = Atomics.load(this.ctrl, CTRL.done); done !== this.seq; done = Atomics.load(this.ctrl, CTRL.done)) {
+      if (performance.now() - t0 > JOB_TIMEOUT_MS) Atomics.store(this.ctrl, CTRL.failed, 1);
+      if (Atomics.load(this.ctrl, CTRL.failed) !== 0) break;
       Atomics.wait(this.ctrl, CTRL.done, done, 1000);
     }
-    if (Atomics.load(this.ctrl, CTRL.failed) !== 0) throw new Error('the Lanczos kernel thread failed');
+    if (Atomics.load(this.ctrl, CTRL.failed) !== 0) throw new LipcheckError('RUNTIME', 'The second thread of the Lanczos reorthogonalisation failed or stopped responding. Rerun with --threads 1 to keep that work on one thread.');
   }
 }
 

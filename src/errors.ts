@@ -5,6 +5,7 @@ export type ErrorCode =
   | 'UNSUPPORTED' // valid ONNX, but ops or shapes lipcheck cannot analyse
   | 'RUNTIME' // onnxruntime or a numerical method failed
   | 'CERTIFY' // --certify strict could not certify every bound
+  | 'DEVICE' // the requested device (--device cuda|webgpu) cannot be used: its provider is missing or cannot start
   | 'INTERNAL'; // a bug in lipcheck
 
 /** The one error type the library throws on purpose: a code, a full-sentence message, optional details. */

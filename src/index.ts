@@ -9,7 +9,7 @@ import { measureRegion, type OperatorNorm } from './estimators/operator-norm.js'
 import { SEQLIP_DEFAULTS, seqlipObstacle, seqlipSegmentBound } from './estimators/seqlip.js';
 import { buildIr } from './ir/build.js';
 import { mergeLinear } from './ir/merge.js';
-import { providerFor, type Device } from './linalg/runtime.js';
+import { providerFor, resolveDevice, type Device } from './linalg/runtime.js';
 import { decodeModel, readModel, readModelBytes } from './onnx/read-model.js';
 import { SCHEMA_VERSION, type LipschitzReport, type LowerBound } from './report/report.js';
 
@@ -40,10 +40,14 @@ export interface AnalyzeOptions {
   readonly lowerBudgetMs?: number;
   /** Per-operator time budget for deterministic certificates. */
   readonly certifyBudgetMs?: number;
-  readonly onProgress?: (done: number, total: number, what: string) => void;
+  /** Where the analysis stands: `phase` and `done` of `total` steps in it (build and lower: 0 of 1 as they start). */
+  readonly onProgress?: (done: number, total: number, what: string, phase: AnalysisPhase) => void;
   /** Receives the input pair behind the lower bound (for --witness). */
   readonly onWitness?: (w: WitnessPair) => void;
 }
+
+/** The phases of one analysis, in order, as onProgress reports them. */
+export type AnalysisPhase = 'build' | 'norms' | 'segments' | 'lower';
 
 /** The input pair whose ratio is the reported lower bound, as fed (float32) to the original model. */
 export interface WitnessPair {
@@ -94,6 +98,9 @@ export async function analyze(model: string | { bytes: Uint8Array; name: string 
   const onnx = decodeModel(bytes, path);
   const tLoad = performance.now();
   const runtime = { device: o.device, threads: o.threads };
+  // the device is settled before the model is loaded: a GPU that cannot start is a DEVICE error, never the model's fault
+  await resolveDevice(o.device, o.threads);
+  o.onProgress?.(0, 1, path, 'build');
   const built = await buildIr(onnx, { inputName: o.inputName, outputName: o.outputName, inputShape: o.inputShape, seed: o.seed, runtime });
   const tBuild = performance.now();
   const blocks = mergeLinear(built.ir);
@@ -101,10 +108,10 @@ export async function analyze(model: string | { bytes: Uint8Array; name: string 
   const norms = new Map<string, OperatorNorm>();
   const settings = { norm: o.norm, certify: o.certify, delta: o.delta, tol: o.tol, maxIterations: o.iterations, seed: o.seed, runtime, budgetMs: o.certifyBudgetMs };
   for (const [i, r] of regions.entries()) {
-    o.onProgress?.(i, regions.length, r.id);
+    o.onProgress?.(i, regions.length, r.id, 'norms');
     norms.set(r.id, await measureRegion(r, settings, i));
   }
-  o.onProgress?.(regions.length, regions.length, 'done');
+  o.onProgress?.(regions.length, regions.length, 'done', 'norms');
   const warnings = [...built.ir.warnings];
   const autolip = composeAutoLip(built.ir, blocks, norms, o.norm);
   const uses: SegmentUse[] = [];
@@ -118,9 +125,9 @@ export async function analyze(model: string | { bytes: Uint8Array; name: string 
     if (o.method === 'seqlip' && o.norm !== '2') warnings.push('SeqLip bounds the ℓ2 constant only; with --norm inf the report is AutoLip (use --method cp for a tighter ℓ∞ bound).');
     const segments = findSegments(built.ir, blocks);
     const activationCount = segments.reduce((a, g) => a + g.activations.length, 0);
-    for (const segment of segments) {
+    for (const [k, segment] of segments.entries()) {
       const candidates: SegmentCandidate[] = [];
-      o.onProgress?.(regions.length, regions.length, segment.id);
+      o.onProgress?.(k, segments.length, segment.id, 'segments');
       if (runCp) {
         const window = o.cpWindow || cpWindowFor(segment.regions.map((r) => { const m = norms.get(r.id)!; return { ms: m.lanczosMs, iterations: m.iterations }; }), Math.max(CP_MIN_BUDGET_MS, CP_BUDGET_FACTOR * normsMs));
         if (window < 2) {
@@ -163,6 +170,7 @@ export async function analyze(model: string | { bytes: Uint8Array; name: string 
   let lower: LowerBound | null = null;
   if (o.lowerPairs > 0 && result.status !== 'discontinuous') {
     const hints = regions.length && regions[0].input === built.ir.input ? [norms.get(regions[0].id)!.direction].filter((d): d is Float64Array => d !== null) : [];
+    o.onProgress?.(0, 1, 'lower bound', 'lower');
     const lb = await jacobianLowerBound({
       model: onnx, ir: built.ir, blocks, inputName: built.inputName, outputName: built.outputName, inputShape: built.inputShape,
       runtime, seed: o.seed, norm: o.norm, budgetMs: o.lowerBudgetMs, pairs: o.lowerPairs, hints,
@@ -175,8 +183,8 @@ export async function analyze(model: string | { bytes: Uint8Array; name: string 
     }
   }
   const tLower = performance.now();
+  // why `auto` chose the CPU is about this machine, not the model: the CLI prints it with --verbose, not in the report
   const provider = providerFor(o.device);
-  if (provider?.notice) warnings.push(provider.notice);
   return {
     schemaVersion: SCHEMA_VERSION,
     tool: { name: 'lipcheck', version: VERSION },

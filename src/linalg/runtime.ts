@@ -3,6 +3,7 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { LipcheckError } from '../errors.js';
 import type { DType, Tensor } from '../ir/tensor.js';
+import { encodeGraph } from '../onnx/writer.js';
 
 const require = createRequire(import.meta.url);
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -27,7 +28,11 @@ export interface ProviderChoice {
 
 const providerCache = new Map<Device, ProviderChoice>();
 
-const SESSION_OPTIONS = { graphOptimizationLevel: 'all', interOpNumThreads: 1, logSeverityLevel: 3 };
+// onnxruntime's own log lines (coloured, with C++ source paths) never reach the user: every failure they describe
+// also comes back as an exception, which lipcheck turns into one message that names the file and what to do.
+// Severity 4 = fatal only, for the process-wide logger (set before the first session) and for each session.
+ort.env.logLevel = 'fatal';
+const SESSION_OPTIONS = { graphOptimizationLevel: 'all', interOpNumThreads: 1, logSeverityLevel: 4 };
 
 // intra_op.allow_spinning 0 unless `spin`: onnxruntime's pool threads otherwise busy-wait after every run, taking the
 // cores from the reorthogonalisation and bookkeeping between two runs (ResNet-50: 21 → 16 s with lanczos-threads.ts)
@@ -44,50 +49,69 @@ export function providerFor(device: Device): ProviderChoice | undefined {
   return providerCache.get(device);
 }
 
+const CUDA_INSTALL = 'Install onnxruntime-node\'s CUDA provider (README "GPUs": its install script run with ONNXRUNTIME_NODE_INSTALL=cuda12 and network access; it needs an NVIDIA driver, CUDA 12 and cuDNN 9), or run on the CPU with --device cpu';
+const WEBGPU_INSTALL = 'Install a Vulkan loader and a GPU driver with Vulkan support (Debian/Ubuntu: apt-get install libvulkan1 and the vendor\'s driver), or run on the CPU with --device cpu';
+
 /** Why a GPU provider cannot work here without trying it, or null when its libraries are present. */
 function providerMissing(name: 'cuda' | 'webgpu'): string | null {
   const listed = ((ort.listSupportedBackends?.() ?? []) as { name: string }[]).some((b) => b.name === name);
-  if (!listed) return `onnxruntime-node offers no ${name} provider on this platform`;
+  if (!listed) return `onnxruntime-node offers no ${name === 'cuda' ? 'CUDA' : 'WebGPU'} provider on ${process.platform}/${process.arch}`;
   if (name === 'cuda') {
     const dir = dirname(require.resolve('onnxruntime-node/package.json'));
     const found = ['bin/napi-v6/linux/x64/libonnxruntime_providers_cuda.so', 'bin/napi-v6/win32/x64/onnxruntime_providers_cuda.dll'].some((f) => existsSync(join(dir, f)));
-    return found ? null : 'the CUDA provider is not installed (ONNXRUNTIME_NODE_INSTALL=cuda12 npm install)';
+    return found ? null : 'the CUDA provider of onnxruntime-node is not installed (npm does not download it by default)';
   }
   const vulkan = ['/usr/lib/x86_64-linux-gnu/libvulkan.so.1', '/usr/lib/libvulkan.so.1', '/usr/lib64/libvulkan.so.1', '/usr/lib/aarch64-linux-gnu/libvulkan.so.1'].some(existsSync);
-  return process.platform !== 'linux' || vulkan ? null : 'WebGPU needs a Vulkan loader (libvulkan.so.1), which is absent';
+  return process.platform !== 'linux' || vulkan ? null : 'WebGPU needs a Vulkan loader (libvulkan.so.1), which is not installed';
+}
+
+let probeModel: Uint8Array | null = null;
+
+/** A one-node model (Relu on a float[1]) that any provider can run: starting a session on it tests the provider alone. */
+function probe(): Uint8Array {
+  probeModel ??= encodeGraph({ opset: 13, inputs: [{ name: 'x', dims: [1] }], outputs: [{ name: 'y', dims: [1] }], nodes: [{ opType: 'Relu', inputs: ['x'], outputs: ['y'] }] });
+  return probeModel;
+}
+
+function firstLine(e: unknown): string {
+  return String((e as Error)?.message ?? e).split('\n')[0].slice(0, 200);
+}
+
+/**
+ * Settles which provider `device` means here, once per process, before any model is loaded: `cpu` is the CPU;
+ * `auto` is CUDA when its provider is installed and starts, else the CPU (never WebGPU: on today's onnxruntime it is
+ * slower than the CPU per run, and probing it prints the driver's own lines; README "GPUs"); `cuda` and `webgpu` are
+ * that provider or a DEVICE error that says what is missing and how to install it. Under `auto`, `notice` says why
+ * the CPU was chosen (the CLI prints it with --verbose).
+ */
+export async function resolveDevice(device: Device, threads?: number): Promise<ProviderChoice> {
+  const cached = providerCache.get(device);
+  if (cached) return cached;
+  let choice: ProviderChoice;
+  if (device === 'cpu') choice = { provider: 'cpu' };
+  else {
+    const wanted = device === 'auto' ? 'cuda' : device;
+    const name = wanted === 'cuda' ? 'CUDA' : 'WebGPU';
+    const install = wanted === 'cuda' ? CUDA_INSTALL : WEBGPU_INSTALL;
+    let why = providerMissing(wanted);
+    if (why === null) {
+      try {
+        const s = await createWith(probe(), wanted, { device, threads });
+        await s.release?.();
+      } catch (e) {
+        why = `the ${name} provider is installed but could not start (${firstLine(e)})`;
+      }
+    }
+    if (why !== null && device !== 'auto') throw new LipcheckError('DEVICE', `--device ${device}: ${why}. ${install}.`);
+    choice = why === null ? { provider: wanted } : { provider: 'cpu', notice: `Using the CPU: ${why}. For a GPU: ${install.replace(/, or run on the CPU with --device cpu$/, '')}.` };
+  }
+  providerCache.set(device, choice);
+  return choice;
 }
 
 async function createResolving(bytes: Uint8Array, options: RuntimeOptions): Promise<{ session: any; provider: ProviderChoice }> {
-  const cached = providerCache.get(options.device);
-  if (cached) return { session: await createWith(bytes, cached.provider, options), provider: cached };
-  if (options.device === 'cpu') {
-    const choice: ProviderChoice = { provider: 'cpu' };
-    const session = await createWith(bytes, 'cpu', options);
-    providerCache.set('cpu', choice);
-    return { session, provider: choice };
-  }
-  const wanted: ('cuda' | 'webgpu')[] = options.device === 'auto' ? ['cuda', 'webgpu'] : [options.device];
-  const why: string[] = [];
-  for (const w of wanted) {
-    const missing = providerMissing(w);
-    // under auto, skip providers whose native libraries are absent: trying them only prints native errors
-    if (missing && options.device === 'auto') { why.push(missing); continue; }
-    try {
-      const session = await createWith(bytes, w, options);
-      const choice: ProviderChoice = { provider: w };
-      providerCache.set(options.device, choice);
-      return { session, provider: choice };
-    } catch (e) {
-      why.push(`${w} could not start (${String((e as Error).message ?? e).split('\n')[0].slice(0, 160)})`);
-    }
-  }
-  if (options.device !== 'auto') {
-    throw new LipcheckError('RUNTIME', `--device ${options.device} is not available: ${why.join('; ')}. For CUDA, install with ONNXRUNTIME_NODE_INSTALL=cuda12 npm install (needs CUDA 12 and cuDNN 9), or use --device cpu.`);
-  }
-  const choice: ProviderChoice = { provider: 'cpu', notice: `Using the CPU: ${why.join('; ')}.` };
-  const session = await createWith(bytes, 'cpu', options);
-  providerCache.set('auto', choice);
-  return { session, provider: choice };
+  const provider = await resolveDevice(options.device, options.threads);
+  return { session: await createWith(bytes, provider.provider, options), provider };
 }
 
 const stats = { runs: 0, runMs: 0, sessions: 0, createMs: 0 };

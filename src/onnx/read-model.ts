@@ -1,4 +1,4 @@
-import { readFileSync, statSync } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs';
 import { basename, dirname, resolve } from 'node:path';
 import { LipcheckError } from '../errors.js';
 import type { Tensor } from '../ir/tensor.js';
@@ -38,28 +38,55 @@ export interface OnnxModel {
   readonly source: unknown;
 }
 
-/** Reads a model file's bytes, turning file-system failures into clear UNREADABLE errors. */
+/** The largest model file lipcheck reads: protobuf's 2 GiB limit (larger models keep their weights as external data). */
+export const MAX_MODEL_BYTES = 2 ** 31 - 1;
+
+/** Reads a model file's bytes, turning file-system failures into clear UNREADABLE errors; only regular files of at most MAX_MODEL_BYTES. */
 export function readModelBytes(path: string): Uint8Array {
-  let st;
-  try {
-    st = statSync(path);
-  } catch (e) {
+  const cannot = (e: unknown) => {
     const code = (e as NodeJS.ErrnoException).code;
-    throw new LipcheckError('UNREADABLE', code === 'ENOENT'
+    return new LipcheckError('UNREADABLE', code === 'ENOENT'
       ? `Model file '${path}' does not exist. Check the path.`
-      : `Model file '${path}' cannot be read (${code ?? String(e)}).`, { cause: e });
-  }
-  if (st.isDirectory()) {
-    throw new LipcheckError('UNREADABLE', `'${path}' is a directory, not an ONNX file. Give the path of a .onnx file.`);
+      : code === 'EACCES'
+        ? `Model file '${path}' is not readable (permission denied). Check its permissions.`
+        : `Model file '${path}' cannot be read (${code ?? String(e)}).`, { cause: e });
+  };
+  let fd: number;
+  try {
+    // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer
+    fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'EISDIR') throw directory(path);
+    throw cannot(e);
   }
   try {
-    return readFileSync(path);
+    const st = fstatSync(fd);
+    if (st.isDirectory()) throw directory(path);
+    if (!st.isFile()) {
+      const what = st.isFIFO() ? 'a FIFO (named pipe)' : st.isCharacterDevice() || st.isBlockDevice() ? 'a device' : st.isSocket() ? 'a socket' : 'not a regular file';
+      throw new LipcheckError('UNREADABLE', `Model file '${path}' is ${what}, not a regular file; lipcheck reads ONNX models only from files. Save the model to a file and give its path.`);
+    }
+    if (st.size > MAX_MODEL_BYTES) {
+      throw new LipcheckError('UNREADABLE', `Model file '${path}' is ${(st.size / 2 ** 30).toFixed(2)} GiB, over the 2 GiB that an ONNX protobuf file can hold and lipcheck reads. Save the model with its weights as external data (onnx.save_model(..., save_as_external_data=True)).`);
+    }
+    const bytes = new Uint8Array(st.size);
+    let done = 0;
+    while (done < bytes.length) {
+      const n = readSync(fd, bytes, done, bytes.length - done, done);
+      if (n === 0) break;
+      done += n;
+    }
+    return done === bytes.length ? bytes : bytes.subarray(0, done);
   } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    throw new LipcheckError('UNREADABLE', code === 'EACCES'
-      ? `Model file '${path}' is not readable (permission denied). Check its permissions.`
-      : `Model file '${path}' cannot be read (${code ?? String(e)}).`, { cause: e });
+    if (e instanceof LipcheckError) throw e;
+    throw cannot(e);
+  } finally {
+    closeSync(fd);
   }
+}
+
+function directory(path: string): LipcheckError {
+  return new LipcheckError('UNREADABLE', `'${path}' is a directory, not an ONNX file. Give the path of a .onnx file.`);
 }
 
 function valueInfo(v: any): ValueInfo {

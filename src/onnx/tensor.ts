@@ -1,5 +1,5 @@
-import { readFileSync, statSync } from 'node:fs';
-import { isAbsolute, resolve } from 'node:path';
+import { closeSync, constants, fstatSync, openSync, readSync, realpathSync } from 'node:fs';
+import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { LipcheckError } from '../errors.js';
 import type { DType, Tensor, TensorData } from '../ir/tensor.js';
 import { sizeOf } from '../ir/tensor.js';
@@ -84,29 +84,113 @@ function fromTypedFields(dtype: DType, p: any): TensorData | null {
   }
 }
 
-function externalBytes(p: any, origin: TensorOrigin, name: string): Uint8Array {
-  const kv = new Map<string, string>((p.externalData ?? []).map((e: any) => [e.key, e.value]));
-  const location = kv.get('location');
-  if (!location) {
-    throw new LipcheckError('UNREADABLE', `Initializer '${name}' in ${origin.file} is marked as external data but names no location. Re-export the model with its weights embedded.`);
-  }
-  if (isAbsolute(location)) {
-    throw new LipcheckError('UNREADABLE', `Initializer '${name}' in ${origin.file} points to external data at an absolute path '${location}'; ONNX requires a path relative to the model. Re-export the model or move the data next to it.`);
-  }
-  const path = resolve(origin.baseDir, location);
-  const offset = Number(kv.get('offset') ?? 0);
-  let size: number;
+/** A byte position written as a decimal string in external_data: digits only, a safe integer; null otherwise. */
+function bytePosition(value: string | undefined): number | null {
+  if (value === undefined) return null;
+  if (!/^[0-9]+$/.test(value)) return NaN;
+  const n = Number(value);
+  return Number.isSafeInteger(n) ? n : NaN;
+}
+
+/** A model-supplied string for a message: short, one line, printable. */
+function quoted(value: string): string {
+  const s = value.replace(/[^\x20-\x7e]/g, '?');
+  return `'${s.length > 60 ? `${s.slice(0, 60)}…` : s}'`;
+}
+
+/** True when `path` is `dir` itself or lies below it (both absolute and normalised). */
+function isInside(dir: string, path: string): boolean {
+  const rel = relative(dir, path);
+  return rel === '' || (rel !== '..' && !rel.startsWith(`..${sep}`) && !isAbsolute(rel));
+}
+
+/**
+ * The real path of `path`, or of its deepest existing ancestor when it does not exist, so that a missing file behind a
+ * symlink that leaves the folder is reported as outside it (never as missing: that would reveal what exists there).
+ */
+function realOrAncestor(path: string): { real: string; exists: boolean } {
   try {
-    size = statSync(path).size;
+    return { real: realpathSync(path), exists: true };
   } catch {
-    throw new LipcheckError('UNREADABLE', `External data file '${location}' for initializer '${name}' is missing (looked for ${path}). Keep the model's data files next to ${origin.file}.`);
+    const parent = dirname(path);
+    if (parent === path) return { real: path, exists: false };
+    const up = realOrAncestor(parent);
+    return { real: up.exists ? join(up.real, basename(path)) : up.real, exists: false };
   }
-  const length = kv.has('length') ? Number(kv.get('length')) : size - offset;
-  if (offset + length > size) {
-    throw new LipcheckError('UNREADABLE', `External data file '${location}' for initializer '${name}' is too short: it has ${size} bytes but the model reads ${length} bytes at offset ${offset}. The file is truncated; copy it again.`);
+}
+
+/** Reads `length` bytes at `offset` from an open file descriptor. */
+function readAt(fd: number, offset: number, length: number): Uint8Array {
+  const out = new Uint8Array(length);
+  let done = 0;
+  while (done < length) {
+    const n = readSync(fd, out, done, length - done, offset + done);
+    if (n === 0) break;
+    done += n;
   }
-  const all = readFileSync(path);
-  return new Uint8Array(all.buffer, all.byteOffset + offset, length);
+  return done === length ? out : out.subarray(0, done);
+}
+
+/**
+ * External data (ONNX external_data: location, offset, length), read only from regular files inside the model's
+ * folder (symlinks resolved): a location that leaves it, however it is written, gets one message that says nothing
+ * about the file it names. Only the bytes [offset, offset + length) are read.
+ */
+function externalBytes(p: any, origin: TensorOrigin, name: string): Uint8Array {
+  const kv = new Map<string, string>((p.externalData ?? []).map((e: any) => [String(e.key), String(e.value ?? '')]));
+  const location = kv.get('location');
+  const where = `Initializer '${name}' in ${origin.file}`;
+  if (!location) {
+    throw new LipcheckError('UNREADABLE', `${where} is marked as external data but names no location. Re-export the model with its weights embedded.`);
+  }
+  const offset = kv.has('offset') ? bytePosition(kv.get('offset')) : 0;
+  const length = bytePosition(kv.get('length'));
+  for (const [key, value] of [['offset', offset], ['length', length]] as const) {
+    if (Number.isNaN(value)) {
+      throw new LipcheckError('UNREADABLE', `${where} gives its external data ${key} as ${quoted(kv.get(key)!)}, which is not a byte count (a non-negative integer). The model is corrupt; re-export it.`);
+    }
+  }
+  const outside = new LipcheckError('UNREADABLE', `${where} points to external data ${quoted(location)} outside the model's folder; lipcheck reads external data only from files inside the folder that holds the model. Copy the data file next to the model and re-export it with a relative location.`);
+  if (isAbsolute(location) || location.includes('\0')) throw outside;
+  let base: string;
+  try {
+    base = realpathSync(origin.baseDir);
+  } catch (e) {
+    throw new LipcheckError('UNREADABLE', `The folder of ${origin.file} cannot be resolved to read the external data of initializer '${name}' (${(e as NodeJS.ErrnoException).code ?? e}).`, { cause: e });
+  }
+  const lexical = resolve(base, location);
+  if (!isInside(base, lexical)) throw outside;
+  const { real, exists } = realOrAncestor(lexical);
+  if (!isInside(base, real)) throw outside;
+  if (!exists) {
+    throw new LipcheckError('UNREADABLE', `${where} keeps its weights in the external data file ${quoted(location)}, which is missing from the model's folder. Copy the model's data files next to ${origin.file}.`);
+  }
+  let fd: number;
+  try {
+    // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer
+    fd = openSync(real, constants.O_RDONLY | constants.O_NONBLOCK);
+  } catch (e) {
+    throw new LipcheckError('UNREADABLE', `The external data file ${quoted(location)} of initializer '${name}' in ${origin.file} cannot be opened (${(e as NodeJS.ErrnoException).code ?? e}). Check its permissions.`, { cause: e });
+  }
+  try {
+    const st = fstatSync(fd);
+    if (!st.isFile()) {
+      const what = st.isDirectory() ? 'a directory' : st.isFIFO() ? 'a FIFO' : st.isCharacterDevice() || st.isBlockDevice() ? 'a device' : st.isSocket() ? 'a socket' : 'not a file';
+      throw new LipcheckError('UNREADABLE', `${where} points to external data ${quoted(location)}, which is ${what}, not a regular file. External data must be a file next to the model; re-export it.`);
+    }
+    const size = st.size;
+    const start = offset ?? 0;
+    if (start > size) {
+      throw new LipcheckError('UNREADABLE', `${where} reads external data at offset ${start}, past the end of ${quoted(location)} (${size} bytes). The data file is truncated or belongs to another model; copy it again.`);
+    }
+    const count = length ?? size - start;
+    if (start + count > size) {
+      throw new LipcheckError('UNREADABLE', `External data file ${quoted(location)} for initializer '${name}' is too short: it has ${size} bytes but the model reads ${count} bytes at offset ${start}. The file is truncated; copy it again.`);
+    }
+    return readAt(fd, start, count);
+  } finally {
+    closeSync(fd);
+  }
 }
 
 /** Decodes a TensorProto (raw_data, typed fields or external data) into a Tensor, checking its byte length. */

@@ -103,6 +103,81 @@ function valueInfo(v: any): ValueInfo {
   return { name: v.name, elemType: tt?.elemType ?? 0, dims };
 }
 
+/** ONNX element types lipcheck casts to float32 at the graph's boundary: float16, float64, bfloat16. */
+const BOUNDARY_CAST: Readonly<Record<number, string>> = { 10: 'float16', 11: 'float64', 16: 'bfloat16' };
+
+/**
+ * Rewrites the decoded graph so that its float16/float64/bfloat16 inputs and outputs are float32: lipcheck feeds and
+ * reads float32 (and onnxruntime-node has no bfloat16 tensors). An input x becomes float32 and a Cast to its type
+ * feeds what the nodes read; an output y is read through a Cast to float32. The function between x and y is the
+ * model's own, up to the rounding of x to its type; a float Cast is an identity to the analysis.
+ */
+function castBoundary(g: any, opset: number): void {
+  const castable = (v: any) => BOUNDARY_CAST[v?.type?.tensorType?.elemType] !== undefined;
+  const ins = (g.input ?? []) as any[];
+  const outs = (g.output ?? []) as any[];
+  // Cast with a `to` attribute exists from opset 6, bfloat16 from opset 13
+  const usable = (v: any) => castable(v) && opset >= (v.type.tensorType.elemType === 16 ? 13 : 6);
+  const initNames = new Set<string>(((g.initializer ?? []) as any[]).map((t) => t.name));
+  const taken = new Set<string>([...ins, ...outs, ...(g.initializer ?? [])].map((v: any) => v.name));
+  for (const n of g.node as any[]) for (const o of [...(n.input ?? []), ...(n.output ?? [])]) taken.add(o);
+  const fresh = (base: string) => {
+    let name = base;
+    for (let k = 2; taken.has(name); k++) name = `${base}_${k}`;
+    taken.add(name);
+    return name;
+  };
+  const rename = (from: string, to: string, producers: boolean) => {
+    for (const n of g.node as any[]) {
+      n.input = (n.input ?? []).map((i: string) => (i === from ? to : i));
+      if (producers) n.output = (n.output ?? []).map((o: string) => (o === from ? to : o));
+    }
+    for (const v of (g.valueInfo ?? []) as any[]) if (v.name === from) v.name = to;
+  };
+  const cast = (input: string, output: string, to: number, name: string) => onnx.NodeProto.create({
+    name: fresh(name), opType: 'Cast', domain: '', input: [input], output: [output],
+    attribute: [onnx.AttributeProto.create({ name: 'to', type: 2, i: to })],
+  });
+  const head: any[] = [];
+  const tail: any[] = [];
+  const floatInputs = new Set<string>();
+  const consumers = (name: string) => (g.node as any[]).filter((n) => (n.input ?? []).includes(name));
+  const castTo = (n: any) => (n.opType === 'Cast' && (n.domain ?? '') === '' ? (n.attribute ?? []).find((a: any) => a.name === 'to') : undefined);
+  for (const v of ins) {
+    if (!usable(v) || initNames.has(v.name)) continue;
+    const type = v.type.tensorType.elemType;
+    v.type.tensorType.elemType = 1;
+    floatInputs.add(v.name);
+    // read only by Casts (a model that computes in another type): they cast the float32 input as well, and no
+    // tensor of the boundary type is left to fetch (onnxruntime-node has no bfloat16 tensors)
+    const users = consumers(v.name);
+    if (users.length > 0 && users.every((n) => castTo(n) && n.input.length === 1) && !outs.some((o) => o.name === v.name)) continue;
+    const inner = fresh(`${v.name}__${BOUNDARY_CAST[type]}`);
+    rename(v.name, inner, false);
+    head.push(cast(v.name, inner, type, `lipcheck_cast_${v.name}_to_${BOUNDARY_CAST[type]}`));
+  }
+  for (const v of outs) {
+    if (!usable(v)) continue;
+    const type = v.type.tensorType.elemType;
+    v.type.tensorType.elemType = 1;
+    // an output that is an input already cast above is float32 as it stands
+    if (floatInputs.has(v.name)) continue;
+    // made by a Cast that nothing else reads: that Cast now casts to float32
+    const producer = (g.node as any[]).find((n) => (n.output ?? []).includes(v.name));
+    const to = producer && castTo(producer);
+    if (to && consumers(v.name).length === 0 && outs.filter((o) => o.name === v.name).length === 1) {
+      to.i = 1;
+      continue;
+    }
+    const inner = fresh(`${v.name}__${BOUNDARY_CAST[type]}`);
+    rename(v.name, inner, true);
+    for (const t of (g.initializer ?? []) as any[]) if (t.name === v.name) t.name = inner;
+    for (const i of ins) if (i.name === v.name) i.name = inner;
+    tail.push(cast(inner, v.name, 1, `lipcheck_cast_${v.name}_from_${BOUNDARY_CAST[type]}`));
+  }
+  if (head.length || tail.length) g.node = [...head, ...g.node, ...tail];
+}
+
 /** Decodes ONNX bytes into an OnnxModel; `file` names the model in messages and locates external data. */
 export function decodeModel(bytes: Uint8Array, file: string): OnnxModel {
   const where = basename(file);
@@ -121,11 +196,12 @@ export function decodeModel(bytes: Uint8Array, file: string): OnnxModel {
   }
   const origin: TensorOrigin = { file: where, baseDir: dirname(resolve(file)) };
   const tensor = (p: any) => decodeTensor(p, origin);
-  const initializers = new Map<string, Tensor>();
-  for (const t of g.initializer ?? []) initializers.set(t.name, tensor(t));
   const opsets = new Map<string, number>();
   for (const o of m.opsetImport ?? []) opsets.set(o.domain === 'ai.onnx' ? '' : (o.domain ?? ''), longToNumber(o.version));
   if (!opsets.has('')) opsets.set('', 1);
+  castBoundary(g, opsets.get('')!);
+  const initializers = new Map<string, Tensor>();
+  for (const t of g.initializer ?? []) initializers.set(t.name, tensor(t));
   const nodes: OnnxNode[] = (g.node as any[]).map((n, i) => ({
     name: n.name || `${n.opType}_${i}`,
     opType: n.opType ?? '',

@@ -103,7 +103,7 @@ export async function resolveDevice(device: Device, threads?: number): Promise<P
       }
     }
     if (why !== null && device !== 'auto') throw new LipcheckError('DEVICE', `--device ${device}: ${why}. ${install}.`);
-    choice = why === null ? { provider: wanted } : { provider: 'cpu', notice: `Using the CPU: ${why}. For a GPU: ${install.replace(/, or run on the CPU with --device cpu$/, '')}.` };
+    choice = why === null ? { provider: wanted } : { provider: 'cpu', notice: `Using the CPU: ${why}. For CUDA: ${install.replace(/, or run on the CPU with --device cpu$/, '').replace(/^I/, 'i')}.` };
   }
   providerCache.set(device, choice);
   return choice;

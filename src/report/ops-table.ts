@@ -8,3 +8,9 @@ export function renderOpsTable(markdown: boolean): string {
   const w = header.map((h, j) => Math.max(h.length, ...rows.map((r) => r[j].length)));
   return [header, ...rows].map((r) => r.map((s, j) => s.padEnd(w[j])).join('  ').trimEnd()).join('\n') + '\n';
 }
+
+/** The supported-operator table as JSON (`--list-ops --json`): one object per operator, in registry order. */
+export function renderOpsJson(): string {
+  const rows = OP_REGISTRY.map((r) => ({ opType: r.opType, domain: r.domain, family: r.family, opsets: [r.opsets[0], r.opsets[1]], treatment: r.treatment }));
+  return JSON.stringify(rows, null, 2) + '\n';
+}

@@ -48,7 +48,7 @@ function topoOrder(model: OnnxModel, needed: Set<OnnxNode>, available: Set<strin
     const s = state.get(n);
     if (s === 2) return;
     if (s === 1) {
-      const cycle = [...path.slice(path.indexOf(n)), n].map((m) => `'${m.name}'`).join(' → ');
+      const cycle = listed([...path.slice(path.indexOf(n)), n].map((m) => `'${m.name}'`), ' → ');
       throw new LipcheckError('UNREADABLE', `${model.file}: the graph has a cycle (${cycle}). ONNX graphs must be acyclic; re-export the model.`);
     }
     state.set(n, 1);
@@ -71,10 +71,10 @@ function chooseInput(model: OnnxModel, options: BuildOptions) {
   let input = candidates[0];
   if (options.inputName) {
     const found = candidates.find((c) => c.name === options.inputName);
-    if (!found) throw new LipcheckError('USAGE', `--input '${options.inputName}' is not an input of ${model.file}; its inputs are ${candidates.map((c) => `'${c.name}'`).join(', ')}.`);
+    if (!found) throw new LipcheckError('USAGE', `--input '${options.inputName}' is not an input of ${model.file}; its inputs are ${listed(candidates.map((c) => `'${c.name}'`))}.`);
     input = found;
   } else if (candidates.length > 1) {
-    throw new LipcheckError('USAGE', `${model.file} has ${candidates.length} inputs (${candidates.map((c) => `'${c.name}'`).join(', ')}); choose the one to analyse with --input NAME.`);
+    throw new LipcheckError('USAGE', `${model.file} has ${candidates.length} inputs (${listed(candidates.map((c) => `'${c.name}'`))}); choose the one to analyse with --input NAME.`);
   }
   const elem = DATA_TYPES[input.elemType] as DType | undefined;
   if (elem && !isFloatType(elem)) throw new LipcheckError('UNSUPPORTED', `Input '${input.name}' of ${model.file} has type ${elem}; a Lipschitz constant needs a real-valued (float) input.`);
@@ -109,9 +109,17 @@ function chooseInput(model: OnnxModel, options: BuildOptions) {
   return { input, shape, others: candidates.filter((c) => c !== input) };
 }
 
+/** At most this many names or lines in one message (the rest are counted): a 2,000-node graph must not print 30 KB. */
+const LISTED = 10;
+
+/** Items for a message: the first LISTED, then "and N more". */
+function listed(items: readonly string[], sep = ', '): string {
+  return items.length <= LISTED ? items.join(sep) : `${items.slice(0, LISTED).join(sep)}${sep}and ${items.length - LISTED} more`;
+}
+
 function unsupportedError(file: string, missing: string[], reasons: string[]): LipcheckError {
   const lines = [...missing.map((m) => `${m}: op not supported`), ...reasons];
-  return new LipcheckError('UNSUPPORTED', `${file} has ${lines.length} node${lines.length === 1 ? '' : 's'} lipcheck cannot analyse:\n  - ${lines.join('\n  - ')}\nRun 'lipcheck --list-ops' for the supported operators.`, { details: lines });
+  return new LipcheckError('UNSUPPORTED', `${file} has ${lines.length} node${lines.length === 1 ? '' : 's'} lipcheck cannot analyse:\n  - ${listed(lines, '\n  - ')}\nRun 'lipcheck --list-ops' for the supported operators.`, { details: lines });
 }
 
 /** Builds the Lipschitz IR of a model between one input and one output (runs the model once in onnxruntime). */
@@ -121,12 +129,13 @@ export async function buildIr(original: OnnxModel, options: BuildOptions): Promi
   const { input, shape, others } = chooseInput(model, options);
   const outputName = options.outputName ?? model.outputs[0]?.name;
   if (!outputName || (options.outputName && !model.outputs.some((o) => o.name === options.outputName))) {
-    throw new LipcheckError('USAGE', `--output '${options.outputName}' is not an output of ${model.file}; its outputs are ${model.outputs.map((o) => `'${o.name}'`).join(', ')}.`);
+    throw new LipcheckError('USAGE', `--output '${options.outputName}' is not an output of ${model.file}; its outputs are ${listed(model.outputs.map((o) => `'${o.name}'`))}.`);
   }
   const available = new Set<string>([...model.initializers.keys(), ...model.inputs.map((i) => i.name)]);
   const producer = new Map<string, OnnxNode>();
   for (const n of model.nodes) for (const o of n.outputs) if (o) producer.set(o, n);
-  if (!producer.has(outputName) && outputName !== input.name) {
+  // an initializer or another input as the output is a constant (Lipschitz constant 0), handled below
+  if (!producer.has(outputName) && !available.has(outputName)) {
     throw new LipcheckError('UNREADABLE', `${model.file}: output '${outputName}' is produced by no node.`);
   }
 
@@ -148,9 +157,9 @@ export async function buildIr(original: OnnxModel, options: BuildOptions): Promi
     if (SHAPE_ONLY.has(n.opType)) continue;
     if (n.inputs.some((i) => dynamic.has(i))) { dynNodes.push(n); for (const o of n.outputs) if (o) dynamic.add(o); }
   }
-  if (!dynamic.has(outputName)) {
-    throw new LipcheckError('UNSUPPORTED', `Output '${outputName}' of ${model.file} does not depend on input '${input.name}': its Lipschitz constant is 0 and there is nothing to analyse.`);
-  }
+  // an output that does not depend on the input is a constant: the IR has no nodes and AutoLip gives it 0
+  const constant = !dynamic.has(outputName);
+  if (constant) dynNodes.length = 0;
 
   const opset = model.opsets.get('') ?? 1;
   const missing: string[] = [];
@@ -173,25 +182,33 @@ export async function buildIr(original: OnnxModel, options: BuildOptions): Promi
   }
   const intDyn = new Set<string>();
   const values = new Map<string, Tensor>();
-  const runtimeModel = encodeForRuntimeFeeding(model, [...wanted], FEED_BYTES);
-  const runner = await ModelRunner.create(runtimeModel.bytes, options.runtime, model.file).catch((e) => {
-    if (missing.length) throw unsupportedError(model.file, missing, []);
-    // a model onnxruntime itself refuses to load is malformed: that is the file's fault, not a runtime failure
-    const msg = String((e as Error).message).replace(/^onnxruntime could not load [^:]*: /, '');
-    throw new LipcheckError('UNREADABLE', `${model.file} is not a valid ONNX model (onnxruntime refuses it: ${msg.slice(0, 300)}). Re-export the model or check it with onnx.checker.`, { cause: e });
-  });
-  try {
-    const out = await runner.run({ ...runtimeModel.feeds, ...feeds }, [...wanted]);
-    for (const [k, t] of out) values.set(k, t);
-  } catch (e) {
-    if (missing.length) throw unsupportedError(model.file, missing, []);
-    const msg = (e as Error).message;
-    if (/dimension|shape|Got invalid|index/i.test(msg)) {
-      throw new LipcheckError('USAGE', `${model.file} cannot run on input '${input.name}' with shape [${shape.join(', ')}]: ${msg.replace(/^onnxruntime failed while evaluating [^:]*: /, '')}. Check --input-shape.`, { cause: e });
+  if (constant) {
+    const known = model.initializers.get(outputName) ?? feeds[outputName];
+    if (known) values.set(outputName, known);
+    else wanted.add(outputName);
+  }
+  // a graph with no nodes between input and output (output = input) or a constant output needs no run
+  if (wanted.size > 0) {
+    const runtimeModel = encodeForRuntimeFeeding(model, [...wanted], FEED_BYTES);
+    const runner = await ModelRunner.create(runtimeModel.bytes, options.runtime, model.file).catch((e) => {
+      if (missing.length) throw unsupportedError(model.file, missing, []);
+      // a model onnxruntime itself refuses to load is malformed: that is the file's fault, not a runtime failure
+      const msg = String((e as Error).message).replace(/^onnxruntime could not load [^:]*: /, '');
+      throw new LipcheckError('UNREADABLE', `${model.file} is not a valid ONNX model (onnxruntime refuses it: ${msg.slice(0, 300)}). Re-export the model or check it with onnx.checker.`, { cause: e });
+    });
+    try {
+      const out = await runner.run({ ...runtimeModel.feeds, ...feeds }, [...wanted]);
+      for (const [k, t] of out) values.set(k, t);
+    } catch (e) {
+      if (missing.length) throw unsupportedError(model.file, missing, []);
+      const msg = (e as Error).message;
+      if (/dimension|shape|Got invalid|index/i.test(msg)) {
+        throw new LipcheckError('USAGE', `${model.file} cannot run on input '${input.name}' with shape [${shape.join(', ')}]: ${msg.replace(/^onnxruntime failed while evaluating [^:]*: /, '')}. Check --input-shape.`, { cause: e });
+      }
+      throw e;
+    } finally {
+      await runner.release();
     }
-    throw e;
-  } finally {
-    await runner.release();
   }
 
   const nodes: IrNode[] = [];
@@ -231,7 +248,8 @@ export async function buildIr(original: OnnxModel, options: BuildOptions): Promi
   const outShape = shapeOf(outputName);
   return {
     ir: { input: input.name, inputShape: shape, output: outputName, outputShape: outShape, nodes, warnings: [
-      ...(others.length ? [`Inputs ${others.map((o) => `'${o.name}'`).join(', ')} are held at zero; only '${input.name}' is analysed.`] : []),
+      ...(others.length ? [`Inputs ${listed(others.map((o) => `'${o.name}'`))} are held at zero; only '${input.name}' is analysed.`] : []),
+      ...(constant ? [`Output '${outputName}' does not depend on input '${input.name}'${model.initializers.has(outputName) ? ' (it is an initializer)' : ''}: it is a constant, with Lipschitz constant 0.`] : []),
       ...(!options.outputName && model.outputs.length > 1 ? [`The model has ${model.outputs.length} outputs; only the first, '${outputName}', is analysed (choose one with --output NAME, or every one with --all-outputs).`] : []),
     ] },
     inputName: input.name, outputName, inputShape: shape, outputShape: outShape, otherInputs: others.map((o) => o.name),

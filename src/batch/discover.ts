@@ -1,46 +1,41 @@
-import { readdirSync, realpathSync, statSync } from 'node:fs';
-import { join, normalize, sep } from 'node:path';
+import { existsSync, readdirSync, realpathSync, statSync } from 'node:fs';
+import { join, normalize, relative, sep } from 'node:path';
+import picomatch from 'picomatch';
 import { LipcheckError } from '../errors.js';
 
-const GLOB = /[*?[]/;
+/** Options of every glob: bash semantics (`[!a]` negates a class, as in a shell), dot files only when named. */
+const GLOB_OPTIONS = { posix: true, dot: false } as const;
 
-/** A glob pattern as a regular expression over '/'-separated paths: `**` spans directories, `*` and `?` do not. */
-export function globToRegExp(pattern: string): RegExp {
-  let re = '';
-  for (let i = 0; i < pattern.length; i++) {
-    const ch = pattern[i];
-    if (ch === '*' && pattern[i + 1] === '*') {
-      const slash = pattern[i + 2] === '/';
-      re += slash ? '(?:.*/)?' : '.*';
-      i += slash ? 2 : 1;
-    } else if (ch === '*') re += '[^/]*';
-    else if (ch === '?') re += '[^/]';
-    else if (ch === '[') {
-      const end = pattern.indexOf(']', i + 1);
-      if (end < 0) re += '\\[';
-      else {
-        const body = pattern.slice(i + 1, end).replace(/\\/g, '\\\\');
-        re += `[${body.startsWith('!') ? `^${body.slice(1)}` : body}]`;
-        i = end;
-      }
-    } else re += ch.replace(/[.+^${}()|\\]/g, '\\$&');
-  }
-  return new RegExp(`^${re}$`);
+/** True when `arg` is a glob pattern (`*`, `?`, `[…]`, `{a,b}`, `**`) rather than a path. */
+export function isGlob(arg: string): boolean {
+  return picomatch.scan(arg).isGlob;
 }
 
-function walk(dir: string, seen: Set<string>, out: string[], accept: (p: string) => boolean): void {
+/**
+ * A glob pattern as a predicate on '/'-separated paths, through picomatch: `**` spans directories, `*` and `?` do
+ * not, `[…]` and `[!…]` classes, `{a,b}` and `{1..3}` braces.
+ */
+export function globMatcher(pattern: string): (path: string) => boolean {
+  return picomatch(pattern, GLOB_OPTIONS);
+}
+
+/** What a directory walk could not do: directories it could not list (the models in them would be missed). */
+interface Walk {
+  readonly seen: Set<string>;
+  readonly out: string[];
+  readonly unreadable: string[];
+}
+
+function walk(dir: string, w: Walk, accept: (p: string) => boolean): void {
   let real: string;
-  try {
-    real = realpathSync(dir);
-  } catch {
-    return;
-  }
-  if (seen.has(real)) return;
-  seen.add(real);
   let entries;
   try {
+    real = realpathSync(dir);
+    if (w.seen.has(real)) return;
+    w.seen.add(real);
     entries = readdirSync(dir, { withFileTypes: true });
-  } catch {
+  } catch (e) {
+    w.unreadable.push(`${dir} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
     return;
   }
   for (const e of entries) {
@@ -52,31 +47,38 @@ function walk(dir: string, seen: Set<string>, out: string[], accept: (p: string)
         isDir = st.isDirectory();
         isFile = st.isFile();
       } catch {
-        continue;
+        // a dangling link that looks like a model is kept: the batch records why it cannot be read
+        isFile = true;
       }
     }
-    if (isDir) walk(p, seen, out, accept);
-    else if (isFile && accept(p)) out.push(p);
+    if (isDir) walk(p, w, accept);
+    else if (isFile && accept(p)) w.out.push(p);
   }
 }
 
-/** What `findModels` found: the model paths, sorted and without duplicates, and the arguments that matched nothing. */
+/**
+ * What `findModels` found: the model paths, sorted and without duplicates; the arguments that matched nothing; the
+ * paths named explicitly that do not exist; and the directories that could not be listed. A batch refuses to run
+ * with `missing` or `unreadable` entries (fail closed: a gate must never pass over models it did not see).
+ */
 export interface Discovery {
   readonly models: readonly string[];
   readonly unmatched: readonly string[];
+  readonly missing: readonly string[];
+  readonly unreadable: readonly string[];
 }
 
 /**
  * The model list of a batch: files as given (whatever their extension), directories searched recursively for
- * `.onnx` files, and glob patterns (`*`, `?`, `[…]`, `**`) expanded when no file has that literal name. Paths keep
- * the form they were given in (relative stays relative, normalised), so shards on other machines name models alike;
- * the list is sorted by path so that `--shard` partitions are deterministic, and a file reached by several paths
- * (symbolic links) appears once. A named file that does not exist is
- * kept: the batch records why it could not be read.
+ * `.onnx` files, and glob patterns (picomatch: `*`, `?`, `[…]`, `{a,b}`, `**`) expanded when no file has that
+ * literal name. Paths keep the form they were given in (relative stays relative, normalised), so shards on other
+ * machines name models alike; the list is sorted by path so that `--shard` partitions are deterministic, and a file
+ * reached by several paths (symbolic links) appears once.
  */
 export function findModels(args: readonly string[]): Discovery {
-  const found: string[] = [];
+  const w: Walk = { seen: new Set(), out: [], unreadable: [] };
   const unmatched: string[] = [];
+  const missing: string[] = [];
   const isOnnx = (p: string) => p.toLowerCase().endsWith('.onnx');
   for (const arg of args) {
     const path = normalize(arg);
@@ -86,34 +88,35 @@ export function findModels(args: readonly string[]): Discovery {
     } catch {
       st = null;
     }
+    const before = w.out.length;
     if (st?.isDirectory()) {
-      const before = found.length;
-      walk(path, new Set(), found, isOnnx);
-      if (found.length === before) unmatched.push(arg);
-    } else if (st || !GLOB.test(arg)) found.push(path);
+      w.seen.clear();
+      walk(path, w, isOnnx);
+      if (w.out.length === before) unmatched.push(arg);
+    } else if (st) w.out.push(path);
+    else if (!isGlob(arg)) missing.push(arg);
     else {
-      const parts = arg.split(/[/\\]/);
-      const fixed = parts.findIndex((p) => GLOB.test(p));
-      const base = parts.slice(0, fixed).join('/') || (arg.startsWith('/') ? '/' : '.');
-      const re = globToRegExp(normalize(arg).split(sep).join('/'));
-      const matches: string[] = [];
-      walk(base, new Set(), matches, (p) => re.test(p.split(sep).join('/')));
-      if (matches.length === 0) unmatched.push(arg);
-      found.push(...matches);
+      const scan = picomatch.scan(arg.split(sep).join('/'));
+      const base = scan.base || '.';
+      const match = globMatcher(scan.glob);
+      w.seen.clear();
+      // a base directory that does not exist simply matches nothing, as in a shell
+      if (existsSync(base)) walk(base, w, (p) => match(relative(base, p).split(sep).join('/')));
+      if (w.out.length === before) unmatched.push(arg);
     }
   }
   // one model reached by several paths (a directory and a file inside it, symbolic links) is analysed once, under its first path in sorted order
   const byFile = new Map<string, string>();
-  for (const p of found) {
+  for (const p of w.out) {
     let key = p;
     try {
       key = realpathSync(p);
-    } catch { /* missing: the batch records why */ }
+    } catch { /* a dangling link: the batch records why */ }
     const had = byFile.get(key);
     if (had === undefined || p < had) byFile.set(key, p);
   }
   const models = [...byFile.values()].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
-  return { models, unmatched };
+  return { models, unmatched, missing, unreadable: [...new Set(w.unreadable)] };
 }
 
 /** Parses `--shard i/n` (0 ≤ i < n, zero-based like a Kubernetes Indexed Job's JOB_COMPLETION_INDEX). */

@@ -3,8 +3,9 @@ import type { BatchRecord } from './record.js';
 
 /** Records read from a JSON-lines file, with the byte length of its complete lines and what was skipped. */
 export interface ParsedRecords {
+  /** Every record in file order, superseded ones included (`latestRecords` keeps the last of each path). */
   readonly records: BatchRecord[];
-  /** Length in bytes of the prefix made of complete, valid lines: an interrupted run is cut back to it before appending. */
+  /** Length in bytes of the prefix made of complete lines: an interrupted run is cut back to it before appending. */
   readonly validBytes: number;
   /** Lines that were not batch records (1-based line numbers), and whether the last line was cut off. */
   readonly badLines: readonly number[];
@@ -16,27 +17,33 @@ function isRecord(x: unknown): x is BatchRecord {
   return typeof r === 'object' && r !== null && typeof r.path === 'string' && typeof r.status === 'string' && typeof r.schemaVersion === 'number';
 }
 
+/** True for the closing line of `lipcheck batch --json` on stdout (`{ schemaVersion, summary }`): not a record, not damage either. */
+function isSummary(x: unknown): boolean {
+  return typeof x === 'object' && x !== null && 'summary' in x && !('path' in x);
+}
+
 /**
- * Parses `lipcheck batch --out` output. A last line without its newline (a run killed while writing) is dropped and
- * reported as `truncated`; other lines that are not records are listed in `badLines`, not fatal.
+ * Parses `lipcheck batch --out` output. Lines are cut on the raw bytes (0x0A), so `validBytes` is a byte offset
+ * into the file whatever the text holds (an invalid UTF-8 sequence in one line cannot move the cut of another). A
+ * last line without its newline (a run killed while writing) is dropped and reported as `truncated`; other lines
+ * that are not records are listed in `badLines`, not fatal.
  */
-export function parseRecords(text: string): ParsedRecords {
+export function parseRecords(data: Buffer | string): ParsedRecords {
+  const buf = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
   const records: BatchRecord[] = [];
   const badLines: number[] = [];
   let offset = 0, validBytes = 0, truncated = false, line = 0;
-  while (offset < text.length) {
+  while (offset < buf.length) {
     line++;
-    const nl = text.indexOf('\n', offset);
+    const nl = buf.indexOf(0x0a, offset);
     if (nl < 0) {
-      truncated = text.slice(offset).trim().length > 0;
+      truncated = buf.toString('utf8', offset).trim().length > 0;
       break;
     }
-    const s = text.slice(offset, nl).trim();
+    const s = buf.toString('utf8', offset, nl).trim();
     offset = nl + 1;
-    if (!s) {
-      validBytes = Buffer.byteLength(text.slice(0, offset));
-      continue;
-    }
+    validBytes = offset;
+    if (!s) continue;
     let parsed: unknown;
     try {
       parsed = JSON.parse(s);
@@ -44,10 +51,19 @@ export function parseRecords(text: string): ParsedRecords {
       parsed = null;
     }
     if (isRecord(parsed)) records.push(parsed);
-    else badLines.push(line);
-    validBytes = Buffer.byteLength(text.slice(0, offset));
+    else if (!isSummary(parsed)) badLines.push(line);
   }
   return { records, validBytes, badLines, truncated };
+}
+
+/** The last record of each path, in the order of their last appearance: in a journal the latest record wins. */
+export function latestRecords(records: readonly BatchRecord[]): BatchRecord[] {
+  const byPath = new Map<string, BatchRecord>();
+  for (const r of records) {
+    byPath.delete(r.path);
+    byPath.set(r.path, r);
+  }
+  return [...byPath.values()];
 }
 
 /** Serialises one record as a JSON line (stable key order: the record's own). */
@@ -56,13 +72,12 @@ export function recordLine(r: BatchRecord): string {
 }
 
 /**
- * Joins the records of several shard outputs into one list sorted by path. A model present in more than one input
- * keeps its last record (inputs are read in order), so a re-run shard overrides an older one.
+ * Joins the records of several shard outputs into one list sorted by path. A model present more than once (in one
+ * journal appended to by --resume, or in several inputs, read in order) keeps its last record, so a re-run shard
+ * overrides an older one.
  */
 export function mergeRecords(lists: readonly (readonly BatchRecord[])[]): BatchRecord[] {
-  const byPath = new Map<string, BatchRecord>();
-  for (const list of lists) for (const r of list) byPath.set(r.path, r);
-  return [...byPath.values()].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+  return latestRecords(lists.flat()).sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
 }
 
 /** What a baseline says about one model: its status and upper bound. */
@@ -95,5 +110,9 @@ export function parseBaseline(text: string, file: string): BaselineEntry[] {
   if (parsed.records.length === 0) {
     throw new LipcheckError('USAGE', `Baseline '${file}' is neither a lipcheck JSON report nor lipcheck batch JSON lines (line ${parsed.badLines[0] ?? 1} is not a record). Give the file written by 'lipcheck --json' or 'lipcheck batch --out'.`);
   }
-  return parsed.records.map((r) => ({ path: r.path, sha256: r.sha256, status: r.status, upper: r.upper }));
+  if (parsed.badLines.length) {
+    throw new LipcheckError('USAGE', `Baseline '${file}' is damaged: line${parsed.badLines.length > 1 ? 's' : ''} ${parsed.badLines.slice(0, 5).join(', ')} ${parsed.badLines.length > 1 ? 'are' : 'is'} not a batch record, so the models on ${parsed.badLines.length > 1 ? 'them' : 'it'} would escape the gate. Rewrite it with 'lipcheck merge ${file} --out FILE' after removing the damaged lines, or rerun the baseline batch.`);
+  }
+  // a journal appended to by --resume may hold several records of one model: the latest is the baseline
+  return latestRecords(parsed.records).map((r) => ({ path: r.path, sha256: r.sha256, status: r.status, upper: r.upper }));
 }

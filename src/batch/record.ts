@@ -9,6 +9,22 @@ export const BATCH_SCHEMA_VERSION = 1;
 /** Failures that belong to a batch run rather than to the analysis: the per-model time limit, the memory guard, a worker that died. */
 export type BatchErrorCode = ErrorCode | 'TIMEOUT' | 'MEMORY' | 'CRASH';
 
+/** The run's limits when a worker was stopped or died: `--resume` retries the model when a limit was raised since. */
+export interface BatchLimits {
+  /** `--timeout` in seconds (0: none). */
+  readonly timeoutS: number;
+  /** `--max-memory` in MiB. */
+  readonly maxMemoryMb: number;
+}
+
+/** Why a model has no result; `limits` only on TIMEOUT, MEMORY and CRASH records. */
+export interface BatchError {
+  readonly code: BatchErrorCode;
+  readonly exit: number;
+  readonly message: string;
+  readonly limits?: BatchLimits;
+}
+
 /** The outcome of one model in a batch: a bound, a reason the model has none, or why it could not be analysed. */
 export interface BatchRecord {
   readonly schemaVersion: number;
@@ -28,7 +44,7 @@ export interface BatchRecord {
   readonly norm: string;
   /** The nodes behind `unbounded` or `discontinuous`. */
   readonly reasons: readonly Reason[];
-  readonly error: { readonly code: BatchErrorCode; readonly exit: number; readonly message: string } | null;
+  readonly error: BatchError | null;
   readonly warnings: number;
   /** Wall time for this model, including the worker's load of the file. */
   readonly ms: number;
@@ -59,7 +75,7 @@ export function recordFromReport(report: LipschitzReport, path: string, ms: numb
 }
 
 /** The batch record of a model that could not be analysed. */
-export function recordFromError(path: string, file: { sha256: string; bytes: number } | null, error: { code: BatchErrorCode; exit: number; message: string }, norm: string, ms: number, peakRssMb: number | null): BatchRecord {
+export function recordFromError(path: string, file: { sha256: string; bytes: number } | null, error: BatchError, norm: string, ms: number, peakRssMb: number | null): BatchRecord {
   return {
     schemaVersion: BATCH_SCHEMA_VERSION,
     path,
@@ -83,6 +99,9 @@ export function recordFromError(path: string, file: { sha256: string; bytes: num
 export interface GateCheck {
   readonly gate: 'max' | 'baseline';
   readonly passed: boolean;
+  /** What was held against what: `max`: the upper bound (null: none) and --max; `baseline`: the bound's relative growth over the baseline's (0.1 = +10 %; null: nothing to compare) and --max-increase as a fraction. Passed means value ≤ limit (or nothing to compare). */
+  readonly limit?: number;
+  readonly value?: number | null;
   /** A full sentence, e.g. "upper bound 12.3 (certified) exceeds --max 10". */
   readonly message: string;
 }

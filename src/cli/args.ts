@@ -24,6 +24,9 @@ function parseShape(v: string | undefined): number[] | undefined {
 /** The analysis options shared by `lipcheck [model]` and `lipcheck batch`, from commander's parsed values (plain data: they cross to batch workers). */
 export function analysisOptions(opts: Record<string, any>): AnalyzeOptions {
   return {
+/** Most onnxruntime intra-op threads --threads may ask for. */
+export const MAX_THREADS = 1024;
+
     norm: opts.norm,
     method: opts.method,
     seqlipK: number('--seqlip-k', opts.seqlipK, (x) => Number.isInteger(x) && x >= 1, 'a positive integer'),
@@ -37,7 +40,8 @@ export function analysisOptions(opts: Record<string, any>): AnalyzeOptions {
     lowerPairs: number('--lower-pairs', opts.lowerPairs, (x) => Number.isInteger(x) && x >= 0, 'a non-negative integer'),
     lowerBudgetMs: number('--lower-budget', opts.lowerBudget, (x) => x >= 0, 'a non-negative number of milliseconds'),
     device: opts.device,
-    threads: number('--threads', opts.threads, (x) => Number.isInteger(x) && x >= 0, 'a non-negative integer'),
+    // onnxruntime would try to start every thread asked for (100 000 exhausts the process): a sane ceiling
+    threads: number('--threads', opts.threads, (x) => Number.isInteger(x) && x >= 0 && x <= MAX_THREADS, `an integer from 0 (onnxruntime decides) to ${MAX_THREADS}`),
     inputName: opts.input,
     outputName: opts.output,
     inputShape: parseShape(opts.inputShape),

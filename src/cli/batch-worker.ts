@@ -59,3 +59,6 @@ process.on('message', (req: WorkerRequest) => {
   void handle(req).then((record) => process.send!({ path: req.path, record } satisfies WorkerReply));
 });
 process.on('disconnect', () => process.exit(0));
+// Ctrl-C on a terminal reaches the whole process group: the parent stops the batch and kills its workers itself, so
+// a worker must not die first and be recorded as a CRASH
+process.on('SIGINT', () => {});

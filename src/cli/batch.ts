@@ -1,21 +1,28 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { closeSync, existsSync, ftruncateSync, openSync, readFileSync, writeSync } from 'node:fs';
-import { availableParallelism, totalmem } from 'node:os';
+import { closeSync, existsSync, fdatasyncSync, ftruncateSync, openSync, readFileSync, statSync, writeSync } from 'node:fs';
+import { availableParallelism, hostname, totalmem } from 'node:os';
 import { findModels, parseShard, shardOf } from '../batch/discover.js';
-import { evaluateGates, type Gates } from '../batch/gates.js';
+import { compareBaseline, evaluateGates, gatesJson, missingGate, type BaselineComparison, type GateJson, type Gates } from '../batch/gates.js';
+import { planResume, type ResumePlan } from '../batch/journal.js';
 import { mergeRecords, parseRecords, recordLine } from '../batch/jsonl.js';
-import { recordFromError, type BatchErrorCode, type BatchRecord, type GateResult } from '../batch/record.js';
+import { acquireJournalLock, type JournalLock } from '../batch/lock.js';
+import { BATCH_SCHEMA_VERSION, recordFromError, type BatchError, type BatchLimits, type BatchRecord, type GateResult } from '../batch/record.js';
 import { LipcheckError } from '../errors.js';
 import type { AnalyzeOptions } from '../index.js';
 import { renderHtml } from '../report/html.js';
 import { renderJunit } from '../report/junit.js';
-import { renderBatchSummary } from '../report/table.js';
+import { formatNumber, renderBatchSummary } from '../report/table.js';
 import { analysisOptions, commandFor, gateOptions, number, parseArgs, writeAtomically } from './args.js';
 import type { WorkerReply } from './batch-worker.js';
 import { EXIT } from './exit-codes.js';
 import { reportError } from './fail.js';
 import { createBatchProgress } from './progress.js';
+
+/** Most worker processes a batch starts at once (each is a Node process with its own onnxruntime). */
+export const MAX_JOBS = 256;
+/** Longest --timeout: Node's timers hold at most 2^31 − 1 ms; a longer delay would fire after 1 ms. */
+export const MAX_TIMEOUT_S = Math.floor((2 ** 31 - 1) / 1000);
 
 const WORKER = new URL(import.meta.url.endsWith('.ts') ? './batch-worker.ts' : './batch-worker.js', import.meta.url);
 /**
@@ -45,6 +52,23 @@ function rssMb(pid: number): number | null {
   }
 }
 
+/** Whether a process runs on this host (one we may not signal, EPERM, runs too). */
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** The journal lock of `file` for this process. */
+function lockJournal(file: string, what: string): JournalLock {
+  const lock = acquireJournalLock(file, { pid: process.pid, host: hostname(), since: new Date().toISOString(), alive }, what);
+  if (lock.tookOver) process.stderr.write(`lipcheck: ${file}: took over the lock of pid ${lock.tookOver.pid}, which is no longer running (a batch that was killed).\n`);
+  return lock;
+}
+
 /** How the worker pool runs: workers, limits, and what to do with each record and start. */
 interface PoolOptions {
   readonly jobs: number;
@@ -59,13 +83,16 @@ interface Slot { child: ChildProcess | null; job: string | null; started: number
 
 /**
  * Analyses `paths` in `jobs` worker processes, each model in a process that a timeout or the memory guard may kill;
- * a killed or crashed worker is replaced and its model recorded with the reason. Resolves when every model has a record.
+ * a killed or crashed worker is replaced and its model recorded with the reason. `done` resolves when every model has
+ * a record, or at once after `abort` (Ctrl-C): the workers are killed and the models in flight get no record.
  */
-function runPool(paths: readonly string[], o: PoolOptions): Promise<void> {
+function runPool(paths: readonly string[], o: PoolOptions): { done: Promise<void>; abort(): void } {
   const queue = [...paths];
   const slots: Slot[] = Array.from({ length: Math.max(1, Math.min(o.jobs, queue.length)) }, () => ({ child: null, job: null, started: 0, killedFor: null, peakMb: 0, stderr: '', timer: null }));
   const norm = o.options.norm ?? '2';
-  return new Promise((resolve, reject) => {
+  const limits: BatchLimits = { timeoutS: o.timeoutMs / 1000, maxMemoryMb: o.maxMemoryMb };
+  let abort = () => {};
+  const done = new Promise<void>((resolve, reject) => {
     let finished = false;
     const guard = (s: Slot) => {
       if (!s.child?.pid || !s.job) return;
@@ -84,10 +111,23 @@ function runPool(paths: readonly string[], o: PoolOptions): Promise<void> {
       clearInterval(poll);
       resolve();
     };
+    abort = () => {
+      if (finished) return;
+      finished = true;
+      clearInterval(poll);
+      queue.length = 0;
+      for (const s of slots) {
+        if (s.timer) clearTimeout(s.timer);
+        s.job = null;
+        s.child?.kill('SIGKILL');
+      }
+      resolve();
+    };
     const settle = (s: Slot, record: BatchRecord) => {
       if (s.timer) clearTimeout(s.timer);
       s.timer = null;
       s.job = null;
+      if (finished) return;
       o.onRecord(record);
       next(s);
     };
@@ -116,11 +156,11 @@ function runPool(paths: readonly string[], o: PoolOptions): Promise<void> {
         if (!s.job) return done();
         const path = s.job;
         const ms = performance.now() - s.started;
-        const why: { code: BatchErrorCode; exit: number; message: string } = s.killedFor === 'TIMEOUT'
-          ? { code: 'TIMEOUT', exit: EXIT.RUNTIME, message: `The analysis of '${path}' took longer than --timeout ${o.timeoutMs / 1000} s and was stopped. Raise --timeout, or make the analysis cheaper (--certify off, --method autolip, --lower-pairs 0).` }
+        const why: BatchError = s.killedFor === 'TIMEOUT'
+          ? { code: 'TIMEOUT', exit: EXIT.RUNTIME, message: `The analysis of '${path}' took longer than --timeout ${o.timeoutMs / 1000} s and was stopped. Raise --timeout (a --resume run with a larger --timeout analyses it again), or make the analysis cheaper (--certify off, --method autolip, --lower-pairs 0).`, limits }
           : s.killedFor === 'MEMORY'
-            ? { code: 'MEMORY', exit: EXIT.RUNTIME, message: `The analysis of '${path}' used more than --max-memory ${o.maxMemoryMb} MiB (${Math.round(s.peakMb)} MiB resident) and was stopped. Raise --max-memory, or lower --jobs so each worker may use more.` }
-            : { code: 'CRASH', exit: EXIT.INTERNAL, message: `The worker analysing '${path}' died (${signal ? `signal ${signal}` : `exit code ${code}`})${s.stderr.trim() ? `: ${s.stderr.trim().split('\n').slice(-3).join(' ')}` : ''}. This is a bug in lipcheck or onnxruntime; please report it with the model.` };
+            ? { code: 'MEMORY', exit: EXIT.RUNTIME, message: `The analysis of '${path}' used more than --max-memory ${o.maxMemoryMb} MiB (${Math.round(s.peakMb)} MiB resident) and was stopped. Raise --max-memory, or lower --jobs so each worker may use more (a --resume run with a larger limit analyses it again).`, limits }
+            : { code: 'CRASH', exit: EXIT.INTERNAL, message: `The worker analysing '${path}' died (${signal ? `signal ${signal}` : `exit code ${code}`})${s.stderr.trim() ? `: ${s.stderr.trim().split('\n').slice(-3).join(' ')}` : ''}. This is a bug in lipcheck or onnxruntime, or the system ran out of memory; please report it with the model (--resume --retry-failed analyses it again).`, limits };
         s.killedFor = null;
         settle(s, recordFromError(path, fileHash(path), why, norm, ms, s.peakMb ? Math.round(s.peakMb) : null));
       });
@@ -142,27 +182,93 @@ function runPool(paths: readonly string[], o: PoolOptions): Promise<void> {
     if (queue.length === 0) return done();
     for (const s of slots) next(s);
   });
+  return { done, abort: () => abort() };
 }
 
-/** Gates, JUnit and HTML files, and the summary, for a finished list of records; returns the exit code. */
-function finish(records: readonly BatchRecord[], gates: Gates, opts: Record<string, any>, summary: { elapsedMs?: number; skipped?: number; printSummary: boolean }): number {
-  const verdicts: GateResult[] | null = evaluateGates(records, gates);
+/** One finished model in a few words, for the per-model progress line. */
+function outcomeText(r: BatchRecord): string {
+  if (r.status === 'error') return `error ${r.error?.code ?? ''}`.trim();
+  if (r.status === 'bounded' && r.upper) return `bounded, upper ${formatNumber(r.upper.value)} (${r.upper.kind})`;
+  return r.status;
+}
+
+/** One `--json` line: the record with its gate verdicts (`gates: [{ name, limit, value, passed, message }]`). */
+function jsonLine(r: BatchRecord, verdict: GateResult | null | undefined): string {
+  return JSON.stringify({ ...r, gates: gatesJson(verdict) }) + '\n';
+}
+
+/** The baseline counts in one clause: "16 compared, 9 new, 2 missing (a, b)". */
+function comparisonText(c: BaselineComparison): string {
+  const list = (xs: readonly string[]) => (xs.length ? ` (${xs.slice(0, 5).join(', ')}${xs.length > 5 ? ', …' : ''})` : '');
+  return `baseline: ${c.compared} compared, ${c.added.length} new${list(c.added)}, ${c.missing.length} missing${list(c.missing)}`;
+}
+
+/** How `finish` reports: which command, what to print. */
+interface FinishOptions {
+  readonly command: 'batch' | 'merge';
+  readonly single: boolean;
+  readonly elapsedMs?: number;
+  readonly skipped?: number;
+  /** The records' --json lines were already printed (a batch streams them). */
+  readonly streamed: boolean;
+}
+
+/** Gates, JUnit and HTML files, and the summary (text, or the closing `--json` line), for a finished list of records; returns the exit code. */
+function finish(records: readonly BatchRecord[], gates: Gates, opts: Record<string, any>, f: FinishOptions): number {
+  const gated = gates.max !== undefined || gates.baseline !== undefined;
+  // fail closed: a gate that saw no model has nothing to vouch for
+  if (gated && records.length === 0) throw new LipcheckError('USAGE', `The gates (--max, --baseline) have no model to judge: the ${f.command === 'merge' ? 'inputs hold' : 'batch produced'} no records.`);
+  const verdicts: GateResult[] | null = evaluateGates(records, gates, f.single);
+  const comparison = gates.baseline ? compareBaseline(records, gates.baseline, f.single) : null;
+  const runGates: GateJson[] = opts.failOnMissing && comparison ? [missingGate(comparison)] : [];
   if (opts.junit) writeAtomically(opts.junit, renderJunit(records, verdicts));
-  if (opts.html) writeAtomically(opts.html, renderHtml({ kind: 'batch', records, gates: verdicts }));
-  if (summary.printSummary) {
+  if (opts.html) writeAtomically(opts.html, renderHtml({ kind: 'batch', records, gates: verdicts, title: f.command === 'merge' ? 'lipcheck merge report' : undefined }));
+  const failedModels = (verdicts ?? []).filter((g) => !g.passed).length;
+  const failedRun = runGates.filter((g) => !g.passed);
+  if (opts.json) {
+    if (!f.streamed) records.forEach((r, k) => process.stdout.write(jsonLine(r, verdicts?.[k])));
+    const summary = {
+      command: f.command,
+      models: records.length,
+      errors: records.filter((r) => r.status === 'error').length,
+      gatesFailed: gated ? failedModels + failedRun.length : null,
+      gates: runGates,
+      baseline: comparison ? { compared: comparison.compared, new: comparison.added, missing: comparison.missing } : null,
+    };
+    process.stdout.write(JSON.stringify({ schemaVersion: BATCH_SCHEMA_VERSION, summary }) + '\n');
+  } else {
     const color = opts.color !== false && Boolean(process.stdout.isTTY) && !process.env.NO_COLOR;
-    process.stdout.write(renderBatchSummary(records, verdicts, { color, elapsedMs: summary.elapsedMs, skipped: summary.skipped }));
+    const gateNote = [comparison ? comparisonText(comparison) : '', ...failedRun.map((g) => `--fail-on-missing: ${g.message}`)].filter(Boolean).join('; ');
+    process.stdout.write(renderBatchSummary(records, verdicts, { color, elapsedMs: f.elapsedMs, skipped: f.skipped, title: `lipcheck ${f.command}`, gateNote: gateNote || undefined, runFailed: failedRun.length }));
   }
-  const failed = (verdicts ?? []).filter((g) => !g.passed).length;
-  if (failed) process.stderr.write(`lipcheck: gate failed for ${failed} of ${records.length} model${records.length === 1 ? '' : 's'}.\n`);
-  return failed ? EXIT.GATE_FAILED : EXIT.OK;
+  for (const g of failedRun) process.stderr.write(`lipcheck: gate failed (--fail-on-missing): ${g.message}.\n`);
+  if (failedModels) process.stderr.write(`lipcheck: gate failed for ${failedModels} of ${records.length} model${records.length === 1 ? '' : 's'}.\n`);
+  return failedModels || failedRun.length ? EXIT.GATE_FAILED : EXIT.OK;
+}
+
+/** Quotes an argument for a POSIX shell when it needs it (the resume hint is meant to be pasted). */
+function shellWord(a: string): string {
+  return /^[\w./:=@%+,-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`;
+}
+
+/** The warnings and notes of a --resume plan, on stderr. */
+function reportPlan(plan: ResumePlan, out: string): void {
+  const names = (xs: readonly string[]) => `${xs.slice(0, 5).join(', ')}${xs.length > 5 ? `, … (${xs.length} in all)` : ''}`;
+  if (plan.changed.length) process.stderr.write(`lipcheck: ${out}: ${plan.changed.length} model file${plan.changed.length === 1 ? '' : 's'} changed since ${plan.changed.length === 1 ? 'its' : 'their'} record (sha256) and ${plan.changed.length === 1 ? 'is' : 'are'} analysed again; the new record supersedes the old: ${names(plan.changed)}.\n`);
+  if (plan.retried.length) process.stderr.write(`lipcheck: ${out}: retrying ${plan.retried.length} failed model${plan.retried.length === 1 ? '' : 's'}: ${names(plan.retried.map((x) => `${x.path} [${x.code}: ${x.why}]`))}.\n`);
+  if (plan.keptFailures.length) process.stderr.write(`lipcheck: ${out}: ${plan.keptFailures.length} model${plan.keptFailures.length === 1 ? '' : 's'} recorded as ${[...new Set(plan.keptFailures.map((x) => x.code))].join('/')} ${plan.keptFailures.length === 1 ? 'is' : 'are'} kept as ${plan.keptFailures.length === 1 ? 'it is' : 'they are'}: raise --timeout or --max-memory, or add --retry-failed, to analyse ${plan.keptFailures.length === 1 ? 'it' : 'them'} again.\n`);
+  if (plan.removed.length) process.stderr.write(`lipcheck: ${out}: ${plan.removed.length} recorded model${plan.removed.length === 1 ? '' : 's'} no longer exist${plan.removed.length === 1 ? 's' : ''} and ${plan.removed.length === 1 ? 'is' : 'are'} left out of this run's summary and gates (the records stay in the file; 'lipcheck merge' reads them): ${names(plan.removed)}.\n`);
 }
 
 const AFTER_BATCH = `
-Models: files as given, directories searched recursively for .onnx files, and glob patterns (quote them).
+Models: files as given, directories searched recursively for .onnx files, and glob patterns (quote them; braces
+and ** work: 'zoo/{cnn,mlp}/**/*.onnx'). A named file that does not exist, or a directory that cannot be read, is a
+usage error: a gate must not pass over models it never saw.
 Each model runs in a worker process; a model that fails, hangs (--timeout) or exhausts memory (--max-memory) is
-recorded with its reason and the rest go on. Exit codes: 0 done (every gate passed), 1 a gate failed (--max,
---baseline), 2 usage error (no models, bad options), 70 internal error. Per-model errors are in the records.`;
+recorded with its reason and the rest go on. --out is a journal: locked while a batch writes it, appended to by
+--resume (the latest record of a model wins), never emptied without --force. Exit codes: 0 done (every gate passed),
+1 a gate failed (--max, --baseline, --fail-on-missing), 2 usage error (no models, bad options, --out in use), 70
+internal error, 130 interrupted (Ctrl-C: rerun with --resume). Per-model errors are in the records.`;
 
 /** `lipcheck batch PATH…`: analyses many models in worker processes and streams one JSON line per model. */
 export async function runBatch(argv: readonly string[]): Promise<number> {
@@ -170,42 +276,58 @@ export async function runBatch(argv: readonly string[]): Promise<number> {
     .argument('<paths...>', 'ONNX files, directories (searched recursively for .onnx) or glob patterns');
   let debug = argv.includes('--debug');
   let out: number | null = null;
+  let lock: JournalLock | null = null;
   try {
     const answered = parseArgs(program, argv);
     if (answered !== null) return answered;
     const opts = program.opts();
     debug = Boolean(opts.debug);
     const gates = gateOptions(opts);
+    if (opts.failOnMissing && !gates.baseline) throw new LipcheckError('USAGE', '--fail-on-missing needs --baseline FILE: it fails the run when a model of the baseline is not in it.');
     const options = analysisOptions(opts);
     const cores = availableParallelism();
-    const jobs = number('--jobs', opts.jobs, (x) => Number.isInteger(x) && x >= 1, 'a positive integer') ?? cores;
-    const timeoutMs = 1000 * number('--timeout', opts.timeout, (x) => x >= 0, 'a non-negative number of seconds')!;
+    const jobs = number('--jobs', opts.jobs, (x) => Number.isInteger(x) && x >= 1 && x <= MAX_JOBS, `an integer from 1 to ${MAX_JOBS} (each job is a worker process; the default is the number of cores, ${cores})`) ?? Math.min(cores, MAX_JOBS);
+    const timeoutS = number('--timeout', opts.timeout, (x) => x >= 0 && x <= MAX_TIMEOUT_S, `a number of seconds from 0 (no limit) to ${MAX_TIMEOUT_S} (about 24.8 days, the longest timer Node.js can set); for no limit give 0`)!;
+    const timeoutMs = 1000 * timeoutS;
     const maxMemoryMb = number('--max-memory', opts.maxMemory, (x) => x >= 1, 'a positive number of MiB') ?? Math.floor((0.8 * totalmem()) / 2 ** 20 / jobs);
     // workers share the cores: unless told otherwise, each gets its share of onnxruntime's intra-op threads
     const threads = options.threads || (jobs > 1 ? Math.max(1, Math.floor(cores / jobs)) : 0);
     if (opts.resume && !opts.out) throw new LipcheckError('USAGE', '--resume needs --out FILE: the results of the earlier run are read from that file.');
+    if (opts.resume && opts.force) throw new LipcheckError('USAGE', '--resume continues the results in --out and --force replaces them: give one of the two.');
+    if (opts.retryFailed && !opts.resume) throw new LipcheckError('USAGE', '--retry-failed works with --resume: it analyses again the models an earlier run recorded as failed.');
 
     const found = findModels(program.args);
+    if (found.missing.length) throw new LipcheckError('USAGE', `${found.missing.length === 1 ? 'This path does' : 'These paths do'} not exist: ${found.missing.map((m) => `'${m}'`).join(', ')}. Check the spelling, or quote a glob pattern so that lipcheck expands it.`);
+    if (found.unreadable.length) throw new LipcheckError('USAGE', `Cannot read ${found.unreadable.length === 1 ? 'the directory' : 'the directories'} ${found.unreadable.map((m) => `'${m}'`).join(', ')}: the models in ${found.unreadable.length === 1 ? 'it' : 'them'} would be left out without a trace. Fix the permissions, or leave ${found.unreadable.length === 1 ? 'it' : 'them'} out of the paths.`);
     for (const u of found.unmatched) process.stderr.write(`lipcheck: warning: '${u}' matched no .onnx file.\n`);
     if (found.models.length === 0) throw new LipcheckError('USAGE', `No ONNX models found in ${program.args.map((a) => `'${a}'`).join(', ')}. Give .onnx files, directories that contain them, or quoted glob patterns such as 'zoo/**/*.onnx'.`);
     const models = opts.shard ? shardOf(found.models, parseShard(opts.shard)) : [...found.models];
 
-    const previous = new Map<string, BatchRecord>();
-    if (opts.resume && existsSync(opts.out)) {
-      const parsed = parseRecords(readFileSync(opts.out, 'utf8'));
-      if (parsed.badLines.length) process.stderr.write(`lipcheck: warning: ${opts.out}: line${parsed.badLines.length > 1 ? 's' : ''} ${parsed.badLines.slice(0, 5).join(', ')} are not batch records and are ignored.\n`);
-      if (parsed.truncated) process.stderr.write(`lipcheck: ${opts.out}: its last line was cut off by the interrupted run; that model is analysed again.\n`);
-      const wanted = new Set(models);
-      for (const r of parsed.records) {
-        if (!wanted.has(r.path)) continue;
-        if (r.sha256 === (fileHash(r.path)?.sha256 ?? null)) previous.set(r.path, r);
-      }
-      out = openSync(opts.out, 'r+');
-      ftruncateSync(out, parsed.validBytes);
-      closeSync(out);
-      out = null;
-    }
+    let plan: ResumePlan | null = null;
     if (opts.out) {
+      lock = lockJournal(opts.out, '--out');
+      let size = 0;
+      try {
+        size = statSync(opts.out).size;
+      } catch { /* a new file */ }
+      if (size > 0 && !opts.resume && !opts.force) throw new LipcheckError('USAGE', `--out '${opts.out}' already holds results (${size} bytes). Give --resume to continue that run, --force to replace it, or another --out.`);
+      if (opts.resume && size > 0) {
+        const bytes = readFileSync(opts.out);
+        const parsed = parseRecords(bytes);
+        if (parsed.badLines.length) process.stderr.write(`lipcheck: warning: ${opts.out}: line${parsed.badLines.length > 1 ? 's' : ''} ${parsed.badLines.slice(0, 5).join(', ')} ${parsed.badLines.length > 1 ? 'are' : 'is'} not batch records and ${parsed.badLines.length > 1 ? 'are' : 'is'} ignored.\n`);
+        if (parsed.truncated) process.stderr.write(`lipcheck: ${opts.out}: its last line was cut off by the interrupted run; that model is analysed again.\n`);
+        plan = planResume(parsed.records, models, (p) => fileHash(p)?.sha256 ?? null, { timeoutS, maxMemoryMb }, Boolean(opts.retryFailed), existsSync);
+        reportPlan(plan, opts.out);
+        // cut the journal back to its last complete line (a byte offset of the raw file) before appending
+        if (parsed.validBytes < bytes.length) {
+          const fd = openSync(opts.out, 'r+');
+          try {
+            ftruncateSync(fd, parsed.validBytes);
+          } finally {
+            closeSync(fd);
+          }
+        }
+      }
       try {
         out = openSync(opts.out, opts.resume ? 'a' : 'w');
       } catch (e) {
@@ -213,60 +335,100 @@ export async function runBatch(argv: readonly string[]): Promise<number> {
       }
     }
 
-    const todo = models.filter((m) => !previous.has(m));
-    const records: BatchRecord[] = [...previous.values()];
-    const progress = createBatchProgress(Boolean(process.stderr.isTTY) && !opts.json, models.length, previous.size);
+    const single = models.length === 1;
+    const verdictOf = (r: BatchRecord) => evaluateGates([r], gates, single)?.[0];
+    const kept = plan?.keep ?? [];
+    const todo = plan ? plan.todo : models;
+    const records: BatchRecord[] = [...kept];
+    if (opts.json) for (const r of kept) process.stdout.write(jsonLine(r, verdictOf(r)));
+    const mode = opts.quiet ? 'off' : process.stderr.isTTY ? 'bar' : 'lines';
+    const progress = createBatchProgress(mode, models.length, kept.length);
     const t0 = performance.now();
+    const pool = runPool(todo, {
+      jobs, timeoutMs, maxMemoryMb, options: { ...options, threads },
+      onStart: (p) => progress.start(p),
+      onRecord: (r) => {
+        if (out !== null) {
+          // one write of the whole line, then to the disk: a kill at any moment loses at most the line being written
+          const line = Buffer.from(recordLine(r));
+          for (let k = 0; k < line.length;) k += writeSync(out, line, k);
+          fdatasyncSync(out);
+        }
+        records.push(r);
+        if (opts.json) process.stdout.write(jsonLine(r, verdictOf(r)));
+        progress.finish(r.path, outcomeText(r), r.ms);
+      },
+    });
+    let interrupted: NodeJS.Signals | null = null;
+    const onSignal = (signal: NodeJS.Signals) => {
+      interrupted = signal;
+      pool.abort();
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
     try {
-      await runPool(todo, {
-        jobs, timeoutMs, maxMemoryMb, options: { ...options, threads },
-        onStart: (p) => progress.start(p),
-        onRecord: (r) => {
-          records.push(r);
-          if (out !== null) writeSync(out, recordLine(r));
-          if (opts.json) process.stdout.write(recordLine(r));
-          progress.finish(r.path, r.status);
-        },
-      });
+      await pool.done;
     } finally {
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
       progress.stop();
     }
     if (out !== null) { closeSync(out); out = null; }
-    return finish(mergeRecords([records]), gates, opts, { elapsedMs: performance.now() - t0, skipped: previous.size, printSummary: !opts.json });
+    if (interrupted) {
+      const left = models.length - records.length;
+      const again = ['lipcheck', 'batch', ...argv.filter((a) => a !== '--force'), ...(opts.resume ? [] : ['--resume'])].map(shellWord).join(' ');
+      process.stderr.write(opts.out
+        ? `lipcheck: interrupted (${interrupted}): ${records.length} of ${models.length} models are recorded in '${opts.out}'. To analyse the other ${left}, run:\n  ${again}\n`
+        : `lipcheck: interrupted (${interrupted}): the ${records.length} finished models were not saved (no --out). Give --out FILE to keep results; after an interruption the same command with --resume analyses only the rest.\n`);
+      return interrupted === 'SIGINT' ? EXIT.INTERRUPTED : EXIT.TERMINATED;
+    }
+    return finish(mergeRecords([records]), gates, opts, { command: 'batch', single, elapsedMs: performance.now() - t0, skipped: kept.length, streamed: true });
   } catch (e) {
-    if (out !== null) closeSync(out);
     return reportError(e, debug);
+  } finally {
+    if (out !== null) closeSync(out);
+    lock?.release();
   }
 }
 
 /** `lipcheck merge FILE…`: joins batch outputs (shards) into one sorted list, with the same gates and reports. */
 export async function runMerge(argv: readonly string[]): Promise<number> {
-  const program = commandFor('merge', 'lipcheck merge', 'Join the JSON-lines outputs of several batch runs (shards) into one, sorted by path; a model in several files keeps its last record.', '\nExit codes: 0 merged (every gate passed), 1 a gate failed, 2 usage error or unreadable input.')
+  const program = commandFor('merge', 'lipcheck merge', 'Join the JSON-lines outputs of several batch runs (shards) into one, sorted by path; a model recorded more than once keeps its latest record.', '\nExit codes: 0 merged (every gate passed), 1 a gate failed, 2 usage error or unreadable input (an input with no records; with a gate, an input with damaged lines).')
     .argument('<files...>', 'JSON-lines files written by lipcheck batch --out');
   let debug = argv.includes('--debug');
+  let lock: JournalLock | null = null;
   try {
     const answered = parseArgs(program, argv);
     if (answered !== null) return answered;
     const opts = program.opts();
     debug = Boolean(opts.debug);
     const gates = gateOptions(opts);
+    if (opts.failOnMissing && !gates.baseline) throw new LipcheckError('USAGE', '--fail-on-missing needs --baseline FILE: it fails the merge when a model of the baseline is in none of the inputs.');
+    const gated = gates.max !== undefined || gates.baseline !== undefined;
     const lists = program.args.map((f) => {
-      let text: string;
+      let bytes: Buffer;
       try {
-        text = readFileSync(f, 'utf8');
+        bytes = readFileSync(f);
       } catch (e) {
         throw new LipcheckError('USAGE', `Cannot read '${f}' (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}). Give the files lipcheck batch --out wrote.`, { cause: e });
       }
-      const parsed = parseRecords(text);
-      if (parsed.badLines.length || parsed.truncated) process.stderr.write(`lipcheck: warning: ${f}: ${parsed.badLines.length + (parsed.truncated ? 1 : 0)} line(s) are not complete batch records and are ignored.\n`);
+      const parsed = parseRecords(bytes);
+      if (parsed.records.length === 0) throw new LipcheckError('USAGE', `'${f}' holds no batch records (${bytes.length === 0 ? 'it is empty' : `line ${parsed.badLines[0] ?? 1} is not a record`}). Give the files lipcheck batch --out wrote; a shard that has not run yet has no file to merge.`);
+      const bad = parsed.badLines.length;
+      // with a gate, a damaged line is a model the gate cannot see: fail closed (a cut-off last line is an interrupted run, not damage)
+      if (bad && gated) throw new LipcheckError('USAGE', `'${f}' is damaged: line${bad > 1 ? 's' : ''} ${parsed.badLines.slice(0, 5).join(', ')} ${bad > 1 ? 'are' : 'is'} not batch records, so the gates cannot vouch for the models on ${bad > 1 ? 'them' : 'it'}. Rerun that shard (lipcheck batch … --out FILE --resume), or merge without gates to keep the readable records.`);
+      if (bad || parsed.truncated) process.stderr.write(`lipcheck: warning: ${f}: ${bad + (parsed.truncated ? 1 : 0)} line(s) are not complete batch records and are ignored.\n`);
       return parsed.records;
     });
     const merged = mergeRecords(lists);
-    const text = merged.map(recordLine).join('');
-    if (opts.out) writeAtomically(opts.out, text);
-    else if (opts.json) process.stdout.write(text);
-    return finish(merged, gates, opts, { printSummary: !opts.json });
+    if (opts.out) {
+      lock = lockJournal(opts.out, '--out');
+      writeAtomically(opts.out, merged.map(recordLine).join(''));
+    }
+    return finish(merged, gates, opts, { command: 'merge', single: merged.length === 1, streamed: false });
   } catch (e) {
     return reportError(e, debug);
+  } finally {
+    lock?.release();
   }
 }

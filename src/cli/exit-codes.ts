@@ -1,7 +1,7 @@
 import type { ErrorCode } from '../errors.js';
 
 /** THE exit-code table (README "Exit codes" is generated from the same meaning). */
-export const EXIT = { OK: 0, GATE_FAILED: 1, USAGE: 2, UNSUPPORTED: 3, RUNTIME: 4, DEVICE: 5, INTERNAL: 70 } as const;
+export const EXIT = { OK: 0, GATE_FAILED: 1, USAGE: 2, UNSUPPORTED: 3, RUNTIME: 4, DEVICE: 5, INTERNAL: 70, INTERRUPTED: 130, TERMINATED: 143 } as const;
 
 /** Exit code for each library error code. */
 export const EXIT_FOR_ERROR: Record<ErrorCode, number> = {

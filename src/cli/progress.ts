@@ -19,14 +19,30 @@ export function createProgress(enabled: boolean, delayMs = 1000): { update(done:
   };
 }
 
+/** How a batch shows its progress on stderr: a redrawn bar (a terminal), one line per finished model (a log), or nothing. */
+export type BatchProgressMode = 'bar' | 'lines' | 'off';
+
 /**
- * The batch display on stderr (a TTY only): an overall bar, then one line per model in flight with its elapsed time,
- * redrawn in place a few times a second.
+ * The batch display on stderr. `bar` (a TTY): an overall bar, then one line per model in flight with its elapsed
+ * time, redrawn in place a few times a second. `lines` (CI logs, pipes): one line per finished model, `[k/n] path:
+ * outcome (seconds)`, so a long batch is never silent.
  */
-export function createBatchProgress(enabled: boolean, total: number, alreadyDone: number): { start(path: string): void; finish(path: string, status: string): void; stop(): void } {
-  if (!enabled) return { start() {}, finish() {}, stop() {} };
+export function createBatchProgress(mode: BatchProgressMode, total: number, alreadyDone: number): { start(path: string): void; finish(path: string, outcome: string, ms: number): void; stop(): void } {
+  if (mode === 'off') return { start() {}, finish() {}, stop() {} };
+  let done = alreadyDone;
+  if (mode === 'lines') {
+    const width = String(total).length;
+    return {
+      start() {},
+      finish(path, outcome, ms) {
+        done++;
+        process.stderr.write(`lipcheck: [${String(done).padStart(width)}/${total}] ${path}: ${outcome} (${(ms / 1000).toFixed(1)} s)\n`);
+      },
+      stop() {},
+    };
+  }
   const running = new Map<string, number>();
-  let done = alreadyDone, drawn = 0;
+  let drawn = 0;
   const t0 = Date.now();
   const width = () => Math.max(40, (process.stderr.columns ?? 100) - 1);
   const clock = (ms: number) => { const s = Math.floor(ms / 1000); return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, '0')}`; };

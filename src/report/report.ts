@@ -43,4 +43,6 @@ export interface LipschitzReport {
   readonly timings: { readonly loadMs: number; readonly buildMs: number; readonly normsMs: number; readonly lowerMs: number; readonly totalMs: number };
   /** What the process used, added by the CLI (the library does not read process state): peak resident memory in MiB. */
   readonly resources?: { readonly peakRssMb: number | null };
+  /** The gate verdicts, added by the CLI: `value ≤ limit` passed (`max`: the upper bound; `max-increase`: growth over the baseline, 0.1 = +10 %); empty without gates. */
+  readonly gates?: readonly { readonly name: string; readonly limit: number; readonly value: number | null; readonly passed: boolean; readonly message: string }[];
 }

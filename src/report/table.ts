@@ -67,7 +67,7 @@ export function renderTable(report: LipschitzReport, color: boolean): string {
 }
 
 /** Renders the end-of-batch summary: counts by outcome, the most sensitive models, gate failures and errors with reasons. */
-export function renderBatchSummary(records: readonly BatchRecord[], gates: readonly GateResult[] | null, opts: { color: boolean; elapsedMs?: number; skipped?: number; top?: number }): string {
+export function renderBatchSummary(records: readonly BatchRecord[], gates: readonly GateResult[] | null, opts: { color: boolean; elapsedMs?: number; skipped?: number; top?: number; title?: string; gateNote?: string; runFailed?: number }): string {
   const c = new Chalk({ level: opts.color ? 1 : 0 });
   const lines: string[] = [];
   const count = (s: BatchRecord['status']) => records.filter((r) => r.status === s).length;
@@ -76,7 +76,7 @@ export function renderBatchSummary(records: readonly BatchRecord[], gates: reado
   for (const r of errors) byCode.set(r.error?.code ?? 'ERROR', (byCode.get(r.error?.code ?? 'ERROR') ?? 0) + 1);
   const fresh = records.length - (opts.skipped ?? 0);
   const rate = opts.elapsedMs && opts.elapsedMs > 0 && fresh > 0 ? `, ${((60000 * fresh) / opts.elapsedMs).toFixed(1)} models/min` : '';
-  lines.push(c.bold(`lipcheck batch: ${records.length} model${records.length === 1 ? '' : 's'}`) + (opts.skipped ? ` (${opts.skipped} from an earlier run, --resume)` : '') + (opts.elapsedMs !== undefined ? ` in ${ms(opts.elapsedMs)}${rate}` : ''));
+  lines.push(c.bold(`${opts.title ?? 'lipcheck batch'}: ${records.length} model${records.length === 1 ? '' : 's'}`) + (opts.skipped ? ` (${opts.skipped} from an earlier run, --resume)` : '') + (opts.elapsedMs !== undefined ? ` in ${ms(opts.elapsedMs)}${rate}` : ''));
   lines.push(`  ${c.green(`bounded ${count('bounded')}`)} · ${c.red(`unbounded ${count('unbounded')}`)} · ${c.red(`discontinuous ${count('discontinuous')}`)} · ${errors.length ? c.yellow(`error ${errors.length}`) : 'error 0'}${byCode.size ? ` (${[...byCode].map(([k, n]) => `${k} ${n}`).join(', ')})` : ''}`);
   const bounded = records.filter((r) => r.status === 'bounded' && r.upper).sort((a, b) => b.upper!.value - a.upper!.value);
   if (bounded.length) {
@@ -87,7 +87,9 @@ export function renderBatchSummary(records: readonly BatchRecord[], gates: reado
   }
   const failed = (gates ?? []).filter((g) => !g.passed);
   if (gates) {
-    lines.push('', failed.length ? c.red.bold(`Gates: ${failed.length} of ${gates.length} failed`) : c.green.bold(`Gates: all ${gates.length} passed`));
+    // gateNote: the baseline counts (compared, new, missing), so "all passed" never hides models nothing was compared with
+    const note = opts.gateNote ? ` (${opts.gateNote})` : '';
+    lines.push('', failed.length || opts.runFailed ? c.red.bold(`Gates: ${failed.length} of ${gates.length} failed${opts.runFailed ? `, and ${opts.runFailed} run-level gate failed` : ''}`) + note : c.green.bold(`Gates: all ${gates.length} passed`) + note);
     for (const g of failed) for (const k of g.checks.filter((x) => !x.passed)) lines.push(c.red(`  ${g.path}: ${k.message}.`));
   }
   const unanalysed = errors.filter((r) => !failed.some((g) => g.path === r.path));

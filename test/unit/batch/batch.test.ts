@@ -1,9 +1,11 @@
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { chmodSync, mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { findModels, globToRegExp, parseShard, shardOf } from '../../../src/batch/discover.js';
+import { fileURLToPath } from 'node:url';
+import { findModels, globMatcher, isGlob, parseShard, shardOf, type Discovery } from '../../../src/batch/discover.js';
 import { evaluateGates, findBaseline, parsePercent } from '../../../src/batch/gates.js';
 import { mergeRecords, parseBaseline, parseRecords, recordLine } from '../../../src/batch/jsonl.js';
 import { BATCH_SCHEMA_VERSION, recordFromError, type BatchRecord } from '../../../src/batch/record.js';
@@ -13,25 +15,61 @@ const rec = (path: string, status: BatchRecord['status'], upper: number | null, 
   lower: null, estimate: null, failureProbability: null, norm: '2', reasons: status === 'unbounded' ? [{ node: 'mul_1', opType: 'Mul', status: 'unbounded', reason: 'multiplies two inputs' }] : [], error: null, warnings: 0, ms: 1, peakRssMb: null, ...extra,
 });
 
-test('globs: ** spans directories, * and ? stay within one, [..] classes', () => {
-  assert.ok(globToRegExp('zoo/**/*.onnx').test('zoo/a/b/m.onnx'));
-  assert.ok(globToRegExp('zoo/**/*.onnx').test('zoo/m.onnx'));
-  assert.ok(!globToRegExp('zoo/*.onnx').test('zoo/a/m.onnx'));
-  assert.ok(globToRegExp('m?.onnx').test('m1.onnx') && !globToRegExp('m?.onnx').test('m12.onnx'));
-  assert.ok(globToRegExp('m[0-2].onnx').test('m1.onnx') && !globToRegExp('m[0-2].onnx').test('m3.onnx'));
-  assert.ok(globToRegExp('m[!0-2].onnx').test('m3.onnx') && !globToRegExp('m[!0-2].onnx').test('m1.onnx'));
-  assert.ok(!globToRegExp('a.onnx').test('aXonnx'), 'a dot is literal');
+test('globs (picomatch): ** spans directories, * and ? stay within one, [..] and [!..] classes, braces', () => {
+  const m = (p: string, s: string) => globMatcher(p)(s);
+  assert.ok(m('zoo/**/*.onnx', 'zoo/a/b/m.onnx'));
+  assert.ok(m('zoo/**/*.onnx', 'zoo/m.onnx'));
+  assert.ok(!m('zoo/*.onnx', 'zoo/a/m.onnx'));
+  assert.ok(m('m?.onnx', 'm1.onnx') && !m('m?.onnx', 'm12.onnx'));
+  assert.ok(m('m[0-2].onnx', 'm1.onnx') && !m('m[0-2].onnx', 'm3.onnx'));
+  assert.ok(m('m[!0-2].onnx', 'm3.onnx') && !m('m[!0-2].onnx', 'm1.onnx'), 'a shell negates a class with !');
+  assert.ok(!m('a.onnx', 'aXonnx'), 'a dot is literal');
+  // braces: the issue's `zoo/{a,b}*.onnx` matched nothing with the hand-written matcher
+  assert.ok(m('{a,b}*.onnx', 'a1.onnx') && m('{a,b}*.onnx', 'b.onnx') && !m('{a,b}*.onnx', 'c.onnx'));
+  assert.ok(m('m{1..3}.onnx', 'm2.onnx') && !m('m{1..3}.onnx', 'm4.onnx'));
+  assert.ok(isGlob('zoo/{a,b}.onnx') && isGlob('**/*.onnx') && !isGlob('zoo/a.onnx'));
 });
 
-test('findModels: recursive directories, files as given, globs, duplicates once, sorted, cycles and misses reported', () => {
+test('findModels: recursive directories, files as given, globs with braces, duplicates once, sorted, cycles and misses reported', () => {
   const root = mkdtempSync(join(tmpdir(), 'lipcheck-find-'));
   mkdirSync(join(root, 'zoo/deep/er'), { recursive: true });
   for (const f of ['zoo/b.onnx', 'zoo/a.ONNX', 'zoo/deep/er/c.onnx', 'zoo/notes.txt', 'zoo/deep/x.onnx.bak']) writeFileSync(join(root, f), 'x');
   symlinkSync(join(root, 'zoo'), join(root, 'zoo/deep/loop'));
   const d = findModels([join(root, 'zoo'), join(root, 'zoo/b.onnx'), join(root, 'zoo/notes.txt'), join(root, 'missing.onnx'), `${root}/zoo/**/c.*`, `${root}/nothing/*.onnx`, join(root, 'zoo/deep/er/..')]);
   const rel = d.models.map((p) => p.slice(root.length + 1));
-  assert.deepEqual(rel, ['missing.onnx', 'zoo/a.ONNX', 'zoo/b.onnx', 'zoo/deep/er/c.onnx', 'zoo/notes.txt'].sort());
+  assert.deepEqual(rel, ['zoo/a.ONNX', 'zoo/b.onnx', 'zoo/deep/er/c.onnx', 'zoo/notes.txt'].sort());
   assert.deepEqual(d.unmatched, [`${root}/nothing/*.onnx`]);
+  assert.deepEqual(d.missing, [join(root, 'missing.onnx')], 'a named file that does not exist is reported, not silently kept');
+  assert.deepEqual(d.unreadable, []);
+  const braces = findModels([`${root}/zoo/{a,b}.*`, `${root}/zoo/**/{c,z}.onnx`]);
+  assert.deepEqual(braces.models.map((p) => p.slice(root.length + 1)), ['zoo/a.ONNX', 'zoo/b.onnx', 'zoo/deep/er/c.onnx']);
+});
+
+/** findModels as an unprivileged user: root lists every directory, so under root the walk runs in a child as nobody. */
+function findAsUser(args: string[]): Discovery {
+  if (process.getuid?.() !== 0) return findModels(args);
+  const src = new URL('../../../src/batch/discover.ts', import.meta.url).href;
+  const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', `const { findModels } = await import(${JSON.stringify(src)}); console.log(JSON.stringify(findModels(${JSON.stringify(args)})));`], { encoding: 'utf8', uid: 65534, gid: 65534, cwd: fileURLToPath(new URL('../../..', import.meta.url)) });
+  assert.equal(r.status, 0, r.stderr);
+  return JSON.parse(r.stdout);
+}
+
+test('findModels: a sub-directory that cannot be listed is reported (fail closed), not skipped', () => {
+  const root = mkdtempSync(join(tmpdir(), 'lipcheck-find-'));
+  chmodSync(root, 0o755);
+  mkdirSync(join(root, 'zoo/private'), { recursive: true });
+  writeFileSync(join(root, 'zoo/a.onnx'), 'x');
+  writeFileSync(join(root, 'zoo/private/b.onnx'), 'x');
+  chmodSync(join(root, 'zoo/private'), 0o000);
+  try {
+    const d = findAsUser([join(root, 'zoo')]);
+    assert.deepEqual(d.models, [join(root, 'zoo/a.onnx')]);
+    assert.equal(d.unreadable.length, 1);
+    assert.match(d.unreadable[0], /zoo\/private \(EACCES\)/);
+    assert.equal(findAsUser([`${root}/zoo/**/*.onnx`]).unreadable.length, 1, 'globs too');
+  } finally {
+    chmodSync(join(root, 'zoo/private'), 0o755);
+  }
 });
 
 test('shards: a partition of the sorted list whatever n, zero-based indices, bad specs refused', () => {

@@ -9,7 +9,11 @@ import { formatNumber } from './table.js';
 /** What renderHtml draws: one model's report, or the records of a batch run; gate verdicts are optional in both. */
 export type HtmlInput =
   | { readonly kind: 'model'; readonly report: LipschitzReport; readonly gates?: GateResult | null }
-  | { readonly kind: 'batch'; readonly records: readonly BatchRecord[]; readonly gates?: readonly GateResult[] | null; readonly title?: string };
+  | {
+    readonly kind: 'batch'; readonly records: readonly BatchRecord[]; readonly gates?: readonly GateResult[] | null; readonly title?: string;
+    /** Full reports by record path, where the caller has them: those rows link to a per-model section of the page. */
+    readonly details?: ReadonlyMap<string, LipschitzReport> | null;
+  };
 
 const esc = escapeAttr;
 
@@ -26,6 +30,40 @@ function clipMiddle(s: string, n: number): string {
   return `${cs.slice(0, head).join('')}…${cs.slice(cs.length - (n - 1 - head)).join('')}`;
 }
 
+const SEPARATORS = /(?<=[/\\_.\-])/u;
+const len = (s: string): number => Array.from(s).length;
+
+/**
+ * Shortens a path or node name to n characters at its separators (/ \\ _ . -), never inside a word: the last parts that
+ * fit are kept behind '…' (the file or node name says most). Only a single part longer than n is cut in its middle.
+ */
+export function clipAtSeparators(s: string, n: number): string {
+  if (len(s) <= n) return s;
+  const parts = s.split(SEPARATORS);
+  let tail = '';
+  for (let i = parts.length - 1; i >= 0 && len(parts[i] + tail) <= n - 1; i--) tail = parts[i] + tail;
+  return tail ? `…${tail}` : clipMiddle(s, n);
+}
+
+/**
+ * The longest directory prefix ('a/b/', ending at a '/') that every path shares, when there are two paths or more and
+ * each keeps a name after it; '' otherwise. Labels show the paths without it and the page states it once.
+ */
+export function commonDirPrefix(paths: readonly string[]): string {
+  if (paths.length < 2) return '';
+  let prefix = paths[0].slice(0, paths[0].lastIndexOf('/') + 1);
+  for (const p of paths) {
+    while (prefix && !p.startsWith(prefix)) prefix = prefix.slice(0, prefix.lastIndexOf('/', prefix.length - 2) + 1);
+    if (!prefix) return '';
+  }
+  return paths.every((p) => p.length > prefix.length) ? prefix : '';
+}
+
+/** Escaped text with a line-break opportunity after each separator (/ \\ _ . -), so long paths wrap there and not inside a word. */
+export function breakable(s: string): string {
+  return s.split(SEPARATORS).map(esc).join('<wbr/>');
+}
+
 const fmt = (x: number | null | undefined): string => formatNumber(x);
 const shape = (s: readonly number[]): string => (s.length ? s.join('×') : 'scalar');
 const normName = (n: string): string => (n === 'inf' ? 'ℓ∞' : n === '2' ? 'ℓ2' : n);
@@ -35,6 +73,7 @@ const plural = (n: number, one: string, many = `${one}s`): string => `${n} ${n =
 const numAttr = (x: number | null | undefined): string => (x === null || x === undefined || Number.isNaN(x) ? '' : String(x));
 
 const KIND_TEXT: Record<BoundKind, string> = {
+  exact: 'exact: a proved upper bound met by a witnessed pair (within 1e-6)',
   certified: 'certified: a proved upper bound',
   probabilistic: 'probabilistic: an upper bound that fails only with the small probability stated',
   estimate: 'estimate: no guarantee either way',
@@ -51,6 +90,8 @@ interface ChartRow {
   readonly mark: Mark;
   readonly note: string;
   readonly failed: boolean;
+  /** An in-page link (#id) for the label. */
+  readonly href?: string;
 }
 
 const COLOR = { certified: '#1a7f37', probabilistic: '#0969da', estimate: '#9a6700', red: '#cf222e', grid: '#d0d7de', ink: '#1f2328', muted: '#59636e' };
@@ -61,8 +102,11 @@ const NOTE_X = 722;
 const ROW_H = 22;
 const TOP = 40;
 
-function tickLabel(k: number): string {
-  return k >= -3 && k <= 4 ? String(10 ** k) : `1e${k}`;
+const SUPERSCRIPT: Record<string, string> = { '-': '⁻', 0: '⁰', 1: '¹', 2: '²', 3: '³', 4: '⁴', 5: '⁵', 6: '⁶', 7: '⁷', 8: '⁸', 9: '⁹' };
+
+/** Every tick in one format, 10 to a power (10⁻³ … 10⁰ … 10¹²), so a log axis never switches from 10000 to 1e5. */
+export function tickLabel(k: number): string {
+  return `10${Array.from(String(k), (c) => SUPERSCRIPT[c]).join('')}`;
 }
 
 function barPaint(id: string, mark: Mark, failed: boolean): string {
@@ -121,7 +165,8 @@ function chartSvg(id: string, title: string, valueHeading: string, rows: readonl
     const y = TOP + i * ROW_H;
     const marked = isMarked(r);
     out.push(`<g class="row${marked ? ' marked' : ''}${r.failed ? ' failed' : ''}"><title>${esc(r.tip)}</title>`);
-    out.push(`<text x="8" y="${y + 15}" font-family="ui-monospace, 'DejaVu Sans Mono', monospace" font-size="11.5" fill="${COLOR.ink}">${esc(clipMiddle(r.label, 36))}</text>`);
+    const label = `<text x="8" y="${y + 15}" font-family="ui-monospace, 'DejaVu Sans Mono', monospace" font-size="11.5" fill="${r.href ? COLOR.probabilistic : COLOR.ink}">${esc(clipAtSeparators(r.label, 36))}</text>`;
+    out.push(r.href ? `<a class="label-link" href="${esc(r.href)}">${label}</a>` : label);
     if (r.value !== null && !Number.isNaN(r.value)) {
       const vx = x(r.value);
       let x0 = Math.min(one, vx);
@@ -163,10 +208,10 @@ const CSS = `
 * { box-sizing: border-box; }
 body { margin: 0; padding: 24px; font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, "DejaVu Sans", sans-serif; color: #1f2328; background: #ffffff; }
 main { max-width: 1100px; margin: 0 auto; }
-h1 { font-size: 20px; margin: 4px 0 8px; overflow-wrap: anywhere; }
+h1 { font-size: 20px; margin: 4px 0 8px; overflow-wrap: break-word; }
 h1.path { font-family: ui-monospace, "DejaVu Sans Mono", monospace; font-size: 18px; }
 h2 { font-size: 16px; margin: 28px 0 8px; padding-bottom: 4px; border-bottom: 1px solid #d0d7de; }
-code, .mono { font-family: ui-monospace, "DejaVu Sans Mono", monospace; font-size: 12.5px; overflow-wrap: anywhere; }
+code, .mono { font-family: ui-monospace, "DejaVu Sans Mono", monospace; font-size: 12.5px; overflow-wrap: break-word; }
 .tool { color: #59636e; margin: 0; }
 dl.meta { display: grid; grid-template-columns: max-content 1fr; gap: 2px 16px; margin: 8px 0 0; }
 dl.meta dt { color: #59636e; }
@@ -222,6 +267,10 @@ details summary { cursor: pointer; }
 .tile.bad .n { color: #cf222e; }
 .tile.good .n { color: #1a7f37; }
 footer { margin-top: 28px; color: #59636e; font-size: 12px; }
+a { color: #0969da; }
+section.model-detail { margin-top: 36px; padding-top: 8px; border-top: 3px solid #d0d7de; }
+section.model-detail h2.model { font-family: ui-monospace, "DejaVu Sans Mono", monospace; font-size: 16px; border: 0; }
+details.collapsed { margin: 8px 0; }
 `;
 
 // Written without '<' or '&' so the page stays well-formed XML; CSP admits it by hash.
@@ -288,10 +337,10 @@ function boundCell(b: Bound | null): string {
   return b ? `<td class="num" data-v="${numAttr(b.value)}" title="${esc(String(b.value))}">${esc(fmt(b.value))}</td>` : '<td class="num" data-v="">—</td>';
 }
 
-function gateSection(gate: GateResult): string {
+function gateSection(gate: GateResult, idp = ''): string {
   const items = gate.checks.map((c) => `<li><span class="badge ${c.passed ? 'passed' : 'failed'}">${c.passed ? 'passed' : 'failed'}</span> <code>${esc(c.gate)}</code> ${esc(c.message)}</li>`);
   const head = gate.checks.length === 0 ? '<p>No gate was set.</p>' : `<p>${gate.passed ? 'Every gate passed.' : `${plural(gate.checks.filter((c) => !c.passed).length, 'gate')} of ${gate.checks.length} failed.`}</p>`;
-  return `<section id="gates"><h2>Gates</h2>${head}<ul class="reasons">${items.join('')}</ul></section>`;
+  return `<section id="${idp}gates"><h2>Gates</h2>${head}<ul class="reasons">${items.join('')}</ul></section>`;
 }
 
 function nodesBlock(id: string, nodes: readonly string[]): string {
@@ -314,9 +363,132 @@ function layerRow(l: LayerResult, i: number): ChartRow {
   return { ...base, value: null, mark: l.kind === 'merge' ? 'merge' : 'none', note: l.kind === 'merge' ? `merge: ${l.note}` : l.note || 'no value', tip: `${tipHead}. ${l.note}` };
 }
 
-function layerTable(layers: readonly LayerResult[]): string {
+/** An activation whose slopes lie in [−1, 1] with 1 reached (ReLU, leaky ReLU, …): a factor of exactly 1, it changes no bound. */
+export function isSlopeOne(l: LayerResult): boolean {
+  return l.kind === 'activation' && l.upper?.value === 1;
+}
+
+function collapsedSummary(layers: readonly LayerResult[]): string {
+  const byOp = new Map<string, number>();
+  for (const l of layers) byOp.set(l.opTypes.join('+'), (byOp.get(l.opTypes.join('+')) ?? 0) + 1);
+  return `${plural(layers.length, 'activation row')} with slope 1 (${[...byOp].map(([op, n]) => `${op} ×${n}`).join(', ')})`;
+}
+
+/** One step of the composition: a factor the bound is multiplied by, or a merge where branches add or combine. */
+interface Step {
+  readonly index: number;
+  readonly layer: LayerResult;
+  /** The row's factor (its upper bound, else its estimate); null for merges and rows without a value. */
+  readonly factor: number | null;
+  readonly kind: BoundKind | null;
+  /** The product of the factors since the input or since the last merge. */
+  readonly running: number | null;
+  /** The merge this running product restarted after; null from the input. */
+  readonly after: string | null;
+}
+
+/**
+ * The global bound as the report's rows compose it: the rows a segment bounds together are replaced by the segment's
+ * factor, slope-1 activations are left out (factor 1), the other factors multiply in order. A model without merges is a
+ * chain and the last running product is AutoLip's composition (the global bound up to its rounding allowance); at a
+ * merge the branches' bounds add (sum) or combine (concatenation) along the graph, which a list of rows cannot show,
+ * so the running product restarts there.
+ */
+export function compositionSteps(layers: readonly LayerResult[]): { steps: Step[]; merges: number; chain: boolean } {
+  const covered = new Set<number>();
+  layers.forEach((seg, j) => {
+    if (seg.kind !== 'segment') return;
+    const nodes = new Set(seg.nodes);
+    const ops = layers.flatMap((l, i) => (i < j && l.kind === 'operator' && l.nodes.length > 0 && l.nodes.every((n) => nodes.has(n)) ? [i] : []));
+    if (!ops.length) return;
+    for (let i = ops[0]; i < j; i++) if (ops.includes(i) || layers[i].kind === 'activation' || layers[i].kind === 'nonlinear') covered.add(i);
+  });
+  const steps: Step[] = [];
+  let running: number | null = 1;
+  let after: string | null = null;
+  let merges = 0;
+  let chain = true;
+  for (const [i, l] of layers.entries()) {
+    if (covered.has(i) || isSlopeOne(l)) continue;
+    if (l.kind === 'merge') {
+      merges++;
+      chain = false;
+      steps.push({ index: i, layer: l, factor: null, kind: null, running: null, after });
+      running = 1;
+      after = l.id;
+      continue;
+    }
+    if (l.kind === 'unbounded' || l.kind === 'discontinuous') {
+      chain = false;
+      steps.push({ index: i, layer: l, factor: null, kind: null, running: null, after });
+      running = null;
+      continue;
+    }
+    const factor = l.upper?.value ?? l.estimate;
+    const kind = l.upper?.kind ?? (l.estimate !== null ? 'estimate' : null);
+    running = running !== null && factor !== null ? running * factor : null;
+    steps.push({ index: i, layer: l, factor, kind, running, after });
+  }
+  return { steps, merges, chain };
+}
+
+function compositionSection(r: LipschitzReport, idp: string): string {
+  const g = r.global;
+  const parts: string[] = [`<section id="${idp}composition"><h2>How the global bound is composed</h2>`];
+  // per-method contributions: every method's global value, then what each segment saved against AutoLip's product
+  if (g.methods.length) {
+    const rows = g.methods.map((m) => {
+      const v = m.upper?.value ?? m.estimate;
+      const chosen = g.upper !== null && m.upper !== null && m.method === g.upper.method && m.upper.value === g.upper.value;
+      const ratio = v !== null && g.methods[0].upper && m !== g.methods[0] ? g.methods[0].upper.value / v : null;
+      return `<tr${chosen ? ' class="chosen"' : ''}><td><code>${esc(m.method)}</code>${chosen ? ' <span class="badge passed">reported</span>' : ''}</td><td class="num" data-v="${numAttr(v)}">${esc(fmt(v))}</td><td>${m.upper ? `<span class="k-${m.upper.kind}">${esc(m.upper.kind)}</span>` : '<span class="k-estimate">estimate</span> <span class="muted">(no guarantee)</span>'}</td><td class="num">${ratio !== null ? esc(`÷${fmt(ratio)}`) : ''}</td></tr>`;
+    });
+    parts.push(`<div class="table-wrap"><table class="methods"><thead><tr><th>method</th><th class="num">global value</th><th>kind</th><th class="num">vs AutoLip</th></tr></thead><tbody>\n${rows.join('\n')}\n</tbody></table></div>`);
+  }
+  const segs = r.layers.map((l, i) => ({ l, i })).filter(({ l }) => l.kind === 'segment' && l.upper);
+  if (segs.length) {
+    const rows = segs.map(({ l, i }) => {
+      const al = l.candidates.find((c) => c.method === 'autolip' || c.method.startsWith('autolip'))?.value ?? null;
+      return `<tr><td class="num">${i + 1}</td><td><code>${esc(l.id)}</code></td><td class="num" data-v="${numAttr(al)}">${esc(fmt(al))}</td><td class="num" data-v="${numAttr(l.upper!.value)}">${esc(fmt(l.upper!.value))}</td><td><code>${esc(l.upper!.method)}</code></td><td class="num">${al !== null && l.upper!.value > 0 ? esc(`÷${fmt(al / l.upper!.value)}`) : ''}</td></tr>`;
+    });
+    parts.push(`<p class="caption">Each segment (a chain operator → activation → … → operator) is bounded as a whole; its factor replaces the product of its rows.</p>`);
+    parts.push(`<div class="table-wrap"><table class="segments"><thead><tr><th class="num">#</th><th>segment</th><th class="num">AutoLip product</th><th class="num">factor used</th><th>method</th><th class="num">saved</th></tr></thead><tbody>\n${rows.join('\n')}\n</tbody></table></div>`);
+  }
+  const { steps, merges, chain } = compositionSteps(r.layers);
+  if (steps.some((s) => s.factor !== null)) {
+    const rows: ChartRow[] = steps.map((s) => {
+      const label = `${s.index + 1} ${s.layer.id} ${s.layer.opTypes.join('+')}`;
+      if (s.layer.kind === 'merge') return { label, value: null, lower: null, mark: 'merge', failed: false, note: `${s.layer.note}; the product restarts`, tip: `${s.layer.id}: ${s.layer.note}. lipcheck composes the branches along the graph; the running product below restarts at 1.` };
+      if (s.factor === null) return { label, value: null, lower: null, mark: s.layer.kind === 'unbounded' || s.layer.kind === 'discontinuous' ? s.layer.kind : 'none', failed: false, note: s.layer.note || 'no value', tip: `${s.layer.id}: ${s.layer.note}` };
+      return {
+        label, value: s.running, lower: null, mark: s.kind ?? 'none', failed: false,
+        note: `×${fmt(s.factor)} → ${fmt(s.running)}`,
+        tip: `${s.layer.id}: factor ${s.factor} (${s.kind}, ${s.layer.upper?.method ?? 'estimate'}); running product ${s.running}${s.after ? ` since ${s.after}` : ' from the input'}.`,
+      };
+    });
+    const last = [...steps].reverse().find((s) => s.running !== null)?.running ?? null;
+    if (chain && g.upper && last !== null) rows.push({ label: 'global upper bound', value: g.upper.value, lower: g.lower?.value ?? null, mark: g.upper.kind, failed: false, note: `${fmt(g.upper.value)} ${g.upper.kind} · ${g.upper.method}`, tip: `Global upper bound ${g.upper.value} (${g.upper.kind}, ${g.upper.method}).` });
+    parts.push(`<div class="chart-wrap">${chartSvg(`${idp}running`, `Running product of the layer factors of ${r.model.path}, log scale`, 'factor → running product', rows)}</div>`);
+    const notes: string[] = [];
+    const ones = r.layers.filter(isSlopeOne);
+    if (chain) {
+      const agrees = g.upper !== null && last !== null && Math.abs(last / g.upper.value - 1) <= 1e-9;
+      notes.push(`Each bar is the product of the factors from the input to its row: the bound grows by the factor written beside it.${agrees ? ` The last product is the global bound ${fmt(g.upper!.value)}.` : g.upper && last !== null ? ` The product of the rows is ${fmt(last)}; the global bound ${fmt(g.upper.value)} is composed along the graph.` : ''}`);
+    } else if (merges) {
+      notes.push(`The graph has ${plural(merges, 'merge')}: there the branches' bounds add (sum) or combine (concatenation) along the graph, which a list of rows cannot show, so each bar is the product since the input or since the last merge; the global bound ${g.upper ? fmt(g.upper.value) : ''} comes from lipcheck's composition over the graph.`);
+    }
+    if (ones.length) notes.push(`${collapsedSummary(ones)} are left out: a factor of 1 changes nothing.`);
+    notes.push('Rows bounded together by a segment appear once, as the segment.');
+    parts.push(`<p class="caption">${notes.join(' ')}</p>`);
+  }
+  parts.push('</section>');
+  return parts.join('\n');
+}
+
+function layerTable(layers: readonly LayerResult[], indices: readonly number[], cls = 'layers'): string {
   const head = ['<tr>', th('#', true), th('layer'), th('ops and ONNX nodes'), th('shape in → out'), th('estimate', true), th('upper', true), th('bound'), th('iters', true), th('time', true), th('note'), '</tr>'].join('');
-  const rows = layers.map((l, i) => {
+  const rows = indices.map((i) => {
+    const l = layers[i];
     const marked = l.kind === 'unbounded' || l.kind === 'discontinuous';
     const bound = l.upper
       ? `<td><span class="k-${l.upper.kind}">${esc(l.upper.kind)}</span><div class="sub">${esc(l.upper.method)}</div></td>`
@@ -326,7 +498,7 @@ function layerTable(layers: readonly LayerResult[]): string {
     return [
       `<tr${marked ? ' class="marked"' : ''}>`,
       `<td class="num" data-v="${i + 1}">${i + 1}</td>`,
-      `<td><code>${esc(l.id)}</code><div class="sub">${esc(l.kind)}</div></td>`,
+      `<td><code>${breakable(l.id)}</code><div class="sub">${esc(l.kind)}</div></td>`,
       `<td>${l.opTypes.map(esc).join('+<wbr/>')}${nodesBlock(l.id, l.nodes)}</td>`,
       `<td class="mono">${esc(`${shape(l.inShape)} → ${shape(l.outShape)}`)}</td>`,
       `<td class="num" data-v="${numAttr(l.estimate)}">${esc(fmt(l.estimate))}</td>`,
@@ -338,10 +510,10 @@ function layerTable(layers: readonly LayerResult[]): string {
       '</tr>',
     ].join('');
   });
-  return `<div class="table-wrap"><table class="sortable layers"><thead>${head}</thead><tbody>\n${rows.join('\n')}\n</tbody></table></div>`;
+  return `<div class="table-wrap"><table class="sortable ${cls}"><thead>${head}</thead><tbody>\n${rows.join('\n')}\n</tbody></table></div>`;
 }
 
-function verdict(r: LipschitzReport): string {
+function verdict(r: LipschitzReport, idp = ''): string {
   const g = r.global;
   const norm = normName(r.norm);
   const lines: string[] = [];
@@ -356,14 +528,45 @@ function verdict(r: LipschitzReport): string {
     lines.push(`<p>Global Lipschitz constant (${esc(norm)})</p>`);
     lines.push(`<p class="big"><span class="k-${g.status}">${g.status}</span></p>`);
     lines.push(`<p>The model has no global Lipschitz constant, because of ${plural(g.reasons.length, 'node')}:</p>`);
-    lines.push(`<ul class="reasons">${g.reasons.map((x) => `<li><code>${esc(x.opType)}</code> node <code>${esc(x.node)}</code> ${esc(x.reason)}.</li>`).join('')}</ul>`);
+    lines.push(`<ul class="reasons">${g.reasons.map((x) => `<li><code>${esc(x.opType)}</code> node <code>${breakable(x.node)}</code> ${esc(x.reason)}.</li>`).join('')}</ul>`);
     if (g.status === 'discontinuous') lines.push('<p>A discontinuous function has no Lipschitz constant; to bound the scores before it, export them as a graph output and pass <code>--output NAME</code>.</p>');
   }
   if (g.lower) lines.push(`<p>Witnessed lower bound: <strong title="${esc(String(g.lower.value))}">${esc(fmt(g.lower.value))}</strong> (<code>${esc(g.lower.method)}</code>, ${plural(g.lower.evaluations, 'run')} of the original model)${g.ratio !== null ? `; upper/lower = <strong>${esc(fmt(g.ratio))}</strong>` : ''}.</p>`);
   if (g.methods.length > 1) lines.push(`<p>By method: ${g.methods.map((m) => `<code>${esc(m.method)}</code> ${m.upper ? `${esc(fmt(m.upper.value))} (${esc(m.upper.kind)})` : `${esc(fmt(m.estimate))} (estimate, no guarantee)`}`).join(' · ')}.</p>`);
   if (g.estimate !== null) lines.push(`<p class="muted">AutoLip with per-operator estimates (no guarantee): ${esc(fmt(g.estimate))}.</p>`);
   const cls = g.status === 'bounded' ? (g.upper?.kind ?? 'bounded') : g.status;
-  return `<section class="verdict ${esc(cls)}" id="verdict">${lines.join('\n')}</section>`;
+  return `<section class="verdict ${esc(cls)}" id="${idp}verdict">${lines.join('\n')}</section>`;
+}
+
+/** Everything below a model page's header: verdict, gates, warnings, composition, layer chart and table; ids start with idp. */
+function modelSections(r: LipschitzReport, gate: GateResult | null, idp: string): string {
+  const parts: string[] = [];
+  parts.push(verdict(r, idp));
+  if (gate) parts.push(gateSection(gate, idp));
+  if (r.warnings.length) parts.push(`<section id="${idp}warnings"><h2>Warnings</h2><ul class="warnings">${r.warnings.map((w) => `<li>${esc(w)}</li>`).join('')}</ul></section>`);
+  if (r.global.status === 'bounded' && r.layers.length) parts.push(compositionSection(r, idp));
+  parts.push(`<section id="${idp}layer-chart"><h2>Operator norms per layer</h2>`);
+  const shown = r.layers.flatMap((l, i) => (isSlopeOne(l) ? [] : [i]));
+  const ones = r.layers.flatMap((l, i) => (isSlopeOne(l) ? [i] : []));
+  if (r.layers.length === 0) {
+    parts.push('<p>The report has no layers to chart.</p>');
+  } else {
+    const rows = shown.map((i) => layerRow(r.layers[i], i));
+    const kinds = (['certified', 'probabilistic', 'estimate'] as const).filter((k) => rows.some((x) => x.mark === k && x.value !== null));
+    const marked = rows.some((x) => x.mark === 'unbounded' || x.mark === 'discontinuous');
+    parts.push(legend(kinds, marked ? [LEGEND_MARKED] : []));
+    if (rows.length) parts.push(`<div class="chart-wrap">${chartSvg(`${idp}layers`, `Operator norm of each of the ${plural(r.layers.length, 'layer')} of ${r.model.path}, log scale`, 'upper bound · kind · method', rows)}</div>`);
+    const notes = ['Each bar runs from 1 to the layer\'s bound: to the right the layer may stretch distances, to the left it shrinks them.'];
+    if (ones.length) notes.push(`${collapsedSummary(ones.map((i) => r.layers[i]))} are not drawn (a factor of 1 changes nothing); the table lists them under its own heading.`);
+    if (r.layers.some((l) => l.kind === 'merge')) notes.push('Merge rows have no value of their own: the bounds of their branches add (sum) or combine (concatenation).');
+    if (r.layers.some((l) => l.kind === 'segment')) notes.push('A segment row bounds several operators together and replaces the product of their bars.');
+    parts.push(`<p class="caption">${notes.join(' ')}</p>`);
+  }
+  parts.push('</section>');
+  const table = r.layers.length === 0 ? '<p>The report has no layers.</p>'
+    : `${layerTable(r.layers, shown)}${ones.length ? `<details class="collapsed" id="${idp}slope-one"><summary>${esc(collapsedSummary(ones.map((i) => r.layers[i])))}, collapsed</summary>${layerTable(r.layers, ones, 'layers slope-one')}</details>` : ''}`;
+  parts.push(`<section id="${idp}layer-table"><h2>Layers</h2>${table}</section>`);
+  return parts.join('\n');
 }
 
 function modelPage(r: LipschitzReport, gate: GateResult | null): string {
@@ -372,34 +575,16 @@ function modelPage(r: LipschitzReport, gate: GateResult | null): string {
   const parts: string[] = [];
   parts.push('<header>');
   parts.push(`<p class="tool">lipcheck ${esc(r.tool.version)} · Lipschitz report</p>`);
-  parts.push(`<h1 class="path">${esc(m.path)}</h1>`);
+  parts.push(`<h1 class="path">${breakable(m.path)}</h1>`);
   parts.push('<dl class="meta">');
   parts.push(`<dt>sha256</dt><dd><code title="${esc(m.sha256)}">${esc(m.sha256.slice(0, 12))}</code> · ${esc(String(m.bytes))} bytes · producer ${esc(m.producer || 'unknown')} · opset ${esc(String(m.opset))} · IR version ${esc(String(m.irVersion))}</dd>`);
-  parts.push(`<dt>input</dt><dd><code>${esc(r.input.name)}</code> [${esc(r.input.shape.join(', '))}]</dd>`);
-  parts.push(`<dt>output</dt><dd><code>${esc(r.output.name)}</code> [${esc(r.output.shape.join(', '))}]</dd>`);
+  parts.push(`<dt>input</dt><dd><code>${breakable(r.input.name)}</code> [${esc(r.input.shape.join(', '))}]</dd>`);
+  parts.push(`<dt>output</dt><dd><code>${breakable(r.output.name)}</code> [${esc(r.output.shape.join(', '))}]</dd>`);
   parts.push(`<dt>norm</dt><dd>${esc(normName(r.norm))}</dd>`);
   parts.push(`<dt>settings</dt><dd>method ${esc(s.method)} · seed ${esc(String(s.seed))} · δ ${esc(String(s.delta))} · tol ${esc(String(s.tol))} · certify ${esc(s.certify)} · ${esc(s.provider)}</dd>`);
   parts.push('</dl>');
   parts.push('</header>');
-  parts.push(verdict(r));
-  if (gate) parts.push(gateSection(gate));
-  if (r.warnings.length) parts.push(`<section id="warnings"><h2>Warnings</h2><ul class="warnings">${r.warnings.map((w) => `<li>${esc(w)}</li>`).join('')}</ul></section>`);
-  parts.push('<section id="layer-chart"><h2>Operator norms per layer</h2>');
-  if (r.layers.length === 0) {
-    parts.push('<p>The report has no layers to chart.</p>');
-  } else {
-    const rows = r.layers.map(layerRow);
-    const kinds = (['certified', 'probabilistic', 'estimate'] as const).filter((k) => rows.some((x) => x.mark === k && x.value !== null));
-    const marked = rows.some((x) => x.mark === 'unbounded' || x.mark === 'discontinuous');
-    parts.push(legend(kinds, marked ? [LEGEND_MARKED] : []));
-    parts.push(`<div class="chart-wrap">${chartSvg('layers', `Operator norm of each of the ${plural(r.layers.length, 'layer')} of ${m.path}, log scale`, 'upper bound · kind · method', rows)}</div>`);
-    const notes = ['Each bar runs from 1 to the layer\'s bound: to the right the layer may stretch distances, to the left it shrinks them.'];
-    if (r.layers.some((l) => l.kind === 'merge')) notes.push('Merge rows have no value of their own: the bounds of their branches add (sum) or combine (concatenation).');
-    if (r.layers.some((l) => l.kind === 'segment')) notes.push('A segment row bounds several operators together and replaces the product of their bars.');
-    parts.push(`<p class="caption">${notes.join(' ')}</p>`);
-  }
-  parts.push('</section>');
-  parts.push(`<section id="layer-table"><h2>Layers</h2>${r.layers.length ? layerTable(r.layers) : '<p>The report has no layers.</p>'}</section>`);
+  parts.push(modelSections(r, gate, ''));
   const t = r.timings;
   parts.push(`<footer>Time ${esc(duration(t.totalMs))} (load ${esc(duration(t.loadMs))}, build ${esc(duration(t.buildMs))}, norms ${esc(duration(t.normsMs))}, lower bound ${esc(duration(t.lowerMs))}) on ${esc(s.provider)}. Schema version ${esc(String(r.schemaVersion))}.</footer>`);
   return page(`lipcheck: ${m.path}`, parts.join('\n'));
@@ -416,7 +601,7 @@ function recordMessages(r: BatchRecord, gate: GateResult | undefined): string[] 
   return out;
 }
 
-function batchTable(records: readonly BatchRecord[], gates: ReadonlyMap<string, GateResult>, withGates: boolean): string {
+function batchTable(records: readonly BatchRecord[], gates: ReadonlyMap<string, GateResult>, withGates: boolean, prefix: string, anchors: ReadonlyMap<string, string>): string {
   const head = ['<tr>', th('#', true), th('path'), th('status'), th('bound', true), th('kind'), th('method'), th('lower', true), th('time', true), ...(withGates ? [th('gate')] : []), th('message'), '</tr>'].join('');
   const rows = records.map((r, i) => {
     const gate = gates.get(r.path);
@@ -427,7 +612,7 @@ function batchTable(records: readonly BatchRecord[], gates: ReadonlyMap<string, 
     return [
       `<tr${cls ? ` class="${cls}"` : ''}>`,
       `<td class="num" data-v="${i + 1}">${i + 1}</td>`,
-      `<td class="path"><code>${esc(r.path)}</code></td>`,
+      pathCell(r.path, prefix, anchors.get(r.path)),
       statusCell,
       boundCell(r.upper),
       r.upper ? `<td class="k-${r.upper.kind}">${esc(r.upper.kind)}</td>` : '<td class="muted">—</td>',
@@ -442,11 +627,18 @@ function batchTable(records: readonly BatchRecord[], gates: ReadonlyMap<string, 
   return `<div class="table-wrap"><table class="sortable batch"><thead>${head}</thead><tbody>\n${rows.join('\n')}\n</tbody></table></div>`;
 }
 
+/** The path without the batch's common prefix, wrapping at separators; a link to the model's section where there is one. */
+function pathCell(path: string, prefix: string, anchor: string | undefined): string {
+  const shown = path.startsWith(prefix) ? path.slice(prefix.length) : path;
+  const code = `<code title="${esc(path)}">${breakable(shown)}</code>`;
+  return `<td class="path">${anchor ? `<a href="#${esc(anchor)}">${code}</a>` : code}</td>`;
+}
+
 function tile(n: number, label: string, tone: '' | 'good' | 'bad' = ''): string {
   return `<div class="tile${tone && n > 0 ? ` ${tone}` : ''}"><span class="n">${n}</span>${esc(label)}</div>`;
 }
 
-function batchPage(records: readonly BatchRecord[], gateList: readonly GateResult[] | null, title: string): string {
+function batchPage(records: readonly BatchRecord[], gateList: readonly GateResult[] | null, title: string, details: ReadonlyMap<string, LipschitzReport> | null): string {
   const gates = new Map<string, GateResult>();
   for (const g of gateList ?? []) gates.set(g.path, g);
   const count = (f: (r: BatchRecord) => boolean) => records.filter(f).length;
@@ -457,7 +649,10 @@ function batchPage(records: readonly BatchRecord[], gateList: readonly GateResul
   parts.push('<header>');
   parts.push('<p class="tool">lipcheck · batch report</p>');
   parts.push(`<h1>${esc(title)}</h1>`);
-  parts.push(`<p>${plural(records.length, 'model')}.</p>`);
+  const prefix = commonDirPrefix(records.map((r) => r.path));
+  const anchors = new Map<string, string>();
+  records.forEach((r, i) => { if (details?.has(r.path) && !anchors.has(r.path)) anchors.set(r.path, `model-${i + 1}`); });
+  parts.push(`<p>${plural(records.length, 'model')}${prefix ? `, paths below relative to <code>${breakable(prefix)}</code>` : ''}.${anchors.size ? ` ${plural(anchors.size, 'model')} ${anchors.size === 1 ? 'has' : 'have'} a section with ${anchors.size === 1 ? 'its' : 'their'} layers: follow the path.` : ''}</p>`);
   parts.push('</header>');
   parts.push('<section id="counts" class="tiles">');
   parts.push(tile(bounded, `bounded (${count((r) => r.upper?.kind === 'certified')} certified, ${count((r) => r.upper?.kind === 'probabilistic')} probabilistic)`, 'good'));
@@ -482,8 +677,10 @@ function batchPage(records: readonly BatchRecord[], gateList: readonly GateResul
     const rows: ChartRow[] = sorted.map((r) => {
       const u = r.upper!;
       const failed = gates.get(r.path)?.passed === false;
+      const anchor = anchors.get(r.path);
       return {
-        label: r.path, value: u.value, lower: r.lower, mark: u.kind, failed,
+        label: r.path.startsWith(prefix) ? r.path.slice(prefix.length) : r.path, value: u.value, lower: r.lower, mark: u.kind, failed,
+        ...(anchor ? { href: `#${anchor}` } : {}),
         note: `${failed ? '✗ gate failed · ' : ''}${fmt(u.value)} ${u.kind} · ${u.method}`,
         tip: `${r.path}: upper bound ${u.value} (${u.kind}, ${u.method})${r.lower !== null ? `, lower bound ${r.lower}` : ''}.${failed ? ` ${recordMessages(r, gates.get(r.path)).join(' ')}` : ''}`,
       };
@@ -495,12 +692,18 @@ function batchPage(records: readonly BatchRecord[], gateList: readonly GateResul
     if (left > 0) parts.push(`<p class="caption">${plural(left, 'model')} without an upper bound ${left === 1 ? 'is' : 'are'} listed in the table only.</p>`);
   }
   parts.push('</section>');
-  parts.push(`<section id="model-table"><h2>Models</h2><p class="caption">Click a column header to sort.</p>${batchTable(records, gates, gateList !== null && gateList !== undefined)}</section>`);
+  parts.push(`<section id="model-table"><h2>Models</h2><p class="caption">Click a column header to sort.</p>${batchTable(records, gates, gateList !== null && gateList !== undefined, prefix, anchors)}</section>`);
+  for (const [path, anchor] of anchors) {
+    const r = details!.get(path)!;
+    parts.push(`<section class="model-detail" id="${anchor}"><h2 class="model">${breakable(path)}</h2><p class="caption"><a href="#model-table">back to the table</a> · sha256 <code>${esc(r.model.sha256.slice(0, 12))}</code> · input <code>${breakable(r.input.name)}</code> [${esc(r.input.shape.join(', '))}] · output <code>${breakable(r.output.name)}</code> [${esc(r.output.shape.join(', '))}]</p>`);
+    parts.push(modelSections(r, gates.get(path) ?? null, `${anchor}-`));
+    parts.push('</section>');
+  }
   return page(`lipcheck: ${title}`, parts.join('\n'));
 }
 
 /** Renders one model's report or a batch run as one self-contained HTML page (inline CSS, SVG and sorting script; no network). */
 export function renderHtml(input: HtmlInput): string {
   if (input.kind === 'model') return modelPage(input.report, input.gates ?? null);
-  return batchPage(input.records, input.gates ?? null, input.title ?? 'lipcheck batch report');
+  return batchPage(input.records, input.gates ?? null, input.title ?? 'lipcheck batch report', input.details ?? null);
 }

@@ -77,7 +77,8 @@ const GATES: GateResult[] = [
 function checkPage(html: string): El {
   assert.ok(!/https?:\/\//i.test(html), 'The page must not reference any http:// or https:// address.');
   assert.ok(!/<(link|img|iframe|object|embed|base)\b/i.test(html), 'The page must not load anything.');
-  assert.ok(!/\b(src|href)=/i.test(html), 'The page must not load anything.');
+  assert.ok(!/\bsrc=/i.test(html), 'The page must not load anything.');
+  for (const m of html.matchAll(/\bhref="([^"]*)"/gi)) assert.ok(m[1].startsWith('#'), `Links stay inside the page: ${m[1]}.`);
   for (const m of html.matchAll(/url\(/g)) assert.equal(html.slice(m.index, m.index + 5), 'url(#', 'Only fragment url() references are allowed.');
   assert.equal(html.match(/<script/g)?.length, 1);
   assert.equal(html.match(/<style/g)?.length, 1);
@@ -107,7 +108,8 @@ test('the layer chart has one bar per layer with a value, marks unbounded rows, 
   const doc = checkPage(renderHtml({ kind: 'model', report: report() }));
   const svg = byId(doc, 'layers');
   const bars = byClass(svg, 'rect', 'bar');
-  const valued = LAYERS.filter((l) => l.upper !== null || l.estimate !== null);
+  // slope-1 activations are collapsed (their own test below)
+  const valued = LAYERS.filter((l) => (l.upper !== null || l.estimate !== null) && !(l.kind === 'activation' && l.upper?.value === 1));
   assert.equal(bars.length, valued.length);
   assert.deepEqual(bars.map((b) => b.attrs['data-kind']), valued.map((l) => l.upper?.kind ?? 'estimate'));
   assert.deepEqual(bars.map((b) => Number(b.attrs['data-value'])), valued.map((l) => l.upper?.value ?? l.estimate));
@@ -118,8 +120,8 @@ test('the layer chart has one bar per layer with a value, marks unbounded rows, 
   assert.match(textOf(marked[0]), /mm<&>/);
   const legend = textOf(byClass(doc, 'ul', 'legend')[0]);
   for (const k of ['certified', 'probabilistic', 'estimate', 'unbounded']) assert.ok(legend.includes(k), `The legend should name ${k}.`);
-  const table = byClass(doc, 'table', 'layers')[0];
-  assert.equal(all(all(table, 'tbody')[0], 'tr').length, LAYERS.length);
+  const rows = byClass(doc, 'table', 'layers').flatMap((t) => all(all(t, 'tbody')[0], 'tr'));
+  assert.equal(rows.length, LAYERS.length, 'Every layer has a table row, collapsed or not.');
 });
 
 test('an unbounded or discontinuous model page names the nodes behind it', () => {
@@ -197,4 +199,139 @@ test('an empty batch and a batch where every model failed render without charts'
   assert.equal(all(failed, 'svg').length, 0);
   assert.equal(all(all(failed, 'tbody')[0], 'tr').length, 1);
   assert.ok(!all(failed, 'th').map(textOf).includes('gate'), 'Without gates there is no gate column.');
+});
+
+// ---- issue 13 item 5: labels, ticks, composition, collapsed activations, batch details ----
+
+const svgTexts = (svg: El): string[] => all(svg, 'text').map(textOf);
+const chartLabels = (svg: El): string[] => byClass(svg, 'g', 'row').map((g) => textOf(all(g, 'text')[0]));
+
+test('batch labels drop the common directory prefix, which the page states once', () => {
+  const paths = ['zoo/dist_shift/mnist_concat.onnx', 'zoo/dist_shift/cifar/resnet.onnx', 'zoo/dist_shift/tiny.onnx'];
+  const doc = checkPage(renderHtml({ kind: 'batch', records: paths.map((p, i) => record(p, { upper: { value: 2 + i, kind: 'certified', method: 'exact' } })) }));
+  assert.deepEqual(chartLabels(byId(doc, 'models')), ['tiny.onnx', 'cifar/resnet.onnx', 'mnist_concat.onnx']);
+  assert.deepEqual(byClass(doc, 'td', 'path').map(textOf), ['mnist_concat.onnx', 'cifar/resnet.onnx', 'tiny.onnx']);
+  assert.match(textOf(all(doc, 'header')[0]), /paths below relative to zoo\/dist_shift\//);
+  // a prefix is a whole directory: 'zoo/a' and 'zoo/ab' share 'zoo/', not 'zoo/a'; one model keeps its full path
+  const two = checkPage(renderHtml({ kind: 'batch', records: [record('zoo/a/x.onnx'), record('zoo/ab/y.onnx')] }));
+  assert.deepEqual(byClass(two, 'td', 'path').map(textOf), ['a/x.onnx', 'ab/y.onnx']);
+  const one = checkPage(renderHtml({ kind: 'batch', records: [record('zoo/a/x.onnx')] }));
+  assert.deepEqual(byClass(one, 'td', 'path').map(textOf), ['zoo/a/x.onnx']);
+});
+
+test('long labels are shortened at separators, never inside a word, and paths wrap only at separators', () => {
+  const long = 'benchmarks/verification_competition_2024/dist_shift_mnist_concat_wide_variant.onnx';
+  const other = 'elsewhere/m.onnx';
+  const html = renderHtml({ kind: 'batch', records: [record(long), record(other, { upper: { value: 3, kind: 'certified', method: 'exact' } })] });
+  const doc = checkPage(html);
+  const [label] = chartLabels(byId(doc, 'models'));
+  assert.ok(Array.from(label).length <= 36, `The label ${label} fits its column.`);
+  assert.ok(label.startsWith('…'), `The label ${label} says it was shortened.`);
+  const kept = label.slice(1);
+  assert.ok(long.endsWith(kept), 'The label keeps the end of the path.');
+  assert.match(long.charAt(long.length - kept.length - 1), /[/_.-]/, `The label ${label} starts right after a separator, not inside a word.`);
+  // the table's path cell has a break opportunity after every separator and nowhere else
+  const cell = /<td class="path"><code[^>]*>(.*?)<\/code><\/td>/.exec(html)![1];
+  assert.equal(cell, long.replace(/([/_.-])/g, '$1<wbr/>'));
+  assert.ok(!html.includes('overflow-wrap: anywhere'), 'No style may break paths at any character.');
+});
+
+test('every tick label of a log axis has the same format, 10 to a power', () => {
+  const layers = [1e-4, 0.5, 3, 2e4, 7e11].map((v, i) => layer(`op${i + 1}`, { upper: { value: v, kind: 'certified', method: 'exact' } }));
+  const doc = checkPage(renderHtml({ kind: 'model', report: report({ layers }) }));
+  const svg = byId(doc, 'layers');
+  const ticks = all(svg, 'text').filter((t) => Number(t.attrs.y) < 40 && t.attrs['text-anchor'] === 'middle').map(textOf);
+  assert.ok(ticks.length >= 5, `Expected several ticks, got ${ticks.join(' ')}.`);
+  for (const t of ticks) assert.match(t, /^10⁻?[⁰¹²³⁴⁵⁶⁷⁸⁹]+$/, `Tick ${t} must be written as 10 to a power.`);
+  const powers = ticks.map((t) => Number(Array.from(t.slice(2), (c) => '⁻⁰¹²³⁴⁵⁶⁷⁸⁹'.indexOf(c) === 0 ? '-' : String('⁻⁰¹²³⁴⁵⁶⁷⁸⁹'.indexOf(c) - 1)).join('')));
+  assert.ok(powers.includes(-4) && powers.includes(12) && powers.includes(0), `The axis spans 1e-4 to 7e11 through 1: ${powers.join(', ')}.`);
+  assert.ok(!svgTexts(svg).some((t) => /^1e\d|^10000$/.test(t)));
+});
+
+// A chain: op1 ×5.2, relu (1), op2 ×2, relu (1), op3 ×3 bounded together with op2 by seg1 (4.5 instead of 6), op4 ×0.5.
+const CHAIN: LayerResult[] = [
+  layer('op1', { nodes: ['conv1'], upper: { value: 5.2, kind: 'certified', method: 'circular-fft' } }),
+  layer('relu1', { kind: 'activation', nodes: ['relu1'], opTypes: ['Relu'], estimate: 1, upper: { value: 1, kind: 'certified', method: 'slope' }, note: 'slope in [0, 1]' }),
+  layer('op2', { nodes: ['fc1'], upper: { value: 2, kind: 'certified', method: 'exact-eig' } }),
+  layer('relu2', { kind: 'activation', nodes: ['relu2'], opTypes: ['LeakyRelu'], estimate: 1, upper: { value: 1, kind: 'certified', method: 'slope' }, note: 'slope in [0.1, 1]' }),
+  layer('op3', { nodes: ['fc2'], upper: { value: 3, kind: 'probabilistic', method: 'lanczos-kw(k=20)' } }),
+  layer('seg1', { kind: 'segment', nodes: ['fc1', 'fc2'], opTypes: ['2 operators'], estimate: 4.4, upper: { value: 4.5, kind: 'probabilistic', method: 'combettes-pesquet(m=2)' }, candidates: [{ value: 6, kind: 'probabilistic', method: 'autolip' }, { value: 4.5, kind: 'probabilistic', method: 'combettes-pesquet(m=2)' }] }),
+  layer('op4', { nodes: ['fc3'], upper: { value: 0.5, kind: 'certified', method: 'exact-eig' } }),
+  layer('tanh', { kind: 'activation', nodes: ['tanh'], opTypes: ['Tanh'], estimate: 1.5, upper: { value: 1.5, kind: 'certified', method: 'slope' }, note: 'slope in [0, 1.5]' }),
+];
+const CHAIN_BOUND = 5.2 * 4.5 * 0.5 * 1.5; // 17.55, what AutoLip composes from these rows
+
+test('the composition view multiplies the factors along a chain and ends at the global bound', () => {
+  const r = report({ layers: CHAIN }, {
+    upper: { value: CHAIN_BOUND * (1 + 1e-15), kind: 'probabilistic', method: 'autolip+cp' }, estimate: 16,
+    methods: [{ method: 'autolip', upper: { value: 5.2 * 6 * 0.5 * 1.5, kind: 'probabilistic', method: 'autolip' }, estimate: 21 }, { method: 'autolip+cp', upper: { value: CHAIN_BOUND * (1 + 1e-15), kind: 'probabilistic', method: 'autolip+cp' }, estimate: 16 }],
+  });
+  const doc = checkPage(renderHtml({ kind: 'model', report: r }));
+  const section = byId(doc, 'composition');
+  const svg = byId(section, 'running');
+  const bars = byClass(svg, 'rect', 'bar').map((b) => Number(b.attrs['data-value']));
+  // op1, seg1 (replacing op2, relu2, op3), op4, tanh, then the global bound itself; the slope-1 ReLUs are left out
+  const expected = [5.2, 5.2 * 4.5, 5.2 * 4.5 * 0.5, CHAIN_BOUND, CHAIN_BOUND * (1 + 1e-15)];
+  assert.equal(bars.length, expected.length);
+  bars.forEach((b, i) => assert.ok(Math.abs(b / expected[i] - 1) < 1e-12, `bar ${i}: ${b} against ${expected[i]}`));
+  assert.deepEqual(chartLabels(svg), ['1 op1 Gemm', '6 seg1 2 operators', '7 op4 Gemm', '8 tanh Tanh', 'global upper bound']);
+  const text = textOf(section);
+  assert.match(text, /×4\.500 → 23\.40/);
+  assert.match(text, /The last product is the global bound 17\.55\./);
+  assert.match(text, /2 activation rows with slope 1 \(Relu ×1, LeakyRelu ×1\) are left out/);
+  // per-method contributions: AutoLip 23.4 against the reported 17.55 (÷1.333), and the segment's 6 → 4.5 (÷1.333)
+  const methods = all(all(byClass(section, 'table', 'methods')[0], 'tbody')[0], 'tr').map((tr) => all(tr, 'td').map(textOf));
+  assert.deepEqual(methods.map((c) => [c[0], c[1], c[3]]), [['autolip', '23.40', ''], ['autolip+cp reported', '17.55', '÷1.333']]);
+  const seg = all(all(byClass(section, 'table', 'segments')[0], 'tbody')[0], 'tr').map((tr) => all(tr, 'td').map(textOf));
+  assert.deepEqual(seg, [['6', 'seg1', '6.000', '4.500', 'combettes-pesquet(m=2)', '÷1.333']]);
+});
+
+test('with merges the running product restarts after each merge and says why', () => {
+  const layers: LayerResult[] = [
+    layer('op1', { nodes: ['c1'], upper: { value: 2, kind: 'certified', method: 'exact' } }),
+    layer('op2', { nodes: ['c2'], upper: { value: 3, kind: 'certified', method: 'exact' } }),
+    layer('add', { kind: 'merge', nodes: ['add'], opTypes: ['Add'], note: 'sum of 2 branches: bounds add' }),
+    layer('op3', { nodes: ['c3'], upper: { value: 4, kind: 'certified', method: 'exact' } }),
+    layer('op4', { nodes: ['c4'], upper: { value: 5, kind: 'certified', method: 'exact' } }),
+  ];
+  const doc = checkPage(renderHtml({ kind: 'model', report: report({ layers }, { upper: { value: 50, kind: 'certified', method: 'autolip' }, methods: [] }) }));
+  const section = byId(doc, 'composition');
+  assert.deepEqual(byClass(byId(section, 'running'), 'rect', 'bar').map((b) => Number(b.attrs['data-value'])), [2, 6, 4, 20]);
+  assert.match(textOf(section), /The graph has 1 merge: there the branches' bounds add/);
+  assert.ok(!chartLabels(byId(section, 'running')).includes('global upper bound'), 'Without a chain the last product is not presented as the global bound.');
+});
+
+test('activation rows with slope 1 are collapsed out of the chart into their own table', () => {
+  const doc = checkPage(renderHtml({ kind: 'model', report: report({ layers: CHAIN }) }));
+  const labels = chartLabels(byId(doc, 'layers'));
+  assert.deepEqual(labels, ['1 op1 Gemm', '3 op2 Gemm', '5 op3 Gemm', '6 seg1 2 operators', '7 op4 Gemm', '8 tanh Tanh'], 'The tanh (slope 1.5) stays; both slope-1 rows go.');
+  assert.match(textOf(byId(doc, 'layer-chart')), /2 activation rows with slope 1 \(Relu ×1, LeakyRelu ×1\) are not drawn/);
+  const collapsed = byId(doc, 'slope-one');
+  assert.equal(collapsed.name, 'details');
+  assert.ok(!('open' in collapsed.attrs), 'The slope-1 rows start collapsed.');
+  assert.deepEqual(all(all(collapsed, 'tbody')[0], 'tr').map((tr) => textOf(all(tr, 'td')[0])), ['2', '4']);
+  assert.deepEqual(all(all(byClass(doc, 'table', 'layers')[0], 'tbody')[0], 'tr').map((tr) => textOf(all(tr, 'td')[0])), ['1', '3', '5', '6', '7', '8']);
+});
+
+test('batch rows link to a per-model section when the report is there, with ids unique on the page', () => {
+  const withDetail = report({ layers: CHAIN, model: { ...report().model, path: 'm/b.onnx' } });
+  const details = new Map([['m/b.onnx', withDetail]]);
+  const html = renderHtml({ kind: 'batch', records: [record('m/a.onnx'), record('m/b.onnx')], gates: [{ path: 'm/b.onnx', passed: false, checks: [{ gate: 'max', passed: false, message: 'upper bound 19.01 exceeds --max 10' }] }], details });
+  const doc = checkPage(html);
+  const cells = byClass(doc, 'td', 'path');
+  assert.equal(all(cells[0], 'a').length, 0, 'A model without a report has no link.');
+  const [link] = all(cells[1], 'a');
+  assert.equal(link.attrs.href, '#model-2');
+  const section = byId(doc, 'model-2');
+  assert.match(textOf(all(section, 'h2')[0]), /m\/b\.onnx/);
+  assert.match(textOf(byId(section, 'model-2-verdict')), /19\.01/);
+  assert.match(textOf(byId(section, 'model-2-gates')), /exceeds --max 10/);
+  assert.equal(byClass(byId(section, 'model-2-layers'), 'rect', 'bar').length, 6);
+  assert.ok(byClass(byId(section, 'model-2-running'), 'rect', 'bar').length > 0);
+  // the chart label links there too, and every id is unique
+  const chartLinks = all(byId(doc, 'models'), 'a').map((a) => a.attrs.href);
+  assert.deepEqual(chartLinks, ['#model-2']);
+  const ids = descendants(doc).map((e) => e.attrs.id).filter(Boolean);
+  assert.equal(new Set(ids).size, ids.length, `Duplicate ids: ${ids.filter((x, i) => ids.indexOf(x) !== i).join(', ')}.`);
+  for (const m of html.matchAll(/href="#([^"]+)"/g)) assert.ok(ids.includes(m[1]), `The link #${m[1]} has a target.`);
 });

@@ -221,13 +221,41 @@ function matmulShape(a: Shape, b: Shape): Shape {
   return [...batch, a[a.length - 2], b[b.length - 1]];
 }
 
+/**
+ * A Reshape of a Reshape whose output nothing else reads is one Reshape: chains of them (Identity, Flatten, Squeeze
+ * runs) collapse to one node, in one pass. onnxruntime's optimiser takes superlinear time on long Reshape chains
+ * (10,000: 12 s to create the session, 100,000: minutes); their shape constants go with them.
+ */
+function collapseReshapes(nodes: readonly NodeSpec[], inits: readonly [string, Tensor][]): { nodes: NodeSpec[]; inits: [string, Tensor][] } {
+  const uses = new Map<string, number>();
+  for (const n of nodes) for (const i of n.inputs) uses.set(i, (uses.get(i) ?? 0) + 1);
+  const producer = new Map<string, NodeSpec>();
+  const dead = new Set<NodeSpec>();
+  const out: NodeSpec[] = [];
+  for (const n of nodes) {
+    let node = n;
+    const p = n.opType === 'Reshape' ? producer.get(n.inputs[0]) : undefined;
+    if (p && p.opType === 'Reshape' && uses.get(n.inputs[0]) === 1) {
+      dead.add(p);
+      node = { ...n, inputs: [p.inputs[0], ...n.inputs.slice(1)] };
+    }
+    producer.set(node.outputs[0], node);
+    out.push(node);
+  }
+  if (dead.size === 0) return { nodes: [...nodes], inits: [...inits] };
+  const kept = out.filter((n) => !dead.has(n));
+  const read = new Set(kept.flatMap((n) => n.inputs));
+  return { nodes: kept, inits: inits.filter(([name]) => read.has(name)) };
+}
+
 /** The ONNX graph computing a region's linear map: input 'x' (region input shape) → output 'y', in float32 or float64. */
 export function emitForward(region: LinearRegion, dtype: 'float32' | 'float64' = 'float32'): GraphSpec {
   const e = new Emitter(dtype);
   const names = new Map<string, string>([[region.input, 'x']]);
   for (const n of region.nodes) names.set(n.output, forward(e, n, n.inputs.map((i) => names.get(i)!)));
   e.nodes.push({ opType: 'Identity', inputs: [names.get(region.output)!], outputs: ['y'] });
-  return { opset: EMIT_OPSET, inputs: [{ name: 'x', dims: region.inShape, dtype }], outputs: [{ name: 'y', dims: region.outShape, dtype }], nodes: e.nodes, initializers: e.inits, name: region.id };
+  const { nodes, inits } = collapseReshapes(e.nodes, e.inits);
+  return { opset: EMIT_OPSET, inputs: [{ name: 'x', dims: region.inShape, dtype }], outputs: [{ name: 'y', dims: region.outShape, dtype }], nodes, initializers: inits, name: region.id };
 }
 
 /** The ONNX graph of the adjoint: input 'y' (region output shape) → output 'x', by reverse accumulation. */
@@ -242,5 +270,6 @@ export function emitAdjoint(region: LinearRegion): GraphSpec {
     n.inputs.forEach((inp, i) => cot.set(inp, [...(cot.get(inp) ?? []), grads[i]]));
   }
   e.nodes.push({ opType: 'Identity', inputs: [e.sum(cot.get(region.input) ?? [])], outputs: ['x'] });
-  return { opset: EMIT_OPSET, inputs: [{ name: 'y', dims: region.outShape }], outputs: [{ name: 'x', dims: region.inShape }], nodes: e.nodes, initializers: e.inits, name: `${region.id}-adjoint` };
+  const { nodes, inits } = collapseReshapes(e.nodes, e.inits);
+  return { opset: EMIT_OPSET, inputs: [{ name: 'y', dims: region.outShape }], outputs: [{ name: 'x', dims: region.inShape }], nodes, initializers: inits, name: `${region.id}-adjoint` };
 }

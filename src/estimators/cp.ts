@@ -31,6 +31,12 @@ export interface Segment {
   readonly blocks: readonly number[];
 }
 
+/**
+ * Longest segment: CP's table of partial products and its recursion take O(m³) steps in a segment's m operators
+ * (10,000 Gemm+Relu layers: 10¹² steps), so longer chains are cut into consecutive segments of at most this many.
+ */
+export const MAX_SEGMENT_REGIONS = 128;
+
 const sameShape = (a: Shape, b: Shape) => a.length === b.length && a.every((d, i) => d === b[i]);
 
 /**
@@ -44,7 +50,7 @@ export function findSegments(ir: IrGraph, blocks: readonly Block[]): Segment[] {
   blocks.forEach((b, k) => {
     for (const n of b.kind === 'operator' ? b.region.nodes : [b.node]) {
       blockOf.set(n, k);
-      for (const i of new Set(n.inputs)) consumers.set(i, [...(consumers.get(i) ?? []), n]);
+      for (const i of new Set(n.inputs)) { const list = consumers.get(i); if (list) list.push(n); else consumers.set(i, [n]); }
     }
   });
 
@@ -68,20 +74,26 @@ export function findSegments(ir: IrGraph, blocks: readonly Block[]): Segment[] {
   const segments: Segment[] = [];
   for (const start of next.keys()) {
     if (targets.has(start)) continue;
-    const regions: LinearRegion[] = [];
-    const activations: ActivationNode[] = [];
-    const covered: number[] = [];
+    let regions: LinearRegion[] = [];
+    let activations: ActivationNode[] = [];
+    let covered: number[] = [];
+    const close = () => {
+      if (regions.length >= 2) segments.push({ id: `seg${segments.length + 1}`, ordinal: segments.length, input: regions[0].input, output: regions[regions.length - 1].output, regions, activations, blocks: covered.sort((a, b) => a - b) });
+      regions = []; activations = []; covered = [];
+    };
     for (let k: number | undefined = start; k !== undefined;) {
       regions.push((blocks[k] as Extract<Block, { kind: 'operator' }>).region);
       covered.push(k);
       const step: { activation: number; region: number } | undefined = next.get(k);
-      if (step) {
+      // a chain is cut every MAX_SEGMENT_REGIONS operators; the activation at the cut is composed by AutoLip
+      if (step && regions.length < MAX_SEGMENT_REGIONS) {
         activations.push((blocks[step.activation] as Extract<Block, { kind: 'node' }>).node as ActivationNode);
         covered.push(step.activation);
+      } else {
+        close();
       }
       k = step?.region;
     }
-    segments.push({ id: `seg${segments.length + 1}`, ordinal: segments.length, input: regions[0].input, output: regions[regions.length - 1].output, regions, activations, blocks: covered.sort((a, b) => a - b) });
   }
   return segments.sort((a, b) => a.blocks[0] - b.blocks[0]).map((s, i) => ({ ...s, id: `seg${i + 1}`, ordinal: i }));
 }

@@ -229,11 +229,15 @@ function scaleWeights(w: Tensor, axis: number, by: Float64Array): Tensor {
  * weights, so a Conv → BN region is certified as one convolution instead of a product of two norms.
  */
 export function foldScales(nodes: readonly LinearNode[]): LinearNode[] {
-  const out = [...nodes];
-  const uses = (v: string) => out.filter((m) => m.inputs.includes(v)).length;
-  for (let i = 0; i + 1 < out.length; i++) {
-    const a = out[i], b = out[i + 1];
-    if (b.inputs.length !== 1 || b.inputs[0] !== a.output || uses(a.output) !== 1) continue;
+  // a fold replaces a, b by one node reading a's inputs and writing b's output: every other value keeps its readers,
+  // so the counts are taken once (and the scan below keeps the current node instead of splicing: linear time)
+  const uses = new Map<string, number>();
+  for (const m of nodes) for (const v of new Set(m.inputs)) uses.set(v, (uses.get(v) ?? 0) + 1);
+  const out: LinearNode[] = [];
+  for (const next of nodes) {
+    const a = out[out.length - 1], b = next;
+    out.push(b);
+    if (!a || b.inputs.length !== 1 || b.inputs[0] !== a.output || uses.get(a.output) !== 1) continue;
     const [pa, pb] = [a.prim, b.prim];
     let merged: LinearPrim | null = null;
     if (pa.op === 'conv' && pb.op === 'scale') {
@@ -250,8 +254,7 @@ export function foldScales(nodes: readonly LinearNode[]): LinearNode[] {
       if (f && sizeOf(a.inShapes[0]) === sizeOf(a.outShape)) merged = { ...pb, weight: scaleWeights(pb.weight, 0, f) };
     }
     if (!merged) continue;
-    out.splice(i, 2, { ...b, prim: merged, inputs: a.inputs, inShapes: a.inShapes });
-    i--;
+    out.splice(out.length - 2, 2, { ...b, prim: merged, inputs: a.inputs, inShapes: a.inShapes });
   }
   return out;
 }

@@ -6,10 +6,12 @@ import { cpSegmentBound, findSegments } from './estimators/cp.js';
 import { jacobianLowerBound } from './estimators/lower-bound.js';
 import type { NormKind } from './estimators/kinds.js';
 import { measureRegion, type OperatorNorm } from './estimators/operator-norm.js';
+import { LIPSDP_DEFAULTS, lipsdpObstacle, lipsdpSegmentBound } from './estimators/lipsdp.js';
 import { SEQLIP_DEFAULTS, seqlipObstacle, seqlipSegmentBound } from './estimators/seqlip.js';
 import { buildIr } from './ir/build.js';
 import { mergeLinear } from './ir/merge.js';
 import { providerFor, resolveDevice, type Device } from './linalg/runtime.js';
+import { MFLOP, regionFlop } from './linalg/work.js';
 import { decodeModel, readModel, readModelBytes } from './onnx/read-model.js';
 import { SCHEMA_VERSION, type LipschitzReport, type LowerBound } from './report/report.js';
 
@@ -19,8 +21,10 @@ export type { LipschitzReport } from './report/report.js';
 /** Analysis options; every field has a default. */
 export interface AnalyzeOptions {
   readonly norm?: NormKind;
-  /** autolip: products of norms only; cp: Combettes–Pesquet on every sequential segment; seqlip: SeqLip there (ℓ2); best: the smallest valid bound per segment. */
-  readonly method?: 'autolip' | 'cp' | 'seqlip' | 'best';
+  /** autolip: products of norms only; cp: Combettes–Pesquet on every sequential segment; seqlip: SeqLip there (ℓ2); sdp: LipSDP-Neuron/Layer there (ℓ2); best: the smallest valid bound per segment. */
+  readonly method?: 'autolip' | 'cp' | 'seqlip' | 'sdp' | 'best';
+  /** Multiply-adds LipSDP may spend over all segments (default: LIPSDP_DEFAULTS.bestWork under best, sdpWork under sdp). */
+  readonly sdpWork?: number;
   /** Singular triplets per operator for greedy SeqLip. */
   readonly seqlipK?: number;
   /** Longest partial product CP measures directly (0: no limit). */
@@ -37,8 +41,13 @@ export interface AnalyzeOptions {
   readonly inputShape?: readonly number[];
   /** Random witness pairs when the Jacobian ascent cannot run (unbounded graphs); 0 disables the lower bound. */
   readonly lowerPairs?: number;
+  /** Work budget of the witnessed lower bound in Mflop (model runs and Jacobian products by the cost model, linalg/work.ts); 0: no lower-bound work. */
+  readonly lowerBudget?: number;
+  /** Work budget of one deterministic certificate (FFT, SVD, Cholesky) in Mflop: the cap of each operator's certificates. */
+  readonly certifyBudget?: number;
+  /** @deprecated Old millisecond budget: read as lowerBudget = LEGACY_MFLOP_PER_MS.lower × this (a fixed rate, never a clock). */
   readonly lowerBudgetMs?: number;
-  /** Per-operator time budget for deterministic certificates. */
+  /** @deprecated Old millisecond budget: read as certifyBudget = LEGACY_MFLOP_PER_MS.certify × this (a fixed rate, never a clock). */
   readonly certifyBudgetMs?: number;
   /** Where the analysis stands: `phase` and `done` of `total` steps in it (build and lower: 0 of 1 as they start). */
   readonly onProgress?: (done: number, total: number, what: string, phase: AnalysisPhase) => void;
@@ -59,25 +68,40 @@ export interface WitnessPair {
 }
 
 /** Defaults shared by the library and the CLI. */
-export const DEFAULTS = { method: 'best' as 'autolip' | 'cp' | 'seqlip' | 'best', cpWindow: 0, seqlipK: SEQLIP_DEFAULTS.k as number, norm: '2' as NormKind, seed: 0, delta: 1e-6, tol: 0.05, iterations: 200, certify: 'auto' as const, device: 'auto' as Device, lowerPairs: 64, lowerBudgetMs: 2000, certifyBudgetMs: 2000 };
+export const DEFAULTS = { method: 'best' as 'autolip' | 'cp' | 'seqlip' | 'sdp' | 'best', cpWindow: 0, seqlipK: SEQLIP_DEFAULTS.k as number, norm: '2' as NormKind, seed: 0, delta: 1e-6, tol: 0.05, iterations: 200, certify: 'auto' as const, device: 'auto' as Device, lowerPairs: 64, lowerBudget: 8000, certifyBudget: 2800 };
 
-/** Combettes–Pesquet may take max(CP_MIN_BUDGET_MS, CP_BUDGET_FACTOR × the operator-norm phase). */
-const CP_MIN_BUDGET_MS = 5000;
-const CP_BUDGET_FACTOR = 2;
+/**
+ * How the old millisecond budgets are read: as the work the reference machine (2 shared cores, Node 20) did in that
+ * time, onnxruntime products and model runs about 4 Mflop per ms, float64 certificate kernels about 1.4. A fixed rate,
+ * so they too give the same numbers on every machine; the defaults (8000 and 2800 Mflop) are the old 2000 ms each.
+ */
+export const LEGACY_MFLOP_PER_MS = { lower: 4, certify: 1.4 } as const;
+
+/**
+ * Combettes–Pesquet's partial products may cost max(CP_MIN_FLOP, CP_PER_NORMS × the Lanczos work of the operator-norm
+ * phase), in flop of the cost model (linalg/work.ts): 20 000 Mflop is about 5 s of onnxruntime products on the reference
+ * machine. Under `best`, SeqLip shares max(SEQLIP_MIN_FLOP, SEQLIP_PER_NORMS × that work) over all segments by operator
+ * count (its float64 kernels do about 1.4e6 flop/ms, so 7 000 Mflop is again about 5 s). Counted, never timed.
+ */
+const CP_MIN_FLOP = 2e10;
+const CP_PER_NORMS = 2;
+const SEQLIP_MIN_FLOP = 7e9;
+const SEQLIP_PER_NORMS = 0.7;
 
 /**
  * The longest partial product CP can afford: a product of regions i..j costs about (Lanczos steps) × Σ of one
- * apply+adjoint of each region, estimated from the time and steps of the region's own Lanczos run. Returns the largest
- * window whose products fit the budget (the segment length when all do), or 1 when not even pairs fit.
+ * apply+adjoint of each region (`flop`, by the cost model, linalg/work.ts). Returns the largest window whose products
+ * fit `budget` flop (the segment length when all do), or 1 when not even pairs fit. A function of the model and the
+ * settings only, so the same on every run.
  */
-export function cpWindowFor(parts: readonly { ms: number; iterations: number }[], budgetMs: number): number {
-  const perApply = parts.map((p) => p.ms / Math.max(1, p.iterations));
+export function cpWindowFor(parts: readonly { flop: number; iterations: number }[], budget: number): number {
+  const perApply = parts.map((p) => p.flop);
   const steps = Math.max(1, ...parts.map((p) => p.iterations));
   const m = parts.length;
   let total = 0;
   for (let len = 2; len <= m; len++) {
     for (let i = 0; i + len <= m; i++) total += steps * perApply.slice(i, i + len).reduce((a, b) => a + b, 0);
-    if (total > budgetMs) return len - 1;
+    if (total > budget) return len - 1;
   }
   return m;
 }
@@ -89,9 +113,18 @@ export function graphOutputs(path: string): string[] {
 
 const VERSION: string = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')).version;
 
+/** A budget option must be a finite non-negative number of Mflop. */
+function checkBudget(name: string, value: number): void {
+  if (!(value >= 0 && Number.isFinite(value))) throw new LipcheckError('USAGE', `${name} must be a non-negative number of Mflop (millions of floating-point operations of the cost model); got ${value}.`);
+}
+
 /** Reads an ONNX model and computes AutoLip bounds on its Lipschitz constant, with a witnessed lower bound. */
 export async function analyze(model: string | { bytes: Uint8Array; name: string }, options: AnalyzeOptions = {}): Promise<LipschitzReport> {
-  const o = { ...DEFAULTS, ...Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) } as typeof DEFAULTS & AnalyzeOptions;
+  const legacy = {
+    lowerBudget: options.lowerBudget ?? (options.lowerBudgetMs === undefined ? undefined : options.lowerBudgetMs * LEGACY_MFLOP_PER_MS.lower),
+    certifyBudget: options.certifyBudget ?? (options.certifyBudgetMs === undefined ? undefined : options.certifyBudgetMs * LEGACY_MFLOP_PER_MS.certify),
+  };
+  const o = { ...DEFAULTS, ...Object.fromEntries(Object.entries({ ...options, ...legacy }).filter(([, v]) => v !== undefined)) } as typeof DEFAULTS & AnalyzeOptions;
   const t0 = performance.now();
   const bytes = typeof model === 'string' ? readModelBytes(model) : model.bytes;
   const path = typeof model === 'string' ? model : model.name;
@@ -106,7 +139,9 @@ export async function analyze(model: string | { bytes: Uint8Array; name: string 
   const blocks = mergeLinear(built.ir);
   const regions = blocks.flatMap((b) => (b.kind === 'operator' ? [b.region] : []));
   const norms = new Map<string, OperatorNorm>();
-  const settings = { norm: o.norm, certify: o.certify, delta: o.delta, tol: o.tol, maxIterations: o.iterations, seed: o.seed, runtime, budgetMs: o.certifyBudgetMs };
+  checkBudget('certifyBudget', o.certifyBudget);
+  checkBudget('lowerBudget', o.lowerBudget);
+  const settings = { norm: o.norm, certify: o.certify, delta: o.delta, tol: o.tol, maxIterations: o.iterations, seed: o.seed, runtime, certifyBudget: o.certifyBudget * MFLOP };
   for (const [i, r] of regions.entries()) {
     o.onProgress?.(i, regions.length, r.id, 'norms');
     norms.set(r.id, await measureRegion(r, settings, i));
@@ -118,20 +153,22 @@ export async function analyze(model: string | { bytes: Uint8Array; name: string 
   let probabilisticSegments = 0;
   // segments only tighten a bound: a model without one (unbounded, discontinuous) needs none
   if (o.method !== 'autolip' && autolip.status === 'bounded') {
-    const normsMs = performance.now() - tBuild;
+    // the budgets of the segment methods scale with the counted work of the norm phase, never with its time
+    const normsWork = [...norms.values()].reduce((a, m) => a + m.work, 0);
     const runCp = o.method === 'cp' || o.method === 'best';
     // SeqLip rests on singular value decompositions: an ℓ2 method
     const runSeqlip = (o.method === 'seqlip' || o.method === 'best') && o.norm === '2';
     if (o.method === 'seqlip' && o.norm !== '2') warnings.push('SeqLip bounds the ℓ2 constant only; with --norm inf the report is AutoLip (use --method cp for a tighter ℓ∞ bound).');
+    const runSdp = (o.method === 'sdp' || o.method === 'best') && o.norm === '2';
     const segments = findSegments(built.ir, blocks);
     const activationCount = segments.reduce((a, g) => a + g.activations.length, 0);
     for (const [k, segment] of segments.entries()) {
       const candidates: SegmentCandidate[] = [];
       o.onProgress?.(k, segments.length, segment.id, 'segments');
       if (runCp) {
-        const window = o.cpWindow || cpWindowFor(segment.regions.map((r) => { const m = norms.get(r.id)!; return { ms: m.lanczosMs, iterations: m.iterations }; }), Math.max(CP_MIN_BUDGET_MS, CP_BUDGET_FACTOR * normsMs));
+        const window = o.cpWindow || cpWindowFor(segment.regions.map((r) => ({ flop: 2 * regionFlop(r), iterations: norms.get(r.id)!.iterations })), Math.max(CP_MIN_FLOP, CP_PER_NORMS * normsWork));
         if (window < 2) {
-          warnings.push(`${segment.id} (${segment.regions.length} operators): Combettes–Pesquet skipped, its partial products would take well over the time budget; AutoLip is used there (force it with --cp-window).`);
+          warnings.push(`${segment.id} (${segment.regions.length} operators): Combettes–Pesquet skipped, its partial products would take well over the work budget; AutoLip is used there (force it with --cp-window).`);
         } else {
           const cp = await cpSegmentBound(segment, settings, { window: window >= segment.regions.length ? undefined : window, known: norms });
           probabilisticSegments += cp.probabilistic;
@@ -141,19 +178,26 @@ export async function analyze(model: string | { bytes: Uint8Array; name: string 
       // under best, SeqLip runs where it can give a certified bound; its greedy estimate alone (conv segments: block
       // Krylov on every operator) costs far more than it tells, so it is left to --method seqlip
       if (runSeqlip && (o.method === 'seqlip' || seqlipObstacle(segment, settings) === null)) {
-        // under best, SeqLip shares the CP budget rule: max(5 s, 2 × the norm phase) over all segments, by operator count
-        const budgetMs = o.method === 'best' ? (Math.max(CP_MIN_BUDGET_MS, CP_BUDGET_FACTOR * normsMs) * (segment.regions.length - 1)) / Math.max(1, activationCount) : undefined;
-        const sq = await seqlipSegmentBound(segment, settings, { k: o.seqlipK, budgetMs });
+        // under best, SeqLip shares a budget scaled like CP's over all segments, by operator count
+        const budget = o.method === 'best' ? (Math.max(SEQLIP_MIN_FLOP, SEQLIP_PER_NORMS * normsWork) * (segment.regions.length - 1)) / Math.max(1, activationCount) : undefined;
+        const sq = await seqlipSegmentBound(segment, settings, { k: o.seqlipK, budget });
         if (o.method === 'seqlip') warnings.push(...sq.notes);
         candidates.push({ method: 'seqlip', upper: sq.certified, estimate: sq.greedy.value, ms: sq.ms, note: `SeqLip ${sq.certified ? sq.certified.value.toPrecision(4) : 'no certified value'} (greedy estimate ${sq.greedy.value.toPrecision(4)}, k=${o.seqlipK})` });
       }
+      // LipSDP (ℓ2): forced by --method sdp; under best where the segment's LMI fits its share of the work budget
+      if (runSdp && lipsdpObstacle(segment, settings) === null) {
+        const sdpWork = (o.sdpWork ?? (o.method === 'sdp' ? LIPSDP_DEFAULTS.sdpWork : LIPSDP_DEFAULTS.bestWork)) / segments.length;
+        const sdp = await lipsdpSegmentBound(segment, settings, { work: sdpWork });
+        if (o.method === 'sdp') warnings.push(...sdp.notes);
+        if (sdp.upper) candidates.push({ method: 'sdp', upper: sdp.upper, estimate: sdp.estimate, ms: sdp.ms, work: sdp.work, note: `LipSDP ${[sdp.neuron, sdp.layer].filter((b) => b !== null).map((b) => `${b.method.slice(7)} ${b.value.toPrecision(4)}`).join(', ')} (${sdp.newtonSteps} Newton steps)` });
+      } else if (o.method === 'sdp') warnings.push(`No LipSDP bound for ${segment.id}: ${lipsdpObstacle(segment, settings)}; AutoLip is used there.`);
       if (candidates.length) uses.push({ segment, candidates });
     }
   }
   const tNorms = performance.now();
-  const compose = (mode: 'best' | 'cp' | 'seqlip' | 'greedy') => (uses.length ? composeAutoLip(built.ir, blocks, norms, o.norm, uses, mode) : autolip);
+  const compose = (mode: 'best' | 'cp' | 'seqlip' | 'sdp' | 'greedy') => (uses.length ? composeAutoLip(built.ir, blocks, norms, o.norm, uses, mode) : autolip);
   const has = (m: string) => uses.some((u) => u.candidates.some((c) => c.method === m));
-  const byMethod = { autolip, cp: has('cp') ? compose('cp') : null, seqlip: has('seqlip') ? compose('seqlip') : null, best: compose('best') };
+  const byMethod = { autolip, cp: has('cp') ? compose('cp') : null, seqlip: has('seqlip') ? compose('seqlip') : null, sdp: has('sdp') ? compose('sdp') : null, best: compose('best') };
   const result = o.method === 'autolip' ? autolip : byMethod[o.method] ?? autolip;
   if (result.upper && !Number.isFinite(result.upper.value)) {
     throw new LipcheckError('UNSUPPORTED', `${path}: the Lipschitz bound exceeds the float64 range (the operator norms multiply past 1.8e308); the weights are implausibly large.`);
@@ -163,20 +207,30 @@ export async function analyze(model: string | { bytes: Uint8Array; name: string 
     { method: 'autolip', upper: autolip.upper, estimate: autolip.estimate },
     ...(byMethod.cp ? [{ method: 'autolip+cp', upper: byMethod.cp.upper, estimate: byMethod.cp.estimate }] : []),
     ...(byMethod.seqlip ? [{ method: 'autolip+seqlip', upper: byMethod.seqlip.upper, estimate: byMethod.seqlip.estimate }] : []),
+    ...(byMethod.sdp ? [{ method: 'autolip+sdp', upper: byMethod.sdp.upper, estimate: byMethod.sdp.estimate, work: uses.reduce((a, u) => a + u.candidates.reduce((b, c) => b + (c.method === 'sdp' ? c.work ?? 0 : 0), 0), 0) }] : []),
     // greedy SeqLip is a local maximum, an estimate: shown beside the bounds, never as one
     ...(has('seqlip') ? [{ method: 'seqlip-greedy', upper: null, estimate: compose('greedy').estimate }] : []),
   ];
 
   let lower: LowerBound | null = null;
-  if (o.lowerPairs > 0 && result.status !== 'discontinuous') {
+  // --lower-budget 0 (or --lower-pairs 0): no lower-bound work at all
+  if (o.lowerPairs > 0 && o.lowerBudget > 0 && result.status !== 'discontinuous') {
     const hints = regions.length && regions[0].input === built.ir.input ? [norms.get(regions[0].id)!.direction].filter((d): d is Float64Array => d !== null) : [];
     o.onProgress?.(0, 1, 'lower bound', 'lower');
     const lb = await jacobianLowerBound({
       model: onnx, ir: built.ir, blocks, inputName: built.inputName, outputName: built.outputName, inputShape: built.inputShape,
-      runtime, seed: o.seed, norm: o.norm, budgetMs: o.lowerBudgetMs, pairs: o.lowerPairs, hints,
+      runtime, seed: o.seed, norm: o.norm, budget: o.lowerBudget * MFLOP, pairs: o.lowerPairs, hints,
     });
-    lower = { value: lb.value, kind: 'lower', method: lb.method, evaluations: lb.evaluations };
-    o.onWitness?.({ input: built.inputName, shape: built.inputShape, x: lb.x, xPrime: lb.xPrime, ratio: lb.value });
+    // a non-finite output for a finite input is float32 overflow inside the model: those points are skipped, and with
+    // none left there is no lower bound (the upper bound stands: it never runs the whole model)
+    const found = lb.nonFinite === 0 || lb.nonFinite < lb.evaluations;
+    if (lb.nonFinite > 0) {
+      warnings.push(`The lower-bound search skipped ${lb.nonFinite} of ${lb.evaluations} evaluations of the model whose output '${built.outputName}' (or an activation before it) was not finite for a finite input: float32 overflows inside the model (weights too large?). ${found ? 'The lower bound comes from the finite ones.' : 'No lower bound is reported.'}`);
+    }
+    if (found) {
+      lower = { value: lb.value, kind: 'lower', method: lb.method, evaluations: lb.evaluations };
+      o.onWitness?.({ input: built.inputName, shape: built.inputShape, x: lb.x, xPrime: lb.xPrime, ratio: lb.value });
+    }
     // the pair's ratio comes from float32 evaluations of the model: allow their rounding noise, nothing more
     if (result.upper && lb.value > result.upper.value * (1 + 1e-4)) {
       throw new LipcheckError('INTERNAL', `A witnessed pair gives ‖f(x)−f(x')‖/‖x−x'‖ = ${lb.value} above the reported upper bound ${result.upper.value} (${result.upper.kind}, ${result.upper.method}). The upper bound is wrong: please report this with the model.`);
@@ -192,7 +246,7 @@ export async function analyze(model: string | { bytes: Uint8Array; name: string 
     input: { name: built.inputName, shape: built.inputShape },
     output: { name: built.outputName, shape: built.outputShape },
     norm: o.norm,
-    settings: { method: o.method, cpWindow: o.cpWindow, seqlipK: o.seqlipK, seed: o.seed, delta: o.delta, tol: o.tol, iterations: o.iterations, certify: o.certify, device: o.device, provider: provider?.provider ?? 'cpu' },
+    settings: { method: o.method, cpWindow: o.cpWindow, seqlipK: o.seqlipK, seed: o.seed, delta: o.delta, tol: o.tol, iterations: o.iterations, certify: o.certify, certifyBudget: o.certifyBudget, lowerBudget: o.lowerBudget, lowerPairs: o.lowerPairs, device: o.device, provider: provider?.provider ?? 'cpu' },
     global: {
       status: result.status,
       upper: result.upper,

@@ -7,10 +7,12 @@ import { segmentAutoLip, segmentFactor, type Segment } from './cp.js';
 
 /** One method's result on a sequential segment: an upper bound (null when it gave only an estimate) and an estimate. */
 export interface SegmentCandidate {
-  readonly method: 'cp' | 'seqlip';
+  readonly method: 'cp' | 'seqlip' | 'sdp';
   readonly upper: Bound | null;
   readonly estimate: number | null;
   readonly ms: number;
+  /** Multiply-adds the method spent on the segment, where it counts them (LipSDP). */
+  readonly work?: number;
   /** A short account for the layer table, e.g. "CP 3.2 (5 products)". */
   readonly note: string;
 }
@@ -23,10 +25,10 @@ export interface SegmentUse {
 
 /**
  * How a composition treats segments: `best` takes the smallest valid bound among AutoLip and every candidate; `cp` or
- * `seqlip` that method's bound where it has one (AutoLip elsewhere); `greedy` keeps AutoLip's bounds but carries the
+ * `seqlip` or `sdp` (LipSDP) that method's bound where it has one (AutoLip elsewhere); `greedy` keeps AutoLip's bounds but carries the
  * candidates' estimates (greedy SeqLip), for the estimate-only line of the report.
  */
-export type SegmentMode = 'best' | 'cp' | 'seqlip' | 'greedy';
+export type SegmentMode = 'best' | 'cp' | 'seqlip' | 'sdp' | 'greedy';
 
 /** One row of the per-layer table. */
 export interface LayerResult {
@@ -172,7 +174,7 @@ export function composeAutoLip(ir: IrGraph, blocks: readonly Block[], norms: Rea
   // one relative rounding step per multiplication or addition above, bounded generously by the block count
   const slack = 1 + 4 * (blocks.length + 1) * EPS;
   const kind = out.kinds.size ? weakestKind(out.kinds) : 'certified';
-  const method = ['autolip', ...['cp', 'seqlip'].filter((m) => used.has(m))].join('+');
+  const method = ['autolip', ...['cp', 'seqlip', 'sdp'].filter((m) => used.has(m))].join('+');
   return { status: 'bounded', upper: { value: out.up * slack, kind, method }, estimate: out.est, reasons: [], layers };
 }
 

@@ -19,11 +19,14 @@ export interface LipschitzReport {
   readonly output: { readonly name: string; readonly shape: readonly number[] };
   readonly norm: NormKind;
   readonly settings: {
-    readonly method: 'autolip' | 'cp' | 'seqlip' | 'best';
+    readonly method: 'autolip' | 'cp' | 'seqlip' | 'sdp' | 'best';
     readonly cpWindow: number;
     readonly seqlipK: number;
     readonly seed: number; readonly delta: number; readonly tol: number; readonly iterations: number;
-    readonly certify: 'strict' | 'auto' | 'off' | 'none'; readonly device: string; readonly provider: string;
+    readonly certify: 'strict' | 'auto' | 'off' | 'none';
+    /** Work budgets in Mflop of the cost model (never time): one certificate's cap, and the lower-bound search; its random pairs. */
+    readonly certifyBudget: number; readonly lowerBudget: number; readonly lowerPairs: number;
+    readonly device: string; readonly provider: string;
   };
   readonly global: {
     readonly status: 'bounded' | 'unbounded' | 'discontinuous';
@@ -31,7 +34,8 @@ export interface LipschitzReport {
     /** The 2018 paper's AutoLip number: the composition with per-operator estimates, no guarantee. */
     readonly estimate: number | null;
     /** Every method's global value: AutoLip, AutoLip with Combettes–Pesquet or SeqLip segments where there are any, and greedy SeqLip (an estimate, upper null). */
-    readonly methods: readonly { readonly method: string; readonly upper: Bound | null; readonly estimate: number | null }[];
+    /** `work`: multiply-adds the method spent, where it counts them (LipSDP). */
+    readonly methods: readonly { readonly method: string; readonly upper: Bound | null; readonly estimate: number | null; readonly work?: number }[];
     readonly lower: LowerBound | null;
     readonly ratio: number | null;
     /** Union bound over the probabilistic operator bounds: the report fails with probability at most this. */

@@ -1,0 +1,156 @@
+import { emitForward } from '../ir/emit.js';
+import type { LinearRegion } from '../ir/merge.js';
+import { sizeOf } from '../ir/tensor.js';
+import { roundUp, sqrtUp } from '../linalg/dense.js';
+import { createOrtOperator, denseMatrixOf } from '../linalg/operator.js';
+import { lipSdpBound, lipSdpCertifyWork, lipSdpStepWork, type LipSdpProblem, type LipSdpVariant } from '../linalg/sdp.js';
+import { encodeGraph } from '../onnx/writer.js';
+import type { Segment } from './cp.js';
+import type { Bound } from './kinds.js';
+import { operatorModels, type NormSettings } from './operator-norm.js';
+import { regionBound } from './region-bounds.js';
+
+/** Largest region whose matrix is formed (as SeqLip's), and the largest LMI (N = n_0 + Σ hidden) ever factored. */
+const DENSE_LIMIT = { cols: 4096, entries: 4e6, lmi: 4096 };
+
+/**
+ * Work budgets in multiply-adds. Measured here (2 shared cores, Node 20, one thread, load 3–8): 1–3e8 multiply-adds
+ * per second, so `best` 4e9 is about 15–40 s at most and `sdp` 1e11 minutes. A segment runs when the budget covers
+ * MIN_STEPS Newton steps and its certificate; the solver stops when the budget is spent (a looser, still certified value).
+ */
+export const LIPSDP_DEFAULTS = { bestWork: 4e9, sdpWork: 1e11, minSteps: 60 } as const;
+
+/** Options of lipsdpSegmentBound. */
+export interface LipSdpOptions {
+  /** Multiply-adds for the whole segment, both variants (default LIPSDP_DEFAULTS.sdpWork). */
+  readonly work?: number;
+  /** Which variants to solve (default both: Layer first, the cheap one). */
+  readonly variants?: readonly LipSdpVariant[];
+}
+
+/** The LipSDP bounds of one segment. */
+export interface LipSdpResult {
+  /** The smaller certified ℓ2 bound of the variants solved, or null. */
+  readonly upper: Bound | null;
+  readonly neuron: Bound | null;
+  readonly layer: Bound | null;
+  /** √ρ at the solver's last point (the least over variants): what the certificate aimed at, no guarantee. */
+  readonly estimate: number | null;
+  /** Multiply-adds spent (solves and certificates). */
+  readonly work: number;
+  readonly newtonSteps: number;
+  /** Why a variant was skipped or stopped early, in full sentences. */
+  readonly notes: readonly string[];
+  readonly ms: number;
+}
+
+/** Why a segment can have no LipSDP bound here (ℓ∞, certificates off, an operator or the LMI too large to form), or null. */
+export function lipsdpObstacle(segment: Segment, settings: Pick<NormSettings, 'certify' | 'norm'>): string | null {
+  if (settings.norm !== '2') return 'LipSDP bounds the ℓ2 constant only (for ℓ∞ use √n_in times the ℓ2 bound)';
+  if (settings.certify === 'off' || settings.certify === 'none') return `certificates are off (--certify ${settings.certify})`;
+  for (const r of segment.regions) {
+    const cols = sizeOf(r.inShape), rows = sizeOf(r.outShape);
+    if (cols > DENSE_LIMIT.cols || rows * cols > DENSE_LIMIT.entries) return `operator ${r.id} is ${rows}×${cols}, beyond the ${DENSE_LIMIT.cols}-column, ${DENSE_LIMIT.entries}-entry limit for a dense matrix`;
+  }
+  const n = sizeOf(segment.regions[0].inShape) + segment.activations.reduce((a, x) => a + sizeOf(x.outShape), 0);
+  if (n > DENSE_LIMIT.lmi) return `its LMI would be ${n}×${n}, beyond the ${DENSE_LIMIT.lmi} limit for a dense factorisation`;
+  return null;
+}
+
+/**
+ * A region's matrix Â (float64, row-major) and a bound on ‖Â − A‖₂. Conv-free regions run a float64 onnxruntime graph
+ * (each entry within g₆₄·(|A_k|⋯|A_1|)_ij, g₆₄ = Σγ in float64, as denseRegionBound in operator-norm.ts); regions with a
+ * convolution (onnxruntime has no float64 Conv) apply the float32 operator to unit vectors, each entry within
+ * g₃₂·(|A_k|⋯|A_1|)_ij. Since |E| ≤ B entrywise gives ‖E‖₂ ≤ ‖B‖₂, ‖Â − A‖₂ ≤ g·P with P ≥ ‖|A_k|⋯|A_1|‖₂ (doubled).
+ */
+async function formRegion(region: LinearRegion, settings: NormSettings): Promise<{ w: Float64Array; rows: number; cols: number; delta: number }> {
+  const rows = sizeOf(region.outShape), cols = sizeOf(region.inShape);
+  const composed = regionBound(region, '2', 0);
+  if (!region.nodes.some((n) => n.prim.op === 'conv' || n.prim.op === 'convTranspose')) {
+    const w = await denseMatrixOf(encodeGraph(emitForward(region, 'float64')), region.inShape, region.outShape, settings.runtime, region.id);
+    return { w, rows, cols, delta: roundUp(2 * composed.gammaSum * 2 ** -29 * composed.absNorm, 2) };
+  }
+  const op = await createOrtOperator(operatorModels(region), settings.runtime);
+  try {
+    const w = new Float64Array(rows * cols);
+    const e = new Float64Array(cols);
+    for (let j = 0; j < cols; j++) {
+      e.fill(0);
+      e[j] = 1;
+      const y = await op.apply(e);
+      for (let i = 0; i < rows; i++) w[i * cols + j] = y[i];
+    }
+    return { w, rows, cols, delta: roundUp(2 * composed.gammaSum * composed.absNorm, 2) };
+  } finally {
+    await op.dispose();
+  }
+}
+
+/** Upward ‖X‖_F of a float64 array (a certified bound on its spectral norm). */
+function frobeniusUp(x: Float64Array): number {
+  let s = 0;
+  for (let i = 0; i < x.length; i++) s += x[i] * x[i];
+  return sqrtUp(roundUp(s, x.length + 1));
+}
+
+/**
+ * LipSDP-Neuron and LipSDP-Layer (Fazlyab et al., NeurIPS 2019, Thm 2; docs/algorithms-sdp.md) on a sequential segment
+ * M_K∘σ_{K−1}∘⋯∘σ_1∘M_1: certified upper bounds on its ℓ2 Lipschitz constant. The operators' matrices Â_k are formed
+ * (formRegion), the LMI solved by an interior-point method and proved by Cholesky (lipSdpBound: the bound covers every
+ * product Â_K D ⋯ D Â_1 with D in the slope box), and the distance to the exact operators added:
+ * ‖Π(Â_k + E_k)D‖ ≤ ‖ΠÂ_kD‖ + Π s_k·Σ_j e_j·Π_{k<j}(a_k + e_k)·Π_{k>j}a_k with a_k = ‖Â_k‖_F, e_k ≥ ‖E_k‖, s_k the
+ * largest |slope| (as SeqLip's certified route). A variant is solved when `work` covers LIPSDP_DEFAULTS.minSteps Newton
+ * steps and its certificate; its solver stops when the work is spent.
+ */
+export async function lipsdpSegmentBound(segment: Segment, settings: NormSettings, opts: LipSdpOptions = {}): Promise<LipSdpResult> {
+  const t0 = performance.now();
+  const notes: string[] = [];
+  const empty = (why: string): LipSdpResult => ({ upper: null, neuron: null, layer: null, estimate: null, work: 0, newtonSteps: 0, notes: [why], ms: performance.now() - t0 });
+  const obstacle = lipsdpObstacle(segment, settings);
+  if (obstacle) return empty(`No LipSDP bound for ${segment.id}: ${obstacle}.`);
+  const variants = opts.variants ?? ['layer', 'neuron'];
+  let budget = opts.work ?? LIPSDP_DEFAULTS.sdpWork;
+  // the cheapest test first: does one variant fit at all? (dimensions only, nothing formed yet)
+  const dims = segment.regions.map((r) => ({ rows: sizeOf(r.outShape), cols: sizeOf(r.inShape) }));
+  const shape: LipSdpProblem = { layers: dims.map((d, k) => ({ w: new Float64Array(0), rows: d.rows, cols: k === 0 ? Math.min(d.cols, d.rows) : d.cols })), slopes: segment.activations.map((a) => a.slope) };
+  const full: LipSdpProblem = { layers: dims.map((d) => ({ w: new Float64Array(0), rows: d.rows, cols: d.cols })), slopes: shape.slopes };
+  const stepWork = lipSdpStepWork(shape), certWork = 12 * lipSdpCertifyWork(full);
+  const needed = LIPSDP_DEFAULTS.minSteps * stepWork + certWork;
+  if (needed > budget) return empty(`No LipSDP bound for ${segment.id}: ${LIPSDP_DEFAULTS.minSteps} interior-point steps and the certificate need about ${needed.toExponential(1)} multiply-adds, over the ${budget.toExponential(1)} budget (raise it with --sdp-work).`);
+
+  const formed = [];
+  for (const r of segment.regions) formed.push(await formRegion(r, settings));
+  const problem: LipSdpProblem = { layers: formed.map((f) => ({ w: f.w, rows: f.rows, cols: f.cols })), slopes: shape.slopes };
+  const a = formed.map((f) => frobeniusUp(f.w));
+  const e = formed.map((f) => f.delta);
+  let slopes = 1;
+  for (const act of segment.activations) slopes *= Math.max(Math.abs(act.slope[0]), Math.abs(act.slope[1]));
+  let cross = 0;
+  for (let j = 0; j < e.length; j++) {
+    let term = e[j];
+    for (let k = 0; k < e.length; k++) if (k !== j) term *= k < j ? a[k] + e[k] : a[k];
+    cross += term;
+  }
+  cross = roundUp(cross * slopes, 3 * e.length + 4);
+
+  const got: Partial<Record<LipSdpVariant, Bound>> = {};
+  let work = 0, steps = 0, estimate: number | null = null;
+  for (const [i, variant] of variants.entries()) {
+    // each later variant keeps at least the minimum it needs; the last takes what is left
+    const reserve = (variants.length - 1 - i) * needed;
+    const share = budget - reserve;
+    if (share < needed) { notes.push(`LipSDP-${variant === 'neuron' ? 'Neuron' : 'Layer'} skipped on ${segment.id}: the work budget is spent.`); continue; }
+    const res = lipSdpBound(problem, { variant, maxWork: share - certWork });
+    const spent = res?.work ?? share;
+    work += spent;
+    budget -= spent;
+    if (!res) { notes.push(`LipSDP-${variant === 'neuron' ? 'Neuron' : 'Layer'} on ${segment.id}: no certificate succeeded at the solver's points; no bound from it.`); continue; }
+    steps += res.newtonSteps;
+    if (!res.converged) notes.push(`LipSDP-${variant === 'neuron' ? 'Neuron' : 'Layer'} on ${segment.id} stopped after ${res.newtonSteps} Newton steps when its work budget ran out; its certified value is looser than the optimum.`);
+    estimate = estimate === null ? res.estimate : Math.min(estimate, res.estimate);
+    got[variant] = { value: roundUp(res.value + cross, 1), kind: 'certified', method: `lipsdp-${variant}` };
+  }
+  const bounds = [got.neuron, got.layer].filter((b): b is Bound => b !== undefined);
+  const upper = bounds.length ? bounds.reduce((x, y) => (y.value < x.value ? y : x)) : null;
+  return { upper, neuron: got.neuron ?? null, layer: got.layer ?? null, estimate, work, newtonSteps: steps, notes, ms: performance.now() - t0 };
+}

@@ -72,7 +72,8 @@ const plural = (n: number, one: string, many = `${one}s`): string => `${n} ${n =
 // A data-v attribute carries the raw number for the table sort; empty sorts last.
 const numAttr = (x: number | null | undefined): string => (x === null || x === undefined || Number.isNaN(x) ? '' : String(x));
 
-const KIND_TEXT: Record<BoundKind, string> = {
+// typed so that it compiles whether or not BoundKind has 'exact' yet (the kind is being added alongside)
+const KIND_TEXT: Record<BoundKind, string> & Record<string, string> = {
   exact: 'exact: a proved upper bound met by a witnessed pair (within 1e-6)',
   certified: 'certified: a proved upper bound',
   probabilistic: 'probabilistic: an upper bound that fails only with the small probability stated',
@@ -109,9 +110,12 @@ export function tickLabel(k: number): string {
   return `10${Array.from(String(k), (c) => SUPERSCRIPT[c]).join('')}`;
 }
 
+// kinds drawn as solid bars: proved bounds
+const SOLID: ReadonlySet<string> = new Set(['certified', 'exact']);
+
 function barPaint(id: string, mark: Mark, failed: boolean): string {
   const stroke = failed ? ` stroke="${COLOR.red}" stroke-width="2"` : '';
-  if (mark === 'certified') return `fill="${COLOR.certified}"${stroke}`;
+  if (SOLID.has(mark)) return `fill="${COLOR.certified}"${stroke}`;
   if (mark === 'probabilistic') return `fill="url(#${id}-stripes)"${stroke || ` stroke="${COLOR.probabilistic}" stroke-width="1"`}`;
   return `fill="#ffffff" stroke="${failed ? COLOR.red : COLOR.estimate}" stroke-width="${failed ? 2 : 1.5}" stroke-dasharray="4 2"`;
 }
@@ -194,6 +198,8 @@ function chartSvg(id: string, title: string, valueHeading: string, rows: readonl
   return out.join('\n');
 }
 
+const LEGEND_KINDS: readonly BoundKind[] = ['exact' as BoundKind, 'certified', 'probabilistic', 'estimate'];
+
 function legend(kinds: readonly BoundKind[], extra: readonly string[]): string {
   const items = kinds.map((k) => `<li><span class="swatch sw-${k}"></span>${esc(KIND_TEXT[k])}</li>`);
   return `<ul class="legend">${items.join('')}${extra.join('')}</ul>`;
@@ -222,7 +228,7 @@ dl.meta dd { margin: 0; }
 .verdict .big { font-size: 30px; font-weight: 600; margin: 0; }
 .verdict p { margin: 4px 0; }
 .badge { display: inline-block; padding: 1px 8px; border-radius: 10px; font-size: 12px; font-weight: 600; vertical-align: middle; border: 1px solid currentColor; }
-.badge.certified { color: #1a7f37; }
+.badge.certified, .badge.exact { color: #1a7f37; }
 .badge.probabilistic { color: #0969da; }
 .badge.estimate { color: #9a6700; }
 .badge.unbounded, .badge.discontinuous, .badge.error, .badge.failed { color: #cf222e; }
@@ -231,7 +237,7 @@ ul.reasons { margin: 6px 0; padding-left: 20px; }
 .warnings li { color: #7d4e00; }
 .legend { list-style: none; padding: 0; margin: 4px 0 8px; display: flex; flex-wrap: wrap; gap: 4px 18px; color: #59636e; font-size: 13px; }
 .swatch { display: inline-block; width: 22px; height: 11px; margin-right: 6px; vertical-align: -1px; }
-.sw-certified { background: #1a7f37; }
+.sw-certified, .sw-exact { background: #1a7f37; }
 .sw-probabilistic { background: repeating-linear-gradient(45deg, #0969da 0 3px, #84b4ec 3px 5px); }
 .sw-estimate { background: #ffffff; border: 1.5px dashed #9a6700; }
 .sw-lower { width: 3px; background: #1f2328; margin-left: 9px; margin-right: 16px; }
@@ -255,7 +261,7 @@ td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-sp
 tr.marked td, tr.error td { background: #fff5f5; }
 tr.gate-failed td { background: #ffebe9; }
 tr.gate-failed td:first-child { box-shadow: inset 4px 0 0 #cf222e; }
-.k-certified { color: #1a7f37; font-weight: 600; }
+.k-certified, .k-exact { color: #1a7f37; font-weight: 600; }
 .k-probabilistic { color: #0969da; font-weight: 600; }
 .k-estimate { color: #9a6700; font-weight: 600; }
 .k-unbounded, .k-discontinuous, .k-error, .k-failed { color: #cf222e; font-weight: 600; }
@@ -552,7 +558,7 @@ function modelSections(r: LipschitzReport, gate: GateResult | null, idp: string)
     parts.push('<p>The report has no layers to chart.</p>');
   } else {
     const rows = shown.map((i) => layerRow(r.layers[i], i));
-    const kinds = (['certified', 'probabilistic', 'estimate'] as const).filter((k) => rows.some((x) => x.mark === k && x.value !== null));
+    const kinds = LEGEND_KINDS.filter((k) => rows.some((x) => (x.mark as string) === k && x.value !== null));
     const marked = rows.some((x) => x.mark === 'unbounded' || x.mark === 'discontinuous');
     parts.push(legend(kinds, marked ? [LEGEND_MARKED] : []));
     if (rows.length) parts.push(`<div class="chart-wrap">${chartSvg(`${idp}layers`, `Operator norm of each of the ${plural(r.layers.length, 'layer')} of ${r.model.path}, log scale`, 'upper bound · kind · method', rows)}</div>`);
@@ -685,7 +691,7 @@ function batchPage(records: readonly BatchRecord[], gateList: readonly GateResul
         tip: `${r.path}: upper bound ${u.value} (${u.kind}, ${u.method})${r.lower !== null ? `, lower bound ${r.lower}` : ''}.${failed ? ` ${recordMessages(r, gates.get(r.path)).join(' ')}` : ''}`,
       };
     });
-    const kinds = (['certified', 'probabilistic', 'estimate'] as const).filter((k) => rows.some((x) => x.mark === k));
+    const kinds = LEGEND_KINDS.filter((k) => rows.some((x) => (x.mark as string) === k));
     parts.push(legend(kinds, [...(rows.some((x) => x.lower !== null && x.lower > 0) ? [LEGEND_LOWER] : []), ...(rows.some((x) => x.failed) ? [LEGEND_FAILED] : [])]));
     parts.push(`<div class="chart-wrap">${chartSvg('models', `Global upper bound of ${plural(rows.length, 'model')}, largest first, log scale`, 'upper bound · kind · method', rows)}</div>`);
     const left = records.length - charted.length;

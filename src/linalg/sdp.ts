@@ -226,6 +226,20 @@ function reduceInput(p: LipSdpProblem): LipSdpProblem {
   }
 }
 
+/**
+ * A unit with slope range [α, α] is linear: its constraint matrix D_j is PSD, so t_j → ∞ only helps and the barrier is
+ * unbounded below. For the solve, such ranges are widened to [α − η, α + η] with η = 1e-5·max(|α|, 1). That only
+ * weakens each constraint: q_wide = q + 2η²v² ≥ q, so M_true(ρ, t) ⪯ M_wide(ρ, t) and any t the solver finds for the
+ * wide problem stays valid for the true one, which is what the certificate checks.
+ */
+function widenLinear(p: LipSdpProblem): LipSdpProblem {
+  if (!p.slopes.some(([a, b]) => b - a < 1e-6 * Math.max(Math.abs(a), 1))) return p;
+  return { layers: p.layers, slopes: p.slopes.map(([a, b]) => {
+    const eta = 1e-5 * Math.max(Math.abs(a), 1);
+    return b - a < 1e-6 * Math.max(Math.abs(a), 1) ? [a - eta, b + eta] as const : [a, b] as const;
+  }) };
+}
+
 /** An estimate of ‖W‖₂ by 30 power steps (only to place the starting point). */
 function normEstimate(w: LmiLayer): number {
   let x = new Float64Array(w.cols).fill(1 / Math.sqrt(w.cols));
@@ -308,7 +322,7 @@ export interface LipSdpOptions {
  */
 export function solveLipSdp(problem: LipSdpProblem, opts: LipSdpOptions): LipSdpSolution {
   checkProblem(problem);
-  const p = reduceInput(problem);
+  const p = reduceInput(widenLinear(problem));
   const relTol = opts.relTol ?? 1e-6;
   const maxWork = opts.maxWork ?? Infinity;
   const { sizes, offsets, n, units: m } = blocks(p);
@@ -493,14 +507,14 @@ export function certifyLmi(problem: LipSdpProblem, point: LmiPoint): boolean {
 
 /**
  * The smallest ρ found for which certifyLmi proves F(ρ, t) ⪰ 0 along the solver's path: at each centred point (last
- * first), t clipped at 0, ρ raised by the factors 1 + 10^−10 … 1 + 10^−2 until proved. Returns the proved point, or null.
+ * first), t clipped at 0, ρ raised by the factors 1 + 10^−9, 1 + 10^−6, 1 + 10^−3 until proved. Returns the proved point, or null.
  * A proved point gives ‖W_l D_l ⋯ D_1 W_0‖₂ ≤ √ρ for every diagonal D_h with entries in [α_h, β_h].
  */
 export function certifyLipSdp(problem: LipSdpProblem, solution: LipSdpSolution, maxTries = 12): { point: LmiPoint; tries: number } | null {
   let tries = 0;
   for (const pt of solution.path) {
     const t = pt.t.map((v) => Math.max(0, v));
-    for (const raise of [1e-10, 1e-8, 1e-6, 1e-4, 1e-3, 1e-2]) {
+    for (const raise of [1e-9, 1e-6, 1e-3]) {
       if (tries >= maxTries) return null;
       tries++;
       const rho = roundUp(pt.rho * (1 + raise), 2);

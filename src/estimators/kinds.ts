@@ -1,5 +1,5 @@
 /** How much a reported value promises (ALGORITHMS.md, preamble). */
-export type BoundKind = 'certified' | 'probabilistic' | 'estimate' | 'lower';
+export type BoundKind = 'exact' | 'certified' | 'probabilistic' | 'estimate' | 'lower';
 
 /** A value with its kind and the method that produced it. */
 export interface Bound {
@@ -11,7 +11,7 @@ export interface Bound {
 /** The norm a constant is measured in. */
 export type NormKind = '2' | 'inf';
 
-const STRENGTH: Record<BoundKind, number> = { certified: 3, probabilistic: 2, estimate: 1, lower: 0 };
+const STRENGTH: Record<BoundKind, number> = { exact: 4, certified: 3, probabilistic: 2, estimate: 1, lower: 0 };
 
 /** The weakest of several upper-bound kinds: a composite bound promises only what its weakest part does. */
 export function weakestKind(kinds: Iterable<BoundKind>): BoundKind {

@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { mergeRecords, parseRecords } from '../../src/batch/jsonl.js';
 import type { BatchRecord } from '../../src/batch/record.js';
 import { FIXTURES, hasShared, SHARED } from '../helpers/dense.js';
 
@@ -18,6 +19,8 @@ function cli(args: string[], timeout = 300_000) {
 }
 
 const lines = (file: string): BatchRecord[] => readFileSync(file, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l));
+/** The records of `batch --json` stdout (the closing summary line left out). */
+const jsonRecords = (stdout: string): BatchRecord[] => stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l)).filter((x) => 'path' in x);
 
 /** What must agree between two runs of the same models: everything but timings and memory. */
 function outcome(records: readonly BatchRecord[]) {
@@ -145,16 +148,265 @@ test('--timeout and --max-memory record the model and let the batch go on; --max
   for (const f of ['demo.onnx', 'gemm_sv.onnx']) copyFileSync(FIXTURES + f, join(d, f));
   const slow = cli(['batch', d, '--timeout', '0.001', '--jobs', '1', '--json', ...FAST]);
   assert.equal(slow.code, 0, slow.err);
-  const recs: BatchRecord[] = slow.out.split('\n').filter(Boolean).map((l) => JSON.parse(l));
+  const recs: BatchRecord[] = jsonRecords(slow.out);
   assert.deepEqual(recs.map((x) => x.error?.code).sort(), ['TIMEOUT', 'TIMEOUT']);
   assert.match(recs[0].error!.message, /--timeout 0\.001 s/);
   const fat = cli(['batch', d, '--max-memory', '1', '--jobs', '2', '--json', ...FAST]);
   assert.equal(fat.code, 0, fat.err);
-  assert.deepEqual(fat.out.split('\n').filter(Boolean).map((l) => JSON.parse(l).error?.code), ['MEMORY', 'MEMORY']);
+  assert.deepEqual(jsonRecords(fat.out).map((x) => x.error?.code), ['MEMORY', 'MEMORY']);
   assert.equal(cli(['batch', d, '--max', '1e-9', '--jobs', '2', ...FAST]).code, 1);
   assert.equal(cli(['batch', d, '--max', '1e9', '--jobs', '2', ...FAST]).code, 0);
   mkdirSync(join(dir, 'empty'), { recursive: true });
   const none = cli(['batch', join(dir, 'empty')]);
   assert.equal(none.code, 2);
   assert.match(none.err, /No ONNX models found/);
+});
+
+// ---- the journal (issue 14 item 4), fail-closed gates (item 5), option clamps, CI output (issue 13 item 4) ----
+
+/** A zoo of `n` small fixture copies (distinct names, a few distinct contents) in a fresh directory. */
+function smallZoo(name: string, n: number): string {
+  const d = join(dir, name);
+  mkdirSync(d, { recursive: true });
+  const kinds = ['demo.onnx', 'gemm_sv.onnx', 'mlp_relu.onnx', 'mlp_tanh.onnx'];
+  for (let k = 0; k < n; k++) copyFileSync(FIXTURES + kinds[k % kinds.length], join(d, `m${String(k).padStart(2, '0')}.onnx`));
+  return d;
+}
+
+/** A running batch whose per-model stderr lines ("lipcheck: [k/n] path: outcome") are collected as they come. */
+function startBatch(args: string[]) {
+  const child = spawn(process.execPath, [BIN, 'batch', ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NO_COLOR: '1' } });
+  let err = '', out = '';
+  child.stdout.on('data', (d: Buffer) => { out += d.toString(); });
+  const waiters: { n: number; resolve: () => void }[] = [];
+  const finished = () => [...err.matchAll(/^lipcheck: \[\s*\d+\/\d+\] (\S+): /gm)].map((m) => m[1]);
+  child.stderr.on('data', (d: Buffer) => {
+    err += d.toString();
+    for (const w of waiters.splice(0)) (finished().length >= w.n ? w.resolve() : waiters.push(w));
+  });
+  const exit = new Promise<number | null>((res) => child.on('exit', (code, signal) => res(code ?? (signal ? -1 : null))));
+  return {
+    child, exit,
+    get err() { return err; },
+    get out() { return out; },
+    finished,
+    /** Resolves when `n` models have finished (their lines are on stderr); rejects if the batch ends first. */
+    after: (n: number) => new Promise<void>((resolve, reject) => {
+      if (finished().length >= n) return resolve();
+      waiters.push({ n, resolve });
+      void exit.then(() => reject(new Error(`the batch ended after ${finished().length} models, before ${n}: ${err}`)));
+    }),
+  };
+}
+
+/** Worker processes of a batch (Linux: the kernel's list of a process's children). */
+function childrenOf(pid: number): number[] {
+  try {
+    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
+}
+
+test('--out is locked: a second writer is refused naming the holder; SIGKILL of the batch loses no finished record; the stale lock is taken over by --resume', async () => {
+  // enough models that the batch is still running when the second writer has come and gone
+  const zoo = smallZoo('locked', 60);
+  const out = join(dir, 'locked.jsonl');
+  const a = startBatch([zoo, '--out', out, '--jobs', '1', ...FAST]);
+  await a.after(1);
+  const b = cli(['batch', zoo, '--out', out, '--resume', '--jobs', '1', ...FAST]);
+  assert.equal(b.code, 2, b.err);
+  assert.match(b.err, new RegExp(`being written by another lipcheck \\(pid ${a.child.pid} on host ${hostname()}`));
+  a.child.kill('SIGKILL');
+  await a.exit;
+  const done = a.finished();
+  const kept = parseRecords(readFileSync(out)).records.map((r) => r.path);
+  for (const p of done) assert.ok(kept.includes(p), `${p} was reported finished before the kill and is in the journal`);
+  assert.ok(kept.length < 60, `killed mid-run: ${kept.length} of 60 recorded`);
+  assert.ok(existsSync(`${out}.lock`), 'a killed batch leaves its lock behind');
+  const r = cli(['batch', zoo, '--out', out, '--resume', '--jobs', '1', ...FAST]);
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.err, new RegExp(`took over the lock of pid ${a.child.pid}`));
+  assert.equal(mergeRecords([lines(out)]).length, 60);
+  assert.equal(lines(out).length, 60, 'each model once: the resumed run analysed only the rest');
+  assert.ok(!existsSync(`${out}.lock`), 'the lock is released at the end');
+});
+
+test('a worker killed with SIGKILL mid-analysis is recorded as CRASH, no finished record is lost, and --resume --retry-failed analyses it again', async () => {
+  const zoo = smallZoo('crashy', 8);
+  const out = join(dir, 'crashy.jsonl');
+  const a = startBatch([zoo, '--out', out, '--jobs', '1', ...FAST]);
+  await a.after(1);
+  const workers = childrenOf(a.child.pid!);
+  assert.equal(workers.length, 1, 'one worker with --jobs 1');
+  process.kill(workers[0], 'SIGKILL');
+  assert.equal(await a.exit, 0, a.err);
+  const recs = lines(out);
+  assert.equal(recs.length, 8);
+  const crashed = recs.filter((x) => x.error?.code === 'CRASH');
+  assert.equal(crashed.length, 1, JSON.stringify(recs.map((x) => x.error?.code)));
+  assert.match(crashed[0].error!.message, /died \(signal SIGKILL\)/);
+  assert.equal(recs.filter((x) => x.status === 'bounded').length, 7);
+  const kept = cli(['batch', zoo, '--out', out, '--resume', '--jobs', '1', ...FAST]);
+  assert.equal(kept.code, 0, kept.err);
+  assert.match(kept.err, /recorded as CRASH is kept as it is: .*--retry-failed/);
+  const r = cli(['batch', zoo, '--out', out, '--resume', '--retry-failed', '--jobs', '1', ...FAST]);
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.err, /retrying 1 failed model: .*\[CRASH: --retry-failed\]/);
+  const all = lines(out);
+  assert.equal(all.length, 9, 'the retry appends a record; the CRASH line stays in the journal');
+  assert.ok(mergeRecords([all]).every((x) => x.status === 'bounded'), 'the latest record wins');
+});
+
+test('an existing --out is never emptied without --resume or --force', () => {
+  const zoo = smallZoo('keep', 2);
+  const out = join(dir, 'keep.jsonl');
+  assert.equal(cli(['batch', zoo, '--out', out, '--jobs', '1', ...FAST]).code, 0);
+  const before = readFileSync(out);
+  const r = cli(['batch', zoo, '--out', out, '--jobs', '1', ...FAST]);
+  assert.equal(r.code, 2);
+  assert.match(r.err, /already holds results .* --resume .* --force/);
+  assert.deepEqual(readFileSync(out), before, 'not a byte changed');
+  const f = cli(['batch', join(zoo, 'm00.onnx'), '--out', out, '--force', '--jobs', '1', ...FAST]);
+  assert.equal(f.code, 0, f.err);
+  assert.deepEqual(lines(out).map((x) => x.path), [join(zoo, 'm00.onnx')]);
+  assert.equal(cli(['batch', zoo, '--out', out, '--force', '--resume']).code, 2);
+});
+
+test('--resume: a changed model is analysed again and its new record wins (merge, --baseline); TIMEOUT records are retried with a larger --timeout; removed models are reported', () => {
+  const zoo = smallZoo('changing', 3);
+  const out = join(dir, 'changing.jsonl');
+  const first = cli(['batch', zoo, '--out', out, '--jobs', '1', '--timeout', '0.001', ...FAST]);
+  assert.equal(first.code, 0, first.err);
+  assert.deepEqual(lines(out).map((x) => x.error?.code), ['TIMEOUT', 'TIMEOUT', 'TIMEOUT']);
+  assert.deepEqual(lines(out)[0].error!.limits, { timeoutS: 0.001, maxMemoryMb: lines(out)[0].error!.limits!.maxMemoryMb });
+  const same = cli(['batch', zoo, '--out', out, '--resume', '--jobs', '1', '--timeout', '0.001', ...FAST]);
+  assert.match(same.err, /3 models recorded as TIMEOUT are kept/);
+  assert.equal(lines(out).length, 3, 'nothing retried under the same limit');
+  const r = cli(['batch', zoo, '--out', out, '--resume', '--jobs', '1', '--timeout', '600', ...FAST]);
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.err, /retrying 3 failed models: .*--timeout raised from 0\.001 s to 600 s/);
+  assert.deepEqual(mergeRecords([lines(out)]).map((x) => x.status), ['bounded', 'bounded', 'bounded']);
+
+  // m01 becomes another model (gemm_sv → gate_scaled); m02 is deleted
+  const m01 = join(zoo, 'm01.onnx');
+  const oldBound = mergeRecords([lines(out)]).find((x) => x.path === m01)!.upper!.value;
+  copyFileSync(FIXTURES + 'gate_scaled.onnx', m01);
+  rmSync(join(zoo, 'm02.onnx'));
+  const c = cli(['batch', zoo, '--out', out, '--resume', '--jobs', '1', ...FAST]);
+  assert.equal(c.code, 0, c.err);
+  assert.match(c.err, /1 model file changed since its record \(sha256\)/);
+  assert.match(c.err, /1 recorded model no longer exists .*m02\.onnx/);
+  assert.match(c.out, /lipcheck batch: 2 models/);
+  const latest = mergeRecords([lines(out)]).find((x) => x.path === m01)!;
+  assert.notEqual(latest.upper!.value, oldBound);
+  const merged = cli(['merge', out, '--json']);
+  assert.equal(jsonRecords(merged.out).find((x) => x.path === m01)!.upper!.value, latest.upper!.value, 'merge reads the latest record');
+  // the journal as a baseline: the same model against its latest record passes the 0 % gate
+  const g = cli(['batch', m01, '--baseline', out, '--jobs', '1', ...FAST]);
+  assert.equal(g.code, 0, g.err + g.out);
+});
+
+test('option clamps: --timeout past Node\'s timer, absurd --threads and --jobs are usage errors', () => {
+  for (const [flag, value, what] of [['--timeout', '2147484', /--timeout '2147484' is invalid: .*2147483/], ['--threads', '100000', /--threads '100000' is invalid: .*1024/], ['--jobs', '100000', /--jobs '100000' is invalid: .*256/]] as const) {
+    const r = cli(['batch', FIXTURES + 'demo.onnx', flag, value]);
+    assert.equal(r.code, 2, `${flag} ${value}: ${r.err}`);
+    assert.match(r.err, what);
+  }
+  assert.equal(cli([FIXTURES + 'demo.onnx', '--threads', '100000']).code, 2, 'the single-model command too');
+  const ok = cli(['batch', FIXTURES + 'gemm_sv.onnx', '--timeout', '2147483', '--jobs', '1', '--json', ...FAST]);
+  assert.equal(ok.code, 0, ok.err);
+  assert.equal(jsonRecords(ok.out)[0].status, 'bounded', 'the longest timeout does not fire at once');
+});
+
+test('gates fail closed: a missing explicit path, an unreadable sub-directory, empty or garbage merges are errors', () => {
+  const zoo = smallZoo('closed', 1);
+  const missing = cli(['batch', join(zoo, 'm00.onnx'), join(zoo, 'nope.onnx'), '--max', '1e9', ...FAST]);
+  assert.equal(missing.code, 2);
+  assert.match(missing.err, /not exist: '.*nope\.onnx'/);
+  // an unreadable sub-directory (as an unprivileged user: root reads everything)
+  const root = join(dir, 'perm');
+  mkdirSync(join(root, 'private'), { recursive: true });
+  copyFileSync(FIXTURES + 'demo.onnx', join(root, 'a.onnx'));
+  copyFileSync(FIXTURES + 'demo.onnx', join(root, 'private/b.onnx'));
+  chmodSync(dir, 0o755);
+  chmodSync(join(root, 'private'), 0o000);
+  const asUser = process.getuid?.() === 0 ? { uid: 65534, gid: 65534 } : {};
+  const hidden = spawnSync(process.execPath, [BIN, 'batch', root, '--max', '1e9', ...FAST], { encoding: 'utf8', env: { ...process.env, NO_COLOR: '1' }, ...asUser });
+  chmodSync(join(root, 'private'), 0o755);
+  assert.equal(hidden.status, 2, hidden.stderr);
+  assert.match(hidden.stderr, /Cannot read the directory '.*private \(EACCES\)'/);
+  const empty = join(dir, 'empty.jsonl');
+  writeFileSync(empty, '');
+  const e = cli(['merge', empty, '--max', '10']);
+  assert.equal(e.code, 2);
+  assert.match(e.err, /holds no batch records \(it is empty\)/);
+  assert.doesNotMatch(e.out, /all 0 passed/);
+  const junk = join(dir, 'junk.jsonl');
+  writeFileSync(junk, 'hello\nworld\n');
+  assert.equal(cli(['merge', junk, '--max', '10']).code, 2);
+  const good = join(dir, 'good.jsonl');
+  assert.equal(cli(['batch', zoo, '--out', good, '--jobs', '1', ...FAST]).code, 0);
+  writeFileSync(junk, readFileSync(good, 'utf8') + 'garbage\n' + readFileSync(good, 'utf8'));
+  const damaged = cli(['merge', junk, '--max', '1e9']);
+  assert.equal(damaged.code, 2);
+  assert.match(damaged.err, /is damaged: line 2/);
+  assert.equal(cli(['merge', junk]).code, 0, 'without a gate, the readable records are merged with a warning');
+});
+
+test('CI output: --json carries the gates (batch lines, closing summary, single model); baseline counts and --fail-on-missing; merge headed lipcheck merge; braces; per-model lines', () => {
+  const zoo = smallZoo('ci', 3);
+  const base = join(dir, 'ci-base.jsonl');
+  assert.equal(cli(['batch', join(zoo, 'm00.onnx'), join(zoo, 'm01.onnx'), '--out', base, '--jobs', '1', ...FAST]).code, 0);
+  copyFileSync(FIXTURES + 'demo.onnx', join(zoo, 'gone.onnx'));
+  const base2 = join(dir, 'ci-base2.jsonl');
+  assert.equal(cli(['batch', join(zoo, 'm00.onnx'), join(zoo, 'gone.onnx'), '--out', base2, '--jobs', '1', ...FAST]).code, 0);
+  rmSync(join(zoo, 'gone.onnx'));
+
+  const j = cli(['batch', `${zoo}/m0{0,1,2}.onnx`, '--json', '--max', '10', '--baseline', base, '--jobs', '1', ...FAST]);
+  assert.equal(j.code, 1, 'demo.onnx (m00) is above 10');
+  const objs = j.out.trim().split('\n').map((l) => JSON.parse(l));
+  assert.equal(objs.length, 4, 'three models (braces expanded) and the summary');
+  const m00 = objs.find((x) => x.path?.endsWith('m00.onnx'));
+  assert.deepEqual(m00.gates.map((g: { name: string; limit: number; value: number; passed: boolean }) => [g.name, g.limit, g.passed]), [['max', 10, false], ['max-increase', 0, true]]);
+  assert.equal(m00.gates[0].value, m00.upper.value);
+  assert.equal(m00.gates[1].value, 0, 'the same model against its own record: +0 %');
+  const m02 = objs.find((x) => x.path?.endsWith('m02.onnx'));
+  assert.equal(m02.gates[1].value, null, 'a new model has nothing to compare');
+  assert.deepEqual(objs[3].summary.baseline, { compared: 2, new: [join(zoo, 'm02.onnx')], missing: [] });
+  assert.equal(objs[3].summary.gatesFailed, 1);
+
+  const t = cli(['batch', zoo, '--baseline', base2, '--jobs', '1', ...FAST]);
+  assert.equal(t.code, 0, t.err);
+  assert.match(t.out, /Gates: all 3 passed \(baseline: 1 compared, 2 new \(.*\), 1 missing \(.*gone\.onnx\)\)/);
+  assert.match(t.err, /^lipcheck: \[1\/3\] .*m00\.onnx: bounded, upper .* \(\d+\.\d s\)$/m, 'a non-terminal batch prints a line per finished model');
+  const f = cli(['batch', zoo, '--baseline', base2, '--fail-on-missing', '--jobs', '1', ...FAST]);
+  assert.equal(f.code, 1);
+  assert.match(f.err, /gate failed \(--fail-on-missing\): 1 model of the baseline is not in this run \(.*gone\.onnx\)/);
+
+  const m = cli(['merge', base, base2]);
+  assert.equal(m.code, 0, m.err);
+  assert.match(m.out, /^lipcheck merge: 3 models/);
+  const single = cli([join(zoo, 'm01.onnx'), '--json', '--max', '1e9', ...FAST]);
+  assert.equal(single.code, 0, single.err);
+  assert.deepEqual(JSON.parse(single.out).gates.map((g: { name: string; passed: boolean }) => [g.name, g.passed]), [['max', true]]);
+  assert.deepEqual(JSON.parse(cli([join(zoo, 'm01.onnx'), '--json', ...FAST]).out).gates, []);
+});
+
+test('Ctrl-C (SIGINT) stops the batch, keeps every finished record, releases the lock and says how to resume', async () => {
+  const zoo = smallZoo('interrupted', 10);
+  const out = join(dir, 'interrupted.jsonl');
+  const a = startBatch([zoo, '--out', out, '--jobs', '2', ...FAST]);
+  await a.after(2);
+  a.child.kill('SIGINT');
+  assert.equal(await a.exit, 130);
+  const done = parseRecords(readFileSync(out));
+  assert.equal(done.truncated, false);
+  assert.deepEqual(done.badLines, []);
+  assert.ok(done.records.every((x) => x.error === null), 'no model is recorded as a CRASH of the interruption');
+  assert.match(a.err, new RegExp(`interrupted \\(SIGINT\\): ${done.records.length} of 10 models are recorded in '${out}'. To analyse the other ${10 - done.records.length}, run:\\n  lipcheck batch .* --resume\\n`));
+  assert.ok(!existsSync(`${out}.lock`));
+  const r = cli(['batch', zoo, '--out', out, '--resume', '--jobs', '2', ...FAST]);
+  assert.equal(r.code, 0, r.err);
+  assert.equal(lines(out).length, 10);
 });

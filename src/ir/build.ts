@@ -4,9 +4,10 @@ import type { RuntimeOptions } from '../linalg/runtime.js';
 import type { OnnxModel, OnnxNode } from '../onnx/read-model.js';
 import { DATA_TYPES } from '../onnx/proto.js';
 import { encodeForRuntimeFeeding } from '../onnx/writer.js';
-import { UnsupportedNode, type ConvertContext, type InputValue } from '../ops/context.js';
+import { auditConstants, UnsupportedNode, type ConvertContext, type InputValue } from '../ops/context.js';
 import { fusePatterns } from '../ops/patterns.js';
 import { findOp } from '../ops/registry.js';
+import { auditIr, badNumbersError } from './audit.js';
 import { isFloatType, type DType, type Tensor } from './tensor.js';
 import type { IrGraph, IrNode, Shape } from './types.js';
 
@@ -213,6 +214,7 @@ export async function buildIr(original: OnnxModel, options: BuildOptions): Promi
 
   const nodes: IrNode[] = [];
   const reasons: string[] = [];
+  const badNumbers: string[] = [];
   const shapeOf = (name: string): Shape => (name === input.name ? shape : values.get(name)!.dims);
   const dtypeOf = (name: string): DType => (name === input.name ? 'float32' : values.get(name)!.dtype);
   for (const n of dynNodes) {
@@ -235,6 +237,9 @@ export async function buildIr(original: OnnxModel, options: BuildOptions): Promi
       name: n.name, opType: n.opType, opset, attrs: n.attributes, inputs,
       outputs: n.outputs, outShapes: n.outputs.map((o) => (o && values.has(o) ? values.get(o)!.dims : [])),
     };
+    // NaN or infinite constants would turn into a "certified" bound of a model whose output is NaN: refused (issue 14)
+    const bad = auditConstants(ctx);
+    if (bad.length) { badNumbers.push(...bad); continue; }
     try {
       const converted = row.convert(ctx);
       nodes.push(...converted);
@@ -244,6 +249,8 @@ export async function buildIr(original: OnnxModel, options: BuildOptions): Promi
       else throw e;
     }
   }
+  badNumbers.push(...auditIr(nodes));
+  if (badNumbers.length) throw badNumbersError(model.file, badNumbers);
   if (missing.length || reasons.length) throw unsupportedError(model.file, missing, reasons);
   const outShape = shapeOf(outputName);
   return {

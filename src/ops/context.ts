@@ -1,6 +1,7 @@
 import type { Attributes } from '../onnx/attributes.js';
 import type { IrNode, Shape } from '../ir/types.js';
 import type { DType, Tensor } from '../ir/tensor.js';
+import { describeScan, FLOAT32_MIN_NORMAL, scanNumbers } from '../ir/audit.js';
 
 /** One input of the node being converted: input-dependent (with its shape) or a constant (with its value). */
 export type InputValue =
@@ -46,4 +47,46 @@ export function constantInput(ctx: ConvertContext, i: number): Tensor | null {
 /** Base fields for an IR node reading `inputs` and writing `output` of shape `outShape`. */
 export function base(ctx: ConvertContext, inputs: { name: string; shape: Shape }[], output: string, outShape: Shape) {
   return { name: ctx.name, opType: ctx.opType, inputs: inputs.map((i) => i.name), inShapes: inputs.map((i) => i.shape), output, outShape };
+}
+
+/**
+ * The finite-number audit of the constants one input-dependent node reads (weights, biases, added or multiplied
+ * constants, normalisation statistics, pad values, clip bounds) and of its float attributes, before conversion: NaN
+ * anywhere, ±Infinity except as a Clip bound or a Pad value (both mean "no bound" / "never the maximum" there),
+ * division by zero or a denormal, and a BatchNormalization variance with var + ε ≤ 0. Returns one line per problem.
+ */
+export function auditConstants(ctx: ConvertContext): string[] {
+  const problems: string[] = [];
+  const node = `${ctx.opType} node '${ctx.name}'`;
+  const infinityAllowed = (i: number) => (ctx.opType === 'Clip' && i >= 1) || (ctx.opType === 'Pad' && i === 2);
+  ctx.inputs.forEach((v, i) => {
+    if (v.dynamic || !v.tensor) return;
+    const s = scanNumbers(v.tensor);
+    if (!s) return;
+    const kinds = { nan: true, inf: !infinityAllowed(i), huge: false };
+    if (s.nan || (kinds.inf && s.posInf + s.negInf)) problems.push(`${node}: constant '${v.name}' (input ${i}) holds ${describeScan(s, kinds)}.`);
+    if (ctx.opType === 'Div' && i === 1 && ctx.inputs[0]?.dynamic && s.zero + s.denormal > 0) {
+      const d = v.tensor.data as Float32Array | Float64Array;
+      const at = d.findIndex((x) => Math.abs(x) < FLOAT32_MIN_NORMAL);
+      problems.push(`${node}: divides by constant '${v.name}', which holds ${s.zero} zero and ${s.denormal} denormal value${s.denormal === 1 ? '' : 's'} among ${s.size} (the first at element ${at}: ${d[at]}); 1/c is infinite or beyond float32's range there.`);
+    }
+  });
+  if (ctx.opType === 'BatchNormalization') {
+    const variance = constantInput(ctx, 4);
+    const eps = ctx.attrs.float('epsilon', 1e-5);
+    if (variance && scanNumbers(variance)) {
+      const d = variance.data as Float32Array | Float64Array;
+      const at = d.findIndex((x) => x + eps <= 0);
+      if (at >= 0) problems.push(`${node}: variance '${ctx.inputs[4].name}' plus epsilon ${eps} is ${d[at] + eps} ≤ 0 at element ${at}; its scale γ/√(var+ε) is infinite or NaN.`);
+    }
+  }
+  for (const name of ctx.attrs.names()) {
+    const values = [...(ctx.attrs.floats(name, null) ?? []), ctx.attrs.float(name, 0)];
+    const t = ctx.attrs.tensor(name);
+    const s = t ? scanNumbers(t) : null;
+    const clipBound = ctx.opType === 'Clip' && (name === 'min' || name === 'max');
+    if (values.some((x) => Number.isNaN(x) || (!clipBound && !Number.isFinite(x)))) problems.push(`${node}: attribute '${name}' is ${values.find((x) => !Number.isFinite(x))}.`);
+    else if (s && s.nan + s.posInf + s.negInf) problems.push(`${node}: tensor attribute '${name}' holds ${describeScan(s, { nan: true, inf: true })}.`);
+  }
+  return problems;
 }

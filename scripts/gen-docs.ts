@@ -1,13 +1,23 @@
 /** Regenerates the README's option and operator tables from src/cli/options.ts and src/ops/registry.ts. */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { OPTIONS } from '../src/cli/options.js';
+import { GROUP_HEADINGS, groupOf, OPTIONS, optionsInHelpOrder } from '../src/cli/options.js';
 import { renderOpsTable } from '../src/report/ops-table.js';
 
 /** The generated README sections: options (from the CLI's option records) and operators (from the registry). */
 export function generatedSections(): Record<string, string> {
   const where = (o: (typeof OPTIONS)[number]) => (o.commands.length === 3 ? 'all' : o.commands.map((c) => (c === 'model' ? 'lipcheck' : c)).join(', '));
-  const options = ['| option | commands | default | meaning |', '|---|---|---|---|', ...OPTIONS.map((o) => `| \`${o.flags}\` | ${where(o)} | ${o.defaultValue !== undefined ? `\`${o.defaultValue}\`` : ''} | ${o.description}${o.choices ? ` (${o.choices.join(', ')})` : ''} |`)].join('\n') + '\n';
+  // in --help order: a bold row opens each group (the common options first, under their own name here)
+  const rows: string[] = [];
+  let group = '';
+  for (const o of optionsInHelpOrder()) {
+    if (groupOf(o) !== group) {
+      group = groupOf(o);
+      rows.push(`| **${group === 'common' ? 'Common options' : GROUP_HEADINGS[groupOf(o)].replace(/:$/, '')}** | | | |`);
+    }
+    rows.push(`| \`${o.flags}\` | ${where(o)} | ${o.defaultValue !== undefined ? `\`${o.defaultValue}\`` : ''} | ${o.description}${o.choices ? ` (${o.choices.join(', ')})` : ''} |`);
+  }
+  const options = ['| option | commands | default | meaning |', '|---|---|---|---|', ...rows].join('\n') + '\n';
   return { options, ops: renderOpsTable(true) };
 }
 

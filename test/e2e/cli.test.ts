@@ -1,15 +1,27 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { EXIT } from '../../src/cli/exit-codes.js';
+import { OP_REGISTRY } from '../../src/ops/registry.js';
 import { FIXTURES, sigmaMax, weight } from '../helpers/dense.js';
 
 const BIN = fileURLToPath(new URL('../../bin/lipcheck.js', import.meta.url));
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const VERSION = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).version as string;
 
-/** Runs the built CLI (npm test builds dist/ first) with colour off. */
-function cli(...args: string[]) {
-  const r = spawnSync(process.execPath, [BIN, ...args, ...(args.includes('--list-ops') || args.includes('--help') ? [] : ['--lower-budget', '300'])], { encoding: 'utf8', env: { ...process.env, NO_COLOR: '1' }, timeout: 120_000 });
+/** Runs the built CLI (npm test builds dist/ first) with colour off; `input` is fed to its stdin. */
+function run(args: readonly string[], input?: Uint8Array | string) {
+  const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', env: { ...process.env, NO_COLOR: '1' }, timeout: 120_000, input });
   return { code: r.status, out: r.stdout, err: r.stderr };
+}
+
+/** Runs an analysis with a short lower-bound budget (other commands: see run). */
+function cli(...args: string[]) {
+  return run([...args, ...(args.includes('--list-ops') || args.includes('--help') ? [] : ['--lower-budget', '300'])]);
 }
 
 test('no argument: analyses the bundled demo model and prints the table', () => {
@@ -98,7 +110,9 @@ test('--list-ops prints the registry; --help documents exit codes', () => {
 test('several outputs: a warning names the one analysed; --all-outputs gives one report per output', () => {
   const one = cli(FIXTURES + 'two_outputs.onnx', '--device', 'cpu');
   assert.equal(one.code, 0, one.err);
-  assert.match(one.out, /The model has 2 outputs; only the first, 'features', is analysed/);
+  // a warning goes to stderr: stdout is the report alone
+  assert.match(one.err, /^lipcheck: warning: The model has 2 outputs; only the first, 'features', is analysed/m);
+  assert.doesNotMatch(one.out, /warning|The model has 2 outputs/);
   const r = cli(FIXTURES + 'two_outputs.onnx', '--all-outputs', '--json', '--device', 'cpu');
   assert.equal(r.code, 0, r.err);
   const reports = JSON.parse(r.out);
@@ -119,4 +133,184 @@ test('a reader that closes the pipe early (lipcheck … | true) gets no stack tr
   assert.match(r.stderr, /status=1\n/, r.stderr);
   assert.doesNotMatch(r.stderr, /EPIPE|at .*\.js:\d+/, r.stderr);
   assert.match(r.stderr, /gate failed/);
+});
+
+// ---- CLI habits (issue 13 item 3) ----
+
+test('--version and -V print the package version alone on stdout, for every command', () => {
+  for (const args of [['--version'], ['-V'], ['batch', '--version'], ['merge', '-V']]) {
+    const r = run(args);
+    assert.equal(r.code, 0, `${args.join(' ')}: ${r.err}`);
+    assert.equal(r.out, `${VERSION}\n`, args.join(' '));
+    assert.equal(r.err, '');
+  }
+});
+
+test('stdout carries only the report: warnings and phase lines go to stderr, also with --json; -q leaves stderr empty', () => {
+  const table = cli(FIXTURES + 'two_outputs.onnx', '--device', 'cpu');
+  assert.equal(table.code, 0, table.err);
+  assert.doesNotMatch(table.out, /warning|^lipcheck: /m);
+  assert.match(table.err, /^lipcheck: warning: .*2 outputs/m);
+  const json = cli(FIXTURES + 'two_outputs.onnx', '--device', 'cpu', '--json');
+  assert.equal(json.code, 0, json.err);
+  const j = JSON.parse(json.out); // the whole of stdout is one JSON document
+  assert.ok(j.warnings.some((w: string) => /2 outputs/.test(w)), 'the warning stays in the JSON report');
+  assert.match(json.err, /^lipcheck: warning: .*2 outputs/m);
+  const quiet = cli(FIXTURES + 'two_outputs.onnx', '--device', 'cpu', '--json', '-q');
+  assert.equal(quiet.code, 0);
+  assert.equal(quiet.err, '', 'nothing on stderr with -q');
+  assert.deepEqual(JSON.parse(quiet.out).global.upper, j.global.upper);
+  // -q keeps what a CI job must see: errors and failed gates
+  const gate = cli(FIXTURES + 'gemm_sv.onnx', '--device', 'cpu', '--max', '0.001', '--quiet');
+  assert.equal(gate.code, 1);
+  assert.match(gate.err, /gate failed/);
+  assert.equal(cli(FIXTURES + 'gemm_sv.onnx', '-q', '--verbose').code, 2);
+});
+
+/** Whether onnxruntime-node's CUDA provider library is installed here (then --device cuda may work). */
+function cudaInstalled(): boolean {
+  const dir = dirname(createRequire(import.meta.url).resolve('onnxruntime-node/package.json'));
+  return existsSync(join(dir, 'bin/napi-v6/linux/x64/libonnxruntime_providers_cuda.so'));
+}
+const hasVulkan = ['/usr/lib/x86_64-linux-gnu/libvulkan.so.1', '/usr/lib/libvulkan.so.1', '/usr/lib64/libvulkan.so.1', '/usr/lib/aarch64-linux-gnu/libvulkan.so.1'].some(existsSync);
+
+test('--device auto is CUDA when its provider is installed, else the CPU, without a notice unless --verbose', () => {
+  const r = cli(FIXTURES + 'gemm_sv.onnx', '--json');
+  assert.equal(r.code, 0, r.err);
+  const j = JSON.parse(r.out);
+  assert.equal(j.settings.device, 'auto');
+  assert.equal(j.settings.provider, cudaInstalled() ? j.settings.provider : 'cpu', 'no CUDA provider: the CPU, never a WebGPU probe');
+  assert.ok(['cpu', 'cuda'].includes(j.settings.provider), j.settings.provider);
+  assert.ok(!j.warnings.some((w: string) => /Using the CPU/.test(w)), 'the machine notice is not part of the report');
+  assert.doesNotMatch(r.err, /Using the CPU|Vulkan|Dawn|XDG_RUNTIME_DIR|onnxruntime/);
+  const v = cli(FIXTURES + 'gemm_sv.onnx', '--json', '--verbose');
+  assert.equal(v.code, 0, v.err);
+  assert.match(v.err, new RegExp(`^lipcheck: device: ${j.settings.provider} \\(--device auto\\)`, 'm'));
+  if (j.settings.provider === 'cpu') assert.match(v.err, /Using the CPU: .*CUDA.*ONNXRUNTIME_NODE_INSTALL=cuda12/);
+});
+
+test('--device cuda without its provider is a device error (exit 5) that says what is missing, not a model error', (t) => {
+  if (cudaInstalled()) return t.skip('the CUDA provider is installed here: --device cuda may work');
+  const r = cli(FIXTURES + 'gemm_sv.onnx', '--device', 'cuda');
+  assert.equal(r.code, EXIT.DEVICE);
+  assert.equal(r.code, 5);
+  assert.equal(r.out, '');
+  assert.match(r.err, /^lipcheck: --device cuda: the CUDA provider of onnxruntime-node is not installed/);
+  assert.match(r.err, /ONNXRUNTIME_NODE_INSTALL=cuda12.*--device cpu/);
+  assert.doesNotMatch(r.err, /not a valid ONNX model|Re-export|\x1b\[|\[E:onnxruntime|provider_bridge/, 'no onnxruntime log line, no blame on the model');
+  assert.equal(r.err.trim().split('\n').length, 1, r.err);
+});
+
+test('--device webgpu without a Vulkan loader is a device error (exit 5) naming the loader', (t) => {
+  if (hasVulkan) return t.skip('a Vulkan loader is installed here: WebGPU may start');
+  const r = cli(FIXTURES + 'gemm_sv.onnx', '--device', 'webgpu', '--json');
+  assert.equal(r.code, 5, r.err);
+  assert.equal(r.out, '');
+  assert.match(r.err, /--device webgpu: WebGPU needs a Vulkan loader \(libvulkan\.so\.1\).*libvulkan1/);
+  assert.doesNotMatch(r.err, /BackendVk|Couldn't load Vulkan|not a valid ONNX model/);
+});
+
+test('- reads the model from stdin: the same numbers as from the file; external data and garbage are refused', () => {
+  const bytes = readFileSync(FIXTURES + 'gemm_sv.onnx');
+  const file = JSON.parse(cli(FIXTURES + 'gemm_sv.onnx', '--json', '--device', 'cpu').out);
+  const piped = run(['-', '--json', '--device', 'cpu', '--lower-budget', '300'], bytes);
+  assert.equal(piped.code, 0, piped.err);
+  const j = JSON.parse(piped.out);
+  assert.equal(j.model.path, '<stdin>');
+  assert.equal(j.model.sha256, file.model.sha256);
+  assert.equal(j.model.bytes, bytes.length);
+  assert.deepEqual(j.global.upper, file.global.upper);
+  // gemm_sv is the affine map W·x + b: its constant is σ_max(W) (float64 SVD)
+  const w = weight('gemm_sv.onnx', 'w');
+  const s = sigmaMax(w.data, w.dims[0], w.dims[1]);
+  assert.ok(j.global.upper.value >= s * (1 - 1e-6) && j.global.upper.value <= s * 1.06, `${j.global.upper.value} vs σ_max ${s}`);
+  const all = run(['-', '--all-outputs', '--json', '--device', 'cpu', '--lower-budget', '300'], readFileSync(FIXTURES + 'two_outputs.onnx'));
+  assert.equal(all.code, 0, all.err);
+  assert.deepEqual(JSON.parse(all.out).map((r: { output: { name: string } }) => r.output.name), ['features', 'logits']);
+  const ext = run(['-', '--device', 'cpu'], readFileSync(FIXTURES + 'external.onnx'));
+  assert.equal(ext.code, 2);
+  assert.match(ext.err, /stdin keeps tensor '\w+' in external data \('external\.bin'\).*Give the model's path instead of '-'/);
+  const junk = run(['-', '--device', 'cpu'], readFileSync(FIXTURES + 'broken_not_onnx.onnx'));
+  assert.equal(junk.code, 2);
+  assert.match(junk.err, /'<stdin>' is not a readable ONNX model/);
+  const empty = run(['-', '--device', 'cpu'], '');
+  assert.equal(empty.code, 2);
+  assert.match(empty.err, /'<stdin>' is empty/);
+});
+
+test('several model paths: exit 2 with the batch command to run instead', () => {
+  const r = cli(FIXTURES + 'gemm_sv.onnx', FIXTURES + 'tiny_relu.onnx', '--device', 'cpu');
+  assert.equal(r.code, 2);
+  assert.equal(r.out, '');
+  assert.match(r.err, /one model per run, and 2 were given/);
+  assert.ok(r.err.includes(`lipcheck batch ${FIXTURES}gemm_sv.onnx ${FIXTURES}tiny_relu.onnx`), r.err);
+  assert.doesNotMatch(r.err, /too many arguments/);
+});
+
+test('lipcheck help <command> prints that command\'s help; an unknown command is a usage error', () => {
+  const batch = run(['help', 'batch']);
+  assert.equal(batch.code, 0, batch.err);
+  assert.match(batch.out, /^Usage: lipcheck batch \[options\] <paths\.\.\.>/);
+  assert.match(batch.out, /--jobs <n>/);
+  const merge = run(['help', 'merge']);
+  assert.equal(merge.code, 0, merge.err);
+  assert.match(merge.out, /^Usage: lipcheck merge \[options\] <files\.\.\.>/);
+  const main = run(['help']);
+  assert.equal(main.code, 0);
+  assert.equal(main.out, run(['--help']).out);
+  const bad = run(['help', 'nope']);
+  assert.equal(bad.code, 2);
+  assert.match(bad.err, /no command 'nope'.*lipcheck help batch/);
+});
+
+test('--help: the common options first, the expert ones grouped after them; exit code 5 documented', () => {
+  const h = run(['--help']).out;
+  const at = (s: string) => { const i = h.indexOf(s); assert.ok(i >= 0, `--help lacks ${s}`); return i; };
+  const expert = at('\nExpert options');
+  for (const common of ['--json', '--max <L>', '--baseline <file>', '--device <d>', '-q, --quiet', '--verbose', '-V, --version']) assert.ok(at(`  ${common}`) < at('\nModel inputs and outputs:'), common);
+  for (const knob of ['--method <m>', '--tol <t>', '--iterations <k>', '--delta <p>', '--seqlip-k <k>', '--threads <n>']) assert.ok(at(`  ${knob}`) > expert, knob);
+  assert.ok(at('\nOptions:') < at('\nModel inputs and outputs:') && at('\nReports:') < expert && expert < at('\nOther:'));
+  assert.match(h, /5 device unavailable/);
+  assert.match(h, /lipcheck help \[command\]/);
+  // the README's exit-code table has a row for every exit code
+  const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
+  const table = readme.slice(readme.indexOf('## Exit codes'), readme.indexOf('\n## ', readme.indexOf('## Exit codes') + 3));
+  assert.match(table, /\| 5 \| .*device/i);
+  for (const code of Object.values(EXIT)) assert.match(table, new RegExp(`^\\| ${code} \\|`, 'm'), `README exit-code table lacks ${code}`);
+});
+
+test('--list-ops --json: one object per registry row, parseable', () => {
+  const r = run(['--list-ops', '--json']);
+  assert.equal(r.code, 0, r.err);
+  const ops = JSON.parse(r.out) as { opType: string; domain: string; family: string; opsets: number[]; treatment: string }[];
+  assert.equal(ops.length, OP_REGISTRY.length);
+  const gemm = ops.find((o) => o.opType === 'Gemm' && o.domain === '')!;
+  assert.equal(gemm.family, 'linear');
+  assert.equal(gemm.opsets.length, 2);
+  assert.ok(ops.some((o) => o.opType === 'ArgMax' && o.family === 'discontinuous'));
+  assert.equal(run(['--list-ops']).out.trim().split('\n').length, OP_REGISTRY.length + 1, 'the text table: a header and one row per op');
+});
+
+test('an option of another command says what it is for instead of suggesting a look-alike', () => {
+  const r = cli(FIXTURES + 'gemm_sv.onnx', '--out', 'r.json', '--device', 'cpu');
+  assert.equal(r.code, 2);
+  assert.equal(r.out, '');
+  assert.match(r.err, /--out is the JSON-lines file of 'lipcheck batch' and 'lipcheck merge'.*--json > report\.json/);
+  assert.doesNotMatch(r.err, /Did you mean/);
+  const jobs = run(['merge', 'x.jsonl', '--jobs', '2']);
+  assert.equal(jobs.code, 2);
+  assert.match(jobs.err, /--jobs is an option of 'lipcheck batch', not of 'lipcheck merge'/);
+  assert.equal(existsSync('r.json'), false);
+});
+
+test('progress covers every phase on stderr, one line each when stderr is not a terminal, also with --json', () => {
+  const r = cli(FIXTURES + 'demo.onnx', '--json', '--device', 'cpu');
+  assert.equal(r.code, 0, r.err);
+  JSON.parse(r.out);
+  const phases = r.err.split('\n').filter((l) => /^lipcheck: \[\d+\.\ds\] /.test(l)).map((l) => l.replace(/^lipcheck: \[\d+\.\ds\] \S+: /, ''));
+  assert.deepEqual(phases.map((p) => p.replace(/,.*$/, '')), ['reading the graph', 'operator norms', 'tighter bounds on segments (CP', 'witnessed lower bound']);
+  const j = JSON.parse(r.out);
+  const operators = j.layers.filter((l: { kind: string }) => l.kind === 'operator').length;
+  assert.equal(phases[1], `operator norms, ${operators} operators`);
+  assert.equal(cli(FIXTURES + 'demo.onnx', '--json', '--device', 'cpu', '-q').err, '');
 });

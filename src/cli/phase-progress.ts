@@ -50,7 +50,7 @@ export function createPhaseProgress(mode: ProgressMode, label: string, write: (s
   let state = { done: 0, total: 1, what: '', phase: 'build' as AnalysisPhase };
   const payload = () => {
     const p = PHASES[state.phase];
-    return { phase: p.name, count: p.unit ? `${state.done}/${state.total}` : '', what: state.what === label || state.what === 'done' ? '' : state.what };
+    return { phase: p.name, count: p.unit ? `${state.done}/${state.total}` : '', what: p.unit && state.what !== 'done' ? state.what : '' };
   };
   const show = () => {
     if (bar) return;
@@ -64,10 +64,13 @@ export function createPhaseProgress(mode: ProgressMode, label: string, write: (s
   timer.unref();
   return {
     update(done, total, what, phase) {
+      const changed = phase !== state.phase;
       state = { done, total: Math.max(1, total), what, phase };
       if (!bar) return;
       bar.setTotal(state.total);
       bar.update(done, payload());
+      // a new phase shows at once, not at the next timed redraw
+      if (changed) bar.render();
     },
     stop() {
       clearTimeout(timer);

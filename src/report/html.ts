@@ -397,8 +397,8 @@ interface Step {
  * The global bound as the report's rows compose it: the rows a segment bounds together are replaced by the segment's
  * factor, slope-1 activations are left out (factor 1), the other factors multiply in order. A model without merges is a
  * chain and the last running product is AutoLip's composition (the global bound up to its rounding allowance); at a
- * merge the branches' bounds add (sum) or combine (concatenation) along the graph, which a list of rows cannot show,
- * so the running product restarts there.
+ * merge the branches' bounds add (sum) or combine (concatenation) along the graph, which a list of rows cannot show
+ * (the running product restarts there, and the page then shows the factors alone).
  */
 export function compositionSteps(layers: readonly LayerResult[]): { steps: Step[]; merges: number; chain: boolean } {
   const covered = new Set<number>();
@@ -464,8 +464,10 @@ function compositionSection(r: LipschitzReport, idp: string): string {
   if (steps.some((s) => s.factor !== null)) {
     const rows: ChartRow[] = steps.map((s) => {
       const label = `${s.index + 1} ${s.layer.id} ${s.layer.opTypes.join('+')}`;
-      if (s.layer.kind === 'merge') return { label, value: null, lower: null, mark: 'merge', failed: false, note: `${s.layer.note}; the product restarts`, tip: `${s.layer.id}: ${s.layer.note}. lipcheck composes the branches along the graph; the running product below restarts at 1.` };
+      if (s.layer.kind === 'merge') return { label, value: null, lower: null, mark: 'merge', failed: false, note: s.layer.note, tip: `${s.layer.id}: ${s.layer.note}. lipcheck composes the branches along the graph.` };
       if (s.factor === null) return { label, value: null, lower: null, mark: s.layer.kind === 'unbounded' || s.layer.kind === 'discontinuous' ? s.layer.kind : 'none', failed: false, note: s.layer.note || 'no value', tip: `${s.layer.id}: ${s.layer.note}` };
+      // off a chain, rows of parallel branches follow each other in the list: their product would mean nothing
+      if (!chain) return { label, value: s.factor, lower: null, mark: s.kind ?? 'none', failed: false, note: `×${fmt(s.factor)}`, tip: `${s.layer.id}: factor ${s.factor} (${s.kind}, ${s.layer.upper?.method ?? 'estimate'}).` };
       return {
         label, value: s.running, lower: null, mark: s.kind ?? 'none', failed: false,
         note: `×${fmt(s.factor)} → ${fmt(s.running)}`,
@@ -474,14 +476,16 @@ function compositionSection(r: LipschitzReport, idp: string): string {
     });
     const last = [...steps].reverse().find((s) => s.running !== null)?.running ?? null;
     if (chain && g.upper && last !== null) rows.push({ label: 'global upper bound', value: g.upper.value, lower: g.lower?.value ?? null, mark: g.upper.kind, failed: false, note: `${fmt(g.upper.value)} ${g.upper.kind} · ${g.upper.method}`, tip: `Global upper bound ${g.upper.value} (${g.upper.kind}, ${g.upper.method}).` });
-    parts.push(`<div class="chart-wrap">${chartSvg(`${idp}running`, `Running product of the layer factors of ${r.model.path}, log scale`, 'factor → running product', rows)}</div>`);
+    parts.push(chain
+      ? `<div class="chart-wrap">${chartSvg(`${idp}running`, `Running product of the layer factors of ${r.model.path}, log scale`, 'factor → running product', rows)}</div>`
+      : `<div class="chart-wrap">${chartSvg(`${idp}factors`, `Factors of ${r.model.path} in the order lipcheck composes them, log scale`, 'factor', rows)}</div>`);
     const notes: string[] = [];
     const ones = r.layers.filter(isSlopeOne);
     if (chain) {
       const agrees = g.upper !== null && last !== null && Math.abs(last / g.upper.value - 1) <= 1e-9;
       notes.push(`Each bar is the product of the factors from the input to its row: the bound grows by the factor written beside it.${agrees ? ` The last product is the global bound ${fmt(g.upper!.value)}.` : g.upper && last !== null ? ` The product of the rows is ${fmt(last)}; the global bound ${fmt(g.upper.value)} is composed along the graph.` : ''}`);
     } else if (merges) {
-      notes.push(`The graph has ${plural(merges, 'merge')}: there the branches' bounds add (sum) or combine (concatenation) along the graph, which a list of rows cannot show, so each bar is the product since the input or since the last merge; the global bound ${g.upper ? fmt(g.upper.value) : ''} comes from lipcheck's composition over the graph.`);
+      notes.push(`The graph has ${plural(merges, 'merge')}: there the branches' bounds add (sum) or combine (concatenation), and the rows of parallel branches follow each other in this list, so a running product of the rows would mean nothing. Each bar is one factor, in the order lipcheck composes them; the global bound${g.upper ? ` ${fmt(g.upper.value)}` : ''} is their composition along the graph: products along each branch, sums or quadrature at the merges.`);
     }
     if (ones.length) notes.push(`${collapsedSummary(ones)} are left out: a factor of 1 changes nothing.`);
     notes.push('Rows bounded together by a segment appear once, as the segment.');

@@ -286,7 +286,7 @@ test('the composition view multiplies the factors along a chain and ends at the 
   assert.deepEqual(seg, [['6', 'seg1', '6.000', '4.500', 'combettes-pesquet(m=2)', '÷1.333']]);
 });
 
-test('with merges the running product restarts after each merge and says why', () => {
+test('with merges the view shows each factor, not a running product across parallel branches, and says why', () => {
   const layers: LayerResult[] = [
     layer('op1', { nodes: ['c1'], upper: { value: 2, kind: 'certified', method: 'exact' } }),
     layer('op2', { nodes: ['c2'], upper: { value: 3, kind: 'certified', method: 'exact' } }),
@@ -296,9 +296,12 @@ test('with merges the running product restarts after each merge and says why', (
   ];
   const doc = checkPage(renderHtml({ kind: 'model', report: report({ layers }, { upper: { value: 50, kind: 'certified', method: 'autolip' }, methods: [] }) }));
   const section = byId(doc, 'composition');
-  assert.deepEqual(byClass(byId(section, 'running'), 'rect', 'bar').map((b) => Number(b.attrs['data-value'])), [2, 6, 4, 20]);
+  assert.equal(descendants(section).filter((e) => e.attrs.id === 'running').length, 0, 'No running product off a chain.');
+  const svg = byId(section, 'factors');
+  assert.deepEqual(byClass(svg, 'rect', 'bar').map((b) => Number(b.attrs['data-value'])), [2, 3, 4, 5]);
+  assert.deepEqual(chartLabels(svg), ['1 op1 Gemm', '2 op2 Gemm', '3 add Add', '4 op3 Gemm', '5 op4 Gemm']);
   assert.match(textOf(section), /The graph has 1 merge: there the branches' bounds add/);
-  assert.ok(!chartLabels(byId(section, 'running')).includes('global upper bound'), 'Without a chain the last product is not presented as the global bound.');
+  assert.ok(!chartLabels(svg).includes('global upper bound'), 'Without a chain no product is presented as the global bound.');
 });
 
 test('activation rows with slope 1 are collapsed out of the chart into their own table', () => {

@@ -125,7 +125,7 @@ const DENSE_LIMIT = { cols: 4096, entries: 4e6 };
 async function denseInfBound(region: LinearRegion, settings: NormSettings): Promise<Bound | null> {
   if (region.nodes.some((n) => n.prim.op === 'conv' || n.prim.op === 'convTranspose')) return null;
   const cols = sizeOf(region.inShape), rows = sizeOf(region.outShape);
-  const composed = regionBound(region, 'inf', settings.budgetMs);
+  const composed = regionBound(region, 'inf', settings.certifyBudget);
   if (composed.method === 'exact' || composed.method === 'row-sum' || cols > DENSE_LIMIT.cols || rows * cols > DENSE_LIMIT.entries) return null;
   const a = await denseMatrixOf(encodeGraph(emitForward(region, 'float64')), region.inShape, region.outShape, settings.runtime, region.id);
   const g64 = composed.gammaSum * 2 ** -29;

@@ -1,12 +1,13 @@
 import type { Block, LinearRegion } from '../ir/merge.js';
 import { isFloatType, sizeOf, toFloat64, type DType, type Tensor } from '../ir/tensor.js';
 import type { ActivationNode, IrGraph, IrNode, LinearNode, Shape } from '../ir/types.js';
-import { lanczosTop } from '../linalg/lanczos.js';
+import { lanczosTop, NonFiniteError } from '../linalg/lanczos.js';
 import { createOrtOperator, type LinearOperator } from '../linalg/operator.js';
 import { norm2, Random, scaleInPlace } from '../linalg/random.js';
 import { ModelRunner } from '../linalg/runner.js';
 import type { RuntimeOptions } from '../linalg/runtime.js';
 import { pairRatio, witnessLowerBound } from '../linalg/witness.js';
+import { CALL_FLOP, JS_ELEMENT_FLOP, nodeFlop } from '../linalg/work.js';
 import { DATA_TYPES } from '../onnx/proto.js';
 import type { OnnxModel, OnnxNode } from '../onnx/read-model.js';
 import { encodeForRuntime } from '../onnx/writer.js';
@@ -25,8 +26,11 @@ export interface LowerBoundArgs {
   readonly runtime: RuntimeOptions;
   readonly seed: number;
   readonly norm: NormKind;
-  /** Wall-clock budget: sizes the plan (see {@link planSearch}) and stops the search past it. */
-  readonly budgetMs: number;
+  /**
+   * Work budget in flop (linalg/work.ts): sizes the plan (see {@link planSearch}) and stops the search once the model
+   * evaluations and Jacobian products it charged reach it. Counted, never timed: the same on every run. 0: no work.
+   */
+  readonly budget: number;
   /** Random starts x ~ N(0, I) per round (default 4); the best one begins the round's walk. */
   readonly starts?: number;
   /** Steps of each round's soft-gate walk (default 100; fewer when one round would not fit the budget). */
@@ -51,8 +55,12 @@ export interface LowerBoundResult {
   /** The IR's ‖J(x)‖ at `irPoint`, the point whose confirmation gave the pair (never reported as the bound); null for the fallback. */
   readonly irNorm: number | null;
   readonly irPoint: Float32Array | null;
-  /** True when the budget stopped the plan early (the result may then differ between runs). */
+  /** True when the work budget stopped the plan early (the result is still the same on every run). */
   readonly truncated: boolean;
+  /** Work charged (flop by the cost model: evaluations and products), at most a step past the budget. */
+  readonly work: number;
+  /** Model evaluations whose output (or an activation's value) was not finite, skipped: float32 overflow in the model. */
+  readonly nonFinite: number;
   /** The search's size (absent for the fallback). */
   readonly plan?: SearchPlan;
   /** Why the Jacobian path was not taken, for the fallback. */
@@ -107,8 +115,6 @@ const POLISH_STEP = 0.025, POLISH_STEPS = 20;
 const FIXED_STEPS = [1e-2], SAFE_SHARE = 0.95, MAX_STEP = 0.1, MIN_SEGMENT = 1e-4;
 /** ℓ∞: output rows examined per round when there are more. */
 const MAX_ROWS = 32;
-/** The cost model that sizes the plan: ms per onnxruntime call, multiply-adds per ms, ms per element handled in JS. */
-const CALL_MS = 0.06, MACS_PER_MS = 2e6, JS_ELEMENT_MS = 5e-6;
 /** Products per random start and per walk step (measured averages), and the plan's share of the budget. */
 const PRODUCTS_PER_START = 40, PRODUCTS_PER_STEP = 20, PLAN_SHARE = 0.5, MAX_ROUNDS = 8;
 
@@ -308,7 +314,8 @@ class Jacobian {
       }
       tangents.set(n.output, out);
     }
-    return tangents.get(this.ir.output)!;
+    // an output no step reaches is a constant of the input (an initializer as the output): its Jacobian is 0
+    return tangents.get(this.ir.output) ?? new Float64Array(sizeOf(this.ir.outputShape));
   }
 
   /**
@@ -441,6 +448,12 @@ function maxAbs(v: ArrayLike<number>): number {
   return m;
 }
 
+/** True when every value is finite (no float32 overflow, no NaN). */
+function allFinite(v: ArrayLike<number>): boolean {
+  for (let i = 0; i < v.length; i++) if (!Number.isFinite(v[i])) return false;
+  return true;
+}
+
 function normOf(v: ArrayLike<number>, inf: boolean): number {
   return inf ? maxAbs(v) : norm2(v);
 }
@@ -459,39 +472,39 @@ function otherFeeds(model: OnnxModel, inputName: string): Record<string, Tensor>
   return feeds;
 }
 
-/** Multiply-adds of one linear node (elements touched, for the cheap ones). */
-function macs(n: LinearNode): number {
-  const p = n.prim;
-  const out = sizeOf(n.outShape);
-  switch (p.op) {
-    case 'conv': return out * sizeOf(p.weight.dims.slice(1));
-    case 'convTranspose': return sizeOf(n.inShapes[0]) * sizeOf(p.weight.dims.slice(1));
-    case 'matmul': { const d = p.weight.dims; return out * (d.length === 1 ? d[0] : p.side === 'right' ? d[d.length - 2] : d[d.length - 1]); }
-    case 'axisMatrix': return out * p.cols;
-    default: return out;
+
+/** The cost model's price (flop, linalg/work.ts) of one product with J(x) and of one run of the model. */
+export function searchCosts(blocks: readonly Block[], input: number): { product: number; evaluation: number } {
+  let product = input * JS_ELEMENT_FLOP * 4;
+  let evaluation = CALL_FLOP + input * JS_ELEMENT_FLOP;
+  for (const b of blocks) {
+    if (b.kind === 'operator') {
+      product += CALL_FLOP;
+      for (const n of b.region.nodes) { product += nodeFlop(n); evaluation += nodeFlop(n); }
+    } else {
+      product += sizeOf(b.node.outShape) * JS_ELEMENT_FLOP;
+      evaluation += sizeOf(b.node.outShape) * 2 * JS_ELEMENT_FLOP;
+    }
   }
+  return { product, evaluation };
 }
 
 /**
- * The search's size, from a rough cost model of one product with J(x) (onnxruntime calls, multiply-adds, elements
- * handled in JS) at fixed rates: rounds fill about half the budget, and a model too large for one full round gets
- * a shorter walk. The wall-clock budget still stops the search, should this machine be slower than the model says.
+ * The search's size, from the cost model of one product with J(x) (searchCosts): rounds fill about half the budget,
+ * and a model too large for one full round gets a shorter walk. The search then stops wherever its counted work
+ * reaches the budget, so plan and stop are the same on every run.
  */
-export function planSearch(blocks: readonly Block[], sizes: { input: number; output: number }, norm: NormKind, budgetMs: number, starts = 4, walkSteps = 100): SearchPlan {
-  let productMs = sizes.input * JS_ELEMENT_MS * 4;
-  for (const b of blocks) {
-    if (b.kind === 'operator') { productMs += CALL_MS; for (const n of b.region.nodes) productMs += macs(n) / MACS_PER_MS; }
-    else productMs += sizeOf(b.node.outShape) * JS_ELEMENT_MS;
-  }
+export function planSearch(blocks: readonly Block[], sizes: { input: number; output: number }, norm: NormKind, budget: number, starts = 4, walkSteps = 100): SearchPlan {
+  const productFlop = searchCosts(blocks, sizes.input).product;
   // ℓ∞: a start measures every sampled row; a walk step takes three products, a state and a row (all rows every tenth)
   const rows = Math.min(sizes.output, MAX_ROWS);
   const perStart = norm === 'inf' ? rows + 1 : PRODUCTS_PER_START;
   const perStep = norm === 'inf' ? 7 + rows / 10 : PRODUCTS_PER_STEP;
-  const roundMs = (starts * perStart + walkSteps * perStep) * productMs;
-  const room = PLAN_SHARE * budgetMs;
-  const rounds = Math.max(1, Math.min(MAX_ROUNDS, Math.floor(room / roundMs)));
+  const roundFlop = (starts * perStart + walkSteps * perStep) * productFlop;
+  const room = PLAN_SHARE * budget;
+  const rounds = Math.max(1, Math.min(MAX_ROUNDS, Math.floor(room / roundFlop)));
   // a model too large for one round gets fewer starts and a shorter walk, in proportion
-  const fit = Math.min(1, room / roundMs);
+  const fit = Math.min(1, room / roundFlop);
   return { rounds, starts: Math.max(1, Math.round(starts * fit)), walkSteps: Math.max(5, Math.floor(walkSteps * fit)), polishSteps: norm === 'inf' ? 0 : POLISH_STEPS };
 }
 
@@ -507,14 +520,13 @@ export function planSearch(blocks: readonly Block[], sizes: { input: number; out
  * ({@link witnessLowerBound}). Deterministic for a seed unless `truncated` (the budget stopped the plan).
  */
 export async function jacobianLowerBound(args: LowerBoundArgs): Promise<LowerBoundResult> {
-  const t0 = performance.now();
   const inf = args.norm === 'inf';
   const feeds = otherFeeds(args.model, args.inputName);
   const operators: LinearOperator[] = [];
   let runner: ModelRunner | null = null;
   try {
     const planned = await planSteps(args, operators);
-    if (typeof planned === 'string') return await fallback(args, feeds, planned, t0);
+    if (typeof planned === 'string') return await fallback(args, feeds, planned);
     const steps = planned;
     const extra = new Set<string>();
     for (const s of steps) {
@@ -525,7 +537,7 @@ export async function jacobianLowerBound(args: LowerBoundArgs): Promise<LowerBou
     extra.delete(args.inputName);
     const wanted = [args.outputName, ...[...extra].filter((e) => e !== args.outputName)];
     runner = await ModelRunner.create(encodeForRuntime(args.model, [...extra]), args.runtime, 'the model (Jacobian witness)');
-    const search = new Search(args, steps, runner, wanted, feeds, t0);
+    const search = new Search(args, steps, runner, wanted, feeds);
     return await (inf ? search.runInf() : search.runL2());
   } finally {
     await runner?.release();
@@ -533,18 +545,20 @@ export async function jacobianLowerBound(args: LowerBoundArgs): Promise<LowerBou
   }
 }
 
-async function fallback(args: LowerBoundArgs, feeds: Record<string, Tensor>, reason: string, t0: number): Promise<LowerBoundResult> {
+async function fallback(args: LowerBoundArgs, feeds: Record<string, Tensor>, reason: string): Promise<LowerBoundResult> {
   const out = args.model.outputs.find((o) => o.name === args.outputName);
   const dtype = out ? (DATA_TYPES[out.elemType] as DType | undefined) : undefined;
   if (dtype && !isFloatType(dtype)) {
     const x = new Float32Array(sizeOf(args.inputShape));
-    return { value: 0, method: 'witness-pairs', x, xPrime: x, evaluations: 0, products: 0, irNorm: null, irPoint: null, truncated: false, fallbackReason: `${reason}; output '${args.outputName}' has type ${dtype}, so no pair was measured` };
+    return { value: 0, method: 'witness-pairs', x, xPrime: x, evaluations: 0, products: 0, irNorm: null, irPoint: null, truncated: false, work: 0, nonFinite: 0, fallbackReason: `${reason}; output '${args.outputName}' has type ${dtype}, so no pair was measured` };
   }
-  const left = Math.max(0, args.budgetMs - (performance.now() - t0));
+  // the pairs the budget affords at the cost model's price of a run (the first pair always, as before budgets were counted)
+  const evaluation = searchCosts(args.blocks, sizeOf(args.inputShape)).evaluation;
+  const pairs = Math.min(args.pairs ?? 64, Math.max(1, Math.floor(args.budget / (2 * evaluation))));
   const w = await witnessLowerBound(encodeForRuntime(args.model, []), args.inputName, args.outputName, args.inputShape, args.runtime, {
-    seed: args.seed, pairs: args.pairs ?? 64, inf: args.norm === 'inf', hints: args.hints ?? [], budgetMs: left, feeds,
+    seed: args.seed, pairs, inf: args.norm === 'inf', hints: args.hints ?? [], feeds,
   });
-  return { value: w.ratio, method: 'witness-pairs', x: w.x, xPrime: w.xPrime, evaluations: 2 * w.pairs, products: 0, irNorm: null, irPoint: null, truncated: w.pairs < (args.pairs ?? 64), fallbackReason: reason };
+  return { value: w.ratio, method: 'witness-pairs', x: w.x, xPrime: w.xPrime, evaluations: 2 * w.pairs, products: 0, irNorm: null, irPoint: null, truncated: pairs < (args.pairs ?? 64), work: 2 * w.pairs * evaluation, nonFinite: w.nonFinite, fallbackReason: reason };
 }
 
 interface Candidate { value: number; x: Float32Array; xPrime: Float32Array; irNorm: number; irPoint: Float32Array }
@@ -555,7 +569,9 @@ class Search {
   private readonly rng: Random;
   private readonly jac: Jacobian;
   private evaluations = 0;
+  private nonFinite = 0;
   private truncated = false;
+  private readonly costs: { product: number; evaluation: number };
   private best: Candidate;
   private readonly pools = new Map<string, PoolWindows>();
   private readonly poolInput = new Map<string, string>();
@@ -564,11 +580,12 @@ class Search {
 
   constructor(
     private readonly args: LowerBoundArgs, steps: readonly Step[], private readonly runner: ModelRunner,
-    private readonly wanted: readonly string[], private readonly feeds: Record<string, Tensor>, private readonly t0: number,
+    private readonly wanted: readonly string[], private readonly feeds: Record<string, Tensor>,
   ) {
     this.n = sizeOf(args.inputShape);
     this.rng = new Random(args.seed ^ 0x4c4f5742);
-    this.plan = planSearch(args.blocks, { input: this.n, output: sizeOf(args.ir.outputShape) }, args.norm, args.budgetMs, args.starts, args.ascentSteps);
+    this.plan = planSearch(args.blocks, { input: this.n, output: sizeOf(args.ir.outputShape) }, args.norm, args.budget, args.starts, args.ascentSteps);
+    this.costs = searchCosts(args.blocks, this.n);
     this.jac = new Jacobian(args.ir, steps);
     for (const s of steps) {
       if (s.kind === 'maxpool') { this.pools.set(s.node.output, s.windows); this.poolInput.set(s.node.output, s.node.inputs[0]); }
@@ -577,8 +594,13 @@ class Search {
     this.best = { value: 0, x: new Float32Array(this.n), xPrime: new Float32Array(this.n), irNorm: 0, irPoint: new Float32Array(this.n) };
   }
 
+  /** Work charged so far by the cost model: every model run and every product with J(x). */
+  private work(): number {
+    return this.evaluations * this.costs.evaluation + this.jac.products * this.costs.product;
+  }
+
   private overBudget(fraction = 1): boolean {
-    const over = performance.now() - this.t0 > fraction * this.args.budgetMs;
+    const over = this.work() > fraction * this.args.budget;
     if (over) this.truncated = true;
     return over;
   }
@@ -588,9 +610,16 @@ class Search {
     return this.runner.run({ ...this.feeds, [this.args.inputName]: { dtype: 'float32', dims: this.args.inputShape, data: x } }, this.wanted);
   }
 
-  /** Runs the model at x and reads the Jacobian's ingredients off the activations' values. */
-  private async state(x: Float32Array): Promise<LocalState> {
+  /**
+   * Runs the model at x and reads the Jacobian's ingredients off the activations' values; null (the point skipped and
+   * counted) when the output or an activation's value is not finite: float32 overflow inside the model.
+   */
+  private async state(x: Float32Array): Promise<LocalState | null> {
     const values = await this.evaluate(x);
+    for (const name of this.wanted) {
+      const t = values.get(name);
+      if (t && !allFinite(t.data as ArrayLike<number>)) { this.nonFinite++; return null; }
+    }
     const value = (name: string) => (name === this.args.inputName ? Float64Array.from(x) : toFloat64(values.get(name)!));
     const slope = new Map<string, Slopes>();
     const argmax = new Map<string, { am: Int32Array; u: Float64Array }>();
@@ -680,7 +709,8 @@ class Search {
         }
       }
     }
-    return { fwd, bwd };
+    // non-finite tangents (an overflowing product) give no segment: the fixed steps alone are tried
+    return { fwd: fwd >= 0 ? fwd : 0, bwd: bwd >= 0 ? bwd : 0 };
   }
 
   /**
@@ -697,13 +727,16 @@ class Search {
     const short = MIN_SEGMENT * scale - (hi - lo);
     if (short > 0) { lo -= short / 2; hi += short / 2; }
     segments.unshift([lo, hi]);
-    const at = async (t: number): Promise<{ x: Float32Array; f: Float64Array }> => {
+    const at = async (t: number): Promise<{ x: Float32Array; f: Float64Array } | null> => {
       if (t === 0) return { x: s.x, f: s.fx };
       const x = this.moved(s.x, dir, t);
-      return { x, f: toFloat64((await this.evaluate(x)).get(this.args.outputName)!) };
+      const f = toFloat64((await this.evaluate(x)).get(this.args.outputName)!);
+      if (!allFinite(f)) { this.nonFinite++; return null; }
+      return { x, f };
     };
     for (const [ta, tb] of segments) {
-      const [a, b] = [await at(ta), await at(tb)];
+      const a = await at(ta), b = a && (await at(tb));
+      if (!a || !b) continue;
       const ratio = pairRatio(a.f, b.f, a.x, b.x, inf);
       if (Number.isFinite(ratio) && ratio > this.best.value) this.best = { value: ratio, x: a.x, xPrime: b.x, irNorm, irPoint: s.x };
     }
@@ -711,21 +744,37 @@ class Search {
 
   private result(): LowerBoundResult {
     const b = this.best;
-    return { value: b.value, method: 'jacobian-ascent', x: b.x, xPrime: b.xPrime, evaluations: this.evaluations, products: this.jac.products, irNorm: b.irNorm, irPoint: b.irPoint, truncated: this.truncated, plan: this.plan };
+    return { value: b.value, method: 'jacobian-ascent', x: b.x, xPrime: b.xPrime, evaluations: this.evaluations, products: this.jac.products, irNorm: b.irNorm, irPoint: b.irPoint, truncated: this.truncated, work: this.work(), nonFinite: this.nonFinite, plan: this.plan };
   }
 
-  /** σ_max(J(x)) by Lanczos on JᵀJ from `start`: ‖Jv‖ for the Ritz vector v (what a pair along v can witness), and v. */
-  private async topSingular(s: LocalState, start: Float64Array, steps: number): Promise<{ sigma: number; v: Float64Array }> {
+  /**
+   * σ_max(J(x)) by Lanczos on JᵀJ from `start`: ‖Jv‖ for the Ritz vector v (what a pair along v can witness), and v;
+   * null when the products overflow float32 there (the point is then skipped).
+   */
+  private async topSingular(s: LocalState, start: Float64Array, steps: number): Promise<{ sigma: number; v: Float64Array } | null> {
     const jac = this.jac;
-    const res = await lanczosTop({ n: this.n, apply: async (v) => jac.vjp(s, await jac.jvp(s, v)) }, {
-      start: scaleInPlace(Float64Array.from(start), 1 / Math.max(norm2(start), 1e-300)),
-      maxSteps: steps,
-      stop: (theta, k, previous) => (k >= 3 && Math.abs(theta - previous) <= 1e-9 * theta) || this.overBudget(0.9),
-      parallel: this.args.runtime.threads !== 1,
-    });
-    const v = scaleInPlace(Float64Array.from(res.ritzVector), 1 / Math.max(norm2(res.ritzVector), 1e-300));
-    const sigma = norm2(await jac.jvp(s, v));
-    return { sigma, v };
+    try {
+      const res = await lanczosTop({ n: this.n, apply: async (v) => jac.vjp(s, await jac.jvp(s, v)) }, {
+        start: scaleInPlace(Float64Array.from(start), 1 / Math.max(norm2(start), 1e-300)),
+        maxSteps: steps,
+        stop: (theta, k, previous) => (k >= 3 && Math.abs(theta - previous) <= 1e-9 * theta) || this.overBudget(0.9),
+        parallel: this.args.runtime.threads !== 1,
+      });
+      const v = scaleInPlace(Float64Array.from(res.ritzVector), 1 / Math.max(norm2(res.ritzVector), 1e-300));
+      const sigma = norm2(await jac.jvp(s, v));
+      return Number.isFinite(sigma) && allFinite(v) ? { sigma, v } : null;
+    } catch (e) {
+      if (e instanceof NonFiniteError) return null;
+      throw e;
+    }
+  }
+
+  /** The state at x with its top singular pair, or null when either is not finite. */
+  private async point(x: Float32Array, start: Float64Array, steps: number): Promise<Point | null> {
+    const s = await this.state(x);
+    if (!s) return null;
+    const top = await this.topSingular(s, start, steps);
+    return top && { s, ...top };
   }
 
   /** The ℓ2 search: per round, the best of a few random starts, then a soft-gate walk; a greedy polish at the end. */
@@ -736,9 +785,8 @@ class Search {
       let round: Point | null = null;
       for (let k = 0; k < this.plan.starts; k++) {
         if ((r > 0 || k > 0) && this.overBudget(0.7)) break;
-        const s = await this.state(this.randomStart());
-        const p = { s, ...(await this.topSingular(s, this.rng.unitVector(this.n), START_LANCZOS)) };
-        if (!round || p.sigma > round.sigma) round = p;
+        const p = await this.point(this.randomStart(), this.rng.unitVector(this.n), START_LANCZOS);
+        if (p && (!round || p.sigma > round.sigma)) round = p;
       }
       if (!round) break;
       round = await this.softWalk(round);
@@ -764,11 +812,14 @@ class Search {
       if (this.overBudget(0.7)) break;
       const t = k / steps;
       const soft = this.soften(cur.s, TAU_START * Math.pow(TAU_END / TAU_START, t));
-      const sp = { s: soft, ...(await this.topSingular(soft, cur.v, WARM_LANCZOS)) };
+      const top = await this.topSingular(soft, cur.v, WARM_LANCZOS);
+      if (!top) break;
+      const sp = { s: soft, ...top };
       const g = await this.ascentDirection(sp);
       if (!g) break;
-      const s = await this.state(this.moved(cur.s.x, g, STEP_START * Math.pow(STEP_END / STEP_START, t) * Math.max(norm2(cur.s.x), 1)));
-      cur = { s, ...(await this.topSingular(s, sp.v, WARM_LANCZOS)) };
+      const next = await this.point(this.moved(cur.s.x, g, STEP_START * Math.pow(STEP_END / STEP_START, t) * Math.max(norm2(cur.s.x), 1)), sp.v, WARM_LANCZOS);
+      if (!next) break;
+      cur = next;
       if (cur.sigma > best.sigma) best = cur;
     }
     return best;
@@ -785,12 +836,13 @@ class Search {
       let pick: { s: LocalState; proxy: number } | null = null;
       for (const d of dirs) {
         const s = await this.state(this.moved(cur.s.x, d, eta * Math.max(norm2(cur.s.x), 1)));
+        if (!s) continue;
         // ‖J(x')v‖ ≤ σ_max(J(x')) ranks the candidates for one product each
         const proxy = norm2(await this.jac.jvp(s, cur.v));
-        if (!pick || proxy > pick.proxy) pick = { s, proxy };
+        if (Number.isFinite(proxy) && (!pick || proxy > pick.proxy)) pick = { s, proxy };
       }
-      const next = { s: pick!.s, ...(await this.topSingular(pick!.s, cur.v, WARM_LANCZOS)) };
-      if (next.sigma > cur.sigma) { cur = next; eta *= 1.5; } else eta *= 0.5;
+      const top = pick && (await this.topSingular(pick.s, cur.v, WARM_LANCZOS));
+      if (pick && top && top.sigma > cur.sigma) { cur = { s: pick.s, ...top }; eta *= 1.5; } else eta *= 0.5;
     }
     return cur;
   }
@@ -838,8 +890,9 @@ class Search {
       for (let k = 0; k < this.plan.starts; k++) {
         if ((r > 0 || k > 0) && this.overBudget(0.7)) break;
         const s = await this.state(this.randomStart());
+        if (!s) continue;
         const p = { s, ...(await this.topRow(s, rows)) };
-        if (!round || p.value > round.value) round = p;
+        if (Number.isFinite(p.value) && (!round || p.value > round.value)) round = p;
       }
       if (!round) break;
       let cur = round;
@@ -858,8 +911,11 @@ class Search {
         const gn = norm2(g);
         if (!(gn > 0 && Number.isFinite(gn))) break;
         const s = await this.state(this.moved(cur.s.x, scaleInPlace(g, 1 / gn), STEP_START * Math.pow(STEP_END / STEP_START, t) * Math.max(norm2(cur.s.x), 1)));
+        if (!s) break;
         // every few steps the row is chosen again, otherwise only the current row is measured
-        cur = { s, ...(await this.topRow(s, k % 10 === 9 ? rows : [cur.row])) };
+        const next = { s, ...(await this.topRow(s, k % 10 === 9 ? rows : [cur.row])) };
+        if (!Number.isFinite(next.value)) break;
+        cur = next;
         if (cur.value > round.value) round = cur;
       }
       await this.confirm(round.s, sign(round.r), round.value);

@@ -8,6 +8,7 @@ import { sizeOf, type Tensor } from '../ir/tensor.js';
 import { kwFactor } from '../linalg/probabilistic.js';
 import { Random } from '../linalg/random.js';
 import type { RuntimeOptions } from '../linalg/runtime.js';
+import { regionFlop } from '../linalg/work.js';
 import { encodeGraph, feedInitializers, type GraphSpec, type NodeSpec } from '../onnx/writer.js';
 import type { Bound, NormKind } from './kinds.js';
 import { regionBound } from './region-bounds.js';
@@ -21,7 +22,8 @@ export interface NormSettings {
   readonly maxIterations: number;
   readonly seed: number;
   readonly runtime: RuntimeOptions;
-  readonly budgetMs: number;
+  /** Work budget (flop, linalg/work.ts) of one deterministic certificate: the cap of measureRegion's certificate budget. */
+  readonly certifyBudget: number;
 }
 
 /** Everything measured on one merged operator. */
@@ -30,9 +32,10 @@ export interface OperatorNorm {
   readonly upper: Bound;
   readonly candidates: readonly Bound[];
   readonly iterations: number;
+  /** Wall-clock time (a timing only: nothing is decided by it). */
   readonly ms: number;
-  /** Time inside the Lanczos iteration alone (≈ iterations × one apply + adjoint), for cost estimates. */
-  readonly lanczosMs: number;
+  /** Work of the Lanczos iteration by the cost model (iterations × one apply and one adjoint, flop), for budgets. */
+  readonly work: number;
   /** Top right singular vector estimate (input space), for witnesses. */
   readonly direction: Float64Array | null;
 }
@@ -105,8 +108,20 @@ function weightBytes(g: GraphSpec): number {
   return bytes;
 }
 
-/** Smallest time a certificate is always allowed, however fast the estimate was. */
-const CERTIFY_FLOOR_MS = 200;
+/**
+ * Under --certify auto a region's certificates may cost CERTIFY_PER_LANCZOS × its Lanczos work (flop), at least
+ * CERTIFY_FLOOR_FLOP and at most the --certify-budget cap: about twice the estimate's time on the reference machine,
+ * where onnxruntime did about 4e6 flop/ms (linalg/work.ts) and the certificates' float64 kernels about 1.4e6, and never
+ * less than 200 ms of certificate work. Counted, not timed: the same on every run.
+ */
+const CERTIFY_PER_LANCZOS = 0.7;
+const CERTIFY_FLOOR_FLOP = 2.8e8;
+
+/** The work budget of a region's certificates (flop) after a Lanczos run of `lanczosWork` flop, by the rule above. */
+export function certificateBudget(settings: Pick<NormSettings, 'certify' | 'certifyBudget'>, lanczosWork: number): number {
+  if (settings.certify === 'strict') return settings.certifyBudget;
+  return Math.min(settings.certifyBudget, Math.max(CERTIFY_FLOOR_FLOP, CERTIFY_PER_LANCZOS * lanczosWork));
+}
 
 /** Largest region (inputs, inputs × outputs) whose dense matrix is formed for an exact certificate. */
 const DENSE_LIMIT = { cols: 4096, entries: 4e6 };
@@ -117,14 +132,14 @@ const DENSE_LIMIT = { cols: 4096, entries: 4e6 };
  * exactly (denseSpectralNormBound). Each entry is off by at most g₆₄·(|A_k|⋯|A_1|)_ij with g₆₄ = Σγ_K in float64, so
  * ‖Â − A‖₂ ≤ g₆₄·P (P the ‖|A|‖ bound of the composition); that is added.
  */
-async function denseRegionBound(region: LinearRegion, composed: ReturnType<typeof regionBound>, settings: NormSettings): Promise<Bound | null> {
+async function denseRegionBound(region: LinearRegion, composed: ReturnType<typeof regionBound>, settings: NormSettings, budget: number): Promise<Bound | null> {
   if (['exact', 'exact-eig', 'exact-svd', 'gram-iteration', 'row-sum'].includes(composed.method)) return null;
   if (region.nodes.some((n) => n.prim.op === 'conv' || n.prim.op === 'convTranspose')) return null;
   const cols = sizeOf(region.inShape), rows = sizeOf(region.outShape);
   if (cols > DENSE_LIMIT.cols || rows * cols > DENSE_LIMIT.entries) return null;
   const m = await denseMatrixOf(encodeGraph(emitForward(region, 'float64')), region.inShape, region.outShape, settings.runtime, region.id);
   try {
-    const b = denseSpectralNormBound(m, rows, cols, { budgetMs: settings.budgetMs });
+    const b = denseSpectralNormBound(m, rows, cols, { budgetFlop: budget });
     const g64 = composed.gammaSum * 2 ** -29;
     return { value: b.value + 2 * g64 * composed.absNorm, kind: 'certified', method: `${b.method}(dense region)` };
   } catch (e) {
@@ -141,13 +156,13 @@ export async function measureRegion(region: LinearRegion, settings: NormSettings
   const cheap = regionBound(region, settings.norm, 0);
   if (settings.norm === 'inf') {
     const upper: Bound = { value: cheap.value, kind: 'certified', method: cheap.method };
-    return { estimate: cheap.method === 'exact' || cheap.method === 'row-sum' ? cheap.value : null, upper, candidates: [upper], iterations: 0, ms: performance.now() - t0, lanczosMs: 0, direction: null };
+    return { estimate: cheap.method === 'exact' || cheap.method === 'row-sum' ? cheap.value : null, upper, candidates: [upper], iterations: 0, ms: performance.now() - t0, work: 0, direction: null };
   }
 
   const noWeights = cheap.method === 'exact';
   let estimate: number | null = noWeights ? cheap.value : null;
   let iterations = 0;
-  let lanczosMs = 0;
+  let work = 0;
   let direction: Float64Array | null = null;
   if (!noWeights) {
     // Lanczos runs on the smaller of AᵀA and AAᵀ, one session computing both products of a step (two sessions when
@@ -168,7 +183,6 @@ export async function measureRegion(region: LinearRegion, settings: NormSettings
     try {
       const n = op.n;
       const rng = new Random(settings.seed + 7919 * index);
-      const tLanczos = performance.now();
       const res = await lanczosTop(
         { n, apply: (v) => op.apply(v), applyInto: (v, out) => op.applyInto(v, out) },
         {
@@ -181,7 +195,7 @@ export async function measureRegion(region: LinearRegion, settings: NormSettings
         },
       );
       iterations = res.steps;
-      lanczosMs = performance.now() - tLanczos;
+      work = 2 * res.steps * regionFlop(region);
       estimate = Math.sqrt(res.theta);
       direction = wide ? await op.half(res.ritzVector) : res.ritzVector;
       const factor = res.invariant && res.steps >= n ? 1 : kwFactor(n, res.steps, settings.delta);
@@ -200,12 +214,11 @@ export async function measureRegion(region: LinearRegion, settings: NormSettings
   // 'none': only the bound of the parts computed above, free and certified but loose
   if (noWeights || settings.certify === 'none') candidates.push({ value: cheap.value, kind: 'certified', method: cheap.method });
   else if (settings.certify !== 'off') {
-    // certificates may cost about twice the estimate (strict: the whole per-operator budget)
-    const spent = performance.now() - t0;
-    const budget = settings.certify === 'strict' ? settings.budgetMs : Math.min(settings.budgetMs, Math.max(CERTIFY_FLOOR_MS, 2 * spent));
+    // certificates may cost about twice the estimate (strict: the whole per-operator budget), counted in flop
+    const budget = certificateBudget(settings, work);
     const composed = regionBound(region, settings.norm, budget);
     candidates.push({ value: composed.value, kind: 'certified', method: composed.method });
-    const dense = await denseRegionBound(region, composed, { ...settings, budgetMs: budget });
+    const dense = await denseRegionBound(region, composed, settings, budget);
     if (dense) candidates.push(dense);
   }
 
@@ -219,5 +232,5 @@ export async function measureRegion(region: LinearRegion, settings: NormSettings
   const tightest = allowed.reduce((a, b) => (b.value < a.value ? b : a));
   const certified = allowed.find((c) => c.kind === 'certified' && c.value <= tightest.value * (1 + 1e-3));
   const upper = certified ?? tightest;
-  return { estimate, upper, candidates, iterations, ms: performance.now() - t0, lanczosMs, direction };
+  return { estimate, upper, candidates, iterations, ms: performance.now() - t0, work, direction };
 }

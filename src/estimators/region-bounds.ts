@@ -2,7 +2,7 @@ import type { LinearRegion } from '../ir/merge.js';
 import { sizeOf, toFloat64, type Tensor } from '../ir/tensor.js';
 import type { LinearNode, LinearPrim, Shape } from '../ir/types.js';
 import { convInfNorm, convSpectralNormBound } from '../linalg/conv-spectrum.js';
-import { BudgetExceededError, denseInfNorm, denseSpectralNormBound, maxAbsFinite, roundUp } from '../linalg/dense.js';
+import { BudgetExceededError, DEFAULT_CERTIFICATE_FLOP, denseInfNorm, denseSpectralNormBound, maxAbsFinite, roundUp } from '../linalg/dense.js';
 import type { NormKind } from './kinds.js';
 
 /** Per-primitive numbers the region composition needs. */
@@ -100,17 +100,17 @@ export function polyphase(w: Float64Array, dims: readonly number[], strides: rea
 }
 
 /** A certified ℓ2 bound for a conv: the circular bound, and for strided convs also the polyphase one; the smaller. */
-export function convCertificate(w: Float64Array, dims: readonly number[], group: number, strides: readonly number[], dilations: readonly number[], pads: readonly number[], spatial: readonly number[], budgetMs: number): { value: number; method: string } {
-  const plain = convSpectralNormBound({ weight: w, weightDims: [...dims], group, dilations: [...dilations], inputSpatial: [...spatial] }, { budgetMs });
+export function convCertificate(w: Float64Array, dims: readonly number[], group: number, strides: readonly number[], dilations: readonly number[], pads: readonly number[], spatial: readonly number[], budgetFlop: number): { value: number; method: string } {
+  const plain = convSpectralNormBound({ weight: w, weightDims: [...dims], group, dilations: [...dilations], inputSpatial: [...spatial] }, { budgetFlop });
   if (strides.every((x) => x === 1) || dilations.some((x) => x !== 1)) return { value: plain.value, method: plain.method };
   const r = spatial.length;
   const pp = polyphase(w, dims, strides);
   const inputSpatial = spatial.map((n, i) => Math.ceil((n + pads[i] + pads[i + r]) / strides[i]));
-  const poly = convSpectralNormBound({ weight: pp.weight, weightDims: pp.dims, group, dilations: new Array(r).fill(1), inputSpatial }, { budgetMs });
+  const poly = convSpectralNormBound({ weight: pp.weight, weightDims: pp.dims, group, dilations: new Array(r).fill(1), inputSpatial }, { budgetFlop });
   return poly.value < plain.value ? { value: poly.value, method: 'circular-fft-polyphase' } : { value: plain.value, method: plain.method };
 }
 
-function primBounds(n: LinearNode, norm: NormKind, budgetMs: number): PrimBounds {
+function primBounds(n: LinearNode, norm: NormKind, budgetFlop: number): PrimBounds {
   const p: LinearPrim = n.prim;
   const inShape = n.inShapes[0];
   const spread = Math.sqrt(Math.max(1, sizeOf(n.outShape) / Math.max(1, sizeOf(inShape))));
@@ -125,10 +125,10 @@ function primBounds(n: LinearNode, norm: NormKind, budgetMs: number): PrimBounds
       const absNorm = Math.sqrt(rowSum * colSum);
       if (norm === 'inf') return { norm: rowSum, absNorm, inner, method: 'row-sum' };
       const spatial = p.op === 'conv' ? inShape.slice(2) : n.outShape.slice(2);
-      if (budgetMs <= 0) return { norm: absNorm, absNorm, inner, method: 'schur' };
+      if (budgetFlop <= 0) return { norm: absNorm, absNorm, inner, method: 'schur' };
       try {
         // a ConvTranspose is the adjoint of the conv it transposes (same norm): its own strides apply to that conv
-        const b = convCertificate(w, p.weight.dims, p.group, p.strides, p.dilations, p.pads, spatial, budgetMs);
+        const b = convCertificate(w, p.weight.dims, p.group, p.strides, p.dilations, p.pads, spatial, budgetFlop);
         return { norm: Math.min(b.value, absNorm), absNorm, inner, method: b.value <= absNorm ? b.method : 'schur' };
       } catch (e) {
         if (!(e instanceof BudgetExceededError)) throw e;
@@ -145,9 +145,9 @@ function primBounds(n: LinearNode, norm: NormKind, budgetMs: number): PrimBounds
         const [rowSum, colSum] = p.side === 'right' ? [sums.col, sums.row] : [sums.row, sums.col];
         absBest = Math.max(absBest, Math.sqrt(rowSum * colSum));
         if (norm === 'inf') { best = Math.max(best, rowSum); method = 'row-sum'; continue; }
-        if (budgetMs <= 0) { best = Math.max(best, Math.sqrt(rowSum * colSum)); method = 'schur'; continue; }
+        if (budgetFlop <= 0) { best = Math.max(best, Math.sqrt(rowSum * colSum)); method = 'schur'; continue; }
         try {
-          const b = denseSpectralNormBound(m.data, m.rows, m.cols, { budgetMs });
+          const b = denseSpectralNormBound(m.data, m.rows, m.cols, { budgetFlop });
           best = Math.max(best, Math.min(b.value, Math.sqrt(rowSum * colSum)));
           if (method !== 'schur') method = b.value <= Math.sqrt(rowSum * colSum) ? b.method : 'schur';
         } catch (e) {
@@ -176,9 +176,9 @@ function primBounds(n: LinearNode, norm: NormKind, budgetMs: number): PrimBounds
       const absNorm = Math.sqrt(rowSum * colSum);
       if (norm === 'inf') return { norm: rowSum, absNorm, inner: p.cols, method: 'row-sum' };
       // selections (one 1 per row, distinct columns) are exact as Schur bounds; general matrices get an SVD
-      if (absNorm <= 1 || budgetMs <= 0) return { norm: absNorm, absNorm, inner: p.cols, method: absNorm <= 1 ? 'exact' : 'schur' };
+      if (absNorm <= 1 || budgetFlop <= 0) return { norm: absNorm, absNorm, inner: p.cols, method: absNorm <= 1 ? 'exact' : 'schur' };
       try {
-        const b = denseSpectralNormBound(p.matrix, p.rows, p.cols, { budgetMs });
+        const b = denseSpectralNormBound(p.matrix, p.rows, p.cols, { budgetFlop });
         return { norm: Math.min(b.value, absNorm), absNorm, inner: p.cols, method: b.value <= absNorm ? b.method : 'schur' };
       } catch (e) {
         if (!(e instanceof BudgetExceededError)) throw e;
@@ -273,17 +273,18 @@ const U32 = 2 ** -24;
 const gamma32 = (k: number) => (k * U32) / (1 - k * U32);
 
 /**
- * `budgetMs` ≤ 0 skips the costly certificates (SVD, circular FFT) and uses Schur's bound sqrt(‖A‖₁‖A‖∞) instead.
  * A certified bound on a merged linear operator's norm (ℓ2 or ℓ∞), composing per-prim certified bounds over the
  * region's DAG (ALGORITHMS.md §1–2): sums add, concatenations combine in quadrature (ℓ2) or by max (ℓ∞). Exact when
  * the region holds one weighted op between isometries; a product of norms (looser) when it holds several.
+ * `budgetFlop` is each costly certificate's work budget (SVD, circular FFT; flop, linalg/work.ts); past it, or when it is
+ * ≤ 0, Schur's bound sqrt(‖A‖₁‖A‖∞) is used instead. The same region and budget always give the same bound.
  */
-export function regionBound(region: LinearRegion, norm: NormKind, budgetMs = 20000): RegionBound {
+export function regionBound(region: LinearRegion, norm: NormKind, budgetFlop = DEFAULT_CERTIFICATE_FLOP): RegionBound {
   const l = new Map<string, { v: number; abs: number }>([[region.input, { v: 1, abs: 1 }]]);
   let gammaSum = 0;
   const weighted: string[] = [];
   for (const n of foldScales(region.nodes)) {
-    const b = primBounds(n, norm, budgetMs);
+    const b = primBounds(n, norm, budgetFlop);
     gammaSum += gamma32(b.inner + 1);
     const trivial = b.method === 'isometry' || b.method === 'exact' || (b.method === 'composition' && n.inputs.length < 2);
     if (!trivial) weighted.push(b.method);

@@ -2,10 +2,11 @@ import { LipcheckError } from '../errors.js';
 import { emitForward } from '../ir/emit.js';
 import type { LinearRegion } from '../ir/merge.js';
 import { sizeOf } from '../ir/tensor.js';
-import { BudgetExceededError, denseSpectralNormBound, gamma, roundUp, sqrtUp, UNDERFLOW_SLACK, UNIT_ROUNDOFF } from '../linalg/dense.js';
+import { BudgetExceededError, denseCertificateFlop, denseSpectralNormBound, formatMflop, gamma, roundUp, sqrtUp, UNDERFLOW_SLACK, UNIT_ROUNDOFF } from '../linalg/dense.js';
 import { createOrtOperator, denseMatrixOf } from '../linalg/operator.js';
 import { Random } from '../linalg/random.js';
 import { denseSingularTriplets, topSingularTriplets, type SingularTriplets } from '../linalg/top-singular.js';
+import { CALL_FLOP, regionFlop, WorkBudget } from '../linalg/work.js';
 import { encodeGraph } from '../onnx/writer.js';
 import type { Segment } from './cp.js';
 import type { Bound } from './kinds.js';
@@ -31,8 +32,8 @@ export interface SeqLipOptions {
   readonly k?: number;
   /** Widest activation whose 2^width slope patterns the certified route enumerates (default 16); wider ones use the midpoint–radius pair bound. */
   readonly exactMaxWidth?: number;
-  /** Time for the whole segment in ms (default settings.budgetMs per activation); the certified route is skipped or narrowed to fit. */
-  readonly budgetMs?: number;
+  /** Work for the whole segment in flop (linalg/work.ts; default settings.certifyBudget per activation); the certified route is skipped or narrowed to fit. */
+  readonly budget?: number;
   /** Most first-improvement sweeps of the greedy search per activation (default 11). */
   readonly maxSweeps?: number;
 }
@@ -67,19 +68,25 @@ export interface SeqLipResult {
 const DENSE_LIMIT = { cols: 4096, entries: 4e6, svd: 256 };
 
 /**
- * Measured speeds behind the time predictions: ml-matrix's SVD did rows·cols·min(rows, cols) ≈ 3e4–4.5e4 per ms
- * (256×256: 0.37 s, 512×512: 3.9 s); the pattern loop about 6e5 multiply-adds per ms plus about 0.8 µs per pattern
- * (the timings in SEQLIP_DEFAULTS); forming a dense matrix about 0.05 ms per column (one onnxruntime run each).
+ * The cost model of SeqLip's work, in flop-equivalents (linalg/work.ts: what the float64 kernels do in the same time,
+ * about 1.4e6 flop per ms on the reference machine). ml-matrix's SVD did rows·cols·min(rows, cols) ≈ 3e4–4.5e4 per ms
+ * (256×256: 0.37 s, 512×512: 3.9 s), so it is charged SVD_FLOP per unit of rows·cols·min; the pattern loop ran about
+ * 6e5 multiply-adds per ms plus about 0.8 µs per pattern (the timings in SEQLIP_DEFAULTS); forming a dense matrix is
+ * one onnxruntime run per column.
  */
-const SVD_MACS_PER_MS = 3e4;
-const VERTEX_MACS_PER_MS = 6e5;
-const DENSE_MS_PER_COLUMN = 0.05;
+const SVD_FLOP = 47;
 
-/** The multiply-adds of one slope pattern of an r2×r1 pair: the sum of two tables, the Gram matrix, a Cholesky factorisation. */
-function vertexMacs(r1: number, r2: number): number {
+/** The flop of one slope pattern of an r2×r1 pair: the sum of two tables, the Gram matrix, a Cholesky factorisation. */
+function vertexFlop(r1: number, r2: number): number {
   const m = Math.min(r1, r2), inner = Math.max(r1, r2);
-  return r1 * r2 + (m * (m + 1) * inner) / 2 + (m * m * m) / 6 + 500;
+  return 2 * (r1 * r2 + (m * (m + 1) * inner) / 2 + (m * m * m) / 6 + 500);
 }
+
+/** Each greedy search may spend at least this much (flop), whatever the segment's budget has left. */
+const GREEDY_FLOOR_FLOP = 7e7;
+
+/** Each operator's Krylov triplets may take at least this much work (flop of its products). */
+const TRIPLETS_FLOOR_FLOP = 8e8;
 
 /** Which side of the Σ split an operator takes: the first keeps Σ on its left factor, the last on its right, others √Σ on both. */
 function splitScales(i: number, count: number): { left: (s: number) => number; right: (s: number) => number } {
@@ -145,7 +152,8 @@ function lambdaMaxEstimate(g: Float64Array, m: number): number {
 
 /**
  * Certified upper bound on max_{d ∈ {a,b}^n} ‖R·diag(d)·L‖₂ (= the max over the box [a,b]^n: the norm is convex in d) for
- * R r2×n and L n×r1, both row-major float64 (ALGORITHMS.md §4, exact SeqLip); null past the deadline.
+ * R r2×n and L n×r1, both row-major float64 (ALGORITHMS.md §4, exact SeqLip); null once `work` is spent (each pattern
+ * and each Cholesky retry charged by the cost model, so where it stops is the same on every run).
  *
  * Every pattern is formed as P̂ = fl(P_hi + P_lo) from two tables of partial sums Σ_j d_j·fl(R_:j L_j:) over the high and
  * low halves of the coordinates, so |P̂ − P| ≤ γ_{n+3}·s·|R||L| entrywise (s = max(|a|, |b|)) and
@@ -154,7 +162,7 @@ function lambdaMaxEstimate(g: Float64Array, m: number): number {
  * (choleskyHolds); when it fails, t is raised just above that pattern's eigenvalue estimate, so t only grows and every
  * pattern is covered by the final one. Then max_d ‖P(d)‖ ≤ sqrt(c_m·t + γ_inner·max‖P̂‖_F²) + η, rounded upward.
  */
-function enumeratePairMax(r: Float64Array, l: Float64Array, r2: number, n: number, r1: number, slope: readonly [number, number], deadline: number): number | null {
+function enumeratePairMax(r: Float64Array, l: Float64Array, r2: number, n: number, r1: number, slope: readonly [number, number], budget: WorkBudget): number | null {
   const [a, b] = slope;
   // P is stored m×inner (transposed when r1 < r2) so that its Gram matrix on the smaller side is rows·rows
   const m = Math.min(r1, r2), inner = Math.max(r1, r2), size = m * inner;
@@ -181,10 +189,14 @@ function enumeratePairMax(r: Float64Array, l: Float64Array, r2: number, n: numbe
   const lo = table(0, loBits, loBits), hi = table(loBits, n, hiBits);
   const p = new Float64Array(size), g = new Float64Array(m * m), work = new Float64Array(m * m);
   let threshold = 0, trace = 0, vertices = 0;
+  const perVertex = vertexFlop(r1, r2);
   for (let h = 0; h < 1 << hiBits; h++) {
     const oh = h * size;
     for (let w = 0; w < 1 << loBits; w++) {
-      if ((++vertices & 1023) === 0 && performance.now() > deadline) return null;
+      if ((++vertices & 1023) === 0) {
+        budget.charge(1024 * perVertex);
+        if (budget.exhausted) return null;
+      }
       const ow = w * size;
       for (let e = 0; e < size; e++) p[e] = hi[oh + e] + lo[ow + e];
       // the lower triangle and diagonal of Ĝ = fl(P̂·P̂ᵀ): all that choleskyHolds reads
@@ -203,15 +215,18 @@ function enumeratePairMax(r: Float64Array, l: Float64Array, r2: number, n: numbe
       if (tr > trace) trace = tr;
       if (choleskyHolds(g, m, threshold, work)) continue;
       for (let i = 0; i < m; i++) for (let j = i + 1; j < m; j++) g[i * m + j] = g[j * m + i];
+      budget.charge(SVD_FLOP * m * m * m);
       const lambda = lambdaMaxEstimate(g, m);
       let rho = 1e-10;
       for (let attempt = 0; ; attempt++, rho *= 16) {
+        budget.charge((m * m * m) / 3);
         threshold = Math.max(threshold, lambda * (1 + rho) + 1e-300);
         if (choleskyHolds(g, m, threshold, work)) break;
         if (attempt > 40) throw new LipcheckError('INTERNAL', `No Cholesky certificate for a ${m}×${m} SeqLip Gram matrix up to ${threshold} (eigenvalue estimate ${lambda}).`);
       }
     }
   }
+  budget.charge((vertices & 1023) * perVertex);
   const eta = roundUp(gamma(n + 3) * Math.max(Math.abs(a), Math.abs(b)) * sqrtUp(frob2Up(r)) * sqrtUp(frob2Up(l)), 4);
   const sigma2 = roundUp(choleskyFactor(m) * threshold + UNDERFLOW_SLACK + gamma(inner) * roundUp(trace, inner + m + 2), 4);
   return roundUp(sqrtUp(sigma2) + eta, 1);
@@ -290,10 +305,12 @@ function residualBound(d: DenseRegion, l: Float64Array, r: Float64Array, rank: n
   return roundUp(sqrtUp(frob2Up(res)) + slack, 3);
 }
 
-/** Certified ‖X‖₂ of a float64 matrix, or null past the time budget. */
-function normUp(x: Float64Array, rows: number, cols: number, budgetMs: number): number | null {
+/** Certified ‖X‖₂ of a float64 matrix charged to `work`, or null when it would not fit what is left of it. */
+function normUp(x: Float64Array, rows: number, cols: number, work: WorkBudget): number | null {
   try {
-    return denseSpectralNormBound(x, rows, cols, { budgetMs }).value;
+    const v = denseSpectralNormBound(x, rows, cols, { budgetFlop: work.left }).value;
+    work.charge(denseCertificateFlop(rows, cols));
+    return v;
   } catch (e) {
     if (e instanceof BudgetExceededError) return null;
     throw e;
@@ -317,18 +334,18 @@ interface CertifiedRoute {
  * activations' largest |slope|, evaluated as Σ_j e_j·Π_{i<j}(α_i + e_i)·Π_{i>j}α_i to avoid cancellation. Every
  * norm is certified (denseSpectralNormBound, or enumeratePairMax) and every step rounded upward.
  */
-async function certifiedRoute(segment: Segment, dense: readonly DenseRegion[], exactMaxWidth: number, deadline: number, notes: string[]): Promise<CertifiedRoute | null> {
+async function certifiedRoute(segment: Segment, dense: readonly DenseRegion[], exactMaxWidth: number, work: WorkBudget, notes: string[]): Promise<CertifiedRoute | null> {
   const K = segment.regions.length;
-  const remaining = () => Math.max(1, deadline - performance.now());
   const fs = dense.map((d, i) => {
+    work.charge(SVD_FLOP * d.rows * d.cols * Math.min(d.rows, d.cols));
     const svd = denseSingularTriplets(d.a, d.rows, d.cols);
     return { ...factors(svd, d.rows, d.cols, splitScales(i, K)), svd };
   });
   const e: number[] = [], alpha: number[] = [], normL: number[] = [], normR: number[] = [];
   for (const [i, d] of dense.entries()) {
     const f = fs[i];
-    const nl = normUp(f.l, d.rows, f.rank, remaining()), nr = normUp(f.r, f.rank, d.cols, remaining());
-    if (nl === null || nr === null) { notes.push(`The certified SeqLip bound ran out of time while bounding the factors of ${segment.regions[i].id}.`); return null; }
+    const nl = normUp(f.l, d.rows, f.rank, work), nr = nl === null ? null : normUp(f.r, f.rank, d.cols, work);
+    if (nl === null || nr === null) { notes.push(`The certified SeqLip bound ran out of its work budget (${formatMflop(work.limit)} Mflop) while bounding the factors of ${segment.regions[i].id}.`); return null; }
     normL.push(nl);
     normR.push(nr);
     e.push(roundUp(residualBound(d, f.l, f.r, f.rank) + d.delta, 1));
@@ -346,17 +363,17 @@ async function certifiedRoute(segment: Segment, dense: readonly DenseRegion[], e
     const [a, b] = act.slope;
     const c = Math.abs((a + b) / 2), rad = (b - a) / 2;
     const rl = multiply(fs[i + 1].r, fs[i].l, r2, n, r1);
-    const nrl = normUp(rl, r2, r1, remaining());
-    if (nrl === null) { notes.push(`The certified SeqLip bound ran out of time at activation '${act.name}'.`); return null; }
+    const nrl = normUp(rl, r2, r1, work);
+    if (nrl === null) { notes.push(`The certified SeqLip bound ran out of its work budget (${formatMflop(work.limit)} Mflop) at activation '${act.name}'.`); return null; }
     const rlUp = roundUp(nrl + gamma(n) * sqrtUp(frob2Up(fs[i + 1].r)) * sqrtUp(frob2Up(fs[i].l)), 2);
     let value = roundUp(c * rlUp + rad * normR[i + 1] * normL[i], 3);
     if (n <= exactMaxWidth) {
-      const predicted = (a === b ? 1 : 2 ** n) * vertexMacs(r1, r2) / VERTEX_MACS_PER_MS;
-      if (predicted > remaining()) {
-        notes.push(`Activation '${act.name}' (width ${n}): enumerating its ${2 ** n} slope patterns would take about ${Math.ceil(predicted)} ms, over the ${Math.round(remaining())} ms left; its certified factor uses the midpoint–radius bound.`);
+      const predicted = (a === b ? 1 : 2 ** n) * vertexFlop(r1, r2);
+      if (!work.fits(predicted)) {
+        notes.push(`Activation '${act.name}' (width ${n}): enumerating its ${2 ** n} slope patterns would take about ${formatMflop(predicted)} Mflop, over the ${formatMflop(work.left)} Mflop left of the budget; its certified factor uses the midpoint–radius bound.`);
       } else {
-        const got = enumeratePairMax(fs[i + 1].r, fs[i].l, r2, n, r1, [a, b], deadline);
-        if (got === null) notes.push(`Activation '${act.name}' (width ${n}): the enumeration of its slope patterns ran out of time; its certified factor uses the midpoint–radius bound.`);
+        const got = enumeratePairMax(fs[i + 1].r, fs[i].l, r2, n, r1, [a, b], work);
+        if (got === null) notes.push(`Activation '${act.name}' (width ${n}): the enumeration of its slope patterns ran out of its work budget; its certified factor uses the midpoint–radius bound.`);
         else {
           value = Math.min(value, got);
           enumerated[i] = true;
@@ -412,9 +429,10 @@ function powerTop(pm: Float64Array, p: number, q: number, start: Float64Array, m
  * Greedy SeqLip search for max_d ‖A·diag(d)·B‖₂, A k1×n given by its columns (`at`, n×k1 row-major) and B n×k2 row-major
  * (ALGORITHMS.md §4): start from d = b·1 and, in first-improvement sweeps over the coordinates, flip d_j between a and b
  * when a warm-started power iteration on the rank-one-updated k1×k2 pair matrix shows a larger norm. A local maximum:
- * an estimate, not a bound.
+ * an estimate, not a bound. Stops early once `work` is spent (each coordinate tried charged 6·k1·k2 flop per power step,
+ * each accepted flip its rank-one update and warm restart), the same on every run.
  */
-function greedyPairMax(at: Float64Array, k1: number, b: Float64Array, k2: number, n: number, slope: readonly [number, number], maxSweeps: number, deadline: number, rng: Random): number {
+function greedyPairMax(at: Float64Array, k1: number, b: Float64Array, k2: number, n: number, slope: readonly [number, number], maxSweeps: number, work: WorkBudget, rng: Random): number {
   const [lo, hi] = slope;
   const d = new Uint8Array(n).fill(1);
   const pm = new Float64Array(k1 * k2);
@@ -427,7 +445,8 @@ function greedyPairMax(at: Float64Array, k1: number, b: Float64Array, k2: number
   for (let sweep = 0; sweep < maxSweeps && lo !== hi; sweep++) {
     let improved = false;
     for (let j = 0; j < n; j++) {
-      if ((j & 255) === 0 && performance.now() > deadline) return sigma;
+      if ((j & 255) === 0 && work.exhausted) return sigma;
+      work.charge(3 * 6 * k1 * k2);
       const delta = d[j] ? lo - hi : hi - lo;
       const oa = j * k1, ob = j * k2;
       // three power steps on P' = P + δ·a_j·b_jᵀ from the current top right vector: ‖P'v‖ is a lower estimate of ‖P'‖
@@ -452,6 +471,7 @@ function greedyPairMax(at: Float64Array, k1: number, b: Float64Array, k2: number
       for (let p = 0; p < k1; p++) { const c = delta * at[oa + p]; if (c !== 0) for (let q = 0; q < k2; q++) pm[p * k2 + q] += c * b[ob + q]; }
       d[j] ^= 1;
       improved = true;
+      work.charge(2 * k1 * k2 + 50 * 4 * k1 * k2);
       const top = powerTop(pm, k1, k2, v, 50);
       sigma = Math.max(top.sigma, est);
       x = top.x;
@@ -462,14 +482,18 @@ function greedyPairMax(at: Float64Array, k1: number, b: Float64Array, k2: number
 }
 
 /** Top-k triplets of each region: truncated dense SVDs when formed, else restarted block Krylov iteration through onnxruntime. */
-async function tripletsOf(segment: Segment, settings: NormSettings, k: number, dense: readonly SingularTriplets[] | null, deadline: number, notes: string[]): Promise<SingularTriplets[]> {
+async function tripletsOf(segment: Segment, settings: NormSettings, k: number, dense: readonly SingularTriplets[] | null, work: WorkBudget, notes: string[]): Promise<SingularTriplets[]> {
   if (dense) return dense.map((t) => ({ ...t, values: t.values.slice(0, k), left: t.left.slice(0, k), right: t.right.slice(0, k), next: t.values[k] ?? 0 }));
   const out: SingularTriplets[] = [];
   for (const [i, region] of segment.regions.entries()) {
     const op = await createOrtOperator(operatorModels(region), settings.runtime);
     try {
       const left = segment.regions.length - i;
-      const t = await topSingularTriplets(op, k, { seed: settings.seed + 7919 * (3_000_000 + segment.ordinal * 4096 + i), maxIterations: settings.maxIterations, budgetMs: Math.max(200, (deadline - performance.now()) / (2 * left)) });
+      // each operator may spend half of its share of what is left, and at least TRIPLETS_FLOOR_FLOP, on its products
+      const perProduct = regionFlop(region);
+      const maxProducts = Math.max(1, Math.floor(Math.max(TRIPLETS_FLOOR_FLOP, work.left / (2 * left)) / perProduct));
+      const t = await topSingularTriplets(op, k, { seed: settings.seed + 7919 * (3_000_000 + segment.ordinal * 4096 + i), maxIterations: settings.maxIterations, maxProducts });
+      work.charge(t.products * perProduct);
       if (!t.converged) notes.push(`The top ${t.values.length} singular triplets of ${region.id} had not converged after ${t.iterations} Krylov cycle${t.iterations === 1 ? '' : 's'} (residual ${t.residual.toExponential(2)} against σ₁ = ${t.values[0].toExponential(3)}); the greedy estimate rests on them.`);
       out.push(t);
     } finally {
@@ -499,27 +523,30 @@ export async function seqlipSegmentBound(segment: Segment, settings: NormSetting
   if (!Number.isInteger(exactMaxWidth) || exactMaxWidth < 0 || exactMaxWidth > 24) throw new LipcheckError('USAGE', `SeqLip's exact width limit must be an integer from 0 to 24 (2^width slope patterns are enumerated); got ${exactMaxWidth}.`);
   const maxSweeps = opts.maxSweeps ?? SEQLIP_DEFAULTS.maxSweeps;
   if (!Number.isInteger(maxSweeps) || maxSweeps < 0) throw new LipcheckError('USAGE', `SeqLip's greedy sweep limit must be a non-negative integer; got ${maxSweeps}.`);
-  const budgetMs = opts.budgetMs ?? settings.budgetMs * (K - 1);
-  if (!(budgetMs >= 0)) throw new LipcheckError('USAGE', `SeqLip's time budget must be a non-negative number of milliseconds; got ${budgetMs}.`);
-  const deadline = t0 + budgetMs;
+  const budget = opts.budget ?? settings.certifyBudget * (K - 1);
+  if (!(budget >= 0)) throw new LipcheckError('USAGE', `SeqLip's work budget must be a non-negative number of flop; got ${budget}.`);
+  const work = new WorkBudget(budget, "SeqLip's work budget");
   const notes: string[] = [];
 
   let route: CertifiedRoute | null = null;
   const obstacle = denseObstacle(segment.regions);
   if (obstacle) notes.push(`No certified SeqLip bound for ${segment.id}: ${obstacle}.`);
   else {
-    const svdMs = segment.regions.reduce((s, r) => { const rows = sizeOf(r.outShape), cols = sizeOf(r.inShape); return s + (rows * cols * Math.min(rows, cols)) / SVD_MACS_PER_MS + cols * DENSE_MS_PER_COLUMN; }, 0);
+    const svdFlop = segment.regions.reduce((s, r) => { const rows = sizeOf(r.outShape), cols = sizeOf(r.inShape); return s + SVD_FLOP * rows * cols * Math.min(rows, cols) + cols * CALL_FLOP; }, 0);
     if (settings.certify === 'off' || settings.certify === 'none') notes.push(`No certified SeqLip bound for ${segment.id}: certificates are off (--certify ${settings.certify}).`);
-    else if (svdMs > 0.5 * budgetMs) notes.push(`No certified SeqLip bound for ${segment.id}: forming and factorising its operators' matrices would take about ${Math.ceil(svdMs)} ms, over half the ${Math.round(budgetMs)} ms budget; raise the budget to get one.`);
+    else if (svdFlop > 0.5 * budget) notes.push(`No certified SeqLip bound for ${segment.id}: forming and factorising its operators' matrices would take about ${formatMflop(svdFlop)} Mflop, over half the ${formatMflop(budget)} Mflop budget; raise --certify-budget to get one.`);
     else {
       const dense: DenseRegion[] = [];
       for (const r of segment.regions) dense.push(await formDense(r, settings));
       // keep a quarter of the budget for the greedy estimate
-      route = await certifiedRoute(segment, dense, exactMaxWidth, deadline - 0.25 * budgetMs, notes);
+      const certWork = new WorkBudget(0.75 * budget);
+      certWork.charge(segment.regions.reduce((s, r) => s + sizeOf(r.inShape) * CALL_FLOP, 0));
+      route = await certifiedRoute(segment, dense, exactMaxWidth, certWork, notes);
+      work.charge(certWork.spent);
     }
   }
 
-  const triplets = await tripletsOf(segment, settings, k, route ? route.factors.map((f) => f.svd) : null, deadline, notes);
+  const triplets = await tripletsOf(segment, settings, k, route ? route.factors.map((f) => f.svd) : null, work, notes);
   const rng = new Random(settings.seed + 7919 * (4_000_000 + segment.ordinal));
   const pairs: SeqLipPair[] = [];
   let greedy = 1;
@@ -531,7 +558,9 @@ export async function seqlipSegmentBound(segment: Segment, settings: NormSetting
     const at = new Float64Array(n * k1), b = new Float64Array(n * k2);
     for (let p = 0; p < k1; p++) { const c = sr.right(after.values[p]); for (let j = 0; j < n; j++) at[j * k1 + p] = after.right[p][j] * c; }
     for (let q = 0; q < k2; q++) { const c = sl.left(before.values[q]); for (let j = 0; j < n; j++) b[j * k2 + q] = before.left[q][j] * c; }
-    const search = greedyPairMax(at, k1, b, k2, n, act.slope, maxSweeps, Math.max(deadline, performance.now() + 50), rng);
+    const greedyWork = new WorkBudget(Math.max(work.left, GREEDY_FLOOR_FLOP));
+    const search = greedyPairMax(at, k1, b, k2, n, act.slope, maxSweeps, greedyWork, rng);
+    work.charge(greedyWork.spent);
     const s = Math.max(Math.abs(act.slope[0]), Math.abs(act.slope[1]));
     const value = splitPairBound(search, { kept: sr.right(after.values[0] ?? 0), rest: sr.right(after.next) }, { kept: sl.left(before.values[0] ?? 0), rest: sl.left(before.next) }, s);
     greedy *= value;

@@ -6,6 +6,8 @@ import {
   UNDERFLOW_SLACK,
   UNIT_ROUNDOFF as U,
   certifyByShift,
+  formatMflop,
+  SHIFT_SEARCH,
   gamma,
   maxAbsFinite,
   meanDiagonal,
@@ -79,11 +81,8 @@ function checkSpec(spec: ConvSpec): Geometry {
  */
 const TWIDDLE_ERROR = 64 * U;
 
-/**
- * Multiply-adds per ms that the budget check assumes; the block kernels (Hermitian product, Cholesky, DFT) ran at
- * 1.5e6 to 2.2e6 on this machine, so a prediction errs towards throwing early rather than running long.
- */
-const CONV_MACS_PER_MS = 1.2e6;
+/** Default work budget of one certificate when the caller names none (flop; linalg/work.ts). */
+const DEFAULT_BUDGET_FLOP = 2.8e10;
 
 /** One per conjugate pair ±ω of the N-grid (K̂(−ω) = conj K̂(ω) has the same singular values): linear indices. */
 function halfGrid(grid: number[]): Int32Array {
@@ -382,19 +381,40 @@ function choleskyCertifyHermitian(hr: Float64Array, hi: Float64Array, m: number,
  * Certified upper bound on λ_max of a Hermitian PSD m×m matrix (full storage): a Lanczos estimate certified by complex
  * Cholesky (Rump, BIT 2006; see choleskyCertifyHermitian), never below `floor`; null if no certificate succeeds.
  */
-export function hermitianLambdaMaxBound(hr: Float64Array, hi: Float64Array, m: number, floor = 0): { upper: number; estimate: number; shift: number } | null {
+export function hermitianLambdaMaxBound(hr: Float64Array, hi: Float64Array, m: number, floor = 0, onAttempt?: () => void): { upper: number; estimate: number; shift: number } | null {
   const estimate = Math.max(lanczosHermitian(hr, hi, m, 300), 0);
   const lr = new Float64Array(m * m);
   const li = new Float64Array(m * m);
   const lower = Math.max(estimate, floor, meanDiagonal(hr, m));
-  const cert = certifyByShift(lower, 4 * (m + 1) * U, (s) => choleskyCertifyHermitian(hr, hi, m, s, lr, li));
+  const cert = certifyByShift(lower, 4 * (m + 1) * U, (s) => {
+    onAttempt?.();
+    return choleskyCertifyHermitian(hr, hi, m, s, lr, li);
+  });
   return cert === null ? null : { upper: cert.upper, estimate, shift: cert.shift };
+}
+
+/** The flop convSpectralNormBound charges up front for `blocks` frequency blocks of c_out/g × c_in/g with `taps` taps. */
+function certificateFlop(blocks: number, taps: number, coutG: number, cinG: number): number {
+  const cs = Math.min(coutG, cinG), cb = Math.max(coutG, cinG);
+  const dftMacs = 4 * taps * coutG * cinG;
+  const blockMacs = cs === 1 ? 0 : 2 * cb * cs * cs + (2 * cs * cs * cs) / 3;
+  const lanczosMacs = cs === 1 ? 0 : 3200 * cs * cs;
+  return 2 * (blocks * (dftMacs + blockMacs) + lanczosMacs);
+}
+
+/** The work convSpectralNormBound predicts for a convolution (flop), to compare with a budget before calling it. */
+export function convCertificateFlop(spec: ConvSpec): number {
+  const { group, coutG, cinG, taps, grid } = checkSpec(spec);
+  const freqs = taps === 1 ? 1 : halfGrid(grid).length;
+  return certificateFlop(group * freqs, taps, coutG, cinG);
 }
 
 /**
  * Certified upper bound on the ℓ2 operator norm of an N-D convolution on an input of the given size, for any
  * padding and stride: the circular-embedding bound of Sedghi, Gupta & Long (ICLR 2019, §2) as ALGORITHMS.md §2
- * states it, each frequency block bounded by a Cholesky certificate. Throws BudgetExceededError past `budgetMs`.
+ * states it, each frequency block bounded by a Cholesky certificate. Throws BudgetExceededError when its work, counted
+ * in flop by the cost model below (never by a clock), would pass `budgetFlop`: the same weights and budget always give
+ * the same outcome.
  *
  * Grid. Output position o (in input coordinates) reads x[o + t·dil], t = 0..k−1, zero outside [0, n). Rows that
  * touch the input at all have o ∈ [−(k−1)·dil, n−1]: n + (k−1)·dil of them, every padding's and stride's rows among
@@ -413,15 +433,17 @@ export function hermitianLambdaMaxBound(hr: Float64Array, hi: Float64Array, m: n
  * (choleskyCertifyHermitian), relative margin ≈ 3m²u. Then σ_max(K̂(ω)) ≤ sqrt(λ + (2)) + (1), all rounded upward.
  * Blocks with min(c_out/g, c_in/g) = 1 are vectors: σ_max = ‖K̂̂‖_F exactly, plus (1).
  *
- * Time, measured on this machine (2 cores shared with other work at load average 3 to 4, so ranges; one thread), random
- * weights: 64→64 3×3 on 32×32 (N = 34, 580 blocks): 0.33–0.7 s; 256→256 3×3 on 14×14 (N = 16, 136 blocks): 2.7–4.8 s;
- * 128→128 3×3 on 28×28: 1.3–2.8 s; 64→64 3×3 on 56×56: 1.3–1.6 s; 512→512 3×3 on 7×7: 8–11.5 s. About 60% of it is
- * the Hermitian products, 20% the Cholesky factorisations, 15% the DFT.
+ * Work: per frequency block a DFT of the taps (4·taps·c_out/g·c_in/g multiply-adds), a Hermitian product and one
+ * Cholesky factorisation (2·c_big·c_small² + 2c_small³/3), once a 300-step Lanczos (3200·c_small²); charged up front
+ * for every block, and each further Lanczos run or Cholesky attempt is charged as it happens. Time, measured on this
+ * machine (2 cores shared with other work at load average 3 to 4, so ranges; one thread), random weights: 64→64 3×3 on
+ * 32×32 (N = 34, 580 blocks): 0.33–0.7 s; 256→256 3×3 on 14×14 (N = 16, 136 blocks): 2.7–4.8 s; 128→128 3×3 on 28×28:
+ * 1.3–2.8 s; 64→64 3×3 on 56×56: 1.3–1.6 s; 512→512 3×3 on 7×7: 8–11.5 s (1.5e6 to 2.2e6 multiply-adds per ms). About
+ * 60% of it is the Hermitian products, 20% the Cholesky factorisations, 15% the DFT.
  */
-export function convSpectralNormBound(spec: ConvSpec, opts: { budgetMs?: number } = {}): NormBound {
+export function convSpectralNormBound(spec: ConvSpec, opts: { budgetFlop?: number } = {}): NormBound {
   const geo = checkSpec(spec);
-  const budgetMs = opts.budgetMs ?? 20000;
-  const started = performance.now();
+  const budgetFlop = opts.budgetFlop ?? DEFAULT_BUDGET_FLOP;
   const maxAbs = maxAbsFinite(spec.weight, 'The convolution weight');
   if (maxAbs === 0) return { value: 0, estimate: 0, method: 'circular-fft' };
   const { d, group, coutG, cinG, taps, grid } = geo;
@@ -431,25 +453,24 @@ export function convSpectralNormBound(spec: ConvSpec, opts: { budgetMs?: number 
   const freqs = taps === 1 ? Int32Array.of(0) : halfGrid(grid);
   const blocks = group * freqs.length;
 
-  const dftMacs = 4 * taps * coutG * cinG;
-  const blockMacs = cs === 1 ? 0 : 2 * cb * cs * cs + (2 * cs * cs * cs) / 3;
   const lanczosMacs = cs === 1 ? 0 : 3200 * cs * cs;
-  const estimatedMs = (blocks * (dftMacs + blockMacs) + lanczosMacs) / CONV_MACS_PER_MS;
+  const predicted = certificateFlop(blocks, taps, coutG, cinG);
   const what = `the ${spec.weightDims.join('×')} convolution on a ${spec.inputSpatial.join('×')} input (${blocks} frequency blocks of ${coutG}×${cinG} on the ${grid.join('×')} grid)`;
-  if (estimatedMs > budgetMs) {
+  if (predicted > budgetFlop) {
     throw new BudgetExceededError(
-      `A certified circular-embedding bound for ${what} would take about ${Math.round(estimatedMs / 1000)} s, over the ${budgetMs} ms budget; use a probabilistic bound or raise the budget.`,
-      estimatedMs,
-      budgetMs,
+      `A certified circular-embedding bound for ${what} would take about ${formatMflop(predicted)} Mflop, over its work budget of ${formatMflop(budgetFlop)} Mflop; use a probabilistic bound or raise --certify-budget.`,
+      predicted,
+      budgetFlop,
     );
   }
-  const checkTime = (): void => {
-    const elapsed = performance.now() - started;
-    if (elapsed > budgetMs) {
+  let spent = predicted;
+  const charge = (flop: number): void => {
+    spent += flop;
+    if (spent > budgetFlop) {
       throw new BudgetExceededError(
-        `A certified circular-embedding bound for ${what} ran past the ${budgetMs} ms budget; use a probabilistic bound or raise the budget.`,
-        elapsed,
-        budgetMs,
+        `A certified circular-embedding bound for ${what} ran past its work budget of ${formatMflop(budgetFlop)} Mflop; use a probabilistic bound or raise --certify-budget.`,
+        spent,
+        budgetFlop,
       );
     }
   };
@@ -517,7 +538,6 @@ export function convSpectralNormBound(spec: ConvSpec, opts: { budgetMs?: number 
         estimate = Math.max(estimate, Math.sqrt(f2));
       }
     }
-    if ((q & 63) === 63) checkTime();
   }
 
   if (cs > 1) {
@@ -527,6 +547,10 @@ export function convSpectralNormBound(spec: ConvSpec, opts: { budgetMs?: number 
     const ar = new Float64Array(cs * cs);
     const ai = new Float64Array(cs * cs);
     let lambdaShift = 0;
+    // the prediction holds one Lanczos run with its shift search, and one Cholesky factorisation per block: further
+    // Lanczos runs and factorisations beyond a shift search are charged
+    let lanczosRuns = 0, attempts = 0;
+    const attempt = () => { if (++attempts > SHIFT_SEARCH) charge(2 * ((2 * cs * cs * cs) / 3)); };
     for (const b of order) {
       if (frobBound[b] <= best) break;
       const q = Math.floor(b / group);
@@ -535,9 +559,12 @@ export function convSpectralNormBound(spec: ConvSpec, opts: { budgetMs?: number 
       fillBlock(wb, taps, cs * cb, g, pr, pi, br, bi);
       const f2 = frobeniusSquaredUp(br, bi, cs * cb);
       hermitianGram(br, bi, cs, cb, hr, hi);
-      let lambdaUp = lambdaShift > 0 ? choleskyCertifyHermitian(hr, hi, cs, lambdaShift, ar, ai) : null;
+      let lambdaUp = null;
+      if (lambdaShift > 0) lambdaUp = choleskyCertifyHermitian(hr, hi, cs, lambdaShift, ar, ai);
       if (lambdaUp === null) {
-        const cert = hermitianLambdaMaxBound(hr, hi, cs, lambdaShift);
+        if (lanczosRuns++ > 0) charge(2 * lanczosMacs);
+        attempts = 0;
+        const cert = hermitianLambdaMaxBound(hr, hi, cs, lambdaShift, attempt);
         if (cert !== null) {
           estimate = Math.max(estimate, Math.sqrt(cert.estimate));
           lambdaUp = cert.upper;
@@ -550,7 +577,6 @@ export function convSpectralNormBound(spec: ConvSpec, opts: { budgetMs?: number 
         bound = Math.min(bound, roundUp(sqrtUp(roundUp(lambdaUp + gramError, 1)) + dftError[g], 1));
       }
       best = Math.max(best, bound);
-      checkTime();
     }
   }
   return { value: unscaleUp(best, shift), estimate: estimate * 2 ** -shift, method: 'circular-fft' };

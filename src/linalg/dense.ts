@@ -11,16 +11,22 @@ export interface NormBound {
   method: string;
 }
 
-/** Thrown when a certified norm computation would exceed its time budget; the caller falls back to a probabilistic bound. */
+/** Thrown when a certified norm computation would exceed its work budget (flop, see linalg/work.ts); the caller falls back to a looser or probabilistic bound. */
 export class BudgetExceededError extends LipcheckError {
-  /** The predicted time, or the time already spent when the budget ran out midway. */
-  readonly estimatedMs: number;
-  readonly budgetMs: number;
-  constructor(message: string, estimatedMs: number, budgetMs: number) {
-    super('RUNTIME', message, { details: [`about ${Math.round(estimatedMs)} ms against a budget of ${budgetMs} ms`] });
-    this.estimatedMs = estimatedMs;
-    this.budgetMs = budgetMs;
+  /** The predicted work, or the work already counted when the budget ran out midway, in flop. */
+  readonly estimatedFlop: number;
+  readonly budgetFlop: number;
+  constructor(message: string, estimatedFlop: number, budgetFlop: number) {
+    super('RUNTIME', message, { details: [`about ${formatMflop(estimatedFlop)} Mflop against a budget of ${formatMflop(budgetFlop)} Mflop`] });
+    this.estimatedFlop = estimatedFlop;
+    this.budgetFlop = budgetFlop;
   }
+}
+
+/** A flop count in Mflop, for messages. */
+export function formatMflop(flop: number): string {
+  const m = flop / 1e6;
+  return m >= 100 ? String(Math.round(m)) : String(Number(m.toPrecision(3)));
 }
 
 type RealMatrix = Float64Array | Float32Array;
@@ -319,30 +325,37 @@ export function meanDiagonal(g: Float64Array, m: number): number {
   return t / m;
 }
 
-/** A time budget being spent: when it runs out, and what to name in the error. */
+/** A work budget being spent (flop counted by the cost model, never a clock), and what to name in the error. */
 interface Budget {
-  started: number;
-  budgetMs: number;
+  limit: number;
+  spent: number;
   what: string;
 }
 
-function checkBudget(budget: Budget | undefined): void {
+/** Counts `flop` more work and throws once the count passes the budget. */
+function charge(budget: Budget | undefined, flop: number): void {
   if (budget === undefined) return;
-  const elapsed = performance.now() - budget.started;
-  if (elapsed > budget.budgetMs) {
+  budget.spent += flop;
+  if (budget.spent > budget.limit) {
     throw new BudgetExceededError(
-      `A certified spectral norm of ${budget.what} ran past the ${budget.budgetMs} ms budget; use a probabilistic bound or raise the budget.`,
-      elapsed,
-      budget.budgetMs,
+      `A certified spectral norm of ${budget.what} ran past its work budget of ${formatMflop(budget.limit)} Mflop; use a probabilistic bound or raise --certify-budget.`,
+      budget.spent,
+      budget.limit,
     );
   }
 }
 
+/** Factorisations of one certifyByShift search that succeeds at its first shift: the first, and up to 10 bisection steps. */
+export const SHIFT_SEARCH = 11;
+
 /** Certified λ_max bound of the symmetric PSD m×m matrix g (Lanczos estimate, Cholesky certificate); null if none succeeds. */
 function certifiedLambdaMax(g: Float64Array, m: number, budget?: Budget): { upper: number; estimate: number } | null {
   const theta = Math.max(lanczosSymmetric(g, m, 300), 0);
+  // the prediction covers one shift search (a first shift and up to 10 bisection steps: SHIFT_SEARCH factorisations,
+  // together about one full factorisation's time as measured); each factorisation beyond it is counted
+  let attempts = 0;
   const cert = certifyByShift(Math.max(theta, meanDiagonal(g, m)), 4 * (m + 1) * U, (s) => {
-    checkBudget(budget);
+    if (attempts++ >= SHIFT_SEARCH) charge(budget, (m * m * m) / 3);
     return choleskyCertify(g, m, s);
   });
   return cert === null ? null : { upper: cert.upper, estimate: theta };
@@ -381,7 +394,6 @@ function exactBound(w: RealMatrix, rows: number, cols: number, budget?: Budget):
     return { value: unscaleUp(sqrtUp(roundUp(frob2 + UNDERFLOW_SLACK, 1)), shift), estimate: Math.sqrt(sum2) * unscale, method: 'exact-eig' };
   }
   const g = gramRows(a, m, n);
-  checkBudget(budget);
   const cert = certifiedLambdaMax(g, m, budget);
   if (cert === null) return gramIterationFromGram(g, m, n, frob2, shift, 10);
   const lambda = roundUp(cert.upper + roundUp(gamma(n) * frob2, 2), 2);
@@ -452,24 +464,34 @@ function gramIterationFromGram(g0: Float64Array, m: number, n: number, frob2: nu
  * the Gram product plus Lanczos and a Cholesky (m²n/2 + m³/6 multiply-adds); Gram iteration costs the same Gram product
  * plus an m³/2 product per step. So there is no crossover: exact-eig is the cheaper certified method at every size,
  * and Gram iteration is only the fallback should no Cholesky certificate succeed. About 1e6 multiply-adds per ms were
- * seen here; the budget check assumes 7e5.
+ * seen here (2e6 flop/ms): the default budgets in flop were set from that rate.
  */
-const DENSE_MACS_PER_MS = 7e5;
-
-/** Certified upper bound on σ_max(W) by the cheapest certified method (ALGORITHMS.md §2); throws BudgetExceededError past `budgetMs` (default 20000). */
-export function denseSpectralNormBound(w: RealMatrix, rows: number, cols: number, opts: { budgetMs?: number } = {}): NormBound {
-  checkShape(w, rows, cols, 'denseSpectralNormBound');
-  const budget: Budget = { started: performance.now(), budgetMs: opts.budgetMs ?? 20000, what: `the ${rows}×${cols} matrix` };
+export function denseCertificateFlop(rows: number, cols: number): number {
   const m = Math.min(rows, cols);
   const n = Math.max(rows, cols);
-  const estimatedMs = (0.5 * m * m * n + (m * m * m) / 6 + 100 * m * m) / DENSE_MACS_PER_MS;
-  if (estimatedMs > budget.budgetMs) {
+  return 2 * (0.5 * m * m * n + (m * m * m) / 6 + 100 * m * m);
+}
+
+/** Default work budget of one certificate when the caller names none: 28 000 Mflop (about 20 s at the rate above). */
+export const DEFAULT_CERTIFICATE_FLOP = 2.8e10;
+
+/**
+ * Certified upper bound on σ_max(W) by the cheapest certified method (ALGORITHMS.md §2); throws BudgetExceededError when
+ * its counted work (the Gram product, Lanczos and one Cholesky factorisation up front, each further factorisation as it
+ * runs beyond one shift search) would pass `budgetFlop` (default DEFAULT_CERTIFICATE_FLOP). The same matrix and budget always give the same outcome.
+ */
+export function denseSpectralNormBound(w: RealMatrix, rows: number, cols: number, opts: { budgetFlop?: number } = {}): NormBound {
+  checkShape(w, rows, cols, 'denseSpectralNormBound');
+  const budget: Budget = { limit: opts.budgetFlop ?? DEFAULT_CERTIFICATE_FLOP, spent: 0, what: `the ${rows}×${cols} matrix` };
+  const predicted = denseCertificateFlop(rows, cols);
+  if (predicted > budget.limit) {
     throw new BudgetExceededError(
-      `A certified spectral norm of ${budget.what} would take about ${Math.ceil(estimatedMs / 1000)} s, over the ${budget.budgetMs} ms budget; use a probabilistic bound or raise the budget.`,
-      estimatedMs,
-      budget.budgetMs,
+      `A certified spectral norm of ${budget.what} would take about ${formatMflop(predicted)} Mflop, over its work budget of ${formatMflop(budget.limit)} Mflop; use a probabilistic bound or raise --certify-budget.`,
+      predicted,
+      budget.limit,
     );
   }
+  budget.spent = predicted;
   return exactBound(w, rows, cols, budget);
 }
 

@@ -19,8 +19,10 @@ export interface SingularTriplets {
   /** max_i ‖A·v_i − σ_i·u_i‖ for the returned triplets, last measured (0 on the dense route). */
   readonly residual: number;
   readonly iterations: number;
-  /** False when the iteration stopped on its step or time limit before the tolerance was met. */
+  /** False when the iteration stopped on its cycle or product limit before the tolerance was met. */
   readonly converged: boolean;
+  /** Products with A or Aᵀ taken (0 on the dense route): the work the caller's budget is charged. */
+  readonly products: number;
   readonly method: 'block-krylov' | 'dense-svd';
 }
 
@@ -37,8 +39,11 @@ export interface TopSingularOptions {
    * tol·σ_1/10 in one round: clustered values (convolutions) converge long before their vectors do (default 1e-4).
    */
   readonly tol?: number;
-  /** Stop (unconverged) after this many milliseconds (default: no limit). */
-  readonly budgetMs?: number;
+  /**
+   * Stop (unconverged) at the end of the first cycle whose products with A or Aᵀ reach this count (default: no limit):
+   * a budget counted in work, so where it stops is the same on every run.
+   */
+  readonly maxProducts?: number;
 }
 
 /**
@@ -117,7 +122,6 @@ async function applyAll(vectors: readonly Float64Array[], f: (v: Float64Array) =
  */
 export async function topSingularTriplets(op: MatrixFreeOperator, k: number, opts: TopSingularOptions): Promise<SingularTriplets> {
   if (!Number.isInteger(k) || k < 1) throw new LipcheckError('USAGE', `The number of singular triplets must be a positive integer; got ${k}.`);
-  const t0 = performance.now();
   const n = op.inSize, m = op.outSize, rank = Math.min(n, m);
   const kk = Math.min(k, rank);
   const p = Math.min(rank, kk + (opts.oversample ?? Math.max(4, Math.ceil(kk / 2))));
@@ -129,10 +133,10 @@ export async function topSingularTriplets(op: MatrixFreeOperator, k: number, opt
   let v: Float64Array[] = Array.from({ length: p }, () => rng.unitVector(n));
   orthonormalize(v, rng);
   let values: number[] = [], left: Float64Array[] = [], right: Float64Array[] = [];
-  let residual = Infinity, converged = false, iterations = 0;
+  let residual = Infinity, converged = false, iterations = 0, products = 0;
   let previous: number[] = [];
   for (; iterations < maxIterations; iterations++) {
-    const z = await applyAll(v, (x) => op.apply(x), iterations + 1);
+    const z = await applyAll(v, (x) => { products++; return op.apply(x); }, iterations + 1);
     if (iterations > 0) {
       residual = 0;
       for (let i = 0; i < kk; i++) {
@@ -143,19 +147,19 @@ export async function topSingularTriplets(op: MatrixFreeOperator, k: number, opt
       let moved = 0;
       for (let i = 0; i < Math.min(values.length, kk + 1); i++) moved = Math.max(moved, Math.abs(values[i] - (previous[i] ?? Infinity)));
       if (residual <= tol * values[0] || moved <= 0.1 * tol * values[0]) { converged = true; break; }
-      if (opts.budgetMs !== undefined && performance.now() - t0 > opts.budgetMs) break;
+      if (opts.maxProducts !== undefined && products >= opts.maxProducts) break;
     }
     const qb: Float64Array[] = [...z];
     orthonormalize(qb, rng);
     const w: Float64Array[] = [];
     for (let step = 0; step < q; step++) {
-      const y = await applyAll(qb.slice(step * p), (x) => op.adjoint(x), iterations + 1);
+      const y = await applyAll(qb.slice(step * p), (x) => { products++; return op.adjoint(x); }, iterations + 1);
       w.push(...y);
       const from = qb.length;
-      qb.push(...(await applyAll(y, (x) => op.apply(x), iterations + 1)));
+      qb.push(...(await applyAll(y, (x) => { products++; return op.apply(x); }, iterations + 1)));
       orthonormalize(qb, rng, from);
     }
-    w.push(...(await applyAll(qb.slice(q * p), (x) => op.adjoint(x), iterations + 1)));
+    w.push(...(await applyAll(qb.slice(q * p), (x) => { products++; return op.adjoint(x); }, iterations + 1)));
     // Rayleigh–Ritz on B = QᵀA = Wᵀ through its Gram matrix WᵀW = B·Bᵀ = X·Σ²·Xᵀ: u = Q·X, v = W·X/σ
     const b = qb.length;
     const gram = matrixOf(b, b, () => 0);
@@ -171,7 +175,7 @@ export async function topSingularTriplets(op: MatrixFreeOperator, k: number, opt
     orthonormalize(right, rng);
     v = right;
   }
-  return { values: values.slice(0, kk), left: left.slice(0, kk), right: right.slice(0, kk), next: kk < rank ? values[kk] : 0, residual, iterations, converged, method: 'block-krylov' };
+  return { values: values.slice(0, kk), left: left.slice(0, kk), right: right.slice(0, kk), next: kk < rank ? values[kk] : 0, residual, iterations, converged, products, method: 'block-krylov' };
 }
 
 /**
@@ -195,6 +199,7 @@ export function denseSingularTriplets(a: Float64Array, rows: number, cols: numbe
     residual: 0,
     iterations: 0,
     converged: true,
+    products: 0,
     method: 'dense-svd',
   };
 }

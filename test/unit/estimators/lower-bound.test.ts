@@ -53,13 +53,16 @@ interface Spec {
   readonly opset?: number;
 }
 
-async function lowerBound(spec: Spec, options: { norm?: '2' | 'inf'; seed?: number; budgetMs?: number; starts?: number; ascentSteps?: number } = {}): Promise<LowerBoundResult> {
+/** Work budgets in flop (linalg/work.ts); MS turns the old millisecond budgets into the same work at the reference rate. */
+const MS = 4e6;
+
+async function lowerBound(spec: Spec, options: { norm?: '2' | 'inf'; seed?: number; budget?: number; starts?: number; ascentSteps?: number } = {}): Promise<LowerBoundResult> {
   const bytes = encodeGraph({ opset: spec.opset ?? 13, inputs: [{ name: 'x', dims: spec.input }], outputs: [{ name: 'y', dims: spec.output }], nodes: spec.nodes, initializers: spec.inits });
   const model = decodeModel(bytes, 'test.onnx');
   const built = await buildIr(model, { seed: 0, runtime });
   return jacobianLowerBound({
     model, ir: built.ir, blocks: mergeLinear(built.ir), inputName: built.inputName, outputName: built.outputName, inputShape: built.inputShape,
-    runtime, seed: options.seed ?? 0, norm: options.norm ?? '2', budgetMs: options.budgetMs ?? 1500, starts: options.starts, ascentSteps: options.ascentSteps,
+    runtime, seed: options.seed ?? 0, norm: options.norm ?? '2', budget: options.budget ?? 1500 * MS, starts: options.starts, ascentSteps: options.ascentSteps,
   });
 }
 
@@ -118,10 +121,10 @@ function reluNet(seed: number, n: number, hidden: number, m: number) {
 test('3-4-2 ReLU net: 0 < lower ≤ max over activation patterns of ‖W2·D·W1‖', async () => {
   for (const seed of [1, 2, 3]) {
     const net = reluNet(seed, 3, 4, 2);
-    const r = await lowerBound(net.spec, { budgetMs: 800 });
+    const r = await lowerBound(net.spec, { budget: 800 * MS });
     assert.ok(r.value > 0 && r.value <= net.l2 * (1 + 1e-4), `seed ${seed}: lower ${r.value}, patterns ${net.l2}`);
     assertPair(r, net.f, false);
-    const ri = await lowerBound(net.spec, { norm: 'inf', budgetMs: 800 });
+    const ri = await lowerBound(net.spec, { norm: 'inf', budget: 800 * MS });
     assert.ok(ri.value > 0 && ri.value <= net.linf * (1 + 1e-4), `seed ${seed}: ℓ∞ lower ${ri.value}, patterns ${net.linf}`);
   }
 });
@@ -129,9 +132,9 @@ test('3-4-2 ReLU net: 0 < lower ≤ max over activation patterns of ‖W2·D·W1
 test('4-4-2 ReLU net with invertible W1 (every pattern realisable, so the pattern max IS the constant): lower ≥ 0.5× it', async () => {
   for (const seed of [4, 5, 6]) {
     const net = reluNet(seed, 4, 4, 2);
-    const r = await lowerBound(net.spec, { budgetMs: 800 });
+    const r = await lowerBound(net.spec, { budget: 800 * MS });
     assert.ok(r.value <= net.l2 * (1 + 1e-4) && r.value >= 0.5 * net.l2, `seed ${seed}: lower ${r.value}, true constant ${net.l2}`);
-    const ri = await lowerBound(net.spec, { norm: 'inf', budgetMs: 800 });
+    const ri = await lowerBound(net.spec, { norm: 'inf', budget: 800 * MS });
     assert.ok(ri.value <= net.linf * (1 + 1e-4) && ri.value >= 0.5 * net.linf, `seed ${seed}: ℓ∞ lower ${ri.value}, true constant ${net.linf}`);
     assertPair(ri, net.f, true);
   }
@@ -160,7 +163,7 @@ test('a residual sum and a concatenation of branches: lower ≤ the pattern max,
   };
   let truth = 0;
   for (let mask = 0; mask < 16; mask++) truth = Math.max(truth, sigmaMax(jacobian(mask), 3, 4));
-  const r = await lowerBound(spec, { budgetMs: 800 });
+  const r = await lowerBound(spec, { budget: 800 * MS });
   assert.ok(r.value <= truth * (1 + 1e-4) && r.value >= 0.5 * truth, `lower ${r.value}, true constant ${truth}`);
   assertConfirmsIr(r, 'sum and concat');
   const h = matmul(A.data, r.irPoint!, 4, 4, 1).map((v, k) => v + a.data[k]);
@@ -188,8 +191,8 @@ test('Conv → LeakyRelu → MaxPool (padded) → Gemm: pairs confirm the IR Jac
     ],
     inits: [['w', w], ['cb', cb], ['fw', fw], ['fb', fb]],
   };
-  assertConfirmsIr(await lowerBound(spec, { budgetMs: 800 }), 'ℓ2');
-  assertConfirmsIr(await lowerBound(spec, { norm: 'inf', budgetMs: 800 }), 'ℓ∞');
+  assertConfirmsIr(await lowerBound(spec, { budget: 800 * MS }), 'ℓ2');
+  assertConfirmsIr(await lowerBound(spec, { norm: 'inf', budget: 800 * MS }), 'ℓ∞');
 });
 
 /** diag(p) − ppᵀ, the softmax Jacobian of one group. */
@@ -248,11 +251,11 @@ test('Sigmoid, Tanh, Softplus, Elu, PRelu, Clip and Softmax: the IR Jacobian is 
     return j;
   };
   const spec: Spec = { input: [1, 5], output: [1, 4], nodes, inits };
-  const r = await lowerBound(spec, { budgetMs: 800 });
+  const r = await lowerBound(spec, { budget: 800 * MS });
   assertConfirmsIr(r, 'ℓ2');
   const exact = sigmaMax(jacobian(r.irPoint!), 4, 5);
   assert.ok(Math.abs(r.irNorm! - exact) <= 1e-4 * exact, `IR σ_max ${r.irNorm} vs analytic ${exact}`);
-  const ri = await lowerBound(spec, { norm: 'inf', budgetMs: 800 });
+  const ri = await lowerBound(spec, { norm: 'inf', budget: 800 * MS });
   assertConfirmsIr(ri, 'ℓ∞');
   const exactInf = maxRowSum(jacobian(ri.irPoint!), 4, 5);
   assert.ok(Math.abs(ri.irNorm! - exactInf) <= 1e-4 * exactInf, `IR max row sum ${ri.irNorm} vs analytic ${exactInf}`);
@@ -275,7 +278,7 @@ test('Softmax before opset 13 flattens at its axis: the IR Jacobian is the analy
     const iy = y - 1 + i, ix = x - 1 + k;
     if (iy >= 0 && iy < 3 && ix >= 0 && ix < 3) conv[((o * 3 + y) * 3 + x) * 9 + iy * 3 + ix] += w.data[(o * 3 + i) * 3 + k];
   }
-  const r = await lowerBound(spec, { budgetMs: 600 });
+  const r = await lowerBound(spec, { budget: 600 * MS });
   assertConfirmsIr(r, 'opset 11');
   const exact = sigmaMax(matmul(softmaxJacobian(matmul(conv, r.irPoint!, 18, 9, 1)), conv, 18, 18, 9), 18, 9);
   assert.ok(Math.abs(r.irNorm! - exact) <= 1e-4 * exact, `IR σ_max ${r.irNorm} vs analytic ${exact}`);
@@ -283,7 +286,7 @@ test('Softmax before opset 13 flattens at its axis: the IR Jacobian is the analy
 
 test('a model the IR cannot differentiate (x ⊙ x) falls back to random pairs', async () => {
   const spec: Spec = { input: [1, 3], output: [1, 3], nodes: [{ opType: 'Mul', inputs: ['x', 'x'], outputs: ['y'], name: 'square' }], inits: [] };
-  const r = await lowerBound(spec, { budgetMs: 500 });
+  const r = await lowerBound(spec, { budget: 500 * MS });
   assert.equal(r.method, 'witness-pairs');
   assert.match(r.fallbackReason ?? '', /square/);
   assert.ok(r.value > 0);
@@ -291,8 +294,8 @@ test('a model the IR cannot differentiate (x ⊙ x) falls back to random pairs',
 
 test('deterministic for a seed', async () => {
   const net = reluNet(7, 4, 4, 2);
-  // a small plan under a generous budget, so that no clock (a loaded test machine) can cut it short
-  const options = { seed: 3, budgetMs: 30000, starts: 2, ascentSteps: 20 };
+  // a small plan under a generous work budget: counted, so nothing (a loaded test machine) can cut it short
+  const options = { seed: 3, budget: 30000 * MS, starts: 2, ascentSteps: 20 };
   const [a, b] = [await lowerBound(net.spec, options), await lowerBound(net.spec, options)];
   assert.ok(!a.truncated && !b.truncated, 'the plan fits the budget');
   assert.deepEqual(a.plan, { rounds: 8, starts: 2, walkSteps: 20, polishSteps: 20 });
@@ -306,11 +309,11 @@ test('the plan is sized by the model and the budget, never by the clock', async 
   const model = decodeModel(encodeGraph({ opset: 13, inputs: [{ name: 'x', dims: net.spec.input }], outputs: [{ name: 'y', dims: net.spec.output }], nodes: net.spec.nodes, initializers: net.spec.inits }), 'plan.onnx');
   const blocks = mergeLinear((await buildIr(model, { seed: 0, runtime })).ir);
   const sizes = { input: 4, output: 2 };
-  assert.deepEqual(planSearch(blocks, sizes, '2', 5000), planSearch(blocks, sizes, '2', 5000));
-  assert.equal(planSearch(blocks, sizes, '2', 1e9).rounds, 8, 'rounds are capped');
-  const tight = planSearch(blocks, sizes, '2', 1);
+  assert.deepEqual(planSearch(blocks, sizes, '2', 5000 * MS), planSearch(blocks, sizes, '2', 5000 * MS));
+  assert.equal(planSearch(blocks, sizes, '2', 1e9 * MS).rounds, 8, 'rounds are capped');
+  const tight = planSearch(blocks, sizes, '2', 1 * MS);
   assert.ok(tight.rounds === 1 && tight.starts === 1 && tight.walkSteps === 5, JSON.stringify(tight));
-  assert.equal(planSearch(blocks, sizes, 'inf', 5000).polishSteps, 0);
+  assert.equal(planSearch(blocks, sizes, 'inf', 5000 * MS).polishSteps, 0);
 });
 
 test('oval21_wide_kw: far above random pairs (0.05), below the upper bound (~18.5)', async (t) => {
@@ -319,7 +322,7 @@ test('oval21_wide_kw: far above random pairs (0.05), below the upper bound (~18.
   const built = await buildIr(model, { seed: 0, runtime });
   const r = await jacobianLowerBound({
     model, ir: built.ir, blocks: mergeLinear(built.ir), inputName: built.inputName, outputName: built.outputName, inputShape: built.inputShape,
-    runtime, seed: 0, norm: '2', budgetMs: 5000,
+    runtime, seed: 0, norm: '2', budget: 5000 * MS,
   });
   t.diagnostic(`oval21_wide_kw: lower ${r.value} (IR ‖J‖ ${r.irNorm}), ${r.evaluations} model runs, ${r.products} products, plan ${JSON.stringify(r.plan)}`);
   assert.equal(r.method, 'jacobian-ascent');

@@ -222,9 +222,9 @@ test('wide activations use the midpoint–radius factor: for two layers it equal
   // the onnxruntime route (float32 subspace iteration, k above the ranks) finds the same local maximum here
   assert.ok(Math.abs(off.greedy.value - mixed.greedy.value) <= 1e-4 * mixed.greedy.value, `float32 route ${off.greedy.value} vs dense ${mixed.greedy.value}`);
   const wide = await pipeline(mlpModel(randomDense([3, 14, 3], rng), ACTS.relu));
-  const tight = await seqlipSegmentBound(wide.segments[0], settings, { budgetMs: 5 });
+  const tight = await seqlipSegmentBound(wide.segments[0], settings, { budget: 1.2e7 });
   assert.equal(tight.certified?.method, 'seqlip-mixed(0/1 enumerated)');
-  assert.match(tight.notes.join(' '), /enumerating its 16384 slope patterns would take about \d+ ms/);
+  assert.match(tight.notes.join(' '), /enumerating its 16384 slope patterns would take about [\d.]+ Mflop/);
   assert.equal(tight.greedy.kind, 'estimate');
   await assert.rejects(seqlipSegmentBound(segments[0], { ...settings, norm: 'inf' }), /ℓ2 constant only/);
   await assert.rejects(seqlipSegmentBound(segments[0], settings, { k: 0 }), /positive integer/);

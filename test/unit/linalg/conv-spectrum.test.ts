@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { Matrix, SVD } from 'ml-matrix';
 import { isLipcheckError } from '../../../src/errors.js';
-import { type ConvSpec, convInfNorm, convSpectralNormBound, hermitianLambdaMaxBound } from '../../../src/linalg/conv-spectrum.js';
+import { type ConvSpec, convCertificateFlop, convInfNorm, convSpectralNormBound, hermitianLambdaMaxBound } from '../../../src/linalg/conv-spectrum.js';
 import { BudgetExceededError, LANCZOS_SEED } from '../../../src/linalg/dense.js';
 import { Random } from '../../../src/linalg/random.js';
 import { mulberry32 } from '../../helpers/random.js';
@@ -226,12 +226,17 @@ describe('convSpectralNormBound', () => {
     assert.deepEqual(convSpectralNormBound(zero), { value: 0, estimate: 0, method: 'circular-fft' });
   });
 
-  it('throws BudgetExceededError when the work would exceed budgetMs', () => {
+  it('throws BudgetExceededError when the counted work would exceed budgetFlop', () => {
     const spec = randomSpec({ cin: 512, cout: 512, kernel: [3, 3], n: [56, 56], seed: 61 });
     assert.throws(
-      () => convSpectralNormBound(spec, { budgetMs: 20000 }),
-      (e) => e instanceof BudgetExceededError && isLipcheckError(e) && /over the 20000 ms budget/.test(e.message),
+      () => convSpectralNormBound(spec, { budgetFlop: 2.8e10 }),
+      (e) => e instanceof BudgetExceededError && isLipcheckError(e) && /over its work budget of 28000 Mflop/.test(e.message),
     );
+    // a budget of exactly the predicted work runs (the prediction counts every block), one flop less does not
+    const small = randomSpec({ cin: 4, cout: 6, kernel: [3, 3], n: [6, 6], seed: 62 });
+    const need = convCertificateFlop(small);
+    assert.deepEqual(convSpectralNormBound(small, { budgetFlop: need }), convSpectralNormBound(small));
+    assert.throws(() => convSpectralNormBound(small, { budgetFlop: need - 1 }), BudgetExceededError);
   });
 
   it('rejects inconsistent specs with messages that quote the values', () => {

@@ -4,6 +4,7 @@ import { Matrix, SVD } from 'ml-matrix';
 import { isLipcheckError } from '../../../src/errors.js';
 import {
   BudgetExceededError,
+  denseCertificateFlop,
   denseInfNorm,
   denseSpectralNormBound,
   denseSpectralNormExact,
@@ -243,7 +244,12 @@ describe('denseSpectralNormBound', () => {
     const rand = mulberry32(13);
     const w = Float64Array.from({ length: 200 * 150 }, () => rand() - 0.5);
     assert.deepEqual(denseSpectralNormBound(w, 200, 150), denseSpectralNormExact(w, 200, 150));
-    assert.throws(() => denseSpectralNormBound(w, 200, 150, { budgetMs: 1 }), (e) => e instanceof BudgetExceededError && /budget/.test(e.message));
+    assert.throws(() => denseSpectralNormBound(w, 200, 150, { budgetFlop: 1 }), (e) => e instanceof BudgetExceededError && /work budget of 0\.000001 Mflop/.test(e.message));
+    // the budget is counted work, not time: exactly the predicted flop passes, one fewer throws, on any machine
+    const need = denseCertificateFlop(200, 150);
+    assert.equal(need, 2 * (0.5 * 150 * 150 * 200 + 150 ** 3 / 6 + 100 * 150 * 150));
+    assert.deepEqual(denseSpectralNormBound(w, 200, 150, { budgetFlop: need }), denseSpectralNormExact(w, 200, 150));
+    assert.throws(() => denseSpectralNormBound(w, 200, 150, { budgetFlop: need - 1 }), BudgetExceededError);
   });
 });
 

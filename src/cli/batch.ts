@@ -221,7 +221,7 @@ function finish(records: readonly BatchRecord[], gates: Gates, opts: Record<stri
   const verdicts: GateResult[] | null = evaluateGates(records, gates, f.single);
   const comparison = gates.baseline ? compareBaseline(records, gates.baseline, f.single) : null;
   const runGates: GateJson[] = opts.failOnMissing && comparison ? [missingGate(comparison)] : [];
-  if (opts.junit) writeAtomically(opts.junit, renderJunit(records, verdicts));
+  if (opts.junit) writeAtomically(opts.junit, renderJunit(records, verdicts, 'lipcheck', opts.failOnMissing ? comparison?.missing ?? [] : []));
   if (opts.html) writeAtomically(opts.html, renderHtml({ kind: 'batch', records, gates: verdicts, title: f.command === 'merge' ? 'lipcheck merge report' : undefined }));
   const failedModels = (verdicts ?? []).filter((g) => !g.passed).length;
   const failedRun = runGates.filter((g) => !g.passed);
@@ -299,7 +299,8 @@ export async function runBatch(argv: readonly string[]): Promise<number> {
     const found = findModels(program.args);
     if (found.missing.length) throw new LipcheckError('USAGE', `${found.missing.length === 1 ? 'This path does' : 'These paths do'} not exist: ${found.missing.map((m) => `'${m}'`).join(', ')}. Check the spelling, or quote a glob pattern so that lipcheck expands it.`);
     if (found.unreadable.length) throw new LipcheckError('USAGE', `Cannot read ${found.unreadable.length === 1 ? 'the directory' : 'the directories'} ${found.unreadable.map((m) => `'${m}'`).join(', ')}: the models in ${found.unreadable.length === 1 ? 'it' : 'them'} would be left out without a trace. Fix the permissions, or leave ${found.unreadable.length === 1 ? 'it' : 'them'} out of the paths.`);
-    for (const u of found.unmatched) process.stderr.write(`lipcheck: warning: '${u}' matched no .onnx file.\n`);
+    const note = (text: string) => { if (!opts.quiet) process.stderr.write(text); };
+    for (const u of found.unmatched) note(`lipcheck: warning: '${u}' matched no .onnx file.\n`);
     if (found.models.length === 0) throw new LipcheckError('USAGE', `No ONNX models found in ${program.args.map((a) => `'${a}'`).join(', ')}. Give .onnx files, directories that contain them, or quoted glob patterns such as 'zoo/**/*.onnx'.`);
     const models = opts.shard ? shardOf(found.models, parseShard(opts.shard)) : [...found.models];
 
@@ -314,10 +315,10 @@ export async function runBatch(argv: readonly string[]): Promise<number> {
       if (opts.resume && size > 0) {
         const bytes = readFileSync(opts.out);
         const parsed = parseRecords(bytes);
-        if (parsed.badLines.length) process.stderr.write(`lipcheck: warning: ${opts.out}: line${parsed.badLines.length > 1 ? 's' : ''} ${parsed.badLines.slice(0, 5).join(', ')} ${parsed.badLines.length > 1 ? 'are' : 'is'} not batch records and ${parsed.badLines.length > 1 ? 'are' : 'is'} ignored.\n`);
-        if (parsed.truncated) process.stderr.write(`lipcheck: ${opts.out}: its last line was cut off by the interrupted run; that model is analysed again.\n`);
+        if (parsed.badLines.length) note(`lipcheck: warning: ${opts.out}: line${parsed.badLines.length > 1 ? 's' : ''} ${parsed.badLines.slice(0, 5).join(', ')} ${parsed.badLines.length > 1 ? 'are' : 'is'} not batch records and ${parsed.badLines.length > 1 ? 'are' : 'is'} ignored.\n`);
+        if (parsed.truncated) note(`lipcheck: ${opts.out}: its last line was cut off by the interrupted run; that model is analysed again.\n`);
         plan = planResume(parsed.records, models, (p) => fileHash(p)?.sha256 ?? null, { timeoutS, maxMemoryMb }, Boolean(opts.retryFailed), existsSync);
-        reportPlan(plan, opts.out);
+        if (!opts.quiet) reportPlan(plan, opts.out);
         // cut the journal back to its last complete line (a byte offset of the raw file) before appending
         if (parsed.validBytes < bytes.length) {
           const fd = openSync(opts.out, 'r+');

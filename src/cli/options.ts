@@ -81,7 +81,7 @@ export const OPTIONS: readonly OptionRecord[] = [
   { flags: '--retry-failed', description: 'with --resume: also analyse again every model recorded as failed (status error)', commands: ['batch'], group: 'batch' },
   { flags: '--force', description: 'let --out replace a file that already holds results (without it, a batch refuses to empty an existing --out)', commands: ['batch'], group: 'batch' },
   { flags: '--shard <i/n>', description: 'analyse only shard i of n (0 ≤ i < n) of the sorted model list, e.g. $JOB_COMPLETION_INDEX/4', commands: ['batch'], group: 'batch' },
-  { flags: '-q, --quiet', description: 'nothing on stderr but errors and failed gates: no warnings, no progress', commands: ['model'], group: 'common' },
+  { flags: '-q, --quiet', description: 'nothing on stderr but errors and failed gates: no warnings, no progress', commands: ['model', 'batch'], group: 'common' },
   { flags: '--verbose', description: 'also say on stderr which device runs and why (e.g. why the CPU and not CUDA), and print progress as phase lines even on a terminal', commands: ['model'], group: 'common' },
   { flags: '-V, --version', description: 'print the version and exit', commands: ALL, group: 'common' },
   { flags: '--list-ops', description: 'print the supported ONNX operators and exit (with --json: as a JSON array)', commands: ['model'], group: 'other' },

@@ -60,15 +60,24 @@ function testcase(r: BatchRecord, gate: GateResult | undefined): { xml: string; 
   return { xml: `${head}>\n${parts.join('\n')}\n    </testcase>`, failed, errored: false };
 }
 
-/** Renders a batch run as JUnit XML: one testcase per model; a failed gate is a failure, a model that could not be analysed an error. */
-export function renderJunit(records: readonly BatchRecord[], gates: readonly GateResult[] | null, suiteName = 'lipcheck'): string {
+/** A baseline model absent from the run, under `--fail-on-missing`: a failed testcase, so CI's test view shows it. */
+function missingCase(path: string): { xml: string; failed: boolean; errored: boolean } {
+  const message = `The model is in the baseline but not in this run (removed, renamed, or outside the paths given), and --fail-on-missing is set.`;
+  return { xml: `    <testcase classname="lipcheck" name="${attr(path)}" time="0.000">\n      <failure type="missing" message="${attr(message)}">${text(message)}</failure>\n    </testcase>`, failed: true, errored: false };
+}
+
+/**
+ * Renders a batch run as JUnit XML: one testcase per model; a failed gate is a failure, a model that could not be
+ * analysed an error; `missing` (baseline models absent from the run, with --fail-on-missing) are failures too.
+ */
+export function renderJunit(records: readonly BatchRecord[], gates: readonly GateResult[] | null, suiteName = 'lipcheck', missing: readonly string[] = []): string {
   const byPath = new Map<string, GateResult>();
   for (const g of gates ?? []) byPath.set(g.path, g);
-  const cases = records.map((r) => testcase(r, byPath.get(r.path)));
+  const cases = [...records.map((r) => testcase(r, byPath.get(r.path))), ...missing.map(missingCase)];
   const failures = cases.filter((c) => c.failed).length;
   const errors = cases.filter((c) => c.errored).length;
   const totalMs = records.reduce((s, r) => s + (Number.isFinite(r.ms) && r.ms > 0 ? r.ms : 0), 0);
-  const counts = `tests="${records.length}" failures="${failures}" errors="${errors}" skipped="0" time="${seconds(totalMs)}"`;
+  const counts = `tests="${cases.length}" failures="${failures}" errors="${errors}" skipped="0" time="${seconds(totalMs)}"`;
   const lines = ['<?xml version="1.0" encoding="UTF-8"?>', `<testsuites name="${attr(suiteName)}" ${counts}>`, `  <testsuite name="${attr(suiteName)}" ${counts}>`];
   for (const c of cases) lines.push(c.xml);
   lines.push('  </testsuite>', '</testsuites>');

@@ -380,9 +380,14 @@ test('CI output: --json carries the gates (batch lines, closing summary, single 
   assert.equal(t.code, 0, t.err);
   assert.match(t.out, /Gates: all 3 passed \(baseline: 1 compared, 2 new \(.*\), 1 missing \(.*gone\.onnx\)\)/);
   assert.match(t.err, /^lipcheck: \[1\/3\] .*m00\.onnx: bounded, upper .* \(\d+\.\d s\)$/m, 'a non-terminal batch prints a line per finished model');
-  const f = cli(['batch', zoo, '--baseline', base2, '--fail-on-missing', '--jobs', '1', ...FAST]);
+  const junit = join(dir, 'ci-missing.xml');
+  const f = cli(['batch', zoo, '--baseline', base2, '--fail-on-missing', '--junit', junit, '--jobs', '1', '-q', ...FAST]);
   assert.equal(f.code, 1);
   assert.match(f.err, /gate failed \(--fail-on-missing\): 1 model of the baseline is not in this run \(.*gone\.onnx\)/);
+  assert.doesNotMatch(f.err, /\[1\/3\]/, '-q: no per-model lines');
+  const xml = readFileSync(junit, 'utf8');
+  assert.match(xml, /tests="4" failures="1"/);
+  assert.match(xml, /name="[^"]*gone\.onnx"[^>]*>\s*<failure type="missing"/);
 
   const m = cli(['merge', base, base2]);
   assert.equal(m.code, 0, m.err);

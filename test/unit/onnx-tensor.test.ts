@@ -1,7 +1,12 @@
 import assert from 'node:assert/strict';
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { test } from 'node:test';
 import { onnx } from '../../src/onnx/proto.js';
+import { decodeModel } from '../../src/onnx/read-model.js';
 import { decodeTensor, halfToFloat } from '../../src/onnx/tensor.js';
+import { encodeGraph } from '../../src/onnx/writer.js';
 
 const origin = { file: 'test.onnx', baseDir: '.' };
 /** Round trip through protobuf bytes, as a real file would be read. */
@@ -61,4 +66,84 @@ test('raw little-endian data of every fixed-width type decodes to the values wri
     const expected = dtype.endsWith('int64') ? values.map((x) => BigInt(x)) : dtype === 'float32' ? values.map(Math.fround) : values;
     assert.deepEqual(Array.from(t.data as ArrayLike<number | bigint>), expected, dtype);
   }
+});
+
+/** An external-data TensorProto for a float32 tensor of `dims`, with these raw key/value strings. */
+const external = (dims: number[], entries: Record<string, string>) => roundTrip({
+  dims, dataType: 1, dataLocation: 1, externalData: Object.entries(entries).map(([key, value]) => ({ key, value })),
+});
+
+test('external data: only the bytes [offset, offset + length) are read, from a shared data file', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'lipcheck-ext-'));
+  try {
+    const values = Float32Array.from([1, 2, 3, 4, 5, 6, 7, 8]);
+    writeFileSync(join(dir, 'data.bin'), new Uint8Array(values.buffer));
+    const at = { file: 'm.onnx', baseDir: dir };
+    assert.deepEqual(Array.from(decodeTensor(external([2], { location: 'data.bin', offset: '8', length: '8' }), at).data as Float32Array), [3, 4]);
+    // no length: to the end of the file
+    assert.deepEqual(Array.from(decodeTensor(external([3], { location: 'data.bin', offset: '20' }), at).data as Float32Array), [6, 7, 8]);
+    assert.throws(() => decodeTensor(external([2], { location: 'data.bin', offset: '0x8', length: '8' }), at), /offset as '0x8', which is not a byte count/);
+    assert.throws(() => decodeTensor(external([2], { location: 'data.bin', offset: '', length: '8' }), at), /offset as '', which is not a byte count/);
+    assert.throws(() => decodeTensor(external([2], { location: 'data.bin', offset: '8', length: '8e0' }), at), /length as '8e0'/);
+    assert.throws(() => decodeTensor(external([2], { location: 'data.bin', offset: '33' }), at), /offset 33, past the end of 'data\.bin' \(32 bytes\)/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('external data: a location that leaves the folder is refused the same way whether or not its target exists', () => {
+  const root = mkdtempSync(join(tmpdir(), 'lipcheck-ext-'));
+  try {
+    mkdirSync(join(root, 'model'));
+    mkdirSync(join(root, 'outside'));
+    writeFileSync(join(root, 'outside', 'real.bin'), new Uint8Array(8));
+    symlinkSync('../outside', join(root, 'model', 'link'));
+    const at = { file: 'm.onnx', baseDir: join(root, 'model') };
+    const message = (location: string) => {
+      try {
+        decodeTensor(external([2], { location }), at);
+      } catch (e) {
+        return (e as Error).message.replace(location, 'LOCATION');
+      }
+      return 'read';
+    };
+    const refused = message('../outside/real.bin');
+    assert.match(refused, /points to external data 'LOCATION' outside the model's folder/);
+    for (const location of ['../outside/none.bin', 'link/real.bin', 'link/none.bin', 'link/../../outside/real.bin', join(root, 'outside', 'real.bin')]) {
+      assert.equal(message(location), refused, location);
+    }
+    assert.match(message('none.bin'), /'LOCATION', which is missing from the model's folder/);
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test('boundary casts: float16/float64/bfloat16 graph inputs and outputs become float32, through a Cast or the model\'s own', () => {
+  const spec = (dtype: string) => onnx.ModelProto.decode(encodeGraph({
+    opset: 13, inputs: [{ name: 'x', dims: [1, 2] }], outputs: [{ name: 'y', dims: [1, 2] }],
+    nodes: [{ opType: 'Relu', inputs: ['x'], outputs: ['y'], name: 'relu' }],
+  }));
+  for (const [type, dtype] of [[10, 'float16'], [11, 'float64'], [16, 'bfloat16']] as const) {
+    const m = spec(dtype);
+    m.graph.input[0].type.tensorType.elemType = type;
+    m.graph.output[0].type.tensorType.elemType = type;
+    const d = decodeModel(onnx.ModelProto.encode(m).finish(), 'm.onnx');
+    assert.deepEqual([d.inputs[0].elemType, d.outputs[0].elemType], [1, 1], dtype);
+    assert.deepEqual(d.nodes.map((n) => `${n.opType}:${n.inputs.join(',')}>${n.outputs.join(',')}`), [`Cast:x>x__${dtype}`, `Relu:x__${dtype}>y__${dtype}`, `Cast:y__${dtype}>y`], dtype);
+    assert.deepEqual([d.nodes[0].attributes.int('to', 0), d.nodes[2].attributes.int('to', 0)], [type, 1]);
+  }
+  // a model that casts at its own boundary: its Casts take the float32 input and give the float32 output
+  const own = onnx.ModelProto.decode(encodeGraph({
+    opset: 13, inputs: [{ name: 'x', dims: [1, 2] }], outputs: [{ name: 'y', dims: [1, 2] }],
+    nodes: [
+      { opType: 'Cast', inputs: ['x'], outputs: ['xf'], attrs: { to: { i: 1 } }, name: 'in' },
+      { opType: 'Relu', inputs: ['xf'], outputs: ['yf'], name: 'relu' },
+      { opType: 'Cast', inputs: ['yf'], outputs: ['y'], attrs: { to: { i: 16 } }, name: 'out' },
+    ],
+  }));
+  own.graph.input[0].type.tensorType.elemType = 16;
+  own.graph.output[0].type.tensorType.elemType = 16;
+  const d = decodeModel(onnx.ModelProto.encode(own).finish(), 'm.onnx');
+  assert.deepEqual(d.nodes.map((n) => `${n.name}:${n.attributes.int('to', 0)}`), ['in:1', 'relu:0', 'out:1']);
+  assert.deepEqual([d.inputs[0].elemType, d.outputs[0].elemType], [1, 1]);
 });

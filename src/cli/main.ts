@@ -107,7 +107,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     const records = reports.map((r) => recordFromReport(r, opts.allOutputs ? `${modelPath}#${r.output.name}` : modelPath, performance.now() - t0, null));
     const verdicts = evaluateGates(records, gates);
     if (opts.junit) writeAtomically(opts.junit, renderJunit(records, verdicts));
-    if (opts.html) writeAtomically(opts.html, opts.allOutputs ? renderHtml({ kind: 'batch', records, gates: verdicts, title: modelPath }) : renderHtml({ kind: 'model', report: reports[0], gates: verdicts?.[0] ?? null }));
+    if (opts.html) writeAtomically(opts.html, opts.allOutputs ? renderHtml({ kind: 'batch', records, gates: verdicts, title: modelPath, details: new Map(records.map((rec, i) => [rec.path, reports[i]])) }) : renderHtml({ kind: 'model', report: reports[0], gates: verdicts?.[0] ?? null }));
     // --json carries the gate verdicts (src/batch/gates.ts, shared with batch): CI reads them instead of guessing from the exit code
     const withGates = reports.map((r, k) => ({ ...r, gates: gatesJson(verdicts?.[k]) }));
     if (opts.json) process.stdout.write(opts.allOutputs ? `[\n${withGates.map((r) => renderJson(r).trimEnd()).join(',\n')}\n]\n` : renderJson(withGates[0]));

@@ -3,7 +3,10 @@ import { readFileSync } from 'node:fs';
 import { LipcheckError } from './errors.js';
 import { composeAutoLip, type SegmentCandidate, type SegmentUse } from './estimators/autolip.js';
 import { cpSegmentBound, findSegments } from './estimators/cp.js';
+import { exactLipschitz, type ExactResult } from './estimators/exact.js';
 import { jacobianLowerBound } from './estimators/lower-bound.js';
+import { crossNormBound, type CrossNormBound } from './estimators/linf.js';
+import { patternSearchLowerBound } from './estimators/pattern-search.js';
 import type { NormKind } from './estimators/kinds.js';
 import { measureRegion, type OperatorNorm } from './estimators/operator-norm.js';
 import { LIPSDP_DEFAULTS, lipsdpObstacle, lipsdpSegmentBound } from './estimators/lipsdp.js';
@@ -21,9 +24,11 @@ export type { LipschitzReport } from './report/report.js';
 /** Analysis options; every field has a default. */
 export interface AnalyzeOptions {
   readonly norm?: NormKind;
-  /** autolip: products of norms only; cp: Combettes–Pesquet on every sequential segment; seqlip: SeqLip there (ℓ2); sdp: LipSDP-Neuron/Layer there (ℓ2); best: the smallest valid bound per segment. */
-  readonly method?: 'autolip' | 'cp' | 'seqlip' | 'sdp' | 'best';
-  /** Multiply-adds LipSDP may spend over all segments (default: LIPSDP_DEFAULTS.bestWork under best, sdpWork under sdp). */
+  /** autolip: products of norms only; cp: Combettes–Pesquet on every sequential segment; seqlip: SeqLip there (ℓ2); sdp: LipSDP-Neuron/Layer there (ℓ2); exact: linear-region enumeration (ReLU nets with ≤ 2 inputs); best: the smallest valid bound per segment, exact where it applies. */
+  readonly method?: 'autolip' | 'cp' | 'seqlip' | 'sdp' | 'exact' | 'best';
+  /** Cells the exact region enumeration may visit (default 200 000); past it the bracket reached is reported. */
+  readonly exactBudget?: number;
+  /** Work LipSDP may spend over all segments, in Mflop (2 per multiply-add; default: LIPSDP_DEFAULTS.bestWork under best, sdpWork under sdp). */
   readonly sdpWork?: number;
   /** Singular triplets per operator for greedy SeqLip. */
   readonly seqlipK?: number;
@@ -68,7 +73,7 @@ export interface WitnessPair {
 }
 
 /** Defaults shared by the library and the CLI. */
-export const DEFAULTS = { method: 'best' as 'autolip' | 'cp' | 'seqlip' | 'sdp' | 'best', cpWindow: 0, seqlipK: SEQLIP_DEFAULTS.k as number, norm: '2' as NormKind, seed: 0, delta: 1e-6, tol: 0.05, iterations: 200, certify: 'auto' as const, device: 'auto' as Device, lowerPairs: 64, lowerBudget: 8000, certifyBudget: 2800 };
+export const DEFAULTS = { method: 'best' as 'autolip' | 'cp' | 'seqlip' | 'sdp' | 'exact' | 'best', exactBudget: 200_000, cpWindow: 0, seqlipK: SEQLIP_DEFAULTS.k as number, norm: '2' as NormKind, seed: 0, delta: 1e-6, tol: 0.05, iterations: 200, certify: 'auto' as const, device: 'auto' as Device, lowerPairs: 64, lowerBudget: 8000, certifyBudget: 2800 };
 
 /**
  * How the old millisecond budgets are read: as the work the reference machine (2 shared cores, Node 20) did in that
@@ -83,6 +88,8 @@ export const LEGACY_MFLOP_PER_MS = { lower: 4, certify: 1.4 } as const;
  * machine. Under `best`, SeqLip shares max(SEQLIP_MIN_FLOP, SEQLIP_PER_NORMS × that work) over all segments by operator
  * count (its float64 kernels do about 1.4e6 flop/ms, so 7 000 Mflop is again about 5 s). Counted, never timed.
  */
+/** Network evaluations of the pattern search at the default lower-bound budget (scaled with --lower-budget). */
+const PATTERN_EVALUATIONS = 2000;
 const CP_MIN_FLOP = 2e10;
 const CP_PER_NORMS = 2;
 const SEQLIP_MIN_FLOP = 7e9;
@@ -151,6 +158,7 @@ export async function analyze(model: string | { bytes: Uint8Array; name: string 
   const autolip = composeAutoLip(built.ir, blocks, norms, o.norm);
   const uses: SegmentUse[] = [];
   let probabilisticSegments = 0;
+  const sdpMflop = o.sdpWork ?? (2 * (o.method === 'sdp' ? LIPSDP_DEFAULTS.sdpWork : LIPSDP_DEFAULTS.bestWork)) / 1e6;
   // segments only tighten a bound: a model without one (unbounded, discontinuous) needs none
   if (o.method !== 'autolip' && autolip.status === 'bounded') {
     // the budgets of the segment methods scale with the counted work of the norm phase, never with its time
@@ -160,6 +168,7 @@ export async function analyze(model: string | { bytes: Uint8Array; name: string 
     const runSeqlip = (o.method === 'seqlip' || o.method === 'best') && o.norm === '2';
     if (o.method === 'seqlip' && o.norm !== '2') warnings.push('SeqLip bounds the ℓ2 constant only; with --norm inf the report is AutoLip (use --method cp for a tighter ℓ∞ bound).');
     const runSdp = (o.method === 'sdp' || o.method === 'best') && o.norm === '2';
+    if (!(sdpMflop >= 0)) throw new LipcheckError('USAGE', `The LipSDP work budget must be a non-negative number of Mflop; got ${sdpMflop}.`);
     const segments = findSegments(built.ir, blocks);
     const activationCount = segments.reduce((a, g) => a + g.activations.length, 0);
     for (const [k, segment] of segments.entries()) {
@@ -186,19 +195,28 @@ export async function analyze(model: string | { bytes: Uint8Array; name: string 
       }
       // LipSDP (ℓ2): forced by --method sdp; under best where the segment's LMI fits its share of the work budget
       if (runSdp && lipsdpObstacle(segment, settings) === null) {
-        const sdpWork = (o.sdpWork ?? (o.method === 'sdp' ? LIPSDP_DEFAULTS.sdpWork : LIPSDP_DEFAULTS.bestWork)) / segments.length;
-        const sdp = await lipsdpSegmentBound(segment, settings, { work: sdpWork });
+        // under best only LipSDP-Neuron (the tighter one; Layer saves little here, the N×N factorisations dominate)
+        const sdp = await lipsdpSegmentBound(segment, settings, { work: (sdpMflop * 1e6) / 2 / segments.length, variants: o.method === 'sdp' ? undefined : ['neuron'] });
         if (o.method === 'sdp') warnings.push(...sdp.notes);
         if (sdp.upper) candidates.push({ method: 'sdp', upper: sdp.upper, estimate: sdp.estimate, ms: sdp.ms, work: sdp.work, note: `LipSDP ${[sdp.neuron, sdp.layer].filter((b) => b !== null).map((b) => `${b.method.slice(7)} ${b.value.toPrecision(4)}`).join(', ')} (${sdp.newtonSteps} Newton steps)` });
       } else if (o.method === 'sdp') warnings.push(`No LipSDP bound for ${segment.id}: ${lipsdpObstacle(segment, settings)}; AutoLip is used there.`);
       if (candidates.length) uses.push({ segment, candidates });
     }
   }
+  // exact constants (ReLU nets with ≤ 2 inputs: region enumeration) and the norm equivalences L∞ ≤ √n_in·L₂, L₂ ≤ √n_out·L∞
+  let exact: ExactResult | null = null;
+  let cross: CrossNormBound | null = null;
+  if (autolip.status === 'bounded' && (o.method === 'exact' || o.method === 'best')) {
+    exact = await exactLipschitz({ model: onnx, ir: built.ir, blocks, inputName: built.inputName, outputName: built.outputName, inputShape: built.inputShape, runtime, norm: o.norm, budget: o.exactBudget });
+    if (o.method === 'exact' && exact.status === 'unsupported') warnings.push(`No exact constant: ${exact.reason}; the report is AutoLip (--method best gives the tightest other bound).`);
+    if (exact.status === 'bracket' && !exact.upper) warnings.push(`Exact constant not reached: ${exact.reason}; raise it with --exact-budget. The bracket below is what the other methods and the regions visited give.`);
+  }
+  if (autolip.status === 'bounded' && o.method !== 'autolip' && (o.norm === 'inf' || o.method === 'best')) cross = await crossNormBound(built.ir, blocks, settings, o.norm);
   const tNorms = performance.now();
   const compose = (mode: 'best' | 'cp' | 'seqlip' | 'sdp' | 'greedy') => (uses.length ? composeAutoLip(built.ir, blocks, norms, o.norm, uses, mode) : autolip);
   const has = (m: string) => uses.some((u) => u.candidates.some((c) => c.method === m));
   const byMethod = { autolip, cp: has('cp') ? compose('cp') : null, seqlip: has('seqlip') ? compose('seqlip') : null, sdp: has('sdp') ? compose('sdp') : null, best: compose('best') };
-  const result = o.method === 'autolip' ? autolip : byMethod[o.method] ?? autolip;
+  const result = o.method === 'autolip' || o.method === 'exact' ? autolip : byMethod[o.method] ?? autolip;
   if (result.upper && !Number.isFinite(result.upper.value)) {
     throw new LipcheckError('UNSUPPORTED', `${path}: the Lipschitz bound exceeds the float64 range (the operator norms multiply past 1.8e308); the weights are implausibly large.`);
   }
@@ -210,7 +228,18 @@ export async function analyze(model: string | { bytes: Uint8Array; name: string 
     ...(byMethod.sdp ? [{ method: 'autolip+sdp', upper: byMethod.sdp.upper, estimate: byMethod.sdp.estimate, work: uses.reduce((a, u) => a + u.candidates.reduce((b, c) => b + (c.method === 'sdp' ? c.work ?? 0 : 0), 0), 0) }] : []),
     // greedy SeqLip is a local maximum, an estimate: shown beside the bounds, never as one
     ...(has('seqlip') ? [{ method: 'seqlip-greedy', upper: null, estimate: compose('greedy').estimate }] : []),
+    ...(exact?.upper ? [{ method: 'exact', upper: exact.upper, estimate: null }] : []),
+    ...(cross ? [{ method: cross.upper.method, upper: cross.upper, estimate: null }] : []),
   ];
+  // the reported bound: the composition's, replaced by the exact enumeration's max (kind exact when witnessed within
+  // 1e-6, then also no larger than a certified composition) or by the other norm's bound × √n when those are smaller
+  let upper = result.upper;
+  if (upper && exact?.upper) {
+    if (exact.status === 'exact') upper = { ...exact.upper, value: upper.kind === 'certified' ? Math.min(exact.upper.value, upper.value) : exact.upper.value };
+    else if (exact.upper.value < upper.value) upper = exact.upper;
+  }
+  if (upper && cross && upper.kind !== 'exact' && cross.upper.value < upper.value) upper = cross.upper;
+  const failures = upper === result.upper ? probabilistic : upper === cross?.upper ? cross.probabilistic : 0;
 
   let lower: LowerBound | null = null;
   // --lower-budget 0 (or --lower-pairs 0): no lower-bound work at all
@@ -231,9 +260,23 @@ export async function analyze(model: string | { bytes: Uint8Array; name: string 
       lower = { value: lb.value, kind: 'lower', method: lb.method, evaluations: lb.evaluations };
       o.onWitness?.({ input: built.inputName, shape: built.inputShape, x: lb.x, xPrime: lb.xPrime, ratio: lb.value });
     }
+    // walks across activation boundaries (dense ReLU chains) from the best points so far; its pairs are confirmed the same way
+    const ps = await patternSearchLowerBound({
+      model: onnx, ir: built.ir, blocks, inputName: built.inputName, outputName: built.outputName, inputShape: built.inputShape, runtime, norm: o.norm, seed: o.seed,
+      seeds: [...(lb.irPoint ? [lb.irPoint] : []), ...(exact?.seeds ?? [])], evaluations: Math.round((PATTERN_EVALUATIONS * o.lowerBudget) / DEFAULTS.lowerBudget),
+    });
+    if (ps.value > (lower?.value ?? 0)) {
+      lower = { value: ps.value, kind: 'lower', method: 'pattern-search', evaluations: lb.evaluations + ps.modelRuns };
+      o.onWitness?.({ input: built.inputName, shape: built.inputShape, x: ps.x, xPrime: ps.xPrime, ratio: ps.value });
+    }
+    // the exact enumeration's pair, through the model widened to float64 (the same real function, less rounding)
+    if (exact?.lower32 && exact.lower > (lower?.value ?? 0)) {
+      lower = { value: exact.lower, kind: 'lower', method: 'exact-witness(float64 model)', evaluations: exact.evaluations };
+      o.onWitness?.({ input: built.inputName, shape: built.inputShape, x: exact.lower32.x, xPrime: exact.lower32.xPrime, ratio: exact.lower32.value });
+    }
     // the pair's ratio comes from float32 evaluations of the model: allow their rounding noise, nothing more
-    if (result.upper && lb.value > result.upper.value * (1 + 1e-4)) {
-      throw new LipcheckError('INTERNAL', `A witnessed pair gives ‖f(x)−f(x')‖/‖x−x'‖ = ${lb.value} above the reported upper bound ${result.upper.value} (${result.upper.kind}, ${result.upper.method}). The upper bound is wrong: please report this with the model.`);
+    if (upper && lower && lower.value > upper.value * (1 + 1e-4)) {
+      throw new LipcheckError('INTERNAL', `A witnessed pair gives ‖f(x)−f(x')‖/‖x−x'‖ = ${lower.value} above the reported upper bound ${upper.value} (${upper.kind}, ${upper.method}). The upper bound is wrong: please report this with the model.`);
     }
   }
   const tLower = performance.now();
@@ -246,15 +289,15 @@ export async function analyze(model: string | { bytes: Uint8Array; name: string 
     input: { name: built.inputName, shape: built.inputShape },
     output: { name: built.outputName, shape: built.outputShape },
     norm: o.norm,
-    settings: { method: o.method, cpWindow: o.cpWindow, seqlipK: o.seqlipK, seed: o.seed, delta: o.delta, tol: o.tol, iterations: o.iterations, certify: o.certify, certifyBudget: o.certifyBudget, lowerBudget: o.lowerBudget, lowerPairs: o.lowerPairs, device: o.device, provider: provider?.provider ?? 'cpu' },
+    settings: { method: o.method, cpWindow: o.cpWindow, seqlipK: o.seqlipK, seed: o.seed, delta: o.delta, tol: o.tol, iterations: o.iterations, certify: o.certify, certifyBudget: o.certifyBudget, sdpWork: sdpMflop, exactBudget: o.exactBudget, lowerBudget: o.lowerBudget, lowerPairs: o.lowerPairs, device: o.device, provider: provider?.provider ?? 'cpu' },
     global: {
       status: result.status,
-      upper: result.upper,
+      upper,
       estimate: autolip.estimate,
       methods,
       lower,
-      ratio: result.upper && lower && lower.value > 0 ? result.upper.value / lower.value : null,
-      failureProbability: Math.min(1, probabilistic * o.delta),
+      ratio: upper && lower && lower.value > 0 ? upper.value / lower.value : null,
+      failureProbability: Math.min(1, failures * o.delta),
       reasons: result.reasons,
     },
     layers: result.layers,

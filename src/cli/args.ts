@@ -43,6 +43,8 @@ export function analysisOptions(opts: Record<string, any>): AnalyzeOptions {
     norm: opts.norm,
     method: opts.method,
     seqlipK: number('--seqlip-k', opts.seqlipK, (x) => Number.isInteger(x) && x >= 1, 'a positive integer'),
+    sdpWork: number('--sdp-work', opts.sdpWork, (x) => x >= 0, 'a non-negative number of Mflop'),
+    exactBudget: number('--exact-budget', opts.exactBudget, (x) => Number.isInteger(x) && x >= 1, 'a positive integer number of cells'),
     cpWindow: number('--cp-window', opts.cpWindow, (x) => Number.isInteger(x) && x >= 0, 'a non-negative integer'),
     certify: opts.certify,
     delta: number('--delta', opts.delta, (x) => x > 0 && x < 1, 'in (0, 1)'),

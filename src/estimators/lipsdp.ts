@@ -15,14 +15,14 @@ const DENSE_LIMIT = { cols: 4096, entries: 4e6, lmi: 4096 };
 
 /**
  * Work budgets in multiply-adds. Measured here (2 shared cores, Node 20, one thread, load 3–8): 1–3e8 multiply-adds
- * per second, so `best` 4e9 is about 15–40 s at most and `sdp` 1e11 minutes. A segment runs when the budget covers
+ * per second, so `best` 4e9 (8000 Mflop) is about 15–40 s at most and `sdp` 2e10 (40000 Mflop) 1–3 minutes. A segment runs when the budget covers
  * MIN_STEPS Newton steps and its certificate; the solver stops when the budget is spent (a looser, still certified value).
  */
-export const LIPSDP_DEFAULTS = { bestWork: 4e9, sdpWork: 1e11, minSteps: 60 } as const;
+export const LIPSDP_DEFAULTS = { bestWork: 4e9, sdpWork: 2e10, minSteps: 60 } as const;
 
 /** Options of lipsdpSegmentBound. */
 export interface LipSdpOptions {
-  /** Multiply-adds for the whole segment, both variants (default LIPSDP_DEFAULTS.sdpWork). */
+  /** Multiply-adds for the whole segment, both variants (default LIPSDP_DEFAULTS.sdpWork). --sdp-work gives Mflop: 2 per multiply-add. */
   readonly work?: number;
   /** Which variants to solve (default both: Layer first, the cheap one). */
   readonly variants?: readonly LipSdpVariant[];

@@ -444,6 +444,7 @@ export function solveLipSdp(problem: LipSdpProblem, opts: LipSdpOptions): LipSdp
     }
     for (let a = 0; a < nv; a++) { grad[a + 1] -= 1 / vars[a]; hess[(a + 1) * k + a + 1] += 1 / vars[a] ** 2; }
     const neg = grad.map((g) => -g);
+    const hessKeep = Float64Array.from(hess);
     let dir = solveSpd(Float64Array.from(hess), k, neg);
     if (dir === null) {
       // a Hessian made indefinite by rounding: a small ridge (a scaled gradient step in the limit)
@@ -466,12 +467,31 @@ export function solveLipSdp(problem: LipSdpProblem, opts: LipSdpOptions): LipSdp
       const v2 = vars.map((v, a) => v + step * dir![a + 1]);
       const f1 = objective(tau, r2, v2);
       work += n ** 3 / 6;
-      if (f1 !== null && f1 <= f0 - 0.25 * step * decrement) { rho = r2; vars = v2; moved = true; break; }
+      if (f1 !== null && f1 <= f0 - 0.25 * step * decrement) {
+        rho = r2; vars = v2; moved = true;
+        break;
+      }
     }
     if (decrement / 2 <= 1e-3 || !moved) {
       path.unshift({ rho, t: Float64Array.from(toT(vars)) });
       if (nu / tau <= relTol * rho) { converged = true; break; }
-      tau *= TAU_FACTOR;
+      // predictor: along the central path's tangent dy/dτ = −H⁻¹e_ρ (from ∇φ(y) + τe_ρ = 0), as far as stays feasible
+      // and lowers the new barrier objective; the Newton steps that follow only correct what is left
+      const next = tau * TAU_FACTOR;
+      const e0 = new Float64Array(k);
+      e0[0] = 1;
+      const tangent = solveSpd(hessKeep, k, e0);
+      if (tangent) {
+        const base = objective(next, rho, vars);
+        for (let s = next - tau, tries = 0; base !== null && tries < 30; tries++, s *= 0.5) {
+          const r2 = rho - s * tangent[0];
+          const v2 = vars.map((v, a) => v - s * tangent[a + 1]);
+          const f1 = objective(next, r2, v2);
+          work += n ** 3 / 6;
+          if (f1 !== null && f1 < base) { rho = r2; vars = v2; break; }
+        }
+      }
+      tau = next;
     }
   }
   path.unshift({ rho, t: Float64Array.from(toT(vars)) });

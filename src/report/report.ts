@@ -19,13 +19,13 @@ export interface LipschitzReport {
   readonly output: { readonly name: string; readonly shape: readonly number[] };
   readonly norm: NormKind;
   readonly settings: {
-    readonly method: 'autolip' | 'cp' | 'seqlip' | 'sdp' | 'best';
+    readonly method: 'autolip' | 'cp' | 'seqlip' | 'sdp' | 'exact' | 'best';
     readonly cpWindow: number;
     readonly seqlipK: number;
     readonly seed: number; readonly delta: number; readonly tol: number; readonly iterations: number;
     readonly certify: 'strict' | 'auto' | 'off' | 'none';
     /** Work budgets in Mflop of the cost model (never time): one certificate's cap, and the lower-bound search; its random pairs. */
-    readonly certifyBudget: number; readonly lowerBudget: number; readonly lowerPairs: number;
+    readonly certifyBudget: number; readonly sdpWork?: number; readonly exactBudget?: number; readonly lowerBudget: number; readonly lowerPairs: number;
     readonly device: string; readonly provider: string;
   };
   readonly global: {

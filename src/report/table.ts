@@ -27,7 +27,7 @@ function ms(x: number): string {
 /** Renders the human-readable report; `color` false gives plain text. */
 export function renderTable(report: LipschitzReport, color: boolean): string {
   const c = new Chalk({ level: color ? 1 : 0 });
-  const kindColor = (b: Bound | null) => (b === null ? c.dim : b.kind === 'certified' ? c.green : b.kind === 'probabilistic' ? c.cyan : b.kind === 'lower' ? c.blue : c.yellow);
+  const kindColor = (b: Bound | null) => (b === null ? c.dim : b.kind === 'certified' || b.kind === 'exact' ? c.green : b.kind === 'probabilistic' ? c.cyan : b.kind === 'lower' ? c.blue : c.yellow);
   const norm = report.norm === 'inf' ? 'ℓ∞' : 'ℓ2';
   const lines: string[] = [];
   lines.push(c.bold(`lipcheck ${report.tool.version}`) + ` — ${report.model.path} (opset ${report.model.opset}, sha256 ${report.model.sha256.slice(0, 12)})`);

@@ -1,0 +1,235 @@
+import { sizeOf, toFloat64 } from '../ir/tensor.js';
+import { Random } from '../linalg/random.js';
+import { ModelRunner } from '../linalg/runner.js';
+import type { RuntimeOptions } from '../linalg/runtime.js';
+import { pairRatio } from '../linalg/witness.js';
+import type { OnnxModel } from '../onnx/read-model.js';
+import { encodeForRuntime } from '../onnx/writer.js';
+import type { Block } from '../ir/merge.js';
+import type { IrGraph } from '../ir/types.js';
+import { reluNetOf, type ReluNet } from './exact.js';
+import type { NormKind } from './kinds.js';
+
+/** What {@link patternSearchLowerBound} needs. */
+export interface PatternSearchArgs {
+  readonly model: OnnxModel;
+  readonly ir: IrGraph;
+  readonly blocks: readonly Block[];
+  readonly inputName: string;
+  readonly outputName: string;
+  readonly inputShape: readonly number[];
+  readonly runtime: RuntimeOptions;
+  readonly norm: NormKind;
+  readonly seed: number;
+  /** Points to start from (today's best point, the exact enumeration's best regions), before the random starts. */
+  readonly seeds?: readonly ArrayLike<number>[];
+  /** Network evaluations (float64, in JS) the walks may spend (default 2000); model runs for confirmation come on top (2 per walk). */
+  readonly evaluations?: number;
+  /** At most this many walks (default 48), seeds included. */
+  readonly walks?: number;
+}
+
+/** A witnessed lower bound from the pattern walk, or why none was searched. */
+export interface PatternSearchResult {
+  /** The best confirmed pair's ratio through the original (float32) model, 0 when none. */
+  readonly value: number;
+  readonly x: Float32Array;
+  readonly xPrime: Float32Array;
+  /** ‖J‖ of the best region reached (through the network read back from the model; never reported as the bound). */
+  readonly regionNorm: number;
+  /** Network evaluations spent, and runs of the original model. */
+  readonly work: number;
+  readonly modelRuns: number;
+  readonly reason?: string;
+}
+
+/** A point with everything the walk needs: pre-activations, their gradients, the Jacobian and its worst direction. */
+interface State {
+  readonly x: Float64Array;
+  /** Per hidden layer: pre-activations z and their Jacobians G = ∂z/∂x (rows × n, row-major). */
+  readonly z: Float64Array[];
+  readonly g: Float64Array[];
+  /** Per hidden layer: ∂f/∂a (out × rows), to score a flip of each unit. */
+  readonly back: Float64Array[];
+  readonly J: Float64Array;
+  readonly value: number;
+  /** ℓ2: left/right top singular vectors; ℓ∞: e_row and the row's sign vector. */
+  readonly u: Float64Array;
+  readonly v: Float64Array;
+}
+
+const POWER_STEPS = 60;
+const SCALES = [1, 3, 10, 30];
+
+/** Top singular triplet of a small dense J (out × n) by power iteration on JᵀJ from a fixed start (float64). */
+function topSingular(J: Float64Array, out: number, n: number, start: Float64Array): { s: number; u: Float64Array; v: Float64Array } {
+  let v = Float64Array.from(start);
+  let s = 0;
+  const u = new Float64Array(out);
+  for (let it = 0; it < POWER_STEPS; it++) {
+    for (let i = 0; i < out; i++) { let t = 0; for (let j = 0; j < n; j++) t += J[i * n + j] * v[j]; u[i] = t; }
+    const w = new Float64Array(n);
+    for (let i = 0; i < out; i++) for (let j = 0; j < n; j++) w[j] += J[i * n + j] * u[i];
+    const nw = Math.hypot(...w);
+    if (nw === 0) break;
+    v = w.map((t) => t / nw);
+    s = Math.sqrt(nw);
+  }
+  for (let i = 0; i < out; i++) { let t = 0; for (let j = 0; j < n; j++) t += J[i * n + j] * v[j]; u[i] = t; }
+  const nu = Math.hypot(...u);
+  return { s: nu, u: u.map((t) => (nu > 0 ? t / nu : 0)), v };
+}
+
+/** The network's Jacobian at x with the walk's bookkeeping (ℓ2: σ_max; ℓ∞: the largest row ℓ1 norm). */
+function stateAt(net: ReluNet, x: Float64Array, norm: NormKind, vStart: Float64Array): State {
+  const n = net.inputs;
+  let a = x;
+  let G = new Float64Array(n * n);
+  for (let i = 0; i < n; i++) G[i * n + i] = 1;
+  const zs: Float64Array[] = [], gs: Float64Array[] = [], ds: Float64Array[] = [];
+  net.layers.forEach((l, k) => {
+    const z = new Float64Array(l.rows), Gz = new Float64Array(l.rows * n);
+    for (let i = 0; i < l.rows; i++) {
+      let s = l.b[i];
+      for (let j = 0; j < l.cols; j++) {
+        const w = l.w[i * l.cols + j];
+        if (w === 0) continue;
+        s += w * a[j];
+        for (let c = 0; c < n; c++) Gz[i * n + c] += w * G[j * n + c];
+      }
+      z[i] = s;
+    }
+    if (k < net.slopes.length) {
+      const [lo, hi] = net.slopes[k];
+      const d = z.map((v) => (v > 0 ? hi : lo));
+      zs.push(z); gs.push(Gz); ds.push(d);
+      a = z.map((v, i) => d[i] * v);
+      G = Gz.map((v, q) => d[Math.floor(q / n)] * v);
+    } else { a = z; G = Gz; }
+  });
+  const out = net.layers[net.layers.length - 1].rows;
+  // backward: B_k = ∂f/∂a_k (out × rows_k), from B_last = W_last
+  const back: Float64Array[] = new Array(zs.length);
+  let B = Float64Array.from(net.layers[net.layers.length - 1].w);
+  for (let k = zs.length - 1; k >= 0; k--) {
+    back[k] = B;
+    if (k === 0) break;
+    const l = net.layers[k], d = ds[k];
+    const nb = new Float64Array(out * l.cols);
+    for (let o = 0; o < out; o++) for (let i = 0; i < l.rows; i++) { const t = B[o * l.rows + i] * d[i]; if (t !== 0) for (let j = 0; j < l.cols; j++) nb[o * l.cols + j] += t * l.w[i * l.cols + j]; }
+    B = nb;
+  }
+  if (norm === 'inf') {
+    let row = 0, best = -1;
+    for (let i = 0; i < out; i++) { let s = 0; for (let j = 0; j < n; j++) s += Math.abs(G[i * n + j]); if (s > best) { best = s; row = i; } }
+    const u = new Float64Array(out); u[row] = 1;
+    return { x, z: zs, g: gs, back, J: G, value: best, u, v: Float64Array.from({ length: n }, (_, j) => Math.sign(G[row * n + j]) || 1) };
+  }
+  const t = topSingular(G, out, n, vStart);
+  return { x, z: zs, g: gs, back, J: G, value: t.s, u: t.u, v: t.v };
+}
+
+/**
+ * Candidate moves: for every hidden unit whose flip would raise uᵀJv to first order (the gain (uᵀB_k)_i·(G_k v)_i
+ * times the change of its slope), the step that carries x just across its hyperplane z_i = 0, nearest first.
+ */
+function candidates(net: ReluNet, s: State): { step: Float64Array; dist: number }[] {
+  const n = net.inputs;
+  const out: { step: Float64Array; dist: number; gain: number }[] = [];
+  const rowsOut = s.u.length;
+  s.z.forEach((z, k) => {
+    const [lo, hi] = net.slopes[k];
+    const G = s.g[k], B = s.back[k];
+    for (let i = 0; i < z.length; i++) {
+      let ub = 0;
+      for (let o = 0; o < rowsOut; o++) ub += s.u[o] * B[o * z.length + i];
+      let gv = 0, g2 = 0;
+      for (let c = 0; c < n; c++) { gv += G[i * n + c] * s.v[c]; g2 += G[i * n + c] ** 2; }
+      const change = z[i] > 0 ? lo - hi : hi - lo;
+      const gain = change * ub * gv;
+      if (!(gain > 0) || g2 === 0) continue;
+      const dist = Math.abs(z[i]) / Math.sqrt(g2);
+      // across the plane: −z_i·∇z_i/‖∇z_i‖², plus 1% of the way (and a floor) so the new side is reached
+      const f = (-z[i] / g2) * 1.01 - Math.sign(z[i]) * 1e-9 / Math.sqrt(g2);
+      out.push({ step: Float64Array.from({ length: n }, (_, c) => f * G[i * n + c]), dist, gain });
+    }
+  });
+  return out.sort((a, b) => a.dist - b.dist);
+}
+
+/** How far x can move along ±dir without any unit changing sides (the network is affine there). */
+function safeSteps(net: ReluNet, s: State, dir: Float64Array): { fwd: number; bwd: number } {
+  const n = net.inputs;
+  let fwd = Infinity, bwd = Infinity;
+  s.z.forEach((z, k) => {
+    const G = s.g[k];
+    for (let i = 0; i < z.length; i++) {
+      let r = 0;
+      for (let c = 0; c < n; c++) r += G[i * n + c] * dir[c];
+      if (r === 0 || z[i] === 0) continue;
+      const t = -z[i] / r;
+      if (t > 0) fwd = Math.min(fwd, t); else bwd = Math.min(bwd, -t);
+    }
+  });
+  return { fwd, bwd };
+}
+
+/**
+ * A witnessed lower bound that searches activation patterns (issue 12, item 4): from each start (the given seeds, then
+ * seeded random points at scales 1, 3, 10, 30, until the budget is spent) it walks to neighbouring linear regions — across the nearest hyperplane of a unit whose flip
+ * raises ‖J‖ to first order — keeping a move only when the true ‖J‖ (σ_max in ℓ2, the largest row ℓ1 norm in ℓ∞) of the
+ * region reached grows; up to 8 candidates per step, nearest first. Each walk's end is CONFIRMED by a pair inside its
+ * region (along the worst direction, 95% of the segment on which no unit changes sides) run through the original model,
+ * and the value is that pair's ratio (float32 evaluations, their rounding allowance deducted) — never ‖J‖ itself.
+ * For dense ReLU/LeakyReLU chains (the network read back by exact.ts); deterministic for a seed (budget in evaluations).
+ */
+export async function patternSearchLowerBound(args: PatternSearchArgs): Promise<PatternSearchResult> {
+  const n = sizeOf(args.inputShape);
+  const empty = (reason: string): PatternSearchResult => ({ value: 0, x: new Float32Array(n), xPrime: new Float32Array(n), regionNorm: 0, work: 0, modelRuns: 0, reason });
+  const net = reluNetOf(args.model, args.ir, args.blocks);
+  if (typeof net === 'string') return empty(net);
+  const budget = args.evaluations ?? 2000;
+  const walks = args.walks ?? 48;
+  const rng = new Random(args.seed ^ 0x70617474);
+  const vStart = rng.unitVector(n);
+  const seeds = (args.seeds ?? []).map((p) => Float64Array.from(p));
+  // after the seeds, random starts at scales 1, 3, 10, 30 in turn until the budget is spent
+  const startAt = (k: number): Float64Array => (k < seeds.length ? seeds[k] : Float64Array.from({ length: n }, () => rng.normal() * SCALES[(k - seeds.length) % SCALES.length]));
+  let work = 0, modelRuns = 0;
+  let best: PatternSearchResult = empty('');
+  const runner = await ModelRunner.create(encodeForRuntime(args.model, []), args.runtime, 'the model (pattern search)');
+  const inf = args.norm === 'inf';
+  try {
+    const run = async (x: Float32Array) => { modelRuns++; return toFloat64((await runner.run({ [args.inputName]: { dtype: 'float32', dims: args.inputShape, data: x } }, [args.outputName])).get(args.outputName)!); };
+    for (let k = 0; work < budget && k < walks; k++) {
+      const x0 = startAt(k);
+      if (x0.length !== n) continue;
+      let cur = stateAt(net, x0, args.norm, vStart);
+      work++;
+      for (let step = 0; work < budget; step++) {
+        let moved = false;
+        for (const c of candidates(net, cur).slice(0, 8)) {
+          if (work >= budget) break;
+          const next = stateAt(net, cur.x.map((v, i) => v + c.step[i]), args.norm, cur.v);
+          work++;
+          if (next.value > cur.value * (1 + 1e-12)) { cur = next; moved = true; break; }
+        }
+        if (!moved) break;
+      }
+      // confirm inside the region reached, along its worst direction
+      const dir = cur.v.map((t) => t / Math.max(Math.hypot(...cur.v), 1e-300));
+      const { fwd, bwd } = safeSteps(net, cur, dir);
+      const scale = Math.max(Math.hypot(...cur.x), 1);
+      let lo = -Math.min(0.95 * bwd, 0.1 * scale), hi = Math.min(0.95 * fwd, 0.1 * scale);
+      const short = 1e-4 * scale - (hi - lo);
+      if (short > 0) { lo -= short / 2; hi += short / 2; }
+      const xa = Float32Array.from(cur.x, (v, i) => v + lo * dir[i]), xb = Float32Array.from(cur.x, (v, i) => v + hi * dir[i]);
+      if (xa.every((v, i) => v === xb[i])) continue;
+      const ratio = pairRatio(await run(xa), await run(xb), xa, xb, inf);
+      if (Number.isFinite(ratio) && ratio > best.value) best = { value: ratio, x: xa, xPrime: xb, regionNorm: cur.value, work, modelRuns, reason: undefined };
+    }
+  } finally {
+    await runner.release();
+  }
+  return { ...best, work, modelRuns };
+}

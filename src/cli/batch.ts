@@ -52,13 +52,21 @@ function rssMb(pid: number): number | null {
   }
 }
 
-/** Whether a process runs on this host (one we may not signal, EPERM, runs too). */
+/**
+ * Whether a process runs on this host (one we may not signal, EPERM, runs too). A zombie — killed, not yet reaped by
+ * its parent (a CI runner, a test) — answers signal 0 but writes nothing any more: dead (Linux /proc).
+ */
 function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
   } catch (e) {
     return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+  try {
+    const state = /^\d+ \(.*\) (\S)/s.exec(readFileSync(`/proc/${pid}/stat`, 'utf8'))?.[1];
+    return state !== 'Z' && state !== 'X';
+  } catch {
+    return true;
   }
 }
 

@@ -73,8 +73,11 @@ function probe(): Uint8Array {
   return probeModel;
 }
 
-function firstLine(e: unknown): string {
-  return String((e as Error)?.message ?? e).split('\n')[0].slice(0, 200);
+/** The informative part of an onnxruntime error: its first line without the C++ source path and function signature. */
+export function firstLine(e: unknown): string {
+  const line = String((e as Error)?.message ?? e).split('\n')[0];
+  const m = /\.(?:cc|cpp|h):\d+ .*?\)(?:::<lambda\(\)>)? (.+)$/.exec(line);
+  return (m ? m[1] : line).slice(0, 200);
 }
 
 /**

@@ -391,6 +391,8 @@ interface Step {
   readonly running: number | null;
   /** The merge this running product restarted after; null from the input. */
   readonly after: string | null;
+  /** The segment that bounds this row together with its neighbours: its running product is AutoLip's, which the segment's factor replaces. */
+  readonly inSegment: string | null;
 }
 
 /**
@@ -401,39 +403,47 @@ interface Step {
  * (the running product restarts there, and the page then shows the factors alone).
  */
 export function compositionSteps(layers: readonly LayerResult[]): { steps: Step[]; merges: number; chain: boolean } {
-  const covered = new Set<number>();
+  const covered = new Map<number, string>();
   layers.forEach((seg, j) => {
     if (seg.kind !== 'segment') return;
     const nodes = new Set(seg.nodes);
     const ops = layers.flatMap((l, i) => (i < j && l.kind === 'operator' && l.nodes.length > 0 && l.nodes.every((n) => nodes.has(n)) ? [i] : []));
     if (!ops.length) return;
-    for (let i = ops[0]; i < j; i++) if (ops.includes(i) || layers[i].kind === 'activation' || layers[i].kind === 'nonlinear') covered.add(i);
+    for (let i = ops[0]; i < j; i++) if (ops.includes(i) || layers[i].kind === 'activation' || layers[i].kind === 'nonlinear') covered.set(i, seg.id);
   });
   const steps: Step[] = [];
   let running: number | null = 1;
+  // the running product where the current segment starts: its rows multiply on from here (AutoLip), its factor replaces them
+  let segmentStart: number | null = null;
   let after: string | null = null;
   let merges = 0;
   let chain = true;
   for (const [i, l] of layers.entries()) {
-    if (covered.has(i) || isSlopeOne(l)) continue;
+    if (isSlopeOne(l)) continue;
+    const inSegment = covered.get(i) ?? null;
     if (l.kind === 'merge') {
       merges++;
       chain = false;
-      steps.push({ index: i, layer: l, factor: null, kind: null, running: null, after });
+      steps.push({ index: i, layer: l, factor: null, kind: null, running: null, after, inSegment });
       running = 1;
       after = l.id;
       continue;
     }
     if (l.kind === 'unbounded' || l.kind === 'discontinuous') {
       chain = false;
-      steps.push({ index: i, layer: l, factor: null, kind: null, running: null, after });
+      steps.push({ index: i, layer: l, factor: null, kind: null, running: null, after, inSegment });
       running = null;
       continue;
     }
     const factor = l.upper?.value ?? l.estimate;
     const kind = l.upper?.kind ?? (l.estimate !== null ? 'estimate' : null);
+    if (inSegment !== null && segmentStart === null) segmentStart = running;
+    if (l.kind === 'segment' && segmentStart !== null) {
+      running = segmentStart;
+      segmentStart = null;
+    }
     running = running !== null && factor !== null ? running * factor : null;
-    steps.push({ index: i, layer: l, factor, kind, running, after });
+    steps.push({ index: i, layer: l, factor, kind, running, after, inSegment });
   }
   return { steps, merges, chain };
 }
@@ -462,7 +472,7 @@ function compositionSection(r: LipschitzReport, idp: string): string {
   }
   const { steps, merges, chain } = compositionSteps(r.layers);
   if (steps.some((s) => s.factor !== null)) {
-    const rows: ChartRow[] = steps.map((s) => {
+    const rows: ChartRow[] = steps.filter((s) => chain || s.inSegment === null).map((s) => {
       const label = `${s.index + 1} ${s.layer.id} ${s.layer.opTypes.join('+')}`;
       if (s.layer.kind === 'merge') return { label, value: null, lower: null, mark: 'merge', failed: false, note: s.layer.note, tip: `${s.layer.id}: ${s.layer.note}. lipcheck composes the branches along the graph.` };
       if (s.factor === null) return { label, value: null, lower: null, mark: s.layer.kind === 'unbounded' || s.layer.kind === 'discontinuous' ? s.layer.kind : 'none', failed: false, note: s.layer.note || 'no value', tip: `${s.layer.id}: ${s.layer.note}` };
@@ -470,11 +480,11 @@ function compositionSection(r: LipschitzReport, idp: string): string {
       if (!chain) return { label, value: s.factor, lower: null, mark: s.kind ?? 'none', failed: false, note: `×${fmt(s.factor)}`, tip: `${s.layer.id}: factor ${s.factor} (${s.kind}, ${s.layer.upper?.method ?? 'estimate'}).` };
       return {
         label, value: s.running, lower: null, mark: s.kind ?? 'none', failed: false,
-        note: `×${fmt(s.factor)} → ${fmt(s.running)}`,
+        note: `×${fmt(s.factor)} → ${fmt(s.running)}${s.inSegment ? ` (AutoLip; ${s.inSegment} replaces)` : ''}`,
         tip: `${s.layer.id}: factor ${s.factor} (${s.kind}, ${s.layer.upper?.method ?? 'estimate'}); running product ${s.running}${s.after ? ` since ${s.after}` : ' from the input'}.`,
       };
     });
-    const last = [...steps].reverse().find((s) => s.running !== null)?.running ?? null;
+    const last = [...steps].reverse().find((s) => s.running !== null && s.inSegment === null)?.running ?? null;
     if (chain && g.upper && last !== null) rows.push({ label: 'global upper bound', value: g.upper.value, lower: g.lower?.value ?? null, mark: g.upper.kind, failed: false, note: `${fmt(g.upper.value)} ${g.upper.kind} · ${g.upper.method}`, tip: `Global upper bound ${g.upper.value} (${g.upper.kind}, ${g.upper.method}).` });
     parts.push(chain
       ? `<div class="chart-wrap">${chartSvg(`${idp}running`, `Running product of the layer factors of ${r.model.path}, log scale`, 'factor → running product', rows)}</div>`
@@ -488,7 +498,7 @@ function compositionSection(r: LipschitzReport, idp: string): string {
       notes.push(`The graph has ${plural(merges, 'merge')}: there the branches' bounds add (sum) or combine (concatenation), and the rows of parallel branches follow each other in this list, so a running product of the rows would mean nothing. Each bar is one factor, in the order lipcheck composes them; the global bound${g.upper ? ` ${fmt(g.upper.value)}` : ''} is their composition along the graph: products along each branch, sums or quadrature at the merges.`);
     }
     if (ones.length) notes.push(`${collapsedSummary(ones)} are left out: a factor of 1 changes nothing.`);
-    notes.push('Rows bounded together by a segment appear once, as the segment.');
+    if (r.layers.some((l) => l.kind === 'segment')) notes.push(chain ? 'Rows a segment bounds together carry AutoLip\'s running product (a valid but looser bound); the segment row replaces their product by its own factor.' : 'Rows bounded together by a segment appear once, as the segment.');
     parts.push(`<p class="caption">${notes.join(' ')}</p>`);
   }
   parts.push('</section>');

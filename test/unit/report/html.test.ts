@@ -270,11 +270,13 @@ test('the composition view multiplies the factors along a chain and ends at the 
   const section = byId(doc, 'composition');
   const svg = byId(section, 'running');
   const bars = byClass(svg, 'rect', 'bar').map((b) => Number(b.attrs['data-value']));
-  // op1, seg1 (replacing op2, relu2, op3), op4, tanh, then the global bound itself; the slope-1 ReLUs are left out
-  const expected = [5.2, 5.2 * 4.5, 5.2 * 4.5 * 0.5, CHAIN_BOUND, CHAIN_BOUND * (1 + 1e-15)];
+  // op1; op2 and op3 with AutoLip's product; seg1 replacing that product (op2 · op3 = 6) by 4.5; op4, tanh; then the
+  // global bound itself; the slope-1 ReLUs are left out
+  const expected = [5.2, 5.2 * 2, 5.2 * 2 * 3, 5.2 * 4.5, 5.2 * 4.5 * 0.5, CHAIN_BOUND, CHAIN_BOUND * (1 + 1e-15)];
   assert.equal(bars.length, expected.length);
   bars.forEach((b, i) => assert.ok(Math.abs(b / expected[i] - 1) < 1e-12, `bar ${i}: ${b} against ${expected[i]}`));
-  assert.deepEqual(chartLabels(svg), ['1 op1 Gemm', '6 seg1 2 operators', '7 op4 Gemm', '8 tanh Tanh', 'global upper bound']);
+  assert.deepEqual(chartLabels(svg), ['1 op1 Gemm', '3 op2 Gemm', '5 op3 Gemm', '6 seg1 2 operators', '7 op4 Gemm', '8 tanh Tanh', 'global upper bound']);
+  assert.match(textOf(svg), /×3\.000 → 31\.20 \(AutoLip; seg1 replaces\)/);
   const text = textOf(section);
   assert.match(text, /×4\.500 → 23\.40/);
   assert.match(text, /The last product is the global bound 17\.55\./);

@@ -1,4 +1,4 @@
-import { linkSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, linkSync, openSync, readFileSync, renameSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { LipcheckError } from '../errors.js';
 
 /** Who holds a batch journal: written into `FILE.lock` when the lock is taken. */
@@ -38,6 +38,22 @@ function readHolder(path: string): LockHolder | null | 'gone' {
   }
 }
 
+/** Hard-links the complete lock file `tmp` to `path` (fails with EEXIST when taken); where the file system has no hard links, an exclusive create. */
+function place(tmp: string, path: string): void {
+  try {
+    linkSync(tmp, path);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'EOPNOTSUPP' && code !== 'ENOSYS') throw e;
+    const fd = openSync(path, 'wx');
+    try {
+      writeSync(fd, readFileSync(tmp));
+    } finally {
+      closeSync(fd);
+    }
+  }
+}
+
 const same = (a: LockHolder, b: LockHolder) => a.pid === b.pid && a.host === b.host && a.since === b.since;
 
 /**
@@ -59,14 +75,14 @@ export function acquireJournalLock(file: string, owner: LockOwner, what = '--out
   try {
     for (let attempt = 0; attempt < 5; attempt++) {
       try {
-        linkSync(tmp, path);
+        place(tmp, path);
         const release = () => {
           const h = readHolder(path);
           if (h !== 'gone' && h !== null && same(h, me)) rmSync(path, { force: true });
         };
         return { path, tookOver, release };
       } catch (e) {
-        if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+        if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw new LipcheckError('USAGE', `Cannot write ${what} '${file}': its lock file '${path}' cannot be created (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}). Check that the directory is writable.`, { cause: e });
       }
       const holder = readHolder(path);
       if (holder === 'gone') continue;

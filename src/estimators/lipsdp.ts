@@ -116,7 +116,7 @@ export async function lipsdpSegmentBound(segment: Segment, settings: NormSetting
   const full: LipSdpProblem = { layers: dims.map((d) => ({ w: new Float64Array(0), rows: d.rows, cols: d.cols })), slopes: shape.slopes };
   const stepWork = lipSdpStepWork(shape), certWork = 12 * lipSdpCertifyWork(full);
   const needed = LIPSDP_DEFAULTS.minSteps * stepWork + certWork;
-  if (needed > budget) return empty(`No LipSDP bound for ${segment.id}: ${LIPSDP_DEFAULTS.minSteps} interior-point steps and the certificate need about ${needed.toExponential(1)} multiply-adds, over the ${budget.toExponential(1)} budget (raise it with --sdp-work).`);
+  if (needed > budget) return empty(`No LipSDP bound for ${segment.id}: ${LIPSDP_DEFAULTS.minSteps} interior-point steps and the certificate need about ${Math.ceil((2 * needed) / 1e6)} Mflop, over the ${Math.floor((2 * budget) / 1e6)} Mflop this segment was given (raise --sdp-work).`);
 
   const formed = [];
   for (const r of segment.regions) formed.push(await formRegion(r, settings));

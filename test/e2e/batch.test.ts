@@ -415,3 +415,22 @@ test('Ctrl-C (SIGINT) stops the batch, keeps every finished record, releases the
   assert.equal(r.code, 0, r.err);
   assert.equal(lines(out).length, 10);
 });
+
+test('--resume cuts a half-written last line at its byte offset even after invalid UTF-8 in an earlier line', () => {
+  const zoo = smallZoo('bytes', 3);
+  const out = join(dir, 'bytes.jsonl');
+  assert.equal(cli(['batch', join(zoo, 'm00.onnx'), join(zoo, 'm01.onnx'), '--out', out, '--jobs', '1', ...FAST]).code, 0);
+  // an extra field with raw 0xFF 0xFE bytes in line 1 (still a record), then the start of a line a kill cut off
+  const [l1, l2] = readFileSync(out).toString('latin1').split('\n');
+  const l1Bytes = Buffer.concat([Buffer.from('{"note":"', 'latin1'), Buffer.from([0xff, 0xfe]), Buffer.from('",' + l1.slice(1), 'latin1')]);
+  const kept = Buffer.concat([l1Bytes, Buffer.from('\n'), Buffer.from(l2 + '\n', 'latin1')]);
+  writeFileSync(out, Buffer.concat([kept, Buffer.from('{"schemaVersion":1,"path":"cut')]));
+  const r = cli(['batch', zoo, '--out', out, '--resume', '--jobs', '1', ...FAST]);
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.err, /last line was cut off/);
+  const bytes = readFileSync(out);
+  assert.deepEqual(bytes.subarray(0, kept.length), kept, 'the earlier lines are untouched, byte for byte');
+  const p = parseRecords(bytes);
+  assert.deepEqual([p.badLines, p.truncated], [[], false]);
+  assert.deepEqual(p.records.map((x) => x.path), ['m00.onnx', 'm01.onnx', 'm02.onnx'].map((f) => join(zoo, f)));
+});

@@ -40,7 +40,8 @@ test('--json: versioned schema, kinds on every bound, no Infinity', () => {
   assert.equal(r.code, 0, r.err);
   const j = JSON.parse(r.out);
   assert.equal(j.schemaVersion, 1);
-  assert.deepEqual(Object.keys(j), ['schemaVersion', 'tool', 'model', 'input', 'output', 'norm', 'settings', 'global', 'layers', 'warnings', 'timings', 'resources']);
+  assert.deepEqual(Object.keys(j), ['schemaVersion', 'tool', 'model', 'input', 'output', 'norm', 'settings', 'global', 'layers', 'warnings', 'timings', 'resources', 'gates']);
+  assert.deepEqual(j.gates, [], 'no gate asked for: an empty list');
   // the process's peak memory: at least what Node and onnxruntime take, below this machine's memory
   assert.ok(j.resources.peakRssMb > 30 && j.resources.peakRssMb < 64 * 1024, `peak ${j.resources.peakRssMb} MB`);
   assert.match(j.model.sha256, /^[0-9a-f]{64}$/);

@@ -62,3 +62,5 @@ process.on('disconnect', () => process.exit(0));
 // Ctrl-C on a terminal reaches the whole process group: the parent stops the batch and kills its workers itself, so
 // a worker must not die first and be recorded as a CRASH
 process.on('SIGINT', () => {});
+// the same for a SIGTERM sent to the group (a CI job cancelled); a worker whose parent is gone exits
+process.on('SIGTERM', () => { if (!process.connected) process.exit(143); });

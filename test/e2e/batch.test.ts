@@ -174,8 +174,9 @@ function smallZoo(name: string, n: number): string {
 }
 
 /** A running batch whose per-model stderr lines ("lipcheck: [k/n] path: outcome") are collected as they come. */
-function startBatch(args: string[]) {
-  const child = spawn(process.execPath, [BIN, 'batch', ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NO_COLOR: '1' } });
+function startBatch(args: string[], detached = false) {
+  // detached: its own process group, which a terminal's Ctrl-C signals as a whole (the batch and its workers)
+  const child = spawn(process.execPath, [BIN, 'batch', ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NO_COLOR: '1' }, detached });
   let err = '', out = '';
   child.stdout.on('data', (d: Buffer) => { out += d.toString(); });
   const waiters: { n: number; resolve: () => void }[] = [];
@@ -398,12 +399,12 @@ test('CI output: --json carries the gates (batch lines, closing summary, single 
   assert.deepEqual(JSON.parse(cli([join(zoo, 'm01.onnx'), '--json', ...FAST]).out).gates, []);
 });
 
-test('Ctrl-C (SIGINT) stops the batch, keeps every finished record, releases the lock and says how to resume', async () => {
+test('Ctrl-C (SIGINT to the process group, as a terminal sends it) stops the batch, keeps every finished record, releases the lock and says how to resume', async () => {
   const zoo = smallZoo('interrupted', 10);
   const out = join(dir, 'interrupted.jsonl');
-  const a = startBatch([zoo, '--out', out, '--jobs', '2', ...FAST]);
+  const a = startBatch([zoo, '--out', out, '--jobs', '2', ...FAST], true);
   await a.after(2);
-  a.child.kill('SIGINT');
+  process.kill(-a.child.pid!, 'SIGINT');
   assert.equal(await a.exit, 130);
   const done = parseRecords(readFileSync(out));
   assert.equal(done.truncated, false);

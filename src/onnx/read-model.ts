@@ -4,7 +4,7 @@ import { LipcheckError } from '../errors.js';
 import type { Tensor } from '../ir/tensor.js';
 import { Attributes, decodeAttributes } from './attributes.js';
 import { longToNumber, onnx } from './proto.js';
-import { decodeTensor, type TensorOrigin } from './tensor.js';
+import { decodeTensor, inlineExternalData, type TensorOrigin } from './tensor.js';
 
 /** A graph input or output as declared: element type and dims (a number, a symbolic name, or null when unknown). */
 export interface ValueInfo {
@@ -178,6 +178,25 @@ function castBoundary(g: any, opset: number): void {
   if (head.length || tail.length) g.node = [...head, ...g.node, ...tail];
 }
 
+/** Every tensor stored as external data anywhere in a graph (initializers, node attributes, subgraphs) is inlined. */
+function inlineGraph(g: any, origin: TensorOrigin): void {
+  if (!g) return;
+  for (const t of g.initializer ?? []) inlineExternalData(t, origin);
+  for (const s of g.sparseInitializer ?? []) { inlineExternalData(s.values, origin); inlineExternalData(s.indices, origin); }
+  inlineNodes(g.node, origin);
+}
+
+function inlineNodes(nodes: any[] | undefined, origin: TensorOrigin): void {
+  for (const n of nodes ?? []) {
+    for (const a of n.attribute ?? []) {
+      for (const t of [a.t, ...(a.tensors ?? [])]) inlineExternalData(t, origin, `Attribute '${a.name}' of node '${n.name ?? ''}', tensor`);
+      for (const s of [a.sparseTensor, ...(a.sparseTensors ?? [])]) if (s) { inlineExternalData(s.values, origin, 'Sparse tensor'); inlineExternalData(s.indices, origin, 'Sparse tensor'); }
+      inlineGraph(a.g, origin);
+      for (const sub of a.graphs ?? []) inlineGraph(sub, origin);
+    }
+  }
+}
+
 /** Decodes ONNX bytes into an OnnxModel; `file` names the model in messages and locates external data. */
 export function decodeModel(bytes: Uint8Array, file: string): OnnxModel {
   const where = basename(file);
@@ -200,6 +219,10 @@ export function decodeModel(bytes: Uint8Array, file: string): OnnxModel {
   for (const o of m.opsetImport ?? []) opsets.set(o.domain === 'ai.onnx' ? '' : (o.domain ?? ''), longToNumber(o.version));
   if (!opsets.has('')) opsets.set('', 1);
   castBoundary(g, opsets.get('')!);
+  // external data is read here, once, under lipcheck's rules; onnxruntime then gets a self-contained model
+  inlineGraph(g, origin);
+  for (const f of m.functions ?? []) inlineNodes(f.node, origin);
+  for (const t of m.trainingInfo ?? []) { inlineGraph(t.initialization, origin); inlineGraph(t.algorithm, origin); }
   const initializers = new Map<string, Tensor>();
   for (const t of g.initializer ?? []) initializers.set(t.name, tensor(t));
   const nodes: OnnxNode[] = (g.node as any[]).map((n, i) => ({

@@ -136,10 +136,10 @@ function readAt(fd: number, offset: number, length: number): Uint8Array {
  * folder (symlinks resolved): a location that leaves it, however it is written, gets one message that says nothing
  * about the file it names. Only the bytes [offset, offset + length) are read.
  */
-function externalBytes(p: any, origin: TensorOrigin, name: string): Uint8Array {
+function externalBytes(p: any, origin: TensorOrigin, name: string, what = 'Initializer'): Uint8Array {
   const kv = new Map<string, string>((p.externalData ?? []).map((e: any) => [String(e.key), String(e.value ?? '')]));
   const location = kv.get('location');
-  const where = `Initializer '${name}' in ${origin.file}`;
+  const where = `${what} '${name}' in ${origin.file}`;
   if (!location) {
     throw new LipcheckError('UNREADABLE', `${where} is marked as external data but names no location. Re-export the model with its weights embedded.`);
   }
@@ -156,7 +156,7 @@ function externalBytes(p: any, origin: TensorOrigin, name: string): Uint8Array {
   try {
     base = realpathSync(origin.baseDir);
   } catch (e) {
-    throw new LipcheckError('UNREADABLE', `The folder of ${origin.file} cannot be resolved to read the external data of initializer '${name}' (${(e as NodeJS.ErrnoException).code ?? e}).`, { cause: e });
+    throw new LipcheckError('UNREADABLE', `The folder of ${origin.file} cannot be resolved to read the external data of ${what.toLowerCase()} '${name}' (${(e as NodeJS.ErrnoException).code ?? e}).`, { cause: e });
   }
   const lexical = resolve(base, location);
   if (!isInside(base, lexical)) throw outside;
@@ -170,7 +170,7 @@ function externalBytes(p: any, origin: TensorOrigin, name: string): Uint8Array {
     // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer
     fd = openSync(real, constants.O_RDONLY | constants.O_NONBLOCK);
   } catch (e) {
-    throw new LipcheckError('UNREADABLE', `The external data file ${quoted(location)} of initializer '${name}' in ${origin.file} cannot be opened (${(e as NodeJS.ErrnoException).code ?? e}). Check its permissions.`, { cause: e });
+    throw new LipcheckError('UNREADABLE', `The external data file ${quoted(location)} of ${what.toLowerCase()} '${name}' in ${origin.file} cannot be opened (${(e as NodeJS.ErrnoException).code ?? e}). Check its permissions.`, { cause: e });
   }
   try {
     const st = fstatSync(fd);
@@ -185,12 +185,24 @@ function externalBytes(p: any, origin: TensorOrigin, name: string): Uint8Array {
     }
     const count = length ?? size - start;
     if (start + count > size) {
-      throw new LipcheckError('UNREADABLE', `External data file ${quoted(location)} for initializer '${name}' is too short: it has ${size} bytes but the model reads ${count} bytes at offset ${start}. The file is truncated; copy it again.`);
+      throw new LipcheckError('UNREADABLE', `External data file ${quoted(location)} for ${what.toLowerCase()} '${name}' is too short: it has ${size} bytes but the model reads ${count} bytes at offset ${start}. The file is truncated; copy it again.`);
     }
     return readAt(fd, start, count);
   } finally {
     closeSync(fd);
   }
+}
+
+/**
+ * Replaces a TensorProto's external data by its bytes in raw_data (read under externalBytes' rules), so that the model
+ * lipcheck re-encodes for onnxruntime is self-contained: onnxruntime never resolves a location itself (it would do so
+ * relative to the working directory, with rules of its own). `what` names the tensor's role in messages.
+ */
+export function inlineExternalData(p: any, origin: TensorOrigin, what = 'Initializer'): void {
+  if (!p || p.dataLocation !== 1) return;
+  p.rawData = externalBytes(p, origin, p.name || '(unnamed)', what);
+  p.dataLocation = 0;
+  p.externalData = [];
 }
 
 /** Decodes a TensorProto (raw_data, typed fields or external data) into a Tensor, checking its byte length. */

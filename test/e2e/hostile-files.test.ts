@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -9,9 +9,9 @@ import { makeHostile, SECRET_SIZE, WEIGHT_NORM, type HostileSet } from '../../fi
 
 const BIN = fileURLToPath(new URL('../../bin/lipcheck.js', import.meta.url));
 
-/** Runs the built CLI (npm test builds dist/ first) with colour off; a hang ends at 60 s and fails the test (code null). */
+/** Runs the built CLI (npm test builds dist/ first) with colour off, from the folder above the models; a hang ends at 60 s and fails the test (code null). */
 function cli(...args: string[]) {
-  const r = spawnSync(process.execPath, [BIN, ...args, '--device', 'cpu', '--lower-budget', '200'], { encoding: 'utf8', env: { ...process.env, NO_COLOR: '1' }, timeout: 60_000, maxBuffer: 1 << 20 });
+  const r = spawnSync(process.execPath, [BIN, ...args, '--device', 'cpu', '--lower-budget', '200'], { cwd: set.root, encoding: 'utf8', env: { ...process.env, NO_COLOR: '1' }, timeout: 60_000, maxBuffer: 1 << 20 });
   return { code: r.status, out: r.stdout, err: r.stderr, all: `${r.stdout}\n${r.stderr}` };
 }
 
@@ -29,13 +29,13 @@ function assertNoLeak(text: string, allowPath = false) {
   if (!allowPath) assert.ok(!text.includes(set.secretPath), 'the secret path appears');
 }
 
-test('external data outside the model folder (.., symlinked file or folder, absolute, /dev/zero) is refused with one message that reveals nothing', () => {
+test('external data outside the model folder (.., symlinked file or folder, absolute, /dev/zero; initializers, Constant values, subgraphs) is refused with one message that reveals nothing', () => {
   const messages = new Map<string, string>();
-  for (const name of ['ext_dotdot', 'ext_dotdot_nolength', 'ext_dotdot_missing', 'ext_symlink_file', 'ext_symlink_dir', 'ext_absolute', 'ext_devzero']) {
+  for (const name of ['ext_dotdot', 'ext_dotdot_nolength', 'ext_dotdot_missing', 'ext_symlink_file', 'ext_symlink_dir', 'ext_absolute', 'ext_devzero', 'ext_constant_dotdot', 'ext_subgraph_dotdot']) {
     const r = cli(set.cases[name], '--json');
     assert.equal(r.code, 2, `${name}: exit ${r.code}\n${r.all}`);
     assert.equal(r.out, '', `${name}: no report`);
-    assert.match(r.err, /Initializer 'w' in \S+ points to external data '[^']+' outside the model's folder/, name);
+    assert.match(r.err, / in \S+\.onnx points to external data '[^']+' outside the model's folder/, name);
     assertNoLeak(r.all, name === 'ext_absolute');
     messages.set(name, r.err.replace(`${name}.onnx`, 'MODEL').replace(/external data '[^']+'/, 'external data LOCATION'));
   }
@@ -78,8 +78,14 @@ test('missing external data names the tensor, the location and what to do', () =
   assert.match(r.err, /Initializer 'w' in ext_missing\.onnx keeps its weights in the external data file 'nothing\.bin', which is missing from the model's folder\. Copy the model's data files next to ext_missing\.onnx\./);
 });
 
-test('external data through a symlink or a .. that stays inside the folder is read: bound = ‖W‖₂ = 2', () => {
-  for (const name of ['ext_ok_symlink_inside', 'ext_ok_dotdot_inside']) {
+test('external data in a subgraph is read by lipcheck from the model folder, whatever the working directory: bound = 1', () => {
+  const r = cli(set.cases.ext_ok_subgraph, '--json');
+  assert.equal(r.code, 0, r.all);
+  assert.ok(Math.abs(JSON.parse(r.out).global.upper.value - 1) < 1e-12, r.out);
+});
+
+test('external data through a symlink or a .. that stays inside the folder, or in float16, is read: bound = ‖W‖₂ = 2', () => {
+  for (const name of ['ext_ok_symlink_inside', 'ext_ok_dotdot_inside', 'ext_ok_float16']) {
     const r = cli(set.cases[name], '--json');
     assert.equal(r.code, 0, `${name}\n${r.all}`);
     const j = JSON.parse(r.out);
@@ -149,4 +155,18 @@ test("a model onnxruntime refuses: lipcheck's message alone on stderr, no onnxru
   assert.match(r.err, /runtime_refuses\.onnx is not a valid ONNX model \(onnxruntime refuses it: .*Dimension mismatch/);
   assert.doesNotMatch(r.err, /\x1b\[|\[[EWIV]:onnxruntime/);
   for (const line of r.err.split('\n').filter(Boolean)) assert.match(line, /^lipcheck: /, `a foreign line on stderr: ${line}`);
+});
+
+test('batch: a FIFO and a symlink to /dev/zero given as models become UNREADABLE records at once, no hang', (t) => {
+  if (!set.fifos) return t.skip('mkfifo is unavailable here');
+  const out = join(set.root, 'batch.jsonl');
+  const r = spawnSync(process.execPath, [BIN, 'batch', set.cases.model_fifo, join(set.modelDir, 'zero.bin'), '--out', out, '--device', 'cpu'], { cwd: set.root, encoding: 'utf8', env: { ...process.env, NO_COLOR: '1' }, timeout: 60_000 });
+  assert.notEqual(r.status, null, `batch hung\n${r.stderr}`);
+  const records = readFileSync(out, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+  assert.equal(records.length, 2, r.stderr);
+  for (const rec of records) {
+    assert.equal(rec.status, 'error', JSON.stringify(rec));
+    assert.equal(rec.error.code, 'UNREADABLE', JSON.stringify(rec));
+    assert.match(rec.error.message, /is a (FIFO \(named pipe\)|device), not a regular file/);
+  }
 });

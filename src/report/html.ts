@@ -17,9 +17,13 @@ export type HtmlInput =
 
 const esc = escapeAttr;
 
+// Cuts after a space, comma or separator when one lies in the second half, so a note ends on a whole word.
 function clip(s: string, n: number): string {
   const cs = Array.from(s);
-  return cs.length <= n ? s : `${cs.slice(0, n - 1).join('')}…`;
+  if (cs.length <= n) return s;
+  let k = n - 1;
+  while (k > n / 2 && !/[\s,;/_.(-]/u.test(cs[k - 1])) k--;
+  return `${cs.slice(0, k > n / 2 ? k : n - 1).join('').trimEnd()}…`;
 }
 
 // Keeps both ends: the start of a path names the folder, the end the file or node.

@@ -234,6 +234,14 @@ test('long labels are shortened at separators, never inside a word, and paths wr
   const cell = /<td class="path"><code[^>]*>(.*?)<\/code><\/td>/.exec(html)![1];
   assert.equal(cell, long.replace(/([/_.-])/g, '$1<wbr/>'));
   assert.ok(!html.includes('overflow-wrap: anywhere'), 'No style may break paths at any character.');
+  // a long note beside a bar ends on a whole word too
+  const method = 'combettes-pesquet(m=7, window=5)+seqlip-certified';
+  const noteDoc = checkPage(renderHtml({ kind: 'batch', records: [record('a.onnx', { upper: { value: 4.5, kind: 'certified', method } }), record('b.onnx')] }));
+  const full = `4.500 certified · ${method}`;
+  const note = byClass(byId(noteDoc, 'models'), 'g', 'row').map((g) => textOf(all(g, 'text').at(-1)!)).find((t) => t.startsWith('4.500'))!;
+  assert.ok(note.endsWith('…') && Array.from(note).length <= 52, `The note ${note} is shortened.`);
+  const kept2 = note.slice(0, -1);
+  assert.ok(full.startsWith(kept2) && /[\s,;/_.(-]/.test(full.charAt(kept2.length - 1) + full.charAt(kept2.length)), `The note ${note} ends at a word boundary.`);
 });
 
 test('every tick label of a log axis has the same format, 10 to a power', () => {

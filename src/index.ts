@@ -88,6 +88,8 @@ export const LEGACY_MFLOP_PER_MS = { lower: 4, certify: 1.4 } as const;
  * machine. Under `best`, SeqLip shares max(SEQLIP_MIN_FLOP, SEQLIP_PER_NORMS × that work) over all segments by operator
  * count (its float64 kernels do about 1.4e6 flop/ms, so 7 000 Mflop is again about 5 s). Counted, never timed.
  */
+/** Largest ℓ2 measurement (flop of the cost model) the √n_in·ℓ2 bound of --norm inf may take; ℓ∞ row sums always run. */
+const CROSS_NORM_FLOP = 2e10;
 /** Network evaluations of the pattern search at the default lower-bound budget (scaled with --lower-budget). */
 const PATTERN_EVALUATIONS = 2000;
 const CP_MIN_FLOP = 2e10;
@@ -196,7 +198,7 @@ export async function analyze(model: string | { bytes: Uint8Array; name: string 
       // LipSDP (ℓ2): forced by --method sdp; under best where the segment's LMI fits its share of the work budget
       if (runSdp && lipsdpObstacle(segment, settings) === null) {
         // under best only LipSDP-Neuron (the tighter one; Layer saves little here, the N×N factorisations dominate)
-        const sdp = await lipsdpSegmentBound(segment, settings, { work: (sdpMflop * 1e6) / 2 / segments.length, variants: o.method === 'sdp' ? undefined : ['neuron'] });
+        const sdp = await lipsdpSegmentBound(segment, settings, { work: (sdpMflop * 1e6) / 2 / segments.length, variants: o.method === 'sdp' ? undefined : ['neuron'], minSteps: o.method === 'sdp' ? undefined : LIPSDP_DEFAULTS.bestMinSteps });
         if (o.method === 'sdp') warnings.push(...sdp.notes);
         if (sdp.upper) candidates.push({ method: 'sdp', upper: sdp.upper, estimate: sdp.estimate, ms: sdp.ms, work: sdp.work, note: `LipSDP ${[sdp.neuron, sdp.layer].filter((b) => b !== null).map((b) => `${b.method.slice(7)} ${b.value.toPrecision(4)}`).join(', ')} (${sdp.newtonSteps} Newton steps)` });
       } else if (o.method === 'sdp') warnings.push(`No LipSDP bound for ${segment.id}: ${lipsdpObstacle(segment, settings)}; AutoLip is used there.`);
@@ -211,7 +213,7 @@ export async function analyze(model: string | { bytes: Uint8Array; name: string 
     if (o.method === 'exact' && exact.status === 'unsupported') warnings.push(`No exact constant: ${exact.reason}; the report is AutoLip (--method best gives the tightest other bound).`);
     if (exact.status === 'bracket' && !exact.upper) warnings.push(`Exact constant not reached: ${exact.reason}; raise it with --exact-budget. The bracket below is what the other methods and the regions visited give.`);
   }
-  if (autolip.status === 'bounded' && o.method !== 'autolip' && (o.norm === 'inf' || o.method === 'best')) cross = await crossNormBound(built.ir, blocks, settings, o.norm);
+  if (autolip.status === 'bounded' && o.method !== 'autolip' && (o.norm === 'inf' || o.method === 'best')) cross = await crossNormBound(built.ir, blocks, settings, o.norm, CROSS_NORM_FLOP);
   const tNorms = performance.now();
   const compose = (mode: 'best' | 'cp' | 'seqlip' | 'sdp' | 'greedy') => (uses.length ? composeAutoLip(built.ir, blocks, norms, o.norm, uses, mode) : autolip);
   const has = (m: string) => uses.some((u) => u.candidates.some((c) => c.method === m));

@@ -16,14 +16,17 @@ const DENSE_LIMIT = { cols: 4096, entries: 4e6, lmi: 4096 };
 /**
  * Work budgets in multiply-adds. Measured here (2 shared cores, Node 20, one thread, load 3–8): 1–3e8 multiply-adds
  * per second, so `best` 4e9 (8000 Mflop) is about 15–40 s at most and `sdp` 2e10 (40000 Mflop) 1–3 minutes. A segment runs when the budget covers
- * MIN_STEPS Newton steps and its certificate; the solver stops when the budget is spent (a looser, still certified value).
+ * minSteps Newton steps and its certificate (60, or 250 under best: there LipSDP runs only where it is likely to
+ * converge — 150–350 steps were seen on the shared MLPs); the solver stops when the budget is spent (a looser, still certified value).
  */
-export const LIPSDP_DEFAULTS = { bestWork: 4e9, sdpWork: 2e10, minSteps: 60 } as const;
+export const LIPSDP_DEFAULTS = { bestWork: 4e9, sdpWork: 2e10, minSteps: 60, bestMinSteps: 250 } as const;
 
 /** Options of lipsdpSegmentBound. */
 export interface LipSdpOptions {
   /** Multiply-adds for the whole segment, both variants (default LIPSDP_DEFAULTS.sdpWork). --sdp-work gives Mflop: 2 per multiply-add. */
   readonly work?: number;
+  /** Newton steps the budget must cover for the segment to be tried at all (default LIPSDP_DEFAULTS.minSteps). */
+  readonly minSteps?: number;
   /** Which variants to solve (default both: Layer first, the cheap one). */
   readonly variants?: readonly LipSdpVariant[];
 }
@@ -100,7 +103,7 @@ function frobeniusUp(x: Float64Array): number {
  * product Â_K D ⋯ D Â_1 with D in the slope box), and the distance to the exact operators added:
  * ‖Π(Â_k + E_k)D‖ ≤ ‖ΠÂ_kD‖ + Π s_k·Σ_j e_j·Π_{k<j}(a_k + e_k)·Π_{k>j}a_k with a_k = ‖Â_k‖_F, e_k ≥ ‖E_k‖, s_k the
  * largest |slope| (as SeqLip's certified route). A variant is solved when `work` covers LIPSDP_DEFAULTS.minSteps Newton
- * steps and its certificate; its solver stops when the work is spent.
+ * steps (opts.minSteps) and its certificate; its solver stops when the work is spent.
  */
 export async function lipsdpSegmentBound(segment: Segment, settings: NormSettings, opts: LipSdpOptions = {}): Promise<LipSdpResult> {
   const t0 = performance.now();
@@ -115,8 +118,9 @@ export async function lipsdpSegmentBound(segment: Segment, settings: NormSetting
   const shape: LipSdpProblem = { layers: dims.map((d, k) => ({ w: new Float64Array(0), rows: d.rows, cols: k === 0 ? Math.min(d.cols, d.rows) : d.cols })), slopes: segment.activations.map((a) => a.slope) };
   const full: LipSdpProblem = { layers: dims.map((d) => ({ w: new Float64Array(0), rows: d.rows, cols: d.cols })), slopes: shape.slopes };
   const stepWork = lipSdpStepWork(shape), certWork = 12 * lipSdpCertifyWork(full);
-  const needed = LIPSDP_DEFAULTS.minSteps * stepWork + certWork;
-  if (needed > budget) return empty(`No LipSDP bound for ${segment.id}: ${LIPSDP_DEFAULTS.minSteps} interior-point steps and the certificate need about ${Math.ceil((2 * needed) / 1e6)} Mflop, over the ${Math.floor((2 * budget) / 1e6)} Mflop this segment was given (raise --sdp-work).`);
+  const minSteps = opts.minSteps ?? LIPSDP_DEFAULTS.minSteps;
+  const needed = minSteps * stepWork + certWork;
+  if (needed > budget) return empty(`No LipSDP bound for ${segment.id}: ${minSteps} interior-point steps and the certificate need about ${Math.ceil((2 * needed) / 1e6)} Mflop, over the ${Math.floor((2 * budget) / 1e6)} Mflop this segment was given (raise --sdp-work).`);
 
   const formed = [];
   for (const r of segment.regions) formed.push(await formRegion(r, settings));

@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { cpSegmentBound, segmentAutoLip } from '../../../src/estimators/cp.js';
 import { lipsdpObstacle, lipsdpSegmentBound } from '../../../src/estimators/lipsdp.js';
+import { analyze } from '../../../src/index.js';
 import { Random } from '../../../src/linalg/random.js';
 import { hasShared, SHARED } from '../../helpers/dense.js';
 import { ACTS, bruteForce, measureAll, mlpModel, pipeline, randomDense, settings, witness } from '../../helpers/mlp.js';
@@ -62,3 +63,25 @@ for (const [file, reference] of SHARED_CASES) {
     assert.ok(res.neuron.value >= reference * (1 - 5e-4) && res.neuron.value <= reference * 1.01, `${file}: ${res.neuron.value} vs ${reference}`);
   });
 }
+
+test('analyze --method sdp: the segment takes LipSDP, global.methods shows autolip+sdp with its work, best is never above it', async () => {
+  const rng = new Random(41);
+  const layers = randomDense([4, 6, 6, 3], rng);
+  const model = { bytes: mlpModel(layers, ACTS.relu), name: 'lipsdp.onnx' };
+  const sdp = await analyze(model, { method: 'sdp', device: 'cpu', lowerPairs: 0 });
+  assert.equal(sdp.settings.method, 'sdp');
+  assert.equal(sdp.settings.sdpWork, 40000);
+  assert.equal(sdp.global.upper?.method, 'autolip+sdp');
+  assert.equal(sdp.global.upper?.kind, 'certified');
+  const entry = sdp.global.methods.find((m) => m.method === 'autolip+sdp');
+  assert.ok(entry && entry.work && entry.work > 0, 'no work recorded for LipSDP');
+  const seg = sdp.layers.find((l) => l.kind === 'segment');
+  assert.match(seg?.upper?.method ?? '', /^lipsdp-(neuron|layer)$/);
+  assert.ok(sdp.global.upper!.value >= bruteForce(layers, ACTS.relu.slope, '2'));
+  const best = await analyze(model, { method: 'best', device: 'cpu', lowerPairs: 0 });
+  assert.ok(best.global.upper!.value <= sdp.global.upper!.value * (1 + 1e-9), `best ${best.global.upper!.value} above sdp ${sdp.global.upper!.value}`);
+  const inf = await analyze(model, { method: 'sdp', norm: 'inf', device: 'cpu', lowerPairs: 0 });
+  // ℓ∞ may use √n_in × an ℓ2 bound (the ℓ∞ code's choice), never LipSDP as an ℓ∞ bound of its own
+  assert.doesNotMatch(inf.global.upper?.method ?? '', /(^|\+)sdp/);
+  assert.ok(inf.warnings.some((w) => /ℓ2 constant only/.test(w)), inf.warnings.join(' | '));
+});

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -327,4 +328,42 @@ test('oval21_wide_kw: far above random pairs (0.05), below the upper bound (~18.
   t.diagnostic(`oval21_wide_kw: lower ${r.value} (IR ‖J‖ ${r.irNorm}), ${r.evaluations} model runs, ${r.products} products, plan ${JSON.stringify(r.plan)}`);
   assert.equal(r.method, 'jacobian-ascent');
   assert.ok(r.value >= 1.0 && r.value <= 18.6, `lower ${r.value}`);
+});
+
+test('the search stops where its counted work reaches the budget: the same step, the same pair, every time', async () => {
+  const net = reluNet(9, 4, 4, 2);
+  // less than the smallest plan (one start, five walk steps) needs: the counted work stops it midway
+  const budget = 5e6;
+  const a = await lowerBound(net.spec, { budget });
+  // a busy child process loads the machine for the second run: a clock-based budget would stop elsewhere
+  const hog = spawn(process.execPath, ['-e', 'for (;;) {}'], { stdio: 'ignore' });
+  let b: LowerBoundResult;
+  try {
+    b = await lowerBound(net.spec, { budget });
+  } finally {
+    hog.kill('SIGKILL');
+  }
+  assert.ok(a.truncated, 'the budget cut the plan short');
+  assert.ok(a.work > 0.7 * budget, `work ${a.work} against ${budget}`);
+  assert.deepEqual([b.evaluations, b.products, b.work, b.value], [a.evaluations, a.products, a.work, a.value]);
+  assert.deepEqual(b.x, a.x);
+  assert.deepEqual(b.xPrime, a.xPrime);
+});
+
+test('a model whose output overflows float32 (weights ≈ 1e14): the points are skipped and counted, nothing thrown', async () => {
+  const rand = mulberry32(17);
+  const big = (dims: number[]) => uniform(rand, dims, 1e14);
+  const spec: Spec = {
+    input: [1, 4], output: [1, 3],
+    nodes: [
+      { opType: 'Gemm', inputs: ['x', 'w1'], outputs: ['h1'], name: 'fc1' }, { opType: 'Relu', inputs: ['h1'], outputs: ['a1'], name: 'relu1' },
+      { opType: 'Gemm', inputs: ['a1', 'w2'], outputs: ['h2'], name: 'fc2' }, { opType: 'Relu', inputs: ['h2'], outputs: ['a2'], name: 'relu2' },
+      { opType: 'Gemm', inputs: ['a2', 'w3'], outputs: ['y'], name: 'fc3' },
+    ],
+    inits: [['w1', big([4, 6])], ['w2', big([6, 6])], ['w3', big([6, 3])]],
+  };
+  const r = await lowerBound(spec, { budget: 200 * MS });
+  assert.equal(r.method, 'jacobian-ascent');
+  assert.ok(r.nonFinite > 0 && r.nonFinite === r.evaluations, `${r.nonFinite} of ${r.evaluations} skipped`);
+  assert.equal(r.value, 0);
 });

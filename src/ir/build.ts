@@ -45,24 +45,36 @@ function topoOrder(model: OnnxModel, needed: Set<OnnxNode>, available: Set<strin
   for (const n of model.nodes) for (const o of n.outputs) if (o) producer.set(o, n);
   const order: OnnxNode[] = [];
   const state = new Map<OnnxNode, 1 | 2>();
-  const visit = (n: OnnxNode, path: OnnxNode[]) => {
-    const s = state.get(n);
-    if (s === 2) return;
-    if (s === 1) {
-      const cycle = listed([...path.slice(path.indexOf(n)), n].map((m) => `'${m.name}'`), ' → ');
-      throw new LipcheckError('UNREADABLE', `${model.file}: the graph has a cycle (${cycle}). ONNX graphs must be acyclic; re-export the model.`);
-    }
-    state.set(n, 1);
-    for (const i of n.inputs) {
+  // depth-first, post-order, with an explicit stack (the current path): recursion overflows on 100,000-node chains,
+  // and copying the path at every step made it quadratic
+  for (const root of model.nodes) {
+    if (!needed.has(root) || state.get(root) === 2) continue;
+    const stack: { node: OnnxNode; next: number }[] = [{ node: root, next: 0 }];
+    state.set(root, 1);
+    while (stack.length) {
+      const top = stack[stack.length - 1];
+      const n = top.node;
+      if (top.next === n.inputs.length) {
+        stack.pop();
+        state.set(n, 2);
+        if (needed.has(n)) order.push(n);
+        continue;
+      }
+      const i = n.inputs[top.next++];
       if (!i || available.has(i)) continue;
       const p = producer.get(i);
       if (!p) throw new LipcheckError('UNREADABLE', `${model.file}: ${n.opType} node '${n.name}' reads '${i}', which no node, initializer or graph input provides. The model is incomplete; re-export it.`);
-      visit(p, [...path, n]);
+      const s = state.get(p);
+      if (s === 2) continue;
+      if (s === 1) {
+        const path = stack.map((f) => f.node);
+        const cycle = listed([...path.slice(path.indexOf(p)), p].map((m) => `'${m.name}'`), ' → ');
+        throw new LipcheckError('UNREADABLE', `${model.file}: the graph has a cycle (${cycle}). ONNX graphs must be acyclic; re-export the model.`);
+      }
+      state.set(p, 1);
+      stack.push({ node: p, next: 0 });
     }
-    state.set(n, 2);
-    if (needed.has(n)) order.push(n);
-  };
-  for (const n of model.nodes) if (needed.has(n)) visit(n, []);
+  }
   return order;
 }
 

@@ -163,7 +163,7 @@ function externalBytes(p: any, origin: TensorOrigin, name: string, what = 'Initi
   const { real, exists } = realOrAncestor(lexical);
   if (!isInside(base, real)) throw outside;
   if (!exists) {
-    throw new LipcheckError('UNREADABLE', `${where} keeps its weights in the external data file ${quoted(location)}, which is missing from the model's folder. Copy the model's data files next to ${origin.file}.`);
+    throw new LipcheckError('UNREADABLE', `External data file ${quoted(location)} for ${what.toLowerCase()} '${name}' is missing from the folder of ${origin.file}. Copy the model's data files next to it.`);
   }
   let fd: number;
   try {

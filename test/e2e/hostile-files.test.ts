@@ -75,7 +75,7 @@ test('external data offsets and lengths that are not byte positions inside the f
 test('missing external data names the tensor, the location and what to do', () => {
   const r = cli(set.cases.ext_missing);
   assert.equal(r.code, 2, r.all);
-  assert.match(r.err, /Initializer 'w' in ext_missing\.onnx keeps its weights in the external data file 'nothing\.bin', which is missing from the model's folder\. Copy the model's data files next to ext_missing\.onnx\./);
+  assert.match(r.err, /External data file 'nothing\.bin' for initializer 'w' is missing from the folder of ext_missing\.onnx\. Copy the model's data files next to it\./);
 });
 
 test('external data in a subgraph is read by lipcheck from the model folder, whatever the working directory: bound = 1', () => {

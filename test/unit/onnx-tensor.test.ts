@@ -112,7 +112,7 @@ test('external data: a location that leaves the folder is refused the same way w
     for (const location of ['../outside/none.bin', 'link/real.bin', 'link/none.bin', 'link/../../outside/real.bin', join(root, 'outside', 'real.bin')]) {
       assert.equal(message(location), refused, location);
     }
-    assert.match(message('none.bin'), /'LOCATION', which is missing from the model's folder/);
+    assert.match(message('none.bin'), /External data file 'LOCATION' for initializer 't' is missing from the folder of m\.onnx/);
   } finally {
     rmSync(root, { recursive: true, force: true });
   }

@@ -11,7 +11,7 @@
  * Needs chromium on the PATH (`apt-get install -y chromium` on Debian); exits 2 without it. Not part of CI.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { BatchRecord } from '../src/batch/record.js';
 import { renderHtml } from '../src/report/html.js';
@@ -50,6 +50,7 @@ for (const [name, model] of singles) {
 // a batch over fixtures of every outcome: bounded chains, a residual net, unbounded, discontinuous, unreadable
 const batchModels = ['demo', 'mlp_relu', 'mlp_tanh', 'residual', 'conv_bn', 'tiny_relu', 'product', 'argmax', 'broken_truncated'].map((m) => `fixtures/${m}.onnx`);
 const jsonl = join(out, 'batch.jsonl');
+rmSync(jsonl, { force: true }); // batch keeps an earlier --out only with --resume
 lipcheck(['batch', ...batchModels, '--html', join(out, 'batch.html'), '--out', jsonl, '--jobs', '1', '--max', '20']);
 console.log('check-html: batch.html from lipcheck batch');
 const records: BatchRecord[] = readFileSync(jsonl, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as BatchRecord);

@@ -82,16 +82,17 @@ export const DEFAULTS = { method: 'best' as 'autolip' | 'cp' | 'seqlip' | 'sdp' 
  */
 export const LEGACY_MFLOP_PER_MS = { lower: 4, certify: 1.4 } as const;
 
+/** Largest ℓ2 measurement (flop of the cost model) the √n_in·ℓ2 bound of --norm inf may take; ℓ∞ row sums always run. */
+const CROSS_NORM_FLOP = 5e10;
+/** Network evaluations of the pattern search at the default lower-bound budget (scaled with --lower-work). */
+const PATTERN_EVALUATIONS = 2000;
+
 /**
  * Combettes–Pesquet's partial products may cost max(CP_MIN_FLOP, CP_PER_NORMS × the Lanczos work of the operator-norm
  * phase), in flop of the cost model (linalg/work.ts): 20 000 Mflop is about 5 s of onnxruntime products on the reference
  * machine. Under `best`, SeqLip shares max(SEQLIP_MIN_FLOP, SEQLIP_PER_NORMS × that work) over all segments by operator
  * count (its float64 kernels do about 1.4e6 flop/ms, so 7 000 Mflop is again about 5 s). Counted, never timed.
  */
-/** Largest ℓ2 measurement (flop of the cost model) the √n_in·ℓ2 bound of --norm inf may take; ℓ∞ row sums always run. */
-const CROSS_NORM_FLOP = 2e10;
-/** Network evaluations of the pattern search at the default lower-bound budget (scaled with --lower-budget). */
-const PATTERN_EVALUATIONS = 2000;
 const CP_MIN_FLOP = 2e10;
 const CP_PER_NORMS = 2;
 const SEQLIP_MIN_FLOP = 7e9;

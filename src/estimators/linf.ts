@@ -2,6 +2,7 @@ import type { Block } from '../ir/merge.js';
 import { sizeOf } from '../ir/tensor.js';
 import type { IrGraph } from '../ir/types.js';
 import { roundUp, sqrtUp } from '../linalg/dense.js';
+import { regionFlop } from '../linalg/work.js';
 import { composeAutoLip } from './autolip.js';
 import type { Bound, NormKind } from './kinds.js';
 import { measureRegion, type NormSettings, type OperatorNorm } from './operator-norm.js';
@@ -23,11 +24,17 @@ export interface CrossNormBound {
  * The norm equivalences as bounds: for every x, ‖x‖∞ ≤ ‖x‖₂ ≤ √n·‖x‖∞, hence L∞(f) ≤ √n_in·L₂(f) and
  * L₂(f) ≤ √n_out·L∞(f). Measures every merged operator in the other norm (ℓ2: the same Lanczos/certificates AutoLip
  * uses; ℓ∞: exact row sums), composes AutoLip there, and scales by √n rounded upward. Null when the graph has no
- * global constant. `norm` is the norm of the report; the other one is measured.
+ * global constant. `norm` is the norm of the report; the other one is measured. For ℓ2 (Lanczos on every operator)
+ * only when `work` flop of the cost model (linalg/work.ts: an apply and an adjoint per Lanczos step, at most
+ * settings.maxIterations steps) covers it; otherwise null.
  */
-export async function crossNormBound(ir: IrGraph, blocks: readonly Block[], settings: NormSettings, norm: NormKind): Promise<CrossNormBound | null> {
+export async function crossNormBound(ir: IrGraph, blocks: readonly Block[], settings: NormSettings, norm: NormKind, work = Infinity): Promise<CrossNormBound | null> {
   const t0 = performance.now();
   const other: NormKind = norm === 'inf' ? '2' : 'inf';
+  if (other === '2') {
+    const need = blocks.reduce((a, b) => a + (b.kind === 'operator' ? 2 * regionFlop(b.region) * settings.maxIterations : 0), 0);
+    if (need > work) return null;
+  }
   const s = { ...settings, norm: other };
   const norms = new Map<string, OperatorNorm>();
   let i = 0;

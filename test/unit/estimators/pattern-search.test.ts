@@ -1,0 +1,70 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { enumerateRegions, regionPoint, type ReluNet } from '../../../src/estimators/exact.js';
+import { patternSearchLowerBound } from '../../../src/estimators/pattern-search.js';
+import { buildIr } from '../../../src/ir/build.js';
+import { mergeLinear } from '../../../src/ir/merge.js';
+import { Random } from '../../../src/linalg/random.js';
+import { decodeModel } from '../../../src/onnx/read-model.js';
+import { ACTS, bruteForce, chain, mlpModel, opNorm, randomDense, runtime, type Dense } from '../../helpers/mlp.js';
+
+async function search(layers: Dense[], norm: '2' | 'inf', seeds: Float64Array[] = [], seed = 0, act = ACTS.relu) {
+  const model = decodeModel(mlpModel(layers, act), 't.onnx');
+  const built = await buildIr(model, { seed: 0, runtime });
+  return patternSearchLowerBound({ model, ir: built.ir, blocks: mergeLinear(built.ir), inputName: built.inputName, outputName: built.outputName, inputShape: built.inputShape, runtime, norm, seed, seeds, evaluations: 600 });
+}
+
+/** ‖J(x)‖ from the layers in float64 (ReLU). */
+function jacobianAt(layers: readonly Dense[], x: ArrayLike<number>, norm: '2' | 'inf'): number {
+  let a = Float64Array.from(x);
+  const ds: Float64Array[] = [];
+  for (const l of layers.slice(0, -1)) {
+    const h = Float64Array.from({ length: l.rows }, (_, i) => { let s = l.b[i]; for (let j = 0; j < l.cols; j++) s += l.w[i * l.cols + j] * a[j]; return s; });
+    ds.push(h.map((v) => (v > 0 ? 1 : 0)));
+    a = h.map((v) => Math.max(v, 0));
+  }
+  return opNorm(chain(layers, ds), layers[layers.length - 1].rows, layers[0].cols, norm);
+}
+
+test('pattern search: a valid lower bound (≤ brute force over patterns), its pair witnesses the region it reached, deterministic', async () => {
+  for (let seed = 0; seed < 4; seed++) {
+    const layers = randomDense([5, 7, 6, 3], new Random(500 + seed));
+    for (const norm of ['2', 'inf'] as const) {
+      const r = await search(layers, norm, [], seed);
+      const tag = `seed ${seed} ℓ${norm}`;
+      const brute = bruteForce(layers, [0, 1], norm);
+      assert.ok(r.value > 0 && r.value <= brute * (1 + 1e-4), `${tag}: ${r.value} vs brute force ${brute}`);
+      assert.ok(r.value <= r.regionNorm * (1 + 1e-4) && r.value >= r.regionNorm * (1 - 1e-3), `${tag}: pair ${r.value} vs region ‖J‖ ${r.regionNorm}`);
+      assert.ok(r.work <= 600 + 1, `${tag}: ${r.work} evaluations`);
+      const again = await search(layers, norm, [], seed);
+      assert.equal(again.value, r.value, `${tag}: not deterministic`);
+    }
+  }
+});
+
+test('pattern search only climbs: from a seed, the region reached is at least as steep as the seed’s', async () => {
+  for (let seed = 0; seed < 4; seed++) {
+    const layers = randomDense([4, 16, 16, 1], new Random(600 + seed));
+    const x0 = Float64Array.from({ length: 4 }, (_, i) => (i - 1.5) * 0.7);
+    const r = await search(layers, '2', [x0], seed);
+    assert.ok(r.regionNorm >= jacobianAt(layers, x0, '2') * (1 - 1e-9), `seed ${seed}: ${r.regionNorm} below the seed's ${jacobianAt(layers, x0, '2')}`);
+  }
+});
+
+test('seeded with the exact enumeration’s best region, it witnesses the exact constant (2-input nets)', async () => {
+  for (let seed = 0; seed < 3; seed++) {
+    const layers = randomDense([2, 8, 6, 2], new Random(700 + seed));
+    const net: ReluNet = { inputs: 2, layers: layers.map((l) => ({ ...l, we: new Float64Array(l.w.length), be: new Float64Array(l.b.length) })), slopes: [[0, 1], [0, 1]] };
+    const e = enumerateRegions(net, '2');
+    const r = await search(layers, '2', [regionPoint(e.best[0])], seed);
+    // the walk starts in the best region and stays there; the float32 pair inside it loses at most its rounding allowance
+    assert.ok(Math.abs(r.regionNorm - e.upper) <= 1e-9 * e.upper, `seed ${seed}: region ‖J‖ ${r.regionNorm} vs exact ${e.upper}`);
+    assert.ok(r.value >= e.upper * (1 - 1e-2) && r.value <= e.upper * (1 + 1e-6), `seed ${seed}: ${r.value} vs exact ${e.upper}`);
+  }
+});
+
+test('pattern search declines networks it cannot read back, saying why', async () => {
+  const r = await search(randomDense([3, 4, 1], new Random(1)), '2', [], 0, ACTS.tanh);
+  assert.equal(r.value, 0);
+  assert.match(r.reason ?? '', /Tanh/);
+});

@@ -110,7 +110,7 @@ function weightBytes(g: GraphSpec): number {
 
 /**
  * Under --certify auto a region's certificates may cost CERTIFY_PER_LANCZOS × its Lanczos work (flop), at least
- * CERTIFY_FLOOR_FLOP and at most the --certify-budget cap: about twice the estimate's time on the reference machine,
+ * CERTIFY_FLOOR_FLOP and at most the --certify-work cap: about twice the estimate's time on the reference machine,
  * where onnxruntime did about 4e6 flop/ms (linalg/work.ts) and the certificates' float64 kernels about 1.4e6, and never
  * less than 200 ms of certificate work. Counted, not timed: the same on every run.
  */

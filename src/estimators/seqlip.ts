@@ -534,7 +534,7 @@ export async function seqlipSegmentBound(segment: Segment, settings: NormSetting
   else {
     const svdFlop = segment.regions.reduce((s, r) => { const rows = sizeOf(r.outShape), cols = sizeOf(r.inShape); return s + SVD_FLOP * rows * cols * Math.min(rows, cols) + cols * CALL_FLOP; }, 0);
     if (settings.certify === 'off' || settings.certify === 'none') notes.push(`No certified SeqLip bound for ${segment.id}: certificates are off (--certify ${settings.certify}).`);
-    else if (svdFlop > 0.5 * budget) notes.push(`No certified SeqLip bound for ${segment.id}: forming and factorising its operators' matrices would take about ${formatMflop(svdFlop)} Mflop, over half the ${formatMflop(budget)} Mflop budget; raise --certify-budget to get one.`);
+    else if (svdFlop > 0.5 * budget) notes.push(`No certified SeqLip bound for ${segment.id}: forming and factorising its operators' matrices would take about ${formatMflop(svdFlop)} Mflop, over half the ${formatMflop(budget)} Mflop budget; raise --certify-work to get one.`);
     else {
       const dense: DenseRegion[] = [];
       for (const r of segment.regions) dense.push(await formDense(r, settings));

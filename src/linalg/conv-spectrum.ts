@@ -458,7 +458,7 @@ export function convSpectralNormBound(spec: ConvSpec, opts: { budgetFlop?: numbe
   const what = `the ${spec.weightDims.join('×')} convolution on a ${spec.inputSpatial.join('×')} input (${blocks} frequency blocks of ${coutG}×${cinG} on the ${grid.join('×')} grid)`;
   if (predicted > budgetFlop) {
     throw new BudgetExceededError(
-      `A certified circular-embedding bound for ${what} would take about ${formatMflop(predicted)} Mflop, over its work budget of ${formatMflop(budgetFlop)} Mflop; use a probabilistic bound or raise --certify-budget.`,
+      `A certified circular-embedding bound for ${what} would take about ${formatMflop(predicted)} Mflop, over its work budget of ${formatMflop(budgetFlop)} Mflop; use a probabilistic bound or raise --certify-work.`,
       predicted,
       budgetFlop,
     );
@@ -468,7 +468,7 @@ export function convSpectralNormBound(spec: ConvSpec, opts: { budgetFlop?: numbe
     spent += flop;
     if (spent > budgetFlop) {
       throw new BudgetExceededError(
-        `A certified circular-embedding bound for ${what} ran past its work budget of ${formatMflop(budgetFlop)} Mflop; use a probabilistic bound or raise --certify-budget.`,
+        `A certified circular-embedding bound for ${what} ran past its work budget of ${formatMflop(budgetFlop)} Mflop; use a probabilistic bound or raise --certify-work.`,
         spent,
         budgetFlop,
       );

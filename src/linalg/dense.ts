@@ -338,7 +338,7 @@ function charge(budget: Budget | undefined, flop: number): void {
   budget.spent += flop;
   if (budget.spent > budget.limit) {
     throw new BudgetExceededError(
-      `A certified spectral norm of ${budget.what} ran past its work budget of ${formatMflop(budget.limit)} Mflop; use a probabilistic bound or raise --certify-budget.`,
+      `A certified spectral norm of ${budget.what} ran past its work budget of ${formatMflop(budget.limit)} Mflop; use a probabilistic bound or raise --certify-work.`,
       budget.spent,
       budget.limit,
     );
@@ -486,7 +486,7 @@ export function denseSpectralNormBound(w: RealMatrix, rows: number, cols: number
   const predicted = denseCertificateFlop(rows, cols);
   if (predicted > budget.limit) {
     throw new BudgetExceededError(
-      `A certified spectral norm of ${budget.what} would take about ${formatMflop(predicted)} Mflop, over its work budget of ${formatMflop(budget.limit)} Mflop; use a probabilistic bound or raise --certify-budget.`,
+      `A certified spectral norm of ${budget.what} would take about ${formatMflop(predicted)} Mflop, over its work budget of ${formatMflop(budget.limit)} Mflop; use a probabilistic bound or raise --certify-work.`,
       predicted,
       budget.limit,
     );

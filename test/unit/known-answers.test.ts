@@ -102,7 +102,10 @@ test('tiny ReLU net: upper ≥ max over activation patterns ≥ true constant �
     brute = Math.max(brute, Math.hypot(row[0], row[1]));
   }
   const r = await analyze(FIXTURES + 'tiny_relu.onnx', { ...opts, lowerBudgetMs: 1500 });
-  assert.ok(r.global.upper!.value >= brute * (1 - 1e-12));
+  // with 2 inputs the default (best) reaches the exact constant by region enumeration: 4 lines in the plane realise
+  // 11 of the 16 patterns, so the exact value lies at or below the max over all of them
+  if (r.global.upper!.kind === 'exact') assert.ok(r.global.upper!.value <= brute * (1 + 1e-12) && r.global.lower!.value >= r.global.upper!.value * (1 - 1e-6));
+  else assert.ok(r.global.upper!.value >= brute * (1 - 1e-12));
   assert.ok(r.global.lower!.value <= brute * (1 + 1e-4));
   assert.ok(r.global.lower!.value > 0);
 });

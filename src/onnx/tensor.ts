@@ -1,3 +1,4 @@
+import { kMaxLength } from 'node:buffer';
 import { closeSync, constants, fstatSync, openSync, readSync, realpathSync } from 'node:fs';
 import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { LipcheckError } from '../errors.js';
@@ -84,6 +85,15 @@ function fromTypedFields(dtype: DType, p: any): TensorData | null {
   }
 }
 
+/** The bytes a TensorProto's dims and fixed-width type need, or null when they do not say (unknown type, bad dims). */
+function declaredBytes(p: any): number | null {
+  const per = BYTES[DATA_TYPES[p.dataType] as DType];
+  const dims: number[] = (p.dims ?? []).map(longToNumber);
+  if (per === undefined || dims.some((d) => d < 0 || !Number.isSafeInteger(d))) return null;
+  const n = sizeOf(dims) * per;
+  return Number.isSafeInteger(n) ? n : null;
+}
+
 /** A byte position written as a decimal string in external_data: digits only, a safe integer; null otherwise. */
 function bytePosition(value: string | undefined): number | null {
   if (value === undefined) return null;
@@ -167,8 +177,9 @@ function externalBytes(p: any, origin: TensorOrigin, name: string, what = 'Initi
   }
   let fd: number;
   try {
-    // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer
-    fd = openSync(real, constants.O_RDONLY | constants.O_NONBLOCK);
+    // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer; O_NOFOLLOW: `real` has no symlink
+    // left, so one found here was swapped in after the check
+    fd = openSync(real, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOFOLLOW);
   } catch (e) {
     throw new LipcheckError('UNREADABLE', `The external data file ${quoted(location)} of ${what.toLowerCase()} '${name}' in ${origin.file} cannot be opened (${(e as NodeJS.ErrnoException).code ?? e}). Check its permissions.`, { cause: e });
   }
@@ -186,6 +197,14 @@ function externalBytes(p: any, origin: TensorOrigin, name: string, what = 'Initi
     const count = length ?? size - start;
     if (start + count > size) {
       throw new LipcheckError('UNREADABLE', `External data file ${quoted(location)} for ${what.toLowerCase()} '${name}' is too short: it has ${size} bytes but the model reads ${count} bytes at offset ${start}. The file is truncated; copy it again.`);
+    }
+    // checked before reading, so a wrong length never makes lipcheck read (or allocate) more than the tensor holds
+    const expected = declaredBytes(p);
+    if (expected !== null && count !== expected) {
+      throw new LipcheckError('UNREADABLE', `${where} has ${count} bytes of external data in ${quoted(location)}, but its shape [${(p.dims ?? []).map(longToNumber).join(', ')}] of ${DATA_TYPES[p.dataType]} needs ${expected}. The model or its data file is corrupt; re-export it.`);
+    }
+    if (count > kMaxLength) {
+      throw new LipcheckError('UNSUPPORTED', `${where} has ${count} bytes of external data, more than one tensor lipcheck can hold (${kMaxLength} bytes).`);
     }
     return readAt(fd, start, count);
   } finally {

@@ -34,12 +34,33 @@ export function checkStdinModel(bytes: Uint8Array): string[] {
   }
   const g = m.graph;
   if (!g) return [];
-  const tensors: { name: string; externalData?: { key: string; value: string }[]; dataLocation?: number }[] = [...(g.initializer ?? [])];
-  for (const n of g.node ?? []) for (const a of n.attribute ?? []) tensors.push(...(a.t ? [a.t] : []), ...(a.tensors ?? []));
-  const external = tensors.find((t) => t.dataLocation === 1);
+  const external = findExternal(m);
   if (external) {
     const location = (external.externalData ?? []).find((e) => e.key === 'location')?.value;
     throw new LipcheckError('USAGE', `The model read from stdin keeps tensor '${external.name || '(unnamed)'}' in external data${location ? ` ('${location}')` : ''}, which is found relative to the model's file; a model on stdin has no file, so lipcheck cannot read it. Give the model's path instead of '-'.`);
   }
   return (g.output ?? []).map((o: { name: string }) => o.name);
+}
+
+interface ExternalTensor { name: string; externalData?: { key: string; value: string }[]; dataLocation?: number }
+
+/**
+ * The first tensor anywhere in the decoded model (initializers, Constant values, sparse tensors, subgraphs,
+ * functions) stored as external data, or null. Walks every message; numeric arrays and byte buffers are skipped.
+ */
+function findExternal(root: unknown): ExternalTensor | null {
+  const stack: unknown[] = [root];
+  while (stack.length) {
+    const v = stack.pop();
+    if (v === null || typeof v !== 'object' || ArrayBuffer.isView(v)) continue;
+    if (Array.isArray(v)) {
+      if (v.length && typeof v[0] !== 'object') continue;
+      for (const x of v) stack.push(x);
+      continue;
+    }
+    const o = v as Record<string, unknown>;
+    if (o.dataLocation === 1) return o as unknown as ExternalTensor;
+    for (const k of Object.keys(o)) stack.push(o[k]);
+  }
+  return null;
 }

@@ -61,7 +61,7 @@ export function renderTable(report: LipschitzReport, color: boolean): string {
     if (g.methods.length > 1) lines.push(`  by method: ${g.methods.map((m) => (m.upper ? `${m.method} ${formatNumber(m.upper.value)} (${m.upper.kind})` : `${m.method} ${formatNumber(m.estimate)} (estimate, no guarantee)`)).join(' · ')}`);
     if (g.estimate !== null) lines.push(c.dim(`  AutoLip with per-operator estimates (no guarantee): ${formatNumber(g.estimate)}`));
   }
-  // the report's warnings go to stderr (the CLI prints them): stdout carries the report alone, README "Output"
+  // the report's warnings go to stderr (the CLI prints them): stdout carries the report alone (README, first section)
   lines.push(c.dim(`time ${ms(report.timings.totalMs)} (load ${ms(report.timings.loadMs)}, build ${ms(report.timings.buildMs)}, norms ${ms(report.timings.normsMs)}, lower bound ${ms(report.timings.lowerMs)}) on ${report.settings.provider}${report.resources?.peakRssMb ? `, peak memory ${report.resources.peakRssMb} MB` : ''}`));
   return lines.join('\n') + '\n';
 }

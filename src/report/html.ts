@@ -452,6 +452,9 @@ export function compositionSteps(layers: readonly LayerResult[]): { steps: Step[
   return { steps, merges, chain };
 }
 
+// AutoLip's value over another: '÷9.151' when the other is tighter, '×636.0' when it is looser
+const versus = (ratio: number): string => (ratio >= 1 ? `÷${fmt(ratio)}` : `×${fmt(1 / ratio)}`);
+
 function compositionSection(r: LipschitzReport, idp: string): string {
   const g = r.global;
   const parts: string[] = [`<section id="${idp}composition"><h2>How the global bound is composed</h2>`];
@@ -460,8 +463,8 @@ function compositionSection(r: LipschitzReport, idp: string): string {
     const rows = g.methods.map((m) => {
       const v = m.upper?.value ?? m.estimate;
       const chosen = g.upper !== null && m.upper !== null && m.method === g.upper.method && m.upper.value === g.upper.value;
-      const ratio = v !== null && g.methods[0].upper && m !== g.methods[0] ? g.methods[0].upper.value / v : null;
-      return `<tr${chosen ? ' class="chosen"' : ''}><td><code>${esc(m.method)}</code>${chosen ? ' <span class="badge passed">reported</span>' : ''}</td><td class="num" data-v="${numAttr(v)}">${esc(fmt(v))}</td><td>${m.upper ? `<span class="k-${m.upper.kind}">${esc(m.upper.kind)}</span>` : '<span class="k-estimate">estimate</span> <span class="muted">(no guarantee)</span>'}</td><td class="num">${ratio !== null ? esc(`÷${fmt(ratio)}`) : ''}</td></tr>`;
+      const ratio = v !== null && v > 0 && g.methods[0].upper && m !== g.methods[0] ? g.methods[0].upper.value / v : null;
+      return `<tr${chosen ? ' class="chosen"' : ''}><td><code>${esc(m.method)}</code>${chosen ? ' <span class="badge passed">reported</span>' : ''}</td><td class="num" data-v="${numAttr(v)}">${esc(fmt(v))}</td><td>${m.upper ? `<span class="k-${m.upper.kind}">${esc(m.upper.kind)}</span>` : '<span class="k-estimate">estimate</span> <span class="muted">(no guarantee)</span>'}</td><td class="num">${ratio !== null ? esc(versus(ratio)) : ''}</td></tr>`;
     });
     parts.push(`<div class="table-wrap"><table class="methods"><thead><tr><th>method</th><th class="num">global value</th><th>kind</th><th class="num">vs AutoLip</th></tr></thead><tbody>\n${rows.join('\n')}\n</tbody></table></div>`);
   }
@@ -469,7 +472,7 @@ function compositionSection(r: LipschitzReport, idp: string): string {
   if (segs.length) {
     const rows = segs.map(({ l, i }) => {
       const al = l.candidates.find((c) => c.method === 'autolip' || c.method.startsWith('autolip'))?.value ?? null;
-      return `<tr><td class="num">${i + 1}</td><td><code>${esc(l.id)}</code></td><td class="num" data-v="${numAttr(al)}">${esc(fmt(al))}</td><td class="num" data-v="${numAttr(l.upper!.value)}">${esc(fmt(l.upper!.value))}</td><td><code>${esc(l.upper!.method)}</code></td><td class="num">${al !== null && l.upper!.value > 0 ? esc(`÷${fmt(al / l.upper!.value)}`) : ''}</td></tr>`;
+      return `<tr><td class="num">${i + 1}</td><td><code>${esc(l.id)}</code></td><td class="num" data-v="${numAttr(al)}">${esc(fmt(al))}</td><td class="num" data-v="${numAttr(l.upper!.value)}">${esc(fmt(l.upper!.value))}</td><td><code>${esc(l.upper!.method)}</code></td><td class="num">${al !== null && l.upper!.value > 0 ? esc(versus(al / l.upper!.value)) : ''}</td></tr>`;
     });
     parts.push(`<p class="caption">Each segment (a chain operator → activation → … → operator) is bounded as a whole; its factor replaces the product of its rows.</p>`);
     parts.push(`<div class="table-wrap"><table class="segments"><thead><tr><th class="num">#</th><th>segment</th><th class="num">AutoLip product</th><th class="num">factor used</th><th>method</th><th class="num">saved</th></tr></thead><tbody>\n${rows.join('\n')}\n</tbody></table></div>`);

@@ -272,7 +272,7 @@ const CHAIN_BOUND = 5.2 * 4.5 * 0.5 * 1.5; // 17.55, what AutoLip composes from 
 test('the composition view multiplies the factors along a chain and ends at the global bound', () => {
   const r = report({ layers: CHAIN }, {
     upper: { value: CHAIN_BOUND * (1 + 1e-15), kind: 'probabilistic', method: 'autolip+cp' }, estimate: 16,
-    methods: [{ method: 'autolip', upper: { value: 5.2 * 6 * 0.5 * 1.5, kind: 'probabilistic', method: 'autolip' }, estimate: 21 }, { method: 'autolip+cp', upper: { value: CHAIN_BOUND * (1 + 1e-15), kind: 'probabilistic', method: 'autolip+cp' }, estimate: 16 }],
+    methods: [{ method: 'autolip', upper: { value: 5.2 * 6 * 0.5 * 1.5, kind: 'probabilistic', method: 'autolip' }, estimate: 21 }, { method: 'autolip+cp', upper: { value: CHAIN_BOUND * (1 + 1e-15), kind: 'probabilistic', method: 'autolip+cp' }, estimate: 16 }, { method: 'loose', upper: { value: 5.2 * 6 * 0.5 * 1.5 * 4, kind: 'certified', method: 'loose' }, estimate: null }],
   });
   const doc = checkPage(renderHtml({ kind: 'model', report: r }));
   const section = byId(doc, 'composition');
@@ -291,7 +291,7 @@ test('the composition view multiplies the factors along a chain and ends at the 
   assert.match(text, /2 activation rows with slope 1 \(Relu ×1, LeakyRelu ×1\) are left out/);
   // per-method contributions: AutoLip 23.4 against the reported 17.55 (÷1.333), and the segment's 6 → 4.5 (÷1.333)
   const methods = all(all(byClass(section, 'table', 'methods')[0], 'tbody')[0], 'tr').map((tr) => all(tr, 'td').map(textOf));
-  assert.deepEqual(methods.map((c) => [c[0], c[1], c[3]]), [['autolip', '23.40', ''], ['autolip+cp reported', '17.55', '÷1.333']]);
+  assert.deepEqual(methods.map((c) => [c[0], c[1], c[3]]), [['autolip', '23.40', ''], ['autolip+cp reported', '17.55', '÷1.333'], ['loose', '93.60', '×4.000']]);
   const seg = all(all(byClass(section, 'table', 'segments')[0], 'tbody')[0], 'tr').map((tr) => all(tr, 'td').map(textOf));
   assert.deepEqual(seg, [['6', 'seg1', '6.000', '4.500', 'combettes-pesquet(m=2)', '÷1.333']]);
 });

@@ -74,7 +74,9 @@ export async function main(argv: readonly string[]): Promise<number> {
     const useColor = opts.color !== false && !opts.json && Boolean(process.stdout.isTTY) && !process.env.NO_COLOR;
     let witness: WitnessPair | null = null;
     if (opts.allOutputs && (opts.output || opts.witness)) throw new LipcheckError('USAGE', `--all-outputs analyses every output: it cannot be combined with ${opts.output ? '--output' : '--witness'}.`);
-    const outputs: (string | undefined)[] = opts.allOutputs ? stdinOutputs ?? graphOutputs(modelPath) : [opts.output];
+    // --all-outputs: every graph output; none to list (bytes that do not decode, no outputs) leaves the error to analyze
+    const listed = opts.allOutputs ? (fromStdin ? stdinOutputs ?? [] : graphOutputs(modelPath)) : [];
+    const outputs: (string | undefined)[] = opts.allOutputs && listed.length ? listed : [opts.output];
     const reports: LipschitzReport[] = [];
     let deviceSaid = false;
     const peakRssMb = () => { const kb = process.resourceUsage().maxRSS; return kb ? Math.round(kb / 1024) : null; };

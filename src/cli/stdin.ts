@@ -21,19 +21,19 @@ export async function readModelFromStream(stream: NodeJS.ReadableStream & { isTT
 }
 
 /**
- * The graph outputs of a model read from stdin, after checking that nothing in it is stored as external data: that
+ * The graph outputs of a model read from stdin (null when the bytes do not decode), after checking that nothing in it is stored as external data: that
  * data is located relative to the model file, and stdin has no file. Bytes that do not decode are left for the
  * analysis to report (it names them the same way).
  */
-export function checkStdinModel(bytes: Uint8Array): string[] {
+export function checkStdinModel(bytes: Uint8Array): string[] | null {
   let m: any; // eslint-disable-line @typescript-eslint/no-explicit-any
   try {
     m = onnx.ModelProto.decode(bytes);
   } catch {
-    return [];
+    return null;
   }
   const g = m.graph;
-  if (!g) return [];
+  if (!g) return null;
   const external = findExternal(m);
   if (external) {
     const location = (external.externalData ?? []).find((e) => e.key === 'location')?.value;

@@ -249,6 +249,9 @@ test('- reads the model from stdin: the same numbers as from the file; external 
   const junk = run(['-', '--device', 'cpu'], readFileSync(FIXTURES + 'broken_not_onnx.onnx'));
   assert.equal(junk.code, 2);
   assert.match(junk.err, /'<stdin>' is not a readable ONNX model/);
+  const junkAll = run(['-', '--all-outputs', '--device', 'cpu'], readFileSync(FIXTURES + 'broken_not_onnx.onnx'));
+  assert.equal(junkAll.code, 2, 'with --all-outputs too: the decoding error, not an internal one');
+  assert.match(junkAll.err, /'<stdin>' is not a readable ONNX model/);
   const empty = run(['-', '--device', 'cpu'], '');
   assert.equal(empty.code, 2);
   assert.match(empty.err, /'<stdin>' is empty/);

@@ -3,6 +3,7 @@ import { ModelRunner, randomTensor } from '../linalg/runner.js';
 import type { RuntimeOptions } from '../linalg/runtime.js';
 import type { OnnxModel, OnnxNode } from '../onnx/read-model.js';
 import { DATA_TYPES } from '../onnx/proto.js';
+import { halfToFloat } from '../onnx/tensor.js';
 import { encodeForRuntimeFeeding } from '../onnx/writer.js';
 import { auditConstants, UnsupportedNode, type ConvertContext, type InputValue } from '../ops/context.js';
 import { fusePatterns } from '../ops/patterns.js';
@@ -39,6 +40,13 @@ const FEED_BYTES = 1 << 20;
 
 /** Ops whose output depends only on the input's shape, never its values. */
 const SHAPE_ONLY = new Set(['Shape', 'Size']);
+
+/**
+ * Single-output ops whose output has their first input's shape and element type: the shape run does not fetch their
+ * outputs but copies the input's shape (onnxruntime takes superlinear time in the number of fetched outputs: a chain
+ * of 40,000 Identity nodes is 15 s to load with no extra output and 69 s with every one).
+ */
+const SAME_SHAPE = new Set(['Identity', 'Relu', 'LeakyRelu', 'Sigmoid', 'Tanh', 'Elu', 'Selu', 'Softplus', 'Softsign', 'HardSigmoid', 'Neg']);
 
 function topoOrder(model: OnnxModel, needed: Set<OnnxNode>, available: Set<string>): OnnxNode[] {
   const producer = new Map<string, OnnxNode>();
@@ -188,6 +196,14 @@ export async function buildIr(original: OnnxModel, options: BuildOptions): Promi
     for (const i of n.inputs) if (i && !available.has(i)) wanted.add(i);
   }
   wanted.delete(input.name);
+  // outputs of shape-preserving ops read by other dynamic nodes only: their shape is their input's (filled in below)
+  const sameAs = new Map<string, string>();
+  for (const n of dynNodes) {
+    if (n.domain === '' && SAME_SHAPE.has(n.opType) && n.outputs.length === 1 && n.outputs[0] && n.outputs[0] !== outputName && dynamic.has(n.inputs[0])) {
+      sameAs.set(n.outputs[0], n.inputs[0]);
+      wanted.delete(n.outputs[0]);
+    }
+  }
   const feeds: Record<string, Tensor> = { [input.name]: randomTensor(shape, options.seed) };
   for (const o of others) {
     const dims = (o.dims ?? []).map((d) => (typeof d === 'number' ? d : 1));
@@ -211,7 +227,8 @@ export async function buildIr(original: OnnxModel, options: BuildOptions): Promi
     });
     try {
       const out = await runner.run({ ...runtimeModel.feeds, ...feeds }, [...wanted]);
-      for (const [k, t] of out) values.set(k, t);
+      // onnxruntime returns float16 as its raw bits (Uint16Array): widen them, as the reader does, before any converter reads them
+      for (const [k, t] of out) values.set(k, t.dtype === 'float16' && t.data instanceof Uint16Array ? { ...t, data: Float32Array.from(t.data, halfToFloat) } : t);
     } catch (e) {
       if (missing.length) throw unsupportedError(model.file, missing, []);
       const msg = (e as Error).message;
@@ -222,6 +239,14 @@ export async function buildIr(original: OnnxModel, options: BuildOptions): Promi
     } finally {
       await runner.release();
     }
+  }
+
+  for (const n of dynNodes) {
+    const from = n.outputs[0] !== undefined ? sameAs.get(n.outputs[0]) : undefined;
+    if (from === undefined) continue;
+    const t = from === input.name ? { dtype: 'float32' as DType, dims: shape } : values.get(from);
+    // shape and type only: a dynamic value's elements are never read as a constant
+    if (t) values.set(n.outputs[0], { dtype: t.dtype, dims: t.dims, data: new Float32Array(0) });
   }
 
   const nodes: IrNode[] = [];

@@ -82,6 +82,8 @@ export const DEFAULTS = { method: 'best' as 'autolip' | 'cp' | 'seqlip' | 'sdp' 
  */
 export const LEGACY_MFLOP_PER_MS = { lower: 4, certify: 1.4 } as const;
 
+/** Under best, the exact enumeration also stops at this many multiply-adds (cells × 3 per nonzero weight): TLL-size nets fit. */
+const EXACT_BEST_WORK = 4e9;
 /** Largest ℓ2 measurement (flop of the cost model) the √n_in·ℓ2 bound of --norm inf may take; ℓ∞ row sums always run. */
 const CROSS_NORM_FLOP = 5e10;
 /** Network evaluations of the pattern search at the default lower-bound budget (scaled with --lower-work). */
@@ -210,7 +212,7 @@ export async function analyze(model: string | { bytes: Uint8Array; name: string 
   let exact: ExactResult | null = null;
   let cross: CrossNormBound | null = null;
   if (autolip.status === 'bounded' && (o.method === 'exact' || o.method === 'best')) {
-    exact = await exactLipschitz({ model: onnx, ir: built.ir, blocks, inputName: built.inputName, outputName: built.outputName, inputShape: built.inputShape, runtime, norm: o.norm, budget: o.exactBudget });
+    exact = await exactLipschitz({ model: onnx, ir: built.ir, blocks, inputName: built.inputName, outputName: built.outputName, inputShape: built.inputShape, runtime, norm: o.norm, budget: o.exactBudget, work: o.method === 'best' ? EXACT_BEST_WORK : undefined });
     if (o.method === 'exact' && exact.status === 'unsupported') warnings.push(`No exact constant: ${exact.reason}; the report is AutoLip (--method best gives the tightest other bound).`);
     if (exact.status === 'bracket' && !exact.upper) warnings.push(`Exact constant not reached: ${exact.reason}; raise it with --exact-budget. The bracket below is what the other methods and the regions visited give.`);
   }

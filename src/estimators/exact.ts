@@ -756,6 +756,8 @@ export interface ExactArgs {
   readonly norm: NormKind;
   /** Cells the enumeration may visit (default 200 000). */
   readonly budget?: number;
+  /** Also cap the cells at this many multiply-adds of the rows' propagation (3 per nonzero weight per cell); default none. */
+  readonly work?: number;
 }
 
 /** An exact constant (upper and lower within 1e-6), or the bracket reached, or why the method does not apply. */
@@ -807,7 +809,9 @@ export async function exactLipschitz(args: ExactArgs): Promise<ExactResult> {
       const tol = 1e-9 * (1 + want.reduce((a, v) => Math.max(a, Math.abs(v)), 0)) + evaluationError(net, x.subarray(0, n));
       if (got.length !== want.length || want.some((v, i) => Math.abs(v - got[i]) > tol)) return none('the affine layers read back from the model do not reproduce its outputs');
     }
-    const en = enumerateRegions(net, args.norm, args.budget ?? 200_000);
+    // a cell costs about 3 multiply-adds per nonzero weight (its rows' propagation): wide networks get fewer cells
+    const perCell = 3 * net.layers.reduce((a, l) => a + l.w.reduce((c, w) => c + (w !== 0 ? 1 : 0), 0), 0);
+    const en = enumerateRegions(net, args.norm, Math.max(1, Math.min(args.budget ?? 200_000, Math.floor((args.work ?? Infinity) / perCell))));
     const inf = args.norm === 'inf';
     let lower = 0, pair: ExactResult['pair'] = null, lower32: ExactResult['lower32'] = null;
     const seeds: Float64Array[] = [];

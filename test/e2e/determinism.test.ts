@@ -8,6 +8,8 @@ import { fileURLToPath } from 'node:url';
 import type { Tensor } from '../../src/ir/tensor.js';
 import { Random } from '../../src/linalg/random.js';
 import { CALL_FLOP, regionFlop, WorkBudget } from '../../src/linalg/work.js';
+import { analysisOptions } from '../../src/cli/args.js';
+import { certificateBudget } from '../../src/estimators/operator-norm.js';
 import { topSingularTriplets } from '../../src/linalg/top-singular.js';
 import { encodeGraph } from '../../src/onnx/writer.js';
 import { FIXTURES, hasShared, SHARED, sigmaMax } from '../helpers/dense.js';
@@ -82,6 +84,19 @@ test('a work budget stops after exactly N units, and a Krylov run after the firs
   // a budget of exactly the products the first run took stops at the same cycle boundary
   const fewer = await topSingularTriplets(op, 4, { seed: 1, tol: 1e-14, maxProducts: first.products });
   assert.equal(fewer.products, first.products);
+});
+
+test('budgets come from counted work and settings only: the certificate rule, and the old millisecond options read at a fixed rate', () => {
+  const auto = { certify: 'auto' as const, certifyBudget: 2.8e9 };
+  assert.equal(certificateBudget(auto, 0), 2.8e8, 'the floor');
+  assert.equal(certificateBudget(auto, 1e9), 7e8, '0.7 × the Lanczos work');
+  assert.equal(certificateBudget(auto, 1e11), 2.8e9, 'the --certify-work cap');
+  assert.equal(certificateBudget({ ...auto, certify: 'strict' }, 0), 2.8e9);
+  const o = analysisOptions({ certifyBudget: '1000', lowerBudget: '25', certifyWork: '2800', lowerWork: '8000' });
+  assert.deepEqual([o.certifyBudget, o.lowerBudget], [1400, 100]);
+  const n = analysisOptions({ certifyWork: '50', lowerWork: '0' });
+  assert.deepEqual([n.certifyBudget, n.lowerBudget], [50, 0]);
+  assert.throws(() => analysisOptions({ lowerWork: '-1' }), /--lower-work '-1' is invalid/);
 });
 
 /**

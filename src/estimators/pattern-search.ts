@@ -25,7 +25,7 @@ export interface PatternSearchArgs {
   readonly seeds?: readonly ArrayLike<number>[];
   /** Network evaluations (float64, in JS) the walks may spend (default 2000); model runs for confirmation come on top (2 per walk). */
   readonly evaluations?: number;
-  /** At most this many walks (default 48), seeds included. */
+  /** At most this many walks (default 96), seeds included. */
   readonly walks?: number;
 }
 
@@ -60,6 +60,7 @@ interface State {
 
 const POWER_STEPS = 60;
 const SCALES = [1, 3, 10, 30];
+const KICKS = [0.03, 0.1, 0.3];
 
 /** Top singular triplet of a small dense J (out × n) by power iteration on JᵀJ from a fixed start (float64). */
 function topSingular(J: Float64Array, out: number, n: number, start: Float64Array): { s: number; u: Float64Array; v: Float64Array } {
@@ -176,7 +177,8 @@ function safeSteps(net: ReluNet, s: State, dir: Float64Array): { fwd: number; bw
 
 /**
  * A witnessed lower bound that searches activation patterns (issue 12, item 4): from each start (the given seeds, then
- * seeded random points at scales 1, 3, 10, 30, until the budget is spent) it walks to neighbouring linear regions — across the nearest hyperplane of a unit whose flip
+ * in turn seeded random points at scales 1, 3, 10, 30 and kicks of 3-30 % from the steepest point reached, until the
+ * budget is spent) it walks to neighbouring linear regions — across the nearest hyperplane of a unit whose flip
  * raises ‖J‖ to first order — keeping a move only when the true ‖J‖ (σ_max in ℓ2, the largest row ℓ1 norm in ℓ∞) of the
  * region reached grows; up to 8 candidates per step, nearest first. Each walk's end is CONFIRMED by a pair inside its
  * region (along the worst direction, 95% of the segment on which no unit changes sides) run through the original model,
@@ -189,12 +191,22 @@ export async function patternSearchLowerBound(args: PatternSearchArgs): Promise<
   const net = reluNetOf(args.model, args.ir, args.blocks);
   if (typeof net === 'string') return empty(net);
   const budget = args.evaluations ?? 2000;
-  const walks = args.walks ?? 48;
+  const walks = args.walks ?? 96;
   const rng = new Random(args.seed ^ 0x70617474);
   const vStart = rng.unitVector(n);
   const seeds = (args.seeds ?? []).map((p) => Float64Array.from(p));
-  // after the seeds, random starts at scales 1, 3, 10, 30 in turn until the budget is spent
-  const startAt = (k: number): Float64Array => (k < seeds.length ? seeds[k] : Float64Array.from({ length: n }, () => rng.normal() * SCALES[(k - seeds.length) % SCALES.length]));
+  // after the seeds, in turn: a random start at scale 1, 3, 10 or 30, and a kick from the steepest point reached so far
+  // (Gaussian noise of 3, 10 or 30 % of its norm), until the budget is spent
+  let top: { x: Float64Array; value: number } | null = null;
+  const startAt = (k: number): Float64Array => {
+    if (k < seeds.length) return seeds[k];
+    const r = k - seeds.length;
+    if (r % 2 === 1 && top) {
+      const s = KICKS[((r - 1) / 2) % KICKS.length] * Math.max(Math.hypot(...top.x), 1);
+      return top.x.map((v) => v + s * rng.normal());
+    }
+    return Float64Array.from({ length: n }, () => rng.normal() * SCALES[(r >> 1) % SCALES.length]);
+  };
   let work = 0, modelRuns = 0;
   let best: PatternSearchResult = empty('');
   const runner = await ModelRunner.create(encodeForRuntime(args.model, []), args.runtime, 'the model (pattern search)');
@@ -216,6 +228,7 @@ export async function patternSearchLowerBound(args: PatternSearchArgs): Promise<
         }
         if (!moved) break;
       }
+      if (!top || cur.value > top.value) top = { x: cur.x, value: cur.value };
       // confirm inside the region reached, along its worst direction
       const dir = cur.v.map((t) => t / Math.max(Math.hypot(...cur.v), 1e-300));
       const { fwd, bwd } = safeSteps(net, cur, dir);

@@ -4,7 +4,7 @@ import type { Block, LinearRegion } from '../ir/merge.js';
 import { sizeOf } from '../ir/tensor.js';
 import type { ActivationNode, IrGraph, IrNode, LinearNode, Shape } from '../ir/types.js';
 import { denseInfNorm, roundUp } from '../linalg/dense.js';
-import { lanczosTop } from '../linalg/lanczos.js';
+import { lanczosTop, NonFiniteError } from '../linalg/lanczos.js';
 import { createOrtOperator, denseMatrixOf } from '../linalg/operator.js';
 import { kwFactor } from '../linalg/probabilistic.js';
 import { Random } from '../linalg/random.js';
@@ -165,6 +165,9 @@ async function lanczosBound(region: LinearRegion, settings: NormSettings, index:
     const factor = res.invariant && res.steps >= n ? 1 : kwFactor(n, res.steps, settings.delta);
     const bound: Bound | null = Number.isFinite(factor) ? { value: Math.sqrt(res.theta * factor * factor + margin), kind: 'probabilistic', method: `lanczos-kw-chain(k=${res.steps})` } : null;
     return { bound, estimate: Math.sqrt(res.theta), iterations: res.steps };
+  } catch (e) {
+    if (!(e instanceof NonFiniteError)) throw e;
+    throw new LipcheckError('UNSUPPORTED', `The product ${region.id} of operators (${region.nodes.map((n) => `${n.opType} '${n.name}'`).join(', ')}) overflows float32: applying it gives infinite or NaN values, so the weights are too large to analyse. Check the model's weights.`, { cause: e });
   } finally {
     await op.dispose();
   }

@@ -106,7 +106,7 @@ async function applyAll(vectors: readonly Float64Array[], f: (v: Float64Array) =
   const out: Float64Array[] = [];
   for (const v of vectors) {
     const y = await f(v);
-    if (!y.every(Number.isFinite)) throw new LipcheckError('RUNTIME', `Applying the operator gave non-finite values in Krylov cycle ${cycle}; its weights overflow float32.`);
+    if (!y.every(Number.isFinite)) throw new LipcheckError('UNSUPPORTED', `Applying the operator gave non-finite values in Krylov cycle ${cycle}: its weights overflow float32, so they are too large to analyse. Check the model's weights.`);
     out.push(y);
   }
   return out;

@@ -127,11 +127,16 @@ function castBoundary(g: any, opset: number): void {
     taken.add(name);
     return name;
   };
-  const rename = (from: string, to: string, producers: boolean) => {
-    for (const n of g.node as any[]) {
+  // subgraphs (If, Loop, Scan bodies) may read the value from the outer scope: their readers are renamed too
+  const renameReaders = (nodes: any[], from: string, to: string) => {
+    for (const n of nodes ?? []) {
       n.input = (n.input ?? []).map((i: string) => (i === from ? to : i));
-      if (producers) n.output = (n.output ?? []).map((o: string) => (o === from ? to : o));
+      for (const a of n.attribute ?? []) for (const sub of [a.g, ...(a.graphs ?? [])]) if (sub) renameReaders(sub.node, from, to);
     }
+  };
+  const rename = (from: string, to: string, producers: boolean) => {
+    renameReaders(g.node, from, to);
+    if (producers) for (const n of g.node as any[]) n.output = (n.output ?? []).map((o: string) => (o === from ? to : o));
     for (const v of (g.valueInfo ?? []) as any[]) if (v.name === from) v.name = to;
   };
   const cast = (input: string, output: string, to: number, name: string) => onnx.NodeProto.create({
@@ -141,7 +146,10 @@ function castBoundary(g: any, opset: number): void {
   const head: any[] = [];
   const tail: any[] = [];
   const floatInputs = new Set<string>();
-  const consumers = (name: string) => (g.node as any[]).filter((n) => (n.input ?? []).includes(name));
+  const subgraphReads = (nodes: any[], name: string): boolean => (nodes ?? []).some((n) => (n.attribute ?? []).some((a: any) =>
+    [a.g, ...(a.graphs ?? [])].some((sub) => sub && ((sub.node ?? []).some((m: any) => (m.input ?? []).includes(name)) || subgraphReads(sub.node, name)))));
+  // the nodes reading a value, all of them in this graph (a reader inside a subgraph counts as a node that is no Cast)
+  const consumers = (name: string) => [...(g.node as any[]).filter((n) => (n.input ?? []).includes(name)), ...(subgraphReads(g.node, name) ? [{}] : [])];
   const castTo = (n: any) => (n.opType === 'Cast' && (n.domain ?? '') === '' ? (n.attribute ?? []).find((a: any) => a.name === 'to') : undefined);
   for (const v of ins) {
     if (!usable(v) || initNames.has(v.name)) continue;

@@ -147,3 +147,17 @@ test('boundary casts: float16/float64/bfloat16 graph inputs and outputs become f
   assert.deepEqual(d.nodes.map((n) => `${n.name}:${n.attributes.int('to', 0)}`), ['in:1', 'relu:0', 'out:1']);
   assert.deepEqual([d.inputs[0].elemType, d.outputs[0].elemType], [1, 1]);
 });
+
+test('boundary casts: a subgraph that reads the float16 input from the outer scope reads the cast value', () => {
+  const m = onnx.ModelProto.decode(encodeGraph({
+    opset: 13, inputs: [{ name: 'x', dims: [1, 2] }, { name: 'c', dtype: 'bool', dims: [] }], outputs: [{ name: 'y', dims: [1, 2] }],
+    nodes: [{ opType: 'If', inputs: ['c'], outputs: ['y'], name: 'if' }],
+  }));
+  const branch = onnx.ModelProto.decode(encodeGraph({ opset: 13, inputs: [], outputs: [{ name: 'b', dims: [1, 2] }], nodes: [{ opType: 'Relu', inputs: ['x'], outputs: ['b'], name: 'inner' }] })).graph;
+  m.graph.node[0].attribute = [onnx.AttributeProto.create({ name: 'then_branch', type: 5, g: branch }), onnx.AttributeProto.create({ name: 'else_branch', type: 5, g: branch })];
+  m.graph.input[0].type.tensorType.elemType = 10;
+  const d = decodeModel(onnx.ModelProto.encode(m).finish(), 'm.onnx');
+  assert.deepEqual(d.nodes.map((n) => `${n.opType}:${n.inputs.join(',')}>${n.outputs.join(',')}`), ['Cast:x>x__float16', 'If:c>y']);
+  const inner = (d.source as any).graph.node[1].attribute[0].g.node[0];
+  assert.deepEqual(inner.input, ['x__float16']);
+});

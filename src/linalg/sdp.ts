@@ -195,9 +195,6 @@ const MAX_NEWTON_STEPS = 400;
 /** How much the barrier weight τ grows per centring. */
 const TAU_FACTOR = 20;
 
-/** Newton steps a solve typically takes (measured on the shared MLPs: 40–70); budgets predict a solve's work with it. */
-export const TYPICAL_NEWTON_STEPS = 70;
-
 /**
  * The input block reduced to rank: when n_0 > n_1, W_0 = R·Qᵀ with Q orthonormal and R = chol(W_0W_0ᵀ) (n_1×n_1), and
  * in the basis [Q, Q⊥] the LMI splits into the same LMI with R in place of W_0, and −ρI (docs/algorithms-sdp.md §3). The
@@ -314,7 +311,8 @@ export interface LipSdpOptions {
 /**
  * Minimises ρ subject to F(ρ, t) = −M(ρ, t) ⪰ 0 and t ≥ 0 (LipSDP-Neuron, or LipSDP-Layer with t constant per layer;
  * Fazlyab et al. 2019, Thm 2) by a primal barrier method: Newton steps on τρ − log det F − Σ log t (or Σ log λ_h) with
- * a backtracking line search that keeps F positive definite, τ ×20 per centring, stopping at ν/τ ≤ relTol·ρ (ν = N + m).
+ * a backtracking line search that keeps F positive definite, τ ×20 per centring followed by a predictor step along the
+ * central path's tangent, stopping at ν/τ ≤ relTol·ρ (ν = N + m), after MAX_NEWTON_STEPS, or when maxWork is spent.
  * Each multiplier t_j enters F through the rank-2 term U_jD_jU_jᵀ, U_j = [a_j, e_j] (a_j the unit's weight row in the
  * block before it, e_j its own coordinate), so the Hessian entries tr(S A_j S A_k) = tr(D_j Z_jk D_k Z_jkᵀ) need only
  * the 2×2 blocks Z_jk = U_jᵀSU_k, read off S and S·a_j. An approximate solver: its output is certified by

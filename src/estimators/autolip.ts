@@ -66,20 +66,47 @@ export interface AutoLipResult {
   readonly layers: readonly LayerResult[];
 }
 
-interface Lip { up: number; est: number; kinds: Set<BoundKind>; status: 'bounded' | 'unbounded' | 'discontinuous'; reasons: Reason[] }
+/**
+ * The reasons behind a value, shared rather than copied (copying them at every node made an unbounded chain of n
+ * nodes cost O(n³)): a node's own reason comes after those of its inputs; null when there is none.
+ */
+type Reasons = { readonly own: Reason | null; readonly from: readonly NonNullable<Reasons>[] } | null;
+
+interface Lip { up: number; est: number; kinds: Set<BoundKind>; status: 'bounded' | 'unbounded' | 'discontinuous'; reasons: Reasons }
 
 const EPS = 2 ** -52;
 
 function merge(parts: Lip[]): Pick<Lip, 'kinds' | 'status' | 'reasons'> {
   const kinds = new Set<BoundKind>();
-  const reasons: Reason[] = [];
+  const from = new Set<NonNullable<Reasons>>();
   let status: Lip['status'] = 'bounded';
   for (const p of parts) {
     p.kinds.forEach((k) => kinds.add(k));
-    for (const r of p.reasons) if (!reasons.includes(r)) reasons.push(r);
+    if (p.reasons) from.add(p.reasons);
     if (p.status === 'discontinuous' || (p.status === 'unbounded' && status === 'bounded')) status = p.status;
   }
+  const reasons: Reasons = from.size === 0 ? null : from.size === 1 ? [...from][0] : { own: null, from: [...from] };
   return { kinds, status, reasons };
+}
+
+/** The reasons in order (inputs' before a node's own, each once), by an iterative post-order walk. */
+function listReasons(root: Reasons): Reason[] {
+  const out: Reason[] = [];
+  if (!root) return out;
+  const seen = new Set<Reason>();
+  const visited = new Set<NonNullable<Reasons>>([root]);
+  const stack: { r: NonNullable<Reasons>; next: number }[] = [{ r: root, next: 0 }];
+  while (stack.length) {
+    const top = stack[stack.length - 1];
+    if (top.next < top.r.from.length) {
+      const c = top.r.from[top.next++];
+      if (!visited.has(c)) { visited.add(c); stack.push({ r: c, next: 0 }); }
+      continue;
+    }
+    stack.pop();
+    if (top.r.own && !seen.has(top.r.own)) { seen.add(top.r.own); out.push(top.r.own); }
+  }
+  return out;
 }
 
 /**
@@ -91,8 +118,8 @@ export function composeAutoLip(ir: IrGraph, blocks: readonly Block[], norms: Rea
   const covered = new Map<number, SegmentUse>();
   for (const u of segments) for (const k of u.segment.blocks) covered.set(k, u);
   const used = new Set<string>();
-  const lips = new Map<string, Lip>([[ir.input, { up: 1, est: 1, kinds: new Set(), status: 'bounded', reasons: [] }]]);
-  const get = (v: string): Lip => lips.get(v) ?? { up: 0, est: 0, kinds: new Set(), status: 'bounded', reasons: [] };
+  const lips = new Map<string, Lip>([[ir.input, { up: 1, est: 1, kinds: new Set(), status: 'bounded', reasons: null }]]);
+  const get = (v: string): Lip => lips.get(v) ?? { up: 0, est: 0, kinds: new Set(), status: 'bounded', reasons: null };
   const layers: LayerResult[] = [];
   const closeSegment = (use: SegmentUse) => {
     // a segment's inner values have no other consumers: its factor applies at its last block
@@ -161,7 +188,7 @@ export function composeAutoLip(ir: IrGraph, blocks: readonly Block[], norms: Rea
       case 'unbounded':
       case 'discontinuous': {
         const m = merge(ins);
-        const reasons = n.derived ? m.reasons : [...m.reasons, { node: n.name, opType: n.opType, status: n.kind, reason: n.reason }];
+        const reasons: Reasons = n.derived ? m.reasons : { own: { node: n.name, opType: n.opType, status: n.kind, reason: n.reason }, from: m.reasons ? [m.reasons] : [] };
         const status = n.kind === 'discontinuous' || m.status === 'discontinuous' ? 'discontinuous' : 'unbounded';
         lips.set(n.output, { ...m, status, reasons, up: Infinity, est: Infinity });
         if (!n.derived) layers.push({ ...base, kind: n.kind, estimate: null, upper: null, note: n.reason });
@@ -170,7 +197,7 @@ export function composeAutoLip(ir: IrGraph, blocks: readonly Block[], norms: Rea
     }
   }
   const out = get(ir.output);
-  if (out.status !== 'bounded') return { status: out.status, upper: null, estimate: null, reasons: out.reasons, layers };
+  if (out.status !== 'bounded') return { status: out.status, upper: null, estimate: null, reasons: listReasons(out.reasons), layers };
   // one relative rounding step per multiplication or addition above, bounded generously by the block count
   const slack = 1 + 4 * (blocks.length + 1) * EPS;
   const kind = out.kinds.size ? weakestKind(out.kinds) : 'certified';

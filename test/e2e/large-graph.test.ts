@@ -48,3 +48,15 @@ test('10,000 Gemm(s·I)+Relu layers: the ℓ∞ AutoLip bound is Π s (analytic)
   assert.ok(r.global.upper!.value >= exact * (1 - 1e-12) && r.global.upper!.value <= exact * (1 + 1e-9), `upper ${r.global.upper!.value} vs Π s = ${exact}`);
   assert.equal(r.layers.filter((l) => l.kind === 'operator').length, layers);
 });
+
+test('a chain of 10,000 Exp nodes is unbounded, with every node given as a reason, in order', { timeout: TIMEOUT }, async () => {
+  const n = 10_000;
+  const nodes: NodeSpec[] = [];
+  for (let i = 0; i < n; i++) nodes.push({ opType: 'Exp', name: `exp${i}`, inputs: [i ? `v${i - 1}` : 'x'], outputs: [i === n - 1 ? 'y' : `v${i}`] });
+  const bytes = encodeGraph({ opset: 17, inputs: [{ name: 'x', dims: [1, 2] }], outputs: [{ name: 'y', dims: [1, 2] }], nodes });
+  // the composition once copied every upstream reason at every node (4,000 nodes: 52 s of it)
+  const r = await analyze({ bytes, name: 'exp-10k.onnx' }, { device: 'cpu', method: 'autolip', lowerPairs: 0 });
+  assert.equal(r.global.status, 'unbounded');
+  assert.equal(r.global.upper, null);
+  assert.deepEqual(r.global.reasons.map((x) => x.node), nodes.map((m) => m.name));
+});

@@ -266,11 +266,12 @@ export async function analyze(model: string | { bytes: Uint8Array; name: string 
       o.onWitness?.({ input: built.inputName, shape: built.inputShape, x: lb.x, xPrime: lb.xPrime, ratio: lb.value });
     }
     // walks across activation boundaries (dense ReLU chains) from the best points so far; its pairs are confirmed the same way
-    const ps = await patternSearchLowerBound({
+    // (not needed where the exact enumeration was already witnessed)
+    const ps = exact?.status === 'exact' ? null : await patternSearchLowerBound({
       model: onnx, ir: built.ir, blocks, inputName: built.inputName, outputName: built.outputName, inputShape: built.inputShape, runtime, norm: o.norm, seed: o.seed,
       seeds: [...(lb.irPoint ? [lb.irPoint] : []), ...(exact?.seeds ?? [])], evaluations: Math.round((PATTERN_EVALUATIONS * o.lowerBudget) / DEFAULTS.lowerBudget),
     });
-    if (ps.value > (lower?.value ?? 0)) {
+    if (ps && ps.value > (lower?.value ?? 0)) {
       lower = { value: ps.value, kind: 'lower', method: 'pattern-search', evaluations: lb.evaluations + ps.modelRuns };
       o.onWitness?.({ input: built.inputName, shape: built.inputShape, x: ps.x, xPrime: ps.xPrime, ratio: ps.value });
     }

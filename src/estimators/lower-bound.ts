@@ -517,7 +517,7 @@ export function planSearch(blocks: readonly Block[], sizes: { input: number; out
  * pairs run through the original model — along the longest segment on which no activation pattern changes — and the
  * value reported is the best pair's ratio ‖f(x′)−f(x)‖/‖x′−x‖ from the float32 inputs fed, never the IR's norm.
  * Graphs the IR cannot differentiate (unbounded or discontinuous nodes) fall back to random pairs
- * ({@link witnessLowerBound}). Deterministic for a seed unless `truncated` (the budget stopped the plan).
+ * ({@link witnessLowerBound}). Deterministic for a seed: the work budget is counted (searchCosts), so even a truncated plan stops at the same step.
  */
 export async function jacobianLowerBound(args: LowerBoundArgs): Promise<LowerBoundResult> {
   const inf = args.norm === 'inf';

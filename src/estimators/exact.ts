@@ -680,7 +680,7 @@ export function worstDirection(J: Float64Array, rows: number, norm: NormKind): F
 
 const ATTRS: Record<string, Record<string, 'i' | 'f' | 'ints'>> = {
   MatMul: {}, Add: {}, Sub: {}, Mul: {}, Div: {}, Neg: {}, Relu: {}, Identity: {}, Dropout: {},
-  LeakyRelu: { alpha: 'f' }, Gemm: { alpha: 'f', beta: 'f', transA: 'i', transB: 'i' }, Flatten: { axis: 'i' },
+  Gemm: { alpha: 'f', beta: 'f', transA: 'i', transB: 'i' }, Flatten: { axis: 'i' },
   Reshape: { allowzero: 'i' }, Transpose: { perm: 'ints' }, Squeeze: { axes: 'ints' }, Unsqueeze: { axes: 'ints' },
 };
 
@@ -700,6 +700,18 @@ export function float64Model(model: OnnxModel, inputName: string, inputShape: re
       const t = n.attributes.tensor('value');
       if (!t) return `Constant node '${n.name}' has no tensor value`;
       inits.push([n.outputs[0], widen(t)]);
+      continue;
+    }
+    if (n.opType === 'LeakyRelu') {
+      // onnxruntime has no float64 LeakyRelu: relu(x) + α·(x − relu(x)), the same function
+      const alpha = n.attributes.float('alpha', 0.01), [x] = n.inputs, y = n.outputs[0];
+      inits.push([`${y}::alpha`, { dtype: 'float64', dims: [], data: Float64Array.of(Math.fround(alpha)) }]);
+      nodes.push(
+        { opType: 'Relu', inputs: [x], outputs: [`${y}::pos`], name: `${n.name}::pos` },
+        { opType: 'Sub', inputs: [x, `${y}::pos`], outputs: [`${y}::neg`], name: `${n.name}::neg` },
+        { opType: 'Mul', inputs: [`${y}::neg`, `${y}::alpha`], outputs: [`${y}::scaled`], name: `${n.name}::scaled` },
+        { opType: 'Add', inputs: [`${y}::pos`, `${y}::scaled`], outputs: [y], name: n.name },
+      );
       continue;
     }
     const spec = ATTRS[n.opType];
@@ -733,8 +745,10 @@ export function evaluationError(net: ReluNet, x: ArrayLike<number>): number {
       z[i] = s; ez[i] = se + g * s;
     }
     const m = k < net.slopes.length ? Math.max(Math.abs(net.slopes[k][0]), Math.abs(net.slopes[k][1])) : 1;
+    // a LeakyRelu rebuilt as relu(x) + α·(x − relu(x)) rounds three more times: ≤ 4u|z| more
+    const act = k < net.slopes.length && net.slopes[k][0] !== 0 ? 4 * U : 0;
     a = z.map((v) => v * m);
-    e = ez.map((v) => v * m);
+    e = ez.map((v, i) => v * m + act * z[i]);
   });
   let n2 = 0;
   for (const v of e) n2 += v * v;
@@ -797,7 +811,12 @@ export async function exactLipschitz(args: ExactArgs): Promise<ExactResult> {
   if (typeof net === 'string') return none(net);
   const model64 = float64Model(args.model, args.inputName, args.inputShape, args.outputName);
   if (typeof model64 === 'string') return none(model64);
-  const runner64 = await ModelRunner.create(model64, { ...args.runtime, device: 'cpu' }, 'the model in float64 (exact witness)');
+  let runner64: ModelRunner;
+  try {
+    runner64 = await ModelRunner.create(model64, { ...args.runtime, device: 'cpu' }, 'the model in float64 (exact witness)');
+  } catch (e) {
+    return none(`onnxruntime cannot run the model in float64 (${(e as Error).message.split('\n')[0]})`);
+  }
   const runner32 = await ModelRunner.create(encodeForRuntime(args.model, []), args.runtime, 'the model (exact witness)');
   let evaluations = 0;
   try {

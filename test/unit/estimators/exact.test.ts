@@ -128,17 +128,17 @@ test('reluNetOf reads the affine layers (offsets included) back from a Gemm mode
   assert.equal(y.length, 3);
 });
 
-test('exactLipschitz on a 2-input model: kind exact, witnessed by a float64 pair through the model', async () => {
-  for (const norm of ['2', 'inf'] as const) {
+test('exactLipschitz on 2-input models (ReLU, LeakyReLU): kind exact, witnessed by a float64 pair through the model', async () => {
+  for (const [norm, act] of [['2', ACTS.relu], ['inf', ACTS.relu], ['2', ACTS.leaky01]] as const) {
     const rng = new Random(21);
     const layers = randomDense([2, 6, 4, 2], rng);
-    const model = decodeModel(mlpModel(layers, ACTS.relu), 't.onnx');
+    const model = decodeModel(mlpModel(layers, act), 't.onnx');
     const built = await buildIr(model, { seed: 0, runtime });
     const r = await exactLipschitz({ model, ir: built.ir, blocks: mergeLinear(built.ir), inputName: built.inputName, outputName: built.outputName, inputShape: built.inputShape, runtime, norm });
     assert.equal(r.status, 'exact', `ℓ${norm}: ${r.reason ?? ''} upper ${r.upper?.value} lower ${r.lower}`);
     assert.equal(r.upper!.kind, 'exact');
     assert.ok(r.lower <= r.upper!.value && r.upper!.value <= r.lower * (1 + 1e-6));
-    const brute = bruteForce(layers, [0, 1], norm);
+    const brute = bruteForce(layers, act.slope, norm);
     assert.ok(r.upper!.value <= brute * (1 + 1e-9));
     // the float32 pair through the original model stays below the exact value (its rounding allowance deducted)
     assert.ok(r.lower32 !== null && r.lower32.value <= r.upper!.value * (1 + 1e-9) && r.lower32.value >= r.lower * (1 - 1e-4));

@@ -1,5 +1,5 @@
 /**
- * The fuzz runner: `npm run fuzz -- --count 20000 [--first 0] [--jobs 1] [--batch 200] [--hang-ms 60000] [--save DIR]`.
+ * The fuzz runner: `npm run fuzz -- --count 20000 [--first 0] [--jobs 1] [--batch 200] [--hang-ms 300000] [--save DIR]`.
  * Runs seeded mutations of the fixtures (test/helpers/fuzz-worker.ts) in child processes, BATCH per process and JOBS
  * processes at a time. A mutation that gives no result within --hang-ms is a hang: its process is killed and the
  * batch goes on from the next mutation in a new process; a process that dies mid-mutation is a crash (exit 70).
@@ -133,7 +133,7 @@ async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
       count: { type: 'string', default: '2000' }, first: { type: 'string', default: '0' }, jobs: { type: 'string', default: '1' },
-      batch: { type: 'string', default: '200' }, 'hang-ms': { type: 'string', default: '60000' }, save: { type: 'string' }, quiet: { type: 'boolean', default: false },
+      batch: { type: 'string', default: '200' }, 'hang-ms': { type: 'string', default: '300000' }, save: { type: 'string' }, quiet: { type: 'boolean', default: false },
     },
   });
   const int = (name: string, v: string, min: number) => {
@@ -146,10 +146,12 @@ async function main(): Promise<void> {
     batch: int('batch', values.batch!, 1), hangMs: int('hang-ms', values['hang-ms']!, 1000),
   };
   let seen = 0;
+  const slowest: FuzzLine[] = [];
   const summary = await runFuzz({
     ...o,
     onLine: (l) => {
       seen++;
+      if (typeof l.ms === 'number') { slowest.push(l); slowest.sort((a, b) => b.ms! - a.ms!); slowest.length = Math.min(slowest.length, 5); }
       if (l.exit === 70 || l.exit === 'hang') process.stderr.write(`\n${l.exit === 'hang' ? 'HANG' : 'EXIT 70'} #${l.i} ${l.file ?? ''} ${l.mutation ?? ''}: ${l.message ?? ''}\n`);
       if (!values.quiet && (seen % 100 === 0 || seen === o.count)) process.stderr.write(`fuzz: ${seen}/${o.count}\r`);
     },
@@ -158,7 +160,8 @@ async function main(): Promise<void> {
   process.stdout.write(`by exit code: ${Object.entries(summary.byExit).sort().map(([k, v]) => `${k}: ${v}`).join(', ')}\n`);
   process.stdout.write(`by outcome:   ${Object.entries(summary.byOutcome).sort().map(([k, v]) => `${k}: ${v}`).join(', ')}\n`);
   const exit70 = summary.failures.filter((f) => f.exit === 70).length, hangs = summary.failures.length - exit70;
-  process.stdout.write(`exit 70: ${exit70}, hangs: ${hangs}\n`);
+  process.stdout.write(`exit 70: ${exit70}, hangs: ${hangs} (no result within ${o.hangMs} ms of wall time)\n`);
+  process.stdout.write(`slowest: ${slowest.map((l) => `#${l.i} ${l.file} ${l.mutation} ${l.ms} ms`).join('; ')}\n`);
   if (summary.failures.length) {
     const { mutate } = await import('../test/helpers/fuzz-worker.js');
     const dir = values.save ? resolve(values.save) : null;

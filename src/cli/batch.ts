@@ -6,7 +6,7 @@ import { findModels, parseShard, shardOf } from '../batch/discover.js';
 import { compareBaseline, evaluateGates, gatesJson, missingGate, type BaselineComparison, type GateJson, type Gates } from '../batch/gates.js';
 import { planResume, type ResumePlan } from '../batch/journal.js';
 import { mergeRecords, parseRecords, recordLine } from '../batch/jsonl.js';
-import { acquireJournalLock, type JournalLock } from '../batch/lock.js';
+import { acquireJournalLock, LEASE_MS, type JournalLock } from '../batch/lock.js';
 import { BATCH_SCHEMA_VERSION, recordFromError, type BatchError, type BatchLimits, type BatchRecord, type GateResult } from '../batch/record.js';
 import { LipcheckError } from '../errors.js';
 import type { AnalyzeOptions } from '../index.js';
@@ -72,9 +72,12 @@ function alive(pid: number): boolean {
 
 /** The journal lock of `file` for this process. */
 function lockJournal(file: string, what: string): JournalLock {
-  const lock = acquireJournalLock(file, { pid: process.pid, host: hostname(), since: new Date().toISOString(), alive }, what);
-  if (lock.tookOver) process.stderr.write(`lipcheck: ${file}: took over the lock of pid ${lock.tookOver.pid}, which is no longer running (a batch that was killed).\n`);
-  return lock;
+  const lock = acquireJournalLock(file, { pid: process.pid, host: hostname(), since: new Date().toISOString(), alive, now: Date.now }, what);
+  if (lock.tookOver) process.stderr.write(`lipcheck: ${file}: took over the lock of pid ${lock.tookOver.pid} on host ${lock.tookOver.host}, which is no longer running (a batch that was killed).\n`);
+  // renew the lease, so that a batch on another host sharing the volume sees this one alive
+  const timer = setInterval(() => lock.refresh(), LEASE_MS / 4);
+  timer.unref();
+  return { ...lock, release: () => { clearInterval(timer); lock.release(); } };
 }
 
 /** How the worker pool runs: workers, limits, and what to do with each record and start. */

@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { compareBaseline, evaluateGates, gatesJson, missingGate } from '../../../src/batch/gates.js';
 import { planResume, retryReason } from '../../../src/batch/journal.js';
 import { latestRecords, mergeRecords, parseBaseline, parseRecords, recordLine } from '../../../src/batch/jsonl.js';
-import { acquireJournalLock } from '../../../src/batch/lock.js';
+import { acquireJournalLock, LEASE_MS } from '../../../src/batch/lock.js';
 import { BATCH_SCHEMA_VERSION, recordFromError, type BatchError, type BatchRecord } from '../../../src/batch/record.js';
 
 const rec = (path: string, upper: number | null, extra: Partial<BatchRecord> = {}): BatchRecord => ({
@@ -90,12 +90,12 @@ test('--resume plan: unchanged kept, changed re-analysed, failures retried only 
 test('journal lock: one writer at a time, the holder named; a dead holder is taken over; release removes only our own lock', () => {
   const dir = mkdtempSync(join(tmpdir(), 'lipcheck-lock-'));
   const out = join(dir, 'r.jsonl');
-  const me = { pid: 111, host: 'h1', since: '2026-01-01T00:00:00Z', alive: () => true };
+  const me = { pid: 111, host: 'h1', since: '2026-01-01T00:00:00Z', alive: () => true, now: Date.now };
   const lock = acquireJournalLock(out, me);
   assert.equal(lock.tookOver, null);
   assert.deepEqual(JSON.parse(readFileSync(`${out}.lock`, 'utf8')), { pid: 111, host: 'h1', since: '2026-01-01T00:00:00Z' });
   assert.throws(() => acquireJournalLock(out, { ...me, pid: 222 }), (e: Error & { code?: string }) => e.code === 'USAGE' && /pid 111 on host h1/.test(e.message));
-  assert.throws(() => acquireJournalLock(out, { ...me, pid: 222, host: 'h2', alive: () => false }), /pid 111 on host h1/, 'a holder on another host cannot be probed: refused');
+  assert.throws(() => acquireJournalLock(out, { ...me, pid: 222, host: 'h2', alive: () => false }), /pid 111 on host h1.*renewed 0 s ago/, 'a holder on another host with a fresh lease: refused');
   const taker = acquireJournalLock(out, { ...me, pid: 333, alive: (pid) => pid !== 111 });
   assert.deepEqual(taker.tookOver, { pid: 111, host: 'h1', since: '2026-01-01T00:00:00Z' });
   assert.equal(JSON.parse(readFileSync(`${out}.lock`, 'utf8')).pid, 333);
@@ -103,6 +103,18 @@ test('journal lock: one writer at a time, the holder named; a dead holder is tak
   assert.ok(existsSync(`${out}.lock`), 'the old holder cannot release the lock it lost');
   taker.release();
   assert.ok(!existsSync(`${out}.lock`));
+  // another host cannot probe the pid: a lease not renewed for LEASE_MS is stale (a pod rescheduled after a kill)
+  const h1 = acquireJournalLock(out, me);
+  const old = new Date(Date.now() - LEASE_MS - 5000);
+  utimesSync(`${out}.lock`, old, old);
+  assert.throws(() => acquireJournalLock(out, { ...me, pid: 222 }), /pid 111 on host h1/, 'on its own host the pid decides, not the lease');
+  const h2 = acquireJournalLock(out, { ...me, pid: 222, host: 'h2', alive: () => false });
+  assert.deepEqual(h2.tookOver?.host, 'h1');
+  h1.refresh();
+  assert.equal(JSON.parse(readFileSync(`${out}.lock`, 'utf8')).host, 'h2', 'the old holder cannot renew a lock it lost');
+  h2.refresh();
+  assert.ok(Date.now() - statSync(`${out}.lock`).mtimeMs < 5000, 'refresh renews the lease');
+  h2.release();
   writeFileSync(`${out}.lock`, 'garbage');
   assert.throws(() => acquireJournalLock(out, me), /does not name its holder/);
   assert.deepEqual(readdirSync(dir).filter((f) => /tmp|stale/.test(f)), [], 'no temporary files left behind');

@@ -84,8 +84,8 @@ export function chainGraphs(first: GraphSpec, second: GraphSpec): GraphSpec {
 
 /** A region's forward and adjoint models for createOrtOperator, weights of FEED_BYTES or more fed with each run. */
 export function operatorModels(region: LinearRegion): OperatorModels {
-  const forward = feedInitializers(emitForward(region), FEED_BYTES);
-  const adjoint = feedInitializers(emitAdjoint(region), FEED_BYTES);
+  const forward = feedWeights(emitForward(region));
+  const adjoint = feedWeights(emitAdjoint(region));
   return {
     forward: encodeGraph(forward.spec), adjoint: encodeGraph(adjoint.spec), forwardFeeds: forward.feeds, adjointFeeds: adjoint.feeds,
     inDims: region.inShape, outDims: region.outShape, name: region.id,
@@ -101,6 +101,22 @@ const CHAIN_LIMIT_BYTES = 2 ** 27;
  * quick estimates 6.5–8.4 → 5.9–7.1 s; a 411 MB Gemm 8 s of encoding and creation saved). Scalars stay baked in.
  */
 const FEED_BYTES = 4096;
+
+/**
+ * feedInitializers at FEED_BYTES, except the weights of convolutions, which stay baked in: onnxruntime's CPU Conv
+ * with its weight as a run-time input gave results that change with the intra-op thread count (a stride-2 32→64 3×3
+ * conv on 16×16: 3124 of 4096 outputs differ between 1 and 2 threads; collins_rul's 6×20 conv adjoint: 496 of 600),
+ * baked in none did, so a report would depend on --threads. Gemm and MatMul gave the same outputs either way.
+ */
+export function feedWeights(g: GraphSpec): { spec: GraphSpec; feeds: Record<string, Tensor> } {
+  const conv = new Set(g.nodes.filter((n) => n.opType === 'Conv' || n.opType === 'ConvTranspose').flatMap((n) => n.inputs.slice(1)));
+  const all = [...(g.initializers instanceof Map ? g.initializers.entries() : (g.initializers ?? []))];
+  const baked = all.filter(([name]) => conv.has(name));
+  if (baked.length === 0) return feedInitializers(g, FEED_BYTES);
+  const fed = feedInitializers({ ...g, initializers: all.filter(([name]) => !conv.has(name)) }, FEED_BYTES);
+  const kept = [...(fed.spec.initializers instanceof Map ? fed.spec.initializers.entries() : (fed.spec.initializers ?? []))];
+  return { spec: { ...fed.spec, initializers: [...kept, ...baked] }, feeds: fed.feeds };
+}
 
 function weightBytes(g: GraphSpec): number {
   let bytes = 0;
@@ -171,12 +187,12 @@ export async function measureRegion(region: LinearRegion, settings: NormSettings
     const [fwd, adj] = [emitForward(region), emitAdjoint(region)];
     const [first, second] = wide ? [adj, fwd] : [fwd, adj];
     const [firstDims, secondDims] = wide ? [region.outShape, region.inShape] : [region.inShape, region.outShape];
-    // weights of FEED_BYTES or more are fed with each run rather than baked into the session (feedInitializers)
+    // weights of FEED_BYTES or more are fed with each run rather than baked into the session (feedWeights)
     const half = (g: GraphSpec, dims: readonly number[]) => {
-      const fed = feedInitializers(g, FEED_BYTES);
+      const fed = feedWeights(g);
       return { model: () => encodeGraph(fed.spec), feeds: fed.feeds, input: g.inputs[0].name, output: g.outputs[0].name, dims };
     };
-    const chained = feedInitializers(chainGraphs(first, second), FEED_BYTES);
+    const chained = feedWeights(chainGraphs(first, second));
     const op = weightBytes(chained.spec) > CHAIN_LIMIT_BYTES
       ? await createOrtGramPair(half(first, firstDims), half(second, secondDims), settings.runtime, region.id)
       : await createOrtGram(encodeGraph(chained.spec), firstDims, settings.runtime, region.id, chained.feeds);

@@ -842,7 +842,8 @@ export async function exactLipschitz(args: ExactArgs): Promise<ExactResult> {
       if (n === 1) dir[1] = 0;
       const scale = 1 + Math.hypot(x[0], x[1]);
       const { fwd, bwd } = chord(r, x, dir, 1e3 * scale);
-      const a = x.map((v, i) => v - 0.9 * bwd * dir[i]), b = x.map((v, i) => v + 0.9 * fwd * dir[i]);
+      // float32 values, so the very pair evaluated in float64 is the one --witness saves
+      const a = x.map((v, i) => Math.fround(v - 0.9 * bwd * dir[i])), b = x.map((v, i) => Math.fround(v + 0.9 * fwd * dir[i]));
       const [fa, fb] = [await run64(a), await run64(b)];
       const da = a.subarray(0, n), db = b.subarray(0, n);
       const num = normOf(fa.map((v, i) => fb[i] - v), inf) - (evaluationError(net, da) + evaluationError(net, db));

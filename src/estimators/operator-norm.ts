@@ -229,7 +229,9 @@ export async function measureRegion(region: LinearRegion, settings: NormSettings
 
   // 'none': only the bound of the parts computed above, free and certified but loose
   if (noWeights || settings.certify === 'none') candidates.push({ value: cheap.value, kind: 'certified', method: cheap.method });
-  else if (settings.certify !== 'off') {
+  // 'off' skips them only where Lanczos gave a probabilistic bound: a Krylov space that became invariant in fewer steps than
+  // KW needs (rank-deficient or tiny operators) leaves none, and a certificate is then the only bound there is
+  else if (settings.certify !== 'off' || candidates.length === 0) {
     // certificates may cost about twice the estimate (strict: the whole per-operator budget), counted in flop
     const budget = certificateBudget(settings, work);
     const composed = regionBound(region, settings.norm, budget);

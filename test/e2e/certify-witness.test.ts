@@ -79,3 +79,26 @@ test('--certify off keeps the free exact values of weight-free operators (a scal
   const scalar = r.layers.find((l: { opTypes: string[]; kind: string }) => l.kind === 'operator' && l.opTypes.join() === 'Mul');
   assert.deepEqual(scalar.upper, { value: 0.25, kind: 'certified', method: 'exact' });
 });
+
+test('--certify off on a rank-one operator: Lanczos ends in an invariant space before KW applies, so a certificate bounds it', async () => {
+  const { encodeGraph } = await import('../../src/onnx/writer.js');
+  const { writeFileSync } = await import('node:fs');
+  // W = u vᵀ with u = (1, 2, …, 16), v = (1, −1, 1, …): ‖W‖₂ = ‖u‖·‖v‖ exactly
+  const n = 16;
+  const u = Array.from({ length: n }, (_, i) => i + 1);
+  const v = Array.from({ length: n }, (_, j) => (j % 2 ? -1 : 1));
+  const w = new Float32Array(n * n).map((_, k) => u[Math.floor(k / n)] * v[k % n]);
+  const dir = mkdtempSync(join(tmpdir(), 'lipcheck-rank1-'));
+  const path = join(dir, 'rank1.onnx');
+  writeFileSync(path, encodeGraph({
+    opset: 13,
+    inputs: [{ name: 'x', dims: [1, n] }],
+    outputs: [{ name: 'y', dims: [1, n] }],
+    nodes: [{ opType: 'Gemm', inputs: ['x', 'W'], outputs: ['y'], attrs: { transB: { i: 1 } } }],
+    initializers: [['W', { dtype: 'float32', dims: [n, n], data: w }]],
+  }));
+  const exact = Math.hypot(...u) * Math.hypot(...v);
+  const off = json(path, '--certify', 'off', '--method', 'autolip', '--lower-work', '0');
+  assert.equal(off.global.status, 'bounded');
+  assert.ok(off.global.upper.value >= exact * (1 - 1e-6) && off.global.upper.value <= exact * (1 + 1e-3), `${off.global.upper.value} vs ‖u‖‖v‖ = ${exact}`);
+});

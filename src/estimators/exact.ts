@@ -3,12 +3,12 @@ import { sizeOf, toFloat64, type Tensor } from '../ir/tensor.js';
 import type { IrGraph, LinearNode } from '../ir/types.js';
 import { roundUp, gamma } from '../linalg/dense.js';
 import { ModelRunner } from '../linalg/runner.js';
-import type { RuntimeOptions } from '../linalg/runtime.js';
 import { pairRatio } from '../linalg/witness.js';
 import type { OnnxModel, OnnxNode } from '../onnx/read-model.js';
 import { encodeForRuntime, encodeGraph, type AttrSpec, type NodeSpec } from '../onnx/writer.js';
 import { findSegments } from './cp.js';
 import type { Bound, NormKind } from './kinds.js';
+import type { AnalysedModel } from './lower-bound.js';
 
 /**
  * Exact Lipschitz constants of ReLU networks with one or two inputs by enumerating their linear regions
@@ -759,15 +759,7 @@ export function evaluationError(net: ReluNet, x: ArrayLike<number>): number {
 // the estimator
 
 /** What {@link exactLipschitz} needs. */
-export interface ExactArgs {
-  readonly model: OnnxModel;
-  readonly ir: IrGraph;
-  readonly blocks: readonly Block[];
-  readonly inputName: string;
-  readonly outputName: string;
-  readonly inputShape: readonly number[];
-  readonly runtime: RuntimeOptions;
-  readonly norm: NormKind;
+export interface ExactArgs extends AnalysedModel {
   /** Cells the enumeration may visit (default 200 000). */
   readonly budget?: number;
   /** Also cap the cells at this many multiply-adds of the rows' propagation (3 per nonzero weight per cell); default none. */

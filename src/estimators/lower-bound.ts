@@ -14,9 +14,9 @@ import { encodeForRuntime } from '../onnx/writer.js';
 import { operatorModels } from './operator-norm.js';
 import type { NormKind } from './kinds.js';
 
-/** What {@link jacobianLowerBound} needs: the model, its IR and merged blocks, and how hard to work. */
-export interface LowerBoundArgs {
-  /** The decoded original model: re-encoded here with the activations' values as extra outputs. */
+/** The model under analysis as the lower-bound and exact estimators see it: the original model, its IR and merged blocks. */
+export interface AnalysedModel {
+  /** The decoded original model: witnesses are confirmed through it (re-encoded with extra outputs where needed). */
   readonly model: OnnxModel;
   readonly ir: IrGraph;
   readonly blocks: readonly Block[];
@@ -24,8 +24,12 @@ export interface LowerBoundArgs {
   readonly outputName: string;
   readonly inputShape: readonly number[];
   readonly runtime: RuntimeOptions;
-  readonly seed: number;
   readonly norm: NormKind;
+}
+
+/** What {@link jacobianLowerBound} needs: the model, its IR and merged blocks, and how hard to work. */
+export interface LowerBoundArgs extends AnalysedModel {
+  readonly seed: number;
   /**
    * Work budget in flop (linalg/work.ts): sizes the plan (see {@link planSearch}) and stops the search once the model
    * evaluations and Jacobian products it charged reach it. Counted, never timed: the same on every run. 0: no work.

@@ -1,25 +1,14 @@
 import { sizeOf, toFloat64 } from '../ir/tensor.js';
 import { Random } from '../linalg/random.js';
 import { ModelRunner } from '../linalg/runner.js';
-import type { RuntimeOptions } from '../linalg/runtime.js';
 import { pairRatio } from '../linalg/witness.js';
-import type { OnnxModel } from '../onnx/read-model.js';
 import { encodeForRuntime } from '../onnx/writer.js';
-import type { Block } from '../ir/merge.js';
-import type { IrGraph } from '../ir/types.js';
 import { reluNetOf, type ReluNet } from './exact.js';
 import type { NormKind } from './kinds.js';
+import type { AnalysedModel } from './lower-bound.js';
 
 /** What {@link patternSearchLowerBound} needs. */
-export interface PatternSearchArgs {
-  readonly model: OnnxModel;
-  readonly ir: IrGraph;
-  readonly blocks: readonly Block[];
-  readonly inputName: string;
-  readonly outputName: string;
-  readonly inputShape: readonly number[];
-  readonly runtime: RuntimeOptions;
-  readonly norm: NormKind;
+export interface PatternSearchArgs extends AnalysedModel {
   readonly seed: number;
   /** Points to start from (today's best point, the exact enumeration's best regions), before the random starts. */
   readonly seeds?: readonly ArrayLike<number>[];

@@ -130,6 +130,11 @@ function checkBudget(name: string, value: number): void {
   if (!(value >= 0 && Number.isFinite(value))) throw new LipcheckError('USAGE', `${name} must be a non-negative number of Mflop (millions of floating-point operations of the cost model); got ${value}.`);
 }
 
+/** Checks that an explicitly asked device (`cuda`, `webgpu`) can start; throws a DEVICE error saying what is missing otherwise. */
+export async function checkDevice(device: Device, threads?: number): Promise<void> {
+  await resolveDevice(device, threads);
+}
+
 /** Reads an ONNX model and computes AutoLip bounds on its Lipschitz constant, with a witnessed lower bound. */
 export async function analyze(model: string | { bytes: Uint8Array; name: string }, options: AnalyzeOptions = {}): Promise<LipschitzReport> {
   const legacy = {

@@ -9,7 +9,7 @@ import { mergeRecords, parseRecords, recordLine } from '../batch/jsonl.js';
 import { acquireJournalLock, LEASE_MS, type JournalLock } from '../batch/lock.js';
 import { BATCH_SCHEMA_VERSION, recordFromError, type BatchError, type BatchLimits, type BatchRecord, type GateResult } from '../batch/record.js';
 import { LipcheckError } from '../errors.js';
-import type { AnalyzeOptions } from '../index.js';
+import { checkDevice, type AnalyzeOptions } from '../index.js';
 import { renderHtml } from '../report/html.js';
 import { renderJunit } from '../report/junit.js';
 import { formatNumber, renderBatchSummary } from '../report/table.js';
@@ -314,6 +314,8 @@ export async function runBatch(argv: readonly string[]): Promise<number> {
     for (const u of found.unmatched) note(`lipcheck: warning: '${u}' matched no .onnx file.\n`);
     if (found.models.length === 0) throw new LipcheckError('USAGE', `No ONNX models found in ${program.args.map((a) => `'${a}'`).join(', ')}. Give .onnx files, directories that contain them, or quoted glob patterns such as 'zoo/**/*.onnx'.`);
     const models = opts.shard ? shardOf(found.models, parseShard(opts.shard)) : [...found.models];
+    // a GPU that cannot start is the run's fault, not each model's: say so once instead of a DEVICE record per model
+    if (options.device === 'cuda' || options.device === 'webgpu') await checkDevice(options.device, threads);
 
     let plan: ResumePlan | null = null;
     if (opts.out) {

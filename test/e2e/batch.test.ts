@@ -435,3 +435,14 @@ test('--resume cuts a half-written last line at its byte offset even after inval
   assert.deepEqual([p.badLines, p.truncated], [[], false]);
   assert.deepEqual(p.records.map((x) => x.path), ['m00.onnx', 'm01.onnx', 'm02.onnx'].map((f) => join(zoo, f)));
 });
+
+test('batch --device cuda without its provider stops once with the device error (exit 5), before any record or --out is written', (t) => {
+  const provider = join(fileURLToPath(new URL('../../node_modules/onnxruntime-node/', import.meta.url)), 'bin/napi-v6/linux/x64/libonnxruntime_providers_cuda.so');
+  if (existsSync(provider)) return t.skip('the CUDA provider is installed here: --device cuda may work');
+  const out = join(mkdtempSync(join(tmpdir(), 'lipcheck-batch-device-')), 'out.jsonl');
+  const r = spawnSync(process.execPath, [BIN, 'batch', FIXTURES + 'demo.onnx', FIXTURES + 'mlp_relu.onnx', '--device', 'cuda', '--out', out], { encoding: 'utf8', env: { ...process.env, NO_COLOR: '1' } });
+  assert.equal(r.status, 5, r.stderr);
+  assert.match(r.stderr, /--device cuda: the CUDA provider of onnxruntime-node is not installed/);
+  assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+  assert.equal(existsSync(out), false, 'no journal for a run that could not start');
+});

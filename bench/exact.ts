@@ -8,7 +8,7 @@ import { existsSync, readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { analyze, DEFAULTS } from '../src/index.js';
 import { jacobianLowerBound } from '../src/estimators/lower-bound.js';
-import { buildIr } from '../src/ir/build.js';
+import { buildIr } from '../src/frontend/build.js';
 import { mergeLinear } from '../src/ir/merge.js';
 import { MFLOP } from '../src/linalg/work.js';
 import { decodeModel, readModelBytes } from '../src/onnx/read-model.js';

@@ -12,7 +12,7 @@ import { existsSync, readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { analyze, type LipschitzReport } from '../src/index.js';
 import { benchMethods } from './methods.js';
-import { resetRuntimeStats, runtimeStats } from '../src/linalg/runtime.js';
+import { resetRuntimeStats, runtimeStats } from '../src/backend/runtime.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const shared = `${root}../shared/models/`;

@@ -8,7 +8,7 @@ import { renderJson } from '../report/json.js';
 import { renderJunit } from '../report/junit.js';
 import { renderOpsJson, renderOpsTable } from '../report/ops-table.js';
 import { renderTable } from '../report/table.js';
-import { providerFor, type Device } from '../linalg/runtime.js';
+import { providerFor, type Device } from '../backend/runtime.js';
 import { analysisOptions, commandFor, gateOptions, parseArgs, writeAtomically } from './args.js';
 import { runBatch, runMerge } from './batch.js';
 import { EXIT, EXIT_FOR_ERROR } from './exit-codes.js';

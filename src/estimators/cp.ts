@@ -1,11 +1,11 @@
 import { LipcheckError } from '../errors.js';
-import { emitForward } from '../ir/emit.js';
+import { emitForward } from '../backend/emit.js';
 import type { Block, LinearRegion } from '../ir/merge.js';
 import { sizeOf } from '../ir/tensor.js';
 import type { ActivationNode, IrGraph, IrNode, LinearNode, Shape } from '../ir/types.js';
 import { denseInfNorm, roundUp } from '../linalg/dense.js';
 import { lanczosTop, NonFiniteError } from '../linalg/lanczos.js';
-import { createOrtOperator, denseMatrixOf } from '../linalg/operator.js';
+import { createOrtOperator, denseMatrixOf } from '../backend/operators.js';
 import { kwFactor } from '../linalg/probabilistic.js';
 import { Random } from '../linalg/random.js';
 import { encodeGraph } from '../onnx/writer.js';

@@ -2,7 +2,7 @@ import type { Block } from '../ir/merge.js';
 import { sizeOf, toFloat64, type Tensor } from '../ir/tensor.js';
 import type { IrGraph, LinearNode } from '../ir/types.js';
 import { roundUp, gamma } from '../linalg/dense.js';
-import { ModelRunner } from '../linalg/runner.js';
+import { ModelRunner } from '../backend/runner.js';
 import { pairRatio } from '../linalg/witness.js';
 import type { OnnxModel, OnnxNode } from '../onnx/read-model.js';
 import { encodeForRuntime, encodeGraph, type AttrSpec, type NodeSpec } from '../onnx/writer.js';

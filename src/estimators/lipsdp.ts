@@ -1,8 +1,8 @@
-import { emitForward } from '../ir/emit.js';
+import { emitForward } from '../backend/emit.js';
 import type { LinearRegion } from '../ir/merge.js';
 import { sizeOf } from '../ir/tensor.js';
 import { roundUp, sqrtUp } from '../linalg/dense.js';
-import { createOrtOperator, denseMatrixOf } from '../linalg/operator.js';
+import { createOrtOperator, denseMatrixOf } from '../backend/operators.js';
 import { lipSdpBound, lipSdpCertifyWork, lipSdpStepWork, type LipSdpProblem, type LipSdpVariant } from '../linalg/sdp.js';
 import { encodeGraph } from '../onnx/writer.js';
 import type { Segment } from './cp.js';

@@ -2,10 +2,10 @@ import type { Block, LinearRegion } from '../ir/merge.js';
 import { isFloatType, sizeOf, toFloat64, type DType, type Tensor } from '../ir/tensor.js';
 import type { ActivationNode, IrGraph, IrNode, LinearNode, Shape } from '../ir/types.js';
 import { lanczosTop, NonFiniteError } from '../linalg/lanczos.js';
-import { createOrtOperator, type LinearOperator } from '../linalg/operator.js';
+import { createOrtOperator, type LinearOperator } from '../backend/operators.js';
 import { norm2, Random, scaleInPlace } from '../linalg/random.js';
-import { ModelRunner } from '../linalg/runner.js';
-import type { RuntimeOptions } from '../linalg/runtime.js';
+import { ModelRunner } from '../backend/runner.js';
+import type { RuntimeOptions } from '../backend/runtime.js';
 import { pairRatio, witnessLowerBound } from '../linalg/witness.js';
 import { CALL_FLOP, JS_ELEMENT_FLOP, nodeFlop } from '../linalg/work.js';
 import { DATA_TYPES } from '../onnx/proto.js';
@@ -559,9 +559,10 @@ async function fallback(args: LowerBoundArgs, feeds: Record<string, Tensor>, rea
   // the pairs the budget affords at the cost model's price of a run (the first pair always, as before budgets were counted)
   const evaluation = searchCosts(args.blocks, sizeOf(args.inputShape)).evaluation;
   const pairs = Math.min(args.pairs ?? 64, Math.max(1, Math.floor(args.budget / (2 * evaluation))));
-  const w = await witnessLowerBound(encodeForRuntime(args.model, []), args.inputName, args.outputName, args.inputShape, args.runtime, {
+  const evaluator = await ModelRunner.create(encodeForRuntime(args.model, []), args.runtime, 'the model (witness)');
+  const w = await witnessLowerBound(evaluator, args.inputName, args.outputName, args.inputShape, {
     seed: args.seed, pairs, inf: args.norm === 'inf', hints: args.hints ?? [], feeds,
-  });
+  }).finally(() => evaluator.release());
   return { value: w.ratio, method: 'witness-pairs', x: w.x, xPrime: w.xPrime, evaluations: 2 * w.pairs, products: 0, irNorm: null, irPoint: null, truncated: pairs < (args.pairs ?? 64), work: 2 * w.pairs * evaluation, nonFinite: w.nonFinite, fallbackReason: reason };
 }
 

@@ -1,13 +1,13 @@
 import { LipcheckError } from '../errors.js';
-import { emitAdjoint, emitForward } from '../ir/emit.js';
+import { emitAdjoint, emitForward } from '../backend/emit.js';
 import type { LinearRegion } from '../ir/merge.js';
 import { lanczosTop, NonFiniteError } from '../linalg/lanczos.js';
-import { createOrtGram, createOrtGramPair, denseMatrixOf, type OperatorModels } from '../linalg/operator.js';
+import { createOrtGram, createOrtGramPair, denseMatrixOf, type OperatorModels } from '../backend/operators.js';
 import { BudgetExceededError, denseSpectralNormBound } from '../linalg/dense.js';
 import { sizeOf, type Tensor } from '../ir/tensor.js';
 import { kwFactor } from '../linalg/probabilistic.js';
 import { Random } from '../linalg/random.js';
-import type { RuntimeOptions } from '../linalg/runtime.js';
+import type { RuntimeOptions } from '../backend/runtime.js';
 import { regionFlop } from '../linalg/work.js';
 import { encodeGraph, feedInitializers, type GraphSpec, type NodeSpec } from '../onnx/writer.js';
 import type { Bound, NormKind } from './kinds.js';

@@ -1,6 +1,6 @@
 import { sizeOf, toFloat64 } from '../ir/tensor.js';
 import { Random } from '../linalg/random.js';
-import { ModelRunner } from '../linalg/runner.js';
+import { ModelRunner } from '../backend/runner.js';
 import { pairRatio } from '../linalg/witness.js';
 import { encodeForRuntime } from '../onnx/writer.js';
 import { reluNetOf, type ReluNet } from './exact.js';

@@ -1,9 +1,9 @@
 import { LipcheckError } from '../errors.js';
-import { emitForward } from '../ir/emit.js';
+import { emitForward } from '../backend/emit.js';
 import type { LinearRegion } from '../ir/merge.js';
 import { sizeOf } from '../ir/tensor.js';
 import { BudgetExceededError, denseCertificateFlop, denseSpectralNormBound, formatMflop, gamma, roundUp, sqrtUp, UNDERFLOW_SLACK, UNIT_ROUNDOFF } from '../linalg/dense.js';
-import { createOrtOperator, denseMatrixOf } from '../linalg/operator.js';
+import { createOrtOperator, denseMatrixOf } from '../backend/operators.js';
 import { Random } from '../linalg/random.js';
 import { denseSingularTriplets, topSingularTriplets, type SingularTriplets } from '../linalg/top-singular.js';
 import { CALL_FLOP, regionFlop, WorkBudget } from '../linalg/work.js';

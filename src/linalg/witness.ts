@@ -1,7 +1,6 @@
+import type { ModelEvaluator } from '../ir/operator.js';
 import type { Tensor } from '../ir/tensor.js';
 import { norm2, Random } from './random.js';
-import { ModelRunner } from './runner.js';
-import type { RuntimeOptions } from './runtime.js';
 
 /** The best pair found: ratio ‖f(x)−f(x')‖/‖x−x'‖ (ℓ2 or ℓ∞), which lower-bounds the Lipschitz constant. */
 export interface Witness {
@@ -46,19 +45,18 @@ function normOf(v: ArrayLike<number>, inf: boolean): number {
  * random x and directions d (random, plus the given hints such as the first operator's top singular vector), and
  * keeps the largest ratio (pairRatio: exact float64 differences of the float32 inputs actually fed, less the float32
  * output-rounding allowance). Exactly `pairs` pairs are tried, so the work is the same on every run; a pair with a
- * non-finite output is skipped and counted.
+ * non-finite output is skipped and counted. The caller owns (and releases) the evaluator.
  */
 export async function witnessLowerBound(
-  bytes: Uint8Array, inputName: string, outputName: string, shape: readonly number[], runtime: RuntimeOptions,
+  runner: ModelEvaluator, inputName: string, outputName: string, shape: readonly number[],
   options: { seed: number; pairs: number; inf: boolean; hints: readonly Float64Array[]; feeds?: Record<string, Tensor> },
 ): Promise<Witness> {
-  const runner = await ModelRunner.create(bytes, runtime, 'the model (witness)');
   const n = shape.reduce((a, b) => a * b, 1);
   const rng = new Random(options.seed ^ 0x5bd1e995);
   let best: Witness = { ratio: 0, x: new Float32Array(n), xPrime: new Float32Array(n), pairs: 0, nonFinite: 0 };
   let nonFinite = 0;
   const run = async (x: Float32Array) => (await runner.run({ ...(options.feeds ?? {}), [inputName]: { dtype: 'float32', dims: shape, data: x } }, [outputName])).get(outputName)!.data as Float32Array;
-  try {
+  {
     for (let k = 0; k < options.pairs; k++) {
       const x = new Float32Array(n);
       for (let i = 0; i < n; i++) x[i] = rng.normal();
@@ -76,8 +74,6 @@ export async function witnessLowerBound(
       }
       best = { ...best, pairs: k + 1, nonFinite };
     }
-  } finally {
-    await runner.release();
   }
   return best;
 }

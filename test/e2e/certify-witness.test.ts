@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { ModelRunner } from '../../src/linalg/runner.js';
+import { ModelRunner } from '../../src/backend/runner.js';
 import { norm2 } from '../../src/linalg/random.js';
 import { pairRatio } from '../../src/linalg/witness.js';
 import { FIXTURES, hasShared, SHARED } from '../helpers/dense.js';

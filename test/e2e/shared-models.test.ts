@@ -3,7 +3,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { analyze, type WitnessPair } from '../../src/index.js';
 import { OUTPUT_ROUNDING, pairRatio } from '../../src/linalg/witness.js';
-import { ModelRunner, randomTensor } from '../../src/linalg/runner.js';
+import { ModelRunner, randomTensor } from '../../src/backend/runner.js';
 import { norm2 } from '../../src/linalg/random.js';
 import { FIXTURES, hasShared, SHARED } from '../helpers/dense.js';
 

@@ -1,7 +1,7 @@
 /** Tiny dense ReLU-family networks for the segment estimators' tests: random layers, ONNX export, IR and norms. */
 import { findSegments, type Segment } from '../../src/estimators/cp.js';
 import { measureRegion, type NormSettings, type OperatorNorm } from '../../src/estimators/operator-norm.js';
-import { buildIr } from '../../src/ir/build.js';
+import { buildIr } from '../../src/frontend/build.js';
 import { mergeLinear, type Block } from '../../src/ir/merge.js';
 import type { IrGraph } from '../../src/ir/types.js';
 import type { Random } from '../../src/linalg/random.js';

@@ -3,14 +3,14 @@
  * with the same model run in onnxruntime. Linear cases compare dense matrices; activation cases compare slopes;
  * Lipschitz cases compare difference quotients.
  */
-import { buildIr } from '../../src/ir/build.js';
-import { emitAdjoint, emitForward } from '../../src/ir/emit.js';
+import { buildIr } from '../../src/frontend/build.js';
+import { emitAdjoint, emitForward } from '../../src/backend/emit.js';
 import { mergeLinear, type LinearRegion } from '../../src/ir/merge.js';
 import type { Tensor } from '../../src/ir/tensor.js';
 import type { IrGraph } from '../../src/ir/types.js';
-import { createOrtOperator } from '../../src/linalg/operator.js';
+import { createOrtOperator } from '../../src/backend/operators.js';
 import { Random } from '../../src/linalg/random.js';
-import { ModelRunner } from '../../src/linalg/runner.js';
+import { ModelRunner } from '../../src/backend/runner.js';
 import { decodeModel, type OnnxModel } from '../../src/onnx/read-model.js';
 import { encodeGraph, type AttrSpec, type NodeSpec } from '../../src/onnx/writer.js';
 import { fusePatterns } from '../../src/ops/patterns.js';

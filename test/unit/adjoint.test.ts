@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { readdirSync } from 'node:fs';
 import { test } from 'node:test';
-import { buildIr } from '../../src/ir/build.js';
-import { emitAdjoint, emitForward } from '../../src/ir/emit.js';
+import { buildIr } from '../../src/frontend/build.js';
+import { emitAdjoint, emitForward } from '../../src/backend/emit.js';
 import { mergeLinear } from '../../src/ir/merge.js';
-import { createOrtOperator } from '../../src/linalg/operator.js';
+import { createOrtOperator } from '../../src/backend/operators.js';
 import { dot, norm2, Random } from '../../src/linalg/random.js';
 import { readModel } from '../../src/onnx/read-model.js';
 import { encodeGraph } from '../../src/onnx/writer.js';

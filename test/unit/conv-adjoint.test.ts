@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { chainGraphs } from '../../src/estimators/operator-norm.js';
-import { emitAdjoint, emitForward } from '../../src/ir/emit.js';
+import { emitAdjoint, emitForward } from '../../src/backend/emit.js';
 import type { LinearRegion } from '../../src/ir/merge.js';
 import { sizeOf, type Tensor } from '../../src/ir/tensor.js';
 import type { LinearNode } from '../../src/ir/types.js';
-import { createOrtGram, createOrtOperator } from '../../src/linalg/operator.js';
+import { createOrtGram, createOrtOperator } from '../../src/backend/operators.js';
 import { norm2, Random } from '../../src/linalg/random.js';
 import { encodeGraph } from '../../src/onnx/writer.js';
 

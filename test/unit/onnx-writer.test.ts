@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { ModelRunner, randomTensor } from '../../src/linalg/runner.js';
+import { ModelRunner, randomTensor } from '../../src/backend/runner.js';
 import { decodeModel } from '../../src/onnx/read-model.js';
 import { encodeForRuntime, encodeForRuntimeFeeding, encodeGraph } from '../../src/onnx/writer.js';
 

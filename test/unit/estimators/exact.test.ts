@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { enumerateRegions, evaluateNet, exactLipschitz, float64Model, reluNetOf, regionPoint, type ReluNet } from '../../../src/estimators/exact.js';
-import { buildIr } from '../../../src/ir/build.js';
+import { buildIr } from '../../../src/frontend/build.js';
 import { mergeLinear } from '../../../src/ir/merge.js';
 import { Random } from '../../../src/linalg/random.js';
 import { decodeModel } from '../../../src/onnx/read-model.js';

@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { Matrix, SingularValueDecomposition } from 'ml-matrix';
 import { jacobianLowerBound, planSearch, type LowerBoundResult } from '../../../src/estimators/lower-bound.js';
-import { buildIr } from '../../../src/ir/build.js';
+import { buildIr } from '../../../src/frontend/build.js';
 import { mergeLinear } from '../../../src/ir/merge.js';
 import type { Tensor } from '../../../src/ir/tensor.js';
 import { decodeModel } from '../../../src/onnx/read-model.js';

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { enumerateRegions, regionPoint, type ReluNet } from '../../../src/estimators/exact.js';
 import { patternSearchLowerBound } from '../../../src/estimators/pattern-search.js';
-import { buildIr } from '../../../src/ir/build.js';
+import { buildIr } from '../../../src/frontend/build.js';
 import { mergeLinear } from '../../../src/ir/merge.js';
 import { Random } from '../../../src/linalg/random.js';
 import { decodeModel } from '../../../src/onnx/read-model.js';

@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { chainGraphs } from '../../../src/estimators/operator-norm.js';
-import { emitAdjoint, emitForward } from '../../../src/ir/emit.js';
+import { emitAdjoint, emitForward } from '../../../src/backend/emit.js';
 import type { LinearRegion } from '../../../src/ir/merge.js';
 import type { LinearNode } from '../../../src/ir/types.js';
-import { createOrtGram, createOrtGramPair, createOrtOperator } from '../../../src/linalg/operator.js';
+import { createOrtGram, createOrtGramPair, createOrtOperator } from '../../../src/backend/operators.js';
 import { Random } from '../../../src/linalg/random.js';
 import { encodeGraph, feedInitializers } from '../../../src/onnx/writer.js';
 import { analyze } from '../../../src/index.js';

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { Matrix, SingularValueDecomposition } from 'ml-matrix';
-import { createOrtOperator } from '../../../src/linalg/operator.js';
+import { createOrtOperator } from '../../../src/backend/operators.js';
 import { dot, norm2, Random } from '../../../src/linalg/random.js';
 import { denseSingularTriplets, topSingularTriplets, type MatrixFreeOperator, type SingularTriplets } from '../../../src/linalg/top-singular.js';
 import { encodeGraph } from '../../../src/onnx/writer.js';

@@ -1,6 +1,6 @@
 import { LipcheckError } from '../errors.js';
-import { ModelRunner, randomTensor } from '../linalg/runner.js';
-import type { RuntimeOptions } from '../linalg/runtime.js';
+import { ModelRunner, randomTensor } from '../backend/runner.js';
+import type { RuntimeOptions } from '../backend/runtime.js';
 import type { OnnxModel, OnnxNode } from '../onnx/read-model.js';
 import { DATA_TYPES } from '../onnx/proto.js';
 import { halfToFloat } from '../onnx/tensor.js';
@@ -8,9 +8,9 @@ import { encodeForRuntimeFeeding } from '../onnx/writer.js';
 import { auditConstants, UnsupportedNode, type ConvertContext, type InputValue } from '../ops/context.js';
 import { fusePatterns } from '../ops/patterns.js';
 import { findOp } from '../ops/registry.js';
-import { auditIr, badNumbersError } from './audit.js';
-import { isFloatType, type DType, type Tensor } from './tensor.js';
-import type { IrGraph, IrNode, Shape } from './types.js';
+import { auditIr, badNumbersError } from '../ir/audit.js';
+import { isFloatType, type DType, type Tensor } from '../ir/tensor.js';
+import type { IrGraph, IrNode, Shape } from '../ir/types.js';
 
 /** Which part of the model to analyse, and at what input shape. */
 export interface BuildOptions {

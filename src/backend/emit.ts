@@ -1,7 +1,7 @@
 import type { GraphSpec, NodeSpec, AttrSpec } from '../onnx/writer.js';
-import type { LinearRegion } from './merge.js';
-import { int64Tensor, sizeOf, toFloat64, type Tensor } from './tensor.js';
-import type { LinearNode, LinearPrim, Shape } from './types.js';
+import type { LinearRegion } from '../ir/merge.js';
+import { int64Tensor, sizeOf, toFloat64, type Tensor } from '../ir/tensor.js';
+import type { LinearNode, LinearPrim, Shape } from '../ir/types.js';
 
 /** The opset of every graph lipcheck generates (ReduceSum and Pad take axes/pads as inputs from 13 on). */
 export const EMIT_OPSET = 13;

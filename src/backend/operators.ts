@@ -1,17 +1,8 @@
+import type { GramOperator, LinearOperator } from '../ir/operator.js';
 import { sizeOf, type Tensor } from '../ir/tensor.js';
+export type { GramOperator, LinearOperator } from '../ir/operator.js';
 import type { RuntimeOptions } from './runtime.js';
 import { Session } from './runtime.js';
-
-/** A linear operator A: R^in → R^out with its adjoint, evaluated by onnxruntime in float32, bookkept in float64. */
-export interface LinearOperator {
-  readonly inDims: readonly number[];
-  readonly outDims: readonly number[];
-  readonly inSize: number;
-  readonly outSize: number;
-  apply(x: Float64Array): Promise<Float64Array>;
-  adjoint(y: Float64Array): Promise<Float64Array>;
-  dispose(): Promise<void>;
-}
 
 /** The forward and adjoint models of one operator: input 'x' → output 'y', and 'y' → 'x'. */
 export interface OperatorModels {
@@ -51,18 +42,6 @@ export async function createOrtOperator(models: OperatorModels, runtime: Runtime
       await adj.release();
     },
   };
-}
-
-/** A symmetric map v ↦ Bᵀ(B v) evaluated by one onnxruntime session, with the first half B v on request. */
-export interface GramOperator {
-  readonly n: number;
-  /** Bᵀ(B v) into `out` (length n): float32 kernels, the float32 results widened exactly. */
-  applyInto(v: Float64Array, out: Float64Array): Promise<void>;
-  /** Bᵀ(B v) in a new array. */
-  apply(v: Float64Array): Promise<Float64Array>;
-  /** B v alone, in a new array. */
-  half(v: Float64Array): Promise<Float64Array>;
-  dispose(): Promise<void>;
 }
 
 /**

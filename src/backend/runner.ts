@@ -1,5 +1,5 @@
 import type { Tensor } from '../ir/tensor.js';
-import { Random } from './random.js';
+import { Random } from '../linalg/random.js';
 import { Session, type RuntimeOptions } from './runtime.js';
 
 /** Evaluates a whole ONNX model in onnxruntime: used for shapes and folded constants, and for witnesses. */

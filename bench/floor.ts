@@ -19,7 +19,7 @@ import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { analyze, type AnalyzeOptions } from '../src/index.js';
-import { chainGraphs } from '../src/estimators/operator-norm.js';
+import { chainGraphs } from '../src/backend/graphs.js';
 import { regionBound } from '../src/estimators/region-bounds.js';
 import { buildIr } from '../src/frontend/build.js';
 import { emitAdjoint, emitForward } from '../src/backend/emit.js';

@@ -13,6 +13,7 @@ import type { OnnxModel, OnnxNode } from '../onnx/read-model.js';
 import { encodeForRuntime } from '../onnx/writer.js';
 import { operatorModels } from './operator-norm.js';
 import type { NormKind } from './kinds.js';
+import type { OperatorBackend } from '../ir/operator.js';
 
 /** The model under analysis as the lower-bound and exact estimators see it: the original model, its IR and merged blocks. */
 export interface AnalysedModel {
@@ -24,6 +25,8 @@ export interface AnalysedModel {
   readonly outputName: string;
   readonly inputShape: readonly number[];
   readonly runtime: RuntimeOptions;
+  /** Operators and whole-model evaluations (src/backend/ in the CLI, fakes in tests). */
+  readonly backend: OperatorBackend;
   readonly norm: NormKind;
 }
 

@@ -1,17 +1,18 @@
 import { LipcheckError } from '../errors.js';
-import { emitAdjoint, emitForward } from '../backend/emit.js';
 import type { LinearRegion } from '../ir/merge.js';
+import type { OperatorBackend } from '../ir/operator.js';
 import { lanczosTop, NonFiniteError } from '../linalg/lanczos.js';
-import { createOrtGram, createOrtGramPair, denseMatrixOf, type OperatorModels } from '../backend/operators.js';
 import { BudgetExceededError, denseSpectralNormBound } from '../linalg/dense.js';
-import { sizeOf, type Tensor } from '../ir/tensor.js';
+import { sizeOf } from '../ir/tensor.js';
 import { kwFactor } from '../linalg/probabilistic.js';
 import { Random } from '../linalg/random.js';
 import type { RuntimeOptions } from '../backend/runtime.js';
 import { regionFlop } from '../linalg/work.js';
-import { encodeGraph, feedInitializers, type GraphSpec, type NodeSpec } from '../onnx/writer.js';
 import type { Bound, NormKind } from './kinds.js';
 import { regionBound } from './region-bounds.js';
+
+/** @deprecated Transitional, for lower-bound.ts until it takes its operators from the backend: use backend.operator(region). */
+export { operatorModels } from '../backend/graphs.js';
 
 /** How hard to work on each operator and what to promise. */
 export interface NormSettings {
@@ -22,6 +23,8 @@ export interface NormSettings {
   readonly maxIterations: number;
   readonly seed: number;
   readonly runtime: RuntimeOptions;
+  /** Operators of the regions (src/backend/ in the CLI, fakes in tests): the estimators open no sessions themselves. */
+  readonly backend: OperatorBackend;
   /** Work budget (flop, linalg/work.ts) of one deterministic certificate: the cap of measureRegion's certificate budget. */
   readonly certifyBudget: number;
 }
@@ -51,80 +54,6 @@ export function roundingMargin(gammaSum: number, absNorm: number): number {
 }
 
 /**
- * The model 'v' → 'u' = first(v) → 'z' = second(u) of two single-input, single-output graphs (a region's forward and
- * adjoint, in either order), every internal name prefixed so the two cannot collide; 'u' is also an output. A weight
- * tensor both graphs hold (a strided Conv and its ConvTranspose adjoint share theirs; a stride-1 Conv's adjoint holds a flipped copy) is stored once.
- */
-export function chainGraphs(first: GraphSpec, second: GraphSpec): GraphSpec {
-  const stored = new Map<Tensor, string>();
-  const initializers: [string, Tensor][] = [];
-  const rename = (g: GraphSpec, prefix: string, io: Map<string, string>) => {
-    const names = new Map(io);
-    for (const [k, t] of g.initializers instanceof Map ? g.initializers.entries() : (g.initializers ?? [])) {
-      const known = stored.get(t);
-      if (known) { names.set(k, known); continue; }
-      stored.set(t, `${prefix}${k}`);
-      names.set(k, `${prefix}${k}`);
-      initializers.push([`${prefix}${k}`, t]);
-    }
-    const name = (x: string) => (x === '' ? x : names.get(x) ?? `${prefix}${x}`);
-    return g.nodes.map((n, i): NodeSpec => ({ ...n, name: `${prefix}${n.name ?? `${n.opType}_${i}`}`, inputs: n.inputs.map(name), outputs: n.outputs.map(name) }));
-  };
-  const a = rename(first, 'f.', new Map([[first.inputs[0].name, 'v'], [first.outputs[0].name, 'u']]));
-  const b = rename(second, 's.', new Map([[second.inputs[0].name, 'u'], [second.outputs[0].name, 'z']]));
-  return {
-    opset: Math.max(first.opset, second.opset),
-    inputs: [{ ...first.inputs[0], name: 'v' }],
-    outputs: [{ ...second.outputs[0], name: 'z' }, { ...first.outputs[0], name: 'u' }],
-    nodes: [...a, ...b],
-    initializers,
-    name: `${first.name ?? 'first'}-${second.name ?? 'second'}`,
-  };
-}
-
-/** A region's forward and adjoint models for createOrtOperator, weights of FEED_BYTES or more fed with each run. */
-export function operatorModels(region: LinearRegion): OperatorModels {
-  const forward = feedWeights(emitForward(region));
-  const adjoint = feedWeights(emitAdjoint(region));
-  return {
-    forward: encodeGraph(forward.spec), adjoint: encodeGraph(adjoint.spec), forwardFeeds: forward.feeds, adjointFeeds: adjoint.feeds,
-    inDims: region.inShape, outDims: region.outShape, name: region.id,
-  };
-}
-
-/** Baked-in weight bytes above which an operator's two halves get a session each instead of one chained model. */
-const CHAIN_LIMIT_BYTES = 2 ** 27;
-
-/**
- * Weights this large are run-time inputs of the operator's sessions (feedInitializers), not baked in: session creation
- * then skips copying and pre-packing them, and runs were no slower (ResNet-50: 34-step Lanczos 14.3–15.4 → 13.8–14.0 s,
- * quick estimates 6.5–8.4 → 5.9–7.1 s; a 411 MB Gemm 8 s of encoding and creation saved). Scalars stay baked in.
- */
-const FEED_BYTES = 4096;
-
-/**
- * feedInitializers at FEED_BYTES, except the weights of convolutions, which stay baked in: onnxruntime's CPU Conv
- * with its weight as a run-time input gave results that change with the intra-op thread count (a stride-2 32→64 3×3
- * conv on 16×16: 3124 of 4096 outputs differ between 1 and 2 threads; collins_rul's 6×20 conv adjoint: 496 of 600),
- * baked in none did, so a report would depend on --threads. Gemm and MatMul gave the same outputs either way.
- */
-export function feedWeights(g: GraphSpec): { spec: GraphSpec; feeds: Record<string, Tensor> } {
-  const conv = new Set(g.nodes.filter((n) => n.opType === 'Conv' || n.opType === 'ConvTranspose').flatMap((n) => n.inputs.slice(1)));
-  const all = [...(g.initializers instanceof Map ? g.initializers.entries() : (g.initializers ?? []))];
-  const baked = all.filter(([name]) => conv.has(name));
-  if (baked.length === 0) return feedInitializers(g, FEED_BYTES);
-  const fed = feedInitializers({ ...g, initializers: all.filter(([name]) => !conv.has(name)) }, FEED_BYTES);
-  const kept = [...(fed.spec.initializers instanceof Map ? fed.spec.initializers.entries() : (fed.spec.initializers ?? []))];
-  return { spec: { ...fed.spec, initializers: [...kept, ...baked] }, feeds: fed.feeds };
-}
-
-function weightBytes(g: GraphSpec): number {
-  let bytes = 0;
-  for (const [, t] of g.initializers instanceof Map ? g.initializers.entries() : (g.initializers ?? [])) bytes += (t.data as ArrayLike<number>).length * (t.dtype === 'float64' || t.dtype === 'int64' ? 8 : 4);
-  return bytes;
-}
-
-/**
  * Under --certify auto a region's certificates may cost CERTIFY_PER_LANCZOS × its Lanczos work (flop), at least
  * CERTIFY_FLOOR_FLOP and at most the --certify-work cap: about twice the estimate's time on the reference machine,
  * where onnxruntime did about 4e6 flop/ms (linalg/work.ts) and the certificates' float64 kernels about 1.4e6, and never
@@ -139,9 +68,6 @@ export function certificateBudget(settings: Pick<NormSettings, 'certify' | 'cert
   return Math.min(settings.certifyBudget, Math.max(CERTIFY_FLOOR_FLOP, CERTIFY_PER_LANCZOS * lanczosWork));
 }
 
-/** Largest region (inputs, inputs × outputs) whose dense matrix is formed for an exact certificate. */
-const DENSE_LIMIT = { cols: 4096, entries: 4e6 };
-
 /**
  * A certified bound for a small region with no convolution whose composition is loose (several weighted ops, linear
  * residual sums, unfolded scalings): its matrix is formed column by column by a float64 onnxruntime graph and bounded
@@ -150,10 +76,10 @@ const DENSE_LIMIT = { cols: 4096, entries: 4e6 };
  */
 async function denseRegionBound(region: LinearRegion, composed: ReturnType<typeof regionBound>, settings: NormSettings, budget: number): Promise<Bound | null> {
   if (['exact', 'exact-eig', 'exact-svd', 'gram-iteration', 'row-sum'].includes(composed.method)) return null;
-  if (region.nodes.some((n) => n.prim.op === 'conv' || n.prim.op === 'convTranspose')) return null;
+  // null for convolutions (no float64 kernel) and beyond the backend's one dense limit (DENSE_LIMIT)
+  const m = await settings.backend.denseMatrix(region);
+  if (!m) return null;
   const cols = sizeOf(region.inShape), rows = sizeOf(region.outShape);
-  if (cols > DENSE_LIMIT.cols || rows * cols > DENSE_LIMIT.entries) return null;
-  const m = await denseMatrixOf(encodeGraph(emitForward(region, 'float64')), region.inShape, region.outShape, settings.runtime, region.id);
   try {
     const b = denseSpectralNormBound(m, rows, cols, { budgetFlop: budget });
     const g64 = composed.gammaSum * 2 ** -29;
@@ -181,21 +107,9 @@ export async function measureRegion(region: LinearRegion, settings: NormSettings
   let work = 0;
   let direction: Float64Array | null = null;
   if (!noWeights) {
-    // Lanczos runs on the smaller of AᵀA and AAᵀ, one session computing both products of a step (two sessions when
-    // the weights are so large that one model holding both halves would double the peak memory)
-    const wide = sizeOf(region.outShape) < sizeOf(region.inShape);
-    const [fwd, adj] = [emitForward(region), emitAdjoint(region)];
-    const [first, second] = wide ? [adj, fwd] : [fwd, adj];
-    const [firstDims, secondDims] = wide ? [region.outShape, region.inShape] : [region.inShape, region.outShape];
-    // weights of FEED_BYTES or more are fed with each run rather than baked into the session (feedWeights)
-    const half = (g: GraphSpec, dims: readonly number[]) => {
-      const fed = feedWeights(g);
-      return { model: () => encodeGraph(fed.spec), feeds: fed.feeds, input: g.inputs[0].name, output: g.outputs[0].name, dims };
-    };
-    const chained = feedWeights(chainGraphs(first, second));
-    const op = weightBytes(chained.spec) > CHAIN_LIMIT_BYTES
-      ? await createOrtGramPair(half(first, firstDims), half(second, secondDims), settings.runtime, region.id)
-      : await createOrtGram(encodeGraph(chained.spec), firstDims, settings.runtime, region.id, chained.feeds);
+    // Lanczos runs on the smaller of AᵀA and AAᵀ (the backend's Gram map: one run per step where it can)
+    const op = await settings.backend.gram(region);
+    const wide = op.wide;
     try {
       const n = op.n;
       const rng = new Random(settings.seed + 7919 * index);
@@ -207,7 +121,7 @@ export async function measureRegion(region: LinearRegion, settings: NormSettings
           // 'none' wants the estimate only: converged Ritz values, without the steps the KW bound needs
           stop: (theta, k, prev) => k >= 3 && Math.abs(theta - prev) <= 0.1 * settings.tol * theta && (settings.certify === 'none' || kwFactor(n, k, settings.delta) <= 1 + settings.tol),
           // --threads 1 (and a batch worker's share of one core) keeps the reorthogonalisation on this thread too
-          parallel: settings.runtime.threads !== 1,
+          parallel: settings.backend.parallel,
         },
       );
       iterations = res.steps;

@@ -1,5 +1,5 @@
 import type { LinearRegion } from './merge.js';
-import type { Tensor } from './tensor.js';
+import { sizeOf, type Tensor } from './tensor.js';
 
 /**
  * The operator interfaces estimators are handed (issue 15): pure types, implemented by the backend (src/backend/,
@@ -35,6 +35,32 @@ export interface ModelEvaluator {
   release(): Promise<void>;
 }
 
+/** What {@link OperatorBackend.model} evaluates and how. */
+export interface ModelOptions {
+  /** Intermediate values to return as outputs too (float32 only). */
+  readonly extraOutputs?: readonly string[];
+  /** float32 (default): the model as it is; float64: every weight widened exactly, null where the model cannot be. */
+  readonly precision?: 'float32' | 'float64';
+  /** What the evaluation is for, in error messages ("the model (pattern search)"). */
+  readonly what?: string;
+  /** Receives why the model could not be evaluated in float64 (a full sentence's clause) when `model` returns null. */
+  readonly onDecline?: (reason: string) => void;
+}
+
+/**
+ * The one dense limit: the largest region (inputs, inputs × outputs) whose matrix any estimator forms (denseMatrix),
+ * for exact certificates, dense SVDs and LMIs.
+ */
+export const DENSE_LIMIT = { cols: 4096, entries: 4e6 } as const;
+
+/** Why a region's float64 matrix cannot be formed (a convolution: no float64 Conv kernel; beyond DENSE_LIMIT), or null. */
+export function denseObstacle(region: LinearRegion): string | null {
+  if (region.nodes.some((n) => n.prim.op === 'conv' || n.prim.op === 'convTranspose')) return `operator ${region.id} contains a convolution (onnxruntime has no float64 Conv to form its matrix)`;
+  const cols = sizeOf(region.inShape), rows = sizeOf(region.outShape);
+  if (cols > DENSE_LIMIT.cols || rows * cols > DENSE_LIMIT.entries) return `operator ${region.id} is ${rows}×${cols}, beyond the ${DENSE_LIMIT.cols}-column, ${DENSE_LIMIT.entries}-entry limit for a dense matrix`;
+  return null;
+}
+
 /**
  * What the estimators get from the backend: operators of the IR's linear regions and evaluations of the model.
  * Implemented by src/backend/ (onnxruntime: one place that emits graphs and opens sessions).
@@ -53,7 +79,7 @@ export interface OperatorBackend {
    * The original model, evaluated in float32 (or float64 where the model can be widened: null otherwise), with the
    * named intermediate values also available as outputs.
    */
-  model(opts?: { readonly extraOutputs?: readonly string[]; readonly precision?: 'float32' | 'float64' }): Promise<ModelEvaluator | null>;
+  model(opts?: ModelOptions): Promise<ModelEvaluator | null>;
   /** Whether work may be spread over more than one thread (false under --threads 1). */
   readonly parallel: boolean;
 }

@@ -1,4 +1,5 @@
 /** Tiny dense ReLU-family networks for the segment estimators' tests: random layers, ONNX export, IR and norms. */
+import { createOrtBackend } from '../../src/backend/index.js';
 import { findSegments, type Segment } from '../../src/estimators/cp.js';
 import { measureRegion, type NormSettings, type OperatorNorm } from '../../src/estimators/operator-norm.js';
 import { buildIr } from '../../src/frontend/build.js';
@@ -12,7 +13,7 @@ import { sigmaMax } from './dense.js';
 
 export const runtime = { device: 'cpu' as const };
 /** The settings AutoLip uses by default, on the CPU. */
-export const settings: NormSettings = { norm: '2', certify: 'auto', delta: 1e-6, tol: 0.05, maxIterations: 200, seed: 0, runtime, certifyBudget: 2.8e9 };
+export const settings: NormSettings = { norm: '2', certify: 'auto', delta: 1e-6, tol: 0.05, maxIterations: 200, seed: 0, runtime, backend: createOrtBackend({ runtime }), certifyBudget: 2.8e9 };
 
 /** A dense layer y = W·x + b, W row-major rows×cols, values already rounded to float32. */
 export interface Dense { readonly w: Float64Array; readonly rows: number; readonly cols: number; readonly b: Float64Array }

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { chainGraphs } from '../../../src/estimators/operator-norm.js';
+import { chainGraphs } from '../../../src/backend/graphs.js';
 import { emitAdjoint, emitForward } from '../../../src/backend/emit.js';
 import type { LinearRegion } from '../../../src/ir/merge.js';
 import type { LinearNode } from '../../../src/ir/types.js';

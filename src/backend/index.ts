@@ -1,0 +1,84 @@
+import { LipcheckError } from '../errors.js';
+import type { LinearRegion } from '../ir/merge.js';
+import { DENSE_LIMIT, denseObstacle, type GramOperator, type LinearOperator, type ModelEvaluator, type OperatorBackend } from '../ir/operator.js';
+import { sizeOf } from '../ir/tensor.js';
+import type { OnnxModel } from '../onnx/read-model.js';
+import { encodeForRuntime, encodeGraph, type GraphSpec } from '../onnx/writer.js';
+import { emitAdjoint, emitForward } from './emit.js';
+import { chainGraphs, CHAIN_LIMIT_BYTES, feedWeights, operatorModels, weightBytes } from './graphs.js';
+import { createOrtGram, createOrtGramPair, createOrtOperator, denseMatrixOf } from './operators.js';
+import { ModelRunner } from './runner.js';
+import type { RuntimeOptions } from './runtime.js';
+import { float64Model } from './widen.js';
+
+export type { OperatorBackend } from '../ir/operator.js';
+
+/** What the onnxruntime backend is built from: the decoded model (for whole-model evaluation) and the session settings. */
+export interface OrtBackendOptions {
+  /** Absent for a backend of operators only (tests): `model()` then fails. */
+  readonly model?: OnnxModel;
+  readonly runtime: RuntimeOptions;
+  /** The analysed input and output: needed only for the float64 form of the model (`model({ precision: 'float64' })`). */
+  readonly io?: { readonly inputName: string; readonly inputShape: readonly number[]; readonly outputName: string };
+}
+
+/**
+ * The Gram map of a region on its smaller side through onnxruntime: one session computing both products of a step
+ * (chainGraphs), or two sessions when the weights are so large (CHAIN_LIMIT_BYTES) that one model holding both halves
+ * would double the peak memory; weights of FEED_BYTES or more fed with each run, convolution weights baked in
+ * (feedWeights: thread-count determinism).
+ */
+async function ortGram(region: LinearRegion, runtime: RuntimeOptions): Promise<GramOperator & { readonly wide: boolean }> {
+  const wide = sizeOf(region.outShape) < sizeOf(region.inShape);
+  const [fwd, adj] = [emitForward(region), emitAdjoint(region)];
+  const [first, second] = wide ? [adj, fwd] : [fwd, adj];
+  const [firstDims, secondDims] = wide ? [region.outShape, region.inShape] : [region.inShape, region.outShape];
+  const half = (g: GraphSpec, dims: readonly number[]) => {
+    const fed = feedWeights(g);
+    return { model: () => encodeGraph(fed.spec), feeds: fed.feeds, input: g.inputs[0].name, output: g.outputs[0].name, dims };
+  };
+  const chained = feedWeights(chainGraphs(first, second));
+  const op = weightBytes(chained.spec) > CHAIN_LIMIT_BYTES
+    ? await createOrtGramPair(half(first, firstDims), half(second, secondDims), runtime, region.id)
+    : await createOrtGram(encodeGraph(chained.spec), firstDims, runtime, region.id, chained.feeds);
+  return Object.assign(op, { wide });
+}
+
+/**
+ * The onnxruntime implementation of OperatorBackend: the one place that emits a region's graphs, encodes models and
+ * opens sessions. Create it once per analysis; operators and evaluators it hands out are disposed by their users.
+ */
+export function createOrtBackend(opts: OrtBackendOptions): OperatorBackend {
+  const { model, runtime } = opts;
+  return {
+    parallel: runtime.threads !== 1,
+    operator(region: LinearRegion): Promise<LinearOperator> {
+      return createOrtOperator(operatorModels(region), runtime);
+    },
+    gram(region: LinearRegion) {
+      return ortGram(region, runtime);
+    },
+    async denseMatrix(region: LinearRegion): Promise<Float64Array | null> {
+      // onnxruntime has no float64 Conv kernel; the one dense limit (DENSE_LIMIT) holds for every estimator
+      if (denseObstacle(region) !== null) return null;
+      return denseMatrixOf(encodeGraph(emitForward(region, 'float64')), region.inShape, region.outShape, runtime, region.id);
+    },
+    async model(o = {}): Promise<ModelEvaluator | null> {
+      if (!model) throw new LipcheckError('INTERNAL', 'This backend was created for operators only (no model was given), so it cannot evaluate the model. Pass the decoded model to createOrtBackend.');
+      if (o.precision !== 'float64') return ModelRunner.create(encodeForRuntime(model, [...(o.extraOutputs ?? [])]), runtime, o.what ?? 'the model');
+      const decline = (why: string) => { o.onDecline?.(why); return null; };
+      if (!opts.io) return decline('the backend was created without the analysed input and output');
+      if (o.extraOutputs?.length) return decline('the float64 form of the model has no intermediate outputs');
+      const model64 = float64Model(model, opts.io.inputName, opts.io.inputShape, opts.io.outputName);
+      if (typeof model64 === 'string') return decline(model64);
+      try {
+        // float64 kernels: on the CPU, whatever the device
+        return await ModelRunner.create(model64, { ...runtime, device: 'cpu' }, o.what ?? 'the model in float64');
+      } catch (e) {
+        return decline(`onnxruntime cannot run the model in float64 (${(e as Error).message.split('\n')[0]})`);
+      }
+    },
+  };
+}
+
+export { DENSE_LIMIT };

@@ -24,6 +24,22 @@ export interface SegmentUse {
 }
 
 /**
+ * A residual block's bound (src/estimators/residual.ts) on L(input ↦ output), the output being its sum node's: under
+ * `best` the composition takes it times L(input) where that is below the sum's AutoLip value.
+ */
+export interface ResidualUse {
+  readonly id: string;
+  readonly input: string;
+  readonly output: string;
+  /** The ONNX node names the block covers. */
+  readonly nodes: readonly string[];
+  readonly upper: Bound;
+  readonly estimate: number | null;
+  readonly ms: number;
+  readonly note: string;
+}
+
+/**
  * How a composition treats segments: `best` takes the smallest valid bound among AutoLip and every candidate; `cp` or
  * `seqlip` or `sdp` (LipSDP) that method's bound where it has one (AutoLip elsewhere); `greedy` keeps AutoLip's bounds but carries the
  * candidates' estimates (greedy SeqLip), for the estimate-only line of the report.
@@ -114,7 +130,8 @@ function listReasons(root: Reasons): Reason[] {
  * the blocks — linear operators multiply by their norm, activations by their largest |slope|, sums add, concatenations
  * combine in quadrature (ℓ2) or by max (ℓ∞). The upper bound's kind is the weakest kind of its parts.
  */
-export function composeAutoLip(ir: IrGraph, blocks: readonly Block[], norms: ReadonlyMap<string, OperatorNorm>, norm: NormKind, segments: readonly SegmentUse[] = [], mode: SegmentMode = 'best'): AutoLipResult {
+export function composeAutoLip(ir: IrGraph, blocks: readonly Block[], norms: ReadonlyMap<string, OperatorNorm>, norm: NormKind, segments: readonly SegmentUse[] = [], mode: SegmentMode = 'best', residuals: readonly ResidualUse[] = []): AutoLipResult {
+  const residualAt = new Map(mode === 'best' ? residuals.map((r) => [r.output, r]) : []);
   const covered = new Map<number, SegmentUse>();
   for (const u of segments) for (const k of u.segment.blocks) covered.set(k, u);
   const used = new Set<string>();
@@ -181,8 +198,19 @@ export function composeAutoLip(ir: IrGraph, blocks: readonly Block[], norms: Rea
           up = norm === 'inf' ? Math.max(...ins.map((l) => l.up)) : Math.sqrt(ins.reduce((a, l) => a + l.up * l.up, 0));
           est = norm === 'inf' ? Math.max(...ins.map((l) => l.est)) : Math.sqrt(ins.reduce((a, l) => a + l.est * l.est, 0));
         }
-        lips.set(n.output, { ...merge(ins), up, est });
+        const res = residualAt.get(n.output);
+        const inR = res ? get(res.input) : null;
+        const merged = merge(ins);
+        const chosen = !!res && !!inR && merged.status === 'bounded' && inR.status === 'bounded' && res.upper.value * inR.up < up;
+        if (res && inR && chosen) {
+          // the residual block's factor times L(its input) (docs/algorithms-residual.md), below the sum of its branches
+          used.add('residual');
+          lips.set(n.output, { ...merge([inR]), up: res.upper.value * inR.up, est: Math.min(est, (res.estimate ?? res.upper.value) * inR.est), kinds: new Set([...inR.kinds, res.upper.kind]) });
+        } else {
+          lips.set(n.output, { ...merged, up, est });
+        }
         layers.push({ ...base, kind: 'merge', estimate: null, upper: null, note: p.op === 'sum' ? `sum of ${ins.length} branches: bounds add` : `concatenation of ${ins.length} branches: ${norm === 'inf' ? 'max' : 'quadrature'}` });
+        if (res) layers.push({ id: res.id, kind: 'segment', nodes: [...res.nodes], opTypes: ['residual block'], inShape: n.inShapes[0] ?? [], outShape: n.outShape, estimate: res.estimate, upper: res.upper, candidates: [res.upper], iterations: 0, ms: res.ms, note: `${res.note}; ${chosen ? 'used' : 'not below the sum of the branches: not used'}` });
         break;
       }
       case 'unbounded':
@@ -201,7 +229,7 @@ export function composeAutoLip(ir: IrGraph, blocks: readonly Block[], norms: Rea
   // one relative rounding step per multiplication or addition above, bounded generously by the block count
   const slack = 1 + 4 * (blocks.length + 1) * EPS;
   const kind = out.kinds.size ? weakestKind(out.kinds) : 'certified';
-  const method = ['autolip', ...['cp', 'seqlip', 'sdp'].filter((m) => used.has(m))].join('+');
+  const method = ['autolip', ...['cp', 'seqlip', 'sdp', 'residual'].filter((m) => used.has(m))].join('+');
   return { status: 'bounded', upper: { value: out.up * slack, kind, method }, estimate: out.est, reasons: [], layers };
 }
 

@@ -1,0 +1,314 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { composeAutoLip, type ResidualUse } from '../../../src/estimators/autolip.js';
+import { findResidualBlocks, linearPart, residualBlockBound, type ResidualBlock } from '../../../src/estimators/residual.js';
+import type { NormSettings } from '../../../src/estimators/operator-norm.js';
+import type { LinearRegion } from '../../../src/ir/merge.js';
+import type { GramOperator, OperatorBackend } from '../../../src/ir/operator.js';
+import { sizeOf, toFloat64 } from '../../../src/ir/tensor.js';
+import { Random } from '../../../src/linalg/random.js';
+import { encodeGraph, type NodeSpec } from '../../../src/onnx/writer.js';
+import { sigmaMax } from '../../helpers/dense.js';
+import { ACTS, f32, matmul, measureAll, pipeline, settings as baseSettings, tensor, type Act } from '../../helpers/mlp.js';
+
+/**
+ * Dense float64 matrices of IR regions, computed here from the prims' definitions (matmul, scale, sum, reshape):
+ * an independent stand-in for the onnxruntime backend, as issue 15's interface allows.
+ */
+function denseOf(region: LinearRegion): { m: Float64Array; rows: number; cols: number } {
+  const cols = sizeOf(region.inShape), rows = sizeOf(region.outShape);
+  const m = new Float64Array(rows * cols);
+  for (let j = 0; j < cols; j++) {
+    const vals = new Map<string, Float64Array>([[region.input, Float64Array.from({ length: cols }, (_, i) => (i === j ? 1 : 0))]]);
+    for (const n of region.nodes) {
+      const xs = n.inputs.map((i) => vals.get(i)!);
+      const p = n.prim;
+      let y: Float64Array;
+      if (p.op === 'matmul' && p.side === 'right' && p.weight.dims.length === 2) {
+        const [k, w] = p.weight.dims, data = toFloat64(p.weight);
+        y = matmul(xs[0], xs[0].length / k, k, data, w);
+      } else if (p.op === 'scale' && sizeOf(p.factor.dims) === 1) {
+        const f = toFloat64(p.factor)[0];
+        y = xs[0].map((v) => v * f);
+      } else if (p.op === 'sum' && n.inShapes.every((s) => sizeOf(s) === sizeOf(n.outShape))) {
+        y = new Float64Array(xs[0].length);
+        xs.forEach((x, i) => x.forEach((v, t) => (y[t] += p.signs[i] * v)));
+      } else if (p.op === 'reshape') {
+        y = xs[0];
+      } else {
+        throw new Error(`the dense test backend has no ${p.op} prim (node ${n.name})`);
+      }
+      vals.set(n.output, y);
+    }
+    const out = vals.get(region.output)!;
+    for (let i = 0; i < rows; i++) m[i * cols + j] = out[i];
+  }
+  return { m, rows, cols };
+}
+
+/** An OperatorBackend of dense float64 matrices; `grams` counts the Gram maps asked for. */
+function denseBackend(): OperatorBackend & { grams: string[] } {
+  const grams: string[] = [];
+  const mul = (m: Float64Array, rows: number, cols: number, v: Float64Array, transpose: boolean) => {
+    const out = new Float64Array(transpose ? cols : rows);
+    for (let i = 0; i < rows; i++) for (let j = 0; j < cols; j++) {
+      if (transpose) out[j] += m[i * cols + j] * v[i];
+      else out[i] += m[i * cols + j] * v[j];
+    }
+    return out;
+  };
+  return {
+    grams,
+    parallel: false,
+    async operator(region) {
+      const { m, rows, cols } = denseOf(region);
+      return { inDims: region.inShape, outDims: region.outShape, inSize: cols, outSize: rows, apply: async (x) => mul(m, rows, cols, x, false), adjoint: async (y) => mul(m, rows, cols, y, true), dispose: async () => {} };
+    },
+    async gram(region): Promise<GramOperator & { wide: boolean }> {
+      grams.push(region.id);
+      const { m, rows, cols } = denseOf(region);
+      const wide = rows < cols;
+      const half = (v: Float64Array) => (wide ? mul(m, rows, cols, v, true) : mul(m, rows, cols, v, false));
+      const apply = async (v: Float64Array) => (wide ? mul(m, rows, cols, mul(m, rows, cols, v, true), false) : mul(m, rows, cols, mul(m, rows, cols, v, false), true));
+      return { n: wide ? rows : cols, wide, apply, applyInto: async (v, out) => out.set(await apply(v)), half: async (v) => half(v), dispose: async () => {} };
+    },
+    async denseMatrix(region) {
+      return denseOf(region).m;
+    },
+    async model() {
+      return null;
+    },
+  };
+}
+
+const settingsWith = (backend: OperatorBackend): NormSettings => ({ ...baseSettings, backend });
+
+interface Mat { readonly w: Float64Array; readonly rows: number; readonly cols: number }
+
+/**
+ * y = a·S x + b·(W_k σ ⋯ σ W_1 x) with biases as an ONNX model (input [1, n]): S null is the identity; `sub` writes
+ * the block as Sub(skip, branch) (b = −1); `swap` puts the branch first in the Add.
+ */
+function residualModel(ws: readonly Mat[], act: Act, skip: Mat | null, opts: { sub?: boolean; swap?: boolean; tail?: boolean } = {}): Uint8Array {
+  const n = ws[0].cols;
+  const nodes: NodeSpec[] = [];
+  const inits: [string, ReturnType<typeof tensor>][] = [];
+  let h = 'x';
+  ws.forEach((l, k) => {
+    inits.push([`w${k}`, tensor([l.rows, l.cols], l.w)], [`b${k}`, tensor([l.rows], Array.from({ length: l.rows }, (_, i) => 0.1 * (i - k)))]);
+    nodes.push({ opType: 'Gemm', inputs: [h, `w${k}`, `b${k}`], outputs: [`h${k}`], attrs: { transB: { i: 1 } }, name: `gemm${k}` });
+    h = `h${k}`;
+    if (k + 1 < ws.length) { nodes.push({ opType: act.op, inputs: [h], outputs: [`a${k}`], attrs: act.attrs ?? {}, name: `act${k}` }); h = `a${k}`; }
+  });
+  let s = 'x';
+  if (skip) {
+    inits.push(['p', tensor([skip.rows, skip.cols], skip.w)]);
+    nodes.push({ opType: 'Gemm', inputs: ['x', 'p'], outputs: ['px'], attrs: { transB: { i: 1 } }, name: 'proj' });
+    s = 'px';
+  }
+  const ins = opts.swap ? [h, s] : [s, h];
+  nodes.push({ opType: opts.sub ? 'Sub' : 'Add', inputs: ins, outputs: ['y'], name: 'residual' });
+  let out = 'y';
+  if (opts.tail) { nodes.push({ opType: 'Relu', inputs: ['y'], outputs: ['z'], name: 'after' }); out = 'z'; }
+  return encodeGraph({ opset: 13, inputs: [{ name: 'x', dims: [1, n] }], outputs: [{ name: out }], nodes, initializers: inits });
+}
+
+const randomMat = (rows: number, cols: number, rng: Random, gain = 1.3): Mat => ({ w: f32(Array.from({ length: rows * cols }, () => (rng.normal() * gain) / Math.sqrt(cols))), rows, cols });
+const identity = (n: number): Float64Array => Float64Array.from({ length: n * n }, (_, i) => (i % (n + 1) === 0 ? 1 : 0));
+
+/** a·S + b·W_k D_{k−1} ⋯ D_1 W_1 for diagonal D_i (row-major). */
+function blockJacobian(ws: readonly Mat[], ds: readonly Float64Array[], skip: Float64Array, a: number, b: number): Float64Array {
+  let m = Float64Array.from(ws[0].w);
+  const n = ws[0].cols;
+  for (let k = 1; k < ws.length; k++) {
+    for (let i = 0; i < ws[k - 1].rows; i++) for (let j = 0; j < n; j++) m[i * n + j] *= ds[k - 1][i];
+    m = matmul(ws[k].w, ws[k].rows, ws[k].cols, m, n);
+  }
+  return m.map((v, i) => a * skip[i] + b * v);
+}
+
+/** max over D_i ∈ {α, β}^{n_i} of ‖a·S + b·W_k D ⋯ D W_1‖₂: the sup over the slope box (convex in each D_i), ≥ the block's constant. */
+function bruteForce(ws: readonly Mat[], slope: readonly [number, number], skip: Float64Array, a: number, b: number): number {
+  const hidden = ws.slice(0, -1).map((l) => l.rows);
+  const bits = hidden.reduce((x, y) => x + y, 0);
+  assert.ok(bits <= 14);
+  let best = 0;
+  for (let mask = 0; mask < 2 ** bits; mask++) {
+    let bit = 0;
+    const ds = hidden.map((h) => Float64Array.from({ length: h }, () => ((mask >> bit++) & 1 ? slope[1] : slope[0])));
+    best = Math.max(best, sigmaMax(blockJacobian(ws, ds, skip, a, b), ws[ws.length - 1].rows, ws[0].cols));
+  }
+  return best;
+}
+
+/** Builds the model, finds its one residual block and bounds it with the dense backend. */
+async function bound(ws: readonly Mat[], act: Act, skip: Mat | null, opts: { sub?: boolean; swap?: boolean } = {}) {
+  const { ir, blocks, segments } = await pipeline(residualModel(ws, act, skip, opts));
+  const found = findResidualBlocks(ir, blocks, segments);
+  assert.equal(found.length, 1, 'one residual block');
+  const backend = denseBackend();
+  const s = settingsWith(backend);
+  const known = await measureAll(blocks, s);
+  const res = await residualBlockBound(found[0], s, { known });
+  return { res, block: found[0], backend, known, ir, blocks };
+}
+
+test('findResidualBlocks: identity and projection skips, Add and Sub, either input order', async () => {
+  const rng = new Random(1);
+  const ws = [randomMat(4, 3, rng), randomMat(3, 4, rng)];
+  for (const [skip, opts] of [[null, {}], [randomMat(3, 3, rng), {}], [null, { sub: true }], [null, { swap: true }], [randomMat(3, 3, rng), { sub: true, swap: true }]] as const) {
+    const { ir, blocks, segments } = await pipeline(residualModel(ws, ACTS.relu, skip, opts));
+    const [b, ...rest] = findResidualBlocks(ir, blocks, segments);
+    assert.equal(rest.length, 0);
+    assert.equal(b.input, 'x');
+    assert.equal(b.output, 'y');
+    assert.equal(b.skip === null, skip === null);
+    assert.equal(b.branch.regions.length, 2);
+    assert.equal(b.branchIndex, opts.swap ? 0 : 1);
+    assert.deepEqual(b.blocks, [...b.blocks].sort((x, y) => x - y));
+    assert.equal(b.blocks.length, skip ? 5 : 4, 'two operators, one activation, the sum (and the skip)');
+  }
+});
+
+test('findResidualBlocks: no block in a plain chain, nor when the branch output is also read elsewhere', async () => {
+  const rng = new Random(2);
+  const ws = [randomMat(4, 3, rng), randomMat(3, 4, rng)];
+  // the residual sum reads the branch; a Relu after the sum does not make a second block
+  const tail = await pipeline(residualModel(ws, ACTS.relu, null, { tail: true }));
+  assert.equal(findResidualBlocks(tail.ir, tail.blocks, tail.segments).length, 1);
+  // g's output also read by a node outside the block
+  const { ir, blocks, segments } = await pipeline(residualModel(ws, ACTS.relu, null));
+  const g = segments[0].output;
+  const extra = { kind: 'activation' as const, name: 'extra', opType: 'Relu', inputs: [g], inShapes: [[1, 3]], output: 'extra', outShape: [1, 3], fn: 'relu', slope: [0, 1] as const };
+  assert.equal(findResidualBlocks(ir, [...blocks, { kind: 'node', node: extra }], segments).length, 0, 'the branch output is read by a node outside the block');
+  const plain = [randomMat(4, 3, rng), randomMat(3, 4, rng), randomMat(2, 3, rng)];
+  const mlp = await pipeline(mlpBytes(plain));
+  assert.equal(findResidualBlocks(mlp.ir, mlp.blocks, mlp.segments).length, 0);
+});
+
+function mlpBytes(ws: readonly Mat[]): Uint8Array {
+  const nodes: NodeSpec[] = [];
+  const inits: [string, ReturnType<typeof tensor>][] = [];
+  let h = 'x';
+  ws.forEach((l, k) => {
+    inits.push([`w${k}`, tensor([l.rows, l.cols], l.w)]);
+    nodes.push({ opType: 'Gemm', inputs: [h, `w${k}`], outputs: [`h${k}`], attrs: { transB: { i: 1 } }, name: `gemm${k}` });
+    h = `h${k}`;
+    if (k + 1 < ws.length) { nodes.push({ opType: 'Relu', inputs: [h], outputs: [`a${k}`], name: `relu${k}` }); h = `a${k}`; }
+  });
+  return encodeGraph({ opset: 13, inputs: [{ name: 'x', dims: [1, ws[0].cols] }], outputs: [{ name: h }], nodes, initializers: inits });
+}
+
+test('the linear part is a·S + b·c·W_k⋯W_1 as one region', async () => {
+  const rng = new Random(3);
+  const ws = [randomMat(5, 3, rng), randomMat(3, 5, rng)];
+  const p = randomMat(3, 3, rng);
+  const { ir, blocks, segments } = await pipeline(residualModel(ws, ACTS.relu, p, { sub: true }));
+  const [b] = findResidualBlocks(ir, blocks, segments);
+  const got = denseOf(linearPart(b, 0.5));
+  const want = blockJacobian(ws, [new Float64Array(5).fill(0.5)], p.w, 1, -1);
+  assert.equal(got.rows, 3);
+  assert.equal(got.cols, 3);
+  got.m.forEach((v, i) => assert.ok(Math.abs(v - want[i]) <= 1e-12 * (1 + Math.abs(want[i])), `entry ${i}: ${v} vs ${want[i]}`));
+});
+
+test('residual bound: ≥ the brute-forced constant, ≤ ‖S‖ + ‖W2‖‖W1‖, and equal to its formula (ReLU, LeakyReLU, tanh; identity and projection; 2-D inputs)', async () => {
+  let tighter = 0;
+  for (const [name, act] of [['relu', ACTS.relu], ['leaky01', ACTS.leaky01], ['leakyNeg', ACTS.leakyNeg], ['tanh', ACTS.tanh]] as const) {
+    for (const seed of [1, 2, 3]) {
+      for (const projection of [false, true]) {
+        const rng = new Random(100 * seed + (projection ? 7 : 0));
+        const ws = [randomMat(8, 2, rng), randomMat(2, 8, rng)];
+        const p = projection ? randomMat(2, 2, rng) : null;
+        const sub = seed === 3;
+        const { res, known, blocks } = await bound(ws, act, p, { sub });
+        const tag = `${name} seed ${seed}${projection ? ' projection' : ''}${sub ? ' Sub' : ''}`;
+        const s = p ? p.w : identity(2);
+        const b = sub ? -1 : 1;
+        const brute = bruteForce(ws, act.slope, s, 1, b);
+        const [n1, n2, ns] = [sigmaMax(ws[0].w, 8, 2), sigmaMax(ws[1].w, 2, 8), sigmaMax(s, 2, 2)];
+        const cMid = (act.slope[0] + act.slope[1]) / 2, r = (act.slope[1] - act.slope[0]) / 2;
+        const slopeMax = Math.max(Math.abs(act.slope[0]), Math.abs(act.slope[1]));
+        const formula = sigmaMax(blockJacobian(ws, [new Float64Array(8).fill(Math.fround(cMid))], s, 1, b), 2, 2) + r * n2 * n1;
+        assert.equal(res.upper.kind, 'certified', tag);
+        assert.ok(brute <= res.upper.value * (1 + 1e-12), `${tag}: brute force ${brute} > bound ${res.upper.value}`);
+        assert.ok(res.upper.value <= (ns + slopeMax * n2 * n1) * (1 + 1e-6), `${tag}: bound ${res.upper.value} > ‖S‖ + AutoLip(g) ${ns + slopeMax * n2 * n1}`);
+        assert.ok(Math.abs(res.upper.value - formula) <= 1e-5 * formula, `${tag}: bound ${res.upper.value}, formula ${formula}`);
+        assert.ok(res.estimate !== null && res.estimate >= brute * (1 - 1e-4) && res.estimate <= res.upper.value * (1 + 1e-6), `${tag}: estimate ${res.estimate}`);
+        assert.equal(res.norms, 1, `${tag}: only the linear part is measured when the single norms are known`);
+        assert.equal(known.size, blocks.filter((x) => x.kind === 'operator').length);
+        // the CP bound of the branch plus ‖S‖: what the composition had before
+        const cpBranch = Math.abs(cMid) * sigmaMax(matmul(ws[1].w, 2, 8, ws[0].w, 2), 2, 2) + r * n2 * n1;
+        if (res.upper.value < (ns + cpBranch) * (1 - 1e-3)) tighter++;
+      }
+    }
+  }
+  assert.ok(tighter >= 12, `the residual bound was tighter than ‖S‖ + CP(g) in only ${tighter} of 24 nets`);
+});
+
+test('residual bound: two activations in the branch (k = 3), brute force over both patterns', async () => {
+  for (const [name, act] of [['relu', ACTS.relu], ['leaky05', ACTS.leaky05]] as const) {
+    for (const seed of [4, 5]) {
+      const rng = new Random(seed);
+      const ws = [randomMat(5, 2, rng), randomMat(4, 5, rng), randomMat(2, 4, rng)];
+      const { res } = await bound(ws, act, null);
+      const brute = bruteForce(ws, act.slope, identity(2), 1, 1);
+      const autolip = 1 + Math.max(Math.abs(act.slope[0]), Math.abs(act.slope[1])) ** 2 * sigmaMax(ws[0].w, 5, 2) * sigmaMax(ws[1].w, 4, 5) * sigmaMax(ws[2].w, 2, 4);
+      assert.ok(brute <= res.upper.value * (1 + 1e-12), `${name} seed ${seed}: brute force ${brute} > bound ${res.upper.value}`);
+      assert.ok(res.upper.value <= autolip * (1 + 1e-6), `${name} seed ${seed}: bound ${res.upper.value} > 1 + AutoLip(g) ${autolip}`);
+      assert.equal(res.norms, 3, 'the linear part and the products W2W1, W3W2');
+    }
+  }
+});
+
+test('residual bound: exact on I − 2·QᵀDQ (relu, W2·W1 = −2I), where 1 + CP(g) gives 3', async () => {
+  const rng = new Random(9);
+  // a random orthogonal Q (Gram–Schmidt), rounded to float32; W1 = Q, W2 = −2Qᵀ exactly
+  const n = 4;
+  const q: number[][] = [];
+  while (q.length < n) {
+    let v = Array.from({ length: n }, () => rng.normal());
+    for (const u of q) { const d = v.reduce((a, x, i) => a + x * u[i], 0); v = v.map((x, i) => x - d * u[i]); }
+    const len = Math.hypot(...v);
+    q.push(v.map((x) => x / len));
+  }
+  const w1 = f32(q.flat());
+  const w2 = Float64Array.from({ length: n * n }, (_, t) => -2 * w1[(t % n) * n + Math.floor(t / n)]);
+  const ws = [{ w: w1, rows: n, cols: n }, { w: w2, rows: n, cols: n }];
+  const { res } = await bound(ws, ACTS.relu, null);
+  const brute = bruteForce(ws, [0, 1], identity(n), 1, 1);
+  assert.ok(Math.abs(brute - 1) < 1e-6, `brute force ${brute}`);
+  assert.ok(res.upper.value >= brute * (1 - 1e-12) && res.upper.value <= 1 + 1e-5, `bound ${res.upper.value}`);
+  assert.ok(res.linear.upper.value < 1e-5, `the linear part I + ½·W2W1 is ~0: ${res.linear.upper.value}`);
+});
+
+test('composition: a residual factor replaces the sum where smaller, the method is named, and best only', async () => {
+  const rng = new Random(11);
+  const n = 3;
+  const w1 = randomMat(6, n, rng);
+  // W2 ≈ −2·pinv-like: make W2·W1 close to −2I so that the residual bound is far below 1 + ‖W2‖‖W1‖
+  const w2 = { w: f32(Array.from({ length: n * 6 }, (_, t) => -2 * w1.w[(t % 6) * n + Math.floor(t / 6)] / 1.69)), rows: n, cols: 6 };
+  const { res, block, known, ir, blocks } = await bound([w1, w2], ACTS.relu, null, {});
+  const use: ResidualUse = { id: block.id, input: block.input, output: block.output, nodes: [block.sum.name], upper: res.upper, estimate: res.estimate, ms: res.ms, note: res.note };
+  const plain = composeAutoLip(ir, blocks, known, '2');
+  const withRes = composeAutoLip(ir, blocks, known, '2', [], 'best', [use]);
+  assert.equal(plain.upper!.method, 'autolip');
+  assert.equal(withRes.upper!.method, 'autolip+residual');
+  const autolipSum = 1 + known.get(block.branch.regions[0].id)!.upper.value * known.get(block.branch.regions[1].id)!.upper.value;
+  assert.ok(Math.abs(plain.upper!.value - autolipSum) <= 1e-9 * autolipSum);
+  assert.ok(Math.abs(withRes.upper!.value - res.upper.value) <= 1e-9 * res.upper.value, `${withRes.upper!.value} vs ${res.upper.value}`);
+  assert.ok(res.upper.value < 0.8 * autolipSum, `residual ${res.upper.value}, sum ${autolipSum}`);
+  assert.ok(withRes.layers.some((l) => l.id === block.id && l.upper?.value === res.upper.value));
+  // a residual bound above the sum's is not taken
+  const loose: ResidualUse = { ...use, upper: { ...res.upper, value: 10 * autolipSum } };
+  assert.equal(composeAutoLip(ir, blocks, known, '2', [], 'best', [loose]).upper!.method, 'autolip');
+  // other modes ignore it
+  assert.equal(composeAutoLip(ir, blocks, known, '2', [], 'cp', [use]).upper!.value, plain.upper!.value);
+});
+
+test('residual bound: ℓ∞ is refused with an internal error (ℓ2 only)', async () => {
+  const rng = new Random(12);
+  const { ir, blocks, segments } = await pipeline(residualModel([randomMat(3, 2, rng), randomMat(2, 3, rng)], ACTS.relu, null));
+  const [b] = findResidualBlocks(ir, blocks, segments) as ResidualBlock[];
+  await assert.rejects(residualBlockBound(b, { ...settingsWith(denseBackend()), norm: 'inf' }), /ℓ2 bound/);
+});

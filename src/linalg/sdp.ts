@@ -1,5 +1,5 @@
 import { LipcheckError } from '../errors.js';
-import { gamma, roundUp, sqrtUp, UNDERFLOW_SLACK, UNIT_ROUNDOFF, unscaleUp } from './dense.js';
+import { gamma, roundUp, sqrtUp, tridiagonalLargestEigenvalue, UNDERFLOW_SLACK, UNIT_ROUNDOFF, unscaleUp } from './dense.js';
 
 const U = UNIT_ROUNDOFF;
 
@@ -177,23 +177,27 @@ function inverseFromCholesky(l: Float64Array, n: number): Float64Array {
 }
 
 /**
- * The multiply-adds of one Newton step of solveLipSdp: forming F, its Cholesky factor and inverse (N³/2), the products
- * S·a_j for every unit (N·Σ n_h n_{h−1}), the 2×2 blocks U_jᵀSU_k (m·Σ n_h n_{h−1}), the Hessian (m²·40) and its
- * Cholesky factor (m³/6), plus one more factorisation for the line search.
+ * The multiply-adds of one iteration of solveLipSdp (the primal–dual method): forming F and the direction matrices
+ * (Σ n_h n_{h−1}² each), the Cholesky factors of Z and X (N³/3 each) and S = Z⁻¹ (2N³/3), the products S·a_j and X·a_j for
+ * every unit (2N·Σ n_h n_{h−1}), the Schur complement's 2×2 blocks (2m·Σ n_h n_{h−1} + 60m²) and its Cholesky factor
+ * (k³/6, k = m + 1), the products S·dZ (N·nnz, nnz ≤ 3N·max n_h) for the predictor and the corrector, three dense
+ * N×N products (S·dZ·X twice, S·dZ_p·dX_p), four Lanczos runs of LANCZOS_STEPS steps (2N² each) for the step lengths, and
+ * one retried factorisation.
  */
 export function lipSdpStepWork(p: LipSdpProblem): number {
-  const { n, units } = blocks(p);
-  let pairs = 0;
-  for (let h = 1; h < p.layers.length; h++) pairs += p.layers[h - 1].rows * p.layers[h - 1].cols;
-  const formed = pairs * p.layers[0].cols + n * n;
-  return 2 * formed + (2 * n ** 3) / 3 + (n + units) * pairs + 40 * units * units + units ** 3 / 6;
+  const { n, units, sizes } = blocks(p);
+  let pairs = 0, formed = 0;
+  for (let h = 1; h < p.layers.length; h++) { pairs += p.layers[h - 1].rows * p.layers[h - 1].cols; formed += p.layers[h - 1].rows * p.layers[h - 1].cols ** 2; }
+  const wide = Math.max(...sizes);
+  const k = units + 1;
+  return 3 * (formed + n * n) + (4 * n ** 3) / 3 + 2 * n * pairs + 2 * units * pairs + 60 * units * units + k ** 3 / 6 + 2 * n * 3 * n * wide + 3 * n ** 3 + 4 * LANCZOS_STEPS * 2 * n * n + n ** 3 / 3;
 }
 
-/** A hard cap on Newton steps, whatever the work budget (a stalled line search cannot loop forever). */
-const MAX_NEWTON_STEPS = 400;
+/** A hard cap on iterations, whatever the work budget. */
+const MAX_ITERATIONS = 200;
 
-/** How much the barrier weight τ grows per centring. */
-const TAU_FACTOR = 20;
+/** Lanczos steps per step-length estimate (λ_min of L⁻¹·dX·L⁻ᵀ; the estimate is checked by a Cholesky factorisation). */
+const LANCZOS_STEPS = 24;
 
 /**
  * The input block reduced to rank: when n_0 > n_1, W_0 = R·Qᵀ with Q orthonormal and R = chol(W_0W_0ᵀ) (n_1×n_1), and
@@ -290,38 +294,118 @@ function expand(p: LipSdpProblem, lambda: Float64Array): Float64Array {
   return t;
 }
 
-/** Cholesky solve of the symmetric positive definite k×k system h·x = b (h overwritten); null if h is not PD. */
-function solveSpd(h: Float64Array, k: number, b: Float64Array): Float64Array | null {
-  if (cholesky(h, k) === null) return null;
-  const y = Float64Array.from(b);
-  for (let i = 0; i < k; i++) { let s = y[i]; for (let j = 0; j < i; j++) s -= h[i * k + j] * y[j]; y[i] = s / h[i * k + i]; }
-  for (let i = k - 1; i >= 0; i--) { let s = y[i]; for (let j = i + 1; j < k; j++) s -= h[j * k + i] * y[j]; y[i] = s / h[i * k + i]; }
-  return y;
-}
-
 /** Options of solveLipSdp. */
 export interface LipSdpOptions {
   readonly variant: LipSdpVariant;
-  /** Stop when the barrier's duality-gap bound ν/τ is below relTol·ρ (default 1e-6). */
+  /** Stop when the duality gap ⟨X, Z⟩ + xᵀz is below relTol·ρ and the primal residual below relTol (default 1e-7). */
   readonly relTol?: number;
-  /** Most multiply-adds to spend (default: unlimited); when it runs out the last centred point is returned. */
+  /** Most multiply-adds to spend (default: unlimited); when it runs out the last iterate (always dual feasible) is returned. */
   readonly maxWork?: number;
 }
 
 /**
+ * C = A·B for n×n row-major A and B, where row k of B may be zero outside the columns [lo[k], hi[k]) (the LMI's block
+ * tridiagonal pattern; lo/hi absent: dense). Two rows of C and four rows of B at a time (where those four share one
+ * column range), so each load of B serves eight multiply-adds: 4–5× faster than the plain i-k-j loop in V8.
+ */
+function matmul(a: Float64Array, b: Float64Array, n: number, lo?: Int32Array, hi?: Int32Array): Float64Array {
+  const c = new Float64Array(n * n);
+  const from = (k: number) => (lo ? lo[k] : 0), to = (k: number) => (hi ? hi[k] : n);
+  let i = 0;
+  for (; i < n; i += 2) {
+    const r0 = i * n, two = i + 1 < n, r1 = two ? r0 + n : r0;
+    let k = 0;
+    while (k < n) {
+      const j0 = from(k), j1 = to(k);
+      if (k + 3 < n && from(k + 3) === j0 && to(k + 3) === j1 && from(k + 1) === j0 && to(k + 1) === j1 && from(k + 2) === j0 && to(k + 2) === j1) {
+        const v0 = a[r0 + k], v1 = a[r0 + k + 1], v2 = a[r0 + k + 2], v3 = a[r0 + k + 3];
+        const u0 = two ? a[r1 + k] : 0, u1 = two ? a[r1 + k + 1] : 0, u2 = two ? a[r1 + k + 2] : 0, u3 = two ? a[r1 + k + 3] : 0;
+        const o0 = k * n, o1 = o0 + n, o2 = o1 + n, o3 = o2 + n;
+        if (two) {
+          for (let j = j0; j < j1; j++) {
+            const b0 = b[o0 + j], b1 = b[o1 + j], b2 = b[o2 + j], b3 = b[o3 + j];
+            c[r0 + j] += v0 * b0 + v1 * b1 + v2 * b2 + v3 * b3;
+            c[r1 + j] += u0 * b0 + u1 * b1 + u2 * b2 + u3 * b3;
+          }
+        } else {
+          for (let j = j0; j < j1; j++) c[r0 + j] += v0 * b[o0 + j] + v1 * b[o1 + j] + v2 * b[o2 + j] + v3 * b[o3 + j];
+        }
+        k += 4;
+      } else {
+        const v = a[r0 + k], u = two ? a[r1 + k] : 0, ok = k * n;
+        for (let j = j0; j < j1; j++) { const bb = b[ok + j]; c[r0 + j] += v * bb; if (two) c[r1 + j] += u * bb; }
+        k++;
+      }
+    }
+  }
+  return c;
+}
+
+/** ⟨A, B⟩ = Σ A_ij B_ij. */
+function inner(a: Float64Array, b: Float64Array): number {
+  let s = 0;
+  for (let i = 0; i < a.length; i++) s += a[i] * b[i];
+  return s;
+}
+
+/** Forward substitution L·y = v in place (L: the lower triangle of l, row-major). */
+function forward(l: Float64Array, n: number, v: Float64Array): void {
+  for (let i = 0; i < n; i++) { const oi = i * n; let s = v[i]; for (let k = 0; k < i; k++) s -= l[oi + k] * v[k]; v[i] = s / l[oi + i]; }
+}
+
+/** Back substitution Lᵀ·y = v in place. */
+function backward(l: Float64Array, n: number, v: Float64Array): void {
+  for (let i = n - 1; i >= 0; i--) { const s = v[i] / l[i * n + i]; v[i] = s; for (let k = 0; k < i; k++) v[k] -= l[i * n + k] * s; }
+}
+
+/**
+ * The largest α ≤ 1 with P + α·D ⪰ 0 estimated from λ_min(L⁻¹DL⁻ᵀ) (P = LLᵀ) by LANCZOS_STEPS Lanczos steps with full
+ * reorthogonalisation from a fixed start: a Ritz value lies above λ_min, so the estimate can be too long — the caller
+ * checks the step by a Cholesky factorisation and shortens it on failure. Returns +∞ when no negative curvature was seen.
+ */
+function stepToBoundary(l: Float64Array, d: Float64Array, n: number): number {
+  const steps = Math.min(n, LANCZOS_STEPS);
+  const q: Float64Array[] = [];
+  const alpha = new Float64Array(steps), beta = new Float64Array(steps);
+  let v = new Float64Array(n);
+  for (let i = 0; i < n; i++) v[i] = 1 + 0.5 * Math.sin(1.7 * i + 0.3);
+  let vn = Math.sqrt(inner(v, v));
+  for (let i = 0; i < n; i++) v[i] /= vn;
+  let k = 0;
+  for (; k < steps; k++) {
+    q.push(v);
+    const w = Float64Array.from(v);
+    backward(l, n, w);
+    const u = new Float64Array(n);
+    for (let i = 0; i < n; i++) { const oi = i * n; let s = 0; for (let j = 0; j < n; j++) s += d[oi + j] * w[j]; u[i] = s; }
+    forward(l, n, u);
+    alpha[k] = inner(u, v);
+    for (const qq of q) { const c = inner(u, qq); for (let i = 0; i < n; i++) u[i] -= c * qq[i]; }
+    for (const qq of q) { const c = inner(u, qq); for (let i = 0; i < n; i++) u[i] -= c * qq[i]; }
+    vn = Math.sqrt(inner(u, u));
+    if (k + 1 === steps || !(vn > 1e-12 * (Math.abs(alpha[k]) + 1e-300))) { k++; break; }
+    beta[k] = vn;
+    v = u.map((x) => x / vn);
+  }
+  const negA = alpha.subarray(0, k).map((x) => -x);
+  const lmin = -tridiagonalLargestEigenvalue(negA, beta, k);
+  return lmin < 0 ? -1 / lmin : Infinity;
+}
+
+/**
  * Minimises ρ subject to F(ρ, t) = −M(ρ, t) ⪰ 0 and t ≥ 0 (LipSDP-Neuron, or LipSDP-Layer with t constant per layer;
- * Fazlyab et al. 2019, Thm 2) by a primal barrier method: Newton steps on τρ − log det F − Σ log t (or Σ log λ_h) with
- * a backtracking line search that keeps F positive definite, τ ×20 per centring followed by a predictor step along the
- * central path's tangent, stopping at ν/τ ≤ relTol·ρ (ν = N + m), after MAX_NEWTON_STEPS, or when maxWork is spent.
- * Each multiplier t_j enters F through the rank-2 term U_jD_jU_jᵀ, U_j = [a_j, e_j] (a_j the unit's weight row in the
- * block before it, e_j its own coordinate), so the Hessian entries tr(S A_j S A_k) = tr(D_j Z_jk D_k Z_jkᵀ) need only
- * the 2×2 blocks Z_jk = U_jᵀSU_k, read off S and S·a_j. An approximate solver: its output is certified by
- * certifyLipSdp, never used as it stands.
+ * Fazlyab et al. 2019, Thm 2) by an infeasible primal–dual path-following method with the HKM direction and Mehrotra's
+ * predictor–corrector (docs/algorithms-sdp.md §3). The LMI is the dual of a standard-form SDP: Z = F(y) ⪰ 0 and z = v ≥ 0
+ * for y = (ρ, v) (v = t, or one λ_h per layer), the primal X ⪰ 0, x ≥ 0 with tr X_00 = 1 and ⟨B_j, X⟩ + x_j = 0 (B_j =
+ * U_jD_jU_jᵀ the rank-2 matrix with which t_j enters F, U_j = [a_j, e_j]). Z is always recomputed from y, so every iterate
+ * is a strictly feasible (ρ, t) — a budget-stopped solve still hands the certificate a valid point. The Schur complement
+ * tr(B_j S B_k X) = tr(D_j (U_jᵀSU_k) D_k (U_kᵀXU_j)) needs only 2×2 blocks read off S = Z⁻¹, X, S·a_j and X·a_j.
+ * An approximate solver: its output is certified by certifyLipSdp, never used as it stands.
  */
 export function solveLipSdp(problem: LipSdpProblem, opts: LipSdpOptions): LipSdpSolution {
   checkProblem(problem);
   const p = reduceInput(widenLinear(problem));
-  const relTol = opts.relTol ?? 1e-6;
+  const relTol = opts.relTol ?? 1e-7;
   const maxWork = opts.maxWork ?? Infinity;
   const { sizes, offsets, n, units: m } = blocks(p);
   const l = p.layers.length - 1;
@@ -330,33 +414,46 @@ export function solveLipSdp(problem: LipSdpProblem, opts: LipSdpOptions): LipSdp
   for (let h = 1, u = 0; h <= l; h++) for (let r = 0; r < sizes[h]; r++, u++) { unitLayer[u] = h; unitRow[u] = r; }
   const dj = p.slopes.map(([a, b]) => ({ p: 2 * a * b, q: -(a + b) }));
   const nv = layerVar ? l : m;
-  const nu = n + nv; // barrier parameter ν
+  const k = nv + 1;
+  const nu = n + nv;
+  const n0 = sizes[0];
   const stepWork = lipSdpStepWork(p);
-
-  const start = startPoint(p, opts.variant);
-  let rho = start.rho;
-  let vars = start.lambda;
   const toT = (v: Float64Array) => (layerVar ? expand(p, v) : v);
-  const objective = (tau: number, r: number, v: Float64Array): number | null => {
-    for (let i = 0; i < v.length; i++) if (!(v[i] > 0)) return null;
-    const { f } = formLmi(p, { rho: r, t: toT(v) });
-    const ld = cholesky(f, n);
-    if (ld === null) return null;
-    let lv = 0;
-    for (let i = 0; i < v.length; i++) lv += Math.log(v[i]);
-    return tau * r - ld - lv;
+  // the block tridiagonal pattern of F: row i (in block b) is nonzero in blocks b−1, b, b+1 only
+  const lo = new Int32Array(n), hi = new Int32Array(n);
+  for (let b = 0; b <= l; b++) for (let i = offsets[b]; i < offsets[b] + sizes[b]; i++) { lo[i] = offsets[Math.max(0, b - 1)]; hi[i] = b < l ? offsets[b + 1] + sizes[b + 1] : n; }
+  // the constant part F0 = −W_lᵀW_l on block (l, l): dZ = F(dρ, dt) − F0
+  const f0 = formLmi(p, { rho: 0, t: new Float64Array(m) }).f;
+  const direction = (dr: number, dt: Float64Array): Float64Array => {
+    const d = formLmi(p, { rho: dr, t: dt }).f;
+    for (let i = 0; i < d.length; i++) d[i] -= f0[i];
+    return d;
   };
-
-  let tau = nu / rho;
-  let work = 0, steps = 0, converged = false;
-  const path: LmiPoint[] = [];
-  while (work + stepWork <= maxWork && steps < MAX_NEWTON_STEPS) {
-    // one Newton step on τρ − log det F − Σ log v
-    const { f } = formLmi(p, { rho, t: toT(vars) });
-    if (cholesky(f, n) === null) throw new LipcheckError('INTERNAL', 'The LipSDP barrier iterate left the feasible set.');
-    const s = inverseFromCholesky(f, n);
-    // S·a_j for every unit, stored per layer h as an N×n_h matrix (column r: S·a of unit r of layer h)
-    const sa: Float64Array[] = [];
+  // ⟨B_j, Y⟩ for every unit (Y symmetric), aggregated per variable: the operator A of the primal constraints
+  const constraintsOf = (y: Float64Array): Float64Array => {
+    const out = new Float64Array(nv);
+    for (let j = 0; j < m; j++) {
+      const h = unitLayer[j], r = unitRow[j], w = p.layers[h - 1], o0 = offsets[h - 1], e = offsets[h] + r, D = dj[h - 1];
+      const row = r * w.cols;
+      let quad = 0, cross = 0;
+      for (let c = 0; c < w.cols; c++) {
+        const a = w.w[row + c];
+        if (a === 0) continue;
+        const yc = (o0 + c) * n;
+        cross += a * y[yc + e];
+        if (D.p !== 0) { let s = 0; for (let c2 = 0; c2 < w.cols; c2++) s += y[yc + o0 + c2] * w.w[row + c2]; quad += a * s; }
+      }
+      out[layerVar ? h - 1 : j] += D.p * quad + 2 * D.q * cross + 2 * y[e * n + e];
+    }
+    return out;
+  };
+  const trace00 = (y: Float64Array): number => { let s = 0; for (let i = 0; i < n0; i++) s += y[i * n + i]; return s; };
+  const symmetrize = (y: Float64Array): void => {
+    for (let i = 0; i < n; i++) for (let j = 0; j < i; j++) { const v = 0.5 * (y[i * n + j] + y[j * n + i]); y[i * n + j] = v; y[j * n + i] = v; }
+  };
+  // M·a_j for every unit, per layer h an N×n_h matrix (column r: M·a of unit r of layer h)
+  const timesRows = (s: Float64Array): Float64Array[] => {
+    const out: Float64Array[] = [];
     for (let h = 1; h <= l; h++) {
       const w = p.layers[h - 1], o0 = offsets[h - 1], nh = sizes[h];
       const y = new Float64Array(n * nh);
@@ -369,130 +466,176 @@ export function solveLipSdp(problem: LipSdpProblem, opts: LipSdpOptions): LipSdp
           y[oy + r] = acc;
         }
       }
-      sa.push(y);
+      out.push(y);
     }
-    // 2×2 blocks Z_jk = [[a_jᵀSa_k, a_jᵀSe_k], [e_jᵀSa_k, e_jᵀSe_k]] and the Hessian of −log det F in t
-    const ht = new Float64Array(m * m);
-    const gt = new Float64Array(m);
-    const zaa = new Float64Array(m); // reused row buffer
-    for (let j = 0; j < m; j++) {
-      const hj = unitLayer[j], rj = unitRow[j], wj = p.layers[hj - 1], oj0 = offsets[hj - 1], ej = offsets[hj] + rj;
-      const Dj = dj[hj - 1];
-      // a_jᵀ S a_k = Σ_c w_j[c]·(S a_k)[o_j0 + c] for every k ≤ j, layer by layer along contiguous rows of S·a
-      zaa.fill(0, 0, j + 1);
-      const row = rj * wj.cols;
-      for (let hk = 1, first = 0; hk <= hj && first <= j; first += sizes[hk], hk++) {
-        const yk = sa[hk - 1], nk = sizes[hk], count = Math.min(nk, j + 1 - first);
-        for (let c = 0; c < wj.cols; c++) {
-          const wc = wj.w[row + c];
-          if (wc === 0) continue;
-          const oy = (oj0 + c) * nk;
-          for (let r = 0; r < count; r++) zaa[first + r] += wc * yk[oy + r];
-        }
-      }
-      for (let k = 0; k <= j; k++) {
-        const hk = unitLayer[k], rk = unitRow[k], ek = offsets[hk] + rk;
-        const yk = sa[hk - 1], nk = sizes[hk];
-        const aa = zaa[k];
-        const ae = sa[hj - 1][ek * sizes[hj] + rj]; // a_jᵀ S e_k = (S a_j)[e_k]
-        const ea = yk[ej * nk + rk]; // e_jᵀ S a_k
-        const ee = s[ej * n + ek];
-        const Dk = dj[hk - 1];
-        // tr(D_j Z D_k Zᵀ), Z = [[aa, ae], [ea, ee]], D = [[p, q], [q, 2]]
-        const x00 = Dj.p * aa + Dj.q * ea, x01 = Dj.p * ae + Dj.q * ee, x10 = Dj.q * aa + 2 * ea, x11 = Dj.q * ae + 2 * ee;
-        const y00 = Dk.p * aa + Dk.q * ae, y01 = Dk.p * ea + Dk.q * ee, y10 = Dk.q * aa + 2 * ae, y11 = Dk.q * ea + 2 * ee;
-        const v = x00 * y00 + x01 * y10 + x10 * y01 + x11 * y11;
-        ht[j * m + k] = v;
-        ht[k * m + j] = v;
-        if (k === j) gt[j] = -(Dj.p * aa + 2 * Dj.q * ae + 2 * ee);
+    return out;
+  };
+  // a_jᵀ·M·a_k for k ≤ j (into buf[0..j])
+  const rowPairs = (ma: Float64Array[], j: number, buf: Float64Array): void => {
+    const hj = unitLayer[j], rj = unitRow[j], wj = p.layers[hj - 1], oj0 = offsets[hj - 1];
+    buf.fill(0, 0, j + 1);
+    const row = rj * wj.cols;
+    for (let hk = 1, first = 0; hk <= hj && first <= j; first += sizes[hk], hk++) {
+      const yk = ma[hk - 1], nk = sizes[hk], count = Math.min(nk, j + 1 - first);
+      for (let c = 0; c < wj.cols; c++) {
+        const wc = wj.w[row + c];
+        if (wc === 0) continue;
+        const oy = (oj0 + c) * nk;
+        for (let r = 0; r < count; r++) buf[first + r] += wc * yk[oy + r];
       }
     }
-    // the ρ direction: A_ρ = E_00
-    const n0 = sizes[0];
-    let trS0 = 0, hrr = 0;
-    for (let i = 0; i < n0; i++) { trS0 += s[i * n + i]; for (let c = 0; c < n0; c++) hrr += s[i * n + c] ** 2; }
-    const hrt = new Float64Array(m);
-    for (let j = 0; j < m; j++) {
-      const hj = unitLayer[j], rj = unitRow[j], y = sa[hj - 1], nh = sizes[hj], ej = offsets[hj] + rj;
-      let g00 = 0, g01 = 0, g11 = 0;
-      for (let i = 0; i < n0; i++) { const a = y[i * nh + rj], e = s[i * n + ej]; g00 += a * a; g01 += a * e; g11 += e * e; }
-      const D = dj[hj - 1];
-      hrt[j] = D.p * g00 + 2 * D.q * g01 + 2 * g11;
-    }
-    // project onto the variables and add the barrier of v > 0
-    const k = nv + 1;
-    const hess = new Float64Array(k * k), grad = new Float64Array(k);
-    hess[0] = hrr;
-    grad[0] = tau - trS0;
-    if (layerVar) {
-      for (let j = 0; j < m; j++) {
-        const a = unitLayer[j];
-        grad[a] += gt[j];
-        hess[a] += hrt[j];
-        for (let q = 0; q < m; q++) hess[a * k + unitLayer[q]] += ht[j * m + q];
-      }
-      for (let a = 1; a < k; a++) hess[a * k] = hess[a];
-    } else {
-      for (let j = 0; j < m; j++) {
-        grad[j + 1] = gt[j];
-        hess[j + 1] = hrt[j];
-        hess[(j + 1) * k] = hrt[j];
-        for (let q = 0; q < m; q++) hess[(j + 1) * k + q + 1] = ht[j * m + q];
-      }
-    }
-    for (let a = 0; a < nv; a++) { grad[a + 1] -= 1 / vars[a]; hess[(a + 1) * k + a + 1] += 1 / vars[a] ** 2; }
-    const neg = grad.map((g) => -g);
-    const hessKeep = Float64Array.from(hess);
-    let dir = solveSpd(Float64Array.from(hess), k, neg);
-    if (dir === null) {
-      // a Hessian made indefinite by rounding: a small ridge (a scaled gradient step in the limit)
-      let tr = 0;
-      for (let a = 0; a < k; a++) tr += hess[a * k + a];
-      for (let a = 0; a < k; a++) hess[a * k + a] += 1e-10 * (tr / k);
-      dir = solveSpd(hess, k, neg);
-      if (dir === null) break;
-    }
-    const decrement = -grad.reduce((acc, g, i) => acc + g * dir![i], 0);
+  };
+
+  // start: the dual point of startPoint, X = μ0·Z⁻¹ and x = μ0/z (perfectly centred), μ0 with tr X_00 = 1
+  const start = startPoint(p, opts.variant);
+  let rho = start.rho;
+  let vars = start.lambda;
+  let zf = formLmi(p, { rho, t: toT(vars) }).f;
+  let lz = Float64Array.from(zf);
+  if (cholesky(lz, n) === null) throw new LipcheckError('INTERNAL', 'The LipSDP starting point is not strictly feasible.');
+  let s = inverseFromCholesky(lz, n);
+  const mu0 = 1 / trace00(s);
+  let x = s.map((v) => v * mu0);
+  let xl = vars.map((v) => mu0 / v);
+  let lx = Float64Array.from(x);
+  if (cholesky(lx, n) === null) throw new LipcheckError('INTERNAL', 'The LipSDP primal start is not positive definite.');
+
+  let work = 0, steps = 0, converged = false;
+  const path: LmiPoint[] = [];
+  const remember = () => { path.unshift({ rho, t: Float64Array.from(toT(vars)) }); if (path.length > 8) path.pop(); };
+  remember();
+  const gtmp = new Float64Array(m), btmp = new Float64Array(m);
+  while (work + stepWork <= maxWork && steps < MAX_ITERATIONS) {
+    const gap = inner(x, zf) + inner(xl, vars);
+    const mu = gap / nu;
+    // primal residual Rp = b − A(X) − Gx: ρ row −1 + tr X_00, v rows Σ⟨B_j, X⟩ + x
+    const ax = constraintsOf(x);
+    let rpMax = Math.abs(trace00(x) - 1);
+    for (let i = 0; i < nv; i++) rpMax = Math.max(rpMax, Math.abs(ax[i] + xl[i]) / (1 + Math.abs(ax[i]) + xl[i]));
+    if (gap <= relTol * Math.abs(rho) && rpMax <= relTol * 10) { converged = true; break; }
     steps++;
     work += stepWork;
-    // backtracking: stay strictly feasible, Armijo on the barrier objective
-    const f0 = objective(tau, rho, vars)!;
-    let step = 1;
-    for (let a = 0; a < nv; a++) if (dir[a + 1] < 0) step = Math.min(step, -0.99 * vars[a] / dir[a + 1]);
-    let moved = false;
-    for (let tries = 0; tries < 40; tries++, step *= 0.5) {
-      const r2 = rho + step * dir[0];
-      const v2 = vars.map((v, a) => v + step * dir![a + 1]);
-      const f1 = objective(tau, r2, v2);
-      work += n ** 3 / 6;
-      if (f1 !== null && f1 <= f0 - 0.25 * step * decrement) {
-        rho = r2; vars = v2; moved = true;
+    // the Schur complement M_ik = tr(A_i S A_k X) + (G diag(x/z) Gᵀ)_ik
+    const sa = timesRows(s), xa = timesRows(x);
+    const hm = new Float64Array(k * k);
+    let hrr = 0;
+    for (let i = 0; i < n0; i++) for (let c = 0; c < n0; c++) hrr += s[i * n + c] * x[i * n + c];
+    hm[0] = hrr;
+    for (let j = 0; j < m; j++) {
+      const hj = unitLayer[j], rj = unitRow[j], ej = offsets[hj] + rj, nj = sizes[hj], Dj = dj[hj - 1];
+      const sj = sa[hj - 1], xj = xa[hj - 1];
+      rowPairs(sa, j, gtmp);
+      rowPairs(xa, j, btmp);
+      const vj = layerVar ? hj : j + 1;
+      for (let kk = 0; kk <= j; kk++) {
+        const hk = unitLayer[kk], rk = unitRow[kk], ek = offsets[hk] + rk, nk = sizes[hk], Dk = dj[hk - 1];
+        const sk = sa[hk - 1], xk = xa[hk - 1];
+        // P = U_jᵀSU_k, Q = U_kᵀXU_j
+        const p00 = gtmp[kk], p01 = sj[ek * nj + rj], p10 = sk[ej * nk + rk], p11 = s[ej * n + ek];
+        const q00 = btmp[kk], q01 = xk[ej * nk + rk], q10 = xj[ek * nj + rj], q11 = x[ek * n + ej];
+        // tr(D_j P D_k Q) with D = [[p, q], [q, 2]]
+        const a00 = Dj.p * p00 + Dj.q * p10, a01 = Dj.p * p01 + Dj.q * p11, a10 = Dj.q * p00 + 2 * p10, a11 = Dj.q * p01 + 2 * p11;
+        const b00 = Dk.p * q00 + Dk.q * q10, b01 = Dk.p * q01 + Dk.q * q11, b10 = Dk.q * q00 + 2 * q10, b11 = Dk.q * q01 + 2 * q11;
+        const v = a00 * b00 + a01 * b10 + a10 * b01 + a11 * b11;
+        const vk = layerVar ? hk : kk + 1;
+        hm[vj * k + vk] += v;
+        if (vj !== vk || kk !== j) hm[vk * k + vj] += v;
+      }
+      // M_ρj = tr(D_j R), R[a][b] = Σ_{i ∈ block 0} (SU_j)[i][a]·(XU_j)[i][b]
+      let r00 = 0, r01 = 0, r10 = 0, r11 = 0;
+      for (let i = 0; i < n0; i++) {
+        const sa0 = sj[i * nj + rj], se0 = s[i * n + ej], xa0 = xj[i * nj + rj], xe0 = x[i * n + ej];
+        r00 += sa0 * xa0; r01 += sa0 * xe0; r10 += se0 * xa0; r11 += se0 * xe0;
+      }
+      const v = Dj.p * r00 + Dj.q * (r01 + r10) + 2 * r11;
+      hm[vj] += v;
+      hm[vj * k] += v;
+    }
+    for (let i = 0; i < nv; i++) hm[(i + 1) * k + i + 1] += xl[i] / vars[i];
+    const factor = Float64Array.from(hm);
+    if (cholesky(factor, k) === null) {
+      let tr = 0;
+      for (let a = 0; a < k; a++) tr += hm[a * k + a];
+      factor.set(hm);
+      for (let a = 0; a < k; a++) factor[a * k + a] += 1e-12 * (tr / k);
+      if (cholesky(factor, k) === null) break;
+    }
+    const solve = (b: Float64Array): Float64Array => { const y = Float64Array.from(b); forward(factor, k, y); backward(factor, k, y); return y; };
+    const as = constraintsOf(s), ts = trace00(s);
+    // the right-hand side b − σμA(S) − σμG(1/z) + A(Yc) + G(dz_p∘dx_p/z), A_ρ = −tr(·)_00, A_v = −Σ⟨B_j, ·⟩, G_v = −I
+    const rhsOf = (sm: number, yc: Float64Array | null, dzdx: Float64Array | null): Float64Array => {
+      const r = new Float64Array(k);
+      const ac = yc ? constraintsOf(yc) : null;
+      r[0] = -1 + sm * ts - (yc ? trace00(yc) : 0);
+      for (let i = 0; i < nv; i++) r[i + 1] = sm * (as[i] + 1 / vars[i]) - (ac ? ac[i] : 0) - (dzdx ? dzdx[i] / vars[i] : 0);
+      return r;
+    };
+    const stepOf = (dy: Float64Array, sm: number, yc: Float64Array | null, dzdx: Float64Array | null) => {
+      const dv = dy.subarray(1);
+      const dz = direction(dy[0], toT(Float64Array.from(dv)));
+      const sdz = matmul(s, dz, n, lo, hi);
+      const dx = matmul(sdz, x, n);
+      if (yc) for (let i = 0; i < dx.length; i++) dx[i] += yc[i];
+      symmetrize(dx);
+      for (let i = 0; i < dx.length; i++) dx[i] = sm * s[i] - x[i] - dx[i];
+      const dxl = new Float64Array(nv);
+      for (let i = 0; i < nv; i++) dxl[i] = (sm - xl[i] * vars[i] - (dzdx ? dzdx[i] : 0) - xl[i] * dv[i]) / vars[i];
+      return { dv, dz, sdz, dx, dxl };
+    };
+    const lengths = (d: ReturnType<typeof stepOf>) => {
+      let ap = stepToBoundary(lx, d.dx, n), ad = stepToBoundary(lz, d.dz, n);
+      for (let i = 0; i < nv; i++) {
+        if (d.dxl[i] < 0) ap = Math.min(ap, -xl[i] / d.dxl[i]);
+        if (d.dv[i] < 0) ad = Math.min(ad, -vars[i] / d.dv[i]);
+      }
+      return { ap, ad };
+    };
+    // predictor (σ = 0)
+    const dyp = solve(rhsOf(0, null, null));
+    const pred = stepOf(dyp, 0, null, null);
+    const lp = lengths(pred);
+    const app = Math.min(1, lp.ap), adp = Math.min(1, lp.ad);
+    let gapAff = 0;
+    for (let i = 0; i < x.length; i++) gapAff += (x[i] + app * pred.dx[i]) * (zf[i] + adp * pred.dz[i]);
+    for (let i = 0; i < nv; i++) gapAff += (xl[i] + app * pred.dxl[i]) * (vars[i] + adp * pred.dv[i]);
+    const sigma = Math.min(1, Math.max(0, gapAff / gap) ** 3);
+    // corrector: σμ and the second-order term S·dZ_p·dX_p
+    const yc = matmul(pred.sdz, pred.dx, n);
+    symmetrize(yc);
+    const dzdx = new Float64Array(nv);
+    for (let i = 0; i < nv; i++) dzdx[i] = pred.dv[i] * pred.dxl[i];
+    const dy = solve(rhsOf(sigma * mu, yc, dzdx));
+    const corr = stepOf(dy, sigma * mu, yc, dzdx);
+    const lc = lengths(corr);
+    const gammaStep = 0.9 + 0.09 * Math.min(app, adp);
+    let ap = Math.min(1, gammaStep * lc.ap), ad = Math.min(1, gammaStep * lc.ad);
+    // take the steps, shortened until the Cholesky factorisations confirm X ≻ 0 and Z ≻ 0
+    let movedP = false, movedD = false;
+    for (let tries = 0; tries < 30 && ap > 1e-12; tries++, ap *= 0.7) {
+      const x2 = x.map((v, i) => v + ap * corr.dx[i]);
+      const l2 = Float64Array.from(x2);
+      work += n ** 3 / 3;
+      if (cholesky(l2, n) !== null && corr.dxl.every((d, i) => xl[i] + ap * d > 0)) {
+        x = x2; lx = l2; xl = xl.map((v, i) => v + ap * corr.dxl[i]); movedP = true;
         break;
       }
     }
-    if (decrement / 2 <= 1e-3 || !moved) {
-      path.unshift({ rho, t: Float64Array.from(toT(vars)) });
-      if (nu / tau <= relTol * rho) { converged = true; break; }
-      // predictor: along the central path's tangent dy/dτ = −H⁻¹e_ρ (from ∇φ(y) + τe_ρ = 0), as far as stays feasible
-      // and lowers the new barrier objective; the Newton steps that follow only correct what is left
-      const next = tau * TAU_FACTOR;
-      const e0 = new Float64Array(k);
-      e0[0] = 1;
-      const tangent = solveSpd(hessKeep, k, e0);
-      if (tangent) {
-        const base = objective(next, rho, vars);
-        for (let s = next - tau, tries = 0; base !== null && tries < 30; tries++, s *= 0.5) {
-          const r2 = rho - s * tangent[0];
-          const v2 = vars.map((v, a) => v - s * tangent[a + 1]);
-          const f1 = objective(next, r2, v2);
-          work += n ** 3 / 6;
-          if (f1 !== null && f1 < base) { rho = r2; vars = v2; break; }
-        }
+    for (let tries = 0; tries < 30 && ad > 1e-12; tries++, ad *= 0.7) {
+      const r2 = rho + ad * dy[0];
+      const v2 = vars.map((v, i) => v + ad * corr.dv[i]);
+      if (!v2.every((v) => v > 0)) continue;
+      const z2 = formLmi(p, { rho: r2, t: toT(v2) }).f;
+      const l2 = Float64Array.from(z2);
+      work += n ** 3 / 3;
+      if (cholesky(l2, n) !== null) {
+        rho = r2; vars = v2; zf = z2; lz = l2; movedD = true;
+        break;
       }
-      tau = next;
     }
+    if (movedD) { s = inverseFromCholesky(lz, n); remember(); }
+    if (!movedP && !movedD) break;
   }
-  path.unshift({ rho, t: Float64Array.from(toT(vars)) });
+  if (path[0].rho !== rho) remember();
   return { point: path[0], path, newtonSteps: steps, work, converged };
 }
 

@@ -161,7 +161,7 @@ export async function analyze(model: string | { bytes: Uint8Array; name: string 
   checkBudget('lowerBudget', o.lowerBudget);
   // the one place operators come from: estimators are handed this backend and open no sessions themselves
   const backend = createOrtBackend({ model: onnx, runtime, io: { inputName: built.inputName, inputShape: built.inputShape, outputName: built.outputName } });
-  const settings = { norm: o.norm, certify: o.certify, delta: o.delta, tol: o.tol, maxIterations: o.iterations, seed: o.seed, runtime, backend, certifyBudget: o.certifyBudget * MFLOP };
+  const settings = { norm: o.norm, certify: o.certify, delta: o.delta, tol: o.tol, maxIterations: o.iterations, seed: o.seed, backend, certifyBudget: o.certifyBudget * MFLOP };
   for (const [i, r] of regions.entries()) {
     o.onProgress?.(i, regions.length, r.id, 'norms');
     norms.set(r.id, await measureRegion(r, settings, i));
@@ -220,7 +220,7 @@ export async function analyze(model: string | { bytes: Uint8Array; name: string 
   let exact: ExactResult | null = null;
   let cross: CrossNormBound | null = null;
   if (autolip.status === 'bounded' && (o.method === 'exact' || o.method === 'best')) {
-    exact = await exactLipschitz({ model: onnx, ir: built.ir, blocks, inputName: built.inputName, outputName: built.outputName, inputShape: built.inputShape, runtime, backend, norm: o.norm, budget: o.exactBudget, work: o.method === 'best' ? EXACT_BEST_WORK : undefined });
+    exact = await exactLipschitz({ ir: built.ir, blocks, inputName: built.inputName, outputName: built.outputName, inputShape: built.inputShape, backend, norm: o.norm, budget: o.exactBudget, work: o.method === 'best' ? EXACT_BEST_WORK : undefined });
     if (o.method === 'exact' && exact.status === 'unsupported') warnings.push(`No exact constant: ${exact.reason}; the report is AutoLip (--method best gives the tightest other bound).`);
     if (exact.status === 'bracket' && !exact.upper) warnings.push(`Exact constant not reached: ${exact.reason}; raise it with --exact-budget. The bracket below is what the other methods and the regions visited give.`);
   }
@@ -260,8 +260,8 @@ export async function analyze(model: string | { bytes: Uint8Array; name: string 
     const hints = regions.length && regions[0].input === built.ir.input ? [norms.get(regions[0].id)!.direction].filter((d): d is Float64Array => d !== null) : [];
     o.onProgress?.(0, 1, 'lower bound', 'lower');
     const lb = await jacobianLowerBound({
-      model: onnx, ir: built.ir, blocks, inputName: built.inputName, outputName: built.outputName, inputShape: built.inputShape,
-      runtime, backend, seed: o.seed, norm: o.norm, budget: o.lowerBudget * MFLOP, pairs: o.lowerPairs, hints,
+      ir: built.ir, blocks, inputName: built.inputName, outputName: built.outputName, inputShape: built.inputShape,
+      backend, seed: o.seed, norm: o.norm, budget: o.lowerBudget * MFLOP, pairs: o.lowerPairs, hints,
     });
     // a non-finite output for a finite input is float32 overflow inside the model: those points are skipped, and with
     // none left there is no lower bound (the upper bound stands: it never runs the whole model)
@@ -276,7 +276,7 @@ export async function analyze(model: string | { bytes: Uint8Array; name: string 
     // walks across activation boundaries (dense ReLU chains) from the best points so far; its pairs are confirmed the same way
     // (not needed where the exact enumeration was already witnessed)
     const ps = exact?.status === 'exact' ? null : await patternSearchLowerBound({
-      model: onnx, ir: built.ir, blocks, inputName: built.inputName, outputName: built.outputName, inputShape: built.inputShape, runtime, backend, norm: o.norm, seed: o.seed,
+      ir: built.ir, blocks, inputName: built.inputName, outputName: built.outputName, inputShape: built.inputShape, backend, norm: o.norm, seed: o.seed,
       seeds: [...(lb.irPoint ? [lb.irPoint] : []), ...(exact?.seeds ?? [])], evaluations: Math.round((PATTERN_EVALUATIONS * o.lowerBudget) / DEFAULTS.lowerBudget),
     });
     if (ps && ps.value > (lower?.value ?? 0)) {

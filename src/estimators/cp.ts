@@ -1,16 +1,13 @@
 import { LipcheckError } from '../errors.js';
-import { emitForward } from '../backend/emit.js';
 import type { Block, LinearRegion } from '../ir/merge.js';
 import { sizeOf } from '../ir/tensor.js';
 import type { ActivationNode, IrGraph, IrNode, LinearNode, Shape } from '../ir/types.js';
 import { denseInfNorm, roundUp } from '../linalg/dense.js';
 import { lanczosTop, NonFiniteError } from '../linalg/lanczos.js';
-import { createOrtOperator, denseMatrixOf } from '../backend/operators.js';
 import { kwFactor } from '../linalg/probabilistic.js';
 import { Random } from '../linalg/random.js';
-import { encodeGraph } from '../onnx/writer.js';
 import { weakestKind, type Bound, type BoundKind } from './kinds.js';
-import { measureRegion, operatorModels, roundingMargin, type NormSettings, type OperatorNorm } from './operator-norm.js';
+import { measureRegion, roundingMargin, type NormSettings, type OperatorNorm } from './operator-norm.js';
 import { regionBound } from './region-bounds.js';
 
 /**
@@ -114,9 +111,6 @@ export function composeRegions(segment: Segment, first: number, last: number): L
   return { id: `${rs[first].id}-${rs[last].id}`, input: rs[first].input, inShape: rs[first].inShape, output: rs[last].output, outShape: rs[last].outShape, nodes };
 }
 
-/** Largest region whose dense matrix is formed for an exact ℓ∞ norm (same limits as the ℓ2 dense certificate). */
-const DENSE_LIMIT = { cols: 4096, entries: 4e6 };
-
 /**
  * ℓ∞: measureRegion composes row sums (a product of norms for a merged product); for a small conv-free product (no
  * float64 Conv kernel in onnxruntime) this adds the exact max row sum of its float64 matrix, certified with the
@@ -126,8 +120,10 @@ async function denseInfBound(region: LinearRegion, settings: NormSettings): Prom
   if (region.nodes.some((n) => n.prim.op === 'conv' || n.prim.op === 'convTranspose')) return null;
   const cols = sizeOf(region.inShape), rows = sizeOf(region.outShape);
   const composed = regionBound(region, 'inf', settings.certifyBudget);
-  if (composed.method === 'exact' || composed.method === 'row-sum' || cols > DENSE_LIMIT.cols || rows * cols > DENSE_LIMIT.entries) return null;
-  const a = await denseMatrixOf(encodeGraph(emitForward(region, 'float64')), region.inShape, region.outShape, settings.runtime, region.id);
+  if (composed.method === 'exact' || composed.method === 'row-sum') return null;
+  // null beyond the backend's one dense limit (DENSE_LIMIT, the ℓ2 dense certificate's too)
+  const a = await settings.backend.denseMatrix(region);
+  if (!a) return null;
   const g64 = composed.gammaSum * 2 ** -29;
   return { value: roundUp(denseInfNorm(a, rows, cols) + 2 * g64 * composed.value, 2), kind: 'certified', method: 'row-sum(dense region)' };
 }
@@ -149,7 +145,7 @@ export function chainMargin(pieces: readonly { gammaSum: number; absNorm: number
 
 /** Lanczos on AᵀA (or AAᵀ) of a region with the KW bound and a given rounding margin, as in measureRegion. */
 async function lanczosBound(region: LinearRegion, settings: NormSettings, index: number, margin: number): Promise<{ bound: Bound | null; estimate: number; iterations: number }> {
-  const op = await createOrtOperator(operatorModels(region), settings.runtime);
+  const op = await settings.backend.operator(region);
   try {
     const wide = op.outSize < op.inSize;
     const n = wide ? op.outSize : op.inSize;
@@ -159,7 +155,7 @@ async function lanczosBound(region: LinearRegion, settings: NormSettings, index:
         start: new Random(settings.seed + 7919 * index).unitVector(n),
         maxSteps: settings.maxIterations,
         stop: (theta, k, prev) => k >= 3 && Math.abs(theta - prev) <= 0.1 * settings.tol * theta && kwFactor(n, k, settings.delta) <= 1 + settings.tol,
-        parallel: settings.runtime.threads !== 1,
+        parallel: settings.backend.parallel,
       },
     );
     const factor = res.invariant && res.steps >= n ? 1 : kwFactor(n, res.steps, settings.delta);

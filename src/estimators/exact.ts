@@ -1,11 +1,9 @@
 import type { Block } from '../ir/merge.js';
-import { sizeOf, toFloat64, type Tensor } from '../ir/tensor.js';
-import type { IrGraph, LinearNode } from '../ir/types.js';
+import type { ModelEvaluator } from '../ir/operator.js';
+import { sizeOf, toFloat64 } from '../ir/tensor.js';
+import type { ActivationNode, IrGraph, LinearNode } from '../ir/types.js';
 import { roundUp, gamma } from '../linalg/dense.js';
-import { ModelRunner } from '../backend/runner.js';
 import { pairRatio } from '../linalg/witness.js';
-import type { OnnxModel, OnnxNode } from '../onnx/read-model.js';
-import { encodeForRuntime, encodeGraph, type AttrSpec, type NodeSpec } from '../onnx/writer.js';
 import { findSegments } from './cp.js';
 import type { Bound, NormKind } from './kinds.js';
 import type { AnalysedModel } from './lower-bound.js';
@@ -78,30 +76,26 @@ class Acc {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// the network from the IR and the ONNX model
+// the network from the IR
 
-/** The elementwise slopes of a piecewise-linear activation: ReLU [0, 1], LeakyRelu(α) [α, 1]. */
-function activationSlopes(fn: string, node: OnnxNode | undefined): [number, number] | null {
-  if (fn === 'Relu') return [0, 1];
-  if (fn === 'LeakyRelu' && node) return [Math.fround(node.attributes.float('alpha', 0.01)), 1];
+/**
+ * The elementwise slopes of a piecewise-linear activation: ReLU [0, 1], LeakyRelu(α) [α, 1] (below 0, above 0). The
+ * IR's slope range of LeakyRelu is [min(α, 1), max(α, 1)], so α is its first end below 1 and its second otherwise.
+ */
+function activationSlopes(a: ActivationNode): [number, number] | null {
+  if (a.fn === 'Relu') return [0, 1];
+  if (a.fn === 'LeakyRelu') return [a.slope[0] < 1 ? a.slope[0] : a.slope[1], 1];
   return null;
 }
 
-/** ONNX op types whose IR nodes this module reads back (Add, Sub and Gemm with their constant offsets). */
-const AFFINE_OPS = new Set(['MatMul', 'Gemm', 'Add', 'Sub', 'Mul', 'Div', 'Neg', 'Flatten', 'Reshape', 'Identity', 'Squeeze', 'Unsqueeze', 'Dropout', 'Transpose']);
-
 interface Aff { a: Float64Array; ea: Float64Array; c: Float64Array; ec: Float64Array; rows: number }
-
-function constantOf(model: OnnxModel, name: string): Tensor | null {
-  return model.initializers.get(name) ?? model.nodes.find((m) => m.opType === 'Constant' && m.outputs[0] === name)?.attributes.tensor('value') ?? null;
-}
 
 /**
  * The affine layers of a model whose whole IR is one chain operator → ReLU/LeakyReLU → … → operator on a flat input:
- * linear parts from the IR's prims, offsets (which the IR drops) from the constant operands of the model's Add, Sub and
- * Gemm nodes, all in error-tracked float64. Returns why not otherwise.
+ * linear parts from the IR's prims, offsets from the nodes' `offset` (read by the frontend from the constant operands
+ * of Add, Sub and Gemm), all in error-tracked float64. Returns why not otherwise.
  */
-export function reluNetOf(model: OnnxModel, ir: IrGraph, blocks: readonly Block[]): ReluNet | string {
+export function reluNetOf(ir: IrGraph, blocks: readonly Block[]): ReluNet | string {
   const segs = findSegments(ir, blocks);
   if (segs.length !== 1) return 'the graph is not one chain of dense layers and activations';
   const seg = segs[0];
@@ -109,7 +103,7 @@ export function reluNetOf(model: OnnxModel, ir: IrGraph, blocks: readonly Block[
   const inputs = sizeOf(ir.inputShape);
   const slopes: [number, number][] = [];
   for (const a of seg.activations) {
-    const s = activationSlopes(a.fn, model.nodes.find((m) => m.outputs[0] === a.output));
+    const s = activationSlopes(a);
     if (!s) return `activation ${a.fn} (node '${a.name}') is not piecewise linear with one kink at 0`;
     slopes.push(s);
   }
@@ -123,13 +117,10 @@ export function reluNetOf(model: OnnxModel, ir: IrGraph, blocks: readonly Block[
     for (const n of region.nodes) {
       const r = applyNode(n, vals, nIn);
       if (typeof r === 'string') return r;
-      const onnxNode = model.nodes.find((m) => m.outputs[0] === n.output);
-      if (onnxNode) {
-        if (!AFFINE_OPS.has(onnxNode.opType)) return `node '${onnxNode.name}' (${onnxNode.opType}) is not read back as an affine map here`;
-        const off = offsetOf(model, onnxNode, n, r.rows);
-        if (typeof off === 'string') return off;
-        if (off) for (let i = 0; i < r.rows; i++) { const acc = new Acc(); acc.add(r.c[i], r.ec[i]); acc.add(off[i]); r.c[i] = acc.s; r.ec[i] = acc.bound(); }
-      }
+      const off = n.offset;
+      if (typeof off === 'string') return off;
+      if (off && off.length !== r.rows) return `the offset of node '${n.name}' has ${off.length} values for ${r.rows} outputs`;
+      if (off) for (let i = 0; i < r.rows; i++) { const acc = new Acc(); acc.add(r.c[i], r.ec[i]); acc.add(off[i]); r.c[i] = acc.s; r.ec[i] = acc.bound(); }
       vals.set(n.output, r);
     }
     const out = vals.get(region.output)!;
@@ -137,33 +128,6 @@ export function reluNetOf(model: OnnxModel, ir: IrGraph, blocks: readonly Block[
   }
   for (const l of layers) for (const v of [l.w, l.b]) for (const x of v) if (!(Math.abs(x) < 1e150)) return 'a weight or offset is not finite or too large for the error-free arithmetic';
   return { inputs, layers, slopes };
-}
-
-/** The constant offset an Add/Sub/Gemm node adds to its dynamic operand (flattened to `rows`), null for none. */
-function offsetOf(model: OnnxModel, node: OnnxNode, n: LinearNode, rows: number): Float64Array | null | string {
-  let t: Tensor | null = null, sign = 1;
-  if (node.opType === 'Add' || node.opType === 'Sub') {
-    const k = node.inputs.findIndex((i) => !n.inputs.includes(i) && !isDynamicName(n, i));
-    if (k < 0) return null;
-    t = constantOf(model, node.inputs[k]);
-    if (!t) return `the constant operand of node '${node.name}' (${node.opType}) was not found`;
-    sign = node.opType === 'Sub' && k === 1 ? -1 : 1;
-  } else if (node.opType === 'Gemm' && node.inputs[2]) {
-    t = constantOf(model, node.inputs[2]);
-    if (!t) return `the constant C of node '${node.name}' (Gemm) was not found`;
-    sign = node.attributes.float('beta', 1);
-  } else return null;
-  const v = toFloat64(t);
-  if (v.length !== 1 && v.length !== rows) return `the offset of node '${node.name}' has ${v.length} values for ${rows} outputs`;
-  const out = new Float64Array(rows);
-  for (let i = 0; i < rows; i++) out[i] = sign * v[v.length === 1 ? 0 : i];
-  // beta·C may round: only exact factors are accepted (±1, powers of two)
-  for (let i = 0; i < rows; i++) if (out[i] / sign !== v[v.length === 1 ? 0 : i]) return `the offset of node '${node.name}' is not exact in float64`;
-  return out;
-}
-
-function isDynamicName(n: LinearNode, name: string): boolean {
-  return n.inputs.includes(name);
 }
 
 /** The IR node's output as an affine map of the region input, error-tracked; a string when the prim is not handled. */
@@ -678,57 +642,6 @@ export function worstDirection(J: Float64Array, rows: number, norm: NormKind): F
 // ---------------------------------------------------------------------------------------------------------------
 // the original model in float64
 
-const ATTRS: Record<string, Record<string, 'i' | 'f' | 'ints'>> = {
-  MatMul: {}, Add: {}, Sub: {}, Mul: {}, Div: {}, Neg: {}, Relu: {}, Identity: {}, Dropout: {},
-  Gemm: { alpha: 'f', beta: 'f', transA: 'i', transB: 'i' }, Flatten: { axis: 'i' },
-  Reshape: { allowzero: 'i' }, Transpose: { perm: 'ints' }, Squeeze: { axes: 'ints' }, Unsqueeze: { axes: 'ints' },
-};
-
-const widen = (t: Tensor): Tensor => (t.dtype === 'float32' || t.dtype === 'float16' ? { dtype: 'float64', dims: t.dims, data: toFloat64(t) } : t);
-
-/**
- * The original model with every float32 weight widened (exactly) to float64 and float64 input and output: the same
- * real function, evaluated by onnxruntime with float64 rounding. Only plain dense models (ops in ATTRS) are rebuilt;
- * otherwise returns why not.
- */
-export function float64Model(model: OnnxModel, inputName: string, inputShape: readonly number[], outputName: string): Uint8Array | string {
-  const nodes: NodeSpec[] = [];
-  const inits: [string, Tensor][] = [...model.initializers].map(([k, t]) => [k, widen(t)]);
-  for (const n of model.nodes) {
-    if (n.domain !== '' && n.domain !== 'ai.onnx') return `node '${n.name}' is in domain ${n.domain}`;
-    if (n.opType === 'Constant') {
-      const t = n.attributes.tensor('value');
-      if (!t) return `Constant node '${n.name}' has no tensor value`;
-      inits.push([n.outputs[0], widen(t)]);
-      continue;
-    }
-    if (n.opType === 'LeakyRelu') {
-      // onnxruntime has no float64 LeakyRelu: relu(x) + α·(x − relu(x)), the same function
-      const alpha = n.attributes.float('alpha', 0.01), [x] = n.inputs, y = n.outputs[0];
-      inits.push([`${y}::alpha`, { dtype: 'float64', dims: [], data: Float64Array.of(Math.fround(alpha)) }]);
-      nodes.push(
-        { opType: 'Relu', inputs: [x], outputs: [`${y}::pos`], name: `${n.name}::pos` },
-        { opType: 'Sub', inputs: [x, `${y}::pos`], outputs: [`${y}::neg`], name: `${n.name}::neg` },
-        { opType: 'Mul', inputs: [`${y}::neg`, `${y}::alpha`], outputs: [`${y}::scaled`], name: `${n.name}::scaled` },
-        { opType: 'Add', inputs: [`${y}::pos`, `${y}::scaled`], outputs: [y], name: n.name },
-      );
-      continue;
-    }
-    const spec = ATTRS[n.opType];
-    if (!spec) return `op ${n.opType} (node '${n.name}') is not rebuilt in float64`;
-    const attrs: Record<string, AttrSpec> = {};
-    for (const name of n.attributes.names()) {
-      const kind = spec[name];
-      if (!kind) return `attribute ${name} of node '${n.name}' (${n.opType}) is not rebuilt in float64`;
-      attrs[name] = kind === 'i' ? { i: n.attributes.int(name, 0) } : kind === 'f' ? { f: n.attributes.float(name, 0) } : { ints: n.attributes.ints(name, [])! };
-    }
-    nodes.push({ opType: n.opType === 'Dropout' ? 'Identity' : n.opType, inputs: n.opType === 'Dropout' ? [n.inputs[0]] : [...n.inputs], outputs: n.opType === 'Dropout' ? [n.outputs[0]] : [...n.outputs], name: n.name, attrs: n.opType === 'Dropout' ? {} : attrs });
-  }
-  const others = model.inputs.filter((i) => i.name !== inputName && !model.initializers.has(i.name));
-  if (others.length) return `the model has other inputs (${others.map((o) => o.name).join(', ')})`;
-  return encodeGraph({ opset: model.opsets.get('') ?? 13, inputs: [{ name: inputName, dtype: 'float64', dims: [...inputShape] }], outputs: [{ name: outputName, dtype: 'float64' }], nodes, initializers: inits, irVersion: Math.max(7, model.irVersion) });
-}
-
 /**
  * A rigorous bound on the float64 evaluation error of the network at x (any summation order): with the absolute forward
  * pass z̄ = |W|ā + |b| and e_k = |W|·max|slope|·e_{k−1} + γ_{n+2}·z̄_k, componentwise (Higham, Thm 3.5 for each dot product).
@@ -799,17 +712,19 @@ export async function exactLipschitz(args: ExactArgs): Promise<ExactResult> {
   const none = (reason: string): ExactResult => ({ status: 'unsupported', reason, upper: null, lower: 0, pair: null, lower32: null, regions: 0, work: 0, inexactSplits: 0, evaluations: 0, seeds: [] });
   const n = sizeOf(args.inputShape);
   if (n > 2) return none(`the input has ${n} elements (region enumeration handles 1 or 2)`);
-  const net = reluNetOf(args.model, args.ir, args.blocks);
+  const net = reluNetOf(args.ir, args.blocks);
   if (typeof net === 'string') return none(net);
-  const model64 = float64Model(args.model, args.inputName, args.inputShape, args.outputName);
-  if (typeof model64 === 'string') return none(model64);
-  let runner64: ModelRunner;
+  // the same real function with every weight widened to float64 (the backend declines models it cannot widen, saying why)
+  let declined = 'the backend cannot evaluate the model in float64';
+  const runner64 = await args.backend.model({ precision: 'float64', what: 'the model in float64 (exact witness)', onDecline: (why) => { declined = why; } });
+  if (!runner64) return none(declined);
+  let runner32: ModelEvaluator;
   try {
-    runner64 = await ModelRunner.create(model64, { ...args.runtime, device: 'cpu' }, 'the model in float64 (exact witness)');
+    runner32 = (await args.backend.model({ what: 'the model (exact witness)' }))!;
   } catch (e) {
-    return none(`onnxruntime cannot run the model in float64 (${(e as Error).message.split('\n')[0]})`);
+    await runner64.release();
+    throw e;
   }
-  const runner32 = await ModelRunner.create(encodeForRuntime(args.model, []), args.runtime, 'the model (exact witness)');
   let evaluations = 0;
   try {
     const run64 = async (x: Float64Array) => { evaluations++; return (await runner64.run({ [args.inputName]: { dtype: 'float64', dims: args.inputShape, data: x.subarray(0, n) } }, [args.outputName])).get(args.outputName)!.data as Float64Array; };

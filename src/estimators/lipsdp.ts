@@ -1,17 +1,16 @@
-import { emitForward } from '../backend/emit.js';
+import { LipcheckError } from '../errors.js';
 import type { LinearRegion } from '../ir/merge.js';
+import { DENSE_LIMIT } from '../ir/operator.js';
 import { sizeOf } from '../ir/tensor.js';
 import { roundUp, sqrtUp } from '../linalg/dense.js';
-import { createOrtOperator, denseMatrixOf } from '../backend/operators.js';
 import { lipSdpBound, lipSdpCertifyWork, lipSdpStepWork, type LipSdpProblem, type LipSdpVariant } from '../linalg/sdp.js';
-import { encodeGraph } from '../onnx/writer.js';
 import type { Segment } from './cp.js';
 import type { Bound } from './kinds.js';
-import { operatorModels, type NormSettings } from './operator-norm.js';
+import type { NormSettings } from './operator-norm.js';
 import { regionBound } from './region-bounds.js';
 
-/** Largest region whose matrix is formed (as SeqLip's), and the largest LMI (N = n_0 + Σ hidden) ever factored. */
-const DENSE_LIMIT = { cols: 4096, entries: 4e6, lmi: 4096 };
+/** The largest LMI (N = n_0 + Σ hidden) ever factored; regions' matrices obey the backend's one DENSE_LIMIT. */
+const LMI_LIMIT = 4096;
 
 /**
  * Work budgets in multiply-adds. Measured here (2 shared cores, Node 20, one thread, load 3–8): 1–3e8 multiply-adds
@@ -56,7 +55,7 @@ export function lipsdpObstacle(segment: Segment, settings: Pick<NormSettings, 'c
     if (cols > DENSE_LIMIT.cols || rows * cols > DENSE_LIMIT.entries) return `operator ${r.id} is ${rows}×${cols}, beyond the ${DENSE_LIMIT.cols}-column, ${DENSE_LIMIT.entries}-entry limit for a dense matrix`;
   }
   const n = sizeOf(segment.regions[0].inShape) + segment.activations.reduce((a, x) => a + sizeOf(x.outShape), 0);
-  if (n > DENSE_LIMIT.lmi) return `its LMI would be ${n}×${n}, beyond the ${DENSE_LIMIT.lmi} limit for a dense factorisation`;
+  if (n > LMI_LIMIT) return `its LMI would be ${n}×${n}, beyond the ${LMI_LIMIT} limit for a dense factorisation`;
   return null;
 }
 
@@ -70,10 +69,12 @@ async function formRegion(region: LinearRegion, settings: NormSettings): Promise
   const rows = sizeOf(region.outShape), cols = sizeOf(region.inShape);
   const composed = regionBound(region, '2', 0);
   if (!region.nodes.some((n) => n.prim.op === 'conv' || n.prim.op === 'convTranspose')) {
-    const w = await denseMatrixOf(encodeGraph(emitForward(region, 'float64')), region.inShape, region.outShape, settings.runtime, region.id);
+    const w = await settings.backend.denseMatrix(region);
+    // lipsdpObstacle ruled out what the backend declines (beyond DENSE_LIMIT)
+    if (!w) throw new LipcheckError('INTERNAL', `The backend declined the float64 matrix of operator ${region.id}, which LipSDP had checked could be formed. Please report this with the model.`);
     return { w, rows, cols, delta: roundUp(2 * composed.gammaSum * 2 ** -29 * composed.absNorm, 2) };
   }
-  const op = await createOrtOperator(operatorModels(region), settings.runtime);
+  const op = await settings.backend.operator(region);
   try {
     const w = new Float64Array(rows * cols);
     const e = new Float64Array(cols);

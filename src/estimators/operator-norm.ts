@@ -6,13 +6,9 @@ import { BudgetExceededError, denseSpectralNormBound } from '../linalg/dense.js'
 import { sizeOf } from '../ir/tensor.js';
 import { kwFactor } from '../linalg/probabilistic.js';
 import { Random } from '../linalg/random.js';
-import type { RuntimeOptions } from '../backend/runtime.js';
 import { regionFlop } from '../linalg/work.js';
 import type { Bound, NormKind } from './kinds.js';
 import { regionBound } from './region-bounds.js';
-
-/** @deprecated Transitional, for lower-bound.ts until it takes its operators from the backend: use backend.operator(region). */
-export { operatorModels } from '../backend/graphs.js';
 
 /** How hard to work on each operator and what to promise. */
 export interface NormSettings {
@@ -22,7 +18,6 @@ export interface NormSettings {
   readonly tol: number;
   readonly maxIterations: number;
   readonly seed: number;
-  readonly runtime: RuntimeOptions;
   /** Operators of the regions (src/backend/ in the CLI, fakes in tests): the estimators open no sessions themselves. */
   readonly backend: OperatorBackend;
   /** Work budget (flop, linalg/work.ts) of one deterministic certificate: the cap of measureRegion's certificate budget. */

@@ -1,8 +1,6 @@
 import { sizeOf, toFloat64 } from '../ir/tensor.js';
 import { Random } from '../linalg/random.js';
-import { ModelRunner } from '../backend/runner.js';
 import { pairRatio } from '../linalg/witness.js';
-import { encodeForRuntime } from '../onnx/writer.js';
 import { reluNetOf, type ReluNet } from './exact.js';
 import type { NormKind } from './kinds.js';
 import type { AnalysedModel } from './lower-bound.js';
@@ -177,7 +175,7 @@ function safeSteps(net: ReluNet, s: State, dir: Float64Array): { fwd: number; bw
 export async function patternSearchLowerBound(args: PatternSearchArgs): Promise<PatternSearchResult> {
   const n = sizeOf(args.inputShape);
   const empty = (reason: string): PatternSearchResult => ({ value: 0, x: new Float32Array(n), xPrime: new Float32Array(n), regionNorm: 0, work: 0, modelRuns: 0, reason });
-  const net = reluNetOf(args.model, args.ir, args.blocks);
+  const net = reluNetOf(args.ir, args.blocks);
   if (typeof net === 'string') return empty(net);
   const budget = args.evaluations ?? 2000;
   const walks = args.walks ?? 96;
@@ -198,7 +196,8 @@ export async function patternSearchLowerBound(args: PatternSearchArgs): Promise<
   };
   let work = 0, modelRuns = 0;
   let best: PatternSearchResult = empty('');
-  const runner = await ModelRunner.create(encodeForRuntime(args.model, []), args.runtime, 'the model (pattern search)');
+  // a float32 evaluator is never declined
+  const runner = (await args.backend.model({ what: 'the model (pattern search)' }))!;
   const inf = args.norm === 'inf';
   try {
     const run = async (x: Float32Array) => { modelRuns++; return toFloat64((await runner.run({ [args.inputName]: { dtype: 'float32', dims: args.inputShape, data: x } }, [args.outputName])).get(args.outputName)!); };

@@ -1,16 +1,14 @@
 import { LipcheckError } from '../errors.js';
-import { emitForward } from '../backend/emit.js';
 import type { LinearRegion } from '../ir/merge.js';
+import { denseObstacle as regionDenseObstacle } from '../ir/operator.js';
 import { sizeOf } from '../ir/tensor.js';
 import { BudgetExceededError, denseCertificateFlop, denseSpectralNormBound, formatMflop, gamma, roundUp, sqrtUp, UNDERFLOW_SLACK, UNIT_ROUNDOFF } from '../linalg/dense.js';
-import { createOrtOperator, denseMatrixOf } from '../backend/operators.js';
 import { Random } from '../linalg/random.js';
 import { denseSingularTriplets, topSingularTriplets, type SingularTriplets } from '../linalg/top-singular.js';
 import { CALL_FLOP, regionFlop, WorkBudget } from '../linalg/work.js';
-import { encodeGraph } from '../onnx/writer.js';
 import type { Segment } from './cp.js';
 import type { Bound } from './kinds.js';
-import { operatorModels, type NormSettings } from './operator-norm.js';
+import type { NormSettings } from './operator-norm.js';
 import { regionBound } from './region-bounds.js';
 
 const U = UNIT_ROUNDOFF;
@@ -64,8 +62,8 @@ export interface SeqLipResult {
   readonly ms: number;
 }
 
-/** Largest region whose float64 matrix is formed (as in operator-norm.ts), and the widest one given a full SVD. */
-const DENSE_LIMIT = { cols: 4096, entries: 4e6, svd: 256 };
+/** The widest region given a full SVD (the float64 matrix itself: the backend's one DENSE_LIMIT, src/ir/operator.ts). */
+const SVD_LIMIT = 256;
 
 /**
  * The cost model of SeqLip's work, in flop-equivalents (linalg/work.ts: what the float64 kernels do in the same time,
@@ -245,9 +243,9 @@ interface DenseRegion {
 function denseObstacle(regions: readonly LinearRegion[]): string | null {
   for (const r of regions) {
     const cols = sizeOf(r.inShape), rows = sizeOf(r.outShape);
-    if (r.nodes.some((n) => n.prim.op === 'conv' || n.prim.op === 'convTranspose')) return `operator ${r.id} contains a convolution (onnxruntime has no float64 Conv to form its matrix)`;
-    if (cols > DENSE_LIMIT.cols || rows * cols > DENSE_LIMIT.entries) return `operator ${r.id} is ${rows}×${cols}, beyond the ${DENSE_LIMIT.cols}-column, ${DENSE_LIMIT.entries}-entry limit for a dense matrix`;
-    if (Math.min(rows, cols) > DENSE_LIMIT.svd) return `operator ${r.id} is ${rows}×${cols}, beyond the rank-${DENSE_LIMIT.svd} limit for a dense SVD`;
+    const why = regionDenseObstacle(r);
+    if (why) return why;
+    if (Math.min(rows, cols) > SVD_LIMIT) return `operator ${r.id} is ${rows}×${cols}, beyond the rank-${SVD_LIMIT} limit for a dense SVD`;
   }
   return null;
 }
@@ -261,7 +259,9 @@ export function seqlipObstacle(segment: Segment, settings: Pick<NormSettings, 'c
 
 async function formDense(region: LinearRegion, settings: NormSettings): Promise<DenseRegion> {
   const rows = sizeOf(region.outShape), cols = sizeOf(region.inShape);
-  const a = await denseMatrixOf(encodeGraph(emitForward(region, 'float64')), region.inShape, region.outShape, settings.runtime, region.id);
+  const a = await settings.backend.denseMatrix(region);
+  // seqlipObstacle ruled out what the backend declines
+  if (!a) throw new LipcheckError('INTERNAL', `The backend declined the float64 matrix of operator ${region.id}, which SeqLip had checked could be formed. Please report this with the model.`);
   const composed = regionBound(region, '2', 0);
   return { a, rows, cols, delta: roundUp(2 * composed.gammaSum * 2 ** -29 * composed.absNorm, 2) };
 }
@@ -486,7 +486,7 @@ async function tripletsOf(segment: Segment, settings: NormSettings, k: number, d
   if (dense) return dense.map((t) => ({ ...t, values: t.values.slice(0, k), left: t.left.slice(0, k), right: t.right.slice(0, k), next: t.values[k] ?? 0 }));
   const out: SingularTriplets[] = [];
   for (const [i, region] of segment.regions.entries()) {
-    const op = await createOrtOperator(operatorModels(region), settings.runtime);
+    const op = await settings.backend.operator(region);
     try {
       const left = segment.regions.length - i;
       // each operator may spend half of its share of what is left, and at least TRIPLETS_FLOOR_FLOP, on its products

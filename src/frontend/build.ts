@@ -9,6 +9,7 @@ import { auditConstants, UnsupportedNode, type ConvertContext, type InputValue }
 import { fusePatterns } from '../ops/patterns.js';
 import { findOp } from '../ops/registry.js';
 import { auditIr, badNumbersError } from '../ir/audit.js';
+import { withOffsets } from './offsets.js';
 import { isFloatType, type DType, type Tensor } from '../ir/tensor.js';
 import type { IrGraph, IrNode, Shape } from '../ir/types.js';
 
@@ -291,7 +292,8 @@ export async function buildIr(original: OnnxModel, options: BuildOptions): Promi
   if (missing.length || reasons.length) throw unsupportedError(model.file, missing, reasons);
   const outShape = shapeOf(outputName);
   return {
-    ir: { input: input.name, inputShape: shape, output: outputName, outputShape: outShape, nodes, warnings: [
+    // the offsets the IR's linear prims drop, for the exact enumeration (read from the model as given, before fusion)
+    ir: { input: input.name, inputShape: shape, output: outputName, outputShape: outShape, nodes: withOffsets(original, nodes), warnings: [
       ...(others.length ? [`Inputs ${listed(others.map((o) => `'${o.name}'`))} are held at zero; only '${input.name}' is analysed.`] : []),
       ...(constant ? [`Output '${outputName}' does not depend on input '${input.name}'${model.initializers.has(outputName) ? ' (it is an initializer)' : ''}: it is a constant, with Lipschitz constant 0.`] : []),
       ...(!options.outputName && model.outputs.length > 1 ? [`The model has ${model.outputs.length} outputs; only the first, '${outputName}', is analysed (choose one with --output NAME, or every one with --all-outputs).`] : []),

@@ -41,7 +41,15 @@ export interface IrNodeBase {
 }
 
 /** A linear map of its dynamic inputs. */
-export interface LinearNode extends IrNodeBase { readonly kind: 'linear'; readonly prim: LinearPrim }
+export interface LinearNode extends IrNodeBase {
+  readonly kind: 'linear'; readonly prim: LinearPrim;
+  /**
+   * The constant the node adds (bias, Gemm's β·C, an Add/Sub constant), exact in float64 and flattened to the output,
+   * for estimators that need the affine map itself (the exact enumeration); a string says why it is not known
+   * (src/frontend/offsets.ts). Absent: the node adds nothing. Never part of a Lipschitz constant.
+   */
+  readonly offset?: Float64Array | string;
+}
 /** An elementwise function whose derivative lies in [slope[0], slope[1]]. */
 export interface ActivationNode extends IrNodeBase { readonly kind: 'activation'; readonly fn: string; readonly slope: readonly [number, number] }
 /** A nonlinear node with known Lipschitz constants in ℓ2 and ℓ∞ (max-pool, softmax); with several inputs, w.r.t. the stacked inputs. */

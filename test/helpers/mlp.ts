@@ -2,18 +2,24 @@
 import { createOrtBackend } from '../../src/backend/index.js';
 import { findSegments, type Segment } from '../../src/estimators/cp.js';
 import { measureRegion, type NormSettings, type OperatorNorm } from '../../src/estimators/operator-norm.js';
-import { buildIr } from '../../src/frontend/build.js';
+import { buildIr, type BuildResult } from '../../src/frontend/build.js';
 import { mergeLinear, type Block } from '../../src/ir/merge.js';
 import type { IrGraph } from '../../src/ir/types.js';
 import type { Random } from '../../src/linalg/random.js';
-import { decodeModel } from '../../src/onnx/read-model.js';
+import { decodeModel, type OnnxModel } from '../../src/onnx/read-model.js';
 import { encodeGraph, type NodeSpec } from '../../src/onnx/writer.js';
 import assert from 'node:assert/strict';
 import { sigmaMax } from './dense.js';
 
 export const runtime = { device: 'cpu' as const };
 /** The settings AutoLip uses by default, on the CPU. */
-export const settings: NormSettings = { norm: '2', certify: 'auto', delta: 1e-6, tol: 0.05, maxIterations: 200, seed: 0, runtime, backend: createOrtBackend({ runtime }), certifyBudget: 2.8e9 };
+export const settings: NormSettings = { norm: '2', certify: 'auto', delta: 1e-6, tol: 0.05, maxIterations: 200, seed: 0, backend: createOrtBackend({ runtime }), certifyBudget: 2.8e9 };
+
+/** The AnalysedModel fields of a built model (lower bound, pattern search, exact enumeration), its onnxruntime backend included. */
+export function analysedOf(model: OnnxModel, built: BuildResult, norm: '2' | 'inf' = '2') {
+  const io = { inputName: built.inputName, inputShape: built.inputShape, outputName: built.outputName };
+  return { ir: built.ir, blocks: mergeLinear(built.ir), ...io, backend: createOrtBackend({ model, runtime, io }), norm };
+}
 
 /** A dense layer y = W·x + b, W row-major rows×cols, values already rounded to float32. */
 export interface Dense { readonly w: Float64Array; readonly rows: number; readonly cols: number; readonly b: Float64Array }

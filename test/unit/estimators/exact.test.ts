@@ -1,11 +1,12 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { enumerateRegions, evaluateNet, exactLipschitz, float64Model, reluNetOf, regionPoint, type ReluNet } from '../../../src/estimators/exact.js';
+import { float64Model } from '../../../src/backend/widen.js';
+import { enumerateRegions, evaluateNet, exactLipschitz, reluNetOf, regionPoint, type ReluNet } from '../../../src/estimators/exact.js';
 import { buildIr } from '../../../src/frontend/build.js';
 import { mergeLinear } from '../../../src/ir/merge.js';
 import { Random } from '../../../src/linalg/random.js';
 import { decodeModel } from '../../../src/onnx/read-model.js';
-import { ACTS, bruteForce, chain, mlpModel, opNorm, randomDense, runtime, witness, type Dense } from '../../helpers/mlp.js';
+import { ACTS, analysedOf, bruteForce, chain, mlpModel, opNorm, randomDense, runtime, witness, type Dense } from '../../helpers/mlp.js';
 
 /** A ReluNet from the test helpers' dense layers (float32 values: exact, no error bounds). */
 function netOf(layers: readonly Dense[], slope: readonly [number, number] = [0, 1]): ReluNet {
@@ -116,7 +117,7 @@ test('reluNetOf reads the affine layers (offsets included) back from a Gemm mode
   const layers = randomDense([2, 5, 3], rng);
   const model = decodeModel(mlpModel(layers, ACTS.relu), 't.onnx');
   const built = await buildIr(model, { seed: 0, runtime });
-  const net = reluNetOf(model, built.ir, mergeLinear(built.ir));
+  const net = reluNetOf(built.ir, mergeLinear(built.ir));
   assert.ok(typeof net !== 'string', String(net));
   for (const [k, l] of layers.entries()) {
     assert.deepEqual(Array.from(net.layers[k].w), Array.from(l.w));
@@ -134,7 +135,7 @@ test('exactLipschitz on 2-input models (ReLU, LeakyReLU): kind exact, witnessed 
     const layers = randomDense([2, 6, 4, 2], rng);
     const model = decodeModel(mlpModel(layers, act), 't.onnx');
     const built = await buildIr(model, { seed: 0, runtime });
-    const r = await exactLipschitz({ model, ir: built.ir, blocks: mergeLinear(built.ir), inputName: built.inputName, outputName: built.outputName, inputShape: built.inputShape, runtime, norm });
+    const r = await exactLipschitz(analysedOf(model, built, norm));
     assert.equal(r.status, 'exact', `ℓ${norm}: ${r.reason ?? ''} upper ${r.upper?.value} lower ${r.lower}`);
     assert.equal(r.upper!.kind, 'exact');
     assert.ok(r.lower <= r.upper!.value && r.upper!.value <= r.lower * (1 + 1e-6));
@@ -150,12 +151,12 @@ test('exactLipschitz declines what it cannot enumerate and says why', async () =
   const wide = randomDense([3, 4, 1], rng);
   const m3 = decodeModel(mlpModel(wide, ACTS.relu), 't.onnx');
   const b3 = await buildIr(m3, { seed: 0, runtime });
-  const r3 = await exactLipschitz({ model: m3, ir: b3.ir, blocks: mergeLinear(b3.ir), inputName: b3.inputName, outputName: b3.outputName, inputShape: b3.inputShape, runtime, norm: '2' });
+  const r3 = await exactLipschitz(analysedOf(m3, b3));
   assert.equal(r3.status, 'unsupported');
   assert.match(r3.reason!, /3 elements/);
   const tanh = decodeModel(mlpModel(randomDense([2, 4, 1], rng), ACTS.tanh), 't.onnx');
   const bt = await buildIr(tanh, { seed: 0, runtime });
-  const rt = await exactLipschitz({ model: tanh, ir: bt.ir, blocks: mergeLinear(bt.ir), inputName: bt.inputName, outputName: bt.outputName, inputShape: bt.inputShape, runtime, norm: '2' });
+  const rt = await exactLipschitz(analysedOf(tanh, bt));
   assert.equal(rt.status, 'unsupported');
   assert.match(rt.reason!, /Tanh/);
 });

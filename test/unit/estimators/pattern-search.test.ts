@@ -6,12 +6,12 @@ import { buildIr } from '../../../src/frontend/build.js';
 import { mergeLinear } from '../../../src/ir/merge.js';
 import { Random } from '../../../src/linalg/random.js';
 import { decodeModel } from '../../../src/onnx/read-model.js';
-import { ACTS, bruteForce, chain, mlpModel, opNorm, randomDense, runtime, type Dense } from '../../helpers/mlp.js';
+import { ACTS, analysedOf, bruteForce, chain, mlpModel, opNorm, randomDense, runtime, type Dense } from '../../helpers/mlp.js';
 
 async function search(layers: Dense[], norm: '2' | 'inf', seeds: Float64Array[] = [], seed = 0, act = ACTS.relu) {
   const model = decodeModel(mlpModel(layers, act), 't.onnx');
   const built = await buildIr(model, { seed: 0, runtime });
-  return patternSearchLowerBound({ model, ir: built.ir, blocks: mergeLinear(built.ir), inputName: built.inputName, outputName: built.outputName, inputShape: built.inputShape, runtime, norm, seed, seeds, evaluations: 600 });
+  return patternSearchLowerBound({ ...analysedOf(model, built, norm), seed, seeds, evaluations: 600 });
 }
 
 /** ‖J(x)‖ from the layers in float64 (ReLU). */

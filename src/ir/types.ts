@@ -50,10 +50,28 @@ export interface LinearNode extends IrNodeBase {
    */
   readonly offset?: Float64Array | string;
 }
-/** An elementwise function whose derivative lies in [slope[0], slope[1]]. */
-export interface ActivationNode extends IrNodeBase { readonly kind: 'activation'; readonly fn: string; readonly slope: readonly [number, number] }
+/**
+ * An elementwise function whose derivative lies in [slope[0], slope[1]]. `fn` keys src/ops/elementwise.ts, which with
+ * `params` and `operand` gives f and f′, so the node can be evaluated from the IR alone.
+ */
+export interface ActivationNode extends IrNodeBase {
+  readonly kind: 'activation'; readonly fn: string; readonly slope: readonly [number, number];
+  /** Scalar parameters of `fn` (ONNX attribute names: alpha, beta, gamma, min, max, lambd, ...; defaults where absent). */
+  readonly params?: Readonly<Record<string, number>>;
+  /** A constant broadcast against the input: PRelu's slopes, Max/Min's constant operand, a contrib Gelu's bias. */
+  readonly operand?: Tensor;
+}
 /** A nonlinear node with known Lipschitz constants in ℓ2 and ℓ∞ (max-pool, softmax); with several inputs, w.r.t. the stacked inputs. */
-export interface LipschitzNode extends IrNodeBase { readonly kind: 'lipschitz'; readonly fn: string; readonly l2: number; readonly linf: number; readonly note: string }
+export interface LipschitzNode extends IrNodeBase {
+  readonly kind: 'lipschitz'; readonly fn: string; readonly l2: number; readonly linf: number; readonly note: string;
+  /** MaxPool: each output's window over the spatial axes (begin pads; padding never wins), for its Jacobian. */
+  readonly window?: PoolWindow;
+  /** Softmax: the output seen as [outer, len, inner], normalised along len. */
+  readonly groups?: { readonly outer: number; readonly len: number; readonly inner: number };
+}
+
+/** A pooling window per spatial axis: output o reads input o·stride − begin + t·dilation for t < kernel. */
+export interface PoolWindow { readonly kernel: readonly number[]; readonly strides: readonly number[]; readonly dilations: readonly number[]; readonly begin: readonly number[] }
 /** A node with no global Lipschitz constant (products of input-dependent tensors, Exp, ...). */
 export interface UnboundedNode extends IrNodeBase { readonly kind: 'unbounded'; readonly reason: string; readonly derived: boolean }
 /** A node whose output is not continuous in the input (ArgMax, comparisons, rounding, ...). */

@@ -1,5 +1,5 @@
 import type { IrNode, Shape } from '../ir/types.js';
-import { base, dynamicInputs, unsupported, type ConvertContext, type Converter } from './context.js';
+import { base, constantInput, dynamicInputs, unsupported, type ConvertContext, type Converter } from './context.js';
 import { linearNode } from './linear.js';
 import { SLOPES } from './activations.js';
 
@@ -12,10 +12,12 @@ const sameShape = (a: Shape, b: Shape) => a.length === b.length && a.every((d, i
  * g(a + b) for an elementwise g with slopes in [lo, hi]: a constant bias is an offset (the range holds over all reals);
  * input-dependent operands are summed (or broadcast) first by a linear node, then g applies.
  */
-function biasedActivation(ctx: ConvertContext, fn: string, lo: number, hi: number): IrNode[] {
+function biasedActivation(ctx: ConvertContext, fn: string, lo: number, hi: number, params?: Record<string, number>): IrNode[] {
   const dyn = dynamicInputs(ctx);
   const out = ctx.outShapes[0];
-  const act = (input: { name: string; shape: Shape }): IrNode => ({ kind: 'activation', fn, slope: [lo, hi], ...base(ctx, [input], ctx.outputs[0], out) });
+  // the constant bias, added before g: the operand of g's entry in src/ops/elementwise.ts
+  const bias = ctx.inputs.map((_, i) => constantInput(ctx, i)).find((t) => t !== null) ?? undefined;
+  const act = (input: { name: string; shape: Shape }): IrNode => ({ kind: 'activation', fn, slope: [lo, hi], ...(params ? { params } : {}), ...(bias ? { operand: bias } : {}), ...base(ctx, [input], ctx.outputs[0], out) });
   if (dyn.length === 1 && sameShape(dyn[0].shape, out)) return [act(dyn[0])];
   const pre = { name: `${ctx.outputs[0]}::sum`, shape: out };
   const linear: IrNode = dyn.length === 1
@@ -41,7 +43,7 @@ const quickGelu: Converter = (ctx) => {
   const alpha = ctx.attrs.float('alpha', 1.702);
   if (!Number.isFinite(alpha)) unsupported(ctx, `alpha ${alpha} must be a finite number.`);
   const [lo, hi] = alpha === 0 ? [0.5, 0.5] : SLOPES.silu;
-  return biasedActivation(ctx, 'QuickGelu', lo, hi);
+  return biasedActivation(ctx, 'QuickGelu', lo, hi, { alpha });
 };
 
 /** Converters of onnxruntime contrib ops (domain com.microsoft) that are elementwise activations. */

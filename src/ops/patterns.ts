@@ -29,6 +29,8 @@ const GELU_TANH_RATIO = 0.044715 * Math.PI / 2;
 /** The converter of a fused node: an activation whose slope range the matcher stored in attributes lo and hi. */
 export const patternConverter: Converter = (ctx) => [{
   kind: 'activation', fn: ctx.opType, slope: [ctx.attrs.float('lo', 0), ctx.attrs.float('hi', 0)],
+  // the matched constants (scale, a, k, alpha, beta, gamma): the parameters of the fused function in src/ops/elementwise.ts
+  params: Object.fromEntries(ctx.attrs.names().filter((k) => k !== 'lo' && k !== 'hi').map((k) => [k, ctx.attrs.float(k, NaN)])),
   ...base(ctx, [dynamicInputs(ctx)[0]], ctx.outputs[0], ctx.outShapes[0]),
 }];
 
@@ -118,7 +120,7 @@ export function fusePatterns(model: OnnxModel): { model: OnnxModel; fused: strin
     return null;
   };
   /** The slope range of u·g(u) when `v` computes g(u), with the nodes computing it; null when not recognised. */
-  const known = (v: string, u: string): { slope: [number, number]; op: string; nodes: OnnxNode[] } | null => {
+  const known = (v: string, u: string): { slope: [number, number]; op: string; nodes: OnnxNode[]; params?: Record<string, number> } | null => {
     const sig = by(v, 'Sigmoid');
     if (sig && sig.inputs[0] === u) return { slope: [...SLOPES.silu], op: PATTERN_ROWS[0].opType, nodes: [sig] };
     const tanh = by(v, 'Tanh');
@@ -127,7 +129,7 @@ export function fusePatterns(model: OnnxModel): { model: OnnxModel; fused: strin
     const hs = by(v, 'HardSigmoid');
     if (hs && hs.inputs[0] === u) {
       const beta = hs.attributes.float('beta', 0.5);
-      return { slope: [Math.min(0, -beta), Math.max(1, 2 - beta)], op: PATTERN_ROWS[2].opType, nodes: [hs] };
+      return { slope: [Math.min(0, -beta), Math.max(1, 2 - beta)], op: PATTERN_ROWS[2].opType, nodes: [hs], params: { alpha: hs.attributes.float('alpha', 0.2), beta } };
     }
     // a + erf(k·u): u·(a + erf(ku)) = (a − 1)·u + u·(1 + erf(ku)), and d/du u(1 + erf(ku)) = 2·GELU′(√2·k·u) for either sign of k
     const add = by(v, 'Add');
@@ -138,7 +140,7 @@ export function fusePatterns(model: OnnxModel): { model: OnnxModel; fused: strin
       if (erf) {
         const inner = peel(erf.inputs[0]);
         if (inner.v === u && inner.c !== 0 && Number.isFinite(inner.c)) {
-          return { slope: [a - 1 + 2 * SLOPES.geluErf[0], a - 1 + 2 * SLOPES.geluErf[1]], op: PATTERN_ROWS[3].opType, nodes: [add, erf, ...inner.nodes] };
+          return { slope: [a - 1 + 2 * SLOPES.geluErf[0], a - 1 + 2 * SLOPES.geluErf[1]], op: PATTERN_ROWS[3].opType, nodes: [add, erf, ...inner.nodes], params: { a, k: inner.c } };
         }
       }
       // a + tanh(αu + γu³): with α = √(2/π)·s and γ/α³ = 0.044715·π/2, u(1 + tanh(…)) = (2/s)·GELU_tanh(su), whose
@@ -149,7 +151,7 @@ export function fusePatterns(model: OnnxModel): { model: OnnxModel; fused: strin
         const poly = cubic(inner.v, u);
         const alpha = inner.c * (poly?.alpha ?? 0), gamma = inner.c * (poly?.gamma ?? 0);
         if (poly && alpha !== 0 && Math.abs(gamma / alpha ** 3 / GELU_TANH_RATIO - 1) <= 1e-4) {
-          return { slope: [a - 1 + 2 * SLOPES.geluTanhNear[0], a - 1 + 2 * SLOPES.geluTanhNear[1]], op: PATTERN_ROWS[4].opType, nodes: [add, tanh, ...inner.nodes, ...poly.nodes] };
+          return { slope: [a - 1 + 2 * SLOPES.geluTanhNear[0], a - 1 + 2 * SLOPES.geluTanhNear[1]], op: PATTERN_ROWS[4].opType, nodes: [add, tanh, ...inner.nodes, ...poly.nodes], params: { a, alpha, gamma } };
         }
       }
     }
@@ -170,6 +172,7 @@ export function fusePatterns(model: OnnxModel): { model: OnnxModel; fused: strin
       if (nodes.some((k) => removed.has(k) || replaced.has(k))) continue;
       const slope: [number, number] = [Math.min(c * m.slope[0], c * m.slope[1]), Math.max(c * m.slope[0], c * m.slope[1])];
       const attrs = new Map<string, AttributeValue>([['lo', { type: 'float', value: slope[0] }], ['hi', { type: 'float', value: slope[1] }]]);
+      for (const [k, value] of Object.entries({ ...m.params, scale: c })) attrs.set(k, { type: 'float', value });
       nodes.forEach((k) => removed.add(k));
       replaced.set(n, { name: n.name, opType: m.op, domain: PATTERN_DOMAIN, inputs: [x.v], outputs: n.outputs, attributes: new Attributes(attrs) });
       fused.push(n.name);

@@ -41,11 +41,12 @@ function indicesOutput(ctx: ConvertContext, k: number): IrNode[] {
 
 const maxPool: Converter = (ctx) => {
   if (ctx.attrs.int('storage_order', 0) !== 0 && ctx.outputs[1]) unsupported(ctx, 'storage_order=1 is not supported');
-  const { kernel, strides, dilations } = poolGeometry(ctx);
+  const { x, r, kernel, strides, dilations } = poolGeometry(ctx);
   const cover = windowCover(kernel, strides, dilations);
   const dyn = dynamicInputs(ctx);
+  const { declared } = poolPads(ctx, x.slice(2), ctx.outShapes[0].slice(2), kernel, strides, dilations);
   return [{
-    kind: 'lipschitz', fn: 'MaxPool', l2: Math.sqrt(cover), linf: 1,
+    kind: 'lipschitz', fn: 'MaxPool', l2: Math.sqrt(cover), linf: 1, window: { kernel, strides, dilations, begin: declared.slice(0, r) },
     note: `each input lies in at most ${cover} window${cover === 1 ? '' : 's'} (kernel ${kernel.join('×')}, stride ${strides.join('×')}${dilations.some((d) => d !== 1) ? `, dilation ${dilations.join('×')}` : ''})`,
     ...base(ctx, dyn, ctx.outputs[0], ctx.outShapes[0]),
   }, ...indicesOutput(ctx, 1)];
@@ -78,6 +79,7 @@ const globalLpPool: Converter = (ctx) => {
 
 const globalMaxPool: Converter = (ctx) => [{
   kind: 'lipschitz', fn: 'GlobalMaxPool', l2: 1, linf: 1, note: 'each input lies in one window',
+  window: (() => { const k = dynamicInputs(ctx)[0].shape.slice(2); return { kernel: k, strides: k.map(() => 1), dilations: k.map(() => 1), begin: k.map(() => 0) }; })(),
   ...base(ctx, dynamicInputs(ctx), ctx.outputs[0], ctx.outShapes[0]),
 }];
 

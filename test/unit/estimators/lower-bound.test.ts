@@ -9,6 +9,7 @@ import { buildIr } from '../../../src/frontend/build.js';
 import { mergeLinear } from '../../../src/ir/merge.js';
 import type { Tensor } from '../../../src/ir/tensor.js';
 import { decodeModel } from '../../../src/onnx/read-model.js';
+import { createOrtBackend } from '../../../src/backend/index.js';
 import { encodeGraph, type NodeSpec } from '../../../src/onnx/writer.js';
 import { mulberry32 } from '../../helpers/random.js';
 
@@ -62,8 +63,8 @@ async function lowerBound(spec: Spec, options: { norm?: '2' | 'inf'; seed?: numb
   const model = decodeModel(bytes, 'test.onnx');
   const built = await buildIr(model, { seed: 0, runtime });
   return jacobianLowerBound({
-    model, ir: built.ir, blocks: mergeLinear(built.ir), inputName: built.inputName, outputName: built.outputName, inputShape: built.inputShape,
-    runtime, seed: options.seed ?? 0, norm: options.norm ?? '2', budget: options.budget ?? 1500 * MS, starts: options.starts, ascentSteps: options.ascentSteps,
+    ir: built.ir, blocks: mergeLinear(built.ir), inputName: built.inputName, outputName: built.outputName, inputShape: built.inputShape,
+    backend: createOrtBackend({ model, runtime }), seed: options.seed ?? 0, norm: options.norm ?? '2', budget: options.budget ?? 1500 * MS, starts: options.starts, ascentSteps: options.ascentSteps,
   });
 }
 
@@ -322,8 +323,8 @@ test('oval21_wide_kw: far above random pairs (0.05), below the upper bound (~18.
   const model = decodeModel(readFileSync(OVAL21), OVAL21);
   const built = await buildIr(model, { seed: 0, runtime });
   const r = await jacobianLowerBound({
-    model, ir: built.ir, blocks: mergeLinear(built.ir), inputName: built.inputName, outputName: built.outputName, inputShape: built.inputShape,
-    runtime, seed: 0, norm: '2', budget: 5000 * MS,
+    ir: built.ir, blocks: mergeLinear(built.ir), inputName: built.inputName, outputName: built.outputName, inputShape: built.inputShape,
+    backend: createOrtBackend({ model, runtime }), seed: 0, norm: '2', budget: 5000 * MS,
   });
   t.diagnostic(`oval21_wide_kw: lower ${r.value} (IR ‖J‖ ${r.irNorm}), ${r.evaluations} model runs, ${r.products} products, plan ${JSON.stringify(r.plan)}`);
   assert.equal(r.method, 'jacobian-ascent');

@@ -7,6 +7,7 @@
 import { existsSync, readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { analyze, DEFAULTS } from '../src/index.js';
+import { createOrtBackend } from '../src/backend/index.js';
 import { jacobianLowerBound } from '../src/estimators/lower-bound.js';
 import { buildIr } from '../src/frontend/build.js';
 import { mergeLinear } from '../src/ir/merge.js';
@@ -30,7 +31,9 @@ for (const f of models) {
   const before = r.global.methods.filter((m) => m.upper && !MINE.test(m.method)).reduce((a, m) => (m.upper!.value < a.upper!.value ? m : a));
   const onnx = decodeModel(readModelBytes(f), f);
   const built = await buildIr(onnx, { seed: 0, runtime: { device: 'cpu' } });
-  const lb = await jacobianLowerBound({ model: onnx, ir: built.ir, blocks: mergeLinear(built.ir), inputName: built.inputName, outputName: built.outputName, inputShape: built.inputShape, runtime: { device: 'cpu' }, seed: 0, norm, budget: DEFAULTS.lowerBudget * MFLOP, pairs: DEFAULTS.lowerPairs });
+  const io = { inputName: built.inputName, outputName: built.outputName, inputShape: built.inputShape };
+  const backend = createOrtBackend({ model: onnx, runtime: { device: 'cpu' }, io });
+  const lb = await jacobianLowerBound({ ir: built.ir, blocks: mergeLinear(built.ir), ...io, backend, seed: 0, norm, budget: DEFAULTS.lowerBudget * MFLOP, pairs: DEFAULTS.lowerPairs });
   const lower = r.global.lower?.value ?? 0;
   const name = f.startsWith(shared) ? f.slice(shared.length) : f;
   console.log(`| ${name} | ${fmt(before.upper!.value)} (${before.method}) | ${fmt(r.global.upper.value)} (${r.global.upper.kind}, ${r.global.upper.method}) | ${fmt(lb.value)} | ${fmt(lower)} (${r.global.lower?.method}) | ${fmt(before.upper!.value / lb.value)} | ${fmt(r.global.upper.value / lower)} | ${(r.timings.totalMs / 1000).toFixed(1)} |`);

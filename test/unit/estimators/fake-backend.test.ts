@@ -120,7 +120,7 @@ test('measureRegion on a fake dense backend: Lanczos estimate = exact σ_max, bo
 /** CP (ALGORITHMS.md §5) for ReLU (c = r = ½) from exact float64 norms of the partial products W_j⋯W_i. */
 function cpExact(layers: readonly Dense[]): number {
   const prod = (i: number, j: number) => {
-    let m = Float64Array.from(layers[i].w);
+    let m: Float64Array = Float64Array.from(layers[i].w);
     for (let k = i + 1; k <= j; k++) m = matmul(layers[k].w, layers[k].rows, layers[k].cols, m, layers[i].cols);
     return sigmaMax(m, layers[j].rows, layers[i].cols);
   };

@@ -82,8 +82,20 @@ export function poolWindows(node: LipschitzNode): PoolWindows | string {
   return { taps, index };
 }
 
-/** A value the converters made up (`<output>::<k>`) is not a value of the original model, so it cannot be read off it. */
-const internal = (name: string) => name.includes('::');
+/**
+ * The values the converters made up: `<output>::<k>` beside the IR node of the same ONNX node that writes `<output>`
+ * (src/ops/context.ts). They are not values of the original model, so they cannot be read off it. (Exporters' own names
+ * may contain '::' too, as PyTorch's `onnx::Relu_9`.)
+ */
+function internalValues(ir: IrGraph): Set<string> {
+  const outputsOf = new Map<string, string[]>();
+  for (const n of ir.nodes) outputsOf.set(n.name, [...(outputsOf.get(n.name) ?? []), n.output]);
+  const made = new Set<string>();
+  for (const n of ir.nodes) {
+    if (outputsOf.get(n.name)!.some((o) => o !== n.output && n.output.startsWith(`${o}::`))) made.add(n.output);
+  }
+  return made;
+}
 
 /**
  * The evaluation order of J(x), with the backend's operators of the linear regions, or the reason the IR cannot be
@@ -93,9 +105,10 @@ const internal = (name: string) => name.includes('::');
 export async function planIr(ir: IrGraph, blocks: readonly Block[], backend: OperatorBackend, operators: LinearOperator[]): Promise<IrPlan | string> {
   const steps: (Step | Block & { kind: 'operator' })[] = [];
   const needed = new Set<string>();
+  const internal = internalValues(ir);
   const need = (name: string, node: IrNode): string | null => {
     if (name === ir.input) return null;
-    if (internal(name)) return `the value '${name}' that node '${node.name}' reads is not a value of the model, so it cannot be evaluated at a point`;
+    if (internal.has(name)) return `the value '${name}' that node '${node.name}' reads is not a value of the model, so it cannot be evaluated at a point`;
     needed.add(name);
     return null;
   };

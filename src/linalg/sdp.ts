@@ -177,20 +177,25 @@ function inverseFromCholesky(l: Float64Array, n: number): Float64Array {
 }
 
 /**
- * The multiply-adds of one iteration of solveLipSdp (the primal–dual method): forming F and the direction matrices
- * (Σ n_h n_{h−1}² each), the Cholesky factors of Z and X (N³/3 each) and S = Z⁻¹ (2N³/3), the products S·a_j and X·a_j for
- * every unit (2N·Σ n_h n_{h−1}), the Schur complement's 2×2 blocks (2m·Σ n_h n_{h−1} + 60m²) and its Cholesky factor
- * (k³/6, k = m + 1), the products S·dZ (N·nnz, nnz ≤ 3N·max n_h) for the predictor and the corrector, three dense
- * N×N products (S·dZ·X twice, S·dZ_p·dX_p), four Lanczos runs of LANCZOS_STEPS steps (2N² each) for the step lengths, and
- * one retried factorisation.
+ * The multiply-adds of one iteration of solveLipSdp (the primal–dual method), counted from what it computes: F and the
+ * two direction matrices (Σ n_h n_{h−1}² + N² each), Cholesky factors of the new Z and X (N³/6 each) and S = Z⁻¹ (N³/3), the
+ * products S·a_j and X·a_j (2N·Σ n_h n_{h−1}), the Schur complement's pairs a_jᵀSa_k, a_jᵀXa_k (2Σ_j n_{h_j−1}(j+1)) and
+ * 2×2 blocks (20m²), its Cholesky factor (k³/6, k = #variables + 1), S·dZ twice (N·nnz of the block tridiagonal pattern
+ * each), three dense N×N products (S·dZ·X twice, S·dZ_p·dX_p), four Lanczos runs of LANCZOS_STEPS steps (2N² + 2·steps·N
+ * each) for the step lengths; a shortened step's further factorisations are charged as they happen.
  */
 export function lipSdpStepWork(p: LipSdpProblem): number {
   const { n, units, sizes } = blocks(p);
-  let pairs = 0, formed = 0;
-  for (let h = 1; h < p.layers.length; h++) { pairs += p.layers[h - 1].rows * p.layers[h - 1].cols; formed += p.layers[h - 1].rows * p.layers[h - 1].cols ** 2; }
-  const wide = Math.max(...sizes);
-  const k = units + 1;
-  return 3 * (formed + n * n) + (4 * n ** 3) / 3 + 2 * n * pairs + 2 * units * pairs + 60 * units * units + k ** 3 / 6 + 2 * n * 3 * n * wide + 3 * n ** 3 + 4 * LANCZOS_STEPS * 2 * n * n + n ** 3 / 3;
+  let pairs = 0, formed = 0, schur = 0, nnz = 0;
+  for (let h = 1; h < p.layers.length; h++) {
+    const w = p.layers[h - 1];
+    pairs += w.rows * w.cols;
+    formed += w.rows * w.cols ** 2;
+    schur += w.cols * (w.rows * (w.rows + 1) / 2 + w.rows * (sizes.slice(1, h).reduce((a, b) => a + b, 0)));
+  }
+  for (let b = 0; b < sizes.length; b++) nnz += sizes[b] * ((sizes[b - 1] ?? 0) + sizes[b] + (sizes[b + 1] ?? 0));
+  const k = units + 1, lz = Math.min(n, LANCZOS_STEPS);
+  return 3 * (formed + n * n) + (2 * n ** 3) / 6 + n ** 3 / 3 + 2 * n * pairs + 2 * schur + 20 * units * units + k ** 3 / 6 + 2 * n * nnz + 3 * n ** 3 + 4 * lz * (2 * n * n + 2 * lz * n);
 }
 
 /** A hard cap on iterations, whatever the work budget. */
@@ -500,7 +505,8 @@ export function solveLipSdp(problem: LipSdpProblem, opts: LipSdpOptions): LipSdp
   let lx = Float64Array.from(x);
   if (cholesky(lx, n) === null) throw new LipcheckError('INTERNAL', 'The LipSDP primal start is not positive definite.');
 
-  let work = 0, steps = 0, converged = false;
+  // the start: two factorisations and one inverse (startPoint's own factorisation included)
+  let work = (3 * n ** 3) / 6 + n ** 3 / 3, steps = 0, converged = false;
   const path: LmiPoint[] = [];
   const remember = () => { path.unshift({ rho, t: Float64Array.from(toT(vars)) }); if (path.length > 8) path.pop(); };
   remember();
@@ -614,7 +620,7 @@ export function solveLipSdp(problem: LipSdpProblem, opts: LipSdpOptions): LipSdp
     for (let tries = 0; tries < 30 && ap > 1e-12; tries++, ap *= 0.7) {
       const x2 = x.map((v, i) => v + ap * corr.dx[i]);
       const l2 = Float64Array.from(x2);
-      work += n ** 3 / 3;
+      if (tries > 0) work += n ** 3 / 6;
       if (cholesky(l2, n) !== null && corr.dxl.every((d, i) => xl[i] + ap * d > 0)) {
         x = x2; lx = l2; xl = xl.map((v, i) => v + ap * corr.dxl[i]); movedP = true;
         break;
@@ -626,7 +632,7 @@ export function solveLipSdp(problem: LipSdpProblem, opts: LipSdpOptions): LipSdp
       if (!v2.every((v) => v > 0)) continue;
       const z2 = formLmi(p, { rho: r2, t: toT(v2) }).f;
       const l2 = Float64Array.from(z2);
-      work += n ** 3 / 3;
+      if (tries > 0) work += n ** 3 / 6 + n * n;
       if (cholesky(l2, n) !== null) {
         rho = r2; vars = v2; zf = z2; lz = l2; movedD = true;
         break;
@@ -675,7 +681,7 @@ export function certifyLipSdp(problem: LipSdpProblem, solution: LipSdpSolution, 
   let tries = 0;
   for (const pt of solution.path) {
     const t = pt.t.map((v) => Math.max(0, v));
-    for (const raise of [1e-9, 1e-6, 1e-3]) {
+    for (const raise of [1e-9, 1e-7, 1e-6, 1e-5, 1e-4, 1e-3]) {
       if (tries >= maxTries) return null;
       tries++;
       const rho = roundUp(pt.rho * (1 + raise), 2);
@@ -732,12 +738,21 @@ export function lipSdpBound(problem: LipSdpProblem, opts: LipSdpOptions & { read
   }
   const scaled: LipSdpProblem = { layers, slopes: problem.slopes };
   const sol = solveLipSdp(scaled, opts);
-  const cert = certifyLipSdp(scaled, sol, opts.certifyTries);
+  // balance before certifying: with every ‖W_k‖ ≈ 1, ρ can be 10⁻⁸ while the multipliers are O(1), and the rounding margin
+  // (∝ tr F) then swamps the input block. W_0 → 2^e·W_0 with ρ → 4^e·ρ is the congruence F → DFD, D = diag(2^e·I, I, …, I):
+  // exact in float64, the same proof obligation, and ρ ≈ 1 for the certificate.
+  const e0 = Math.max(-500, Math.min(500, -Math.round(Math.log2(sol.point.rho) / 2)));
+  const w0 = scaled.layers[0].w.map((v) => v * 2 ** e0);
+  const balanced = Number.isFinite(e0) && e0 !== 0 && w0.every((v, i) => v * 2 ** -e0 === scaled.layers[0].w[i]) && sol.path.every((pt) => Number.isFinite(pt.rho * 4 ** e0) && pt.rho * 4 ** e0 > 0);
+  const target: LipSdpProblem = balanced ? { layers: [{ ...scaled.layers[0], w: w0 }, ...scaled.layers.slice(1)], slopes: scaled.slopes } : scaled;
+  const path = balanced ? sol.path.map((pt) => ({ rho: pt.rho * 4 ** e0, t: pt.t })) : sol.path;
+  if (balanced) shift += e0;
+  const cert = certifyLipSdp(target, { ...sol, path, point: path[0] }, opts.certifyTries);
   const certWork = (cert?.tries ?? opts.certifyTries ?? 12) * lipSdpCertifyWork(scaled);
   if (!cert) return null;
   return {
     value: roundUp(unscaleUp(sqrtUp(cert.point.rho), shift), 1),
-    estimate: Math.sqrt(sol.point.rho) * 2 ** -shift,
+    estimate: Math.sqrt(path[0].rho) * 2 ** -shift,
     newtonSteps: sol.newtonSteps,
     work: sol.work + certWork,
     converged: sol.converged,

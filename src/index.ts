@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { LipcheckError } from './errors.js';
-import { composeAutoLip, type SegmentCandidate, type SegmentUse } from './estimators/autolip.js';
+import { composeAutoLip, type ResidualUse, type SegmentCandidate, type SegmentUse } from './estimators/autolip.js';
 import { cpSegmentBound, findSegments } from './estimators/cp.js';
 import { exactLipschitz, type ExactResult } from './estimators/exact.js';
 import { jacobianLowerBound } from './estimators/lower-bound.js';
@@ -10,6 +10,7 @@ import { patternSearchLowerBound } from './estimators/pattern-search.js';
 import type { NormKind } from './estimators/kinds.js';
 import { measureRegion, type OperatorNorm } from './estimators/operator-norm.js';
 import { LIPSDP_DEFAULTS, lipsdpObstacle, lipsdpSegmentBound } from './estimators/lipsdp.js';
+import { findResidualBlocks, residualBlockBound, residualWork } from './estimators/residual.js';
 import { SEQLIP_DEFAULTS, seqlipObstacle, seqlipSegmentBound } from './estimators/seqlip.js';
 import { createOrtBackend } from './backend/index.js';
 import { buildIr } from './frontend/build.js';
@@ -170,6 +171,7 @@ export async function analyze(model: string | { bytes: Uint8Array; name: string 
   const warnings = [...built.ir.warnings];
   const autolip = composeAutoLip(built.ir, blocks, norms, o.norm);
   const uses: SegmentUse[] = [];
+  const residuals: ResidualUse[] = [];
   let probabilisticSegments = 0;
   const sdpMflop = o.sdpWork ?? (2 * (o.method === 'sdp' ? LIPSDP_DEFAULTS.sdpWork : LIPSDP_DEFAULTS.bestWork)) / 1e6;
   // segments only tighten a bound: a model without one (unbounded, discontinuous) needs none
@@ -215,6 +217,23 @@ export async function analyze(model: string | { bytes: Uint8Array; name: string 
       } else if (o.method === 'sdp') warnings.push(`No LipSDP bound for ${segment.id}: ${lipsdpObstacle(segment, settings)}; AutoLip is used there.`);
       if (candidates.length) uses.push({ segment, candidates });
     }
+    // residual blocks (ℓ2, under best): CP with the skip joined to the all-linear term, while their Lanczos runs fit a
+    // budget the size of CP's (counted by the cost model, never timed)
+    if (o.method === 'best' && o.norm === '2') {
+      let left = Math.max(CP_MIN_FLOP, CP_PER_NORMS * normsWork);
+      for (const block of findResidualBlocks(built.ir, blocks, segments)) {
+        const cost = residualWork(block, Math.max(1, ...block.branch.regions.map((r) => norms.get(r.id)!.iterations)), norms);
+        if (cost > left) {
+          warnings.push(`Residual block ${block.id} (sum node '${block.sum.name}'): its bound was skipped, the operators it measures would take over the work budget left; the sum of its branches is used there.`);
+          continue;
+        }
+        left -= cost;
+        const res = await residualBlockBound(block, settings, { known: norms });
+        probabilisticSegments += res.probabilistic;
+        const nodes = [...(block.skip?.nodes ?? []), ...block.branch.regions.flatMap((r) => r.nodes), ...block.branch.activations, block.sum].map((n) => n.name);
+        residuals.push({ id: block.id, input: block.input, output: block.output, nodes: [...new Set(nodes)], upper: res.upper, estimate: res.estimate, ms: res.ms, note: res.note });
+      }
+    }
   }
   // exact constants (ReLU nets with ≤ 2 inputs: region enumeration) and the norm equivalences L∞ ≤ √n_in·L₂, L₂ ≤ √n_out·L∞
   let exact: ExactResult | null = null;
@@ -226,7 +245,7 @@ export async function analyze(model: string | { bytes: Uint8Array; name: string 
   }
   if (autolip.status === 'bounded' && o.method !== 'autolip' && (o.norm === 'inf' || o.method === 'best')) cross = await crossNormBound(built.ir, blocks, settings, o.norm, CROSS_NORM_FLOP);
   const tNorms = performance.now();
-  const compose = (mode: 'best' | 'cp' | 'seqlip' | 'sdp' | 'greedy') => (uses.length ? composeAutoLip(built.ir, blocks, norms, o.norm, uses, mode) : autolip);
+  const compose = (mode: 'best' | 'cp' | 'seqlip' | 'sdp' | 'greedy') => (uses.length || residuals.length ? composeAutoLip(built.ir, blocks, norms, o.norm, uses, mode, residuals) : autolip);
   const has = (m: string) => uses.some((u) => u.candidates.some((c) => c.method === m));
   const byMethod = { autolip, cp: has('cp') ? compose('cp') : null, seqlip: has('seqlip') ? compose('seqlip') : null, sdp: has('sdp') ? compose('sdp') : null, best: compose('best') };
   const result = o.method === 'autolip' || o.method === 'exact' ? autolip : byMethod[o.method] ?? autolip;
@@ -239,6 +258,8 @@ export async function analyze(model: string | { bytes: Uint8Array; name: string 
     ...(byMethod.cp ? [{ method: 'autolip+cp', upper: byMethod.cp.upper, estimate: byMethod.cp.estimate }] : []),
     ...(byMethod.seqlip ? [{ method: 'autolip+seqlip', upper: byMethod.seqlip.upper, estimate: byMethod.seqlip.estimate }] : []),
     ...(byMethod.sdp ? [{ method: 'autolip+sdp', upper: byMethod.sdp.upper, estimate: byMethod.sdp.estimate, work: uses.reduce((a, u) => a + u.candidates.reduce((b, c) => b + (c.method === 'sdp' ? c.work ?? 0 : 0), 0), 0) }] : []),
+    // residual blocks alone on AutoLip (best combines them with the segment methods)
+    ...(residuals.length ? [composeAutoLip(built.ir, blocks, norms, o.norm, [], 'best', residuals)].map((r) => ({ method: 'autolip+residual', upper: r.upper, estimate: r.estimate })) : []),
     // greedy SeqLip is a local maximum, an estimate: shown beside the bounds, never as one
     ...(has('seqlip') ? [{ method: 'seqlip-greedy', upper: null, estimate: compose('greedy').estimate }] : []),
     ...(exact?.upper ? [{ method: 'exact', upper: exact.upper, estimate: null }] : []),

@@ -203,3 +203,198 @@ export async function residualBlockBound(block: ResidualBlock, settings: NormSet
     note: `${block.skip ? `${block.skip.id} + ` : 'I + '}${seg.regions.map((x) => x.id).join('·')}: linear part ${linear.upper.value.toPrecision(4)}, residual bound ${value.toPrecision(4)}`,
   };
 }
+
+/** Why the whole-graph expansion (graphCpBound) cannot run on a block list, or null. */
+export function graphCpObstacle(ir: IrGraph, blocks: readonly Block[]): string | null {
+  let spread = 0;
+  for (const b of blocks) {
+    if (b.kind === 'operator') continue;
+    const n = b.node;
+    if (n.kind === 'linear') continue;
+    if (n.kind !== 'activation') return `node '${n.name}' (${n.opType}) is neither linear nor an elementwise activation`;
+    if (n.inputs.length !== 1 || !sameShape(n.inShapes[0], n.outShape)) return `activation '${n.name}' (${n.opType}) is not elementwise on one input`;
+    const c = (n.slope[0] + n.slope[1]) / 2;
+    // the linearised network is run in float32 with c as its scale: c must be a float32 number
+    if (Math.fround(c) !== c) return `activation '${n.name}' (${n.opType}) has slope midpoint ${c}, not a float32 number`;
+    if (n.slope[1] > n.slope[0]) spread++;
+  }
+  if (spread === 0) return 'the graph has no activation with a slope range to expand';
+  if (ir.nodes.length === 0) return 'the graph is empty';
+  return null;
+}
+
+/** The whole-graph bound of graphCpBound. */
+export interface GraphCpResult {
+  /** Upper bound on the graph's ℓ2 Lipschitz constant: certified or probabilistic (the weakest kind of the norms used). */
+  readonly upper: Bound;
+  /** The same recursion on estimates: no guarantee. */
+  readonly estimate: number | null;
+  /** Linearised maps whose norm was measured, and those bounded by the composition of measured region norms instead. */
+  readonly measured: number;
+  readonly composed: number;
+  /** KW bounds behind a probabilistic `upper` among those measured here (0 when it is certified). */
+  readonly probabilistic: number;
+  readonly work: number;
+  readonly ms: number;
+}
+
+/**
+ * The Combettes–Pesquet expansion of a whole graph of merged linear regions and elementwise activations
+ * (docs/algorithms-residual.md §6), ℓ2: with every activation σ_i = c_i·Id + r_i·R_i, each pre-activation h_j and the
+ * output are h_j = A_j x + Σ_i r_i·B_{j,i}·R_i(h_i) + const, A_j and B_{j,i} maps of the linearised network (every
+ * activation replaced by c_i·Id; B_{j,i} from activation i's output). So L(h_j) ≤ ‖A_j‖ + Σ_i r_i·‖B_{j,i}‖·L(h_i),
+ * across residual sums, skips and the activations after them. Each ‖A_j‖, ‖B_{j,i}‖ is measured (measureRegion on the
+ * linearised region) while the Lanczos work, cheapest first, fits `budget` flop, and bounded otherwise by AutoLip on the
+ * linearised graph from the regions' norms `norms`. Null when graphCpObstacle says why not.
+ */
+export async function graphCpBound(ir: IrGraph, blocks: readonly Block[], norms: ReadonlyMap<string, OperatorNorm>, settings: NormSettings, opts: { readonly budget: number }): Promise<GraphCpResult | null> {
+  const t0 = performance.now();
+  if (settings.norm !== '2' || graphCpObstacle(ir, blocks) !== null) return null;
+  const nodes: IrNode[] = blocks.flatMap((b) => (b.kind === 'operator' ? [...b.region.nodes] : [b.node]));
+  const consumers = new Map<string, IrNode[]>();
+  const producer = new Map<string, IrNode>();
+  const shapeOf = new Map<string, Shape>([[ir.input, ir.inputShape]]);
+  for (const n of nodes) {
+    producer.set(n.output, n);
+    shapeOf.set(n.output, n.outShape);
+    for (const i of new Set(n.inputs)) { const l = consumers.get(i); if (l) l.push(n); else consumers.set(i, [n]); }
+  }
+  const acts = blocks.flatMap((b) => (b.kind === 'node' && b.node.kind === 'activation' ? [b.node] : []));
+  const mid = new Map(acts.map((a) => [a, (a.slope[0] + a.slope[1]) / 2]));
+  const expanded = acts.filter((a) => a.slope[1] > a.slope[0]);
+  const forward = (s: string): Set<string> => {
+    const seen = new Set([s]);
+    const stack = [s];
+    while (stack.length) for (const n of consumers.get(stack.pop()!) ?? []) if (!seen.has(n.output)) { seen.add(n.output); stack.push(n.output); }
+    return seen;
+  };
+  const backward = (t: string): Set<string> => {
+    const seen = new Set([t]);
+    const stack = [t];
+    while (stack.length) { const p = producer.get(stack.pop()!); if (p) for (const i of p.inputs) if (!seen.has(i)) { seen.add(i); stack.push(i); } }
+    return seen;
+  };
+  const fwd = new Map<string, Set<string>>();
+  const reach = (s: string) => { let f = fwd.get(s); if (!f) { f = forward(s); fwd.set(s, f); } return f; };
+
+  /** The linearised map from value s to value t as one region: activations become scales by c, inputs not reached from s are zero. */
+  const linearised = (s: string, t: string): LinearRegion => {
+    const f = reach(s), b = backward(t);
+    const path: LinearNode[] = [];
+    for (const n of nodes) {
+      if (!f.has(n.output) || !b.has(n.output) || n.output === s) continue;
+      if (n.kind === 'activation') {
+        path.push({ kind: 'linear', name: `${n.name}/linearised`, opType: 'Mul', inputs: n.inputs, inShapes: n.inShapes, output: n.output, outShape: n.outShape, prim: { op: 'scale', factor: { dtype: 'float32', dims: [], data: Float32Array.of(mid.get(n)!) } } });
+        continue;
+      }
+      const l = n as LinearNode;
+      const keep = l.inputs.map((i) => f.has(i));
+      if (keep.every(Boolean)) { path.push(l); continue; }
+      const index = new Map<number, number>();
+      keep.forEach((k, i) => { if (k) index.set(i, index.size); });
+      const inputs = l.inputs.filter((_, i) => keep[i]), inShapes = l.inShapes.filter((_, i) => keep[i]);
+      if (l.prim.op === 'sum') {
+        const signs = l.prim.signs.filter((_, i) => keep[i]);
+        path.push({ ...l, inputs, inShapes, prim: { op: 'sum', signs } });
+      } else if (l.prim.op === 'concat') {
+        const parts = l.prim.parts.map((p) => ('dynamic' in p ? (keep[p.dynamic] ? { dynamic: index.get(p.dynamic)! } : { zeros: l.inShapes[p.dynamic] }) : p));
+        path.push({ ...l, inputs, inShapes, prim: { ...l.prim, parts } });
+      } else {
+        throw new LipcheckError('INTERNAL', `Node '${l.name}' (${l.opType}) has several dynamic inputs but is neither a sum nor a concatenation.`);
+      }
+    }
+    return { id: `lin(${s}→${t})`, input: s, inShape: shapeOf.get(s)!, output: t, outShape: shapeOf.get(t)!, nodes: path };
+  };
+
+  /** AutoLip on the linearised graph from s (regions by their measured norms, activations by |c|), at t: upper, estimate, kinds. */
+  const composed = (s: string, t: string): { up: number; est: number; kinds: Set<BoundKind> } => {
+    const val = new Map<string, { up: number; est: number }>([[s, { up: 1, est: 1 }]]);
+    const kinds = new Set<BoundKind>();
+    const get = (v: string) => val.get(v) ?? { up: 0, est: 0 };
+    for (const b of blocks) {
+      if (b.kind === 'operator') {
+        const r = b.region;
+        if (!val.has(r.input) || r.output === s) continue;
+        const m = norms.get(r.id);
+        if (!m) throw new LipcheckError('INTERNAL', `No norm was measured for operator ${r.id}.`);
+        kinds.add(m.upper.kind);
+        val.set(r.output, { up: m.upper.value * get(r.input).up, est: (m.estimate ?? m.upper.value) * get(r.input).est });
+        continue;
+      }
+      const n = b.node;
+      if (n.output === s || !n.inputs.some((i) => val.has(i))) continue;
+      if (n.kind === 'activation') {
+        const c = Math.abs(mid.get(n)!);
+        val.set(n.output, { up: c * get(n.inputs[0]).up, est: c * get(n.inputs[0]).est });
+      } else if (n.kind === 'linear' && n.prim.op === 'sum') {
+        const p = n.prim;
+        const spread = n.inShapes.map((sh) => Math.sqrt(sizeOf(n.outShape) / sizeOf(sh)));
+        val.set(n.output, { up: n.inputs.reduce((a, i, k) => a + Math.abs(p.signs[k]) * spread[k] * get(i).up, 0), est: n.inputs.reduce((a, i, k) => a + Math.abs(p.signs[k]) * spread[k] * get(i).est, 0) });
+      } else {
+        val.set(n.output, { up: Math.sqrt(n.inputs.reduce((a, i) => a + get(i).up ** 2, 0)), est: Math.sqrt(n.inputs.reduce((a, i) => a + get(i).est ** 2, 0)) });
+      }
+    }
+    const out = get(t);
+    return { up: out.up, est: out.est, kinds };
+  };
+
+  // the maps needed: to every expanded activation's input and to the output, from the input and every expanded activation reaching it
+  const targets = [...expanded.map((a) => a.inputs[0]), ir.output];
+  interface Pair { s: string; t: string; region: LinearRegion | null; up: number; est: number; kinds: Set<BoundKind> }
+  const pairs = new Map<string, Pair>();
+  for (const t of targets) {
+    for (const s of [ir.input, ...expanded.map((a) => a.output)]) {
+      const key = `${s}\u0000${t}`;
+      if (pairs.has(key) || !reach(s).has(t)) continue;
+      if (s === t) { pairs.set(key, { s, t, region: null, up: 1, est: 1, kinds: new Set() }); continue; }
+      const c = composed(s, t);
+      pairs.set(key, { s, t, region: linearised(s, t), up: c.up, est: c.est, kinds: c.kinds });
+    }
+  }
+  // measured norms, cheapest first, while their Lanczos work fits the budget (counted, never timed)
+  const steps = Math.max(1, ...[...norms.values()].map((m) => m.iterations));
+  const queue = [...pairs.values()].filter((p) => p.region !== null && p.up > 0).map((p) => ({ p, cost: 2 * steps * regionFlop(p.region!) })).sort((a, b) => a.cost - b.cost);
+  let left = opts.budget, measured = 0, probabilistic = 0, work = 0, index = 0;
+  for (const { p, cost } of queue) {
+    if (cost > left) break;
+    left -= cost;
+    const m = await measureRegion(p.region!, settings, 5_000_000 + index++);
+    measured++;
+    work += m.work;
+    if (m.upper.value < p.up) {
+      p.up = m.upper.value;
+      p.kinds = new Set([m.upper.kind]);
+      if (m.upper.kind === 'probabilistic') probabilistic += m.candidates.filter((x) => x.kind === 'probabilistic').length;
+    }
+    p.est = Math.min(p.est, m.estimate ?? m.upper.value);
+  }
+
+  const kinds = new Set<BoundKind>();
+  const lUp = new Map<string, number>(), lEst = new Map<string, number>();
+  const at = (t: string, which: 'up' | 'est'): number => {
+    const first = pairs.get(`${ir.input}\u0000${t}`);
+    let v = first ? first[which] : 0;
+    if (first && which === 'up') first.kinds.forEach((k) => kinds.add(k));
+    for (const a of expanded) {
+      const p = pairs.get(`${a.output}\u0000${t}`);
+      if (!p) continue;
+      const l = (which === 'up' ? lUp : lEst).get(a.inputs[0]);
+      if (l === undefined) throw new LipcheckError('INTERNAL', `Graph CP: activation '${a.name}' reaches '${t}' but its input's bound was not computed first (the blocks are not in topological order).`);
+      const r = (a.slope[1] - a.slope[0]) / 2;
+      v += r * p[which] * l;
+      if (which === 'up') p.kinds.forEach((k) => kinds.add(k));
+    }
+    return v;
+  };
+  for (const a of expanded) {
+    if (lUp.has(a.inputs[0])) continue;
+    lUp.set(a.inputs[0], at(a.inputs[0], 'up'));
+    lEst.set(a.inputs[0], at(a.inputs[0], 'est'));
+  }
+  const value = roundUp(at(ir.output, 'up'), 8 * (expanded.length + 2) ** 2);
+  const estimate = at(ir.output, 'est');
+  return {
+    upper: { value, kind: weakestKind(kinds), method: `graph-cp(${expanded.length} activations, ${measured} of ${queue.length} maps measured)` },
+    estimate: Number.isFinite(estimate) ? estimate : null, measured, composed: queue.length - measured, probabilistic: weakestKind(kinds) === 'probabilistic' ? probabilistic : 0, work, ms: performance.now() - t0,
+  };
+}

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { composeAutoLip, type ResidualUse } from '../../../src/estimators/autolip.js';
-import { findResidualBlocks, linearPart, residualBlockBound, type ResidualBlock } from '../../../src/estimators/residual.js';
+import { findResidualBlocks, graphCpBound, graphCpObstacle, linearPart, residualBlockBound, type ResidualBlock } from '../../../src/estimators/residual.js';
 import type { NormSettings } from '../../../src/estimators/operator-norm.js';
 import type { LinearRegion } from '../../../src/ir/merge.js';
 import type { GramOperator, OperatorBackend } from '../../../src/ir/operator.js';
@@ -311,4 +311,78 @@ test('residual bound: ℓ∞ is refused with an internal error (ℓ2 only)', asy
   const { ir, blocks, segments } = await pipeline(residualModel([randomMat(3, 2, rng), randomMat(2, 3, rng)], ACTS.relu, null));
   const [b] = findResidualBlocks(ir, blocks, segments) as ResidualBlock[];
   await assert.rejects(residualBlockBound(b, { ...settingsWith(denseBackend()), norm: 'inf' }), /ℓ2 bound/);
+});
+
+/** x → block(W1, W2) → σ → block(W3, W4) (identity skips, biases) as an ONNX model with input [1, n]. */
+function twoBlocks(ws: readonly Mat[], act: Act): Uint8Array {
+  const nodes: NodeSpec[] = [];
+  const inits: [string, ReturnType<typeof tensor>][] = [];
+  ws.forEach((l, k) => inits.push([`w${k}`, tensor([l.rows, l.cols], l.w)], [`b${k}`, tensor([l.rows], Array.from({ length: l.rows }, (_, i) => 0.2 * (i - k)))]));
+  const gemm = (x: string, k: number) => { nodes.push({ opType: 'Gemm', inputs: [x, `w${k}`, `b${k}`], outputs: [`h${k}`], attrs: { transB: { i: 1 } }, name: `gemm${k}` }); return `h${k}`; };
+  const actNode = (x: string, name: string) => { nodes.push({ opType: act.op, inputs: [x], outputs: [name], attrs: act.attrs ?? {}, name }); return name; };
+  const g1 = gemm(actNode(gemm('x', 0), 'a0'), 1);
+  nodes.push({ opType: 'Add', inputs: ['x', g1], outputs: ['y1'], name: 'add1' });
+  const z = actNode('y1', 'a1');
+  const g2 = gemm(actNode(gemm(z, 2), 'a2'), 3);
+  nodes.push({ opType: 'Add', inputs: [z, g2], outputs: ['y'], name: 'add2' });
+  return encodeGraph({ opset: 13, inputs: [{ name: 'x', dims: [1, ws[0].cols] }], outputs: [{ name: 'y' }], nodes, initializers: inits });
+}
+
+test('graph CP on one block is the residual bound (the same expansion)', async () => {
+  for (const seed of [21, 22]) {
+    const rng = new Random(seed);
+    const ws = [randomMat(6, 2, rng), randomMat(2, 6, rng)];
+    const { res, ir, blocks, known } = await bound(ws, ACTS.relu, randomMat(2, 2, rng));
+    const g = await graphCpBound(ir, blocks, known, settingsWith(denseBackend()), { budget: Infinity });
+    assert.ok(g !== null);
+    assert.equal(g.upper.kind, 'certified');
+    assert.ok(Math.abs(g.upper.value - res.upper.value) <= 1e-9 * res.upper.value, `graph CP ${g.upper.value}, residual ${res.upper.value}`);
+  }
+});
+
+test('graph CP across two residual blocks and the activation between them: ≥ brute force over all 2^10 patterns, ≤ AutoLip', async () => {
+  let tighter = 0;
+  for (const [name, act] of [['relu', ACTS.relu], ['leaky05', ACTS.leaky05], ['tanh', ACTS.tanh]] as const) {
+    for (const seed of [31, 32, 33]) {
+      const rng = new Random(seed);
+      const ws = [randomMat(4, 2, rng), randomMat(2, 4, rng), randomMat(4, 2, rng), randomMat(2, 4, rng)];
+      const { ir, blocks } = await pipeline(twoBlocks(ws, act));
+      assert.equal(graphCpObstacle(ir, blocks), null);
+      const backend = denseBackend();
+      const s = settingsWith(backend);
+      const known = await measureAll(blocks, s);
+      const g = (await graphCpBound(ir, blocks, known, s, { budget: Infinity }))!;
+      const none = (await graphCpBound(ir, blocks, known, s, { budget: 0 }))!;
+      const autolip = composeAutoLip(ir, blocks, known, '2').upper!.value;
+      // brute force: every pattern of the 4 + 2 + 4 units, J = (I + W4 D3 W3)·D2·(I + W2 D1 W1)
+      let brute = 0;
+      for (let mask = 0; mask < 1 << 10; mask++) {
+        const d = (bits: number, at: number) => Float64Array.from({ length: bits }, (_, i) => ((mask >> (at + i)) & 1 ? act.slope[1] : act.slope[0]));
+        const j1 = blockJacobian([ws[0], ws[1]], [d(4, 0)], identity(2), 1, 1);
+        const d2 = d(2, 4);
+        const mid = j1.map((v, i) => v * d2[Math.floor(i / 2)]);
+        const j2 = blockJacobian([ws[2], ws[3]], [d(4, 6)], identity(2), 1, 1);
+        brute = Math.max(brute, sigmaMax(matmul(j2, 2, 2, mid, 2), 2, 2));
+      }
+      const tag = `${name} seed ${seed}`;
+      assert.ok(brute <= g.upper.value * (1 + 1e-12), `${tag}: brute force ${brute} > graph CP ${g.upper.value}`);
+      assert.ok(brute <= none.upper.value * (1 + 1e-12), `${tag}: brute force ${brute} > graph CP without measurements ${none.upper.value}`);
+      assert.ok(g.upper.value <= none.upper.value * (1 + 1e-9), `${tag}: measured maps made it looser`);
+      assert.ok(g.upper.value <= autolip * (1 + 1e-6), `${tag}: graph CP ${g.upper.value} > AutoLip ${autolip}`);
+      assert.equal(none.measured, 0);
+      assert.ok(g.measured > 0 && g.composed === 0, `${tag}: ${g.measured} measured, ${g.composed} composed`);
+      if (g.upper.value < autolip * 0.9) tighter++;
+    }
+  }
+  assert.ok(tighter >= 5, `graph CP was 10% below AutoLip in only ${tighter} of 9 nets`);
+});
+
+test('graphCpObstacle: a max-pool or a non-float32 slope midpoint declines', async () => {
+  const rng = new Random(41);
+  const ws = [randomMat(4, 2, rng), randomMat(2, 4, rng), randomMat(4, 2, rng), randomMat(2, 4, rng)];
+  const { ir, blocks } = await pipeline(twoBlocks(ws, ACTS.leaky01));
+  assert.match(graphCpObstacle(ir, blocks) ?? '', /slope midpoint .* not a float32 number/);
+  const relu = await pipeline(twoBlocks(ws, ACTS.relu));
+  const pool = { kind: 'lipschitz' as const, name: 'pool', opType: 'MaxPool', inputs: ['y'], inShapes: [[1, 2]], output: 'p', outShape: [1, 2], fn: 'maxpool', l2: 1, linf: 1, note: '' };
+  assert.match(graphCpObstacle(relu.ir, [...relu.blocks, { kind: 'node', node: pool }]) ?? '', /'pool' \(MaxPool\) is neither linear nor an elementwise activation/);
 });

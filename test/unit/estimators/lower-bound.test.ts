@@ -368,3 +368,75 @@ test('a model whose output overflows float32 (weights ≈ 1e14): the points are 
   assert.ok(r.nonFinite > 0 && r.nonFinite === r.evaluations, `${r.nonFinite} of ${r.evaluations} skipped`);
   assert.equal(r.value, 0);
 });
+
+test('Gelu (erf and tanh), HardSwish, Mish, Selu, HardSigmoid and Abs (random pairs before the IR interpreter): jacobian-ascent, the IR Jacobian is the analytic one, pairs confirm it', async () => {
+  const rand = mulberry32(61);
+  const ws = [uniform(rand, [5, 4]), uniform(rand, [5, 5]), uniform(rand, [5, 5]), uniform(rand, [5, 5]), uniform(rand, [5, 5]), uniform(rand, [5, 5]), uniform(rand, [5, 5]), uniform(rand, [3, 5])];
+  const bs = ws.map((w) => uniform(rand, [w.dims[0]], 0.3));
+  const acts: NodeSpec[] = [
+    { opType: 'Gelu', inputs: [], outputs: [] }, { opType: 'Gelu', inputs: [], outputs: [], attrs: { approximate: { s: 'tanh' } } },
+    { opType: 'HardSwish', inputs: [], outputs: [] }, { opType: 'Mish', inputs: [], outputs: [] }, { opType: 'Selu', inputs: [], outputs: [] },
+    { opType: 'HardSigmoid', inputs: [], outputs: [], attrs: { alpha: { f: 0.4 }, beta: { f: 0.6 } } }, { opType: 'Abs', inputs: [], outputs: [] },
+  ];
+  // each activation's derivative, written independently of src/ops/elementwise.ts (erf′ needs no erf)
+  const Phi = (u: number) => { let s = 0; const n = 4000, a = -10; for (let k = 0; k < n; k++) { const t = a + ((u - a) * (k + 0.5)) / n; s += Math.exp(-t * t / 2); } return (s * (u - a)) / n / Math.sqrt(2 * Math.PI); };
+  const kk = Math.sqrt(2 / Math.PI);
+  const sp = (u: number) => Math.log1p(Math.exp(u));
+  const derivs: ((u: number) => number)[] = [
+    (u) => Phi(u) + (u * Math.exp(-u * u / 2)) / Math.sqrt(2 * Math.PI),
+    (u) => { const t = Math.tanh(kk * (u + 0.044715 * u ** 3)); return 0.5 * (1 + t) + 0.5 * u * (1 - t * t) * kk * (1 + 3 * 0.044715 * u * u); },
+    (u) => (u <= -3 ? 0 : u >= 3 ? 1 : (2 * u + 3) / 6),
+    (u) => { const t = Math.tanh(sp(u)); return t + (u * (1 - t * t)) / (1 + Math.exp(-u)); },
+    (u) => 1.0507009873554805 * (u > 0 ? 1 : 1.6732632423543772 * Math.exp(u)),
+    (u) => (0.4 * u + 0.6 > 0 && 0.4 * u + 0.6 < 1 ? 0.4 : 0),
+    (u) => Math.sign(u),
+  ];
+  const values: ((u: number) => number)[] = [
+    (u) => u * Phi(u), (u) => 0.5 * u * (1 + Math.tanh(kk * (u + 0.044715 * u ** 3))), (u) => u * Math.max(0, Math.min(1, u / 6 + 0.5)),
+    (u) => u * Math.tanh(sp(u)), (u) => 1.0507009873554805 * (u > 0 ? u : 1.6732632423543772 * Math.expm1(u)),
+    (u) => Math.max(0, Math.min(1, 0.4 * u + 0.6)), Math.abs,
+  ];
+  const nodes: NodeSpec[] = [];
+  const inits: [string, Tensor][] = [];
+  // PyTorch-style value names with '::' are model values (they once sent dist_shift_mnist_concat to random pairs)
+  let v = 'x';
+  ws.forEach((w, i) => {
+    inits.push([`w${i}`, w], [`b${i}`, bs[i]]);
+    const h = i === ws.length - 1 ? 'y' : `fc${i}/onnx::Act_${i}`;
+    nodes.push(gemm(`fc${i}`, v, `w${i}`, `b${i}`, h));
+    v = h;
+    const act = acts[i];
+    if (act) { nodes.push({ ...act, inputs: [v, ...act.inputs], outputs: [`a${i}`], name: `act${i}` }); v = `a${i}`; }
+  });
+  const jacobian = (x: Float32Array): Float64Array => {
+    let a = Float64Array.from(x);
+    let j = Float64Array.from({ length: 16 }, (_, k) => (Math.floor(k / 4) === k % 4 ? 1 : 0));
+    ws.forEach((w, i) => {
+      const [r, c] = w.dims;
+      const h = matmul(w.data, a, r, c, 1).map((t, k) => t + bs[i].data[k]);
+      j = matmul(w.data, j, r, c, 4);
+      if (i < acts.length) {
+        a = h.map(values[i]);
+        j = j.map((t, k) => t * derivs[i](h[Math.floor(k / 4)]));
+      }
+    });
+    return j;
+  };
+  const spec: Spec = { opset: 20, input: [1, 4], output: [1, 3], nodes, inits };
+  const r = await lowerBound(spec, { budget: 800 * MS });
+  const exact = sigmaMax(jacobian(r.irPoint!), 3, 4);
+  // the ascent ends next to a kink (HardSwish, HardSigmoid, Abs, Selu: where their slopes peak), and the pair's segment
+  // is widened past it against float32 rounding: its ratio may fall a few percent short of ‖J(x)‖ there
+  assert.equal(r.method, 'jacobian-ascent');
+  assert.ok(r.value >= 0.9 * r.irNorm!, `pair ratio ${r.value} vs IR ${r.irNorm}`);
+  // and no pair beats AutoLip's product of layer norms and largest slopes
+  const slopeMax = [1.1289, 1.129, 1.5, 1.0885, 1.0507 * 1.6733, 0.4, 1];
+  const autolip = ws.reduce((p, w, i) => p * sigmaMax(w.data, w.dims[0], w.dims[1]) * (slopeMax[i] ?? 1), 1);
+  assert.ok(r.value <= autolip, `pair ratio ${r.value} above AutoLip's ${autolip}`);
+  assert.ok(Math.abs(r.irNorm! - exact) <= 1e-4 * exact, `IR σ_max ${r.irNorm} vs analytic ${exact}`);
+  const ri = await lowerBound(spec, { norm: 'inf', budget: 800 * MS });
+  assert.equal(ri.method, 'jacobian-ascent');
+  assert.ok(ri.value >= 0.9 * ri.irNorm!, `ℓ∞ pair ratio ${ri.value} vs IR ${ri.irNorm}`);
+  const exactInf = maxRowSum(jacobian(ri.irPoint!), 3, 4);
+  assert.ok(Math.abs(ri.irNorm! - exactInf) <= 1e-4 * exactInf, `IR max row sum ${ri.irNorm} vs analytic ${exactInf}`);
+});

@@ -5,6 +5,7 @@ import { sizeOf } from '../ir/tensor.js';
 import type { OnnxModel } from '../onnx/read-model.js';
 import { encodeForRuntime, encodeGraph, type GraphSpec } from '../onnx/writer.js';
 import { emitAdjoint, emitForward } from './emit.js';
+import { fusedLanczosFits, withFusedLanczos } from './fused-lanczos.js';
 import { chainGraphs, CHAIN_LIMIT_BYTES, feedWeights, operatorModels, weightBytes } from './graphs.js';
 import { createOrtGram, createOrtGramPair, createOrtOperator, denseMatrixOf } from './operators.js';
 import { ModelRunner } from './runner.js';
@@ -38,9 +39,12 @@ async function ortGram(region: LinearRegion, runtime: RuntimeOptions): Promise<G
     return { model: () => encodeGraph(fed.spec), feeds: fed.feeds, input: g.inputs[0].name, output: g.outputs[0].name, dims };
   };
   const chained = feedWeights(chainGraphs(first, second));
-  const op = weightBytes(chained.spec) > CHAIN_LIMIT_BYTES
+  const paired = weightBytes(chained.spec) > CHAIN_LIMIT_BYTES;
+  const op = paired
     ? await createOrtGramPair(half(first, firstDims), half(second, secondDims), runtime, region.id)
     : await createOrtGram(encodeGraph(chained.spec), firstDims, runtime, region.id, chained.feeds);
+  // several Lanczos steps per run where that measured faster (src/backend/fused-lanczos.ts)
+  if (!paired && fusedLanczosFits(sizeOf(firstDims), runtime)) withFusedLanczos(op, { first, second, dims: firstDims, name: region.id }, runtime);
   return Object.assign(op, { wide });
 }
 

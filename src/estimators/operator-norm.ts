@@ -4,7 +4,7 @@ import type { OperatorBackend } from '../ir/operator.js';
 import { lanczosTop, NonFiniteError } from '../linalg/lanczos.js';
 import { BudgetExceededError, denseSpectralNormBound } from '../linalg/dense.js';
 import { sizeOf } from '../ir/tensor.js';
-import { kwFactor } from '../linalg/probabilistic.js';
+import { kwFactor, kwStepsFor } from '../linalg/probabilistic.js';
 import { Random } from '../linalg/random.js';
 import { regionFlop } from '../linalg/work.js';
 import type { Bound, NormKind } from './kinds.js';
@@ -109,7 +109,7 @@ export async function measureRegion(region: LinearRegion, settings: NormSettings
       const n = op.n;
       const rng = new Random(settings.seed + 7919 * index);
       const res = await lanczosTop(
-        { n, apply: (v) => op.apply(v), applyInto: (v, out) => op.applyInto(v, out) },
+        { n, apply: (v) => op.apply(v), applyInto: (v, out) => op.applyInto(v, out), lanczos: op.lanczos && ((o) => op.lanczos!(o)) },
         {
           start: rng.unitVector(n),
           maxSteps: settings.maxIterations,
@@ -117,6 +117,8 @@ export async function measureRegion(region: LinearRegion, settings: NormSettings
           stop: (theta, k, prev) => k >= 3 && Math.abs(theta - prev) <= 0.1 * settings.tol * theta && (settings.certify === 'none' || kwFactor(n, k, settings.delta) <= 1 + settings.tol),
           // --threads 1 (and a batch worker's share of one core) keeps the reorthogonalisation on this thread too
           parallel: settings.backend.parallel,
+          // the KW count: a backend that runs several steps at once (GramOperator.lanczos) sizes its run by it
+          expectedSteps: settings.certify === 'none' ? undefined : Math.max(3, kwStepsFor(n, settings.delta, 1 + settings.tol)),
         },
       );
       iterations = res.steps;

@@ -26,7 +26,30 @@ export interface GramOperator {
   apply(v: Float64Array): Promise<Float64Array>;
   /** B v alone, in a new array. */
   half(v: Float64Array): Promise<Float64Array>;
+  /**
+   * Optional: Lanczos with several steps per backend run (src/backend/fused-lanczos.ts), lanczosTop's contract and
+   * result; where absent, or declined (null), lanczosTop runs one product per step.
+   */
+  lanczos?(options: GramLanczosOptions): Promise<GramLanczosResult | null>;
   dispose(): Promise<void>;
+}
+
+/** What GramOperator.lanczos takes: lanczosTop's options and the step count the caller expects (KW), to size a run. */
+export interface GramLanczosOptions {
+  readonly start: Float64Array;
+  readonly maxSteps: number;
+  readonly stop: (theta: number, steps: number, previous: number) => boolean;
+  readonly expectedSteps?: number;
+}
+
+/** lanczosTop's result (src/linalg/lanczos.ts LanczosResult). */
+export interface GramLanczosResult {
+  readonly theta: number;
+  readonly ritzVector: Float64Array;
+  readonly steps: number;
+  readonly invariant: boolean;
+  readonly history: readonly number[];
+  readonly extraPasses: number;
 }
 
 /** Evaluates the whole original model (witness pairs, intermediate activations): named feeds in, named outputs out. */

@@ -1,3 +1,4 @@
+import type { GramLanczosOptions, GramLanczosResult } from '../ir/operator.js';
 import { tridiagonalLargestEigenvalue } from './dense.js';
 import { CHUNK, projectRange, subtractRange } from './lanczos-kernels.js';
 import { existingKernelThread, kernelThread, OP } from './lanczos-threads.js';
@@ -9,6 +10,11 @@ export interface SymmetricOperator {
   apply(v: Float64Array): Promise<Float64Array>;
   /** Optional: the same product written into `out` (length n), so Lanczos can keep its basis in reused buffers. */
   applyInto?(v: Float64Array, out: Float64Array): Promise<void>;
+  /**
+   * Optional: the whole iteration by the operator's backend, several steps per run (GramOperator.lanczos,
+   * src/backend/fused-lanczos.ts); used when the caller gives `expectedSteps`; null declines (then one product a step).
+   */
+  lanczos?(options: GramLanczosOptions): Promise<GramLanczosResult | null>;
 }
 
 /** What Lanczos found: the top Ritz value θ (≤ λ_max in exact arithmetic), its vector, and the steps taken. */
@@ -33,6 +39,8 @@ export interface LanczosOptions {
   readonly stop: (theta: number, steps: number, previous: number) => boolean;
   /** Whether the reorthogonalisation may use the kernel thread (default true; same results either way). */
   readonly parallel?: boolean;
+  /** The steps the stop rule is expected to need (the KW count): lets a backend that fuses steps size its runs. */
+  readonly expectedSteps?: number;
 }
 
 /**
@@ -193,6 +201,10 @@ function norm(w: Float64Array): number {
  * is uniform on the sphere.
  */
 export async function lanczosTop(op: SymmetricOperator, options: LanczosOptions): Promise<LanczosResult> {
+  if (op.lanczos && options.expectedSteps !== undefined) {
+    const fused = await op.lanczos({ start: options.start, maxSteps: options.maxSteps, stop: options.stop, expectedSteps: options.expectedSteps });
+    if (fused) return fused;
+  }
   const n = op.n;
   const maxSteps = Math.min(options.maxSteps, n);
   const parallel = options.parallel ?? true;

@@ -1,13 +1,15 @@
 import { LipcheckError } from '../errors.js';
 import type { Block, LinearRegion } from '../ir/merge.js';
+import { denseObstacle } from '../ir/operator.js';
 import { sizeOf } from '../ir/tensor.js';
 import type { ActivationNode, IrGraph, IrNode, LinearNode, Shape } from '../ir/types.js';
 import { denseInfNorm, roundUp } from '../linalg/dense.js';
 import { lanczosTop, NonFiniteError } from '../linalg/lanczos.js';
 import { kwFactor } from '../linalg/probabilistic.js';
 import { Random } from '../linalg/random.js';
+import { regionFlop } from '../linalg/work.js';
 import { weakestKind, type Bound, type BoundKind } from './kinds.js';
-import { measureRegion, roundingMargin, type NormSettings, type OperatorNorm } from './operator-norm.js';
+import { certificateBudget, measureRegion, roundingMargin, type NormSettings, type OperatorNorm } from './operator-norm.js';
 import { regionBound } from './region-bounds.js';
 
 /**
@@ -143,24 +145,28 @@ export function chainMargin(pieces: readonly { gammaSum: number; absNorm: number
   return roundUp(2 * total * eta + eta * eta, 8);
 }
 
-/** Lanczos on AᵀA (or AAᵀ) of a region with the KW bound and a given rounding margin, as in measureRegion. */
-async function lanczosBound(region: LinearRegion, settings: NormSettings, index: number, margin: number): Promise<{ bound: Bound | null; estimate: number; iterations: number }> {
-  const op = await settings.backend.operator(region);
+/**
+ * Lanczos on the Gram map of a product (the backend's `gram`: AᵀA or AAᵀ on the smaller side, one backend run per step
+ * where it can) with the KW bound and a given rounding margin, stopped like measureRegion's (without the KW steps under
+ * --certify none and strict, where no KW bound is used).
+ */
+async function productLanczos(region: LinearRegion, settings: NormSettings, index: number, margin: number): Promise<{ bound: Bound | null; estimate: number; iterations: number; work: number }> {
+  const op = await settings.backend.gram(region);
+  const n = op.n;
+  const kw = settings.certify !== 'none' && settings.certify !== 'strict';
   try {
-    const wide = op.outSize < op.inSize;
-    const n = wide ? op.outSize : op.inSize;
     const res = await lanczosTop(
-      { n, apply: wide ? async (v) => op.apply(await op.adjoint(v)) : async (v) => op.adjoint(await op.apply(v)) },
+      { n, apply: (v) => op.apply(v), applyInto: (v, out) => op.applyInto(v, out) },
       {
         start: new Random(settings.seed + 7919 * index).unitVector(n),
         maxSteps: settings.maxIterations,
-        stop: (theta, k, prev) => k >= 3 && Math.abs(theta - prev) <= 0.1 * settings.tol * theta && kwFactor(n, k, settings.delta) <= 1 + settings.tol,
+        stop: (theta, k, prev) => k >= 3 && Math.abs(theta - prev) <= 0.1 * settings.tol * theta && (!kw || kwFactor(n, k, settings.delta) <= 1 + settings.tol),
         parallel: settings.backend.parallel,
       },
     );
     const factor = res.invariant && res.steps >= n ? 1 : kwFactor(n, res.steps, settings.delta);
-    const bound: Bound | null = Number.isFinite(factor) ? { value: Math.sqrt(res.theta * factor * factor + margin), kind: 'probabilistic', method: `lanczos-kw-chain(k=${res.steps})` } : null;
-    return { bound, estimate: Math.sqrt(res.theta), iterations: res.steps };
+    const bound: Bound | null = kw && Number.isFinite(factor) ? { value: Math.sqrt(res.theta * factor * factor + margin), kind: 'probabilistic', method: `lanczos-kw-chain(k=${res.steps})` } : null;
+    return { bound, estimate: Math.sqrt(res.theta), iterations: res.steps, work: 2 * res.steps * regionFlop(region) };
   } catch (e) {
     if (!(e instanceof NonFiniteError)) throw e;
     throw new LipcheckError('UNSUPPORTED', `The product ${region.id} of operators (${region.nodes.map((n) => `${n.opType} '${n.name}'`).join(', ')}) overflows float32: applying it gives infinite or NaN values, so the weights are too large to analyse. Check the model's weights.`, { cause: e });
@@ -169,40 +175,68 @@ async function lanczosBound(region: LinearRegion, settings: NormSettings, index:
   }
 }
 
-/**
- * Measures the product of regions first..last: measureRegion's bounds, plus (ℓ∞) the exact row sum of a small
- * product, or (ℓ2, when measureRegion's rounding margin kept its Lanczos bound far above its estimate) a Lanczos
- * bound with the chain margin. `split` is an upper bound on the product's norm from shorter products.
- */
-async function measureProduct(segment: Segment, first: number, last: number, settings: NormSettings, index: number, sub: (first: number, last: number) => number, split: number): Promise<{ norm: OperatorNorm; kwBounds: number }> {
-  const region = composeRegions(segment, first, last);
-  const m = await measureRegion(region, settings, index);
-  const kwBounds = m.candidates.filter((c) => c.kind === 'probabilistic').length;
-  if (first === last) return { norm: m, kwBounds };
-  const t0 = performance.now();
-  let extra: Bound | null = null;
-  let estimate = m.estimate, iterations = m.iterations;
-  if (settings.norm === 'inf') {
-    extra = await denseInfBound(region, settings);
-    if (extra) estimate = extra.value;
-  } else if (settings.certify !== 'strict' && settings.certify !== 'none' && m.estimate !== null && m.upper.value > m.estimate * (1 + 2 * settings.tol)) {
-    const pieces = segment.regions.slice(first, last + 1).map((r) => regionBound(r, '2', 0));
-    const whole = regionBound(region, '2', 0);
-    const margin = chainMargin(pieces, (a, b) => sub(first + a, first + b), Math.min(split, m.upper.value));
-    if (margin < 0.5 * roundingMargin(whole.gammaSum, whole.absNorm)) {
-      // an independent start: the decision to run depended on the first run's outcome
-      const l = await lanczosBound(region, settings, index + 500_000, margin);
-      extra = l.bound;
-      estimate = l.estimate;
-      iterations += l.iterations;
-    }
-  }
-  if (!extra) return { norm: m, kwBounds };
-  const candidates = [...m.candidates, extra];
-  const allowed = candidates.filter((c) => (settings.certify === 'off' && settings.norm === '2' ? c.kind === 'probabilistic' : true));
+/** What measuring one partial product gave: its bounds (as measureRegion reports them), the KW bounds among them, its counted work. */
+interface Measured { readonly norm: OperatorNorm; readonly kwBounds: number; readonly work: number }
+
+/** The tightest bound among candidates, a certified one within 0.1% preferred, as measureRegion chooses (`only`: of that kind). */
+function choose(candidates: readonly Bound[], only?: BoundKind): Bound {
+  const allowed = only ? candidates.filter((c) => c.kind === only) : candidates;
   const tightest = allowed.reduce((a, b) => (b.value < a.value ? b : a));
-  const certified = allowed.find((c) => c.kind === 'certified' && c.value <= tightest.value * (1 + 1e-3));
-  return { norm: { ...m, upper: certified ?? tightest, estimate, candidates, iterations, ms: m.ms + performance.now() - t0 }, kwBounds: candidates.filter((c) => c.kind === 'probabilistic').length };
+  return allowed.find((c) => c.kind === 'certified' && c.value <= tightest.value * (1 + 1e-3)) ?? tightest;
+}
+
+/**
+ * Measures the product of regions first..last (ℓ2 or ℓ∞). `split` is an upper bound on its norm from shorter products,
+ * `sub` the table's bounds on those. ℓ∞: measureRegion's composed row sums plus the exact row sum of a small product.
+ * ℓ2: one Lanczos run whose KW bound carries the smaller of the composition's rounding margin and the chain margin
+ * (chainMargin: it needs only the shorter products' bounds, known before the run), plus measureRegion's certificates.
+ * A small conv-free product (whose float64 matrix the backend forms) is measured by measureRegion itself, for its
+ * dense certificate, and gets a second run with the chain margin where the composition's margin kept its KW bound loose.
+ */
+async function measureProduct(segment: Segment, first: number, last: number, settings: NormSettings, index: number, sub: (first: number, last: number) => number, split: number): Promise<Measured> {
+  const region = composeRegions(segment, first, last);
+  const t0 = performance.now();
+  const kwOf = (cs: readonly Bound[]) => cs.filter((c) => c.kind === 'probabilistic').length;
+  if (first === last || settings.norm === 'inf' || denseObstacle(region) === null) {
+    const m = await measureRegion(region, settings, index);
+    if (first === last) return { norm: m, kwBounds: kwOf(m.candidates), work: m.work };
+    let extra: Bound | null = null;
+    let estimate = m.estimate, iterations = m.iterations, work = m.work;
+    if (settings.norm === 'inf') {
+      extra = await denseInfBound(region, settings);
+      if (extra) estimate = extra.value;
+    } else if (settings.certify !== 'strict' && settings.certify !== 'none' && m.estimate !== null && m.upper.value > m.estimate * (1 + 2 * settings.tol)) {
+      const margin = chainMargin(segment.regions.slice(first, last + 1).map((r) => regionBound(r, '2', 0)), (a, b) => sub(first + a, first + b), Math.min(split, m.upper.value));
+      const whole = regionBound(region, '2', 0);
+      if (margin < 0.5 * roundingMargin(whole.gammaSum, whole.absNorm)) {
+        // an independent start: the decision to run depended on the first run's outcome
+        const l = await productLanczos(region, settings, index + 500_000, margin);
+        extra = l.bound;
+        estimate = l.estimate;
+        iterations += l.iterations;
+        work += l.work;
+      }
+    }
+    if (!extra) return { norm: m, kwBounds: kwOf(m.candidates), work };
+    const candidates = [...m.candidates, extra];
+    return { norm: { ...m, upper: choose(candidates, settings.certify === 'off' && settings.norm === '2' ? 'probabilistic' : undefined), estimate, candidates, iterations, ms: m.ms + performance.now() - t0, work }, kwBounds: kwOf(candidates), work };
+  }
+
+  // ℓ2, a product of convolutions or a large one: one run with the smaller margin
+  const cheap = regionBound(region, '2', 0);
+  const chain = chainMargin(segment.regions.slice(first, last + 1).map((r) => regionBound(r, '2', 0)), (a, b) => sub(first + a, first + b), split);
+  const margin = Math.min(chain, roundingMargin(cheap.gammaSum, cheap.absNorm));
+  const l = await productLanczos(region, settings, index, margin);
+  const candidates: Bound[] = l.bound ? [l.bound] : [];
+  if (settings.certify === 'none') candidates.push({ value: cheap.value, kind: 'certified', method: cheap.method });
+  else if (settings.certify !== 'off' || candidates.length === 0) {
+    // measureRegion's certificates: the composition at a budget of about twice the estimate's work (no dense form here)
+    const composed = regionBound(region, '2', certificateBudget(settings, l.work));
+    candidates.push({ value: composed.value, kind: 'certified', method: composed.method });
+  }
+  const upper = choose(candidates, settings.certify === 'strict' ? 'certified' : undefined);
+  const norm: OperatorNorm = { estimate: l.estimate, upper, candidates, iterations: l.iterations, ms: performance.now() - t0, work: l.work, direction: null };
+  return { norm, kwBounds: kwOf(candidates), work: l.work };
 }
 
 /** Options of the Combettes–Pesquet bound. */
@@ -223,6 +257,8 @@ export interface PartialProduct {
   readonly estimate: number | null;
   /** True when taken from `known` rather than measured by this call. */
   readonly reused: boolean;
+  /** Lanczos steps this call ran on it (0 when reused or when no Lanczos ran). */
+  readonly iterations: number;
 }
 
 /** The CP bound of one segment. */
@@ -236,6 +272,8 @@ export interface CpResult {
   /** The KW bounds behind a probabilistic `upper` (0 when it is certified): it fails with probability at most probabilistic·δ, plus whatever the `known` norms carry. */
   readonly probabilistic: number;
   readonly products: readonly PartialProduct[];
+  /** Counted work of the Lanczos runs this call made (flop of the cost model, linalg/work.ts: steps × one AᵀA). */
+  readonly work: number;
   readonly ms: number;
 }
 
@@ -260,7 +298,7 @@ export async function cpSegmentBound(segment: Segment, settings: NormSettings, o
   const certifiedAllowed = settings.certify !== 'off' || settings.norm === 'inf';
   const products: PartialProduct[] = [];
   const table: Entry[][] = Array.from({ length: m }, () => new Array<Entry>(m));
-  let measured = 0, probabilistic = 0;
+  let measured = 0, probabilistic = 0, work = 0;
   for (let len = 1; len <= m; len++) {
     for (let i = 0; i + len <= m; i++) {
       const j = i + len - 1;
@@ -277,10 +315,11 @@ export async function cpSegmentBound(segment: Segment, settings: NormSettings, o
         const n = known ?? got!.norm;
         if (got) {
           measured++;
+          work += got.work;
           // the chosen bound is the least of the KW bounds computed for this product: each may fail with probability δ
           if (n.upper.kind === 'probabilistic') probabilistic += got.kwBounds;
         }
-        products.push({ id: composeRegions(segment, i, j).id, first: i, last: j, upper: n.upper, estimate: n.estimate, reused: !!known });
+        products.push({ id: composeRegions(segment, i, j).id, first: i, last: j, upper: n.upper, estimate: n.estimate, reused: !!known, iterations: known ? 0 : n.iterations });
         const cert = certifiedAllowed ? Math.min(...n.candidates.filter((c) => c.kind === 'certified').map((c) => c.value), n.upper.kind === 'certified' ? n.upper.value : Infinity) : Infinity;
         e.cert = Math.min(e.cert, cert);
         const [value, kind] = n.upper.value <= cert ? [n.upper.value, n.upper.kind] : [cert, 'certified' as const];
@@ -319,7 +358,7 @@ export async function cpSegmentBound(segment: Segment, settings: NormSettings, o
   const upper: Bound = Number.isFinite(certValue) && certValue <= mixedValue * (1 + 1e-3)
     ? { value: certValue, kind: 'certified', method }
     : { value: mixedValue, kind: mixedKind, method };
-  return { upper, estimate: Number.isFinite(estimate) ? estimate : null, norms: measured, probabilistic: upper.kind === 'probabilistic' ? probabilistic : 0, products, ms: performance.now() - t0 };
+  return { upper, estimate: Number.isFinite(estimate) ? estimate : null, norms: measured, probabilistic: upper.kind === 'probabilistic' ? probabilistic : 0, products, work, ms: performance.now() - t0 };
 }
 
 /** AutoLip's factor for a segment: Π‖W_k‖·Π max|slope_k| from per-region norms (ALGORITHMS.md §1), with its estimate. */

@@ -5,6 +5,7 @@ import type { Bound } from '../../../src/estimators/kinds.js';
 import { roundingMargin } from '../../../src/estimators/operator-norm.js';
 import { emitAdjoint, emitForward } from '../../../src/backend/emit.js';
 import type { Block } from '../../../src/ir/merge.js';
+import type { OperatorBackend } from '../../../src/ir/operator.js';
 import { createOrtOperator, denseMatrixOf } from '../../../src/backend/operators.js';
 import { dot, norm2, Random } from '../../../src/linalg/random.js';
 import { encodeGraph, type NodeSpec } from '../../../src/onnx/writer.js';
@@ -245,4 +246,99 @@ test('chainMargin of one region is roundingMargin; segmentFactor takes the small
   assert.deepEqual(segmentFactor([al(cert(4), 3.9), greedy]), { upper: cert(4), estimate: 1, chosen: 'autolip' });
   assert.equal(segmentFactor([al(cert(4), 3.9), cpc(cert(3), 3), { method: 'seqlip', upper: cert(2.5), estimate: 2 }]).chosen, 'seqlip');
   assert.throws(() => segmentFactor([greedy]), /No upper bound/);
+});
+
+/**
+ * The Combettes–Pesquet partition sum computed independently in float64 from exact SVDs (ml-matrix) of every partial
+ * product W_j⋯W_i: L_0 = ‖W_0‖, L_j = c^j‖W_j⋯W_0‖ + Σ_{i<j} c^{j−1−i}·r·‖W_j⋯W_{i+1}‖·L_i, one slope range [a, b]
+ * for every activation (c = |a + b|/2, r = (b − a)/2).
+ */
+function exactPartitionSum(mats: readonly { m: Float64Array; rows: number; cols: number }[], slope: readonly [number, number]): number {
+  const c = Math.abs(slope[0] + slope[1]) / 2, r = (slope[1] - slope[0]) / 2;
+  const norm = (i: number, j: number) => {
+    let p = mats[i].m;
+    for (let k = i + 1; k <= j; k++) p = matmul(mats[k].m, mats[k].rows, mats[k].cols, p, mats[i].cols);
+    return sigmaMax(p, mats[j].rows, mats[i].cols);
+  };
+  const l: number[] = [norm(0, 0)];
+  for (let j = 1; j < mats.length; j++) {
+    let v = c ** j * norm(0, j);
+    for (let i = 0; i < j; i++) v += c ** (j - 1 - i) * r * norm(i + 1, j) * l[i];
+    l.push(v);
+  }
+  return l[l.length - 1];
+}
+
+/** The backend of `settings`, counting sessions and runs: Gram maps (one run per applyInto/apply), operators, dense matrices. */
+function countingBackend(inner: OperatorBackend) {
+  const count = { grams: 0, gramRuns: 0, halves: 0, operators: 0, operatorRuns: 0, dense: 0 };
+  const backend: OperatorBackend = {
+    parallel: inner.parallel,
+    async operator(region) {
+      count.operators++;
+      const op = await inner.operator(region);
+      return { inDims: op.inDims, outDims: op.outDims, inSize: op.inSize, outSize: op.outSize, dispose: () => op.dispose(), apply: (x) => (count.operatorRuns++, op.apply(x)), adjoint: (y) => (count.operatorRuns++, op.adjoint(y)) };
+    },
+    async gram(region) {
+      count.grams++;
+      const g = await inner.gram(region);
+      return {
+        n: g.n, wide: g.wide, dispose: () => g.dispose(),
+        applyInto: (v, out) => (count.gramRuns++, g.applyInto(v, out)),
+        apply: (v) => (count.gramRuns++, g.apply(v)),
+        half: (v) => (count.halves++, g.half(v)),
+      };
+    },
+    denseMatrix: (region) => (count.dense++, inner.denseMatrix(region)),
+    model: (o) => inner.model(o),
+  };
+  return { backend, count };
+}
+
+test('CP equals the float64 partition sum over exact SVDs of every partial product (dense certificates), never below it', async () => {
+  for (const [k, [widths, act]] of ([[[5, 8, 7, 6, 4], ACTS.relu], [[4, 6, 9, 5, 3], ACTS.leaky01], [[6, 5, 5, 5, 5, 2], ACTS.tanh]] as const).entries()) {
+    const layers = randomDense(widths, new Random(600 + k));
+    const { segments, blocks } = await pipeline(mlpModel(layers, act));
+    const exact = exactPartitionSum(layers.map((l) => ({ m: l.w, rows: l.rows, cols: l.cols })), act.slope);
+    const cp = await cpSegmentBound(segments[0], settings, { known: await measureAll(blocks) });
+    const tag = `${act.op} ${widths.join('-')}`;
+    assert.equal(cp.upper.kind, 'certified', tag);
+    assert.ok(cp.upper.value >= exact * (1 - 1e-9), `${tag}: CP ${cp.upper.value} below the exact partition sum ${exact}`);
+    assert.ok(cp.upper.value <= exact * (1 + 1e-5), `${tag}: CP ${cp.upper.value} looser than the exact partition sum ${exact}`);
+    assert.ok(cp.estimate !== null && Math.abs(cp.estimate - exact) <= 1e-4 * exact, `${tag}: estimate ${cp.estimate} vs ${exact}`);
+  }
+});
+
+test('conv products: one Gram run per Lanczos step, no apply/adjoint pairs, within (1+tol)³ of the exact partition sum', async () => {
+  const rng = new Random(41);
+  const [c0, c1, c2, n] = [2, 6, 6, 6];
+  const k1 = f32(Array.from({ length: c1 * c0 * 9 }, () => rng.normal() * 0.35)), k2 = f32(Array.from({ length: c2 * c1 * 9 }, () => rng.normal() * 0.2));
+  const fc = f32(Array.from({ length: 4 * c2 * n * n }, () => rng.normal() * 0.1));
+  const conv = (x: string, wn: string, y: string): NodeSpec => ({ opType: 'Conv', inputs: [x, wn], outputs: [y], attrs: { pads: { ints: [1, 1, 1, 1] }, kernel_shape: { ints: [3, 3] } }, name: y });
+  const bytes = encodeGraph({
+    opset: 13, inputs: [{ name: 'x', dims: [1, c0, n, n] }], outputs: [{ name: 'y' }], nodes: [
+      conv('x', 'k1', 'h1'), { opType: 'Relu', inputs: ['h1'], outputs: ['a1'] }, conv('a1', 'k2', 'h2'), { opType: 'Relu', inputs: ['h2'], outputs: ['a2'] },
+      { opType: 'Flatten', inputs: ['a2'], outputs: ['f'] }, { opType: 'Gemm', inputs: ['f', 'fc'], outputs: ['y'], attrs: { transB: { i: 1 } } },
+    ],
+    initializers: [['k1', tensor([c1, c0, 3, 3], k1)], ['k2', tensor([c2, c1, 3, 3], k2)], ['fc', tensor([4, c2 * n * n], fc)]],
+  });
+  const { segments, blocks } = await pipeline(bytes);
+  const known = await measureAll(blocks);
+  for (const certify of ['auto', 'off'] as const) {
+    const { backend, count } = countingBackend(settings.backend);
+    const s = { ...settings, certify, backend };
+    const cp = await cpSegmentBound(segments[0], s, { known });
+    const steps = cp.products.reduce((a, p) => a + p.iterations, 0);
+    assert.equal(cp.norms, 3);
+    assert.ok(cp.products.filter((p) => !p.reused).every((p) => p.iterations >= 3), `${steps} Lanczos steps`);
+    assert.equal(count.gramRuns, steps, `${certify}: ${count.gramRuns} Gram runs for ${steps} Lanczos steps`);
+    assert.equal(count.grams, 3, 'one Gram session per measured product');
+    assert.deepEqual([count.operators, count.operatorRuns, count.halves], [0, 0, 0], 'no separate apply and adjoint runs');
+    const m1 = convMatrix(k1, [c1, c0, 3, 3], n, n, [1, 1, 1, 1], 1), m2 = convMatrix(k2, [c2, c1, 3, 3], n, n, [1, 1, 1, 1], 1);
+    const exact = exactPartitionSum([m1, m2, { m: fc, rows: 4, cols: c2 * n * n }], [0, 1]);
+    // every norm is a KW bound ≤ (1 + tol)·σ (plus a rounding margin far below it), in terms of degree ≤ 3
+    assert.ok(cp.upper.value >= exact, `${certify}: CP ${cp.upper.value} below the exact partition sum ${exact}`);
+    assert.ok(cp.upper.value <= exact * (1 + s.tol) ** 3, `${certify}: CP ${cp.upper.value} vs exact ${exact}`);
+    assert.ok(cp.products.filter((p) => !p.reused).every((p) => p.upper.method.startsWith('lanczos-kw-chain')), cp.products.map((p) => `${p.id}: ${p.upper.method}`).join(', '));
+  }
 });

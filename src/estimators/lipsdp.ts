@@ -13,12 +13,14 @@ import { regionBound } from './region-bounds.js';
 const LMI_LIMIT = 4096;
 
 /**
- * Work budgets in multiply-adds. Measured here (2 shared cores, Node 20, one thread, load 3–8): 1–3e8 multiply-adds
- * per second, so `best` 4e9 (8000 Mflop) is about 15–40 s at most and `sdp` 2e10 (40000 Mflop) 1–3 minutes. A segment runs when the budget covers
- * minSteps Newton steps and its certificate (60, or 250 under best: there LipSDP runs only where it is likely to
- * converge — 150–350 steps were seen on the shared MLPs); the solver stops when the budget is spent (a looser, still certified value).
+ * Work budgets in multiply-adds. The primal–dual solver (sdp.ts) runs its dense kernels at about 1e9 multiply-adds per
+ * second on this 2-core machine (Node 20, one thread; 0.4–0.7e9 at load 5–10), so `best` 8e9 (16 000 Mflop) is about
+ * 8–20 s at most and `sdp` 1e11 (200 000 Mflop) 2–4 minutes. A segment runs when the budget covers minSteps iterations
+ * and its certificate (8 under sdp, where a stopped solve still certifies its last iterate; 40 under best, where LipSDP
+ * runs only where it converges: 14–30 iterations were seen on the shared MLPs); the solver stops when the budget is
+ * spent (a looser, still certified value).
  */
-export const LIPSDP_DEFAULTS = { bestWork: 4e9, sdpWork: 2e10, minSteps: 60, bestMinSteps: 250 } as const;
+export const LIPSDP_DEFAULTS = { bestWork: 8e9, sdpWork: 1e11, minSteps: 8, bestMinSteps: 40 } as const;
 
 /** Options of lipsdpSegmentBound. */
 export interface LipSdpOptions {
@@ -143,7 +145,8 @@ export async function lipsdpSegmentBound(segment: Segment, settings: NormSetting
   for (const [i, variant] of variants.entries()) {
     // each later variant keeps at least the minimum it needs; the last takes what is left
     const reserve = (variants.length - 1 - i) * needed;
-    const share = budget - reserve;
+    // an earlier variant takes at most half of what is left, so a budget-stopped Layer solve cannot starve Neuron
+    const share = i + 1 < variants.length ? Math.min(budget - reserve, budget / 2) : budget - reserve;
     if (share < needed) { notes.push(`LipSDP-${variant === 'neuron' ? 'Neuron' : 'Layer'} skipped on ${segment.id}: the work budget is spent.`); continue; }
     const res = lipSdpBound(problem, { variant, maxWork: share - certWork });
     const spent = res?.work ?? share;

@@ -70,7 +70,7 @@ test('analyze --method sdp: the segment takes LipSDP, global.methods shows autol
   const model = { bytes: mlpModel(layers, ACTS.relu), name: 'lipsdp.onnx' };
   const sdp = await analyze(model, { method: 'sdp', device: 'cpu', lowerPairs: 0 });
   assert.equal(sdp.settings.method, 'sdp');
-  assert.equal(sdp.settings.sdpWork, 40000);
+  assert.equal(sdp.settings.sdpWork, 200000);
   assert.equal(sdp.global.upper?.method, 'autolip+sdp');
   assert.equal(sdp.global.upper?.kind, 'certified');
   const entry = sdp.global.methods.find((m) => m.method === 'autolip+sdp');

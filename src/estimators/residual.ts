@@ -7,6 +7,8 @@ import { regionFlop } from '../linalg/work.js';
 import { composeRegions, type Segment } from './cp.js';
 import { weakestKind, type Bound, type BoundKind } from './kinds.js';
 import { measureRegion, type NormSettings, type OperatorNorm } from './operator-norm.js';
+import { regionBound } from './region-bounds.js';
+import { kwFactor } from '../linalg/probabilistic.js';
 
 /**
  * A residual block y = a·S(u) + b·g(u) (docs/algorithms-residual.md): a two-input 'sum' node (Add, Sub) whose branch
@@ -234,7 +236,9 @@ export interface GraphCpResult {
   readonly composed: number;
   /** KW bounds behind a probabilistic `upper` among those measured here (0 when it is certified). */
   readonly probabilistic: number;
+  /** Lanczos work spent (flop), and what measuring every map would have taken by the cost model. */
   readonly work: number;
+  readonly cost: number;
   readonly ms: number;
 }
 
@@ -306,8 +310,11 @@ export async function graphCpBound(ir: IrGraph, blocks: readonly Block[], norms:
     return { id: `lin(${s}→${t})`, input: s, inShape: shapeOf.get(s)!, output: t, outShape: shapeOf.get(t)!, nodes: path };
   };
 
-  /** AutoLip on the linearised graph from s (regions by their measured norms, activations by |c|), at t: upper, estimate, kinds. */
-  const composed = (s: string, t: string): { up: number; est: number; kinds: Set<BoundKind> } => {
+  /** AutoLip on the linearised graph from s (regions by their measured norms, activations by |c|): every value reached, with the kinds used. */
+  const fromCache = new Map<string, { val: Map<string, { up: number; est: number }>; kinds: Set<BoundKind> }>();
+  const composedFrom = (s: string) => {
+    const hit = fromCache.get(s);
+    if (hit) return hit;
     const val = new Map<string, { up: number; est: number }>([[s, { up: 1, est: 1 }]]);
     const kinds = new Set<BoundKind>();
     const get = (v: string) => val.get(v) ?? { up: 0, est: 0 };
@@ -334,8 +341,44 @@ export async function graphCpBound(ir: IrGraph, blocks: readonly Block[], norms:
         val.set(n.output, { up: Math.sqrt(n.inputs.reduce((a, i) => a + get(i).up ** 2, 0)), est: Math.sqrt(n.inputs.reduce((a, i) => a + get(i).est ** 2, 0)) });
       }
     }
-    const out = get(t);
-    return { up: out.up, est: out.est, kinds };
+    const out = { val, kinds };
+    fromCache.set(s, out);
+    return out;
+  };
+  const composed = (s: string, t: string) => ({ ...(composedFrom(s).val.get(t) ?? { up: 0, est: 0 }), kinds: composedFrom(s).kinds });
+
+  /**
+   * The float32 rounding margin of one Gram application of the linearised map s → t, carried through the graph like
+   * chainMargin (cp.ts) carries it through a chain: each region, scale, sum and (in the adjoint) fan-out adds at most
+   * γ·‖|piece|‖·U·D, U and D the composed bounds of the maps into and out of it; η is their sum and the Gram error
+   * (2·‖A‖·η + η²)·‖v‖, ‖A‖ ≤ total.
+   */
+  const graphMargin = (s: string, t: string, total: number): number => {
+    const up = composedFrom(s).val;
+    const down = (v: string) => composedFrom(v).val.get(t)?.up ?? 0;
+    const g32 = (k: number) => (k * 2 ** -24) / (1 - k * 2 ** -24);
+    let eta = 0;
+    const readers = new Map<string, number>();
+    for (const b of blocks) {
+      const ins = b.kind === 'operator' ? [b.region.input] : b.node.inputs;
+      const out = b.kind === 'operator' ? b.region.output : b.node.output;
+      if (out === s || !ins.some((i) => up.has(i)) || down(out) === 0) continue;
+      for (const i of new Set(ins)) if (up.has(i)) readers.set(i, (readers.get(i) ?? 0) + 1);
+      const u = (v: string) => up.get(v)?.up ?? 0;
+      if (b.kind === 'operator') {
+        const rb = regionBound(b.region, '2', 0);
+        eta += rb.gammaSum * rb.absNorm * u(b.region.input) * down(out);
+      } else if (b.node.kind === 'activation') {
+        eta += g32(1) * Math.abs(mid.get(b.node)!) * u(b.node.inputs[0]) * down(out);
+      } else if (b.node.kind === 'linear' && b.node.prim.op === 'sum') {
+        const n = b.node;
+        const reached = n.inputs.filter((i) => up.has(i)).length;
+        if (reached > 1) eta += g32(reached - 1) * n.inputs.reduce((a, i, k) => a + Math.sqrt(sizeOf(n.outShape) / sizeOf(n.inShapes[k])) * u(i), 0) * down(out);
+      }
+    }
+    // the adjoint sums the cotangents of a value read by several blocks
+    for (const [v, count] of readers) if (count > 1) eta += g32(count - 1) * (up.get(v)?.up ?? 0) * down(v);
+    return roundUp(2 * total * eta + eta * eta, 8);
   };
 
   // the maps needed: to every expanded activation's input and to the output, from the input and every expanded activation reaching it
@@ -361,10 +404,19 @@ export async function graphCpBound(ir: IrGraph, blocks: readonly Block[], norms:
     const m = await measureRegion(p.region!, settings, 5_000_000 + index++);
     measured++;
     work += m.work;
-    if (m.upper.value < p.up) {
-      p.up = m.upper.value;
-      p.kinds = new Set([m.upper.kind]);
-      if (m.upper.kind === 'probabilistic') probabilistic += m.candidates.filter((x) => x.kind === 'probabilistic').length;
+    // the KW bound again with the graph's rounding margin instead of measureRegion's product of |·|-norms
+    const kw: Bound[] = [];
+    if (m.estimate !== null && m.candidates.some((x) => x.kind === 'probabilistic')) {
+      const n = Math.min(sizeOf(p.region!.inShape), sizeOf(p.region!.outShape));
+      const factor = kwFactor(n, m.iterations, settings.delta);
+      if (Number.isFinite(factor)) kw.push({ value: roundUp(Math.sqrt(m.estimate * m.estimate * factor * factor + graphMargin(p.s, p.t, p.up)), 4), kind: 'probabilistic', method: 'lanczos-kw(graph margin)' });
+    }
+    const allowed = [...m.candidates, ...kw].filter((x) => x.kind === 'certified' || (x.kind === 'probabilistic' && settings.certify !== 'strict'));
+    const best = allowed.reduce<Bound | null>((a, x) => (a === null || x.value < a.value ? x : a), null);
+    if (best && best.value < p.up) {
+      p.up = best.value;
+      p.kinds = new Set([best.kind]);
+      if (best.kind === 'probabilistic') probabilistic += 1 + m.candidates.filter((x) => x.kind === 'probabilistic').length;
     }
     p.est = Math.min(p.est, m.estimate ?? m.upper.value);
   }
@@ -395,6 +447,6 @@ export async function graphCpBound(ir: IrGraph, blocks: readonly Block[], norms:
   const estimate = at(ir.output, 'est');
   return {
     upper: { value, kind: weakestKind(kinds), method: `graph-cp(${expanded.length} activations, ${measured} of ${queue.length} maps measured)` },
-    estimate: Number.isFinite(estimate) ? estimate : null, measured, composed: queue.length - measured, probabilistic: weakestKind(kinds) === 'probabilistic' ? probabilistic : 0, work, ms: performance.now() - t0,
+    estimate: Number.isFinite(estimate) ? estimate : null, measured, composed: queue.length - measured, probabilistic: weakestKind(kinds) === 'probabilistic' ? probabilistic : 0, work, cost: queue.reduce((a, q) => a + q.cost, 0), ms: performance.now() - t0,
   };
 }

@@ -28,7 +28,7 @@ export interface LipSdpOptions {
   readonly work?: number;
   /** Newton steps the budget must cover for the segment to be tried at all (default LIPSDP_DEFAULTS.minSteps). */
   readonly minSteps?: number;
-  /** Which variants to solve (default both: Layer first, the cheap one). */
+  /** Which variants to solve (default both: Neuron first, the tight one; an iteration costs the same for either). */
   readonly variants?: readonly LipSdpVariant[];
 }
 
@@ -114,7 +114,7 @@ export async function lipsdpSegmentBound(segment: Segment, settings: NormSetting
   const empty = (why: string): LipSdpResult => ({ upper: null, neuron: null, layer: null, estimate: null, work: 0, newtonSteps: 0, notes: [why], ms: performance.now() - t0 });
   const obstacle = lipsdpObstacle(segment, settings);
   if (obstacle) return empty(`No LipSDP bound for ${segment.id}: ${obstacle}.`);
-  const variants = opts.variants ?? ['layer', 'neuron'];
+  const variants = opts.variants ?? ['neuron', 'layer'];
   let budget = opts.work ?? LIPSDP_DEFAULTS.sdpWork;
   // the cheapest test first: does one variant fit at all? (dimensions only, nothing formed yet)
   const dims = segment.regions.map((r) => ({ rows: sizeOf(r.outShape), cols: sizeOf(r.inShape) }));
@@ -145,8 +145,7 @@ export async function lipsdpSegmentBound(segment: Segment, settings: NormSetting
   for (const [i, variant] of variants.entries()) {
     // each later variant keeps at least the minimum it needs; the last takes what is left
     const reserve = (variants.length - 1 - i) * needed;
-    // an earlier variant takes at most half of what is left, so a budget-stopped Layer solve cannot starve Neuron
-    const share = i + 1 < variants.length ? Math.min(budget - reserve, budget / 2) : budget - reserve;
+    const share = budget - reserve;
     if (share < needed) { notes.push(`LipSDP-${variant === 'neuron' ? 'Neuron' : 'Layer'} skipped on ${segment.id}: the work budget is spent.`); continue; }
     const res = lipSdpBound(problem, { variant, maxWork: share - certWork });
     const spent = res?.work ?? share;

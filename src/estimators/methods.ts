@@ -1,0 +1,304 @@
+import { LipcheckError } from '../errors.js';
+import type { Block } from '../ir/merge.js';
+import type { OperatorBackend } from '../ir/operator.js';
+import type { IrGraph } from '../ir/types.js';
+import { MFLOP, regionFlop } from '../linalg/work.js';
+import type { LowerBound } from '../report/report.js';
+import { composeAutoLip, type AutoLipResult, type ResidualUse, type SegmentCandidate, type SegmentUse } from './autolip.js';
+import { cpSegmentBound, findSegments } from './cp.js';
+import { exactLipschitz, type ExactResult } from './exact.js';
+import type { Bound, NormKind } from './kinds.js';
+import { crossNormBound, type CrossNormBound } from './linf.js';
+import { LIPSDP_DEFAULTS, lipsdpObstacle, lipsdpSegmentBound } from './lipsdp.js';
+import { jacobianLowerBound } from './lower-bound.js';
+import { measureRegion, type NormSettings, type OperatorNorm } from './operator-norm.js';
+import { patternSearchLowerBound } from './pattern-search.js';
+import { findResidualBlocks, residualBlockBound, residualWork } from './residual.js';
+import { seqlipObstacle, seqlipSegmentBound } from './seqlip.js';
+
+/**
+ * The method policy (issue 15): which estimator runs where, the work budgets they get (counted by the cost model,
+ * linalg/work.ts, never timed), and how their bounds combine into the reported upper and lower bounds. Pure: it is
+ * handed the IR and an OperatorBackend and never sees ONNX or onnxruntime.
+ */
+
+/** The phases of one analysis, in order, as onProgress reports them. */
+export type AnalysisPhase = 'build' | 'norms' | 'segments' | 'lower';
+
+/** The input pair whose ratio is the reported lower bound, as fed (float32) to the original model. */
+export interface WitnessPair {
+  readonly input: string;
+  readonly shape: readonly number[];
+  readonly x: Float32Array;
+  readonly xPrime: Float32Array;
+  readonly ratio: number;
+}
+
+/** The analysis options the methods read, defaults already applied (AnalyzeOptions in src/index.ts). */
+export interface MethodSettings {
+  readonly method: 'autolip' | 'cp' | 'seqlip' | 'sdp' | 'exact' | 'best';
+  readonly norm: NormKind;
+  readonly certify: 'strict' | 'auto' | 'off' | 'none';
+  readonly delta: number;
+  readonly tol: number;
+  readonly iterations: number;
+  readonly seed: number;
+  /** Mflop: the cap of one deterministic certificate. */
+  readonly certifyBudget: number;
+  /** Mflop of the witnessed lower bound; 0 (or lowerPairs 0): no lower-bound work. */
+  readonly lowerBudget: number;
+  readonly lowerPairs: number;
+  readonly exactBudget: number;
+  /** Mflop of LipSDP over all segments (default by method, LIPSDP_DEFAULTS). */
+  readonly sdpWork?: number;
+  readonly seqlipK: number;
+  /** Longest partial product CP measures directly (0: chosen by the budget, cpWindowFor). */
+  readonly cpWindow: number;
+  readonly onProgress?: (done: number, total: number, what: string, phase: AnalysisPhase) => void;
+  readonly onWitness?: (w: WitnessPair) => void;
+}
+
+/** The model as the methods see it: the IR, its merged blocks, the analysed input and output, and its file name (messages). */
+export interface MethodModel {
+  readonly ir: IrGraph;
+  readonly blocks: readonly Block[];
+  readonly inputName: string;
+  readonly outputName: string;
+  readonly inputShape: readonly number[];
+  readonly path: string;
+}
+
+/** One line of the report's `methods`: a composition's bound and estimate. */
+export interface MethodLine {
+  readonly method: string;
+  readonly upper: Bound | null;
+  readonly estimate: number | null;
+  readonly work?: number;
+}
+
+/** The upper-bound side of an analysis. */
+export interface UpperEstimate {
+  readonly norms: ReadonlyMap<string, OperatorNorm>;
+  readonly autolip: AutoLipResult;
+  /** The composition of the chosen method (status, reasons and layers of the report). */
+  readonly result: AutoLipResult;
+  /** The reported upper bound: the composition's, or the exact enumeration's, or the other norm's × √n where smaller. */
+  readonly upper: Bound | null;
+  readonly methods: readonly MethodLine[];
+  /** Probabilistic bounds behind `upper` (each fails with probability at most δ). */
+  readonly failures: number;
+  readonly exact: ExactResult | null;
+  /** The LipSDP work budget used, Mflop (the report's settings). */
+  readonly sdpMflop: number;
+}
+
+/** The lower-bound budget (Mflop) at which the pattern search makes PATTERN_EVALUATIONS evaluations: the default one. */
+export const DEFAULT_LOWER_BUDGET = 8000;
+
+/** Under best, the exact enumeration also stops at this many multiply-adds (cells × 3 per nonzero weight): TLL-size nets fit. */
+const EXACT_BEST_WORK = 4e9;
+/** Largest ℓ2 measurement (flop of the cost model) the √n_in·ℓ2 bound of --norm inf may take; ℓ∞ row sums always run. */
+const CROSS_NORM_FLOP = 5e10;
+/** Network evaluations of the pattern search at the default lower-bound budget (scaled with --lower-work). */
+const PATTERN_EVALUATIONS = 2000;
+
+/**
+ * Combettes–Pesquet's partial products may cost max(CP_MIN_FLOP, CP_PER_NORMS × the Lanczos work of the operator-norm
+ * phase), in flop of the cost model (linalg/work.ts): 20 000 Mflop is about 5 s of onnxruntime products on the reference
+ * machine. Under `best`, SeqLip shares max(SEQLIP_MIN_FLOP, SEQLIP_PER_NORMS × that work) over all segments by operator
+ * count (its float64 kernels do about 1.4e6 flop/ms, so 7 000 Mflop is again about 5 s). Counted, never timed.
+ */
+const CP_MIN_FLOP = 2e10;
+const CP_PER_NORMS = 2;
+const SEQLIP_MIN_FLOP = 7e9;
+const SEQLIP_PER_NORMS = 0.7;
+
+/**
+ * The longest partial product CP can afford: a product of regions i..j costs about (Lanczos steps) × Σ of one
+ * apply+adjoint of each region (`flop`, by the cost model, linalg/work.ts). Returns the largest window whose products
+ * fit `budget` flop (the segment length when all do), or 1 when not even pairs fit. A function of the model and the
+ * settings only, so the same on every run.
+ */
+export function cpWindowFor(parts: readonly { flop: number; iterations: number }[], budget: number): number {
+  const perApply = parts.map((p) => p.flop);
+  const steps = Math.max(1, ...parts.map((p) => p.iterations));
+  const m = parts.length;
+  let total = 0;
+  for (let len = 2; len <= m; len++) {
+    for (let i = 0; i + len <= m; i++) total += steps * perApply.slice(i, i + len).reduce((a, b) => a + b, 0);
+    if (total > budget) return len - 1;
+  }
+  return m;
+}
+
+/**
+ * The upper bound: every operator's norm (measureRegion), then per sequential segment CP, SeqLip and LipSDP as the
+ * method and their budgets allow, residual blocks, the exact enumeration and the norm equivalences, composed by
+ * AutoLip. Warnings for the report are appended to `warnings`.
+ */
+export async function estimateUpper(m: MethodModel, backend: OperatorBackend, o: MethodSettings, warnings: string[]): Promise<UpperEstimate> {
+  const regions = m.blocks.flatMap((b) => (b.kind === 'operator' ? [b.region] : []));
+  const norms = new Map<string, OperatorNorm>();
+  const settings: NormSettings = { norm: o.norm, certify: o.certify, delta: o.delta, tol: o.tol, maxIterations: o.iterations, seed: o.seed, backend, certifyBudget: o.certifyBudget * MFLOP };
+  for (const [i, r] of regions.entries()) {
+    o.onProgress?.(i, regions.length, r.id, 'norms');
+    norms.set(r.id, await measureRegion(r, settings, i));
+  }
+  o.onProgress?.(regions.length, regions.length, 'done', 'norms');
+  const autolip = composeAutoLip(m.ir, m.blocks, norms, o.norm);
+  const uses: SegmentUse[] = [];
+  const residuals: ResidualUse[] = [];
+  let probabilisticSegments = 0;
+  const sdpMflop = o.sdpWork ?? (2 * (o.method === 'sdp' ? LIPSDP_DEFAULTS.sdpWork : LIPSDP_DEFAULTS.bestWork)) / 1e6;
+  // segments only tighten a bound: a model without one (unbounded, discontinuous) needs none
+  if (o.method !== 'autolip' && autolip.status === 'bounded') {
+    // the budgets of the segment methods scale with the counted work of the norm phase, never with its time
+    const normsWork = [...norms.values()].reduce((a, m) => a + m.work, 0);
+    const runCp = o.method === 'cp' || o.method === 'best';
+    // SeqLip rests on singular value decompositions: an ℓ2 method
+    const runSeqlip = (o.method === 'seqlip' || o.method === 'best') && o.norm === '2';
+    if (o.method === 'seqlip' && o.norm !== '2') warnings.push('SeqLip bounds the ℓ2 constant only; with --norm inf the report is AutoLip (use --method cp for a tighter ℓ∞ bound).');
+    const runSdp = (o.method === 'sdp' || o.method === 'best') && o.norm === '2';
+    if (!(sdpMflop >= 0)) throw new LipcheckError('USAGE', `The LipSDP work budget must be a non-negative number of Mflop; got ${sdpMflop}.`);
+    const segments = findSegments(m.ir, m.blocks);
+    const activationCount = segments.reduce((a, g) => a + g.activations.length, 0);
+    for (const [k, segment] of segments.entries()) {
+      const candidates: SegmentCandidate[] = [];
+      o.onProgress?.(k, segments.length, segment.id, 'segments');
+      if (runCp) {
+        const window = o.cpWindow || cpWindowFor(segment.regions.map((r) => ({ flop: 2 * regionFlop(r), iterations: norms.get(r.id)!.iterations })), Math.max(CP_MIN_FLOP, CP_PER_NORMS * normsWork));
+        if (window < 2) {
+          warnings.push(`${segment.id} (${segment.regions.length} operators): Combettes–Pesquet skipped, its partial products would take well over the work budget; AutoLip is used there (force it with --cp-window).`);
+        } else {
+          const cp = await cpSegmentBound(segment, settings, { window: window >= segment.regions.length ? undefined : window, known: norms });
+          probabilisticSegments += cp.probabilistic;
+          candidates.push({ method: 'cp', upper: cp.upper, estimate: cp.estimate, ms: cp.ms, note: `CP ${cp.upper.value.toPrecision(4)} (${cp.norms} products)` });
+        }
+      }
+      // under best, SeqLip runs where it can give a certified bound; its greedy estimate alone (conv segments: block
+      // Krylov on every operator) costs far more than it tells, so it is left to --method seqlip
+      if (runSeqlip && (o.method === 'seqlip' || seqlipObstacle(segment, settings) === null)) {
+        // under best, SeqLip shares a budget scaled like CP's over all segments, by operator count
+        const budget = o.method === 'best' ? (Math.max(SEQLIP_MIN_FLOP, SEQLIP_PER_NORMS * normsWork) * (segment.regions.length - 1)) / Math.max(1, activationCount) : undefined;
+        const sq = await seqlipSegmentBound(segment, settings, { k: o.seqlipK, budget });
+        if (o.method === 'seqlip') warnings.push(...sq.notes);
+        candidates.push({ method: 'seqlip', upper: sq.certified, estimate: sq.greedy.value, ms: sq.ms, note: `SeqLip ${sq.certified ? sq.certified.value.toPrecision(4) : 'no certified value'} (greedy estimate ${sq.greedy.value.toPrecision(4)}, k=${o.seqlipK})` });
+      }
+      // LipSDP (ℓ2): forced by --method sdp; under best where the segment's LMI fits its share of the work budget
+      if (runSdp && lipsdpObstacle(segment, settings) === null) {
+        // under best only LipSDP-Neuron (the tighter one; Layer saves little here, the N×N factorisations dominate)
+        const sdp = await lipsdpSegmentBound(segment, settings, { work: (sdpMflop * 1e6) / 2 / segments.length, variants: o.method === 'sdp' ? undefined : ['neuron'], minSteps: o.method === 'sdp' ? undefined : LIPSDP_DEFAULTS.bestMinSteps });
+        if (o.method === 'sdp') warnings.push(...sdp.notes);
+        if (sdp.upper) candidates.push({ method: 'sdp', upper: sdp.upper, estimate: sdp.estimate, ms: sdp.ms, work: sdp.work, note: `LipSDP ${[sdp.neuron, sdp.layer].filter((b) => b !== null).map((b) => `${b.method.slice(7)} ${b.value.toPrecision(4)}`).join(', ')} (${sdp.newtonSteps} Newton steps)` });
+      } else if (o.method === 'sdp') warnings.push(`No LipSDP bound for ${segment.id}: ${lipsdpObstacle(segment, settings)}; AutoLip is used there.`);
+      if (candidates.length) uses.push({ segment, candidates });
+    }
+    // residual blocks (ℓ2, under best): CP with the skip joined to the all-linear term, while their Lanczos runs fit a
+    // budget the size of CP's (counted by the cost model, never timed)
+    if (o.method === 'best' && o.norm === '2') {
+      let left = Math.max(CP_MIN_FLOP, CP_PER_NORMS * normsWork);
+      for (const block of findResidualBlocks(m.ir, m.blocks, segments)) {
+        const cost = residualWork(block, Math.max(1, ...block.branch.regions.map((r) => norms.get(r.id)!.iterations)), norms);
+        if (cost > left) {
+          warnings.push(`Residual block ${block.id} (sum node '${block.sum.name}'): its bound was skipped, the operators it measures would take over the work budget left; the sum of its branches is used there.`);
+          continue;
+        }
+        left -= cost;
+        const res = await residualBlockBound(block, settings, { known: norms });
+        probabilisticSegments += res.probabilistic;
+        const nodes = [...(block.skip?.nodes ?? []), ...block.branch.regions.flatMap((r) => r.nodes), ...block.branch.activations, block.sum].map((n) => n.name);
+        residuals.push({ id: block.id, input: block.input, output: block.output, nodes: [...new Set(nodes)], upper: res.upper, estimate: res.estimate, ms: res.ms, note: res.note });
+      }
+    }
+  }
+  // exact constants (ReLU nets with ≤ 2 inputs: region enumeration) and the norm equivalences L∞ ≤ √n_in·L₂, L₂ ≤ √n_out·L∞
+  let exact: ExactResult | null = null;
+  let cross: CrossNormBound | null = null;
+  if (autolip.status === 'bounded' && (o.method === 'exact' || o.method === 'best')) {
+    exact = await exactLipschitz({ ir: m.ir, blocks: m.blocks, inputName: m.inputName, outputName: m.outputName, inputShape: m.inputShape, backend, norm: o.norm, budget: o.exactBudget, work: o.method === 'best' ? EXACT_BEST_WORK : undefined });
+    if (o.method === 'exact' && exact.status === 'unsupported') warnings.push(`No exact constant: ${exact.reason}; the report is AutoLip (--method best gives the tightest other bound).`);
+    if (exact.status === 'bracket' && !exact.upper) warnings.push(`Exact constant not reached: ${exact.reason}; raise it with --exact-budget. The bracket below is what the other methods and the regions visited give.`);
+  }
+  if (autolip.status === 'bounded' && o.method !== 'autolip' && (o.norm === 'inf' || o.method === 'best')) cross = await crossNormBound(m.ir, m.blocks, settings, o.norm, CROSS_NORM_FLOP);
+  const compose = (mode: 'best' | 'cp' | 'seqlip' | 'sdp' | 'greedy') => (uses.length || residuals.length ? composeAutoLip(m.ir, m.blocks, norms, o.norm, uses, mode, residuals) : autolip);
+  const has = (m: string) => uses.some((u) => u.candidates.some((c) => c.method === m));
+  const byMethod = { autolip, cp: has('cp') ? compose('cp') : null, seqlip: has('seqlip') ? compose('seqlip') : null, sdp: has('sdp') ? compose('sdp') : null, best: compose('best') };
+  const result = o.method === 'autolip' || o.method === 'exact' ? autolip : byMethod[o.method] ?? autolip;
+  if (result.upper && !Number.isFinite(result.upper.value)) {
+    throw new LipcheckError('UNSUPPORTED', `${m.path}: the Lipschitz bound exceeds the float64 range (the operator norms multiply past 1.8e308); the weights are implausibly large.`);
+  }
+  const probabilistic = [...norms.values()].filter((m) => m.upper.kind === 'probabilistic').length + (o.method === 'autolip' ? 0 : probabilisticSegments);
+  const methods = [
+    { method: 'autolip', upper: autolip.upper, estimate: autolip.estimate },
+    ...(byMethod.cp ? [{ method: 'autolip+cp', upper: byMethod.cp.upper, estimate: byMethod.cp.estimate }] : []),
+    ...(byMethod.seqlip ? [{ method: 'autolip+seqlip', upper: byMethod.seqlip.upper, estimate: byMethod.seqlip.estimate }] : []),
+    ...(byMethod.sdp ? [{ method: 'autolip+sdp', upper: byMethod.sdp.upper, estimate: byMethod.sdp.estimate, work: uses.reduce((a, u) => a + u.candidates.reduce((b, c) => b + (c.method === 'sdp' ? c.work ?? 0 : 0), 0), 0) }] : []),
+    // residual blocks alone on AutoLip (best combines them with the segment methods)
+    ...(residuals.length ? [composeAutoLip(m.ir, m.blocks, norms, o.norm, [], 'best', residuals)].map((r) => ({ method: 'autolip+residual', upper: r.upper, estimate: r.estimate })) : []),
+    // greedy SeqLip is a local maximum, an estimate: shown beside the bounds, never as one
+    ...(has('seqlip') ? [{ method: 'seqlip-greedy', upper: null, estimate: compose('greedy').estimate }] : []),
+    ...(exact?.upper ? [{ method: 'exact', upper: exact.upper, estimate: null }] : []),
+    ...(cross ? [{ method: cross.upper.method, upper: cross.upper, estimate: null }] : []),
+  ];
+  // the reported bound: the composition's, replaced by the exact enumeration's max (kind exact when witnessed within
+  // 1e-6, then also no larger than a certified composition) or by the other norm's bound × √n when those are smaller
+  let upper = result.upper;
+  if (upper && exact?.upper) {
+    if (exact.status === 'exact') upper = { ...exact.upper, value: upper.kind === 'certified' ? Math.min(exact.upper.value, upper.value) : exact.upper.value };
+    else if (exact.upper.value < upper.value) upper = exact.upper;
+  }
+  if (upper && cross && upper.kind !== 'exact' && cross.upper.value < upper.value) upper = cross.upper;
+  const failures = upper === result.upper ? probabilistic : upper === cross?.upper ? cross.probabilistic : 0;
+  return { norms, autolip, result, upper, methods, failures, exact, sdpMflop };
+}
+
+/**
+ * The witnessed lower bound: the Jacobian ascent through the IR (random pairs where it cannot run), the pattern search
+ * across activation boundaries, and the exact enumeration's pair through the float64 model, the largest confirmed
+ * ratio kept; each new best pair goes to onWitness. Null with no lower-bound work or none found. Checks it against
+ * the upper bound (beyond float32 rounding noise, the upper bound is wrong: an INTERNAL error).
+ */
+export async function estimateLower(m: MethodModel, backend: OperatorBackend, o: MethodSettings, up: UpperEstimate, warnings: string[]): Promise<LowerBound | null> {
+  const { norms, result, upper, exact } = up;
+  const regions = m.blocks.flatMap((b) => (b.kind === 'operator' ? [b.region] : []));
+  let lower: LowerBound | null = null;
+  // --lower-budget 0 (or --lower-pairs 0): no lower-bound work at all
+  if (o.lowerPairs > 0 && o.lowerBudget > 0 && result.status !== 'discontinuous') {
+    const hints = regions.length && regions[0].input === m.ir.input ? [norms.get(regions[0].id)!.direction].filter((d): d is Float64Array => d !== null) : [];
+    o.onProgress?.(0, 1, 'lower bound', 'lower');
+    const lb = await jacobianLowerBound({
+      ir: m.ir, blocks: m.blocks, inputName: m.inputName, outputName: m.outputName, inputShape: m.inputShape,
+      backend, seed: o.seed, norm: o.norm, budget: o.lowerBudget * MFLOP, pairs: o.lowerPairs, hints,
+    });
+    // a non-finite output for a finite input is float32 overflow inside the model: those points are skipped, and with
+    // none left there is no lower bound (the upper bound stands: it never runs the whole model)
+    const found = lb.nonFinite === 0 || lb.nonFinite < lb.evaluations;
+    if (lb.nonFinite > 0) {
+      warnings.push(`The lower-bound search skipped ${lb.nonFinite} of ${lb.evaluations} evaluations of the model whose output '${m.outputName}' (or an activation before it) was not finite for a finite input: float32 overflows inside the model (weights too large?). ${found ? 'The lower bound comes from the finite ones.' : 'No lower bound is reported.'}`);
+    }
+    if (found) {
+      lower = { value: lb.value, kind: 'lower', method: lb.method, evaluations: lb.evaluations };
+      o.onWitness?.({ input: m.inputName, shape: m.inputShape, x: lb.x, xPrime: lb.xPrime, ratio: lb.value });
+    }
+    // walks across activation boundaries (dense ReLU chains) from the best points so far; its pairs are confirmed the same way
+    // (not needed where the exact enumeration was already witnessed)
+    const ps = exact?.status === 'exact' ? null : await patternSearchLowerBound({
+      ir: m.ir, blocks: m.blocks, inputName: m.inputName, outputName: m.outputName, inputShape: m.inputShape, backend, norm: o.norm, seed: o.seed,
+      seeds: [...(lb.irPoint ? [lb.irPoint] : []), ...(exact?.seeds ?? [])], evaluations: Math.round((PATTERN_EVALUATIONS * o.lowerBudget) / DEFAULT_LOWER_BUDGET),
+    });
+    if (ps && ps.value > (lower?.value ?? 0)) {
+      lower = { value: ps.value, kind: 'lower', method: 'pattern-search', evaluations: lb.evaluations + ps.modelRuns };
+      o.onWitness?.({ input: m.inputName, shape: m.inputShape, x: ps.x, xPrime: ps.xPrime, ratio: ps.value });
+    }
+    // the exact enumeration's pair, through the model widened to float64 (the same real function, less rounding)
+    if (exact?.lower32 && exact.lower > (lower?.value ?? 0)) {
+      lower = { value: exact.lower, kind: 'lower', method: 'exact-witness(float64 model)', evaluations: exact.evaluations };
+      o.onWitness?.({ input: m.inputName, shape: m.inputShape, x: exact.lower32.x, xPrime: exact.lower32.xPrime, ratio: exact.lower32.value });
+    }
+    // the pair's ratio comes from float32 evaluations of the model: allow their rounding noise, nothing more
+    if (upper && lower && lower.value > upper.value * (1 + 1e-4)) {
+      throw new LipcheckError('INTERNAL', `A witnessed pair gives ‖f(x)−f(x')‖/‖x−x'‖ = ${lower.value} above the reported upper bound ${upper.value} (${upper.kind}, ${upper.method}). The upper bound is wrong: please report this with the model.`);
+    }
+  }
+  return lower;
+}

@@ -6,23 +6,26 @@ import { onnx } from '../onnx/proto.js';
 import { encodeGraph, type GraphSpec, type NodeSpec } from '../onnx/writer.js';
 import { chainGraphs, feedWeights } from './graphs.js';
 import type { RuntimeOptions } from './runtime.js';
-import { providerFor, Session } from './runtime.js';
+import { Session } from './runtime.js';
 
 /**
- * Several Lanczos steps in one onnxruntime run (issue 15 item 2; the derivation is docs/algorithms-fused-lanczos.md).
+ * Several Lanczos steps in one onnxruntime run (issue 15 item 2; derivation and measurements:
+ * docs/algorithms-fused-lanczos.md).
  *
- * The graph unrolls K steps of lanczosTop's algorithm: per step the region's float32 Gram product (the same forward and
- * adjoint graphs as the one-run-per-step session, the float64 vector rounded to float32 on the way in and widened
- * exactly on the way out), then in float64 the three-term recurrence, two classical Gram–Schmidt passes against the
- * whole basis (CGS2: "twice is enough", unconditionally, where lanczosTop decides the second pass at run time) and the
- * normalisation. Every dot product is a MatMul/Gemm, whose CPU kernel (MLAS) never splits a sum across threads, so
- * the results do not depend on the intra-op thread count. Outputs: α₁..α_K, β₁..β_K, and the Ritz vector of T_K
- * (its top eigenvector by repeated squaring of T_K, combined with the basis inside the graph): the basis itself never
+ * One ONNX Loop iteration is one step of lanczosTop's algorithm: the region's float32 Gram product (the same forward
+ * and adjoint graphs as the one-run-per-step session; the float64 vector rounded to float32 on the way in, the result
+ * widened exactly on the way out), then in float64 the three-term recurrence, two classical Gram–Schmidt passes
+ * against the whole basis (CGS2, "twice is enough", on every step, where lanczosTop decides the second pass at run
+ * time) and the normalisation. Every dot product is a MatMul/Gemm, whose CPU kernel (MLAS) splits work across threads
+ * by rows and columns only, never inside a sum, so results do not depend on the intra-op thread count (tested). The
+ * step count K is an input, so one session serves every run of an operator. Outputs: α₁..α_K, β₁..β_K and the Ritz
+ * vector of T_K (its top eigenvector by repeated squaring, combined with the basis inside the graph): the basis never
  * leaves onnxruntime, since onnxruntime-node copies every output into fresh memory.
  *
- * The caller's stop rule is applied to the prefixes of (α, β) afterwards; when it stops before K (or at an invariant
- * Krylov space) the run is repeated with that many steps, so the Ritz vector belongs to the steps reported; when it
- * has not stopped after K steps, a longer run follows. Runs are deterministic, so a repeated prefix is bit-identical.
+ * The caller's stop rule runs on the prefixes of (α, β) afterwards. When it stops before K (or the Krylov space became
+ * invariant) the run is repeated with exactly that many steps, so the Ritz vector belongs to the steps reported (runs
+ * are deterministic: the repeated prefix is bit-identical); when it has not stopped after K steps, the method declines
+ * (null) and lanczosTop runs one product a step.
  */
 
 /** The parts of a region the fused graph is built from: its two halves in Gram order and the first half's input shape. */
@@ -35,8 +38,6 @@ export interface FusedGramParts {
   readonly dims: readonly number[];
   readonly name: string;
 }
-
-export const TUNING = { passes: 2, project: 'gemm' as 'gemm' | 'matmul' };
 
 /** Steps a fused run holds when the caller gives no expected count. */
 const DEFAULT_STEPS = 12;
@@ -98,8 +99,9 @@ function stepBody(chained: GraphSpec, dims: readonly number[], n: number): Graph
   // w − α v − β prev, rounded in lanczosTop's order (the first step's prev and β are zero: subtracting 0 is exact)
   w = op(b, 'Sub', [op(b, 'Sub', [w, op(b, 'Mul', [a, 'v'])]), op(b, 'Mul', ['beta_in', 'prev'])]);
   // two classical Gram–Schmidt passes against v_0..v_j
-  for (let pass = 0; pass < TUNING.passes; pass++) {
-    const h = TUNING.project === 'gemm' ? op(b, 'Gemm', [w, basis], { transB: { i: 1 } }) : op(b, 'Transpose', [op(b, 'MatMul', [basis, op(b, 'Reshape', [w, col])])], { perm: { ints: [1, 0] } });
+  for (let pass = 0; pass < 2; pass++) {
+    // h = w Qᵀ ([1, j+1]), w ← w − h Q; one pass alone measured no faster (docs/algorithms-fused-lanczos.md)
+    const h = op(b, 'Gemm', [w, basis], { transB: { i: 1 } });
     w = op(b, 'Sub', [w, op(b, 'MatMul', [h, basis])]);
   }
   const beta = op(b, 'Sqrt', [op(b, 'MatMul', [w, op(b, 'Reshape', [w, col])])], {}, 'beta_out');
@@ -268,22 +270,29 @@ export async function fusedLanczos(parts: FusedGramParts, runtime: RuntimeOption
   }
 }
 
-let enabled = true;
+/** 'auto': fused where fusedLanczosFits' measured rule says it is faster; 'on': every Gram map (tests, benchmarks); 'off': none. */
+export type FusedMode = 'auto' | 'on' | 'off';
 
-/** Turns the fused Lanczos runs on or off for Gram maps created from now on (default on; benchmarks compare both). */
-export function setFusedLanczos(on: boolean): void {
-  enabled = on;
+let mode: FusedMode = 'auto';
+
+/** Under 'auto', the devices where fused runs measured faster and up to which n: none yet (fusedLanczosFits). */
+const AUTO_FUSED_MAX_N: ReadonlyMap<string, number> = new Map();
+
+/** Sets which Gram maps created from now on get the fused `lanczos` method (default 'auto'; bench/floor.ts --fused). */
+export function setFusedLanczos(m: FusedMode): void {
+  mode = m;
 }
 
-/** Largest Gram space (entries) run fused: see FUSED_MAX_N's measurements in docs/algorithms-fused-lanczos.md. */
-export const FUSED_MAX_N = 1 << 16;
-
 /**
- * Whether a Gram map on R^n gets the fused `lanczos` method: on when setFusedLanczos allows, on the CPU provider, for
- * n ≤ FUSED_MAX_N.
+ * Whether a Gram map on R^n on this runtime gets the fused `lanczos` method. Under 'auto': nowhere today. On the CPU
+ * provider every size measured slower than one run a step (docs/algorithms-fused-lanczos.md: small operators pay
+ * onnxruntime's per-iteration Loop cost, large ones the first touch of each session's fresh arena for the basis);
+ * WebGPU has no float64 kernels (the float64 half would run on the CPU, with transfers each step); CUDA could not be
+ * installed or measured here. The boundary (GramOperator.lanczos) is ready for a provider where it pays.
  */
 export function fusedLanczosFits(n: number, runtime: RuntimeOptions): boolean {
-  return enabled && (runtime.device === 'cpu' || providerFor(runtime.device)?.provider === 'cpu') && n <= FUSED_MAX_N;
+  if (mode !== 'auto') return mode === 'on';
+  return n <= (AUTO_FUSED_MAX_N.get(runtime.device) ?? 0);
 }
 
 /** `base` with a `lanczos` method that runs the steps fused (the base's own products serve everything else). */

@@ -4,8 +4,9 @@ import type { Tensor } from './tensor.js';
 export type Shape = readonly number[];
 
 /**
- * The linear primitives a converter can produce. Each has a known forward and adjoint in ONNX (src/ir/emit.ts).
- * Affine offsets (biases, pad values, added constants) are dropped: they never change a Lipschitz constant.
+ * The linear primitives a converter can produce. Each has a known forward and adjoint in ONNX (src/backend/emit.ts).
+ * Affine offsets (biases, pad values, added constants) are not part of a prim: they never change a Lipschitz constant
+ * (the exact enumeration reads the ones it needs from LinearNode.offset).
  */
 export type LinearPrim =
   | { readonly op: 'conv'; readonly weight: Tensor; readonly group: number; readonly strides: readonly number[]; readonly pads: readonly number[]; readonly dilations: readonly number[] }

@@ -212,7 +212,8 @@ export function graphCpObstacle(ir: IrGraph, blocks: readonly Block[]): string |
   for (const b of blocks) {
     if (b.kind === 'operator') continue;
     const n = b.node;
-    if (n.kind === 'linear') continue;
+    // a broadcasting sum's adjoint reduces over the broadcast axes: a rounding graphMargin does not count
+    if (n.kind === 'linear') { if (n.inShapes.some((sh) => sizeOf(sh) !== sizeOf(n.outShape)) && n.prim.op === 'sum') return `sum node '${n.name}' (${n.opType}) broadcasts its inputs`; continue; }
     if (n.kind !== 'activation') return `node '${n.name}' (${n.opType}) is neither linear nor an elementwise activation`;
     if (n.inputs.length !== 1 || !sameShape(n.inShapes[0], n.outShape)) return `activation '${n.name}' (${n.opType}) is not elementwise on one input`;
     const c = (n.slope[0] + n.slope[1]) / 2;
@@ -221,6 +222,8 @@ export function graphCpObstacle(ir: IrGraph, blocks: readonly Block[]): string |
     if (n.slope[1] > n.slope[0]) spread++;
   }
   if (spread === 0) return 'the graph has no activation with a slope range to expand';
+  // on a chain the expansion is CP's on its segments (ALGORITHMS.md §5), which also tries every split
+  if (!blocks.some((b) => b.kind === 'node' && b.node.kind === 'linear')) return 'the graph is a chain without sums or concatenations: CP on its segments already is this expansion';
   if (ir.nodes.length === 0) return 'the graph is empty';
   return null;
 }

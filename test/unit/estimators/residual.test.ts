@@ -8,7 +8,8 @@ import type { GramOperator, OperatorBackend } from '../../../src/ir/operator.js'
 import { sizeOf, toFloat64 } from '../../../src/ir/tensor.js';
 import { Random } from '../../../src/linalg/random.js';
 import { encodeGraph, type NodeSpec } from '../../../src/onnx/writer.js';
-import { sigmaMax } from '../../helpers/dense.js';
+import { hasShared, SHARED, sigmaMax } from '../../helpers/dense.js';
+import { analyze } from '../../../src/index.js';
 import { ACTS, f32, matmul, measureAll, pipeline, settings as baseSettings, tensor, type Act } from '../../helpers/mlp.js';
 
 /**
@@ -385,4 +386,21 @@ test('graphCpObstacle: a max-pool or a non-float32 slope midpoint declines', asy
   const relu = await pipeline(twoBlocks(ws, ACTS.relu));
   const pool = { kind: 'lipschitz' as const, name: 'pool', opType: 'MaxPool', inputs: ['y'], inShapes: [[1, 2]], output: 'p', outShape: [1, 2], fn: 'maxpool', l2: 1, linf: 1, note: '' };
   assert.match(graphCpObstacle(relu.ir, [...relu.blocks, { kind: 'node', node: pool }]) ?? '', /'pool' \(MaxPool\) is neither linear nor an elementwise activation/);
+});
+
+test('sri_resnet_b (residual CNN): the residual and graph bounds stay above the witnessed lower bound and below AutoLip', { skip: hasShared ? false : 'skipped: ../shared/models is absent (a user clone)' }, async () => {
+  const r = await analyze(`${SHARED}sri_resnet_b.onnx`, { device: 'cpu' });
+  const by = new Map(r.global.methods.map((m) => [m.method, m]));
+  const lower = r.global.lower!.value;
+  const autolip = by.get('autolip')!.upper!.value;
+  for (const name of ['autolip+residual', 'graph-cp']) {
+    const m = by.get(name);
+    assert.ok(m?.upper, `${name} is listed in global.methods`);
+    assert.ok(m.upper.value >= lower, `${name} ${m.upper.value} is below the witnessed lower bound ${lower}`);
+    assert.ok(m.upper.value < autolip, `${name} ${m.upper.value} is not below AutoLip ${autolip}`);
+  }
+  // the graph bound is the tightest there (4745 against autolip+cp+residual 22106 when written)
+  assert.ok(r.global.upper!.value <= by.get('graph-cp')!.upper!.value);
+  assert.ok(r.global.upper!.value < 0.5 * by.get('autolip+cp')!.upper!.value, `best ${r.global.upper!.value} vs autolip+cp ${by.get('autolip+cp')!.upper!.value}`);
+  assert.ok(r.layers.some((l) => l.opTypes.includes('residual block')), 'one layer row per residual block');
 });

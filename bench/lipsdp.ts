@@ -2,7 +2,7 @@
  * LipSDP solver bench (issue 12 item 1): forms each conv-free sequential segment's LMI problem from a model (the
  * float64 region matrices lipsdp.ts forms; cached under /tmp/lipcheck-lipsdp/), then runs the solver and the
  * certificate (lipSdpBound) on it and prints value, Newton steps, work and time. Times are for reading, never a check.
- * Usage: npx tsx bench/lipsdp.ts [--variant neuron|layer] [--work MULTIPLY_ADDS] FILE…
+ * Usage: npx tsx bench/lipsdp.ts [--variant neuron|layer] [--work MULTIPLY_ADDS] [--trace] FILE…
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { basename } from 'node:path';
@@ -65,10 +65,12 @@ async function main(): Promise<void> {
   const args = process.argv.slice(2);
   let variant: LipSdpVariant = 'neuron';
   let maxWork: number | undefined;
+  let trace = false;
   const files: string[] = [];
   for (let i = 0; i < args.length; i++) {
     if (args[i] === '--variant') variant = args[++i] as LipSdpVariant;
     else if (args[i] === '--work') maxWork = Number(args[++i]);
+    else if (args[i] === '--trace') trace = true;
     else files.push(args[i]);
   }
   console.log('| model | segment | N (hidden) | variant | certified | solver √ρ | steps | converged | work (Mflop) | s |');
@@ -77,7 +79,8 @@ async function main(): Promise<void> {
     for (const { id, problem } of await problemsOf(f)) {
       const hidden = problem.layers.slice(0, -1).reduce((a, l) => a + l.rows, 0);
       const t0 = performance.now();
-      const b = lipSdpBound(problem, { variant, maxWork });
+      const onIteration = trace ? (it: { steps: number; rho: number; relGap: number; work: number }) => console.log(`  ${id} iteration ${it.steps}: ρ ${it.rho.toExponential(9)}, gap/ρ ${it.relGap.toExponential(2)}, ${((2 * it.work) / 1e6).toFixed(0)} Mflop, ${((performance.now() - t0) / 1000).toFixed(1)} s`) : undefined;
+      const b = lipSdpBound(problem, { variant, maxWork, onIteration });
       const s = (performance.now() - t0) / 1000;
       console.log(`| ${basename(f)} | ${id} | ${problem.layers[0].cols + hidden} (${hidden}) | ${variant} | ${b ? b.value.toPrecision(7) : 'none'} | ${b ? b.estimate.toPrecision(7) : '—'} | ${b?.newtonSteps ?? '—'} | ${b?.converged ?? '—'} | ${b ? ((2 * b.work) / 1e6).toFixed(0) : '—'} | ${s.toFixed(2)} |`);
     }

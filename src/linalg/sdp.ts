@@ -306,6 +306,8 @@ export interface LipSdpOptions {
   readonly relTol?: number;
   /** Most multiply-adds to spend (default: unlimited); when it runs out the last iterate (always dual feasible) is returned. */
   readonly maxWork?: number;
+  /** Called after each iteration (benchmarks): iterations so far, ρ of the solved (scaled) problem, relative gap, work so far. */
+  readonly onIteration?: (it: { readonly steps: number; readonly rho: number; readonly relGap: number; readonly work: number }) => void;
 }
 
 /**
@@ -639,6 +641,7 @@ export function solveLipSdp(problem: LipSdpProblem, opts: LipSdpOptions): LipSdp
       }
     }
     if (movedD) { s = inverseFromCholesky(lz, n); remember(); }
+    opts.onIteration?.({ steps, rho, relGap: (inner(x, zf) + inner(xl, vars)) / Math.abs(rho), work });
     if (!movedP && !movedD) break;
   }
   if (path[0].rho !== rho) remember();

@@ -11,7 +11,10 @@
  * step counts for the floors, time/floor and peak RSS. Optionally (--torch) the probabilistic run's iterations in PyTorch
  * (bench/torch-power.py: power iteration, and Lanczos with float64 full reorthogonalisation).
  * Usage: npm run bench:floor [-- --models resnet18,resnet50,vgg16,oval21_wide_kw,...] [--repeat 3] [--skip-defaults]
- *        [--per-op] [--torch] [--shared DIR (default ../shared/models)]
+ *        [--per-op] [--torch] [--shared DIR (default ../shared/models)] [--fused auto|on|off|compare]
+ * --fused: the fused Lanczos runs (src/backend/fused-lanczos.ts) as lipcheck decides (auto, the default), forced on
+ * every Gram map, or off; `compare` runs every mode with off and on alternately (side by side, same load) and prints
+ * both rows, with the on/off time ratio.
  * Models: the names of bench/gen-models.ts (generated on first use into bench/out/) or files of ../shared/models.
  */
 import { spawnSync } from 'node:child_process';
@@ -28,6 +31,7 @@ import type { LinearNode } from '../src/ir/types.js';
 import { createOrtGram, createOrtOperator } from '../src/backend/operators.js';
 import { Random } from '../src/linalg/random.js';
 import { resetRuntimeStats, runtimeStats } from '../src/backend/runtime.js';
+import { setFusedLanczos, type FusedMode } from '../src/backend/fused-lanczos.js';
 import { decodeModel, readModelBytes } from '../src/onnx/read-model.js';
 import { encodeGraph } from '../src/onnx/writer.js';
 import { BENCH_MODELS, benchModelPath, type BenchModel } from './gen-models.js';
@@ -83,7 +87,8 @@ const MODES: Record<string, AnalyzeOptions> = {
   defaults: { device: 'cpu' },
 };
 
-async function child(path: string, mode: string): Promise<void> {
+async function child(path: string, mode: string, fused: FusedMode): Promise<void> {
+  setFusedLanczos(fused);
   resetRuntimeStats();
   const t0 = performance.now();
   const r = await analyze(path, MODES[mode]);
@@ -150,7 +155,7 @@ function torchTime(name: string, ops: FloorOps['ops'], steps: Record<string, num
 
 if (args[0] === '--child') {
   if (args[1] === 'floor') await childFloor(args[2]);
-  else await child(args[2], args[1]);
+  else await child(args[2], args[1], (args[3] ?? 'auto') as FusedMode);
 } else {
   const names = flag('--models', 'resnet18,resnet50,vgg16,oval21_wide_kw,tiny_yolo,sri_resnet_b').split(',');
   const repeat = Number(flag('--repeat', '1'));
@@ -162,18 +167,32 @@ if (args[0] === '--child') {
     const path = (BENCH_MODELS as readonly string[]).includes(name) ? benchModelPath(name as BenchModel) : `${shared}${name.endsWith('.onnx') ? name : `${name}.onnx`}`;
     if (!existsSync(path)) { console.log(`| ${name} | absent | | | | | | | | | | | | |`); continue; }
     const fl = spawn<FloorOps>(['floor', path]);
-    const medianRun = (mode: string) => Array.from({ length: repeat }, () => spawn<RunResult>([mode, path])).sort((a, b) => a.ms - b.ms)[Math.floor(repeat / 2)];
+    const fusedFlag = flag('--fused', 'auto');
+    // compare: off and on alternately, repeat times each, so both see the same load
+    const variants = fusedFlag === 'compare' ? ['off', 'on'] : [fusedFlag];
+    const medianRuns = (mode: string) => {
+      const runs = new Map<string, RunResult[]>(variants.map((v) => [v, []]));
+      for (let i = 0; i < repeat; i++) for (const v of variants) runs.get(v)!.push(spawn<RunResult>([mode, path, v]));
+      return new Map([...runs].map(([v, rs]) => [v, rs.sort((a, b) => a.ms - b.ms)[Math.floor(repeat / 2)]]));
+    };
     const modes = ['estimate', 'probabilistic', ...(args.includes('--skip-defaults') ? [] : ['defaults'])];
     let e: RunResult | null = null;
     let measured: FloorOps['ops'] = [];
     for (const mode of modes) {
-      const r = medianRun(mode);
-      const ops = fl.ops.filter((o) => r.steps[o.id] !== undefined);
-      const steps = ops.reduce((a, o) => a + r.steps[o.id], 0);
-      const floor = ops.reduce((a, o) => a + r.steps[o.id] * (o.fwdMs + o.adjMs), 0);
-      const fused = ops.reduce((a, o) => a + r.steps[o.id] * o.gramMs, 0);
-      console.log(`| ${name} | ${ops.length} | ${mode} | ${steps} | ${sec(floor)} | ${fused ? sec(fused) : '—'} | ${sec(r.ms)} | ${(r.ms / floor).toFixed(2)} | ${fused ? (r.ms / fused).toFixed(2) : '—'} | ${sec(r.normsMs)} | ${sec(r.ortRunMs)} | ${sec(r.ortCreateMs)} | ${r.upper} | ${r.peakRssMb} |`);
-      if (mode === 'probabilistic') { e = r; measured = ops; }
+      const results = medianRuns(mode);
+      for (const [variant, r] of results) {
+        const ops = fl.ops.filter((o) => r.steps[o.id] !== undefined);
+        const steps = ops.reduce((a, o) => a + r.steps[o.id], 0);
+        const floor = ops.reduce((a, o) => a + r.steps[o.id] * (o.fwdMs + o.adjMs), 0);
+        const fused = ops.reduce((a, o) => a + r.steps[o.id] * o.gramMs, 0);
+        const label = variants.length > 1 ? `${mode} (fused ${variant})` : mode;
+        console.log(`| ${name} | ${ops.length} | ${label} | ${steps} | ${sec(floor)} | ${fused ? sec(fused) : '—'} | ${sec(r.ms)} | ${(r.ms / floor).toFixed(2)} | ${fused ? (r.ms / fused).toFixed(2) : '—'} | ${sec(r.normsMs)} | ${sec(r.ortRunMs)} | ${sec(r.ortCreateMs)} | ${r.upper} | ${r.peakRssMb} |`);
+        if (mode === 'probabilistic') { e = r; measured = ops; }
+      }
+      if (variants.length > 1) {
+        const [off, on] = [results.get('off')!, results.get('on')!];
+        console.log(`| ${name} | | ${mode}: fused on/off | | | | ${(on.ms / off.ms).toFixed(2)}× | | | ${(on.normsMs / off.normsMs).toFixed(2)}× | | | ${on.upper === off.upper ? 'same upper' : `upper ${off.upper} → ${on.upper}`} | |`);
+      }
     }
     if (!e) continue;
     if (args.includes('--per-op')) {

@@ -6,7 +6,9 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { EigenvalueDecomposition, Matrix } from 'ml-matrix';
-import { fusedLanczos, FusedLanczosSession, withFusedLanczos, type FusedGramParts } from '../../../src/backend/fused-lanczos.js';
+import { fusedLanczos, FusedLanczosSession, setFusedLanczos, withFusedLanczos, type FusedGramParts } from '../../../src/backend/fused-lanczos.js';
+import { createOrtBackend } from '../../../src/backend/index.js';
+import { measureRegion } from '../../../src/estimators/operator-norm.js';
 import { chainGraphs } from '../../../src/backend/graphs.js';
 import { createOrtGram } from '../../../src/backend/operators.js';
 import type { RuntimeOptions } from '../../../src/backend/runtime.js';
@@ -16,6 +18,8 @@ import type { Tensor } from '../../../src/ir/tensor.js';
 import { lanczosTop } from '../../../src/linalg/lanczos.js';
 import { Random } from '../../../src/linalg/random.js';
 import { encodeGraph, type GraphSpec } from '../../../src/onnx/writer.js';
+import { sigmaMax } from '../../helpers/dense.js';
+import { ACTS, mlpModel, pipeline, randomDense, settings as base } from '../../helpers/mlp.js';
 
 const cpu = (threads: number): RuntimeOptions => ({ device: 'cpu', threads });
 
@@ -185,4 +189,36 @@ test('through lanczosTop: the stop rule, an invariant Krylov space and a run tha
   assert.ok(fi.ritzVector.every(Number.isFinite));
   await low.gram.dispose();
   await low.plain.dispose();
+});
+
+test('measureRegion through createOrtBackend with fused runs forced on: the KW steps in one run, bounds valid and equal to the one-run-per-step ones to float32 level', async () => {
+  const layers = randomDense([48, 40, 56, 24], new Random(11));
+  const { blocks } = await pipeline(mlpModel(layers, ACTS.relu));
+  const regions = blocks.flatMap((b) => (b.kind === 'operator' ? [b.region] : []));
+  const measure = async (mode: 'on' | 'off') => {
+    setFusedLanczos(mode);
+    try {
+      const settings = { ...base, certify: 'off' as const, backend: createOrtBackend({ runtime: { device: 'cpu' } }) };
+      const out = [];
+      for (const [i, r] of regions.entries()) {
+        const g = await settings.backend.gram(r);
+        assert.equal(typeof g.lanczos, mode === 'on' ? 'function' : 'undefined', `${r.id}: fused method ${mode}`);
+        await g.dispose();
+        out.push(await measureRegion(r, settings, i));
+      }
+      return out;
+    } finally {
+      setFusedLanczos('auto');
+    }
+  };
+  const [on, off] = [await measure('on'), await measure('off')];
+  for (const [i, l] of layers.entries()) {
+    const sigma = sigmaMax(l.w, l.rows, l.cols);
+    assert.equal(on[i].upper.kind, 'probabilistic');
+    assert.equal(on[i].iterations, off[i].iterations, `${regions[i].id}: the KW count in both`);
+    assert.ok(on[i].upper.value >= sigma, `${regions[i].id}: upper ${on[i].upper.value} below σ ${sigma}`);
+    assert.ok(on[i].upper.value <= sigma * (1 + base.tol) * (1 + 1e-3), `${regions[i].id}: upper ${on[i].upper.value} looser than (1 + tol)·σ`);
+    assert.ok(Math.abs(on[i].upper.value - off[i].upper.value) <= 1e-6 * sigma, `${regions[i].id}: fused ${on[i].upper.value} vs ${off[i].upper.value}`);
+    assert.ok(on[i].direction !== null && on[i].direction!.length === l.cols, 'the witness direction lives in the input space (AAᵀ: mapped back by half)');
+  }
 });

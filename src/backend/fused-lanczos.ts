@@ -262,7 +262,9 @@ export async function fusedLanczos(parts: FusedGramParts, runtime: RuntimeOption
       let ss = 0;
       for (let i = 0; i < ritz.length; i++) ss += ritz[i] * ritz[i];
       const scale = (run.coef[big] < 0 ? -1 : 1) / Math.sqrt(ss);
-      if (Number.isFinite(scale)) for (let i = 0; i < ritz.length; i++) ritz[i] *= scale;
+      // T_K's squarings can fail only on a zero T (a zero operator: 0/0); lanczosTop then gives its Ritz vector
+      if (!Number.isFinite(scale) || !ritz.every(Number.isFinite)) return null;
+      for (let i = 0; i < ritz.length; i++) ritz[i] *= scale;
       return { theta: Math.max(theta, 0), ritzVector: ritz, steps: used, invariant, history, extraPasses: used };
     }
   } finally {

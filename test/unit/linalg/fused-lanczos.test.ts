@@ -189,6 +189,18 @@ test('through lanczosTop: the stop rule, an invariant Krylov space and a run tha
   assert.ok(fi.ritzVector.every(Number.isFinite));
   await low.gram.dispose();
   await low.plain.dispose();
+
+  // a zero operator: invariant at once; the fused method declines (T = 0 has no top eigenvector by squaring) and
+  // lanczosTop gives the start vector as its Ritz vector
+  const zero = await withFused(new Float32Array(n * m));
+  const fz = await lanczosTop(viaFused(zero.gram), { start, maxSteps: 30, stop: () => false, expectedSteps: 12 });
+  assert.equal(fz.theta, 0);
+  assert.equal(fz.invariant, true);
+  assert.equal(fz.steps, 1);
+  assert.ok(cosine(fz.ritzVector, start) > 1 - 1e-12);
+  assert.equal(await fusedLanczos(denseParts(new Float32Array(n * m), n, m), cpu(1), { start, maxSteps: 30, stop: () => false, expectedSteps: 12 }), null);
+  await zero.gram.dispose();
+  await zero.plain.dispose();
 });
 
 test('measureRegion through createOrtBackend with fused runs forced on: the KW steps in one run, bounds valid and equal to the one-run-per-step ones to float32 level', async () => {

@@ -191,7 +191,23 @@ export async function residualBlockBound(block: ResidualBlock, settings: NormSet
   };
 
   const coefficient = c.reduce((a, x) => a * x, 1);
-  const linear = await measure(linearPart(block, coefficient), 4095);
+  const region = linearPart(block, coefficient);
+  const measured = await measure(region, 4095);
+  // measureRegion's margin multiplies every piece's |·|-norm; carried through the chain it is far smaller (chainMargin)
+  const singles = seg.regions.map((_, i) => up[i][i]);
+  const skipNorm = block.skip ? opts.known?.get(block.skip.id)?.upper.value ?? regionBound(block.skip, '2', 0).value : 1;
+  if (block.skip) kinds.push(opts.known?.get(block.skip.id)?.upper.kind ?? 'certified');
+  const cAbs = Math.abs(Math.fround(coefficient));
+  const total = Math.abs(signs[1 - block.branchIndex]) * skipNorm + b * cAbs * singles.reduce((a, x) => a * x, 1);
+  const pieces: { gammaSum: number; absNorm: number; into: number; out: number }[] = seg.regions.map((r, i) => {
+    const rb = regionBound(r, '2', 0);
+    return { ...rb, into: singles.slice(0, i).reduce((a, x) => a * x, 1), out: b * cAbs * singles.slice(i + 1).reduce((a, x) => a * x, 1) };
+  });
+  if (block.skip) { const rb = regionBound(block.skip, '2', 0); pieces.push({ ...rb, into: 1, out: Math.abs(signs[1 - block.branchIndex]) }); }
+  const g1 = 2 ** -24 / (1 - 2 ** -24);
+  // the scale by c, the two-input sum, and in the adjoint the sum of u's two cotangents
+  pieces.push({ gammaSum: g1, absNorm: cAbs, into: singles.reduce((a, x) => a * x, 1), out: b }, { gammaSum: g1, absNorm: 1, into: total, out: 1 }, { gammaSum: g1, absNorm: 1, into: 1, out: total });
+  const linear = withMargin(measured, region, settings, chainedMargin(pieces, total));
   kinds.push(linear.upper.kind);
   // the part is measured with the float32 coefficient: the difference is at most |c − fround(c)|·|b|·Π‖W_i‖
   const shift = Math.abs(coefficient - Math.fround(coefficient)) * b * up.reduce((a, row, i) => a * row[i], 1);
@@ -204,6 +220,33 @@ export async function residualBlockBound(block: ResidualBlock, settings: NormSet
     upper, estimate: Number.isFinite(estimate) ? estimate : null, linear, norms, probabilistic: kind === 'probabilistic' ? probabilistic : 0, work, ms: performance.now() - t0,
     note: `${block.skip ? `${block.skip.id} + ` : 'I + '}${seg.regions.map((x) => x.id).join('·')}: linear part ${linear.upper.value.toPrecision(4)}, residual bound ${value.toPrecision(4)}`,
   };
+}
+
+/**
+ * The float32 margin of one Gram application of a map made of pieces (chainMargin's argument on a DAG): piece k adds
+ * at most γ_k·‖|piece_k|‖·into_k·‖v‖ to the result's error, carried out with norm ≤ out_k; with η their sum and ‖A‖ ≤
+ * total, AᵀA·v is off by (2·total·η + η²)·‖v‖.
+ */
+function chainedMargin(pieces: readonly { gammaSum: number; absNorm: number; into: number; out: number }[], total: number): number {
+  const eta = pieces.reduce((a, p) => a + p.gammaSum * p.absNorm * p.into * p.out, 0);
+  return roundUp(2 * total * eta + eta * eta, 2 * pieces.length + 8);
+}
+
+/**
+ * measureRegion's result with one more candidate: its KW bound recomputed with `margin` instead of its own
+ * (θ = estimate², the same steps and δ), the smallest allowed candidate chosen as measureRegion chooses.
+ */
+function withMargin(m: OperatorNorm, region: LinearRegion, settings: NormSettings, margin: number): OperatorNorm {
+  if (m.estimate === null || !m.candidates.some((x) => x.kind === 'probabilistic')) return m;
+  const n = Math.min(sizeOf(region.inShape), sizeOf(region.outShape));
+  const factor = kwFactor(n, m.iterations, settings.delta);
+  if (!Number.isFinite(factor)) return m;
+  const kw: Bound = { value: roundUp(Math.sqrt(m.estimate * m.estimate * factor * factor + margin), 4), kind: 'probabilistic', method: `lanczos-kw(k=${m.iterations}, chain margin)` };
+  const candidates = [...m.candidates, kw];
+  const allowed = candidates.filter((x) => settings.certify !== 'strict' || x.kind === 'certified');
+  const tightest = allowed.reduce((a, x) => (x.value < a.value ? x : a));
+  const certified = allowed.find((x) => x.kind === 'certified' && x.value <= tightest.value * (1 + 1e-3));
+  return { ...m, candidates, upper: certified ?? tightest };
 }
 
 /** Why the whole-graph expansion (graphCpBound) cannot run on a block list, or null. */

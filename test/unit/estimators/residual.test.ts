@@ -10,6 +10,7 @@ import { Random } from '../../../src/linalg/random.js';
 import { encodeGraph, type NodeSpec } from '../../../src/onnx/writer.js';
 import { hasShared, SHARED, sigmaMax } from '../../helpers/dense.js';
 import { analyze } from '../../../src/index.js';
+import { createOrtBackend } from '../../../src/backend/index.js';
 import { ACTS, f32, matmul, measureAll, pipeline, settings as baseSettings, tensor, type Act } from '../../helpers/mlp.js';
 
 /**
@@ -403,4 +404,27 @@ test('sri_resnet_b (residual CNN): the residual and graph bounds stay above the 
   assert.ok(r.global.upper!.value <= by.get('graph-cp')!.upper!.value);
   assert.ok(r.global.upper!.value < 0.5 * by.get('autolip+cp')!.upper!.value, `best ${r.global.upper!.value} vs autolip+cp ${by.get('autolip+cp')!.upper!.value}`);
   assert.ok(r.layers.some((l) => l.opTypes.includes('residual block')), 'one layer row per residual block');
+});
+
+test('through onnxruntime (float32 kernels, the chain margins): the residual and graph bounds stay ≥ brute force and within 1e-3 of the float64 backend', async () => {
+  for (const seed of [51, 52, 53]) {
+    const rng = new Random(seed);
+    const ws = [randomMat(4, 2, rng), randomMat(2, 4, rng), randomMat(4, 2, rng), randomMat(2, 4, rng)];
+    const { ir, blocks, segments } = await pipeline(twoBlocks(ws, ACTS.relu));
+    const values: number[][] = [];
+    for (const backend of [createOrtBackend({ runtime: { device: 'cpu' } }), denseBackend()]) {
+      const s = { ...settingsWith(backend), certify: 'off' as const };
+      const known = await measureAll(blocks, s);
+      const res = await Promise.all(findResidualBlocks(ir, blocks, segments).map((b) => residualBlockBound(b, s, { known })));
+      const g = (await graphCpBound(ir, blocks, known, s, { budget: Infinity }))!;
+      values.push([...res.map((r) => r.upper.value), g.upper.value]);
+      assert.equal(g.upper.kind, 'probabilistic');
+    }
+    const [ort, dense] = values;
+    assert.equal(ort.length, 3, 'two residual blocks and the graph');
+    ort.forEach((v, i) => assert.ok(Math.abs(v - dense[i]) <= 1e-3 * dense[i], `seed ${seed} bound ${i}: onnxruntime ${v}, float64 ${dense[i]}`));
+    // the first block's brute force: its 4 units
+    const brute1 = bruteForce([ws[0], ws[1]], [0, 1], identity(2), 1, 1);
+    assert.ok(brute1 <= ort[0], `seed ${seed}: brute force ${brute1} > residual bound ${ort[0]}`);
+  }
 });

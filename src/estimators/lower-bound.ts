@@ -80,6 +80,13 @@ const FIXED_STEPS = [1e-2], SAFE_SHARE = 0.95, MAX_STEP = 0.1, MIN_SEGMENT = 1e-
 const MAX_ROWS = 32;
 /** Products per random start and per walk step (measured averages), and the plan's share of the budget. */
 const PRODUCTS_PER_START = 40, PRODUCTS_PER_STEP = 20, PLAN_SHARE = 0.5, MAX_ROUNDS = 8;
+/**
+ * Standard deviation of round r's random starts: START_SCALES[r mod 2]. Where the largest ‖J(x)‖ lies depends on the
+ * biases: far out (x ~ N(0, I): acasxu, oval21) or near the origin, where saturating units are still live
+ * (dist_shift_mnist_concat's sigmoids: 1 226 from N(0, I) starts, 4 000–8 000 from N(0, 10⁻⁴I) ones); so there are
+ * always at least two rounds, one of each. Walk steps are relative to ‖x‖ (floor 10⁻³), so a small start walks small.
+ */
+const START_SCALES = [1, 0.01], MIN_ROUNDS = 2, MIN_STEP_NORM = 1e-3;
 
 /** How much work the search does: fixed by the model's size and the budget, so it is the same on every run. */
 export interface SearchPlan {
@@ -131,8 +138,8 @@ export function searchCosts(blocks: readonly Block[], input: number): { product:
 }
 
 /**
- * The search's size, from the cost model of one product with J(x) (searchCosts): rounds fill about half the budget,
- * and a model too large for one full round gets a shorter walk. The search then stops wherever its counted work
+ * The search's size, from the cost model of one product with J(x) (searchCosts): rounds fill about half the budget
+ * (at least MIN_ROUNDS, one per start scale), and a model too large for one full round gets a shorter walk. The search then stops wherever its counted work
  * reaches the budget, so plan and stop are the same on every run.
  */
 export function planSearch(blocks: readonly Block[], sizes: { input: number; output: number }, norm: NormKind, budget: number, starts = 4, walkSteps = 100): SearchPlan {
@@ -143,8 +150,9 @@ export function planSearch(blocks: readonly Block[], sizes: { input: number; out
   const perStep = norm === 'inf' ? 7 + rows / 10 : PRODUCTS_PER_STEP;
   const roundFlop = (starts * perStart + walkSteps * perStep) * productFlop;
   const room = PLAN_SHARE * budget;
-  const rounds = Math.max(1, Math.min(MAX_ROUNDS, Math.floor(room / roundFlop)));
-  // a model too large for one round gets fewer starts and a shorter walk, in proportion
+  const rounds = Math.max(MIN_ROUNDS, Math.min(MAX_ROUNDS, Math.floor(room / roundFlop)));
+  // a model too large for one round gets fewer starts and a shorter walk, in proportion; the second round (small starts)
+  // then runs until the counted work stops it
   const fit = Math.min(1, room / roundFlop);
   return { rounds, starts: Math.max(1, Math.round(starts * fit)), walkSteps: Math.max(5, Math.floor(walkSteps * fit)), polishSteps: norm === 'inf' ? 0 : POLISH_STEPS };
 }
@@ -304,9 +312,11 @@ class Search {
     return this.jac.vjp(s, new Float64Array(sizeOf(this.args.ir.outputShape)), inject);
   }
 
-  private randomStart(): Float32Array {
+  /** x ~ N(0, s²I) with round r's scale s (START_SCALES). */
+  private randomStart(round: number): Float32Array {
     const x = new Float32Array(this.n);
-    for (let i = 0; i < this.n; i++) x[i] = this.rng.normal();
+    const scale = START_SCALES[round % START_SCALES.length];
+    for (let i = 0; i < this.n; i++) x[i] = scale * this.rng.normal();
     return x;
   }
 
@@ -417,7 +427,7 @@ class Search {
       let round: Point | null = null;
       for (let k = 0; k < this.plan.starts; k++) {
         if ((r > 0 || k > 0) && this.overBudget(0.7)) break;
-        const p = await this.point(this.randomStart(), this.rng.unitVector(this.n), START_LANCZOS);
+        const p = await this.point(this.randomStart(r), this.rng.unitVector(this.n), START_LANCZOS);
         if (p && (!round || p.sigma > round.sigma)) round = p;
       }
       if (!round) break;
@@ -449,7 +459,7 @@ class Search {
       const sp = { s: soft, ...top };
       const g = await this.ascentDirection(sp);
       if (!g) break;
-      const next = await this.point(this.moved(cur.s.x, g, STEP_START * Math.pow(STEP_END / STEP_START, t) * Math.max(norm2(cur.s.x), 1)), sp.v, WARM_LANCZOS);
+      const next = await this.point(this.moved(cur.s.x, g, STEP_START * Math.pow(STEP_END / STEP_START, t) * Math.max(norm2(cur.s.x), MIN_STEP_NORM)), sp.v, WARM_LANCZOS);
       if (!next) break;
       cur = next;
       if (cur.sigma > best.sigma) best = cur;
@@ -521,7 +531,7 @@ class Search {
       let round: RowPoint | null = null;
       for (let k = 0; k < this.plan.starts; k++) {
         if ((r > 0 || k > 0) && this.overBudget(0.7)) break;
-        const s = await this.state(this.randomStart());
+        const s = await this.state(this.randomStart(r));
         if (!s) continue;
         const p = { s, ...(await this.topRow(s, rows)) };
         if (Number.isFinite(p.value) && (!round || p.value > round.value)) round = p;
@@ -542,7 +552,7 @@ class Search {
         const g = await this.gradient(soft, tangents, cotangents);
         const gn = norm2(g);
         if (!(gn > 0 && Number.isFinite(gn))) break;
-        const s = await this.state(this.moved(cur.s.x, scaleInPlace(g, 1 / gn), STEP_START * Math.pow(STEP_END / STEP_START, t) * Math.max(norm2(cur.s.x), 1)));
+        const s = await this.state(this.moved(cur.s.x, scaleInPlace(g, 1 / gn), STEP_START * Math.pow(STEP_END / STEP_START, t) * Math.max(norm2(cur.s.x), MIN_STEP_NORM)));
         if (!s) break;
         // every few steps the row is chosen again, otherwise only the current row is measured
         const next = { s, ...(await this.topRow(s, k % 10 === 9 ? rows : [cur.row])) };

@@ -14,7 +14,9 @@
  *        [--per-op] [--torch] [--shared DIR (default ../shared/models)] [--fused auto|on|off|compare]
  * --fused: the fused Lanczos runs (src/backend/fused-lanczos.ts) as lipcheck decides (auto, the default), forced on
  * every Gram map, or off; `compare` runs every mode with off and on alternately (side by side, same load) and prints
- * both rows, with the on/off time ratio.
+ * both rows, with the on/off time ratio. --fused-ops: per operator, one KW-count Lanczos run one product a step
+ * (session creation included) against the same steps fused (FusedLanczosSession creation and run), wall and CPU ms,
+ * two alternating repetitions each, the faster kept.
  * Models: the names of bench/gen-models.ts (generated on first use into bench/out/) or files of ../shared/models.
  */
 import { spawnSync } from 'node:child_process';
@@ -22,7 +24,7 @@ import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { analyze, type AnalyzeOptions } from '../src/index.js';
-import { chainGraphs } from '../src/backend/graphs.js';
+import { chainGraphs, feedWeights } from '../src/backend/graphs.js';
 import { regionBound } from '../src/estimators/region-bounds.js';
 import { buildIr } from '../src/frontend/build.js';
 import { emitAdjoint, emitForward } from '../src/backend/emit.js';
@@ -31,7 +33,10 @@ import type { LinearNode } from '../src/ir/types.js';
 import { createOrtGram, createOrtOperator } from '../src/backend/operators.js';
 import { Random } from '../src/linalg/random.js';
 import { resetRuntimeStats, runtimeStats } from '../src/backend/runtime.js';
-import { setFusedLanczos, type FusedMode } from '../src/backend/fused-lanczos.js';
+import { fusedLanczos, setFusedLanczos, type FusedMode } from '../src/backend/fused-lanczos.js';
+import { lanczosTop } from '../src/linalg/lanczos.js';
+import { kwStepsFor } from '../src/linalg/probabilistic.js';
+import { sizeOf } from '../src/ir/tensor.js';
 import { decodeModel, readModelBytes } from '../src/onnx/read-model.js';
 import { encodeGraph } from '../src/onnx/writer.js';
 import { BENCH_MODELS, benchModelPath, type BenchModel } from './gen-models.js';
@@ -137,6 +142,42 @@ async function childFloor(path: string): Promise<void> {
   process.stdout.write(JSON.stringify({ buildMs, ops } satisfies FloorOps));
 }
 
+/** --fused-ops: per operator, the KW count of Lanczos steps one product a step vs fused (wall and process CPU ms). */
+async function childFusedOps(path: string): Promise<void> {
+  const built = await buildIr(decodeModel(readModelBytes(path), path), { seed: 0, runtime: { device: 'cpu' } });
+  const regions = mergeLinear(built.ir).flatMap((b) => (b.kind === 'operator' ? [b.region] : [])).filter((r) => regionBound(r, '2', 0).method !== 'exact');
+  const runtime = { device: 'cpu', threads: cpus().length } as const;
+  const cpu = () => { const u = process.cpuUsage(); return (u.user + u.system) / 1000; };
+  const rows: string[] = [];
+  for (const region of regions) {
+    const wide = sizeOf(region.outShape) < sizeOf(region.inShape);
+    const [f, a] = [emitForward(region), emitAdjoint(region)];
+    const dims = wide ? region.outShape : region.inShape;
+    const n = sizeOf(dims);
+    const k = Math.max(3, kwStepsFor(n, 1e-6, 1.05));
+    const start = new Random(2).unitVector(n);
+    const stop = (_t: number, j: number) => j >= k;
+    const best: Record<string, [number, number]> = { js: [Infinity, Infinity], fused: [Infinity, Infinity] };
+    for (let rep = 0; rep < 2; rep++) {
+      for (const mode of ['js', 'fused']) {
+        const t = performance.now(), c = cpu();
+        if (mode === 'js') {
+          // as the backend's Gram map: weights fed as its feedWeights decides
+          const chained = feedWeights(wide ? chainGraphs(a, f) : chainGraphs(f, a));
+          const gram = await createOrtGram(encodeGraph(chained.spec), dims, runtime, region.id, chained.feeds);
+          await lanczosTop({ n, apply: (v) => gram.apply(v), applyInto: (v, o) => gram.applyInto(v, o) }, { start, maxSteps: k, stop });
+          await gram.dispose();
+        } else {
+          await fusedLanczos({ first: wide ? a : f, second: wide ? f : a, dims, name: region.id }, runtime, { start, maxSteps: k, stop, expectedSteps: k });
+        }
+        best[mode] = [Math.min(best[mode][0], performance.now() - t), Math.min(best[mode][1], cpu() - c)];
+      }
+    }
+    rows.push(`| ${region.id} | ${n} | ${k} | ${best.js[0].toFixed(0)} | ${best.fused[0].toFixed(0)} | ${(best.fused[0] / best.js[0]).toFixed(2)} | ${best.js[1].toFixed(0)} | ${best.fused[1].toFixed(0)} | ${(best.fused[1] / best.js[1]).toFixed(2)} |`);
+  }
+  process.stdout.write(JSON.stringify(rows));
+}
+
 function spawn<T>(what: string[]): T {
   const r = spawnSync(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), '--child', ...what], { encoding: 'utf8', maxBuffer: 1 << 26 });
   if (r.status !== 0) throw new Error(`child ${what.join(' ')} failed: ${r.stderr.slice(-2000)}`);
@@ -155,6 +196,7 @@ function torchTime(name: string, ops: FloorOps['ops'], steps: Record<string, num
 
 if (args[0] === '--child') {
   if (args[1] === 'floor') await childFloor(args[2]);
+  else if (args[1] === 'fusedops') await childFusedOps(args[2]);
   else await child(args[2], args[1], (args[3] ?? 'auto') as FusedMode);
 } else {
   const names = flag('--models', 'resnet18,resnet50,vgg16,oval21_wide_kw,tiny_yolo,sri_resnet_b').split(',');
@@ -166,6 +208,12 @@ if (args[0] === '--child') {
   for (const name of names) {
     const path = (BENCH_MODELS as readonly string[]).includes(name) ? benchModelPath(name as BenchModel) : `${shared}${name.endsWith('.onnx') ? name : `${name}.onnx`}`;
     if (!existsSync(path)) { console.log(`| ${name} | absent | | | | | | | | | | | | |`); continue; }
+    if (args.includes('--fused-ops')) {
+      console.log(`\n${name}: per operator, KW steps one product a step (js) vs fused, ms (best of 2)\n\n| op | n | steps | js wall | fused wall | ratio | js CPU | fused CPU | ratio |\n|---|---|---|---|---|---|---|---|---|`);
+      for (const row of spawn<string[]>(['fusedops', path])) console.log(row);
+      console.log('');
+      continue;
+    }
     const fl = spawn<FloorOps>(['floor', path]);
     const fusedFlag = flag('--fused', 'auto');
     // compare: off and on alternately, repeat times each, so both see the same load

@@ -38,7 +38,7 @@ export interface LowerBoundArgs extends AnalysedModel {
   readonly hints?: readonly Float64Array[];
 }
 
-/** A witnessed lower bound: a real pair evaluated by onnxruntime on the original model, and how it was found. */
+/** A witnessed lower bound: a real pair evaluated on the original model (the backend's evaluator), and how it was found. */
 export interface LowerBoundResult {
   /** ‖f(x')−f(x)‖/‖x'−x‖ in the chosen norm, from the float32 inputs actually fed: a lower bound on L(f). */
   readonly value: number;
@@ -159,9 +159,10 @@ export function planSearch(blocks: readonly Block[], sizes: { input: number; out
 
 /**
  * A witnessed lower bound on the Lipschitz constant (ALGORITHMS.md §3), in ℓ2 or ℓ∞. Through the IR it computes
- * ‖J_f(x)‖ — σ_max by Lanczos on JᵀJ (ℓ2), the largest ℓ1 row norm (ℓ∞) — with linear regions applied by their
- * onnxruntime operators and activations, max-pools and softmaxes as their exact derivatives at x (values read off the
- * original model). It maximises that over x: random starts, then an ascent along ∇_x(uᵀJ(x)v) for the top singular
+ * ‖J_f(x)‖ — σ_max by Lanczos on JᵀJ (ℓ2), the largest ℓ1 row norm (ℓ∞) — by the one IR interpreter (ir-eval.ts):
+ * linear regions applied by the backend's operators, activations (every entry of src/ops/elementwise.ts), max-pools
+ * and softmaxes as their exact derivatives at x (values read off the original model through `backend.model()`). It
+ * maximises that over x: random starts at two scales (START_SCALES), then an ascent along ∇_x(uᵀJ(x)v) for the top singular
  * pair (ℓ∞: the top row and its signs) with ReLU-like gates softened and annealed. The best points are CONFIRMED by
  * pairs run through the original model — along the longest segment on which no activation pattern changes — and the
  * value reported is the best pair's ratio ‖f(x′)−f(x)‖/‖x′−x‖ from the float32 inputs fed, never the IR's norm.

@@ -5,7 +5,7 @@ import { sizeOf } from '../ir/tensor.js';
 import type { ActivationNode, IrGraph, IrNode, LinearNode, Shape } from '../ir/types.js';
 import { denseInfNorm, roundUp } from '../linalg/dense.js';
 import { lanczosTop, NonFiniteError } from '../linalg/lanczos.js';
-import { kwFactor } from '../linalg/probabilistic.js';
+import { kwFactor, kwStepsFor } from '../linalg/probabilistic.js';
 import { Random } from '../linalg/random.js';
 import { regionFlop } from '../linalg/work.js';
 import { weakestKind, type Bound, type BoundKind } from './kinds.js';
@@ -156,12 +156,14 @@ async function productLanczos(region: LinearRegion, settings: NormSettings, inde
   const kw = settings.certify !== 'none' && settings.certify !== 'strict';
   try {
     const res = await lanczosTop(
-      { n, apply: (v) => op.apply(v), applyInto: (v, out) => op.applyInto(v, out) },
+      { n, apply: (v) => op.apply(v), applyInto: (v, out) => op.applyInto(v, out), lanczos: op.lanczos && ((o) => op.lanczos!(o)) },
       {
         start: new Random(settings.seed + 7919 * index).unitVector(n),
         maxSteps: settings.maxIterations,
         stop: (theta, k, prev) => k >= 3 && Math.abs(theta - prev) <= 0.1 * settings.tol * theta && (!kw || kwFactor(n, k, settings.delta) <= 1 + settings.tol),
         parallel: settings.backend.parallel,
+        // a backend that runs several steps at once (GramOperator.lanczos) sizes its run by the KW count
+        expectedSteps: kw ? Math.max(3, kwStepsFor(n, settings.delta, 1 + settings.tol)) : undefined,
       },
     );
     const factor = res.invariant && res.steps >= n ? 1 : kwFactor(n, res.steps, settings.delta);
@@ -176,7 +178,15 @@ async function productLanczos(region: LinearRegion, settings: NormSettings, inde
 }
 
 /** What measuring one partial product gave: its bounds (as measureRegion reports them), the KW bounds among them, its counted work. */
-interface Measured { readonly norm: OperatorNorm; readonly kwBounds: number; readonly work: number }
+interface Measured {
+  readonly norm: OperatorNorm;
+  readonly kwBounds: number;
+  readonly work: number;
+  /** Set when the composition's certificate was left out (under auto): the Lanczos work its budget depends on. */
+  readonly pending?: number;
+  /** True when withCertificate added the composition's certificate. */
+  readonly composition?: boolean;
+}
 
 /** The tightest bound among candidates, a certified one within 0.1% preferred, as measureRegion chooses (`only`: of that kind). */
 function choose(candidates: readonly Bound[], only?: BoundKind): Bound {
@@ -193,7 +203,7 @@ function choose(candidates: readonly Bound[], only?: BoundKind): Bound {
  * A small conv-free product (whose float64 matrix the backend forms) is measured by measureRegion itself, for its
  * dense certificate, and gets a second run with the chain margin where the composition's margin kept its KW bound loose.
  */
-async function measureProduct(segment: Segment, first: number, last: number, settings: NormSettings, index: number, sub: (first: number, last: number) => number, split: number): Promise<Measured> {
+async function measureProduct(segment: Segment, first: number, last: number, settings: NormSettings, index: number, sub: (first: number, last: number) => number, split: number, defer: boolean): Promise<Measured> {
   const region = composeRegions(segment, first, last);
   const t0 = performance.now();
   const kwOf = (cs: readonly Bound[]) => cs.filter((c) => c.kind === 'probabilistic').length;
@@ -225,18 +235,26 @@ async function measureProduct(segment: Segment, first: number, last: number, set
   // ℓ2, a product of convolutions or a large one: one run with the smaller margin
   const cheap = regionBound(region, '2', 0);
   const chain = chainMargin(segment.regions.slice(first, last + 1).map((r) => regionBound(r, '2', 0)), (a, b) => sub(first + a, first + b), split);
-  const margin = Math.min(chain, roundingMargin(cheap.gammaSum, cheap.absNorm));
-  const l = await productLanczos(region, settings, index, margin);
+  const composedMargin = roundingMargin(cheap.gammaSum, cheap.absNorm);
+  // the start the second run had before this was one run (same seed where that run was due): the same bounds
+  const l = await productLanczos(region, settings, chain < 0.5 * composedMargin ? index + 500_000 : index, Math.min(chain, composedMargin));
   const candidates: Bound[] = l.bound ? [l.bound] : [];
+  const norm: OperatorNorm = { estimate: l.estimate, upper: l.bound!, candidates, iterations: l.iterations, ms: performance.now() - t0, work: l.work, direction: null };
   if (settings.certify === 'none') candidates.push({ value: cheap.value, kind: 'certified', method: cheap.method });
-  else if (settings.certify !== 'off' || candidates.length === 0) {
-    // measureRegion's certificates: the composition at a budget of about twice the estimate's work (no dense form here)
-    const composed = regionBound(region, '2', certificateBudget(settings, l.work));
-    candidates.push({ value: composed.value, kind: 'certified', method: composed.method });
-  }
-  const upper = choose(candidates, settings.certify === 'strict' ? 'certified' : undefined);
-  const norm: OperatorNorm = { estimate: l.estimate, upper, candidates, iterations: l.iterations, ms: performance.now() - t0, work: l.work, direction: null };
-  return { norm, kwBounds: kwOf(candidates), work: l.work };
+  // under auto the composition's certificate may wait: cpSegmentBound computes it only where it could change the bound
+  else if (l.bound && settings.certify === 'auto' && defer) return { norm, kwBounds: 1, work: l.work, pending: l.work };
+  else if (settings.certify !== 'off' || candidates.length === 0) return withCertificate(region, { norm, kwBounds: kwOf(candidates), work: l.work }, l.work, settings);
+  return { norm: { ...norm, upper: choose(candidates) }, kwBounds: kwOf(candidates), work: l.work };
+}
+
+/**
+ * measureRegion's certificate for a product of convolutions or a large one: the composition of its prims' certified
+ * bounds at a budget of about twice its Lanczos work (no dense form here), added to the candidates.
+ */
+function withCertificate(region: LinearRegion, m: Measured, lanczosWork: number, settings: NormSettings): Measured {
+  const composed = regionBound(region, '2', certificateBudget(settings, lanczosWork));
+  const candidates = [...m.norm.candidates, { value: composed.value, kind: 'certified' as const, method: composed.method }];
+  return { norm: { ...m.norm, candidates, upper: choose(candidates, settings.certify === 'strict' ? 'certified' : undefined) }, kwBounds: candidates.filter((c) => c.kind === 'probabilistic').length, work: m.work, composition: true };
 }
 
 /** Options of the Combettes–Pesquet bound. */
@@ -274,6 +292,8 @@ export interface CpResult {
   readonly products: readonly PartialProduct[];
   /** Counted work of the Lanczos runs this call made (flop of the cost model, linalg/work.ts: steps × one AᵀA). */
   readonly work: number;
+  /** Composition certificates computed for products of convolutions or large products (under auto only where one could change the bound). */
+  readonly certificates: number;
   readonly ms: number;
 }
 
@@ -296,37 +316,38 @@ export async function cpSegmentBound(segment: Segment, settings: NormSettings, o
   if (segment.activations.length !== m - 1) throw new LipcheckError('INTERNAL', `Segment ${segment.id} has ${m} operators but ${segment.activations.length} activations.`);
 
   const certifiedAllowed = settings.certify !== 'off' || settings.norm === 'inf';
-  const products: PartialProduct[] = [];
   const table: Entry[][] = Array.from({ length: m }, () => new Array<Entry>(m));
-  let measured = 0, probabilistic = 0, work = 0;
+  // what each product within the window got, by first·m + last: measured here, or a known single norm
+  const got = new Map<number, { m: Measured | null; n: OperatorNorm }>();
+  /** Entry (i, j) from the shorter entries and what (i, j) itself got (pure: rerun after late certificates). */
+  const fill = (i: number, j: number): Entry => {
+    const e: Entry = { cert: Infinity, mixed: Infinity, kind: 'certified', est: Infinity };
+    for (let k = i; k < j; k++) {
+      const a = table[i][k], b = table[k + 1][j];
+      e.cert = Math.min(e.cert, a.cert * b.cert);
+      if (a.mixed * b.mixed < e.mixed) { e.mixed = a.mixed * b.mixed; e.kind = weakestKind([a.kind, b.kind]); }
+      e.est = Math.min(e.est, a.est * b.est);
+    }
+    const n = got.get(i * m + j)?.n;
+    if (n) {
+      const cert = certifiedAllowed ? Math.min(...n.candidates.filter((c) => c.kind === 'certified').map((c) => c.value), n.upper.kind === 'certified' ? n.upper.value : Infinity) : Infinity;
+      e.cert = Math.min(e.cert, cert);
+      const [value, kind] = n.upper.value <= cert ? [n.upper.value, n.upper.kind] : [cert, 'certified' as const];
+      if (value <= e.mixed) { e.mixed = value; e.kind = kind; }
+      e.est = i === j ? n.estimate ?? n.upper.value : Math.min(e.est, n.estimate ?? n.upper.value);
+    }
+    return e;
+  };
   for (let len = 1; len <= m; len++) {
     for (let i = 0; i + len <= m; i++) {
       const j = i + len - 1;
-      const e: Entry = { cert: Infinity, mixed: Infinity, kind: 'certified', est: Infinity };
-      for (let k = i; k < j; k++) {
-        const a = table[i][k], b = table[k + 1][j];
-        e.cert = Math.min(e.cert, a.cert * b.cert);
-        if (a.mixed * b.mixed < e.mixed) { e.mixed = a.mixed * b.mixed; e.kind = weakestKind([a.kind, b.kind]); }
-        e.est = Math.min(e.est, a.est * b.est);
-      }
       if (len <= window) {
         const known = len === 1 ? opts.known?.get(segment.regions[i].id) : undefined;
-        const got = known ? null : await measureProduct(segment, i, j, settings, 1_000_000 + segment.ordinal * 4096 + i * 64 + j, (a, b) => table[a][b].mixed, roundUp(e.mixed, 4 * m));
-        const n = known ?? got!.norm;
-        if (got) {
-          measured++;
-          work += got.work;
-          // the chosen bound is the least of the KW bounds computed for this product: each may fail with probability δ
-          if (n.upper.kind === 'probabilistic') probabilistic += got.kwBounds;
-        }
-        products.push({ id: composeRegions(segment, i, j).id, first: i, last: j, upper: n.upper, estimate: n.estimate, reused: !!known, iterations: known ? 0 : n.iterations });
-        const cert = certifiedAllowed ? Math.min(...n.candidates.filter((c) => c.kind === 'certified').map((c) => c.value), n.upper.kind === 'certified' ? n.upper.value : Infinity) : Infinity;
-        e.cert = Math.min(e.cert, cert);
-        const [value, kind] = n.upper.value <= cert ? [n.upper.value, n.upper.kind] : [cert, 'certified' as const];
-        if (value <= e.mixed) { e.mixed = value; e.kind = kind; }
-        e.est = len === 1 ? n.estimate ?? n.upper.value : Math.min(e.est, n.estimate ?? n.upper.value);
+        const split = fill(i, j).mixed;
+        const measured = known ? null : await measureProduct(segment, i, j, settings, 1_000_000 + segment.ordinal * 4096 + i * 64 + j, (a, b) => table[a][b].mixed, roundUp(split, 4 * m), true);
+        got.set(i * m + j, { m: measured, n: known ?? measured!.norm });
       }
-      table[i][j] = e;
+      table[i][j] = fill(i, j);
     }
   }
 
@@ -349,6 +370,56 @@ export async function cpSegmentBound(segment: Segment, settings: NormSettings, o
   };
   // every value above went through fewer than 2m + 4 roundings per recursion level, m levels deep
   const up = (v: number) => roundUp(v, 8 * (m + 2) ** 2);
+
+  // Certificates left out under auto (products of convolutions, large products: the composition of their prims'
+  // bounds, an FFT per convolution) are computed only if one could change the result. Such a certificate is at least
+  // Π‖W_k‖ over the product's regions (the composition is homogeneous along the chain and each region's factor bounds
+  // its norm), and ‖W_k‖² ≥ θ_k − margin_k (θ_k its Ritz value from a float32 operator off by at most margin_k). When
+  // every one of those floors is above its product's KW bound (+0.1%), no product's bound changes; when the certified
+  // recursion with those floors as certificates stays above the bound (+0.1%), the certified value is not chosen.
+  const pending = [...got.entries()].filter(([, g]) => g.m?.pending !== undefined);
+  if (pending.length) {
+    const floor = segment.regions.map((reg, k) => {
+      const est = got.get(k * m + k)?.n.estimate ?? 0;
+      const parts = regionBound(reg, '2', 0);
+      return Math.sqrt(Math.max(0, est * est - roundingMargin(parts.gammaSum, parts.absNorm))) * (1 - 1e-6);
+    });
+    const lowest = (i: number, j: number) => floor.slice(i, j + 1).reduce((a, b) => a * b, 1);
+    const mixedValue = up(recursion((i, j) => table[i][j].mixed));
+    const bestCert: number[][] = Array.from({ length: m }, () => new Array<number>(m));
+    for (let len = 1; len <= m; len++) {
+      for (let i = 0; i + len <= m; i++) {
+        const j = i + len - 1;
+        let v = table[i][j].cert;
+        for (let k = i; k < j; k++) v = Math.min(v, bestCert[i][k] * bestCert[k + 1][j]);
+        bestCert[i][j] = got.get(i * m + j)?.m?.pending !== undefined ? Math.min(v, lowest(i, j)) : v;
+      }
+    }
+    const matters = pending.some(([key, g]) => lowest(Math.floor(key / m), key % m) <= g.n.upper.value * (1 + 1e-3))
+      || !(recursion((i, j) => bestCert[i][j]) > mixedValue * (1 + 1e-3));
+    if (matters) {
+      for (const [key, g] of pending) got.set(key, { m: withCertificate(composeRegions(segment, Math.floor(key / m), key % m), g.m!, g.m!.pending!, settings), n: g.n });
+      for (const [key, g] of pending) got.set(key, { ...got.get(key)!, n: got.get(key)!.m!.norm });
+      for (let len = 1; len <= m; len++) for (let i = 0; i + len <= m; i++) table[i][i + len - 1] = fill(i, i + len - 1);
+    }
+  }
+
+  const products: PartialProduct[] = [];
+  const certificates = [...got.values()].filter((g) => g.m?.composition).length;
+  let measured = 0, probabilistic = 0, work = 0;
+  for (let len = 1; len <= Math.min(window, m); len++) {
+    for (let i = 0; i + len <= m; i++) {
+      const j = i + len - 1;
+      const g = got.get(i * m + j)!;
+      if (g.m) {
+        measured++;
+        work += g.m.work;
+        // the chosen bound is the least of the KW bounds computed for this product: each may fail with probability δ
+        if (g.n.upper.kind === 'probabilistic') probabilistic += g.m.kwBounds;
+      }
+      products.push({ id: composeRegions(segment, i, j).id, first: i, last: j, upper: g.n.upper, estimate: g.n.estimate, reused: !g.m, iterations: g.m ? g.n.iterations : 0 });
+    }
+  }
   const certValue = up(recursion((i, j) => table[i][j].cert));
   const mixedValue = up(recursion((i, j) => table[i][j].mixed));
   const estimate = recursion((i, j) => table[i][j].est);
@@ -358,7 +429,7 @@ export async function cpSegmentBound(segment: Segment, settings: NormSettings, o
   const upper: Bound = Number.isFinite(certValue) && certValue <= mixedValue * (1 + 1e-3)
     ? { value: certValue, kind: 'certified', method }
     : { value: mixedValue, kind: mixedKind, method };
-  return { upper, estimate: Number.isFinite(estimate) ? estimate : null, norms: measured, probabilistic: upper.kind === 'probabilistic' ? probabilistic : 0, products, work, ms: performance.now() - t0 };
+  return { upper, estimate: Number.isFinite(estimate) ? estimate : null, norms: measured, probabilistic: upper.kind === 'probabilistic' ? probabilistic : 0, products, work, certificates, ms: performance.now() - t0 };
 }
 
 /** AutoLip's factor for a segment: Π‖W_k‖·Π max|slope_k| from per-region norms (ALGORITHMS.md §1), with its estimate. */

@@ -340,5 +340,23 @@ test('conv products: one Gram run per Lanczos step, no apply/adjoint pairs, with
     assert.ok(cp.upper.value >= exact, `${certify}: CP ${cp.upper.value} below the exact partition sum ${exact}`);
     assert.ok(cp.upper.value <= exact * (1 + s.tol) ** 3, `${certify}: CP ${cp.upper.value} vs exact ${exact}`);
     assert.ok(cp.products.filter((p) => !p.reused).every((p) => p.upper.method.startsWith('lanczos-kw-chain')), cp.products.map((p) => `${p.id}: ${p.upper.method}`).join(', '));
+    // auto: each product's composition certificate is at least Π‖W_k‖ > its KW bound here, so none is computed
+    assert.equal(cp.certificates, 0, `${certify}: ${cp.certificates} composition certificates`);
   }
+});
+
+test('conv products whose composition certificate can matter still get it: 1×1 convs diag(2, 1) and diag(3, 1/2), CP = 6 certified', async () => {
+  const conv = (x: string, wn: string, y: string): NodeSpec => ({ opType: 'Conv', inputs: [x, wn], outputs: [y], attrs: { kernel_shape: { ints: [1, 1] } }, name: y });
+  const bytes = encodeGraph({
+    opset: 13, inputs: [{ name: 'x', dims: [1, 2, 5, 5] }], outputs: [{ name: 'y' }],
+    nodes: [conv('x', 'k1', 'h1'), { opType: 'Relu', inputs: ['h1'], outputs: ['a1'] }, conv('a1', 'k2', 'y')],
+    initializers: [['k1', tensor([2, 2, 1, 1], [2, 0, 0, 1])], ['k2', tensor([2, 2, 1, 1], [3, 0, 0, 0.5])]],
+  });
+  const { segments, blocks } = await pipeline(bytes);
+  assert.equal(segments.length, 1);
+  const cp = await cpSegmentBound(segments[0], settings, { known: await measureAll(blocks) });
+  // ‖W2W1‖ = ‖W2‖‖W1‖ = 6: the certified value equals the KW bound's estimate, so the certificate is computed and chosen
+  assert.equal(cp.certificates, 1);
+  assert.equal(cp.upper.kind, 'certified');
+  assert.ok(cp.upper.value >= 6 && cp.upper.value <= 6 * (1 + 1e-5), `CP ${cp.upper.value}`);
 });

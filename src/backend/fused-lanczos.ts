@@ -145,10 +145,10 @@ export function fusedLanczosModel(parts: FusedGramParts): FusedModel {
   let m = op(b, 'Add', [op(b, 'Add', [op(b, 'Mul', ['eye', op(b, 'Reshape', ['alpha', rowK])]), s]), op(b, 'Transpose', [s], { perm: { ints: [1, 0] } })]);
   // T is PSD (a Gram map's): its top eigenvector by repeated squaring, each square scaled by its largest entry (a max
   // is exact and independent of order), applied to x0
-  for (let i = 0; i < SQUARINGS; i++) {
-    const sq = op(b, 'MatMul', [m, m]);
-    m = op(b, 'Div', [sq, op(b, 'ReduceMax', [op(b, 'Abs', [sq])], { keepdims: { i: 0 } })]);
-  }
+  const scaled = (x: string) => op(b, 'Div', [x, op(b, 'ReduceMax', [op(b, 'Abs', [x])], { keepdims: { i: 0 } })]);
+  // scaled first too, so the first square cannot overflow
+  m = scaled(m);
+  for (let i = 0; i < SQUARINGS; i++) m = scaled(op(b, 'MatMul', [m, m]));
   const c = op(b, 'Reshape', [op(b, 'MatMul', [m, 'x0']), rowK], {}, 'coef');
   op(b, 'MatMul', [c, 'basis'], {}, 'ritz');
   const fedInputs = chained.spec.inputs.slice(1);
@@ -219,8 +219,9 @@ export async function runFused(parts: FusedGramParts, steps: number, start: Floa
 
 /**
  * lanczosTop's contract from fused runs: θ of T_s for the first s at which the stop rule holds (or the Krylov space
- * became invariant, or maxSteps), the Ritz vector of those s steps (unit, sign: largest coefficient positive).
- * `nonFinite` makes the error thrown when the operator overflows (the caller's NonFiniteError).
+ * became invariant, or maxSteps), the Ritz vector of those s steps (unit, sign: largest coefficient positive); null
+ * (lanczosTop then runs one product a step) when the rule has not stopped after the expected count. Throws
+ * NonFiniteError, as lanczosTop, when the operator gives NaN or ±Infinity within the steps used.
  */
 export async function fusedLanczos(parts: FusedGramParts, runtime: RuntimeOptions, options: GramLanczosOptions): Promise<GramLanczosResult | null> {
   const n = sizeOf(parts.dims);
@@ -288,7 +289,7 @@ export function setFusedLanczos(m: FusedMode): void {
 /**
  * Whether a Gram map on R^n on this runtime gets the fused `lanczos` method. Under 'auto': nowhere today. On the CPU
  * provider every size measured slower than one run a step (docs/algorithms-fused-lanczos.md: small operators pay
- * onnxruntime's per-iteration Loop cost, large ones the first touch of each session's fresh arena for the basis);
+ * the fused model's session creation, large ones the first touch of each session's fresh arena for the basis);
  * WebGPU has no float64 kernels (the float64 half would run on the CPU, with transfers each step); CUDA could not be
  * installed or measured here. The boundary (GramOperator.lanczos) is ready for a provider where it pays.
  */

@@ -249,6 +249,9 @@ function withMargin(m: OperatorNorm, region: LinearRegion, settings: NormSetting
   return { ...m, candidates, upper: certified ?? tightest };
 }
 
+/** Most expanded activations graphCpBound plans for: it forms up to (N + 1)² linearised maps, each O(graph) to build. */
+export const GRAPH_CP_MAX_ACTIVATIONS = 64;
+
 /** Why the whole-graph expansion (graphCpBound) cannot run on a block list, or null. */
 export function graphCpObstacle(ir: IrGraph, blocks: readonly Block[]): string | null {
   let spread = 0;
@@ -265,6 +268,7 @@ export function graphCpObstacle(ir: IrGraph, blocks: readonly Block[]): string |
     if (n.slope[1] > n.slope[0]) spread++;
   }
   if (spread === 0) return 'the graph has no activation with a slope range to expand';
+  if (spread > GRAPH_CP_MAX_ACTIVATIONS) return `the graph has ${spread} activations to expand; the expansion's maps grow with their square and are planned for at most ${GRAPH_CP_MAX_ACTIVATIONS}`;
   // on a chain the expansion is CP's on its segments (ALGORITHMS.md §5), which also tries every split
   if (!blocks.some((b) => b.kind === 'node' && b.node.kind === 'linear')) return 'the graph is a chain without sums or concatenations: CP on its segments already is this expansion';
   if (ir.nodes.length === 0) return 'the graph is empty';

@@ -387,6 +387,9 @@ test('graphCpObstacle: a max-pool or a non-float32 slope midpoint declines', asy
   const relu = await pipeline(twoBlocks(ws, ACTS.relu));
   const pool = { kind: 'lipschitz' as const, name: 'pool', opType: 'MaxPool', inputs: ['y'], inShapes: [[1, 2]], output: 'p', outShape: [1, 2], fn: 'maxpool', l2: 1, linf: 1, note: '' };
   assert.match(graphCpObstacle(relu.ir, [...relu.blocks, { kind: 'node', node: pool }]) ?? '', /'pool' \(MaxPool\) is neither linear nor an elementwise activation/);
+  // 3 + 65 expanded activations: beyond the planned size
+  const many = Array.from({ length: 65 }, (_, i) => ({ kind: 'node' as const, node: { kind: 'activation' as const, name: `r${i}`, opType: 'Relu', inputs: [i ? `r${i - 1}` : 'y'], inShapes: [[1, 2]], output: `r${i}`, outShape: [1, 2], fn: 'relu', slope: [0, 1] as const } }));
+  assert.match(graphCpObstacle(relu.ir, [...relu.blocks, ...many]) ?? '', /68 activations to expand/);
 });
 
 test('sri_resnet_b (residual CNN): the residual and graph bounds stay above the witnessed lower bound and below AutoLip', { skip: hasShared ? false : 'skipped: ../shared/models is absent (a user clone)' }, async () => {

@@ -56,7 +56,7 @@ export function findResidualBlocks(ir: IrGraph, blocks: readonly Block[], segmen
     if (sum.inputs.length !== 2 || sum.inputs[0] === sum.inputs[1] || !sum.inShapes.every((s) => sameShape(s, sum.outShape))) return;
     for (const branchIndex of [0, 1] as const) {
       const seg = segmentAt.get(sum.inputs[branchIndex]);
-      if (!seg || seg.output === ir.output || (consumers.get(seg.output) ?? []).length !== 1) continue;
+      if (!seg || seg.output === ir.output || (consumers.get(seg.output) ?? []).length !== 1 || !seg.activations.every((a) => a.slope.every(Number.isFinite))) continue;
       const u = seg.input;
       const other = sum.inputs[1 - branchIndex];
       let skip: { region: LinearRegion; index: number } | null = null;
@@ -262,6 +262,7 @@ export function graphCpObstacle(ir: IrGraph, blocks: readonly Block[]): string |
     if (n.kind === 'linear') { if (n.inShapes.some((sh) => sizeOf(sh) !== sizeOf(n.outShape)) && n.prim.op === 'sum') return `sum node '${n.name}' (${n.opType}) broadcasts its inputs`; continue; }
     if (n.kind !== 'activation') return `node '${n.name}' (${n.opType}) is neither linear nor an elementwise activation`;
     if (n.inputs.length !== 1 || !sameShape(n.inShapes[0], n.outShape)) return `activation '${n.name}' (${n.opType}) is not elementwise on one input`;
+    if (!n.slope.every(Number.isFinite)) return `activation '${n.name}' (${n.opType}) has an unbounded slope range`;
     const c = (n.slope[0] + n.slope[1]) / 2;
     // the linearised network is run in float32 with c as its scale: c must be a float32 number
     if (Math.fround(c) !== c) return `activation '${n.name}' (${n.opType}) has slope midpoint ${c}, not a float32 number`;

@@ -676,15 +676,16 @@ export function certifyLmi(problem: LipSdpProblem, point: LmiPoint): boolean {
 }
 
 /**
- * The smallest ρ found for which certifyLmi proves F(ρ, t) ⪰ 0 along the solver's path: at each centred point (last
- * first), t clipped at 0, ρ raised by the factors 1 + 10^−9, 1 + 10^−6, 1 + 10^−3 until proved. Returns the proved point, or null.
+ * The smallest ρ found for which certifyLmi proves F(ρ, t) ⪰ 0 along the solver's path, t clipped at 0: at the last
+ * iterate ρ raised by the factors 1 + 10^−9, 10^−7, 10^−6, 10^−5, 10^−4, 10^−3, then at earlier (more interior) iterates
+ * by 1 + 10^−6 and 1 + 10^−3, until proved or maxTries attempts are spent. Returns the proved point, or null.
  * A proved point gives ‖W_l D_l ⋯ D_1 W_0‖₂ ≤ √ρ for every diagonal D_h with entries in [α_h, β_h].
  */
 export function certifyLipSdp(problem: LipSdpProblem, solution: LipSdpSolution, maxTries = 12): { point: LmiPoint; tries: number } | null {
   let tries = 0;
-  for (const pt of solution.path) {
+  for (const [i, pt] of solution.path.entries()) {
     const t = pt.t.map((v) => Math.max(0, v));
-    for (const raise of [1e-9, 1e-7, 1e-6, 1e-5, 1e-4, 1e-3]) {
+    for (const raise of i === 0 ? [1e-9, 1e-7, 1e-6, 1e-5, 1e-4, 1e-3] : [1e-6, 1e-3]) {
       if (tries >= maxTries) return null;
       tries++;
       const rho = roundUp(pt.rho * (1 + raise), 2);
@@ -717,6 +718,35 @@ export interface LipSdpBound {
 }
 
 /**
+ * The problem without its constant units: a hidden unit whose row of W_{h−1} is all zeros contributes
+ * W_h[:, j]·d_j·0 = 0 to every product W_l D_l ⋯ D_1 W_0, so dropping it (that row, and column j of W_h) changes no product
+ * and sup_D ‖W_l D ⋯ W_0‖ is the same. Kept in the LMI, its constraint matrix 2e_je_jᵀ is PSD: t_j → ∞, no strictly feasible
+ * primal, and the solver crawls (tll_n2_N16_1_0 has 130 such units in its first layer). Dropping can empty a later row
+ * too, so layers are swept in order. Null when a hidden layer is left empty (every product is 0).
+ */
+function dropConstantUnits(p: LipSdpProblem): LipSdpProblem | null {
+  const layers: LmiLayer[] = [];
+  let keepCols: number[] | null = null; // columns of the current layer that survive (null: all)
+  for (let k = 0; k < p.layers.length; k++) {
+    const w = p.layers[k];
+    const cols = keepCols ?? Array.from({ length: w.cols }, (_, c) => c);
+    const rows: number[] = [];
+    for (let r = 0; r < w.rows; r++) {
+      if (k === p.layers.length - 1 || cols.some((c) => w.w[r * w.cols + c] !== 0)) rows.push(r);
+    }
+    if (rows.length === 0) return null;
+    if (rows.length === w.rows && cols.length === w.cols) layers.push(w);
+    else {
+      const out = new Float64Array(rows.length * cols.length);
+      rows.forEach((r, i) => cols.forEach((c, j) => { out[i * cols.length + j] = w.w[r * w.cols + c]; }));
+      layers.push({ w: out, rows: rows.length, cols: cols.length });
+    }
+    keepCols = rows.length === w.rows ? null : rows;
+  }
+  return { layers, slopes: p.slopes };
+}
+
+/**
  * Certified LipSDP bound (Neuron or Layer) on sup_D ‖W_l D_l ⋯ D_1 W_0‖₂ over the slope box, which bounds the ℓ2
  * Lipschitz constant of y = W_l φ_l(⋯ φ_1(W_0x + b_0) ⋯) + b_l (docs/algorithms-sdp.md §2). Each W_k is first scaled
  * by a power of two 2^{e_k} to norm ≈ 1 (exact: checked entry by entry, else that layer is left unscaled; the product
@@ -725,9 +755,11 @@ export interface LipSdpBound {
  */
 export function lipSdpBound(problem: LipSdpProblem, opts: LipSdpOptions & { readonly certifyTries?: number }): LipSdpBound | null {
   checkProblem(problem);
+  const reduced = dropConstantUnits(problem);
+  if (reduced === null) return { value: 0, estimate: 0, newtonSteps: 0, work: 0, converged: true, certifyTries: 0 };
   let shift = 0;
   const layers: LmiLayer[] = [];
-  for (const w of problem.layers) {
+  for (const w of reduced.layers) {
     let maxAbs = 0;
     for (let i = 0; i < w.w.length; i++) maxAbs = Math.max(maxAbs, Math.abs(w.w[i]));
     if (maxAbs === 0) return { value: 0, estimate: 0, newtonSteps: 0, work: 0, converged: true, certifyTries: 0 };
@@ -739,7 +771,7 @@ export function lipSdpBound(problem: LipSdpProblem, opts: LipSdpOptions & { read
     layers.push(exact ? { w: scaled, rows: w.rows, cols: w.cols } : w);
     if (exact) shift += e;
   }
-  const scaled: LipSdpProblem = { layers, slopes: problem.slopes };
+  const scaled: LipSdpProblem = { layers, slopes: reduced.slopes };
   const sol = solveLipSdp(scaled, opts);
   // balance before certifying: with every ‖W_k‖ ≈ 1, ρ can be 10⁻⁸ while the multipliers are O(1), and the rounding margin
   // (∝ tr F) then swamps the input block. W_0 → 2^e·W_0 with ρ → 4^e·ρ is the congruence F → DFD, D = diag(2^e·I, I, …, I):

@@ -150,3 +150,27 @@ test('a budget-stopped solve is certified at its last iterate: every stop gives 
     last = b.value;
   }
 });
+
+test('constant units (all-zero incoming weights, as in tll_n2_N16_1_0) are dropped: same value, few iterations, and an emptied layer gives 0', () => {
+  const rng = new Random(71);
+  const layers = randomDense([2, 8, 6, 1], rng);
+  const w0 = Float64Array.from(layers[0].w);
+  for (const r of [1, 4, 5]) { w0[r * 2] = 0; w0[r * 2 + 1] = 0; }
+  const withZeros: Dense[] = [{ ...layers[0], w: w0 }, layers[1], layers[2]];
+  // the same network without those units: rows 1, 4, 5 of W_0 and columns 1, 4, 5 of W_1 removed
+  const keep = [0, 2, 3, 6, 7];
+  const without: Dense[] = [
+    { w: Float64Array.from(keep.flatMap((r) => [w0[r * 2], w0[r * 2 + 1]])), rows: 5, cols: 2, b: new Float64Array(5) },
+    { w: Float64Array.from({ length: 6 * 5 }, (_, k) => layers[1].w[Math.floor(k / 5) * 8 + keep[k % 5]]), rows: 6, cols: 5, b: new Float64Array(6) },
+    layers[2],
+  ];
+  const a = lipSdpBound(problemOf(withZeros, [0, 1]), { variant: 'neuron' })!;
+  const b = lipSdpBound(problemOf(without, [0, 1]), { variant: 'neuron' })!;
+  const brute = bruteForce(withZeros, [0, 1], '2');
+  assert.ok(a.converged && a.newtonSteps <= 20, `${a.newtonSteps} iterations (44 before constant units were dropped)`);
+  assert.ok(brute <= a.value, `certified ${a.value} below the brute-force constant ${brute}`);
+  assert.ok(Math.abs(a.value - b.value) <= 1e-6 * b.value, `${a.value} with the constant units, ${b.value} without`);
+  // every unit of the second hidden layer reads only constant units: the network is constant
+  const dead: Dense[] = [{ ...layers[0], w: w0 }, { ...layers[1], w: layers[1].w.map((v, k) => ([1, 4, 5].includes(k % 8) ? v : 0)) }, layers[2]];
+  assert.equal(lipSdpBound(problemOf(dead, [0, 1]), { variant: 'neuron' })!.value, 0);
+});

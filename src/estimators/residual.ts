@@ -154,7 +154,6 @@ export async function residualBlockBound(block: ResidualBlock, settings: NormSet
     const n = await measureRegion(region, settings, base + index);
     norms++;
     work += n.work;
-    if (n.upper.kind === 'probabilistic') probabilistic += n.candidates.filter((x) => x.kind === 'probabilistic').length;
     return n;
   };
 
@@ -167,7 +166,15 @@ export async function residualBlockBound(block: ResidualBlock, settings: NormSet
       if (len === m) continue;
       for (let k = i; k < j; k++) { up[i][j] = Math.min(up[i][j], up[i][k] * up[k + 1][j]); est[i][j] = Math.min(est[i][j], est[i][k] * est[k + 1][j]); }
       const region = composeRegions(seg, i, j);
-      const n = opts.known?.get(region.id) ?? await measure(region, i * 64 + j);
+      let n = opts.known?.get(region.id) ?? await measure(region, i * 64 + j);
+      if (len > 1 && !opts.known?.has(region.id)) {
+        // a product's KW bound with the margin carried through the chain (chainMargin, cp.ts), as for the linear part
+        const singles = seg.regions.slice(i, j + 1).map((_, l) => up[i + l][i + l]);
+        const pieces = seg.regions.slice(i, j + 1).map((r, l) => ({ ...regionBound(r, '2', 0), into: singles.slice(0, l).reduce((a, x) => a * x, 1), out: singles.slice(l + 1).reduce((a, x) => a * x, 1) }));
+        n = withMargin(n, region, settings, chainedMargin(pieces, Math.min(up[i][j], singles.reduce((a, x) => a * x, 1))));
+      }
+      // one Lanczos run, one KW event, whichever of its KW bounds is used
+      if (!opts.known?.has(region.id) && n.upper.kind === 'probabilistic') probabilistic++;
       kinds.push(n.upper.kind);
       up[i][j] = Math.min(up[i][j], n.upper.value);
       est[i][j] = len === 1 ? n.estimate ?? n.upper.value : Math.min(est[i][j], n.estimate ?? n.upper.value);
@@ -209,6 +216,7 @@ export async function residualBlockBound(block: ResidualBlock, settings: NormSet
   pieces.push({ gammaSum: g1, absNorm: cAbs, into: singles.reduce((a, x) => a * x, 1), out: b }, { gammaSum: g1, absNorm: 1, into: total, out: 1 }, { gammaSum: g1, absNorm: 1, into: 1, out: total });
   const linear = withMargin(measured, region, settings, chainedMargin(pieces, total));
   kinds.push(linear.upper.kind);
+  if (linear.upper.kind === 'probabilistic') probabilistic++;
   // the part is measured with the float32 coefficient: the difference is at most |c − fround(c)|·|b|·Π‖W_i‖
   const shift = Math.abs(coefficient - Math.fround(coefficient)) * b * up.reduce((a, row, i) => a * row[i], 1);
   const lUp = recursion(up), lEst = recursion(est);

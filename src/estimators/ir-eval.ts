@@ -26,7 +26,7 @@ export type Step =
   | { readonly kind: 'operator'; readonly input: string; readonly output: string; readonly op: LinearOperator }
   | { readonly kind: 'diag'; readonly node: ActivationNode; readonly ew: BoundElementwise }
   | { readonly kind: 'maxpool'; readonly node: LipschitzNode; readonly windows: PoolWindows }
-  | { readonly kind: 'softmax'; readonly node: LipschitzNode; readonly outer: number; readonly len: number; readonly inner: number }
+  | { readonly kind: 'softmax'; readonly node: LipschitzNode; readonly outer: number; readonly len: number; readonly inner: number; readonly log?: boolean }
   | { readonly kind: 'sum'; readonly node: IrNode; readonly signs: readonly number[] }
   | { readonly kind: 'concat'; readonly node: IrNode; readonly axis: number; readonly parts: readonly ConcatPart[] };
 
@@ -203,7 +203,7 @@ export class Jacobian {
       switch (step.kind) {
         case 'diag': { const d = s.slope.get(n.output)!.d; for (let i = 0; i < out.length; i++) out[i] = d[i] * t[i]; break; }
         case 'maxpool': { const am = s.argmax.get(n.output)!.am; for (let i = 0; i < out.length; i++) out[i] = t[am[i]]; break; }
-        case 'softmax': softmaxJvp(s.softmax.get(n.output)!, t, out, step.outer, step.len, step.inner); break;
+        case 'softmax': (step.log ? logSoftmaxJvp : softmaxJvp)(s.softmax.get(n.output)!, t, out, step.outer, step.len, step.inner, false); break;
         case 'sum':
           n.inputs.forEach((name, k) => { const ti = tangents.get(name)!, m = this.broadcast(n, k), sg = step.signs[k]; for (let i = 0; i < out.length; i++) out[i] += sg * ti[m[i]]; });
           break;
@@ -243,7 +243,7 @@ export class Jacobian {
       switch (step.kind) {
         case 'diag': { const d = s.slope.get(n.output)!.d; const r = new Float64Array(g.length); for (let i = 0; i < g.length; i++) r[i] = d[i] * g[i]; add(n.inputs[0], r); break; }
         case 'maxpool': { const am = s.argmax.get(n.output)!.am; const r = new Float64Array(inSize(0)); for (let i = 0; i < g.length; i++) r[am[i]] += g[i]; add(n.inputs[0], r); break; }
-        case 'softmax': { const r = new Float64Array(g.length); softmaxJvp(s.softmax.get(n.output)!, g, r, step.outer, step.len, step.inner); add(n.inputs[0], r); break; }
+        case 'softmax': { const r = new Float64Array(g.length); (step.log ? logSoftmaxJvp : softmaxJvp)(s.softmax.get(n.output)!, g, r, step.outer, step.len, step.inner, true); add(n.inputs[0], r); break; }
         case 'sum':
           n.inputs.forEach((name, k) => { const r = new Float64Array(inSize(k)), m = this.broadcast(n, k), sg = step.signs[k]; for (let i = 0; i < g.length; i++) r[m[i]] += sg * g[i]; add(name, r); });
           break;
@@ -259,12 +259,24 @@ export class Jacobian {
 }
 
 /** (diag(p) − ppᵀ)·t along each softmax group (the Jacobian is symmetric, so this is also the VJP). */
-function softmaxJvp(p: Float64Array, t: Float64Array, out: Float64Array, outer: number, len: number, inner: number): void {
+function softmaxJvp(p: Float64Array, t: Float64Array, out: Float64Array, outer: number, len: number, inner: number, _transpose: boolean): void {
   for (let o = 0; o < outer; o++) for (let q = 0; q < inner; q++) {
     const base = o * len * inner + q;
     let pt = 0;
     for (let k = 0; k < len; k++) pt += p[base + k * inner] * t[base + k * inner];
     for (let k = 0; k < len; k++) { const i = base + k * inner; out[i] = p[i] * (t[i] - pt); }
+  }
+}
+
+/**
+ * LogSoftmax along each group, p = exp(output): (I − 1pᵀ)·t = t − (pᵀt)·1, and with `transpose` (I − p1ᵀ)·g = g − (Σg)·p.
+ */
+function logSoftmaxJvp(logp: Float64Array, t: Float64Array, out: Float64Array, outer: number, len: number, inner: number, transpose: boolean): void {
+  for (let o = 0; o < outer; o++) for (let q = 0; q < inner; q++) {
+    const base = o * len * inner + q;
+    let dot = 0;
+    for (let k = 0; k < len; k++) { const i = base + k * inner; dot += transpose ? t[i] : Math.exp(logp[i]) * t[i]; }
+    for (let k = 0; k < len; k++) { const i = base + k * inner; out[i] = t[i] - (transpose ? Math.exp(logp[i]) : 1) * dot; }
   }
 }
 

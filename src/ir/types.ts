@@ -67,8 +67,11 @@ export interface LipschitzNode extends IrNodeBase {
   readonly kind: 'lipschitz'; readonly fn: string; readonly l2: number; readonly linf: number; readonly note: string;
   /** MaxPool: each output's window over the spatial axes (begin pads; padding never wins), for its Jacobian. */
   readonly window?: PoolWindow;
-  /** Softmax: the output seen as [outer, len, inner], normalised along len. */
-  readonly groups?: { readonly outer: number; readonly len: number; readonly inner: number };
+  /**
+   * Softmax (Jacobian diag(p) − ppᵀ, p the output) or, with `log`, LogSoftmax (I − 1pᵀ, p = exp(output)): the output
+   * seen as [outer, len, inner], normalised along len.
+   */
+  readonly groups?: { readonly outer: number; readonly len: number; readonly inner: number; readonly log?: boolean };
 }
 
 /** A pooling window per spatial axis: output o reads input o·stride − begin + t·dilation for t < kernel. */

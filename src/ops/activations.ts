@@ -139,7 +139,7 @@ const logSoftmax: Converter = (ctx) => {
   if (axis < 0) axis += r;
   const n = ctx.opset >= 13 ? dims[axis] : dims.slice(axis).reduce((a, b) => a * b, 1);
   return [{
-    kind: 'lipschitz', fn: 'LogSoftmax', l2: Math.sqrt(n), linf: 2,
+    kind: 'lipschitz', fn: 'LogSoftmax', l2: Math.sqrt(n), linf: 2, groups: { ...softmaxGroups(ctx), log: true },
     note: `the Jacobian I − 1pᵀ over ${n} classes has norm √n‖p‖ < √${n} (ℓ∞: 2)`,
     ...base(ctx, dynamicInputs(ctx), ctx.outputs[0], ctx.outShapes[0]),
   }];

@@ -441,3 +441,30 @@ test('Gelu (erf and tanh), HardSwish, Mish, Selu, HardSigmoid and Abs (random pa
   const exactInf = maxRowSum(jacobian(ri.irPoint!), 3, 4);
   assert.ok(Math.abs(ri.irNorm! - exactInf) <= 1e-4 * exactInf, `IR max row sum ${ri.irNorm} vs analytic ${exactInf}`);
 });
+
+test('LogSoftmax (opset 13 and 11): the IR Jacobian is (I − 1pᵀ)·W, and pairs confirm it', async () => {
+  for (const opset of [13, 11]) {
+    const rand = mulberry32(71 + opset);
+    const w = uniform(rand, [5, 3], 2), b = uniform(rand, [5], 0.5);
+    const spec: Spec = {
+      opset, input: [1, 3], output: [1, 5],
+      nodes: [gemm('fc', 'x', 'w', 'b', 'h'), { opType: 'LogSoftmax', inputs: ['h'], outputs: ['y'], name: 'logsoftmax', attrs: { axis: { i: 1 } } }],
+      inits: [['w', w], ['b', b]],
+    };
+    const jacobian = (x: Float32Array) => {
+      const h = matmul(w.data, x, 5, 3, 1).map((t, k) => t + b.data[k]);
+      const mx = Math.max(...h), e = h.map((v) => Math.exp(v - mx)), z = e.reduce((a, c) => a + c, 0);
+      const p = e.map((v) => v / z);
+      const jl = Float64Array.from({ length: 25 }, (_, k) => (Math.floor(k / 5) === k % 5 ? 1 : 0) - p[k % 5]);
+      return matmul(jl, w.data, 5, 5, 3);
+    };
+    const r = await lowerBound(spec, { budget: 400 * MS });
+    assertConfirmsIr(r, `opset ${opset}`);
+    const exact = sigmaMax(jacobian(r.irPoint!), 5, 3);
+    assert.ok(Math.abs(r.irNorm! - exact) <= 1e-4 * exact, `opset ${opset}: IR σ_max ${r.irNorm} vs analytic ${exact}`);
+    const ri = await lowerBound(spec, { norm: 'inf', budget: 400 * MS });
+    assertConfirmsIr(ri, `opset ${opset} ℓ∞`);
+    const exactInf = maxRowSum(jacobian(ri.irPoint!), 5, 3);
+    assert.ok(Math.abs(ri.irNorm! - exactInf) <= 1e-4 * exactInf, `opset ${opset}: IR max row sum ${ri.irNorm} vs analytic ${exactInf}`);
+  }
+});

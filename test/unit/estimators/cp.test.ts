@@ -6,6 +6,8 @@ import { roundingMargin } from '../../../src/estimators/operator-norm.js';
 import { emitAdjoint, emitForward } from '../../../src/backend/emit.js';
 import type { Block } from '../../../src/ir/merge.js';
 import type { OperatorBackend } from '../../../src/ir/operator.js';
+import { setFusedLanczos } from '../../../src/backend/fused-lanczos.js';
+import { resetRuntimeStats, runtimeStats } from '../../../src/backend/runtime.js';
 import { createOrtOperator, denseMatrixOf } from '../../../src/backend/operators.js';
 import { dot, norm2, Random } from '../../../src/linalg/random.js';
 import { encodeGraph, type NodeSpec } from '../../../src/onnx/writer.js';
@@ -309,7 +311,8 @@ test('CP equals the float64 partition sum over exact SVDs of every partial produ
   }
 });
 
-test('conv products: one Gram run per Lanczos step, no apply/adjoint pairs, within (1+tol)³ of the exact partition sum', async () => {
+/** conv 3×3 → ReLU → conv 3×3 → ReLU → Flatten → Gemm (no biases), seeded: its model and the three dense matrices. */
+function smallConvNet() {
   const rng = new Random(41);
   const [c0, c1, c2, n] = [2, 6, 6, 6];
   const k1 = f32(Array.from({ length: c1 * c0 * 9 }, () => rng.normal() * 0.35)), k2 = f32(Array.from({ length: c2 * c1 * 9 }, () => rng.normal() * 0.2));
@@ -322,6 +325,12 @@ test('conv products: one Gram run per Lanczos step, no apply/adjoint pairs, with
     ],
     initializers: [['k1', tensor([c1, c0, 3, 3], k1)], ['k2', tensor([c2, c1, 3, 3], k2)], ['fc', tensor([4, c2 * n * n], fc)]],
   });
+  const m1 = convMatrix(k1, [c1, c0, 3, 3], n, n, [1, 1, 1, 1], 1), m2 = convMatrix(k2, [c2, c1, 3, 3], n, n, [1, 1, 1, 1], 1);
+  return { bytes, mats: [m1, m2, { m: fc, rows: 4, cols: c2 * n * n }] };
+}
+
+test('conv products: one Gram run per Lanczos step, no apply/adjoint pairs, within (1+tol)³ of the exact partition sum', async () => {
+  const { bytes, mats } = smallConvNet();
   const { segments, blocks } = await pipeline(bytes);
   const known = await measureAll(blocks);
   for (const certify of ['auto', 'off'] as const) {
@@ -334,8 +343,7 @@ test('conv products: one Gram run per Lanczos step, no apply/adjoint pairs, with
     assert.equal(count.gramRuns, steps, `${certify}: ${count.gramRuns} Gram runs for ${steps} Lanczos steps`);
     assert.equal(count.grams, 3, 'one Gram session per measured product');
     assert.deepEqual([count.operators, count.operatorRuns, count.halves], [0, 0, 0], 'no separate apply and adjoint runs');
-    const m1 = convMatrix(k1, [c1, c0, 3, 3], n, n, [1, 1, 1, 1], 1), m2 = convMatrix(k2, [c2, c1, 3, 3], n, n, [1, 1, 1, 1], 1);
-    const exact = exactPartitionSum([m1, m2, { m: fc, rows: 4, cols: c2 * n * n }], [0, 1]);
+    const exact = exactPartitionSum(mats, [0, 1]);
     // every norm is a KW bound ≤ (1 + tol)·σ (plus a rounding margin far below it), in terms of degree ≤ 3
     assert.ok(cp.upper.value >= exact, `${certify}: CP ${cp.upper.value} below the exact partition sum ${exact}`);
     assert.ok(cp.upper.value <= exact * (1 + s.tol) ** 3, `${certify}: CP ${cp.upper.value} vs exact ${exact}`);
@@ -359,4 +367,21 @@ test('conv products whose composition certificate can matter still get it: 1×1 
   assert.equal(cp.certificates, 1);
   assert.equal(cp.upper.kind, 'certified');
   assert.ok(cp.upper.value >= 6 && cp.upper.value <= 6 * (1 + 1e-5), `CP ${cp.upper.value}`);
+});
+
+test('conv products through fused Gram maps (several Lanczos steps per run): fewer runs than steps, same guarantee', async () => {
+  const { bytes, mats } = smallConvNet();
+  const { segments, blocks } = await pipeline(bytes);
+  const known = await measureAll(blocks);
+  setFusedLanczos('on');
+  try {
+    resetRuntimeStats();
+    const cp = await cpSegmentBound(segments[0], settings, { known });
+    const steps = cp.products.reduce((a, p) => a + p.iterations, 0);
+    assert.ok(runtimeStats().runs < steps, `${runtimeStats().runs} onnxruntime runs for ${steps} Lanczos steps`);
+    const exact = exactPartitionSum(mats, [0, 1]);
+    assert.ok(cp.upper.value >= exact && cp.upper.value <= exact * (1 + settings.tol) ** 3, `CP ${cp.upper.value} vs exact ${exact}`);
+  } finally {
+    setFusedLanczos('auto');
+  }
 });

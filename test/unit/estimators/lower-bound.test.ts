@@ -468,3 +468,40 @@ test('LogSoftmax (opset 13 and 11): the IR Jacobian is (I − 1pᵀ)·W, and pai
     assert.ok(Math.abs(ri.irNorm! - exactInf) <= 1e-4 * exactInf, `opset ${opset}: IR max row sum ${ri.irNorm} vs analytic ${exactInf}`);
   }
 });
+
+test('fused x·g(x) patterns (SiLU as Sigmoid·Mul, GELU as 0.5·x·(1 + Erf(x/√2))): the IR Jacobian is the analytic one, pairs confirm it', async () => {
+  const rand = mulberry32(81);
+  const w0 = uniform(rand, [4, 3]), b0 = uniform(rand, [4], 0.3), w1 = uniform(rand, [4, 4]), b1 = uniform(rand, [4], 0.3), w2 = uniform(rand, [2, 4]), b2 = uniform(rand, [2]);
+  const scalar = (v: number): Tensor => ({ dtype: 'float32', dims: [], data: Float32Array.of(v) });
+  const spec: Spec = {
+    input: [1, 3], output: [1, 2],
+    nodes: [
+      gemm('fc0', 'x', 'w0', 'b0', 'h0'),
+      { opType: 'Sigmoid', inputs: ['h0'], outputs: ['s0'], name: 'sig' },
+      { opType: 'Mul', inputs: ['h0', 's0'], outputs: ['a0'], name: 'silu' },
+      gemm('fc1', 'a0', 'w1', 'b1', 'h1'),
+      { opType: 'Div', inputs: ['h1', 'sqrt2'], outputs: ['d1'], name: 'div' },
+      { opType: 'Erf', inputs: ['d1'], outputs: ['e1'], name: 'erf' },
+      { opType: 'Add', inputs: ['e1', 'one'], outputs: ['p1'], name: 'add' },
+      { opType: 'Mul', inputs: ['h1', 'p1'], outputs: ['m1'], name: 'mul' },
+      { opType: 'Mul', inputs: ['m1', 'half'], outputs: ['a1'], name: 'half' },
+      gemm('fc2', 'a1', 'w2', 'b2', 'y'),
+    ],
+    inits: [['w0', w0], ['b0', b0], ['w1', w1], ['b1', b1], ['w2', w2], ['b2', b2], ['sqrt2', scalar(Math.SQRT2)], ['one', scalar(1)], ['half', scalar(0.5)]],
+  };
+  const sig = (u: number) => 1 / (1 + Math.exp(-u));
+  const Phi = (u: number) => { let s = 0; const n = 4000, a = -10; for (let k = 0; k < n; k++) { const t = a + ((u - a) * (k + 0.5)) / n; s += Math.exp(-t * t / 2); } return (s * (u - a)) / n / Math.sqrt(2 * Math.PI); };
+  const jacobian = (x: Float32Array) => {
+    const h0 = matmul(w0.data, x, 4, 3, 1).map((t, k) => t + b0.data[k]);
+    const a0 = h0.map((u) => u * sig(u)), d0 = h0.map((u) => sig(u) + u * sig(u) * (1 - sig(u)));
+    const h1 = matmul(w1.data, a0, 4, 4, 1).map((t, k) => t + b1.data[k]);
+    const d1 = h1.map((u) => Phi(u) + (u * Math.exp(-u * u / 2)) / Math.sqrt(2 * Math.PI));
+    const j0 = matmul(w0.data, Float64Array.from({ length: 9 }, (_, k) => (Math.floor(k / 3) === k % 3 ? 1 : 0)), 4, 3, 3).map((t, k) => t * d0[Math.floor(k / 3)]);
+    const j1 = matmul(w1.data, j0, 4, 4, 3).map((t, k) => t * d1[Math.floor(k / 3)]);
+    return matmul(w2.data, j1, 2, 4, 3);
+  };
+  const r = await lowerBound(spec, { budget: 600 * MS });
+  assertConfirmsIr(r, 'patterns');
+  const exact = sigmaMax(jacobian(r.irPoint!), 2, 3);
+  assert.ok(Math.abs(r.irNorm! - exact) <= 1e-4 * exact, `IR σ_max ${r.irNorm} vs analytic ${exact}`);
+});

@@ -10,7 +10,7 @@ import { Random } from '../linalg/random.js';
 import { regionFlop } from '../linalg/work.js';
 import { weakestKind, type Bound, type BoundKind } from './kinds.js';
 import { certificateBudget, measureRegion, roundingMargin, type NormSettings, type OperatorNorm } from './operator-norm.js';
-import { regionBound } from './region-bounds.js';
+import { foldScales, regionBound } from './region-bounds.js';
 
 /**
  * A sequential segment W_m ∘ σ_{m−1} ∘ W_{m−1} ∘ ⋯ ∘ σ_1 ∘ W_1 of merged linear operators and elementwise
@@ -373,8 +373,9 @@ export async function cpSegmentBound(segment: Segment, settings: NormSettings, o
 
   // Certificates left out under auto (products of convolutions, large products: the composition of their prims'
   // bounds, an FFT per convolution) are computed only if one could change the result. Such a certificate is at least
-  // Π‖W_k‖ over the product's regions (the composition is homogeneous along the chain and each region's factor bounds
-  // its norm), and ‖W_k‖² ≥ θ_k − margin_k (θ_k its Ritz value from a float32 operator off by at most margin_k). When
+  // Π‖W_k‖ over the product's regions (the composition is homogeneous along the chain and, when no scaling is folded
+  // across a boundary, each region's factor bounds its norm; else the floor is 0), and ‖W_k‖² ≥ θ_k − margin_k (θ_k
+  // its Ritz value from a float32 operator off by at most margin_k). When
   // every one of those floors is above its product's KW bound (+0.1%), no product's bound changes; when the certified
   // recursion with those floors as certificates stays above the bound (+0.1%), the certified value is not chosen.
   const pending = [...got.entries()].filter(([, g]) => g.m?.pending !== undefined);
@@ -384,7 +385,17 @@ export async function cpSegmentBound(segment: Segment, settings: NormSettings, o
       const parts = regionBound(reg, '2', 0);
       return Math.sqrt(Math.max(0, est * est - roundingMargin(parts.gammaSum, parts.absNorm))) * (1 - 1e-6);
     });
-    const lowest = (i: number, j: number) => floor.slice(i, j + 1).reduce((a, b) => a * b, 1);
+    // the factorisation holds while the composition folds no scaling across a region boundary (foldScales scans left
+    // to right, so a boundary is crossed exactly when a region's folded tail folds with the next region's first node)
+    const crosses = (k: number) => {
+      const tail = foldScales(segment.regions[k - 1].nodes).at(-1)!;
+      const head = composeRegions(segment, k - 1, k).nodes[segment.regions[k - 1].nodes.length];
+      return foldScales([tail, head]).length < 2;
+    };
+    const lowest = (i: number, j: number) => {
+      for (let k = i + 1; k <= j; k++) if (crosses(k)) return 0;
+      return floor.slice(i, j + 1).reduce((a, b) => a * b, 1);
+    };
     const mixedValue = up(recursion((i, j) => table[i][j].mixed));
     const bestCert: number[][] = Array.from({ length: m }, () => new Array<number>(m));
     for (let len = 1; len <= m; len++) {

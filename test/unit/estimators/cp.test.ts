@@ -385,3 +385,25 @@ test('conv products through fused Gram maps (several Lanczos steps per run): few
     setFusedLanczos('auto');
   }
 });
+
+test('a scaling that the composition would fold across a region boundary (Conv → Relu → Mul → Conv): the certificate is not skipped', async () => {
+  const rng = new Random(43);
+  const [c, n] = [3, 5];
+  const conv = (x: string, wn: string, y: string): NodeSpec => ({ opType: 'Conv', inputs: [x, wn], outputs: [y], attrs: { pads: { ints: [1, 1, 1, 1] }, kernel_shape: { ints: [3, 3] } }, name: y });
+  const k1 = f32(Array.from({ length: c * c * 9 }, () => rng.normal() * 0.3)), k2 = f32(Array.from({ length: c * c * 9 }, () => rng.normal() * 0.3));
+  const bytes = encodeGraph({
+    opset: 13, inputs: [{ name: 'x', dims: [1, c, n, n] }], outputs: [{ name: 'y' }],
+    nodes: [conv('x', 'k1', 'h1'), { opType: 'Relu', inputs: ['h1'], outputs: ['a1'] }, { opType: 'Mul', inputs: ['a1', 's'], outputs: ['m1'] }, conv('m1', 'k2', 'y')],
+    initializers: [['k1', tensor([c, c, 3, 3], k1)], ['k2', tensor([c, c, 3, 3], k2)], ['s', tensor([1, c, 1, 1], [4, 0.25, 1])]],
+  });
+  const { segments, blocks } = await pipeline(bytes);
+  assert.equal(segments.length, 1);
+  assert.deepEqual(segments[0].regions.map((r) => r.nodes.map((x) => x.prim.op)), [['conv'], ['scale', 'conv']]);
+  const cp = await cpSegmentBound(segments[0], settings, { known: await measureAll(blocks) });
+  // folded into the first conv, the scaling's factor no longer multiplies ‖W₂‖: Π‖W_k‖ is no floor for the certificate
+  assert.equal(cp.certificates, 1);
+  const m1 = convMatrix(k1, [c, c, 3, 3], n, n, [1, 1, 1, 1], 1), m2 = convMatrix(k2, [c, c, 3, 3], n, n, [1, 1, 1, 1], 1);
+  const scaled = Float64Array.from(m2.m, (v, idx) => v * [4, 0.25, 1][Math.floor((idx % m2.cols) / (n * n))]);
+  const exact = exactPartitionSum([m1, { m: scaled, rows: m2.rows, cols: m2.cols }], [0, 1]);
+  assert.ok(cp.upper.value >= exact && cp.upper.value <= exact * (1 + settings.tol) ** 2, `CP ${cp.upper.value} vs exact ${exact}`);
+});

@@ -304,9 +304,11 @@ interface Entry { cert: number; mixed: number; kind: BoundKind; est: number }
  * σ_k = c_k·Id + r_k·R_k (c_k, r_k the midpoint and half-width of its slope range, R_k 1-Lipschitz elementwise),
  * L(h_j) ≤ |c_1⋯c_{j−1}|·‖W_j⋯W_1‖ + Σ_i |c_{i+1}⋯c_{j−1}|·r_i·‖W_j⋯W_{i+1}‖·L(h_i), L(h_1) = ‖W_1‖. It bounds
  * ‖W_m D_{m−1}⋯D_1 W_1‖ over every diagonal D_k with entries in the slope range, so it is never above the product of
- * the same norms. Each partial product is a merged operator measured like any region (measureRegion); products
- * longer than `window` and every product's measured bound are also compared with products of shorter ones. Certified
- * when every norm used is; otherwise probabilistic, with a union bound over the norms measured.
+ * the same norms. Each partial product is a merged operator measured once (measureProduct: one Lanczos run through
+ * the backend's Gram map with the chain rounding margin, one run per step; small conv-free products as measureRegion
+ * does, for their dense certificates); products longer than `window` and every product's measured bound are also
+ * compared with products of shorter ones. Certified when every norm used is; otherwise probabilistic, with a union
+ * bound over the norms measured. Same numbers whatever the thread count: seeds come from the segment and positions.
  */
 export async function cpSegmentBound(segment: Segment, settings: NormSettings, opts: CpOptions = {}): Promise<CpResult> {
   const t0 = performance.now();

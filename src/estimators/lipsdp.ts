@@ -143,8 +143,9 @@ export async function lipsdpSegmentBound(segment: Segment, settings: NormSetting
   const got: Partial<Record<LipSdpVariant, Bound>> = {};
   let work = 0, steps = 0, estimate: number | null = null;
   for (const [i, variant] of variants.entries()) {
-    // each later variant keeps at least the minimum it needs; the last takes what is left
-    const reserve = (variants.length - 1 - i) * needed;
+    // each later variant keeps at least the minimum it needs, where the budget covers them all (else the earlier, tighter
+    // one takes it all: tll_n2_N16_1_0 under --method sdp); the last takes what is left
+    const reserve = budget >= (variants.length - i) * needed ? (variants.length - 1 - i) * needed : 0;
     const share = budget - reserve;
     if (share < needed) { notes.push(`LipSDP-${variant === 'neuron' ? 'Neuron' : 'Layer'} skipped on ${segment.id}: the work budget is spent.`); continue; }
     const res = lipSdpBound(problem, { variant, maxWork: share - certWork });

@@ -208,7 +208,9 @@ export async function buildIr(original: OnnxModel, options: BuildOptions): Promi
   const feeds: Record<string, Tensor> = { [input.name]: randomTensor(shape, options.seed) };
   for (const o of others) {
     const dims = (o.dims ?? []).map((d) => (typeof d === 'number' ? d : 1));
-    feeds[o.name] = { dtype: (DATA_TYPES[o.elemType] as DType) ?? 'float32', dims, data: new Float32Array(dims.reduce((a, b) => a * b, 1)) };
+    const dtype = (DATA_TYPES[o.elemType] as DType) ?? 'float32';
+    const size = dims.reduce((a, b) => a * b, 1);
+    feeds[o.name] = { dtype, dims, data: dtype === 'float64' ? new Float64Array(size) : dtype === 'int64' ? new BigInt64Array(size) : dtype === 'int32' ? new Int32Array(size) : new Float32Array(size) };
   }
   const intDyn = new Set<string>();
   const values = new Map<string, Tensor>();
@@ -267,7 +269,8 @@ export async function buildIr(original: OnnxModel, options: BuildOptions): Promi
     const inputs: InputValue[] = n.inputs.map((name) => {
       if (!name) return { name: '', dynamic: false, tensor: null };
       if (dynamic.has(name)) return { name, dynamic: true, shape: shapeOf(name), dtype: dtypeOf(name) };
-      const t = model.initializers.get(name) ?? values.get(name);
+      // another graph input is held at its zero feed (as every run of the model holds it)
+      const t = model.initializers.get(name) ?? values.get(name) ?? feeds[name];
       if (!t) throw new LipcheckError('INTERNAL', `constant '${name}' of node '${n.name}' was not evaluated`);
       return { name, dynamic: false, tensor: t };
     });

@@ -505,3 +505,19 @@ test('fused x·g(x) patterns (SiLU as Sigmoid·Mul, GELU as 0.5·x·(1 + Erf(x/�
   const exact = sigmaMax(jacobian(r.irPoint!), 2, 3);
   assert.ok(Math.abs(r.irNorm! - exact) <= 1e-4 * exact, `IR σ_max ${r.irNorm} vs analytic ${exact}`);
 });
+
+test('a model with a second graph input: the witness runs hold it at zero, as the IR build does (y = W·x + z, z = 0)', async () => {
+  const { analyze } = await import('../../../src/index.js');
+  const rand = mulberry32(5);
+  const w = uniform(rand, [3, 4]);
+  const bytes = encodeGraph({
+    opset: 13, inputs: [{ name: 'x', dims: [1, 4] }, { name: 'z', dims: [1, 3] }], outputs: [{ name: 'y', dims: [1, 3] }],
+    nodes: [{ opType: 'Gemm', inputs: ['x', 'w'], outputs: ['h'], name: 'fc', attrs: { transB: { i: 1 } } }, { opType: 'Add', inputs: ['h', 'z'], outputs: ['y'], name: 'add' }],
+    initializers: [['w', w]],
+  });
+  const truth = sigmaMax(w.data, 3, 4);
+  const r = await analyze({ bytes, name: 'two-inputs.onnx' }, { device: 'cpu', inputName: 'x' });
+  assert.ok(r.global.lower, 'a lower bound is reported');
+  assert.ok(Math.abs(r.global.lower.value - truth) <= 1e-3 * truth, `lower ${r.global.lower.value} vs σ_max ${truth}`);
+  assert.ok(r.global.upper && r.global.upper.value >= truth * (1 - 1e-6));
+});

@@ -2,7 +2,7 @@ import type { Block } from '../ir/merge.js';
 import type { LinearOperator, OperatorBackend } from '../ir/operator.js';
 import { sizeOf } from '../ir/tensor.js';
 import type { ActivationNode, IrGraph, IrNode, LipschitzNode, Shape } from '../ir/types.js';
-import { elementwiseOf, type BoundElementwise } from '../ops/elementwise.js';
+import { broadcastMap, elementwiseOf, type BoundElementwise } from '../ops/elementwise.js';
 
 /**
  * THE interpreter of the IR's Jacobian (issue 15): J(x)·v and J(x)ᵀ·w at a point x, from the IR alone. Linear regions
@@ -159,24 +159,6 @@ export async function planIr(ir: IrGraph, blocks: readonly Block[], backend: Ope
   return { steps: out, needed: [...needed] };
 }
 
-/** Flat index maps from the output of a broadcasting op to one of its inputs. */
-function broadcastIndex(inShape: Shape, outShape: Shape): Int32Array {
-  const size = sizeOf(outShape);
-  const r = outShape.length, d = r - inShape.length;
-  const strides = new Array(r).fill(0);
-  let s = 1;
-  for (let i = inShape.length - 1; i >= 0; i--) { strides[i + d] = inShape[i] === 1 ? 0 : s; s *= inShape[i]; }
-  const map = new Int32Array(size);
-  const idx = new Array(r).fill(0);
-  for (let flat = 0; flat < size; flat++) {
-    let off = 0;
-    for (let i = 0; i < r; i++) off += idx[i] * strides[i];
-    map[flat] = off;
-    for (let i = r - 1; i >= 0; i--) { if (++idx[i] < outShape[i]) break; idx[i] = 0; }
-  }
-  return map;
-}
-
 /** Jacobian-vector products of the IR at a point: the backend's operators for linear regions, the table elsewhere. */
 export class Jacobian {
   products = 0;
@@ -187,7 +169,7 @@ export class Jacobian {
   private broadcast(node: IrNode, i: number): Int32Array {
     const key = `${node.output}#${i}`;
     let m = this.bcast.get(key);
-    if (!m) { m = broadcastIndex(node.inShapes[i], node.outShape); this.bcast.set(key, m); }
+    if (!m) { m = broadcastMap(node.inShapes[i], node.outShape); this.bcast.set(key, m); }
     return m;
   }
 

@@ -42,13 +42,15 @@ export interface GramLanczosOptions {
   readonly expectedSteps?: number;
 }
 
-/** lanczosTop's result (src/linalg/lanczos.ts LanczosResult). */
+/** What Lanczos found (lanczosTop, or a backend's fused runs): the top Ritz value θ (≤ λ_max in exact arithmetic), its vector, and the steps taken. */
 export interface GramLanczosResult {
   readonly theta: number;
   readonly ritzVector: Float64Array;
   readonly steps: number;
+  /** True when the Krylov space became invariant (θ is then an eigenvalue of the operator). */
   readonly invariant: boolean;
   readonly history: readonly number[];
+  /** Full Gram–Schmidt passes over the basis beyond the first, per run (for benchmarks). */
   readonly extraPasses: number;
 }
 

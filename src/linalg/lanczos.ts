@@ -18,16 +18,7 @@ export interface SymmetricOperator {
 }
 
 /** What Lanczos found: the top Ritz value θ (≤ λ_max in exact arithmetic), its vector, and the steps taken. */
-export interface LanczosResult {
-  readonly theta: number;
-  readonly ritzVector: Float64Array;
-  readonly steps: number;
-  /** True when the Krylov space became invariant (θ is then an eigenvalue of the operator). */
-  readonly invariant: boolean;
-  readonly history: readonly number[];
-  /** Full Gram–Schmidt passes over the basis beyond the first, per run (for benchmarks). */
-  readonly extraPasses: number;
-}
+export type LanczosResult = GramLanczosResult;
 
 /** Thrown when the operator returns NaN or ±Infinity (a float32 overflow, usually from enormous weights). */
 export class NonFiniteError extends Error {}

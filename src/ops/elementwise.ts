@@ -175,7 +175,7 @@ export interface BoundElementwise {
 }
 
 /** Flat indices into `operand` for each element of `shape` (numpy broadcasting, trailing axes aligned). */
-function broadcastMap(operand: readonly number[], shape: readonly number[]): Int32Array {
+export function broadcastMap(operand: readonly number[], shape: readonly number[]): Int32Array {
   const size = sizeOf(shape), r = shape.length, d = r - operand.length;
   const strides = new Array(r).fill(0);
   let s = 1;

@@ -1,8 +1,8 @@
 import { LipcheckError } from '../errors.js';
 import type { LinearRegion } from '../ir/merge.js';
 import { DENSE_LIMIT, denseObstacle, type GramOperator, type LinearOperator, type ModelEvaluator, type OperatorBackend } from '../ir/operator.js';
-import { sizeOf, type DType, type Tensor } from '../ir/tensor.js';
-import { DATA_TYPES } from '../onnx/proto.js';
+import { sizeOf } from '../ir/tensor.js';
+import { zeroFeeds } from '../onnx/tensor.js';
 import type { OnnxModel } from '../onnx/read-model.js';
 import { encodeForRuntime, encodeGraph, type GraphSpec } from '../onnx/writer.js';
 import { emitAdjoint, emitForward } from './emit.js';
@@ -49,20 +49,6 @@ async function ortGram(region: LinearRegion, runtime: RuntimeOptions): Promise<G
   return Object.assign(op, { wide });
 }
 
-/** Zero tensors for the model's graph inputs other than `analysed` (and not initializers), as the IR build holds them. */
-function otherInputFeeds(model: OnnxModel, analysed: string | undefined): Record<string, Tensor> {
-  const feeds: Record<string, Tensor> = {};
-  for (const o of model.inputs) {
-    if (o.name === analysed || model.initializers.has(o.name)) continue;
-    const dims = (o.dims ?? []).map((d) => (typeof d === 'number' ? d : 1));
-    const dtype = (DATA_TYPES[o.elemType] as DType) ?? 'float32';
-    const size = sizeOf(dims);
-    const data = dtype === 'float64' ? new Float64Array(size) : dtype === 'int64' ? new BigInt64Array(size) : dtype === 'int32' ? new Int32Array(size) : new Float32Array(size);
-    feeds[o.name] = { dtype, dims, data };
-  }
-  return feeds;
-}
-
 /**
  * The onnxruntime implementation of OperatorBackend: the one place that emits a region's graphs, encodes models and
  * opens sessions. Create it once per analysis; operators and evaluators it hands out are disposed by their users.
@@ -87,7 +73,7 @@ export function createOrtBackend(opts: OrtBackendOptions): OperatorBackend {
       if (o.precision !== 'float64') {
         const runner = await ModelRunner.create(encodeForRuntime(model, [...(o.extraOutputs ?? [])]), runtime, o.what ?? 'the model');
         // the model's other inputs are held at zero, as the IR build holds them
-        const others = otherInputFeeds(model, opts.io?.inputName);
+        const others = zeroFeeds(model.inputs.filter((i) => i.name !== opts.io?.inputName && !model.initializers.has(i.name)), model.file);
         return { run: (feeds, outputs) => runner.run({ ...others, ...feeds }, outputs), release: () => runner.release() };
       }
       const decline = (why: string) => { o.onDecline?.(why); return null; };

@@ -3,7 +3,7 @@ import { ModelRunner, randomTensor } from '../backend/runner.js';
 import type { RuntimeOptions } from '../backend/runtime.js';
 import type { OnnxModel, OnnxNode } from '../onnx/read-model.js';
 import { DATA_TYPES } from '../onnx/proto.js';
-import { halfToFloat } from '../onnx/tensor.js';
+import { halfToFloat, zeroFeeds } from '../onnx/tensor.js';
 import { encodeForRuntimeFeeding } from '../onnx/writer.js';
 import { auditConstants, UnsupportedNode, type ConvertContext, type InputValue } from '../ops/context.js';
 import { fusePatterns } from '../ops/patterns.js';
@@ -205,13 +205,7 @@ export async function buildIr(original: OnnxModel, options: BuildOptions): Promi
       wanted.delete(n.outputs[0]);
     }
   }
-  const feeds: Record<string, Tensor> = { [input.name]: randomTensor(shape, options.seed) };
-  for (const o of others) {
-    const dims = (o.dims ?? []).map((d) => (typeof d === 'number' ? d : 1));
-    const dtype = (DATA_TYPES[o.elemType] as DType) ?? 'float32';
-    const size = dims.reduce((a, b) => a * b, 1);
-    feeds[o.name] = { dtype, dims, data: dtype === 'float64' ? new Float64Array(size) : dtype === 'int64' ? new BigInt64Array(size) : dtype === 'int32' ? new Int32Array(size) : new Float32Array(size) };
-  }
+  const feeds: Record<string, Tensor> = { [input.name]: randomTensor(shape, options.seed), ...zeroFeeds(others, model.file) };
   const intDyn = new Set<string>();
   const values = new Map<string, Tensor>();
   if (constant) {

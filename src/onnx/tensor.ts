@@ -5,6 +5,7 @@ import { LipcheckError } from '../errors.js';
 import type { DType, Tensor, TensorData } from '../ir/tensor.js';
 import { sizeOf } from '../ir/tensor.js';
 import { DATA_TYPES, longToNumber } from './proto.js';
+import type { ValueInfo } from './read-model.js';
 
 const BYTES: Partial<Record<DType, number>> = {
   float32: 4, float64: 8, float16: 2, bfloat16: 2, int8: 1, uint8: 1, int16: 2, uint16: 2,
@@ -257,4 +258,27 @@ export function decodeTensor(p: any, origin: TensorOrigin): Tensor {
     }
   }
   return { dtype, dims, data };
+}
+
+/** Largest zero tensor held for an input that is not analysed (its declared size is the model's word: capped). */
+const ZERO_FEED_LIMIT_BYTES = 2 ** 30;
+
+/**
+ * Zero tensors of their declared types for graph inputs that are not analysed (held at zero, as every run of the model
+ * holds them): symbolic dimensions count as 1; a negative, non-integer or oversized declared shape is refused.
+ */
+export function zeroFeeds(values: readonly ValueInfo[], file: string): Record<string, Tensor> {
+  const feeds: Record<string, Tensor> = {};
+  for (const o of values) {
+    const dims = (o.dims ?? []).map((d) => (typeof d === 'number' ? d : 1));
+    const dtype = (DATA_TYPES[o.elemType] as DType) ?? 'float32';
+    const size = dims.reduce((a, b) => a * b, 1);
+    const bytes = size * (dtype === 'float64' || dtype === 'int64' ? 8 : 4);
+    if (dims.some((d) => !Number.isSafeInteger(d) || d < 0) || !(bytes <= ZERO_FEED_LIMIT_BYTES)) {
+      throw new LipcheckError('UNSUPPORTED', `Input '${o.name}' of ${file} declares shape [${dims.join(', ')}]; it is not analysed and would be held at zero, but that shape is not a valid tensor of at most ${ZERO_FEED_LIMIT_BYTES / 2 ** 30} GiB. Fix the model's input declaration, or analyse that input with --input.`);
+    }
+    const data = dtype === 'float64' ? new Float64Array(size) : dtype === 'int64' ? new BigInt64Array(size) : dtype === 'int32' ? new Int32Array(size) : new Float32Array(size);
+    feeds[o.name] = { dtype, dims, data };
+  }
+  return feeds;
 }

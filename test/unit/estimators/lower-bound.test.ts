@@ -521,3 +521,16 @@ test('a model with a second graph input: the witness runs hold it at zero, as th
   assert.ok(Math.abs(r.global.lower.value - truth) <= 1e-3 * truth, `lower ${r.global.lower.value} vs σ_max ${truth}`);
   assert.ok(r.global.upper && r.global.upper.value >= truth * (1 - 1e-6));
 });
+
+test('a second graph input whose declared shape is negative or huge is refused (UNSUPPORTED, naming it), never allocated', async () => {
+  const { analyze } = await import('../../../src/index.js');
+  const w = uniform(mulberry32(6), [3, 4]);
+  for (const zdims of [[1, -3], [1, 2 ** 40]]) {
+    const bytes = encodeGraph({
+      opset: 13, inputs: [{ name: 'x', dims: [1, 4] }, { name: 'z', dims: zdims }], outputs: [{ name: 'y', dims: [1, 3] }],
+      nodes: [{ opType: 'Gemm', inputs: ['x', 'w'], outputs: ['y'], name: 'fc', attrs: { transB: { i: 1 } } }],
+      initializers: [['w', w]],
+    });
+    await assert.rejects(analyze({ bytes, name: 'bad-second-input.onnx' }, { device: 'cpu', inputName: 'x' }), (e: any) => e.code === 'UNSUPPORTED' && /Input 'z' of bad-second-input\.onnx/.test(e.message));
+  }
+});

@@ -1,7 +1,5 @@
 import { LipcheckError } from '../errors.js';
-import type { Block } from '../ir/merge.js';
 import type { OperatorBackend } from '../ir/operator.js';
-import type { IrGraph } from '../ir/types.js';
 import { MFLOP, regionFlop } from '../linalg/work.js';
 import type { LowerBound } from '../report/report.js';
 import { composeAutoLip, type AutoLipResult, type ResidualUse, type SegmentCandidate, type SegmentUse } from './autolip.js';
@@ -10,7 +8,7 @@ import { exactLipschitz, type ExactResult } from './exact.js';
 import type { Bound, NormKind } from './kinds.js';
 import { crossNormBound, type CrossNormBound } from './linf.js';
 import { LIPSDP_DEFAULTS, lipsdpObstacle, lipsdpSegmentBound } from './lipsdp.js';
-import { jacobianLowerBound } from './lower-bound.js';
+import { jacobianLowerBound, type AnalysedModel } from './lower-bound.js';
 import { measureRegion, type NormSettings, type OperatorNorm } from './operator-norm.js';
 import { patternSearchLowerBound } from './pattern-search.js';
 import { findResidualBlocks, graphCpBound, graphCpObstacle, residualBlockBound, residualWork, type GraphCpResult } from './residual.js';
@@ -59,12 +57,7 @@ export interface MethodSettings {
 }
 
 /** The model as the methods see it: the IR, its merged blocks, the analysed input and output, and its file name (messages). */
-export interface MethodModel {
-  readonly ir: IrGraph;
-  readonly blocks: readonly Block[];
-  readonly inputName: string;
-  readonly outputName: string;
-  readonly inputShape: readonly number[];
+export interface MethodModel extends Pick<AnalysedModel, 'ir' | 'blocks' | 'inputName' | 'outputName' | 'inputShape'> {
   readonly path: string;
 }
 

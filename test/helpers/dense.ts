@@ -39,3 +39,13 @@ export function convMatrix(w: Float64Array, dims: readonly number[], h: number, 
   }
   return { m, rows, cols };
 }
+
+/** m·v (m rows×cols, row-major) or mᵀ·v, in float64: the products of the tests' fake backends. */
+export function denseMul(m: ArrayLike<number>, rows: number, cols: number, v: ArrayLike<number>, transpose: boolean): Float64Array {
+  const out = new Float64Array(transpose ? cols : rows);
+  for (let i = 0; i < rows; i++) for (let j = 0; j < cols; j++) {
+    if (transpose) out[j] += m[i * cols + j] * v[i];
+    else out[i] += m[i * cols + j] * v[j];
+  }
+  return out;
+}

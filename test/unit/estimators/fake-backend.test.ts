@@ -13,7 +13,7 @@ import type { LinearRegion } from '../../../src/ir/merge.js';
 import type { GramOperator, LinearOperator, OperatorBackend } from '../../../src/ir/operator.js';
 import { sizeOf } from '../../../src/ir/tensor.js';
 import { Random } from '../../../src/linalg/random.js';
-import { sigmaMax } from '../../helpers/dense.js';
+import { denseMul, sigmaMax } from '../../helpers/dense.js';
 import { ACTS, matmul, mlpModel, pipeline, randomDense, settings as base, witness, type Dense } from '../../helpers/mlp.js';
 
 /** Calls a fake backend received, by method. */
@@ -39,12 +39,7 @@ function fakeBackend(layers: readonly Dense[]): OperatorBackend & { calls: Calls
   };
   const mul = (m: Float64Array, rows: number, cols: number, v: Float64Array, transpose: boolean) => {
     calls.products++;
-    const out = new Float64Array(transpose ? cols : rows);
-    for (let i = 0; i < rows; i++) for (let j = 0; j < cols; j++) {
-      if (transpose) out[j] += m[i * cols + j] * v[i];
-      else out[i] += m[i * cols + j] * v[j];
-    }
-    return out;
+    return denseMul(m, rows, cols, v, transpose);
   };
   return {
     calls,

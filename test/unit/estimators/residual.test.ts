@@ -8,7 +8,7 @@ import type { GramOperator, OperatorBackend } from '../../../src/ir/operator.js'
 import { sizeOf, toFloat64 } from '../../../src/ir/tensor.js';
 import { Random } from '../../../src/linalg/random.js';
 import { encodeGraph, type NodeSpec } from '../../../src/onnx/writer.js';
-import { hasShared, SHARED, sigmaMax } from '../../helpers/dense.js';
+import { denseMul, hasShared, SHARED, sigmaMax } from '../../helpers/dense.js';
 import { analyze } from '../../../src/index.js';
 import { createOrtBackend } from '../../../src/backend/index.js';
 import { ACTS, f32, matmul, measureAll, pipeline, settings as baseSettings, tensor, type Act } from '../../helpers/mlp.js';
@@ -51,14 +51,7 @@ function denseOf(region: LinearRegion): { m: Float64Array; rows: number; cols: n
 /** An OperatorBackend of dense float64 matrices; `grams` counts the Gram maps asked for. */
 function denseBackend(): OperatorBackend & { grams: string[] } {
   const grams: string[] = [];
-  const mul = (m: Float64Array, rows: number, cols: number, v: Float64Array, transpose: boolean) => {
-    const out = new Float64Array(transpose ? cols : rows);
-    for (let i = 0; i < rows; i++) for (let j = 0; j < cols; j++) {
-      if (transpose) out[j] += m[i * cols + j] * v[i];
-      else out[i] += m[i * cols + j] * v[j];
-    }
-    return out;
-  };
+  const mul = denseMul;
   return {
     grams,
     parallel: false,

@@ -9,6 +9,7 @@ import { findModels, globMatcher, isGlob, parseShard, shardOf, type Discovery } 
 import { evaluateGates, findBaseline, parsePercent } from '../../../src/batch/gates.js';
 import { mergeRecords, parseBaseline, parseRecords, recordLine } from '../../../src/batch/jsonl.js';
 import { BATCH_SCHEMA_VERSION, recordFromError, type BatchRecord } from '../../../src/batch/record.js';
+import { NOBODY, nobodyObstacle } from '../../helpers/as-user.js';
 
 const rec = (path: string, status: BatchRecord['status'], upper: number | null, extra: Partial<BatchRecord> = {}): BatchRecord => ({
   schemaVersion: BATCH_SCHEMA_VERSION, path, sha256: `sha-${path}`, bytes: 10, status, upper: upper === null ? null : { value: upper, kind: 'certified', method: 'autolip' },
@@ -49,12 +50,14 @@ test('findModels: recursive directories, files as given, globs with braces, dupl
 function findAsUser(args: string[]): Discovery {
   if (process.getuid?.() !== 0) return findModels(args);
   const src = new URL('../../../src/batch/discover.ts', import.meta.url).href;
-  const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', `const { findModels } = await import(${JSON.stringify(src)}); console.log(JSON.stringify(findModels(${JSON.stringify(args)})));`], { encoding: 'utf8', uid: 65534, gid: 65534, cwd: fileURLToPath(new URL('../../..', import.meta.url)) });
+  const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', `const { findModels } = await import(${JSON.stringify(src)}); console.log(JSON.stringify(findModels(${JSON.stringify(args)})));`], { encoding: 'utf8', ...NOBODY, cwd: fileURLToPath(new URL('../../..', import.meta.url)) });
   assert.equal(r.status, 0, r.stderr);
   return JSON.parse(r.stdout);
 }
 
-test('findModels: a sub-directory that cannot be listed is reported (fail closed), not skipped', () => {
+test('findModels: a sub-directory that cannot be listed is reported (fail closed), not skipped', (t) => {
+  const obstacle = nobodyObstacle();
+  if (obstacle) return t.skip(obstacle);
   const root = mkdtempSync(join(tmpdir(), 'lipcheck-find-'));
   chmodSync(root, 0o755);
   mkdirSync(join(root, 'zoo/private'), { recursive: true });

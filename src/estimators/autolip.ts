@@ -7,7 +7,7 @@ import { segmentAutoLip, segmentFactor, type Segment } from './cp.js';
 
 /** One method's result on a sequential segment: an upper bound (null when it gave only an estimate) and an estimate. */
 export interface SegmentCandidate {
-  readonly method: 'cp' | 'seqlip' | 'sdp';
+  readonly method: 'cp' | 'seqlip' | 'sdp' | 'eclipse';
   readonly upper: Bound | null;
   readonly estimate: number | null;
   readonly ms: number;
@@ -44,7 +44,7 @@ export interface ResidualUse {
  * `seqlip` or `sdp` (LipSDP) that method's bound where it has one (AutoLip elsewhere); `greedy` keeps AutoLip's bounds but carries the
  * candidates' estimates (greedy SeqLip), for the estimate-only line of the report.
  */
-export type SegmentMode = 'best' | 'cp' | 'seqlip' | 'sdp' | 'greedy';
+export type SegmentMode = 'best' | 'cp' | 'seqlip' | 'sdp' | 'eclipse' | 'greedy';
 
 /** One row of the per-layer table. */
 export interface LayerResult {

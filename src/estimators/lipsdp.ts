@@ -43,6 +43,8 @@ export interface LipSdpResult {
   /** Multiply-adds spent (solves and certificates). */
   readonly work: number;
   readonly newtonSteps: number;
+  /** Whether LipSDP-Neuron's solve converged and was certified (then ECLipsE, a feasible point of the same LMI, cannot be smaller). */
+  readonly converged: boolean;
   /** Why a variant was skipped or stopped early, in full sentences. */
   readonly notes: readonly string[];
   readonly ms: number;
@@ -100,6 +102,29 @@ function frobeniusUp(x: Float64Array): number {
 }
 
 /**
+ * A segment's LipSDP problem: the operators' float64 matrices Â_k (formRegion) with the slope ranges, and `cross`, what
+ * turns a bound on sup_D ‖Â_K D ⋯ D Â_1‖ into one on the exact operators (added to it): Π s_k·Σ_j e_j·Π_{k<j}(a_k + e_k)·
+ * Π_{k>j}a_k with a_k = ‖Â_k‖_F, e_k ≥ ‖Â_k − A_k‖, s_k the largest |slope| (as SeqLip's certified route). Shared by
+ * LipSDP and ECLipsE (eclipse.ts); the caller has checked lipsdpObstacle.
+ */
+export async function formSegmentProblem(segment: Segment, settings: NormSettings): Promise<{ problem: LipSdpProblem; cross: number }> {
+  const formed = [];
+  for (const r of segment.regions) formed.push(await formRegion(r, settings));
+  const problem: LipSdpProblem = { layers: formed.map((f) => ({ w: f.w, rows: f.rows, cols: f.cols })), slopes: segment.activations.map((a) => a.slope) };
+  const a = formed.map((f) => frobeniusUp(f.w));
+  const e = formed.map((f) => f.delta);
+  let slopes = 1;
+  for (const act of segment.activations) slopes *= Math.max(Math.abs(act.slope[0]), Math.abs(act.slope[1]));
+  let cross = 0;
+  for (let j = 0; j < e.length; j++) {
+    let term = e[j];
+    for (let k = 0; k < e.length; k++) if (k !== j) term *= k < j ? a[k] + e[k] : a[k];
+    cross += term;
+  }
+  return { problem, cross: roundUp(cross * slopes, 3 * e.length + 4) };
+}
+
+/**
  * LipSDP-Neuron and LipSDP-Layer (Fazlyab et al., NeurIPS 2019, Thm 2; docs/algorithms-sdp.md) on a sequential segment
  * M_K∘σ_{K−1}∘⋯∘σ_1∘M_1: certified upper bounds on its ℓ2 Lipschitz constant. The operators' matrices Â_k are formed
  * (formRegion), the LMI solved by an interior-point method and proved by Cholesky (lipSdpBound: the bound covers every
@@ -111,7 +136,7 @@ function frobeniusUp(x: Float64Array): number {
 export async function lipsdpSegmentBound(segment: Segment, settings: NormSettings, opts: LipSdpOptions = {}): Promise<LipSdpResult> {
   const t0 = performance.now();
   const notes: string[] = [];
-  const empty = (why: string): LipSdpResult => ({ upper: null, neuron: null, layer: null, estimate: null, work: 0, newtonSteps: 0, notes: [why], ms: performance.now() - t0 });
+  const empty = (why: string): LipSdpResult => ({ upper: null, neuron: null, layer: null, estimate: null, work: 0, newtonSteps: 0, converged: false, notes: [why], ms: performance.now() - t0 });
   const obstacle = lipsdpObstacle(segment, settings);
   if (obstacle) return empty(`No LipSDP bound for ${segment.id}: ${obstacle}.`);
   const variants = opts.variants ?? ['neuron', 'layer'];
@@ -125,23 +150,10 @@ export async function lipsdpSegmentBound(segment: Segment, settings: NormSetting
   const needed = minSteps * stepWork + certWork;
   if (needed > budget) return empty(`No LipSDP bound for ${segment.id}: ${minSteps} interior-point steps and the certificate need about ${Math.ceil((2 * needed) / 1e6)} Mflop, over the ${Math.floor((2 * budget) / 1e6)} Mflop this segment was given (raise --sdp-work).`);
 
-  const formed = [];
-  for (const r of segment.regions) formed.push(await formRegion(r, settings));
-  const problem: LipSdpProblem = { layers: formed.map((f) => ({ w: f.w, rows: f.rows, cols: f.cols })), slopes: shape.slopes };
-  const a = formed.map((f) => frobeniusUp(f.w));
-  const e = formed.map((f) => f.delta);
-  let slopes = 1;
-  for (const act of segment.activations) slopes *= Math.max(Math.abs(act.slope[0]), Math.abs(act.slope[1]));
-  let cross = 0;
-  for (let j = 0; j < e.length; j++) {
-    let term = e[j];
-    for (let k = 0; k < e.length; k++) if (k !== j) term *= k < j ? a[k] + e[k] : a[k];
-    cross += term;
-  }
-  cross = roundUp(cross * slopes, 3 * e.length + 4);
+  const { problem, cross } = await formSegmentProblem(segment, settings);
 
   const got: Partial<Record<LipSdpVariant, Bound>> = {};
-  let work = 0, steps = 0, estimate: number | null = null;
+  let work = 0, steps = 0, estimate: number | null = null, converged = false;
   for (const [i, variant] of variants.entries()) {
     // each later variant keeps at least the minimum it needs, where the budget covers them all (else the earlier, tighter
     // one takes it all: tll_n2_N16_1_0 under --method sdp); the last takes what is left
@@ -154,11 +166,12 @@ export async function lipsdpSegmentBound(segment: Segment, settings: NormSetting
     budget -= spent;
     if (!res) { notes.push(`LipSDP-${variant === 'neuron' ? 'Neuron' : 'Layer'} on ${segment.id}: no certificate succeeded at the solver's points; no bound from it.`); continue; }
     steps += res.newtonSteps;
+    if (res.converged && variant === 'neuron') converged = true;
     if (!res.converged) notes.push(`LipSDP-${variant === 'neuron' ? 'Neuron' : 'Layer'} on ${segment.id} stopped after ${res.newtonSteps} Newton steps when its work budget ran out; its certified value is looser than the optimum.`);
     estimate = estimate === null ? res.estimate : Math.min(estimate, res.estimate);
     got[variant] = { value: roundUp(res.value + cross, 1), kind: 'certified', method: `lipsdp-${variant}` };
   }
   const bounds = [got.neuron, got.layer].filter((b): b is Bound => b !== undefined);
   const upper = bounds.length ? bounds.reduce((x, y) => (y.value < x.value ? y : x)) : null;
-  return { upper, neuron: got.neuron ?? null, layer: got.layer ?? null, estimate, work, newtonSteps: steps, notes, ms: performance.now() - t0 };
+  return { upper, neuron: got.neuron ?? null, layer: got.layer ?? null, estimate, work, newtonSteps: steps, converged, notes, ms: performance.now() - t0 };
 }

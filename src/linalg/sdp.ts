@@ -128,7 +128,7 @@ export function formLmi(p: LipSdpProblem, point: LmiPoint): { f: Float64Array; n
 }
 
 /** In-place row-oriented Cholesky of the lower triangle of a (N×N, row-major); returns log det, or null when a pivot is not positive. */
-function cholesky(a: Float64Array, n: number): number | null {
+export function cholesky(a: Float64Array, n: number): number | null {
   let logdet = 0;
   for (let i = 0; i < n; i++) {
     const oi = i * n;
@@ -308,6 +308,11 @@ export interface LipSdpOptions {
   readonly maxWork?: number;
   /** Called after each iteration (benchmarks): iterations so far, ρ of the solved (scaled) problem, relative gap, work so far. */
   readonly onIteration?: (it: { readonly steps: number; readonly rho: number; readonly relGap: number; readonly work: number }) => void;
+  /**
+   * A warm start (Neuron only): a point (ρ, t) of this problem, e.g. ECLipsE's (src/estimators/eclipse.ts), used instead of
+   * startPoint's loose one when Cholesky confirms it strictly feasible for the problem solved (reduced, widened); else ignored.
+   */
+  readonly start?: LmiPoint;
 }
 
 /**
@@ -494,7 +499,8 @@ export function solveLipSdp(problem: LipSdpProblem, opts: LipSdpOptions): LipSdp
   };
 
   // start: the dual point of startPoint, X = μ0·Z⁻¹ and x = μ0/z (perfectly centred), μ0 with tr X_00 = 1
-  const start = startPoint(p, opts.variant);
+  const warm = opts.start && !layerVar && opts.start.t.length === m && opts.start.t.every((v) => v > 0) && opts.start.rho > 0 ? opts.start : null;
+  const start = warm && cholesky(formLmi(p, warm).f, n) !== null ? { rho: warm.rho, lambda: Float64Array.from(warm.t) } : startPoint(p, opts.variant);
   let rho = start.rho;
   let vars = start.lambda;
   let zf = formLmi(p, { rho, t: toT(vars) }).f;
@@ -753,7 +759,7 @@ function dropConstantUnits(p: LipSdpProblem): LipSdpProblem | null {
  * scales by 2^{Σe_k}), the scaled LMI solved (solveLipSdp), its answer proved (certifyLipSdp) and unscaled upward.
  * Null when no certificate succeeded within the tries.
  */
-export function lipSdpBound(problem: LipSdpProblem, opts: LipSdpOptions & { readonly certifyTries?: number }): LipSdpBound | null {
+export function lipSdpBound(problem: LipSdpProblem, opts: LipSdpOptions & { readonly certifyTries?: number; readonly solve?: (scaled: LipSdpProblem) => LipSdpSolution }): LipSdpBound | null {
   checkProblem(problem);
   const reduced = dropConstantUnits(problem);
   if (reduced === null) return { value: 0, estimate: 0, newtonSteps: 0, work: 0, converged: true, certifyTries: 0 };
@@ -772,7 +778,8 @@ export function lipSdpBound(problem: LipSdpProblem, opts: LipSdpOptions & { read
     if (exact) shift += e;
   }
   const scaled: LipSdpProblem = { layers, slopes: reduced.slopes };
-  const sol = solveLipSdp(scaled, opts);
+  // opts.solve: another construction of strictly feasible points of the scaled problem (ECLipsE), certified the same way
+  const sol = opts.solve ? opts.solve(scaled) : solveLipSdp(scaled, opts);
   // balance before certifying: with every ‖W_k‖ ≈ 1, ρ can be 10⁻⁸ while the multipliers are O(1), and the rounding margin
   // (∝ tr F) then swamps the input block. W_0 → 2^e·W_0 with ρ → 4^e·ρ is the congruence F → DFD, D = diag(2^e·I, I, …, I):
   // exact in float64, the same proof obligation, and ρ ≈ 1 for the certificate.

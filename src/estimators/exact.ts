@@ -214,7 +214,7 @@ const F64 = new Float64Array(1);
 const BITS = new BigUint64Array(F64.buffer);
 
 /** x = m·2^e exactly (m a BigInt), for finite x. */
-function exactOf(x: number): { m: bigint; e: number } {
+export function exactOf(x: number): { m: bigint; e: number } {
   if (x === 0) return { m: 0n, e: 0 };
   F64[0] = x;
   const bits = BITS[0];
@@ -227,9 +227,9 @@ function exactOf(x: number): { m: bigint; e: number } {
 }
 
 /** A vector of doubles as integers with one common exponent: v_i = m_i·2^e exactly. */
-interface ExactVec { readonly m: readonly bigint[]; readonly e: number }
+export interface ExactVec { readonly m: readonly bigint[]; readonly e: number }
 
-function exactVec(v: ArrayLike<number>): ExactVec {
+export function exactVec(v: ArrayLike<number>): ExactVec {
   const parts = Array.from(v, exactOf);
   const nz = parts.filter((p) => p.m !== 0n);
   const e = nz.length ? Math.min(...nz.map((p) => p.e)) : 0;

@@ -10,7 +10,8 @@ import { fusedLanczosFits, withFusedLanczos } from './fused-lanczos.js';
 import { chainGraphs, CHAIN_LIMIT_BYTES, feedWeights, operatorModels, weightBytes } from './graphs.js';
 import { createOrtGram, createOrtGramPair, createOrtOperator, denseMatrixOf } from './operators.js';
 import { ModelRunner } from './runner.js';
-import type { RuntimeOptions } from './runtime.js';
+import { ortWorkersFor, createWorkerGram } from './ort-pool.js';
+import { resolveDevice, sessionOptions, type RuntimeOptions } from './runtime.js';
 import { float64Model } from './widen.js';
 
 export type { OperatorBackend } from '../ir/operator.js';
@@ -41,11 +42,18 @@ async function ortGram(region: LinearRegion, runtime: RuntimeOptions): Promise<G
   };
   const chained = feedWeights(chainGraphs(first, second));
   const paired = weightBytes(chained.spec) > CHAIN_LIMIT_BYTES;
+  const fused = !paired && fusedLanczosFits(sizeOf(firstDims), runtime);
+  // on the CPU, the session on a worker thread where there are workers (ort-pool.ts): the main thread stays free
+  const workers = paired || fused ? 0 : ortWorkersFor(runtime);
+  if (workers > 0 && (await resolveDevice(runtime.device, runtime.threads)).provider === 'cpu') {
+    const op = await createWorkerGram(encodeGraph(chained.spec), firstDims, sizeOf(secondDims), sessionOptions('cpu', runtime, 1), workers, region.id, chained.feeds);
+    return Object.assign(op, { wide });
+  }
   const op = paired
     ? await createOrtGramPair(half(first, firstDims), half(second, secondDims), runtime, region.id)
     : await createOrtGram(encodeGraph(chained.spec), firstDims, runtime, region.id, chained.feeds);
   // several Lanczos steps per run where that measured faster (src/backend/fused-lanczos.ts)
-  if (!paired && fusedLanczosFits(sizeOf(firstDims), runtime)) withFusedLanczos(op, { first, second, dims: firstDims, name: region.id }, runtime);
+  if (fused) withFusedLanczos(op, { first, second, dims: firstDims, name: region.id }, runtime);
   return Object.assign(op, { wide });
 }
 
@@ -57,6 +65,8 @@ export function createOrtBackend(opts: OrtBackendOptions): OperatorBackend {
   const { model, runtime } = opts;
   return {
     parallel: runtime.threads !== 1,
+    // operators measured at once: one per worker thread running sessions, and one more the main thread works on
+    concurrency: ortWorkersFor(runtime) + 1,
     operator(region: LinearRegion): Promise<LinearOperator> {
       return createOrtOperator(operatorModels(region), runtime);
     },

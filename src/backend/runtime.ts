@@ -37,11 +37,16 @@ const SESSION_OPTIONS = { graphOptimizationLevel: 'all', interOpNumThreads: 1, l
 // intra_op.allow_spinning 0 unless `spin`: onnxruntime's pool threads otherwise busy-wait after every run, taking the
 // cores from the reorthogonalisation and bookkeeping between two runs (ResNet-50: 21 → 16 s with lanczos-threads.ts)
 
-async function createWith(bytes: Uint8Array, provider: string, options: RuntimeOptions): Promise<any> {
-  return ort.InferenceSession.create(bytes, {
-    ...SESSION_OPTIONS, executionProviders: [provider], intraOpNumThreads: options.threads ?? 0,
+/** The options of every session lipcheck creates on `provider` (`intraThreads` overrides options.threads). */
+export function sessionOptions(provider: string, options: RuntimeOptions, intraThreads?: number): Record<string, unknown> {
+  return {
+    ...SESSION_OPTIONS, executionProviders: [provider], intraOpNumThreads: intraThreads ?? options.threads ?? 0,
     extra: { session: { intra_op: { allow_spinning: options.spin ? '1' : '0' } } },
-  });
+  };
+}
+
+async function createWith(bytes: Uint8Array, provider: string, options: RuntimeOptions): Promise<any> {
+  return ort.InferenceSession.create(bytes, sessionOptions(provider, options));
 }
 
 /** The provider lipcheck settled on for `device`, once a first session was created (undefined before). */
@@ -122,6 +127,18 @@ const stats = { runs: 0, runMs: 0, sessions: 0, createMs: 0 };
 /** Time spent inside onnxruntime (session.run and session creation) since the last reset: for benchmarks. */
 export function runtimeStats(): Readonly<typeof stats> {
   return { ...stats };
+}
+
+/** Counts a session created elsewhere (a worker thread, ort-pool.ts) in runtimeStats. */
+export function countSession(ms: number): void {
+  stats.sessions++;
+  stats.createMs += ms;
+}
+
+/** Counts a run made elsewhere (a worker thread, ort-pool.ts) in runtimeStats. */
+export function countRun(ms: number): void {
+  stats.runs++;
+  stats.runMs += ms;
 }
 
 /** Zeroes the counters of runtimeStats. */

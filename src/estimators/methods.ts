@@ -140,10 +140,25 @@ export async function estimateUpper(m: MethodModel, backend: OperatorBackend, o:
   const regions = m.blocks.flatMap((b) => (b.kind === 'operator' ? [b.region] : []));
   const norms = new Map<string, OperatorNorm>();
   const settings: NormSettings = { norm: o.norm, certify: o.certify, delta: o.delta, tol: o.tol, maxIterations: o.iterations, seed: o.seed, backend, certifyBudget: o.certifyBudget * MFLOP };
-  for (const [i, r] of regions.entries()) {
-    o.onProgress?.(i, regions.length, r.id, 'norms');
-    norms.set(r.id, await measureRegion(r, settings, i));
-  }
+  // several operators at once where the backend runs products off the main thread (each with its own seed: the same
+  // numbers for any width); the map keeps the regions' order
+  const measured: OperatorNorm[] = [];
+  let next = 0;
+  let failed = false;
+  const lane = async () => {
+    for (let i = next++; i < regions.length && !failed; i = next++) {
+      o.onProgress?.(i, regions.length, regions[i].id, 'norms');
+      try {
+        measured[i] = await measureRegion(regions[i], settings, i);
+      } catch (e) {
+        failed = true;
+        throw e;
+      }
+    }
+  };
+  const width = Math.max(1, Math.min(regions.length, Math.floor(backend.concurrency ?? 1)));
+  await Promise.all(Array.from({ length: width }, lane));
+  for (const [i, r] of regions.entries()) norms.set(r.id, measured[i]);
   o.onProgress?.(regions.length, regions.length, 'done', 'norms');
   const autolip = composeAutoLip(m.ir, m.blocks, norms, o.norm);
   const uses: SegmentUse[] = [];

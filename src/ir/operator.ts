@@ -107,4 +107,9 @@ export interface OperatorBackend {
   model(opts?: ModelOptions): Promise<ModelEvaluator | null>;
   /** Whether work may be spread over more than one thread (false under --threads 1). */
   readonly parallel: boolean;
+  /**
+   * How many operators an estimator may measure at once (default 1): the backend runs their products off the main
+   * thread, so one operator's bookkeeping overlaps another's products. Results must not depend on it.
+   */
+  readonly concurrency?: number;
 }

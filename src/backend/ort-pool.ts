@@ -1,0 +1,231 @@
+/**
+ * onnxruntime sessions on worker threads (issue 15 item 3). onnxruntime-node runs a session synchronously on the
+ * thread that calls it, so on the main thread every product blocks the Lanczos bookkeeping (reorthogonalisation,
+ * recurrence) of every other operator. A Gram map whose session lives in a worker instead leaves the main thread free
+ * while it runs: with several operators measured at once (OperatorBackend.concurrency), the main thread
+ * reorthogonalises one operator's basis while the workers run the others' products, and session creation
+ * (OnnxruntimeSessionHandler, synchronous too) moves off the main thread as well.
+ *
+ * Results are the same as in-process: the same model bytes, the same float32 kernels (one intra-op thread per worker
+ * session; convolution weights stay baked in, so outputs do not depend on the thread count: graphs.ts feedWeights),
+ * the float64 vector rounded to float32 and the float32 result widened exactly, as in operators.ts. Vectors in
+ * SharedArrayBuffers (Lanczos's basis) are read and written in place; others are copied through a shared buffer.
+ *
+ * The worker is an eval'd CommonJS script (like lanczos-threads.ts), so it needs no file of its own and no TypeScript
+ * loader under tests; it requires onnxruntime-node by the path this module resolves.
+ */
+import { availableParallelism } from 'node:os';
+import { createRequire } from 'node:module';
+import { Worker } from 'node:worker_threads';
+import { LipcheckError } from '../errors.js';
+import type { GramOperator } from '../ir/operator.js';
+import { sizeOf, type Tensor } from '../ir/tensor.js';
+import { countRun, countSession, type RuntimeOptions } from './runtime.js';
+
+const require = createRequire(import.meta.url);
+
+/** What a worker is asked: create a session, run one, release one. */
+type Request =
+  | { type: 'create'; id: number; sid: number; bytes: Uint8Array; options: Record<string, unknown>; feeds: Record<string, Tensor> }
+  | { type: 'buffer'; id: number; bid: number; buffer?: SharedArrayBuffer }
+  | { type: 'run'; id: number; sid: number; input: string; dims: readonly number[]; output: string; v: number; vOffset: number; n: number; out: number; outOffset: number; outLength: number }
+  | { type: 'release'; id: number; sid: number };
+
+/** A request before its id is given (Omit over each member of the union). */
+type Unsent<T> = T extends unknown ? Omit<T, 'id'> : never;
+
+/** The worker's reply: the time onnxruntime took (for runtimeStats), or the first line of its error. */
+interface Reply { id: number; ms?: number; error?: string; length?: number }
+
+/** The worker's loop (run as an eval'd script: it may use only what it requires itself). */
+function workerMain(data: { ortPath: string }, load: (id: string) => any): void {
+  const { parentPort } = load('node:worker_threads');
+  const ort = load(data.ortPath);
+  ort.env.logLevel = 'fatal';
+  const sessions = new Map<number, { s: any; feeds: Record<string, unknown>; vin: Float32Array | null }>();
+  // shared buffers, sent once each and named by id in runs (posting a SharedArrayBuffer costs far more than a number)
+  const buffers = new Map<number, SharedArrayBuffer>();
+  parentPort.on('message', async (m: any) => {
+    if (m.type === 'buffer') {
+      if (m.buffer) buffers.set(m.bid, m.buffer);
+      else buffers.delete(m.bid);
+      return;
+    }
+    try {
+      if (m.type === 'create') {
+        const t0 = performance.now();
+        const s = await ort.InferenceSession.create(m.bytes, m.options);
+        const feeds: Record<string, unknown> = {};
+        for (const [k, t] of Object.entries(m.feeds as Record<string, { dtype: string; dims: number[]; data: unknown }>)) feeds[k] = new ort.Tensor(t.dtype, t.data, t.dims);
+        sessions.set(m.sid, { s, feeds, vin: null });
+        parentPort.postMessage({ id: m.id, ms: performance.now() - t0 });
+      } else if (m.type === 'run') {
+        const e = sessions.get(m.sid)!;
+        if (!e.vin || e.vin.length !== m.n) e.vin = new Float32Array(m.n);
+        e.vin.set(new Float64Array(buffers.get(m.v)!, m.vOffset, m.n));
+        const t0 = performance.now();
+        const res = await e.s.run({ ...e.feeds, [m.input]: new ort.Tensor('float32', e.vin, m.dims) }, [m.output]);
+        const ms = performance.now() - t0;
+        const y = res[m.output].data as Float32Array;
+        if (y.length > m.outLength) throw new Error(`output of ${y.length} values, ${m.outLength} expected`);
+        new Float64Array(buffers.get(m.out)!, m.outOffset, y.length).set(y);
+        res[m.output].dispose?.();
+        parentPort.postMessage({ id: m.id, ms, length: y.length });
+      } else {
+        const e = sessions.get(m.sid);
+        sessions.delete(m.sid);
+        await e?.s.release?.();
+        parentPort.postMessage({ id: m.id });
+      }
+    } catch (err) {
+      parentPort.postMessage({ id: m.id, error: String((err as Error)?.message ?? err).split('\n')[0] });
+    }
+  });
+}
+
+/** One worker thread holding sessions; requests are answered in the order they finish. */
+class OrtWorker {
+  private readonly worker: Worker;
+  private readonly pending = new Map<number, { resolve: (r: Reply) => void; reject: (e: Error) => void }>();
+  private nextId = 1;
+  /** Sessions living in this worker (to spread new ones over the pool). */
+  sessions = 0;
+  private dead: Error | null = null;
+
+  constructor() {
+    const source = `(${workerMain.toString()})(require('node:worker_threads').workerData, require);`;
+    this.worker = new Worker(source, { eval: true, workerData: { ortPath: require.resolve('onnxruntime-node') } });
+    this.worker.unref();
+    this.worker.on('message', (r: Reply) => {
+      const p = this.pending.get(r.id);
+      if (!p) return;
+      this.pending.delete(r.id);
+      if (this.pending.size === 0) this.worker.unref();
+      p.resolve(r);
+    });
+    const fail = (e: Error) => {
+      this.dead = e;
+      for (const p of this.pending.values()) p.reject(e);
+      this.pending.clear();
+    };
+    this.worker.on('error', fail);
+    this.worker.on('exit', (code) => fail(new Error(`the onnxruntime worker thread exited (code ${code})`)));
+  }
+
+  private readonly bufferIds = new WeakMap<SharedArrayBuffer, number>();
+  private nextBuffer = 1;
+  private readonly registry = new FinalizationRegistry<number>((bid) => { if (!this.dead) this.worker.postMessage({ type: 'buffer', id: 0, bid }); });
+
+  /** The id of a shared buffer in this worker, sending it there on first use (forgotten there once collected here). */
+  bufferId(buffer: SharedArrayBuffer): number {
+    let bid = this.bufferIds.get(buffer);
+    if (bid === undefined) {
+      bid = this.nextBuffer++;
+      this.bufferIds.set(buffer, bid);
+      this.registry.register(buffer, bid);
+      this.worker.postMessage({ type: 'buffer', id: 0, bid, buffer });
+    }
+    return bid;
+  }
+
+  /** Sends a request (ids are filled in here) and waits for its reply; the worker keeps the process alive meanwhile. */
+  request(req: Unsent<Request>): Promise<Reply> {
+    if (this.dead) return Promise.reject(this.dead);
+    const id = this.nextId++;
+    return new Promise<Reply>((resolve, reject) => {
+      if (this.pending.size === 0) this.worker.ref();
+      this.pending.set(id, { resolve, reject });
+      this.worker.postMessage({ ...req, id });
+    });
+  }
+}
+
+let pool: OrtWorker[] = [];
+let nextSession = 1;
+
+/**
+ * How many worker threads run sessions for `runtime`, by a rule on core counts (never timed): none under --threads 1
+ * or on one core (sessions stay on the main thread); otherwise one fewer than the threads allowed, since the main
+ * thread's Lanczos bookkeeping keeps one core busy, at least one. Results are the same for every count.
+ */
+export function ortWorkerCount(runtime: RuntimeOptions): number {
+  const cores = runtime.threads && runtime.threads > 0 ? runtime.threads : availableParallelism();
+  return cores <= 1 ? 0 : Math.max(1, cores - 1);
+}
+
+/** Switch for tests and benchmarks: 'auto' follows ortWorkerCount, 'off' keeps every session on the main thread. */
+export type WorkerMode = 'auto' | 'off';
+let mode: WorkerMode = 'auto';
+
+/** Sets whether Gram sessions may run on worker threads (default 'auto'). */
+export function setOrtWorkers(m: WorkerMode): void {
+  mode = m;
+}
+
+/** The number of worker threads Gram sessions use under `runtime` now (0: on the main thread). */
+export function ortWorkersFor(runtime: RuntimeOptions): number {
+  return mode === 'off' ? 0 : ortWorkerCount(runtime);
+}
+
+/** The worker a new session goes to: the one holding the fewest sessions (the pool grows to `count`). */
+function workerFor(count: number): OrtWorker {
+  while (pool.length < count) pool.push(new OrtWorker());
+  let best = pool[0];
+  for (const w of pool.slice(0, count)) if (w.sessions < best.sessions) best = w;
+  return best;
+}
+
+/** Ends the worker threads (tests); later sessions start new ones. */
+export async function closeOrtWorkers(): Promise<void> {
+  const old = pool;
+  pool = [];
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  await Promise.all(old.map((w) => (w as any).worker.terminate()));
+}
+
+/**
+ * A GramOperator whose session (model 'v' → 'u' = B v → 'z' = Bᵀu, chainGraphs) lives on a worker thread, created
+ * with `options` (runtime.ts sessionOptions). Same contract and same numbers as createOrtGram.
+ */
+export async function createWorkerGram(model: Uint8Array, dims: readonly number[], halfLength: number, options: Record<string, unknown>, count: number, name: string, feeds?: Readonly<Record<string, Tensor>>): Promise<GramOperator> {
+  const worker = workerFor(count);
+  const sid = nextSession++;
+  const n = sizeOf(dims);
+  const fail = (what: string, r: Reply) => new LipcheckError('RUNTIME', `onnxruntime ${what} '${name}' on a worker thread: ${r.error}. Rerun with --threads 1 to keep onnxruntime on the main thread.`);
+  const t0 = performance.now();
+  const created = await worker.request({ type: 'create', sid, bytes: model, options, feeds: { ...feeds } });
+  if (created.error) throw fail('could not load the operator', created);
+  countSession(performance.now() - t0);
+  worker.sessions++;
+  // vectors not already in shared memory pass through these
+  const vin = new Float64Array(new SharedArrayBuffer(8 * n));
+  const outLength = Math.max(n, halfLength);
+  let out: Float64Array | null = null;
+  const shared = (a: Float64Array) => a.buffer instanceof SharedArrayBuffer;
+  const run = async (v: Float64Array, output: 'u' | 'z', into: Float64Array | null): Promise<Float64Array> => {
+    const src = shared(v) ? v : (vin.set(v), vin);
+    const dst = into && shared(into) ? into : (out ??= new Float64Array(new SharedArrayBuffer(8 * outLength)));
+    const r = await worker.request({ type: 'run', sid, input: 'v', dims, output, v: worker.bufferId(src.buffer as SharedArrayBuffer), vOffset: src.byteOffset, n, out: worker.bufferId(dst.buffer as SharedArrayBuffer), outOffset: dst.byteOffset, outLength: dst.length });
+    if (r.error) throw fail('failed while evaluating the operator', r);
+    countRun(r.ms ?? 0);
+    const result = dst.subarray(0, r.length);
+    if (into && result !== into) into.set(result);
+    return result;
+  };
+  return {
+    n,
+    async applyInto(v, target) {
+      await run(v, 'z', target);
+    },
+    async apply(v) {
+      return Float64Array.from(await run(v, 'z', null));
+    },
+    async half(v) {
+      return Float64Array.from(await run(v, 'u', null));
+    },
+    async dispose() {
+      worker.sessions--;
+      await worker.request({ type: 'release', sid });
+    },
+  };
+}

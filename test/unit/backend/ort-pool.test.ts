@@ -1,0 +1,102 @@
+/**
+ * Gram sessions on worker threads (src/backend/ort-pool.ts) and several operators measured at once
+ * (OperatorBackend.concurrency, estimateUpper): the same numbers, bit for bit, as one session on the main thread and
+ * one operator at a time — the report may not depend on --threads or the core count (issue 13).
+ */
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { test } from 'node:test';
+import { createOrtBackend } from '../../../src/backend/index.js';
+import { closeOrtWorkers, createWorkerGram, ortWorkerCount, setOrtWorkers } from '../../../src/backend/ort-pool.js';
+import { sessionOptions, type RuntimeOptions } from '../../../src/backend/runtime.js';
+import { measureRegion } from '../../../src/estimators/operator-norm.js';
+import { analyze } from '../../../src/index.js';
+import type { LinearRegion } from '../../../src/ir/merge.js';
+import { Random } from '../../../src/linalg/random.js';
+import { FIXTURES } from '../../helpers/dense.js';
+import { ACTS, mlpModel, pipeline, randomDense, settings as base } from '../../helpers/mlp.js';
+
+const MODELS = ['conv_bn.onnx', 'residual.onnx', 'conv.onnx'];
+
+async function regionsOf(bytes: Uint8Array): Promise<LinearRegion[]> {
+  const { blocks } = await pipeline(bytes);
+  return blocks.flatMap((b) => (b.kind === 'operator' ? [b.region] : []));
+}
+
+/** Runs `f` with worker sessions switched `mode`, restoring 'auto' after. */
+async function withWorkers<T>(mode: 'auto' | 'off', f: () => Promise<T>): Promise<T> {
+  setOrtWorkers(mode);
+  try {
+    return await f();
+  } finally {
+    setOrtWorkers('auto');
+  }
+}
+
+test('worker count: none under --threads 1, one fewer than the threads otherwise (the main thread keeps one core), at least one', () => {
+  assert.equal(ortWorkerCount({ device: 'cpu', threads: 1 }), 0);
+  assert.equal(ortWorkerCount({ device: 'cpu', threads: 2 }), 1);
+  assert.equal(ortWorkerCount({ device: 'cpu', threads: 16 }), 15);
+  assert.equal(createOrtBackend({ runtime: { device: 'cpu', threads: 1 } }).concurrency, 1);
+  assert.equal(createOrtBackend({ runtime: { device: 'cpu', threads: 4 } }).concurrency, 4);
+});
+
+test('a Gram map on a worker gives bit-identical products, halves and measureRegion results to the main-thread session', async () => {
+  const runtime: RuntimeOptions = { device: 'cpu', threads: 2 };
+  const layers = randomDense([30, 50, 20], new Random(3));
+  const sources = [...MODELS.map((m) => new Uint8Array(readFileSync(FIXTURES + m))), mlpModel(layers, ACTS.relu)];
+  let checked = 0;
+  for (const bytes of sources) {
+    for (const [i, region] of (await regionsOf(bytes)).entries()) {
+      const results = [];
+      for (const mode of ['off', 'auto'] as const) {
+        results.push(await withWorkers(mode, async () => {
+          const backend = createOrtBackend({ runtime });
+          const settings = { ...base, certify: 'off' as const, backend };
+          const g = await backend.gram(region);
+          // a plain array (copied through the worker's shared buffer) and a shared one (read in place)
+          const v = new Random(5 + i).unitVector(g.n);
+          const shared = new Float64Array(new SharedArrayBuffer(8 * g.n));
+          shared.set(v);
+          const into = new Float64Array(new SharedArrayBuffer(8 * g.n));
+          await g.applyInto(shared, into);
+          const out = { apply: await g.apply(v), into, half: await g.half(v) };
+          await g.dispose();
+          return { ...out, norm: await measureRegion(region, settings, i) };
+        }));
+      }
+      const [main, worker] = results;
+      assert.ok(main.apply.some((x) => x !== 0), `${region.id}: a nonzero product, so the comparison can fail`);
+      assert.deepEqual([...worker.apply], [...main.apply], `${region.id}: apply`);
+      assert.deepEqual([...worker.into], [...main.apply], `${region.id}: applyInto with shared vectors`);
+      assert.deepEqual([...worker.half], [...main.half], `${region.id}: half`);
+      assert.equal(worker.norm.upper.value, main.norm.upper.value, `${region.id}: bound`);
+      assert.equal(worker.norm.estimate, main.norm.estimate, `${region.id}: estimate`);
+      assert.equal(worker.norm.iterations, main.norm.iterations);
+      assert.deepEqual(worker.norm.direction && [...worker.norm.direction], main.norm.direction && [...main.norm.direction]);
+      checked++;
+    }
+  }
+  assert.ok(checked >= 5, `${checked} regions compared`);
+});
+
+test('analyze: the same report (all but timings) with sessions on the main thread one operator at a time, and on 1 or 3 workers with operators measured at once', async () => {
+  for (const file of ['conv_bn.onnx', 'residual.onnx']) {
+    const run = (threads: number, mode: 'auto' | 'off') => withWorkers(mode, () => analyze(FIXTURES + file, { device: 'cpu', threads, seed: 4, lowerPairs: 4 }));
+    const strip = (r: unknown): unknown => JSON.parse(JSON.stringify(r, (k, v) => (k === 'timings' || k === 'resources' || k === 'ms' || k === 'settings' ? undefined : v)));
+    const one = await run(1, 'off');
+    assert.ok(one.global.upper && one.global.upper.value > 0, `${file}: a bound`);
+    for (const [threads, mode] of [[2, 'auto'], [4, 'auto'], [2, 'off']] as const) {
+      assert.deepEqual(strip(await run(threads, mode)), strip(one), `${file}: --threads ${threads}, workers ${mode}`);
+    }
+  }
+  await closeOrtWorkers();
+});
+
+test('a model the worker cannot load is a RUNTIME error naming the operator and the way out', async () => {
+  await assert.rejects(
+    createWorkerGram(new Uint8Array([8, 1, 2, 3]), [1, 4], 4, sessionOptions('cpu', { device: 'cpu' }, 1), 1, 'op7'),
+    (e: Error & { code?: string }) => e.code === 'RUNTIME' && /operator 'op7' on a worker thread: .+\. Rerun with --threads 1/.test(e.message),
+  );
+  await closeOrtWorkers();
+});

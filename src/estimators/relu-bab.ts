@@ -1,4 +1,6 @@
+import type { Block } from '../ir/merge.js';
 import type { ModelEvaluator } from '../ir/operator.js';
+import type { IrGraph } from '../ir/types.js';
 import { sizeOf, toFloat64 } from '../ir/tensor.js';
 import { denseSpectralNormExact, gamma, roundUp, sqrtUp } from '../linalg/dense.js';
 import { gordanCertificate, maxMarginPoint, type DyadicVec } from '../linalg/lp.js';
@@ -46,11 +48,15 @@ interface Node {
   readonly j: number;
   readonly states: Int8Array;
   /** A point (x, t) with every fixed s_i z_i > 0 and t > 0, or null when none is known (an unproved-empty region). */
-  readonly point: Float64Array | null;
+  point: Float64Array | null;
   upper: number;
+  /** No LP has looked at this node's region yet (its parent's point is on the other side). */
+  unchecked?: boolean;
   /** Leaf only: the float64 Jacobian (out × n) and the plain estimate of its norm. */
   J?: Float64Array;
   estimate?: number;
+  /** Set aside: the LP found no interior point; its rows and the LP's multipliers for the certificate. */
+  empty?: { readonly at: [Ctx, number, number][]; readonly duals: Float64Array };
 }
 
 /** What {@link babSearch} found. */
@@ -175,6 +181,8 @@ export async function babSearch(net: ReluNet, norm: NormKind, budget: number, co
   heap.push(rootNode);
   let leafMax = 0;
   let lower = 0;
+  /** Children whose LP found no interior point: dropped only once proved empty. */
+  const pending: Node[] = [];
   let pair: BabSearch['pair'] = null;
   const bestLeaves: { estimate: number; x: Float64Array }[] = [];
 
@@ -208,31 +216,32 @@ export async function babSearch(net: ReluNet, norm: NormKind, budget: number, co
         for (let c = 0; c <= n; c++) { dot += g[c] * node.point[c]; abs += Math.abs(g[c] * node.point[c]); err += ge[c] * Math.abs(node.point[c]); }
         if (s * dot > roundUp(gamma(n + 2) * abs + err, 2)) { out.push(after(states, node.point)); continue; }
       }
-      const { rows, at } = constraints(ctx, states, j + 1);
-      work += LP_CELLS;
-      lps++;
-      const r = await maxMarginPoint(rows, n);
-      if (r.status === 'interior') {
-        if (interiorOk(rows, r.point, n)) { out.push(after(states, r.point)); continue; }
-        out.push(after(states, null));
-        continue;
-      }
-      if (r.status === 'empty') {
-        const ex = at.map(([c, u, sg]) => {
-          const e = exactRows(c);
-          if (!e) return null;
-          const row = e[u];
-          return { m: row.m.map((v) => v * BigInt(sg)), e: row.e };
-        });
-        if (ex.every((v) => v !== null)) {
-          const cert = gordanCertificate(ex as DyadicVec[], r.duals, n);
-          if (cert) { provedEmpty++; continue; }
-        }
-        unprovedEmpty++;
-      }
-      out.push(after(states, null));
+      // the other side is checked by an LP only when the search gets to it
+      const child = after(states, null);
+      child.unchecked = true;
+      out.push(child);
     }
     return out;
+  };
+
+  /** The LP of a node not yet checked: an interior point, or set aside as empty (false), or kept without a point. */
+  const check = async (node: Node): Promise<boolean> => {
+    node.unchecked = false;
+    const { rows, at } = constraints(node.ctx, node.states, node.j);
+    work += LP_CELLS;
+    lps++;
+    const r = await maxMarginPoint(rows, n);
+    if (r.status === 'interior') {
+      if (interiorOk(rows, r.point, n)) node.point = r.point;
+      return true;
+    }
+    if (r.status === 'empty') {
+      // set aside: its certificate is checked only if its bound could matter ({@link settle})
+      node.empty = { at, duals: r.duals };
+      if (node.upper > leafMax) pending.push(node);
+      return false;
+    }
+    return true;
   };
 
   const leaf = async (node: Node): Promise<void> => {
@@ -259,25 +268,70 @@ export async function babSearch(net: ReluNet, norm: NormKind, budget: number, co
     if (ratio > lower) { lower = ratio; pair = { x: a, xPrime: b }; }
   };
 
+  /** A set-aside node's Gordan certificate, recovered from its LP's multipliers and checked exactly. */
+  const certified = (node: Node): boolean => {
+    const ex = node.empty!.at.map(([c, u, sg]) => {
+      const e = exactRows(c);
+      if (!e) return null;
+      const row = e[u];
+      return { m: row.m.map((v) => v * BigInt(sg)), e: row.e };
+    });
+    return ex.every((v) => v !== null) && gordanCertificate(ex as DyadicVec[], node.empty!.duals, n) !== null;
+  };
+
+  /**
+   * The set-aside nodes whose bound is above every other bound: each is proved empty (dropped) or, failing that, reopened
+   * as an ordinary node without an interior point. Returns whether any was reopened. Each check counts LP_CELLS.
+   */
+  const settle = (): boolean => {
+    let reopened = false;
+    for (;;) {
+      let top = leafMax;
+      for (const v of heap.values()) top = Math.max(top, v.upper);
+      let bi = -1;
+      for (let i = 0; i < pending.length; i++) if (pending[i].upper > top && (bi < 0 || pending[i].upper > pending[bi].upper)) bi = i;
+      if (bi < 0 || work >= budget) return reopened;
+      const node = pending.splice(bi, 1)[0];
+      work += LP_CELLS;
+      if (certified(node)) { provedEmpty++; continue; }
+      unprovedEmpty++;
+      node.empty = undefined;
+      heap.push(node);
+      reopened = true;
+    }
+  };
+
+  for (;;) {
   while (heap.size && work < budget) {
     let node = heap.pop()!;
     if (node.upper <= leafMax) continue;
+    if (node.unchecked && !(await check(node))) continue;
     // dive: follow the child with the larger bound, keep the others
     while (!isLeaf(node)) {
       const children = await expand(node);
       if (!children.length) { node = null as unknown as Node; break; }
+      // follow the child with the larger bound whose region is not empty (an LP decides for an unchecked one; past the
+      // budget only a child with a point is followed); keep the others
       children.sort((p, q) => q.upper - p.upper || (q.point ? 1 : 0) - (p.point ? 1 : 0));
-      for (const c of children.slice(1)) if (c.upper > leafMax) heap.push(c);
-      node = children[0];
-      if (node.upper <= leafMax) { node = null as unknown as Node; break; }
-      if (work >= budget && !isLeaf(node)) { heap.push(node); node = null as unknown as Node; break; }
+      let next: Node | null = null;
+      for (const c of children) {
+        if (c.upper <= leafMax) continue;
+        if (next || (c.unchecked && work >= budget)) { heap.push(c); continue; }
+        if (c.unchecked && !(await check(c))) continue;
+        next = c;
+      }
+      if (!next) { node = null as unknown as Node; break; }
+      node = next;
     }
     if (node) await leaf(node);
   }
+  if (!settle()) break;
+  }
   let upper = leafMax;
-  for (const v of heap.values()) if (v.upper > leafMax) upper = Math.max(upper, v.upper);
-  // nodes left with bounds ≤ leafMax do not change the max: the search is complete when none is above it
-  const complete = heap.values().every((v) => v.upper <= leafMax);
+  // open nodes and set-aside ones not proved empty keep their bounds; those ≤ leafMax do not change the max
+  const open = [...heap.values(), ...pending];
+  for (const v of open) upper = Math.max(upper, v.upper);
+  const complete = open.every((v) => v.upper <= leafMax);
   bestLeaves.sort((p, q) => q.estimate - p.estimate);
   return { complete, upper, lower, pair, leaves, nodes, lps, provedEmpty, unprovedEmpty, work, seeds: bestLeaves.slice(0, 8).map((b) => b.x) };
 }
@@ -478,6 +532,21 @@ class MaxHeap<T> {
 export interface BabArgs extends AnalysedModel {
   /** Cells the search may spend (a node's bound 1, an LP solve LP_CELLS); default 200 000. */
   readonly budget?: number;
+}
+
+/** Under `best`, the search runs on ReLU/LeakyReLU chains with at most this many inputs (the LPs' dimension)… */
+export const BAB_BEST_MAX_INPUTS = 16;
+/** …and at most this many hidden units (its nodes' bounds cost about units × width × inputs each). */
+export const BAB_BEST_MAX_UNITS = 400;
+
+/** Why `best` does not run the branch and bound on this model (its cheap size test), or null when it does. */
+export function babObstacle(ir: IrGraph, blocks: readonly Block[]): string | null {
+  const net = reluNetOf(ir, blocks);
+  if (typeof net === 'string') return net;
+  if (net.inputs > BAB_BEST_MAX_INPUTS) return `the input has ${net.inputs} elements (best runs the branch and bound up to ${BAB_BEST_MAX_INPUTS})`;
+  const units = hiddenUnits(net);
+  if (units > BAB_BEST_MAX_UNITS) return `the network has ${units} hidden units (best runs the branch and bound up to ${BAB_BEST_MAX_UNITS})`;
+  return null;
 }
 
 /** The branch and bound's result in the exact enumeration's shape, with its own counts. */

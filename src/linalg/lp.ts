@@ -139,11 +139,6 @@ export function verifyGordan(rows: readonly DyadicVec[], cert: GordanCertificate
 }
 
 const absBig = (a: bigint) => (a < 0n ? -a : a);
-function gcdBig(a: bigint, b: bigint): bigint {
-  a = absBig(a); b = absBig(b);
-  while (b) [a, b] = [b, a % b];
-  return a;
-}
 
 /**
  * Recovers a Gordan certificate from an LP's approximate multipliers `hint` (≥ 0, one per row): the rows with a
@@ -168,20 +163,21 @@ function solveGordan(rows: readonly DyadicVec[], hint: ArrayLike<number>, n: num
   const e0 = Math.min(...support.map((i) => rows[i].e));
   const a: bigint[][] = [];
   for (let c = 0; c < eqs; c++) a.push(support.map((i) => rows[i].m[c] << BigInt(rows[i].e - e0)));
+  // fraction-free Gauss–Jordan (Bareiss): every division by the previous pivot is exact, entries stay minors of a
   const pivots: number[] = [];
-  let r = 0;
+  let r = 0, prev = 1n;
   for (let col = 0; col < k && r < eqs; col++) {
     let p = -1;
     for (let i = r; i < eqs; i++) if (a[i][col] !== 0n) { p = i; break; }
     if (p < 0) continue;
     [a[r], a[p]] = [a[p], a[r]];
+    const pv = a[r][col];
     for (let i = 0; i < eqs; i++) {
-      if (i === r || a[i][col] === 0n) continue;
-      const f = a[i][col], pv = a[r][col];
-      let g = 0n;
-      for (let j = 0; j < k; j++) { a[i][j] = a[i][j] * pv - a[r][j] * f; g = gcdBig(g, a[i][j]); }
-      if (g > 1n) for (let j = 0; j < k; j++) a[i][j] /= g;
+      if (i === r) continue;
+      const f = a[i][col];
+      for (let j = 0; j < k; j++) a[i][j] = (a[i][j] * pv - a[r][j] * f) / prev;
     }
+    prev = pv;
     pivots.push(col);
     r++;
   }
@@ -198,9 +194,6 @@ function solveGordan(rows: readonly DyadicVec[], hint: ArrayLike<number>, n: num
     for (const f of free) s += a[q][f] * y[f];
     y[p] = -s / a[q][p];
   });
-  let g = 0n;
-  for (const v of y) g = gcdBig(g, v);
-  const yy = g > 1n ? y.map((v) => v / g) : y;
-  const cert = { support, y: yy };
+  const cert = { support, y };
   return verifyGordan(rows, cert, n) ? cert : null;
 }

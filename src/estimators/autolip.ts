@@ -229,7 +229,7 @@ export function composeAutoLip(ir: IrGraph, blocks: readonly Block[], norms: Rea
   // one relative rounding step per multiplication or addition above, bounded generously by the block count
   const slack = 1 + 4 * (blocks.length + 1) * EPS;
   const kind = out.kinds.size ? weakestKind(out.kinds) : 'certified';
-  const method = ['autolip', ...['cp', 'seqlip', 'sdp', 'residual'].filter((m) => used.has(m))].join('+');
+  const method = ['autolip', ...['cp', 'seqlip', 'sdp', 'eclipse', 'residual'].filter((m) => used.has(m))].join('+');
   return { status: 'bounded', upper: { value: out.up * slack, kind, method }, estimate: out.est, reasons: [], layers };
 }
 

@@ -20,9 +20,9 @@ import type { NormSettings } from './operator-norm.js';
  */
 
 /** Work budgets (multiply-adds, counted, never timed): best and sdp; a stage SDP runs where STAGE_STEPS iterations fit. */
-export const ECLIPSE_DEFAULTS = { bestWork: 4e9, sdpWork: 4e10 } as const;
-/** Interior-point iterations a stage SDP is charged for before it starts (the solves on random nets took 6–17). */
-const STAGE_STEPS = 25;
+export const ECLIPSE_DEFAULTS = { bestWork: 5e9, sdpWork: 4e10 } as const;
+/** Interior-point iterations a stage SDP is charged for before it starts (6–17 on random nets; it stops when the work left is spent, its point still feasible). */
+const STAGE_STEPS = 15;
 /** The λ scan of a Fast stage: the closed form times 2^{k/2}, k = −SCAN..SCAN. */
 const SCAN = 4;
 /** Lanczos steps for the largest eigenvalue of a symmetric Gram matrix (full reorthogonalisation). */
@@ -38,6 +38,8 @@ export interface EclipseOptions {
   readonly stageSdp?: boolean;
   /** Warm start: run sdp.ts's full LipSDP-Neuron interior point from ECLipsE's point with at most this many multiply-adds (default 0: off). */
   readonly warmWork?: number;
+  /** Certification attempts (each a Cholesky factorisation of the full LMI), reserved out of `work` (default CERTIFY_TRIES). */
+  readonly certifyTries?: number;
 }
 
 /** The certified result on a matrix problem. */
@@ -206,17 +208,24 @@ function throughGram(lx: Float64Array, w: Float64Array, nh: number, nprev: numbe
 
 /**
  * ECLipsE's construction on a LipSDP problem: a point (ρ, t) that satisfies F(ρ, t) ⪰ 0 up to rounding (the certificate
- * decides), as a LipSdpSolution whose path holds it with ρ and t raised together by 1 + ε (ε = 10⁻⁸ … 10⁻²), the way
+ * decides), as a LipSdpSolution whose path holds it with ρ and t raised together by 1 + ε (ε = 10⁻⁶ … 10⁻¹), the way
  * certifyLipSdp expects. Stage SDPs share `work` (multiply-adds) in order; the closed forms always run.
  */
 export function eclipseConstruct(p: LipSdpProblem, opts: { work?: number; stageSdp?: boolean } = {}): LipSdpSolution & { sdpStages: number; fastStages: number; rho: number } {
   const fast = constructPass(p, Infinity, false);
-  if (opts.stageSdp === false) return fast;
+  const left = (opts.work ?? ECLIPSE_DEFAULTS.sdpWork) - fast.work;
+  // no stage SDP fits what is left: the second pass would repeat the first
+  if (opts.stageSdp === false || !p.layers.slice(0, -1).some((w, h) => stageSdpWork(w.rows, w.cols, p.layers[h + 1].rows, p.slopes[h]) <= left)) return fast;
   // the stage SDPs optimise each stage greedily (ECLipsE's objective: the next layer's bound), which can end above
   // ECLipsE-Fast's chain (rpd_gcas): both are built and the smaller ρ kept; the certificate checks that one
-  const staged = constructPass(p, (opts.work ?? ECLIPSE_DEFAULTS.sdpWork) - fast.work, true);
+  const staged = constructPass(p, left, true);
   const work = fast.work + staged.work;
   return staged.rho < fast.rho ? { ...staged, work } : { ...fast, work, newtonSteps: staged.newtonSteps };
+}
+
+/** What a stage SDP is charged before it starts: STAGE_STEPS iterations of the one-hidden-layer LMI (n_h units, min(n_{h−1}, n_h) inputs). */
+function stageSdpWork(nh: number, nprev: number, nnext: number, slope: readonly [number, number]): number {
+  return STAGE_STEPS * lipSdpStepWork({ layers: [{ w: new Float64Array(0), rows: nh, cols: Math.min(nh, nprev) }, { w: new Float64Array(0), rows: nnext, cols: nh }], slopes: [slope] });
 }
 
 /** One layer-by-layer pass: closed forms (scanned), and stage SDPs where `budget` (multiply-adds) still covers them. */
@@ -258,8 +267,7 @@ function constructPass(p: LipSdpProblem, budget: number, stageSdp: boolean): Lip
     let usedSdp = false;
     if (stageSdp) {
       // the stage as a one-hidden-layer LipSDP-Neuron: input block X_{h−1} = LLᵀ congruent to I, W_{h−1} → W_{h−1}L⁻ᵀ
-      const shape: LipSdpProblem = { layers: [{ w: new Float64Array(0), rows: nh, cols: Math.min(nh, nprev) }, { w: new Float64Array(0), rows: next.rows, cols: nh }], slopes: [slope] };
-      if (STAGE_STEPS * lipSdpStepWork(shape) <= budget - work) {
+      if (stageSdpWork(nh, nprev, next.rows, slope) <= budget - work) {
         const wt = transpose(lowerSolve(lx, nprev, transpose(w, nh, nprev), nh), nprev, nh);
         const sol = solveLipSdp({ layers: [{ w: wt, rows: nh, cols: nprev }, next], slopes: [slope] }, { variant: 'neuron', maxWork: budget - work });
         work += sol.work + (nprev * nprev * nh) / 2;
@@ -284,7 +292,7 @@ function constructPass(p: LipSdpProblem, budget: number, stageSdp: boolean): Lip
   const rho = score;
   const units = ts.reduce((a, t) => a + t.length, 0);
   const path: LmiPoint[] = [];
-  for (const eps of [1e-8, 1e-6, 1e-4, 1e-2]) {
+  for (const eps of [1e-6, 1e-4, 1e-2, 1e-1]) {
     const r = roundUp(rho * (1 + eps), 2);
     const t = new Float64Array(units);
     let u = 0;
@@ -301,11 +309,13 @@ function constructPass(p: LipSdpProblem, budget: number, stageSdp: boolean): Lip
  */
 export function eclipseBound(problem: LipSdpProblem, opts: EclipseOptions = {}): EclipseBound | null {
   let info = { sdpStages: 0, fastStages: 0, rho: NaN };
+  const tries = opts.certifyTries ?? CERTIFY_TRIES;
   const res = lipSdpBound(problem, {
     variant: 'neuron',
-    certifyTries: CERTIFY_TRIES,
+    certifyTries: tries,
     solve: (scaled) => {
-      const c = eclipseConstruct(scaled, opts);
+      // the certificate's factorisations are reserved out of the budget; the stage SDPs get what the closed forms leave
+      const c = eclipseConstruct(scaled, { ...opts, work: (opts.work ?? ECLIPSE_DEFAULTS.sdpWork) - tries * lipSdpCertifyWork(scaled) });
       info = c;
       return c;
     },
@@ -330,7 +340,7 @@ export function eclipseBound(problem: LipSdpProblem, opts: EclipseOptions = {}):
   return out;
 }
 
-/** Multiply-adds of ECLipsE-Fast on a problem of these sizes (the closed forms and the scan, no stage SDP) and its certificate. */
+/** Multiply-adds of ECLipsE-Fast's construction on a problem of these sizes (the closed forms, the scan at its widest; no stage SDP, no certificate). */
 export function eclipseFastWork(p: LipSdpProblem): number {
   let w = 0;
   for (let h = 1; h < p.layers.length; h++) {
@@ -338,7 +348,7 @@ export function eclipseFastWork(p: LipSdpProblem): number {
     const one = nh * nh + nh ** 3 / 6 + (nh * nh * nx) / 2 + (nh * Math.min(nh, nx) ** 2) / 2 + (p.slopes[h - 1][0] * p.slopes[h - 1][1] !== 0 ? nh * np * np + np ** 3 / 6 + np * np * nh : 0);
     w += np * np * nh + (2 * SCAN + 2) * one;
   }
-  return w + CERTIFY_TRIES * lipSdpCertifyWork(p);
+  return w;
 }
 
 /** The result of eclipseSegmentBound. */
@@ -364,10 +374,12 @@ export async function eclipseSegmentBound(segment: Segment, settings: NormSettin
   if (obstacle) return empty(`No ECLipsE bound for ${segment.id}: ${obstacle.replace('LipSDP', 'ECLipsE')}.`);
   const work = opts.work ?? ECLIPSE_DEFAULTS.sdpWork;
   const shape: LipSdpProblem = { layers: segment.regions.map((r) => ({ w: new Float64Array(0), rows: r.outShape.reduce((a, b) => a * b, 1), cols: r.inShape.reduce((a, b) => a * b, 1) })), slopes: segment.activations.map((a) => a.slope) };
-  const need = eclipseFastWork(shape);
+  // the closed forms and at least three certification attempts must fit; further attempts (up to CERTIFY_TRIES) as the work allows
+  const construct = eclipseFastWork(shape), certify = lipSdpCertifyWork(shape);
+  const need = construct + 3 * certify;
   if (need > work) return empty(`No ECLipsE bound for ${segment.id}: its closed-form stages and certificate need about ${Math.ceil((2 * need) / 1e6)} Mflop, over the ${Math.floor((2 * work) / 1e6)} Mflop this segment was given.`);
   const { problem, cross } = await formSegmentProblem(segment, settings);
-  const res = eclipseBound(problem, { ...opts, work });
+  const res = eclipseBound(problem, { ...opts, work, certifyTries: opts.certifyTries ?? Math.min(CERTIFY_TRIES, Math.floor((work - construct) / certify)) });
   if (!res) return { ...empty(`ECLipsE on ${segment.id}: no certificate succeeded at its point; no bound from it.`), work: need };
   return {
     upper: { value: roundUp(res.value + cross, 1), kind: 'certified', method: res.method },

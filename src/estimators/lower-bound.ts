@@ -36,6 +36,8 @@ export interface LowerBoundArgs extends AnalysedModel {
   /** For the random-pair fallback: how many pairs, and directions to try first. */
   readonly pairs?: number;
   readonly hints?: readonly Float64Array[];
+  /** Standard deviations of the first two rounds' pooled random starts, in turn (default START_LADDER). */
+  readonly startScales?: readonly number[];
 }
 
 /** A witnessed lower bound: a real pair evaluated on the original model (the backend's evaluator), and how it was found. */
@@ -81,11 +83,15 @@ const MAX_ROWS = 32;
 /** Products per random start and per walk step (measured averages), and the plan's share of the budget. */
 const PRODUCTS_PER_START = 40, PRODUCTS_PER_STEP = 20, PLAN_SHARE = 0.5, MAX_ROUNDS = 8;
 /**
- * Standard deviation of round r's random starts: START_SCALES[r mod 2]. Where the largest ‖J(x)‖ lies depends on the
- * biases: far out (x ~ N(0, I): acasxu, oval21) or near the origin, where saturating units are still live
- * (dist_shift_mnist_concat's sigmoids: 1 226 from N(0, I) starts, 4 000–8 000 from N(0, 10⁻⁴I) ones); so there are
- * always at least two rounds, one of each. Walk steps are relative to ‖x‖ (floor 10⁻³), so a small start walks small.
+ * Standard deviations of the random starts. Where the largest ‖J(x)‖ lies depends on the biases and on the model: far
+ * out (acasxu, oval21), near the origin where saturating units are still live (dist_shift_mnist_concat's sigmoids:
+ * 1 226 from N(0, I) starts, 4 000–10 000 from N(0, 10⁻⁴I) ones), or in between (marabou_cifar10_medium: 57 from
+ * N(0, I) starts, 110–112 from N(0, 0.1²I) ones; collins_rul 133 against 144–152). So the first two rounds (there are
+ * always at least two) share a pool of starts spread over START_LADDER and walk from the steepest two at different
+ * scales; later rounds alternate START_SCALES (and ℓ∞ rounds too). Walk steps are relative to ‖x‖ (floor 10⁻³), so a
+ * small start walks small.
  */
+const START_LADDER = [1, 0.01, 0.1, 10, 3, 0.3, 30, 0.03];
 const START_SCALES = [1, 0.01], MIN_ROUNDS = 2, MIN_STEP_NORM = 1e-3;
 
 /** How much work the search does: fixed by the model's size and the budget, so it is the same on every run. */
@@ -162,7 +168,7 @@ export function planSearch(blocks: readonly Block[], sizes: { input: number; out
  * ‖J_f(x)‖ — σ_max by Lanczos on JᵀJ (ℓ2), the largest ℓ1 row norm (ℓ∞) — by the one IR interpreter (ir-eval.ts):
  * linear regions applied by the backend's operators, activations (every entry of src/ops/elementwise.ts), max-pools
  * and softmaxes as their exact derivatives at x (values read off the original model through `backend.model()`). It
- * maximises that over x: random starts at two scales (START_SCALES), then an ascent along ∇_x(uᵀJ(x)v) for the top singular
+ * maximises that over x: random starts at several scales (START_LADDER), then an ascent along ∇_x(uᵀJ(x)v) for the top singular
  * pair (ℓ∞: the top row and its signs) with ReLU-like gates softened and annealed. The best points are CONFIRMED by
  * pairs run through the original model — along the longest segment on which no activation pattern changes — and the
  * value reported is the best pair's ratio ‖f(x′)−f(x)‖/‖x′−x‖ from the float32 inputs fed, never the IR's norm.
@@ -313,10 +319,9 @@ class Search {
     return this.jac.vjp(s, new Float64Array(sizeOf(this.args.ir.outputShape)), inject);
   }
 
-  /** x ~ N(0, s²I) with round r's scale s (START_SCALES). */
-  private randomStart(round: number): Float32Array {
+  /** x ~ N(0, scale²I). */
+  private randomStart(scale: number): Float32Array {
     const x = new Float32Array(this.n);
-    const scale = START_SCALES[round % START_SCALES.length];
     for (let i = 0; i < this.n; i++) x[i] = scale * this.rng.normal();
     return x;
   }
@@ -423,13 +428,28 @@ class Search {
   /** The ℓ2 search: per round, the best of a few random starts, then a soft-gate walk; a greedy polish at the end. */
   async runL2(): Promise<LowerBoundResult> {
     let top: Point | null = null;
+    // the first two rounds share a pool of 2·starts starts, one scale of the ladder each: round 0 walks from the
+    // steepest, round 1 from the steepest at another scale
+    const ladder = this.args.startScales ?? START_LADDER;
+    const pool: { p: Point; scale: number }[] = [];
+    for (let k = 0; k < 2 * this.plan.starts; k++) {
+      if (k > 0 && this.overBudget(0.7)) break;
+      const scale = ladder[k % ladder.length];
+      const p = await this.point(this.randomStart(scale), this.rng.unitVector(this.n), START_LANCZOS);
+      if (p) pool.push({ p, scale });
+    }
+    pool.sort((a, b) => b.p.sigma - a.p.sigma);
     for (let r = 0; r < this.plan.rounds; r++) {
       if (r > 0 && this.overBudget(0.7)) break;
       let round: Point | null = null;
-      for (let k = 0; k < this.plan.starts; k++) {
-        if ((r > 0 || k > 0) && this.overBudget(0.7)) break;
-        const p = await this.point(this.randomStart(r), this.rng.unitVector(this.n), START_LANCZOS);
-        if (p && (!round || p.sigma > round.sigma)) round = p;
+      if (r < 2) {
+        round = (r === 0 ? pool[0] : pool.find((q) => q.scale !== pool[0].scale) ?? pool[1])?.p ?? null;
+      } else {
+        for (let k = 0; k < this.plan.starts; k++) {
+          if (this.overBudget(0.7)) break;
+          const p = await this.point(this.randomStart(START_SCALES[r % START_SCALES.length]), this.rng.unitVector(this.n), START_LANCZOS);
+          if (p && (!round || p.sigma > round.sigma)) round = p;
+        }
       }
       if (!round) break;
       round = await this.softWalk(round);
@@ -532,7 +552,7 @@ class Search {
       let round: RowPoint | null = null;
       for (let k = 0; k < this.plan.starts; k++) {
         if ((r > 0 || k > 0) && this.overBudget(0.7)) break;
-        const s = await this.state(this.randomStart(r));
+        const s = await this.state(this.randomStart(START_SCALES[r % START_SCALES.length]));
         if (!s) continue;
         const p = { s, ...(await this.topRow(s, rows)) };
         if (Number.isFinite(p.value) && (!round || p.value > round.value)) round = p;

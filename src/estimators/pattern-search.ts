@@ -1,6 +1,7 @@
 import { sizeOf, toFloat64 } from '../ir/tensor.js';
 import { Random } from '../linalg/random.js';
 import { pairRatio } from '../linalg/witness.js';
+import { highs } from '../linalg/lp.js';
 import { reluNetOf, type ReluNet } from './exact.js';
 import type { NormKind } from './kinds.js';
 import type { AnalysedModel } from './lower-bound.js';
@@ -12,8 +13,10 @@ export interface PatternSearchArgs extends AnalysedModel {
   readonly seeds?: readonly ArrayLike<number>[];
   /** Network evaluations (float64, in JS) the walks may spend (default 2000); model runs for confirmation come on top (2 per walk). */
   readonly evaluations?: number;
-  /** At most this many walks (default 96), seeds included. */
+  /** At most this many walks (default 400), seeds included. */
   readonly walks?: number;
+  /** Standard deviations of the random starts, cycled (default SCALES). */
+  readonly scales?: readonly number[];
 }
 
 /** A witnessed lower bound from the pattern walk, or why none was searched. */
@@ -46,8 +49,17 @@ interface State {
 }
 
 const POWER_STEPS = 60;
-const SCALES = [1, 3, 10, 30];
+/**
+ * Standard deviations of the random starts, in turn: far out, where the biases hardly matter and the regions are
+ * nearly the cones of the bias-free network. The steepest regions of acasxu_2_1 lie there (5 000 random samples: max
+ * ‖J‖ 850 at 10⁴ against 200–270 at scales 1–100; walks from scales 1–30 stalled at 426), and rpd_gcas's too. Regions
+ * near the origin are still reached: the first walk starts from the Jacobian ascent's point (and the exact
+ * enumeration's seeds), and half the walks are kicks from the steepest point so far.
+ */
+const SCALES = [1e4, 1e3];
 const KICKS = [0.03, 0.1, 0.3];
+/** Evaluations charged for one longest-segment LP (about the cost of a few network evaluations on these sizes). */
+const CHORD_WORK = 4;
 
 /** Top singular triplet of a small dense J (out × n) by power iteration on JᵀJ from a fixed start (float64). */
 function topSingular(J: Float64Array, out: number, n: number, start: Float64Array): { s: number; u: Float64Array; v: Float64Array } {
@@ -119,7 +131,7 @@ function stateAt(net: ReluNet, x: Float64Array, norm: NormKind, vStart: Float64A
 
 /**
  * Candidate moves: for every hidden unit whose flip would raise uᵀJv to first order (the gain (uᵀB_k)_i·(G_k v)_i
- * times the change of its slope), the step that carries x just across its hyperplane z_i = 0, nearest first.
+ * times the change of its slope), the step that carries x just across its hyperplane z_i = 0, largest gain first.
  */
 function candidates(net: ReluNet, s: State): { step: Float64Array; dist: number }[] {
   const n = net.inputs;
@@ -142,7 +154,8 @@ function candidates(net: ReluNet, s: State): { step: Float64Array; dist: number 
       out.push({ step: Float64Array.from({ length: n }, (_, c) => f * G[i * n + c]), dist, gain });
     }
   });
-  return out.sort((a, b) => a.dist - b.dist);
+  // largest first-order gain first (nearest first stalled sooner: acasxu 197–888 against 436–1 047 over seeds 0–3)
+  return out.sort((a, b) => b.gain - a.gain || a.dist - b.dist);
 }
 
 /** How far x can move along ±dir without any unit changing sides (the network is affine there). */
@@ -163,13 +176,53 @@ function safeSteps(net: ReluNet, s: State, dir: Float64Array): { fwd: number; bw
 }
 
 /**
+ * The longest segment along `dir` inside the region of s (every unit on its side): the LP
+ *   max L  s.t.  s_i(z_i + g_i·δ) ≥ 0,  s_i(z_i + g_i·(δ + L·dir)) ≥ 0 (every hidden unit i),  |δ_j| ≤ box,  0 ≤ L ≤ cap
+ * (rows scaled by 1/‖g_i‖), solved by HiGHS. Its answer is a hint: the pair on it is confirmed through the model.
+ * Returns the segment's start x + δ and its length, or null when HiGHS gives no optimum.
+ */
+async function longestChord(s: State, dir: Float64Array, box: number, cap: number): Promise<{ a: Float64Array; length: number } | null> {
+  const h = await highs();
+  const n = s.x.length;
+  const starts: number[] = [0], indices: number[] = [], values: number[] = [], lower: number[] = [];
+  s.z.forEach((z, k) => {
+    const G = s.g[k];
+    for (let i = 0; i < z.length; i++) {
+      let g2 = 0, r = 0;
+      for (let c = 0; c < n; c++) { g2 += G[i * n + c] ** 2; r += G[i * n + c] * dir[c]; }
+      if (g2 === 0) continue;
+      const side = z[i] > 0 ? 1 : -1, norm = Math.sqrt(g2);
+      for (const withL of [false, true]) {
+        if (withL && r === 0) continue;
+        for (let c = 0; c < n; c++) if (G[i * n + c] !== 0) { indices.push(c); values.push((side * G[i * n + c]) / norm); }
+        if (withL) { indices.push(n); values.push((side * r) / norm); }
+        lower.push(-Math.abs(z[i]) / norm);
+        starts.push(indices.length);
+      }
+    }
+  });
+  const rows = lower.length, cols = n + 1;
+  const colLower = new Float64Array(cols).fill(-box), colUpper = new Float64Array(cols).fill(box), cost = new Float64Array(cols);
+  colLower[n] = 0; colUpper[n] = cap; cost[n] = 1;
+  const out = h.raw.lpCall({
+    numCols: cols, numRows: rows, sense: h.constants.objectiveSense.maximize, colCost: cost, colLower, colUpper,
+    rowLower: Float64Array.from(lower), rowUpper: new Float64Array(rows).fill(h.infinity),
+    matrix: { format: 'csr', numRows: rows, numCols: cols, starts: Int32Array.from(starts), indices: Int32Array.from(indices), values: Float64Array.from(values) },
+  });
+  if (out.status === -1 || out.value.modelStatus !== h.constants.modelStatus.optimal) return null;
+  const v = out.value.solution.colValue;
+  return { a: Float64Array.from({ length: n }, (_, c) => s.x[c] + v[c]), length: v[n] };
+}
+
+/**
  * A witnessed lower bound that searches activation patterns (issue 12, item 4): from each start (the given seeds, then
- * in turn seeded random points at scales 1, 3, 10, 30 and kicks of 3-30 % from the steepest point reached, until the
+ * in turn seeded random points at the scales SCALES (10⁴, 10³) and kicks of 3-30 % from the steepest point reached, until the
  * budget is spent) it walks to neighbouring linear regions — across the nearest hyperplane of a unit whose flip
  * raises ‖J‖ to first order — keeping a move only when the true ‖J‖ (σ_max in ℓ2, the largest row ℓ1 norm in ℓ∞) of the
- * region reached grows; up to 8 candidates per step, nearest first. Each walk's end is CONFIRMED by a pair inside its
- * region (along the worst direction, 95% of the segment on which no unit changes sides) run through the original model,
- * and the value is that pair's ratio (float32 evaluations, their rounding allowance deducted) — never ‖J‖ itself.
+ * region reached grows; up to 8 candidates per step, largest first-order gain first. Each walk's end is CONFIRMED by a pair inside its
+ * region (along the worst direction, 95% of the segment on which no unit changes sides) run through the original model;
+ * when that segment is too short for float32 to resolve (walks end just across a hyperplane), the longest segment along
+ * the same direction anywhere in the region (an LP: {@link longestChord}) gives a second pair. The value is that pair's ratio (float32 evaluations, their rounding allowance deducted) — never ‖J‖ itself.
  * For dense ReLU/LeakyReLU chains (the network read back by exact.ts); deterministic for a seed (budget in evaluations).
  */
 export async function patternSearchLowerBound(args: PatternSearchArgs): Promise<PatternSearchResult> {
@@ -178,11 +231,11 @@ export async function patternSearchLowerBound(args: PatternSearchArgs): Promise<
   const net = reluNetOf(args.ir, args.blocks);
   if (typeof net === 'string') return empty(net);
   const budget = args.evaluations ?? 2000;
-  const walks = args.walks ?? 96;
+  const walks = args.walks ?? 400;
   const rng = new Random(args.seed ^ 0x70617474);
   const vStart = rng.unitVector(n);
   const seeds = (args.seeds ?? []).map((p) => Float64Array.from(p));
-  // after the seeds, in turn: a random start at scale 1, 3, 10 or 30, and a kick from the steepest point reached so far
+  // after the seeds, in turn: a random start at the next scale of SCALES, and a kick from the steepest point reached so far
   // (Gaussian noise of 3, 10 or 30 % of its norm), until the budget is spent
   let top: { x: Float64Array; value: number } | null = null;
   const startAt = (k: number): Float64Array => {
@@ -192,7 +245,8 @@ export async function patternSearchLowerBound(args: PatternSearchArgs): Promise<
       const s = KICKS[((r - 1) / 2) % KICKS.length] * Math.max(Math.hypot(...top.x), 1);
       return top.x.map((v) => v + s * rng.normal());
     }
-    return Float64Array.from({ length: n }, () => rng.normal() * SCALES[(r >> 1) % SCALES.length]);
+    const scales = args.scales ?? SCALES;
+    return Float64Array.from({ length: n }, () => rng.normal() * scales[(r >> 1) % scales.length]);
   };
   let work = 0, modelRuns = 0;
   let best: PatternSearchResult = empty('');
@@ -228,6 +282,17 @@ export async function patternSearchLowerBound(args: PatternSearchArgs): Promise<
       if (xa.every((v, i) => v === xb[i])) continue;
       const ratio = pairRatio(await run(xa), await run(xb), xa, xb, inf);
       if (Number.isFinite(ratio) && ratio > best.value) best = { value: ratio, x: xa, xPrime: xb, regionNorm: cur.value, work, modelRuns, reason: undefined };
+      // a walk ends just across a hyperplane, often where the region is thin along dir: the longest segment along dir
+      // anywhere in the region (an LP), when the pair above fell short of a region that could beat the best
+      if (!inf && cur.value > best.value * (1 + 1e-6) && ratio < cur.value * 0.999) {
+        const chord = await longestChord(cur, dir, scale, 0.2 * scale);
+        work += CHORD_WORK;
+        if (chord && chord.length > 0) {
+          const ya = Float32Array.from(chord.a, (v, i) => v + 0.02 * chord.length * dir[i]), yb = Float32Array.from(chord.a, (v, i) => v + 0.98 * chord.length * dir[i]);
+          const r2 = pairRatio(await run(ya), await run(yb), ya, yb, inf);
+          if (Number.isFinite(r2) && r2 > best.value) best = { value: r2, x: ya, xPrime: yb, regionNorm: cur.value, work, modelRuns, reason: undefined };
+        }
+      }
     }
   } finally {
     await runner.release();

@@ -123,3 +123,15 @@ test('shared dist_shift_mnist_concat: ECLipsE-Fast certified below the default r
   assert.ok(res.upper, res.notes.join(' '));
   assert.ok(res.upper.value > 144787 && res.upper.value < 311055, `${res.upper.value}`);
 });
+
+test('warm start: LipSDP-Neuron started at ECLipsE\'s point reaches the cold solve\'s value, below ECLipsE\'s', () => {
+  for (const [widths, name, seed] of [[[4, 8, 8, 3], 'relu', 31], [[3, 6, 6, 2], 'leakyNeg', 32]] as const) {
+    const rng = new Random(seed);
+    const p = problemOf(randomDense(widths, rng), ACTS[name].slope);
+    const cold = lipSdpBound(p, { variant: 'neuron' })!;
+    const ecl = eclipseBound(p)!;
+    const warm = eclipseBound(p, { warmWork: 1e9 })!;
+    assert.match(warm.method, /\+lipsdp$/, `${name}: the warm-started solve gave nothing below ECLipsE`);
+    assert.ok(warm.value <= ecl.value && Math.abs(warm.value - cold.value) <= 1e-5 * cold.value, `${name}: warm ${warm.value}, cold ${cold.value}, ECLipsE ${ecl.value}`);
+  }
+});

@@ -6,7 +6,7 @@ import { buildIr } from '../../../src/frontend/build.js';
 import { mergeLinear } from '../../../src/ir/merge.js';
 import { Random } from '../../../src/linalg/random.js';
 import { decodeModel } from '../../../src/onnx/read-model.js';
-import { ACTS, analysedOf, bruteForce, chain, mlpModel, opNorm, randomDense, runtime, type Dense } from '../../helpers/mlp.js';
+import { ACTS, analysedOf, bruteForce, chain, f32, mlpModel, opNorm, randomDense, runtime, type Dense } from '../../helpers/mlp.js';
 
 async function search(layers: Dense[], norm: '2' | 'inf', seeds: Float64Array[] = [], seed = 0, act = ACTS.relu) {
   const model = decodeModel(mlpModel(layers, act), 't.onnx');
@@ -67,4 +67,30 @@ test('pattern search declines networks it cannot read back, saying why', async (
   const r = await search(randomDense([3, 4, 1], new Random(1)), '2', [], 0, ACTS.tanh);
   assert.equal(r.value, 0);
   assert.match(r.reason ?? '', /Tanh/);
+});
+
+/**
+ * A 2-6-1 ReLU net whose units wake only far from the origin: unit i is relu(w_i·x − (1000 + 100 i)) with w_i at angle
+ * iπ/15, and f sums them. Within ‖x‖ < 1000 every unit is off (J = 0, no flip gains anything to first order); the steepest
+ * region is the one with all six on (a cone beyond ‖x‖ ≈ 1 800), where ‖J‖ = ‖Σ w_i‖ = sin(π/5)/sin(π/30), and no other
+ * pattern is steeper (brute force over all 64). Starts at scales 1–30 and their kicks never left the flat disc.
+ */
+function farNet(): Dense[] {
+  const k = 6;
+  const w = new Float64Array(2 * k), b = new Float64Array(k);
+  for (let i = 0; i < k; i++) { w[2 * i] = Math.cos((i * Math.PI) / 15); w[2 * i + 1] = Math.sin((i * Math.PI) / 15); b[i] = -(1000 + 100 * i); }
+  return [{ w: f32(w), rows: k, cols: 2, b: f32(b) }, { w: new Float64Array(k).fill(1), rows: 1, cols: k, b: new Float64Array(1) }];
+}
+
+test('a net steep only far from the origin: the search reaches its constant (sin(π/5)/sin(π/30) = 5.6231) and never passes it', async () => {
+  const layers = farNet();
+  const exact = Math.sin(Math.PI / 5) / Math.sin(Math.PI / 30);
+  // the brute force over patterns agrees with the closed form (the weights are float32-rounded: 1e-6)
+  assert.ok(Math.abs(bruteForce(layers, [0, 1], '2') - exact) <= 1e-6 * exact, `brute force ${bruteForce(layers, [0, 1], '2')} vs ${exact}`);
+  for (let seed = 0; seed < 3; seed++) {
+    const r = await search(layers, '2', [], seed);
+    assert.ok(r.value >= exact * (1 - 1e-3) && r.value <= exact * (1 + 1e-5), `seed ${seed}: ${r.value} vs ${exact}`);
+    // the pair really is far out, in the all-on cone
+    assert.ok(Math.hypot(...r.x) > 1500, `seed ${seed}: pair at ‖x‖ = ${Math.hypot(...r.x)}`);
+  }
 });

@@ -67,6 +67,9 @@ const u = r.global.upper;
 if (r.global.status !== "bounded" || !u || !(u.value > 0) || !Number.isFinite(u.value)) { console.error("check-pack: the demo report has no finite upper bound"); process.exit(1); }
 console.log(`check-pack: installed lipcheck on the demo: upper bound ${u.value.toPrecision(6)} (${u.kind}, ${u.method})`);
 ' "$tmp/demo.json"
+# the branch and bound's LP solver: HiGHS finds its highs.wasm through the package's export map wherever npm put it
+(cd "$tmp" && node -e 'import(process.argv[1]).then((m) => m.highs()).then(() => console.log("check-pack: HiGHS (highs.wasm) loads from the installed package"), (e) => { console.error(e.message); process.exit(1); })' "$pkgdir/dist/linalg/lp.js") \
+  || fail "the installed lipcheck cannot load HiGHS (its dependency 'highs' or highs.wasm is missing)."
 
 # 3. project-style install of the runtime dependencies, without ONNXRUNTIME_NODE_INSTALL: .npmrc / allowScripts must do
 proj="$tmp/project"

@@ -1,10 +1,12 @@
 import { LipcheckError } from '../errors.js';
 import type { OperatorBackend } from '../ir/operator.js';
+import { sizeOf } from '../ir/tensor.js';
 import { MFLOP, regionFlop } from '../linalg/work.js';
 import type { LowerBound } from '../report/report.js';
 import { composeAutoLip, type AutoLipResult, type ResidualUse, type SegmentCandidate, type SegmentUse } from './autolip.js';
 import { cpSegmentBound, findSegments } from './cp.js';
 import { exactLipschitz, type ExactResult } from './exact.js';
+import { babObstacle, reluBranchAndBound } from './relu-bab.js';
 import type { Bound, NormKind } from './kinds.js';
 import { crossNormBound, type CrossNormBound } from './linf.js';
 import { LIPSDP_DEFAULTS, lipsdpObstacle, lipsdpSegmentBound } from './lipsdp.js';
@@ -90,6 +92,8 @@ export const DEFAULT_LOWER_BUDGET = 8000;
 
 /** Under best, the exact enumeration also stops at this many multiply-adds (cells × 3 per nonzero weight): TLL-size nets fit. */
 const EXACT_BEST_WORK = 4e9;
+/** Under best, the branch and bound (≥ 3 inputs) spends at most this many cells (an LP solve counts 20): about 1–2 s on acasxu_2_1. */
+const BAB_BEST_CELLS = 4000;
 /** Largest ℓ2 measurement (flop of the cost model) the √n_in·ℓ2 bound of --norm inf may take; ℓ∞ row sums always run. */
 const CROSS_NORM_FLOP = 5e10;
 /**
@@ -230,9 +234,14 @@ export async function estimateUpper(m: MethodModel, backend: OperatorBackend, o:
   let exact: ExactResult | null = null;
   let cross: CrossNormBound | null = null;
   if (autolip.status === 'bounded' && (o.method === 'exact' || o.method === 'best')) {
-    exact = await exactLipschitz({ ir: m.ir, blocks: m.blocks, inputName: m.inputName, outputName: m.outputName, inputShape: m.inputShape, backend, norm: o.norm, budget: o.exactBudget, work: o.method === 'best' ? EXACT_BEST_WORK : undefined });
-    if (o.method === 'exact' && exact.status === 'unsupported') warnings.push(`No exact constant: ${exact.reason}; the report is AutoLip (--method best gives the tightest other bound).`);
-    if (exact.status === 'bracket' && !exact.upper) warnings.push(`Exact constant not reached: ${exact.reason}; raise it with --exact-budget. The bracket below is what the other methods and the regions visited give.`);
+    const analysed = { ir: m.ir, blocks: m.blocks, inputName: m.inputName, outputName: m.outputName, inputShape: m.inputShape, backend, norm: o.norm };
+    // ≤ 2 inputs: the region enumeration; more: the branch and bound over activation patterns (relu-bab.ts), under best
+    // only where its size test passes and with at most BAB_BEST_CELLS of the budget
+    if (sizeOf(m.inputShape) <= 2) exact = await exactLipschitz({ ...analysed, budget: o.exactBudget, work: o.method === 'best' ? EXACT_BEST_WORK : undefined });
+    else if (o.method === 'exact' || babObstacle(m.ir, m.blocks) === null) exact = await reluBranchAndBound({ ...analysed, budget: o.method === 'best' ? Math.min(o.exactBudget, BAB_BEST_CELLS) : o.exactBudget });
+    if (o.method === 'exact' && exact?.status === 'unsupported') warnings.push(`No exact constant: ${exact.reason}; the report is AutoLip (--method best gives the tightest other bound).`);
+    if (exact?.status === 'bracket' && !exact.upper) warnings.push(`Exact constant not reached: ${exact.reason}; raise it with --exact-budget. The bracket below is what the other methods and the regions visited give.`);
+    if (o.method === 'exact' && exact?.status === 'bracket' && exact.upper && exact.reason) warnings.push(`Exact constant not reached: ${exact.reason}; raise it with --exact-budget. The upper bound is the largest bound of the patterns left open.`);
   }
   if (autolip.status === 'bounded' && o.method !== 'autolip' && (o.norm === 'inf' || o.method === 'best')) cross = await crossNormBound(m.ir, m.blocks, settings, o.norm, CROSS_NORM_FLOP);
   // the CP expansion over the whole graph (ℓ2, best; regions and elementwise activations with sums or concatenations),
@@ -260,7 +269,7 @@ export async function estimateUpper(m: MethodModel, backend: OperatorBackend, o:
     ...(residuals.length ? [composeAutoLip(m.ir, m.blocks, norms, o.norm, [], 'best', residuals)].map((r) => ({ method: 'autolip+residual', upper: r.upper, estimate: r.estimate })) : []),
     // greedy SeqLip is a local maximum, an estimate: shown beside the bounds, never as one
     ...(has('seqlip') ? [{ method: 'seqlip-greedy', upper: null, estimate: compose('greedy').estimate }] : []),
-    ...(exact?.upper ? [{ method: 'exact', upper: exact.upper, estimate: null }] : []),
+    ...(exact?.upper ? [exact.upper.method.startsWith('relu-bab') ? { method: 'relu-bab', upper: exact.upper, estimate: null, work: exact.work } : { method: 'exact', upper: exact.upper, estimate: null }] : []),
     ...(cross ? [{ method: cross.upper.method, upper: cross.upper, estimate: null }] : []),
     ...(graph ? [{ method: 'graph-cp', upper: graph.upper, estimate: graph.estimate }] : []),
   ];
@@ -318,7 +327,7 @@ export async function estimateLower(m: MethodModel, backend: OperatorBackend, o:
     }
     // the exact enumeration's pair, through the model widened to float64 (the same real function, less rounding)
     if (exact?.lower32 && exact.lower > (lower?.value ?? 0)) {
-      lower = { value: exact.lower, kind: 'lower', method: 'exact-witness(float64 model)', evaluations: exact.evaluations };
+      lower = { value: exact.lower, kind: 'lower', method: exact.upper?.method.startsWith('relu-bab') ? 'relu-bab-witness(float64 model)' : 'exact-witness(float64 model)', evaluations: exact.evaluations };
       o.onWitness?.({ input: m.inputName, shape: m.inputShape, x: exact.lower32.x, xPrime: exact.lower32.xPrime, ratio: exact.lower32.value });
     }
     // the pair's ratio comes from float32 evaluations of the model: allow their rounding noise, nothing more

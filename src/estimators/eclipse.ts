@@ -346,7 +346,7 @@ export function eclipseFastWork(p: LipSdpProblem): number {
   for (let h = 1; h < p.layers.length; h++) {
     const nh = p.layers[h - 1].rows, np = p.layers[h - 1].cols, nx = p.layers[h].rows;
     const one = nh * nh + nh ** 3 / 6 + (nh * nh * nx) / 2 + (nh * Math.min(nh, nx) ** 2) / 2 + (p.slopes[h - 1][0] * p.slopes[h - 1][1] !== 0 ? nh * np * np + np ** 3 / 6 + np * np * nh : 0);
-    w += np * np * nh + (2 * SCAN + 2) * one;
+    w += np * np * nh + (SCAN + 2) * one; // the walk: k = 0, one step the wrong way, SCAN the right way
   }
   return w;
 }

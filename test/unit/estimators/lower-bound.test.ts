@@ -300,7 +300,7 @@ test('deterministic for a seed', async () => {
   const options = { seed: 3, budget: 30000 * MS, starts: 2, ascentSteps: 20 };
   const [a, b] = [await lowerBound(net.spec, options), await lowerBound(net.spec, options)];
   assert.ok(!a.truncated && !b.truncated, 'the plan fits the budget');
-  assert.deepEqual(a.plan, { rounds: 8, starts: 2, walkSteps: 20, polishSteps: 20 });
+  assert.deepEqual(a.plan, { rounds: 8, starts: 2, walkSteps: 20, polishSteps: 20, lanczos: { start: 30, warm: 6 } });
   assert.equal(a.value, b.value);
   assert.deepEqual(a.x, b.x);
   assert.deepEqual(a.xPrime, b.xPrime);
@@ -314,8 +314,11 @@ test('the plan is sized by the model and the budget, never by the clock', async 
   assert.deepEqual(planSearch(blocks, sizes, '2', 5000 * MS), planSearch(blocks, sizes, '2', 5000 * MS));
   assert.equal(planSearch(blocks, sizes, '2', 1e9 * MS).rounds, 8, 'rounds are capped');
   const tight = planSearch(blocks, sizes, '2', 1 * MS);
-  // one round per start scale at least (N(0, I) and N(0, 10⁻⁴I)); the counted work cuts the second short
+  // two rounds at least (the two steepest starts of the pool); the counted work cuts the second short; a model too
+  // large for half a round takes the lean Lanczos steps, one that fits the full ones
   assert.ok(tight.rounds === 2 && tight.starts === 1 && tight.walkSteps === 5, JSON.stringify(tight));
+  assert.deepEqual(tight.lanczos, { start: 10, warm: 3 });
+  assert.deepEqual(planSearch(blocks, sizes, '2', 5000 * MS).lanczos, { start: 30, warm: 6 });
   assert.equal(planSearch(blocks, sizes, 'inf', 5000 * MS).polishSteps, 0);
 });
 

@@ -21,7 +21,7 @@ const args = process.argv.slice(2);
 const norm = args.includes('--norm') ? (args[args.indexOf('--norm') + 1] as '2' | 'inf') : '2';
 const files = args.filter((a, i) => a !== '--norm' && args[i - 1] !== '--norm');
 const models = files.length ? files : existsSync(shared) ? readdirSync(shared).filter((f) => f.endsWith('.onnx')).map((f) => shared + f) : [];
-const MINE = /^(exact|sqrt\()/;
+const MINE = /^(exact|relu-bab|sqrt\()/;
 
 console.log(`\n| model (ℓ${norm === '2' ? '2' : '∞'}) | upper before (method) | upper after (kind, method) | lower before (ascent) | lower after (method) | bracket before | bracket after | s after |`);
 console.log('|---|---|---|---|---|---|---|---|');

@@ -92,8 +92,8 @@ export const DEFAULT_LOWER_BUDGET = 8000;
 
 /** Under best, the exact enumeration also stops at this many multiply-adds (cells × 3 per nonzero weight): TLL-size nets fit. */
 const EXACT_BEST_WORK = 4e9;
-/** Under best, the branch and bound (≥ 3 inputs) spends at most this many cells (an LP solve counts 20): about 1–2 s on acasxu_2_1. */
-const BAB_BEST_CELLS = 4000;
+/** Under best, the branch and bound (≥ 3 inputs) spends at most this many cells (an LP solve counts 20): about 0.5 s on acasxu_2_1 and rpd_gcas. */
+const BAB_BEST_CELLS = 2000;
 /** Largest ℓ2 measurement (flop of the cost model) the √n_in·ℓ2 bound of --norm inf may take; ℓ∞ row sums always run. */
 const CROSS_NORM_FLOP = 5e10;
 /**

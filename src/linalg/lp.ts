@@ -12,6 +12,7 @@ import { LipcheckError } from '../errors.js';
 type HighsRuntime = Highs;
 
 let runtime: Promise<HighsRuntime> | null = null;
+let solver: ReturnType<HighsRuntime['createModel']> | null = null;
 
 /**
  * The `highs.wasm` file next to the loader, resolved through the package's own export map (`highs/runtime`) so that it is
@@ -83,13 +84,23 @@ export async function maxMarginPoint(rows: readonly Float64Array[], n: number): 
   for (let j = 0; j < n; j++) { colLower[j] = -1; colUpper[j] = 1; }
   colLower[n] = 0; colUpper[n] = 1;
   colLower[n + 1] = -1; colUpper[n + 1] = 1; cost[n + 1] = 1;
-  const out = h.raw.lpCall({
-    numCols: cols, numRows: m + 1, sense: h.constants.objectiveSense.maximize, colCost: cost, colLower, colUpper,
-    rowLower: new Float64Array(m + 1), rowUpper: new Float64Array(m + 1).fill(h.infinity),
-    matrix: { format: 'csr', numRows: m + 1, numCols: cols, starts, indices: Int32Array.from(indices), values: Float64Array.from(values) },
-  });
-  if (out.status === -1) return { status: 'failed', why: 'HiGHS returned an error' };
-  const r = out.value;
+  // one solver instance, reused: creating one per LP (and presolving these small LPs) cost ~10× the solve itself
+  solver ??= h.createModel();
+  let r: { modelStatus: number; solution: { colValue: Float64Array; rowDual: Float64Array } };
+  try {
+    solver.options.set({ output_flag: false, presolve: 'off' });
+    solver.passModel({
+      numCols: cols, numRows: m + 1, sense: h.constants.objectiveSense.maximize, colCost: cost, colLower, colUpper,
+      rowLower: new Float64Array(m + 1), rowUpper: new Float64Array(m + 1).fill(h.infinity),
+      matrix: { format: 'csr', numRows: m + 1, numCols: cols, starts, indices: Int32Array.from(indices), values: Float64Array.from(values) },
+    });
+    solver.run();
+    r = { modelStatus: solver.getModelStatus(), solution: solver.getSolution() };
+  } catch (e) {
+    solver.dispose();
+    solver = null;
+    return { status: 'failed', why: `HiGHS: ${(e as Error).message}` };
+  }
   if (r.modelStatus !== h.constants.modelStatus.optimal) return { status: 'failed', why: `HiGHS model status ${r.modelStatus}` };
   const v = r.solution.colValue;
   const margin = v[n + 1];

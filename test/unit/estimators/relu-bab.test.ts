@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
 import { test } from 'node:test';
 import { enumerateRegions, evaluateNet, evaluationError, type ReluNet } from '../../../src/estimators/exact.js';
 import { babSearch, reluBranchAndBound, type Confirm } from '../../../src/estimators/relu-bab.js';
 import { buildIr } from '../../../src/frontend/build.js';
 import { Random } from '../../../src/linalg/random.js';
-import { decodeModel } from '../../../src/onnx/read-model.js';
+import { decodeModel, readModelBytes } from '../../../src/onnx/read-model.js';
 import { ACTS, analysedOf, bruteForce, mlpModel, randomDense, runtime, type Dense } from '../../helpers/mlp.js';
 
 /** A ReluNet from the helpers' dense layers (float32 values: exact, no error bounds). */
@@ -123,5 +124,21 @@ test('reluBranchAndBound through an ONNX model (4 inputs, two hidden layers): ex
       const truth = bruteForce(ls, [0, 1], norm);
       assert.ok(r.upper!.value >= truth && r.upper!.value <= truth * (1 + 1e-9), `ℓ${norm}: ${r.upper!.value} vs ${truth}`);
     }
+  }
+});
+
+const SHARED = new URL('../../../../shared/models/', import.meta.url).pathname;
+
+test('shared acasxu_2_1 and rpd_gcas (5 and 14 inputs): the branch and bound\'s certified bracket holds the best known witnessed lower bounds', async (t) => {
+  if (!existsSync(`${SHARED}acasxu_2_1.onnx`)) { t.skip('../shared/models is absent: skipping acasxu_2_1 and rpd_gcas'); return; }
+  // issue 12's best known lower bounds (independent float64 searches): any certified upper bound must be above them
+  for (const [file, known] of [['acasxu_2_1', 610.7], ['rpd_gcas', 92.16]] as const) {
+    const model = decodeModel(readModelBytes(`${SHARED}${file}.onnx`), file);
+    const built = await buildIr(model, { seed: 0, runtime });
+    const r = await reluBranchAndBound({ ...analysedOf(model, built, '2'), budget: 2000 });
+    assert.equal(r.status, 'bracket', `${file}: ${r.status} ${r.reason ?? ''}`);
+    assert.ok(r.upper && r.upper.kind === 'certified' && r.upper.value >= known, `${file}: upper ${r.upper?.value} below the witnessed ${known}`);
+    assert.ok(r.lower > 0 && r.lower <= r.upper.value, `${file}: lower ${r.lower}`);
+    assert.ok(r.lower32 && r.lower32.value <= r.upper.value * (1 + 1e-4));
   }
 });

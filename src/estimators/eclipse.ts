@@ -20,7 +20,7 @@ import type { NormSettings } from './operator-norm.js';
  */
 
 /** Work budgets (multiply-adds, counted, never timed): best and sdp; a stage SDP runs where STAGE_STEPS iterations fit. */
-export const ECLIPSE_DEFAULTS = { bestWork: 5e9, sdpWork: 4e10 } as const;
+export const ECLIPSE_DEFAULTS = { bestWork: 4.5e9, sdpWork: 1e11 } as const;
 /** Interior-point iterations a stage SDP is charged for before it starts (6–17 on random nets; it stops when the work left is spent, its point still feasible). */
 const STAGE_STEPS = 15;
 /** The λ scan of a Fast stage: the closed form times 2^{k/2}, k = −SCAN..SCAN. */
@@ -212,13 +212,19 @@ function throughGram(lx: Float64Array, w: Float64Array, nh: number, nprev: numbe
  * certifyLipSdp expects. Stage SDPs share `work` (multiply-adds) in order; the closed forms always run.
  */
 export function eclipseConstruct(p: LipSdpProblem, opts: { work?: number; stageSdp?: boolean } = {}): LipSdpSolution & { sdpStages: number; fastStages: number; rho: number } {
-  const fast = constructPass(p, Infinity, false);
+  const fast = constructPass(p, Infinity, new Set());
   const left = (opts.work ?? ECLIPSE_DEFAULTS.sdpWork) - fast.work;
   // no stage SDP fits what is left: the second pass would repeat the first
   if (opts.stageSdp === false || !p.layers.slice(0, -1).some((w, h) => stageSdpWork(w.rows, w.cols, p.layers[h + 1].rows, p.slopes[h]) <= left)) return fast;
   // the stage SDPs optimise each stage greedily (ECLipsE's objective: the next layer's bound), which can end above
   // ECLipsE-Fast's chain (rpd_gcas): both are built and the smaller ρ kept; the certificate checks that one
-  const staged = constructPass(p, left, true);
+  // which stages get an SDP is decided up front, cheapest first, so that one wide stage cannot take the budget of many
+  // narrow ones (tll_n2_N16_1_0: 5 narrow stages give 521.5, one wide one 756.0)
+  const charges = p.layers.slice(0, -1).map((w, h) => ({ h: h + 1, c: stageSdpWork(w.rows, w.cols, p.layers[h + 1].rows, p.slopes[h]) })).sort((a, b) => a.c - b.c || a.h - b.h);
+  const plan = new Set<number>();
+  let planned = 0;
+  for (const { h, c } of charges) if (planned + c <= left) { plan.add(h); planned += c; }
+  const staged = constructPass(p, left, plan, fast.closed);
   const work = fast.work + staged.work;
   return staged.rho < fast.rho ? { ...staged, work } : { ...fast, work, newtonSteps: staged.newtonSteps };
 }
@@ -228,8 +234,8 @@ function stageSdpWork(nh: number, nprev: number, nnext: number, slope: readonly 
   return STAGE_STEPS * lipSdpStepWork({ layers: [{ w: new Float64Array(0), rows: nh, cols: Math.min(nh, nprev) }, { w: new Float64Array(0), rows: nnext, cols: nh }], slopes: [slope] });
 }
 
-/** One layer-by-layer pass: closed forms (scanned), and stage SDPs where `budget` (multiply-adds) still covers them. */
-function constructPass(p: LipSdpProblem, budget: number, stageSdp: boolean): LipSdpSolution & { sdpStages: number; fastStages: number; rho: number } {
+/** One layer-by-layer pass: closed forms (scanned), and stage SDPs at the stages `sdpAt` where `budget` (multiply-adds) still covers them. */
+function constructPass(p: LipSdpProblem, budget: number, sdpAt: ReadonlySet<number>, prefix?: readonly (StageState | null)[]): LipSdpSolution & { sdpStages: number; fastStages: number; rho: number; closed: (StageState | null)[] } {
   const layers = p.layers, l = layers.length - 1;
   let nprev = layers[0].cols;
   let x: Float64Array<ArrayBufferLike> = new Float64Array(nprev * nprev);
@@ -237,38 +243,51 @@ function constructPass(p: LipSdpProblem, budget: number, stageSdp: boolean): Lip
   let lx: Float64Array<ArrayBufferLike> = Float64Array.from(x);
   const ts: Float64Array[] = [];
   let work = 0, steps = 0, sdpStages = 0, fastStages = 0, score = NaN;
+  const closed: (StageState | null)[] = [];
   for (let h = 1; h <= l; h++) {
     const w = layers[h - 1].w, nh = layers[h - 1].rows, next = layers[h], slope = p.slopes[h - 1];
-    const [alpha, beta] = slope;
-    const pq = 2 * alpha * beta, c = alpha + beta;
-    const k0 = throughGram(lx, w, nh, nprev);
-    work += (nprev * nprev * nh) / 2 + (nprev * nh * nh) / 2;
-    const g = lambdaMax(k0, nh);
-    const kappa = c * c + 2 * Math.max(0, -pq);
-    const lambda0 = 1 / ((kappa > 0 ? kappa : 1) * (g > 0 ? g : 1));
-    const known = pq === 0 ? k0 : undefined;
+    // while every stage so far took the closed form, this pass is where `prefix` (the closed-form pass) was: reuse its stage
+    const reuse = prefix && sdpStages === 0 ? prefix[h - 1] : undefined;
     // ECLipsE-Fast's λ, then a walk over λ·2^{k/2} (|k| ≤ SCAN) while the stage objective falls
-    const at = (k: number): StageState | null => {
-      const st = stage(x, lx, w, nh, nprev, slope, new Float64Array(nh).fill(lambda0 * 2 ** (k / 2)), { w: next.w, rows: next.rows }, known);
-      if (st) work += st.work;
-      return st;
-    };
-    let best = at(0);
-    for (const dir of [1, -1]) {
-      let moved = false;
-      for (let k = dir; Math.abs(k) <= SCAN; k += dir) {
-        const st = at(k);
-        if (!st || (best && st.score >= best.score)) break;
-        best = st;
-        moved = true;
+    const closedForm = (): { best: StageState | null; known: Float64Array | undefined } => {
+      const [alpha, beta] = slope;
+      const pq = 2 * alpha * beta, c = alpha + beta;
+      const k0 = throughGram(lx, w, nh, nprev);
+      work += (nprev * nprev * nh) / 2 + (nprev * nh * nh) / 2;
+      const g = lambdaMax(k0, nh);
+      const kappa = c * c + 2 * Math.max(0, -pq);
+      const lambda0 = 1 / ((kappa > 0 ? kappa : 1) * (g > 0 ? g : 1));
+      const known = pq === 0 ? k0 : undefined;
+      const at = (k: number): StageState | null => {
+        const st = stage(x, lx, w, nh, nprev, slope, new Float64Array(nh).fill(lambda0 * 2 ** (k / 2)), { w: next.w, rows: next.rows }, known);
+        if (st) work += st.work;
+        return st;
+      };
+      let best = at(0);
+      for (const dir of [1, -1]) {
+        let moved = false;
+        for (let k = dir; Math.abs(k) <= SCAN; k += dir) {
+          const st = at(k);
+          if (!st || (best && st.score >= best.score)) break;
+          best = st;
+          moved = true;
+        }
+        if (moved) break;
       }
-      if (moved) break;
-    }
+      return { best, known };
+    };
+    let best: StageState | null;
+    let known: Float64Array | undefined;
+    if (reuse !== undefined) best = reuse;
+    else ({ best, known } = closedForm());
+    closed.push(best);
     let usedSdp = false;
-    if (stageSdp) {
+    if (sdpAt.has(h)) {
       // the stage as a one-hidden-layer LipSDP-Neuron: input block X_{h−1} = LLᵀ congruent to I, W_{h−1} → W_{h−1}L⁻ᵀ
-      if (stageSdpWork(nh, nprev, next.rows, slope) <= budget - work) {
+      const charge = stageSdpWork(nh, nprev, next.rows, slope);
+      if (charge <= budget - work) {
         const wt = transpose(lowerSolve(lx, nprev, transpose(w, nh, nprev), nh), nprev, nh);
+        // at most four times its charge (a stage stopped early still hands over a strictly feasible point)
         const sol = solveLipSdp({ layers: [{ w: wt, rows: nh, cols: nprev }, next], slopes: [slope] }, { variant: 'neuron', maxWork: budget - work });
         work += sol.work + (nprev * nprev * nh) / 2;
         steps += sol.newtonSteps;
@@ -279,7 +298,7 @@ function constructPass(p: LipSdpProblem, budget: number, stageSdp: boolean): Lip
       }
     }
     // no multipliers made X_h positive definite (numerically): no point from ECLipsE
-    if (!best) return { point: { rho: Infinity, t: new Float64Array(0) }, path: [], newtonSteps: steps, work, converged: false, sdpStages, fastStages, rho: Infinity };
+    if (!best) return { point: { rho: Infinity, t: new Float64Array(0) }, path: [], newtonSteps: steps, work, converged: false, sdpStages, fastStages, rho: Infinity, closed };
     if (usedSdp) sdpStages++; else fastStages++;
     ts.push(best.t);
     x = best.x;
@@ -299,7 +318,7 @@ function constructPass(p: LipSdpProblem, budget: number, stageSdp: boolean): Lip
     for (const th of ts) for (const v of th) t[u++] = v * r;
     path.push({ rho: r, t });
   }
-  return { point: path[0], path, newtonSteps: steps, work, converged: true, sdpStages, fastStages, rho };
+  return { point: path[0], path, newtonSteps: steps, work, converged: true, sdpStages, fastStages, rho, closed };
 }
 
 /**
@@ -342,11 +361,15 @@ export function eclipseBound(problem: LipSdpProblem, opts: EclipseOptions = {}):
 
 /** Multiply-adds of ECLipsE-Fast's construction on a problem of these sizes (the closed forms, the scan at its widest; no stage SDP, no certificate). */
 export function eclipseFastWork(p: LipSdpProblem): number {
+  // the same counts as constructPass charges: K = W·X⁻¹·Wᵀ and its λ_max, then per λ tried (the walk: k = 0, one step the
+  // wrong way, SCAN the right way) X_h, its factor and the stage objective (S and its factor too when αβ ≠ 0)
+  const lanczos = (m: number) => Math.min(m, LANCZOS) * (m * m + 2 * m * LANCZOS);
   let w = 0;
   for (let h = 1; h < p.layers.length; h++) {
-    const nh = p.layers[h - 1].rows, np = p.layers[h - 1].cols, nx = p.layers[h].rows;
-    const one = nh * nh + nh ** 3 / 6 + (nh * nh * nx) / 2 + (nh * Math.min(nh, nx) ** 2) / 2 + (p.slopes[h - 1][0] * p.slopes[h - 1][1] !== 0 ? nh * np * np + np ** 3 / 6 + np * np * nh : 0);
-    w += np * np * nh + (SCAN + 2) * one; // the walk: k = 0, one step the wrong way, SCAN the right way
+    const nh = p.layers[h - 1].rows, np = p.layers[h - 1].cols, nx = p.layers[h].rows, m = Math.min(nh, nx);
+    const through = (np * np * nh) / 2 + (np * nh * nh) / 2;
+    const one = nh * nh + nh ** 3 / 6 + (nh * nh * nx) / 2 + (nh * m * m) / 2 + lanczos(m) + (p.slopes[h - 1][0] * p.slopes[h - 1][1] !== 0 ? nh * np * np + np ** 3 / 6 + through : 0);
+    w += through + lanczos(nh) + (SCAN + 2) * one;
   }
   return w;
 }

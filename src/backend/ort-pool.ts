@@ -94,8 +94,8 @@ class OrtWorker {
 
   constructor() {
     const source = `(${workerMain.toString()})(require('node:worker_threads').workerData, require);`;
-    this.worker = new Worker(source, { eval: true, workerData: { ortPath: require.resolve('onnxruntime-node') } });
-    this.worker.unref();
+    // no execArgv: the script is plain CommonJS (a parent's --input-type=module or loader would change how it is read)
+    this.worker = new Worker(source, { eval: true, execArgv: [], workerData: { ortPath: require.resolve('onnxruntime-node') } });
     this.worker.on('message', (r: Reply) => {
       const p = this.pending.get(r.id);
       if (!p) return;
@@ -110,6 +110,8 @@ class OrtWorker {
     };
     this.worker.on('error', fail);
     this.worker.on('exit', (code) => fail(new Error(`the onnxruntime worker thread exited (code ${code})`)));
+    // after the listeners, which ref the worker's port: an idle worker must not keep the process alive
+    this.worker.unref();
   }
 
   private readonly bufferIds = new WeakMap<SharedArrayBuffer, number>();

@@ -9,6 +9,7 @@ import { kwFactor, kwStepsFor } from '../linalg/probabilistic.js';
 import { Random } from '../linalg/random.js';
 import { regionFlop } from '../linalg/work.js';
 import { weakestKind, type Bound, type BoundKind } from './kinds.js';
+import { mapInLanes } from './lanes.js';
 import { certificateBudget, measureRegion, roundingMargin, type NormSettings, type OperatorNorm } from './operator-norm.js';
 import { foldScales, regionBound } from './region-bounds.js';
 
@@ -341,14 +342,19 @@ export async function cpSegmentBound(segment: Segment, settings: NormSettings, o
     return e;
   };
   for (let len = 1; len <= m; len++) {
-    for (let i = 0; i + len <= m; i++) {
+    // the products of one length need only shorter ones (split bounds, chain margins): measured at once where the
+    // backend runs products off the main thread (backend.concurrency), entered in order, so the same numbers
+    const starts = Array.from({ length: m - len + 1 }, (_, i) => i);
+    const row = len > window ? [] : await mapInLanes(starts, settings.backend.concurrency ?? 1, async (i) => {
       const j = i + len - 1;
-      if (len <= window) {
-        const known = len === 1 ? opts.known?.get(segment.regions[i].id) : undefined;
-        const split = fill(i, j).mixed;
-        const measured = known ? null : await measureProduct(segment, i, j, settings, 1_000_000 + segment.ordinal * 4096 + i * 64 + j, (a, b) => table[a][b].mixed, roundUp(split, 4 * m), true);
-        got.set(i * m + j, { m: measured, n: known ?? measured!.norm });
-      }
+      const known = len === 1 ? opts.known?.get(segment.regions[i].id) : undefined;
+      const split = fill(i, j).mixed;
+      const measured = known ? null : await measureProduct(segment, i, j, settings, 1_000_000 + segment.ordinal * 4096 + i * 64 + j, (a, b) => table[a][b].mixed, roundUp(split, 4 * m), true);
+      return { m: measured, n: known ?? measured!.norm };
+    });
+    for (const i of starts) {
+      const j = i + len - 1;
+      if (len <= window) got.set(i * m + j, row[i]);
       table[i][j] = fill(i, j);
     }
   }

@@ -11,6 +11,7 @@ import type { Bound, NormKind } from './kinds.js';
 import { crossNormBound, type CrossNormBound } from './linf.js';
 import { LIPSDP_DEFAULTS, lipsdpObstacle, lipsdpSegmentBound } from './lipsdp.js';
 import { jacobianLowerBound, type AnalysedModel } from './lower-bound.js';
+import { mapInLanes } from './lanes.js';
 import { measureRegion, type NormSettings, type OperatorNorm } from './operator-norm.js';
 import { patternSearchLowerBound } from './pattern-search.js';
 import { findResidualBlocks, graphCpBound, graphCpObstacle, residualBlockBound, residualWork, type GraphCpResult } from './residual.js';
@@ -146,22 +147,10 @@ export async function estimateUpper(m: MethodModel, backend: OperatorBackend, o:
   const settings: NormSettings = { norm: o.norm, certify: o.certify, delta: o.delta, tol: o.tol, maxIterations: o.iterations, seed: o.seed, backend, certifyBudget: o.certifyBudget * MFLOP };
   // several operators at once where the backend runs products off the main thread (each with its own seed: the same
   // numbers for any width); the map keeps the regions' order
-  const measured: OperatorNorm[] = [];
-  let next = 0;
-  let failed = false;
-  const lane = async () => {
-    for (let i = next++; i < regions.length && !failed; i = next++) {
-      o.onProgress?.(i, regions.length, regions[i].id, 'norms');
-      try {
-        measured[i] = await measureRegion(regions[i], settings, i);
-      } catch (e) {
-        failed = true;
-        throw e;
-      }
-    }
-  };
-  const width = Math.max(1, Math.min(regions.length, Math.floor(backend.concurrency ?? 1)));
-  await Promise.all(Array.from({ length: width }, lane));
+  const measured = await mapInLanes(regions, backend.concurrency ?? 1, (r, i) => {
+    o.onProgress?.(i, regions.length, r.id, 'norms');
+    return measureRegion(r, settings, i);
+  });
   for (const [i, r] of regions.entries()) norms.set(r.id, measured[i]);
   o.onProgress?.(regions.length, regions.length, 'done', 'norms');
   const autolip = composeAutoLip(m.ir, m.blocks, norms, o.norm);

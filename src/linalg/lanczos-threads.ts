@@ -86,6 +86,8 @@ class KernelThread {
     this.port = channel.port1;
     this.worker = new Worker(workerSource(), {
       eval: true,
+      // plain CommonJS: a parent's --input-type=module or loader would change how the script is read
+      execArgv: [],
       workerData: { ctrl: this.ctrl.buffer, coef: this.coef.buffer, part: this.part.buffer, port: channel.port2 },
       transferList: [channel.port2],
     });

@@ -4,6 +4,7 @@
  * one operator at a time — the report may not depend on --threads or the core count (issue 13).
  */
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { createOrtBackend } from '../../../src/backend/index.js';
@@ -99,4 +100,21 @@ test('a model the worker cannot load is a RUNTIME error naming the operator and 
     (e: Error & { code?: string }) => e.code === 'RUNTIME' && /operator 'op7' on a worker thread: .+\. Rerun with --threads 1/.test(e.message),
   );
   await closeOrtWorkers();
+});
+
+test('idle workers do not keep the process alive: a script that measured on four workers exits by itself', () => {
+  const backend = new URL('../../../src/backend/index.ts', import.meta.url).href;
+  const helpers = new URL('../../helpers/mlp.ts', import.meta.url).href;
+  const script = `
+    const { createOrtBackend } = await import(${JSON.stringify(backend)});
+    const { ACTS, measureAll, mlpModel, pipeline, randomDense, settings } = await import(${JSON.stringify(helpers)});
+    const { Random } = await import(${JSON.stringify(new URL('../../../src/linalg/random.ts', import.meta.url).href)});
+    const { blocks } = await pipeline(mlpModel(randomDense([12, 20, 16, 8], new Random(2)), ACTS.relu));
+    const backend = createOrtBackend({ runtime: { device: 'cpu', threads: 5 } });
+    const norms = await measureAll(blocks, { ...settings, certify: 'off', backend });
+    console.log('measured', norms.size);`;
+  const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { encoding: 'utf8', timeout: 60_000 });
+  assert.equal(r.signal, null, `the script was killed after 60 s: a worker kept it alive (${r.stderr})`);
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /measured 3/);
 });

@@ -172,7 +172,9 @@ export async function babSearch(net: ReluNet, norm: NormKind, budget: number, co
         for (let q = 0; q < rows * n; q++) setFree(C, Rad, q, C[q], Rad[q], a, b);
       }
     }
-    return normBound(C, Rad, rows, n, norm).upper;
+    const nb = normBound(C, Rad, rows, n, norm);
+    node.estimate = nb.estimate;
+    return nb.upper;
   };
 
   const heap = new MaxHeap<Node>((a, b) => a.upper - b.upper);
@@ -312,7 +314,7 @@ export async function babSearch(net: ReluNet, norm: NormKind, budget: number, co
       if (!children.length) { node = null as unknown as Node; break; }
       // follow the child with the larger bound whose region is not empty (an LP decides for an unchecked one; past the
       // budget only a child with a point is followed); keep the others
-      children.sort((p, q) => q.upper - p.upper || (q.point ? 1 : 0) - (p.point ? 1 : 0));
+      children.sort((p, q) => q.estimate! - p.estimate! || (q.point ? 1 : 0) - (p.point ? 1 : 0));
       let next: Node | null = null;
       for (const c of children) {
         if (c.upper <= leafMax) continue;

@@ -1,5 +1,5 @@
-import { roundUp, tridiagonalLargestEigenvalue } from '../linalg/dense.js';
-import { cholesky, lipSdpBound, lipSdpCertifyWork, lipSdpStepWork, solveLipSdp, type LipSdpProblem, type LipSdpSolution, type LmiPoint } from '../linalg/sdp.js';
+import { roundUp, sqrtUp, tridiagonalLargestEigenvalue } from '../linalg/dense.js';
+import { certifyFormedLmi, certifyLmi, cholesky, formLmi, lipSdpBound, lipSdpCertifyWork, lipSdpStepWork, solveLipSdp, type LipSdpProblem, type LipSdpSolution, type LmiPoint } from '../linalg/sdp.js';
 import type { Segment } from './cp.js';
 import type { Bound } from './kinds.js';
 import { formSegmentProblem, lipsdpObstacle } from './lipsdp.js';
@@ -252,8 +252,9 @@ function constructPass(p: LipSdpProblem, budget: number, sdpAt: ReadonlySet<numb
     const closedForm = (): { best: StageState | null; known: Float64Array | undefined } => {
       const [alpha, beta] = slope;
       const pq = 2 * alpha * beta, c = alpha + beta;
-      const k0 = throughGram(lx, w, nh, nprev);
-      work += (nprev * nprev * nh) / 2 + (nprev * nh * nh) / 2;
+      // X_0 = I: K = W_0W_0ᵀ directly
+      const k0 = h === 1 ? gramRows(w, nh, nprev) : throughGram(lx, w, nh, nprev);
+      work += (h === 1 ? 0 : (nprev * nprev * nh) / 2) + (nprev * nh * nh) / 2;
       const g = lambdaMax(k0, nh);
       const kappa = c * c + 2 * Math.max(0, -pq);
       const lambda0 = 1 / ((kappa > 0 ? kappa : 1) * (g > 0 ? g : 1));
@@ -286,7 +287,7 @@ function constructPass(p: LipSdpProblem, budget: number, sdpAt: ReadonlySet<numb
       // the stage as a one-hidden-layer LipSDP-Neuron: input block X_{h−1} = LLᵀ congruent to I, W_{h−1} → W_{h−1}L⁻ᵀ
       const charge = stageSdpWork(nh, nprev, next.rows, slope);
       if (charge <= budget - work) {
-        const wt = transpose(lowerSolve(lx, nprev, transpose(w, nh, nprev), nh), nprev, nh);
+        const wt = h === 1 ? w : transpose(lowerSolve(lx, nprev, transpose(w, nh, nprev), nh), nprev, nh);
         // at most four times its charge (a stage stopped early still hands over a strictly feasible point)
         const sol = solveLipSdp({ layers: [{ w: wt, rows: nh, cols: nprev }, next], slopes: [slope] }, { variant: 'neuron', maxWork: budget - work });
         work += sol.work + (nprev * nprev * nh) / 2;
@@ -332,9 +333,10 @@ export function eclipseBound(problem: LipSdpProblem, opts: EclipseOptions = {}):
   const res = lipSdpBound(problem, {
     variant: 'neuron',
     certifyTries: tries,
+    certify: certifyLmiReduced,
     solve: (scaled) => {
       // the certificate's factorisations are reserved out of the budget; the stage SDPs get what the closed forms leave
-      const c = eclipseConstruct(scaled, { ...opts, work: (opts.work ?? ECLIPSE_DEFAULTS.sdpWork) - tries * lipSdpCertifyWork(scaled) });
+      const c = eclipseConstruct(scaled, { ...opts, work: (opts.work ?? ECLIPSE_DEFAULTS.sdpWork) - tries * eclipseCertifyWork(scaled) });
       info = c;
       return c;
     },
@@ -357,6 +359,58 @@ export function eclipseBound(problem: LipSdpProblem, opts: EclipseOptions = {}):
     else if (out && warm) out = { ...out, work: out.work + warm.work };
   }
   return out;
+}
+
+/**
+ * certifyLmi's statement, F(ρ, t) ⪰ 0, proved on a smaller matrix where the input block can be eliminated exactly: when
+ * α_1β_1 = 0 the input block of F is ρI and its only coupling is B = −c_1W_0ᵀT_1 (block (0, 1)), so for ρ > 0
+ * F ⪰ 0 ⇔ F' ⪰ 0, F' = F without its input block and with A_1 − BᵀB/ρ = A_1 − (c_1²/ρ)·T_1W_0W_0ᵀT_1 in block (1, 1)
+ * (Schur complement of ρI ≻ 0). F' is formed as formLmi of the problem from W_1 on (ρ := 0 there), plus 2T_1 and minus
+ * that term; each entry of the term, (c²/ρ)·t_i·t_j·Σ_k w_ik w_jk, is within γ_{n_0+6} of its absolute value H_ij, and
+ * ‖H‖_F ≤ (c²/ρ)·‖T_1|W_0|‖_F², so the entries of F̂' are within γ_q·(|F_sub|_abs + 2T_1 + H) with q = max(p, n_0 + 8) + 2
+ * (docs/algorithms-eclipse.md §4); certifyFormedLmi then runs certifyLmi's Cholesky proof on the N − n_0 matrix.
+ * Elsewhere (α_1β_1 ≠ 0, or n_0 ≤ n_1 where nothing is saved) it is certifyLmi itself.
+ */
+export function certifyLmiReduced(problem: LipSdpProblem, point: LmiPoint): boolean {
+  const [a1, b1] = problem.slopes[0];
+  const w0 = problem.layers[0];
+  if (a1 * b1 !== 0 || w0.cols <= w0.rows) return certifyLmi(problem, point);
+  for (let i = 0; i < point.t.length; i++) if (!(point.t[i] >= 0)) return false;
+  if (!(point.rho > 0) || !Number.isFinite(point.rho)) return false;
+  const n1 = w0.rows, n0 = w0.cols;
+  const sub: LipSdpProblem = { layers: problem.layers.slice(1), slopes: problem.slopes.slice(1) };
+  const { f, n, absF, terms } = formLmi(sub, { rho: 0, t: point.t.subarray(n1) });
+  const c = a1 + b1, k = (c * c) / point.rho, t = point.t;
+  let tw = 0, t2 = 0;
+  for (let i = 0; i < n1; i++) {
+    const ri = i * n0;
+    let rn = 0;
+    for (let q = 0; q < n0; q++) rn += w0.w[ri + q] * w0.w[ri + q];
+    tw += t[i] * t[i] * rn;
+    t2 += t[i] * t[i];
+    for (let j = 0; j <= i; j++) {
+      const rj = j * n0;
+      let g = 0;
+      for (let q = 0; q < n0; q++) g += w0.w[ri + q] * w0.w[rj + q];
+      const v = k * t[i] * t[j] * g;
+      f[i * n + j] -= v;
+      if (j !== i) f[j * n + i] -= v;
+    }
+    f[i * n + i] += 2 * t[i];
+  }
+  const abs = roundUp(absF + 2 * sqrtUp(roundUp(t2, n1 + 1)) + roundUp(k * tw, n0 + 8), 4);
+  if (!Number.isFinite(abs)) return false;
+  return certifyFormedLmi(f, n, abs, Math.max(terms, n0 + 8) + 2);
+}
+
+/** Multiply-adds of one certifyLmiReduced attempt (the same as lipSdpCertifyWork where it falls back). */
+export function eclipseCertifyWork(p: LipSdpProblem): number {
+  const w0 = p.layers[0];
+  if (p.slopes[0][0] * p.slopes[0][1] !== 0 || w0.cols <= w0.rows) return lipSdpCertifyWork(p);
+  const n = p.layers.slice(0, -1).reduce((a, w) => a + w.rows, 0);
+  let formed = (w0.rows * w0.rows * w0.cols) / 2;
+  for (let h = 2; h < p.layers.length; h++) formed += (p.layers[h - 1].rows * p.layers[h - 1].cols ** 2) / 2;
+  return formed + n ** 3 / 6 + n * n;
 }
 
 /** Multiply-adds of ECLipsE-Fast's construction on a problem of these sizes (the closed forms, the scan at its widest; no stage SDP, no certificate). */
@@ -398,7 +452,7 @@ export async function eclipseSegmentBound(segment: Segment, settings: NormSettin
   const work = opts.work ?? ECLIPSE_DEFAULTS.sdpWork;
   const shape: LipSdpProblem = { layers: segment.regions.map((r) => ({ w: new Float64Array(0), rows: r.outShape.reduce((a, b) => a * b, 1), cols: r.inShape.reduce((a, b) => a * b, 1) })), slopes: segment.activations.map((a) => a.slope) };
   // the closed forms and at least three certification attempts must fit; further attempts (up to CERTIFY_TRIES) as the work allows
-  const construct = eclipseFastWork(shape), certify = lipSdpCertifyWork(shape);
+  const construct = eclipseFastWork(shape), certify = eclipseCertifyWork(shape);
   const need = construct + 3 * certify;
   if (need > work) return empty(`No ECLipsE bound for ${segment.id}: its closed-form stages and certificate need about ${Math.ceil((2 * need) / 1e6)} Mflop, over the ${Math.floor((2 * work) / 1e6)} Mflop this segment was given.`);
   const { problem, cross } = await formSegmentProblem(segment, settings);

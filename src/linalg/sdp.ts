@@ -667,6 +667,15 @@ export function certifyLmi(problem: LipSdpProblem, point: LmiPoint): boolean {
   for (let i = 0; i < point.t.length; i++) if (!(point.t[i] >= 0)) return false;
   if (!(point.rho >= 0) || !Number.isFinite(point.rho)) return false;
   const { f, n, absF, terms } = formLmi(problem, point);
+  return certifyFormedLmi(f, n, absF, terms);
+}
+
+/**
+ * certifyLmi's proof on a formed matrix: f (N×N, overwritten) is the computed F̂ of a symmetric F whose every entry is
+ * within γ_terms·(|F|_abs)_ij, with ‖|F|_abs‖_F ≤ absF; true when Cholesky of F̂ − δI proves λ_min(F) ≥ 0 with the margin
+ * derived above. Also used by ECLipsE's certificate with the input block eliminated (src/estimators/eclipse.ts).
+ */
+export function certifyFormedLmi(f: Float64Array, n: number, absF: number, terms: number): boolean {
   let trace = 0, maxDiag = 0;
   for (let i = 0; i < n; i++) { trace += Math.max(0, f[i * n + i]); maxDiag = Math.max(maxDiag, Math.abs(f[i * n + i])); }
   if (!Number.isFinite(trace) || !Number.isFinite(absF)) return false;
@@ -687,7 +696,7 @@ export function certifyLmi(problem: LipSdpProblem, point: LmiPoint): boolean {
  * by 1 + 10^−6 and 1 + 10^−3, until proved or maxTries attempts are spent. Returns the proved point, or null.
  * A proved point gives ‖W_l D_l ⋯ D_1 W_0‖₂ ≤ √ρ for every diagonal D_h with entries in [α_h, β_h].
  */
-export function certifyLipSdp(problem: LipSdpProblem, solution: LipSdpSolution, maxTries = 12): { point: LmiPoint; tries: number } | null {
+export function certifyLipSdp(problem: LipSdpProblem, solution: LipSdpSolution, maxTries = 12, check: (p: LipSdpProblem, pt: LmiPoint) => boolean = certifyLmi): { point: LmiPoint; tries: number } | null {
   let tries = 0;
   for (const [i, pt] of solution.path.entries()) {
     const t = pt.t.map((v) => Math.max(0, v));
@@ -695,7 +704,7 @@ export function certifyLipSdp(problem: LipSdpProblem, solution: LipSdpSolution, 
       if (tries >= maxTries) return null;
       tries++;
       const rho = roundUp(pt.rho * (1 + raise), 2);
-      if (certifyLmi(problem, { rho, t })) return { point: { rho, t }, tries };
+      if (check(problem, { rho, t })) return { point: { rho, t }, tries };
     }
   }
   return null;
@@ -759,7 +768,7 @@ function dropConstantUnits(p: LipSdpProblem): LipSdpProblem | null {
  * scales by 2^{Σe_k}), the scaled LMI solved (solveLipSdp), its answer proved (certifyLipSdp) and unscaled upward.
  * Null when no certificate succeeded within the tries.
  */
-export function lipSdpBound(problem: LipSdpProblem, opts: LipSdpOptions & { readonly certifyTries?: number; readonly solve?: (scaled: LipSdpProblem) => LipSdpSolution }): LipSdpBound | null {
+export function lipSdpBound(problem: LipSdpProblem, opts: LipSdpOptions & { readonly certifyTries?: number; readonly solve?: (scaled: LipSdpProblem) => LipSdpSolution; readonly certify?: (p: LipSdpProblem, pt: LmiPoint) => boolean }): LipSdpBound | null {
   checkProblem(problem);
   const reduced = dropConstantUnits(problem);
   if (reduced === null) return { value: 0, estimate: 0, newtonSteps: 0, work: 0, converged: true, certifyTries: 0 };
@@ -789,7 +798,8 @@ export function lipSdpBound(problem: LipSdpProblem, opts: LipSdpOptions & { read
   const target: LipSdpProblem = balanced ? { layers: [{ ...scaled.layers[0], w: w0 }, ...scaled.layers.slice(1)], slopes: scaled.slopes } : scaled;
   const path = balanced ? sol.path.map((pt) => ({ rho: pt.rho * 4 ** e0, t: pt.t })) : sol.path;
   if (balanced) shift += e0;
-  const cert = certifyLipSdp(target, { ...sol, path, point: path[0] }, opts.certifyTries);
+  // opts.certify: another proof of the same statement F(ρ, t) ⪰ 0 (ECLipsE's, with the input block eliminated)
+  const cert = certifyLipSdp(target, { ...sol, path, point: path[0] }, opts.certifyTries, opts.certify);
   const certWork = (cert?.tries ?? opts.certifyTries ?? 12) * lipSdpCertifyWork(scaled);
   if (!cert) return null;
   return {

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
-import { eclipseBound, eclipseConstruct, eclipseSegmentBound } from '../../../src/estimators/eclipse.js';
+import { certifyLmiReduced, eclipseBound, eclipseConstruct, eclipseSegmentBound } from '../../../src/estimators/eclipse.js';
 import { analyze } from '../../../src/index.js';
 import { Random } from '../../../src/linalg/random.js';
 import { certifyLmi, lipSdpBound, type LipSdpProblem } from '../../../src/linalg/sdp.js';
@@ -134,4 +134,27 @@ test('warm start: LipSDP-Neuron started at ECLipsE\'s point reaches the cold sol
     assert.match(warm.method, /\+lipsdp$/, `${name}: the warm-started solve gave nothing below ECLipsE`);
     assert.ok(warm.value <= ecl.value && Math.abs(warm.value - cold.value) <= 1e-5 * cold.value, `${name}: warm ${warm.value}, cold ${cold.value}, ECLipsE ${ecl.value}`);
   }
+});
+
+test('the certificate with the input block eliminated agrees with the full one: proves the construction, refuses ρ too small', () => {
+  for (const [widths, name, seed] of [[[9, 3, 4, 2], 'relu', 41], [[12, 4, 2], 'sigmoid', 42], [[10, 3, 3, 3, 2], 'tanh', 43], [[8, 3, 3, 2], 'leaky01', 44]] as const) {
+    const rng = new Random(seed);
+    const layers = randomDense(widths, rng);
+    const p = problemOf(layers, ACTS[name].slope);
+    const c = eclipseConstruct(p);
+    const brute = bruteForce(layers, ACTS[name].slope, '2');
+    const tag = `${name} ${widths.join('-')}`;
+    const proved = c.path.find((pt) => certifyLmi(p, pt));
+    assert.ok(proved, `${tag}: the full certificate proved no point`);
+    assert.equal(certifyLmiReduced(p, proved), true, `${tag}: the reduced certificate refused a point the full one proved`);
+    // F(ρ, t) with ρ lowered at the same t: the elimination divides by ρ, so this checks the (c²/ρ) term both ways
+    for (const f of [0.999, 0.99, 0.5]) assert.equal(certifyLmiReduced(p, { rho: proved.rho * f, t: proved.t }), certifyLmi(p, { rho: proved.rho * f, t: proved.t }), `${tag}: the two certificates disagree at ρ × ${f}`);
+    assert.equal(certifyLmiReduced(p, { rho: brute * brute * (1 - 1e-6), t: proved.t }), false, `${tag}: ρ below brute force² accepted`);
+    assert.equal(certifyLmiReduced(p, { rho: 0, t: proved.t }), false);
+    assert.equal(certifyLmiReduced(p, { rho: proved.rho, t: proved.t.map((v, i) => (i === 1 ? -1 : v)) }), false, `${tag}: a negative multiplier accepted`);
+  }
+  // a network whose worst case needs the input block: y = (1, 1)·relu(W_0 x) with W_0 = [[1, 1, 0], [0, 1, 1]]: L = ‖(1, 2, 1)‖ = √6
+  const p: LipSdpProblem = { layers: [{ w: Float64Array.of(1, 1, 0, 0, 1, 1), rows: 2, cols: 3 }, { w: Float64Array.of(1, 1), rows: 1, cols: 2 }], slopes: [[0, 1]] };
+  const res = eclipseBound(p)!;
+  assert.ok(res.value >= Math.sqrt(6) * (1 - 1e-12) && res.value <= Math.sqrt(6) * (1 + 1e-4), `√6 example: ${res.value}`);
 });

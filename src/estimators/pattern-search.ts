@@ -34,7 +34,7 @@ export interface PatternSearchResult {
 }
 
 /** A point with everything the walk needs: pre-activations, their gradients, the Jacobian and its worst direction. */
-interface State {
+export interface State {
   readonly x: Float64Array;
   /** Per hidden layer: pre-activations z and their Jacobians G = ∂z/∂x (rows × n, row-major). */
   readonly z: Float64Array[];
@@ -80,8 +80,8 @@ function topSingular(J: Float64Array, out: number, n: number, start: Float64Arra
   return { s: nu, u: u.map((t) => (nu > 0 ? t / nu : 0)), v };
 }
 
-/** The network's Jacobian at x with the walk's bookkeeping (ℓ2: σ_max; ℓ∞: the largest row ℓ1 norm). */
-function stateAt(net: ReluNet, x: Float64Array, norm: NormKind, vStart: Float64Array): State {
+/** The network's Jacobian at x with the walk's bookkeeping (ℓ2: σ_max; ℓ∞: the largest row ℓ1 norm). Exported for tests. */
+export function stateAt(net: ReluNet, x: Float64Array, norm: NormKind, vStart: Float64Array): State {
   const n = net.inputs;
   let a = x;
   let G = new Float64Array(n * n);
@@ -158,8 +158,8 @@ function candidates(net: ReluNet, s: State): { step: Float64Array; dist: number 
   return out.sort((a, b) => b.gain - a.gain || a.dist - b.dist);
 }
 
-/** How far x can move along ±dir without any unit changing sides (the network is affine there). */
-function safeSteps(net: ReluNet, s: State, dir: Float64Array): { fwd: number; bwd: number } {
+/** How far x can move along ±dir without any unit changing sides (the network is affine there). Exported for tests. */
+export function safeSteps(net: ReluNet, s: State, dir: Float64Array): { fwd: number; bwd: number } {
   const n = net.inputs;
   let fwd = Infinity, bwd = Infinity;
   s.z.forEach((z, k) => {
@@ -179,9 +179,9 @@ function safeSteps(net: ReluNet, s: State, dir: Float64Array): { fwd: number; bw
  * The longest segment along `dir` inside the region of s (every unit on its side): the LP
  *   max L  s.t.  s_i(z_i + g_i·δ) ≥ 0,  s_i(z_i + g_i·(δ + L·dir)) ≥ 0 (every hidden unit i),  |δ_j| ≤ box,  0 ≤ L ≤ cap
  * (rows scaled by 1/‖g_i‖), solved by HiGHS. Its answer is a hint: the pair on it is confirmed through the model.
- * Returns the segment's start x + δ and its length, or null when HiGHS gives no optimum.
+ * Returns the segment's start x + δ and its length, or null when HiGHS gives no optimum. Exported for tests.
  */
-async function longestChord(s: State, dir: Float64Array, box: number, cap: number): Promise<{ a: Float64Array; length: number } | null> {
+export async function longestChord(s: State, dir: Float64Array, box: number, cap: number): Promise<{ a: Float64Array; length: number } | null> {
   const h = await highs();
   const n = s.x.length;
   const starts: number[] = [0], indices: number[] = [], values: number[] = [], lower: number[] = [];

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { enumerateRegions, regionPoint, type ReluNet } from '../../../src/estimators/exact.js';
-import { patternSearchLowerBound } from '../../../src/estimators/pattern-search.js';
+import { longestChord, patternSearchLowerBound, safeSteps, stateAt } from '../../../src/estimators/pattern-search.js';
 import { buildIr } from '../../../src/frontend/build.js';
 import { mergeLinear } from '../../../src/ir/merge.js';
 import { Random } from '../../../src/linalg/random.js';
@@ -93,4 +93,30 @@ test('a net steep only far from the origin: the search reaches its constant (sin
     // the pair really is far out, in the all-on cone
     assert.ok(Math.hypot(...r.x) > 1500, `seed ${seed}: pair at ‖x‖ = ${Math.hypot(...r.x)}`);
   }
+});
+
+test('the longest segment along the worst direction (HiGHS LP) stays in the region and is never shorter than the chord through x', async () => {
+  const signs = (net: ReluNet, x: ArrayLike<number>) => stateAt(net, Float64Array.from(x), '2', new Float64Array(net.inputs).fill(1)).z.map((z) => Array.from(z, (v) => v > 0));
+  let longer = 0;
+  for (let seed = 0; seed < 6; seed++) {
+    const rng = new Random(800 + seed);
+    const layers = randomDense([3, 8, 8, 2], rng);
+    const net: ReluNet = { inputs: 3, layers: layers.map((l) => ({ ...l, we: new Float64Array(l.w.length), be: new Float64Array(l.b.length) })), slopes: [[0, 1], [0, 1]] };
+    const x = Float64Array.from({ length: 3 }, () => rng.normal());
+    const s = stateAt(net, x, '2', rng.unitVector(3));
+    const { fwd, bwd } = safeSteps(net, s, s.v);
+    const cap = 100;
+    const chord = await longestChord(s, s.v, 100, cap);
+    assert.ok(chord, `seed ${seed}: no optimum`);
+    // at least the chord through x itself (δ = 0 is feasible), up to the LP's tolerance
+    assert.ok(chord.length >= Math.min(fwd + bwd, cap) * (1 - 1e-6) - 1e-9, `seed ${seed}: ${chord.length} < ${fwd + bwd}`);
+    if (chord.length > (fwd + bwd) * 1.01) longer++;
+    // both ends, pulled in by 1 %, carry the region's pattern
+    const want = signs(net, x);
+    for (const t of [0.01, 0.99]) {
+      const y = chord.a.map((a, i) => a + t * chord.length * s.v[i]);
+      assert.deepEqual(signs(net, y), want, `seed ${seed}: the point at ${t} of the segment left the region`);
+    }
+  }
+  assert.ok(longer > 0, 'the LP never found a longer segment than the one through x');
 });

@@ -131,13 +131,13 @@ class OrtWorker {
   }
 
   /** Sends a request (ids are filled in here) and waits for its reply; the worker keeps the process alive meanwhile. */
-  request(req: Unsent<Request>): Promise<Reply> {
+  request(req: Unsent<Request>, transfer: ArrayBuffer[] = []): Promise<Reply> {
     if (this.dead) return Promise.reject(this.dead);
     const id = this.nextId++;
     return new Promise<Reply>((resolve, reject) => {
       if (this.pending.size === 0) this.worker.ref();
       this.pending.set(id, { resolve, reject });
-      this.worker.postMessage({ ...req, id });
+      this.worker.postMessage({ ...req, id }, transfer);
     });
   }
 }
@@ -187,7 +187,8 @@ export async function closeOrtWorkers(): Promise<void> {
 
 /**
  * A GramOperator whose session (model 'v' → 'u' = B v → 'z' = Bᵀu, chainGraphs) lives on a worker thread, created
- * with `options` (runtime.ts sessionOptions). Same contract and same numbers as createOrtGram.
+ * with `options` (runtime.ts sessionOptions). Same contract and same numbers as createOrtGram. `model` is handed over
+ * (its buffer moves to the worker where it owns it): do not use it afterwards.
  */
 export async function createWorkerGram(model: Uint8Array, dims: readonly number[], halfLength: number, options: Record<string, unknown>, count: number, name: string, feeds?: Readonly<Record<string, Tensor>>): Promise<GramOperator> {
   const worker = workerFor(count);
@@ -195,7 +196,9 @@ export async function createWorkerGram(model: Uint8Array, dims: readonly number[
   const n = sizeOf(dims);
   const fail = (what: string, r: Reply) => new LipcheckError('RUNTIME', `onnxruntime ${what} '${name}' on a worker thread: ${r.error}. Rerun with --threads 1 to keep onnxruntime on the main thread.`);
   const t0 = performance.now();
-  const created = await worker.request({ type: 'create', sid, bytes: model, options, feeds: { ...feeds } });
+  // the model bytes move to the worker when they own their buffer (the caller made them for this session), else a copy
+  const own = model.buffer instanceof ArrayBuffer && model.byteOffset === 0 && model.byteLength === model.buffer.byteLength;
+  const created = await worker.request({ type: 'create', sid, bytes: model, options, feeds: { ...feeds } }, own ? [model.buffer as ArrayBuffer] : []);
   if (created.error) throw fail('could not load the operator', created);
   countSession(performance.now() - t0);
   worker.sessions++;

@@ -9,6 +9,7 @@ import { exactLipschitz, type ExactResult } from './exact.js';
 import { babObstacle, reluBranchAndBound } from './relu-bab.js';
 import type { Bound, NormKind } from './kinds.js';
 import { crossNormBound, type CrossNormBound } from './linf.js';
+import { ECLIPSE_DEFAULTS, eclipseSegmentBound } from './eclipse.js';
 import { LIPSDP_DEFAULTS, lipsdpObstacle, lipsdpSegmentBound } from './lipsdp.js';
 import { jacobianLowerBound, type AnalysedModel } from './lower-bound.js';
 import { mapInLanes } from './lanes.js';
@@ -197,7 +198,13 @@ export async function estimateUpper(m: MethodModel, backend: OperatorBackend, o:
         // under best only LipSDP-Neuron (the tighter one; Layer saves little here, the N×N factorisations dominate)
         const sdp = await lipsdpSegmentBound(segment, settings, { work: (sdpMflop * 1e6) / 2 / segments.length, variants: o.method === 'sdp' ? undefined : ['neuron'], minSteps: o.method === 'sdp' ? undefined : LIPSDP_DEFAULTS.bestMinSteps });
         if (o.method === 'sdp') warnings.push(...sdp.notes);
-        if (sdp.upper) candidates.push({ method: 'sdp', upper: sdp.upper, estimate: sdp.estimate, ms: sdp.ms, work: sdp.work, note: `LipSDP ${[sdp.neuron, sdp.layer].filter((b) => b !== null).map((b) => `${b.method.slice(7)} ${b.value.toPrecision(4)}`).join(', ')} (${sdp.newtonSteps} Newton steps)` });
+        // ECLipsE (a feasible point of the same LMI, built layer by layer): where LipSDP-Neuron did not converge, under its
+        // own work budget; --method sdp takes the smaller of the two as its segment bound
+        const ecl = sdp.converged ? null : await eclipseSegmentBound(segment, settings, { work: (o.method === 'sdp' ? ECLIPSE_DEFAULTS.sdpWork : ECLIPSE_DEFAULTS.bestWork) / segments.length });
+        if (ecl && o.method === 'sdp') warnings.push(...ecl.notes);
+        const sdpUpper = o.method === 'sdp' && ecl?.upper && (!sdp.upper || ecl.upper.value < sdp.upper.value) ? ecl.upper : sdp.upper;
+        if (sdpUpper) candidates.push({ method: 'sdp', upper: sdpUpper, estimate: sdp.estimate ?? ecl?.estimate ?? null, ms: sdp.ms, work: sdp.work, note: `LipSDP ${[sdp.neuron, sdp.layer].filter((b) => b !== null).map((b) => `${b.method.slice(7)} ${b.value.toPrecision(4)}`).join(', ') || 'not run'} (${sdp.newtonSteps} Newton steps)` });
+        if (ecl?.upper) candidates.push({ method: 'eclipse', upper: ecl.upper, estimate: ecl.estimate, ms: ecl.ms, work: ecl.work, note: `ECLipsE ${ecl.upper.value.toPrecision(4)} (${ecl.sdpStages} stage SDPs, ${ecl.fastStages} closed-form stages)` });
       } else if (o.method === 'sdp') warnings.push(`No LipSDP bound for ${segment.id}: ${lipsdpObstacle(segment, settings)}; AutoLip is used there.`);
       if (candidates.length) uses.push({ segment, candidates });
     }
@@ -241,9 +248,9 @@ export async function estimateUpper(m: MethodModel, backend: OperatorBackend, o:
     const plan = await graphCpBound(m.ir, m.blocks, norms, settings, { budget: 0 });
     if (plan && plan.cost <= budget) graph = await graphCpBound(m.ir, m.blocks, norms, settings, { budget });
   }
-  const compose = (mode: 'best' | 'cp' | 'seqlip' | 'sdp' | 'greedy') => (uses.length || residuals.length ? composeAutoLip(m.ir, m.blocks, norms, o.norm, uses, mode, residuals) : autolip);
+  const compose = (mode: 'best' | 'cp' | 'seqlip' | 'sdp' | 'eclipse' | 'greedy') => (uses.length || residuals.length ? composeAutoLip(m.ir, m.blocks, norms, o.norm, uses, mode, residuals) : autolip);
   const has = (m: string) => uses.some((u) => u.candidates.some((c) => c.method === m));
-  const byMethod = { autolip, cp: has('cp') ? compose('cp') : null, seqlip: has('seqlip') ? compose('seqlip') : null, sdp: has('sdp') ? compose('sdp') : null, best: compose('best') };
+  const byMethod = { autolip, cp: has('cp') ? compose('cp') : null, seqlip: has('seqlip') ? compose('seqlip') : null, sdp: has('sdp') ? compose('sdp') : null, eclipse: has('eclipse') ? compose('eclipse') : null, best: compose('best') };
   const result = o.method === 'autolip' || o.method === 'exact' ? autolip : byMethod[o.method] ?? autolip;
   if (result.upper && !Number.isFinite(result.upper.value)) {
     throw new LipcheckError('UNSUPPORTED', `${m.path}: the Lipschitz bound exceeds the float64 range (the operator norms multiply past 1.8e308); the weights are implausibly large.`);
@@ -254,6 +261,7 @@ export async function estimateUpper(m: MethodModel, backend: OperatorBackend, o:
     ...(byMethod.cp ? [{ method: 'autolip+cp', upper: byMethod.cp.upper, estimate: byMethod.cp.estimate }] : []),
     ...(byMethod.seqlip ? [{ method: 'autolip+seqlip', upper: byMethod.seqlip.upper, estimate: byMethod.seqlip.estimate }] : []),
     ...(byMethod.sdp ? [{ method: 'autolip+sdp', upper: byMethod.sdp.upper, estimate: byMethod.sdp.estimate, work: uses.reduce((a, u) => a + u.candidates.reduce((b, c) => b + (c.method === 'sdp' ? c.work ?? 0 : 0), 0), 0) }] : []),
+    ...(byMethod.eclipse ? [{ method: 'autolip+eclipse', upper: byMethod.eclipse.upper, estimate: byMethod.eclipse.estimate, work: uses.reduce((a, u) => a + u.candidates.reduce((b, c) => b + (c.method === 'eclipse' ? c.work ?? 0 : 0), 0), 0) }] : []),
     // residual blocks alone on AutoLip (best combines them with the segment methods)
     ...(residuals.length ? [composeAutoLip(m.ir, m.blocks, norms, o.norm, [], 'best', residuals)].map((r) => ({ method: 'autolip+residual', upper: r.upper, estimate: r.estimate })) : []),
     // greedy SeqLip is a local maximum, an estimate: shown beside the bounds, never as one

@@ -6,6 +6,7 @@ import { roundUp } from '../linalg/dense.js';
 import { regionFlop } from '../linalg/work.js';
 import { composeRegions, type Segment } from './cp.js';
 import { weakestKind, type Bound, type BoundKind } from './kinds.js';
+import { mapInLanes } from './lanes.js';
 import { measureRegion, type NormSettings, type OperatorNorm } from './operator-norm.js';
 import { regionBound } from './region-bounds.js';
 import { kwFactor } from '../linalg/probabilistic.js';
@@ -456,11 +457,18 @@ export async function graphCpBound(ir: IrGraph, blocks: readonly Block[], norms:
   // measured norms, cheapest first, while their Lanczos work fits the budget (counted, never timed)
   const steps = Math.max(1, ...[...norms.values()].map((m) => m.iterations));
   const queue = [...pairs.values()].filter((p) => p.region !== null && p.up > 0).map((p) => ({ p, cost: 2 * steps * regionFlop(p.region!) })).sort((a, b) => a.cost - b.cost);
-  let left = opts.budget, measured = 0, probabilistic = 0, work = 0, index = 0;
-  for (const { p, cost } of queue) {
-    if (cost > left) break;
-    left -= cost;
-    const m = await measureRegion(p.region!, settings, 5_000_000 + index++);
+  let left = opts.budget, measured = 0, probabilistic = 0, work = 0;
+  const chosen: typeof queue = [];
+  for (const q of queue) {
+    if (q.cost > left) break;
+    left -= q.cost;
+    chosen.push(q);
+  }
+  // the budget picks the maps by their cost alone, so they are measured at once where the backend allows
+  // (backend.concurrency; each map's seed is its place in the queue) and entered in order: the same numbers
+  const results = await mapInLanes(chosen, settings.backend.concurrency ?? 1, (q, i) => measureRegion(q.p.region!, settings, 5_000_000 + i));
+  for (const [i, { p }] of chosen.entries()) {
+    const m = results[i];
     measured++;
     work += m.work;
     // the KW bound again with the graph's rounding margin instead of measureRegion's product of |·|-norms

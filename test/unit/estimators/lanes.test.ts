@@ -4,11 +4,14 @@
  * product at a time and several at once.
  */
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { createOrtBackend } from '../../../src/backend/index.js';
 import { cpSegmentBound } from '../../../src/estimators/cp.js';
 import { mapInLanes } from '../../../src/estimators/lanes.js';
+import { graphCpBound, graphCpObstacle } from '../../../src/estimators/residual.js';
 import { Random } from '../../../src/linalg/random.js';
+import { hasShared, SHARED } from '../../helpers/dense.js';
 import { ACTS, measureAll, mlpModel, pipeline, randomDense, settings as base } from '../../helpers/mlp.js';
 
 const tick = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -62,4 +65,20 @@ test('CP on a deep MLP: the same bound, products and estimates with the products
   assert.ok(one.norms >= 10, `${one.norms} partial products: several of each length`);
   assert.equal(one.upper.kind, 'probabilistic');
   assert.deepEqual(JSON.parse(JSON.stringify({ ...four, ms: 0 })), JSON.parse(JSON.stringify({ ...one, ms: 0 })));
+});
+
+test('graph CP on sri_resnet_b: the same maps, bound and estimate measured one at a time and three at once', async (t) => {
+  if (!hasShared) return t.skip(`${SHARED} is absent: no sri_resnet_b to measure`);
+  const { ir, blocks } = await pipeline(new Uint8Array(readFileSync(SHARED + 'sri_resnet_b.onnx')));
+  assert.equal(graphCpObstacle(ir, blocks), null);
+  const run = async (threads: number) => {
+    const backend = createOrtBackend({ runtime: { device: 'cpu', threads } });
+    const settings = { ...base, certify: 'off' as const, backend };
+    const known = await measureAll(blocks, settings);
+    return (await graphCpBound(ir, blocks, known, settings, { budget: 4e9 }))!;
+  };
+  const one = await run(1);
+  const three = await run(4);
+  assert.ok(one.measured >= 4, `${one.measured} maps measured: several at once`);
+  assert.deepEqual(JSON.parse(JSON.stringify({ ...three, ms: 0 })), JSON.parse(JSON.stringify({ ...one, ms: 0 })));
 });

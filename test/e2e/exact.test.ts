@@ -48,11 +48,16 @@ test('--exact-budget too small: no exact claim, the bracket reached and a warnin
   assert.match(r.stderr, /Exact constant not reached/);
 });
 
-test('--method exact on a 4-input model declines with the reason and falls back to AutoLip', () => {
-  const r = spawnSync(process.execPath, [BIN, '--json', '--device', 'cpu', FIXTURES + 'mlp_relu.onnx', '--method', 'exact'], { encoding: 'utf8', env: { ...process.env, NO_COLOR: '1' } });
+test('--method exact on the 4-input mlp_relu fixture: the branch and bound (relu-bab) gives kind exact, met by its witness; a tanh model declines with the reason and falls back to AutoLip', () => {
+  const relu = json(FIXTURES + 'mlp_relu.onnx', '--method', 'exact').global;
+  assert.equal(relu.upper.kind, 'exact');
+  assert.match(relu.upper.method, /^relu-bab\(/);
+  assert.ok(relu.upper.value >= relu.lower.value && relu.upper.value <= relu.lower.value * (1 + 1e-6), `${relu.lower.value} .. ${relu.upper.value}`);
+  assert.ok(relu.methods.some((m: { method: string; work?: number }) => m.method === 'relu-bab' && (m.work ?? 0) > 0));
+  const r = spawnSync(process.execPath, [BIN, '--json', '--device', 'cpu', FIXTURES + 'mlp_tanh.onnx', '--method', 'exact'], { encoding: 'utf8', env: { ...process.env, NO_COLOR: '1' } });
   assert.equal(r.status, 0, r.stderr);
   assert.equal(JSON.parse(r.stdout).global.upper.kind, 'certified');
-  assert.match(r.stderr, /No exact constant: the input has 4 elements/);
+  assert.match(r.stderr, /No exact constant: activation Tanh/);
 });
 
 test('shared models: tll_n2_N16_1_0 (exact 2.3187) and vnn_test_tiny (exact 1) are reported as exact by the default method', { timeout: 600_000 }, (t) => {

@@ -89,6 +89,8 @@ export async function maxMarginPoint(rows: readonly Float64Array[], n: number): 
   let r: { modelStatus: number; solution: { colValue: Float64Array; rowDual: Float64Array } };
   try {
     solver.options.set({ output_flag: false, presolve: 'off' });
+    // no basis or solution carried over from the previous LP: each answer depends on its LP alone (determinism)
+    solver.clearModel();
     solver.passModel({
       numCols: cols, numRows: m + 1, sense: h.constants.objectiveSense.maximize, colCost: cost, colLower, colUpper,
       rowLower: new Float64Array(m + 1), rowUpper: new Float64Array(m + 1).fill(h.infinity),

@@ -14,6 +14,10 @@ test('maxMarginPoint finds a point strictly inside a nonempty cone {g·(x, t) > 
   assert.ok(r.margin > 1e-3);
   for (const g of rows) assert.ok(g.reduce((a, v, c) => a + v * r.point[c], 0) > 0);
   assert.ok(r.point[3] > 0);
+  // the solver instance is reused: an LP solved in between must not change the answer (determinism)
+  await maxMarginPoint(rowsOf([[1, 0, 0, -1], [-1, 0, 0, -1], [0, 1, 0, 0.5], [0, 0, 1, 0.1]]), 3);
+  const again = await maxMarginPoint(rows, 3);
+  assert.deepEqual(again, r);
 });
 
 test('an empty cone: HiGHS\'s duals give a Gordan certificate that verifies exactly; tampered certificates are rejected', async () => {

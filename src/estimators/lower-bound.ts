@@ -67,9 +67,8 @@ export interface LowerBoundResult {
   readonly fallbackReason?: string;
 }
 
-/** Lanczos steps from a random start, and warm-started from the previous point's vector. */
 /**
- * Lanczos steps per random start and per walk point, and the products they take on average (measured; they size the
+ * Lanczos steps per random start and per walk point (warm-started from the previous point's vector), and the products they take on average (measured; they size the
  * plan). A model whose budget affords less than LEAN_FIT of a round takes the lean ones, so that its walk, where the
  * gains are (sri_resnet_b: σ 0.93 at the start, 3.1 after 20 steps), gets more steps: sri_resnet_b 3.38 → 4.31,
  * tiny_yolo 12.5 → 13.6 (seed 0; 3.12 → 3.95 and 12.2 → 13.9 for seed 1).

@@ -58,8 +58,11 @@ const POWER_STEPS = 60;
  */
 const SCALES = [1e4, 1e3];
 const KICKS = [0.03, 0.1, 0.3];
-/** Evaluations charged for one longest-segment LP (about the cost of a few network evaluations on these sizes). */
-const CHORD_WORK = 4;
+/**
+ * Evaluations charged for one longest-segment LP (about the cost of a few network evaluations on these sizes), and the
+ * most inputs for which it is tried (its rows are dense in the inputs: 2 per hidden unit × (n + 1) values).
+ */
+const CHORD_WORK = 4, CHORD_MAX_INPUTS = 64;
 
 /** Top singular triplet of a small dense J (out × n) by power iteration on JᵀJ from a fixed start (float64). */
 function topSingular(J: Float64Array, out: number, n: number, start: Float64Array): { s: number; u: Float64Array; v: Float64Array } {
@@ -284,7 +287,7 @@ export async function patternSearchLowerBound(args: PatternSearchArgs): Promise<
       if (Number.isFinite(ratio) && ratio > best.value) best = { value: ratio, x: xa, xPrime: xb, regionNorm: cur.value, work, modelRuns, reason: undefined };
       // a walk ends just across a hyperplane, often where the region is thin along dir: the longest segment along dir
       // anywhere in the region (an LP), when the pair above fell short of a region that could beat the best
-      if (!inf && cur.value > best.value * (1 + 1e-6) && ratio < cur.value * 0.999) {
+      if (!inf && n <= CHORD_MAX_INPUTS && cur.value > best.value * (1 + 1e-6) && ratio < cur.value * 0.999) {
         const chord = await longestChord(cur, dir, scale, 0.2 * scale);
         work += CHORD_WORK;
         if (chord && chord.length > 0) {

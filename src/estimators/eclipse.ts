@@ -289,7 +289,7 @@ function constructPass(p: LipSdpProblem, budget: number, sdpAt: ReadonlySet<numb
       if (charge <= budget - work) {
         const wt = h === 1 ? w : transpose(lowerSolve(lx, nprev, transpose(w, nh, nprev), nh), nprev, nh);
         // at most four times its charge (a stage stopped early still hands over a strictly feasible point)
-        const sol = solveLipSdp({ layers: [{ w: wt, rows: nh, cols: nprev }, next], slopes: [slope] }, { variant: 'neuron', maxWork: budget - work });
+        const sol = solveLipSdp({ layers: [{ w: wt, rows: nh, cols: nprev }, next], slopes: [slope] }, { variant: 'neuron', maxWork: Math.min(budget - work, 4 * charge) });
         work += sol.work + (nprev * nprev * nh) / 2;
         steps += sol.newtonSteps;
         const t = sol.point.t.map((v) => Math.max(0, v) / sol.point.rho);

@@ -10,7 +10,7 @@ import { fusedLanczosFits, withFusedLanczos } from './fused-lanczos.js';
 import { chainGraphs, CHAIN_LIMIT_BYTES, feedWeights, operatorModels, weightBytes } from './graphs.js';
 import { createOrtGram, createOrtGramPair, createOrtOperator, denseMatrixOf } from './operators.js';
 import { ModelRunner } from './runner.js';
-import { ortWorkersFor, createWorkerGram } from './ort-pool.js';
+import { createWorkerGram, ortIntraThreads, ortWorkersFor } from './ort-pool.js';
 import { resolveDevice, sessionOptions, type RuntimeOptions } from './runtime.js';
 import { float64Model } from './widen.js';
 
@@ -46,7 +46,7 @@ async function ortGram(region: LinearRegion, runtime: RuntimeOptions): Promise<G
   // on the CPU, the session on a worker thread where there are workers (ort-pool.ts): the main thread stays free
   const workers = paired || fused ? 0 : ortWorkersFor(runtime);
   if (workers > 0 && (await resolveDevice(runtime.device, runtime.threads)).provider === 'cpu') {
-    const op = await createWorkerGram(encodeGraph(chained.spec), firstDims, sizeOf(secondDims), sessionOptions('cpu', runtime, 1), workers, region.id, chained.feeds);
+    const op = await createWorkerGram(encodeGraph(chained.spec), firstDims, sizeOf(secondDims), sessionOptions('cpu', runtime, ortIntraThreads(runtime)), workers, region.id, chained.feeds);
     return Object.assign(op, { wide });
   }
   const op = paired

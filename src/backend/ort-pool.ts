@@ -6,8 +6,8 @@
  * reorthogonalises one operator's basis while the workers run the others' products, and session creation
  * (OnnxruntimeSessionHandler, synchronous too) moves off the main thread as well.
  *
- * Results are the same as in-process: the same model bytes, the same float32 kernels (one intra-op thread per worker
- * session; convolution weights stay baked in, so outputs do not depend on the thread count: graphs.ts feedWeights),
+ * Results are the same as in-process: the same model bytes, the same float32 kernels (ortIntraThreads intra-op
+ * threads per worker session; convolution weights stay baked in, so outputs do not depend on the thread count: graphs.ts feedWeights),
  * the float64 vector rounded to float32 and the float32 result widened exactly, as in operators.ts. Vectors in
  * SharedArrayBuffers (Lanczos's basis) are read and written in place; others are copied through a shared buffer.
  *
@@ -145,14 +145,27 @@ class OrtWorker {
 let pool: OrtWorker[] = [];
 let nextSession = 1;
 
+/** The threads lipcheck may use: --threads, or one per core (0). */
+function threadsOf(runtime: RuntimeOptions): number {
+  return runtime.threads && runtime.threads > 0 ? runtime.threads : availableParallelism();
+}
+
 /**
- * How many worker threads run sessions for `runtime`, by a rule on core counts (never timed): none under --threads 1
- * or on one core (sessions stay on the main thread); otherwise one fewer than the threads allowed, since the main
- * thread's Lanczos bookkeeping keeps one core busy, at least one. Results are the same for every count.
+ * How many worker threads run sessions for `runtime`, by a rule on thread counts (never timed): none under --threads 1
+ * or on one core (sessions stay on the main thread); otherwise one per two threads allowed, each session with two
+ * intra-op threads (ortIntraThreads). Two per worker, because phases that measure one operator at a time (CP's
+ * longest products, SeqLip) would otherwise run each product on a single thread where the main-thread session used
+ * both cores; while several operators are measured at once, the main thread's reorthogonalisation and the sessions
+ * share the cores. Results are the same for every count.
  */
 export function ortWorkerCount(runtime: RuntimeOptions): number {
-  const cores = runtime.threads && runtime.threads > 0 ? runtime.threads : availableParallelism();
-  return cores <= 1 ? 0 : Math.max(1, cores - 1);
+  const cores = threadsOf(runtime);
+  return cores <= 1 ? 0 : Math.max(1, Math.floor(cores / 2));
+}
+
+/** Intra-op threads of each worker session: the threads allowed shared among the workers, at least one. */
+export function ortIntraThreads(runtime: RuntimeOptions): number {
+  return Math.max(1, Math.floor(threadsOf(runtime) / Math.max(1, ortWorkerCount(runtime))));
 }
 
 /** Switch for tests and benchmarks: 'auto' follows ortWorkerCount, 'off' keeps every session on the main thread. */

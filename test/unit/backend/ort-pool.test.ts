@@ -8,7 +8,7 @@ import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { createOrtBackend } from '../../../src/backend/index.js';
-import { closeOrtWorkers, createWorkerGram, ortWorkerCount, setOrtWorkers } from '../../../src/backend/ort-pool.js';
+import { closeOrtWorkers, createWorkerGram, ortIntraThreads, ortWorkerCount, setOrtWorkers } from '../../../src/backend/ort-pool.js';
 import { sessionOptions, type RuntimeOptions } from '../../../src/backend/runtime.js';
 import { measureRegion } from '../../../src/estimators/operator-norm.js';
 import { analyze } from '../../../src/index.js';
@@ -34,12 +34,12 @@ async function withWorkers<T>(mode: 'auto' | 'off', f: () => Promise<T>): Promis
   }
 }
 
-test('worker count: none under --threads 1, one fewer than the threads otherwise (the main thread keeps one core), at least one', () => {
-  assert.equal(ortWorkerCount({ device: 'cpu', threads: 1 }), 0);
-  assert.equal(ortWorkerCount({ device: 'cpu', threads: 2 }), 1);
-  assert.equal(ortWorkerCount({ device: 'cpu', threads: 16 }), 15);
-  assert.equal(createOrtBackend({ runtime: { device: 'cpu', threads: 1 } }).concurrency, 1);
-  assert.equal(createOrtBackend({ runtime: { device: 'cpu', threads: 4 } }).concurrency, 4);
+test('worker count: none under --threads 1, one per two threads otherwise, each session with its share of the threads', () => {
+  const cpu = (threads: number) => ({ device: 'cpu' as const, threads });
+  assert.deepEqual([1, 2, 3, 4, 16].map((t) => ortWorkerCount(cpu(t))), [0, 1, 1, 2, 8]);
+  assert.deepEqual([1, 2, 3, 4, 16].map((t) => ortIntraThreads(cpu(t))), [1, 2, 3, 2, 2]);
+  assert.equal(createOrtBackend({ runtime: cpu(1) }).concurrency, 1);
+  assert.equal(createOrtBackend({ runtime: cpu(4) }).concurrency, 3);
 });
 
 test('a Gram map on a worker gives bit-identical products, halves and measureRegion results to the main-thread session', async () => {
@@ -81,13 +81,13 @@ test('a Gram map on a worker gives bit-identical products, halves and measureReg
   assert.ok(checked >= 5, `${checked} regions compared`);
 });
 
-test('analyze: the same report (all but timings) with sessions on the main thread one operator at a time, and on 1 or 3 workers with operators measured at once', async () => {
+test('analyze: the same report (all but timings) with sessions on the main thread one operator at a time, and on 1 to 4 workers with operators measured at once', async () => {
   for (const file of ['conv_bn.onnx', 'residual.onnx']) {
     const run = (threads: number, mode: 'auto' | 'off') => withWorkers(mode, () => analyze(FIXTURES + file, { device: 'cpu', threads, seed: 4, lowerPairs: 4 }));
     const strip = (r: unknown): unknown => JSON.parse(JSON.stringify(r, (k, v) => (k === 'timings' || k === 'resources' || k === 'ms' || k === 'settings' ? undefined : v)));
     const one = await run(1, 'off');
     assert.ok(one.global.upper && one.global.upper.value > 0, `${file}: a bound`);
-    for (const [threads, mode] of [[2, 'auto'], [4, 'auto'], [2, 'off']] as const) {
+    for (const [threads, mode] of [[2, 'auto'], [4, 'auto'], [8, 'auto'], [2, 'off']] as const) {
       assert.deepEqual(strip(await run(threads, mode)), strip(one), `${file}: --threads ${threads}, workers ${mode}`);
     }
   }

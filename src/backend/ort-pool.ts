@@ -208,12 +208,12 @@ export async function createWorkerGram(model: Uint8Array, dims: readonly number[
   const sid = nextSession++;
   const n = sizeOf(dims);
   const fail = (what: string, r: Reply) => new LipcheckError('RUNTIME', `onnxruntime ${what} '${name}' on a worker thread: ${r.error}. Rerun with --threads 1 to keep onnxruntime on the main thread.`);
-  const t0 = performance.now();
   // the model bytes move to the worker when they own their buffer (the caller made them for this session), else a copy
   const own = model.buffer instanceof ArrayBuffer && model.byteOffset === 0 && model.byteLength === model.buffer.byteLength;
   const created = await worker.request({ type: 'create', sid, bytes: model, options, feeds: { ...feeds } }, own ? [model.buffer as ArrayBuffer] : []);
   if (created.error) throw fail('could not load the operator', created);
-  countSession(performance.now() - t0);
+  // the worker's own time for the creation (waiting behind other sessions' runs is not creation)
+  countSession(created.ms ?? 0);
   worker.sessions++;
   // vectors not already in shared memory pass through these
   const vin = new Float64Array(new SharedArrayBuffer(8 * n));

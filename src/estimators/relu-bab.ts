@@ -543,6 +543,9 @@ export const BAB_BEST_MAX_UNITS = 400;
 
 /** Why `best` does not run the branch and bound on this model (its cheap size test), or null when it does. */
 export function babObstacle(ir: IrGraph, blocks: readonly Block[]): string | null {
+  // the input size first: reading a wide network back in error-tracked float64 is not free
+  const inputs = sizeOf(ir.inputShape);
+  if (inputs > BAB_BEST_MAX_INPUTS) return `the input has ${inputs} elements (best runs the branch and bound up to ${BAB_BEST_MAX_INPUTS})`;
   const net = reluNetOf(ir, blocks);
   if (typeof net === 'string') return net;
   if (net.inputs > BAB_BEST_MAX_INPUTS) return `the input has ${net.inputs} elements (best runs the branch and bound up to ${BAB_BEST_MAX_INPUTS})`;

@@ -13,6 +13,7 @@ import { ModelRunner } from './runner.js';
 import { createWorkerGram, ortIntraThreads, ortWorkersFor } from './ort-pool.js';
 import { resolveDevice, sessionOptions, type RuntimeOptions } from './runtime.js';
 import { float64Model } from './widen.js';
+import { regionFlop } from '../linalg/work.js';
 
 export type { OperatorBackend } from '../ir/operator.js';
 
@@ -43,8 +44,9 @@ async function ortGram(region: LinearRegion, runtime: RuntimeOptions): Promise<G
   const chained = feedWeights(chainGraphs(first, second));
   const paired = weightBytes(chained.spec) > CHAIN_LIMIT_BYTES;
   const fused = !paired && fusedLanczosFits(sizeOf(firstDims), runtime);
-  // on the CPU, the session on a worker thread where there are workers (ort-pool.ts): the main thread stays free
-  const workers = paired || fused ? 0 : ortWorkersFor(runtime);
+  // on the CPU, the session on a worker thread where there are workers (ort-pool.ts) and a product is worth the
+  // hand-off (ort-pool.ts WORKER_MIN_FLOP, counted by the cost model): the main thread stays free
+  const workers = paired || fused ? 0 : ortWorkersFor(runtime, regionFlop(region));
   if (workers > 0 && (await resolveDevice(runtime.device, runtime.threads)).provider === 'cpu') {
     const op = await createWorkerGram(encodeGraph(chained.spec), firstDims, sizeOf(secondDims), sessionOptions('cpu', runtime, ortIntraThreads(runtime)), workers, region.id, chained.feeds);
     return Object.assign(op, { wide });

@@ -168,8 +168,20 @@ export function ortIntraThreads(runtime: RuntimeOptions): number {
   return Math.max(1, Math.floor(threadsOf(runtime) / Math.max(1, ortWorkerCount(runtime))));
 }
 
-/** Switch for tests and benchmarks: 'auto' follows ortWorkerCount, 'off' keeps every session on the main thread. */
-export type WorkerMode = 'auto' | 'off';
+/**
+ * Gram maps whose forward product is cheaper than this (flop, linalg/work.ts: about 5 ms of onnxruntime work on the
+ * reference machine) keep their session on the main thread under 'auto': a worker's hand-off (two messages, ~0.1 ms)
+ * and its start (~0.2 s of CPU, once) pay only on larger ones. On the shared models (products of 2.4e5 to 1.3e7 flop)
+ * no worker starts; the generated ResNet-50's convolutions (4e7 to 2.4e8) all go to workers. With every Gram map on a
+ * worker, the defaults of sri_resnet_b and tiny_yolo took 20–25 % more CPU (load 7–10, 2 cores).
+ */
+export const WORKER_MIN_FLOP = 2e7;
+
+/**
+ * Switch for tests and benchmarks: 'auto' follows ortWorkerCount for Gram maps of WORKER_MIN_FLOP or more, 'on' puts
+ * every Gram map on a worker (where there are workers), 'off' keeps every session on the main thread.
+ */
+export type WorkerMode = 'auto' | 'on' | 'off';
 let mode: WorkerMode = 'auto';
 
 /** Sets whether Gram sessions may run on worker threads (default 'auto'). */
@@ -177,9 +189,13 @@ export function setOrtWorkers(m: WorkerMode): void {
   mode = m;
 }
 
-/** The number of worker threads Gram sessions use under `runtime` now (0: on the main thread). */
-export function ortWorkersFor(runtime: RuntimeOptions): number {
-  return mode === 'off' ? 0 : ortWorkerCount(runtime);
+/**
+ * The number of worker threads Gram sessions use under `runtime` now (0: on the main thread); with `flop` (one forward
+ * product's work), 0 for a map below WORKER_MIN_FLOP under 'auto'.
+ */
+export function ortWorkersFor(runtime: RuntimeOptions, flop = Infinity): number {
+  if (mode === 'off' || (mode === 'auto' && flop < WORKER_MIN_FLOP)) return 0;
+  return ortWorkerCount(runtime);
 }
 
 /** The worker a new session goes to: the one holding the fewest sessions (the pool grows to `count`). */
@@ -188,6 +204,11 @@ function workerFor(count: number): OrtWorker {
   let best = pool[0];
   for (const w of pool.slice(0, count)) if (w.sessions < best.sessions) best = w;
   return best;
+}
+
+/** Worker threads started so far and the sessions they hold now (tests, benchmarks). */
+export function ortWorkerStats(): { workers: number; sessions: number } {
+  return { workers: pool.length, sessions: pool.reduce((a, w) => a + w.sessions, 0) };
 }
 
 /** Ends the worker threads (tests); later sessions start new ones. */

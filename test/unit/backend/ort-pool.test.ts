@@ -8,7 +8,7 @@ import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { createOrtBackend } from '../../../src/backend/index.js';
-import { closeOrtWorkers, createWorkerGram, ortIntraThreads, ortWorkerCount, setOrtWorkers } from '../../../src/backend/ort-pool.js';
+import { closeOrtWorkers, createWorkerGram, ortIntraThreads, ortWorkerCount, ortWorkersFor, ortWorkerStats, setOrtWorkers, WORKER_MIN_FLOP } from '../../../src/backend/ort-pool.js';
 import { sessionOptions, type RuntimeOptions } from '../../../src/backend/runtime.js';
 import { measureRegion } from '../../../src/estimators/operator-norm.js';
 import { analyze } from '../../../src/index.js';
@@ -24,8 +24,8 @@ async function regionsOf(bytes: Uint8Array): Promise<LinearRegion[]> {
   return blocks.flatMap((b) => (b.kind === 'operator' ? [b.region] : []));
 }
 
-/** Runs `f` with worker sessions switched `mode`, restoring 'auto' after. */
-async function withWorkers<T>(mode: 'auto' | 'off', f: () => Promise<T>): Promise<T> {
+/** Runs `f` with worker sessions switched `mode`, restoring 'auto' after (the fixtures' maps are all below WORKER_MIN_FLOP: 'on'). */
+async function withWorkers<T>(mode: 'on' | 'off', f: () => Promise<T>): Promise<T> {
   setOrtWorkers(mode);
   try {
     return await f();
@@ -34,8 +34,14 @@ async function withWorkers<T>(mode: 'auto' | 'off', f: () => Promise<T>): Promis
   }
 }
 
-test('worker count: none under --threads 1, one per two threads otherwise, each session with its share of the threads', () => {
+test('worker count: none under --threads 1, one per two threads otherwise, each session with its share of the threads; small maps stay on the main thread', () => {
   const cpu = (threads: number) => ({ device: 'cpu' as const, threads });
+  assert.deepEqual([ortWorkersFor(cpu(4), WORKER_MIN_FLOP / 2), ortWorkersFor(cpu(4), WORKER_MIN_FLOP), ortWorkersFor(cpu(1), 1e12)], [0, 2, 0]);
+  setOrtWorkers('on');
+  assert.equal(ortWorkersFor(cpu(4), 1), 2);
+  setOrtWorkers('off');
+  assert.equal(ortWorkersFor(cpu(4), 1e12), 0);
+  setOrtWorkers('auto');
   assert.deepEqual([1, 2, 3, 4, 16].map((t) => ortWorkerCount(cpu(t))), [0, 1, 1, 2, 8]);
   assert.deepEqual([1, 2, 3, 4, 16].map((t) => ortIntraThreads(cpu(t))), [1, 2, 3, 2, 2]);
   assert.equal(createOrtBackend({ runtime: cpu(1) }).concurrency, 1);
@@ -50,11 +56,12 @@ test('a Gram map on a worker gives bit-identical products, halves and measureReg
   for (const bytes of sources) {
     for (const [i, region] of (await regionsOf(bytes)).entries()) {
       const results = [];
-      for (const mode of ['off', 'auto'] as const) {
+      for (const mode of ['off', 'on'] as const) {
         results.push(await withWorkers(mode, async () => {
           const backend = createOrtBackend({ runtime });
           const settings = { ...base, certify: 'off' as const, backend };
           const g = await backend.gram(region);
+          assert.equal(ortWorkerStats().sessions, mode === 'on' ? 1 : 0, `${region.id}: the session is ${mode === 'on' ? 'on a worker' : 'on the main thread'}`);
           // a plain array (copied through the worker's shared buffer) and a shared one (read in place)
           const v = new Random(5 + i).unitVector(g.n);
           const shared = new Float64Array(new SharedArrayBuffer(8 * g.n));
@@ -83,11 +90,11 @@ test('a Gram map on a worker gives bit-identical products, halves and measureReg
 
 test('analyze: the same report (all but timings) with sessions on the main thread one operator at a time, and on 1 to 4 workers with operators measured at once', async () => {
   for (const file of ['conv_bn.onnx', 'residual.onnx']) {
-    const run = (threads: number, mode: 'auto' | 'off') => withWorkers(mode, () => analyze(FIXTURES + file, { device: 'cpu', threads, seed: 4, lowerPairs: 4 }));
+    const run = (threads: number, mode: 'on' | 'off') => withWorkers(mode, () => analyze(FIXTURES + file, { device: 'cpu', threads, seed: 4, lowerPairs: 4 }));
     const strip = (r: unknown): unknown => JSON.parse(JSON.stringify(r, (k, v) => (k === 'timings' || k === 'resources' || k === 'ms' || k === 'settings' ? undefined : v)));
     const one = await run(1, 'off');
     assert.ok(one.global.upper && one.global.upper.value > 0, `${file}: a bound`);
-    for (const [threads, mode] of [[2, 'auto'], [4, 'auto'], [8, 'auto'], [2, 'off']] as const) {
+    for (const [threads, mode] of [[2, 'on'], [4, 'on'], [8, 'on'], [2, 'off']] as const) {
       assert.deepEqual(strip(await run(threads, mode)), strip(one), `${file}: --threads ${threads}, workers ${mode}`);
     }
   }
@@ -107,6 +114,8 @@ test('idle workers do not keep the process alive: a script that measured on four
   const helpers = new URL('../../helpers/mlp.ts', import.meta.url).href;
   const script = `
     const { createOrtBackend } = await import(${JSON.stringify(backend)});
+    const { setOrtWorkers } = await import(${JSON.stringify(new URL('../../../src/backend/ort-pool.ts', import.meta.url).href)});
+    setOrtWorkers('on');
     const { ACTS, measureAll, mlpModel, pipeline, randomDense, settings } = await import(${JSON.stringify(helpers)});
     const { Random } = await import(${JSON.stringify(new URL('../../../src/linalg/random.ts', import.meta.url).href)});
     const { blocks } = await pipeline(mlpModel(randomDense([12, 20, 16, 8], new Random(2)), ACTS.relu));

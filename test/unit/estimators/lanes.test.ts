@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { createOrtBackend } from '../../../src/backend/index.js';
+import { setOrtWorkers } from '../../../src/backend/ort-pool.js';
 import { cpSegmentBound } from '../../../src/estimators/cp.js';
 import { mapInLanes } from '../../../src/estimators/lanes.js';
 import { graphCpBound, graphCpObstacle } from '../../../src/estimators/residual.js';
@@ -61,7 +62,9 @@ test('CP on a deep MLP: the same bound, products and estimates with the products
     return cpSegmentBound(segments[0], settings, { known });
   };
   const one = await run(1);
-  const four = await run(5);
+  // every Gram map on a worker (these are below WORKER_MIN_FLOP)
+  setOrtWorkers('on');
+  const four = await run(5).finally(() => setOrtWorkers('auto'));
   assert.ok(one.norms >= 10, `${one.norms} partial products: several of each length`);
   assert.equal(one.upper.kind, 'probabilistic');
   assert.deepEqual(JSON.parse(JSON.stringify({ ...four, ms: 0 })), JSON.parse(JSON.stringify({ ...one, ms: 0 })));
@@ -78,7 +81,8 @@ test('graph CP on sri_resnet_b: the same maps, bound and estimate measured one a
     return (await graphCpBound(ir, blocks, known, settings, { budget: 4e9 }))!;
   };
   const one = await run(1);
-  const three = await run(4);
+  setOrtWorkers('on');
+  const three = await run(4).finally(() => setOrtWorkers('auto'));
   assert.ok(one.measured >= 4, `${one.measured} maps measured: several at once`);
   assert.deepEqual(JSON.parse(JSON.stringify({ ...three, ms: 0 })), JSON.parse(JSON.stringify({ ...one, ms: 0 })));
 });

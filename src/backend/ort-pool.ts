@@ -169,13 +169,14 @@ export function ortIntraThreads(runtime: RuntimeOptions): number {
 }
 
 /**
- * Gram maps whose forward product is cheaper than this (flop, linalg/work.ts: about 5 ms of onnxruntime work on the
+ * Gram maps whose forward product is cheaper than this (flop, linalg/work.ts: about 20 ms of onnxruntime work on the
  * reference machine) keep their session on the main thread under 'auto': a worker's hand-off (two messages, ~0.1 ms)
- * and its start (~0.2 s of CPU, once) pay only on larger ones. On the shared models (products of 2.4e5 to 1.3e7 flop)
- * no worker starts; the generated ResNet-50's convolutions (4e7 to 2.4e8) all go to workers. With every Gram map on a
- * worker, the defaults of sri_resnet_b and tiny_yolo took 20–25 % more CPU (load 7–10, 2 cores).
+ * and its start (~0.2 s of CPU, once) pay only on larger ones, and sessions on workers measured 15–25 % more CPU in
+ * all (contention of the extra threads on 2 cores). On the shared models no map reaches it (operators 2.4e5 to
+ * 1.3e7 flop, tiny_yolo's graph-CP maps up to 7.4e7; with every map on a worker the defaults of sri_resnet_b and
+ * tiny_yolo took 20–25 % more CPU, load 7–10); 52 of the generated ResNet-50's 54 operators (1e8 and more) go to workers.
  */
-export const WORKER_MIN_FLOP = 2e7;
+export const WORKER_MIN_FLOP = 8e7;
 
 /**
  * Switch for tests and benchmarks: 'auto' follows ortWorkerCount for Gram maps of WORKER_MIN_FLOP or more, 'on' puts

@@ -13,7 +13,7 @@ import { ECLIPSE_DEFAULTS, eclipseSegmentBound } from './eclipse.js';
 import { LIPSDP_DEFAULTS, lipsdpObstacle, lipsdpSegmentBound } from './lipsdp.js';
 import { jacobianLowerBound, type AnalysedModel } from './lower-bound.js';
 import { mapInLanes } from './lanes.js';
-import { measureRegion, type NormSettings, type OperatorNorm } from './operator-norm.js';
+import { budgetBasis, measureRegion, type NormSettings, type OperatorNorm } from './operator-norm.js';
 import { patternSearchLowerBound } from './pattern-search.js';
 import { findResidualBlocks, graphCpBound, graphCpObstacle, residualBlockBound, residualWork, type GraphCpResult } from './residual.js';
 import { seqlipObstacle, seqlipSegmentBound } from './seqlip.js';
@@ -162,7 +162,7 @@ export async function estimateUpper(m: MethodModel, backend: OperatorBackend, o:
   // segments only tighten a bound: a model without one (unbounded, discontinuous) needs none
   if (o.method !== 'autolip' && autolip.status === 'bounded') {
     // the budgets of the segment methods scale with the counted work of the norm phase, never with its time
-    const normsWork = [...norms.values()].reduce((a, m) => a + m.work, 0);
+    const normsWork = [...norms.values()].reduce((a, m) => a + budgetBasis(m).work, 0);
     const runCp = o.method === 'cp' || o.method === 'best';
     // SeqLip rests on singular value decompositions: an ℓ2 method
     const runSeqlip = (o.method === 'seqlip' || o.method === 'best') && o.norm === '2';
@@ -175,7 +175,7 @@ export async function estimateUpper(m: MethodModel, backend: OperatorBackend, o:
       const candidates: SegmentCandidate[] = [];
       o.onProgress?.(k, segments.length, segment.id, 'segments');
       if (runCp) {
-        const window = o.cpWindow || cpWindowFor(segment.regions.map((r) => ({ flop: 2 * regionFlop(r), iterations: norms.get(r.id)!.iterations })), Math.max(CP_MIN_FLOP, CP_PER_NORMS * normsWork));
+        const window = o.cpWindow || cpWindowFor(segment.regions.map((r) => ({ flop: 2 * regionFlop(r), iterations: budgetBasis(norms.get(r.id)!).iterations })), Math.max(CP_MIN_FLOP, CP_PER_NORMS * normsWork));
         if (window < 2) {
           warnings.push(`${segment.id} (${segment.regions.length} operators): Combettes–Pesquet skipped, its partial products would take well over the work budget; AutoLip is used there (force it with --cp-window).`);
         } else {
@@ -213,7 +213,7 @@ export async function estimateUpper(m: MethodModel, backend: OperatorBackend, o:
     if (o.method === 'best' && o.norm === '2') {
       let left = Math.max(CP_MIN_FLOP, CP_PER_NORMS * normsWork);
       for (const block of findResidualBlocks(m.ir, m.blocks, segments)) {
-        const cost = residualWork(block, Math.max(1, ...block.branch.regions.map((r) => norms.get(r.id)!.iterations)), norms);
+        const cost = residualWork(block, Math.max(1, ...block.branch.regions.map((r) => budgetBasis(norms.get(r.id)!).iterations)), norms);
         if (cost > left) {
           warnings.push(`Residual block ${block.id} (sum node '${block.sum.name}'): its bound was skipped, the operators it measures would take over the work budget left; the sum of its branches is used there.`);
           continue;
@@ -244,7 +244,7 @@ export async function estimateUpper(m: MethodModel, backend: OperatorBackend, o:
   // only where measuring every map fits its budget: a partial measurement leaves it about as loose as the composition
   let graph: GraphCpResult | null = null;
   if (autolip.status === 'bounded' && o.method === 'best' && o.norm === '2' && graphCpObstacle(m.ir, m.blocks) === null) {
-    const budget = Math.max(GRAPH_CP_MIN_FLOP, GRAPH_CP_PER_NORMS * [...norms.values()].reduce((a, n) => a + n.work, 0));
+    const budget = Math.max(GRAPH_CP_MIN_FLOP, GRAPH_CP_PER_NORMS * [...norms.values()].reduce((a, n) => a + budgetBasis(n).work, 0));
     const plan = await graphCpBound(m.ir, m.blocks, norms, settings, { budget: 0 });
     if (plan && plan.cost <= budget) graph = await graphCpBound(m.ir, m.blocks, norms, settings, { budget });
   }

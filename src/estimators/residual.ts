@@ -7,7 +7,7 @@ import { regionFlop } from '../linalg/work.js';
 import { composeRegions, type Segment } from './cp.js';
 import { weakestKind, type Bound, type BoundKind } from './kinds.js';
 import { mapInLanes } from './lanes.js';
-import { measureRegion, type NormSettings, type OperatorNorm } from './operator-norm.js';
+import { budgetBasis, measureRegion, type NormSettings, type OperatorNorm } from './operator-norm.js';
 import { regionBound } from './region-bounds.js';
 import { kwFactor } from '../linalg/probabilistic.js';
 
@@ -455,7 +455,7 @@ export async function graphCpBound(ir: IrGraph, blocks: readonly Block[], norms:
     }
   }
   // measured norms, cheapest first, while their Lanczos work fits the budget (counted, never timed)
-  const steps = Math.max(1, ...[...norms.values()].map((m) => m.iterations));
+  const steps = Math.max(1, ...[...norms.values()].map((m) => budgetBasis(m).iterations));
   const queue = [...pairs.values()].filter((p) => p.region !== null && p.up > 0).map((p) => ({ p, cost: 2 * steps * regionFlop(p.region!) })).sort((a, b) => a.cost - b.cost);
   let left = opts.budget, measured = 0, probabilistic = 0, work = 0;
   const chosen: typeof queue = [];

@@ -170,6 +170,8 @@ export async function estimateUpper(m: MethodModel, backend: OperatorBackend, o:
     const runSdp = (o.method === 'sdp' || o.method === 'best') && o.norm === '2';
     if (!(sdpMflop >= 0)) throw new LipcheckError('USAGE', `The LipSDP work budget must be a non-negative number of Mflop; got ${sdpMflop}.`);
     const segments = findSegments(m.ir, m.blocks);
+    // the operators' norms and every partial product CP measured, by region id: what the residual blocks need not re-measure
+    const products = new Map<string, OperatorNorm>(norms);
     const activationCount = segments.reduce((a, g) => a + g.activations.length, 0);
     for (const [k, segment] of segments.entries()) {
       const candidates: SegmentCandidate[] = [];
@@ -181,6 +183,8 @@ export async function estimateUpper(m: MethodModel, backend: OperatorBackend, o:
         } else {
           const cp = await cpSegmentBound(segment, settings, { window: window >= segment.regions.length ? undefined : window, known: norms });
           probabilisticSegments += cp.probabilistic;
+          // its partial products bound the residual blocks' products too (their KW events are counted here, once)
+          for (const p of cp.products) if (!products.has(p.id)) products.set(p.id, { estimate: p.estimate, upper: p.upper, candidates: [p.upper], iterations: p.iterations, ms: 0, work: 0, direction: null });
           candidates.push({ method: 'cp', upper: cp.upper, estimate: cp.estimate, ms: cp.ms, note: `CP ${cp.upper.value.toPrecision(4)} (${cp.norms} products)` });
         }
       }
@@ -213,13 +217,13 @@ export async function estimateUpper(m: MethodModel, backend: OperatorBackend, o:
     if (o.method === 'best' && o.norm === '2') {
       let left = Math.max(CP_MIN_FLOP, CP_PER_NORMS * normsWork);
       for (const block of findResidualBlocks(m.ir, m.blocks, segments)) {
-        const cost = residualWork(block, Math.max(1, ...block.branch.regions.map((r) => budgetBasis(norms.get(r.id)!).iterations)), norms);
+        const cost = residualWork(block, Math.max(1, ...block.branch.regions.map((r) => budgetBasis(norms.get(r.id)!).iterations)), products);
         if (cost > left) {
           warnings.push(`Residual block ${block.id} (sum node '${block.sum.name}'): its bound was skipped, the operators it measures would take over the work budget left; the sum of its branches is used there.`);
           continue;
         }
         left -= cost;
-        const res = await residualBlockBound(block, settings, { known: norms });
+        const res = await residualBlockBound(block, settings, { known: products });
         probabilisticSegments += res.probabilistic;
         const nodes = [...(block.skip?.nodes ?? []), ...block.branch.regions.flatMap((r) => r.nodes), ...block.branch.activations, block.sum].map((n) => n.name);
         residuals.push({ id: block.id, input: block.input, output: block.output, nodes: [...new Set(nodes)], upper: res.upper, estimate: res.estimate, ms: res.ms, note: res.note });

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { composeAutoLip, type ResidualUse } from '../../../src/estimators/autolip.js';
+import { estimateUpper, type MethodSettings } from '../../../src/estimators/methods.js';
 import { findResidualBlocks, graphCpBound, graphCpObstacle, linearPart, residualBlockBound, type ResidualBlock } from '../../../src/estimators/residual.js';
 import type { NormSettings } from '../../../src/estimators/operator-norm.js';
 import type { LinearRegion } from '../../../src/ir/merge.js';
@@ -423,4 +424,20 @@ test('through onnxruntime (float32 kernels, the chain margins): the residual and
     const brute1 = bruteForce([ws[0], ws[1]], [0, 1], identity(2), 1, 1);
     assert.ok(brute1 <= ort[0], `seed ${seed}: brute force ${brute1} > residual bound ${ort[0]}`);
   }
+});
+
+test('under best, the residual block reuses the partial products CP measured: no Gram map runs twice, and the bound stays ≥ brute force', async () => {
+  const rng = new Random(6);
+  const ws = [randomMat(5, 2, rng), randomMat(4, 5, rng), randomMat(2, 4, rng)];
+  const { ir, blocks } = await pipeline(residualModel(ws, ACTS.relu, null));
+  const backend = denseBackend();
+  const o: MethodSettings = { method: 'best', norm: '2', certify: 'auto', delta: 1e-6, tol: 0.05, iterations: 100, seed: 0, certifyBudget: 2800, lowerBudget: 0, lowerPairs: 0, exactBudget: 0, seqlipK: 2, cpWindow: 0, sdpWork: 0 };
+  const warnings: string[] = [];
+  const up = await estimateUpper({ ir, blocks, inputName: 'x', outputName: 'y', inputShape: [1, 2], path: 'residual.onnx' }, backend, o, warnings);
+  const residual = up.methods.find((m) => m.method === 'autolip+residual');
+  assert.ok(residual?.upper, `a residual bound (methods: ${up.methods.map((m) => m.method).join(', ')}; warnings: ${warnings.join(' ')})`);
+  const twice = backend.grams.filter((id, i) => backend.grams.indexOf(id) !== i);
+  assert.deepEqual(twice, [], `Gram maps measured twice: ${twice.join(', ')} (all: ${backend.grams.join(', ')})`);
+  const brute = bruteForce(ws, ACTS.relu.slope, identity(2), 1, 1);
+  assert.ok(brute <= residual.upper.value * (1 + 1e-12), `brute force ${brute} > residual bound ${residual.upper.value}`);
 });

@@ -1,23 +1,13 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { float64Model } from '../../../src/backend/widen.js';
-import { enumerateRegions, evaluateNet, exactLipschitz, reluNetOf, regionPoint, type ReluNet } from '../../../src/estimators/exact.js';
+import { enumerateRegions, evaluateNet, exactLipschitz, reluNetOf, regionPoint } from '../../../src/estimators/exact.js';
 import { buildIr } from '../../../src/frontend/build.js';
 import { mergeLinear } from '../../../src/ir/merge.js';
 import { Random } from '../../../src/linalg/random.js';
 import { decodeModel } from '../../../src/onnx/read-model.js';
 import { ACTS, analysedOf, bruteForce, chain, mlpModel, opNorm, randomDense, runtime, witness, type Dense } from '../../helpers/mlp.js';
-
-/** A ReluNet from the test helpers' dense layers (float32 values: exact, no error bounds). */
-function netOf(layers: readonly Dense[], slope: readonly [number, number] = [0, 1]): ReluNet {
-  return {
-    inputs: layers[0].cols,
-    layers: layers.map((l) => ({ rows: l.rows, cols: l.cols, w: l.w, we: new Float64Array(l.w.length), b: l.b, be: new Float64Array(l.b.length) })),
-    slopes: layers.slice(1).map(() => slope),
-  };
-}
-
-const dense = (rows: number, cols: number, w: number[], b: number[]): Dense => ({ rows, cols, w: Float64Array.from(w), b: Float64Array.from(b) });
+import { dense, netOf } from '../../helpers/relu-net.js';
 
 /** ‖J(x)‖ at a point, computed independently in float64 from the layers (the helpers' chain product). */
 function jacobianAt(layers: readonly Dense[], x: Float64Array, norm: '2' | 'inf', slope: readonly [number, number] = [0, 1]): number {

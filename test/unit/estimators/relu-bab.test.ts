@@ -7,17 +7,7 @@ import { buildIr } from '../../../src/frontend/build.js';
 import { Random } from '../../../src/linalg/random.js';
 import { decodeModel, readModelBytes } from '../../../src/onnx/read-model.js';
 import { ACTS, analysedOf, bruteForce, mlpModel, randomDense, runtime, type Dense } from '../../helpers/mlp.js';
-
-/** A ReluNet from the helpers' dense layers (float32 values: exact, no error bounds). */
-function netOf(layers: readonly Dense[], slope: readonly [number, number] = [0, 1]): ReluNet {
-  return {
-    inputs: layers[0].cols,
-    layers: layers.map((l) => ({ rows: l.rows, cols: l.cols, w: l.w, we: new Float64Array(l.w.length), b: l.b, be: new Float64Array(l.b.length) })),
-    slopes: layers.slice(1).map(() => slope),
-  };
-}
-
-const dense = (rows: number, cols: number, w: number[], b: number[]): Dense => ({ rows, cols, w: Float64Array.from(w), b: Float64Array.from(b) });
+import { dense, netOf } from '../../helpers/relu-net.js';
 
 /** A pair's ratio through the float64 network, less its rigorous evaluation-error bound (an independent witness). */
 function confirmOf(net: ReluNet, norm: '2' | 'inf'): Confirm {

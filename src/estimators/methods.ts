@@ -183,8 +183,13 @@ export async function estimateUpper(m: MethodModel, backend: OperatorBackend, o:
         } else {
           const cp = await cpSegmentBound(segment, settings, { window: window >= segment.regions.length ? undefined : window, known: norms });
           probabilisticSegments += cp.probabilistic;
-          // its partial products bound the residual blocks' products too (their KW events are counted here, once)
-          for (const p of cp.products) if (!products.has(p.id)) products.set(p.id, { estimate: p.estimate, upper: p.upper, candidates: [p.upper], iterations: p.iterations, ms: 0, work: 0, direction: null });
+          // its partial products bound the residual blocks' products too: certified ones, and probabilistic ones where
+          // CP's own bound is probabilistic (cp.probabilistic then counts every probabilistic product's KW events, once;
+          // a certified CP bound counts none, so those products are measured again by the residual bound and counted there)
+          for (const p of cp.products) {
+            if (products.has(p.id) || (p.upper.kind !== 'certified' && cp.upper.kind !== 'probabilistic')) continue;
+            products.set(p.id, { estimate: p.estimate, upper: p.upper, candidates: [p.upper], iterations: p.iterations, ms: 0, work: 0, direction: null });
+          }
           candidates.push({ method: 'cp', upper: cp.upper, estimate: cp.estimate, ms: cp.ms, note: `CP ${cp.upper.value.toPrecision(4)} (${cp.norms} products)` });
         }
       }

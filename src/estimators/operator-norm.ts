@@ -88,7 +88,8 @@ export function pointwiseConvBound(region: LinearRegion, budget: number): { boun
       if (e instanceof BudgetExceededError) return null;
       throw e;
     }
-    // the sums above are rounded too: (1 + 2⁻⁴⁰) covers them for any width below 2¹²
+    // ‖E‖₂ ≤ (2u + u²)·√(‖W'‖₁‖W'‖∞); 2⁻⁵¹ is twice 2u, and that slack (with the factor 1 + 2⁻⁴⁰) covers the rounding
+    // of the sums above and of the final addition
     value = Math.max(value, b.value + 2 ** -51 * Math.sqrt(rowMax * colMax) * (1 + 2 ** -40));
     estimate = Math.max(estimate, b.estimate);
     method = b.method;

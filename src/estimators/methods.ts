@@ -155,14 +155,14 @@ export async function estimateUpper(m: MethodModel, backend: OperatorBackend, o:
   for (const [i, r] of regions.entries()) norms.set(r.id, measured[i]);
   o.onProgress?.(regions.length, regions.length, 'done', 'norms');
   const autolip = composeAutoLip(m.ir, m.blocks, norms, o.norm);
+  // the budgets of the later methods scale with the counted work of the norm phase, never with its time
+  const normsWork = [...norms.values()].reduce((a, n) => a + budgetBasis(n).work, 0);
   const uses: SegmentUse[] = [];
   const residuals: ResidualUse[] = [];
   let probabilisticSegments = 0;
   const sdpMflop = o.sdpWork ?? (2 * (o.method === 'sdp' ? LIPSDP_DEFAULTS.sdpWork : LIPSDP_DEFAULTS.bestWork)) / 1e6;
   // segments only tighten a bound: a model without one (unbounded, discontinuous) needs none
   if (o.method !== 'autolip' && autolip.status === 'bounded') {
-    // the budgets of the segment methods scale with the counted work of the norm phase, never with its time
-    const normsWork = [...norms.values()].reduce((a, m) => a + budgetBasis(m).work, 0);
     const runCp = o.method === 'cp' || o.method === 'best';
     // SeqLip rests on singular value decompositions: an ℓ2 method
     const runSeqlip = (o.method === 'seqlip' || o.method === 'best') && o.norm === '2';
@@ -253,7 +253,7 @@ export async function estimateUpper(m: MethodModel, backend: OperatorBackend, o:
   // only where measuring every map fits its budget: a partial measurement leaves it about as loose as the composition
   let graph: GraphCpResult | null = null;
   if (autolip.status === 'bounded' && o.method === 'best' && o.norm === '2' && graphCpObstacle(m.ir, m.blocks) === null) {
-    const budget = Math.max(GRAPH_CP_MIN_FLOP, GRAPH_CP_PER_NORMS * [...norms.values()].reduce((a, n) => a + budgetBasis(n).work, 0));
+    const budget = Math.max(GRAPH_CP_MIN_FLOP, GRAPH_CP_PER_NORMS * normsWork);
     const plan = await graphCpBound(m.ir, m.blocks, norms, settings, { budget: 0 });
     if (plan && plan.cost <= budget) graph = await graphCpBound(m.ir, m.blocks, norms, settings, { budget });
   }

@@ -55,10 +55,11 @@ export function budgetBasis(m: OperatorNorm): { iterations: number; work: number
  * distinct unit vectors or zero, so ‖S‖₂ ≤ 1 and ‖A‖₂ ≤ max_g σ_max(W_g) (equal when no pad adds an all-padding output
  * pixel). σ_max(W_g) is certified by denseSpectralNormBound on the folded float64 weights; the folding multiplies each
  * weight by at most two per-channel factors, each product rounded once (relative error ≤ 2u + u², u = 2⁻⁵³), so the
- * folded matrix differs from the exact one by E with |E| ≤ 2⁻⁵¹·|W'|, and ‖E‖₂ ≤ 2⁻⁵¹·√(‖W'‖₁‖W'‖∞) is added.
+ * folded matrix differs from the exact one by E with |E| ≤ 2⁻⁵¹·|W'|, and ‖E‖₂ ≤ 2⁻⁵¹·‖|W'|‖₂ is added, with `absNorm` ≥ ‖|W'|‖₂
+ * (regionBound's √(‖W'‖₁‖W'‖∞) of the folded conv, which bounds every group's block too).
  * One C_out × C_in certificate instead of Lanczos steps over every pixel. Null for any other region or past `budget`.
  */
-export function pointwiseConvBound(region: LinearRegion, budget: number): { bound: Bound; estimate: number; flop: number } | null {
+export function pointwiseConvBound(region: LinearRegion, budget: number, absNorm: number): { bound: Bound; estimate: number; flop: number } | null {
   const folded = foldScales(region.nodes);
   if (folded.length !== 1) return null;
   const p = folded[0].prim;
@@ -70,27 +71,19 @@ export function pointwiseConvBound(region: LinearRegion, budget: number): { boun
   const flop = g * denseCertificateFlop(rows, cols);
   if (flop > budget) return null;
   const w = toFloat64(p.weight);
+  // ‖E‖₂ ≤ (2u + u²)·‖|W'|‖₂ ≤ (2u + u²)·absNorm; 2⁻⁵¹ is twice 2u, and that slack covers the rounding of absNorm's
+  // sums and of the final addition
+  const margin = 2 ** -51 * absNorm;
   let value = 0, estimate = 0, method = '';
   for (let k = 0; k < g; k++) {
-    const wg = w.subarray(k * rows * cols, (k + 1) * rows * cols);
-    let rowMax = 0;
-    const colSum = new Float64Array(cols);
-    for (let i = 0; i < rows; i++) {
-      let r = 0;
-      for (let j = 0; j < cols; j++) { const a = Math.abs(wg[i * cols + j]); r += a; colSum[j] += a; }
-      rowMax = Math.max(rowMax, r);
-    }
-    const colMax = colSum.reduce((a, b) => Math.max(a, b), 0);
     let b;
     try {
-      b = denseSpectralNormBound(wg, rows, cols, { budgetFlop: budget });
+      b = denseSpectralNormBound(w.subarray(k * rows * cols, (k + 1) * rows * cols), rows, cols, { budgetFlop: budget });
     } catch (e) {
       if (e instanceof BudgetExceededError) return null;
       throw e;
     }
-    // ‖E‖₂ ≤ (2u + u²)·√(‖W'‖₁‖W'‖∞); 2⁻⁵¹ is twice 2u, and that slack (with the factor 1 + 2⁻⁴⁰) covers the rounding
-    // of the sums above and of the final addition
-    value = Math.max(value, b.value + 2 ** -51 * Math.sqrt(rowMax * colMax) * (1 + 2 ** -40));
+    value = Math.max(value, b.value + margin);
     estimate = Math.max(estimate, b.estimate);
     method = b.method;
   }
@@ -156,7 +149,7 @@ export async function measureRegion(region: LinearRegion, settings: NormSettings
   }
 
   // a pointwise convolution: one small dense certificate, exact and cheaper than any Lanczos run on it
-  const pointwise = settings.certify === 'none' || cheap.method === 'exact' ? null : pointwiseConvBound(region, settings.certifyBudget);
+  const pointwise = settings.certify === 'none' || cheap.method === 'exact' ? null : pointwiseConvBound(region, settings.certifyBudget, cheap.absNorm);
   if (pointwise) {
     const n = Math.min(sizeOf(region.inShape), sizeOf(region.outShape));
     const steps = Math.min(settings.maxIterations, Math.max(3, kwStepsFor(n, settings.delta, 1 + settings.tol)));

@@ -1,11 +1,15 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { budgetBasis, measureRegion, pointwiseConvBound } from '../../../src/estimators/operator-norm.js';
+import { budgetBasis, measureRegion, pointwiseConvBound as boundWith } from '../../../src/estimators/operator-norm.js';
+import { regionBound } from '../../../src/estimators/region-bounds.js';
 import type { LinearRegion } from '../../../src/ir/merge.js';
 import type { OperatorBackend } from '../../../src/ir/operator.js';
 import type { LinearNode } from '../../../src/ir/types.js';
 import { Random } from '../../../src/linalg/random.js';
 import { convMatrix, sigmaMax } from '../../helpers/dense.js';
+
+// as measureRegion calls it: with the region's ‖|A|‖ bound
+const pointwiseConvBound = (region: LinearRegion, budget: number) => boundWith(region, budget, regionBound(region, '2', 0).absNorm);
 
 // a 1×1 conv (optionally followed by a per-channel scale, as inference BatchNormalization is read) on n×n pixels
 function pointwise(rng: Random, co: number, ci: number, n: number, stride: number, pad: number, scale: Float64Array | null, group = 1): { region: LinearRegion; w: Float64Array } {

@@ -1,4 +1,4 @@
-import { roundUp, sqrtUp, tridiagonalLargestEigenvalue } from '../linalg/dense.js';
+import { roundUp, sqrtUp, transpose, tridiagonalLargestEigenvalue } from '../linalg/dense.js';
 import { certifyFormedLmi, certifyLmi, cholesky, formLmi, lipSdpBound, lipSdpCertifyWork, lipSdpStepWork, solveLipSdp, type LipSdpProblem, type LipSdpSolution, type LmiPoint } from '../linalg/sdp.js';
 import type { Segment } from './cp.js';
 import type { Bound } from './kinds.js';
@@ -81,13 +81,6 @@ function lowerSolve(l: Float64Array, n: number, b: Float64Array, m: number): Flo
     for (let j = 0; j < m; j++) y[oi + j] *= d;
   }
   return y;
-}
-
-/** Transpose of a rows×cols row-major matrix. */
-function transpose(w: Float64Array, rows: number, cols: number): Float64Array {
-  const t = new Float64Array(w.length);
-  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) t[c * rows + r] = w[r * cols + c];
-  return t;
 }
 
 /** YᵀY (m×m) for Y n×m row-major. */

@@ -2,7 +2,7 @@ import type { LinearRegion } from '../ir/merge.js';
 import { sizeOf, toFloat64, type Tensor } from '../ir/tensor.js';
 import type { LinearNode, LinearPrim, Shape } from '../ir/types.js';
 import { convInfNorm, convSpectralNormBound } from '../linalg/conv-spectrum.js';
-import { BudgetExceededError, DEFAULT_CERTIFICATE_FLOP, denseInfNorm, denseSpectralNormBound, maxAbsFinite, roundUp } from '../linalg/dense.js';
+import { BudgetExceededError, DEFAULT_CERTIFICATE_FLOP, denseInfNorm, denseSpectralNormBound, maxAbsFinite, roundUp, transpose } from '../linalg/dense.js';
 import type { NormKind } from './kinds.js';
 
 /** Per-primitive numbers the region composition needs. */
@@ -64,12 +64,6 @@ function absSums(m: { rows: number; cols: number; data: Float32Array | Float64Ar
   let col = 0;
   for (let j = 0; j < m.cols; j++) if (cols[j] > col) col = cols[j];
   return { row: roundUp(row, m.cols), col: roundUp(col, m.rows) };
-}
-
-function transposed(m: { rows: number; cols: number; data: Float64Array }): Float64Array {
-  const out = new Float64Array(m.data.length);
-  for (let i = 0; i < m.rows; i++) for (let j = 0; j < m.cols; j++) out[j * m.rows + i] = m.data[i * m.cols + j];
-  return out;
 }
 
 /**
@@ -172,7 +166,7 @@ function primBounds(n: LinearNode, norm: NormKind, budgetFlop: number): PrimBoun
     case 'pad': return { norm: 1, absNorm: 1, inner: 0, method: 'isometry' };
     case 'axisMatrix': {
       const rowSum = denseInfNorm(p.matrix, p.rows, p.cols);
-      const colSum = denseInfNorm(transposed({ rows: p.rows, cols: p.cols, data: p.matrix }), p.cols, p.rows);
+      const colSum = denseInfNorm(transpose(p.matrix, p.rows, p.cols), p.cols, p.rows);
       const absNorm = Math.sqrt(rowSum * colSum);
       if (norm === 'inf') return { norm: rowSum, absNorm, inner: p.cols, method: 'row-sum' };
       // selections (one 1 per row, distinct columns) are exact as Schur bounds; general matrices get an SVD

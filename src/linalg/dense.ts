@@ -495,6 +495,13 @@ export function denseSpectralNormBound(w: RealMatrix, rows: number, cols: number
   return exactBound(w, rows, cols, budget);
 }
 
+/** The transpose of a rows×cols row-major matrix (exact: entries are only moved). */
+export function transpose(w: Float64Array, rows: number, cols: number): Float64Array {
+  const t = new Float64Array(w.length);
+  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) t[c * rows + r] = w[r * cols + c];
+  return t;
+}
+
 /** Exact ℓ∞ operator norm of W (max row sum of |w_ij|), rounded upward: certified (ALGORITHMS.md §2). */
 export function denseInfNorm(w: RealMatrix, rows: number, cols: number): number {
   checkShape(w, rows, cols, 'denseInfNorm');

@@ -1,7 +1,7 @@
 import { sizeOf, toFloat64 } from '../ir/tensor.js';
 import { Random } from '../linalg/random.js';
 import { pairRatio } from '../linalg/witness.js';
-import { highs } from '../linalg/lp.js';
+import { solveLp } from '../linalg/lp.js';
 import { reluNetOf, type ReluNet } from './exact.js';
 import type { NormKind } from './kinds.js';
 import type { AnalysedModel } from './lower-bound.js';
@@ -185,7 +185,6 @@ export function safeSteps(net: ReluNet, s: State, dir: Float64Array): { fwd: num
  * Returns the segment's start x + δ and its length, or null when HiGHS gives no optimum. Exported for tests.
  */
 export async function longestChord(s: State, dir: Float64Array, box: number, cap: number): Promise<{ a: Float64Array; length: number } | null> {
-  const h = await highs();
   const n = s.x.length;
   const starts: number[] = [0], indices: number[] = [], values: number[] = [], lower: number[] = [];
   s.z.forEach((z, k) => {
@@ -207,13 +206,12 @@ export async function longestChord(s: State, dir: Float64Array, box: number, cap
   const rows = lower.length, cols = n + 1;
   const colLower = new Float64Array(cols).fill(-box), colUpper = new Float64Array(cols).fill(box), cost = new Float64Array(cols);
   colLower[n] = 0; colUpper[n] = cap; cost[n] = 1;
-  const out = h.raw.lpCall({
-    numCols: cols, numRows: rows, sense: h.constants.objectiveSense.maximize, colCost: cost, colLower, colUpper,
-    rowLower: Float64Array.from(lower), rowUpper: new Float64Array(rows).fill(h.infinity),
-    matrix: { format: 'csr', numRows: rows, numCols: cols, starts: Int32Array.from(starts), indices: Int32Array.from(indices), values: Float64Array.from(values) },
-  });
-  if (out.status === -1 || out.value.modelStatus !== h.constants.modelStatus.optimal) return null;
-  const v = out.value.solution.colValue;
+  const out = await solveLp({
+    sense: 'max', colCost: cost, colLower, colUpper, rowLower: Float64Array.from(lower), rowUpper: new Float64Array(rows).fill(Infinity),
+    starts: Int32Array.from(starts), indices: Int32Array.from(indices), values: Float64Array.from(values),
+  }, 'choose');
+  if (!out.optimal) return null;
+  const v = out.colValue;
   return { a: Float64Array.from({ length: n }, (_, c) => s.x[c] + v[c]), length: v[n] };
 }
 

@@ -44,6 +44,54 @@ export async function highs(): Promise<HighsRuntime> {
   }
 }
 
+/** A linear program in HiGHS's form: optimise colCost·x over colLower ≤ x ≤ colUpper and rowLower ≤ Ax ≤ rowUpper, A in CSR rows (±Infinity: no bound). */
+export interface LinearProgram {
+  readonly sense: 'max' | 'min';
+  readonly colCost: Float64Array;
+  readonly colLower: Float64Array;
+  readonly colUpper: Float64Array;
+  readonly rowLower: Float64Array;
+  readonly rowUpper: Float64Array;
+  readonly starts: Int32Array;
+  readonly indices: Int32Array;
+  readonly values: Float64Array;
+}
+
+/** An LP's optimum (a hint: its callers check or confirm what they use), or why there is none. */
+export type LpAnswer =
+  | { readonly optimal: true; readonly colValue: Float64Array; readonly rowDual: Float64Array }
+  | { readonly optimal: false; readonly why: string };
+
+/**
+ * Solves `lp` on one HiGHS instance reused across calls (creating one per LP cost ~10× these small solves), cleared
+ * first so no basis or solution carries over: each answer depends on its LP alone (determinism). `presolve` as HiGHS
+ * names it ('choose' is its default). A HiGHS failure is an answer, never an exception.
+ */
+export async function solveLp(lp: LinearProgram, presolve: 'off' | 'choose'): Promise<LpAnswer> {
+  const h = await highs();
+  const inf = (a: Float64Array) => a.map((x) => (x === Infinity ? h.infinity : x === -Infinity ? -h.infinity : x));
+  solver ??= h.createModel();
+  try {
+    solver.options.set({ output_flag: false, presolve });
+    solver.clearModel();
+    const numCols = lp.colCost.length, numRows = lp.rowLower.length;
+    solver.passModel({
+      numCols, numRows, sense: lp.sense === 'max' ? h.constants.objectiveSense.maximize : h.constants.objectiveSense.minimize,
+      colCost: lp.colCost, colLower: inf(lp.colLower), colUpper: inf(lp.colUpper), rowLower: inf(lp.rowLower), rowUpper: inf(lp.rowUpper),
+      matrix: { format: 'csr', numRows, numCols, starts: lp.starts, indices: lp.indices, values: lp.values },
+    });
+    solver.run();
+    const status = solver.getModelStatus();
+    if (status !== h.constants.modelStatus.optimal) return { optimal: false, why: `HiGHS model status ${status}` };
+    const sol = solver.getSolution();
+    return { optimal: true, colValue: sol.colValue, rowDual: sol.rowDual };
+  } catch (e) {
+    solver.dispose();
+    solver = null;
+    return { optimal: false, why: `HiGHS: ${(e as Error).message}` };
+  }
+}
+
 /** What {@link maxMarginPoint} found: an interior point with its margin, an (unproved) empty interior with the LP's duals, or nothing usable. */
 export type MarginResult =
   | { readonly status: 'interior'; readonly point: Float64Array; readonly margin: number }
@@ -61,7 +109,6 @@ export const MARGIN_TOLERANCE = 1e-9;
  * the t row (last), from which {@link gordanCertificate} may recover a proof that no such point exists.
  */
 export async function maxMarginPoint(rows: readonly Float64Array[], n: number): Promise<MarginResult> {
-  const h = await highs();
   const m = rows.length;
   const scale = rows.map((g) => {
     let s = 0;
@@ -84,33 +131,19 @@ export async function maxMarginPoint(rows: readonly Float64Array[], n: number): 
   for (let j = 0; j < n; j++) { colLower[j] = -1; colUpper[j] = 1; }
   colLower[n] = 0; colUpper[n] = 1;
   colLower[n + 1] = -1; colUpper[n + 1] = 1; cost[n + 1] = 1;
-  // one solver instance, reused: creating one per LP (and presolving these small LPs) cost ~10× the solve itself
-  solver ??= h.createModel();
-  let r: { modelStatus: number; solution: { colValue: Float64Array; rowDual: Float64Array } };
-  try {
-    solver.options.set({ output_flag: false, presolve: 'off' });
-    // no basis or solution carried over from the previous LP: each answer depends on its LP alone (determinism)
-    solver.clearModel();
-    solver.passModel({
-      numCols: cols, numRows: m + 1, sense: h.constants.objectiveSense.maximize, colCost: cost, colLower, colUpper,
-      rowLower: new Float64Array(m + 1), rowUpper: new Float64Array(m + 1).fill(h.infinity),
-      matrix: { format: 'csr', numRows: m + 1, numCols: cols, starts, indices: Int32Array.from(indices), values: Float64Array.from(values) },
-    });
-    solver.run();
-    r = { modelStatus: solver.getModelStatus(), solution: solver.getSolution() };
-  } catch (e) {
-    solver.dispose();
-    solver = null;
-    return { status: 'failed', why: `HiGHS: ${(e as Error).message}` };
-  }
-  if (r.modelStatus !== h.constants.modelStatus.optimal) return { status: 'failed', why: `HiGHS model status ${r.modelStatus}` };
-  const v = r.solution.colValue;
+  const r = await solveLp({
+    sense: 'max', colCost: cost, colLower, colUpper,
+    rowLower: new Float64Array(m + 1), rowUpper: new Float64Array(m + 1).fill(Infinity),
+    starts, indices: Int32Array.from(indices), values: Float64Array.from(values),
+  }, 'off');
+  if (!r.optimal) return { status: 'failed', why: r.why };
+  const v = r.colValue;
   const margin = v[n + 1];
   if (margin > MARGIN_TOLERANCE) return { status: 'interior', point: Float64Array.from(v.subarray(0, n + 1)), margin };
   // a maximisation's row duals are ≤ 0 in HiGHS's convention: their magnitudes are the multipliers y ≥ 0
   const duals = new Float64Array(m + 1);
-  for (let i = 0; i < m; i++) duals[i] = Math.abs(r.solution.rowDual[i]) / (scale[i] || 1);
-  duals[m] = Math.abs(r.solution.rowDual[m]);
+  for (let i = 0; i < m; i++) duals[i] = Math.abs(r.rowDual[i]) / (scale[i] || 1);
+  duals[m] = Math.abs(r.rowDual[m]);
   return { status: 'empty', margin, duals };
 }
 

@@ -11,6 +11,7 @@ import { chainGraphs, CHAIN_LIMIT_BYTES, feedWeights, operatorModels, weightByte
 import { createOrtGram, createOrtGramPair, createOrtOperator, denseMatrixOf } from './operators.js';
 import { ModelRunner } from './runner.js';
 import { createWorkerGram, ortIntraThreads, ortWorkersFor } from './ort-pool.js';
+import { denseGramKernel } from './dense-gram.js';
 import { resolveDevice, sessionOptions, type RuntimeOptions } from './runtime.js';
 import { float64Model } from './widen.js';
 import { regionFlop } from '../linalg/work.js';
@@ -75,6 +76,8 @@ export function createOrtBackend(opts: OrtBackendOptions): OperatorBackend {
     gram(region: LinearRegion) {
       return ortGram(region, runtime);
     },
+    // float64 Gemm (MLAS) for the dense certificates' Gram products: 10–20× the JavaScript product's speed
+    denseGram: denseGramKernel(runtime),
     async denseMatrix(region: LinearRegion): Promise<Float64Array | null> {
       // onnxruntime has no float64 Conv kernel; the one dense limit (DENSE_LIMIT) holds for every estimator
       if (denseObstacle(region) !== null) return null;

@@ -2,7 +2,7 @@ import { LipcheckError } from '../errors.js';
 import type { LinearRegion } from '../ir/merge.js';
 import type { OperatorBackend } from '../ir/operator.js';
 import { lanczosTop, NonFiniteError } from '../linalg/lanczos.js';
-import { BudgetExceededError, denseCertificateFlop, denseSpectralNormBound } from '../linalg/dense.js';
+import { BudgetExceededError, denseCertificateFlop, denseSpectralNormBound, denseSpectralNormBoundWith, type GramKernel } from '../linalg/dense.js';
 import { sizeOf, toFloat64 } from '../ir/tensor.js';
 import { kwFactor, kwStepsFor } from '../linalg/probabilistic.js';
 import { Random } from '../linalg/random.js';
@@ -58,8 +58,9 @@ export function budgetBasis(m: OperatorNorm): { iterations: number; work: number
  * folded matrix differs from the exact one by E with |E| ≤ 2⁻⁵¹·|W'|, and ‖E‖₂ ≤ 2⁻⁵¹·‖|W'|‖₂ is added, with `absNorm` ≥ ‖|W'|‖₂
  * (regionBound's √(‖W'‖₁‖W'‖∞) of the folded conv, which bounds every group's block too).
  * One C_out × C_in certificate instead of Lanczos steps over every pixel. Null for any other region or past `budget`.
+ * `gram`: the backend's float64 Gram kernel (OperatorBackend.denseGram), same certificate and margin (GramKernel).
  */
-export function pointwiseConvBound(region: LinearRegion, budget: number, absNorm: number): { bound: Bound; estimate: number; flop: number } | null {
+export async function pointwiseConvBound(region: LinearRegion, budget: number, absNorm: number, gram?: GramKernel): Promise<{ bound: Bound; estimate: number; flop: number } | null> {
   const folded = foldScales(region.nodes);
   if (folded.length !== 1) return null;
   const p = folded[0].prim;
@@ -78,7 +79,7 @@ export function pointwiseConvBound(region: LinearRegion, budget: number, absNorm
   for (let k = 0; k < g; k++) {
     let b;
     try {
-      b = denseSpectralNormBound(w.subarray(k * rows * cols, (k + 1) * rows * cols), rows, cols, { budgetFlop: budget });
+      b = await denseSpectralNormBoundWith(w.subarray(k * rows * cols, (k + 1) * rows * cols), rows, cols, { budgetFlop: budget, gram });
     } catch (e) {
       if (e instanceof BudgetExceededError) return null;
       throw e;
@@ -149,7 +150,7 @@ export async function measureRegion(region: LinearRegion, settings: NormSettings
   }
 
   // a pointwise convolution: one small dense certificate, exact and cheaper than any Lanczos run on it
-  const pointwise = settings.certify === 'none' || cheap.method === 'exact' ? null : pointwiseConvBound(region, settings.certifyBudget, cheap.absNorm);
+  const pointwise = settings.certify === 'none' || cheap.method === 'exact' ? null : await pointwiseConvBound(region, settings.certifyBudget, cheap.absNorm, settings.backend.denseGram);
   if (pointwise) {
     const n = Math.min(sizeOf(region.inShape), sizeOf(region.outShape));
     const steps = Math.min(settings.maxIterations, Math.max(3, kwStepsFor(n, settings.delta, 1 + settings.tol)));

@@ -101,6 +101,12 @@ export interface OperatorBackend {
   /** The region's matrix (rows = outputs, row-major) in float64, or null where it exceeds the backend's dense limit. */
   denseMatrix(region: LinearRegion): Promise<Float64Array | null>;
   /**
+   * Optional: the float64 Gram matrix A·Aᵀ of a row-major m×n float64 matrix (m ≤ n) by a faster kernel, under the
+   * contract of GramKernel in src/linalg/dense.ts (each entry a float64 dot product in some order); null where the
+   * backend leaves it to JavaScript. Used by the dense certificates (pointwise convolutions).
+   */
+  readonly denseGram?: (a: Float64Array, m: number, n: number) => Promise<Float64Array | null>;
+  /**
    * The original model, evaluated in float32 (or float64 where the model can be widened: null otherwise), with the
    * named intermediate values also available as outputs.
    */

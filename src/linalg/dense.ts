@@ -381,23 +381,35 @@ export function denseSpectralNormExact(w: RealMatrix, rows: number, cols: number
   return exactBound(w, rows, cols);
 }
 
-function exactBound(w: RealMatrix, rows: number, cols: number, budget?: Budget): NormBound {
+/** exactBound's scaled smaller-side matrix (m×n, row-major, largest entry in [1/2, 1)), or the answer when it needs no Gram. */
+type ExactSetup = { done: NormBound } | { done: null; a: Float64Array; m: number; n: number; shift: number; sum2: number; frob2: number };
+
+function exactSetup(w: RealMatrix, rows: number, cols: number): ExactSetup {
   const maxAbs = maxAbsFinite(w, 'The matrix');
-  if (maxAbs === 0) return { value: 0, estimate: 0, method: 'exact-eig' };
+  if (maxAbs === 0) return { done: { value: 0, estimate: 0, method: 'exact-eig' } };
   const m = Math.min(rows, cols);
   const n = Math.max(rows, cols);
   const { a, shift } = scaledCopy(w, rows, cols, cols < rows, maxAbs);
-  const unscale = 2 ** -shift;
   const sum2 = sumSquares(a);
   const frob2 = roundUp(sum2, a.length);
   if (m === 1) {
-    return { value: unscaleUp(sqrtUp(roundUp(frob2 + UNDERFLOW_SLACK, 1)), shift), estimate: Math.sqrt(sum2) * unscale, method: 'exact-eig' };
+    return { done: { value: unscaleUp(sqrtUp(roundUp(frob2 + UNDERFLOW_SLACK, 1)), shift), estimate: Math.sqrt(sum2) * 2 ** -shift, method: 'exact-eig' } };
   }
-  const g = gramRows(a, m, n);
+  return { done: null, a, m, n, shift, sum2, frob2 };
+}
+
+/** exactBound from the float64 Gram matrix g of the setup's matrix (any float64 evaluation order of its entries). */
+function exactFinish(s: Exclude<ExactSetup, { done: NormBound }>, g: Float64Array, budget?: Budget): NormBound {
+  const { m, n, shift, frob2 } = s;
   const cert = certifiedLambdaMax(g, m, budget);
   if (cert === null) return gramIterationFromGram(g, m, n, frob2, shift, 10);
   const lambda = roundUp(cert.upper + roundUp(gamma(n) * frob2, 2), 2);
-  return { value: unscaleUp(sqrtUp(lambda), shift), estimate: Math.sqrt(cert.estimate) * unscale, method: 'exact-eig' };
+  return { value: unscaleUp(sqrtUp(lambda), shift), estimate: Math.sqrt(cert.estimate) * 2 ** -shift, method: 'exact-eig' };
+}
+
+function exactBound(w: RealMatrix, rows: number, cols: number, budget?: Budget): NormBound {
+  const s = exactSetup(w, rows, cols);
+  return s.done ?? exactFinish(s, gramRows(s.a, s.m, s.n), budget);
 }
 
 /**
@@ -482,7 +494,12 @@ export const DEFAULT_CERTIFICATE_FLOP = 2.8e10;
  */
 export function denseSpectralNormBound(w: RealMatrix, rows: number, cols: number, opts: { budgetFlop?: number } = {}): NormBound {
   checkShape(w, rows, cols, 'denseSpectralNormBound');
-  const budget: Budget = { limit: opts.budgetFlop ?? DEFAULT_CERTIFICATE_FLOP, spent: 0, what: `the ${rows}×${cols} matrix` };
+  return exactBound(w, rows, cols, chargeUpFront(rows, cols, opts.budgetFlop));
+}
+
+/** The budget of one certificate with its predicted work (denseCertificateFlop) charged; throws when that passes it. */
+function chargeUpFront(rows: number, cols: number, budgetFlop?: number): Budget {
+  const budget: Budget = { limit: budgetFlop ?? DEFAULT_CERTIFICATE_FLOP, spent: 0, what: `the ${rows}×${cols} matrix` };
   const predicted = denseCertificateFlop(rows, cols);
   if (predicted > budget.limit) {
     throw new BudgetExceededError(
@@ -492,7 +509,43 @@ export function denseSpectralNormBound(w: RealMatrix, rows: number, cols: number
     );
   }
   budget.spent = predicted;
-  return exactBound(w, rows, cols, budget);
+  return budget;
+}
+
+/**
+ * A float64 kernel for the Gram matrix A·Aᵀ of a row-major m×n float64 matrix A (m ≤ n), e.g. onnxruntime's float64
+ * Gemm (OperatorBackend.denseGram). Its contract, all the certificate relies on: every entry is a float64 evaluation
+ * of the dot product ⟨a_i, a_j⟩ in some order of summation, with or without fused multiply-adds, so
+ * |Ĝ − G| ≤ γ_n·|A||A|ᵀ entrywise (Higham 2002, §3.1, which holds for any order and only tightens with FMAs). Null:
+ * no kernel for this size (the JS product is used).
+ */
+export type GramKernel = (a: Float64Array, m: number, n: number) => Promise<Float64Array | null>;
+
+/**
+ * denseSpectralNormBound with the Gram product done by `gram` where one is given (a faster kernel: the product is
+ * m²n of the m²n/2 + m³/6 multiply-adds). Same margin and proof: the kernel's contract gives the same entrywise error
+ * bound as the JS product; the lower triangle (what the Cholesky certificate reads) is mirrored to make it exactly
+ * symmetric, and a result of the wrong size or with a non-finite entry is refused. Same budget rule.
+ */
+export async function denseSpectralNormBoundWith(w: RealMatrix, rows: number, cols: number, opts: { budgetFlop?: number; gram?: GramKernel } = {}): Promise<NormBound> {
+  checkShape(w, rows, cols, 'denseSpectralNormBound');
+  const budget = chargeUpFront(rows, cols, opts.budgetFlop);
+  const s = exactSetup(w, rows, cols);
+  if (s.done) return s.done;
+  const fast = opts.gram ? await opts.gram(s.a, s.m, s.n) : null;
+  let g: Float64Array;
+  if (fast) {
+    if (fast.length !== s.m * s.m) throw new LipcheckError('INTERNAL', `The Gram kernel returned ${fast.length} values for a ${s.m}×${s.m} Gram matrix.`);
+    for (let r = 0; r < s.m; r++) {
+      for (let c = 0; c <= r; c++) {
+        const x = fast[r * s.m + c];
+        if (!Number.isFinite(x)) throw new LipcheckError('INTERNAL', `The Gram kernel returned a non-finite entry (${x}) for a finite ${rows}×${cols} matrix.`);
+        fast[c * s.m + r] = x;
+      }
+    }
+    g = fast;
+  } else g = gramRows(s.a, s.m, s.n);
+  return exactFinish(s, g, budget);
 }
 
 /** The transpose of a rows×cols row-major matrix (exact: entries are only moved). */

@@ -192,6 +192,8 @@ export async function jacobianLowerBound(args: LowerBoundArgs): Promise<LowerBou
   const operators: LinearOperator[] = [];
   let evaluator: ModelEvaluator | null = null;
   try {
+    const short = firstStartShortfall(args);
+    if (short) return await budgetPairs(args, short);
     const plan = await planIr(args.ir, args.blocks, args.backend, operators);
     if (typeof plan === 'string') return await fallback(args, plan);
     const extra = plan.needed.filter((e) => e !== args.outputName && e !== args.inputName);
@@ -202,6 +204,65 @@ export async function jacobianLowerBound(args: LowerBoundArgs): Promise<LowerBou
   } finally {
     await evaluator?.release();
     for (const op of operators) await op.dispose();
+  }
+}
+
+/**
+ * Why the Jacobian search cannot start within the budget, or null. Its first start alone takes one model run and the
+ * lean plan's products with J(x) (LEAN.perStart; ℓ∞: a row each and a state), and the search always makes it, so on a
+ * model whose budget does not cover that (ResNet-50 at the default 8 000 Mflop: one run and one product are each about
+ * 8.5e9 flop) it would overrun its budget several times over (and open a session per region besides). The witnessed
+ * pairs then take the budget (at least one pair): a rule on the cost model's counts, the same on every run.
+ */
+export function firstStartShortfall(args: Pick<LowerBoundArgs, 'blocks' | 'inputShape' | 'ir' | 'norm' | 'budget'>): string | null {
+  const costs = searchCosts(args.blocks, sizeOf(args.inputShape));
+  const products = args.norm === 'inf' ? Math.min(sizeOf(args.ir.outputShape), MAX_ROWS) + 1 : LEAN.perStart;
+  const need = costs.evaluation + products * costs.product;
+  if (args.budget >= need) return null;
+  return `the work budget (${(args.budget / 1e6).toPrecision(3)} Mflop) does not cover the Jacobian search's first start (one model run and ${products} Jacobian products: ${(need / 1e6).toPrecision(3)} Mflop by the cost model)`;
+}
+
+/**
+ * The pairs a budget short of the Jacobian search affords (budget / two model runs, at least one, at most `pairs`):
+ * x ~ N(0, I) and x′ = x + h·d along a hint (the first operator's top right singular vector) or a random direction,
+ * the step h = 10⁻²·‖x‖ as the search's confirmations take it. A step relative to ‖x‖ matters on large inputs: on
+ * ResNet-50's 150 528 inputs a fixed 10⁻² step moves f less than the float32 output allowance and witnesses nothing.
+ */
+async function budgetPairs(args: LowerBoundArgs, reason: string): Promise<LowerBoundResult> {
+  const evaluator = await args.backend.model({ what: 'the model (witness)' });
+  if (!evaluator) return noPair(args, `${reason}; the backend cannot evaluate the model`, 0);
+  try {
+    const n = sizeOf(args.inputShape);
+    const inf = args.norm === 'inf';
+    const evaluation = searchCosts(args.blocks, n).evaluation;
+    const pairs = Math.min(args.pairs ?? 64, Math.max(1, Math.floor(args.budget / (2 * evaluation))));
+    const rng = new Random(args.seed ^ 0x4c4f5742);
+    const hints = args.hints ?? [];
+    let best = noPair(args, reason, 0);
+    let evaluations = 0, nonFinite = 0;
+    const run = async (x: Float32Array): Promise<Float64Array | null> => {
+      evaluations++;
+      const y = (await evaluator.run({ [args.inputName]: { dtype: 'float32', dims: args.inputShape, data: x } }, [args.outputName])).get(args.outputName)!;
+      if (!isFloatType(y.dtype)) return null;
+      const f = toFloat64(y);
+      if (!allFinite(f)) { nonFinite++; return null; }
+      return f;
+    };
+    for (let k = 0; k < pairs; k++) {
+      const x = new Float32Array(n);
+      for (let i = 0; i < n; i++) x[i] = rng.normal();
+      const d = k < hints.length ? hints[k] : rng.unitVector(n);
+      const step = FIXED_STEPS[0] * Math.max(normOf(x, inf), MIN_STEP_NORM) / Math.max(normOf(d, inf), 1e-300);
+      const xPrime = new Float32Array(n);
+      for (let i = 0; i < n; i++) xPrime[i] = x[i] + step * d[i];
+      const fx = await run(x), fxPrime = fx && (await run(xPrime));
+      if (!fx || !fxPrime) continue;
+      const ratio = pairRatio(fx, fxPrime, x, xPrime, inf);
+      if (Number.isFinite(ratio) && ratio > best.value) best = { ...best, value: ratio, x, xPrime };
+    }
+    return { ...best, evaluations, nonFinite, truncated: pairs < (args.pairs ?? 64), work: evaluations * evaluation, fallbackReason: reason };
+  } finally {
+    await evaluator.release();
   }
 }
 

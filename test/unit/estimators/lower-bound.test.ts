@@ -337,9 +337,11 @@ test('oval21_wide_kw: far above random pairs (0.05), below the upper bound (~18.
 
 test('the search stops where its counted work reaches the budget: the same step, the same pair, every time', async () => {
   const net = reluNet(9, 4, 4, 2);
-  // less than the smallest plan (one start, five walk steps) needs: the counted work stops it midway
-  const budget = 5e6;
+  // less than the smallest plan (one start, five walk steps) needs, more than its first start (firstStartShortfall):
+  // the counted work stops it midway
+  const budget = 1.5e7;
   const a = await lowerBound(net.spec, { budget });
+  assert.equal(a.method, 'jacobian-ascent');
   // a busy child process loads the machine for the second run: a clock-based budget would stop elsewhere
   const hog = spawn(process.execPath, ['-e', 'for (;;) {}'], { stdio: 'ignore' });
   let b: LowerBoundResult;
@@ -352,6 +354,25 @@ test('the search stops where its counted work reaches the budget: the same step,
   assert.ok(a.work > 0.7 * budget, `work ${a.work} against ${budget}`);
   assert.deepEqual([b.evaluations, b.products, b.work, b.value], [a.evaluations, a.products, a.work, a.value]);
   assert.deepEqual(b.x, a.x);
+  assert.deepEqual(b.xPrime, a.xPrime);
+});
+
+test('a budget short of the Jacobian search\'s first start: witnessed pairs with a step relative to ‖x‖, below the true constant, the same every time', async () => {
+  const net = reluNet(9, 4, 4, 2);
+  // the first start takes one model run and LEAN.perStart (20) products: about 1e7 flop here; 2e6 pays for a few pairs
+  const budget = 2e6;
+  const a = await lowerBound(net.spec, { budget });
+  const b = await lowerBound(net.spec, { budget });
+  assert.equal(a.method, 'witness-pairs');
+  assert.match(a.fallbackReason ?? '', /first start/);
+  assert.ok(a.evaluations >= 2 && a.evaluations % 2 === 0 && a.products === 0, `${a.evaluations} runs, ${a.products} products`);
+  assert.ok(a.work <= budget, `work ${a.work} within ${budget}`);
+  assert.ok(a.value > 0 && a.value <= net.l2 * (1 + 1e-4), `lower ${a.value} against the exact constant ${net.l2}`);
+  assertPair(a, net.f, false);
+  // the step is 10⁻²·‖x‖ (float32 rounding of x′ aside)
+  const dx = Math.hypot(...Array.from(a.xPrime, (v, i) => v - a.x[i])), nx = Math.hypot(...a.x);
+  assert.ok(Math.abs(dx - 1e-2 * nx) <= 1e-4 * nx, `step ${dx} against ‖x‖ ${nx}`);
+  assert.deepEqual([b.value, b.evaluations], [a.value, a.evaluations]);
   assert.deepEqual(b.xPrime, a.xPrime);
 });
 

@@ -16,6 +16,11 @@ export class ModelRunner {
     return this.session.run(feeds, outputs, this.what);
   }
 
+  /** The outputs whose type and static shape onnxruntime inferred (Session.staticOutputs). */
+  staticOutputs(): Map<string, { dtype: Tensor['dtype']; dims: number[] }> {
+    return this.session.staticOutputs();
+  }
+
   async release(): Promise<void> {
     await this.session.release();
   }

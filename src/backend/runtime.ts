@@ -170,6 +170,21 @@ export class Session {
   get outputNames(): string[] {
     return this.session.outputNames;
   }
+  /**
+   * The element type and shape onnxruntime inferred for each output when the session was created, for the outputs
+   * whose shape it knows as numbers (static shapes); others (symbolic or unknown dims, non-tensors) are left out, and so
+   * are rank-0 ones (onnxruntime-node reports an unknown shape as [] too).
+   */
+  staticOutputs(): Map<string, { dtype: DType; dims: number[] }> {
+    const out = new Map<string, { dtype: DType; dims: number[] }>();
+    const meta = (this.session.outputMetadata ?? []) as { name: string; isTensor?: boolean; type?: string; shape?: readonly (number | string)[] }[];
+    for (const o of meta) {
+      const dims = o.shape;
+      if (!o.isTensor || typeof o.type !== 'string' || !Array.isArray(dims) || dims.length === 0 || !dims.every((d) => typeof d === 'number' && Number.isInteger(d) && d >= 0)) continue;
+      out.set(o.name, { dtype: o.type as DType, dims: [...(dims as number[])] });
+    }
+    return out;
+  }
 
   /** Runs with named float tensors in and returns the requested outputs as Tensors. */
   async run(feeds: Record<string, Tensor>, outputs: readonly string[], what: string): Promise<Map<string, Tensor>> {

@@ -131,6 +131,43 @@ async function denseInfBound(region: LinearRegion, settings: NormSettings): Prom
   return { value: roundUp(denseInfNorm(a, rows, cols) + 2 * g64 * composed.value, 2), kind: 'certified', method: 'row-sum(dense region)' };
 }
 
+/** regionBound(region, '2', 0) (no costly certificate: the composition, its ‖|A|‖ bound and γ-sum), once per region object. */
+const cheapBounds = new WeakMap<LinearRegion, ReturnType<typeof regionBound>>();
+
+/**
+ * The budget-free ℓ2 composition of a region (regionBound at budget 0), remembered per region object: the chain margins
+ * of CP's and the residual blocks' products ask for the same regions' again and again, and each call folds (copies)
+ * their scaled weights. regionBound is a pure function of the region, so the remembered value is the one it returns.
+ */
+export function cheapBound(region: LinearRegion): ReturnType<typeof regionBound> {
+  let b = cheapBounds.get(region);
+  if (!b) { b = regionBound(region, '2', 0); cheapBounds.set(region, b); }
+  return b;
+}
+
+/**
+ * A floor under the composition certificate of the product of regions first..last of a segment (what regionBound
+ * with any budget gives for composeRegions(segment, first, last)): Π‖W_k‖ ≥ Π √(θ_k − margin_k), θ_k = estimate(k)²
+ * the region's Ritz value from a float32 operator off by at most margin_k. The composition is homogeneous along the
+ * chain and, when no scaling folds across a region boundary, each region's factor bounds its norm; where one does
+ * (foldScales scans left to right, so a boundary is crossed exactly when a region's folded tail folds with the next
+ * region's first node), the floor is 0.
+ */
+export function productFloor(segment: Segment, first: number, last: number, estimate: (k: number) => number): number {
+  for (let k = first + 1; k <= last; k++) {
+    const tail = foldScales(segment.regions[k - 1].nodes).at(-1)!;
+    const head = composeRegions(segment, k - 1, k).nodes[segment.regions[k - 1].nodes.length];
+    if (foldScales([tail, head]).length < 2) return 0;
+  }
+  let floor = 1;
+  for (let k = first; k <= last; k++) {
+    const est = estimate(k);
+    const parts = cheapBound(segment.regions[k]);
+    floor *= Math.sqrt(Math.max(0, est * est - roundingMargin(parts.gammaSum, parts.absNorm))) * (1 - 1e-6);
+  }
+  return floor;
+}
+
 /**
  * The float32 rounding margin of one AᵀA application for a product A = W_j⋯W_i of regions, to first order like
  * roundingMargin but carried through the chain: region k adds an error ≤ g_k·‖|W_k|‖·‖x_{k−1}‖ (its γ-sum and
@@ -151,7 +188,7 @@ export function chainMargin(pieces: readonly { gammaSum: number; absNorm: number
  * where it can) with the KW bound and a given rounding margin, stopped like measureRegion's (without the KW steps under
  * --certify none and strict, where no KW bound is used).
  */
-async function productLanczos(region: LinearRegion, settings: NormSettings, index: number, margin: number): Promise<{ bound: Bound | null; estimate: number; iterations: number; work: number }> {
+export async function productLanczos(region: LinearRegion, settings: NormSettings, index: number, margin: number): Promise<{ bound: Bound | null; estimate: number; iterations: number; work: number }> {
   const op = await settings.backend.gram(region);
   const n = op.n;
   const kw = settings.certify !== 'none' && settings.certify !== 'strict';
@@ -217,8 +254,8 @@ async function measureProduct(segment: Segment, first: number, last: number, set
       extra = await denseInfBound(region, settings);
       if (extra) estimate = extra.value;
     } else if (settings.certify !== 'strict' && settings.certify !== 'none' && m.estimate !== null && m.upper.value > m.estimate * (1 + 2 * settings.tol)) {
-      const margin = chainMargin(segment.regions.slice(first, last + 1).map((r) => regionBound(r, '2', 0)), (a, b) => sub(first + a, first + b), Math.min(split, m.upper.value));
-      const whole = regionBound(region, '2', 0);
+      const margin = chainMargin(segment.regions.slice(first, last + 1).map(cheapBound), (a, b) => sub(first + a, first + b), Math.min(split, m.upper.value));
+      const whole = cheapBound(region);
       if (margin < 0.5 * roundingMargin(whole.gammaSum, whole.absNorm)) {
         // an independent start: the decision to run depended on the first run's outcome
         const l = await productLanczos(region, settings, index + 500_000, margin);
@@ -234,8 +271,8 @@ async function measureProduct(segment: Segment, first: number, last: number, set
   }
 
   // ℓ2, a product of convolutions or a large one: one run with the smaller margin
-  const cheap = regionBound(region, '2', 0);
-  const chain = chainMargin(segment.regions.slice(first, last + 1).map((r) => regionBound(r, '2', 0)), (a, b) => sub(first + a, first + b), split);
+  const cheap = cheapBound(region);
+  const chain = chainMargin(segment.regions.slice(first, last + 1).map(cheapBound), (a, b) => sub(first + a, first + b), split);
   const composedMargin = roundingMargin(cheap.gammaSum, cheap.absNorm);
   // the start the second run had before this was one run (same seed where that run was due): the same bounds
   const l = await productLanczos(region, settings, chain < 0.5 * composedMargin ? index + 500_000 : index, Math.min(chain, composedMargin));
@@ -388,22 +425,7 @@ export async function cpSegmentBound(segment: Segment, settings: NormSettings, o
   // recursion with those floors as certificates stays above the bound (+0.1%), the certified value is not chosen.
   const pending = [...got.entries()].filter(([, g]) => g.m?.pending !== undefined);
   if (pending.length) {
-    const floor = segment.regions.map((reg, k) => {
-      const est = got.get(k * m + k)?.n.estimate ?? 0;
-      const parts = regionBound(reg, '2', 0);
-      return Math.sqrt(Math.max(0, est * est - roundingMargin(parts.gammaSum, parts.absNorm))) * (1 - 1e-6);
-    });
-    // the factorisation holds while the composition folds no scaling across a region boundary (foldScales scans left
-    // to right, so a boundary is crossed exactly when a region's folded tail folds with the next region's first node)
-    const crosses = (k: number) => {
-      const tail = foldScales(segment.regions[k - 1].nodes).at(-1)!;
-      const head = composeRegions(segment, k - 1, k).nodes[segment.regions[k - 1].nodes.length];
-      return foldScales([tail, head]).length < 2;
-    };
-    const lowest = (i: number, j: number) => {
-      for (let k = i + 1; k <= j; k++) if (crosses(k)) return 0;
-      return floor.slice(i, j + 1).reduce((a, b) => a * b, 1);
-    };
+    const lowest = (i: number, j: number) => productFloor(segment, i, j, (k) => got.get(k * m + k)?.n.estimate ?? 0);
     const mixedValue = up(recursion((i, j) => table[i][j].mixed));
     const bestCert: number[][] = Array.from({ length: m }, () => new Array<number>(m));
     for (let len = 1; len <= m; len++) {

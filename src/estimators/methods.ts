@@ -15,7 +15,7 @@ import { jacobianLowerBound, type AnalysedModel } from './lower-bound.js';
 import { mapInLanes } from './lanes.js';
 import { budgetBasis, measureRegion, type NormSettings, type OperatorNorm } from './operator-norm.js';
 import { patternSearchLowerBound } from './pattern-search.js';
-import { findResidualBlocks, graphCpBound, graphCpObstacle, residualBlockBound, residualWork, type GraphCpResult } from './residual.js';
+import { findResidualBlocks, graphCpBound, graphCpObstacle, residualBlockBound, residualWork, type GraphCpResult, type ResidualBlock } from './residual.js';
 import { seqlipObstacle, seqlipSegmentBound } from './seqlip.js';
 
 /**
@@ -221,6 +221,7 @@ export async function estimateUpper(m: MethodModel, backend: OperatorBackend, o:
     // budget the size of CP's (counted by the cost model, never timed)
     if (o.method === 'best' && o.norm === '2') {
       let left = Math.max(CP_MIN_FLOP, CP_PER_NORMS * normsWork);
+      const chosen: ResidualBlock[] = [];
       for (const block of findResidualBlocks(m.ir, m.blocks, segments)) {
         const cost = residualWork(block, Math.max(1, ...block.branch.regions.map((r) => budgetBasis(norms.get(r.id)!).iterations)), products);
         if (cost > left) {
@@ -228,7 +229,13 @@ export async function estimateUpper(m: MethodModel, backend: OperatorBackend, o:
           continue;
         }
         left -= cost;
-        const res = await residualBlockBound(block, settings, { known: products });
+        chosen.push(block);
+      }
+      // the budget picks the blocks by their counted cost alone, so they are measured at once where the backend runs
+      // products off the main thread (backend.concurrency; each block's seeds come from its ordinal), entered in order
+      const bounds = await mapInLanes(chosen, backend.concurrency ?? 1, (block) => residualBlockBound(block, settings, { known: products }));
+      for (const [k, block] of chosen.entries()) {
+        const res = bounds[k];
         probabilisticSegments += res.probabilistic;
         const nodes = [...(block.skip?.nodes ?? []), ...block.branch.regions.flatMap((r) => r.nodes), ...block.branch.activations, block.sum].map((n) => n.name);
         residuals.push({ id: block.id, input: block.input, output: block.output, nodes: [...new Set(nodes)], upper: res.upper, estimate: res.estimate, ms: res.ms, note: res.note });

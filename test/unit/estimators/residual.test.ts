@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import { composeAutoLip, type ResidualUse } from '../../../src/estimators/autolip.js';
 import { estimateUpper, type MethodSettings } from '../../../src/estimators/methods.js';
 import { findResidualBlocks, graphCpBound, graphCpObstacle, linearPart, residualBlockBound, type ResidualBlock } from '../../../src/estimators/residual.js';
-import type { NormSettings } from '../../../src/estimators/operator-norm.js';
+import { measureRegion, type NormSettings } from '../../../src/estimators/operator-norm.js';
 import type { LinearRegion } from '../../../src/ir/merge.js';
 import type { GramOperator, OperatorBackend } from '../../../src/ir/operator.js';
 import { sizeOf, toFloat64 } from '../../../src/ir/tensor.js';
@@ -440,4 +440,54 @@ test('under best, the residual block reuses the partial products CP measured: no
   assert.deepEqual(twice, [], `Gram maps measured twice: ${twice.join(', ')} (all: ${backend.grams.join(', ')})`);
   const brute = bruteForce(ws, ACTS.relu.slope, identity(2), 1, 1);
   assert.ok(brute <= residual.upper.value * (1 + 1e-12), `brute force ${brute} > residual bound ${residual.upper.value}`);
+});
+
+test('a convolutional block\'s linear part: measureRegion\'s start, steps and KW bound with the chained margin; its composition certificate only where it could be chosen', async () => {
+  // x [1,2,6,6] → Conv 3×3 (2→3) → Relu → Conv 3×3 (3→2) → Add x: the composition certificate of I + c·W2W1 is at
+  // least |c|·‖W2‖‖W1‖; with large weights it is far above the KW bound, so it is left out, and the bound is the same
+  const rng = new Random(71);
+  const conv = (cout: number, cin: number, gain: number) => tensor([cout, cin, 3, 3], Array.from({ length: cout * cin * 9 }, () => (rng.normal() * gain) / Math.sqrt(9 * cin)));
+  for (const gain of [3, 0.05]) {
+    const nodes: NodeSpec[] = [
+      { opType: 'Conv', inputs: ['x', 'w1'], outputs: ['h'], name: 'c1', attrs: { pads: { ints: [1, 1, 1, 1] } } },
+      { opType: 'Relu', inputs: ['h'], outputs: ['a'], name: 'relu' },
+      { opType: 'Conv', inputs: ['a', 'w2'], outputs: ['g'], name: 'c2', attrs: { pads: { ints: [1, 1, 1, 1] } } },
+      { opType: 'Add', inputs: ['x', 'g'], outputs: ['y'], name: 'add' },
+    ];
+    const [w1, w2] = [conv(3, 2, gain), conv(2, 3, gain)];
+    const bytes = encodeGraph({ opset: 13, inputs: [{ name: 'x', dims: [1, 2, 6, 6] }], outputs: [{ name: 'y', dims: [1, 2, 6, 6] }], nodes, initializers: [['w1', w1], ['w2', w2]] });
+    const { ir, blocks, segments } = await pipeline(bytes);
+    const [block] = findResidualBlocks(ir, blocks, segments);
+    assert.ok(block, 'one residual block');
+    const s = { ...baseSettings, certify: 'auto' as const };
+    const known = await measureAll(blocks, s);
+    const res = await residualBlockBound(block, s, { known });
+    // measureRegion on the same region with the same index: the same start, so the same Ritz value and steps
+    const direct = await measureRegion(linearPart(block, 0.5), s, 3_000_000 + block.ordinal * 4096 + 4095);
+    assert.equal(res.linear.estimate, direct.estimate);
+    assert.equal(res.linear.iterations, direct.iterations);
+    const kw = direct.candidates.find((c) => c.kind === 'probabilistic')!;
+    assert.ok(res.linear.upper.value <= kw.value, `chained ${res.linear.upper.value} ≤ composition-margin KW ${kw.value}`);
+    const cert = direct.candidates.find((c) => c.kind === 'certified')!;
+    const hasCert = res.linear.candidates.some((c) => c.kind === 'certified');
+    if (cert.value > res.linear.upper.value * 1.01) assert.ok(!hasCert, `gain ${gain}: certificate ${cert.value} far above ${res.linear.upper.value}, left out`);
+    else assert.ok(hasCert, `gain ${gain}: certificate ${cert.value} near ${res.linear.upper.value}, computed`);
+    // the bound is never below the true norm of the linear part: the float64 matrix of I + ½·W2W1, column by column
+    const conv3 = (x: Float64Array, w: Float32Array, cin: number, cout: number) => {
+      const y = new Float64Array(cout * 36);
+      for (let o = 0; o < cout; o++) for (let c = 0; c < cin; c++) for (let i = 0; i < 6; i++) for (let j = 0; j < 6; j++) for (let di = 0; di < 3; di++) for (let dj = 0; dj < 3; dj++) {
+        const a = i + di - 1, b = j + dj - 1;
+        if (a >= 0 && a < 6 && b >= 0 && b < 6) y[o * 36 + i * 6 + j] += w[((o * cin + c) * 3 + di) * 3 + dj] * x[c * 36 + a * 6 + b];
+      }
+      return y;
+    };
+    const m = new Float64Array(72 * 72);
+    for (let j = 0; j < 72; j++) {
+      const e = Float64Array.from({ length: 72 }, (_, i) => (i === j ? 1 : 0));
+      const col = conv3(conv3(e, w1.data, 2, 3), w2.data, 3, 2);
+      for (let i = 0; i < 72; i++) m[i * 72 + j] = e[i] + 0.5 * col[i];
+    }
+    const truth = sigmaMax(m, 72, 72);
+    assert.ok(res.linear.upper.value >= truth && res.linear.upper.value <= 1.2 * truth, `linear part ${res.linear.upper.value} vs σ_max ${truth}`);
+  }
 });

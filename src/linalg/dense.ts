@@ -191,8 +191,34 @@ function sumSquares(a: Float64Array): number {
   return s;
 }
 
+/**
+ * Work (multiply-adds) a resumable kernel (the …Steps generators below) does between two pauses: about a millisecond
+ * here. The synchronous callers run them through without pausing (runSteps); denseSpectralNormBoundWith pauses, so
+ * other work on the thread (another operator's Lanczos bookkeeping, answers from onnxruntime's worker) goes on between
+ * the slices. A pause changes nothing in the arithmetic.
+ */
+const SLICE = 1 << 20;
+
+/** Runs a resumable kernel to its end without pausing. */
+function runSteps<T>(steps: Generator<void, T>): T {
+  for (;;) {
+    const r = steps.next();
+    if (r.done) return r.value;
+  }
+}
+
+/** Runs a resumable kernel, letting the event loop run (setImmediate) at each of its pauses. */
+async function runStepsYielding<T>(steps: Generator<void, T>): Promise<T> {
+  for (;;) {
+    const r = steps.next();
+    if (r.done) return r.value;
+    await new Promise<void>((resolve) => setImmediate(resolve));
+  }
+}
+
 /** λ_max estimate of the symmetric m×m matrix g by Lanczos with full reorthogonalisation (approaches from below). */
-function lanczosSymmetric(g: Float64Array, m: number, maxSteps: number): number {
+function* lanczosSymmetricSteps(g: Float64Array, m: number, maxSteps: number): Generator<void, number> {
+  let work = 0;
   const kmax = Math.min(m, maxSteps);
   const rng = new Random(LANCZOS_SEED);
   const basis: Float64Array[] = [];
@@ -231,6 +257,8 @@ function lanczosSymmetric(g: Float64Array, m: number, maxSteps: number): number 
     beta.push(nb);
     v = w;
     for (let i = 0; i < m; i++) v[i] /= nb;
+    work += m * (m + 4 * basis.length);
+    if (work >= SLICE) { work = 0; yield; }
   }
   return theta;
 }
@@ -243,6 +271,11 @@ function lanczosSymmetric(g: Float64Array, m: number, maxSteps: number): number 
  * A_ii = fl(s − g_ii) differs from s − g_ii by ≤ u·|A_ii|/(1−u). Hence λ_max(g) ≤ s + γ/(1−γ)·tr(A) + 2u·max|A_ii|.
  */
 function choleskyCertify(g: Float64Array, m: number, s: number): number | null {
+  return runSteps(choleskySteps(g, m, s));
+}
+
+function* choleskySteps(g: Float64Array, m: number, s: number): Generator<void, number | null> {
+  let work = 0;
   const l = new Float64Array(m * m);
   let trace = 0;
   let maxDiag = 0;
@@ -282,6 +315,8 @@ function choleskyCertify(g: Float64Array, m: number, s: number): number | null {
       if (!(piv > 0)) return null;
       l[or + r] = Math.sqrt(piv);
     }
+    work += i * i + 1;
+    if (work >= SLICE) { work = 0; yield; }
   }
   const gm = gamma(m + 1);
   const traceUp = roundUp(Math.max(trace, 0), m + 1);
@@ -295,18 +330,22 @@ function choleskyCertify(g: Float64Array, m: number, s: number): number | null {
  * to 10 bisection steps between the last rejected and the accepted shift tighten it. Null if none is accepted.
  */
 export function certifyByShift(lower: number, rho0: number, certify: (s: number) => number | null): { upper: number; shift: number } | null {
+  return runSteps(certifyByShiftSteps(lower, rho0, function* (s) { return certify(s); }));
+}
+
+function* certifyByShiftSteps(lower: number, rho0: number, certify: (s: number) => Generator<void, number | null>): Generator<void, { upper: number; shift: number } | null> {
   let rho = rho0;
   let lo = lower;
   for (let attempt = 0; attempt < 16; attempt++, rho *= 16) {
     let hi = roundUp(lower * (1 + rho), 2) + UNDERFLOW_SLACK;
-    let upper = certify(hi);
+    let upper = yield* certify(hi);
     if (upper === null) {
       lo = hi;
       continue;
     }
     for (let step = 0; step < 10 && hi - lo > 1e-9 * hi; step++) {
       const mid = lo + 0.5 * (hi - lo);
-      const tried = certify(mid);
+      const tried = yield* certify(mid);
       if (tried === null) lo = mid;
       else {
         hi = mid;
@@ -349,14 +388,14 @@ function charge(budget: Budget | undefined, flop: number): void {
 export const SHIFT_SEARCH = 11;
 
 /** Certified λ_max bound of the symmetric PSD m×m matrix g (Lanczos estimate, Cholesky certificate); null if none succeeds. */
-function certifiedLambdaMax(g: Float64Array, m: number, budget?: Budget): { upper: number; estimate: number } | null {
-  const theta = Math.max(lanczosSymmetric(g, m, 300), 0);
+function* certifiedLambdaMax(g: Float64Array, m: number, budget?: Budget): Generator<void, { upper: number; estimate: number } | null> {
+  const theta = Math.max(yield* lanczosSymmetricSteps(g, m, 300), 0);
   // the prediction covers one shift search (a first shift and up to 10 bisection steps: SHIFT_SEARCH factorisations,
   // together about one full factorisation's time as measured); each factorisation beyond it is counted
   let attempts = 0;
-  const cert = certifyByShift(Math.max(theta, meanDiagonal(g, m)), 4 * (m + 1) * U, (s) => {
+  const cert = yield* certifyByShiftSteps(Math.max(theta, meanDiagonal(g, m)), 4 * (m + 1) * U, function* (s) {
     if (attempts++ >= SHIFT_SEARCH) charge(budget, (m * m * m) / 3);
-    return choleskyCertify(g, m, s);
+    return yield* choleskySteps(g, m, s);
   });
   return cert === null ? null : { upper: cert.upper, estimate: theta };
 }
@@ -399,9 +438,9 @@ function exactSetup(w: RealMatrix, rows: number, cols: number): ExactSetup {
 }
 
 /** exactBound from the float64 Gram matrix g of the setup's matrix (any float64 evaluation order of its entries). */
-function exactFinish(s: Exclude<ExactSetup, { done: NormBound }>, g: Float64Array, budget?: Budget): NormBound {
+function* exactFinish(s: Exclude<ExactSetup, { done: NormBound }>, g: Float64Array, budget?: Budget): Generator<void, NormBound> {
   const { m, n, shift, frob2 } = s;
-  const cert = certifiedLambdaMax(g, m, budget);
+  const cert = yield* certifiedLambdaMax(g, m, budget);
   if (cert === null) return gramIterationFromGram(g, m, n, frob2, shift, 10);
   const lambda = roundUp(cert.upper + roundUp(gamma(n) * frob2, 2), 2);
   return { value: unscaleUp(sqrtUp(lambda), shift), estimate: Math.sqrt(cert.estimate) * 2 ** -shift, method: 'exact-eig' };
@@ -409,7 +448,7 @@ function exactFinish(s: Exclude<ExactSetup, { done: NormBound }>, g: Float64Arra
 
 function exactBound(w: RealMatrix, rows: number, cols: number, budget?: Budget): NormBound {
   const s = exactSetup(w, rows, cols);
-  return s.done ?? exactFinish(s, gramRows(s.a, s.m, s.n), budget);
+  return s.done ?? runSteps(exactFinish(s, gramRows(s.a, s.m, s.n), budget));
 }
 
 /**
@@ -525,7 +564,9 @@ export type GramKernel = (a: Float64Array, m: number, n: number) => Promise<Floa
  * denseSpectralNormBound with the Gram product done by `gram` where one is given (a faster kernel: the product is
  * m²n of the m²n/2 + m³/6 multiply-adds). Same margin and proof: the kernel's contract gives the same entrywise error
  * bound as the JS product; the lower triangle (what the Cholesky certificate reads) is mirrored to make it exactly
- * symmetric, and a result of the wrong size or with a non-finite entry is refused. Same budget rule.
+ * symmetric, and a result of the wrong size or with a non-finite entry is refused. Same budget rule. The Lanczos
+ * estimate and the Cholesky certificate run in slices of about a millisecond (SLICE), giving the thread back between
+ * them: the same arithmetic, so the same numbers.
  */
 export async function denseSpectralNormBoundWith(w: RealMatrix, rows: number, cols: number, opts: { budgetFlop?: number; gram?: GramKernel } = {}): Promise<NormBound> {
   checkShape(w, rows, cols, 'denseSpectralNormBound');
@@ -545,7 +586,8 @@ export async function denseSpectralNormBoundWith(w: RealMatrix, rows: number, co
     }
     g = fast;
   } else g = gramRows(s.a, s.m, s.n);
-  return exactFinish(s, g, budget);
+  // in slices: the thread stays free for other work between them (runStepsYielding)
+  return runStepsYielding(exactFinish(s, g, budget));
 }
 
 /** The transpose of a rows×cols row-major matrix (exact: entries are only moved). */

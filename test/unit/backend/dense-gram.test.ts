@@ -83,3 +83,17 @@ test('a certified σ_max through the onnxruntime Gram: ≥ the exact σ_max, wit
     assert.ok(Math.abs(fast.value - js.value) <= 1e-10 * js.value, `${fast.value} vs the JavaScript product's ${js.value}`);
   }
 });
+
+test('the certificate runs in slices: the event loop runs between them, and the numbers are those of the synchronous run', async () => {
+  const rng = new Random(24);
+  const w = randomMatrix(rng, 500, 400, 3);
+  let ticks = 0;
+  let running = true;
+  const tick = () => { ticks++; if (running) setImmediate(tick); };
+  setImmediate(tick);
+  const sliced = await denseSpectralNormBoundWith(w, 500, 400);
+  running = false;
+  // a 400×400 Gram: Lanczos and a Cholesky of 10⁷ multiply-adds or more each, in slices of 2²⁰
+  assert.ok(ticks >= 4, `the event loop ran ${ticks} times during the certificate`);
+  assert.deepEqual(sliced, denseSpectralNormBound(w, 500, 400));
+});

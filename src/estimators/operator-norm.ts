@@ -56,11 +56,12 @@ export function budgetBasis(m: OperatorNorm): { iterations: number; work: number
  * pixel). σ_max(W_g) is certified by denseSpectralNormBound on the folded float64 weights; the folding multiplies each
  * weight by at most two per-channel factors, each product rounded once (relative error ≤ 2u + u², u = 2⁻⁵³), so the
  * folded matrix differs from the exact one by E with |E| ≤ 2⁻⁵¹·|W'|, and ‖E‖₂ ≤ 2⁻⁵¹·‖|W'|‖₂ is added, with `absNorm` ≥ ‖|W'|‖₂
- * (regionBound's √(‖W'‖₁‖W'‖∞) of the folded conv, which bounds every group's block too).
+ * (regionBound's √(‖W'‖₁‖W'‖∞) of the folded conv, which bounds every group's block too; summed here from the folded
+ * weights when not given, the same sums).
  * One C_out × C_in certificate instead of Lanczos steps over every pixel. Null for any other region or past `budget`.
  * `gram`: the backend's float64 Gram kernel (OperatorBackend.denseGram), same certificate and margin (GramKernel).
  */
-export async function pointwiseConvBound(region: LinearRegion, budget: number, absNorm: number, gram?: GramKernel): Promise<{ bound: Bound; estimate: number; flop: number } | null> {
+export async function pointwiseConvBound(region: LinearRegion, budget: number, absNorm?: number, gram?: GramKernel): Promise<{ bound: Bound; estimate: number; flop: number } | null> {
   const folded = foldScales(region.nodes);
   if (folded.length !== 1) return null;
   const p = folded[0].prim;
@@ -74,7 +75,7 @@ export async function pointwiseConvBound(region: LinearRegion, budget: number, a
   const w = toFloat64(p.weight);
   // ‖E‖₂ ≤ (2u + u²)·‖|W'|‖₂ ≤ (2u + u²)·absNorm; 2⁻⁵¹ is twice 2u, and that slack covers the rounding of absNorm's
   // sums and of the final addition
-  const margin = 2 ** -51 * absNorm;
+  const margin = 2 ** -51 * (absNorm ?? schurAbsNorm(w, g, rows, cols));
   let value = 0, estimate = 0, method = '';
   for (let k = 0; k < g; k++) {
     let b;
@@ -89,6 +90,27 @@ export async function pointwiseConvBound(region: LinearRegion, budget: number, a
     method = b.method;
   }
   return { bound: { value, kind: 'certified', method: `${method}(1×1 conv)` }, estimate, flop };
+}
+
+/** √(‖|W|‖₁‖|W|‖∞) of the block-diagonal matrix of `g` row-major rows×cols blocks: Schur's bound on ‖|W|‖₂. */
+function schurAbsNorm(w: Float64Array, g: number, rows: number, cols: number): number {
+  let maxRow = 0, maxCol = 0;
+  const colSums = new Float64Array(cols);
+  for (let k = 0; k < g; k++) {
+    colSums.fill(0);
+    for (let r = 0; r < rows; r++) {
+      const o = (k * rows + r) * cols;
+      let sum = 0;
+      for (let c = 0; c < cols; c++) {
+        const a = Math.abs(w[o + c]);
+        sum += a;
+        colSums[c] += a;
+      }
+      maxRow = Math.max(maxRow, sum);
+    }
+    for (let c = 0; c < cols; c++) maxCol = Math.max(maxCol, colSums[c]);
+  }
+  return Math.sqrt(maxRow * maxCol);
 }
 
 /**
@@ -142,15 +164,9 @@ async function denseRegionBound(region: LinearRegion, composed: ReturnType<typeo
 export async function measureRegion(region: LinearRegion, settings: NormSettings, index: number): Promise<OperatorNorm> {
   const t0 = performance.now();
   const candidates: Bound[] = [];
-  // Schur/isometry composition first: free, and it supplies the rounding margin's ‖|A|‖ bound
-  const cheap = regionBound(region, settings.norm, 0);
-  if (settings.norm === 'inf') {
-    const upper: Bound = { value: cheap.value, kind: 'certified', method: cheap.method };
-    return { estimate: cheap.method === 'exact' || cheap.method === 'row-sum' ? cheap.value : null, upper, candidates: [upper], iterations: 0, ms: performance.now() - t0, work: 0, direction: null };
-  }
-
-  // a pointwise convolution: one small dense certificate, exact and cheaper than any Lanczos run on it
-  const pointwise = settings.certify === 'none' || cheap.method === 'exact' ? null : await pointwiseConvBound(region, settings.certifyBudget, cheap.absNorm, settings.backend.denseGram);
+  // a pointwise convolution: one small dense certificate, exact and cheaper than any Lanczos run on it; it folds the
+  // weights once and sums them for its own margin, so the composition below (a second fold) is left out
+  const pointwise = settings.norm === 'inf' || settings.certify === 'none' ? null : await pointwiseConvBound(region, settings.certifyBudget, undefined, settings.backend.denseGram);
   if (pointwise) {
     const n = Math.min(sizeOf(region.inShape), sizeOf(region.outShape));
     const steps = Math.min(settings.maxIterations, Math.max(3, kwStepsFor(n, settings.delta, 1 + settings.tol)));
@@ -164,6 +180,13 @@ export async function measureRegion(region: LinearRegion, settings: NormSettings
       direction: null,
       replaced: { iterations: steps, work: 2 * steps * regionFlop(region) },
     };
+  }
+
+  // Schur/isometry composition: free, and it supplies the rounding margin's ‖|A|‖ bound
+  const cheap = regionBound(region, settings.norm, 0);
+  if (settings.norm === 'inf') {
+    const upper: Bound = { value: cheap.value, kind: 'certified', method: cheap.method };
+    return { estimate: cheap.method === 'exact' || cheap.method === 'row-sum' ? cheap.value : null, upper, candidates: [upper], iterations: 0, ms: performance.now() - t0, work: 0, direction: null };
   }
 
   const noWeights = cheap.method === 'exact';

@@ -35,6 +35,9 @@ test('1×1 conv (with a folded per-channel scale): the dense certificate is ≥ 
     const b = await pointwiseConvBound(region, 1e9, gram);
     assert.ok(b, 'a 1×1 conv region is recognised');
     const js = await pointwiseConvBound(region, 1e9);
+    // its own sums for the margin (as measureRegion calls it) against regionBound's: the same bound to rounding
+    const own = await boundWith(region, 1e9, undefined, gram);
+    assert.ok(own && Math.abs(own.bound.value - b.bound.value) <= 4 * 2 ** -52 * b.bound.value, `${own?.bound.value} with its own margin sums against ${b.bound.value}`);
     assert.ok(js && Math.abs(js.bound.value - b.bound.value) <= 1e-12 * js.bound.value, `${b.bound.value} against the JavaScript Gram's ${js?.bound.value}`);
     assert.equal(b.bound.kind, 'certified');
     assert.ok(b.bound.value >= exact, `${b.bound.value} < exact ${exact} (${co}×${ci}, stride ${stride}, pad ${pad})`);

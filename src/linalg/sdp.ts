@@ -40,7 +40,8 @@ export interface LipSdpSolution {
   readonly converged: boolean;
 }
 
-function checkProblem(p: LipSdpProblem): void {
+/** Throws unless the problem's shapes chain, its weights are finite and its slope ranges are intervals. */
+export function checkProblem(p: LipSdpProblem): void {
   const l = p.layers.length - 1;
   if (l < 1 || p.slopes.length !== l) throw new LipcheckError('INTERNAL', `A LipSDP problem needs at least two layers and one slope range per hidden layer; got ${p.layers.length} layers and ${p.slopes.length} slope ranges.`);
   for (let k = 0; k < p.layers.length; k++) {
@@ -210,7 +211,7 @@ const LANCZOS_STEPS = 24;
  * multipliers solved for with R are multipliers of the full LMI; the certificate always checks the full one. A small
  * ridge keeps a rank-deficient W_0W_0ᵀ factorable (the solve is approximate anyway).
  */
-function reduceInput(p: LipSdpProblem): LipSdpProblem {
+export function reduceInput(p: LipSdpProblem): LipSdpProblem {
   const w0 = p.layers[0];
   if (w0.cols <= w0.rows) return p;
   const m = w0.rows;

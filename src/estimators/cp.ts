@@ -188,7 +188,7 @@ export function chainMargin(pieces: readonly { gammaSum: number; absNorm: number
  * where it can) with the KW bound and a given rounding margin, stopped like measureRegion's (without the KW steps under
  * --certify none and strict, where no KW bound is used).
  */
-export async function productLanczos(region: LinearRegion, settings: NormSettings, index: number, margin: number): Promise<{ bound: Bound | null; estimate: number; iterations: number; work: number }> {
+export async function productLanczos(region: LinearRegion, settings: NormSettings, index: number, margin: number): Promise<{ bound: Bound | null; estimate: number; iterations: number; work: number; gramVector: Float64Array }> {
   const op = await settings.backend.gram(region);
   const n = op.n;
   const kw = settings.certify !== 'none' && settings.certify !== 'strict';
@@ -206,7 +206,7 @@ export async function productLanczos(region: LinearRegion, settings: NormSetting
     );
     const factor = res.invariant && res.steps >= n ? 1 : kwFactor(n, res.steps, settings.delta);
     const bound: Bound | null = kw && Number.isFinite(factor) ? { value: Math.sqrt(res.theta * factor * factor + margin), kind: 'probabilistic', method: `lanczos-kw-chain(k=${res.steps})` } : null;
-    return { bound, estimate: Math.sqrt(res.theta), iterations: res.steps, work: 2 * res.steps * regionFlop(region) };
+    return { bound, estimate: Math.sqrt(res.theta), iterations: res.steps, work: 2 * res.steps * regionFlop(region), gramVector: res.ritzVector };
   } catch (e) {
     if (!(e instanceof NonFiniteError)) throw e;
     throw new LipcheckError('UNSUPPORTED', `The product ${region.id} of operators (${region.nodes.map((n) => `${n.opType} '${n.name}'`).join(', ')}) overflows float32: applying it gives infinite or NaN values, so the weights are too large to analyse. Check the model's weights.`, { cause: e });
@@ -299,7 +299,10 @@ function withCertificate(region: LinearRegion, m: Measured, lanczosWork: number,
 export interface CpOptions {
   /** Longest product W_j⋯W_i measured as one operator (≥ 1); longer ones are bounded by products of measured ones. Default: no limit. */
   readonly window?: number;
-  /** Norms of single regions already measured with the same settings (by region id, e.g. AutoLip's): reused, not measured again. */
+  /**
+   * Norms already measured with the same settings, reused, not measured again: single regions by region id (AutoLip's),
+   * partial products by composeRegions id (an earlier call's, whose KW events that call counted).
+   */
   readonly known?: ReadonlyMap<string, OperatorNorm>;
 }
 
@@ -333,6 +336,10 @@ export interface CpResult {
   /** Composition certificates computed for products of convolutions or large products (under auto only where one could change the bound). */
   readonly certificates: number;
   readonly ms: number;
+  /** The mixed recursion (rounded up) with the whole product's entry lowered to min(its entry, v): a floor of the bound for a whole product of norm ≥ v. */
+  readonly atWhole: (v: number) => number;
+  /** The whole product's entry: its bound from shorter products when it was not measured (window < m). */
+  readonly wholeEntry: number;
 }
 
 interface Entry { cert: number; mixed: number; kind: BoundKind; est: number }
@@ -384,7 +391,7 @@ export async function cpSegmentBound(segment: Segment, settings: NormSettings, o
     const starts = Array.from({ length: m - len + 1 }, (_, i) => i);
     const row = len > window ? [] : await mapInLanes(starts, settings.backend.concurrency ?? 1, async (i) => {
       const j = i + len - 1;
-      const known = len === 1 ? opts.known?.get(segment.regions[i].id) : undefined;
+      const known = opts.known?.get(len === 1 ? segment.regions[i].id : composeRegions(segment, i, j).id);
       const split = fill(i, j).mixed;
       const measured = known ? null : await measureProduct(segment, i, j, settings, 1_000_000 + segment.ordinal * 4096 + i * 64 + j, (a, b) => table[a][b].mixed, roundUp(split, 4 * m), true);
       return { m: measured, n: known ?? measured!.norm };
@@ -470,7 +477,43 @@ export async function cpSegmentBound(segment: Segment, settings: NormSettings, o
   const upper: Bound = Number.isFinite(certValue) && certValue <= mixedValue * (1 + 1e-3)
     ? { value: certValue, kind: 'certified', method }
     : { value: mixedValue, kind: mixedKind, method };
-  return { upper, estimate: Number.isFinite(estimate) ? estimate : null, norms: measured, probabilistic: upper.kind === 'probabilistic' ? probabilistic : 0, products, work, certificates, ms: performance.now() - t0 };
+  const atWhole = (v: number) => up(recursion((i, j) => (i === 0 && j === m - 1 ? Math.min(table[i][j].mixed, v) : table[i][j].mixed)));
+  return { upper, estimate: Number.isFinite(estimate) ? estimate : null, norms: measured, probabilistic: upper.kind === 'probabilistic' ? probabilistic : 0, products, work, certificates, ms: performance.now() - t0, atWhole, wholeEntry: table[0][m - 1].mixed };
+}
+
+/**
+ * A deterministic floor under the norm of a segment's whole product P = W_m⋯W_1 (never under a valid upper bound of
+ * it): Lanczos on P's Gram map from `start` (any start: every Ritz value of an operator is at most its top
+ * eigenvalue), θ ≤ λ_max(computed Gram) ≤ ‖P‖² + margin with the smaller of the chain and composition rounding
+ * margins (measureProduct's, from the shorter products' bounds in `cp`), so ‖P‖ ≥ √(θ − margin). At most `maxSteps`
+ * steps, stopped as soon as `enough(floor)`; 0 when the start does not fit the Gram map or a product overflows.
+ */
+export async function wholeProductFloor(segment: Segment, settings: NormSettings, cp: CpResult, start: Float64Array, maxSteps: number, enough: (floor: number) => boolean): Promise<{ floor: number; steps: number; work: number }> {
+  const m = segment.regions.length;
+  const region = composeRegions(segment, 0, m - 1);
+  const bound = new Map(cp.products.map((p) => [p.first * m + p.last, p.upper.value]));
+  const sub = (a: number, b: number) => bound.get(a * m + b) ?? Infinity;
+  const cheap = cheapBound(region);
+  const margin = Math.min(chainMargin(segment.regions.map(cheapBound), sub, roundUp(cp.wholeEntry, 4 * m)), roundingMargin(cheap.gammaSum, cheap.absNorm));
+  const floorOf = (theta: number) => (Number.isFinite(margin) ? Math.sqrt(Math.max(0, theta - margin)) * (1 - 1e-6) : 0);
+  const op = await settings.backend.gram(region);
+  try {
+    if (op.n !== start.length) return { floor: 0, steps: 0, work: 0 };
+    let s = 0;
+    for (let i = 0; i < start.length; i++) s += start[i] * start[i];
+    if (!(s > 0) || !Number.isFinite(s)) return { floor: 0, steps: 0, work: 0 };
+    const unit = Float64Array.from(start, (x) => x / Math.sqrt(s));
+    const res = await lanczosTop(
+      { n: op.n, apply: (v) => op.apply(v), applyInto: (v, out) => op.applyInto(v, out) },
+      { start: unit, maxSteps, stop: (theta) => enough(floorOf(theta)), parallel: settings.backend.parallel },
+    );
+    return { floor: floorOf(res.theta), steps: res.steps, work: 2 * res.steps * regionFlop(region) };
+  } catch (e) {
+    if (e instanceof NonFiniteError) return { floor: 0, steps: 0, work: 0 };
+    throw e;
+  } finally {
+    await op.dispose();
+  }
 }
 
 /** AutoLip's factor for a segment: Π‖W_k‖·Π max|slope_k| from per-region norms (ALGORITHMS.md §1), with its estimate. */

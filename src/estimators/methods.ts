@@ -4,7 +4,7 @@ import { sizeOf } from '../ir/tensor.js';
 import { MFLOP, regionFlop } from '../linalg/work.js';
 import type { LowerBound } from '../report/report.js';
 import { composeAutoLip, type AutoLipResult, type ResidualUse, type SegmentCandidate, type SegmentUse } from './autolip.js';
-import { cpSegmentBound, findSegments } from './cp.js';
+import { cpSegmentBound, findSegments, segmentAutoLip, wholeProductFloor, type CpResult, type Segment } from './cp.js';
 import { exactLipschitz, type ExactResult } from './exact.js';
 import { babObstacle, reluBranchAndBound } from './relu-bab.js';
 import type { Bound, NormKind } from './kinds.js';
@@ -15,7 +15,7 @@ import { jacobianLowerBound, type AnalysedModel } from './lower-bound.js';
 import { mapInLanes } from './lanes.js';
 import { budgetBasis, measureRegion, type NormSettings, type OperatorNorm } from './operator-norm.js';
 import { patternSearchLowerBound } from './pattern-search.js';
-import { findResidualBlocks, graphCpBound, graphCpObstacle, residualBlockBound, residualWork, type GraphCpResult, type ResidualBlock } from './residual.js';
+import { findResidualBlocks, graphCpBound, graphCpObstacle, residualBlockBound, residualWork, type GraphCpResult, type ResidualBlock, type ResidualResult } from './residual.js';
 import { seqlipObstacle, seqlipSegmentBound } from './seqlip.js';
 
 /**
@@ -137,6 +137,48 @@ export function cpWindowFor(parts: readonly { flop: number; iterations: number }
   return m;
 }
 
+/** A segment whose whole product CP left for after its residual block's bound (estimateUpper). */
+interface DeferredWhole {
+  readonly segment: Segment;
+  readonly cp: CpResult;
+  /** The segment's candidates (the array in `uses`) and the index of CP's. */
+  readonly candidates: SegmentCandidate[];
+  readonly at: number;
+}
+
+/** Most steps of the floor run on a deferred whole product (wholeProductFloor); it stops as soon as the floor suffices. */
+const WHOLE_FLOOR_STEPS = 8;
+
+/**
+ * Settles a whole product W_m⋯W_1 that CP deferred for a residual block's branch. The composition takes the block's
+ * bound R where R < a·‖S‖ + b·F (F the segment's factor: the least of its candidates and its AutoLip product), and CP's
+ * candidate is the only one P changes. If ‖P‖ ≥ φ, CP's bound with P measured is at least cp.atWhole(φ) (every KW bound
+ * of P is ≥ ‖P‖ unless that KW event fails, and the composition certificate always is), so when a·‖S‖ + b·min(cp.atWhole(φ),
+ * other candidates) ≥ R the reported bound is R either way and P is not measured; φ is a deterministic floor from a
+ * few Lanczos steps on P's Gram map started at the linear part's Ritz vector (wholeProductFloor, stopped once φ
+ * suffices). Otherwise (or without the block's bound) CP runs again with the products already counted reused, which
+ * measures P alone, as before, and replaces its candidate. Only the autolip+cp line of the report can get looser.
+ * Returns the KW events the new CP bound adds (0 when P is not measured).
+ */
+async function settleWhole(d: DeferredWhole, block: ResidualBlock | null, res: ResidualResult | null, norms: ReadonlyMap<string, OperatorNorm>, products: ReadonlyMap<string, OperatorNorm>, settings: NormSettings): Promise<number> {
+  const { segment, cp } = d;
+  if (block && res) {
+    const signs = (block.sum.prim as { signs: readonly number[] }).signs;
+    const a = Math.abs(signs[1 - block.branchIndex]), b = Math.abs(signs[block.branchIndex]);
+    const skip = block.skip ? norms.get(block.skip.id)!.upper.value : 1;
+    const others = Math.min(segmentAutoLip(segment, norms).upper.value, ...d.candidates.filter((_, i) => i !== d.at).map((c) => c.upper?.value ?? Infinity));
+    const enough = (floor: number) => a * skip + b * Math.min(cp.atWhole(floor), others) >= res.upper.value * (1 + 1e-9);
+    if (enough(0)) return 0;
+    if (res.gramVector && enough(Infinity)) {
+      const f = await wholeProductFloor(segment, settings, cp, res.gramVector, WHOLE_FLOOR_STEPS, enough);
+      if (enough(f.floor)) return 0;
+    }
+  }
+  const full = await cpSegmentBound(segment, settings, { known: products });
+  d.candidates[d.at] = { method: 'cp', upper: full.upper, estimate: full.estimate, ms: cp.ms + full.ms, note: `CP ${full.upper.value.toPrecision(4)} (${cp.norms + full.norms} products)` };
+  return full.probabilistic;
+}
+
 /**
  * The upper bound: every operator's norm (measureRegion), then per sequential segment CP, SeqLip and LipSDP as the
  * method and their budgets allow, residual blocks, the exact enumeration and the norm equivalences, composed by
@@ -170,6 +212,11 @@ export async function estimateUpper(m: MethodModel, backend: OperatorBackend, o:
     const runSdp = (o.method === 'sdp' || o.method === 'best') && o.norm === '2';
     if (!(sdpMflop >= 0)) throw new LipcheckError('USAGE', `The LipSDP work budget must be a non-negative number of Mflop; got ${sdpMflop}.`);
     const segments = findSegments(m.ir, m.blocks);
+    // under best (ℓ2), a residual block's branch: CP leaves the whole product W_m⋯W_1 for after the block's bound
+    // (settleWhole), which needs every shorter product but not that one, and usually makes CP's segment bound unused
+    const residualBlocks = o.method === 'best' && o.norm === '2' ? findResidualBlocks(m.ir, m.blocks, segments) : [];
+    const branches = new Set(residualBlocks.map((b) => b.branch.id));
+    const deferred = new Map<string, DeferredWhole>();
     // the operators' norms and every partial product CP measured, by region id: what the residual blocks need not re-measure
     const products = new Map<string, OperatorNorm>(norms);
     const activationCount = segments.reduce((a, g) => a + g.activations.length, 0);
@@ -181,7 +228,8 @@ export async function estimateUpper(m: MethodModel, backend: OperatorBackend, o:
         if (window < 2) {
           warnings.push(`${segment.id} (${segment.regions.length} operators): Combettes–Pesquet skipped, its partial products would take well over the work budget; AutoLip is used there (force it with --cp-window).`);
         } else {
-          const cp = await cpSegmentBound(segment, settings, { window: window >= segment.regions.length ? undefined : window, known: norms });
+          const defer = window >= segment.regions.length && branches.has(segment.id);
+          const cp = await cpSegmentBound(segment, settings, { window: defer ? segment.regions.length - 1 : window >= segment.regions.length ? undefined : window, known: norms });
           probabilisticSegments += cp.probabilistic;
           // its partial products bound the residual blocks' products too: certified ones, and probabilistic ones where
           // CP's own bound is probabilistic (cp.probabilistic then counts every probabilistic product's KW events, once;
@@ -191,6 +239,7 @@ export async function estimateUpper(m: MethodModel, backend: OperatorBackend, o:
             products.set(p.id, { estimate: p.estimate, upper: p.upper, candidates: [p.upper], iterations: p.iterations, ms: 0, work: 0, direction: null });
           }
           candidates.push({ method: 'cp', upper: cp.upper, estimate: cp.estimate, ms: cp.ms, note: `CP ${cp.upper.value.toPrecision(4)} (${cp.norms} products)` });
+          if (defer) deferred.set(segment.id, { segment, cp, candidates, at: candidates.length - 1 });
         }
       }
       // under best, SeqLip runs where it can give a certified bound; its greedy estimate alone (conv segments: block
@@ -205,7 +254,7 @@ export async function estimateUpper(m: MethodModel, backend: OperatorBackend, o:
       // LipSDP (ℓ2): forced by --method sdp; under best where the segment's LMI fits its share of the work budget
       if (runSdp && lipsdpObstacle(segment, settings) === null) {
         // under best only LipSDP-Neuron (the tighter one; Layer saves little here, the N×N factorisations dominate)
-        const sdp = await lipsdpSegmentBound(segment, settings, { work: (sdpMflop * 1e6) / 2 / segments.length, variants: o.method === 'sdp' ? undefined : ['neuron'], minSteps: o.method === 'sdp' ? undefined : LIPSDP_DEFAULTS.bestMinSteps });
+        const sdp = await lipsdpSegmentBound(segment, settings, { work: (sdpMflop * 1e6) / 2 / segments.length, variants: o.method === 'sdp' ? undefined : ['neuron'], minSteps: o.method === 'sdp' ? undefined : LIPSDP_DEFAULTS.bestMinSteps, structuredWork: o.method === 'sdp' || o.sdpWork !== undefined ? undefined : LIPSDP_DEFAULTS.bestStructuredWork / segments.length });
         if (o.method === 'sdp') warnings.push(...sdp.notes);
         // ECLipsE (a feasible point of the same LMI, built layer by layer): where LipSDP-Neuron did not converge, under its
         // own work budget; --method sdp takes the smaller of the two as its segment bound
@@ -233,10 +282,17 @@ export async function estimateUpper(m: MethodModel, backend: OperatorBackend, o:
       }
       // the budget picks the blocks by their counted cost alone, so they are measured at once where the backend runs
       // products off the main thread (backend.concurrency; each block's seeds come from its ordinal), entered in order
-      const bounds = await mapInLanes(chosen, backend.concurrency ?? 1, (block) => residualBlockBound(block, settings, { known: products }));
+      const bounds = await mapInLanes(chosen, backend.concurrency ?? 1, async (block) => {
+        const res = await residualBlockBound(block, settings, { known: products });
+        const d = deferred.get(block.branch.id);
+        deferred.delete(block.branch.id);
+        return { res, whole: d ? await settleWhole(d, block, res, norms, products, settings) : 0 };
+      });
+      // whole products of branches whose block the budget skipped: measured as CP measured them before
+      for (const d of deferred.values()) probabilisticSegments += await settleWhole(d, null, null, norms, products, settings);
       for (const [k, block] of chosen.entries()) {
-        const res = bounds[k];
-        probabilisticSegments += res.probabilistic;
+        const { res, whole } = bounds[k];
+        probabilisticSegments += res.probabilistic + whole;
         const nodes = [...(block.skip?.nodes ?? []), ...block.branch.regions.flatMap((r) => r.nodes), ...block.branch.activations, block.sum].map((n) => n.name);
         residuals.push({ id: block.id, input: block.input, output: block.output, nodes: [...new Set(nodes)], upper: res.upper, estimate: res.estimate, ms: res.ms, note: res.note });
       }

@@ -119,6 +119,8 @@ export interface ResidualResult {
   readonly estimate: number | null;
   /** The measured norm of the linear part a·S + b·c·W_k⋯W_1. */
   readonly linear: OperatorNorm;
+  /** The top Ritz vector of the linear part's Gram map (null where measureRegion measured it): a start for wholeProductFloor. */
+  readonly gramVector: Float64Array | null;
   /** Norms measured by this call (the linear part and partial products not in `known`). */
   readonly norms: number;
   /** KW bounds behind a probabilistic `upper` among those measured here (0 when it is certified). */
@@ -234,7 +236,7 @@ export async function residualBlockBound(block: ResidualBlock, settings: NormSet
   const kind = weakestKind(kinds);
   const upper: Bound = { value, kind, method: `residual-cp(k=${m}${block.skip ? ', projection' : ''})` };
   return {
-    upper, estimate: Number.isFinite(estimate) ? estimate : null, linear, norms, probabilistic: kind === 'probabilistic' ? probabilistic : 0, work, ms: performance.now() - t0,
+    upper, estimate: Number.isFinite(estimate) ? estimate : null, linear, gramVector: linear.gramVector, norms, probabilistic: kind === 'probabilistic' ? probabilistic : 0, work, ms: performance.now() - t0,
     note: `${block.skip ? `${block.skip.id} + ` : 'I + '}${seg.regions.map((x) => x.id).join('·')}: linear part ${linear.upper.value.toPrecision(4)}, residual bound ${value.toPrecision(4)}`,
   };
 }
@@ -248,8 +250,8 @@ export async function residualBlockBound(block: ResidualBlock, settings: NormSet
  * Regions whose float64 matrix the backend forms (no convolution, within DENSE_LIMIT) take measureRegion, for its
  * dense certificate; so do --certify strict and none.
  */
-async function measureLinear(region: LinearRegion, settings: NormSettings, index: number, margin: number, floor: number): Promise<OperatorNorm> {
-  if (denseObstacle(region) === null || settings.certify === 'strict' || settings.certify === 'none' || cheapBound(region).method === 'exact') return withMargin(await measureRegion(region, settings, index), region, settings, margin);
+async function measureLinear(region: LinearRegion, settings: NormSettings, index: number, margin: number, floor: number): Promise<OperatorNorm & { gramVector: Float64Array | null }> {
+  if (denseObstacle(region) === null || settings.certify === 'strict' || settings.certify === 'none' || cheapBound(region).method === 'exact') return { ...withMargin(await measureRegion(region, settings, index), region, settings, margin), gramVector: null };
   const t0 = performance.now();
   const cheap = cheapBound(region);
   // measureRegion's start (its seed + 7919·index), stop rule and KW bound with its composition margin
@@ -265,7 +267,7 @@ async function measureLinear(region: LinearRegion, settings: NormSettings, index
     const best = all.reduce((a, x) => (x.value < a.value ? x : a));
     m = { ...m, candidates: all, upper: all.find((x) => x.kind === 'certified' && x.value <= best.value * (1 + 1e-3)) ?? best };
   }
-  return { ...m, ms: performance.now() - t0 };
+  return { ...m, ms: performance.now() - t0, gramVector: l.gramVector };
 }
 
 /**

@@ -254,7 +254,7 @@ export async function estimateUpper(m: MethodModel, backend: OperatorBackend, o:
       // LipSDP (ℓ2): forced by --method sdp; under best where the segment's LMI fits its share of the work budget
       if (runSdp && lipsdpObstacle(segment, settings) === null) {
         // under best only LipSDP-Neuron (the tighter one; Layer saves little here, the N×N factorisations dominate)
-        const sdp = await lipsdpSegmentBound(segment, settings, { work: (sdpMflop * 1e6) / 2 / segments.length, variants: o.method === 'sdp' ? undefined : ['neuron'], minSteps: o.method === 'sdp' ? undefined : LIPSDP_DEFAULTS.bestMinSteps });
+        const sdp = await lipsdpSegmentBound(segment, settings, { work: (sdpMflop * 1e6) / 2 / segments.length, variants: o.method === 'sdp' ? undefined : ['neuron'], minSteps: o.method === 'sdp' ? undefined : LIPSDP_DEFAULTS.bestMinSteps, structuredWork: o.method === 'sdp' || o.sdpWork !== undefined ? undefined : LIPSDP_DEFAULTS.bestStructuredWork / segments.length });
         if (o.method === 'sdp') warnings.push(...sdp.notes);
         // ECLipsE (a feasible point of the same LMI, built layer by layer): where LipSDP-Neuron did not converge, under its
         // own work budget; --method sdp takes the smaller of the two as its segment bound

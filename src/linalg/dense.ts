@@ -230,11 +230,22 @@ function* lanczosSymmetricSteps(g: Float64Array, m: number, maxSteps: number): G
   for (let k = 0; k < kmax; k++) {
     basis.push(v);
     const w = new Float64Array(m);
-    for (let i = 0; i < m; i++) {
+    // four rows per pass over v: four independent sums (each row's still sequential in j, so the same bits)
+    let r = 0;
+    for (; r + 3 < m; r += 4) {
+      const o0 = r * m, o1 = o0 + m, o2 = o1 + m, o3 = o2 + m;
+      let s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+      for (let j = 0; j < m; j++) {
+        const x = v[j];
+        s0 += g[o0 + j] * x; s1 += g[o1 + j] * x; s2 += g[o2 + j] * x; s3 += g[o3 + j] * x;
+      }
+      w[r] = s0; w[r + 1] = s1; w[r + 2] = s2; w[r + 3] = s3;
+    }
+    for (; r < m; r++) {
       let s = 0;
-      const o = i * m;
+      const o = r * m;
       for (let j = 0; j < m; j++) s += g[o + j] * v[j];
-      w[i] = s;
+      w[r] = s;
     }
     let a = 0;
     for (let i = 0; i < m; i++) a += w[i] * v[i];
@@ -279,33 +290,45 @@ function* choleskySteps(g: Float64Array, m: number, s: number): Generator<void, 
   const l = new Float64Array(m * m);
   let trace = 0;
   let maxDiag = 0;
-  // Rows go in pairs so that each earlier row of L, streamed from memory, serves two inner products.
-  for (let i = 0; i < m; i += 2) {
-    const oi = i * m;
-    const pair = i + 1 < m;
-    const oi1 = oi + m;
+  // Rows go in fours so that each earlier row of L, streamed from memory, serves four inner products (four independent
+  // sums). Every entry is still (−g_rc − Σ_{k<c} l_rk·l_ck, in increasing k) / l_cc, and the pivots are taken in row
+  // order: the blocking changes no operation.
+  for (let i = 0; i < m; i += 4) {
+    const rows = Math.min(4, m - i);
+    const o0 = i * m, o1 = o0 + m, o2 = o1 + m, o3 = o2 + m;
     for (let j = 0; j < i; j++) {
       const oj = j * m;
-      let a0 = -g[oi + j];
-      if (pair) {
-        let a1 = -g[oi1 + j];
+      const d = l[oj + j];
+      if (rows === 4) {
+        let a0 = -g[o0 + j], a1 = -g[o1 + j], a2 = -g[o2 + j], a3 = -g[o3 + j];
         for (let k = 0; k < j; k++) {
           const x = l[oj + k];
-          a0 -= l[oi + k] * x;
-          a1 -= l[oi1 + k] * x;
+          a0 -= l[o0 + k] * x;
+          a1 -= l[o1 + k] * x;
+          a2 -= l[o2 + k] * x;
+          a3 -= l[o3 + k] * x;
         }
-        l[oi1 + j] = a1 / l[oj + j];
+        l[o0 + j] = a0 / d;
+        l[o1 + j] = a1 / d;
+        l[o2 + j] = a2 / d;
+        l[o3 + j] = a3 / d;
       } else {
-        for (let k = 0; k < j; k++) a0 -= l[oi + k] * l[oj + k];
+        for (let r = i; r < i + rows; r++) {
+          const or = r * m;
+          let a = -g[or + j];
+          for (let k = 0; k < j; k++) a -= l[or + k] * l[oj + k];
+          l[or + j] = a / d;
+        }
       }
-      l[oi + j] = a0 / l[oj + j];
     }
-    for (let r = i; r < (pair ? i + 2 : i + 1); r++) {
+    // inside the block: row by row, its entries left of the diagonal, then its pivot
+    for (let r = i; r < i + rows; r++) {
       const or = r * m;
-      if (r > i) {
-        let acc = -g[or + i];
-        for (let k = 0; k < i; k++) acc -= l[or + k] * l[oi + k];
-        l[or + i] = acc / l[oi + i];
+      for (let c = i; c < r; c++) {
+        const oc = c * m;
+        let acc = -g[or + c];
+        for (let k = 0; k < c; k++) acc -= l[or + k] * l[oc + k];
+        l[or + c] = acc / l[oc + c];
       }
       const a = s - g[or + r];
       trace += a;
@@ -315,7 +338,7 @@ function* choleskySteps(g: Float64Array, m: number, s: number): Generator<void, 
       if (!(piv > 0)) return null;
       l[or + r] = Math.sqrt(piv);
     }
-    work += i * i + 1;
+    work += 2 * i * i + 1;
     if (work >= SLICE) { work = 0; yield; }
   }
   const gm = gamma(m + 1);

@@ -153,8 +153,9 @@ const WHOLE_FLOOR_STEPS = 8;
  * Settles a whole product W_m⋯W_1 that CP deferred for a residual block's branch. The composition takes the block's
  * bound R where R < a·‖S‖ + b·F (F the segment's factor: the least of its candidates and its AutoLip product), and CP's
  * candidate is the only one P changes. If ‖P‖ ≥ φ, CP's bound with P measured is at least cp.atWhole(φ) (every KW bound
- * of P is ≥ ‖P‖ unless that KW event fails, and the composition certificate always is), so when a·‖S‖ + b·min(cp.atWhole(φ),
- * other candidates) ≥ R the reported bound is R either way and P is not measured; φ is a deterministic floor from a
+ * of P is ≥ ‖P‖ unless that KW event fails, and the composition certificate always is), so when another candidate is
+ * at most that (F does not change) or a·‖S‖ + b·min(cp.atWhole(φ), other candidates) ≥ R (R is taken either way), the
+ * reported bound is the same and P is not measured; φ is a deterministic floor from a
  * few Lanczos steps on P's Gram map started at the linear part's Ritz vector (wholeProductFloor, stopped once φ
  * suffices). Otherwise (or without the block's bound) CP runs again with the products already counted reused, which
  * measures P alone, as before, and replaces its candidate. Only the autolip+cp line of the report can get looser.
@@ -167,9 +168,11 @@ async function settleWhole(d: DeferredWhole, block: ResidualBlock | null, res: R
     const a = Math.abs(signs[1 - block.branchIndex]), b = Math.abs(signs[block.branchIndex]);
     const skip = block.skip ? norms.get(block.skip.id)!.upper.value : 1;
     const others = Math.min(segmentAutoLip(segment, norms).upper.value, ...d.candidates.filter((_, i) => i !== d.at).map((c) => c.upper?.value ?? Infinity));
-    const enough = (floor: number) => a * skip + b * Math.min(cp.atWhole(floor), others) >= res.upper.value * (1 + 1e-9);
+    // P cannot change the segment's factor (another candidate is at most CP's bound with it), or the factor cannot
+    // bring the sum of the branches below R
+    const enough = (floor: number) => others <= cp.atWhole(floor) || a * skip + b * Math.min(cp.atWhole(floor), others) >= res.upper.value * (1 + 1e-9);
     if (enough(0)) return 0;
-    if (res.gramVector && enough(Infinity)) {
+    if (res.gramVector && enough(cp.wholeEntry)) {
       const f = await wholeProductFloor(segment, settings, cp, res.gramVector, WHOLE_FLOOR_STEPS, enough);
       if (enough(f.floor)) return 0;
     }
@@ -253,8 +256,10 @@ export async function estimateUpper(m: MethodModel, backend: OperatorBackend, o:
       }
       // LipSDP (ℓ2): forced by --method sdp; under best where the segment's LMI fits its share of the work budget
       if (runSdp && lipsdpObstacle(segment, settings) === null) {
-        // under best only LipSDP-Neuron (the tighter one; Layer saves little here, the N×N factorisations dominate)
-        const sdp = await lipsdpSegmentBound(segment, settings, { work: (sdpMflop * 1e6) / 2 / segments.length, variants: o.method === 'sdp' ? undefined : ['neuron'], minSteps: o.method === 'sdp' ? undefined : LIPSDP_DEFAULTS.bestMinSteps, structuredWork: o.method === 'sdp' || o.sdpWork !== undefined ? undefined : LIPSDP_DEFAULTS.bestStructuredWork / segments.length });
+        // under best only LipSDP-Neuron (the tighter one; Layer saves little here, the N×N factorisations dominate); where the
+        // dense solver does not fit, the structured one (lipsdp.ts) with its own budget, except on ≤ 2 inputs where the
+        // exact enumeration answers (tll_n2_N16_1_0: it would add ~14 s for a bound the exact constant replaces)
+        const sdp = await lipsdpSegmentBound(segment, settings, { work: (sdpMflop * 1e6) / 2 / segments.length, variants: o.method === 'sdp' ? undefined : ['neuron'], minSteps: o.method === 'sdp' ? undefined : LIPSDP_DEFAULTS.bestMinSteps, structuredWork: o.method === 'sdp' || o.sdpWork !== undefined ? undefined : sizeOf(m.inputShape) <= 2 ? 0 : LIPSDP_DEFAULTS.bestStructuredWork / segments.length });
         if (o.method === 'sdp') warnings.push(...sdp.notes);
         // ECLipsE (a feasible point of the same LMI, built layer by layer): where LipSDP-Neuron did not converge, under its
         // own work budget; --method sdp takes the smaller of the two as its segment bound

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { composeAutoLip, type ResidualUse } from '../../../src/estimators/autolip.js';
 import { estimateUpper, type MethodSettings } from '../../../src/estimators/methods.js';
+import { cpSegmentBound } from '../../../src/estimators/cp.js';
 import { findResidualBlocks, graphCpBound, graphCpObstacle, linearPart, residualBlockBound, type ResidualBlock } from '../../../src/estimators/residual.js';
 import { measureRegion, type NormSettings } from '../../../src/estimators/operator-norm.js';
 import type { LinearRegion } from '../../../src/ir/merge.js';
@@ -490,4 +491,44 @@ test('a convolutional block\'s linear part: measureRegion\'s start, steps and KW
     const truth = sigmaMax(m, 72, 72);
     assert.ok(res.linear.upper.value >= truth && res.linear.upper.value <= 1.2 * truth, `linear part ${res.linear.upper.value} vs σ_max ${truth}`);
   }
+});
+
+test('under best, a convolutional branch\'s whole product waits for the block\'s bound: skipped only where CP with it could not be chosen, the reported bound the one with it measured', async () => {
+  // two conv residual blocks (x → Conv 3×3 → Relu → Conv 3×3 → + x, twice, a Relu between): the whole products W2·W1
+  // are the only products CP measures, and the residual bounds need only the single convolutions' norms
+  const rng = new Random(73);
+  const conv = (cout: number, cin: number) => tensor([cout, cin, 3, 3], Array.from({ length: cout * cin * 9 }, () => (rng.normal() * 2) / Math.sqrt(9 * cin)));
+  const pads = { pads: { ints: [1, 1, 1, 1] } };
+  const nodes: NodeSpec[] = [
+    { opType: 'Conv', inputs: ['x', 'w1'], outputs: ['h1'], name: 'c1', attrs: pads }, { opType: 'Relu', inputs: ['h1'], outputs: ['a1'], name: 'r1' },
+    { opType: 'Conv', inputs: ['a1', 'w2'], outputs: ['g1'], name: 'c2', attrs: pads }, { opType: 'Add', inputs: ['x', 'g1'], outputs: ['y1'], name: 'add1' },
+    { opType: 'Relu', inputs: ['y1'], outputs: ['z'], name: 'r2' },
+    { opType: 'Conv', inputs: ['z', 'w3'], outputs: ['h2'], name: 'c3', attrs: pads }, { opType: 'Relu', inputs: ['h2'], outputs: ['a2'], name: 'r3' },
+    { opType: 'Conv', inputs: ['a2', 'w4'], outputs: ['g2'], name: 'c4', attrs: pads }, { opType: 'Add', inputs: ['z', 'g2'], outputs: ['y'], name: 'add2' },
+  ];
+  const bytes = encodeGraph({ opset: 13, inputs: [{ name: 'x', dims: [1, 2, 6, 6] }], outputs: [{ name: 'y', dims: [1, 2, 6, 6] }], nodes, initializers: [['w1', conv(3, 2)], ['w2', conv(2, 3)], ['w3', conv(3, 2)], ['w4', conv(2, 3)]] });
+  const { ir, blocks, segments } = await pipeline(bytes);
+  const backend = createOrtBackend({ runtime: { device: 'cpu' } });
+  const o: MethodSettings = { method: 'best', norm: '2', certify: 'auto', delta: 1e-6, tol: 0.05, iterations: 200, seed: 0, certifyBudget: 2800, lowerBudget: 0, lowerPairs: 0, exactBudget: 0, seqlipK: 2, cpWindow: 0, sdpWork: 0 };
+  const up = await estimateUpper({ ir, blocks, inputName: 'x', outputName: 'y', inputShape: [1, 2, 6, 6], path: 'two-blocks.onnx' }, backend, o, []);
+  const residual = up.methods.find((m) => m.method === 'autolip+residual')!;
+  assert.ok(residual?.upper && up.upper!.value <= residual.upper.value, 'a residual line, at or above the reported bound');
+  // what CP gave before (every product measured, the same seeds) and what the residual blocks give, per block
+  const s: NormSettings = { norm: '2', certify: 'auto', delta: 1e-6, tol: 0.05, maxIterations: 200, seed: 0, backend, certifyBudget: 2.8e9 };
+  const found = findResidualBlocks(ir, blocks, segments);
+  assert.equal(found.length, 2);
+  let skips = 0;
+  for (const block of found) {
+    const full = await cpSegmentBound(block.branch, s, { known: up.norms });
+    const res = await residualBlockBound(block, s, { known: up.norms });
+    const layer = up.result.layers.find((l) => l.id === block.branch.id)!;
+    const [, value, count] = /CP (\S+) \((\d+) products\)/.exec(layer.note) ?? [];
+    assert.ok(value, `CP's note in ${layer.note}`);
+    // a skipped whole product could not have changed the block: the segment's factor is at most CP with it, or
+    // R ≤ ‖I‖ + CP(with it); a measured one gives CP as before
+    if (count === '0') assert.ok(layer.upper!.value <= full.upper.value || res.upper.value <= 1 + full.upper.value, `${block.id}: factor ${layer.upper!.value}, R ${res.upper.value}, CP with the whole product ${full.upper.value}, yet it was skipped`);
+    else assert.equal(value, full.upper.value.toPrecision(4), `${block.id}: measured, CP as before`);
+    skips += count === '0' ? 1 : 0;
+  }
+  assert.ok(skips > 0, 'at least one whole product skipped');
 });

@@ -2,7 +2,9 @@
  * LipSDP solver bench (issue 12 item 1): forms each conv-free sequential segment's LMI problem from a model (the
  * float64 region matrices lipsdp.ts forms; cached under /tmp/lipcheck-lipsdp/), then runs the solver and the
  * certificate (lipSdpBound) on it and prints value, Newton steps, work and time. Times are for reading, never a check.
- * Usage: npx tsx bench/lipsdp.ts [--variant neuron|layer] [--work MULTIPLY_ADDS] [--trace] FILE…
+ * Usage: npx tsx bench/lipsdp.ts [--variant neuron|layer] [--solver dense|structured] [--work MULTIPLY_ADDS] [--trace] FILE…
+ * `--solver structured`: src/linalg/sdp-structured.ts (Neuron only, α·β = 0 everywhere), warm-started from ECLipsE's point
+ * and certified by ECLipsE's reduced certificate, as lipsdp.ts runs it where the dense solver does not fit.
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { basename } from 'node:path';
@@ -12,7 +14,9 @@ import { findSegments } from '../src/estimators/cp.js';
 import { buildIr } from '../src/frontend/build.js';
 import { mergeLinear } from '../src/ir/merge.js';
 import { sizeOf } from '../src/ir/tensor.js';
+import { certifyLmiReduced, ECLIPSE_DEFAULTS, eclipseConstruct } from '../src/estimators/eclipse.js';
 import { lipSdpBound, type LipSdpProblem, type LipSdpVariant } from '../src/linalg/sdp.js';
+import { solveLipSdpStructured } from '../src/linalg/sdp-structured.js';
 import { readModel } from '../src/onnx/read-model.js';
 import { encodeGraph } from '../src/onnx/writer.js';
 
@@ -65,12 +69,13 @@ async function main(): Promise<void> {
   const args = process.argv.slice(2);
   let variant: LipSdpVariant = 'neuron';
   let maxWork: number | undefined;
-  let trace = false;
+  let trace = false, structured = false;
   const files: string[] = [];
   for (let i = 0; i < args.length; i++) {
     if (args[i] === '--variant') variant = args[++i] as LipSdpVariant;
     else if (args[i] === '--work') maxWork = Number(args[++i]);
     else if (args[i] === '--trace') trace = true;
+    else if (args[i] === '--solver') structured = args[++i] === 'structured';
     else files.push(args[i]);
   }
   console.log('| model | segment | N (hidden) | variant | certified | solver √ρ | steps | converged | work (Mflop) | s |');
@@ -80,7 +85,18 @@ async function main(): Promise<void> {
       const hidden = problem.layers.slice(0, -1).reduce((a, l) => a + l.rows, 0);
       const t0 = performance.now();
       const onIteration = trace ? (it: { steps: number; rho: number; relGap: number; work: number }) => console.log(`  ${id} iteration ${it.steps}: ρ ${it.rho.toExponential(9)}, gap/ρ ${it.relGap.toExponential(2)}, ${((2 * it.work) / 1e6).toFixed(0)} Mflop, ${((performance.now() - t0) / 1000).toFixed(1)} s`) : undefined;
-      const b = lipSdpBound(problem, { variant, maxWork, onIteration });
+      const b = structured
+        ? lipSdpBound(problem, {
+          variant: 'neuron',
+          certify: certifyLmiReduced,
+          solve: (scaled) => {
+            const c = eclipseConstruct(scaled, { work: ECLIPSE_DEFAULTS.bestWork });
+            const sol = solveLipSdpStructured(scaled, { start: c.path[c.path.length - 1], maxWork: maxWork === undefined ? undefined : maxWork - c.work, onIteration });
+            if (trace) console.log(`  ${id}: ECLipsE start √ρ-ratio ${Math.sqrt(c.rho / sol.point.rho).toFixed(4)}, ${sol.newtonSteps} Newton steps, gap bound ρ_lb/ρ ${(sol.lowerRho / sol.point.rho).toFixed(4)}`);
+            return { ...sol, work: sol.work + c.work };
+          },
+        })
+        : lipSdpBound(problem, { variant, maxWork, onIteration });
       const s = (performance.now() - t0) / 1000;
       console.log(`| ${basename(f)} | ${id} | ${problem.layers[0].cols + hidden} (${hidden}) | ${variant} | ${b ? b.value.toPrecision(7) : 'none'} | ${b ? b.estimate.toPrecision(7) : '—'} | ${b?.newtonSteps ?? '—'} | ${b?.converged ?? '—'} | ${b ? ((2 * b.work) / 1e6).toFixed(0) : '—'} | ${s.toFixed(2)} |`);
     }

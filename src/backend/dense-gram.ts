@@ -9,13 +9,15 @@
  * The work is split over the output's rows and columns, never along the inner dimension, so the result does not
  * depend on the thread count (checked by test/unit/backend/dense-gram.test.ts for 1 and 2 threads).
  *
- * One session per thread count, made once (the model has symbolic dims and no weights) and kept for the process.
- * The run is on the calling thread, on the CPU whatever the device (float64 kernels).
+ * One session per thread count, made once (the model has symbolic dims and no weights) and kept for the process, on a
+ * session worker thread where there are workers (ort-pool.ts), else on the calling thread; on the CPU whatever the
+ * device (float64 kernels).
  */
 import { LipcheckError } from '../errors.js';
 import type { GramKernel } from '../linalg/dense.js';
 import { encodeGraph } from '../onnx/writer.js';
-import { Session, type RuntimeOptions } from './runtime.js';
+import { ortIntraThreads, ortWorkersFor, workerGram64 } from './ort-pool.js';
+import { Session, sessionOptions, type RuntimeOptions } from './runtime.js';
 
 /** Smaller products stay in JavaScript: below this many multiply-adds a run's fixed cost (~0.1 ms) is not repaid. */
 export const DENSE_GRAM_MIN_MACS = 1e5;
@@ -31,12 +33,18 @@ function gemmModel(): Uint8Array {
   });
 }
 
-/** The Gram kernel of `runtime`'s CPU threads (GramKernel's contract), or null for a product too small to pay. */
+/**
+ * The Gram kernel of `runtime`'s CPU threads (GramKernel's contract; it may take `a` over), or null for a product too
+ * small to pay. Where sessions run on worker threads (ort-pool.ts) the product runs there, the main thread staying
+ * free for other operators' Lanczos bookkeeping; else on the calling thread.
+ */
 export function denseGramKernel(runtime: RuntimeOptions): GramKernel {
   const threads = runtime.threads ?? 0;
-  return async (a: Float64Array, m: number, n: number) => {
+  return async (a: Float64Array, m: number, n: number, handOver = false) => {
     if (m * m * n < DENSE_GRAM_MIN_MACS) return null;
     if (a.length !== m * n) throw new LipcheckError('INTERNAL', `denseGram: a ${m}×${n} matrix needs ${m * n} values, got ${a.length}.`);
+    const workers = ortWorkersFor({ ...runtime, device: 'cpu' });
+    if (workers > 0) return workerGram64(gemmModel, sessionOptions('cpu', { device: 'cpu', threads }, ortIntraThreads(runtime)), workers, handOver ? a : a.slice(), m, n);
     let s = sessions.get(threads);
     if (!s) {
       s = Session.create(gemmModel(), { device: 'cpu', threads }, 'the float64 Gram product');

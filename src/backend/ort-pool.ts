@@ -29,13 +29,14 @@ type Request =
   | { type: 'create'; id: number; sid: number; bytes: Uint8Array; options: Record<string, unknown>; feeds: Record<string, Tensor> }
   | { type: 'buffer'; id: number; bid: number; buffer?: SharedArrayBuffer }
   | { type: 'run'; id: number; sid: number; input: string; dims: readonly number[]; output: string; v: number; vOffset: number; n: number; out: number; outOffset: number; outLength: number }
+  | { type: 'gram64'; id: number; sid: number; a: Float64Array; m: number; n: number }
   | { type: 'release'; id: number; sid: number };
 
 /** A request before its id is given (Omit over each member of the union). */
 type Unsent<T> = T extends unknown ? Omit<T, 'id'> : never;
 
-/** The worker's reply: the time onnxruntime took (for runtimeStats), or the first line of its error. */
-interface Reply { id: number; ms?: number; error?: string; length?: number }
+/** The worker's reply: the time onnxruntime took (for runtimeStats), or the first line of its error; a gram64's matrix. */
+interface Reply { id: number; ms?: number; error?: string; length?: number; g?: Float64Array }
 
 /** The worker's loop (run as an eval'd script: it may use only what it requires itself). */
 function workerMain(data: { ortPath: string }, load: (id: string) => any): void {
@@ -75,6 +76,15 @@ function workerMain(data: { ortPath: string }, load: (id: string) => any): void 
         if (!pre) e.outs.set(m.output, new ort.Tensor('float32', new Float32Array(y.length), res[m.output].dims));
         res[m.output].dispose?.();
         parentPort.postMessage({ id: m.id, ms, length: y.length });
+      } else if (m.type === 'gram64') {
+        // a float64 Gram product (dense-gram.ts): the matrix arrives transferred, the result leaves transferred
+        const e = sessions.get(m.sid)!;
+        const t0 = performance.now();
+        const res = await e.s.run({ a: new ort.Tensor('float64', m.a, [m.m, m.n]) }, ['g']);
+        const ms = performance.now() - t0;
+        const g = Float64Array.from(res.g.data as Float64Array);
+        res.g.dispose?.();
+        parentPort.postMessage({ id: m.id, ms, g }, [g.buffer]);
       } else {
         const e = sessions.get(m.sid);
         sessions.delete(m.sid);
@@ -220,6 +230,7 @@ export function ortWorkerStats(): { workers: number; sessions: number } {
 export async function closeOrtWorkers(): Promise<void> {
   const old = pool;
   pool = [];
+  gramSessions.clear();
   // eslint-disable-next-line @typescript-eslint/no-explicit-any
   await Promise.all(old.map((w) => (w as any).worker.terminate()));
 }
@@ -272,4 +283,37 @@ export async function createWorkerGram(model: Uint8Array, dims: readonly number[
       await worker.request({ type: 'release', sid });
     },
   };
+}
+
+/** The float64 Gram sessions on workers (one per session options), created on first use. */
+const gramSessions = new Map<string, Promise<{ worker: OrtWorker; sid: number }>>();
+
+/**
+ * The float64 Gram product A·Aᵀ of a row-major m×n matrix (dense-gram.ts: input 'a', output 'g') run by a session on
+ * a worker thread, created once from `model` with `options`: the main thread stays free meanwhile. `a` is transferred
+ * to the worker (detached here afterwards: pass a copy to keep it); the result is transferred back. Same model and kernels as on the main
+ * thread, so the same numbers (the float64 Gemm does not depend on the thread count: dense-gram's test).
+ */
+export async function workerGram64(model: () => Uint8Array, options: Record<string, unknown>, count: number, a: Float64Array, m: number, n: number): Promise<Float64Array> {
+  const key = JSON.stringify(options);
+  let entry = gramSessions.get(key);
+  if (!entry) {
+    entry = (async () => {
+      const worker = workerFor(count);
+      const sid = nextSession++;
+      const created = await worker.request({ type: 'create', sid, bytes: model(), options, feeds: {} });
+      if (created.error) throw new LipcheckError('RUNTIME', `onnxruntime could not load the float64 Gram product on a worker thread: ${created.error}. Rerun with --threads 1 to keep onnxruntime on the main thread.`);
+      countSession(created.ms ?? 0);
+      return { worker, sid };
+    })();
+    gramSessions.set(key, entry);
+    entry.catch(() => gramSessions.delete(key));
+  }
+  const { worker, sid } = await entry;
+  // a copy that owns its buffer when `a` is a view, so that the transfer moves exactly the matrix
+  const own = a.byteOffset === 0 && a.byteLength === a.buffer.byteLength && a.buffer instanceof ArrayBuffer ? a : a.slice();
+  const r = await worker.request({ type: 'gram64', sid, a: own, m, n }, [own.buffer as ArrayBuffer]);
+  if (r.error || !r.g) throw new LipcheckError('RUNTIME', `onnxruntime failed on the float64 Gram product of a ${m}×${n} matrix on a worker thread: ${r.error ?? 'no result'}. Rerun with --threads 1 to keep onnxruntime on the main thread.`);
+  countRun(r.ms ?? 0);
+  return r.g;
 }

@@ -105,7 +105,7 @@ export interface OperatorBackend {
    * contract of GramKernel in src/linalg/dense.ts (each entry a float64 dot product in some order); null where the
    * backend leaves it to JavaScript. Used by the dense certificates (pointwise convolutions).
    */
-  readonly denseGram?: (a: Float64Array, m: number, n: number) => Promise<Float64Array | null>;
+  readonly denseGram?: (a: Float64Array, m: number, n: number, handOver?: boolean) => Promise<Float64Array | null>;
   /**
    * The original model, evaluated in float32 (or float64 where the model can be widened: null otherwise), with the
    * named intermediate values also available as outputs.

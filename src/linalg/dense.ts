@@ -579,9 +579,10 @@ function chargeUpFront(rows: number, cols: number, budgetFlop?: number): Budget 
  * Gemm (OperatorBackend.denseGram). Its contract, all the certificate relies on: every entry is a float64 evaluation
  * of the dot product ⟨a_i, a_j⟩ in some order of summation, with or without fused multiply-adds, so
  * |Ĝ − G| ≤ γ_n·|A||A|ᵀ entrywise (Higham 2002, §3.1, which holds for any order and only tightens with FMAs). Null:
- * no kernel for this size (the JS product is used).
+ * no kernel for this size (the JS product is used). `handOver`: the caller gives `a` up, so the kernel may move its
+ * buffer elsewhere (to a worker thread) instead of copying it; `a` is left as it was when the kernel returns null.
  */
-export type GramKernel = (a: Float64Array, m: number, n: number) => Promise<Float64Array | null>;
+export type GramKernel = (a: Float64Array, m: number, n: number, handOver?: boolean) => Promise<Float64Array | null>;
 
 /**
  * denseSpectralNormBound with the Gram product done by `gram` where one is given (a faster kernel: the product is
@@ -596,7 +597,8 @@ export async function denseSpectralNormBoundWith(w: RealMatrix, rows: number, co
   const budget = chargeUpFront(rows, cols, opts.budgetFlop);
   const s = exactSetup(w, rows, cols);
   if (s.done) return s.done;
-  const fast = opts.gram ? await opts.gram(s.a, s.m, s.n) : null;
+  // s.a is this function's own scaled copy: handed over (exactFinish does not read it)
+  const fast = opts.gram ? await opts.gram(s.a, s.m, s.n, true) : null;
   let g: Float64Array;
   if (fast) {
     if (fast.length !== s.m * s.m) throw new LipcheckError('INTERNAL', `The Gram kernel returned ${fast.length} values for a ${s.m}×${s.m} Gram matrix.`);

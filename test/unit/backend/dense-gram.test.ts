@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { denseGramKernel, DENSE_GRAM_MIN_MACS } from '../../../src/backend/dense-gram.js';
+import { ortWorkersFor, setOrtWorkers } from '../../../src/backend/ort-pool.js';
 import { denseSpectralNormBound, denseSpectralNormBoundWith, gamma } from '../../../src/linalg/dense.js';
 import { Random } from '../../../src/linalg/random.js';
 import { sigmaMax } from '../../helpers/dense.js';
@@ -96,4 +97,26 @@ test('the certificate runs in slices: the event loop runs between them, and the 
   // a 400×400 Gram: Lanczos and a Cholesky of 10⁷ multiply-adds or more each, in slices of 2²⁰
   assert.ok(ticks >= 4, `the event loop ran ${ticks} times during the certificate`);
   assert.deepEqual(sliced, denseSpectralNormBound(w, 500, 400));
+});
+
+test('float64 Gram on a session worker thread: the same bits as on the main thread; the caller keeps its matrix unless it hands it over', async () => {
+  const rng = new Random(25);
+  const a = randomMatrix(rng, 200, 300, 4);
+  const keep = Float64Array.from(a);
+  const kernel = denseGramKernel({ device: 'cpu', threads: 2 });
+  assert.ok(ortWorkersFor({ device: 'cpu', threads: 2 }) > 0, 'two threads give a session worker');
+  const onWorker = await kernel(a, 200, 300);
+  assert.ok(onWorker);
+  assert.deepEqual(a, keep, 'the matrix is left to the caller');
+  setOrtWorkers('off');
+  let onMain: Float64Array | null;
+  try {
+    onMain = await kernel(a, 200, 300);
+  } finally {
+    setOrtWorkers('auto');
+  }
+  assert.ok(onMain && onMain.every((x, i) => Object.is(x, onWorker[i])), 'worker and main thread differ');
+  const given = Float64Array.from(keep);
+  const handed = await kernel(given, 200, 300, true);
+  assert.ok(handed && handed.every((x, i) => Object.is(x, onWorker[i])));
 });

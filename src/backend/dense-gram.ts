@@ -19,8 +19,11 @@ import { encodeGraph } from '../onnx/writer.js';
 import { ortIntraThreads, ortWorkersFor, workerGram64 } from './ort-pool.js';
 import { Session, sessionOptions, type RuntimeOptions } from './runtime.js';
 
-/** Smaller products stay in JavaScript: below this many multiply-adds a run's fixed cost (~0.1 ms) is not repaid. */
-export const DENSE_GRAM_MIN_MACS = 1e5;
+/**
+ * Smaller products stay in JavaScript: below this many multiply-adds (~10 ms of the JS product) the session's creation
+ * (5–10 ms, once per process) is not surely repaid (the shared models' 1×1 convs are all below it: no session).
+ */
+export const DENSE_GRAM_MIN_MACS = 1e7;
 
 const sessions = new Map<number, Promise<Session>>();
 
@@ -43,7 +46,8 @@ export function denseGramKernel(runtime: RuntimeOptions): GramKernel {
   return async (a: Float64Array, m: number, n: number, handOver = false) => {
     if (m * m * n < DENSE_GRAM_MIN_MACS) return null;
     if (a.length !== m * n) throw new LipcheckError('INTERNAL', `denseGram: a ${m}×${n} matrix needs ${m * n} values, got ${a.length}.`);
-    const workers = ortWorkersFor({ ...runtime, device: 'cpu' });
+    // on a worker only where a product is large enough to pay for the hand-off and the worker's start (WORKER_MIN_FLOP)
+    const workers = ortWorkersFor({ ...runtime, device: 'cpu' }, 2 * m * m * n);
     if (workers > 0) return workerGram64(gemmModel, sessionOptions('cpu', { device: 'cpu', threads }, ortIntraThreads(runtime)), workers, handOver ? a : a.slice(), m, n);
     let s = sessions.get(threads);
     if (!s) {

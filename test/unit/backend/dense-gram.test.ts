@@ -35,7 +35,7 @@ function randomMatrix(rng: Random, m: number, n: number, spread: number): Float6
 test('float64 Gram through onnxruntime: every entry within γ_n·(|A||A|ᵀ)_ij of the exact dot product, exactly symmetric', async () => {
   const rng = new Random(21);
   const kernel = denseGramKernel({ device: 'cpu' });
-  for (const [m, n, spread] of [[40, 300, 0], [64, 256, 20], [33, 517, 8]] as const) {
+  for (const [m, n, spread] of [[120, 700, 0], [160, 400, 20], [130, 600, 8]] as const) {
     const a = randomMatrix(rng, m, n, spread);
     const g = await kernel(a, m, n);
     assert.ok(g, `${m}×${n} is above the size where the kernel runs`);
@@ -66,14 +66,14 @@ test('float64 Gram through onnxruntime: the same bits with 1 and 2 threads; too 
   const two = await denseGramKernel({ device: 'cpu', threads: 2 })(a, 300, 700);
   assert.ok(one && two);
   assert.ok(one.every((x, i) => Object.is(x, two[i])), 'the Gram matrix depends on the thread count');
-  assert.ok(4 * 4 * 5 < DENSE_GRAM_MIN_MACS);
-  assert.equal(await denseGramKernel({ device: 'cpu' })(a.subarray(0, 20), 4, 5), null);
+  assert.ok(60 * 60 * 100 < DENSE_GRAM_MIN_MACS);
+  assert.equal(await denseGramKernel({ device: 'cpu' })(a.subarray(0, 6000), 60, 100), null);
 });
 
 test('a certified σ_max through the onnxruntime Gram: ≥ the exact σ_max, within 10⁻¹⁰ of it and of the JavaScript product’s bound', async () => {
   const rng = new Random(23);
   const kernel = denseGramKernel({ device: 'cpu' });
-  for (const [rows, cols] of [[96, 40], [50, 120], [128, 128]] as const) {
+  for (const [rows, cols] of [[400, 160], [180, 320], [240, 240]] as const) {
     const w = randomMatrix(rng, rows, cols, 6);
     const exact = sigmaMax(w, rows, cols);
     const fast = await denseSpectralNormBoundWith(w, rows, cols, { gram: kernel });
@@ -101,22 +101,23 @@ test('the certificate runs in slices: the event loop runs between them, and the 
 
 test('float64 Gram on a session worker thread: the same bits as on the main thread; the caller keeps its matrix unless it hands it over', async () => {
   const rng = new Random(25);
-  const a = randomMatrix(rng, 200, 300, 4);
+  const a = randomMatrix(rng, 300, 500, 4);
   const keep = Float64Array.from(a);
   const kernel = denseGramKernel({ device: 'cpu', threads: 2 });
-  assert.ok(ortWorkersFor({ device: 'cpu', threads: 2 }) > 0, 'two threads give a session worker');
-  const onWorker = await kernel(a, 200, 300);
+  // 2·300²·500 flop: past WORKER_MIN_FLOP, so on the worker thread two threads give
+  assert.ok(ortWorkersFor({ device: 'cpu', threads: 2 }, 2 * 300 * 300 * 500) > 0, 'two threads give a session worker');
+  const onWorker = await kernel(a, 300, 500);
   assert.ok(onWorker);
   assert.deepEqual(a, keep, 'the matrix is left to the caller');
   setOrtWorkers('off');
   let onMain: Float64Array | null;
   try {
-    onMain = await kernel(a, 200, 300);
+    onMain = await kernel(a, 300, 500);
   } finally {
     setOrtWorkers('auto');
   }
   assert.ok(onMain && onMain.every((x, i) => Object.is(x, onWorker[i])), 'worker and main thread differ');
   const given = Float64Array.from(keep);
-  const handed = await kernel(given, 200, 300, true);
+  const handed = await kernel(given, 300, 500, true);
   assert.ok(handed && handed.every((x, i) => Object.is(x, onWorker[i])));
 });

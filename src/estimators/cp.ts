@@ -502,7 +502,9 @@ export async function wholeProductFloor(segment: Segment, settings: NormSettings
     let s = 0;
     for (let i = 0; i < start.length; i++) s += start[i] * start[i];
     if (!(s > 0) || !Number.isFinite(s)) return { floor: 0, steps: 0, work: 0 };
-    const unit = Float64Array.from(start, (x) => x / Math.sqrt(s));
+    const unit = new Float64Array(start.length);
+    const scale = 1 / Math.sqrt(s);
+    for (let i = 0; i < start.length; i++) unit[i] = start[i] * scale;
     const res = await lanczosTop(
       { n: op.n, apply: (v) => op.apply(v), applyInto: (v, out) => op.applyInto(v, out) },
       { start: unit, maxSteps, stop: (theta) => enough(floorOf(theta)), parallel: settings.backend.parallel },

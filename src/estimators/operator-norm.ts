@@ -62,6 +62,11 @@ export function budgetBasis(m: OperatorNorm): { iterations: number; work: number
  * `gram`: the backend's float64 Gram kernel (OperatorBackend.denseGram), same certificate and margin (GramKernel).
  */
 export async function pointwiseConvBound(region: LinearRegion, budget: number, absNorm?: number, gram?: GramKernel): Promise<{ bound: Bound; estimate: number; flop: number } | null> {
+  // a look before folding (which copies every weight in float64): one conv with 1×1 kernels and per-channel scalings
+  // only, which every region that folds into one 1×1 conv is (folding merges a conv with scalings, never two convs)
+  const convs = region.nodes.filter((n) => n.prim.op === 'conv');
+  const only = convs.length === 1 ? convs[0].prim : null;
+  if (!only || only.op !== 'conv' || only.weight.dims.slice(2).some((k) => k !== 1) || region.nodes.some((n) => n.prim.op !== 'conv' && n.prim.op !== 'scale')) return null;
   const folded = foldScales(region.nodes);
   if (folded.length !== 1) return null;
   const p = folded[0].prim;

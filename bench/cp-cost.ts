@@ -1,9 +1,11 @@
 /**
- * npx tsx bench/cp-cost.ts [--method cp|best] [--threads N] [--cp-window W] MODEL...: what Combettes–Pesquet costs beside the norm
- * phase (issue 15 item 4). Per model one analyze() (--device cpu, --lower-pairs 0): seconds and onnxruntime runs of
- * the norm phase and of the segment phase after it (timestamps of the progress callbacks; timings only, nothing is
- * decided by them), the CPU seconds of the process in each (all threads: steadier than wall time on a shared machine),
- * and the reported upper bound. MODEL: a name of bench/gen-models.ts or an .onnx path.
+ * npx tsx bench/cp-cost.ts [--method cp|best] [--threads N] [--cp-window W] [--lower] MODEL...: what Combettes–Pesquet,
+ * the residual blocks and the lower bound cost beside the norm phase (issue 15 item 4). Per model one analyze()
+ * (--device cpu; --lower-pairs 0 unless --lower, which keeps the default lower bound): seconds of each phase
+ * (timestamps of the progress callbacks: the norm phase, the segments' CP and the rest (SeqLip, LipSDP), the residual
+ * blocks from the first one's start, the lower bound; timings only, nothing is decided by them), the CPU seconds of
+ * the process in each (all threads: steadier than wall time on a shared machine), onnxruntime runs, and the reported
+ * bounds. MODEL: a name of bench/gen-models.ts or an .onnx path.
  */
 import { analyze, type AnalyzeOptions } from '../src/index.js';
 import { resetRuntimeStats, runtimeStats } from '../src/backend/runtime.js';
@@ -14,28 +16,36 @@ const flag = (name: string, fallback: string) => (args.includes(name) ? args[arg
 const method = flag('--method', 'cp') as AnalyzeOptions['method'];
 const threads = args.includes('--threads') ? Number(flag('--threads', '0')) : undefined;
 const cpWindow = Number(flag('--cp-window', '0'));
+const lower = args.includes('--lower');
 /** CPU seconds of this process, all threads (onnxruntime's included): steadier than wall time on a shared machine. */
 const cpuSeconds = () => { const u = process.cpuUsage(); return (u.user + u.system) / 1e6; };
-const models = args.filter((a, i) => !a.startsWith('--') && !(i > 0 && args[i - 1].startsWith('--')));
+const models = args.filter((a, i) => !a.startsWith('--') && !(i > 0 && ['--method', '--threads', '--cp-window'].includes(args[i - 1])));
 
-console.log('| model | method | norms s (CPU s) | norms runs | CP s (CPU s) | CP runs | CP/norms (CPU) | ORT run s norms, CP | ORT create s norms, CP | total s | upper |');
-console.log('|---|---|---|---|---|---|---|---|---|---|---|');
+console.log('| model | method | norms s (CPU s) | CP etc. s (CPU s) | residual s (CPU s) | lower s (CPU s) | ORT runs norms, rest | total s (CPU s) | upper | lower |');
+console.log('|---|---|---|---|---|---|---|---|---|---|');
 for (const name of models) {
   const path = (BENCH_MODELS as readonly string[]).includes(name) ? benchModelPath(name as BenchModel) : name;
   resetRuntimeStats();
-  const marks: Record<string, { t: number; runs: number; cpu: number; create: number; run: number }> = {};
-  const mark = (k: string) => { marks[k] ??= { t: performance.now(), runs: runtimeStats().runs, cpu: cpuSeconds(), create: runtimeStats().createMs, run: runtimeStats().runMs }; };
-  const t0 = performance.now();
+  interface Mark { t: number; runs: number; cpu: number }
+  const marks: Record<string, Mark> = {};
+  const now = (): Mark => ({ t: performance.now(), runs: runtimeStats().runs, cpu: cpuSeconds() });
+  const mark = (k: string) => { marks[k] ??= now(); };
+  const t0 = now();
   const r = await analyze(path, {
-    device: 'cpu', method, lowerPairs: 0, threads, cpWindow,
+    device: 'cpu', method, threads, cpWindow, ...(lower ? {} : { lowerPairs: 0 }),
     onProgress: (done, total, what, phase) => {
       if (phase === 'norms' && done === 0) mark('norms');
-      if (phase === 'norms' && what === 'done') mark('normsEnd');
+      if (phase === 'norms' && what === 'done') mark('segments');
+      if (phase === 'segments' && /^res\d/.test(what)) mark('residual');
+      if (phase === 'lower') mark('lower');
     },
   });
-  const end = { t: performance.now(), runs: runtimeStats().runs, cpu: cpuSeconds(), create: runtimeStats().createMs, run: runtimeStats().runMs };
-  const n = marks.normsEnd.t - marks.norms.t, c = end.t - marks.normsEnd.t;
+  const end = now();
+  marks.segments ??= end;
+  marks.residual ??= marks.lower ?? end;
+  marks.lower ??= end;
+  const span = (a: Mark, b: Mark) => `${((b.t - a.t) / 1000).toFixed(2)} (${(b.cpu - a.cpu).toFixed(1)})`;
   const upper = r.global.upper ? `${r.global.upper.value.toPrecision(6)} (${r.global.upper.kind})` : r.global.status;
   const short = name.split('/').pop()!.replace(/\.onnx$/, '') + (cpWindow ? ` (window ${cpWindow})` : '');
-  console.log(`| ${short} | ${method} | ${(n / 1000).toFixed(2)} (${(marks.normsEnd.cpu - marks.norms.cpu).toFixed(1)}) | ${marks.normsEnd.runs - marks.norms.runs} | ${(c / 1000).toFixed(2)} (${(end.cpu - marks.normsEnd.cpu).toFixed(1)}) | ${end.runs - marks.normsEnd.runs} | ${(c / n).toFixed(2)} (${((end.cpu - marks.normsEnd.cpu) / (marks.normsEnd.cpu - marks.norms.cpu)).toFixed(2)}) | ${((marks.normsEnd.run - marks.norms.run) / 1000).toFixed(2)}, ${((end.run - marks.normsEnd.run) / 1000).toFixed(2)} | ${((marks.normsEnd.create - marks.norms.create) / 1000).toFixed(2)}, ${((end.create - marks.normsEnd.create) / 1000).toFixed(2)} | ${((end.t - t0) / 1000).toFixed(2)} | ${upper} |`);
+  console.log(`| ${short} | ${method} | ${span(marks.norms, marks.segments)} | ${span(marks.segments, marks.residual)} | ${span(marks.residual, marks.lower)} | ${span(marks.lower, end)} | ${marks.segments.runs - marks.norms.runs}, ${end.runs - marks.segments.runs} | ${span(t0, end)} | ${upper} | ${r.global.lower ? `${r.global.lower.value.toPrecision(4)} (${r.global.lower.method})` : '—'} |`);
 }

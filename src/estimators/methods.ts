@@ -287,7 +287,8 @@ export async function estimateUpper(m: MethodModel, backend: OperatorBackend, o:
       }
       // the budget picks the blocks by their counted cost alone, so they are measured at once where the backend runs
       // products off the main thread (backend.concurrency; each block's seeds come from its ordinal), entered in order
-      const bounds = await mapInLanes(chosen, backend.concurrency ?? 1, async (block) => {
+      const bounds = await mapInLanes(chosen, backend.concurrency ?? 1, async (block, i) => {
+        o.onProgress?.(i, chosen.length, block.id, 'segments');
         const res = await residualBlockBound(block, settings, { known: products });
         const d = deferred.get(block.branch.id);
         deferred.delete(block.branch.id);

@@ -298,50 +298,6 @@ function lowerInverse(l: Float64Array, r: number): Float64Array {
   return x;
 }
 
-/**
- * A lower bound on the optimum from S = Z⁻¹ at any feasible point, by weak duality with inequality constraints: every
- * X ⪰ 0 with tr X_00 = 1 and ⟨B_j, X⟩ ≤ 0 for all units gives, for every feasible (ρ, t) (t ≥ 0),
- * 0 ≤ X•F(ρ, t) = ρ − tr(W_lᵀW_l X_ll) + Σ t_j⟨B_j, X⟩, so ρ* ≥ tr(W_lᵀW_lX_ll). Here X = D S D / tr S_00 with D diagonal,
- * 1 on the input block and s_j ≥ 0 per unit, chosen layer by layer as large as ⟨B_j, DSD⟩ = 2s_j(q_j·(Da_j)ᵀSe_j +
- * s_j·S_jj) ≤ 0 allows: s_j = max(0, −q_j·(Da_j)ᵀSe_j / S_jj). (For S = xxᵀ this is the forward pass with slope β: the
- * witnessed product; at a centred point, where tr(SB_j) ≈ 0, s ≈ 1 and the bound nears ρ − gap.) Costs Σ n_hn_{h−1}r.
- */
-function scaledDualBound(lay: Layout, fz: Factor, vb: Float64Array[], trS00: number): number {
-  const { p, l, sizes, elim, r, q } = lay;
-  let sPrev = new Float64Array(sizes[0]).fill(1);
-  for (let h = 1; h <= l; h++) {
-    const w = p.layers[h - 1], np = sizes[h - 1], nh = sizes[h], vp = vb[h - 1], vh = vb[h];
-    const scaled = new Float64Array(np * r);
-    for (let c = 0; c < np; c++) { const f = sPrev[c]; if (f !== 0) for (let k = 0; k < r; k++) scaled[c * r + k] = vp[c * r + k] * f; }
-    const gas = mul(w.w, nh, np, scaled, r);
-    const s = new Float64Array(nh);
-    const de = elim[h] ? fz.d[h]! : null;
-    for (let j = 0; j < nh; j++) {
-      let num = 0, den = 0;
-      for (let k = 0; k < r; k++) { num += gas[j * r + k] * vh[j * r + k]; den += vh[j * r + k] * vh[j * r + k]; }
-      if (de) den += 1 / de[j];
-      const v = (-q[h - 1] * num) / den;
-      s[j] = v > 0 && Number.isFinite(v) ? v : 0;
-    }
-    sPrev = s;
-  }
-  // tr(W_lᵀW_l D_l S_ll D_l) = ‖W_l D_l V_l‖_F² (block l is never eliminated)
-  const wl = p.layers[l], vl = vb[l], nl = sizes[l];
-  const scaled = new Float64Array(nl * r);
-  for (let c = 0; c < nl; c++) for (let k = 0; k < r; k++) scaled[c * r + k] = vl[c * r + k] * sPrev[c];
-  const prod = mul(wl.w, wl.rows, nl, scaled, r);
-  let fro = 0;
-  for (let i = 0; i < prod.length; i++) fro += prod[i] * prod[i];
-  return fro / trS00;
-}
-
-/** Multiply-adds of scaledDualBound. */
-function r0Work(lay: Layout): number {
-  let w = lay.p.layers[lay.l].rows * lay.sizes[lay.l] * lay.r;
-  for (let h = 1; h <= lay.l; h++) w += lay.sizes[h] * lay.sizes[h - 1] * lay.r * 1.5;
-  return w;
-}
-
 /** Multiply-adds of one Newton system (V, the Gram matrix of the 2m vectors, the ρ row, H and its factor), factorisation excluded. */
 export function structuredNewtonWork(lay: Layout): number {
   const { sizes, elim, l, r, m } = lay;
@@ -370,7 +326,7 @@ function layoutShape(p: LipSdpProblem): Layout {
 }
 
 /** The Newton system at a factored point: H (lower triangle, (m+1)², factored in place) and a = ∇ log det F = (tr S_00, tr(SB_j)). */
-function newtonSystem(lay: Layout, fz: Factor, raw = false): { h: Float64Array; a: Float64Array; sc?: Float64Array; vb?: Float64Array[] } | null {
+function newtonSystem(lay: Layout, fz: Factor, raw = false): { h: Float64Array; a: Float64Array; sc?: Float64Array } | null {
   const { p, l, sizes, elim, ko, r, q, unitOf, m } = lay;
   const { rho, t, d } = fz;
   const linv = lowerInverse(fz.sigma, r);
@@ -463,7 +419,7 @@ function newtonSystem(lay: Layout, fz: Factor, raw = false): { h: Float64Array; 
   for (let i = 0; i < k1; i++) sc[i] = hm[i * k1 + i] > 0 ? 1 / Math.sqrt(hm[i * k1 + i]) : 1;
   for (let i = 0; i < k1; i++) for (let j = 0; j <= i; j++) hm[i * k1 + j] *= sc[i] * sc[j];
   if (cholesky(hm, k1) === null) return null;
-  return { h: hm, a, sc, vb };
+  return { h: hm, a, sc };
 }
 
 function solveFactored(l: Float64Array, n: number, b: Float64Array): Float64Array {
@@ -585,7 +541,6 @@ export function solveLipSdpStructured(problem: LipSdpProblem, opts: StructuredOp
   const remember = () => { path.unshift({ rho: fz.rho, t: Float64Array.from(fz.t) }); if (path.length > 8) path.pop(); };
   remember();
   let lower: number = witnessedRho(p), steps = 0, converged = false, lastW = 0;
-  const gw = r0Work(lay);
   const rp = RHO_P * n;
   const tAt = (dy: Float64Array, alpha: number) => fz.t.map((v, i) => v + alpha * dy[i + 1]);
   const at = (dy: Float64Array, alpha: number): Factor | null => { work += fw; return factor(lay, fz.rho + alpha * dy[0], tAt(dy, alpha)); };
@@ -603,9 +558,6 @@ export function solveLipSdpStructured(problem: LipSdpProblem, opts: StructuredOp
     const dyOf = (w: number) => u2.map((v, i) => v - w * u1[i]);
     // the bound: X(1/w) ⪰ 0 ⇔ F(y − Δy(w)) ⪰ 0, with gap (N − C + wB)/w falling in w: the largest such w found. λ(w) ≤ THETA
     // guarantees it (Dikin); beyond, doubling then bisection with the structured factorisation
-    const dual = scaledDualBound(lay, fz, sys.vb!, sys.a[0]);
-    work += gw;
-    if (Number.isFinite(dual)) lower = Math.max(lower, dual);
     const disc = B * B - A * (C - THETA * THETA);
     {
       let good = disc >= 0 && A > 0 ? (B + Math.sqrt(disc)) / A : 0, bad = Infinity;

@@ -9,9 +9,10 @@ import { checkProblem, cholesky, reduceInput, type LipSdpProblem, type LipSdpSol
  * one dense Schur complement Σ on the r kept coordinates: Z = F(y) factors at the cost of forming Σ and r³/6, and
  * S = Z⁻¹ = Δ + VVᵀ with Δ = D_E⁻¹ on the eliminated blocks (0 elsewhere) and V = [−D_E⁻¹C; I]·L_Σ⁻ᵀ (N×r).
  *
- * The method minimises f_μ(y) = ρ/μ − log det F(y) (y = (ρ, t); t ≥ 0 follows from F ≻ 0 when p = 0: its diagonal holds
- * 2t_j, or 2t_j − (W_lᵀW_l)_jj) by Newton steps with a backtracking line search, μ divided by KAPPA once the point is
- * centred. The Newton matrix H_ik = tr(S A_i S A_k) needs U_jᵀSU_k (2×2, U_j = [a_j, e_j]) for every pair of units: the
+ * The method (dual potential reduction, after DSDP) takes Newton directions of f_μ(y) = ρ/μ − log det F(y) (y = (ρ, t);
+ * t ≥ 0 follows from F ≻ 0 when p = 0: its diagonal holds 2t_j, or 2t_j − (W_lᵀW_l)_jj), μ tied to the gap to the best
+ * lower bound ρ_lb (and no smaller than the μ whose Newton decrement is LAMBDA_MAX), with a line search on the potential
+ * ρ_p·log(ρ − ρ_lb) − log det F. The Newton matrix H_ik = tr(S A_i S A_k) needs U_jᵀSU_k (2×2, U_j = [a_j, e_j]) for every pair of units: the
  * Gram matrix of the 2m vectors Vᵀa_j, Vᵀe_j (2m²r multiply-adds) plus the sparse Δ terms. Because H, ∇ log det and the
  * objective do not depend on μ, the Newton direction is Δy = u₂ − u₁/μ (Hu₁ = e_ρ, Hu₂ = ∇ log det) for every μ at once;
  * and X(μ) = μS(Z − D)S (D = Σ Δy_iA_i) satisfies the primal constraints exactly, is ⪰ 0 whenever the Newton decrement

@@ -1,5 +1,5 @@
 import { LipcheckError } from '../errors.js';
-import { checkProblem, cholesky, reduceInput, type LipSdpProblem, type LipSdpSolution, type LmiPoint } from './sdp.js';
+import { backward, checkProblem, cholesky, forward, normEstimate, reduceInput, type LipSdpProblem, type LipSdpSolution, type LmiPoint } from './sdp.js';
 
 /**
  * LipSDP-Neuron by a dual barrier method that never forms a dense N×N matrix (docs/algorithms-sdp.md §8). It applies
@@ -423,30 +423,12 @@ function newtonSystem(lay: Layout, fz: Factor, raw = false): { h: Float64Array; 
   return { h: hm, a, sc };
 }
 
+/** x = (LLᵀ)⁻¹b from the Cholesky factor in the lower triangle of l (sdp.ts's substitutions). */
 function solveFactored(l: Float64Array, n: number, b: Float64Array): Float64Array {
   const v = Float64Array.from(b);
-  for (let i = 0; i < n; i++) { const oi = i * n; let s = v[i]; for (let k = 0; k < i; k++) s -= l[oi + k] * v[k]; v[i] = s / l[oi + i]; }
-  for (let i = n - 1; i >= 0; i--) { const s = v[i] / l[i * n + i]; v[i] = s; for (let k = 0; k < i; k++) v[k] -= l[i * n + k] * s; }
+  forward(l, n, v);
+  backward(l, n, v);
   return v;
-}
-
-/** An estimate of ‖W‖₂ by 30 power steps (only to place the starting point). */
-function normEstimate(w: { w: Float64Array; rows: number; cols: number }): number {
-  let x = new Float64Array(w.cols).fill(1 / Math.sqrt(w.cols));
-  let sigma = 0;
-  for (let it = 0; it < 30; it++) {
-    const y = new Float64Array(w.rows);
-    for (let r = 0; r < w.rows; r++) { let s = 0; for (let c = 0; c < w.cols; c++) s += w.w[r * w.cols + c] * x[c]; y[r] = s; }
-    const z = new Float64Array(w.cols);
-    for (let r = 0; r < w.rows; r++) { const v = y[r]; if (v !== 0) for (let c = 0; c < w.cols; c++) z[c] += w.w[r * w.cols + c] * v; }
-    let zn = 0;
-    for (let c = 0; c < w.cols; c++) zn += z[c] * z[c];
-    zn = Math.sqrt(zn);
-    if (zn === 0) return 0;
-    sigma = Math.sqrt(zn);
-    x = z.map((v) => v / zn);
-  }
-  return sigma;
 }
 
 /**

@@ -247,8 +247,8 @@ function widenLinear(p: LipSdpProblem): LipSdpProblem {
   }) };
 }
 
-/** An estimate of ‖W‖₂ by 30 power steps (only to place the starting point). */
-function normEstimate(w: LmiLayer): number {
+/** An estimate of ‖W‖₂ by 30 power steps (only to place a solver's starting point; sdp-structured.ts too). */
+export function normEstimate(w: LmiLayer): number {
   let x = new Float64Array(w.cols).fill(1 / Math.sqrt(w.cols));
   let sigma = 0;
   for (let it = 0; it < 30; it++) {
@@ -362,12 +362,12 @@ function inner(a: Float64Array, b: Float64Array): number {
 }
 
 /** Forward substitution L·y = v in place (L: the lower triangle of l, row-major). */
-function forward(l: Float64Array, n: number, v: Float64Array): void {
+export function forward(l: Float64Array, n: number, v: Float64Array): void {
   for (let i = 0; i < n; i++) { const oi = i * n; let s = v[i]; for (let k = 0; k < i; k++) s -= l[oi + k] * v[k]; v[i] = s / l[oi + i]; }
 }
 
 /** Back substitution Lᵀ·y = v in place. */
-function backward(l: Float64Array, n: number, v: Float64Array): void {
+export function backward(l: Float64Array, n: number, v: Float64Array): void {
   for (let i = n - 1; i >= 0; i--) { const s = v[i] / l[i * n + i]; v[i] = s; for (let k = 0; k < i; k++) v[k] -= l[i * n + k] * s; }
 }
 

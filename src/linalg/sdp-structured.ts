@@ -1,5 +1,6 @@
 import { LipcheckError } from '../errors.js';
-import { backward, checkProblem, cholesky, forward, normEstimate, reduceInput, type LipSdpProblem, type LipSdpSolution, type LmiPoint } from './sdp.js';
+import { gramLower, gramRows } from './dense.js';
+import { backward, checkProblem, cholesky, forward, lowerInverse, normEstimate, reduceInput, type LipSdpProblem, type LipSdpSolution, type LmiPoint } from './sdp.js';
 
 /**
  * LipSDP-Neuron by a dual barrier method that never forms a dense N×N matrix (docs/algorithms-sdp.md §8). It applies
@@ -103,7 +104,7 @@ function layout(p: LipSdpProblem): Layout {
   const ko: number[] = [];
   let r = 0;
   for (let b = 0; b <= l; b++) { ko.push(elim[b] ? -1 : r); if (!elim[b]) r += sizes[b]; }
-  const gram0 = elim[0] && l >= 1 ? gramOf(p.layers[0].w, sizes[1], sizes[0]) : null;
+  const gram0 = elim[0] && l >= 1 ? gramRows(p.layers[0].w, sizes[1], sizes[0]) : null;
   const skip: (Float64Array | null)[] = [];
   for (let k = 0; k <= l; k++) {
     if (!elim[k] && k + 2 <= l && elim[k + 1] && !elim[k + 2]) skip.push(mul(p.layers[k + 1].w, sizes[k + 2], sizes[k + 1], p.layers[k].w, sizes[k]));
@@ -112,7 +113,7 @@ function layout(p: LipSdpProblem): Layout {
   const wl = p.layers[l];
   const wt = new Float64Array(wl.cols * wl.rows);
   for (let i = 0; i < wl.rows; i++) for (let j = 0; j < wl.cols; j++) wt[j * wl.rows + i] = wl.w[i * wl.cols + j];
-  const wl2 = gramOf(wt, wl.cols, wl.rows);
+  const wl2 = gramRows(wt, wl.cols, wl.rows);
   return { p, l, sizes, n, m, unitOf, q, elim, ko, r, gram0, skip, wl2, cap: null };
 }
 
@@ -131,47 +132,6 @@ function mul(a: Float64Array, ar: number, ac: number, b: Float64Array, bc: numbe
     for (; k < ac; k++) { const v = a[oa + k]; if (v === 0) continue; const ob = k * bc; for (let j = 0; j < bc; j++) c[oc + j] += v * b[ob + j]; }
   }
   return c;
-}
-
-/** A·Aᵀ (full, symmetric) for row-major A (rows×cols). */
-function gramOf(a: Float64Array, rows: number, cols: number): Float64Array {
-  const g = new Float64Array(rows * rows);
-  gramLower(a, rows, cols, g);
-  for (let i = 0; i < rows; i++) for (let j = 0; j < i; j++) g[j * rows + i] = g[i * rows + j];
-  return g;
-}
-
-/**
- * The lower triangle (j ≤ i) of A·Aᵀ into g (rows×rows): rows of A taken four by four against four, sixteen dot products
- * at once (eight loads serve sixteen multiply-adds).
- */
-function gramLower(a: Float64Array, rows: number, cols: number, g: Float64Array): void {
-  const dot = (i: number, j: number) => { let s = 0; const oi = i * cols, oj = j * cols; for (let k = 0; k < cols; k++) s += a[oi + k] * a[oj + k]; return s; };
-  let i0 = 0;
-  for (; i0 + 3 < rows; i0 += 4) {
-    const a0 = i0 * cols, a1 = a0 + cols, a2 = a1 + cols, a3 = a2 + cols;
-    let j0 = 0;
-    for (; j0 + 3 <= i0; j0 += 4) {
-      const b0 = j0 * cols, b1 = b0 + cols, b2 = b1 + cols, b3 = b2 + cols;
-      let s00 = 0, s01 = 0, s02 = 0, s03 = 0, s10 = 0, s11 = 0, s12 = 0, s13 = 0, s20 = 0, s21 = 0, s22 = 0, s23 = 0, s30 = 0, s31 = 0, s32 = 0, s33 = 0;
-      for (let k = 0; k < cols; k++) {
-        const x0 = a[a0 + k], x1 = a[a1 + k], x2 = a[a2 + k], x3 = a[a3 + k];
-        const y0 = a[b0 + k], y1 = a[b1 + k], y2 = a[b2 + k], y3 = a[b3 + k];
-        s00 += x0 * y0; s01 += x0 * y1; s02 += x0 * y2; s03 += x0 * y3;
-        s10 += x1 * y0; s11 += x1 * y1; s12 += x1 * y2; s13 += x1 * y3;
-        s20 += x2 * y0; s21 += x2 * y1; s22 += x2 * y2; s23 += x2 * y3;
-        s30 += x3 * y0; s31 += x3 * y1; s32 += x3 * y2; s33 += x3 * y3;
-      }
-      const g0 = i0 * rows + j0, g1 = g0 + rows, g2 = g1 + rows, g3 = g2 + rows;
-      g[g0] = s00; g[g0 + 1] = s01; g[g0 + 2] = s02; g[g0 + 3] = s03;
-      g[g1] = s10; g[g1 + 1] = s11; g[g1 + 2] = s12; g[g1 + 3] = s13;
-      g[g2] = s20; g[g2 + 1] = s21; g[g2 + 2] = s22; g[g2 + 3] = s23;
-      g[g3] = s30; g[g3 + 1] = s31; g[g3 + 2] = s32; g[g3 + 3] = s33;
-    }
-    // the diagonal 4×4 tile's lower part was written above when j0 = i0; any rest of the row
-    for (let i = i0; i < i0 + 4; i++) for (let j = j0; j <= i; j++) g[i * rows + j] = dot(i, j);
-  }
-  for (; i0 < rows; i0++) for (let j = 0; j <= i0; j++) g[i0 * rows + j] = dot(i0, j);
 }
 
 /** A·Bᵀ for row-major A (ar×k) and B (br×k): dot products of rows, four rows of B at a time. */
@@ -249,7 +209,7 @@ function factor(lay: Layout, rho: number, t: Float64Array): Factor | null {
       else {
         const scaled = new Float64Array(w.w.length);
         for (let i = 0; i < s; i++) for (let c = 0; c < sp; c++) scaled[i * sp + c] = w.w[i * sp + c] / Math.sqrt(de[c]);
-        gk = gramOf(scaled, s, sp);
+        gk = gramRows(scaled, s, sp);
       }
       g[k] = gk;
       const tk = tOf(k), qk = q[k - 1];
@@ -279,24 +239,6 @@ function factor(lay: Layout, rho: number, t: Float64Array): Factor | null {
   const ld = cholesky(sg, r);
   if (ld === null || !Number.isFinite(ld)) return null;
   return { rho, t, d, g, sigma: sg, logdet: logdet + ld };
-}
-
-/** L⁻¹ (lower triangular, r×r) from the Cholesky factor in the lower triangle of l. */
-function lowerInverse(l: Float64Array, r: number): Float64Array {
-  const x = new Float64Array(r * r);
-  for (let i = 0; i < r; i++) {
-    const oi = i * r;
-    for (let k = 0; k < i; k++) {
-      const c = l[oi + k];
-      if (c === 0) continue;
-      const ok = k * r;
-      for (let j = 0; j <= k; j++) x[oi + j] -= c * x[ok + j];
-    }
-    const dd = 1 / l[oi + i];
-    for (let j = 0; j < i; j++) x[oi + j] *= dd;
-    x[oi + i] = dd;
-  }
-  return x;
 }
 
 /** Multiply-adds of one Newton system (V, the Gram matrix of the 2m vectors, the ρ row, H and its factor), factorisation excluded. */
@@ -388,7 +330,7 @@ function newtonSystem(lay: Layout, fz: Factor, raw = false): { h: Float64Array; 
   const hm = new Float64Array(k1 * k1);
   const a = new Float64Array(k1);
   // S_00 = Δ_0 + V_0V_0ᵀ: tr and ‖·‖_F²
-  const s00 = gramOf(vb[0], n0, r);
+  const s00 = gramRows(vb[0], n0, r);
   let tr = 0, fro = 0;
   for (let i = 0; i < n0; i++) { if (elim[0]) s00[i * n0 + i] += 1 / rho; tr += s00[i * n0 + i]; }
   for (let i = 0; i < s00.length; i++) fro += s00[i] * s00[i];

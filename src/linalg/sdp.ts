@@ -148,21 +148,27 @@ export function cholesky(a: Float64Array, n: number): number | null {
   return logdet;
 }
 
-/** S = (LLᵀ)^{-1} from the Cholesky factor in the lower triangle of l; returns the full symmetric S. */
-function inverseFromCholesky(l: Float64Array, n: number): Float64Array {
-  const x = new Float64Array(n * n); // X = L^{-1}, lower triangular, row by row
-  for (let i = 0; i < n; i++) {
-    const oi = i * n;
+/** L⁻¹ (lower triangular, r×r) from the Cholesky factor in the lower triangle of l. */
+export function lowerInverse(l: Float64Array, r: number): Float64Array {
+  const x = new Float64Array(r * r);
+  for (let i = 0; i < r; i++) {
+    const oi = i * r;
     for (let k = 0; k < i; k++) {
       const c = l[oi + k];
       if (c === 0) continue;
-      const ok = k * n;
+      const ok = k * r;
       for (let j = 0; j <= k; j++) x[oi + j] -= c * x[ok + j];
     }
-    const d = 1 / l[oi + i];
-    for (let j = 0; j < i; j++) x[oi + j] *= d;
-    x[oi + i] = d;
+    const dd = 1 / l[oi + i];
+    for (let j = 0; j < i; j++) x[oi + j] *= dd;
+    x[oi + i] = dd;
   }
+  return x;
+}
+
+/** S = (LLᵀ)^{-1} from the Cholesky factor in the lower triangle of l; returns the full symmetric S. */
+function inverseFromCholesky(l: Float64Array, n: number): Float64Array {
+  const x = lowerInverse(l, n); // X = L^{-1}, lower triangular, row by row
   const s = new Float64Array(n * n); // S = XᵀX: Σ_k outer products of the rows of X
   for (let k = 0; k < n; k++) {
     const ok = k * n;

@@ -1,6 +1,6 @@
 import { LipcheckError } from '../errors.js';
 import { gramLower, gramRows } from './dense.js';
-import { backward, checkProblem, cholesky, forward, lowerInverse, normEstimate, reduceInput, type LipSdpProblem, type LipSdpSolution, type LmiPoint } from './sdp.js';
+import { backward, checkProblem, cholesky, diagonalStart as sdpDiagonalStart, forward, lowerInverse, reduceInput, type LipSdpProblem, type LipSdpSolution, type LmiPoint } from './sdp.js';
 
 /**
  * LipSDP-Neuron by a dual barrier method that never forms a dense N×N matrix (docs/algorithms-sdp.md §8). It applies
@@ -413,23 +413,7 @@ function witnessedRho(p: LipSdpProblem): number {
 
 /** sdp.ts's diagonal start (T_h = τ_h·I, margins doubled until the structured factorisation accepts it). */
 function diagonalStart(lay: Layout): Factor {
-  const { p, l } = lay;
-  const norms = p.layers.map(normEstimate);
-  for (let margin = 2; margin < 1e8; margin *= 4) {
-    const lambda = new Float64Array(l);
-    let tau = margin * Math.max(norms[l] ** 2, 1e-300);
-    for (let h = l; h >= 1; h--) {
-      lambda[h - 1] = tau;
-      const [a, b] = p.slopes[h - 1];
-      const cr = ((a + b) / 2) ** 2 + ((b - a) / 2) ** 2;
-      tau = Math.max(2 * margin * tau * cr * norms[h - 1] ** 2, tau * 1e-3);
-    }
-    const t = new Float64Array(lay.m);
-    for (let h = 1; h <= l; h++) t.fill(lambda[h - 1], lay.unitOf[h - 1], lay.unitOf[h - 1] + lay.sizes[h]);
-    const f = factor(lay, tau, t);
-    if (f) return f;
-  }
-  throw new LipcheckError('INTERNAL', 'No strictly feasible starting point was found for a LipSDP problem (the layers\' norms may overflow).');
+  return sdpDiagonalStart(lay.p, 1e8, (rho, _lambda, t) => factor(lay, rho, t));
 }
 
 /**

@@ -253,8 +253,8 @@ function widenLinear(p: LipSdpProblem): LipSdpProblem {
   }) };
 }
 
-/** An estimate of ‖W‖₂ by 30 power steps (only to place a solver's starting point; sdp-structured.ts too). */
-export function normEstimate(w: LmiLayer): number {
+/** An estimate of ‖W‖₂ by 30 power steps (only to place a solver's starting point). */
+function normEstimate(w: LmiLayer): number {
   let x = new Float64Array(w.cols).fill(1 / Math.sqrt(w.cols));
   let sigma = 0;
   for (let it = 0; it < 30; it++) {
@@ -279,9 +279,20 @@ export function normEstimate(w: LmiLayer): number {
  * Cholesky factorisation confirms it, as the norms are estimates).
  */
 function startPoint(p: LipSdpProblem, variant: LipSdpVariant): { rho: number; lambda: Float64Array } {
+  return diagonalStart(p, 1e6, (rho, lambda, t) => {
+    const { f, n } = formLmi(p, { rho, t });
+    return cholesky(f, n) !== null ? { rho, lambda: variant === 'layer' ? lambda : t } : null;
+  });
+}
+
+/**
+ * startPoint's candidates (ρ = τ_0, per-layer τ_h and their per-unit t) for margins 2, 8, 32, … below `maxMargin`, until
+ * `accept` takes one (a factorisation confirming strict feasibility); sdp-structured.ts's start too.
+ */
+export function diagonalStart<T>(p: LipSdpProblem, maxMargin: number, accept: (rho: number, lambda: Float64Array, t: Float64Array) => T | null): T {
   const l = p.layers.length - 1;
   const norms = p.layers.map(normEstimate);
-  for (let margin = 2; margin < 1e6; margin *= 4) {
+  for (let margin = 2; margin < maxMargin; margin *= 4) {
     const lambda = new Float64Array(l);
     let tau = margin * Math.max(norms[l] ** 2, 1e-300);
     for (let h = l; h >= 1; h--) {
@@ -290,10 +301,8 @@ function startPoint(p: LipSdpProblem, variant: LipSdpVariant): { rho: number; la
       const cr = ((a + b) / 2) ** 2 + ((b - a) / 2) ** 2;
       tau = Math.max(2 * margin * tau * cr * norms[h - 1] ** 2, tau * 1e-3);
     }
-    const rho = tau;
-    const t = expand(p, lambda);
-    const { f, n } = formLmi(p, { rho, t });
-    if (cholesky(f, n) !== null) return { rho, lambda: variant === 'layer' ? lambda : t };
+    const found = accept(tau, lambda, expand(p, lambda));
+    if (found !== null) return found;
   }
   throw new LipcheckError('INTERNAL', 'No strictly feasible starting point was found for a LipSDP problem (the layers\' norms may overflow).');
 }

@@ -247,7 +247,14 @@ export async function createWorkerGram(model: Uint8Array, dims: readonly number[
   const fail = (what: string, r: Reply) => new LipcheckError('RUNTIME', `onnxruntime ${what} '${name}' on a worker thread: ${r.error}. Rerun with --threads 1 to keep onnxruntime on the main thread.`);
   // the model bytes move to the worker when they own their buffer (the caller made them for this session), else a copy
   const own = model.buffer instanceof ArrayBuffer && model.byteOffset === 0 && model.byteLength === model.buffer.byteLength;
-  const created = await worker.request({ type: 'create', sid, bytes: model, options, feeds: { ...feeds } }, own ? [model.buffer as ArrayBuffer] : []);
+  // a fed weight may be a view into a larger buffer (the model file's, onnx/tensor.ts): posting it would copy that whole
+  // buffer, so such weights are sent as copies of their own bytes
+  const sent: Record<string, Tensor> = {};
+  for (const [k, t] of Object.entries(feeds ?? {})) {
+    const d = t.data;
+    sent[k] = ArrayBuffer.isView(d) && d.byteLength !== d.buffer.byteLength ? { ...t, data: d.slice() as Tensor['data'] } : t;
+  }
+  const created = await worker.request({ type: 'create', sid, bytes: model, options, feeds: sent }, own ? [model.buffer as ArrayBuffer] : []);
   if (created.error) throw fail('could not load the operator', created);
   // the worker's own time for the creation (waiting behind other sessions' runs is not creation)
   countSession(created.ms ?? 0);

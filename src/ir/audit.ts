@@ -22,27 +22,39 @@ export interface NumberScan {
   readonly first: { readonly index: number; readonly value: number } | null;
 }
 
+/**
+ * Scans already made, by data array: a model's tensors are not modified once decoded or converted, and a weight is
+ * audited twice (as a node's constant, auditConstants, and as the converted prim's weight, auditIr).
+ */
+const scanned = new WeakMap<Float32Array | Float64Array, NumberScan>();
+
 /** Counts NaN, infinite, overflowing, zero and denormal values of a float tensor; null for other element types. */
 export function scanNumbers(t: Tensor): NumberScan | null {
   const d = t.data;
   if (!(d instanceof Float32Array || d instanceof Float64Array)) return null;
+  const known = scanned.get(d);
+  if (known) return known;
   let nan = 0, posInf = 0, negInf = 0, huge = 0, zero = 0, denormal = 0;
   let first: { index: number; value: number } | null = null;
   for (let i = 0; i < d.length; i++) {
     const v = d[i];
+    // the common case first, one test: a normal float32-range magnitude (NaN fails it)
+    const a = Math.abs(v);
+    if (a >= FLOAT32_MIN_NORMAL && a <= FLOAT32_MAX) continue;
     if (v !== v) nan++;
     else if (v === Infinity) posInf++;
     else if (v === -Infinity) negInf++;
     else {
-      const a = Math.abs(v);
       if (a > FLOAT32_MAX) huge++;
       else if (a === 0) zero++;
-      else if (a < FLOAT32_MIN_NORMAL) denormal++;
+      else denormal++;
       continue;
     }
     first ??= { index: i, value: v };
   }
-  return { size: d.length, nan, posInf, negInf, huge, zero, denormal, first };
+  const s = { size: d.length, nan, posInf, negInf, huge, zero, denormal, first };
+  scanned.set(d, s);
+  return s;
 }
 
 /** "2 NaN and 1 +Infinity among 64 values (the first at element 3: NaN)", counting only the kinds asked for. */

@@ -124,7 +124,7 @@ export function projectBasis(chunks: readonly Float64Array[], count: number, w: 
   const n = w.length;
   if (n < SPLIT_MIN) return projectRange(chunks, count, n, w, h, 0, n);
   const mid = n >> 1;
-  const t = parallel ? kernelThread() : null;
+  const t = parallel ? kernelThread({ wait: false }) : null;
   if (t && t.start(OP.project, chunks, count, w, mid, n)) {
     projectRange(chunks, count, n, w, h, 0, mid);
     t.wait();
@@ -140,7 +140,7 @@ export function projectBasis(chunks: readonly Float64Array[], count: number, w: 
 /** w ← w − Σ_{b<count} h[b]·q_b (exported for tests). */
 export function subtractBasis(chunks: readonly Float64Array[], count: number, w: Float64Array, h: Float64Array, parallel: boolean): void {
   const n = w.length;
-  const t = n >= SPLIT_MIN && parallel ? kernelThread() : null;
+  const t = n >= SPLIT_MIN && parallel ? kernelThread({ wait: false }) : null;
   if (t && count <= t.coef.length) {
     t.coef.set(h.subarray(0, count));
     const mid = n >> 1;
@@ -199,6 +199,8 @@ export async function lanczosTop(op: SymmetricOperator, options: LanczosOptions)
   const n = op.n;
   const maxSteps = Math.min(options.maxSteps, n);
   const parallel = options.parallel ?? true;
+  // the kernel thread starts while the first product runs (until it answers, its halves run on this thread)
+  if (parallel && n >= SPLIT_MIN) kernelThread({ wait: false });
   const chunks: Float64Array[] = [];
   // slot b of the basis (allocated chunk by chunk); w of step j is written straight into slot j + 1
   const slot = (b: number) => {

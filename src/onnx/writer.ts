@@ -40,7 +40,8 @@ function tensorBytes(t: Tensor): Uint8Array {
   const d = t.data;
   if (Array.isArray(d)) throw new Error('string tensors are not written');
   if (t.dtype === 'float16' || t.dtype === 'bfloat16') throw new Error(`${t.dtype} is widened on read and not written back`);
-  return new Uint8Array(d.buffer.slice(d.byteOffset, d.byteOffset + d.byteLength));
+  // a view, not a copy: the encoder copies the bytes into the model it writes (fresh memory costs page faults)
+  return new Uint8Array(d.buffer, d.byteOffset, d.byteLength);
 }
 
 /** A TensorProto for a Tensor (raw little-endian bytes; float16 data is written as float32). */

@@ -150,7 +150,8 @@ test('long vectors: the two-half reorthogonalisation matches the textbook refere
   const op = diagonal(Float64Array.from({ length: n }, (_, i) => (i < 5 ? 1 - 1e-3 * i : 0.5 * (1 - i / n))), true);
   const start = new Random(12).unitVector(n);
   const steps = 40;
-  const before = kernelThread()?.jobs ?? 0;
+  // started and waited for first: until it answers, lanczosTop does the upper halves on its own thread
+  const before = kernelThread({ wait: true })?.jobs ?? 0;
   const threaded = await lanczosTop(op, { start, maxSteps: steps, stop: () => false });
   const serial = await lanczosTop(op, { start, maxSteps: steps, stop: () => false, parallel: false });
   if (availableParallelism() > 1) {

@@ -38,3 +38,14 @@ test('large float initializers become fed graph inputs: smaller bytes, the same 
   // the Mul by the float16 constant really happened (it is not all zeros or ones)
   assert.ok((a.get('y')!.data as Float32Array).some((v) => v < 0));
 });
+
+test('a tensor that is a view into a larger buffer is written with its own bytes only', () => {
+  const whole = Float32Array.from({ length: 40 }, (_, i) => i + 0.5);
+  const w = { dtype: 'float32' as const, dims: [3, 4], data: whole.subarray(5, 17) };
+  const model = decodeModel(encodeGraph({
+    opset: 13, inputs: [{ name: 'x', dims: [1, 3] }], outputs: [{ name: 'y', dims: [1, 4] }],
+    nodes: [{ opType: 'MatMul', inputs: ['x', 'w'], outputs: ['y'] }],
+    initializers: [['w', w]],
+  }), 'view.onnx');
+  assert.deepEqual(Array.from(model.initializers.get('w')!.data as Float32Array), Array.from(whole.subarray(5, 17)));
+});

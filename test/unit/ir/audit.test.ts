@@ -126,3 +126,16 @@ test('CLI: a NaN in an Add constant exits 3 (UNSUPPORTED) and names the node', (
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('scanNumbers: the one-comparison fast path classifies the float32 boundaries as the full test does, and a repeated scan is remembered', () => {
+  const min = 2 ** -126, max = 3.4028234663852886e38;
+  const d = Float64Array.of(min, -min, min / 2, -0, max, -max, max * 2, NaN, 1);
+  const s = scanNumbers({ dtype: 'float64', dims: [d.length], data: d })!;
+  assert.deepEqual([s.zero, s.denormal, s.huge, s.nan, s.posInf, s.negInf], [1, 1, 1, 1, 0, 0]);
+  assert.deepEqual(s.first, { index: 7, value: NaN });
+  const f = Float32Array.of(min, min / 4, 0, max, -Infinity);
+  const t = scanNumbers({ dtype: 'float32', dims: [f.length], data: f })!;
+  assert.deepEqual([t.zero, t.denormal, t.huge, t.negInf], [1, 1, 0, 1]);
+  // the same data array under another tensor object: the same scan (tensors are not written once decoded)
+  assert.equal(scanNumbers({ dtype: 'float32', dims: [5, 1], data: f }), t);
+});

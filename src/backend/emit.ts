@@ -17,9 +17,11 @@ class Emitter {
   }
   constant(t: Tensor): string {
     const name = this.fresh('c');
+    // typed-array constructors convert element by element as .from does (the same rounding), without its iterator
+    const src = t.data as ArrayLike<number>;
     const data: Tensor = t.dtype === 'int64' || t.dtype === this.dtype ? t
-      : this.dtype === 'float32' ? { dtype: 'float32', dims: t.dims, data: Float32Array.from(t.data as ArrayLike<number>) }
-      : { dtype: 'float64', dims: t.dims, data: Float64Array.from(t.data as ArrayLike<number>) };
+      : this.dtype === 'float32' ? { dtype: 'float32', dims: t.dims, data: ArrayBuffer.isView(src) ? new Float32Array(src as Float64Array) : Float32Array.from(src) }
+      : { dtype: 'float64', dims: t.dims, data: ArrayBuffer.isView(src) ? new Float64Array(src as Float32Array) : Float64Array.from(src) };
     this.inits.push([name, data]);
     return name;
   }
@@ -80,15 +82,22 @@ class Emitter {
   }
 }
 
+/** The last two axes swapped; float32 weights stay float32 (values are only moved), in 32×32 tiles (cache-friendly). */
 function swapLast(t: Tensor): Tensor {
   const dims = t.dims;
   if (dims.length < 2) return t;
   const r = dims[dims.length - 2], c = dims[dims.length - 1];
   const batch = sizeOf(dims) / (r * c);
   const src = t.data as ArrayLike<number>;
-  const out = new Float64Array(sizeOf(dims));
-  for (let b = 0; b < batch; b++) for (let i = 0; i < r; i++) for (let j = 0; j < c; j++) out[b * r * c + j * r + i] = src[b * r * c + i * c + j];
-  return { dtype: 'float64', dims: [...dims.slice(0, -2), c, r], data: out };
+  const narrow = src instanceof Float32Array;
+  const out = narrow ? new Float32Array(sizeOf(dims)) : new Float64Array(sizeOf(dims));
+  for (let b = 0; b < batch; b++) {
+    const o = b * r * c;
+    for (let i0 = 0; i0 < r; i0 += 32) for (let j0 = 0; j0 < c; j0 += 32) {
+      for (let i = i0; i < Math.min(i0 + 32, r); i++) for (let j = j0; j < Math.min(j0 + 32, c); j++) out[o + j * r + i] = src[o + i * c + j];
+    }
+  }
+  return { dtype: narrow ? 'float32' : 'float64', dims: [...dims.slice(0, -2), c, r], data: out };
 }
 
 /** W[Cout, Cin/g, k…] → W'[Cin, Cout/g, k…] with W'[gi·Cin/g + a, b, κ] = W[gi·Cout/g + b, a, k−1−κ]. */

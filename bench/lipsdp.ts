@@ -2,9 +2,12 @@
  * LipSDP solver bench (issue 12 item 1): forms each conv-free sequential segment's LMI problem from a model (the
  * float64 region matrices lipsdp.ts forms; cached under /tmp/lipcheck-lipsdp/), then runs the solver and the
  * certificate (lipSdpBound) on it and prints value, Newton steps, work and time. Times are for reading, never a check.
- * Usage: npx tsx bench/lipsdp.ts [--variant neuron|layer] [--solver dense|structured] [--work MULTIPLY_ADDS] [--trace] FILE…
+ * Usage: npx tsx bench/lipsdp.ts [--variant neuron|layer] [--solver dense|structured|eigen] [--work MULTIPLY_ADDS] [--trace]
+ *   [--mu MU0 MU_MIN] [--memory K] [--param log|linear] FILE…
  * `--solver structured`: src/linalg/sdp-structured.ts (Neuron only, α·β = 0 everywhere), warm-started from ECLipsE's point
- * and certified by ECLipsE's reduced certificate, as lipsdp.ts runs it where the dense solver does not fit.
+ * and certified by ECLipsE's reduced certificate. `--solver eigen`: src/linalg/sdp-eigen.ts, the eigenvalue method, started
+ * and certified the same way, as lipsdp.ts runs it where the dense solver does not fit (`--mu`, `--memory`, `--param`: its
+ * smoothing schedule, L-BFGS memory and variables, for experiments).
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { basename } from 'node:path';
@@ -17,6 +20,7 @@ import { sizeOf } from '../src/ir/tensor.js';
 import { certifyLmiReduced, ECLIPSE_DEFAULTS, eclipseConstruct } from '../src/estimators/eclipse.js';
 import { lipSdpBound, type LipSdpProblem, type LipSdpVariant } from '../src/linalg/sdp.js';
 import { solveLipSdpStructured } from '../src/linalg/sdp-structured.js';
+import { solveLipSdpEigen } from '../src/linalg/sdp-eigen.js';
 import { readModel } from '../src/onnx/read-model.js';
 import { encodeGraph } from '../src/onnx/writer.js';
 
@@ -69,13 +73,17 @@ async function main(): Promise<void> {
   const args = process.argv.slice(2);
   let variant: LipSdpVariant = 'neuron';
   let maxWork: number | undefined;
-  let trace = false, structured = false;
+  let trace = false, structured = false, eigen = false;
+  let mu0: number | undefined, muMin: number | undefined, memory: number | undefined, param: 'log' | 'linear' | undefined;
   const files: string[] = [];
   for (let i = 0; i < args.length; i++) {
     if (args[i] === '--variant') variant = args[++i] as LipSdpVariant;
     else if (args[i] === '--work') maxWork = Number(args[++i]);
     else if (args[i] === '--trace') trace = true;
-    else if (args[i] === '--solver') structured = args[++i] === 'structured';
+    else if (args[i] === '--solver') { const v = args[++i]; structured = v === 'structured'; eigen = v === 'eigen'; }
+    else if (args[i] === '--memory') memory = Number(args[++i]);
+    else if (args[i] === '--param') param = args[++i] as 'log' | 'linear';
+    else if (args[i] === '--mu') { mu0 = Number(args[++i]); muMin = Number(args[++i]); }
     else files.push(args[i]);
   }
   console.log('| model | segment | N (hidden) | variant | certified | solver √ρ | steps | converged | work (Mflop) | s |');
@@ -85,7 +93,19 @@ async function main(): Promise<void> {
       const hidden = problem.layers.slice(0, -1).reduce((a, l) => a + l.rows, 0);
       const t0 = performance.now();
       const onIteration = trace ? (it: { steps: number; rho: number; relGap: number; work: number }) => console.log(`  ${id} iteration ${it.steps}: ρ ${it.rho.toExponential(9)}, gap/ρ ${it.relGap.toExponential(2)}, ${((2 * it.work) / 1e6).toFixed(0)} Mflop, ${((performance.now() - t0) / 1000).toFixed(1)} s`) : undefined;
-      const b = structured
+      const b = eigen
+        ? lipSdpBound(problem, {
+          variant: 'neuron',
+          certify: certifyLmiReduced,
+          solve: (scaled) => {
+            const c = eclipseConstruct(scaled, { work: ECLIPSE_DEFAULTS.bestWork });
+            const onEval = trace ? (it: { steps: number; rho: number; evals: number; work: number; mu: number }) => console.log(`  ${id} step ${it.steps}: ρ ${it.rho.toExponential(9)}, μ/ρ ${it.mu.toExponential(1)}, ${it.evals} evaluations, ${((2 * it.work) / 1e6).toFixed(0)} Mflop, ${((performance.now() - t0) / 1000).toFixed(1)} s`) : undefined;
+            const sol = solveLipSdpEigen(scaled, { start: c.path[0], maxWork: maxWork === undefined ? undefined : maxWork - c.work, onIteration: onEval, mu0, muMin, memory, param });
+            if (trace) console.log(`  ${id}: ECLipsE start ρ ${c.rho.toExponential(6)} (${(c.work / 1e9).toFixed(2)}e9), √ρ-ratio ${Math.sqrt(c.rho / sol.point.rho).toFixed(4)}, ${sol.newtonSteps} steps, ${sol.evaluations} evaluations`);
+            return { ...sol, work: sol.work + c.work };
+          },
+        })
+        : structured
         ? lipSdpBound(problem, {
           variant: 'neuron',
           certify: certifyLmiReduced,

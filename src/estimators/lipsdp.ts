@@ -4,7 +4,8 @@ import { DENSE_LIMIT } from '../ir/operator.js';
 import { sizeOf } from '../ir/tensor.js';
 import { roundUp, sqrtUp } from '../linalg/dense.js';
 import { lipSdpBound, lipSdpCertifyWork, lipSdpStepWork, type LipSdpProblem, type LipSdpVariant } from '../linalg/sdp.js';
-import { solveLipSdpStructured, structuredObstacle, structuredStepWork } from '../linalg/sdp-structured.js';
+import { eigenEvalWork, solveLipSdpEigen } from '../linalg/sdp-eigen.js';
+import { structuredObstacle } from '../linalg/sdp-structured.js';
 import type { Segment } from './cp.js';
 import { certifyLmiReduced, ECLIPSE_DEFAULTS, eclipseCertifyWork, eclipseConstruct } from './eclipse.js';
 import type { Bound } from './kinds.js';
@@ -22,13 +23,14 @@ const LMI_LIMIT = 4096;
  * runs only where it converges: 14–30 iterations were seen on the shared MLPs); the solver stops when the budget is
  * spent (a looser, still certified value).
  */
-export const LIPSDP_DEFAULTS = { bestWork: 8e9, sdpWork: 1e11, minSteps: 8, bestMinSteps: 40, bestStructuredWork: 1.6e10, structuredMinSteps: 8 } as const;
+export const LIPSDP_DEFAULTS = { bestWork: 8e9, sdpWork: 1e11, minSteps: 8, bestMinSteps: 40, bestStructuredWork: 1.2e10, structuredMinEvaluations: 40 } as const;
 
 /**
- * The structured solver (src/linalg/sdp-structured.ts) runs LipSDP-Neuron where the dense one does not fit and every slope
- * range has α·β = 0: warm-started from ECLipsE's point, stopped by its budget (under best LIPSDP_DEFAULTS.bestStructuredWork,
- * 1.6e10 multiply-adds ≈ 13 Newton steps on dist_shift_mnist_concat, about 16 s on the reference machine: the issue's
- * limit of 5× the default run and 60 s; under sdp the segment's whole share), its last points certified as LipSDP's.
+ * Where the dense solver does not fit and every slope range has α·β = 0, LipSDP-Neuron is solved as an eigenvalue
+ * optimisation over the multipliers (src/linalg/sdp-eigen.ts, docs/algorithms-sdp.md §9): warm-started from ECLipsE's point,
+ * stopped by its budget (under best LIPSDP_DEFAULTS.bestStructuredWork, 1.2e10 multiply-adds ≈ 180 evaluations of ρ(t) on
+ * dist_shift_mnist_concat; under sdp the segment's whole share), its best points certified as LipSDP's. It needs the budget
+ * to cover structuredMinEvaluations evaluations and the certificate.
  */
 
 /** Options of lipsdpSegmentBound. */
@@ -136,27 +138,28 @@ export async function formSegmentProblem(segment: Segment, settings: NormSetting
 }
 
 /**
- * LipSDP-Neuron by the structured solver (no dense N×N matrix but the certificate's): ECLipsE's construction gives the
- * start (its stage SDPs within ECLIPSE_DEFAULTS.bestWork), solveLipSdpStructured runs with the rest of `work`, and the
+ * LipSDP-Neuron by the eigenvalue method (no dense N×N matrix but the certificate's): ECLipsE's construction gives the
+ * start (its stage SDPs within ECLIPSE_DEFAULTS.bestWork), solveLipSdpEigen runs with the rest of `work`, and the
  * certificate is ECLipsE's reduced one (the input block eliminated exactly where α_1β_1 = 0), the same proof as certifyLmi.
  */
 async function structuredSegmentBound(segment: Segment, settings: NormSettings, work: number, certWork: number, t0: number): Promise<LipSdpResult> {
   const { problem, cross } = await formSegmentProblem(segment, settings);
-  let steps = 0;
+  let steps = 0, evaluations = 0;
   const res = lipSdpBound(problem, {
     variant: 'neuron',
     certify: certifyLmiReduced,
     solve: (scaled) => {
       const c = eclipseConstruct(scaled, { work: ECLIPSE_DEFAULTS.bestWork });
-      const start = c.path.length ? c.path[c.path.length - 1] : undefined;
-      const sol = solveLipSdpStructured(scaled, { start, maxWork: work - certWork - c.work, relTol: 1e-4 });
+      const start = c.path.length ? c.path[0] : undefined;
+      const sol = solveLipSdpEigen(scaled, { start, maxWork: work - certWork - c.work });
       steps = sol.newtonSteps;
+      evaluations = sol.evaluations;
       return { ...sol, work: sol.work + c.work };
     },
   });
   const notes: string[] = [];
-  if (!res) notes.push(`LipSDP-Neuron (structured solver) on ${segment.id}: no certificate succeeded at the solver's points; no bound from it.`);
-  else if (!res.converged) notes.push(`LipSDP-Neuron (structured solver) on ${segment.id} stopped after ${steps} Newton steps when its work budget ran out; its certified value is looser than the optimum.`);
+  if (!res) notes.push(`LipSDP-Neuron (eigenvalue method) on ${segment.id}: no certificate succeeded at the solver's points; no bound from it.`);
+  else notes.push(`LipSDP-Neuron (eigenvalue method) on ${segment.id} took ${steps} L-BFGS steps (${evaluations} evaluations of ρ(t)) within its work budget; it has no duality-gap bound, so its certified value may be above the optimum.`);
   const neuron = res ? { value: roundUp(res.value + cross, 1), kind: 'certified' as const, method: 'lipsdp-neuron' } : null;
   return { upper: neuron, neuron, layer: null, estimate: res?.estimate ?? null, work: res?.work ?? work, newtonSteps: steps, converged: res?.converged ?? false, notes, ms: performance.now() - t0 };
 }
@@ -188,7 +191,7 @@ export async function lipsdpSegmentBound(segment: Segment, settings: NormSetting
   // the dense solver does not fit: LipSDP-Neuron by the structured solver where the LMI has its structure and budget
   const sBudget = opts.structuredWork ?? budget;
   const sCert = 12 * eclipseCertifyWork(full);
-  const sNeeded = LIPSDP_DEFAULTS.structuredMinSteps * structuredStepWork(full) + sCert;
+  const sNeeded = LIPSDP_DEFAULTS.structuredMinEvaluations * eigenEvalWork(full) + sCert;
   if (needed > budget && variants.includes('neuron') && structuredObstacle(full) === null && sNeeded <= sBudget) return structuredSegmentBound(segment, settings, sBudget, sCert, t0);
   if (needed > budget) return empty(`No LipSDP bound for ${segment.id}: ${minSteps} interior-point steps and the certificate need about ${Math.ceil((2 * needed) / 1e6)} Mflop, over the ${Math.floor((2 * budget) / 1e6)} Mflop this segment was given (raise --sdp-work).`);
 

@@ -21,14 +21,14 @@ const lower = args.includes('--lower');
 const cpuSeconds = () => { const u = process.cpuUsage(); return (u.user + u.system) / 1e6; };
 const models = args.filter((a, i) => !a.startsWith('--') && !(i > 0 && ['--method', '--threads', '--cp-window'].includes(args[i - 1])));
 
-console.log('| model | method | norms s (CPU s) | CP etc. s (CPU s) | residual s (CPU s) | lower s (CPU s) | ORT runs norms, rest | total s (CPU s) | upper | lower |');
-console.log('|---|---|---|---|---|---|---|---|---|---|');
+console.log('| model | method | norms s (CPU s) | CP etc. s (CPU s) | residual s (CPU s) | lower s (CPU s) | ORT runs norms, rest | ORT run s norms, rest | sessions s norms, rest | total s (CPU s) | upper | lower |');
+console.log('|---|---|---|---|---|---|---|---|---|---|---|---|');
 for (const name of models) {
   const path = (BENCH_MODELS as readonly string[]).includes(name) ? benchModelPath(name as BenchModel) : name;
   resetRuntimeStats();
-  interface Mark { t: number; runs: number; cpu: number }
+  interface Mark { t: number; runs: number; runMs: number; createMs: number; cpu: number }
   const marks: Record<string, Mark> = {};
-  const now = (): Mark => ({ t: performance.now(), runs: runtimeStats().runs, cpu: cpuSeconds() });
+  const now = (): Mark => { const st = runtimeStats(); return { t: performance.now(), runs: st.runs, runMs: st.runMs, createMs: st.createMs, cpu: cpuSeconds() }; };
   const mark = (k: string) => { marks[k] ??= now(); };
   const t0 = now();
   const r = await analyze(path, {
@@ -47,5 +47,5 @@ for (const name of models) {
   const span = (a: Mark, b: Mark) => `${((b.t - a.t) / 1000).toFixed(2)} (${(b.cpu - a.cpu).toFixed(1)})`;
   const upper = r.global.upper ? `${r.global.upper.value.toPrecision(6)} (${r.global.upper.kind})` : r.global.status;
   const short = name.split('/').pop()!.replace(/\.onnx$/, '') + (cpWindow ? ` (window ${cpWindow})` : '');
-  console.log(`| ${short} | ${method} | ${span(marks.norms, marks.segments)} | ${span(marks.segments, marks.residual)} | ${span(marks.residual, marks.lower)} | ${span(marks.lower, end)} | ${marks.segments.runs - marks.norms.runs}, ${end.runs - marks.segments.runs} | ${span(t0, end)} | ${upper} | ${r.global.lower ? `${r.global.lower.value.toPrecision(4)} (${r.global.lower.method})` : '—'} |`);
+  console.log(`| ${short} | ${method} | ${span(marks.norms, marks.segments)} | ${span(marks.segments, marks.residual)} | ${span(marks.residual, marks.lower)} | ${span(marks.lower, end)} | ${marks.segments.runs - marks.norms.runs}, ${end.runs - marks.segments.runs} | ${((marks.segments.runMs - marks.norms.runMs) / 1000).toFixed(1)}, ${((end.runMs - marks.segments.runMs) / 1000).toFixed(1)} | ${((marks.segments.createMs - marks.norms.createMs) / 1000).toFixed(1)}, ${((end.createMs - marks.segments.createMs) / 1000).toFixed(1)} | ${span(t0, end)} | ${upper} | ${r.global.lower ? `${r.global.lower.value.toPrecision(4)} (${r.global.lower.method})` : '—'} |`);
 }

@@ -145,6 +145,46 @@ export function cheapBound(region: LinearRegion): ReturnType<typeof regionBound>
   return b;
 }
 
+/** Per segment, whether region k's folded tail folds with region k + 1's first node (foldScales), by k: computed once. */
+const boundaryFolds = new WeakMap<Segment, readonly boolean[]>();
+
+/**
+ * Whether foldScales, run over the nodes of composeRegions(segment, first, last), folds a scaling across a region
+ * boundary (it scans left to right, so a boundary is crossed exactly when a region's folded tail folds with the next
+ * region's first node). Where it does not, the folded product is the regions' folded nodes one after another.
+ */
+function foldsAcross(segment: Segment, first: number, last: number): boolean {
+  let folds = boundaryFolds.get(segment);
+  if (!folds) {
+    folds = segment.regions.slice(1).map((_, i) => {
+      const tail = foldScales(segment.regions[i].nodes).at(-1)!;
+      const head = composeRegions(segment, i, i + 1).nodes[segment.regions[i].nodes.length];
+      return foldScales([tail, head]).length < 2;
+    });
+    boundaryFolds.set(segment, folds);
+  }
+  for (let k = first; k < last; k++) if (folds[k]) return true;
+  return false;
+}
+
+/**
+ * A floor under the composition's rounding margin roundingMargin(γ-sum, ‖|A|‖ bound) of the product of regions
+ * first..last (what cheapBound of composeRegions(segment, first, last) gives), without folding the product's weights
+ * again: where no scaling folds across a region boundary, regionBound composes the same folded nodes, so its γ-sum is
+ * the regions' γ-sums added and its ‖|·|‖ bound (positively homogeneous in its input's, node by node) their product,
+ * up to float64 rounding of a few dozen operations, covered by the factor 1 − 1e-9; 0 where a scaling folds across.
+ */
+export function productMarginFloor(segment: Segment, first: number, last: number): number {
+  if (foldsAcross(segment, first, last)) return 0;
+  let gamma = 0, abs = 1;
+  for (let k = first; k <= last; k++) {
+    const b = cheapBound(segment.regions[k]);
+    gamma += b.gammaSum;
+    abs *= b.absNorm;
+  }
+  return roundingMargin(gamma * (1 - 1e-9), abs * (1 - 1e-9));
+}
+
 /**
  * A floor under the composition certificate of the product of regions first..last of a segment (what regionBound
  * with any budget gives for composeRegions(segment, first, last)): Π‖W_k‖ ≥ Π √(θ_k − margin_k), θ_k = estimate(k)²
@@ -154,11 +194,7 @@ export function cheapBound(region: LinearRegion): ReturnType<typeof regionBound>
  * region's first node), the floor is 0.
  */
 export function productFloor(segment: Segment, first: number, last: number, estimate: (k: number) => number): number {
-  for (let k = first + 1; k <= last; k++) {
-    const tail = foldScales(segment.regions[k - 1].nodes).at(-1)!;
-    const head = composeRegions(segment, k - 1, k).nodes[segment.regions[k - 1].nodes.length];
-    if (foldScales([tail, head]).length < 2) return 0;
-  }
+  if (foldsAcross(segment, first, last)) return 0;
   let floor = 1;
   for (let k = first; k <= last; k++) {
     const est = estimate(k);
@@ -271,14 +307,16 @@ async function measureProduct(segment: Segment, first: number, last: number, set
   }
 
   // ℓ2, a product of convolutions or a large one: one run with the smaller margin
-  const cheap = cheapBound(region);
   const chain = chainMargin(segment.regions.slice(first, last + 1).map(cheapBound), (a, b) => sub(first + a, first + b), split);
-  const composedMargin = roundingMargin(cheap.gammaSum, cheap.absNorm);
+  // the composition's margin (which folds the product's weights again) only where the chain margin is not known to be
+  // under half of it: the same seed and margin either way
+  const cheap = settings.certify === 'none' || !(chain < 0.5 * productMarginFloor(segment, first, last)) ? cheapBound(region) : null;
+  const composedMargin = cheap ? roundingMargin(cheap.gammaSum, cheap.absNorm) : Infinity;
   // the start the second run had before this was one run (same seed where that run was due): the same bounds
   const l = await productLanczos(region, settings, chain < 0.5 * composedMargin ? index + 500_000 : index, Math.min(chain, composedMargin));
   const candidates: Bound[] = l.bound ? [l.bound] : [];
   const norm: OperatorNorm = { estimate: l.estimate, upper: l.bound!, candidates, iterations: l.iterations, ms: performance.now() - t0, work: l.work, direction: null };
-  if (settings.certify === 'none') candidates.push({ value: cheap.value, kind: 'certified', method: cheap.method });
+  if (settings.certify === 'none') candidates.push({ value: cheap!.value, kind: 'certified', method: cheap!.method });
   // under auto the composition's certificate may wait: cpSegmentBound computes it only where it could change the bound
   else if (l.bound && settings.certify === 'auto' && defer) return { norm, kwBounds: 1, work: l.work, pending: l.work };
   else if (settings.certify !== 'off' || candidates.length === 0) return withCertificate(region, { norm, kwBounds: kwOf(candidates), work: l.work }, l.work, settings);
@@ -493,8 +531,9 @@ export async function wholeProductFloor(segment: Segment, settings: NormSettings
   const region = composeRegions(segment, 0, m - 1);
   const bound = new Map(cp.products.map((p) => [p.first * m + p.last, p.upper.value]));
   const sub = (a: number, b: number) => bound.get(a * m + b) ?? Infinity;
-  const cheap = cheapBound(region);
-  const margin = Math.min(chainMargin(segment.regions.map(cheapBound), sub, roundUp(cp.wholeEntry, 4 * m)), roundingMargin(cheap.gammaSum, cheap.absNorm));
+  const chain = chainMargin(segment.regions.map(cheapBound), sub, roundUp(cp.wholeEntry, 4 * m));
+  // the composition's margin only where it could be the smaller (productMarginFloor: without folding the weights again)
+  const margin = chain <= productMarginFloor(segment, 0, m - 1) ? chain : Math.min(chain, roundingMargin(cheapBound(region).gammaSum, cheapBound(region).absNorm));
   const floorOf = (theta: number) => (Number.isFinite(margin) ? Math.sqrt(Math.max(0, theta - margin)) * (1 - 1e-6) : 0);
   const op = await settings.backend.gram(region);
   try {

@@ -2,9 +2,9 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { composeAutoLip, type ResidualUse } from '../../../src/estimators/autolip.js';
 import { estimateUpper, type MethodSettings } from '../../../src/estimators/methods.js';
-import { cpSegmentBound } from '../../../src/estimators/cp.js';
-import { findResidualBlocks, graphCpBound, graphCpObstacle, linearPart, residualBlockBound, type ResidualBlock } from '../../../src/estimators/residual.js';
-import { measureRegion, type NormSettings } from '../../../src/estimators/operator-norm.js';
+import { cheapBound, composeRegions, cpSegmentBound, productMarginFloor } from '../../../src/estimators/cp.js';
+import { findResidualBlocks, graphCpBound, graphCpObstacle, linearPart, residualBlockBound, residualLinear, type ResidualBlock } from '../../../src/estimators/residual.js';
+import { measureRegion, roundingMargin, type NormSettings } from '../../../src/estimators/operator-norm.js';
 import type { LinearRegion } from '../../../src/ir/merge.js';
 import type { GramOperator, OperatorBackend } from '../../../src/ir/operator.js';
 import { sizeOf, toFloat64 } from '../../../src/ir/tensor.js';
@@ -531,4 +531,46 @@ test('under best, a convolutional branch\'s whole product waits for the block\'s
     skips += count === '0' ? 1 : 0;
   }
   assert.ok(skips > 0, 'at least one whole product skipped');
+});
+
+test('a block\'s linear part measured early (residualLinear, from the norms alone) is the one residualBlockBound measures, and the bound with it is the same; productMarginFloor stays under the composition\'s margin', async () => {
+  // x [1,4,6,6] → Conv 1×1 → BN → Relu → Conv 3×3 → BN → Relu → Conv 1×1 → BN → Add x (a bottleneck; BN folds into each conv)
+  const rng = new Random(79);
+  const conv = (cout: number, cin: number, k: number) => tensor([cout, cin, k, k], Array.from({ length: cout * cin * k * k }, () => (rng.normal() * 1.5) / Math.sqrt(k * k * cin)));
+  const vec = (n: number, f: () => number) => tensor([n], Array.from({ length: n }, f));
+  const bn = (name: string, input: string, output: string, c: number): [NodeSpec, [string, ReturnType<typeof tensor>][]] => [
+    { opType: 'BatchNormalization', inputs: [input, `${name}s`, `${name}b`, `${name}m`, `${name}v`], outputs: [output], name },
+    [[`${name}s`, vec(c, () => 0.5 + rng.next())], [`${name}b`, vec(c, () => rng.normal())], [`${name}m`, vec(c, () => rng.normal())], [`${name}v`, vec(c, () => 0.5 + rng.next())]],
+  ];
+  const [bn1, i1] = bn('bn1', 'h1', 'g1', 2), [bn2, i2] = bn('bn2', 'h2', 'g2', 2), [bn3, i3] = bn('bn3', 'h3', 'g3', 4);
+  const nodes: NodeSpec[] = [
+    { opType: 'Conv', inputs: ['x', 'w1'], outputs: ['h1'], name: 'c1' }, bn1, { opType: 'Relu', inputs: ['g1'], outputs: ['a1'], name: 'r1' },
+    { opType: 'Conv', inputs: ['a1', 'w2'], outputs: ['h2'], name: 'c2', attrs: { pads: { ints: [1, 1, 1, 1] } } }, bn2, { opType: 'Relu', inputs: ['g2'], outputs: ['a2'], name: 'r2' },
+    { opType: 'Conv', inputs: ['a2', 'w3'], outputs: ['h3'], name: 'c3' }, bn3, { opType: 'Add', inputs: ['x', 'g3'], outputs: ['y'], name: 'add' },
+  ];
+  const bytes = encodeGraph({ opset: 13, inputs: [{ name: 'x', dims: [1, 4, 6, 6] }], outputs: [{ name: 'y', dims: [1, 4, 6, 6] }], nodes, initializers: [['w1', conv(2, 4, 1)], ['w2', conv(2, 2, 3)], ['w3', conv(4, 2, 1)], ...i1, ...i2, ...i3] });
+  const { ir, blocks, segments } = await pipeline(bytes);
+  const [block] = findResidualBlocks(ir, blocks, segments);
+  assert.ok(block, 'one residual block');
+  assert.equal(block.branch.regions.length, 3);
+  const backend = createOrtBackend({ runtime: { device: 'cpu' } });
+  const s: NormSettings = { ...baseSettings, certify: 'auto', backend };
+  const known = await measureAll(blocks, s);
+  const early = await residualLinear(block, s, known);
+  assert.ok(early, 'every region\'s norm is known');
+  const res = await residualBlockBound(block, s, { known });
+  const strip = (n: { estimate: number | null; upper: unknown; candidates: unknown; iterations: number }) => ({ estimate: n.estimate, upper: n.upper, candidates: n.candidates, iterations: n.iterations });
+  assert.deepEqual(strip(early), strip(res.linear));
+  const again = await residualBlockBound(block, s, { known, linear: early });
+  assert.equal(again.upper.value, res.upper.value);
+  assert.equal(again.probabilistic, res.probabilistic);
+  // a missing region norm: no early measurement
+  assert.equal(await residualLinear(block, s, new Map()), null);
+  // the margin floor is under the composition's margin of every product, and within 1e-6 of it (nothing folds across)
+  for (const [i, j] of [[0, 1], [1, 2], [0, 2]]) {
+    const exact = cheapBound(composeRegions(block.branch, i, j));
+    const margin = roundingMargin(exact.gammaSum, exact.absNorm);
+    const floor = productMarginFloor(block.branch, i, j);
+    assert.ok(floor <= margin && floor >= margin * (1 - 1e-6), `product ${i}..${j}: floor ${floor}, margin ${margin}`);
+  }
 });

@@ -227,6 +227,18 @@ export function ortWorkersFor(runtime: RuntimeOptions, flop = Infinity): number 
   return ortWorkerCount(runtime);
 }
 
+/**
+ * Starts the worker threads Gram sessions under `runtime` will use, before their first session: a worker's start
+ * (a thread, onnxruntime's native module and environment: ~0.25 s) then overlaps the caller's work instead of delaying
+ * the first operator. Called by the IR build for models with a product of WORKER_MIN_FLOP or more; nothing under
+ * 'off', on one thread or off the CPU provider (the caller checks the provider). Results are unchanged: the same
+ * workers would start on first use.
+ */
+export function prestartOrtWorkers(runtime: RuntimeOptions): void {
+  const count = ortWorkersFor(runtime);
+  while (pool.length < count) pool.push(new OrtWorker());
+}
+
 /** The worker a new session goes to: the one holding the fewest sessions (the pool grows to `count`). */
 function workerFor(count: number): OrtWorker {
   while (pool.length < count) pool.push(new OrtWorker());

@@ -1,6 +1,7 @@
 import { LipcheckError } from '../errors.js';
 import { ModelRunner, randomTensor } from '../backend/runner.js';
-import type { RuntimeOptions } from '../backend/runtime.js';
+import { prestartOrtWorkers, WORKER_MIN_FLOP } from '../backend/ort-pool.js';
+import { resolveDevice, type RuntimeOptions } from '../backend/runtime.js';
 import type { OnnxModel, OnnxNode } from '../onnx/read-model.js';
 import { DATA_TYPES } from '../onnx/proto.js';
 import { halfToFloat, zeroFeeds } from '../onnx/tensor.js';
@@ -230,6 +231,9 @@ export async function buildIr(original: OnnxModel, options: BuildOptions): Promi
       // they are taken from the session and the run returns only the constants it computes (ResNet-50: 126 values,
       // 28·10⁶ floats copied out, ~0.35 s, down to none); anything without a static shape is fetched as before
       const known = runner.staticOutputs();
+      // a model with a product the session workers take (ort-pool.ts WORKER_MIN_FLOP) starts them now: their start
+      // (~0.25 s) overlaps this run and the conversion below instead of delaying the first operator
+      if (largestProduct(dynNodes, model, known) >= WORKER_MIN_FLOP && (await resolveDevice(options.runtime.device, options.runtime.threads)).provider === 'cpu') prestartOrtWorkers(options.runtime);
       const fetch = [...wanted].filter((v) => !dynamic.has(v) || v === outputName || !known.has(v));
       for (const v of wanted) if (!fetch.includes(v)) values.set(v, { dtype: known.get(v)!.dtype, dims: known.get(v)!.dims, data: new Float32Array(0) });
       // the run still goes ahead even with nothing to fetch (the graph output): it checks the model runs on this input
@@ -310,4 +314,23 @@ export async function buildIr(original: OnnxModel, options: BuildOptions): Promi
     ] },
     inputName: input.name, outputName, inputShape: shape, outputShape: outShape, otherInputs: others.map((o) => o.name),
   };
+}
+
+/**
+ * The largest forward product (flop, as linalg/work.ts counts a weighted op: 2 per multiply-add) of one Conv, Gemm or
+ * MatMul node with a constant weight, from the static output shapes onnxruntime inferred; 0 where none is known. A lower
+ * bound on the largest merged operator's work (merging only adds ops).
+ */
+function largestProduct(nodes: readonly OnnxNode[], model: OnnxModel, known: ReadonlyMap<string, { dims: number[] }>): number {
+  let best = 0;
+  for (const n of nodes) {
+    if (n.domain !== '' || !['Conv', 'Gemm', 'MatMul'].includes(n.opType)) continue;
+    const w = model.initializers.get(n.inputs[1]) ?? (n.opType === 'MatMul' ? model.initializers.get(n.inputs[0]) : undefined);
+    const out = known.get(n.outputs[0])?.dims;
+    if (!w || !out || out.length < 2) continue;
+    const size = out.reduce((a, b) => a * b, 1);
+    const per = n.opType === 'Conv' ? out[1] : out[out.length - 1];
+    if (per > 0) best = Math.max(best, (2 * w.data.length * size) / per);
+  }
+  return best;
 }

@@ -15,6 +15,9 @@ import { analyze } from '../../../src/index.js';
 import type { LinearRegion } from '../../../src/ir/merge.js';
 import { Random } from '../../../src/linalg/random.js';
 import { FIXTURES } from '../../helpers/dense.js';
+import { buildIr } from '../../../src/frontend/build.js';
+import { decodeModel } from '../../../src/onnx/read-model.js';
+import { encodeGraph } from '../../../src/onnx/writer.js';
 import { ACTS, mlpModel, pipeline, randomDense, settings as base } from '../../helpers/mlp.js';
 
 const MODELS = ['conv_bn.onnx', 'residual.onnx', 'conv.onnx'];
@@ -126,4 +129,29 @@ test('idle workers do not keep the process alive: a script that measured on four
   assert.equal(r.signal, null, `the script was killed after 60 s: a worker kept it alive (${r.stderr})`);
   assert.equal(r.status, 0, r.stderr);
   assert.match(r.stdout, /measured 3/);
+});
+
+test('the IR build starts the session workers early for a model with a product past WORKER_MIN_FLOP, and for no other', async () => {
+  /** One 3×3 Conv on channels×side×side (2·c²·9·side² flop); the model's weights are seeded. */
+  const convModel = (channels: number, side: number) => {
+    const rng = new Random(channels);
+    const w = { dtype: 'float32' as const, dims: [channels, channels, 3, 3], data: Float32Array.from({ length: channels * channels * 9 }, () => rng.normal() * 0.1) };
+    return decodeModel(encodeGraph({
+      opset: 13, inputs: [{ name: 'x', dims: [1, channels, side, side] }], outputs: [{ name: 'y', dims: [1, channels, side, side] }],
+      nodes: [{ opType: 'Conv', inputs: ['x', 'w'], outputs: ['y'], attrs: { pads: { ints: [1, 1, 1, 1] } } }],
+      initializers: [['w', w]],
+    }), 'conv.onnx');
+  };
+  await closeOrtWorkers();
+  const runtime: RuntimeOptions = { device: 'cpu', threads: 2 };
+  assert.ok(2 * 4 * 4 * 9 * 8 * 8 < WORKER_MIN_FLOP && 2 * 64 * 64 * 9 * 56 * 56 >= WORKER_MIN_FLOP, 'the two sizes straddle the threshold');
+  await buildIr(convModel(4, 8), { seed: 0, runtime });
+  assert.equal(ortWorkerStats().workers, 0, 'a small model starts no worker');
+  await buildIr(convModel(64, 56), { seed: 0, runtime });
+  assert.equal(ortWorkerStats().workers, ortWorkerCount(runtime), 'a large one starts them during its build');
+  assert.equal(ortWorkerStats().sessions, 0);
+  await closeOrtWorkers();
+  // under --threads 1 there are no workers to start
+  await buildIr(convModel(64, 56), { seed: 0, runtime: { device: 'cpu', threads: 1 } });
+  assert.equal(ortWorkerStats().workers, 0);
 });

@@ -19,7 +19,9 @@ import { backward, checkProblem, cholesky, diagonalStart as sdpDiagonalStart, fo
  * and X(μ) = μS(Z − D)S (D = Σ Δy_iA_i) satisfies the primal constraints exactly, is ⪰ 0 whenever the Newton decrement
  * λ(μ) < 1 (Dikin), and has gap X•Z = μ(N − ∇ᵀΔy): a lower bound ρ − gap on the optimum, the stopping rule.
  *
- * Only a solver: every point it returns is strictly feasible in floating point as far as the structured Cholesky saw, and
+ * Not used by lipsdp.ts since the eighth session (sdp-eigen.ts took its place: docs/algorithms-sdp.md §8–9); kept with its tests
+ * and `bench/lipsdp.ts --solver structured`. Only a solver: every point it returns is strictly feasible in floating point as
+ * far as the structured Cholesky saw, and
  * lipSdpBound's certificate (Cholesky of the dense F with a derived rounding margin) decides what is reported.
  */
 

@@ -23,12 +23,12 @@ const LMI_LIMIT = 4096;
  * runs only where it converges: 14–30 iterations were seen on the shared MLPs); the solver stops when the budget is
  * spent (a looser, still certified value).
  */
-export const LIPSDP_DEFAULTS = { bestWork: 8e9, sdpWork: 1e11, minSteps: 8, bestMinSteps: 40, bestStructuredWork: 1.2e10, structuredMinEvaluations: 40 } as const;
+export const LIPSDP_DEFAULTS = { bestWork: 8e9, sdpWork: 1e11, minSteps: 8, bestMinSteps: 40, bestStructuredWork: 1e10, structuredMinEvaluations: 40 } as const;
 
 /**
  * Where the dense solver does not fit and every slope range has α·β = 0, LipSDP-Neuron is solved as an eigenvalue
  * optimisation over the multipliers (src/linalg/sdp-eigen.ts, docs/algorithms-sdp.md §9): warm-started from ECLipsE's point,
- * stopped by its budget (under best LIPSDP_DEFAULTS.bestStructuredWork, 1.2e10 multiply-adds ≈ 180 evaluations of ρ(t) on
+ * stopped by its budget (under best LIPSDP_DEFAULTS.bestStructuredWork, 1e10 multiply-adds ≈ 150 evaluations of ρ(t) on
  * dist_shift_mnist_concat; under sdp the segment's whole share), its best points certified as LipSDP's. It needs the budget
  * to cover structuredMinEvaluations evaluations and the certificate.
  */

@@ -1,8 +1,8 @@
 import { EigenvalueDecomposition, Matrix } from 'ml-matrix';
 import { LipcheckError } from '../errors.js';
-import { gramRows } from './dense.js';
+import { gramRows, transpose } from './dense.js';
 import { checkProblem, cholesky, diagonalStart, lowerInverse, reduceInput, type LipSdpProblem, type LipSdpSolution, type LmiPoint } from './sdp.js';
-import { structuredObstacle } from './sdp-structured.js';
+import { mul, structuredObstacle } from './sdp-structured.js';
 
 /**
  * LipSDP-Neuron as an eigenvalue optimisation over the multipliers alone (docs/algorithms-sdp.md §9; the view of Wang et
@@ -63,12 +63,6 @@ interface EigenLayout {
   readonly wt: Float64Array[];
 }
 
-function transpose(w: Float64Array, rows: number, cols: number): Float64Array {
-  const t = new Float64Array(w.length);
-  for (let i = 0; i < rows; i++) for (let j = 0; j < cols; j++) t[j * rows + i] = w[i * cols + j];
-  return t;
-}
-
 function eigenLayout(p: LipSdpProblem): EigenLayout {
   const l = p.layers.length - 1;
   const sizes = [p.layers[0].cols, ...p.layers.slice(0, -1).map((w) => w.rows)];
@@ -104,21 +98,6 @@ function phiT(s: Inverse): { a: Float64Array; r: number } {
   for (let i = 0; i < n; i++) a[i * n + i] = s.dis[i];
   for (let i = 0; i < n; i++) for (let j = 0; j < s.k; j++) a[(n + j) * n + i] = s.x[i * s.k + j];
   return { a, r };
-}
-
-/** A·B for row-major A (ar×ac) and B (ac×bc), skipping zero entries of A. */
-function mul(a: Float64Array, ar: number, ac: number, b: Float64Array, bc: number): Float64Array {
-  const c = new Float64Array(ar * bc);
-  for (let i = 0; i < ar; i++) {
-    const oc = i * bc, oa = i * ac;
-    for (let k = 0; k < ac; k++) {
-      const v = a[oa + k];
-      if (v === 0) continue;
-      const ob = k * bc;
-      for (let j = 0; j < bc; j++) c[oc + j] += v * b[ob + j];
-    }
-  }
-  return c;
 }
 
 /** One evaluation: the factors of G(t), ρ(t) and the eigenpairs of M(t) (values descending). */

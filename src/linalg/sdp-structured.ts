@@ -119,8 +119,8 @@ function layout(p: LipSdpProblem): Layout {
   return { p, l, sizes, n, m, unitOf, q, elim, ko, r, gram0, skip, wl2, cap: null };
 }
 
-/** A·B for row-major A (ar×ac) and B (ac×bc). */
-function mul(a: Float64Array, ar: number, ac: number, b: Float64Array, bc: number): Float64Array {
+/** A·B for row-major A (ar×ac) and B (ac×bc) (zero quadruples of A skipped); sdp-eigen.ts's products too. */
+export function mul(a: Float64Array, ar: number, ac: number, b: Float64Array, bc: number): Float64Array {
   const c = new Float64Array(ar * bc);
   for (let i = 0; i < ar; i++) {
     const oc = i * bc, oa = i * ac;

@@ -4,7 +4,7 @@ import { sizeOf } from '../ir/tensor.js';
 import { MFLOP, regionFlop } from '../linalg/work.js';
 import type { LowerBound } from '../report/report.js';
 import { composeAutoLip, type AutoLipResult, type ResidualUse, type SegmentCandidate, type SegmentUse } from './autolip.js';
-import { composeRegions, cpSegmentBound, findSegments, segmentAutoLip, wholeProductFloor, type CpResult, type Segment } from './cp.js';
+import { cpSegmentBound, findSegments, segmentAutoLip, wholeProductFloor, type CpResult, type Segment } from './cp.js';
 import { exactLipschitz, type ExactResult } from './exact.js';
 import { babObstacle, reluBranchAndBound } from './relu-bab.js';
 import type { Bound, NormKind } from './kinds.js';
@@ -15,7 +15,7 @@ import { jacobianLowerBound, type AnalysedModel } from './lower-bound.js';
 import { mapInLanes } from './lanes.js';
 import { budgetBasis, measureRegion, type NormSettings, type OperatorNorm } from './operator-norm.js';
 import { patternSearchLowerBound } from './pattern-search.js';
-import { findResidualBlocks, graphCpBound, graphCpObstacle, residualBlockBound, residualLinear, residualWork, type GraphCpResult, type ResidualBlock, type ResidualResult } from './residual.js';
+import { findResidualBlocks, graphCpBound, graphCpObstacle, residualBlockBound, residualWork, type GraphCpResult, type ResidualBlock, type ResidualResult } from './residual.js';
 import { seqlipObstacle, seqlipSegmentBound } from './seqlip.js';
 
 /**
@@ -223,39 +223,16 @@ export async function estimateUpper(m: MethodModel, backend: OperatorBackend, o:
     // the operators' norms and every partial product CP measured, by region id: what the residual blocks need not re-measure
     const products = new Map<string, OperatorNorm>(norms);
     const activationCount = segments.reduce((a, g) => a + g.activations.length, 0);
-    const cpWindowOf = (segment: Segment) => o.cpWindow || cpWindowFor(segment.regions.map((r) => ({ flop: 2 * regionFlop(r), iterations: budgetBasis(norms.get(r.id)!).iterations })), Math.max(CP_MIN_FLOP, CP_PER_NORMS * normsWork));
-    const deferOf = (segment: Segment) => cpWindowOf(segment) >= segment.regions.length && branches.has(segment.id);
-    // CP of every segment, several at once where the backend runs products off the main thread (backend.concurrency):
-    // each reads only the operators' norms and takes its seeds from the segment's ordinal, so the same numbers, in order
-    const cpRuns = runCp ? mapInLanes(segments, backend.concurrency ?? 1, (segment, k) => {
-      o.onProgress?.(k, segments.length, segment.id, 'segments');
-      const window = cpWindowOf(segment);
-      return window < 2 ? Promise.resolve(null) : cpSegmentBound(segment, settings, { window: deferOf(segment) ? segment.regions.length - 1 : window >= segment.regions.length ? undefined : window, known: norms });
-    }) : Promise.resolve([]);
-    // the residual blocks' linear parts need only the operators' norms: measured beside CP when every block fits the
-    // budget with the products CP is about to measure counted as known (the budget below then chooses them all, unless
-    // a certified CP bound leaves its products out; such a block's linear part was counted in that budget), the same
-    // numbers as measured after CP
-    const residualBudget = Math.max(CP_MIN_FLOP, CP_PER_NORMS * normsWork);
-    const blockSteps = (block: ResidualBlock) => Math.max(1, ...block.branch.regions.map((r) => budgetBasis(norms.get(r.id)!).iterations));
-    const planned = new Map<string, unknown>(norms);
-    for (const segment of runCp ? segments : []) {
-      const w = cpWindowOf(segment), n = segment.regions.length;
-      const longest = w < 2 ? 0 : deferOf(segment) ? n - 1 : Math.min(w, n);
-      for (let len = 2; len <= longest; len++) for (let i = 0; i + len <= n; i++) planned.set(composeRegions(segment, i, i + len - 1).id, true);
-    }
-    const early = residualBlocks.reduce((a, block) => a + residualWork(block, blockSteps(block), planned), 0) <= residualBudget ? residualBlocks : [];
-    const [cps, linears] = await Promise.all([cpRuns, mapInLanes(early, backend.concurrency ?? 1, (block) => residualLinear(block, settings, norms))]);
-    const linearOf = new Map(early.map((block, i) => [block.id, linears[i]]));
     for (const [k, segment] of segments.entries()) {
       const candidates: SegmentCandidate[] = [];
-      if (!runCp) o.onProgress?.(k, segments.length, segment.id, 'segments');
+      o.onProgress?.(k, segments.length, segment.id, 'segments');
       if (runCp) {
-        if (cps[k] === null) {
+        const window = o.cpWindow || cpWindowFor(segment.regions.map((r) => ({ flop: 2 * regionFlop(r), iterations: budgetBasis(norms.get(r.id)!).iterations })), Math.max(CP_MIN_FLOP, CP_PER_NORMS * normsWork));
+        if (window < 2) {
           warnings.push(`${segment.id} (${segment.regions.length} operators): Combettes–Pesquet skipped, its partial products would take well over the work budget; AutoLip is used there (force it with --cp-window).`);
         } else {
-          const defer = deferOf(segment);
-          const cp = cps[k]!;
+          const defer = window >= segment.regions.length && branches.has(segment.id);
+          const cp = await cpSegmentBound(segment, settings, { window: defer ? segment.regions.length - 1 : window >= segment.regions.length ? undefined : window, known: norms });
           probabilisticSegments += cp.probabilistic;
           // its partial products bound the residual blocks' products too: certified ones, and probabilistic ones where
           // CP's own bound is probabilistic (cp.probabilistic then counts every probabilistic product's KW events, once;
@@ -297,10 +274,10 @@ export async function estimateUpper(m: MethodModel, backend: OperatorBackend, o:
     // residual blocks (ℓ2, under best): CP with the skip joined to the all-linear term, while their Lanczos runs fit a
     // budget the size of CP's (counted by the cost model, never timed)
     if (o.method === 'best' && o.norm === '2') {
-      let left = residualBudget;
+      let left = Math.max(CP_MIN_FLOP, CP_PER_NORMS * normsWork);
       const chosen: ResidualBlock[] = [];
-      for (const block of residualBlocks) {
-        const cost = residualWork(block, blockSteps(block), products);
+      for (const block of findResidualBlocks(m.ir, m.blocks, segments)) {
+        const cost = residualWork(block, Math.max(1, ...block.branch.regions.map((r) => budgetBasis(norms.get(r.id)!).iterations)), products);
         if (cost > left) {
           warnings.push(`Residual block ${block.id} (sum node '${block.sum.name}'): its bound was skipped, the operators it measures would take over the work budget left; the sum of its branches is used there.`);
           continue;
@@ -312,7 +289,7 @@ export async function estimateUpper(m: MethodModel, backend: OperatorBackend, o:
       // products off the main thread (backend.concurrency; each block's seeds come from its ordinal), entered in order
       const bounds = await mapInLanes(chosen, backend.concurrency ?? 1, async (block, i) => {
         o.onProgress?.(i, chosen.length, block.id, 'segments');
-        const res = await residualBlockBound(block, settings, { known: products, linear: linearOf.get(block.id) ?? undefined });
+        const res = await residualBlockBound(block, settings, { known: products });
         const d = deferred.get(block.branch.id);
         deferred.delete(block.branch.id);
         return { res, whole: d ? await settleWhole(d, block, res, norms, products, settings) : 0 };

@@ -141,7 +141,7 @@ export interface ResidualResult {
  * of single regions (AutoLip's, by region id) or partial products (CP's, by composeRegions id) already measured with
  * the same settings; the others are measured here. Kind: the weakest of the norms used.
  */
-export async function residualBlockBound(block: ResidualBlock, settings: NormSettings, opts: { readonly known?: ReadonlyMap<string, OperatorNorm>; readonly linear?: LinearMeasure } = {}): Promise<ResidualResult> {
+export async function residualBlockBound(block: ResidualBlock, settings: NormSettings, opts: { readonly known?: ReadonlyMap<string, OperatorNorm> } = {}): Promise<ResidualResult> {
   const t0 = performance.now();
   if (settings.norm !== '2') throw new LipcheckError('INTERNAL', `The residual-block bound is an ℓ2 bound; it was asked for ℓ${settings.norm} on ${block.id}.`);
   const seg = block.branch;
@@ -205,11 +205,27 @@ export async function residualBlockBound(block: ResidualBlock, settings: NormSet
   };
 
   const coefficient = c.reduce((a, x) => a * x, 1);
+  const region = linearPart(block, coefficient);
+  // measureRegion's margin multiplies every piece's |·|-norm; carried through the chain it is far smaller (chainMargin)
   const singles = seg.regions.map((_, i) => up[i][i]);
-  const linear = opts.linear ?? await measureLinearPart(block, settings, singles, single, opts.known);
+  const skipNorm = block.skip ? opts.known?.get(block.skip.id)?.upper.value ?? cheapBound(block.skip).value : 1;
+  if (block.skip) kinds.push(opts.known?.get(block.skip.id)?.upper.kind ?? 'certified');
+  const cAbs = Math.abs(Math.fround(coefficient));
+  const total = Math.abs(signs[1 - block.branchIndex]) * skipNorm + b * cAbs * singles.reduce((a, x) => a * x, 1);
+  const pieces: { gammaSum: number; absNorm: number; into: number; out: number }[] = seg.regions.map((r, i) => {
+    const rb = cheapBound(r);
+    return { ...rb, into: singles.slice(0, i).reduce((a, x) => a * x, 1), out: b * cAbs * singles.slice(i + 1).reduce((a, x) => a * x, 1) };
+  });
+  if (block.skip) { const rb = cheapBound(block.skip); pieces.push({ ...rb, into: 1, out: Math.abs(signs[1 - block.branchIndex]) }); }
+  const g1 = 2 ** -24 / (1 - 2 ** -24);
+  // the scale by c, the two-input sum, and in the adjoint the sum of u's two cotangents
+  pieces.push({ gammaSum: g1, absNorm: cAbs, into: singles.reduce((a, x) => a * x, 1), out: b }, { gammaSum: g1, absNorm: 1, into: total, out: 1 }, { gammaSum: g1, absNorm: 1, into: 1, out: total });
+  const margin = chainedMargin(pieces, total);
+  // the composition certificate is at least |b|·|c|·Π‖W_i‖ (productFloor, from the regions' estimates)
+  const floor = b * cAbs * productFloor(seg, 0, m - 1, (i) => single[i]);
+  const linear = await measureLinear(region, settings, base + 4095, margin, floor);
   norms++;
   work += linear.work;
-  if (block.skip) kinds.push(opts.known?.get(block.skip.id)?.upper.kind ?? 'certified');
   kinds.push(linear.upper.kind);
   if (linear.upper.kind === 'probabilistic') probabilistic++;
   // the part is measured with the float32 coefficient: the difference is at most |c − fround(c)|·|b|·Π‖W_i‖
@@ -223,51 +239,6 @@ export async function residualBlockBound(block: ResidualBlock, settings: NormSet
     upper, estimate: Number.isFinite(estimate) ? estimate : null, linear, gramVector: linear.gramVector, norms, probabilistic: kind === 'probabilistic' ? probabilistic : 0, work, ms: performance.now() - t0,
     note: `${block.skip ? `${block.skip.id} + ` : 'I + '}${seg.regions.map((x) => x.id).join('·')}: linear part ${linear.upper.value.toPrecision(4)}, residual bound ${value.toPrecision(4)}`,
   };
-}
-
-/** A block's measured linear part (measureLinear's result). */
-export type LinearMeasure = OperatorNorm & { readonly gramVector: Float64Array | null };
-
-/**
- * The norm of a block's linear part a·S + b·c·W_k⋯W_1 as residualBlockBound measures it (same seed, margin and
- * certificate choice), from the branch regions' norms (`singles`: upper bounds, `estimates`: their Ritz estimates or 0)
- * and the skip's norm in `known`. It needs no partial product, so a caller may measure it before or beside CP's.
- */
-async function measureLinearPart(block: ResidualBlock, settings: NormSettings, singles: readonly number[], estimates: readonly number[], known: ReadonlyMap<string, OperatorNorm> | undefined): Promise<LinearMeasure> {
-  const seg = block.branch;
-  const m = seg.regions.length;
-  const c = seg.activations.map((x) => (x.slope[0] + x.slope[1]) / 2);
-  const signs = (block.sum.prim as { signs: readonly number[] }).signs;
-  const b = Math.abs(signs[block.branchIndex]);
-  const coefficient = c.reduce((a, x) => a * x, 1);
-  const region = linearPart(block, coefficient);
-  // measureRegion's margin multiplies every piece's |·|-norm; carried through the chain it is far smaller (chainMargin)
-  const skipNorm = block.skip ? known?.get(block.skip.id)?.upper.value ?? cheapBound(block.skip).value : 1;
-  const cAbs = Math.abs(Math.fround(coefficient));
-  const total = Math.abs(signs[1 - block.branchIndex]) * skipNorm + b * cAbs * singles.reduce((a, x) => a * x, 1);
-  const pieces: { gammaSum: number; absNorm: number; into: number; out: number }[] = seg.regions.map((r, i) => {
-    const rb = cheapBound(r);
-    return { ...rb, into: singles.slice(0, i).reduce((a, x) => a * x, 1), out: b * cAbs * singles.slice(i + 1).reduce((a, x) => a * x, 1) };
-  });
-  if (block.skip) { const rb = cheapBound(block.skip); pieces.push({ ...rb, into: 1, out: Math.abs(signs[1 - block.branchIndex]) }); }
-  const g1 = 2 ** -24 / (1 - 2 ** -24);
-  // the scale by c, the two-input sum, and in the adjoint the sum of u's two cotangents
-  pieces.push({ gammaSum: g1, absNorm: cAbs, into: singles.reduce((a, x) => a * x, 1), out: b }, { gammaSum: g1, absNorm: 1, into: total, out: 1 }, { gammaSum: g1, absNorm: 1, into: 1, out: total });
-  const margin = chainedMargin(pieces, total);
-  // the composition certificate is at least |b|·|c|·Π‖W_i‖ (productFloor, from the regions' estimates)
-  const floor = b * cAbs * productFloor(seg, 0, m - 1, (i) => estimates[i]);
-  return measureLinear(region, settings, 3_000_000 + block.ordinal * 4096 + 4095, margin, floor);
-}
-
-/**
- * The block's linear part measured from the regions' norms alone (`known` must hold every branch region's and the
- * skip's, as AutoLip's norm phase gives them): the same numbers residualBlockBound would measure with those norms in
- * its `known`, so the result may be passed to it as `linear`. Null when a region's norm is missing.
- */
-export async function residualLinear(block: ResidualBlock, settings: NormSettings, known: ReadonlyMap<string, OperatorNorm>): Promise<LinearMeasure | null> {
-  const norms = block.branch.regions.map((r) => known.get(r.id));
-  if (norms.some((n) => !n) || (block.skip && !known.has(block.skip.id))) return null;
-  return measureLinearPart(block, settings, norms.map((n) => n!.upper.value), norms.map((n) => n!.estimate ?? 0), known);
 }
 
 /**

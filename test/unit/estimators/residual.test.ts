@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import { composeAutoLip, type ResidualUse } from '../../../src/estimators/autolip.js';
 import { estimateUpper, type MethodSettings } from '../../../src/estimators/methods.js';
 import { cheapBound, composeRegions, cpSegmentBound, productMarginFloor } from '../../../src/estimators/cp.js';
-import { findResidualBlocks, graphCpBound, graphCpObstacle, linearPart, residualBlockBound, residualLinear, type ResidualBlock } from '../../../src/estimators/residual.js';
+import { findResidualBlocks, graphCpBound, graphCpObstacle, linearPart, residualBlockBound, type ResidualBlock } from '../../../src/estimators/residual.js';
 import { measureRegion, roundingMargin, type NormSettings } from '../../../src/estimators/operator-norm.js';
 import type { LinearRegion } from '../../../src/ir/merge.js';
 import type { GramOperator, OperatorBackend } from '../../../src/ir/operator.js';
@@ -533,7 +533,7 @@ test('under best, a convolutional branch\'s whole product waits for the block\'s
   assert.ok(skips > 0, 'at least one whole product skipped');
 });
 
-test('a block\'s linear part measured early (residualLinear, from the norms alone) is the one residualBlockBound measures, and the bound with it is the same; productMarginFloor stays under the composition\'s margin', async () => {
+test('productMarginFloor stays under the composition\'s rounding margin of every product of a bottleneck branch, within 1e-6 (nothing folds across its regions)', async () => {
   // x [1,4,6,6] → Conv 1×1 → BN → Relu → Conv 3×3 → BN → Relu → Conv 1×1 → BN → Add x (a bottleneck; BN folds into each conv)
   const rng = new Random(79);
   const conv = (cout: number, cin: number, k: number) => tensor([cout, cin, k, k], Array.from({ length: cout * cin * k * k }, () => (rng.normal() * 1.5) / Math.sqrt(k * k * cin)));
@@ -553,24 +553,35 @@ test('a block\'s linear part measured early (residualLinear, from the norms alon
   const [block] = findResidualBlocks(ir, blocks, segments);
   assert.ok(block, 'one residual block');
   assert.equal(block.branch.regions.length, 3);
-  const backend = createOrtBackend({ runtime: { device: 'cpu' } });
-  const s: NormSettings = { ...baseSettings, certify: 'auto', backend };
-  const known = await measureAll(blocks, s);
-  const early = await residualLinear(block, s, known);
-  assert.ok(early, 'every region\'s norm is known');
-  const res = await residualBlockBound(block, s, { known });
-  const strip = (n: { estimate: number | null; upper: unknown; candidates: unknown; iterations: number }) => ({ estimate: n.estimate, upper: n.upper, candidates: n.candidates, iterations: n.iterations });
-  assert.deepEqual(strip(early), strip(res.linear));
-  const again = await residualBlockBound(block, s, { known, linear: early });
-  assert.equal(again.upper.value, res.upper.value);
-  assert.equal(again.probabilistic, res.probabilistic);
-  // a missing region norm: no early measurement
-  assert.equal(await residualLinear(block, s, new Map()), null);
-  // the margin floor is under the composition's margin of every product, and within 1e-6 of it (nothing folds across)
+  assert.ok(block.branch.regions.every((r) => r.nodes.length === 2), 'Conv + its BN scale in each region');
   for (const [i, j] of [[0, 1], [1, 2], [0, 2]]) {
     const exact = cheapBound(composeRegions(block.branch, i, j));
     const margin = roundingMargin(exact.gammaSum, exact.absNorm);
     const floor = productMarginFloor(block.branch, i, j);
     assert.ok(floor <= margin && floor >= margin * (1 - 1e-6), `product ${i}..${j}: floor ${floor}, margin ${margin}`);
   }
+});
+
+test('under best, products measured side by side (backend.concurrency 3) give the numbers of one at a time', async () => {
+  // two conv residual blocks with a Relu between (as above): CP's products and the residual blocks are measured in lanes
+  const rng = new Random(83);
+  const conv = (cout: number, cin: number) => tensor([cout, cin, 3, 3], Array.from({ length: cout * cin * 9 }, () => (rng.normal() * 1.5) / Math.sqrt(9 * cin)));
+  const pads = { pads: { ints: [1, 1, 1, 1] } };
+  const nodes: NodeSpec[] = [
+    { opType: 'Conv', inputs: ['x', 'w1'], outputs: ['h1'], name: 'c1', attrs: pads }, { opType: 'Relu', inputs: ['h1'], outputs: ['a1'], name: 'r1' },
+    { opType: 'Conv', inputs: ['a1', 'w2'], outputs: ['g1'], name: 'c2', attrs: pads }, { opType: 'Add', inputs: ['x', 'g1'], outputs: ['y1'], name: 'add1' },
+    { opType: 'Relu', inputs: ['y1'], outputs: ['z'], name: 'r2' },
+    { opType: 'Conv', inputs: ['z', 'w3'], outputs: ['h2'], name: 'c3', attrs: pads }, { opType: 'Relu', inputs: ['h2'], outputs: ['a2'], name: 'r3' },
+    { opType: 'Conv', inputs: ['a2', 'w4'], outputs: ['g2'], name: 'c4', attrs: pads }, { opType: 'Add', inputs: ['z', 'g2'], outputs: ['y'], name: 'add2' },
+  ];
+  const bytes = encodeGraph({ opset: 13, inputs: [{ name: 'x', dims: [1, 3, 5, 5] }], outputs: [{ name: 'y', dims: [1, 3, 5, 5] }], nodes, initializers: [['w1', conv(4, 3)], ['w2', conv(3, 4)], ['w3', conv(4, 3)], ['w4', conv(3, 4)]] });
+  const { ir, blocks } = await pipeline(bytes);
+  const o: MethodSettings = { method: 'best', norm: '2', certify: 'auto', delta: 1e-6, tol: 0.05, iterations: 200, seed: 0, certifyBudget: 2800, lowerBudget: 0, lowerPairs: 0, exactBudget: 0, seqlipK: 2, cpWindow: 0, sdpWork: 0 };
+  const model = { ir, blocks, inputName: 'x', outputName: 'y', inputShape: [1, 3, 5, 5], path: 'two-blocks.onnx' };
+  const backend = createOrtBackend({ runtime: { device: 'cpu' } });
+  const strip = (up: Awaited<ReturnType<typeof estimateUpper>>) => JSON.stringify({ upper: up.upper, failures: up.failures, methods: up.methods, layers: up.result.layers.map((l) => ({ ...l, ms: 0 })) });
+  const one = strip(await estimateUpper(model, { ...backend, concurrency: 1 }, o, []));
+  const three = strip(await estimateUpper(model, { ...backend, concurrency: 3 }, o, []));
+  assert.equal(three, one);
+  assert.match(one, /autolip\+residual/);
 });

@@ -4,8 +4,8 @@
  * (--device cpu; --lower-pairs 0 unless --lower, which keeps the default lower bound): seconds of each phase
  * (timestamps of the progress callbacks: the norm phase, the segments' CP and the rest (SeqLip, LipSDP), the residual
  * blocks from the first one's start, the lower bound; timings only, nothing is decided by them), the CPU seconds of
- * the process in each (all threads: steadier than wall time on a shared machine), onnxruntime runs, and the reported
- * bounds. MODEL: a name of bench/gen-models.ts or an .onnx path.
+ * the process in each (all threads: steadier than wall time on a shared machine), onnxruntime runs with their run and
+ * session-creation seconds (norm phase, and everything after it), and the reported bounds. MODEL: a name of bench/gen-models.ts or an .onnx path.
  */
 import { analyze, type AnalyzeOptions } from '../src/index.js';
 import { resetRuntimeStats, runtimeStats } from '../src/backend/runtime.js';

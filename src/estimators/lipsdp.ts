@@ -55,7 +55,9 @@ export interface LipSdpResult {
   readonly estimate: number | null;
   /** Multiply-adds spent (solves and certificates). */
   readonly work: number;
+  /** Solver steps taken: Newton steps of the interior point, or L-BFGS steps of the eigenvalue method (stepKind). */
   readonly newtonSteps: number;
+  readonly stepKind: 'Newton' | 'L-BFGS';
   /** Whether LipSDP-Neuron's solve converged and was certified (then ECLipsE, a feasible point of the same LMI, cannot be smaller). */
   readonly converged: boolean;
   /** Why a variant was skipped or stopped early, in full sentences. */
@@ -161,7 +163,7 @@ async function structuredSegmentBound(segment: Segment, settings: NormSettings, 
   if (!res) notes.push(`LipSDP-Neuron (eigenvalue method) on ${segment.id}: no certificate succeeded at the solver's points; no bound from it.`);
   else notes.push(`LipSDP-Neuron (eigenvalue method) on ${segment.id} took ${steps} L-BFGS steps (${evaluations} evaluations of ρ(t)) within its work budget; it has no duality-gap bound, so its certified value may be above the optimum.`);
   const neuron = res ? { value: roundUp(res.value + cross, 1), kind: 'certified' as const, method: 'lipsdp-neuron' } : null;
-  return { upper: neuron, neuron, layer: null, estimate: res?.estimate ?? null, work: res?.work ?? work, newtonSteps: steps, converged: res?.converged ?? false, notes, ms: performance.now() - t0 };
+  return { upper: neuron, neuron, layer: null, estimate: res?.estimate ?? null, work: res?.work ?? work, newtonSteps: steps, stepKind: 'L-BFGS', converged: res?.converged ?? false, notes, ms: performance.now() - t0 };
 }
 
 /**
@@ -176,7 +178,7 @@ async function structuredSegmentBound(segment: Segment, settings: NormSettings, 
 export async function lipsdpSegmentBound(segment: Segment, settings: NormSettings, opts: LipSdpOptions = {}): Promise<LipSdpResult> {
   const t0 = performance.now();
   const notes: string[] = [];
-  const empty = (why: string): LipSdpResult => ({ upper: null, neuron: null, layer: null, estimate: null, work: 0, newtonSteps: 0, converged: false, notes: [why], ms: performance.now() - t0 });
+  const empty = (why: string): LipSdpResult => ({ upper: null, neuron: null, layer: null, estimate: null, work: 0, newtonSteps: 0, stepKind: 'Newton', converged: false, notes: [why], ms: performance.now() - t0 });
   const obstacle = lipsdpObstacle(segment, settings);
   if (obstacle) return empty(`No LipSDP bound for ${segment.id}: ${obstacle}.`);
   const variants = opts.variants ?? ['neuron', 'layer'];
@@ -218,5 +220,5 @@ export async function lipsdpSegmentBound(segment: Segment, settings: NormSetting
   }
   const bounds = [got.neuron, got.layer].filter((b): b is Bound => b !== undefined);
   const upper = bounds.length ? bounds.reduce((x, y) => (y.value < x.value ? y : x)) : null;
-  return { upper, neuron: got.neuron ?? null, layer: got.layer ?? null, estimate, work, newtonSteps: steps, converged, notes, ms: performance.now() - t0 };
+  return { upper, neuron: got.neuron ?? null, layer: got.layer ?? null, estimate, work, newtonSteps: steps, stepKind: 'Newton', converged, notes, ms: performance.now() - t0 };
 }

@@ -266,7 +266,7 @@ export async function estimateUpper(m: MethodModel, backend: OperatorBackend, o:
         const ecl = sdp.converged ? null : await eclipseSegmentBound(segment, settings, { work: (o.method === 'sdp' ? ECLIPSE_DEFAULTS.sdpWork : ECLIPSE_DEFAULTS.bestWork) / segments.length });
         if (ecl && o.method === 'sdp') warnings.push(...ecl.notes);
         const sdpUpper = o.method === 'sdp' && ecl?.upper && (!sdp.upper || ecl.upper.value < sdp.upper.value) ? ecl.upper : sdp.upper;
-        if (sdpUpper) candidates.push({ method: 'sdp', upper: sdpUpper, estimate: sdp.estimate ?? ecl?.estimate ?? null, ms: sdp.ms, work: sdp.work, note: `LipSDP ${[sdp.neuron, sdp.layer].filter((b) => b !== null).map((b) => `${b.method.slice(7)} ${b.value.toPrecision(4)}`).join(', ') || 'not run'} (${sdp.newtonSteps} Newton steps)` });
+        if (sdpUpper) candidates.push({ method: 'sdp', upper: sdpUpper, estimate: sdp.estimate ?? ecl?.estimate ?? null, ms: sdp.ms, work: sdp.work, note: `LipSDP ${[sdp.neuron, sdp.layer].filter((b) => b !== null).map((b) => `${b.method.slice(7)} ${b.value.toPrecision(4)}`).join(', ') || 'not run'} (${sdp.newtonSteps} ${sdp.stepKind} steps)` });
         if (ecl?.upper) candidates.push({ method: 'eclipse', upper: ecl.upper, estimate: ecl.estimate, ms: ecl.ms, work: ecl.work, note: `ECLipsE ${ecl.upper.value.toPrecision(4)} (${ecl.sdpStages} stage SDPs, ${ecl.fastStages} closed-form stages)` });
       } else if (o.method === 'sdp') warnings.push(`No LipSDP bound for ${segment.id}: ${lipsdpObstacle(segment, settings)}; AutoLip is used there.`);
       if (candidates.length) uses.push({ segment, candidates });

@@ -231,9 +231,9 @@ export async function buildIr(original: OnnxModel, options: BuildOptions): Promi
       // they are taken from the session and the run returns only the constants it computes (ResNet-50: 126 values,
       // 28·10⁶ floats copied out, ~0.35 s, down to none); anything without a static shape is fetched as before
       const known = runner.staticOutputs();
-      // a model with a product the session workers take (ort-pool.ts WORKER_MIN_FLOP) starts them now: their start
-      // (~0.25 s) overlaps this run and the conversion below instead of delaying the first operator
-      if (largestProduct(dynNodes, model, known) >= WORKER_MIN_FLOP && (await resolveDevice(options.runtime.device, options.runtime.threads)).provider === 'cpu') prestartOrtWorkers(options.runtime);
+      // a model with a product the session workers take (ort-pool.ts WORKER_MIN_FLOP) starts them after this run: their
+      // start (~0.25 s of one core) overlaps the conversion below (one thread) instead of delaying the first operator
+      const prestart = largestProduct(dynNodes, model, known) >= WORKER_MIN_FLOP && (await resolveDevice(options.runtime.device, options.runtime.threads)).provider === 'cpu';
       const fetch = [...wanted].filter((v) => !dynamic.has(v) || v === outputName || !known.has(v));
       for (const v of wanted) if (!fetch.includes(v)) values.set(v, { dtype: known.get(v)!.dtype, dims: known.get(v)!.dims, data: new Float32Array(0) });
       // the run still goes ahead even with nothing to fetch (the graph output): it checks the model runs on this input
@@ -241,6 +241,7 @@ export async function buildIr(original: OnnxModel, options: BuildOptions): Promi
       const [got, said] = [out.get(outputName)?.dims, known.get(outputName)?.dims];
       // an inferred shape that a computed one contradicts: none of them is trusted, every value is fetched
       if (got && said && (got.length !== said.length || got.some((d, i) => d !== said[i]))) out = await runner.run({ ...runtimeModel.feeds, ...feeds }, [...wanted]);
+      if (prestart) prestartOrtWorkers(options.runtime);
       // onnxruntime returns float16 as its raw bits (Uint16Array): widen them, as the reader does, before any converter reads them
       for (const [k, t] of out) values.set(k, t.dtype === 'float16' && t.data instanceof Uint16Array ? { ...t, data: Float32Array.from(t.data, halfToFloat) } : t);
     } catch (e) {

@@ -1,6 +1,6 @@
 import type { Block } from '../ir/merge.js';
 import type { ModelEvaluator } from '../ir/operator.js';
-import { sizeOf, toFloat64 } from '../ir/tensor.js';
+import { sizeOf, toFloat64, type Tensor } from '../ir/tensor.js';
 import type { ActivationNode, IrGraph, LinearNode } from '../ir/types.js';
 import { roundUp, gamma } from '../linalg/dense.js';
 import { pairRatio } from '../linalg/witness.js';
@@ -91,6 +91,13 @@ function activationSlopes(a: ActivationNode): [number, number] | null {
 interface Aff { a: Float64Array; ea: Float64Array; c: Float64Array; ec: Float64Array; rows: number }
 
 /**
+ * The most entries (Σ over the chain's linear nodes of outputs × (region inputs + 1)) {@link reluNetOf} builds: each is
+ * an error-tracked sum of a few products, so this bounds its time and memory (about 1 s and 0.3 GB at the limit) and
+ * refuses big convolutional nets at once.
+ */
+export const RELU_NET_MAX_ENTRIES = 4e6;
+
+/**
  * The affine layers of a model whose whole IR is one chain operator → ReLU/LeakyReLU → … → operator on a flat input:
  * linear parts from the IR's prims, offsets from the nodes' `offset` (read by the frontend from the constant operands
  * of Add, Sub and Gemm), all in error-tracked float64. Returns why not otherwise.
@@ -107,6 +114,13 @@ export function reluNetOf(ir: IrGraph, blocks: readonly Block[]): ReluNet | stri
     if (!s) return `activation ${a.fn} (node '${a.name}') is not piecewise linear with one kink at 0`;
     slopes.push(s);
   }
+  // the size rule, before any matrix is built: every node's dense map is outputs × region inputs entries
+  let entries = 0;
+  for (const region of seg.regions) {
+    const nIn = sizeOf(region.inShape);
+    for (const n of region.nodes) entries += sizeOf(n.outShape) * (nIn + 1);
+  }
+  if (entries > RELU_NET_MAX_ENTRIES) return `its linear maps read back densely would hold ${entries.toExponential(2)} entries (more than ${RELU_NET_MAX_ENTRIES.toExponential(1)}, the read-back's size limit)`;
   const layers: AffineLayer[] = [];
   for (const region of seg.regions) {
     const nIn = sizeOf(region.inShape);
@@ -130,6 +144,86 @@ export function reluNetOf(ir: IrGraph, blocks: readonly Block[]): ReluNet | stri
   return { inputs, layers, slopes };
 }
 
+/**
+ * Row q of a transpose's output is row src[q] of its input (ONNX Transpose: output axis k is input axis perm[k]), or why
+ * the permutation does not fit the shape.
+ */
+export function transposeSource(shape: readonly number[], perm: readonly number[]): Int32Array | string {
+  const r = shape.length;
+  if (perm.length !== r || [...perm].sort((a, b) => a - b).some((v, i) => v !== i)) return `with perm [${perm.join(', ')}], not a permutation of the ${r} axes`;
+  const out = perm.map((k) => shape[k]);
+  const inStride = new Array<number>(r).fill(1);
+  for (let i = r - 2; i >= 0; i--) inStride[i] = inStride[i + 1] * shape[i + 1];
+  const size = sizeOf(shape);
+  const src = new Int32Array(size);
+  const idx = new Array<number>(r).fill(0);
+  for (let q = 0; q < size; q++) {
+    let s = 0;
+    for (let k = 0; k < r; k++) s += idx[k] * inStride[perm[k]];
+    src[q] = s;
+    for (let k = r - 1; k >= 0; k--) { if (++idx[k] < out[k]) break; idx[k] = 0; }
+  }
+  return src;
+}
+
+/**
+ * The taps of an ONNX Conv (N, C, spatial… input; weight M × C/group × kernel…; pads begin…, end…): for each flat output
+ * element the flat input elements it reads and their weights (padding taps dropped: they read zeros, the bias is the
+ * node's offset), or why the geometry does not match the shapes.
+ */
+export function convTaps(xs: readonly number[], ys: readonly number[], p: { readonly weight: Tensor; readonly group: number; readonly strides: readonly number[]; readonly pads: readonly number[]; readonly dilations: readonly number[] }): { inRows: number; row: Int32Array[]; w: Float64Array[] } | string {
+  const r = xs.length - 2, k = p.weight.dims.slice(2), g = p.group;
+  const [batch, C] = xs, M = p.weight.dims[0], Cg = p.weight.dims[1];
+  if (r < 1 || k.length !== r || ys.length !== xs.length || ys[0] !== batch || ys[1] !== M || C !== Cg * g || M % g !== 0) return `has a weight of shape [${p.weight.dims.join(', ')}] that does not fit its input [${xs.join(', ')}] and output [${ys.join(', ')}] with group ${g}`;
+  const s = p.strides, d = p.dilations, begin = p.pads.slice(0, r);
+  for (let i = 0; i < r; i++) {
+    const want = Math.floor((xs[2 + i] + p.pads[i] + p.pads[r + i] - d[i] * (k[i] - 1) - 1) / s[i]) + 1;
+    if (want !== ys[2 + i]) return `has output size ${ys[2 + i]} on spatial axis ${i} where its geometry gives ${want}`;
+  }
+  const wv = toFloat64(p.weight);
+  const inSp = xs.slice(2), outSp = ys.slice(2);
+  const inPlane = sizeOf(inSp), outPlane = sizeOf(outSp), kSize = sizeOf(k);
+  const Mg = M / g;
+  // per output position and kernel tap, the input position (−1 in the padding)
+  const at = new Int32Array(outPlane * kSize);
+  const o = new Array<number>(r).fill(0), t = new Array<number>(r).fill(0);
+  for (let q = 0; q < outPlane; q++) {
+    let rem = q;
+    for (let i = r - 1; i >= 0; i--) { o[i] = rem % outSp[i]; rem = Math.floor(rem / outSp[i]); }
+    for (let kk = 0; kk < kSize; kk++) {
+      let kr = kk;
+      for (let i = r - 1; i >= 0; i--) { t[i] = kr % k[i]; kr = Math.floor(kr / k[i]); }
+      let flat = 0, inside = true;
+      for (let i = 0; i < r; i++) {
+        const pos = o[i] * s[i] - begin[i] + t[i] * d[i];
+        if (pos < 0 || pos >= inSp[i]) { inside = false; break; }
+        flat = flat * inSp[i] + pos;
+      }
+      at[q * kSize + kk] = inside ? flat : -1;
+    }
+  }
+  const row: Int32Array[] = [], w: Float64Array[] = [];
+  for (let b = 0; b < batch; b++) {
+    for (let m = 0; m < M; m++) {
+      const c0 = Math.floor(m / Mg) * Cg;
+      for (let q = 0; q < outPlane; q++) {
+        const rs: number[] = [], ws: number[] = [];
+        for (let c = 0; c < Cg; c++) {
+          for (let kk = 0; kk < kSize; kk++) {
+            const pos = at[q * kSize + kk], wt = wv[(m * Cg + c) * kSize + kk];
+            if (pos < 0 || wt === 0) continue;
+            rs.push((b * C + c0 + c) * inPlane + pos);
+            ws.push(wt);
+          }
+        }
+        row.push(Int32Array.from(rs));
+        w.push(Float64Array.from(ws));
+      }
+    }
+  }
+  return { inRows: batch * C * inPlane, row, w };
+}
+
 /** The IR node's output as an affine map of the region input, error-tracked; a string when the prim is not handled. */
 function applyNode(n: LinearNode, vals: Map<string, Aff>, nIn: number): Aff | string {
   const p = n.prim;
@@ -140,8 +234,32 @@ function applyNode(n: LinearNode, vals: Map<string, Aff>, nIn: number): Aff | st
   switch (p.op) {
     case 'reshape': return copy();
     case 'transpose': {
-      const nonUnit = n.inShapes[0].filter((d) => d !== 1).length;
-      return nonUnit <= 1 ? copy() : `node '${n.name}' transposes a tensor with more than one axis of length > 1`;
+      const src = transposeSource(n.inShapes[0], p.perm);
+      if (typeof src === 'string' || src.length !== x.rows) return `node '${n.name}' transposes ${typeof src === 'string' ? src : 'a tensor whose size is not its input\'s'}`;
+      // a permutation of rows: no arithmetic, no rounding
+      const y: Aff = { a: new Float64Array(x.rows * nIn), ea: new Float64Array(x.rows * nIn), c: new Float64Array(x.rows), ec: new Float64Array(x.rows), rows: x.rows };
+      src.forEach((r, q) => {
+        y.a.set(x.a.subarray(r * nIn, (r + 1) * nIn), q * nIn);
+        y.ea.set(x.ea.subarray(r * nIn, (r + 1) * nIn), q * nIn);
+        y.c[q] = x.c[r];
+        y.ec[q] = x.ec[r];
+      });
+      return y;
+    }
+    case 'conv': {
+      const taps = convTaps(n.inShapes[0], n.outShape, p);
+      if (typeof taps === 'string') return `node '${n.name}' (Conv) ${taps}`;
+      if (taps.inRows !== x.rows) return `node '${n.name}' (Conv) reads ${x.rows} values for an input of ${taps.inRows}`;
+      const y: Aff = { a: new Float64Array(outSize * nIn), ea: new Float64Array(outSize * nIn), c: new Float64Array(outSize), ec: new Float64Array(outSize), rows: outSize };
+      for (let o = 0; o < outSize; o++) {
+        const from = taps.row[o], w = taps.w[o];
+        for (let j = 0; j <= nIn; j++) {
+          const acc = new Acc();
+          for (let t = 0; t < from.length; t++) acc.addProd(w[t], 0, j < nIn ? x.a[from[t] * nIn + j] : x.c[from[t]], j < nIn ? x.ea[from[t] * nIn + j] : x.ec[from[t]]);
+          if (j < nIn) { y.a[o * nIn + j] = acc.s; y.ea[o * nIn + j] = acc.bound(); } else { y.c[o] = acc.s; y.ec[o] = acc.bound(); }
+        }
+      }
+      return y;
     }
     case 'scale': {
       const f = toFloat64(p.factor);

@@ -64,8 +64,39 @@ const KICKS = [0.03, 0.1, 0.3];
  */
 const CHORD_WORK = 4, CHORD_MAX_INPUTS = 64;
 
+/** Above this many inputs (and fewer outputs) the power iteration runs on the small Gram J·Jᵀ (out × out) instead. */
+const WIDE_INPUTS = 32;
+
+/**
+ * {@link topSingular} for a wide J (out < n): the same power iteration on J·Jᵀ, formed once (out² · n products), started
+ * from J·start; v = Jᵀu/‖Jᵀu‖ at the end. Each step then costs out² instead of 2·out·n (tiny_taxinet: 2 × 128).
+ */
+function topSingularWide(J: Float64Array, out: number, n: number, start: Float64Array): { s: number; u: Float64Array; v: Float64Array } {
+  const K = new Float64Array(out * out);
+  for (let a = 0; a < out; a++) for (let b = a; b < out; b++) { let t = 0; for (let j = 0; j < n; j++) t += J[a * n + j] * J[b * n + j]; K[a * out + b] = t; K[b * out + a] = t; }
+  let u = new Float64Array(out);
+  for (let i = 0; i < out; i++) { let t = 0; for (let j = 0; j < n; j++) t += J[i * n + j] * start[j]; u[i] = t; }
+  if (u.every((t) => t === 0)) u[0] = 1;
+  for (let it = 0; it < POWER_STEPS; it++) {
+    const w = new Float64Array(out);
+    for (let a = 0; a < out; a++) { let t = 0; for (let b = 0; b < out; b++) t += K[a * out + b] * u[b]; w[a] = t; }
+    const nw = Math.hypot(...w);
+    if (nw === 0) break;
+    u = w.map((t) => t / nw);
+  }
+  const v = new Float64Array(n);
+  for (let i = 0; i < out; i++) for (let j = 0; j < n; j++) v[j] += J[i * n + j] * u[i];
+  const nv = Math.hypot(...v);
+  if (nv > 0) for (let j = 0; j < n; j++) v[j] /= nv; else v.set(start);
+  const ju = new Float64Array(out);
+  for (let i = 0; i < out; i++) { let t = 0; for (let j = 0; j < n; j++) t += J[i * n + j] * v[j]; ju[i] = t; }
+  const nu = Math.hypot(...ju);
+  return { s: nu, u: ju.map((t) => (nu > 0 ? t / nu : 0)), v };
+}
+
 /** Top singular triplet of a small dense J (out × n) by power iteration on JᵀJ from a fixed start (float64). */
 function topSingular(J: Float64Array, out: number, n: number, start: Float64Array): { s: number; u: Float64Array; v: Float64Array } {
+  if (n > WIDE_INPUTS && out < n) return topSingularWide(J, out, n, start);
   let v = Float64Array.from(start);
   let s = 0;
   const u = new Float64Array(out);
@@ -87,18 +118,19 @@ function topSingular(J: Float64Array, out: number, n: number, start: Float64Arra
 export function stateAt(net: ReluNet, x: Float64Array, norm: NormKind, vStart: Float64Array): State {
   const n = net.inputs;
   let a = x;
-  let G = new Float64Array(n * n);
-  for (let i = 0; i < n; i++) G[i * n + i] = 1;
+  // G = ∂a/∂x; the input's is the identity, never formed (the first layer's Gz is W itself, below)
+  let G = new Float64Array(0);
   const zs: Float64Array[] = [], gs: Float64Array[] = [], ds: Float64Array[] = [];
   net.layers.forEach((l, k) => {
-    const z = new Float64Array(l.rows), Gz = new Float64Array(l.rows * n);
+    const z = new Float64Array(l.rows), Gz = k === 0 ? Float64Array.from(l.w) : new Float64Array(l.rows * n);
     for (let i = 0; i < l.rows; i++) {
       let s = l.b[i];
       for (let j = 0; j < l.cols; j++) {
         const w = l.w[i * l.cols + j];
         if (w === 0) continue;
         s += w * a[j];
-        for (let c = 0; c < n; c++) Gz[i * n + c] += w * G[j * n + c];
+        // the first layer's G is the identity: Gz = W itself (the same values, without n² · rows products)
+        if (k > 0) for (let c = 0; c < n; c++) Gz[i * n + c] += w * G[j * n + c];
       }
       z[i] = s;
     }

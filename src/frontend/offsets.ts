@@ -1,6 +1,7 @@
 import { toFloat64, type Tensor } from '../ir/tensor.js';
 import type { IrNode, LinearNode } from '../ir/types.js';
 import type { OnnxModel, OnnxNode } from '../onnx/read-model.js';
+import { broadcastMap } from '../ops/elementwise.js';
 
 /**
  * The affine offsets of linear IR nodes (LinearNode.offset), read from the ONNX model once by the frontend so that
@@ -33,14 +34,23 @@ function offsetOf(model: OnnxModel, constants: Map<string, OnnxNode>, node: Onnx
     t = constantOf(model, constants, node.inputs[2]);
     if (!t) return `the constant C of node '${node.name}' (Gemm) was not found`;
     sign = node.attributes.float('beta', 1);
+  } else if (node.opType === 'Conv') {
+    // the bias B (one value per output channel) is added at every position: as a [M, 1, …, 1] constant
+    if (!node.inputs[2]) return undefined;
+    const b = constantOf(model, constants, node.inputs[2]);
+    if (!b) return `the bias B of node '${node.name}' (Conv) was not found`;
+    t = { ...b, dims: [b.dims[0] ?? 1, ...n.outShape.slice(2).map(() => 1)] };
   } else return `node '${node.name}' (${node.opType}) is not read back as an affine map here`;
   const rows = n.outShape.reduce((a, b) => a * b, 1);
   const v = toFloat64(t);
-  if (v.length !== 1 && v.length !== rows) return `the offset of node '${node.name}' has ${v.length} values for ${rows} outputs`;
+  // numpy broadcasting of the constant to the output (a bias of one value per channel, say)
+  const fits = t.dims.length <= n.outShape.length && t.dims.every((d, i) => d === 1 || d === n.outShape[n.outShape.length - t.dims.length + i]);
+  if (v.length !== 1 && v.length !== rows && !fits) return `the offset of node '${node.name}' has ${v.length} values for ${rows} outputs`;
+  const at = v.length === 1 || v.length === rows ? null : broadcastMap(t.dims, n.outShape);
   const out = new Float64Array(rows);
-  for (let i = 0; i < rows; i++) out[i] = sign * v[v.length === 1 ? 0 : i];
+  for (let i = 0; i < rows; i++) out[i] = sign * v[at ? at[i] : v.length === 1 ? 0 : i];
   // beta·C may round: only exact factors are accepted (±1, powers of two)
-  for (let i = 0; i < rows; i++) if (out[i] / sign !== v[v.length === 1 ? 0 : i]) return `the offset of node '${node.name}' is not exact in float64`;
+  for (let i = 0; i < rows; i++) if (out[i] / sign !== v[at ? at[i] : v.length === 1 ? 0 : i]) return `the offset of node '${node.name}' is not exact in float64`;
   return out;
 }
 

@@ -96,6 +96,11 @@ interface Aff { a: Float64Array; ea: Float64Array; c: Float64Array; ec: Float64A
  * refuses big convolutional nets at once.
  */
 export const RELU_NET_MAX_ENTRIES = 4e6;
+/**
+ * The most error-tracked products (Σ over matmul and conv nodes of weights × outputs per weight row × (region inputs +
+ * 1)) {@link reluNetOf} spends: tll_n2_N16_1_0's 5.8e7 take about 0.3 s; a conv net over a large input is refused here.
+ */
+export const RELU_NET_MAX_WORK = 2e8;
 
 /**
  * The affine layers of a model whose whole IR is one chain operator → ReLU/LeakyReLU → … → operator on a flat input:
@@ -114,13 +119,21 @@ export function reluNetOf(ir: IrGraph, blocks: readonly Block[]): ReluNet | stri
     if (!s) return `activation ${a.fn} (node '${a.name}') is not piecewise linear with one kink at 0`;
     slopes.push(s);
   }
-  // the size rule, before any matrix is built: every node's dense map is outputs × region inputs entries
-  let entries = 0;
+  // the size rule, before any matrix is built: every node's dense map is outputs × (region inputs + 1) entries, each a
+  // sum of (weights per output) products for a matmul or conv
+  let entries = 0, work = 0;
   for (const region of seg.regions) {
     const nIn = sizeOf(region.inShape);
-    for (const n of region.nodes) entries += sizeOf(n.outShape) * (nIn + 1);
+    for (const n of region.nodes) {
+      const rows = sizeOf(n.outShape);
+      entries += rows * (nIn + 1);
+      const p = n.prim;
+      const products = p.op === 'matmul' ? sizeOf(p.weight.dims) : p.op === 'conv' ? sizeOf(p.weight.dims) * (rows / (p.weight.dims[0] || 1)) : p.op === 'sum' ? rows * p.signs.length : rows;
+      work += products * (nIn + 1);
+    }
   }
   if (entries > RELU_NET_MAX_ENTRIES) return `its linear maps read back densely would hold ${entries.toExponential(2)} entries (more than ${RELU_NET_MAX_ENTRIES.toExponential(1)}, the read-back's size limit)`;
+  if (work > RELU_NET_MAX_WORK) return `reading its linear maps back densely would take ${work.toExponential(2)} error-tracked products (more than ${RELU_NET_MAX_WORK.toExponential(1)}, the read-back's work limit)`;
   const layers: AffineLayer[] = [];
   for (const region of seg.regions) {
     const nIn = sizeOf(region.inShape);

@@ -63,6 +63,11 @@ const KICKS = [0.03, 0.1, 0.3];
  * most inputs for which it is tried (its rows are dense in the inputs: 2 per hidden unit × (n + 1) values).
  */
 const CHORD_WORK = 4, CHORD_MAX_INPUTS = 64;
+/**
+ * Multiply-adds of one evaluation above which the evaluation budget shrinks in proportion: acasxu_2_1 takes 7.7e4,
+ * marabou_tiny_taxinet 2.8e4, rpd_gcas 2.3e4, tll_n2_N16_1_0 1.3e4 (so 2000 evaluations take at most 2e9).
+ */
+export const PATTERN_EVALUATION_FLOP = 1e6;
 
 /** Above this many inputs (and fewer outputs) the power iteration runs on the small Gram J·Jᵀ (out × out) instead. */
 const WIDE_INPUTS = 32;
@@ -263,7 +268,12 @@ export async function patternSearchLowerBound(args: PatternSearchArgs): Promise<
   const empty = (reason: string): PatternSearchResult => ({ value: 0, x: new Float32Array(n), xPrime: new Float32Array(n), regionNorm: 0, work: 0, modelRuns: 0, reason });
   const net = reluNetOf(args.ir, args.blocks);
   if (typeof net === 'string') return empty(net);
-  const budget = args.evaluations ?? 2000;
+  // an evaluation carries the Jacobian (n columns) through every layer after the first: n + 1 multiply-adds per weight;
+  // above PATTERN_EVALUATION_FLOP of those the budget in evaluations shrinks in proportion (a wide conv net read back
+  // densely would otherwise take minutes)
+  const perEvaluation = net.layers.reduce((a, l, k) => a + (k === 0 ? 1 : n + 1) * l.w.reduce((c, w) => c + (w !== 0 ? 1 : 0), 0), 0);
+  const budget = Math.floor((args.evaluations ?? 2000) * Math.min(1, PATTERN_EVALUATION_FLOP / Math.max(1, perEvaluation)));
+  if (budget < 1) return empty(`an evaluation of the network's Jacobian takes ${perEvaluation.toExponential(2)} multiply-adds, too many for the search's budget`);
   const walks = args.walks ?? 400;
   const rng = new Random(args.seed ^ 0x70617474);
   const vStart = rng.unitVector(n);

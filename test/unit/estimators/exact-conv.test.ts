@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import { test } from 'node:test';
-import { evaluateNet, reluNetOf, RELU_NET_MAX_ENTRIES, transposeSource } from '../../../src/estimators/exact.js';
-import { patternSearchLowerBound } from '../../../src/estimators/pattern-search.js';
+import { evaluateNet, reluNetOf, RELU_NET_MAX_ENTRIES, RELU_NET_MAX_WORK, transposeSource } from '../../../src/estimators/exact.js';
+import { PATTERN_EVALUATION_FLOP, patternSearchLowerBound } from '../../../src/estimators/pattern-search.js';
 import { reluBranchAndBound } from '../../../src/estimators/relu-bab.js';
 import { buildIr } from '../../../src/frontend/build.js';
 import { mergeLinear } from '../../../src/ir/merge.js';
@@ -10,7 +10,7 @@ import { toFloat64 } from '../../../src/ir/tensor.js';
 import { Random } from '../../../src/linalg/random.js';
 import { decodeModel } from '../../../src/onnx/read-model.js';
 import { encodeGraph, type NodeSpec } from '../../../src/onnx/writer.js';
-import { analysedOf, bruteForce, runtime, tensor } from '../../helpers/mlp.js';
+import { ACTS, analysedOf, bruteForce, mlpModel, randomDense, runtime, tensor } from '../../helpers/mlp.js';
 
 /**
  * reluNetOf reads Transpose (any permutation) and Conv (strides, pads, dilations, groups, bias) back as exact affine
@@ -130,6 +130,28 @@ test('reluNetOf refuses a convolution whose dense map exceeds the size limit, sa
   assert.equal(typeof r, 'string');
   assert.match(String(r), /size limit/);
   assert.ok(8 * 46 * 46 * (3 * 48 * 48) > RELU_NET_MAX_ENTRIES);
+});
+
+test('reluNetOf refuses a convolution over many channels whose read-back would take too many products (the work limit)', async () => {
+  // 40 × 6 × 6 inputs, 32 × 4 × 4 outputs: (1 440 + 512) × 1 441 + 3 × 512 × 513 = 3.6e6 entries (the transposes' and
+  // reshapes' included: under the size limit), but 11 520 weights × 16 positions × 1 441 = 2.7e8 products
+  const c: ConvCase = { input: [1, 6, 6, 40], inPerm: [0, 3, 1, 2], weight: [32, 40, 3, 3], group: 1, strides: [1, 1], pads: [0, 0, 0, 0], dilations: [1, 1], bias: true, mid: [32, 4, 4], midPerm: [0, 1, 2] };
+  const model = decodeModel(convModel(c, new Random(4)), 't.onnx');
+  const built = await buildIr(model, { seed: 0, runtime });
+  const r = reluNetOf(built.ir, mergeLinear(built.ir));
+  assert.match(String(r), /work limit/);
+  assert.ok((1440 + 512) * 1441 + 3 * 512 * 513 < RELU_NET_MAX_ENTRIES && 11520 * 16 * 1441 > RELU_NET_MAX_WORK);
+});
+
+test('the pattern search shrinks its evaluations in proportion when one evaluation costs more than PATTERN_EVALUATION_FLOP', async () => {
+  // 200 inputs → 300 → 300 → 2: one evaluation carries 201 columns through 90 600 weights (1.8e7 multiply-adds)
+  const layers = randomDense([200, 300, 300, 2], new Random(6));
+  const model = decodeModel(mlpModel(layers, ACTS.relu), 't.onnx');
+  const built = await buildIr(model, { seed: 0, runtime });
+  const ps = await patternSearchLowerBound({ ...analysedOf(model, built), seed: 0, evaluations: 100 });
+  const perEvaluation = 300 * 200 + 201 * (300 * 300 + 2 * 300);
+  assert.ok(perEvaluation > PATTERN_EVALUATION_FLOP);
+  assert.ok(ps.work > 0 && ps.work <= Math.floor((100 * PATTERN_EVALUATION_FLOP) / perEvaluation) + 1, `${ps.work} evaluations (${ps.reason})`);
 });
 
 test('a small conv net: the branch and bound finishes below the all-patterns bound, its pair through the model meets it; the pattern search confirms a pair below it', async () => {

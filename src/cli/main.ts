@@ -13,6 +13,7 @@ import { analysisOptions, commandFor, gateOptions, parseArgs, writeAtomically } 
 import { runBatch, runMerge } from './batch.js';
 import { EXIT, EXIT_FOR_ERROR } from './exit-codes.js';
 import { reportError } from './fail.js';
+import { MALLOC_TUNABLES, RELAUNCH_MIN_BYTES, relaunchWithTunables, wantsRelaunch } from './relaunch.js';
 import { createPhaseProgress, progressMode } from './phase-progress.js';
 import { checkStdinModel, readModelFromStream, STDIN_NAME } from './stdin.js';
 
@@ -33,8 +34,11 @@ function serialise(w: WitnessPair) {
   return { input: w.input, shape: w.shape, ratio: w.ratio, x: Array.from(w.x), xPrime: Array.from(w.xPrime) };
 }
 
-/** Runs the CLI; returns the exit code (the bin sets it). */
-export async function main(argv: readonly string[]): Promise<number> {
+/**
+ * Runs the CLI; returns the exit code (the bin sets it). `relaunch` (the bin passes it; tests calling main in-process do
+ * not) lets a large model's analysis move to a child process with glibc's malloc tunables (relaunch.ts).
+ */
+export async function main(argv: readonly string[], { relaunch = false }: { relaunch?: boolean } = {}): Promise<number> {
   // `lipcheck … | head`: a reader that stops early is not an error; the exit code stays the analysis's
   process.stdout.on('error', (e: NodeJS.ErrnoException) => { if (e.code !== 'EPIPE') throw e; });
   if (argv[0] === 'help') return help(argv.slice(1));
@@ -64,6 +68,11 @@ export async function main(argv: readonly string[]): Promise<number> {
     }
     if (opts.quiet && opts.verbose) throw new LipcheckError('USAGE', '--quiet and --verbose contradict each other: give one of them.');
     modelPath = program.args[0] ?? DEMO;
+    if (relaunch && wantsRelaunch(modelPath, process.env, process.platform)) {
+      if (opts.verbose) process.stderr.write(`lipcheck: ${modelPath} is ${RELAUNCH_MIN_BYTES / 2 ** 20} MiB or more: analysing it in a child process with glibc's malloc tunables (${MALLOC_TUNABLES}); set GLIBC_TUNABLES yourself to run in this process.\n`);
+      const code = await relaunchWithTunables(argv);
+      if (code !== null) return code;
+    }
     const fromStdin = modelPath === '-';
     if (fromStdin) modelPath = STDIN_NAME;
     const stdinBytes = fromStdin ? await readModelFromStream(process.stdin) : null;

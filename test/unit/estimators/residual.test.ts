@@ -493,11 +493,13 @@ test('a convolutional block\'s linear part: measureRegion\'s start, steps and KW
   }
 });
 
-test('under best, a convolutional branch\'s whole product waits for the block\'s bound: skipped only where CP with it could not be chosen, the reported bound the one with it measured', async () => {
-  // two conv residual blocks (x → Conv 3×3 → Relu → Conv 3×3 → + x, twice, a Relu between): the whole products W2·W1
-  // are the only products CP measures, and the residual bounds need only the single convolutions' norms
-  const rng = new Random(73);
-  const conv = (cout: number, cin: number) => tensor([cout, cin, 3, 3], Array.from({ length: cout * cin * 9 }, () => (rng.normal() * 2) / Math.sqrt(9 * cin)));
+/**
+ * Two conv residual blocks, x → Conv 3×3 → Relu → Conv 3×3 → + x, twice, with a Relu between: `c` input channels, `h`
+ * hidden, `size`×`size` images, Gaussian weights of gain `gain`/√fan-in from seed `seed`.
+ */
+function twoConvBlocks(seed: number, gain: number, c: number, h: number, size: number): Uint8Array {
+  const rng = new Random(seed);
+  const conv = (cout: number, cin: number) => tensor([cout, cin, 3, 3], Array.from({ length: cout * cin * 9 }, () => (rng.normal() * gain) / Math.sqrt(9 * cin)));
   const pads = { pads: { ints: [1, 1, 1, 1] } };
   const nodes: NodeSpec[] = [
     { opType: 'Conv', inputs: ['x', 'w1'], outputs: ['h1'], name: 'c1', attrs: pads }, { opType: 'Relu', inputs: ['h1'], outputs: ['a1'], name: 'r1' },
@@ -506,7 +508,14 @@ test('under best, a convolutional branch\'s whole product waits for the block\'s
     { opType: 'Conv', inputs: ['z', 'w3'], outputs: ['h2'], name: 'c3', attrs: pads }, { opType: 'Relu', inputs: ['h2'], outputs: ['a2'], name: 'r3' },
     { opType: 'Conv', inputs: ['a2', 'w4'], outputs: ['g2'], name: 'c4', attrs: pads }, { opType: 'Add', inputs: ['z', 'g2'], outputs: ['y'], name: 'add2' },
   ];
-  const bytes = encodeGraph({ opset: 13, inputs: [{ name: 'x', dims: [1, 2, 6, 6] }], outputs: [{ name: 'y', dims: [1, 2, 6, 6] }], nodes, initializers: [['w1', conv(3, 2)], ['w2', conv(2, 3)], ['w3', conv(3, 2)], ['w4', conv(2, 3)]] });
+  const dims = [1, c, size, size];
+  return encodeGraph({ opset: 13, inputs: [{ name: 'x', dims }], outputs: [{ name: 'y', dims }], nodes, initializers: [['w1', conv(h, c)], ['w2', conv(c, h)], ['w3', conv(h, c)], ['w4', conv(c, h)]] });
+}
+
+test('under best, a convolutional branch\'s whole product waits for the block\'s bound: skipped only where CP with it could not be chosen, the reported bound the one with it measured', async () => {
+  // two conv residual blocks (x → Conv 3×3 → Relu → Conv 3×3 → + x, twice, a Relu between): the whole products W2·W1
+  // are the only products CP measures, and the residual bounds need only the single convolutions' norms
+  const bytes = twoConvBlocks(73, 2, 2, 3, 6);
   const { ir, blocks, segments } = await pipeline(bytes);
   const backend = createOrtBackend({ runtime: { device: 'cpu' } });
   const o: MethodSettings = { method: 'best', norm: '2', certify: 'auto', delta: 1e-6, tol: 0.05, iterations: 200, seed: 0, certifyBudget: 2800, lowerBudget: 0, lowerPairs: 0, exactBudget: 0, seqlipK: 2, cpWindow: 0, sdpWork: 0 };
@@ -564,17 +573,7 @@ test('productMarginFloor stays under the composition\'s rounding margin of every
 
 test('under best, products measured side by side (backend.concurrency 3) give the numbers of one at a time', async () => {
   // two conv residual blocks with a Relu between (as above): CP's products and the residual blocks are measured in lanes
-  const rng = new Random(83);
-  const conv = (cout: number, cin: number) => tensor([cout, cin, 3, 3], Array.from({ length: cout * cin * 9 }, () => (rng.normal() * 1.5) / Math.sqrt(9 * cin)));
-  const pads = { pads: { ints: [1, 1, 1, 1] } };
-  const nodes: NodeSpec[] = [
-    { opType: 'Conv', inputs: ['x', 'w1'], outputs: ['h1'], name: 'c1', attrs: pads }, { opType: 'Relu', inputs: ['h1'], outputs: ['a1'], name: 'r1' },
-    { opType: 'Conv', inputs: ['a1', 'w2'], outputs: ['g1'], name: 'c2', attrs: pads }, { opType: 'Add', inputs: ['x', 'g1'], outputs: ['y1'], name: 'add1' },
-    { opType: 'Relu', inputs: ['y1'], outputs: ['z'], name: 'r2' },
-    { opType: 'Conv', inputs: ['z', 'w3'], outputs: ['h2'], name: 'c3', attrs: pads }, { opType: 'Relu', inputs: ['h2'], outputs: ['a2'], name: 'r3' },
-    { opType: 'Conv', inputs: ['a2', 'w4'], outputs: ['g2'], name: 'c4', attrs: pads }, { opType: 'Add', inputs: ['z', 'g2'], outputs: ['y'], name: 'add2' },
-  ];
-  const bytes = encodeGraph({ opset: 13, inputs: [{ name: 'x', dims: [1, 3, 5, 5] }], outputs: [{ name: 'y', dims: [1, 3, 5, 5] }], nodes, initializers: [['w1', conv(4, 3)], ['w2', conv(3, 4)], ['w3', conv(4, 3)], ['w4', conv(3, 4)]] });
+  const bytes = twoConvBlocks(83, 1.5, 3, 4, 5);
   const { ir, blocks } = await pipeline(bytes);
   const o: MethodSettings = { method: 'best', norm: '2', certify: 'auto', delta: 1e-6, tol: 0.05, iterations: 200, seed: 0, certifyBudget: 2800, lowerBudget: 0, lowerPairs: 0, exactBudget: 0, seqlipK: 2, cpWindow: 0, sdpWork: 0 };
   const model = { ir, blocks, inputName: 'x', outputName: 'y', inputShape: [1, 3, 5, 5], path: 'two-blocks.onnx' };

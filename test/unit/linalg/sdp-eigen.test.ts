@@ -4,16 +4,10 @@ import { EigenvalueDecomposition, Matrix } from 'ml-matrix';
 import { certifyLmi, formLmi, lipSdpBound, solveLipSdp, type LipSdpProblem } from '../../../src/linalg/sdp.js';
 import { _rhoAndGradient, eigenEvalWork, solveLipSdpEigen, topEigenpairs } from '../../../src/linalg/sdp-eigen.js';
 import { Random } from '../../../src/linalg/random.js';
-import { bruteForce, randomDense, type Dense } from '../../helpers/mlp.js';
+import { bruteForce, randomDense } from '../../helpers/mlp.js';
+import { problemOf, RANDOM_NETS, randomProblem, slopesFor } from '../../helpers/lipsdp.js';
 
-/** A random LipSDP problem with the given widths (W_k entries N(0, 1/n_k)) and one slope range per hidden layer. */
-function randomProblem(widths: readonly number[], slopes: readonly (readonly [number, number])[], seed: number): LipSdpProblem {
-  const rng = new Random(seed);
-  const layers = widths.slice(1).map((rows, k) => ({ w: Float64Array.from({ length: rows * widths[k] }, () => rng.normal() / Math.sqrt(widths[k])), rows, cols: widths[k] }));
-  return { layers, slopes };
-}
 
-const problemOf = (layers: readonly Dense[], slope: readonly [number, number]): LipSdpProblem => ({ layers: layers.map((l) => ({ w: l.w, rows: l.rows, cols: l.cols })), slopes: layers.slice(1).map(() => slope) });
 
 /** λ_min of F(ρ, t) by a dense eigendecomposition (independent of the method's Schur complements). */
 function lambdaMin(p: LipSdpProblem, rho: number, t: Float64Array): number {
@@ -25,7 +19,6 @@ function lambdaMin(p: LipSdpProblem, rho: number, t: Float64Array): number {
 // widths chosen so that every branch runs: Woodbury (a layer wider than the rank below it), dense, the input reduced
 // (n_0 > n_1) or not (n_0 < n_1); slope ranges [0, 1], [0, ¼], [−½, 0]
 const SHAPES: readonly (readonly number[])[] = [[12, 5, 20, 3, 2], [4, 9, 6, 3], [3, 10, 2, 10, 2], [7, 6, 5, 4, 3, 2]];
-const slopesFor = (widths: readonly number[]) => widths.slice(2).map((_, i) => (i % 3 === 0 ? [0, 1] : i % 3 === 1 ? [0, 0.25] : [-0.5, 0]) as const);
 
 test('ρ(t) is the least feasible ρ (F(ρ(t), t) singular, PSD) and its gradient equals central differences where λ_max is simple', () => {
   for (const [s, widths] of SHAPES.entries()) {
@@ -75,13 +68,7 @@ test('topEigenpairs (Lanczos) matches a full eigendecomposition on the leading p
 });
 
 test('random nets: the eigenvalue method reaches the dense primal–dual optimum (2e-3 relative in ρ by default, 1e-4 with μ down to 1e-5·ρ) and its points are feasible', () => {
-  const cases: [number[], (readonly [number, number])[], number][] = [
-    [[4, 8, 8, 3], [[0, 1], [0, 1]], 1],
-    [[10, 6, 12, 5, 4], [[0, 0.25], [0, 1], [0, 1]], 2],
-    [[30, 20, 40, 10, 6], [[0, 1], [-0.5, 0], [0, 1]], 3],
-    [[6, 12, 3, 12, 3], [[0, 1], [0, 0.25], [0, 1]], 4],
-  ];
-  for (const [widths, slopes, seed] of cases) {
+  for (const [widths, slopes, seed] of RANDOM_NETS) {
     const p = randomProblem(widths, slopes, seed);
     const dense = solveLipSdp(p, { variant: 'neuron', relTol: 1e-8 });
     const s = solveLipSdpEigen(p, { maxWork: 600 * eigenEvalWork(p) });

@@ -1,23 +1,16 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { certifyLmi, formLmi, lipSdpBound, solveLipSdp, type LipSdpProblem } from '../../../src/linalg/sdp.js';
+import { certifyLmi, formLmi, lipSdpBound, solveLipSdp } from '../../../src/linalg/sdp.js';
 import { _debugSystem, solveLipSdpStructured, structuredObstacle, structuredStepWork } from '../../../src/linalg/sdp-structured.js';
 import { Random } from '../../../src/linalg/random.js';
-import { bruteForce, randomDense, type Dense } from '../../helpers/mlp.js';
+import { bruteForce, randomDense } from '../../helpers/mlp.js';
+import { problemOf, RANDOM_NETS, randomProblem, slopesFor } from '../../helpers/lipsdp.js';
 
-/** A random LipSDP problem with the given widths (W_k entries N(0, 1/n_k)) and one slope range per hidden layer. */
-function randomProblem(widths: readonly number[], slopes: readonly (readonly [number, number])[], seed: number): LipSdpProblem {
-  const rng = new Random(seed);
-  const layers = widths.slice(1).map((rows, k) => ({ w: Float64Array.from({ length: rows * widths[k] }, () => rng.normal() / Math.sqrt(widths[k])), rows, cols: widths[k] }));
-  return { layers, slopes };
-}
 
-const problemOf = (layers: readonly Dense[], slope: readonly [number, number]): LipSdpProblem => ({ layers: layers.map((l) => ({ w: l.w, rows: l.rows, cols: l.cols })), slopes: layers.slice(1).map(() => slope) });
 
 // the eliminations differ by widths: block 0 eliminated with a skip across block 2 (4-5-6-3-2), kept-kept couplings
 // (4-5-6-3-3-2), block 0 kept (3-10-2-10-2), a deep chain; slope ranges [0, 1], [0, ¼] and [−½, 0] (α·β = 0 in each)
 const SHAPES: readonly (readonly number[])[] = [[4, 5, 6, 3, 2], [4, 5, 6, 3, 3, 2], [3, 10, 2, 10, 2], [2, 3, 4, 5, 6, 7, 2]];
-const slopesFor = (widths: readonly number[]) => widths.slice(2).map((_, i) => (i % 3 === 0 ? [0, 1] : i % 3 === 1 ? [0, 0.25] : [-0.5, 0]) as const);
 
 test('the structured Newton system: gradient and Newton matrix equal central differences of log det F (float64)', () => {
   for (const [s, widths] of SHAPES.entries()) {
@@ -52,13 +45,7 @@ test('the structured Newton system: gradient and Newton matrix equal central dif
 });
 
 test('random nets: the structured solver reaches the dense primal–dual solver\'s optimum (1e-6 relative), its gap bound below it', () => {
-  const cases: [number[], (readonly [number, number])[], number][] = [
-    [[4, 8, 8, 3], [[0, 1], [0, 1]], 1],
-    [[10, 6, 12, 5, 4], [[0, 0.25], [0, 1], [0, 1]], 2],
-    [[30, 20, 40, 10, 6], [[0, 1], [-0.5, 0], [0, 1]], 3],
-    [[6, 12, 3, 12, 3], [[0, 1], [0, 0.25], [0, 1]], 4],
-  ];
-  for (const [widths, slopes, seed] of cases) {
+  for (const [widths, slopes, seed] of RANDOM_NETS) {
     const p = randomProblem(widths, slopes, seed);
     const dense = solveLipSdp(p, { variant: 'neuron', relTol: 1e-8 });
     const s = solveLipSdpStructured(p, { relTol: 1e-8 });

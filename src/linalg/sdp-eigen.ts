@@ -1,8 +1,7 @@
 import { EigenvalueDecomposition, Matrix } from 'ml-matrix';
-import { LipcheckError } from '../errors.js';
 import { gramRows, transpose } from './dense.js';
-import { checkProblem, cholesky, diagonalStart, lowerInverse, reduceInput, type LipSdpProblem, type LipSdpSolution, type LmiPoint } from './sdp.js';
-import { mul, structuredObstacle } from './sdp-structured.js';
+import { cholesky, diagonalStart, lowerInverse, reduceInput, type LipSdpProblem, type LipSdpSolution, type LmiPoint } from './sdp.js';
+import { mul, structuredProblem } from './sdp-structured.js';
 
 /**
  * LipSDP-Neuron as an eigenvalue optimisation over the multipliers alone (docs/algorithms-sdp.md §9; the view of Wang et
@@ -323,10 +322,7 @@ export function eigenEvalWork(problem: LipSdpProblem): number {
  * is no duality-gap bound here).
  */
 export function solveLipSdpEigen(problem: LipSdpProblem, opts: EigenOptions = {}): LipSdpSolution & { readonly evaluations: number } {
-  checkProblem(problem);
-  const why = structuredObstacle(problem);
-  if (why) throw new LipcheckError('INTERNAL', `The eigenvalue LipSDP solver was handed a problem it does not take: ${why}.`);
-  const p = reduceInput(problem);
+  const p = structuredProblem(problem, 'eigenvalue');
   const lay = eigenLayout(p);
   const maxWork = opts.maxWork ?? 1e10;
   const ew = evaluationWork(lay), gw = gradientWork(lay);

@@ -35,6 +35,17 @@ export function structuredObstacle(p: LipSdpProblem): string | null {
   return null;
 }
 
+/**
+ * The problem a structured solver works on: checked, refused (an internal error: the caller tests structuredObstacle
+ * first) where its LMI lacks the structure, and with the input block reduced (reduceInput). `solver` names it in the error.
+ */
+export function structuredProblem(problem: LipSdpProblem, solver: string): LipSdpProblem {
+  checkProblem(problem);
+  const why = structuredObstacle(problem);
+  if (why) throw new LipcheckError('INTERNAL', `The ${solver} LipSDP solver was handed a problem it does not take: ${why}.`);
+  return reduceInput(problem);
+}
+
 /** Stop when the duality gap bound is below relTol·ρ (default 1e-4). */
 export interface StructuredOptions {
   readonly relTol?: number;
@@ -424,10 +435,7 @@ function diagonalStart(lay: Layout): Factor {
  * certificate, Newton steps, multiply-adds, and whether the gap bound reached relTol.
  */
 export function solveLipSdpStructured(problem: LipSdpProblem, opts: StructuredOptions = {}): LipSdpSolution & { readonly lowerRho: number } {
-  checkProblem(problem);
-  const why = structuredObstacle(problem);
-  if (why) throw new LipcheckError('INTERNAL', `The structured LipSDP solver was handed a problem it does not take: ${why}.`);
-  const p = reduceInput(problem);
+  const p = structuredProblem(problem, 'structured');
   const lay = layout(p);
   const relTol = opts.relTol ?? 1e-4;
   const maxWork = opts.maxWork ?? Infinity;

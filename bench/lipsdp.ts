@@ -73,13 +73,14 @@ async function main(): Promise<void> {
   const args = process.argv.slice(2);
   let variant: LipSdpVariant = 'neuron';
   let maxWork: number | undefined;
-  let trace = false, structured = false, eigen = false;
+  let trace = false, structured = false, eigen = false, fastStart = false;
   let mu0: number | undefined, muMin: number | undefined, memory: number | undefined, param: 'log' | 'linear' | undefined;
   const files: string[] = [];
   for (let i = 0; i < args.length; i++) {
     if (args[i] === '--variant') variant = args[++i] as LipSdpVariant;
     else if (args[i] === '--work') maxWork = Number(args[++i]);
     else if (args[i] === '--trace') trace = true;
+    else if (args[i] === '--fast-start') fastStart = true;
     else if (args[i] === '--solver') { const v = args[++i]; structured = v === 'structured'; eigen = v === 'eigen'; }
     else if (args[i] === '--memory') memory = Number(args[++i]);
     else if (args[i] === '--param') param = args[++i] as 'log' | 'linear';
@@ -98,7 +99,7 @@ async function main(): Promise<void> {
           variant: 'neuron',
           certify: certifyLmiReduced,
           solve: (scaled) => {
-            const c = eclipseConstruct(scaled, { work: ECLIPSE_DEFAULTS.bestWork });
+            const c = eclipseConstruct(scaled, { work: ECLIPSE_DEFAULTS.bestWork, stageSdp: !fastStart });
             const onEval = trace ? (it: { steps: number; rho: number; evals: number; work: number; mu: number }) => console.log(`  ${id} step ${it.steps}: ρ ${it.rho.toExponential(9)}, μ/ρ ${it.mu.toExponential(1)}, ${it.evals} evaluations, ${((2 * it.work) / 1e6).toFixed(0)} Mflop, ${((performance.now() - t0) / 1000).toFixed(1)} s`) : undefined;
             const sol = solveLipSdpEigen(scaled, { start: c.path[0], maxWork: maxWork === undefined ? undefined : maxWork - c.work, onIteration: onEval, mu0, muMin, memory, param });
             if (trace) console.log(`  ${id}: ECLipsE start ρ ${c.rho.toExponential(6)} (${(c.work / 1e9).toFixed(2)}e9), √ρ-ratio ${Math.sqrt(c.rho / sol.point.rho).toFixed(4)}, ${sol.newtonSteps} steps, ${sol.evaluations} evaluations`);

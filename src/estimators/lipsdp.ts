@@ -60,6 +60,12 @@ export interface LipSdpResult {
   readonly stepKind: 'Newton' | 'L-BFGS';
   /** Whether LipSDP-Neuron's solve converged and was certified (then ECLipsE, a feasible point of the same LMI, cannot be smaller). */
   readonly converged: boolean;
+  /**
+   * Whether the solve started at ECLipsE's construction on this segment (with ECLIPSE_DEFAULTS.bestWork, at least the
+   * budget a separate ECLipsE bound gets under best) and kept its best points, that start among them: the eigenvalue
+   * method only descends from it, so a separate ECLipsE bound would not be smaller (beyond the certificate's rounding).
+   */
+  readonly fromEclipse: boolean;
   /** Why a variant was skipped or stopped early, in full sentences. */
   readonly notes: readonly string[];
   readonly ms: number;
@@ -146,7 +152,7 @@ export async function formSegmentProblem(segment: Segment, settings: NormSetting
  */
 async function structuredSegmentBound(segment: Segment, settings: NormSettings, work: number, certWork: number, t0: number): Promise<LipSdpResult> {
   const { problem, cross } = await formSegmentProblem(segment, settings);
-  let steps = 0, evaluations = 0;
+  let steps = 0, evaluations = 0, started = false;
   const res = lipSdpBound(problem, {
     variant: 'neuron',
     certify: certifyLmiReduced,
@@ -156,6 +162,7 @@ async function structuredSegmentBound(segment: Segment, settings: NormSettings, 
       const sol = solveLipSdpEigen(scaled, { start, maxWork: work - certWork - c.work });
       steps = sol.newtonSteps;
       evaluations = sol.evaluations;
+      started = sol.fromStart;
       return { ...sol, work: sol.work + c.work };
     },
   });
@@ -163,7 +170,7 @@ async function structuredSegmentBound(segment: Segment, settings: NormSettings, 
   if (!res) notes.push(`LipSDP-Neuron (eigenvalue method) on ${segment.id}: no certificate succeeded at the solver's points; no bound from it.`);
   else notes.push(`LipSDP-Neuron (eigenvalue method) on ${segment.id} took ${steps} L-BFGS steps (${evaluations} evaluations of ρ(t)) within its work budget; it has no duality-gap bound, so its certified value may be above the optimum.`);
   const neuron = res ? { value: roundUp(res.value + cross, 1), kind: 'certified' as const, method: 'lipsdp-neuron' } : null;
-  return { upper: neuron, neuron, layer: null, estimate: res?.estimate ?? null, work: res?.work ?? work, newtonSteps: steps, stepKind: 'L-BFGS', converged: res?.converged ?? false, notes, ms: performance.now() - t0 };
+  return { upper: neuron, neuron, layer: null, estimate: res?.estimate ?? null, work: res?.work ?? work, newtonSteps: steps, stepKind: 'L-BFGS', converged: res?.converged ?? false, fromEclipse: started, notes, ms: performance.now() - t0 };
 }
 
 /**
@@ -178,7 +185,7 @@ async function structuredSegmentBound(segment: Segment, settings: NormSettings, 
 export async function lipsdpSegmentBound(segment: Segment, settings: NormSettings, opts: LipSdpOptions = {}): Promise<LipSdpResult> {
   const t0 = performance.now();
   const notes: string[] = [];
-  const empty = (why: string): LipSdpResult => ({ upper: null, neuron: null, layer: null, estimate: null, work: 0, newtonSteps: 0, stepKind: 'Newton', converged: false, notes: [why], ms: performance.now() - t0 });
+  const empty = (why: string): LipSdpResult => ({ upper: null, neuron: null, layer: null, estimate: null, work: 0, newtonSteps: 0, stepKind: 'Newton', converged: false, fromEclipse: false, notes: [why], ms: performance.now() - t0 });
   const obstacle = lipsdpObstacle(segment, settings);
   if (obstacle) return empty(`No LipSDP bound for ${segment.id}: ${obstacle}.`);
   const variants = opts.variants ?? ['neuron', 'layer'];
@@ -220,5 +227,5 @@ export async function lipsdpSegmentBound(segment: Segment, settings: NormSetting
   }
   const bounds = [got.neuron, got.layer].filter((b): b is Bound => b !== undefined);
   const upper = bounds.length ? bounds.reduce((x, y) => (y.value < x.value ? y : x)) : null;
-  return { upper, neuron: got.neuron ?? null, layer: got.layer ?? null, estimate, work, newtonSteps: steps, stepKind: 'Newton', converged, notes, ms: performance.now() - t0 };
+  return { upper, neuron: got.neuron ?? null, layer: got.layer ?? null, estimate, work, newtonSteps: steps, stepKind: 'Newton', converged, fromEclipse: false, notes, ms: performance.now() - t0 };
 }

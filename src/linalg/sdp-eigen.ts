@@ -319,9 +319,10 @@ export function eigenEvalWork(problem: LipSdpProblem): number {
 /**
  * Minimises ρ(t) = c_1²·λ_max(M(t)) over t > 0 (LipSDP-Neuron, every α_h·β_h = 0) by L-BFGS in s = log t on the smoothed
  * log ρ_μ. Returns the best points (by the true ρ(t), tightest first) as sdp.ts's LipSdpSolution; converged is false (there
- * is no duality-gap bound here).
+ * is no duality-gap bound here); fromStart says whether opts.start had G(t) ≻ 0 and was the first point (then the best points
+ * are no worse than it).
  */
-export function solveLipSdpEigen(problem: LipSdpProblem, opts: EigenOptions = {}): LipSdpSolution & { readonly evaluations: number } {
+export function solveLipSdpEigen(problem: LipSdpProblem, opts: EigenOptions = {}): LipSdpSolution & { readonly evaluations: number; readonly fromStart: boolean } {
   const p = structuredProblem(problem, 'eigenvalue');
   const lay = eigenLayout(p);
   const maxWork = opts.maxWork ?? 1e10;
@@ -334,6 +335,7 @@ export function solveLipSdpEigen(problem: LipSdpProblem, opts: EigenOptions = {}
   // start: the given t, else T = τI growing until G(t) ≻ 0
   let cur: Evaluation | null = null;
   if (opts.start && opts.start.t.length === lay.m) cur = evalAt(Float64Array.from(opts.start.t));
+  const fromStart = cur !== null;
   // else sdp.ts's diagonal start (T_h = τ_h·I, margins raised until G(t) ≻ 0)
   if (!cur) cur = diagonalStart(p, 1e8, (_rho, _lambda, t) => evalAt(t));
   const best: LmiPoint[] = [];
@@ -414,5 +416,5 @@ export function solveLipSdpEigen(problem: LipSdpProblem, opts: EigenOptions = {}
     if (mu > 0 && gain < 0.05 * muRel) { stall++; if (stall >= 3 && muRel > muMin) { muRel = Math.max(muMin, muRel / MU_FALL); mu = muRel * cur.values[0]; ({ f, g } = objective(cur)); sHist.length = 0; yHist.length = 0; stall = 0; } }
     else stall = 0;
   }
-  return { point: best[0], path: best, newtonSteps: steps, work, converged: false, evaluations: evals };
+  return { point: best[0], path: best, newtonSteps: steps, work, converged: false, evaluations: evals, fromStart };
 }

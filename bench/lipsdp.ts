@@ -2,12 +2,12 @@
  * LipSDP solver bench (issue 12 item 1): forms each conv-free sequential segment's LMI problem from a model (the
  * float64 region matrices lipsdp.ts forms; cached under /tmp/lipcheck-lipsdp/), then runs the solver and the
  * certificate (lipSdpBound) on it and prints value, Newton steps, work and time. Times are for reading, never a check.
- * Usage: npx tsx bench/lipsdp.ts [--variant neuron|layer] [--solver dense|structured|eigen] [--work MULTIPLY_ADDS] [--trace]
+ * Usage: npx tsx bench/lipsdp.ts [--variant neuron|layer] [--solver dense|structured|eigen] [--work MULTIPLY_ADDS] [--trace] [--fast-start]
  *   [--mu MU0 MU_MIN] [--memory K] [--param log|linear] FILE…
  * `--solver structured`: src/linalg/sdp-structured.ts (Neuron only, α·β = 0 everywhere), warm-started from ECLipsE's point
  * and certified by ECLipsE's reduced certificate. `--solver eigen`: src/linalg/sdp-eigen.ts, the eigenvalue method, started
  * and certified the same way, as lipsdp.ts runs it where the dense solver does not fit (`--mu`, `--memory`, `--param`: its
- * smoothing schedule, L-BFGS memory and variables, for experiments).
+ * smoothing schedule, L-BFGS memory and variables, for experiments; `--fast-start`: start from ECLipsE-Fast, no stage SDP).
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { basename } from 'node:path';

@@ -1,29 +1,27 @@
 /**
- * A second thread for Lanczos's reorthogonalisation, which is memory-bound: on this project's 2-core VM one thread
- * streams ~11 GB/s and two ~29 GB/s. The main thread posts a job (project or subtract on the upper half of the index
- * range) through a shared control block, does the lower half itself and waits (Atomics) for the worker: a few µs of
- * hand-off per call, no message per step. The basis chunks are SharedArrayBuffers registered with the worker once.
+ * A second thread for Lanczos's reorthogonalisation, which is memory-bound: the main thread posts a job (project or
+ * subtract on the upper half of the index range) through a shared control block, does the lower half itself and waits
+ * (Atomics) for the worker: a few µs of hand-off per call, no message per step. Both threads run the WebAssembly kernels
+ * (lanczos-kernels.ts) on the same shared WebAssembly memory, so a job is a handful of byte offsets.
  */
 import { availableParallelism } from 'node:os';
-import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
+import { Worker } from 'node:worker_threads';
 import { LipcheckError } from '../errors.js';
-import { CHUNK, projectRange, subtractRange } from './lanczos-kernels.js';
+import { CHUNK, heapAddresses, projectRangeWasm, subtractRangeWasm, wasmHeap } from './lanczos-kernels.js';
 
-/** Slots of the Int32 control block. */
-export const CTRL = { seq: 0, done: 1, op: 2, count: 3, n: 4, w: 5, wOffset: 6, lo: 7, hi: 8, ready: 9, failed: 10, chunks: 11 } as const;
+/** Slots of the Int32 control block; addresses are stored as float64 indices (byte offset / 8) to fit an Int32. */
+export const CTRL = { seq: 0, done: 1, op: 2, count: 3, n: 4, w: 5, lo: 6, hi: 7, ready: 8, failed: 9, coef: 10, part: 11, chunks: 12 } as const;
 export const OP = { project: 1, subtract: 2 } as const;
 
 /**
- * The worker's loop: waits on the control block, runs projectRange or subtractRange on its range, signals completion.
- * Buffers arrive (and are dropped) as messages on `port`, drained synchronously when a job starts. It runs as an
- * eval'd script built from these functions' source (workerSource), so it needs no file of its own (and no TypeScript
- * loader under tests).
+ * The worker's loop: waits on the control block, runs the WebAssembly projection or subtraction on its range, signals
+ * completion. It runs as an eval'd script built from these functions' source (workerSource), so it needs no file of
+ * its own (and no TypeScript loader under tests).
  */
-function workerMain(data: { ctrl: SharedArrayBuffer; coef: SharedArrayBuffer; part: SharedArrayBuffer; port: MessagePort }, receive: (port: MessagePort) => { message: unknown } | undefined): void {
+function workerMain(data: { ctrl: SharedArrayBuffer; module: WebAssembly.Module; memory: WebAssembly.Memory }): void {
   const ctrl = new Int32Array(data.ctrl);
-  const coef = new Float64Array(data.coef);
-  const part = new Float64Array(data.part);
-  const buffers = new Map<number, Float64Array>();
+  const k = new WebAssembly.Instance(data.module, { env: { memory: data.memory } }).exports as any;
+  let f64 = new Float64Array(data.memory.buffer);
   let seen = 0;
   Atomics.store(ctrl, CTRL.ready, 1);
   Atomics.notify(ctrl, CTRL.ready);
@@ -32,19 +30,13 @@ function workerMain(data: { ctrl: SharedArrayBuffer; coef: SharedArrayBuffer; pa
     const seq = Atomics.load(ctrl, CTRL.seq);
     if (seq === seen) continue;
     seen = seq;
-    for (let m = receive(data.port); m; m = receive(data.port)) {
-      const msg = m.message as { id: number; buffer?: SharedArrayBuffer };
-      if (msg.buffer) buffers.set(msg.id, new Float64Array(msg.buffer));
-      else buffers.delete(msg.id);
-    }
-    const op = ctrl[CTRL.op];
     try {
+      if (f64.byteLength !== data.memory.buffer.byteLength) f64 = new Float64Array(data.memory.buffer);
       const count = ctrl[CTRL.count], n = ctrl[CTRL.n], lo = ctrl[CTRL.lo], hi = ctrl[CTRL.hi];
-      const chunks: Float64Array[] = [];
-      for (let c = 0; c < Math.ceil(count / CHUNK); c++) chunks.push(buffers.get(ctrl[CTRL.chunks + c])!);
-      const w = buffers.get(ctrl[CTRL.w])!.subarray(ctrl[CTRL.wOffset], ctrl[CTRL.wOffset] + n);
-      if (op === OP.project) projectRange(chunks, count, n, w, part, lo, hi);
-      else subtractRange(chunks, count, n, w, coef, lo, hi);
+      const at: number[] = [];
+      for (let c = 0; c < Math.ceil(count / CHUNK); c++) at.push(8 * ctrl[CTRL.chunks + c]);
+      if (ctrl[CTRL.op] === OP.project) projectRangeWasm(k, f64, at, count, n, 8 * ctrl[CTRL.w], 8 * ctrl[CTRL.part], lo, hi);
+      else subtractRangeWasm(k, f64, at, count, n, 8 * ctrl[CTRL.w], 8 * ctrl[CTRL.coef], lo, hi);
     } catch {
       Atomics.store(ctrl, CTRL.failed, 1);
     }
@@ -55,15 +47,15 @@ function workerMain(data: { ctrl: SharedArrayBuffer; coef: SharedArrayBuffer; pa
 
 function workerSource(): string {
   return [
-    "const { workerData, receiveMessageOnPort } = require('node:worker_threads');",
+    "const { workerData } = require('node:worker_threads');",
     `const CHUNK = ${CHUNK}, CTRL = ${JSON.stringify(CTRL)}, OP = ${JSON.stringify(OP)};`,
-    projectRange.toString(),
-    subtractRange.toString(),
-    `(${workerMain.toString()})(workerData, receiveMessageOnPort);`,
+    projectRangeWasm.toString(),
+    subtractRangeWasm.toString(),
+    `(${workerMain.toString()})(workerData);`,
   ].join('\n');
 }
 
-/** Largest basis (vectors) the shared coefficient arrays hold; larger runs stay on one thread. */
+/** Largest basis (vectors) the coefficient areas hold; larger runs stay on one thread. */
 const MAX_COUNT = 4096;
 
 /** A job the worker has not finished after this long means it is gone. */
@@ -71,47 +63,29 @@ const JOB_TIMEOUT_MS = 60_000;
 
 class KernelThread {
   private readonly ctrl = new Int32Array(new SharedArrayBuffer(4 * (CTRL.chunks + MAX_COUNT / CHUNK + 1)));
-  readonly coef = new Float64Array(new SharedArrayBuffer(8 * MAX_COUNT));
-  readonly part = new Float64Array(new SharedArrayBuffer(8 * MAX_COUNT));
-  private readonly ids = new WeakMap<ArrayBufferLike, number>();
-  private nextId = 1;
+  /** The subtraction's coefficients (written by the main thread) and the projection's upper-half sums (by the worker), in the heap. */
+  readonly coef: Float64Array;
+  readonly part: Float64Array;
   private seq = 0;
   /** Jobs run by the worker so far (for tests and benchmarks). */
   jobs = 0;
-  private readonly port: MessagePort;
   private readonly worker: Worker;
 
-  constructor() {
-    const channel = new MessageChannel();
-    this.port = channel.port1;
+  constructor(heap: NonNullable<ReturnType<typeof wasmHeap>>) {
+    const coef = heap.alloc(MAX_COUNT), part = heap.alloc(MAX_COUNT);
+    if (!coef || !part) throw new Error('no room in the WebAssembly heap');
+    this.coef = coef;
+    this.part = part;
+    this.ctrl[CTRL.coef] = coef.byteOffset / 8;
+    this.ctrl[CTRL.part] = part.byteOffset / 8;
     this.worker = new Worker(workerSource(), {
       eval: true,
       // plain CommonJS: a parent's --input-type=module or loader would change how the script is read
       execArgv: [],
-      workerData: { ctrl: this.ctrl.buffer, coef: this.coef.buffer, part: this.part.buffer, port: channel.port2 },
-      transferList: [channel.port2],
+      workerData: { ctrl: this.ctrl.buffer, module: heap.module, memory: heap.memory },
     });
     this.worker.on('error', () => { Atomics.store(this.ctrl, CTRL.failed, 1); });
     this.worker.unref();
-    this.port.unref();
-  }
-
-  private idOf(buffer: ArrayBufferLike): number {
-    let id = this.ids.get(buffer);
-    if (id === undefined) {
-      id = this.nextId++;
-      this.ids.set(buffer, id);
-      this.port.postMessage({ id, buffer });
-    }
-    return id;
-  }
-
-  /** Forgets a buffer the pool no longer keeps, so the worker does not hold it alive. */
-  drop(buffer: ArrayBufferLike): void {
-    const id = this.ids.get(buffer);
-    if (id === undefined) return;
-    this.ids.delete(buffer);
-    this.port.postMessage({ id });
   }
 
   /** True once the worker runs; with `wait`, waits for it up to 10 s (a worker that cannot start by then is given up). */
@@ -126,15 +100,14 @@ class KernelThread {
     await this.worker.terminate();
   }
 
-  /** Starts `op` on [lo, hi) in the worker; false (nothing started) when the operands cannot be shared. */
+  /** Starts `op` on [lo, hi) in the worker; false (nothing started) unless the chunks and w live in the WebAssembly heap. */
   start(op: number, chunks: readonly Float64Array[], count: number, w: Float64Array, lo: number, hi: number): boolean {
-    if (count > MAX_COUNT || !(w.buffer instanceof SharedArrayBuffer)) return false;
-    const full = Math.ceil(count / CHUNK);
-    for (let c = 0; c < full; c++) if (!(chunks[c].buffer instanceof SharedArrayBuffer) || chunks[c].byteOffset !== 0) return false;
+    if (count > MAX_COUNT) return false;
+    const at = heapAddresses(chunks, count, w);
+    if (!at) return false;
     const ctrl = this.ctrl;
-    for (let c = 0; c < full; c++) ctrl[CTRL.chunks + c] = this.idOf(chunks[c].buffer);
-    ctrl[CTRL.w] = this.idOf(w.buffer);
-    ctrl[CTRL.wOffset] = w.byteOffset / 8;
+    for (let c = 0; c < at.length; c++) ctrl[CTRL.chunks + c] = at[c] / 8;
+    ctrl[CTRL.w] = w.byteOffset / 8;
     ctrl[CTRL.op] = op;
     ctrl[CTRL.count] = count;
     ctrl[CTRL.n] = w.length;
@@ -175,7 +148,8 @@ export function kernelThread(options: { readonly wait?: boolean } = {}): KernelT
   const wait = options.wait ?? true;
   if (thread === undefined) {
     try {
-      thread = availableParallelism() > 1 ? new KernelThread() : null;
+      const heap = wasmHeap();
+      thread = availableParallelism() > 1 && heap ? new KernelThread(heap) : null;
       startedAt = performance.now();
     } catch {
       thread = null;
@@ -187,9 +161,4 @@ export function kernelThread(options: { readonly wait?: boolean } = {}): KernelT
     if (!thread.ready()) { void thread.terminate(); thread = null; }
   }
   return thread;
-}
-
-/** The kernel thread if one was ever started (for the pool to drop buffers), without starting one. */
-export function existingKernelThread(): KernelThread | null {
-  return thread ?? null;
 }

@@ -1,7 +1,7 @@
 import type { GramLanczosOptions, GramLanczosResult } from '../ir/operator.js';
 import { tridiagonalLargestEigenvalue } from './dense.js';
-import { CHUNK, projectRange, subtractRange } from './lanczos-kernels.js';
-import { existingKernelThread, kernelThread, OP } from './lanczos-threads.js';
+import { CHUNK, projectRange, subtractRange, wasmHeap } from './lanczos-kernels.js';
+import { kernelThread, OP } from './lanczos-threads.js';
 import { norm2 } from './random.js';
 
 /** A symmetric positive semi-definite operator on R^n (here AᵀA), applied in float64 bookkeeping. */
@@ -87,30 +87,20 @@ export function tridiagonalEigenvector(alpha: readonly number[], beta: readonly 
   return x;
 }
 
-// The basis lives in chunks of CHUNK vectors (lanczos-kernels.ts), in SharedArrayBuffers so the kernel thread can read
-// them. Chunks are reused across runs: a fresh multi-megabyte array costs a page fault per 4 KiB on first touch, which
-// on virtual machines rivals the matrix–vector product itself.
-const pool: Float64Array[] = [];
-let pooledBytes = 0;
-const POOL_LIMIT_BYTES = 2 ** 28;
+// The basis lives in chunks of CHUNK vectors (lanczos-kernels.ts) in the WebAssembly heap, where the SIMD kernels and
+// the kernel thread read them; the heap keeps its memory, so a later run reuses pages already faulted in (a fresh
+// multi-megabyte array costs a page fault per 4 KiB on first touch, which on virtual machines rivals the matrix–vector
+// product itself). Where the heap cannot take them, plain shared arrays and the JavaScript kernels (same bits).
 
-function takeChunk(n: number): Float64Array {
-  const size = CHUNK * n;
-  let best = -1;
-  for (let i = 0; i < pool.length; i++) if (pool[i].length >= size && (best < 0 || pool[i].length < pool[best].length)) best = i;
-  if (best < 0) return new Float64Array(new SharedArrayBuffer(8 * size));
-  const [c] = pool.splice(best, 1);
-  pooledBytes -= c.byteLength;
-  return c.length === size ? c : c.subarray(0, size);
+/** A float64 array of `length` in the heap, else a plain shared one. */
+function take(length: number): Float64Array {
+  return wasmHeap()?.alloc(length) ?? new Float64Array(new SharedArrayBuffer(8 * length));
 }
 
-function giveBack(chunks: readonly Float64Array[]): void {
-  for (const view of chunks) {
-    const c = new Float64Array(view.buffer, 0, view.buffer.byteLength / 8);
-    if (pooledBytes + c.byteLength > POOL_LIMIT_BYTES) { existingKernelThread()?.drop(c.buffer); continue; }
-    pool.push(c);
-    pooledBytes += c.byteLength;
-  }
+/** Returns arrays `take` gave (plain ones are left to the garbage collector). */
+function giveBack(arrays: readonly Float64Array[]): void {
+  const heap = wasmHeap();
+  for (const a of arrays) if (heap?.holds(a)) heap.release(a);
 }
 
 /**
@@ -131,10 +121,11 @@ export function projectBasis(chunks: readonly Float64Array[], count: number, w: 
     for (let b = 0; b < count; b++) h[b] += t.part[b];
     return;
   }
-  const upper = new Float64Array(count);
+  const upper = take(count);
   projectRange(chunks, count, n, w, h, 0, mid);
   projectRange(chunks, count, n, w, upper, mid, n);
   for (let b = 0; b < count; b++) h[b] += upper[b];
+  giveBack([upper]);
 }
 
 /** w ← w − Σ_{b<count} h[b]·q_b (exported for tests). */
@@ -204,7 +195,7 @@ export async function lanczosTop(op: SymmetricOperator, options: LanczosOptions)
   const chunks: Float64Array[] = [];
   // slot b of the basis (allocated chunk by chunk); w of step j is written straight into slot j + 1
   const slot = (b: number) => {
-    while (chunks.length <= Math.floor(b / CHUNK)) chunks.push(takeChunk(n));
+    while (chunks.length <= Math.floor(b / CHUNK)) chunks.push(take(CHUNK * n));
     const o = (b % CHUNK) * n;
     return chunks[Math.floor(b / CHUNK)].subarray(o, o + n);
   };
@@ -214,7 +205,7 @@ export async function lanczosTop(op: SymmetricOperator, options: LanczosOptions)
   const alpha: number[] = [];
   const beta: number[] = [];
   const history: number[] = [];
-  const h = new Float64Array(maxSteps + 1);
+  const h = take(maxSteps + 1);
   let theta = 0;
   let invariant = false;
   let extraPasses = 0;
@@ -254,14 +245,17 @@ export async function lanczosTop(op: SymmetricOperator, options: LanczosOptions)
       scaleBy(w, 1 / b);
       basis.push(w);
     }
-    const ritz = new Float64Array(n);
+    const ritz = take(n);
+    ritz.fill(0);
     const c = tridiagonalEigenvector(alpha, beta.slice(0, alpha.length - 1), theta);
-    for (let j = 0; j < c.length; j++) c[j] = -c[j];
-    subtractBasis(chunks, c.length, ritz, c, false);
+    for (let j = 0; j < c.length; j++) h[j] = -c[j];
+    subtractBasis(chunks, c.length, ritz, h, false);
     const r = norm(ritz);
     if (r > 0) scaleBy(ritz, 1 / r);
-    return { theta: Math.max(theta, 0), ritzVector: ritz, steps: alpha.length, invariant, history, extraPasses };
+    const ritzVector = Float64Array.from(ritz);
+    giveBack([ritz]);
+    return { theta: Math.max(theta, 0), ritzVector, steps: alpha.length, invariant, history, extraPasses };
   } finally {
-    giveBack(chunks);
+    giveBack([...chunks, h]);
   }
 }

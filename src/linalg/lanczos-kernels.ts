@@ -9,6 +9,8 @@
  *   even sum, and returns even + odd;
  * - a subtraction forms, per element, the left-to-right sum c_0·q_0[i] + c_1·q_1[i] + … over a chunk pair (then a
  *   chunk, then single vectors) and subtracts it.
+ * The step's own passes (dotAndSquares, recurrence, sumSquares, scaleBy) follow the same rules: elementwise operations
+ * as written, every sum over i as a projection's.
  */
 import { LANCZOS_WASM_BASE64 } from './lanczos-wasm.js';
 
@@ -63,6 +65,10 @@ export interface WasmKernels {
   subtract2(q: number, r: number, n: number, w: number, lo: number, hi: number, c: number): void;
   subtract1(q: number, n: number, w: number, lo: number, hi: number, c: number): void;
   subtract0(v: number, w: number, lo: number, hi: number, c: number): void;
+  dotsq(w: number, v: number, n: number, out: number): void;
+  recur(w: number, v: number, p: number, n: number, a: number, b: number): number;
+  sumsq(w: number, n: number): number;
+  scale(w: number, n: number, c: number): void;
 }
 
 /** h[b] for b < count through the WebAssembly kernels; every address is a byte offset in their memory, `f64` a view on all of it. */
@@ -102,6 +108,8 @@ class WasmHeap {
   /** Free blocks [start, end) in bytes, sorted, coalesced; `top` is the end of what was ever handed out. */
   private readonly free: [number, number][] = [];
   private top = ALIGN;
+  /** Two doubles for kernels that return a pair, at byte offset 0 (below the first block). */
+  readonly pair = 0;
 
   constructor() {
     this.module = new WebAssembly.Module(Buffer.from(LANCZOS_WASM_BASE64, 'base64'));
@@ -199,3 +207,46 @@ export function subtractRange(chunks: readonly Float64Array[], count: number, n:
   if (at && heap!.holds(h) && h.length >= count) return subtractRangeWasm(heap!.kernels, heap!.all(), at, count, n, w.byteOffset, h.byteOffset, lo, hi);
   subtractRangeJs(chunks, count, n, w, h, lo, hi);
 }
+
+/** One sum over i as the kernels take it: even-i and odd-i terms apart, the odd tail into the even sum. */
+function pairSum(n: number, term: (i: number) => number): number {
+  const end = n & ~1;
+  let e = 0, d = 0;
+  for (let i = 0; i < end; i += 2) { e += term(i); d += term(i + 1); }
+  if (n & 1) e += term(end);
+  return e + d;
+}
+
+/** [⟨w, v⟩, ‖w‖²] in one pass. */
+export function dotAndSquares(w: Float64Array, v: Float64Array): [number, number] {
+  const hp = heap;
+  if (hp && hp.holds(w) && hp.holds(v)) {
+    hp.kernels.dotsq(w.byteOffset, v.byteOffset, w.length, hp.pair);
+    const f = hp.all();
+    return [f[hp.pair >>> 3], f[(hp.pair >>> 3) + 1]];
+  }
+  return [pairSum(w.length, (i) => w[i] * v[i]), pairSum(w.length, (i) => w[i] * w[i])];
+}
+
+/** The three-term recurrence w ← (w − a·v) − b·prev; returns the new ‖w‖². */
+export function recurrence(w: Float64Array, v: Float64Array, prev: Float64Array, a: number, b: number): number {
+  const hp = heap;
+  if (hp && hp.holds(w) && hp.holds(v) && hp.holds(prev)) return hp.kernels.recur(w.byteOffset, v.byteOffset, prev.byteOffset, w.length, a, b);
+  for (let i = 0; i < w.length; i++) w[i] = w[i] - a * v[i] - b * prev[i];
+  return pairSum(w.length, (i) => w[i] * w[i]);
+}
+
+/** ‖w‖² as the kernels sum it. */
+export function sumSquares(w: Float64Array): number {
+  const hp = heap;
+  if (hp && hp.holds(w)) return hp.kernels.sumsq(w.byteOffset, w.length);
+  return pairSum(w.length, (i) => w[i] * w[i]);
+}
+
+/** w ← w·c. */
+export function scaleBy(w: Float64Array, c: number): void {
+  const hp = heap;
+  if (hp && hp.holds(w)) return hp.kernels.scale(w.byteOffset, w.length, c);
+  for (let i = 0; i < w.length; i++) w[i] *= c;
+}
+

@@ -190,4 +190,75 @@
         (br_if $l (i32.lt_u (local.get $o) (local.get $end)))))
     (if (i32.and (i32.sub (local.get $hi) (local.get $lo)) (i32.const 1)) (then
       (f64.store (i32.add (local.get $w) (local.get $end)) (f64.sub (f64.load (i32.add (local.get $w) (local.get $end))) (f64.mul (local.get $c) (f64.load (i32.add (local.get $v) (local.get $end)))))))))
+  ;; The step's own passes over n elements, two i per f64x2 op; every sum as the projections' (even-i and odd-i terms
+  ;; apart, the odd tail into the even sum, even + odd at the end).
+  ;; dotsq(w, v, n, out): out[0] = Σ w[i]·v[i], out[1] = Σ w[i]²
+  (func (export "dotsq") (param $w i32) (param $v i32) (param $n i32) (param $out i32)
+    (local $a v128) (local $s v128) (local $x v128) (local $o i32) (local $end i32) (local $t f64) (local $ea f64) (local $es f64)
+    (local.set $end (i32.shl (i32.and (local.get $n) (i32.const -2)) (i32.const 3)))
+    (block $done (br_if $done (i32.eqz (local.get $end)))
+      (loop $l
+        (local.set $x (v128.load (i32.add (local.get $w) (local.get $o))))
+        (local.set $a (f64x2.add (local.get $a) (f64x2.mul (local.get $x) (v128.load (i32.add (local.get $v) (local.get $o))))))
+        (local.set $s (f64x2.add (local.get $s) (f64x2.mul (local.get $x) (local.get $x))))
+        (local.set $o (i32.add (local.get $o) (i32.const 16)))
+        (br_if $l (i32.lt_u (local.get $o) (local.get $end)))))
+    (local.set $ea (f64x2.extract_lane 0 (local.get $a)))
+    (local.set $es (f64x2.extract_lane 0 (local.get $s)))
+    (if (i32.and (local.get $n) (i32.const 1)) (then
+      (local.set $t (f64.load (i32.add (local.get $w) (local.get $end))))
+      (local.set $ea (f64.add (local.get $ea) (f64.mul (local.get $t) (f64.load (i32.add (local.get $v) (local.get $end))))))
+      (local.set $es (f64.add (local.get $es) (f64.mul (local.get $t) (local.get $t))))))
+    (f64.store (local.get $out) (f64.add (local.get $ea) (f64x2.extract_lane 1 (local.get $a))))
+    (f64.store offset=8 (local.get $out) (f64.add (local.get $es) (f64x2.extract_lane 1 (local.get $s)))))
+  ;; recur(w, v, p, n, a, b): w[i] ← (w[i] − a·v[i]) − b·p[i]; returns Σ w[i]² of the new w
+  (func (export "recur") (param $w i32) (param $v i32) (param $p i32) (param $n i32) (param $a f64) (param $b f64) (result f64)
+    (local $aa v128) (local $bb v128) (local $x v128) (local $s v128) (local $o i32) (local $end i32) (local $t f64) (local $e f64)
+    (local.set $aa (f64x2.splat (local.get $a)))
+    (local.set $bb (f64x2.splat (local.get $b)))
+    (local.set $end (i32.shl (i32.and (local.get $n) (i32.const -2)) (i32.const 3)))
+    (block $done (br_if $done (i32.eqz (local.get $end)))
+      (loop $l
+        (local.set $x (f64x2.sub
+          (f64x2.sub (v128.load (i32.add (local.get $w) (local.get $o))) (f64x2.mul (local.get $aa) (v128.load (i32.add (local.get $v) (local.get $o)))))
+          (f64x2.mul (local.get $bb) (v128.load (i32.add (local.get $p) (local.get $o))))))
+        (v128.store (i32.add (local.get $w) (local.get $o)) (local.get $x))
+        (local.set $s (f64x2.add (local.get $s) (f64x2.mul (local.get $x) (local.get $x))))
+        (local.set $o (i32.add (local.get $o) (i32.const 16)))
+        (br_if $l (i32.lt_u (local.get $o) (local.get $end)))))
+    (local.set $e (f64x2.extract_lane 0 (local.get $s)))
+    (if (i32.and (local.get $n) (i32.const 1)) (then
+      (local.set $t (f64.sub
+        (f64.sub (f64.load (i32.add (local.get $w) (local.get $end))) (f64.mul (local.get $a) (f64.load (i32.add (local.get $v) (local.get $end)))))
+        (f64.mul (local.get $b) (f64.load (i32.add (local.get $p) (local.get $end))))))
+      (f64.store (i32.add (local.get $w) (local.get $end)) (local.get $t))
+      (local.set $e (f64.add (local.get $e) (f64.mul (local.get $t) (local.get $t))))))
+    (f64.add (local.get $e) (f64x2.extract_lane 1 (local.get $s))))
+  ;; sumsq(w, n) = Σ w[i]²
+  (func (export "sumsq") (param $w i32) (param $n i32) (result f64)
+    (local $s v128) (local $x v128) (local $o i32) (local $end i32) (local $t f64) (local $e f64)
+    (local.set $end (i32.shl (i32.and (local.get $n) (i32.const -2)) (i32.const 3)))
+    (block $done (br_if $done (i32.eqz (local.get $end)))
+      (loop $l
+        (local.set $x (v128.load (i32.add (local.get $w) (local.get $o))))
+        (local.set $s (f64x2.add (local.get $s) (f64x2.mul (local.get $x) (local.get $x))))
+        (local.set $o (i32.add (local.get $o) (i32.const 16)))
+        (br_if $l (i32.lt_u (local.get $o) (local.get $end)))))
+    (local.set $e (f64x2.extract_lane 0 (local.get $s)))
+    (if (i32.and (local.get $n) (i32.const 1)) (then
+      (local.set $t (f64.load (i32.add (local.get $w) (local.get $end))))
+      (local.set $e (f64.add (local.get $e) (f64.mul (local.get $t) (local.get $t))))))
+    (f64.add (local.get $e) (f64x2.extract_lane 1 (local.get $s))))
+  ;; scale(w, n, c): w[i] ← w[i]·c
+  (func (export "scale") (param $w i32) (param $n i32) (param $c f64)
+    (local $cc v128) (local $o i32) (local $end i32)
+    (local.set $cc (f64x2.splat (local.get $c)))
+    (local.set $end (i32.shl (i32.and (local.get $n) (i32.const -2)) (i32.const 3)))
+    (block $done (br_if $done (i32.eqz (local.get $end)))
+      (loop $l
+        (v128.store (i32.add (local.get $w) (local.get $o)) (f64x2.mul (v128.load (i32.add (local.get $w) (local.get $o))) (local.get $cc)))
+        (local.set $o (i32.add (local.get $o) (i32.const 16)))
+        (br_if $l (i32.lt_u (local.get $o) (local.get $end)))))
+    (if (i32.and (local.get $n) (i32.const 1)) (then
+      (f64.store (i32.add (local.get $w) (local.get $end)) (f64.mul (f64.load (i32.add (local.get $w) (local.get $end))) (local.get $c))))))
 )

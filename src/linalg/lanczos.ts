@@ -1,6 +1,6 @@
 import type { GramLanczosOptions, GramLanczosResult } from '../ir/operator.js';
 import { tridiagonalLargestEigenvalue } from './dense.js';
-import { CHUNK, projectRange, subtractRange, wasmHeap } from './lanczos-kernels.js';
+import { CHUNK, dotAndSquares, projectRange, recurrence, scaleBy, subtractRange, sumSquares, wasmHeap } from './lanczos-kernels.js';
 import { kernelThread, OP } from './lanczos-threads.js';
 import { norm2 } from './random.js';
 
@@ -142,30 +142,6 @@ export function subtractBasis(chunks: readonly Float64Array[], count: number, w:
     }
   }
   subtractRange(chunks, count, n, w, h, 0, n);
-}
-
-/** [⟨w, v⟩, ‖w‖²] in one pass. */
-function dotAndSquares(w: Float64Array, v: Float64Array): [number, number] {
-  let a = 0, ww = 0;
-  for (let i = 0; i < w.length; i++) { const x = w[i]; a += x * v[i]; ww += x * x; }
-  return [a, ww];
-}
-
-/** The three-term recurrence w ← w − a·v − b·prev; returns the new ‖w‖². */
-function recurrence(w: Float64Array, v: Float64Array, prev: Float64Array, a: number, b: number): number {
-  let s = 0;
-  for (let i = 0; i < w.length; i++) { const x = w[i] - a * v[i] - b * prev[i]; w[i] = x; s += x * x; }
-  return s;
-}
-
-function scaleBy(w: Float64Array, c: number): void {
-  for (let i = 0; i < w.length; i++) w[i] *= c;
-}
-
-function sumSquares(w: Float64Array): number {
-  let s = 0;
-  for (let i = 0; i < w.length; i++) s += w[i] * w[i];
-  return s;
 }
 
 /** ‖w‖, by plain float64 sums of squares when they neither overflow nor underflow, else by the scaled norm2. */

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
-import { projectRange, projectRangeJs, subtractRange, subtractRangeJs, wasmHeap } from '../../../src/linalg/lanczos-kernels.js';
+import { dotAndSquares, projectRange, projectRangeJs, recurrence, scaleBy, subtractRange, subtractRangeJs, sumSquares, wasmHeap } from '../../../src/linalg/lanczos-kernels.js';
 import { projectBasis, subtractBasis } from '../../../src/linalg/lanczos.js';
 import { Random } from '../../../src/linalg/random.js';
 import { assemble, moduleSource } from '../../../scripts/gen-wasm.js';
@@ -79,6 +79,27 @@ test('projectBasis and subtractBasis on heap vectors (WebAssembly, kernel thread
   wasmHeap()!.release(slot);
   wasmHeap()!.release(h);
   o.release();
+});
+
+test('the step\'s own passes (dot and squares, recurrence, sum of squares, scaling) give the same bits in the heap (WebAssembly) and outside it (JavaScript), as the documented sums', () => {
+  const heap = wasmHeap()!;
+  const rng = new Random(8);
+  for (const n of [1, 2, 3, 1000, 1001, 65_537]) {
+    const [w, v, p] = [0, 1, 2].map(() => { const a = heap.alloc(n)!; for (let i = 0; i < n; i++) a[i] = rng.normal(); return a; });
+    const [pw, pv, pp] = [w, v, p].map((a) => Float64Array.from(a));
+    const even = (f: (i: number) => number) => { let e = 0, d = 0; for (let i = 0; i + 1 < n; i += 2) { e += f(i); d += f(i + 1); } if (n & 1) e += f(n - 1); return e + d; };
+    const [dot, sq] = dotAndSquares(w, v);
+    assert.deepEqual(dotAndSquares(pw, pv), [dot, sq], `n=${n}: dotAndSquares`);
+    assert.ok(Object.is(dot, even((i) => pw[i] * pv[i])) && Object.is(sq, even((i) => pw[i] * pw[i])), `n=${n}: documented sums`);
+    assert.ok(Object.is(sumSquares(w), sq) && Object.is(sumSquares(pw), sq), `n=${n}: sumSquares`);
+    const r = recurrence(w, v, p, 0.3, -1.7), pr = recurrence(pw, pv, pp, 0.3, -1.7);
+    assert.ok(Object.is(r, pr), `n=${n}: recurrence's ‖w‖² ${r} vs ${pr}`);
+    for (let i = 0; i < n; i++) assert.ok(Object.is(w[i], pw[i]), `n=${n}: recurrence w[${i}]`);
+    scaleBy(w, 1 / 3);
+    scaleBy(pw, 1 / 3);
+    for (let i = 0; i < n; i++) assert.ok(Object.is(w[i], pw[i]), `n=${n}: scaleBy w[${i}]`);
+    for (const a of [w, v, p]) heap.release(a);
+  }
 });
 
 test('the heap reuses released blocks: first fit, neighbours merged, the top given back', () => {

@@ -126,16 +126,19 @@ export function stateAt(net: ReluNet, x: Float64Array, norm: NormKind, vStart: F
   // G = ∂a/∂x; the input's is the identity, never formed (the first layer's Gz is W itself, below)
   let G = new Float64Array(0);
   const zs: Float64Array[] = [], gs: Float64Array[] = [], ds: Float64Array[] = [];
+  // rows of G that are zero (a unit with slope 0 on its side): their products would add only zeros
+  let live: Uint8Array | null = null;
   net.layers.forEach((l, k) => {
     const z = new Float64Array(l.rows), Gz = k === 0 ? Float64Array.from(l.w) : new Float64Array(l.rows * n);
     for (let i = 0; i < l.rows; i++) {
       let s = l.b[i];
+      const oi = i * n;
       for (let j = 0; j < l.cols; j++) {
         const w = l.w[i * l.cols + j];
         if (w === 0) continue;
         s += w * a[j];
         // the first layer's G is the identity: Gz = W itself (the same values, without n² · rows products)
-        if (k > 0) for (let c = 0; c < n; c++) Gz[i * n + c] += w * G[j * n + c];
+        if (k > 0 && live![j]) for (let c = 0, oj = j * n; c < n; c++) Gz[oi + c] += w * G[oj + c];
       }
       z[i] = s;
     }
@@ -144,7 +147,14 @@ export function stateAt(net: ReluNet, x: Float64Array, norm: NormKind, vStart: F
       const d = z.map((v) => (v > 0 ? hi : lo));
       zs.push(z); gs.push(Gz); ds.push(d);
       a = z.map((v, i) => d[i] * v);
-      G = Gz.map((v, q) => d[Math.floor(q / n)] * v);
+      G = new Float64Array(Gz.length);
+      live = new Uint8Array(l.rows);
+      for (let i = 0; i < l.rows; i++) {
+        const di = d[i];
+        if (di === 0) continue;
+        live[i] = 1;
+        for (let c = 0, o = i * n; c < n; c++) G[o + c] = di * Gz[o + c];
+      }
     } else { a = z; G = Gz; }
   });
   const out = net.layers[net.layers.length - 1].rows;

@@ -442,6 +442,22 @@ export function convCertificateFlop(spec: ConvSpec): number {
  * 60% of it is the Hermitian products, 20% the Cholesky factorisations, 15% the DFT.
  */
 export function convSpectralNormBound(spec: ConvSpec, opts: { budgetFlop?: number } = {}): NormBound {
+  return circularBound(spec, opts.budgetFlop, Infinity)!;
+}
+
+/**
+ * convSpectralNormBound, or null as soon as a frequency block shows that its value would exceed `above`: each block's
+ * computed B̂ has σ_max ≥ ‖B̂‖_F/√c_small, and the certificate is at least every block's σ_max (the blocks it does
+ * not certify have Frobenius bounds below its value), so once √(f²/(c_small·(1+10⁻⁶)))·(1−10⁻⁶) > above (f² ≥ ‖B̂‖_F²,
+ * rounded upward, within 10⁻⁶ of it) the bound cannot come out at or below `above`. The DFT pass stops there, before
+ * the Gram products and factorisations; the same weights and `above` always stop at the same block.
+ */
+export function convSpectralNormBoundBelow(spec: ConvSpec, above: number, opts: { budgetFlop?: number } = {}): NormBound | null {
+  return circularBound(spec, opts.budgetFlop, above);
+}
+
+function circularBound(spec: ConvSpec, budget: number | undefined, above: number): NormBound | null {
+  const opts = { budgetFlop: budget };
   const geo = checkSpec(spec);
   const budgetFlop = opts.budgetFlop ?? DEFAULT_BUDGET_FLOP;
   const maxAbs = maxAbsFinite(spec.weight, 'The convolution weight');
@@ -526,11 +542,14 @@ export function convSpectralNormBound(spec: ConvSpec, opts: { budgetFlop?: numbe
   const frobBound = new Float64Array(blocks);
   let best = 0;
   let estimate = 0;
+  // `above` in the scaled weights' units, and the squared Frobenius norm past which a block proves the value above it
+  const stopF2 = Number.isFinite(above) ? (above * f / (1 - 1e-6)) ** 2 * cs * (1 + 1e-6) : Infinity;
   for (let q = 0; q < freqs.length; q++) {
     tapPhases(geo, cosT, sinT, freqs[q], pr, pi);
     for (let g = 0; g < group; g++) {
       fillBlock(wb, taps, cs * cb, g, pr, pi, br, bi);
       const f2 = frobeniusSquaredUp(br, bi, cs * cb);
+      if (f2 > stopF2) return null;
       const bound = roundUp(sqrtUp(f2) + dftError[g], 1);
       frobBound[q * group + g] = bound;
       if (cs === 1) {

@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { convCertificate, foldScales, regionBound } from '../../../src/estimators/region-bounds.js';
+import { convCertificate, foldScales, polyphase, regionBound } from '../../../src/estimators/region-bounds.js';
 import type { LinearRegion } from '../../../src/ir/merge.js';
 import type { Tensor } from '../../../src/ir/tensor.js';
 import type { LinearNode } from '../../../src/ir/types.js';
+import { convSpectralNormBound } from '../../../src/linalg/conv-spectrum.js';
 import { denseInfNorm } from '../../../src/linalg/dense.js';
 import { Random } from '../../../src/linalg/random.js';
 import { convMatrix, sigmaMax } from '../../helpers/dense.js';
@@ -26,6 +27,23 @@ test('strided conv certificate (circular or polyphase) ≥ exact σ_max of the d
     worst = Math.max(worst, b.value / exact);
   }
   assert.ok(worst < 1.6, `polyphase bound too loose: ${worst}× exact`);
+});
+
+test('a strided conv\'s certificate is the smaller of the plain and polyphase bounds, each as computed in full (the plain one is stopped early only where it loses)', () => {
+  const rng = new Random(5);
+  const methods = new Set<string>();
+  for (const [cin, cout, k, s, pad, n] of cases) {
+    const dims = [cout, cin, k, k];
+    const w = Float64Array.from({ length: cout * cin * k * k }, () => rng.normal());
+    const b = convCertificate(w, dims, 1, [s, s], [1, 1], [pad, pad, pad, pad], [n, n], 2.8e10);
+    const plain = convSpectralNormBound({ weight: w, weightDims: dims, group: 1, dilations: [1, 1], inputSpatial: [n, n] });
+    const pp = polyphase(w, dims, [s, s]);
+    const poly = convSpectralNormBound({ weight: pp.weight, weightDims: pp.dims, group: 1, dilations: [1, 1], inputSpatial: [n, n].map((m) => Math.ceil((m + 2 * pad) / s)) });
+    const expect = poly.value < plain.value ? { value: poly.value, method: 'circular-fft-polyphase' } : { value: plain.value, method: plain.method };
+    assert.deepEqual(b, expect, `k${k} s${s} p${pad} n${n}`);
+    methods.add(b.method);
+  }
+  assert.ok(methods.has('circular-fft-polyphase'), [...methods].join(', '));
 });
 
 test('polyphase is much tighter than the stride-1 circular bound on a stride-2 conv', () => {

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { Matrix, SVD } from 'ml-matrix';
 import { isLipcheckError } from '../../../src/errors.js';
-import { type ConvSpec, convCertificateFlop, convInfNorm, convSpectralNormBound, hermitianLambdaMaxBound } from '../../../src/linalg/conv-spectrum.js';
+import { type ConvSpec, convCertificateFlop, convInfNorm, convSpectralNormBound, convSpectralNormBoundBelow, hermitianLambdaMaxBound } from '../../../src/linalg/conv-spectrum.js';
 import { BudgetExceededError, LANCZOS_SEED } from '../../../src/linalg/dense.js';
 import { Random } from '../../../src/linalg/random.js';
 import { mulberry32 } from '../../helpers/random.js';
@@ -147,6 +147,21 @@ describe('convSpectralNormBound', () => {
       assert.ok(b.estimate <= b.value, `estimate ${b.estimate} above value ${b.value}`);
     });
   }
+
+  it('convSpectralNormBoundBelow: the same bound where it is at most the threshold, null only where the full bound is above it', () => {
+    let stopped = 0;
+    for (const c of cases) {
+      const spec = randomSpec(c);
+      const full = convSpectralNormBound(spec);
+      for (const f of [0.3, 0.6, 0.9, 0.999, 1, 1.001, 2]) {
+        const b = convSpectralNormBoundBelow(spec, full.value * f);
+        if (b === null) { assert.ok(full.value > full.value * f, `${describeCase(c)}: stopped at ${f}× its own value`); stopped++; }
+        else assert.deepEqual(b, full, `${describeCase(c)} at ${f}×`);
+      }
+      assert.deepEqual(convSpectralNormBoundBelow(spec, full.value), full, `${describeCase(c)}: a threshold equal to the value never stops it`);
+    }
+    assert.ok(stopped >= cases.length, `the DFT pass stopped early ${stopped} times`);
+  });
 
   it('equals the norm of the circular conv on its grid (2-D and 3-D)', () => {
     for (const c of cases.filter((x) => [10, 12, 17, 19, 21, 22, 23].includes(x.seed))) {

@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { dotAndSquares, projectRange, projectRangeJs, recurrence, scaleBy, subtractRange, subtractRangeJs, sumSquares, wasmHeap } from '../../../src/linalg/lanczos-kernels.js';
 import { projectBasis, subtractBasis } from '../../../src/linalg/lanczos.js';
+import { kernelThread } from '../../../src/linalg/lanczos-threads.js';
 import { Random } from '../../../src/linalg/random.js';
 import { assemble, moduleSource } from '../../../scripts/gen-wasm.js';
 
@@ -100,6 +101,29 @@ test('the step\'s own passes (dot and squares, recurrence, sum of squares, scali
     for (let i = 0; i < n; i++) assert.ok(Object.is(w[i], pw[i]), `n=${n}: scaleBy w[${i}]`);
     for (const a of [w, v, p]) heap.release(a);
   }
+});
+
+test('the kernel thread reads vectors in memory the heap grew after it started (same bits as one thread)', () => {
+  const t = kernelThread({ wait: true });
+  if (!t) { console.log('# single core: no kernel thread, nothing to check'); return; }
+  const heap = wasmHeap()!;
+  const before = heap.memory.buffer.byteLength;
+  // more than the memory holds now: the heap grows, and these vectors lie in the new pages
+  const n = Math.ceil(before / 8 / 5) + 70_001, count = 5;
+  const o = operands(n, count, 33);
+  assert.ok(heap.memory.buffer.byteLength > before, 'the heap grew');
+  const jobs = t.jobs;
+  const h = heap.alloc(count)!;
+  projectBasis(o.chunks, count, o.w, h, true);
+  subtractBasis(o.chunks, count, o.w, h, true);
+  assert.ok(t.jobs >= jobs + 2, 'both halves went to the thread');
+  const ph = new Float64Array(count);
+  projectBasis(o.plain.chunks, count, o.plain.w, ph, false);
+  subtractBasis(o.plain.chunks, count, o.plain.w, ph, false);
+  for (let b = 0; b < count; b++) assert.ok(Object.is(h[b], ph[b]), `h[${b}]`);
+  for (let i = 0; i < n; i += 997) assert.ok(Object.is(o.w[i], o.plain.w[i]), `w[${i}]`);
+  heap.release(h);
+  o.release();
 });
 
 test('the heap reuses released blocks: first fit, neighbours merged, the top given back', () => {

@@ -6,6 +6,7 @@ import { roundUp, gamma } from '../linalg/dense.js';
 import { pairRatio } from '../linalg/witness.js';
 import { findSegments } from './cp.js';
 import type { Bound, NormKind } from './kinds.js';
+import { windowPositions } from './ir-eval.js';
 import type { AnalysedModel } from './lower-bound.js';
 
 /**
@@ -198,23 +199,7 @@ export function convTaps(xs: readonly number[], ys: readonly number[], p: { read
   const inPlane = sizeOf(inSp), outPlane = sizeOf(outSp), kSize = sizeOf(k);
   const Mg = M / g;
   // per output position and kernel tap, the input position (−1 in the padding)
-  const at = new Int32Array(outPlane * kSize);
-  const o = new Array<number>(r).fill(0), t = new Array<number>(r).fill(0);
-  for (let q = 0; q < outPlane; q++) {
-    let rem = q;
-    for (let i = r - 1; i >= 0; i--) { o[i] = rem % outSp[i]; rem = Math.floor(rem / outSp[i]); }
-    for (let kk = 0; kk < kSize; kk++) {
-      let kr = kk;
-      for (let i = r - 1; i >= 0; i--) { t[i] = kr % k[i]; kr = Math.floor(kr / k[i]); }
-      let flat = 0, inside = true;
-      for (let i = 0; i < r; i++) {
-        const pos = o[i] * s[i] - begin[i] + t[i] * d[i];
-        if (pos < 0 || pos >= inSp[i]) { inside = false; break; }
-        flat = flat * inSp[i] + pos;
-      }
-      at[q * kSize + kk] = inside ? flat : -1;
-    }
-  }
+  const at = windowPositions(inSp, outSp, k, s, d, begin);
   const row: Int32Array[] = [], w: Float64Array[] = [];
   for (let b = 0; b < batch; b++) {
     for (let m = 0; m < M; m++) {

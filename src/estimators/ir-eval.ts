@@ -51,19 +51,15 @@ export interface LocalState {
   readonly softmax: Map<string, Float64Array>;
 }
 
-/** Window indices of a max-pool from its IR window (ONNX semantics; padding never wins). */
-export function poolWindows(node: LipschitzNode): PoolWindows | string {
-  const w = node.window;
-  if (!w) return `max-pool node '${node.name}' carries no window geometry in the IR`;
-  const x = node.inShapes[0], out = node.outShape;
-  const r = x.length - 2;
-  const { kernel, strides, dilations, begin } = w;
-  const taps = sizeOf(kernel);
-  const spatialIn = x.slice(2), spatialOut = out.slice(2);
-  const planesIn = sizeOf(spatialIn), planesOut = sizeOf(spatialOut);
-  const planes = x[0] * x[1];
-  const index = new Int32Array(planes * planesOut * taps);
-  const o = new Array(r).fill(0), t = new Array(r).fill(0);
+/**
+ * For each flat output position q and kernel tap k of a strided, dilated, padded window (ONNX Conv / MaxPool geometry:
+ * input position o·stride − begin + t·dilation per spatial axis), the flat input position it reads at [q·taps + k], or −1
+ * where it falls in the padding.
+ */
+export function windowPositions(spatialIn: readonly number[], spatialOut: readonly number[], kernel: readonly number[], strides: readonly number[], dilations: readonly number[], begin: readonly number[]): Int32Array {
+  const r = spatialIn.length, taps = sizeOf(kernel), planesOut = sizeOf(spatialOut);
+  const at = new Int32Array(planesOut * taps);
+  const o = new Array<number>(r).fill(0), t = new Array<number>(r).fill(0);
   for (let q = 0; q < planesOut; q++) {
     let rem = q;
     for (let i = r - 1; i >= 0; i--) { o[i] = rem % spatialOut[i]; rem = Math.floor(rem / spatialOut[i]); }
@@ -76,8 +72,25 @@ export function poolWindows(node: LipschitzNode): PoolWindows | string {
         if (p < 0 || p >= spatialIn[i]) { inside = false; break; }
         flat = flat * spatialIn[i] + p;
       }
-      for (let c = 0; c < planes; c++) index[(c * planesOut + q) * taps + k] = inside ? c * planesIn + flat : -1;
+      at[q * taps + k] = inside ? flat : -1;
     }
+  }
+  return at;
+}
+
+/** Window indices of a max-pool from its IR window (ONNX semantics; padding never wins). */
+export function poolWindows(node: LipschitzNode): PoolWindows | string {
+  const w = node.window;
+  if (!w) return `max-pool node '${node.name}' carries no window geometry in the IR`;
+  const x = node.inShapes[0], out = node.outShape;
+  const taps = sizeOf(w.kernel);
+  const spatialIn = x.slice(2), spatialOut = out.slice(2);
+  const planesIn = sizeOf(spatialIn), planesOut = sizeOf(spatialOut);
+  const planes = x[0] * x[1];
+  const at = windowPositions(spatialIn, spatialOut, w.kernel, w.strides, w.dilations, w.begin);
+  const index = new Int32Array(planes * planesOut * taps);
+  for (let c = 0; c < planes; c++) {
+    for (let j = 0; j < planesOut * taps; j++) index[c * planesOut * taps + j] = at[j] < 0 ? -1 : c * planesIn + at[j];
   }
   return { taps, index };
 }

@@ -11,7 +11,7 @@ import { regionFlop } from '../linalg/work.js';
 import { weakestKind, type Bound, type BoundKind } from './kinds.js';
 import { mapInLanes } from './lanes.js';
 import { certificateBudget, measureRegion, roundingMargin, type NormSettings, type OperatorNorm } from './operator-norm.js';
-import { foldScales, regionBound } from './region-bounds.js';
+import { foldedTail, foldsAny, regionBound } from './region-bounds.js';
 
 /**
  * A sequential segment W_m ∘ σ_{m−1} ∘ W_{m−1} ∘ ⋯ ∘ σ_1 ∘ W_1 of merged linear operators and elementwise
@@ -157,9 +157,9 @@ function foldsAcross(segment: Segment, first: number, last: number): boolean {
   let folds = boundaryFolds.get(segment);
   if (!folds) {
     folds = segment.regions.slice(1).map((_, i) => {
-      const tail = foldScales(segment.regions[i].nodes).at(-1)!;
+      const tail = foldedTail(segment.regions[i].nodes);
       const head = composeRegions(segment, i, i + 1).nodes[segment.regions[i].nodes.length];
-      return foldScales([tail, head]).length < 2;
+      return foldsAny([tail, head]);
     });
     boundaryFolds.set(segment, folds);
   }

@@ -224,39 +224,107 @@ function scaleWeights(w: Tensor, axis: number, by: Float64Array): Tensor {
   return { dtype: 'float64', dims: w.dims, data };
 }
 
+/** One node of a folded node list: its weight still unscaled, and the per-channel scalings that fold into it, in order. */
+interface FoldGroup {
+  /** The weighted node (or any node that folds with nothing), reading the first source's inputs and writing the last's output. */
+  readonly node: LinearNode;
+  /** Scalings of the weight along `axis`, applied one after another (each product rounded once). */
+  readonly folds: readonly { readonly axis: number; readonly by: Float64Array }[];
+  /** The prims folded into `node`, in node order (one prim when nothing folds). */
+  readonly sources: readonly LinearPrim[];
+}
+
+/**
+ * Which nodes foldScales merges, without building a folded weight: the decision reads op kinds, shapes and the scale
+ * factors only, so a node with its weight still unscaled stands for the merged one.
+ */
+function foldGroups(nodes: readonly LinearNode[]): FoldGroup[] {
+  // a fold replaces a, b by one node reading a's inputs and writing b's output: every other value keeps its readers,
+  // so the counts are taken once (and the scan below keeps the current node instead of splicing: linear time)
+  const uses = new Map<string, number>();
+  for (const m of nodes) for (const v of new Set(m.inputs)) uses.set(v, (uses.get(v) ?? 0) + 1);
+  const out: FoldGroup[] = [];
+  for (const b of nodes) {
+    const g = out[out.length - 1];
+    out.push({ node: b, folds: [], sources: [b.prim] });
+    if (!g) continue;
+    const a = g.node;
+    if (b.inputs.length !== 1 || b.inputs[0] !== a.output || uses.get(a.output) !== 1) continue;
+    const [pa, pb] = [a.prim, b.prim];
+    let merged: { prim: LinearPrim; fold: { axis: number; by: Float64Array } } | null = null;
+    if (pa.op === 'conv' && pb.op === 'scale') {
+      const f = perAxis(pb.factor, b.outShape, 1);
+      if (f && sizeOf(b.outShape) === sizeOf(a.outShape)) merged = { prim: pa, fold: { axis: 0, by: f } };
+    } else if (pa.op === 'matmul' && pa.side === 'right' && pa.weight.dims.length === 2 && pb.op === 'scale') {
+      const f = perAxis(pb.factor, b.outShape, b.outShape.length - 1);
+      if (f && sizeOf(b.outShape) === sizeOf(a.outShape)) merged = { prim: pa, fold: { axis: 1, by: f } };
+    } else if (pa.op === 'scale' && pb.op === 'conv' && pb.group === 1) {
+      const f = perAxis(pa.factor, a.inShapes[0], 1);
+      if (f && sizeOf(a.inShapes[0]) === sizeOf(a.outShape)) merged = { prim: pb, fold: { axis: 1, by: f } };
+    } else if (pa.op === 'scale' && pb.op === 'matmul' && pb.side === 'right' && pb.weight.dims.length === 2) {
+      const f = perAxis(pa.factor, a.inShapes[0], a.inShapes[0].length - 1);
+      if (f && sizeOf(a.inShapes[0]) === sizeOf(a.outShape)) merged = { prim: pb, fold: { axis: 0, by: f } };
+    }
+    if (!merged) continue;
+    // a group's prim is always its weight's (a conv or matmul): a scaling folds into a weighted node, never into a scaling
+    const folds = pa.op === 'scale' ? [merged.fold] : [...g.folds, merged.fold];
+    out.splice(out.length - 2, 2, { node: { ...b, prim: merged.prim, inputs: a.inputs, inShapes: a.inShapes }, folds, sources: [...g.sources, pb] });
+  }
+  return out;
+}
+
+/** A group's node with its weight scaled (a fresh float64 weight where anything folds). */
+function foldedNode(g: FoldGroup): LinearNode {
+  if (g.folds.length === 0) return g.node;
+  const p = g.node.prim as Extract<LinearPrim, { weight: Tensor }>;
+  let weight = p.weight;
+  for (const f of g.folds) weight = scaleWeights(weight, f.axis, f.by);
+  return { ...g.node, prim: { ...p, weight } as LinearPrim };
+}
+
 /**
  * Folds per-channel scalings (inference BatchNormalization, input normalisation) into the adjacent conv or dense
  * weights, so a Conv → BN region is certified as one convolution instead of a product of two norms.
  */
 export function foldScales(nodes: readonly LinearNode[]): LinearNode[] {
-  // a fold replaces a, b by one node reading a's inputs and writing b's output: every other value keeps its readers,
-  // so the counts are taken once (and the scan below keeps the current node instead of splicing: linear time)
-  const uses = new Map<string, number>();
-  for (const m of nodes) for (const v of new Set(m.inputs)) uses.set(v, (uses.get(v) ?? 0) + 1);
-  const out: LinearNode[] = [];
-  for (const next of nodes) {
-    const a = out[out.length - 1], b = next;
-    out.push(b);
-    if (!a || b.inputs.length !== 1 || b.inputs[0] !== a.output || uses.get(a.output) !== 1) continue;
-    const [pa, pb] = [a.prim, b.prim];
-    let merged: LinearPrim | null = null;
-    if (pa.op === 'conv' && pb.op === 'scale') {
-      const f = perAxis(pb.factor, b.outShape, 1);
-      if (f && sizeOf(b.outShape) === sizeOf(a.outShape)) merged = { ...pa, weight: scaleWeights(pa.weight, 0, f) };
-    } else if (pa.op === 'matmul' && pa.side === 'right' && pa.weight.dims.length === 2 && pb.op === 'scale') {
-      const f = perAxis(pb.factor, b.outShape, b.outShape.length - 1);
-      if (f && sizeOf(b.outShape) === sizeOf(a.outShape)) merged = { ...pa, weight: scaleWeights(pa.weight, 1, f) };
-    } else if (pa.op === 'scale' && pb.op === 'conv' && pb.group === 1) {
-      const f = perAxis(pa.factor, a.inShapes[0], 1);
-      if (f && sizeOf(a.inShapes[0]) === sizeOf(a.outShape)) merged = { ...pb, weight: scaleWeights(pb.weight, 1, f) };
-    } else if (pa.op === 'scale' && pb.op === 'matmul' && pb.side === 'right' && pb.weight.dims.length === 2) {
-      const f = perAxis(pa.factor, a.inShapes[0], a.inShapes[0].length - 1);
-      if (f && sizeOf(a.inShapes[0]) === sizeOf(a.outShape)) merged = { ...pb, weight: scaleWeights(pb.weight, 0, f) };
-    }
-    if (!merged) continue;
-    out.splice(out.length - 2, 2, { ...b, prim: merged, inputs: a.inputs, inShapes: a.inShapes });
-  }
-  return out;
+  return foldGroups(nodes).map(foldedNode);
+}
+
+/** Whether foldScales would merge anything in `nodes` (no weight is scaled to find out). */
+export function foldsAny(nodes: readonly LinearNode[]): boolean {
+  return foldGroups(nodes).length < nodes.length;
+}
+
+/** A node that stands for foldScales(nodes)'s last one in every fold decision (foldsAny): the same node, its weight unscaled. */
+export function foldedTail(nodes: readonly LinearNode[]): LinearNode {
+  return foldGroups(nodes).at(-1)!.node;
+}
+
+/** A number per object, for cache keys made of several objects. */
+const objectIds = new WeakMap<object, number>();
+let nextObjectId = 1;
+function objectId(o: object): number {
+  let id = objectIds.get(o);
+  if (id === undefined) { id = nextObjectId++; objectIds.set(o, id); }
+  return id;
+}
+
+/**
+ * primBounds of weighted groups, by the group's first prim (weakly held) and a key of its other prims, its shapes,
+ * the norm and the budget: a conv shared by a layer, the products containing it and a residual block is certified
+ * once, and its folded weight is built only then. The bounds are a function of exactly what the key names.
+ */
+const primBoundCache = new WeakMap<LinearPrim, Map<string, PrimBounds>>();
+
+function groupBounds(g: FoldGroup, norm: NormKind, budgetFlop: number): PrimBounds {
+  const op = g.node.prim.op;
+  if (op !== 'conv' && op !== 'convTranspose' && op !== 'matmul' && op !== 'axisMatrix') return primBounds(g.node, norm, budgetFlop);
+  const key = `${g.sources.slice(1).map(objectId).join(',')}|${g.node.inShapes[0].join('x')}|${g.node.outShape.join('x')}|${norm}|${budgetFlop}`;
+  let byKey = primBoundCache.get(g.sources[0]);
+  if (!byKey) { byKey = new Map(); primBoundCache.set(g.sources[0], byKey); }
+  let b = byKey.get(key);
+  if (!b) { b = primBounds(foldedNode(g), norm, budgetFlop); byKey.set(key, b); }
+  return b;
 }
 
 /** What the composition gives for one region. */
@@ -283,8 +351,9 @@ export function regionBound(region: LinearRegion, norm: NormKind, budgetFlop = D
   const l = new Map<string, { v: number; abs: number }>([[region.input, { v: 1, abs: 1 }]]);
   let gammaSum = 0;
   const weighted: string[] = [];
-  for (const n of foldScales(region.nodes)) {
-    const b = primBounds(n, norm, budgetFlop);
+  for (const g of foldGroups(region.nodes)) {
+    const n = g.node;
+    const b = groupBounds(g, norm, budgetFlop);
     gammaSum += gamma32(b.inner + 1);
     const trivial = b.method === 'isometry' || b.method === 'exact' || (b.method === 'composition' && n.inputs.length < 2);
     if (!trivial) weighted.push(b.method);

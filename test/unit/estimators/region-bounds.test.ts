@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { convCertificate, foldScales, polyphase, regionBound } from '../../../src/estimators/region-bounds.js';
+import { convCertificate, foldedTail, foldsAny, foldScales, polyphase, regionBound } from '../../../src/estimators/region-bounds.js';
 import type { LinearRegion } from '../../../src/ir/merge.js';
 import type { Tensor } from '../../../src/ir/tensor.js';
 import type { LinearNode } from '../../../src/ir/types.js';
@@ -109,4 +109,40 @@ test('folding a scale into float32 conv weights equals folding their float64 cop
   assert.deepEqual(a, b);
   assert.equal(a[0], w32[0] * 3);
   assert.equal(a[27], w32[27] * 0.1);
+});
+
+test('one conv shared by regions with different scalings, norms and budgets: each region\'s bound is what fresh copies of its nodes give (the per-prim cache keys on all of them)', () => {
+  const rng = new Random(6);
+  const w = { dtype: 'float32' as const, dims: [3, 2, 3, 3], data: Float32Array.from({ length: 54 }, () => rng.normal()) };
+  const conv: LinearNode = { kind: 'linear', prim: { op: 'conv', weight: w, group: 1, strides: [2, 2], pads: [1, 1, 1, 1], dilations: [1, 1] }, name: 'c', opType: 'Conv', inputs: ['x'], inShapes: [[1, 2, 8, 8]], output: 'h', outShape: [1, 3, 4, 4] };
+  const scale = (factor: number[], name: string, input: string, shape: number[], output: string): LinearNode => ({
+    kind: 'linear', prim: { op: 'scale', factor: { dtype: 'float64', dims: [shape[1], 1, 1], data: Float64Array.from(factor) } }, name, opType: 'Mul', inputs: [input], inShapes: [shape], output, outShape: shape,
+  });
+  const after1 = scale([3, 0.1, 2], 'b1', 'h', [1, 3, 4, 4], 'y');
+  const after2 = scale([0.5, 4, 1], 'b2', 'h', [1, 3, 4, 4], 'y');
+  const before = scale([2, 0.25], 'a', 'u', [1, 2, 8, 8], 'x');
+  const region = (nodes: LinearNode[]): LinearRegion => ({ id: 'r', input: nodes[0].inputs[0], inShape: nodes[0].inShapes[0], output: 'y', outShape: nodes[nodes.length - 1].outShape, nodes });
+  // a deep copy has fresh prim objects: nothing cached applies to it
+  const fresh = (r: LinearRegion): LinearRegion => structuredClone(r);
+  const regions = [region([conv, after1]), region([conv, after2]), region([before, conv, after1]), region([before, conv, after2]), region([{ ...conv, output: 'y' }])];
+  const seen = new Set<number>();
+  for (const norm of ['2', 'inf'] as const) for (const budget of [0, 2.8e10]) for (const r of regions) {
+    const cached = regionBound(r, norm, budget);
+    assert.deepEqual(cached, regionBound(fresh(r), norm, budget), `${r.nodes.map((n) => n.name).join('→')} ${norm} ${budget}`);
+    // asked again: the same numbers
+    assert.deepEqual(regionBound(r, norm, budget), cached);
+    seen.add(cached.value);
+  }
+  // the scalings, norms and budgets do give different bounds, so a key that missed one would show above
+  assert.ok(seen.size >= 12, `${seen.size} distinct bounds`);
+  // scale → conv → scale folds both scalings, input side first, as foldScales builds it
+  const [merged] = foldScales([before, conv, after1]);
+  const mw = (merged.prim as { weight: { data: Float64Array } }).weight.data;
+  assert.equal(mw[0], (w.data[0] * 2) * 3);
+  assert.equal(mw[9 + 4 + 18], (w.data[9 + 4 + 18] * 0.25) * 0.1);
+  // the fold decisions without folded weights agree with foldScales
+  assert.equal(foldsAny([before, conv, after1]), true);
+  assert.equal(foldsAny([conv, { ...before, inputs: ['y'], inShapes: [[1, 3, 4, 4]] }]), false);
+  assert.equal(foldedTail([before, conv]).outShape, foldScales([before, conv]).at(-1)!.outShape);
+  assert.equal(foldsAny([foldedTail([before, conv]), after1]), foldScales([foldScales([before, conv]).at(-1)!, after1]).length < 2);
 });

@@ -129,7 +129,7 @@ export function stateAt(net: ReluNet, x: Float64Array, norm: NormKind, vStart: F
   // rows of G that are zero (a unit with slope 0 on its side): their products would add only zeros
   let live: Uint8Array | null = null;
   net.layers.forEach((l, k) => {
-    const z = new Float64Array(l.rows), Gz = k === 0 ? Float64Array.from(l.w) : new Float64Array(l.rows * n);
+    const z = new Float64Array(l.rows), Gz = k === 0 ? new Float64Array(l.w) : new Float64Array(l.rows * n);
     for (let i = 0; i < l.rows; i++) {
       let s = l.b[i];
       const oi = i * n;
@@ -160,7 +160,7 @@ export function stateAt(net: ReluNet, x: Float64Array, norm: NormKind, vStart: F
   const out = net.layers[net.layers.length - 1].rows;
   // backward: B_k = ∂f/∂a_k (out × rows_k), from B_last = W_last
   const back: Float64Array[] = new Array(zs.length);
-  let B = Float64Array.from(net.layers[net.layers.length - 1].w);
+  let B = new Float64Array(net.layers[net.layers.length - 1].w);
   for (let k = zs.length - 1; k >= 0; k--) {
     back[k] = B;
     if (k === 0) break;
@@ -181,11 +181,12 @@ export function stateAt(net: ReluNet, x: Float64Array, norm: NormKind, vStart: F
 
 /**
  * Candidate moves: for every hidden unit whose flip would raise uᵀJv to first order (the gain (uᵀB_k)_i·(G_k v)_i
- * times the change of its slope), the step that carries x just across its hyperplane z_i = 0, largest gain first.
+ * times the change of its slope), the step f·∇z_i (∇z_i = `row`, a view of s.g) that carries x just across its
+ * hyperplane z_i = 0, largest gain first.
  */
-function candidates(net: ReluNet, s: State): { step: Float64Array; dist: number }[] {
+function candidates(net: ReluNet, s: State): { f: number; row: Float64Array; dist: number }[] {
   const n = net.inputs;
-  const out: { step: Float64Array; dist: number; gain: number }[] = [];
+  const out: { f: number; row: Float64Array; dist: number; gain: number }[] = [];
   const rowsOut = s.u.length;
   s.z.forEach((z, k) => {
     const [lo, hi] = net.slopes[k];
@@ -201,7 +202,7 @@ function candidates(net: ReluNet, s: State): { step: Float64Array; dist: number 
       const dist = Math.abs(z[i]) / Math.sqrt(g2);
       // across the plane: −z_i·∇z_i/‖∇z_i‖², plus 1% of the way (and a floor) so the new side is reached
       const f = (-z[i] / g2) * 1.01 - Math.sign(z[i]) * 1e-9 / Math.sqrt(g2);
-      out.push({ step: Float64Array.from({ length: n }, (_, c) => f * G[i * n + c]), dist, gain });
+      out.push({ f, row: G.subarray(i * n, (i + 1) * n), dist, gain });
     }
   });
   // largest first-order gain first (nearest first stalled sooner: acasxu 197–888 against 436–1 047 over seeds 0–3)
@@ -317,7 +318,7 @@ export async function patternSearchLowerBound(args: PatternSearchArgs): Promise<
         let moved = false;
         for (const c of candidates(net, cur).slice(0, 8)) {
           if (work >= budget) break;
-          const next = stateAt(net, cur.x.map((v, i) => v + c.step[i]), args.norm, cur.v);
+          const next = stateAt(net, cur.x.map((v, i) => v + c.f * c.row[i]), args.norm, cur.v);
           work++;
           if (next.value > cur.value * (1 + 1e-12)) { cur = next; moved = true; break; }
         }
@@ -325,7 +326,8 @@ export async function patternSearchLowerBound(args: PatternSearchArgs): Promise<
       }
       if (!top || cur.value > top.value) top = { x: cur.x, value: cur.value };
       // confirm inside the region reached, along its worst direction
-      const dir = cur.v.map((t) => t / Math.max(Math.hypot(...cur.v), 1e-300));
+      const vNorm = Math.max(Math.hypot(...cur.v), 1e-300);
+      const dir = cur.v.map((t) => t / vNorm);
       const { fwd, bwd } = safeSteps(net, cur, dir);
       const scale = Math.max(Math.hypot(...cur.x), 1);
       let lo = -Math.min(0.95 * bwd, 0.1 * scale), hi = Math.min(0.95 * fwd, 0.1 * scale);

@@ -5,7 +5,7 @@ import type { LinearRegion } from '../../../src/ir/merge.js';
 import type { Tensor } from '../../../src/ir/tensor.js';
 import type { LinearNode } from '../../../src/ir/types.js';
 import { convSpectralNormBound } from '../../../src/linalg/conv-spectrum.js';
-import { denseInfNorm } from '../../../src/linalg/dense.js';
+import { BudgetExceededError, denseInfNorm } from '../../../src/linalg/dense.js';
 import { Random } from '../../../src/linalg/random.js';
 import { convMatrix, sigmaMax } from '../../helpers/dense.js';
 
@@ -145,4 +145,24 @@ test('one conv shared by regions with different scalings, norms and budgets: eac
   assert.equal(foldsAny([conv, { ...before, inputs: ['y'], inShapes: [[1, 3, 4, 4]] }]), false);
   assert.equal(foldedTail([before, conv]).outShape, foldScales([before, conv]).at(-1)!.outShape);
   assert.equal(foldsAny([foldedTail([before, conv]), after1]), foldScales([foldScales([before, conv]).at(-1)!, after1]).length < 2);
+});
+
+test('a strided conv whose plain circular bound is past the budget keeps its polyphase certificate (not Schur)', () => {
+  const rng = new Random(12);
+  const [cin, cout, k, s, pad, n] = [1, 2, 4, 2, 1, 32];
+  const dims = [cout, cin, k, k];
+  const w = Float64Array.from({ length: cout * cin * k * k }, () => rng.normal());
+  const spec = { weight: w, weightDims: dims, group: 1, dilations: [1, 1], inputSpatial: [n, n] };
+  const pp = polyphase(w, dims, [s, s]);
+  const polySpec = { weight: pp.weight, weightDims: pp.dims, group: 1, dilations: [1, 1], inputSpatial: [n, n].map((m) => Math.ceil((m + 2 * pad) / s)) };
+  // the plain bound's up-front prediction, read off its refusal; a budget just under it
+  let plainFlop = 0;
+  try { convSpectralNormBound(spec, { budgetFlop: 1 }); } catch (e) { plainFlop = (e as BudgetExceededError).estimatedFlop; }
+  const budget = plainFlop - 1;
+  assert.throws(() => convSpectralNormBound(spec, { budgetFlop: budget }), BudgetExceededError);
+  const poly = convSpectralNormBound(polySpec, { budgetFlop: budget });
+  const b = convCertificate(w, dims, 1, [s, s], [1, 1], [pad, pad, pad, pad], [n, n], budget);
+  assert.deepEqual(b, { value: poly.value, method: 'circular-fft-polyphase' });
+  const { m, rows, cols } = convMatrix(w, dims, n, n, [pad, pad, pad, pad], s);
+  assert.ok(b.value >= sigmaMax(m, rows, cols) * (1 - 1e-12));
 });

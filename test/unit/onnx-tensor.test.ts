@@ -186,3 +186,25 @@ test('boundary casts: a subgraph that reads the float16 input from the outer sco
   const inner = (d.source as any).graph.node[1].attribute[0].g.node[0];
   assert.deepEqual(inner.input, ['x__float16']);
 });
+
+test('int64 fields (dims, attributes) read as the same numbers, small ones as V8 small integers', async () => {
+  const { longToNumber } = await import('../../src/onnx/proto.js');
+  // values: a protobuf Long as the decoder hands it out, a bigint, a plain number, a string; out-of-range ones unchanged
+  const decoded = roundTrip({ dims: [3, 224, 2 ** 40], dataType: 1 }).dims as unknown[];
+  assert.deepEqual(decoded.map(longToNumber), [3, 224, 2 ** 40]);
+  assert.equal(longToNumber(BigInt(-7)), -7);
+  assert.equal(longToNumber('12'), 12);
+  assert.equal(longToNumber(2 ** 31), 2 ** 31);
+  assert.equal(longToNumber(-(2 ** 31)), -(2 ** 31));
+  assert.equal(longToNumber(2.5), 2.5);
+  assert.ok(Object.is(longToNumber(Number.NaN), Number.NaN));
+  // the representation: a child with V8's natives syntax checks %IsSmi on what a decoded Long gives (Long.toNumber's
+  // arithmetic alone yields a heap number, which sent kernels indexing by such sizes into float64 paths)
+  const { execFileSync } = await import('node:child_process');
+  const script = `
+    const { onnx, longToNumber } = await import(${JSON.stringify(new URL('../../src/onnx/proto.ts', import.meta.url).href)});
+    const p = onnx.TensorProto.decode(onnx.TensorProto.encode(onnx.TensorProto.create({ name: 't', dims: [64, 3, 7, 7], dataType: 1 })).finish());
+    console.log(JSON.stringify(p.dims.map((d) => %IsSmi(longToNumber(d)))));`;
+  const out = execFileSync(process.execPath, ['--allow-natives-syntax', '--import', 'tsx', '--input-type=module', '-e', script], { encoding: 'utf8' });
+  assert.deepEqual(JSON.parse(out.trim()), [true, true, true, true]);
+});

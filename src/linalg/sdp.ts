@@ -464,15 +464,16 @@ export function solveLipSdp(problem: LipSdpProblem, opts: LipSdpOptions): LipSdp
   const constraintsOf = (y: Float64Array): Float64Array => {
     const out = new Float64Array(nv);
     for (let j = 0; j < m; j++) {
-      const h = unitLayer[j], r = unitRow[j], w = p.layers[h - 1], o0 = offsets[h - 1], e = offsets[h] + r, D = dj[h - 1];
-      const row = r * w.cols;
+      // a layer's column count is its input block's size (checkProblem): sizes[] holds it as a small integer
+      const h = unitLayer[j], r = unitRow[j], w = p.layers[h - 1], cols = sizes[h - 1], o0 = offsets[h - 1], e = offsets[h] + r, D = dj[h - 1];
+      const row = r * cols;
       let quad = 0, cross = 0;
-      for (let c = 0; c < w.cols; c++) {
+      for (let c = 0; c < cols; c++) {
         const a = w.w[row + c];
         if (a === 0) continue;
         const yc = (o0 + c) * n;
         cross += a * y[yc + e];
-        if (D.p !== 0) { let s = 0; for (let c2 = 0; c2 < w.cols; c2++) s += y[yc + o0 + c2] * w.w[row + c2]; quad += a * s; }
+        if (D.p !== 0) { let s = 0; for (let c2 = 0; c2 < cols; c2++) s += y[yc + o0 + c2] * w.w[row + c2]; quad += a * s; }
       }
       out[layerVar ? h - 1 : j] += D.p * quad + 2 * D.q * cross + 2 * y[e * n + e];
     }
@@ -486,14 +487,14 @@ export function solveLipSdp(problem: LipSdpProblem, opts: LipSdpOptions): LipSdp
   const timesRows = (s: Float64Array): Float64Array[] => {
     const out: Float64Array[] = [];
     for (let h = 1; h <= l; h++) {
-      const w = p.layers[h - 1], o0 = offsets[h - 1], nh = sizes[h];
+      const w = p.layers[h - 1], cols = sizes[h - 1], o0 = offsets[h - 1], nh = sizes[h];
       const y = new Float64Array(n * nh);
       for (let i = 0; i < n; i++) {
         const si = i * n + o0, oy = i * nh;
         for (let r = 0; r < nh; r++) {
-          const row = r * w.cols;
+          const row = r * cols;
           let acc = 0;
-          for (let c = 0; c < w.cols; c++) acc += s[si + c] * w.w[row + c];
+          for (let c = 0; c < cols; c++) acc += s[si + c] * w.w[row + c];
           y[oy + r] = acc;
         }
       }
@@ -503,12 +504,12 @@ export function solveLipSdp(problem: LipSdpProblem, opts: LipSdpOptions): LipSdp
   };
   // a_jᵀ·M·a_k for k ≤ j (into buf[0..j])
   const rowPairs = (ma: Float64Array[], j: number, buf: Float64Array): void => {
-    const hj = unitLayer[j], rj = unitRow[j], wj = p.layers[hj - 1], oj0 = offsets[hj - 1];
+    const hj = unitLayer[j], rj = unitRow[j], wj = p.layers[hj - 1], cols = sizes[hj - 1], oj0 = offsets[hj - 1];
     buf.fill(0, 0, j + 1);
-    const row = rj * wj.cols;
+    const row = rj * cols;
     for (let hk = 1, first = 0; hk <= hj && first <= j; first += sizes[hk], hk++) {
       const yk = ma[hk - 1], nk = sizes[hk], count = Math.min(nk, j + 1 - first);
-      for (let c = 0; c < wj.cols; c++) {
+      for (let c = 0; c < cols; c++) {
         const wc = wj.w[row + c];
         if (wc === 0) continue;
         const oy = (oj0 + c) * nk;

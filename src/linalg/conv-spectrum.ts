@@ -18,6 +18,7 @@ import {
   unscaleUp,
 } from './dense.js';
 import { Random } from './random.js';
+import { wasmHeap } from './lanczos-kernels.js';
 
 /** A convolution's weights and geometry, in ONNX Conv terms. */
 export interface ConvSpec {
@@ -155,8 +156,22 @@ function blockLayout(geo: Geometry, w: Float64Array): Float64Array {
   return out;
 }
 
-/** The block B of group g at the frequency whose tap phases are (pr, pi): Σ_tap w_tap·phase_tap, taps summed in order. */
+/**
+ * The block B of group g at the frequency whose tap phases are (pr, pi): Σ_tap w_tap·phase_tap, taps summed in order;
+ * by the WebAssembly SIMD kernel (lanczos-kernels.wat `fillblock`, the same operations in the same order) when every
+ * array lives in its heap, else by fillBlockJs.
+ */
 function fillBlock(wb: Float64Array, taps: number, count: number, g: number, pr: Float64Array, pi: Float64Array, br: Float64Array, bi: Float64Array): void {
+  const heap = wasmHeap();
+  if (heap && heap.holds(wb) && heap.holds(pr) && heap.holds(pi) && heap.holds(br) && heap.holds(bi)) {
+    heap.kernels.fillblock(wb.byteOffset + 8 * g * taps * count, taps, count, pr.byteOffset, pi.byteOffset, br.byteOffset, bi.byteOffset);
+    return;
+  }
+  fillBlockJs(wb, taps, count, g, pr, pi, br, bi);
+}
+
+/** fillBlock in JavaScript (exported for tests: the kernel must give the same bits). */
+export function fillBlockJs(wb: Float64Array, taps: number, count: number, g: number, pr: Float64Array, pi: Float64Array, br: Float64Array, bi: Float64Array): void {
   const base = g * taps * count;
   // Chunks of entries small enough that their partial sums stay in L1 while the taps stream past.
   for (let e0 = 0; e0 < count; e0 += 1024) {
@@ -187,13 +202,21 @@ function frobeniusSquaredUp(br: Float64Array, bi: Float64Array, count: number): 
   return roundUp(s, 2 * count + 1);
 }
 
-/** The Hermitian m×m matrix H = B·Bᴴ (full storage) for the row-major m×n complex B. */
-function hermitianGram(br: Float64Array, bi: Float64Array, m: number, n: number, hr: Float64Array, hi: Float64Array): void {
+/**
+ * The Hermitian m×m matrix H = B·Bᴴ (full storage) for the row-major m×n complex B. Its 2×2 tiles run in the
+ * WebAssembly SIMD kernel `hermgram` (the same operations in the same order) when every array lives in its heap,
+ * unless `js` (tests); the odd last row and column and the mirroring run here either way.
+ */
+export function hermitianGram(br: Float64Array, bi: Float64Array, m: number, n: number, hr: Float64Array, hi: Float64Array, js = false): void {
+  const heap = js ? null : wasmHeap();
+  const tiles = heap !== null && heap.holds(br) && heap.holds(bi) && heap.holds(hr) && heap.holds(hi);
+  if (tiles) heap.kernels.hermgram(br.byteOffset, bi.byteOffset, m, n, hr.byteOffset, hi.byteOffset);
   let i = 0;
   for (; i + 1 < m; i += 2) {
     const oi = i * n;
     const oi1 = oi + n;
     let j = i;
+    if (tiles) j += (m - i) & ~1;
     for (; j + 1 < m; j += 2) {
       const oj = j * n;
       const oj1 = oj + n;
@@ -534,71 +557,88 @@ function circularBound(spec: ConvSpec, budget: number | undefined, above: number
     dftError[g] = roundUp(eta * normA, 2) + UNDERFLOW_SLACK;
   }
 
-  const wb = blockLayout(geo, w);
-  const pr = new Float64Array(taps);
-  const pi = new Float64Array(taps);
-  const br = new Float64Array(cs * cb);
-  const bi = new Float64Array(cs * cb);
-  const frobBound = new Float64Array(blocks);
-  let best = 0;
-  let estimate = 0;
-  // `above` in the scaled weights' units, and the squared Frobenius norm past which a block proves the value above it
-  const stopF2 = Number.isFinite(above) ? (above * f / (1 - 1e-6)) ** 2 * cs * (1 + 1e-6) : Infinity;
-  for (let q = 0; q < freqs.length; q++) {
-    tapPhases(geo, cosT, sinT, freqs[q], pr, pi);
-    for (let g = 0; g < group; g++) {
-      fillBlock(wb, taps, cs * cb, g, pr, pi, br, bi);
-      const f2 = frobeniusSquaredUp(br, bi, cs * cb);
-      if (f2 > stopF2) return null;
-      const bound = roundUp(sqrtUp(f2) + dftError[g], 1);
-      frobBound[q * group + g] = bound;
-      if (cs === 1) {
-        best = Math.max(best, bound);
-        estimate = Math.max(estimate, Math.sqrt(f2));
-      }
-    }
-  }
-
-  if (cs > 1) {
-    const order = Array.from({ length: blocks }, (_, b) => b).sort((x, y) => frobBound[y] - frobBound[x]);
-    const hr = new Float64Array(cs * cs);
-    const hi = new Float64Array(cs * cs);
-    const ar = new Float64Array(cs * cs);
-    const ai = new Float64Array(cs * cs);
-    let lambdaShift = 0;
-    // the prediction holds one Lanczos run with its shift search, and one Cholesky factorisation per block: further
-    // Lanczos runs and factorisations beyond a shift search are charged
-    let lanczosRuns = 0, attempts = 0;
-    const attempt = () => { if (++attempts > SHIFT_SEARCH) charge(2 * ((2 * cs * cs * cs) / 3)); };
-    for (const b of order) {
-      if (frobBound[b] <= best) break;
-      const q = Math.floor(b / group);
-      const g = b % group;
+  // the weights' block layout, the tap phases and the block in the WebAssembly heap where there is one (fillBlock's
+  // SIMD kernel reads them there), else plain arrays: the same values either way
+  const heap = wasmHeap();
+  const taken: Float64Array[] = [];
+  const take = (length: number): Float64Array => {
+    const a = heap?.alloc(length);
+    if (!a) return new Float64Array(length);
+    a.fill(0);
+    taken.push(a);
+    return a;
+  };
+  try {
+    const layout = blockLayout(geo, w);
+    const wb = take(layout.length);
+    wb.set(layout);
+    const pr = take(taps);
+    const pi = take(taps);
+    const br = take(cs * cb);
+    const bi = take(cs * cb);
+    const frobBound = new Float64Array(blocks);
+    let best = 0;
+    let estimate = 0;
+    // `above` in the scaled weights' units, and the squared Frobenius norm past which a block proves the value above it
+    const stopF2 = Number.isFinite(above) ? (above * f / (1 - 1e-6)) ** 2 * cs * (1 + 1e-6) : Infinity;
+    for (let q = 0; q < freqs.length; q++) {
       tapPhases(geo, cosT, sinT, freqs[q], pr, pi);
-      fillBlock(wb, taps, cs * cb, g, pr, pi, br, bi);
-      const f2 = frobeniusSquaredUp(br, bi, cs * cb);
-      hermitianGram(br, bi, cs, cb, hr, hi);
-      let lambdaUp = null;
-      if (lambdaShift > 0) lambdaUp = choleskyCertifyHermitian(hr, hi, cs, lambdaShift, ar, ai);
-      if (lambdaUp === null) {
-        if (lanczosRuns++ > 0) charge(2 * lanczosMacs);
-        attempts = 0;
-        const cert = hermitianLambdaMaxBound(hr, hi, cs, lambdaShift, attempt);
-        if (cert !== null) {
-          estimate = Math.max(estimate, Math.sqrt(cert.estimate));
-          lambdaUp = cert.upper;
-          lambdaShift = cert.shift;
+      for (let g = 0; g < group; g++) {
+        fillBlock(wb, taps, cs * cb, g, pr, pi, br, bi);
+        const f2 = frobeniusSquaredUp(br, bi, cs * cb);
+        if (f2 > stopF2) return null;
+        const bound = roundUp(sqrtUp(f2) + dftError[g], 1);
+        frobBound[q * group + g] = bound;
+        if (cs === 1) {
+          best = Math.max(best, bound);
+          estimate = Math.max(estimate, Math.sqrt(f2));
         }
       }
-      let bound = frobBound[b];
-      if (lambdaUp !== null) {
-        const gramError = roundUp(1.5 * gamma(2 * cb) * f2, 2);
-        bound = Math.min(bound, roundUp(sqrtUp(roundUp(lambdaUp + gramError, 1)) + dftError[g], 1));
-      }
-      best = Math.max(best, bound);
     }
+
+    if (cs > 1) {
+      const order = Array.from({ length: blocks }, (_, b) => b).sort((x, y) => frobBound[y] - frobBound[x]);
+      const hr = take(cs * cs);
+      const hi = take(cs * cs);
+      const ar = new Float64Array(cs * cs);
+      const ai = new Float64Array(cs * cs);
+      let lambdaShift = 0;
+      // the prediction holds one Lanczos run with its shift search, and one Cholesky factorisation per block: further
+      // Lanczos runs and factorisations beyond a shift search are charged
+      let lanczosRuns = 0, attempts = 0;
+      const attempt = () => { if (++attempts > SHIFT_SEARCH) charge(2 * ((2 * cs * cs * cs) / 3)); };
+      for (const b of order) {
+        if (frobBound[b] <= best) break;
+        const q = Math.floor(b / group);
+        const g = b % group;
+        tapPhases(geo, cosT, sinT, freqs[q], pr, pi);
+        fillBlock(wb, taps, cs * cb, g, pr, pi, br, bi);
+        const f2 = frobeniusSquaredUp(br, bi, cs * cb);
+        hermitianGram(br, bi, cs, cb, hr, hi);
+        let lambdaUp = null;
+        if (lambdaShift > 0) lambdaUp = choleskyCertifyHermitian(hr, hi, cs, lambdaShift, ar, ai);
+        if (lambdaUp === null) {
+          if (lanczosRuns++ > 0) charge(2 * lanczosMacs);
+          attempts = 0;
+          const cert = hermitianLambdaMaxBound(hr, hi, cs, lambdaShift, attempt);
+          if (cert !== null) {
+            estimate = Math.max(estimate, Math.sqrt(cert.estimate));
+            lambdaUp = cert.upper;
+            lambdaShift = cert.shift;
+          }
+        }
+        let bound = frobBound[b];
+        if (lambdaUp !== null) {
+          const gramError = roundUp(1.5 * gamma(2 * cb) * f2, 2);
+          bound = Math.min(bound, roundUp(sqrtUp(roundUp(lambdaUp + gramError, 1)) + dftError[g], 1));
+        }
+        best = Math.max(best, bound);
+      }
+    }
+    return { value: unscaleUp(best, shift), estimate: estimate * 2 ** -shift, method: 'circular-fft' };
+  } finally {
+    for (const a of taken) heap!.release(a);
   }
-  return { value: unscaleUp(best, shift), estimate: estimate * 2 ** -shift, method: 'circular-fft' };
 }
 
 /** Certified upper bound on the ℓ∞ operator norm of a convolution: max over output channels of Σ|w| over its (c_in/g, k…) taps, rounded upward (ALGORITHMS.md §2). */

@@ -69,6 +69,10 @@ export interface WasmKernels {
   recur(w: number, v: number, p: number, n: number, a: number, b: number): number;
   sumsq(w: number, n: number): number;
   scale(w: number, n: number, c: number): void;
+  /** conv-spectrum.ts fillBlock's kernel (addresses in bytes; `wb` at the group's first weight). */
+  fillblock(wb: number, taps: number, count: number, pr: number, pi: number, br: number, bi: number): void;
+  /** conv-spectrum.ts hermitianGram's 2×2 tiles (addresses in bytes). */
+  hermgram(br: number, bi: number, m: number, n: number, hr: number, hi: number): void;
 }
 
 /** h[b] for b < count through the WebAssembly kernels; every address is a byte offset in their memory, `f64` a view on all of it. */

@@ -1,5 +1,6 @@
 ;; Lanczos reorthogonalisation kernels (src/linalg/lanczos-kernels.ts holds the JavaScript twins, same operations in
-;; the same order, and the layout: chunks of 4 basis vectors stored back to back). Two consecutive i per f64x2 op:
+;; the same order, and the layout: chunks of 4 basis vectors stored back to back), and at the end two kernels of the
+;; circular conv certificate (fillblock, hermgram; twins in conv-spectrum.ts). Two consecutive i per f64x2 op:
 ;; projections sum each vector's even-i and odd-i terms apart (the odd tail into the even sum) and add the two at the
 ;; end; subtractions keep the left-to-right sum per element. All addresses are byte offsets into the imported memory.
 ;; Regenerate src/linalg/lanczos-wasm.ts after an edit: npm run gen:wasm
@@ -261,4 +262,116 @@
         (br_if $l (i32.lt_u (local.get $o) (local.get $end)))))
     (if (i32.and (local.get $n) (i32.const 1)) (then
       (f64.store (i32.add (local.get $w) (local.get $end)) (f64.mul (f64.load (i32.add (local.get $w) (local.get $end))) (local.get $c))))))
+  ;; fillblock(wb, taps, count, pr, pi, br, bi): the circular-embedding certificate's block at one frequency
+  ;; (src/linalg/conv-spectrum.ts fillBlock, same operations in the same order): for entries e in chunks of 1024,
+  ;; br[e] = wb[e]·pr[0], bi[e] = wb[e]·pi[0], then for each tap t ≥ 1 br[e] += wb[t·count + e]·pr[t] and
+  ;; bi[e] += wb[t·count + e]·pi[t]; two consecutive e per f64x2 op, every element's sum left to right
+  (func (export "fillblock") (param $wb i32) (param $taps i32) (param $count i32) (param $pr i32) (param $pi i32) (param $br i32) (param $bi i32)
+    (local $e0 i32) (local $e1 i32) (local $t i32) (local $o i32) (local $end i32) (local $last i32) (local $off i32)
+    (local $c v128) (local $s v128) (local $x v128) (local $cs f64) (local $ss f64) (local $xs f64)
+    (block $outer_done
+      (loop $outer
+        (br_if $outer_done (i32.ge_u (local.get $e0) (local.get $count)))
+        (local.set $e1 (i32.add (local.get $e0) (i32.const 1024)))
+        (if (i32.gt_u (local.get $e1) (local.get $count)) (then (local.set $e1 (local.get $count))))
+        ;; byte offsets: pairs from 8·e0 to `end`, then one more element at `end` when the chunk is odd
+        (local.set $end (i32.shl (i32.add (local.get $e0) (i32.and (i32.sub (local.get $e1) (local.get $e0)) (i32.const -2))) (i32.const 3)))
+        (local.set $last (i32.and (i32.sub (local.get $e1) (local.get $e0)) (i32.const 1)))
+        ;; tap 0: products
+        (local.set $cs (f64.load (local.get $pr)))
+        (local.set $ss (f64.load (local.get $pi)))
+        (local.set $c (f64x2.splat (local.get $cs)))
+        (local.set $s (f64x2.splat (local.get $ss)))
+        (local.set $o (i32.shl (local.get $e0) (i32.const 3)))
+        (block $d0 (br_if $d0 (i32.ge_u (local.get $o) (local.get $end)))
+          (loop $l0
+            (local.set $x (v128.load (i32.add (local.get $wb) (local.get $o))))
+            (v128.store (i32.add (local.get $br) (local.get $o)) (f64x2.mul (local.get $x) (local.get $c)))
+            (v128.store (i32.add (local.get $bi) (local.get $o)) (f64x2.mul (local.get $x) (local.get $s)))
+            (local.set $o (i32.add (local.get $o) (i32.const 16)))
+            (br_if $l0 (i32.lt_u (local.get $o) (local.get $end)))))
+        (if (local.get $last) (then
+          (local.set $xs (f64.load (i32.add (local.get $wb) (local.get $end))))
+          (f64.store (i32.add (local.get $br) (local.get $end)) (f64.mul (local.get $xs) (local.get $cs)))
+          (f64.store (i32.add (local.get $bi) (local.get $end)) (f64.mul (local.get $xs) (local.get $ss)))))
+        ;; taps 1..taps−1: accumulate
+        (local.set $t (i32.const 1))
+        (block $td (br_if $td (i32.ge_u (local.get $t) (local.get $taps)))
+          (loop $tl
+            (local.set $off (i32.add (local.get $wb) (i32.shl (i32.mul (local.get $t) (local.get $count)) (i32.const 3))))
+            (local.set $cs (f64.load (i32.add (local.get $pr) (i32.shl (local.get $t) (i32.const 3)))))
+            (local.set $ss (f64.load (i32.add (local.get $pi) (i32.shl (local.get $t) (i32.const 3)))))
+            (local.set $c (f64x2.splat (local.get $cs)))
+            (local.set $s (f64x2.splat (local.get $ss)))
+            (local.set $o (i32.shl (local.get $e0) (i32.const 3)))
+            (block $d1 (br_if $d1 (i32.ge_u (local.get $o) (local.get $end)))
+              (loop $l1
+                (local.set $x (v128.load (i32.add (local.get $off) (local.get $o))))
+                (v128.store (i32.add (local.get $br) (local.get $o))
+                  (f64x2.add (v128.load (i32.add (local.get $br) (local.get $o))) (f64x2.mul (local.get $x) (local.get $c))))
+                (v128.store (i32.add (local.get $bi) (local.get $o))
+                  (f64x2.add (v128.load (i32.add (local.get $bi) (local.get $o))) (f64x2.mul (local.get $x) (local.get $s))))
+                (local.set $o (i32.add (local.get $o) (i32.const 16)))
+                (br_if $l1 (i32.lt_u (local.get $o) (local.get $end)))))
+            (if (local.get $last) (then
+              (local.set $xs (f64.load (i32.add (local.get $off) (local.get $end))))
+              (f64.store (i32.add (local.get $br) (local.get $end))
+                (f64.add (f64.load (i32.add (local.get $br) (local.get $end))) (f64.mul (local.get $xs) (local.get $cs))))
+              (f64.store (i32.add (local.get $bi) (local.get $end))
+                (f64.add (f64.load (i32.add (local.get $bi) (local.get $end))) (f64.mul (local.get $xs) (local.get $ss))))))
+            (local.set $t (i32.add (local.get $t) (i32.const 1)))
+            (br_if $tl (i32.lt_u (local.get $t) (local.get $taps)))))
+        (local.set $e0 (local.get $e1))
+        (br $outer))))
+  ;; hermgram(br, bi, m, n, hr, hi): conv-spectrum.ts hermitianGram's 2×2 tiles, the same operations in the same order:
+  ;; for i, j even with i ≤ j and i + 1, j + 1 < m, entries (i..i+1, j..j+1) of H = B·Bᴴ (B row-major m×n complex),
+  ;; each a left-to-right sum over k of (b_ik·conj(b_jk)) written as re += ar·xr + ai·xi, im += ai·xr − ar·xi; the lanes
+  ;; of an f64x2 are the columns j and j + 1. The odd last row and column and the mirroring stay in JavaScript.
+  (func (export "hermgram") (param $br i32) (param $bi i32) (param $m i32) (param $n i32) (param $hr i32) (param $hi i32)
+    (local $i i32) (local $j i32) (local $kb i32) (local $nb i32) (local $oi i32) (local $oi1 i32) (local $oj i32) (local $oj1 i32) (local $at i32)
+    (local $r0 v128) (local $i0 v128) (local $r1 v128) (local $i1 v128) (local $ar v128) (local $ai v128) (local $cr v128) (local $ci v128) (local $x v128) (local $y v128)
+    (local.set $nb (i32.shl (local.get $n) (i32.const 3)))
+    (block $idone
+      (loop $il
+        (br_if $idone (i32.ge_u (i32.add (local.get $i) (i32.const 1)) (local.get $m)))
+        (local.set $oi (i32.mul (local.get $i) (local.get $nb)))
+        (local.set $oi1 (i32.add (local.get $oi) (local.get $nb)))
+        (local.set $j (local.get $i))
+        (block $jdone
+          (loop $jl
+            (br_if $jdone (i32.ge_u (i32.add (local.get $j) (i32.const 1)) (local.get $m)))
+            (local.set $oj (i32.mul (local.get $j) (local.get $nb)))
+            (local.set $oj1 (i32.add (local.get $oj) (local.get $nb)))
+            (local.set $r0 (v128.const i64x2 0 0))
+            (local.set $i0 (v128.const i64x2 0 0))
+            (local.set $r1 (v128.const i64x2 0 0))
+            (local.set $i1 (v128.const i64x2 0 0))
+            (local.set $kb (i32.const 0))
+            (block $kdone (br_if $kdone (i32.eqz (local.get $nb)))
+              (loop $kl
+                (local.set $ar (v128.load64_splat (i32.add (local.get $br) (i32.add (local.get $oi) (local.get $kb)))))
+                (local.set $ai (v128.load64_splat (i32.add (local.get $bi) (i32.add (local.get $oi) (local.get $kb)))))
+                (local.set $cr (v128.load64_splat (i32.add (local.get $br) (i32.add (local.get $oi1) (local.get $kb)))))
+                (local.set $ci (v128.load64_splat (i32.add (local.get $bi) (i32.add (local.get $oi1) (local.get $kb)))))
+                (local.set $x (v128.load64_lane 1 (i32.add (local.get $br) (i32.add (local.get $oj1) (local.get $kb)))
+                  (v128.load64_zero (i32.add (local.get $br) (i32.add (local.get $oj) (local.get $kb))))))
+                (local.set $y (v128.load64_lane 1 (i32.add (local.get $bi) (i32.add (local.get $oj1) (local.get $kb)))
+                  (v128.load64_zero (i32.add (local.get $bi) (i32.add (local.get $oj) (local.get $kb))))))
+                (local.set $r0 (f64x2.add (local.get $r0) (f64x2.add (f64x2.mul (local.get $ar) (local.get $x)) (f64x2.mul (local.get $ai) (local.get $y)))))
+                (local.set $i0 (f64x2.add (local.get $i0) (f64x2.sub (f64x2.mul (local.get $ai) (local.get $x)) (f64x2.mul (local.get $ar) (local.get $y)))))
+                (local.set $r1 (f64x2.add (local.get $r1) (f64x2.add (f64x2.mul (local.get $cr) (local.get $x)) (f64x2.mul (local.get $ci) (local.get $y)))))
+                (local.set $i1 (f64x2.add (local.get $i1) (f64x2.sub (f64x2.mul (local.get $ci) (local.get $x)) (f64x2.mul (local.get $cr) (local.get $y)))))
+                (local.set $kb (i32.add (local.get $kb) (i32.const 8)))
+                (br_if $kl (i32.lt_u (local.get $kb) (local.get $nb)))))
+            ;; (i, j), (i, j+1) and (i+1, j), (i+1, j+1): two contiguous pairs in each of hr and hi
+            (local.set $at (i32.shl (i32.add (i32.mul (local.get $i) (local.get $m)) (local.get $j)) (i32.const 3)))
+            (v128.store (i32.add (local.get $hr) (local.get $at)) (local.get $r0))
+            (v128.store (i32.add (local.get $hi) (local.get $at)) (local.get $i0))
+            (local.set $at (i32.add (local.get $at) (i32.shl (local.get $m) (i32.const 3))))
+            (v128.store (i32.add (local.get $hr) (local.get $at)) (local.get $r1))
+            (v128.store (i32.add (local.get $hi) (local.get $at)) (local.get $i1))
+            (local.set $j (i32.add (local.get $j) (i32.const 2)))
+            (br $jl)))
+        (local.set $i (i32.add (local.get $i) (i32.const 2)))
+        (br $il))))
 )

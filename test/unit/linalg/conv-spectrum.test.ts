@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
-import { describe, it } from 'node:test';
+import { describe, it, test } from 'node:test';
 import { Matrix, SVD } from 'ml-matrix';
 import { isLipcheckError } from '../../../src/errors.js';
-import { type ConvSpec, convCertificateFlop, convInfNorm, convSpectralNormBound, convSpectralNormBoundBelow, hermitianLambdaMaxBound } from '../../../src/linalg/conv-spectrum.js';
+import { type ConvSpec, convCertificateFlop, convInfNorm, convSpectralNormBound, convSpectralNormBoundBelow, fillBlockJs, hermitianGram, hermitianLambdaMaxBound } from '../../../src/linalg/conv-spectrum.js';
+import { wasmHeap } from '../../../src/linalg/lanczos-kernels.js';
 import { BudgetExceededError, LANCZOS_SEED } from '../../../src/linalg/dense.js';
 import { Random } from '../../../src/linalg/random.js';
 import { mulberry32 } from '../../helpers/random.js';
@@ -372,4 +373,51 @@ describe('convInfNorm', () => {
       assert.ok(v >= rowMax, `${v} below the dense ℓ∞ norm ${rowMax}`);
     }
   });
+});
+
+test('the circular certificate\'s block at a frequency: the WebAssembly kernel gives fillBlockJs\'s bits (odd counts, several 1024-entry chunks, one tap and many)', () => {
+  const heap = wasmHeap();
+  assert.ok(heap, 'this Node has WebAssembly SIMD and shared memory');
+  const rng = new Random(21);
+  for (const [taps, count, groups] of [[1, 7, 1], [9, 12, 2], [16, 768, 1], [25, 2049, 2], [4, 1024, 3], [49, 1, 1]] as const) {
+    const all = taps * count * groups;
+    const wb = heap.alloc(all)!, pr = heap.alloc(taps)!, pi = heap.alloc(taps)!, br = heap.alloc(count)!, bi = heap.alloc(count)!;
+    try {
+      for (let i = 0; i < all; i++) wb[i] = rng.normal() * 2 ** ((i % 7) - 3);
+      for (let t = 0; t < taps; t++) { const phi = rng.next() * 2 * Math.PI; pr[t] = Math.cos(phi); pi[t] = -Math.sin(phi); }
+      for (let g = 0; g < groups; g++) {
+        const [er, ei] = [new Float64Array(count), new Float64Array(count)];
+        fillBlockJs(Float64Array.from(wb), taps, count, g, Float64Array.from(pr), Float64Array.from(pi), er, ei);
+        br.fill(Number.NaN); bi.fill(Number.NaN);
+        heap.kernels.fillblock(wb.byteOffset + 8 * g * taps * count, taps, count, pr.byteOffset, pi.byteOffset, br.byteOffset, bi.byteOffset);
+        assert.deepEqual(Array.from(br), Array.from(er), `taps ${taps}, count ${count}, group ${g}: real parts`);
+        assert.deepEqual(Array.from(bi), Array.from(ei), `taps ${taps}, count ${count}, group ${g}: imaginary parts`);
+      }
+    } finally {
+      for (const a of [wb, pr, pi, br, bi]) heap.release(a);
+    }
+  }
+});
+
+test('H = B·Bᴴ: the WebAssembly tiles give the JavaScript bits (odd and even m, the odd row and column in JavaScript)', () => {
+  const heap = wasmHeap()!;
+  const rng = new Random(22);
+  for (const [m, n] of [[2, 1], [3, 5], [8, 12], [13, 64], [64, 300], [1, 9]] as const) {
+    const br = heap.alloc(m * n)!, bi = heap.alloc(m * n)!, hr = heap.alloc(m * m)!, hi = heap.alloc(m * m)!;
+    try {
+      for (let i = 0; i < m * n; i++) { br[i] = rng.normal(); bi[i] = rng.normal() * 1e-3; }
+      const [er, ei] = [new Float64Array(m * m), new Float64Array(m * m)];
+      hermitianGram(br, bi, m, n, er, ei, true);
+      hr.fill(Number.NaN); hi.fill(Number.NaN);
+      hermitianGram(br, bi, m, n, hr, hi);
+      assert.deepEqual(Array.from(hr), Array.from(er), `${m}×${n}: real parts`);
+      assert.deepEqual(Array.from(hi), Array.from(ei), `${m}×${n}: imaginary parts`);
+      // and it is B·Bᴴ: entry (0, m−1) against a direct sum
+      let re = 0;
+      for (let k = 0; k < n; k++) re += br[k] * br[(m - 1) * n + k] + bi[k] * bi[(m - 1) * n + k];
+      assert.ok(Math.abs(hr[m - 1] - re) <= 1e-12 * (1 + Math.abs(re)), `${m}×${n}: ${hr[m - 1]} vs ${re}`);
+    } finally {
+      for (const a of [br, bi, hr, hi]) heap.release(a);
+    }
+  }
 });

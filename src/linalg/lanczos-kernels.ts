@@ -73,6 +73,9 @@ export interface WasmKernels {
   fillblock(wb: number, taps: number, count: number, pr: number, pi: number, br: number, bi: number): void;
   /** conv-spectrum.ts hermitianGram's 2×2 tiles (addresses in bytes). */
   hermgram(br: number, bi: number, m: number, n: number, hr: number, hi: number): void;
+  /** sdp.ts matmul's inner loops over j (addresses in bytes; `two` 0 or 1). */
+  mmrow4(c0: number, c1: number, b: number, stride: number, j0: number, j1: number, two: number, v0: number, v1: number, v2: number, v3: number, u0: number, u1: number, u2: number, u3: number): void;
+  mmrow1(c0: number, c1: number, b: number, j0: number, j1: number, two: number, v: number, u: number): void;
 }
 
 /** h[b] for b < count through the WebAssembly kernels; every address is a byte offset in their memory, `f64` a view on all of it. */

@@ -1,6 +1,7 @@
 ;; Lanczos reorthogonalisation kernels (src/linalg/lanczos-kernels.ts holds the JavaScript twins, same operations in
 ;; the same order, and the layout: chunks of 4 basis vectors stored back to back), and at the end two kernels of the
-;; circular conv certificate (fillblock, hermgram; twins in conv-spectrum.ts). Two consecutive i per f64x2 op:
+;; circular conv certificate (fillblock, hermgram; twins in conv-spectrum.ts) and of LipSDP's dense product (mmrow4,
+;; mmrow1; twin: sdp.ts matmul). Two consecutive i per f64x2 op:
 ;; projections sum each vector's even-i and odd-i terms apart (the odd tail into the even sum) and add the two at the
 ;; end; subtractions keep the left-to-right sum per element. All addresses are byte offsets into the imported memory.
 ;; Regenerate src/linalg/lanczos-wasm.ts after an edit: npm run gen:wasm
@@ -374,4 +375,73 @@
             (br $jl)))
         (local.set $i (i32.add (local.get $i) (i32.const 2)))
         (br $il))))
+  ;; mmrow4(c0, c1, b, stride, j0, j1, two, v0, v1, v2, v3, u0, u1, u2, u3): sdp.ts matmul's inner loop over j for four
+  ;; rows of B (at b, b + stride, b + 2·stride, b + 3·stride): c0[j] += v0·b0[j] + v1·b1[j] + v2·b2[j] + v3·b3[j], and
+  ;; with `two` c1[j] += u0·b0[j] + … likewise, each sum left to right as in JavaScript; two j per f64x2 op
+  (func (export "mmrow4") (param $c0 i32) (param $c1 i32) (param $b i32) (param $stride i32) (param $j0 i32) (param $j1 i32) (param $two i32)
+    (param $v0 f64) (param $v1 f64) (param $v2 f64) (param $v3 f64) (param $u0 f64) (param $u1 f64) (param $u2 f64) (param $u3 f64)
+    (local $o i32) (local $end i32) (local $b1 i32) (local $b2 i32) (local $b3 i32)
+    (local $x0 v128) (local $x1 v128) (local $x2 v128) (local $x3 v128)
+    (local $w0 v128) (local $w1 v128) (local $w2 v128) (local $w3 v128) (local $y0 v128) (local $y1 v128) (local $y2 v128) (local $y3 v128)
+    (local $s0 f64) (local $s1 f64) (local $s2 f64) (local $s3 f64)
+    (local.set $b1 (i32.add (local.get $b) (local.get $stride)))
+    (local.set $b2 (i32.add (local.get $b1) (local.get $stride)))
+    (local.set $b3 (i32.add (local.get $b2) (local.get $stride)))
+    (local.set $w0 (f64x2.splat (local.get $v0))) (local.set $w1 (f64x2.splat (local.get $v1)))
+    (local.set $w2 (f64x2.splat (local.get $v2))) (local.set $w3 (f64x2.splat (local.get $v3)))
+    (local.set $y0 (f64x2.splat (local.get $u0))) (local.set $y1 (f64x2.splat (local.get $u1)))
+    (local.set $y2 (f64x2.splat (local.get $u2))) (local.set $y3 (f64x2.splat (local.get $u3)))
+    (local.set $o (i32.shl (local.get $j0) (i32.const 3)))
+    (local.set $end (i32.shl (i32.add (local.get $j0) (i32.and (i32.sub (local.get $j1) (local.get $j0)) (i32.const -2))) (i32.const 3)))
+    (block $done (br_if $done (i32.ge_u (local.get $o) (local.get $end)))
+      (loop $l
+        (local.set $x0 (v128.load (i32.add (local.get $b) (local.get $o))))
+        (local.set $x1 (v128.load (i32.add (local.get $b1) (local.get $o))))
+        (local.set $x2 (v128.load (i32.add (local.get $b2) (local.get $o))))
+        (local.set $x3 (v128.load (i32.add (local.get $b3) (local.get $o))))
+        (v128.store (i32.add (local.get $c0) (local.get $o))
+          (f64x2.add (v128.load (i32.add (local.get $c0) (local.get $o)))
+            (f64x2.add (f64x2.add (f64x2.add (f64x2.mul (local.get $w0) (local.get $x0)) (f64x2.mul (local.get $w1) (local.get $x1)))
+              (f64x2.mul (local.get $w2) (local.get $x2))) (f64x2.mul (local.get $w3) (local.get $x3)))))
+        (if (local.get $two) (then
+          (v128.store (i32.add (local.get $c1) (local.get $o))
+            (f64x2.add (v128.load (i32.add (local.get $c1) (local.get $o)))
+              (f64x2.add (f64x2.add (f64x2.add (f64x2.mul (local.get $y0) (local.get $x0)) (f64x2.mul (local.get $y1) (local.get $x1)))
+                (f64x2.mul (local.get $y2) (local.get $x2))) (f64x2.mul (local.get $y3) (local.get $x3)))))))
+        (local.set $o (i32.add (local.get $o) (i32.const 16)))
+        (br_if $l (i32.lt_u (local.get $o) (local.get $end)))))
+    (if (i32.and (i32.sub (local.get $j1) (local.get $j0)) (i32.const 1)) (then
+      (local.set $s0 (f64.load (i32.add (local.get $b) (local.get $end))))
+      (local.set $s1 (f64.load (i32.add (local.get $b1) (local.get $end))))
+      (local.set $s2 (f64.load (i32.add (local.get $b2) (local.get $end))))
+      (local.set $s3 (f64.load (i32.add (local.get $b3) (local.get $end))))
+      (f64.store (i32.add (local.get $c0) (local.get $end))
+        (f64.add (f64.load (i32.add (local.get $c0) (local.get $end)))
+          (f64.add (f64.add (f64.add (f64.mul (local.get $v0) (local.get $s0)) (f64.mul (local.get $v1) (local.get $s1)))
+            (f64.mul (local.get $v2) (local.get $s2))) (f64.mul (local.get $v3) (local.get $s3)))))
+      (if (local.get $two) (then
+        (f64.store (i32.add (local.get $c1) (local.get $end))
+          (f64.add (f64.load (i32.add (local.get $c1) (local.get $end)))
+            (f64.add (f64.add (f64.add (f64.mul (local.get $u0) (local.get $s0)) (f64.mul (local.get $u1) (local.get $s1)))
+              (f64.mul (local.get $u2) (local.get $s2))) (f64.mul (local.get $u3) (local.get $s3))))))))))
+  ;; mmrow1(c0, c1, b, j0, j1, two, v, u): matmul's single-row step, c0[j] += v·b[j] and with `two` c1[j] += u·b[j]
+  (func (export "mmrow1") (param $c0 i32) (param $c1 i32) (param $b i32) (param $j0 i32) (param $j1 i32) (param $two i32) (param $v f64) (param $u f64)
+    (local $o i32) (local $end i32) (local $x v128) (local $w v128) (local $y v128) (local $s f64)
+    (local.set $w (f64x2.splat (local.get $v)))
+    (local.set $y (f64x2.splat (local.get $u)))
+    (local.set $o (i32.shl (local.get $j0) (i32.const 3)))
+    (local.set $end (i32.shl (i32.add (local.get $j0) (i32.and (i32.sub (local.get $j1) (local.get $j0)) (i32.const -2))) (i32.const 3)))
+    (block $done (br_if $done (i32.ge_u (local.get $o) (local.get $end)))
+      (loop $l
+        (local.set $x (v128.load (i32.add (local.get $b) (local.get $o))))
+        (v128.store (i32.add (local.get $c0) (local.get $o)) (f64x2.add (v128.load (i32.add (local.get $c0) (local.get $o))) (f64x2.mul (local.get $w) (local.get $x))))
+        (if (local.get $two) (then
+          (v128.store (i32.add (local.get $c1) (local.get $o)) (f64x2.add (v128.load (i32.add (local.get $c1) (local.get $o))) (f64x2.mul (local.get $y) (local.get $x))))))
+        (local.set $o (i32.add (local.get $o) (i32.const 16)))
+        (br_if $l (i32.lt_u (local.get $o) (local.get $end)))))
+    (if (i32.and (i32.sub (local.get $j1) (local.get $j0)) (i32.const 1)) (then
+      (local.set $s (f64.load (i32.add (local.get $b) (local.get $end))))
+      (f64.store (i32.add (local.get $c0) (local.get $end)) (f64.add (f64.load (i32.add (local.get $c0) (local.get $end))) (f64.mul (local.get $v) (local.get $s))))
+      (if (local.get $two) (then
+        (f64.store (i32.add (local.get $c1) (local.get $end)) (f64.add (f64.load (i32.add (local.get $c1) (local.get $end))) (f64.mul (local.get $u) (local.get $s)))))))))
 )

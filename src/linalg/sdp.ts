@@ -1,5 +1,6 @@
 import { LipcheckError } from '../errors.js';
 import { gamma, roundUp, sqrtUp, tridiagonalLargestEigenvalue, UNDERFLOW_SLACK, UNIT_ROUNDOFF, unscaleUp } from './dense.js';
+import { wasmHeap } from './lanczos-kernels.js';
 
 const U = UNIT_ROUNDOFF;
 
@@ -337,9 +338,45 @@ export interface LipSdpOptions {
 /**
  * C = A·B for n×n row-major A and B, where row k of B may be zero outside the columns [lo[k], hi[k]) (the LMI's block
  * tridiagonal pattern; lo/hi absent: dense). Two rows of C and four rows of B at a time (where those four share one
- * column range), so each load of B serves eight multiply-adds: 4–5× faster than the plain i-k-j loop in V8.
+ * column range), so each load of B serves eight multiply-adds: 4–5× faster than the plain i-k-j loop in V8. The loops
+ * over j run in the WebAssembly SIMD kernels mmrow4 and mmrow1 (lanczos-kernels.wat; each element's sum in the same
+ * order as matmulJs, so the same bits) on copies of A and B in the WebAssembly heap.
  */
-function matmul(a: Float64Array, b: Float64Array, n: number, lo?: Int32Array, hi?: Int32Array): Float64Array {
+export function matmul(a: Float64Array, b: Float64Array, n: number, lo?: Int32Array, hi?: Int32Array): Float64Array {
+  const heap = wasmHeap();
+  const ha = heap?.alloc(n * n) ?? null, hb = heap?.alloc(n * n) ?? null, hc = heap?.alloc(n * n) ?? null;
+  try {
+    if (!heap || !ha || !hb || !hc) return matmulJs(a, b, n, lo, hi);
+    ha.set(a);
+    hb.set(b);
+    hc.fill(0);
+    const k = heap.kernels, row = 8 * n;
+    const from = (q: number) => (lo ? lo[q] : 0), to = (q: number) => (hi ? hi[q] : n);
+    for (let i = 0; i < n; i += 2) {
+      const r0 = i * n, two = i + 1 < n, r1 = two ? r0 + n : r0;
+      const c0 = hc.byteOffset + 8 * r0, c1 = hc.byteOffset + 8 * r1;
+      let q = 0;
+      while (q < n) {
+        const j0 = from(q), j1 = to(q);
+        if (q + 3 < n && from(q + 3) === j0 && to(q + 3) === j1 && from(q + 1) === j0 && to(q + 1) === j1 && from(q + 2) === j0 && to(q + 2) === j1) {
+          k.mmrow4(c0, c1, hb.byteOffset + row * q, row, j0, j1, two ? 1 : 0,
+            ha[r0 + q], ha[r0 + q + 1], ha[r0 + q + 2], ha[r0 + q + 3],
+            two ? ha[r1 + q] : 0, two ? ha[r1 + q + 1] : 0, two ? ha[r1 + q + 2] : 0, two ? ha[r1 + q + 3] : 0);
+          q += 4;
+        } else {
+          k.mmrow1(c0, c1, hb.byteOffset + row * q, j0, j1, two ? 1 : 0, ha[r0 + q], two ? ha[r1 + q] : 0);
+          q++;
+        }
+      }
+    }
+    return hc.slice();
+  } finally {
+    for (const x of [ha, hb, hc]) if (x) heap!.release(x);
+  }
+}
+
+/** matmul in JavaScript (where the WebAssembly heap is unavailable; tests: the kernels must give its bits). */
+export function matmulJs(a: Float64Array, b: Float64Array, n: number, lo?: Int32Array, hi?: Int32Array): Float64Array {
   const c = new Float64Array(n * n);
   const from = (k: number) => (lo ? lo[k] : 0), to = (k: number) => (hi ? hi[k] : n);
   let i = 0;

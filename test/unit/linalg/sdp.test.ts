@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { certifyLipSdp, certifyLmi, formLmi, lipSdpBound, solveLipSdp, type LipSdpProblem } from '../../../src/linalg/sdp.js';
+import { certifyLipSdp, certifyLmi, formLmi, lipSdpBound, matmul as lmiMatmul, matmulJs, solveLipSdp, type LipSdpProblem } from '../../../src/linalg/sdp.js';
 import { Random } from '../../../src/linalg/random.js';
 import { sigmaMax } from '../../helpers/dense.js';
 import { ACTS, bruteForce, matmul, randomDense, witness, type Dense } from '../../helpers/mlp.js';
@@ -120,4 +120,24 @@ test('a work budget stops the solver early: the value stays certified, only loos
   assert.equal(short.converged, false);
   assert.ok(short.value >= full.value * (1 - 1e-9), `${short.value} below the converged ${full.value}`);
   assert.ok(short.value >= bruteForce(layers, [0, 1], '2'));
+});
+
+test('LipSDP\'s dense product: the WebAssembly row kernels give matmulJs\'s bits, banded (the LMI pattern) and dense, odd and even n', () => {
+  const rng = new Random(31);
+  for (const n of [1, 2, 5, 8, 13, 64, 101]) {
+    const a = Float64Array.from({ length: n * n }, () => rng.normal());
+    const b = Float64Array.from({ length: n * n }, () => rng.normal() * 2 ** Math.round(rng.normal() * 4));
+    assert.deepEqual(Array.from(lmiMatmul(a, b, n)), Array.from(matmulJs(a, b, n)), `dense n=${n}`);
+    // bands of a block tridiagonal pattern: rows in blocks of 3, each nonzero on its block and the neighbours'
+    const lo = new Int32Array(n), hi = new Int32Array(n);
+    for (let k = 0; k < n; k++) { const blk = Math.floor(k / 3); lo[k] = Math.max(0, (blk - 1) * 3); hi[k] = Math.min(n, (blk + 2) * 3); }
+    assert.deepEqual(Array.from(lmiMatmul(a, b, n, lo, hi)), Array.from(matmulJs(a, b, n, lo, hi)), `banded n=${n}`);
+  }
+  // and it is A·B: one entry against a direct sum
+  const n = 7;
+  const a = Float64Array.from({ length: n * n }, (_, i) => (i % 5) - 2), b = Float64Array.from({ length: n * n }, (_, i) => (i % 3) + 0.5);
+  const c = lmiMatmul(a, b, n);
+  let e = 0;
+  for (let k = 0; k < n; k++) e += a[2 * n + k] * b[k * n + 4];
+  assert.equal(c[2 * n + 4], e);
 });

@@ -335,6 +335,9 @@ export interface LipSdpOptions {
   readonly start?: LmiPoint;
 }
 
+/** The largest N whose products run in the WebAssembly kernels (a rule on sizes: results do not depend on it). */
+export const MATMUL_HEAP_MAX_N = 1536;
+
 /**
  * C = A·B for n×n row-major A and B, where row k of B may be zero outside the columns [lo[k], hi[k]) (the LMI's block
  * tridiagonal pattern; lo/hi absent: dense). Two rows of C and four rows of B at a time (where those four share one
@@ -343,7 +346,9 @@ export interface LipSdpOptions {
  * order as matmulJs, so the same bits) on copies of A and B in the WebAssembly heap.
  */
 export function matmul(a: Float64Array, b: Float64Array, n: number, lo?: Int32Array, hi?: Int32Array): Float64Array {
-  const heap = wasmHeap();
+  // the heap keeps its high-water mark: three N×N copies there only up to MATMUL_HEAP_MAX_N (57 MB), larger LMIs
+  // (up to 4096: 400 MB) take the JavaScript loops, which give the same bits
+  const heap = n <= MATMUL_HEAP_MAX_N ? wasmHeap() : null;
   const ha = heap?.alloc(n * n) ?? null, hb = heap?.alloc(n * n) ?? null, hc = heap?.alloc(n * n) ?? null;
   try {
     if (!heap || !ha || !hb || !hc) return matmulJs(a, b, n, lo, hi);

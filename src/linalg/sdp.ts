@@ -56,10 +56,7 @@ export function checkProblem(p: LipSdpProblem): void {
 
 /** Block sizes n_0, n_1, …, n_l of the LMI's variable (input, then each hidden layer), their offsets, and the unit count. */
 function blocks(p: LipSdpProblem): { sizes: number[]; offsets: number[]; n: number; units: number } {
-  // `| 0` keeps the sizes, and every index computed from them, small integers to V8: without it acasxu_2_1's solve
-  // ran 1.5–2× slower in some processes (matmul deoptimised on a size that arrived as a double-valued number, "not a
-  // Smi", and was recompiled with float64 index arithmetic; cholesky and stepToBoundary likewise), the same arithmetic
-  const sizes = [p.layers[0].cols | 0, ...p.layers.slice(0, -1).map((w) => w.rows | 0)];
+  const sizes = [p.layers[0].cols, ...p.layers.slice(0, -1).map((w) => w.rows)];
   const offsets: number[] = [];
   let n = 0;
   for (const s of sizes) { offsets.push(n); n += s; }
@@ -506,16 +503,15 @@ export function solveLipSdp(problem: LipSdpProblem, opts: LipSdpOptions): LipSdp
   const constraintsOf = (y: Float64Array): Float64Array => {
     const out = new Float64Array(nv);
     for (let j = 0; j < m; j++) {
-      // a layer's column count is its input block's size (checkProblem): sizes[] holds it as a small integer
-      const h = unitLayer[j], r = unitRow[j], w = p.layers[h - 1], cols = sizes[h - 1], o0 = offsets[h - 1], e = offsets[h] + r, D = dj[h - 1];
-      const row = r * cols;
+      const h = unitLayer[j], r = unitRow[j], w = p.layers[h - 1], o0 = offsets[h - 1], e = offsets[h] + r, D = dj[h - 1];
+      const row = r * w.cols;
       let quad = 0, cross = 0;
-      for (let c = 0; c < cols; c++) {
+      for (let c = 0; c < w.cols; c++) {
         const a = w.w[row + c];
         if (a === 0) continue;
         const yc = (o0 + c) * n;
         cross += a * y[yc + e];
-        if (D.p !== 0) { let s = 0; for (let c2 = 0; c2 < cols; c2++) s += y[yc + o0 + c2] * w.w[row + c2]; quad += a * s; }
+        if (D.p !== 0) { let s = 0; for (let c2 = 0; c2 < w.cols; c2++) s += y[yc + o0 + c2] * w.w[row + c2]; quad += a * s; }
       }
       out[layerVar ? h - 1 : j] += D.p * quad + 2 * D.q * cross + 2 * y[e * n + e];
     }
@@ -529,14 +525,14 @@ export function solveLipSdp(problem: LipSdpProblem, opts: LipSdpOptions): LipSdp
   const timesRows = (s: Float64Array): Float64Array[] => {
     const out: Float64Array[] = [];
     for (let h = 1; h <= l; h++) {
-      const w = p.layers[h - 1], cols = sizes[h - 1], o0 = offsets[h - 1], nh = sizes[h];
+      const w = p.layers[h - 1], o0 = offsets[h - 1], nh = sizes[h];
       const y = new Float64Array(n * nh);
       for (let i = 0; i < n; i++) {
         const si = i * n + o0, oy = i * nh;
         for (let r = 0; r < nh; r++) {
-          const row = r * cols;
+          const row = r * w.cols;
           let acc = 0;
-          for (let c = 0; c < cols; c++) acc += s[si + c] * w.w[row + c];
+          for (let c = 0; c < w.cols; c++) acc += s[si + c] * w.w[row + c];
           y[oy + r] = acc;
         }
       }
@@ -546,12 +542,12 @@ export function solveLipSdp(problem: LipSdpProblem, opts: LipSdpOptions): LipSdp
   };
   // a_jᵀ·M·a_k for k ≤ j (into buf[0..j])
   const rowPairs = (ma: Float64Array[], j: number, buf: Float64Array): void => {
-    const hj = unitLayer[j], rj = unitRow[j], wj = p.layers[hj - 1], cols = sizes[hj - 1], oj0 = offsets[hj - 1];
+    const hj = unitLayer[j], rj = unitRow[j], wj = p.layers[hj - 1], oj0 = offsets[hj - 1];
     buf.fill(0, 0, j + 1);
-    const row = rj * cols;
+    const row = rj * wj.cols;
     for (let hk = 1, first = 0; hk <= hj && first <= j; first += sizes[hk], hk++) {
       const yk = ma[hk - 1], nk = sizes[hk], count = Math.min(nk, j + 1 - first);
-      for (let c = 0; c < cols; c++) {
+      for (let c = 0; c < wj.cols; c++) {
         const wc = wj.w[row + c];
         if (wc === 0) continue;
         const oy = (oj0 + c) * nk;

@@ -18,7 +18,7 @@ import {
   unscaleUp,
 } from './dense.js';
 import { Random } from './random.js';
-import { wasmHeap } from './lanczos-kernels.js';
+import { HeapArrays, wasmHeap } from './lanczos-kernels.js';
 
 /** A convolution's weights and geometry, in ONNX Conv terms. */
 export interface ConvSpec {
@@ -480,9 +480,8 @@ export function convSpectralNormBoundBelow(spec: ConvSpec, above: number, opts: 
 }
 
 function circularBound(spec: ConvSpec, budget: number | undefined, above: number): NormBound | null {
-  const opts = { budgetFlop: budget };
   const geo = checkSpec(spec);
-  const budgetFlop = opts.budgetFlop ?? DEFAULT_BUDGET_FLOP;
+  const budgetFlop = budget ?? DEFAULT_BUDGET_FLOP;
   const maxAbs = maxAbsFinite(spec.weight, 'The convolution weight');
   if (maxAbs === 0) return { value: 0, estimate: 0, method: 'circular-fft' };
   const { d, group, coutG, cinG, taps, grid } = geo;
@@ -559,15 +558,8 @@ function circularBound(spec: ConvSpec, budget: number | undefined, above: number
 
   // the weights' block layout, the tap phases and the block in the WebAssembly heap where there is one (fillBlock's
   // SIMD kernel reads them there), else plain arrays: the same values either way
-  const heap = wasmHeap();
-  const taken: Float64Array[] = [];
-  const take = (length: number): Float64Array => {
-    const a = heap?.alloc(length);
-    if (!a) return new Float64Array(length);
-    a.fill(0);
-    taken.push(a);
-    return a;
-  };
+  const arrays = new HeapArrays();
+  const take = (length: number): Float64Array => arrays.take(length) ?? new Float64Array(length);
   try {
     const layout = blockLayout(geo, w);
     const wb = take(layout.length);
@@ -637,7 +629,7 @@ function circularBound(spec: ConvSpec, budget: number | undefined, above: number
     }
     return { value: unscaleUp(best, shift), estimate: estimate * 2 ** -shift, method: 'circular-fft' };
   } finally {
-    for (const a of taken) heap!.release(a);
+    arrays.release();
   }
 }
 

@@ -189,6 +189,29 @@ export function wasmHeap(): WasmHeap | null {
   return heap;
 }
 
+/**
+ * Arrays taken from the heap for one computation (the kernels' operands), each zeroed as a fresh array would be (the
+ * heap hands out blocks as their last user left them), all given back by release().
+ */
+export class HeapArrays {
+  readonly heap = wasmHeap();
+  private readonly taken: Float64Array[] = [];
+
+  /** A zeroed array of `length` in the heap, or null where there is no heap or no room. */
+  take(length: number): Float64Array | null {
+    const a = this.heap?.alloc(length);
+    if (!a) return null;
+    a.fill(0);
+    this.taken.push(a);
+    return a;
+  }
+
+  release(): void {
+    for (const a of this.taken) this.heap!.release(a);
+    this.taken.length = 0;
+  }
+}
+
 /** Byte offsets of the chunks, or null unless all of them and w are views on the heap. */
 export function heapAddresses(chunks: readonly Float64Array[], count: number, w: Float64Array): number[] | null {
   const hp = heap;

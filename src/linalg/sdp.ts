@@ -1,6 +1,6 @@
 import { LipcheckError } from '../errors.js';
 import { gamma, roundUp, sqrtUp, tridiagonalLargestEigenvalue, UNDERFLOW_SLACK, UNIT_ROUNDOFF, unscaleUp } from './dense.js';
-import { wasmHeap } from './lanczos-kernels.js';
+import { HeapArrays } from './lanczos-kernels.js';
 
 const U = UNIT_ROUNDOFF;
 
@@ -345,14 +345,14 @@ export const MATMUL_HEAP_MAX_N = 1536;
 export function matmul(a: Float64Array, b: Float64Array, n: number, lo?: Int32Array, hi?: Int32Array): Float64Array {
   // the heap keeps its high-water mark: three N×N copies there only up to MATMUL_HEAP_MAX_N (57 MB), larger LMIs
   // (up to 4096: 400 MB) take the JavaScript loops, which give the same bits
-  const heap = n <= MATMUL_HEAP_MAX_N ? wasmHeap() : null;
-  const ha = heap?.alloc(n * n) ?? null, hb = heap?.alloc(n * n) ?? null, hc = heap?.alloc(n * n) ?? null;
+  if (n > MATMUL_HEAP_MAX_N) return matmulJs(a, b, n, lo, hi);
+  const arrays = new HeapArrays();
   try {
-    if (!heap || !ha || !hb || !hc) return matmulJs(a, b, n, lo, hi);
+    const ha = arrays.take(n * n), hb = arrays.take(n * n), hc = arrays.take(n * n);
+    if (!ha || !hb || !hc) return matmulJs(a, b, n, lo, hi);
     ha.set(a);
     hb.set(b);
-    hc.fill(0);
-    const k = heap.kernels, row = 8 * n;
+    const k = arrays.heap!.kernels, row = 8 * n;
     const from = (q: number) => (lo ? lo[q] : 0), to = (q: number) => (hi ? hi[q] : n);
     for (let i = 0; i < n; i += 2) {
       const r0 = i * n, two = i + 1 < n, r1 = two ? r0 + n : r0;
@@ -373,7 +373,7 @@ export function matmul(a: Float64Array, b: Float64Array, n: number, lo?: Int32Ar
     }
     return hc.slice();
   } finally {
-    for (const x of [ha, hb, hc]) if (x) heap!.release(x);
+    arrays.release();
   }
 }
 

@@ -5,6 +5,7 @@ import type { NormKind } from './estimators/kinds.js';
 import { cpWindowFor, DEFAULT_LOWER_BUDGET, estimateLower, estimateUpper, type AnalysisPhase, type WitnessPair } from './estimators/methods.js';
 import { SEQLIP_DEFAULTS } from './estimators/seqlip.js';
 import { createOrtBackend } from './backend/index.js';
+import { regionOffload } from './workers/region-pool.js';
 import { buildIr } from './frontend/build.js';
 import { mergeLinear } from './ir/merge.js';
 import { providerFor, resolveDevice, type Device } from './backend/runtime.js';
@@ -95,7 +96,7 @@ export async function analyze(model: string | { bytes: Uint8Array; name: string 
   const tLoad = performance.now();
   const runtime = { device: o.device, threads: o.threads };
   // the device is settled before the model is loaded: a GPU that cannot start is a DEVICE error, never the model's fault
-  await resolveDevice(o.device, o.threads);
+  const provider0 = await resolveDevice(o.device, o.threads);
   o.onProgress?.(0, 1, path, 'build');
   const built = await buildIr(onnx, { inputName: o.inputName, outputName: o.outputName, inputShape: o.inputShape, seed: o.seed, runtime });
   const tBuild = performance.now();
@@ -106,7 +107,9 @@ export async function analyze(model: string | { bytes: Uint8Array; name: string 
   const backend = createOrtBackend({ model: onnx, runtime, io: m });
   const warnings = [...built.ir.warnings];
   // the method policy (which method where, budgets, composition): src/estimators/methods.ts
-  const up = await estimateUpper(m, backend, o, warnings);
+  // whole operators measured on worker threads where the CPU runs them (src/workers/region-pool.ts): same numbers
+  const offload = provider0.provider === 'cpu' ? regionOffload(runtime) : undefined;
+  const up = await estimateUpper(m, backend, { ...o, offload }, warnings);
   const tNorms = performance.now();
   const lower = await estimateLower(m, backend, o, up, warnings);
   const tLower = performance.now();

@@ -10,7 +10,7 @@ import { Random } from '../linalg/random.js';
 import { regionFlop } from '../linalg/work.js';
 import { weakestKind, type Bound, type BoundKind } from './kinds.js';
 import { mapInLanes } from './lanes.js';
-import { certificateBudget, measureRegion, roundingMargin, type NormSettings, type OperatorNorm } from './operator-norm.js';
+import { certificateBudget, laneWidth, measureRegion, plainSettings, roundingMargin, type NormSettings, type OperatorNorm, type ProductRun } from './operator-norm.js';
 import { foldedTail, foldsAny, regionBound } from './region-bounds.js';
 
 /**
@@ -224,7 +224,9 @@ export function chainMargin(pieces: readonly { gammaSum: number; absNorm: number
  * where it can) with the KW bound and a given rounding margin, stopped like measureRegion's (without the KW steps under
  * --certify none and strict, where no KW bound is used).
  */
-export async function productLanczos(region: LinearRegion, settings: NormSettings, index: number, margin: number): Promise<{ bound: Bound | null; estimate: number; iterations: number; work: number; gramVector: Float64Array }> {
+export async function productLanczos(region: LinearRegion, settings: NormSettings, index: number, margin: number): Promise<ProductRun> {
+  const elsewhere = settings.offload?.product(region, plainSettings(settings), index, margin);
+  if (elsewhere) return elsewhere;
   const op = await settings.backend.gram(region);
   const n = op.n;
   const kw = settings.certify !== 'none' && settings.certify !== 'strict';
@@ -427,7 +429,7 @@ export async function cpSegmentBound(segment: Segment, settings: NormSettings, o
     // the products of one length need only shorter ones (split bounds, chain margins): measured at once where the
     // backend runs products off the main thread (backend.concurrency), entered in order, so the same numbers
     const starts = Array.from({ length: m - len + 1 }, (_, i) => i);
-    const row = len > window ? [] : await mapInLanes(starts, settings.backend.concurrency ?? 1, async (i) => {
+    const row = len > window ? [] : await mapInLanes(starts, laneWidth(settings), async (i) => {
       const j = i + len - 1;
       const known = opts.known?.get(len === 1 ? segment.regions[i].id : composeRegions(segment, i, j).id);
       const split = fill(i, j).mixed;

@@ -13,7 +13,7 @@ import { ECLIPSE_DEFAULTS, eclipseSegmentBound } from './eclipse.js';
 import { LIPSDP_DEFAULTS, lipsdpObstacle, lipsdpSegmentBound } from './lipsdp.js';
 import { jacobianLowerBound, type AnalysedModel } from './lower-bound.js';
 import { mapInLanes } from './lanes.js';
-import { budgetBasis, measureRegion, type NormSettings, type OperatorNorm } from './operator-norm.js';
+import { budgetBasis, laneWidth, measureRegion, type NormSettings, type OperatorNorm, type RegionOffload } from './operator-norm.js';
 import { patternSearchLowerBound } from './pattern-search.js';
 import { findResidualBlocks, graphCpBound, graphCpObstacle, residualBlockBound, residualWork, type GraphCpResult, type ResidualBlock, type ResidualResult } from './residual.js';
 import { seqlipObstacle, seqlipSegmentBound } from './seqlip.js';
@@ -58,6 +58,8 @@ export interface MethodSettings {
   readonly cpWindow: number;
   readonly onProgress?: (done: number, total: number, what: string, phase: AnalysisPhase) => void;
   readonly onWitness?: (w: WitnessPair) => void;
+  /** Threads that measure whole operators (NormSettings.offload): src/workers/region-pool.ts in the CLI. */
+  readonly offload?: RegionOffload;
 }
 
 /** The model as the methods see it: the IR, its merged blocks, the analysed input and output, and its file name (messages). */
@@ -190,10 +192,10 @@ async function settleWhole(d: DeferredWhole, block: ResidualBlock | null, res: R
 export async function estimateUpper(m: MethodModel, backend: OperatorBackend, o: MethodSettings, warnings: string[]): Promise<UpperEstimate> {
   const regions = m.blocks.flatMap((b) => (b.kind === 'operator' ? [b.region] : []));
   const norms = new Map<string, OperatorNorm>();
-  const settings: NormSettings = { norm: o.norm, certify: o.certify, delta: o.delta, tol: o.tol, maxIterations: o.iterations, seed: o.seed, backend, certifyBudget: o.certifyBudget * MFLOP };
+  const settings: NormSettings = { norm: o.norm, certify: o.certify, delta: o.delta, tol: o.tol, maxIterations: o.iterations, seed: o.seed, backend, certifyBudget: o.certifyBudget * MFLOP, offload: o.offload };
   // several operators at once where the backend runs products off the main thread (each with its own seed: the same
   // numbers for any width); the map keeps the regions' order
-  const measured = await mapInLanes(regions, backend.concurrency ?? 1, (r, i) => {
+  const measured = await mapInLanes(regions, laneWidth(settings), (r, i) => {
     o.onProgress?.(i, regions.length, r.id, 'norms');
     return measureRegion(r, settings, i);
   });
@@ -289,7 +291,7 @@ export async function estimateUpper(m: MethodModel, backend: OperatorBackend, o:
       }
       // the budget picks the blocks by their counted cost alone, so they are measured at once where the backend runs
       // products off the main thread (backend.concurrency; each block's seeds come from its ordinal), entered in order
-      const bounds = await mapInLanes(chosen, backend.concurrency ?? 1, async (block, i) => {
+      const bounds = await mapInLanes(chosen, laneWidth(settings), async (block, i) => {
         o.onProgress?.(i, chosen.length, block.id, 'segments');
         const res = await residualBlockBound(block, settings, { known: products });
         const d = deferred.get(block.branch.id);

@@ -22,6 +22,45 @@ export interface NormSettings {
   readonly backend: OperatorBackend;
   /** Work budget (flop, linalg/work.ts) of one deterministic certificate: the cap of measureRegion's certificate budget. */
   readonly certifyBudget: number;
+  /**
+   * Where operators may be measured off this thread (src/workers/region-pool.ts in the CLI): measureRegion hands a
+   * region to it first, and runs it here where it declines (null). It must return what measureRegion would here.
+   */
+  readonly offload?: RegionOffload;
+}
+
+/** NormSettings without the parts that live on one thread: what a region worker is sent. */
+export type PlainNormSettings = Omit<NormSettings, 'backend' | 'offload'>;
+
+/** What productLanczos (cp.ts) finds on a product's Gram map. */
+export interface ProductRun {
+  readonly bound: Bound | null;
+  readonly estimate: number;
+  readonly iterations: number;
+  readonly work: number;
+  readonly gramVector: Float64Array;
+}
+
+/**
+ * Threads that measure whole operators on their own backends, `width` of them at once: each method returns what
+ * the estimator of that name (measureRegion; cp.ts's productLanczos) returns for the same arguments, or null where
+ * the caller should run it itself.
+ */
+export interface RegionOffload {
+  readonly width: number;
+  measure(region: LinearRegion, settings: PlainNormSettings, index: number): Promise<OperatorNorm> | null;
+  product(region: LinearRegion, settings: PlainNormSettings, index: number, margin: number): Promise<ProductRun> | null;
+}
+
+/** `settings` without its backend and offload, for a region worker. */
+export function plainSettings(settings: NormSettings): PlainNormSettings {
+  const { backend: _backend, offload: _offload, ...plain } = settings;
+  return plain;
+}
+
+/** How many operators a caller may measure at once (mapInLanes): the backend's concurrency, or the offload's width and this thread. */
+export function laneWidth(settings: Pick<NormSettings, 'backend' | 'offload'>): number {
+  return Math.max(settings.backend.concurrency ?? 1, settings.offload ? settings.offload.width + 1 : 1);
 }
 
 /** Everything measured on one merged operator. */
@@ -167,6 +206,8 @@ async function denseRegionBound(region: LinearRegion, composed: ReturnType<typeo
 
 /** Measures one region: Lanczos estimate, KW probabilistic bound and a certified bound, chosen per `certify`. */
 export async function measureRegion(region: LinearRegion, settings: NormSettings, index: number): Promise<OperatorNorm> {
+  const elsewhere = settings.offload?.measure(region, plainSettings(settings), index);
+  if (elsewhere) return elsewhere;
   const t0 = performance.now();
   const candidates: Bound[] = [];
   // a pointwise convolution: one small dense certificate, exact and cheaper than any Lanczos run on it; it folds the

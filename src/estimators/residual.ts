@@ -7,7 +7,7 @@ import { regionFlop } from '../linalg/work.js';
 import { cheapBound, composeRegions, productFloor, productLanczos, type Segment } from './cp.js';
 import { weakestKind, type Bound, type BoundKind } from './kinds.js';
 import { mapInLanes } from './lanes.js';
-import { budgetBasis, certificateBudget, measureRegion, roundingMargin, type NormSettings, type OperatorNorm } from './operator-norm.js';
+import { budgetBasis, certificateBudget, laneWidth, measureRegion, roundingMargin, type NormSettings, type OperatorNorm } from './operator-norm.js';
 import { regionBound } from './region-bounds.js';
 import { denseObstacle } from '../ir/operator.js';
 import { kwFactor } from '../linalg/probabilistic.js';
@@ -505,7 +505,7 @@ export async function graphCpBound(ir: IrGraph, blocks: readonly Block[], norms:
   }
   // the budget picks the maps by their cost alone, so they are measured at once where the backend allows
   // (backend.concurrency; each map's seed is its place in the queue) and entered in order: the same numbers
-  const results = await mapInLanes(chosen, settings.backend.concurrency ?? 1, (q, i) => measureRegion(q.p.region!, settings, 5_000_000 + i));
+  const results = await mapInLanes(chosen, laneWidth(settings), (q, i) => measureRegion(q.p.region!, settings, 5_000_000 + i));
   for (const [i, { p }] of chosen.entries()) {
     const m = results[i];
     measured++;

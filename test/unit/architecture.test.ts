@@ -42,6 +42,7 @@ export function violations(file: string, imports: readonly string[]): string[] {
       out.push(`${file} imports ${i}: estimators take an OperatorBackend (src/ir/operator.ts) and never see ONNX or onnxruntime`);
     }
     if (i === 'onnxruntime-node' && !file.startsWith('src/backend/')) out.push(`${file} imports onnxruntime-node: only src/backend may`);
+    if (i.startsWith('src/workers/') && !(file.startsWith('src/workers/') || file === 'src/index.ts' || file.startsWith('src/cli/'))) out.push(`${file} imports ${i}: region workers are handed to the estimators (NormSettings.offload) by src/index.ts`);
     if (PROTOBUF.includes(i) && !file.startsWith('src/onnx/')) out.push(`${file} imports ${i}: only src/onnx may read protobuf`);
   }
   return out;
@@ -56,6 +57,8 @@ test('the checker itself: a file breaking each rule is caught, a clean one is no
   assert.deepEqual(violations('src/ir/fake.ts', importsOf('src/ir/fake.ts', "import { a } from './tensor.js';\nimport { LipcheckError } from '../errors.js';\n")), []);
   assert.equal(violations('src/ir/fake.ts', importsOf('src/ir/fake.ts', "import { a } from '../linalg/dense.js';\n")).length, 1);
   assert.deepEqual(violations('src/backend/fake.ts', importsOf('src/backend/fake.ts', "const o = require('onnxruntime-node');\n")), []);
+  assert.equal(violations('src/estimators/fake.ts', importsOf('src/estimators/fake.ts', "import { regionOffload } from '../workers/region-pool.js';\n")).length, 1);
+  assert.deepEqual(violations('src/index.ts', importsOf('src/index.ts', "import { regionOffload } from './workers/region-pool.js';\n")), []);
 });
 
 test('src/ is layered: pure IR, estimators without ONNX or onnxruntime, onnxruntime only in src/backend, protobuf only in src/onnx', () => {

@@ -1,0 +1,198 @@
+/**
+ * Region workers (issue 15 item 3): threads that measure whole operators, each with its own onnxruntime sessions and
+ * its own WebAssembly heap, so the Lanczos bookkeeping, the reorthogonalisation and the certificates of independent
+ * operators run on separate cores instead of all on the main thread (which bounded every run from below however many
+ * cores there were: bench/README.md, "The main thread is the floor on many cores").
+ *
+ * A worker runs measureRegion on a structured-clone copy of the region with the same settings and index, on a backend
+ * of the same provider (the CPU), so it returns the numbers the main thread would: every kernel involved gives the
+ * same bits for any intra-op thread count (convolution weights baked in, ort-pool.ts; MLAS Gemm splits no sum) and
+ * the reorthogonalisation's split over a second thread is exact too (lanczos-threads.ts). Tested against in-process runs.
+ *
+ * Workers are started from an eval'd CommonJS bootstrap that imports the entry module (region-worker.ts or .js):
+ * under the TypeScript sources (tests, `tsx`) it first registers tsx's loader for the thread, only then.
+ */
+import { createRequire } from 'node:module';
+import { availableParallelism } from 'node:os';
+import { Worker } from 'node:worker_threads';
+import { LipcheckError, type ErrorCode } from '../errors.js';
+import type { LinearRegion } from '../ir/merge.js';
+import type { OperatorNorm, PlainNormSettings, ProductRun, RegionOffload } from '../estimators/operator-norm.js';
+import type { RuntimeOptions } from '../backend/runtime.js';
+import { regionFlop } from '../linalg/work.js';
+
+const require = createRequire(import.meta.url);
+const FROM_SOURCE = import.meta.url.endsWith('.ts');
+const ENTRY = new URL(FROM_SOURCE ? './region-worker.ts' : './region-worker.js', import.meta.url).href;
+
+const BOOT = `
+const { workerData, parentPort } = require('node:worker_threads');
+(async () => {
+  if (workerData.tsx) (await import(workerData.tsx)).register();
+  await import(workerData.entry);
+})().catch((e) => parentPort.postMessage({ id: 0, error: { code: null, message: String((e && e.message) || e), details: [] } }));
+`;
+
+interface Reply { id: number; ready?: boolean; result?: OperatorNorm | ProductRun; error?: { code: ErrorCode | null; message: string; details: string[] } }
+
+/**
+ * `value` with every typed array that views part of a larger buffer replaced by a copy of just its elements: a
+ * structured clone copies a view's whole buffer, and decoded weights view the model file's bytes (100 MB for one
+ * 1 MB conv). Everything else is rebuilt as plain objects and arrays, the same fields and values.
+ */
+export function compact<T>(value: T): T {
+  if (ArrayBuffer.isView(value)) {
+    const v = value as unknown as { byteLength: number; buffer: ArrayBufferLike; slice(): T };
+    return v.byteLength === v.buffer.byteLength && !(v.buffer instanceof SharedArrayBuffer) ? value : v.slice();
+  }
+  if (Array.isArray(value)) return value.map((x) => compact(x)) as T;
+  if (value !== null && typeof value === 'object') return Object.fromEntries(Object.entries(value).map(([k, x]) => [k, compact(x)])) as T;
+  return value;
+}
+
+/** One worker thread; requests are answered in the order they finish. */
+class RegionWorker {
+  private readonly worker: Worker;
+  private readonly pending = new Map<number, { resolve: (r: any) => void; reject: (e: Error) => void }>();
+  private nextId = 1;
+  private dead: Error | null = null;
+  /** Whether the thread failed or exited (its requests were rejected; the pool replaces it). */
+  get failed(): boolean {
+    return this.dead !== null;
+  }
+  /** Requests sent and not yet answered. */
+  get load(): number {
+    return this.pending.size;
+  }
+
+  constructor(runtime: RuntimeOptions, parallel: boolean) {
+    this.worker = new Worker(BOOT, {
+      eval: true,
+      // no loader flags of the parent: the bootstrap registers what the entry needs
+      execArgv: [],
+      workerData: { entry: ENTRY, tsx: FROM_SOURCE ? import.meta.resolve('tsx/esm/api') : null, runtime, parallel },
+    });
+    this.worker.on('message', (r: Reply) => {
+      if (r.id === 0) {
+        if (r.error) this.fail(new LipcheckError('INTERNAL', `A region worker could not start: ${r.error.message}`));
+        return;
+      }
+      const p = this.pending.get(r.id);
+      if (!p) return;
+      this.pending.delete(r.id);
+      if (this.pending.size === 0) this.worker.unref();
+      if (r.error) p.reject(r.error.code ? new LipcheckError(r.error.code, r.error.message, { details: r.error.details }) : new LipcheckError('INTERNAL', `A region worker failed: ${r.error.message}`));
+      else p.resolve(r.result!);
+    });
+    this.worker.on('error', (e) => this.fail(e));
+    this.worker.on('exit', (code) => this.fail(new LipcheckError('INTERNAL', `A region worker thread exited (code ${code}) while measuring an operator.`)));
+    // an idle worker must not keep the process alive
+    this.worker.unref();
+  }
+
+  private fail(e: Error): void {
+    this.dead = e;
+    for (const p of this.pending.values()) p.reject(e);
+    this.pending.clear();
+  }
+
+  request<R>(task: 'measure' | 'product', region: LinearRegion, settings: PlainNormSettings, index: number, margin = 0): Promise<R> {
+    if (this.dead) return Promise.reject(this.dead);
+    const id = this.nextId++;
+    return new Promise<R>((resolve, reject) => {
+      if (this.pending.size === 0) this.worker.ref();
+      this.pending.set(id, { resolve, reject });
+      this.worker.postMessage({ id, task, region: compact(region), settings, index, margin });
+    });
+  }
+
+  terminate(): Promise<number> {
+    return this.worker.terminate();
+  }
+}
+
+/**
+ * Operators whose forward product is cheaper than this (flop, linalg/work.ts) are measured on the calling thread: a
+ * worker pays a copy of the region and two messages, and small operators' runs are short of work for a whole thread.
+ * The same as ort-pool.ts's WORKER_MIN_FLOP (about 20 ms of onnxruntime work on the reference machine): no shared
+ * model's operator reaches it; 52 of the generated ResNet-50's 54 do.
+ */
+export const REGION_WORKER_MIN_FLOP = 8e7;
+
+/** The threads lipcheck may use: --threads, or one per core (0). */
+function threadsOf(runtime: RuntimeOptions): number {
+  return runtime.threads && runtime.threads > 0 ? runtime.threads : availableParallelism();
+}
+
+/**
+ * Switch for tests and benchmarks: 'auto' by the rules below, 'on' every operator and product on a worker (where there
+ * are workers), 'off' none; `count` overrides regionWorkerCount's rule (benchmarks on fewer cores than the target).
+ */
+export type RegionWorkerMode = 'auto' | 'on' | 'off';
+let mode: RegionWorkerMode = 'auto';
+let countOverride = 0;
+
+export function setRegionWorkers(m: RegionWorkerMode, count = 0): void {
+  mode = m;
+  countOverride = count;
+}
+
+/** Region workers for `runtime` by a rule on thread counts (never timed): one per thread allowed, none on one. */
+export function regionWorkerCount(runtime: RuntimeOptions): number {
+  if (mode === 'off') return 0;
+  if (countOverride > 0) return countOverride;
+  const t = threadsOf(runtime);
+  return t <= 1 ? 0 : t;
+}
+
+let pool: RegionWorker[] = [];
+let poolKey = '';
+let requests = 0;
+
+/** Region workers started and requests sent to them so far (tests, benchmarks). */
+export function regionWorkerStats(): { workers: number; requests: number } {
+  return { workers: pool.length, requests };
+}
+
+/**
+ * The offload of measureRegion to region workers under `runtime` (CPU provider only: the caller checks), or undefined
+ * where there are none. Workers start on first use and stay, idle and unreferenced, for later analyses in the process.
+ */
+export function regionOffload(runtime: RuntimeOptions): RegionOffload | undefined {
+  const count = regionWorkerCount(runtime);
+  if (count === 0) return undefined;
+  const workerRuntime: RuntimeOptions = { device: 'cpu', threads: 1, spin: runtime.spin };
+  const key = JSON.stringify(workerRuntime);
+  if (key !== poolKey) {
+    for (const w of pool) void w.terminate();
+    pool = [];
+    poolKey = key;
+  }
+  const wanted = (region: LinearRegion) => mode === 'on' || regionFlop(region) >= REGION_WORKER_MIN_FLOP;
+  // the worker with the fewest requests waiting (the pool grows to `count`)
+  const pick = () => {
+    requests++;
+    // a thread that failed is left to its rejected requests; later ones get a fresh thread
+    pool = pool.filter((w) => !w.failed);
+    while (pool.length < count) pool.push(new RegionWorker(workerRuntime, false));
+    let best = pool[0];
+    for (const w of pool.slice(0, count)) if (w.load < best.load) best = w;
+    return best;
+  };
+  return {
+    width: count,
+    measure(region, settings, index) {
+      return wanted(region) ? pick().request<OperatorNorm>('measure', region, settings, index) : null;
+    },
+    product(region, settings, index, margin) {
+      return wanted(region) ? pick().request<ProductRun>('product', region, settings, index, margin) : null;
+    },
+  };
+}
+
+/** Stops every region worker (tests). */
+export async function stopRegionWorkers(): Promise<void> {
+  const p = pool;
+  pool = [];
+  await Promise.all(p.map((w) => w.terminate()));
+}

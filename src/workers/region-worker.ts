@@ -1,0 +1,49 @@
+/**
+ * The entry of a region worker (src/workers/region-pool.ts): a thread that measures whole operators. It builds its
+ * own onnxruntime backend (sessions on this thread, no session workers of its own) and answers each request with
+ * measureRegion's result for the region, settings and index it was sent: the same function on the same data as on
+ * the main thread, so the same numbers.
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import { createOrtBackend } from '../backend/index.js';
+import { setOrtWorkers } from '../backend/ort-pool.js';
+import { isLipcheckError } from '../errors.js';
+import type { LinearRegion } from '../ir/merge.js';
+import { measureRegion, type PlainNormSettings } from '../estimators/operator-norm.js';
+import { productLanczos } from '../estimators/cp.js';
+import type { RuntimeOptions } from '../backend/runtime.js';
+
+interface Request { readonly id: number; readonly task: 'measure' | 'product'; readonly region: LinearRegion; readonly settings: PlainNormSettings; readonly index: number; readonly margin: number }
+
+const port = parentPort!;
+if (!parentPort) throw new Error('src/workers/region-worker.ts runs only as a worker thread');
+// this thread runs its sessions itself: it is one of the workers
+setOrtWorkers('off');
+const data = workerData as { runtime: RuntimeOptions; parallel: boolean };
+const backend = { ...createOrtBackend({ runtime: data.runtime }), parallel: data.parallel, concurrency: 1 };
+
+// one operator at a time, in the order sent: its sessions alone hold this thread's memory and onnxruntime threads
+let queue: Promise<void> = Promise.resolve();
+port.on('message', (m: Request) => {
+  queue = queue.then(() => measure(m));
+});
+
+async function measure(m: Request): Promise<void> {
+  try {
+    const settings = { ...m.settings, backend };
+    // Ritz vectors may live in a shared WebAssembly heap: each is sent as a copy of its own
+    if (m.task === 'measure') {
+      const r = await measureRegion(m.region, settings, m.index);
+      const direction = r.direction && new Float64Array(r.direction);
+      port.postMessage({ id: m.id, result: { ...r, direction } }, direction ? [direction.buffer] : []);
+    } else {
+      const r = await productLanczos(m.region, settings, m.index, m.margin);
+      const gramVector = new Float64Array(r.gramVector);
+      port.postMessage({ id: m.id, result: { ...r, gramVector } }, [gramVector.buffer]);
+    }
+  } catch (e) {
+    const err = e as Error;
+    port.postMessage({ id: m.id, error: { code: isLipcheckError(e) ? e.code : null, message: String(err?.message ?? e), details: isLipcheckError(e) ? [...e.details] : [] } });
+  }
+}
+port.postMessage({ id: 0, ready: true });

@@ -1,0 +1,120 @@
+/**
+ * Region workers (src/workers/region-pool.ts): whole operators and CP's products measured on worker threads, each with
+ * its own backend, must give the same report, bit for bit, as the main thread — on every fixture and method — and the
+ * same error where an operator cannot be measured.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, test } from 'node:test';
+import { analyze, type AnalyzeOptions } from '../../../src/index.js';
+import { isLipcheckError } from '../../../src/errors.js';
+import { Random } from '../../../src/linalg/random.js';
+import { encodeGraph } from '../../../src/onnx/writer.js';
+import { compact, regionWorkerCount, regionWorkerStats, setRegionWorkers, stopRegionWorkers } from '../../../src/workers/region-pool.js';
+import { FIXTURES, hasShared, SHARED } from '../../helpers/dense.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'lipcheck-region-workers-'));
+after(async () => {
+  setRegionWorkers('auto');
+  await stopRegionWorkers();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+/** What may differ between two runs: timings, memory, each layer's time. */
+function stable(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(stable);
+  if (value === null || typeof value !== 'object' || ArrayBuffer.isView(value)) return value;
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(value)) if (!['timings', 'resources', 'ms', 'peakRssMb'].includes(k)) out[k] = stable(v);
+  return out;
+}
+
+/** The report (or the error's code and message) with region workers switched `mode` (two workers when 'on'). */
+async function run(model: string, options: AnalyzeOptions, mode: 'on' | 'off'): Promise<unknown> {
+  setRegionWorkers(mode, mode === 'on' ? 2 : 0);
+  try {
+    return stable(await analyze(model, { device: 'cpu', threads: 2, seed: 7, ...options }));
+  } catch (e) {
+    if (!isLipcheckError(e)) throw e;
+    return { code: e.code, message: e.message };
+  } finally {
+    setRegionWorkers('auto');
+  }
+}
+
+test('worker count: one per thread allowed, none on one thread or when switched off', () => {
+  const cpu = (threads: number) => ({ device: 'cpu' as const, threads });
+  assert.deepEqual([1, 2, 3, 16].map((t) => regionWorkerCount(cpu(t))), [0, 2, 3, 16]);
+  setRegionWorkers('off');
+  assert.equal(regionWorkerCount(cpu(16)), 0);
+  setRegionWorkers('on', 5);
+  assert.equal(regionWorkerCount(cpu(1)), 5);
+  setRegionWorkers('auto');
+});
+
+test('compact: a typed array viewing part of a larger buffer is sent as a copy of its own elements, the rest unchanged', () => {
+  const file = new Uint8Array(1 << 20);
+  const view = new Float32Array(file.buffer, 4096, 6);
+  view.set([1, -2, 3.5, 0, 1e-30, -7]);
+  const own = Float64Array.from([1, 2]);
+  const region = { id: 'op1', inShape: [1, 6], nodes: [{ prim: { op: 'matmul', weight: { dtype: 'float32', dims: [2, 3], data: view }, side: 'right' }, offset: own }] };
+  const c = compact(region);
+  const w = c.nodes[0].prim.weight.data;
+  assert.notEqual(w, view);
+  assert.equal(w.buffer.byteLength, 6 * 4, 'only the view\'s bytes travel');
+  assert.deepEqual([...w], [...view]);
+  assert.ok(w instanceof Float32Array);
+  assert.equal(c.nodes[0].offset, own, 'an array owning its buffer is sent as it is');
+  assert.deepEqual({ ...c, nodes: undefined }, { ...region, nodes: undefined });
+  assert.equal(structuredClone(c).nodes[0].prim.weight.data.buffer.byteLength, 24);
+});
+
+const CASES: [string, AnalyzeOptions][] = [
+  ['conv_bn.onnx', {}],
+  ['residual.onnx', {}],
+  ['conv.onnx', { method: 'cp' }],
+  ['mlp_relu.onnx', {}],
+  ['product.onnx', { method: 'cp', certify: 'strict' }],
+  ['demo.onnx', { method: 'autolip', certify: 'off' }],
+  ['conv_bn.onnx', { norm: 'inf', method: 'cp' }],
+];
+
+for (const [model, options] of CASES) {
+  test(`${model} ${JSON.stringify(options)}: the same report with every operator and product measured on region workers`, async () => {
+    const before = regionWorkerStats().requests;
+    const here = await run(FIXTURES + model, options, 'off');
+    assert.equal(regionWorkerStats().requests, before, "'off' sends nothing to the workers");
+    const there = await run(FIXTURES + model, options, 'on');
+    assert.ok(regionWorkerStats().requests > before || options.norm === 'inf', 'the operators went to the workers');
+    assert.deepEqual(there, here);
+  });
+}
+
+test('a shared convolutional model: the same report on region workers', { skip: hasShared ? false : '../shared/models is absent: the shared-model check of region workers is skipped' }, async () => {
+  const model = SHARED + 'marabou_cifar10_medium.onnx';
+  const before = regionWorkerStats().requests;
+  const here = await run(model, {}, 'off');
+  const there = await run(model, {}, 'on');
+  assert.ok(regionWorkerStats().requests > before);
+  assert.deepEqual(there, here);
+});
+
+test('an operator that overflows float32 on a worker: the same UNSUPPORTED error, naming the operator, as on the main thread', async () => {
+  const rng = new Random(11);
+  const data = Float32Array.from({ length: 24 }, () => 1e22 * rng.normal());
+  const file = join(dir, 'overflow.onnx');
+  writeFileSync(file, encodeGraph({
+    opset: 13, inputs: [{ name: 'x', dims: [1, 4] }], outputs: [{ name: 'y', dims: [1, 6] }],
+    nodes: [{ opType: 'Gemm', inputs: ['x', 'w'], outputs: ['y'], name: 'fc_huge' }],
+    initializers: [['w', { dtype: 'float32', dims: [4, 6], data }]],
+  }));
+  const here = await run(file, { lowerPairs: 0 }, 'off') as { code: string; message: string };
+  const before = regionWorkerStats().requests;
+  const there = await run(file, { lowerPairs: 0 }, 'on');
+  assert.equal(regionWorkerStats().requests, before + 1, 'the operator was sent to a worker');
+  assert.equal(here.code, 'UNSUPPORTED', JSON.stringify(here));
+  assert.match(here.message, /fc_huge.*overflows float32/);
+  assert.deepEqual(there, here);
+});

@@ -5,7 +5,8 @@ import type { NormKind } from './estimators/kinds.js';
 import { cpWindowFor, DEFAULT_LOWER_BUDGET, estimateLower, estimateUpper, type AnalysisPhase, type WitnessPair } from './estimators/methods.js';
 import { SEQLIP_DEFAULTS } from './estimators/seqlip.js';
 import { createOrtBackend } from './backend/index.js';
-import { regionOffload } from './workers/region-pool.js';
+import { prestartRegionWorkers, regionOffload } from './workers/region-pool.js';
+import { prestartOrtWorkers } from './backend/ort-pool.js';
 import { buildIr } from './frontend/build.js';
 import { mergeLinear } from './ir/merge.js';
 import { providerFor, resolveDevice, type Device } from './backend/runtime.js';
@@ -98,7 +99,11 @@ export async function analyze(model: string | { bytes: Uint8Array; name: string 
   // the device is settled before the model is loaded: a GPU that cannot start is a DEVICE error, never the model's fault
   const provider0 = await resolveDevice(o.device, o.threads);
   o.onProgress?.(0, 1, path, 'build');
-  const built = await buildIr(onnx, { inputName: o.inputName, outputName: o.outputName, inputShape: o.inputShape, seed: o.seed, runtime });
+  // whole operators measured on worker threads where the CPU runs them (src/workers/region-pool.ts): the same numbers;
+  // a model with large products starts them during the build (else the session workers, src/backend/ort-pool.ts)
+  const offload = provider0.provider === 'cpu' ? regionOffload(runtime) : undefined;
+  const onLargeProducts = () => (offload ? prestartRegionWorkers(runtime) : prestartOrtWorkers(runtime));
+  const built = await buildIr(onnx, { inputName: o.inputName, outputName: o.outputName, inputShape: o.inputShape, seed: o.seed, runtime, onLargeProducts });
   const tBuild = performance.now();
   checkBudget('certifyBudget', o.certifyBudget);
   checkBudget('lowerBudget', o.lowerBudget);
@@ -107,8 +112,6 @@ export async function analyze(model: string | { bytes: Uint8Array; name: string 
   const backend = createOrtBackend({ model: onnx, runtime, io: m });
   const warnings = [...built.ir.warnings];
   // the method policy (which method where, budgets, composition): src/estimators/methods.ts
-  // whole operators measured on worker threads where the CPU runs them (src/workers/region-pool.ts): same numbers
-  const offload = provider0.provider === 'cpu' ? regionOffload(runtime) : undefined;
   const up = await estimateUpper(m, backend, { ...o, offload }, warnings);
   const tNorms = performance.now();
   const lower = await estimateLower(m, backend, o, up, warnings);

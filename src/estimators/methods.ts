@@ -225,16 +225,35 @@ export async function estimateUpper(m: MethodModel, backend: OperatorBackend, o:
     // the operators' norms and every partial product CP measured, by region id: what the residual blocks need not re-measure
     const products = new Map<string, OperatorNorm>(norms);
     const activationCount = segments.reduce((a, g) => a + g.activations.length, 0);
+    // each segment's CP window, and whether its whole product waits for its residual block (defer)
+    const cpPlans = segments.map((segment) => {
+      const window = o.cpWindow || cpWindowFor(segment.regions.map((r) => ({ flop: 2 * regionFlop(r), iterations: budgetBasis(norms.get(r.id)!).iterations })), Math.max(CP_MIN_FLOP, CP_PER_NORMS * normsWork));
+      return { window, defer: window >= segment.regions.length && branches.has(segment.id) };
+    });
+    const cpOf = (segment: Segment, k: number) => {
+      const { window, defer } = cpPlans[k];
+      return cpSegmentBound(segment, settings, { window: defer ? segment.regions.length - 1 : window >= segment.regions.length ? undefined : window, known: norms });
+    };
+    // a segment's CP needs the operators' norms only (its seeds come from its ordinal): where operators are measured
+    // off this thread (settings.offload takes some), every segment's CP is started at once and entered below in order,
+    // the same numbers; the progress then counts those starts
+    const offload = settings.offload;
+    const early = runCp && offload && segments.some((g) => g.regions.some((r) => offload.takes(r)))
+      ? await mapInLanes(segments, laneWidth(settings), (segment, k) => {
+        if (cpPlans[k].window < 2) return Promise.resolve(null);
+        o.onProgress?.(k, segments.length, segment.id, 'segments');
+        return cpOf(segment, k);
+      })
+      : null;
     for (const [k, segment] of segments.entries()) {
       const candidates: SegmentCandidate[] = [];
-      o.onProgress?.(k, segments.length, segment.id, 'segments');
+      if (!early) o.onProgress?.(k, segments.length, segment.id, 'segments');
       if (runCp) {
-        const window = o.cpWindow || cpWindowFor(segment.regions.map((r) => ({ flop: 2 * regionFlop(r), iterations: budgetBasis(norms.get(r.id)!).iterations })), Math.max(CP_MIN_FLOP, CP_PER_NORMS * normsWork));
+        const { window, defer } = cpPlans[k];
         if (window < 2) {
           warnings.push(`${segment.id} (${segment.regions.length} operators): Combettes–Pesquet skipped, its partial products would take well over the work budget; AutoLip is used there (force it with --cp-window).`);
         } else {
-          const defer = window >= segment.regions.length && branches.has(segment.id);
-          const cp = await cpSegmentBound(segment, settings, { window: defer ? segment.regions.length - 1 : window >= segment.regions.length ? undefined : window, known: norms });
+          const cp = early ? early[k]! : await cpOf(segment, k);
           probabilisticSegments += cp.probabilistic;
           // its partial products bound the residual blocks' products too: certified ones, and probabilistic ones where
           // CP's own bound is probabilistic (cp.probabilistic then counts every probabilistic product's KW events, once;

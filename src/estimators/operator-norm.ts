@@ -48,6 +48,8 @@ export interface ProductRun {
  */
 export interface RegionOffload {
   readonly width: number;
+  /** Whether `measure` and `product` take this region (rather than answer null). */
+  takes(region: LinearRegion): boolean;
   measure(region: LinearRegion, settings: PlainNormSettings, index: number): Promise<OperatorNorm> | null;
   product(region: LinearRegion, settings: PlainNormSettings, index: number, margin: number): Promise<ProductRun> | null;
 }

@@ -21,6 +21,11 @@ export interface BuildOptions {
   readonly inputShape?: readonly number[];
   readonly seed: number;
   readonly runtime: RuntimeOptions;
+  /**
+   * Called once the model is known to have a product of WORKER_MIN_FLOP or more on the CPU provider, so that worker
+   * threads start while the conversion runs (default: the session workers, prestartOrtWorkers).
+   */
+  readonly onLargeProducts?: () => void;
 }
 
 /** The IR plus what the build learned about the model. */
@@ -241,7 +246,7 @@ export async function buildIr(original: OnnxModel, options: BuildOptions): Promi
       const [got, said] = [out.get(outputName)?.dims, known.get(outputName)?.dims];
       // an inferred shape that a computed one contradicts: none of them is trusted, every value is fetched
       if (got && said && (got.length !== said.length || got.some((d, i) => d !== said[i]))) out = await runner.run({ ...runtimeModel.feeds, ...feeds }, [...wanted]);
-      if (prestart) prestartOrtWorkers(options.runtime);
+      if (prestart) (options.onLargeProducts ?? (() => prestartOrtWorkers(options.runtime)))();
       // onnxruntime returns float16 as its raw bits (Uint16Array): widen them, as the reader does, before any converter reads them
       for (const [k, t] of out) values.set(k, t.dtype === 'float16' && t.data instanceof Uint16Array ? { ...t, data: Float32Array.from(t.data, halfToFloat) } : t);
     } catch (e) {

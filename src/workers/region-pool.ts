@@ -120,8 +120,8 @@ class RegionWorker {
 export const REGION_WORKER_MIN_FLOP = 8e7;
 
 /** The threads lipcheck may use: --threads, or one per core (0). */
-function threadsOf(runtime: RuntimeOptions): number {
-  return runtime.threads && runtime.threads > 0 ? runtime.threads : availableParallelism();
+function threadsOf(runtime: RuntimeOptions, cores: number): number {
+  return runtime.threads && runtime.threads > 0 ? runtime.threads : cores;
 }
 
 /**
@@ -137,21 +137,83 @@ export function setRegionWorkers(m: RegionWorkerMode, count = 0): void {
   countOverride = count;
 }
 
-/** Region workers for `runtime` by a rule on thread counts (never timed): one per thread allowed, none on one. */
-export function regionWorkerCount(runtime: RuntimeOptions): number {
+/**
+ * Most region workers, whatever --threads says: each thread costs tens of MB before its first operator (a V8 isolate,
+ * the modules, onnxruntime's environment) and its largest operator's Lanczos basis after, so `--threads 1024` must
+ * not start a thousand of them; beyond the machine's cores they would only take turns.
+ */
+export const MAX_REGION_WORKERS = 64;
+
+/**
+ * Region workers for `runtime` by a rule on thread counts (never timed): one per thread allowed, at most one per core
+ * and MAX_REGION_WORKERS, none on one thread. The count changes no number (each operator's result is the same on
+ * any thread), only how many run at once.
+ */
+export function regionWorkerCount(runtime: RuntimeOptions, cores = availableParallelism()): number {
   if (mode === 'off') return 0;
   if (countOverride > 0) return countOverride;
-  const t = threadsOf(runtime);
-  return t <= 1 ? 0 : t;
+  const t = threadsOf(runtime, cores);
+  return t <= 1 ? 0 : Math.min(t, cores, MAX_REGION_WORKERS);
 }
 
 let pool: RegionWorker[] = [];
 let poolKey = '';
 let requests = 0;
+// requests in flight over time (benchmarks: how many operators the estimators keep going at once; decides nothing)
+let inFlight = 0, since = 0, inFlightMs = 0, anyInFlightMs = 0;
 
-/** Region workers started and requests sent to them so far (tests, benchmarks). */
-export function regionWorkerStats(): { workers: number; requests: number } {
-  return { workers: pool.length, requests };
+function track(delta: number): void {
+  const now = performance.now();
+  if (inFlight > 0) {
+    inFlightMs += inFlight * (now - since);
+    anyInFlightMs += now - since;
+  }
+  inFlight += delta;
+  since = now;
+}
+
+/**
+ * Region workers started and requests sent to them so far (tests, benchmarks), and the milliseconds with at least one
+ * request in flight and the integral of the number in flight over time: their ratio is the mean number of operators
+ * at work while any is, the parallelism a machine with that many cores could use (timings only).
+ */
+export function regionWorkerStats(): { workers: number; requests: number; inFlightMs: number; anyInFlightMs: number } {
+  return { workers: pool.length, requests, inFlightMs, anyInFlightMs };
+}
+
+/** `p`, counted in flight until it settles. */
+function tracked<T>(p: Promise<T>): Promise<T> {
+  track(1);
+  return p.finally(() => track(-1));
+}
+
+/** The pool for `runtime`'s worker settings, emptied when they change. */
+function poolFor(runtime: RuntimeOptions): RuntimeOptions {
+  const workerRuntime: RuntimeOptions = { device: 'cpu', threads: 1, spin: runtime.spin };
+  const key = JSON.stringify(workerRuntime);
+  if (key !== poolKey) {
+    for (const w of pool) void w.terminate();
+    pool = [];
+    poolKey = key;
+  }
+  return workerRuntime;
+}
+
+/** Fills the pool up to `count` live threads. */
+function fill(count: number, workerRuntime: RuntimeOptions): void {
+  // a thread that failed is left to its rejected requests; later ones get a fresh thread
+  pool = pool.filter((w) => !w.failed);
+  while (pool.length < count) pool.push(new RegionWorker(workerRuntime, false));
+}
+
+/**
+ * Starts the region workers `runtime` will use before their first request (the IR build calls it for a model with a
+ * large product, BuildOptions.onLargeProducts): each thread's start (loading the modules and onnxruntime) then
+ * overlaps the build. The same threads would start on first use; results are unchanged.
+ */
+export function prestartRegionWorkers(runtime: RuntimeOptions): void {
+  const count = regionWorkerCount(runtime);
+  if (count > 0) fill(count, poolFor(runtime));
 }
 
 /**
@@ -161,31 +223,24 @@ export function regionWorkerStats(): { workers: number; requests: number } {
 export function regionOffload(runtime: RuntimeOptions): RegionOffload | undefined {
   const count = regionWorkerCount(runtime);
   if (count === 0) return undefined;
-  const workerRuntime: RuntimeOptions = { device: 'cpu', threads: 1, spin: runtime.spin };
-  const key = JSON.stringify(workerRuntime);
-  if (key !== poolKey) {
-    for (const w of pool) void w.terminate();
-    pool = [];
-    poolKey = key;
-  }
+  const workerRuntime = poolFor(runtime);
   const wanted = (region: LinearRegion) => mode === 'on' || regionFlop(region) >= REGION_WORKER_MIN_FLOP;
   // the worker with the fewest requests waiting (the pool grows to `count`)
   const pick = () => {
     requests++;
-    // a thread that failed is left to its rejected requests; later ones get a fresh thread
-    pool = pool.filter((w) => !w.failed);
-    while (pool.length < count) pool.push(new RegionWorker(workerRuntime, false));
+    fill(count, workerRuntime);
     let best = pool[0];
     for (const w of pool.slice(0, count)) if (w.load < best.load) best = w;
     return best;
   };
   return {
     width: count,
+    takes: wanted,
     measure(region, settings, index) {
-      return wanted(region) ? pick().request<OperatorNorm>('measure', region, settings, index) : null;
+      return wanted(region) ? tracked(pick().request<OperatorNorm>('measure', region, settings, index)) : null;
     },
     product(region, settings, index, margin) {
-      return wanted(region) ? pick().request<ProductRun>('product', region, settings, index, margin) : null;
+      return wanted(region) ? tracked(pick().request<ProductRun>('product', region, settings, index, margin)) : null;
     },
   };
 }

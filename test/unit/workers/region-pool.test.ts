@@ -4,7 +4,7 @@
  * same error where an operator cannot be measured.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
@@ -12,7 +12,9 @@ import { analyze, type AnalyzeOptions } from '../../../src/index.js';
 import { isLipcheckError } from '../../../src/errors.js';
 import { Random } from '../../../src/linalg/random.js';
 import { encodeGraph } from '../../../src/onnx/writer.js';
-import { compact, regionWorkerCount, regionWorkerStats, setRegionWorkers, stopRegionWorkers } from '../../../src/workers/region-pool.js';
+import { compact, MAX_REGION_WORKERS, prestartRegionWorkers, regionWorkerCount, regionWorkerStats, setRegionWorkers, stopRegionWorkers } from '../../../src/workers/region-pool.js';
+import { buildIr } from '../../../src/frontend/build.js';
+import { decodeModel } from '../../../src/onnx/read-model.js';
 import { FIXTURES, hasShared, SHARED } from '../../helpers/dense.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'lipcheck-region-workers-'));
@@ -46,7 +48,10 @@ async function run(model: string, options: AnalyzeOptions, mode: 'on' | 'off'): 
 
 test('worker count: one per thread allowed, none on one thread or when switched off', () => {
   const cpu = (threads: number) => ({ device: 'cpu' as const, threads });
-  assert.deepEqual([1, 2, 3, 16].map((t) => regionWorkerCount(cpu(t))), [0, 2, 3, 16]);
+  assert.deepEqual([1, 2, 3, 16, 1024].map((t) => regionWorkerCount(cpu(t), 16)), [0, 2, 3, 16, 16]);
+  assert.deepEqual([2, 1024].map((t) => regionWorkerCount(cpu(t), 256)), [2, MAX_REGION_WORKERS]);
+  assert.equal(regionWorkerCount(cpu(8), 2), 2, 'at most one per core');
+  assert.equal(regionWorkerCount({ device: 'cpu' }, 6), 6, '--threads 0: one per core');
   setRegionWorkers('off');
   assert.equal(regionWorkerCount(cpu(16)), 0);
   setRegionWorkers('on', 5);
@@ -117,4 +122,28 @@ test('an operator that overflows float32 on a worker: the same UNSUPPORTED error
   assert.equal(here.code, 'UNSUPPORTED', JSON.stringify(here));
   assert.match(here.message, /fc_huge.*overflows float32/);
   assert.deepEqual(there, here);
+});
+
+test('prestart: the threads a runtime will use start before the first request, and only for a model with a large product', async () => {
+  await stopRegionWorkers();
+  prestartRegionWorkers({ device: 'cpu', threads: 1 });
+  assert.equal(regionWorkerStats().workers, 0, 'none on one thread');
+  const runtime = { device: 'cpu' as const, threads: 3 };
+  prestartRegionWorkers(runtime);
+  assert.equal(regionWorkerStats().workers, regionWorkerCount(runtime), 'as many as the rule gives (at most one per core)');
+  await stopRegionWorkers();
+  // the build asks for them only where a product reaches the session workers' threshold (a 1×8×8 conv does not)
+  let asked = 0;
+  const small = decodeModel(new Uint8Array(readFileSync(FIXTURES + 'conv_bn.onnx')), 'conv_bn.onnx');
+  await buildIr(small, { seed: 0, runtime: { device: 'cpu', threads: 2 }, onLargeProducts: () => asked++ });
+  assert.equal(asked, 0);
+  const file = join(dir, 'wide.onnx');
+  const rng = new Random(2);
+  writeFileSync(file, encodeGraph({
+    opset: 13, inputs: [{ name: 'x', dims: [1, 64, 56, 56] }], outputs: [{ name: 'y', dims: [1, 64, 56, 56] }],
+    nodes: [{ opType: 'Conv', inputs: ['x', 'w'], outputs: ['y'], name: 'conv3x3', attrs: { pads: { ints: [1, 1, 1, 1] } } }],
+    initializers: [['w', { dtype: 'float32', dims: [64, 64, 3, 3], data: Float32Array.from({ length: 64 * 64 * 9 }, () => 0.05 * rng.normal()) }]],
+  }));
+  await buildIr(decodeModel(new Uint8Array(readFileSync(file)), file), { seed: 0, runtime: { device: 'cpu', threads: 2 }, onLargeProducts: () => asked++ });
+  assert.equal(asked, 1);
 });

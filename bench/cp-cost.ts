@@ -1,5 +1,5 @@
 /**
- * npx tsx bench/cp-cost.ts [--method cp|best|autolip] [--certify auto|off|…] [--threads N] [--cp-window W] [--region-workers N] [--lower] MODEL...: what Combettes–Pesquet,
+ * npx tsx bench/cp-cost.ts [--method cp|best|autolip] [--certify auto|off|…] [--threads N] [--cp-window W] [--region-workers N|off] [--lower] MODEL...: what Combettes–Pesquet,
  * the residual blocks and the lower bound cost beside the norm phase (issue 15 item 4). Per model one analyze()
  * (--device cpu; --lower-pairs 0 unless --lower, which keeps the default lower bound): seconds of each phase
  * (timestamps of the progress callbacks: the norm phase, the segments' CP and the rest (SeqLip, LipSDP), the residual
@@ -20,9 +20,10 @@ const threads = args.includes('--threads') ? Number(flag('--threads', '0')) : un
 const cpWindow = Number(flag('--cp-window', '0'));
 const certify = flag('--certify', 'auto') as AnalyzeOptions['certify'];
 const lower = args.includes('--lower');
-// --region-workers N: that many region workers (src/workers/region-pool.ts) whatever the core count; 0: the rule
-const regionWorkers = Number(flag('--region-workers', '0'));
-setRegionWorkers('auto', regionWorkers);
+// --region-workers N: that many region workers (src/workers/region-pool.ts) whatever the core count; 0: the rule; off: none
+const regionWorkers = flag('--region-workers', '0');
+if (regionWorkers === 'off') setRegionWorkers('off');
+else setRegionWorkers('auto', Number(regionWorkers));
 /** CPU seconds of this process, all threads (onnxruntime's included): steadier than wall time on a shared machine. */
 const cpuSeconds = () => { const u = process.cpuUsage(); return (u.user + u.system) / 1e6; };
 /**

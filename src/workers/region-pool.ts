@@ -12,16 +12,15 @@
  * Workers are started from an eval'd CommonJS bootstrap that imports the entry module (region-worker.ts or .js):
  * under the TypeScript sources (tests, `tsx`) it first registers tsx's loader for the thread, only then.
  */
-import { createRequire } from 'node:module';
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { LipcheckError, type ErrorCode } from '../errors.js';
 import type { LinearRegion } from '../ir/merge.js';
 import type { OperatorNorm, PlainNormSettings, ProductRun, RegionOffload } from '../estimators/operator-norm.js';
 import type { RuntimeOptions } from '../backend/runtime.js';
+import { WORKER_MIN_FLOP } from '../backend/ort-pool.js';
 import { regionFlop } from '../linalg/work.js';
 
-const require = createRequire(import.meta.url);
 const FROM_SOURCE = import.meta.url.endsWith('.ts');
 const ENTRY = new URL(FROM_SOURCE ? './region-worker.ts' : './region-worker.js', import.meta.url).href;
 
@@ -114,10 +113,11 @@ class RegionWorker {
 /**
  * Operators whose forward product is cheaper than this (flop, linalg/work.ts) are measured on the calling thread: a
  * worker pays a copy of the region and two messages, and small operators' runs are short of work for a whole thread.
- * The same as ort-pool.ts's WORKER_MIN_FLOP (about 20 ms of onnxruntime work on the reference machine): no shared
- * model's operator reaches it; 52 of the generated ResNet-50's 54 do.
+ * The session workers' threshold (ort-pool.ts WORKER_MIN_FLOP, about 20 ms of onnxruntime work on the reference
+ * machine), which also decides when the build starts workers early: no shared model's operator reaches it; 52 of the
+ * generated ResNet-50's 54 do.
  */
-export const REGION_WORKER_MIN_FLOP = 8e7;
+export const REGION_WORKER_MIN_FLOP = WORKER_MIN_FLOP;
 
 /** The threads lipcheck may use: --threads, or one per core (0). */
 function threadsOf(runtime: RuntimeOptions, cores: number): number {

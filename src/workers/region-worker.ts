@@ -15,8 +15,8 @@ import type { RuntimeOptions } from '../backend/runtime.js';
 
 interface Request { readonly id: number; readonly task: 'measure' | 'product'; readonly region: LinearRegion; readonly settings: PlainNormSettings; readonly index: number; readonly margin: number }
 
-const port = parentPort!;
 if (!parentPort) throw new Error('src/workers/region-worker.ts runs only as a worker thread');
+const port = parentPort;
 // this thread runs its sessions itself: it is one of the workers
 setOrtWorkers('off');
 const data = workerData as { runtime: RuntimeOptions; parallel: boolean };

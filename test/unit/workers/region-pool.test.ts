@@ -147,3 +147,29 @@ test('prestart: the threads a runtime will use start before the first request, a
   await buildIr(decodeModel(new Uint8Array(readFileSync(file)), file), { seed: 0, runtime: { device: 'cpu', threads: 2 }, onLargeProducts: () => asked++ });
   assert.equal(asked, 1);
 });
+
+test('a worker that exits while measuring: the analysis fails with INTERNAL instead of waiting forever, and the next one gets fresh threads', async () => {
+  setRegionWorkers('on', 1);
+  try {
+    let stopped = false;
+    const failed = await analyze(FIXTURES + 'conv_bn.onnx', {
+      device: 'cpu', threads: 2, lowerPairs: 0,
+      // the first operator's request is posted right after its progress event: stop the threads while it is pending
+      onProgress: (_done, _total, _what, phase) => {
+        if (phase === 'norms' && !stopped) {
+          stopped = true;
+          queueMicrotask(() => void stopRegionWorkers());
+        }
+      },
+    }).then(() => null, (e: unknown) => e);
+    assert.ok(stopped);
+    assert.ok(isLipcheckError(failed), String(failed));
+    assert.equal(failed.code, 'INTERNAL');
+    assert.match(failed.message, /region worker thread exited/);
+    const before = regionWorkerStats().requests;
+    const again = await analyze(FIXTURES + 'conv_bn.onnx', { device: 'cpu', threads: 2, lowerPairs: 0 });
+    assert.ok(regionWorkerStats().requests > before && again.global.upper !== null);
+  } finally {
+    setRegionWorkers('auto');
+  }
+});

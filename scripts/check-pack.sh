@@ -71,6 +71,21 @@ console.log(`check-pack: installed lipcheck on the demo: upper bound ${u.value.t
 (cd "$tmp" && node -e 'import(process.argv[1]).then((m) => m.highs()).then(() => console.log("check-pack: HiGHS (highs.wasm) loads from the installed package"), (e) => { console.error(e.message); process.exit(1); })' "$pkgdir/dist/linalg/lp.js") \
   || fail "the installed lipcheck cannot load HiGHS (its dependency 'highs' or highs.wasm is missing)."
 
+# region workers (src/workers/) start from the installed build: every operator of the demo measured on two of them must
+# give the report the main thread gives (their bootstrap imports dist/workers/region-worker.js, no TypeScript loader)
+(cd "$tmp" && node --input-type=module -e '
+const [pkg, model] = process.argv.slice(1);
+const { analyze } = await import(pkg + "/dist/index.js");
+const { setRegionWorkers, regionWorkerStats } = await import(pkg + "/dist/workers/region-pool.js");
+const strip = (r) => JSON.stringify(r, (k, v) => (["timings", "resources", "ms"].includes(k) ? undefined : v));
+setRegionWorkers("off");
+const here = strip(await analyze(model, { device: "cpu", threads: 2 }));
+setRegionWorkers("on", 2);
+const there = strip(await analyze(model, { device: "cpu", threads: 2 }));
+if (here !== there || regionWorkerStats().requests === 0) { console.error("check-pack: the demo on region workers differs or sent nothing"); process.exit(1); }
+console.log(`check-pack: region workers from the installed build: ${regionWorkerStats().requests} operators, the same report`);
+' "$pkgdir" "$pkgdir/fixtures/demo.onnx") || fail "the installed lipcheck's region workers do not start or do not give the main thread's report."
+
 # 3. project-style install of the runtime dependencies, without ONNXRUNTIME_NODE_INSTALL: .npmrc / allowScripts must do
 proj="$tmp/project"
 mkdir "$proj"

@@ -4,8 +4,9 @@
  * operators run on separate cores instead of all on the main thread (which bounded every run from below however many
  * cores there were: bench/README.md, "The main thread is the floor on many cores").
  *
- * A worker runs measureRegion on a structured-clone copy of the region with the same settings and index, on a backend
- * of the same provider (the CPU), so it returns the numbers the main thread would: every kernel involved gives the
+ * A worker runs measureRegion (or CP's productLanczos) on a structured-clone copy of the region with the same
+ * settings, index (and margin), on a backend of the same provider (the CPU), so it returns the numbers the main thread
+ * would: every kernel involved gives the
  * same bits for any intra-op thread count (convolution weights baked in, ort-pool.ts; MLAS Gemm splits no sum) and
  * the reorthogonalisation's split over a second thread is exact too (lanczos-threads.ts). Tested against in-process runs.
  *
@@ -32,7 +33,7 @@ const { workerData, parentPort } = require('node:worker_threads');
 })().catch((e) => parentPort.postMessage({ id: 0, error: { code: null, message: String((e && e.message) || e), details: [] } }));
 `;
 
-interface Reply { id: number; ready?: boolean; result?: OperatorNorm | ProductRun; error?: { code: ErrorCode | null; message: string; details: string[] } }
+interface Reply { id: number; result?: OperatorNorm | ProductRun; error?: { code: ErrorCode | null; message: string; details: string[] } }
 
 /**
  * `value` with every typed array that views part of a larger buffer replaced by a copy of just its elements: a
@@ -64,12 +65,13 @@ class RegionWorker {
     return this.pending.size;
   }
 
-  constructor(runtime: RuntimeOptions, parallel: boolean) {
+  constructor(runtime: RuntimeOptions) {
     this.worker = new Worker(BOOT, {
       eval: true,
       // no loader flags of the parent: the bootstrap registers what the entry needs
       execArgv: [],
-      workerData: { entry: ENTRY, tsx: FROM_SOURCE ? import.meta.resolve('tsx/esm/api') : null, runtime, parallel },
+      // parallel: false, the reorthogonalisation stays on the worker's thread (the other cores run other workers)
+      workerData: { entry: ENTRY, tsx: FROM_SOURCE ? import.meta.resolve('tsx/esm/api') : null, runtime, parallel: false },
     });
     this.worker.on('message', (r: Reply) => {
       if (r.id === 0) {
@@ -203,7 +205,7 @@ function poolFor(runtime: RuntimeOptions): RuntimeOptions {
 function fill(count: number, workerRuntime: RuntimeOptions): void {
   // a thread that failed is left to its rejected requests; later ones get a fresh thread
   pool = pool.filter((w) => !w.failed);
-  while (pool.length < count) pool.push(new RegionWorker(workerRuntime, false));
+  while (pool.length < count) pool.push(new RegionWorker(workerRuntime));
 }
 
 /**

@@ -1,8 +1,8 @@
 /**
  * The entry of a region worker (src/workers/region-pool.ts): a thread that measures whole operators. It builds its
  * own onnxruntime backend (sessions on this thread, no session workers of its own) and answers each request with
- * measureRegion's result for the region, settings and index it was sent: the same function on the same data as on
- * the main thread, so the same numbers.
+ * measureRegion's (or CP's productLanczos's) result for the region, settings and index it was sent: the same function
+ * on the same data as on the main thread, so the same numbers.
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { createOrtBackend } from '../backend/index.js';
@@ -46,4 +46,3 @@ async function measure(m: Request): Promise<void> {
     port.postMessage({ id: m.id, error: { code: isLipcheckError(e) ? e.code : null, message: String(err?.message ?? e), details: isLipcheckError(e) ? [...e.details] : [] } });
   }
 }
-port.postMessage({ id: 0, ready: true });

@@ -173,9 +173,9 @@ class OrtWorker {
 let pool: OrtWorker[] = [];
 let nextSession = 1;
 
-/** The threads lipcheck may use: --threads, or one per core (0). */
-function threadsOf(runtime: RuntimeOptions): number {
-  return runtime.threads && runtime.threads > 0 ? runtime.threads : availableParallelism();
+/** The threads lipcheck may use: --threads, or one per core (0) of a machine with `cores` cores (also src/workers/). */
+export function threadsOf(runtime: RuntimeOptions, cores = availableParallelism()): number {
+  return runtime.threads && runtime.threads > 0 ? runtime.threads : cores;
 }
 
 /**

@@ -19,7 +19,7 @@ import { LipcheckError, type ErrorCode } from '../errors.js';
 import type { LinearRegion } from '../ir/merge.js';
 import type { OperatorNorm, PlainNormSettings, ProductRun, RegionOffload } from '../estimators/operator-norm.js';
 import type { RuntimeOptions } from '../backend/runtime.js';
-import { WORKER_MIN_FLOP } from '../backend/ort-pool.js';
+import { threadsOf, WORKER_MIN_FLOP } from '../backend/ort-pool.js';
 import { regionFlop } from '../linalg/work.js';
 
 const FROM_SOURCE = import.meta.url.endsWith('.ts');
@@ -70,8 +70,7 @@ class RegionWorker {
       eval: true,
       // no loader flags of the parent: the bootstrap registers what the entry needs
       execArgv: [],
-      // parallel: false, the reorthogonalisation stays on the worker's thread (the other cores run other workers)
-      workerData: { entry: ENTRY, tsx: FROM_SOURCE ? import.meta.resolve('tsx/esm/api') : null, runtime, parallel: false },
+      workerData: { entry: ENTRY, tsx: FROM_SOURCE ? import.meta.resolve('tsx/esm/api') : null, runtime },
     });
     this.worker.on('message', (r: Reply) => {
       if (r.id === 0) {
@@ -110,20 +109,6 @@ class RegionWorker {
   terminate(): Promise<number> {
     return this.worker.terminate();
   }
-}
-
-/**
- * Operators whose forward product is cheaper than this (flop, linalg/work.ts) are measured on the calling thread: a
- * worker pays a copy of the region and two messages, and small operators' runs are short of work for a whole thread.
- * The session workers' threshold (ort-pool.ts WORKER_MIN_FLOP, about 20 ms of onnxruntime work on the reference
- * machine), which also decides when the build starts workers early: no shared model's operator reaches it; 52 of the
- * generated ResNet-50's 54 do.
- */
-export const REGION_WORKER_MIN_FLOP = WORKER_MIN_FLOP;
-
-/** The threads lipcheck may use: --threads, or one per core (0). */
-function threadsOf(runtime: RuntimeOptions, cores: number): number {
-  return runtime.threads && runtime.threads > 0 ? runtime.threads : cores;
 }
 
 /**
@@ -191,6 +176,8 @@ function tracked<T>(p: Promise<T>): Promise<T> {
 
 /** The pool for `runtime`'s worker settings, emptied when they change. */
 function poolFor(runtime: RuntimeOptions): RuntimeOptions {
+  // one thread: one-thread sessions, and the reorthogonalisation on the worker's own thread (the backend's `parallel`
+  // is false) while the other cores run other workers
   const workerRuntime: RuntimeOptions = { device: 'cpu', threads: 1, spin: runtime.spin };
   const key = JSON.stringify(workerRuntime);
   if (key !== poolKey) {
@@ -226,7 +213,11 @@ export function regionOffload(runtime: RuntimeOptions): RegionOffload | undefine
   const count = regionWorkerCount(runtime);
   if (count === 0) return undefined;
   const workerRuntime = poolFor(runtime);
-  const wanted = (region: LinearRegion) => mode === 'on' || regionFlop(region) >= REGION_WORKER_MIN_FLOP;
+  // operators whose forward product is below the session workers' threshold (ort-pool.ts WORKER_MIN_FLOP, about 20 ms
+  // of onnxruntime work on the reference machine; it also decides when the build starts workers early) stay on the
+  // calling thread: a worker pays a copy of the region and two messages, and their runs are short of work for a whole
+  // thread. No shared model's operator reaches it; 52 of the generated ResNet-50's 54 do
+  const wanted = (region: LinearRegion) => mode === 'on' || regionFlop(region) >= WORKER_MIN_FLOP;
   // the worker with the fewest requests waiting (the pool grows to `count`)
   const pick = () => {
     requests++;

@@ -19,8 +19,8 @@ if (!parentPort) throw new Error('src/workers/region-worker.ts runs only as a wo
 const port = parentPort;
 // this thread runs its sessions itself: it is one of the workers
 setOrtWorkers('off');
-const data = workerData as { runtime: RuntimeOptions; parallel: boolean };
-const backend = { ...createOrtBackend({ runtime: data.runtime }), parallel: data.parallel, concurrency: 1 };
+// the pool's one-thread runtime: `parallel` false, and with session workers off a concurrency of 1
+const backend = createOrtBackend({ runtime: (workerData as { runtime: RuntimeOptions }).runtime });
 
 // one operator at a time, in the order sent: its sessions alone hold this thread's memory and onnxruntime threads
 let queue: Promise<void> = Promise.resolve();

@@ -13,6 +13,7 @@ import { certificateBudget } from '../../src/estimators/operator-norm.js';
 import { topSingularTriplets } from '../../src/linalg/top-singular.js';
 import { encodeGraph } from '../../src/onnx/writer.js';
 import { FIXTURES, hasShared, SHARED, sigmaMax } from '../helpers/dense.js';
+import { stable } from '../helpers/report.js';
 
 // Same model bytes + same settings + same seed ⇒ the same report, whatever the load and --threads (issue 13 item 1):
 // every budget is counted in work (linalg/work.ts), never read off a clock.
@@ -38,17 +39,6 @@ function cpuHog(): ChildProcess {
   return spawn(process.execPath, ['-e', 'for (;;) {}'], { stdio: 'ignore' });
 }
 
-/** What may differ between two runs: wall-clock timings, memory, and each layer's time in ms. Everything else must not. */
-function stable(value: unknown): unknown {
-  if (Array.isArray(value)) return value.map(stable);
-  if (value === null || typeof value !== 'object') return value;
-  const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(value)) {
-    if (k === 'timings' || k === 'resources' || k === 'ms' || k === 'peakRssMb') continue;
-    out[k] = stable(v);
-  }
-  return out;
-}
 
 function report(r: { code: number | null; out: string; err: string }): Record<string, any> {
   assert.equal(r.code, 0, r.err);

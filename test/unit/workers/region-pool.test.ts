@@ -16,6 +16,7 @@ import { compact, MAX_REGION_WORKERS, prestartRegionWorkers, regionWorkerCount, 
 import { buildIr } from '../../../src/frontend/build.js';
 import { decodeModel } from '../../../src/onnx/read-model.js';
 import { FIXTURES, hasShared, SHARED } from '../../helpers/dense.js';
+import { stable } from '../../helpers/report.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'lipcheck-region-workers-'));
 after(async () => {
@@ -23,15 +24,6 @@ after(async () => {
   await stopRegionWorkers();
   rmSync(dir, { recursive: true, force: true });
 });
-
-/** What may differ between two runs: timings, memory, each layer's time. */
-function stable(value: unknown): unknown {
-  if (Array.isArray(value)) return value.map(stable);
-  if (value === null || typeof value !== 'object' || ArrayBuffer.isView(value)) return value;
-  const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(value)) if (!['timings', 'resources', 'ms', 'peakRssMb'].includes(k)) out[k] = stable(v);
-  return out;
-}
 
 /** The report (or the error's code and message) with region workers switched `mode` (two workers when 'on'). */
 async function run(model: string, options: AnalyzeOptions, mode: 'on' | 'off'): Promise<unknown> {

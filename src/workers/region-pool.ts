@@ -38,15 +38,19 @@ interface Reply { id: number; result?: OperatorNorm | ProductRun; error?: { code
 /**
  * `value` with every typed array that views part of a larger buffer replaced by a copy of just its elements: a
  * structured clone copies a view's whole buffer, and decoded weights view the model file's bytes (100 MB for one
- * 1 MB conv). Everything else is rebuilt as plain objects and arrays, the same fields and values.
+ * 1 MB conv). Everything else is rebuilt as plain objects and arrays, the same fields and values. The copies' buffers
+ * are pushed to `fresh`: nothing else holds them, so a message may move them instead of cloning them again.
  */
-export function compact<T>(value: T): T {
+export function compact<T>(value: T, fresh: ArrayBuffer[] = []): T {
   if (ArrayBuffer.isView(value)) {
-    const v = value as unknown as { byteLength: number; buffer: ArrayBufferLike; slice(): T };
-    return v.byteLength === v.buffer.byteLength && !(v.buffer instanceof SharedArrayBuffer) ? value : v.slice();
+    const v = value as unknown as { byteLength: number; buffer: ArrayBufferLike; slice(): T & { buffer: ArrayBuffer } };
+    if (v.byteLength === v.buffer.byteLength && !(v.buffer instanceof SharedArrayBuffer)) return value;
+    const copy = v.slice();
+    fresh.push(copy.buffer);
+    return copy;
   }
-  if (Array.isArray(value)) return value.map((x) => compact(x)) as T;
-  if (value !== null && typeof value === 'object') return Object.fromEntries(Object.entries(value).map(([k, x]) => [k, compact(x)])) as T;
+  if (Array.isArray(value)) return value.map((x) => compact(x, fresh)) as T;
+  if (value !== null && typeof value === 'object') return Object.fromEntries(Object.entries(value).map(([k, x]) => [k, compact(x, fresh)])) as T;
   return value;
 }
 
@@ -102,7 +106,8 @@ class RegionWorker {
     return new Promise<R>((resolve, reject) => {
       if (this.pending.size === 0) this.worker.ref();
       this.pending.set(id, { resolve, reject });
-      this.worker.postMessage({ id, task, region: compact(region), settings, index, margin });
+      const fresh: ArrayBuffer[] = [];
+      this.worker.postMessage({ id, task, region: compact(region, fresh), settings, index, margin }, fresh);
     });
   }
 

@@ -57,8 +57,10 @@ test('compact: a typed array viewing part of a larger buffer is sent as a copy o
   view.set([1, -2, 3.5, 0, 1e-30, -7]);
   const own = Float64Array.from([1, 2]);
   const region = { id: 'op1', inShape: [1, 6], nodes: [{ prim: { op: 'matmul', weight: { dtype: 'float32', dims: [2, 3], data: view }, side: 'right' }, offset: own }] };
-  const c = compact(region);
+  const fresh: ArrayBuffer[] = [];
+  const c = compact(region, fresh);
   const w = c.nodes[0].prim.weight.data;
+  assert.deepEqual(fresh, [w.buffer], 'only the copy is listed to be moved: the caller\'s own arrays stay usable');
   assert.notEqual(w, view);
   assert.equal(w.buffer.byteLength, 6 * 4, 'only the view\'s bytes travel');
   assert.deepEqual([...w], [...view]);

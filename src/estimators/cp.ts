@@ -11,6 +11,7 @@ import { regionFlop } from '../linalg/work.js';
 import { weakestKind, type Bound, type BoundKind } from './kinds.js';
 import { mapInLanes } from './lanes.js';
 import { certificateBudget, laneWidth, measureRegion, plainSettings, roundingMargin, type NormSettings, type OperatorNorm, type ProductRun } from './operator-norm.js';
+import { foldPointwiseEnds } from './product-fold.js';
 import { foldedTail, foldsAny, regionBound } from './region-bounds.js';
 
 /**
@@ -275,7 +276,9 @@ function choose(candidates: readonly Bound[], only?: BoundKind): Bound {
  * Measures the product of regions first..last (ℓ2 or ℓ∞). `split` is an upper bound on its norm from shorter products,
  * `sub` the table's bounds on those. ℓ∞: measureRegion's composed row sums plus the exact row sum of a small product.
  * ℓ2: one Lanczos run whose KW bound carries the smaller of the composition's rounding margin and the chain margin
- * (chainMargin: it needs only the shorter products' bounds, known before the run), plus measureRegion's certificates.
+ * (chainMargin: it needs only the shorter products' bounds, known before the run), plus measureRegion's certificates;
+ * a product whose first or last region is a narrowing 1×1 convolution runs on the narrower B = R·X·S of the same norm
+ * instead, its bound lifted back (product-fold.ts, docs/algorithms-product-fold.md).
  * A small conv-free product (whose float64 matrix the backend forms) is measured by measureRegion itself, for its
  * dense certificate, and gets a second run with the chain margin where the composition's margin kept its KW bound loose.
  */
@@ -308,14 +311,30 @@ async function measureProduct(segment: Segment, first: number, last: number, set
     return { norm: { ...m, upper: choose(candidates, settings.certify === 'off' && settings.norm === '2' ? 'probabilistic' : undefined), estimate, candidates, iterations, ms: m.ms + performance.now() - t0, work }, kwBounds: kwOf(candidates), work };
   }
 
-  // ℓ2, a product of convolutions or a large one: one run with the smaller margin
-  const chain = chainMargin(segment.regions.slice(first, last + 1).map(cheapBound), (a, b) => sub(first + a, first + b), split);
-  // the composition's margin (which folds the product's weights again) only where the chain margin is not known to be
-  // under half of it: the same seed and margin either way
-  const cheap = settings.certify === 'none' || !(chain < 0.5 * productMarginFloor(segment, first, last)) ? cheapBound(region) : null;
-  const composedMargin = cheap ? roundingMargin(cheap.gammaSum, cheap.absNorm) : Infinity;
-  // the start the second run had before this was one run (same seed where that run was due): the same bounds
-  const l = await productLanczos(region, settings, chain < 0.5 * composedMargin ? index + 500_000 : index, Math.min(chain, composedMargin));
+  // ℓ2, a product of convolutions or a large one: a narrowing 1×1 convolution at either end folds into the middle
+  // convolution (product-fold.ts: one convolution on the narrow side, the same norm up to a lifted margin) ...
+  const parts = segment.regions.slice(first, last + 1);
+  const folded = await foldPointwiseEnds(parts, region, settings.backend.denseGram);
+  let l: ProductRun;
+  let cheap: ReturnType<typeof regionBound> | null;
+  if (folded) {
+    // B's chain margin from the product's sub-products (the whole one: `split`), as for the product itself
+    const subA = (a: number, b: number) => (a === 0 && b === parts.length - 1 ? split : sub(first + a, first + b));
+    const n = folded.pieces.length;
+    const run = await productLanczos(folded.region, settings, index, chainMargin(folded.pieces.map(cheapBound), (a, b) => folded.norm(a, b, subA), folded.norm(0, n - 1, subA)));
+    const bound: Bound | null = run.bound && { value: folded.lift(run.bound.value, subA), kind: run.bound.kind, method: `lanczos-kw-folded(k=${run.iterations})` };
+    l = { ...run, bound };
+    cheap = settings.certify === 'none' ? cheapBound(region) : null;
+  } else {
+    // ... else one run with the smaller margin
+    const chain = chainMargin(parts.map(cheapBound), (a, b) => sub(first + a, first + b), split);
+    // the composition's margin (which folds the product's weights again) only where the chain margin is not known to be
+    // under half of it: the same seed and margin either way
+    cheap = settings.certify === 'none' || !(chain < 0.5 * productMarginFloor(segment, first, last)) ? cheapBound(region) : null;
+    const composedMargin = cheap ? roundingMargin(cheap.gammaSum, cheap.absNorm) : Infinity;
+    // the start the second run had before this was one run (same seed where that run was due): the same bounds
+    l = await productLanczos(region, settings, chain < 0.5 * composedMargin ? index + 500_000 : index, Math.min(chain, composedMargin));
+  }
   const candidates: Bound[] = l.bound ? [l.bound] : [];
   const norm: OperatorNorm = { estimate: l.estimate, upper: l.bound!, candidates, iterations: l.iterations, ms: performance.now() - t0, work: l.work, direction: null };
   if (settings.certify === 'none') candidates.push({ value: cheap!.value, kind: 'certified', method: cheap!.method });

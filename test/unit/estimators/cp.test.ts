@@ -7,6 +7,8 @@ import { emitAdjoint, emitForward } from '../../../src/backend/emit.js';
 import type { Block } from '../../../src/ir/merge.js';
 import type { OperatorBackend } from '../../../src/ir/operator.js';
 import { setFusedLanczos } from '../../../src/backend/fused-lanczos.js';
+import { foldPointwiseEnds } from '../../../src/estimators/product-fold.js';
+import { regionFlop } from '../../../src/linalg/work.js';
 import { resetRuntimeStats, runtimeStats } from '../../../src/backend/runtime.js';
 import { createOrtOperator, denseMatrixOf } from '../../../src/backend/operators.js';
 import { dot, norm2, Random } from '../../../src/linalg/random.js';
@@ -406,4 +408,87 @@ test('a scaling that the composition would fold across a region boundary (Conv �
   const scaled = Float64Array.from(m2.m, (v, idx) => v * [4, 0.25, 1][Math.floor((idx % m2.cols) / (n * n))]);
   const exact = exactPartitionSum([m1, { m: scaled, rows: m2.rows, cols: m2.cols }], [0, 1]);
   assert.ok(cp.upper.value >= exact && cp.upper.value <= exact * (1 + settings.tol) ** 2, `CP ${cp.upper.value} vs exact ${exact}`);
+});
+
+/**
+ * 1×1 conv c→b with a per-channel Mul → ReLU → 3×3 conv b→b → ReLU → 1×1 conv b→c (a ResNet bottleneck, no skip),
+ * seeded: its model and the three dense matrices (the Mul folded in exactly, in float64).
+ */
+function bottleneckNet(c: number, b: number, n: number, seed: number) {
+  const rng = new Random(seed);
+  const k1 = f32(Array.from({ length: b * c }, () => rng.normal() * 0.4)), k2 = f32(Array.from({ length: b * b * 9 }, () => rng.normal() * 0.3));
+  const k3 = f32(Array.from({ length: c * b }, () => rng.normal() * 0.4)), s1 = f32(Array.from({ length: b }, () => 0.5 + rng.next()));
+  const conv = (x: string, wn: string, y: string, k: number): NodeSpec => ({ opType: 'Conv', inputs: [x, wn], outputs: [y], attrs: { pads: { ints: k === 3 ? [1, 1, 1, 1] : [0, 0, 0, 0] }, kernel_shape: { ints: [k, k] } }, name: y });
+  const bytes = encodeGraph({
+    opset: 13, inputs: [{ name: 'x', dims: [1, c, n, n] }], outputs: [{ name: 'y' }], nodes: [
+      conv('x', 'k1', 'h1', 1), { opType: 'Mul', inputs: ['h1', 's1'], outputs: ['g1'] }, { opType: 'Relu', inputs: ['g1'], outputs: ['a1'] },
+      conv('a1', 'k2', 'h2', 3), { opType: 'Relu', inputs: ['h2'], outputs: ['a2'] }, conv('a2', 'k3', 'y', 1),
+    ],
+    initializers: [['k1', tensor([b, c, 1, 1], k1)], ['s1', tensor([1, b, 1, 1], s1)], ['k2', tensor([b, b, 3, 3], k2)], ['k3', tensor([c, b, 1, 1], k3)]],
+  });
+  const scaled = Float64Array.from(k1, (v, i) => v * s1[Math.floor(i / c)]);
+  const mats = [convMatrix(scaled, [b, c, 1, 1], n, n, [0, 0, 0, 0], 1), convMatrix(k2, [b, b, 3, 3], n, n, [1, 1, 1, 1], 1), convMatrix(k3, [c, b, 1, 1], n, n, [0, 0, 0, 0], 1)];
+  return { bytes, mats };
+}
+
+const denseProduct = (mats: readonly { m: Float64Array; rows: number; cols: number }[]) => {
+  let p = mats[0].m;
+  for (let k = 1; k < mats.length; k++) p = matmul(mats[k].m, mats[k].rows, mats[k].cols, p, mats[0].cols);
+  return { m: p, rows: mats[mats.length - 1].rows, cols: mats[0].cols };
+};
+
+test('bottleneck products fold their narrowing 1×1 ends: B = R·X·S has the product\'s norm (exact SVDs), lift and norm bound it from both sides', async () => {
+  const [c, b, n] = [8, 3, 5];
+  const { bytes, mats } = bottleneckNet(c, b, n, 71);
+  const { segments } = await pipeline(bytes);
+  assert.equal(segments[0].regions.length, 3);
+  const exactNorm = (i: number, j: number) => { const p = denseProduct(mats.slice(i, j + 1)); return sigmaMax(p.m, p.rows, p.cols); };
+  for (const [first, last] of [[0, 1], [1, 2], [0, 2]]) {
+    const parts = segments[0].regions.slice(first, last + 1);
+    const product = composeRegions(segments[0], first, last);
+    const folded = await foldPointwiseEnds(parts, product);
+    assert.ok(folded, `${first}..${last} folds`);
+    assert.ok(regionFlop(folded.region) < regionFlop(product));
+    // B's pieces as dense matrices: the 1×1 factors' float32 weights, X as it is
+    const dense = folded.pieces.map((p, k) => {
+      if (p.nodes.length === 1 && p.nodes[0].name.includes('~')) {
+        const w = p.nodes[0].prim as { weight: { data: Float32Array; dims: number[] } };
+        return convMatrix(Float64Array.from(w.weight.data), w.weight.dims, n, n, [0, 0, 0, 0], 1);
+      }
+      return mats[first + k];
+    });
+    const sub = (i: number, j: number) => exactNorm(first + i, first + j);
+    const exactA = sub(0, parts.length - 1);
+    const bd = denseProduct(dense);
+    const exactB = sigmaMax(bd.m, bd.rows, bd.cols);
+    const tag = `product ${first}..${last}`;
+    assert.ok(Math.abs(exactB - exactA) <= 1e-6 * exactA, `${tag}: ‖B‖ ${exactB} vs ‖A‖ ${exactA}`);
+    const lifted = folded.lift(exactB, sub);
+    assert.ok(lifted >= exactA && lifted <= exactA * (1 + 1e-5), `${tag}: lift ${lifted} vs ‖A‖ ${exactA}`);
+    for (let a = 0; a < dense.length; a++) for (let z = a; z < dense.length; z++) {
+      const p = denseProduct(dense.slice(a, z + 1));
+      const exact = sigmaMax(p.m, p.rows, p.cols);
+      const bound = folded.norm(a, z, sub);
+      assert.ok(bound >= exact && bound <= exact * (1 + 1e-5), `${tag}: norm(${a}, ${z}) ${bound} vs exact ${exact}`);
+    }
+  }
+  // widening first and narrowing last 1×1 convs (c < b) do not fold: B would not be narrower
+  const wide = bottleneckNet(3, 6, n, 72);
+  const w = await pipeline(wide.bytes);
+  for (const [first, last] of [[0, 1], [1, 2], [0, 2]]) assert.equal(await foldPointwiseEnds(w.segments[0].regions.slice(first, last + 1), composeRegions(w.segments[0], first, last)), null);
+});
+
+test('CP on a bottleneck: every product is measured folded, and the bound stays within (1+tol)³ above the exact partition sum', async () => {
+  const { bytes, mats } = bottleneckNet(8, 3, 5, 73);
+  const { segments, blocks } = await pipeline(bytes);
+  const known = await measureAll(blocks);
+  for (const certify of ['auto', 'off'] as const) {
+    const s = { ...settings, certify };
+    const cp = await cpSegmentBound(segments[0], s, { known });
+    assert.equal(cp.norms, 3);
+    assert.ok(cp.products.filter((p) => !p.reused).every((p) => p.upper.method.startsWith('lanczos-kw-folded')), cp.products.map((p) => `${p.id}: ${p.upper.method}`).join(', '));
+    const exact = exactPartitionSum(mats, [0, 1]);
+    assert.ok(cp.upper.value >= exact, `${certify}: CP ${cp.upper.value} below the exact partition sum ${exact}`);
+    assert.ok(cp.upper.value <= exact * (1 + s.tol) ** 3, `${certify}: CP ${cp.upper.value} vs exact ${exact}`);
+  }
 });

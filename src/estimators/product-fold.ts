@@ -8,14 +8,13 @@ import { foldScales } from './region-bounds.js';
 
 /** A region that is one 1×1, stride-1, unpadded, ungrouped convolution once scalings fold in: M (rows × cols) at every pixel. */
 interface Pointwise {
-  readonly m: Float64Array;
   readonly rows: number;
   readonly cols: number;
   /** Relative error of each folded entry against the exact product of the prims' values (one rounding per fold). */
   readonly relErr: number;
 }
 
-/** pointwise() once per region: products share their end regions, and folding copies the weights. */
+/** pointwise() once per region: products share their end regions (the folded weights are not kept: factorOf folds again, once). */
 const pointwiseOf = new WeakMap<LinearRegion, Pointwise | null>();
 
 function pointwise(region: LinearRegion): Pointwise | null {
@@ -33,7 +32,7 @@ function pointwiseUncached(region: LinearRegion): Pointwise | null {
   const p = folded[0].prim;
   if (p.op !== 'conv' || p.group !== 1 || p.weight.dims.slice(2).some((k) => k !== 1) || p.strides.some((s) => s !== 1) || p.pads.some((q) => q !== 0)) return null;
   const [rows, cols] = p.weight.dims;
-  return { m: toFloat64(p.weight), rows, cols, relErr: gamma(region.nodes.length) };
+  return { rows, cols, relErr: gamma(region.nodes.length) };
 }
 
 /** The one convolution of a region (conv and scale nodes only), or null. */
@@ -86,7 +85,8 @@ function factorOf(region: LinearRegion, side: 'head' | 'tail', p: Pointwise, ker
   let got = factors.get(region);
   if (!got) {
     // head: M₁·M₁ᵀ of the rows × cols matrix; tail: M₃ᵀ·M₃, the Gram of the rows of M₃ᵀ
-    got = side === 'head' ? gramFactor(p.m, p.rows, p.cols, p.relErr, kernel) : gramFactor(transpose(p.m, p.rows, p.cols), p.cols, p.rows, p.relErr, kernel);
+    const m = toFloat64((foldScales(region.nodes)[0].prim as Extract<LinearPrim, { op: 'conv' }>).weight);
+    got = side === 'head' ? gramFactor(m, p.rows, p.cols, p.relErr, kernel) : gramFactor(transpose(m, p.rows, p.cols), p.cols, p.rows, p.relErr, kernel);
     factors.set(region, got);
   }
   return got;

@@ -100,6 +100,33 @@ test('a shared convolutional model: the same report on region workers', { skip: 
   assert.deepEqual(there, here);
 });
 
+test('a ResNet bottleneck block (CP products with narrowing 1×1 ends, measured folded): the same report on region workers', async () => {
+  const rng = new Random(19);
+  const [c, b, n] = [16, 4, 6];
+  const w = (len: number, s: number) => Float32Array.from({ length: len }, () => s * rng.normal());
+  const conv = (x: string, k: string, y: string, size: number) => ({ opType: 'Conv', inputs: [x, k], outputs: [y], name: y, attrs: { kernel_shape: { ints: [size, size] }, pads: { ints: size === 3 ? [1, 1, 1, 1] : [0, 0, 0, 0] } } });
+  const file = join(dir, 'bottleneck.onnx');
+  writeFileSync(file, encodeGraph({
+    opset: 13, inputs: [{ name: 'x', dims: [1, c, n, n] }], outputs: [{ name: 'y' }],
+    nodes: [
+      conv('x', 'k1', 'h1', 1), { opType: 'Mul', inputs: ['h1', 's1'], outputs: ['g1'] }, { opType: 'Relu', inputs: ['g1'], outputs: ['a1'] },
+      conv('a1', 'k2', 'h2', 3), { opType: 'Relu', inputs: ['h2'], outputs: ['a2'] }, conv('a2', 'k3', 'h3', 1),
+      { opType: 'Add', inputs: ['x', 'h3'], outputs: ['r'] }, { opType: 'Relu', inputs: ['r'], outputs: ['y'] },
+    ],
+    initializers: [
+      ['k1', { dtype: 'float32', dims: [b, c, 1, 1], data: w(b * c, 0.3) }], ['s1', { dtype: 'float32', dims: [1, b, 1, 1], data: Float32Array.from({ length: b }, () => 0.5 + rng.next()) }],
+      ['k2', { dtype: 'float32', dims: [b, b, 3, 3], data: w(b * b * 9, 0.3) }], ['k3', { dtype: 'float32', dims: [c, b, 1, 1], data: w(c * b, 0.3) }],
+    ],
+  }));
+  for (const options of [{ method: 'cp' }, {}] as AnalyzeOptions[]) {
+    const before = regionWorkerStats().requests;
+    const here = await run(file, options, 'off');
+    const there = await run(file, options, 'on');
+    assert.ok(regionWorkerStats().requests > before, 'the operators went to the workers');
+    assert.deepEqual(there, here, JSON.stringify(options));
+  }
+});
+
 test('an operator that overflows float32 on a worker: the same UNSUPPORTED error, naming the operator, as on the main thread', async () => {
   const rng = new Random(11);
   const data = Float32Array.from({ length: 24 }, () => 1e22 * rng.normal());

@@ -60,6 +60,8 @@ async function gramFactor(m: Float64Array, c: number, n: number, relErr: number,
   for (let i = 0; i < c; i++) f[i * c + i] += tau;
   if (cholesky(f, c) === null) return null;
   for (let i = 0; i < c; i++) for (let j = 0; j < c; j++) f[i * c + j] = j > i ? 0 : Math.fround(f[i * c + j]);
+  // a factor near float32's range (weights near overflow) is left to the unfolded product and its own overflow check
+  for (let k = 0; k < c * c; k++) if (!(Math.abs(f[k]) < 2 ** 100)) return null;
   // fl(F·Fᵀ): the same kernel where there is one (its contract covers any summation order), else the lower triangle here
   const ff = (kernel ? await kernel(f, c, c) : null) ?? gramRows(f, c, c);
   let d2 = 0, f2 = 0, m2 = 0;

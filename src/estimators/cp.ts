@@ -314,7 +314,7 @@ async function measureProduct(segment: Segment, first: number, last: number, set
   // ℓ2, a product of convolutions or a large one: a narrowing 1×1 convolution at either end folds into the middle
   // convolution (product-fold.ts: one convolution on the narrow side, the same norm up to a lifted margin) ...
   const parts = segment.regions.slice(first, last + 1);
-  const folded = await foldPointwiseEnds(parts, region, settings.backend.denseGram);
+  const folded = await foldPointwiseEnds(parts, region, settings.backend.denseGram, settings.offload);
   let l: ProductRun;
   let cheap: ReturnType<typeof regionBound> | null;
   if (folded) {

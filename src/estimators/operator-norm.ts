@@ -52,6 +52,14 @@ export interface RegionOffload {
   takes(region: LinearRegion): boolean;
   measure(region: LinearRegion, settings: PlainNormSettings, index: number): Promise<OperatorNorm> | null;
   product(region: LinearRegion, settings: PlainNormSettings, index: number, margin: number): Promise<ProductRun> | null;
+  /** product-fold.ts's gramFactor on a thread of its own (the same function and kernel rule, so the same factor), or null. */
+  factor?(m: Float64Array, c: number, n: number, relErr: number): Promise<GramFactor | null> | null;
+}
+
+/** A float32 factor F of a Gram matrix G = M·Mᵀ and a certified bound err ≥ ‖G_exact − F·Fᵀ‖₂ (product-fold.ts gramFactor). */
+export interface GramFactor {
+  readonly f: Float64Array;
+  readonly err: number;
 }
 
 /** `settings` without its backend and offload, for a region worker. */

@@ -4,6 +4,7 @@ import type { LinearNode, LinearPrim } from '../ir/types.js';
 import { gamma, gramRows, roundUp, transpose, UNIT_ROUNDOFF, type GramKernel } from '../linalg/dense.js';
 import { cholesky } from '../linalg/sdp.js';
 import { regionFlop } from '../linalg/work.js';
+import type { GramFactor, RegionOffload } from './operator-norm.js';
 import { foldScales } from './region-bounds.js';
 
 /** A region that is one 1×1, stride-1, unpadded, ungrouped convolution once scalings fold in: M (rows × cols) at every pixel. */
@@ -50,7 +51,7 @@ function convOf(region: LinearRegion): Extract<LinearPrim, { op: 'conv' }> | nul
  * computed G (any summation order: GramKernel's contract) and (2relErr + relErr²)·|M||M|ᵀ for M's own error;
  * ‖|X||X|ᵀ‖_F ≤ ‖X‖_F². Null when the Cholesky fails.
  */
-async function gramFactor(m: Float64Array, c: number, n: number, relErr: number, kernel?: GramKernel): Promise<{ f: Float64Array; err: number } | null> {
+export async function gramFactor(m: Float64Array, c: number, n: number, relErr: number, kernel?: GramKernel): Promise<GramFactor | null> {
   const g = (kernel ? await kernel(m, c, n) : null) ?? gramRows(m, c, n);
   let maxDiag = 0;
   for (let i = 0; i < c; i++) maxDiag = Math.max(maxDiag, g[i * c + i]);
@@ -81,14 +82,16 @@ async function gramFactor(m: Float64Array, c: number, n: number, relErr: number,
 }
 
 /** Gram factors are formed once per region and side (a bottleneck's first convolution heads two products). */
-const factors = new WeakMap<LinearRegion, Promise<{ f: Float64Array; err: number } | null>>();
+const factors = new WeakMap<LinearRegion, Promise<GramFactor | null>>();
 
-function factorOf(region: LinearRegion, side: 'head' | 'tail', p: Pointwise, kernel?: GramKernel) {
+function factorOf(region: LinearRegion, side: 'head' | 'tail', p: Pointwise, kernel?: GramKernel, offload?: RegionOffload) {
   let got = factors.get(region);
   if (!got) {
     // head: M₁·M₁ᵀ of the rows × cols matrix; tail: M₃ᵀ·M₃, the Gram of the rows of M₃ᵀ
-    const m = toFloat64((foldScales(region.nodes)[0].prim as Extract<LinearPrim, { op: 'conv' }>).weight);
-    got = side === 'head' ? gramFactor(m, p.rows, p.cols, p.relErr, kernel) : gramFactor(transpose(m, p.rows, p.cols), p.cols, p.rows, p.relErr, kernel);
+    const w = toFloat64((foldScales(region.nodes)[0].prim as Extract<LinearPrim, { op: 'conv' }>).weight);
+    const [m, c, n] = side === 'head' ? [w, p.rows, p.cols] : [transpose(w, p.rows, p.cols), p.cols, p.rows];
+    // a region worker where the offload takes it (its one-thread kernel gives the same Gram: dense-gram.ts), else here
+    got = offload?.factor?.(m, c, n, p.relErr) ?? gramFactor(m, c, n, p.relErr, kernel);
     factors.set(region, got);
   }
   return got;
@@ -119,7 +122,7 @@ export interface FoldedProduct {
  *   ‖RXS‖² ≤ ‖M₃XM₁‖² + e₁‖M₃X‖² + e₃‖XM₁‖² + e₁e₃‖X‖²   (norm: B's chain margin from the product's sub-products).
  * Null where the product has no such shape, a factor fails, or B is not cheaper to apply.
  */
-export async function foldPointwiseEnds(regions: readonly LinearRegion[], product: LinearRegion, kernel?: GramKernel): Promise<FoldedProduct | null> {
+export async function foldPointwiseEnds(regions: readonly LinearRegion[], product: LinearRegion, kernel?: GramKernel, offload?: RegionOffload): Promise<FoldedProduct | null> {
   const k = regions.length;
   if (k < 2 || k > 3) return null;
   const first = pointwise(regions[0]), last = pointwise(regions[k - 1]);
@@ -137,9 +140,9 @@ export async function foldPointwiseEnds(regions: readonly LinearRegion[], produc
   const pieces: LinearRegion[] = [];
   let input = m.input;
   const middle: LinearNode[] = [...m.nodes];
-  let s: { f: Float64Array; err: number } | null = null, r: { f: Float64Array; err: number } | null = null;
+  let s: GramFactor | null = null, r: GramFactor | null = null;
   if (head) {
-    s = await factorOf(regions[0], 'head', head, kernel);
+    s = await factorOf(regions[0], 'head', head, kernel, offload);
     if (!s) return null;
     const out = `${product.id}~S`;
     pieces.push(oneByOne(`${product.id}~S`, m.input, out, m.inShape, s.f, ci, false));
@@ -148,7 +151,7 @@ export async function foldPointwiseEnds(regions: readonly LinearRegion[], produc
   }
   pieces.push({ ...m, input, nodes: middle });
   if (tail) {
-    r = await factorOf(regions[k - 1], 'tail', tail, kernel);
+    r = await factorOf(regions[k - 1], 'tail', tail, kernel, offload);
     if (!r) return null;
     // R = Fᵀ for F·Fᵀ = M₃ᵀM₃
     pieces.push(oneByOne(`${product.id}~R`, m.output, `${product.id}~R`, m.outShape, r.f, co, true));

@@ -17,7 +17,7 @@ import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { LipcheckError, type ErrorCode } from '../errors.js';
 import type { LinearRegion } from '../ir/merge.js';
-import type { OperatorNorm, PlainNormSettings, ProductRun, RegionOffload } from '../estimators/operator-norm.js';
+import type { GramFactor, OperatorNorm, PlainNormSettings, ProductRun, RegionOffload } from '../estimators/operator-norm.js';
 import type { RuntimeOptions } from '../backend/runtime.js';
 import { threadsOf, WORKER_MIN_FLOP } from '../backend/ort-pool.js';
 import { regionFlop } from '../linalg/work.js';
@@ -101,13 +101,23 @@ class RegionWorker {
   }
 
   request<R>(task: 'measure' | 'product', region: LinearRegion, settings: PlainNormSettings, index: number, margin = 0): Promise<R> {
+    const fresh: ArrayBuffer[] = [];
+    return this.send<R>({ task, region: compact(region, fresh), settings, index, margin }, fresh);
+  }
+
+  /** gramFactor (product-fold.ts) of the c×n matrix m, sent as a copy of its own elements. */
+  factor(m: Float64Array, c: number, n: number, relErr: number): Promise<GramFactor | null> {
+    const copy = Float64Array.from(m);
+    return this.send<GramFactor | null>({ task: 'factor', m: copy, c, n, relErr }, [copy.buffer]);
+  }
+
+  private send<R>(message: Record<string, unknown>, transfer: ArrayBuffer[]): Promise<R> {
     if (this.dead) return Promise.reject(this.dead);
     const id = this.nextId++;
     return new Promise<R>((resolve, reject) => {
       if (this.pending.size === 0) this.worker.ref();
       this.pending.set(id, { resolve, reject });
-      const fresh: ArrayBuffer[] = [];
-      this.worker.postMessage({ id, task, region: compact(region, fresh), settings, index, margin }, fresh);
+      this.worker.postMessage({ id, ...message }, transfer);
     });
   }
 
@@ -239,6 +249,10 @@ export function regionOffload(runtime: RuntimeOptions): RegionOffload | undefine
     },
     product(region, settings, index, margin) {
       return wanted(region) ? tracked(pick().request<ProductRun>('product', region, settings, index, margin)) : null;
+    },
+    // a CP fold's Cholesky factor (product-fold.ts): the same rule, on the Gram product's flop
+    factor(m, c, n, relErr) {
+      return mode === 'on' || 2 * c * c * n >= WORKER_MIN_FLOP ? tracked(pick().factor(m, c, n, relErr)) : null;
     },
   };
 }

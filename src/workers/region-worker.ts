@@ -1,8 +1,9 @@
 /**
  * The entry of a region worker (src/workers/region-pool.ts): a thread that measures whole operators. It builds its
  * own onnxruntime backend (sessions on this thread, no session workers of its own) and answers each request with
- * measureRegion's (or CP's productLanczos's) result for the region, settings and index it was sent: the same function
- * on the same data as on the main thread, so the same numbers.
+ * measureRegion's (or CP's productLanczos's) result for the region, settings and index it was sent, or a CP fold's
+ * Gram factor (product-fold.ts gramFactor): the same function on the same data as on the main thread, so the same
+ * numbers.
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { createOrtBackend } from '../backend/index.js';
@@ -11,9 +12,12 @@ import { isLipcheckError } from '../errors.js';
 import type { LinearRegion } from '../ir/merge.js';
 import { measureRegion, type PlainNormSettings } from '../estimators/operator-norm.js';
 import { productLanczos } from '../estimators/cp.js';
+import { gramFactor } from '../estimators/product-fold.js';
 import type { RuntimeOptions } from '../backend/runtime.js';
 
-interface Request { readonly id: number; readonly task: 'measure' | 'product'; readonly region: LinearRegion; readonly settings: PlainNormSettings; readonly index: number; readonly margin: number }
+type Request =
+  | { readonly id: number; readonly task: 'measure' | 'product'; readonly region: LinearRegion; readonly settings: PlainNormSettings; readonly index: number; readonly margin: number }
+  | { readonly id: number; readonly task: 'factor'; readonly m: Float64Array; readonly c: number; readonly n: number; readonly relErr: number };
 
 if (!parentPort) throw new Error('src/workers/region-worker.ts runs only as a worker thread');
 const port = parentPort;
@@ -30,6 +34,11 @@ port.on('message', (m: Request) => {
 
 async function measure(m: Request): Promise<void> {
   try {
+    if (m.task === 'factor') {
+      const r = await gramFactor(m.m, m.c, m.n, m.relErr, backend.denseGram);
+      port.postMessage({ id: m.id, result: r }, r ? [r.f.buffer as ArrayBuffer] : []);
+      return;
+    }
     const settings = { ...m.settings, backend };
     // Ritz vectors may live in a shared WebAssembly heap: each is sent as a copy of its own
     if (m.task === 'measure') {

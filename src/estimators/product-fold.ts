@@ -186,7 +186,7 @@ function oneByOne(id: string, input: string, output: string, shape: readonly num
   for (let i = 0; i < c; i++) for (let j = 0; j < c; j++) w[i * c + j] = upper ? f[j * c + i] : f[i * c + j];
   const node: LinearNode = {
     kind: 'linear', name: id, opType: 'Conv', inputs: [input], inShapes: [shape], output, outShape: shape,
-    prim: { op: 'conv', weight: { dtype: 'float32', dims: [c, c, 1, 1], data: w }, group: 1, strides: shape.slice(2).map(() => 1), pads: shape.slice(2).flatMap(() => [0, 0]), dilations: shape.slice(2).map(() => 1) },
+    prim: { op: 'conv', weight: { dtype: 'float32', dims: [c, c, ...shape.slice(2).map(() => 1)], data: w }, group: 1, strides: shape.slice(2).map(() => 1), pads: shape.slice(2).flatMap(() => [0, 0]), dilations: shape.slice(2).map(() => 1) },
   };
   return { id, input, inShape: shape, output, outShape: shape, nodes: [node] };
 }

@@ -496,3 +496,22 @@ test('CP on a bottleneck: every product is measured folded, and the bound stays 
     assert.ok(cp.upper.value <= exact * (1 + s.tol) ** 3, `${certify}: CP ${cp.upper.value} vs exact ${exact}`);
   }
 });
+
+test('a 1-D bottleneck (Conv1d, 1×1 ends): its products are measured folded with 1-D factors, within (1+tol)³ of the exact partition sum', async () => {
+  const rng = new Random(75);
+  const [c, b, len] = [10, 3, 7];
+  const k1 = f32(Array.from({ length: b * c }, () => rng.normal() * 0.4)), k2 = f32(Array.from({ length: b * b * 3 }, () => rng.normal() * 0.4)), k3 = f32(Array.from({ length: c * b }, () => rng.normal() * 0.4));
+  const conv = (x: string, wn: string, y: string, k: number): NodeSpec => ({ opType: 'Conv', inputs: [x, wn], outputs: [y], attrs: { pads: { ints: k === 3 ? [1, 1] : [0, 0] }, kernel_shape: { ints: [k] } }, name: y });
+  const bytes = encodeGraph({
+    opset: 13, inputs: [{ name: 'x', dims: [1, c, len] }], outputs: [{ name: 'y' }],
+    nodes: [conv('x', 'k1', 'h1', 1), { opType: 'Relu', inputs: ['h1'], outputs: ['a1'] }, conv('a1', 'k2', 'h2', 3), { opType: 'Relu', inputs: ['h2'], outputs: ['a2'] }, conv('a2', 'k3', 'y', 1)],
+    initializers: [['k1', tensor([b, c, 1], k1)], ['k2', tensor([b, b, 3], k2)], ['k3', tensor([c, b, 1], k3)]],
+  });
+  const { segments, blocks } = await pipeline(bytes);
+  const cp = await cpSegmentBound(segments[0], settings, { known: await measureAll(blocks) });
+  assert.ok(cp.products.filter((p) => !p.reused).every((p) => p.upper.method.startsWith('lanczos-kw-folded')), cp.products.map((p) => `${p.id}: ${p.upper.method}`).join(', '));
+  // a 1-D convolution of length len is the 2-D one on a 1 × len grid
+  const mats = [convMatrix(k1, [b, c, 1, 1], 1, len, [0, 0, 0, 0], 1), convMatrix(k2, [b, b, 1, 3], 1, len, [0, 1, 0, 1], 1), convMatrix(k3, [c, b, 1, 1], 1, len, [0, 0, 0, 0], 1)];
+  const exact = exactPartitionSum(mats, [0, 1]);
+  assert.ok(cp.upper.value >= exact && cp.upper.value <= exact * (1 + settings.tol) ** 3, `CP ${cp.upper.value} vs exact ${exact}`);
+});

@@ -5,7 +5,7 @@ import { gamma, gramRows, roundUp, transpose, UNIT_ROUNDOFF, type GramKernel } f
 import { cholesky } from '../linalg/sdp.js';
 import { regionFlop } from '../linalg/work.js';
 import type { GramFactor, RegionOffload } from './operator-norm.js';
-import { foldScales } from './region-bounds.js';
+import { foldedLength, foldScales } from './region-bounds.js';
 
 /** A region that is one 1×1, stride-1, unpadded, ungrouped convolution once scalings fold in: M (rows × cols) at every pixel. */
 interface Pointwise {
@@ -15,24 +15,15 @@ interface Pointwise {
   readonly relErr: number;
 }
 
-/** pointwise() once per region: products share their end regions (the folded weights are not kept: factorOf folds again, once). */
-const pointwiseOf = new WeakMap<LinearRegion, Pointwise | null>();
-
+/**
+ * Decided without scaling a weight: folding keeps the conv's prim (attributes, dims), and whether the region folds
+ * into that one node is foldedLength's decision; factorOf folds the weights when it forms the factor.
+ */
 function pointwise(region: LinearRegion): Pointwise | null {
-  let p = pointwiseOf.get(region);
-  if (p === undefined) { p = pointwiseUncached(region); pointwiseOf.set(region, p); }
-  return p;
-}
-
-function pointwiseUncached(region: LinearRegion): Pointwise | null {
-  // the shape is decided before folding (which copies every weight): folding never changes a conv's attributes
   const x = convOf(region);
   if (!x || x.weight.dims.slice(2).some((k) => k !== 1) || x.strides.some((s) => s !== 1) || x.pads.some((q) => q !== 0)) return null;
-  const folded = foldScales(region.nodes);
-  if (folded.length !== 1) return null;
-  const p = folded[0].prim;
-  if (p.op !== 'conv' || p.group !== 1 || p.weight.dims.slice(2).some((k) => k !== 1) || p.strides.some((s) => s !== 1) || p.pads.some((q) => q !== 0)) return null;
-  const [rows, cols] = p.weight.dims;
+  if (foldedLength(region.nodes) !== 1) return null;
+  const [rows, cols] = x.weight.dims;
   return { rows, cols, relErr: gamma(region.nodes.length) };
 }
 

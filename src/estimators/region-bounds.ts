@@ -301,6 +301,11 @@ export function foldsAny(nodes: readonly LinearNode[]): boolean {
   return foldGroups(nodes).length < nodes.length;
 }
 
+/** How many nodes foldScales(nodes) returns (no weight is scaled to find out). */
+export function foldedLength(nodes: readonly LinearNode[]): number {
+  return foldGroups(nodes).length;
+}
+
 /** A node that stands for foldScales(nodes)'s last one in every fold decision (foldsAny): the same node, its weight unscaled. */
 export function foldedTail(nodes: readonly LinearNode[]): LinearNode {
   return foldGroups(nodes).at(-1)!.node;

@@ -252,6 +252,13 @@ test('chainMargin of one region is roundingMargin; segmentFactor takes the small
   assert.throws(() => segmentFactor([greedy]), /No upper bound/);
 });
 
+/** The dense product last · … · first of consecutive layers' matrices, in float64. */
+const denseProduct = (mats: readonly { m: Float64Array; rows: number; cols: number }[]) => {
+  let p = mats[0].m;
+  for (let k = 1; k < mats.length; k++) p = matmul(mats[k].m, mats[k].rows, mats[k].cols, p, mats[0].cols);
+  return { m: p, rows: mats[mats.length - 1].rows, cols: mats[0].cols };
+};
+
 /**
  * The Combettes–Pesquet partition sum computed independently in float64 from exact SVDs (ml-matrix) of every partial
  * product W_j⋯W_i: L_0 = ‖W_0‖, L_j = c^j‖W_j⋯W_0‖ + Σ_{i<j} c^{j−1−i}·r·‖W_j⋯W_{i+1}‖·L_i, one slope range [a, b]
@@ -259,11 +266,7 @@ test('chainMargin of one region is roundingMargin; segmentFactor takes the small
  */
 function exactPartitionSum(mats: readonly { m: Float64Array; rows: number; cols: number }[], slope: readonly [number, number]): number {
   const c = Math.abs(slope[0] + slope[1]) / 2, r = (slope[1] - slope[0]) / 2;
-  const norm = (i: number, j: number) => {
-    let p = mats[i].m;
-    for (let k = i + 1; k <= j; k++) p = matmul(mats[k].m, mats[k].rows, mats[k].cols, p, mats[i].cols);
-    return sigmaMax(p, mats[j].rows, mats[i].cols);
-  };
+  const norm = (i: number, j: number) => { const p = denseProduct(mats.slice(i, j + 1)); return sigmaMax(p.m, p.rows, p.cols); };
   const l: number[] = [norm(0, 0)];
   for (let j = 1; j < mats.length; j++) {
     let v = c ** j * norm(0, j);
@@ -430,12 +433,6 @@ function bottleneckNet(c: number, b: number, n: number, seed: number, scale1 = 0
   const mats = [convMatrix(scaled, [b, c, 1, 1], n, n, [0, 0, 0, 0], 1), convMatrix(k2, [b, b, 3, 3], n, n, [1, 1, 1, 1], 1), convMatrix(k3, [c, b, 1, 1], n, n, [0, 0, 0, 0], 1)];
   return { bytes, mats };
 }
-
-const denseProduct = (mats: readonly { m: Float64Array; rows: number; cols: number }[]) => {
-  let p = mats[0].m;
-  for (let k = 1; k < mats.length; k++) p = matmul(mats[k].m, mats[k].rows, mats[k].cols, p, mats[0].cols);
-  return { m: p, rows: mats[mats.length - 1].rows, cols: mats[0].cols };
-};
 
 test('bottleneck products fold their narrowing 1×1 ends: B = R·X·S has the product\'s norm (exact SVDs), lift and norm bound it from both sides', async () => {
   const [c, b, n] = [8, 3, 5];

@@ -1,6 +1,6 @@
 import { EigenvalueDecomposition, Matrix, SingularValueDecomposition } from 'ml-matrix';
 import { LipcheckError } from '../errors.js';
-import type { LinearOperator } from '../backend/operators.js';
+import type { LinearOperator } from '../ir/operator.js';
 import { dot, Random } from './random.js';
 
 /** The products of a linear map that the iterative route needs: a LinearOperator, or a plain object in tests. */

@@ -41,6 +41,7 @@ export function violations(file: string, imports: readonly string[]): string[] {
     if (file.startsWith('src/estimators/') && (i.startsWith('src/backend/') || i.startsWith('src/onnx/') || i === 'onnxruntime-node' || PROTOBUF.includes(i))) {
       out.push(`${file} imports ${i}: estimators take an OperatorBackend (src/ir/operator.ts) and never see ONNX or onnxruntime`);
     }
+    if (file.startsWith('src/linalg/') && (i.startsWith('src/backend/') || i.startsWith('src/onnx/') || i.startsWith('src/estimators/'))) out.push(`${file} imports ${i}: src/linalg is the numerics the estimators and the backend share, below both (operator types come from src/ir/operator.ts)`);
     if (i === 'onnxruntime-node' && !file.startsWith('src/backend/')) out.push(`${file} imports onnxruntime-node: only src/backend may`);
     if (i.startsWith('src/workers/') && !(file.startsWith('src/workers/') || file === 'src/index.ts' || file.startsWith('src/cli/'))) out.push(`${file} imports ${i}: region workers are handed to the estimators (NormSettings.offload) by src/index.ts`);
     if (PROTOBUF.includes(i) && !file.startsWith('src/onnx/')) out.push(`${file} imports ${i}: only src/onnx may read protobuf`);
@@ -59,9 +60,11 @@ test('the checker itself: a file breaking each rule is caught, a clean one is no
   assert.deepEqual(violations('src/backend/fake.ts', importsOf('src/backend/fake.ts', "const o = require('onnxruntime-node');\n")), []);
   assert.equal(violations('src/estimators/fake.ts', importsOf('src/estimators/fake.ts', "import { regionOffload } from '../workers/region-pool.js';\n")).length, 1);
   assert.deepEqual(violations('src/index.ts', importsOf('src/index.ts', "import { regionOffload } from './workers/region-pool.js';\n")), []);
+  assert.equal(violations('src/linalg/fake.ts', importsOf('src/linalg/fake.ts', "import type { LinearOperator } from '../backend/operators.js';\n")).length, 1);
+  assert.deepEqual(violations('src/linalg/fake.ts', importsOf('src/linalg/fake.ts', "import type { LinearOperator } from '../ir/operator.js';\n")), []);
 });
 
-test('src/ is layered: pure IR, estimators without ONNX or onnxruntime, onnxruntime only in src/backend, protobuf only in src/onnx', () => {
+test('src/ is layered: pure IR, estimators and linalg without ONNX or onnxruntime, onnxruntime only in src/backend, protobuf only in src/onnx', () => {
   const files = sources(join(ROOT, 'src'));
   assert.ok(files.length > 50 && files.includes('src/ir/operator.ts'), `found ${files.length} source files`);
   const broken = files.flatMap((f) => violations(f, importsOf(f, readFileSync(join(ROOT, f), 'utf8'))));

@@ -1,7 +1,8 @@
 import type { LinearRegion } from '../ir/merge.js';
+import type { ChainPart } from '../ir/operator.js';
 import type { Tensor } from '../ir/tensor.js';
 import { encodeGraph, feedInitializers, type GraphSpec, type NodeSpec } from '../onnx/writer.js';
-import { emitAdjoint, emitForward } from './emit.js';
+import { EMIT_OPSET, emitAdjoint, emitForward } from './emit.js';
 import type { OperatorModels } from './operators.js';
 
 /**
@@ -38,6 +39,57 @@ export function chainGraphs(first: GraphSpec, second: GraphSpec): GraphSpec {
     nodes: [...a, ...b],
     initializers,
     name: `${first.name ?? 'first'}-${second.name ?? 'second'}`,
+  };
+}
+
+/** Which map of a chain a model computes: C, Cᵀ, or CᵀC. */
+export type ChainMode = 'forward' | 'adjoint' | 'gram';
+
+/**
+ * One model for a chain of parts (ChainPart): input 'v' → output 'z' = C v, Cᵀ v or CᵀC v, with each diagonal part a
+ * Mul by the graph input 'd<j>' (j its position among the diagonal parts, the same in every mode). Each region's
+ * forward or adjoint graph is spliced in with its internal names prefixed, as chainGraphs does; a weight tensor
+ * several parts hold is stored once. Float32 throughout: the regions' kernels are those of their own graphs, and a
+ * diagonal's product is rounded once to float32, where the per-region path rounds the float64 product at the next
+ * region's input.
+ */
+export function chainPartsGraph(parts: readonly ChainPart[], mode: ChainMode): GraphSpec {
+  const stored = new Map<Tensor, string>();
+  const initializers: [string, Tensor][] = [];
+  const nodes: NodeSpec[] = [];
+  const diagAt = new Map<number, number>();
+  const diagInputs: { name: string; dims: readonly number[]; dtype: string }[] = [];
+  parts.forEach((p, i) => { if ('diag' in p) { diagAt.set(i, diagInputs.length); diagInputs.push({ name: `d${diagInputs.length}`, dims: p.diag, dtype: 'float32' }); } });
+  let cur = 'v', k = 0, opset = EMIT_OPSET;
+  const splice = (g: GraphSpec) => {
+    const prefix = `c${k}.`, out = `t${k++}`;
+    const names = new Map([[g.inputs[0].name, cur], [g.outputs[0].name, out]]);
+    for (const [name, t] of g.initializers instanceof Map ? g.initializers.entries() : (g.initializers ?? [])) {
+      const known = stored.get(t);
+      if (known) { names.set(name, known); continue; }
+      stored.set(t, `${prefix}${name}`);
+      names.set(name, `${prefix}${name}`);
+      initializers.push([`${prefix}${name}`, t]);
+    }
+    const rename = (x: string) => (x === '' ? x : names.get(x) ?? `${prefix}${x}`);
+    g.nodes.forEach((n, i) => nodes.push({ ...n, name: `${prefix}${n.name ?? `${n.opType}_${i}`}`, inputs: n.inputs.map(rename), outputs: n.outputs.map(rename) }));
+    opset = Math.max(opset, g.opset);
+    cur = out;
+  };
+  const mul = (i: number) => { const out = `t${k++}`; nodes.push({ opType: 'Mul', name: `diag${k}`, inputs: [cur, `d${diagAt.get(i)}`], outputs: [out] }); cur = out; };
+  const link = (i: number, adjoint: boolean) => { const p = parts[i]; if ('diag' in p) mul(i); else splice(adjoint ? emitAdjoint(p.region) : emitForward(p.region)); };
+  if (mode !== 'adjoint') for (let i = 0; i < parts.length; i++) link(i, false);
+  if (mode !== 'forward') for (let i = parts.length - 1; i >= 0; i--) link(i, true);
+  nodes.push({ opType: 'Identity', name: 'chain-out', inputs: [cur], outputs: ['z'] });
+  const first = parts[0], last = parts[parts.length - 1];
+  const inShape = 'diag' in first ? first.diag : first.region.inShape, outShape = 'diag' in last ? last.diag : last.region.outShape;
+  return {
+    opset,
+    inputs: [{ name: 'v', dims: mode === 'adjoint' ? outShape : inShape, dtype: 'float32' }, ...diagInputs],
+    outputs: [{ name: 'z', dims: mode === 'forward' ? outShape : inShape, dtype: 'float32' }],
+    nodes,
+    initializers,
+    name: `chain-${mode}`,
   };
 }
 

@@ -1,18 +1,18 @@
 import { LipcheckError } from '../errors.js';
 import type { LinearRegion } from '../ir/merge.js';
-import { DENSE_LIMIT, denseObstacle, type GramOperator, type LinearOperator, type ModelEvaluator, type OperatorBackend } from '../ir/operator.js';
-import { sizeOf } from '../ir/tensor.js';
+import { DENSE_LIMIT, denseObstacle, type ChainOperator, type ChainPart, type GramOperator, type LinearOperator, type ModelEvaluator, type OperatorBackend } from '../ir/operator.js';
+import { sizeOf, type Tensor } from '../ir/tensor.js';
 import { zeroFeeds } from '../onnx/tensor.js';
 import type { OnnxModel } from '../onnx/read-model.js';
 import { encodeForRuntime, encodeGraph, type GraphSpec } from '../onnx/writer.js';
 import { emitAdjoint, emitForward } from './emit.js';
 import { fusedLanczosFits, withFusedLanczos } from './fused-lanczos.js';
-import { chainGraphs, CHAIN_LIMIT_BYTES, feedWeights, operatorModels, weightBytes } from './graphs.js';
+import { chainGraphs, chainPartsGraph, CHAIN_LIMIT_BYTES, feedWeights, operatorModels, weightBytes, type ChainMode } from './graphs.js';
 import { createOrtGram, createOrtGramPair, createOrtOperator, denseMatrixOf } from './operators.js';
 import { ModelRunner } from './runner.js';
 import { createWorkerGram, ortIntraThreads, ortWorkersFor } from './ort-pool.js';
 import { denseGramKernel } from './dense-gram.js';
-import { resolveDevice, sessionOptions, type RuntimeOptions } from './runtime.js';
+import { resolveDevice, Session, sessionOptions, type RuntimeOptions } from './runtime.js';
 import { float64Model } from './widen.js';
 import { regionFlop } from '../linalg/work.js';
 
@@ -61,6 +61,47 @@ async function ortGram(region: LinearRegion, runtime: RuntimeOptions): Promise<G
 }
 
 /**
+ * A chain's three maps (chainPartsGraph), each one session made on first use: one run per product of the whole chain
+ * (the Jacobian products of the lower bound: a ReLU net's J(x)ᵀJ(x)v in one run instead of two per layer). Weights as
+ * feedWeights decides (convolutions baked in: thread-count determinism); the diagonals fed as float32 with each run.
+ */
+function ortChain(parts: readonly ChainPart[], runtime: RuntimeOptions): ChainOperator {
+  if (parts.length === 0) throw new LipcheckError('INTERNAL', 'A chain operator needs at least one part.');
+  const dims = (p: ChainPart, side: 'in' | 'out') => ('diag' in p ? p.diag : side === 'in' ? p.region.inShape : p.region.outShape);
+  const inDims = dims(parts[0], 'in'), outDims = dims(parts[parts.length - 1], 'out');
+  const diagDims = parts.flatMap((p) => ('diag' in p ? [p.diag] : []));
+  const name = parts.map((p) => ('diag' in p ? 'diag' : p.region.id)).join('·');
+  const sessions = new Map<ChainMode, Promise<{ session: Session; feeds: Record<string, Tensor> }>>();
+  const open = (mode: ChainMode) => {
+    let s = sessions.get(mode);
+    if (!s) {
+      const fed = feedWeights(chainPartsGraph(parts, mode));
+      s = Session.create(encodeGraph(fed.spec), runtime, `the chain ${name} (${mode})`).then((session) => ({ session, feeds: fed.feeds }));
+      sessions.set(mode, s);
+    }
+    return s;
+  };
+  const run = async (mode: ChainMode, v: Float64Array, diags: readonly Float64Array[]): Promise<Float64Array> => {
+    if (diags.length !== diagDims.length) throw new LipcheckError('INTERNAL', `The chain ${name} takes ${diagDims.length} diagonals; it was given ${diags.length}.`);
+    const { session, feeds } = await open(mode);
+    const f: Record<string, Tensor> = { ...feeds, v: { dtype: 'float32', dims: mode === 'adjoint' ? outDims : inDims, data: Float32Array.from(v) } };
+    diags.forEach((d, j) => { f[`d${j}`] = { dtype: 'float32', dims: diagDims[j], data: Float32Array.from(d) }; });
+    const out = await session.run(f, ['z'], `the chain ${name}`);
+    return new Float64Array(out.get('z')!.data as Float32Array);
+  };
+  return {
+    inSize: sizeOf(inDims),
+    outSize: sizeOf(outDims),
+    apply: (v, diags) => run('forward', v, diags),
+    adjoint: (w, diags) => run('adjoint', w, diags),
+    gram: (v, diags) => run('gram', v, diags),
+    async dispose() {
+      for (const s of sessions.values()) await (await s.catch(() => null))?.session.release();
+    },
+  };
+}
+
+/**
  * The onnxruntime implementation of OperatorBackend: the one place that emits a region's graphs, encodes models and
  * opens sessions. Create it once per analysis; operators and evaluators it hands out are disposed by their users.
  */
@@ -75,6 +116,9 @@ export function createOrtBackend(opts: OrtBackendOptions): OperatorBackend {
     },
     gram(region: LinearRegion) {
       return ortGram(region, runtime);
+    },
+    async chain(parts: readonly ChainPart[]): Promise<ChainOperator> {
+      return ortChain(parts, runtime);
     },
     // float64 Gemm (MLAS) for the dense certificates' Gram products: 10–20× the JavaScript product's speed
     denseGram: denseGramKernel(runtime),

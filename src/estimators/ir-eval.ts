@@ -1,5 +1,5 @@
-import type { Block } from '../ir/merge.js';
-import type { LinearOperator, OperatorBackend } from '../ir/operator.js';
+import type { Block, LinearRegion } from '../ir/merge.js';
+import type { ChainOperator, ChainPart, LinearOperator, OperatorBackend } from '../ir/operator.js';
 import { sizeOf } from '../ir/tensor.js';
 import type { ActivationNode, IrGraph, IrNode, LipschitzNode, Shape } from '../ir/types.js';
 import { broadcastMap, elementwiseOf, type BoundElementwise } from '../ops/elementwise.js';
@@ -23,16 +23,21 @@ export interface PoolWindows {
 
 /** One step of the Jacobian's evaluation order. */
 export type Step =
-  | { readonly kind: 'operator'; readonly input: string; readonly output: string; readonly op: LinearOperator }
+  | { readonly kind: 'operator'; readonly input: string; readonly output: string; readonly op: LinearOperator; readonly region: LinearRegion }
   | { readonly kind: 'diag'; readonly node: ActivationNode; readonly ew: BoundElementwise }
   | { readonly kind: 'maxpool'; readonly node: LipschitzNode; readonly windows: PoolWindows }
   | { readonly kind: 'softmax'; readonly node: LipschitzNode; readonly outer: number; readonly len: number; readonly inner: number; readonly log?: boolean }
   | { readonly kind: 'sum'; readonly node: IrNode; readonly signs: readonly number[] }
-  | { readonly kind: 'concat'; readonly node: IrNode; readonly axis: number; readonly parts: readonly ConcatPart[] };
+  | { readonly kind: 'concat'; readonly node: IrNode; readonly axis: number; readonly parts: readonly ConcatPart[] }
+  /** Consecutive operator and diag steps as one backend chain; `diags` are its activations' outputs, in chain order. */
+  | { readonly kind: 'chain'; readonly input: string; readonly output: string; readonly op: ChainOperator; readonly diags: readonly string[] };
 
 /** The interpreter's plan: its steps and the model values a point needs. */
 export interface IrPlan {
+  /** Every region and node a step of its own (what callers reading intermediate tangents need). */
   readonly steps: readonly Step[];
+  /** The same order with runs of regions and activations fused into chain steps where the backend offers chains (fuseChains); else `steps`. */
+  readonly fused: readonly Step[];
   /** Values of the original model to evaluate at each point (activation and max-pool inputs, softmax outputs). */
   readonly needed: readonly string[];
 }
@@ -115,7 +120,7 @@ function internalValues(ir: IrGraph): Set<string> {
  * differentiated here. Operators are created only once the whole graph is known to be differentiable; the caller
  * disposes those pushed to `operators`.
  */
-export async function planIr(ir: IrGraph, blocks: readonly Block[], backend: OperatorBackend, operators: LinearOperator[]): Promise<IrPlan | string> {
+export async function planIr(ir: IrGraph, blocks: readonly Block[], backend: OperatorBackend, operators: { dispose(): Promise<void> }[]): Promise<IrPlan | string> {
   const steps: (Step | Block & { kind: 'operator' })[] = [];
   const needed = new Set<string>();
   const internal = internalValues(ir);
@@ -167,17 +172,68 @@ export async function planIr(ir: IrGraph, blocks: readonly Block[], backend: Ope
     if (st.kind !== 'operator' || !('region' in st)) { out.push(st as Step); continue; }
     const op = await backend.operator(st.region);
     operators.push(op);
-    out.push({ kind: 'operator', input: st.region.input, output: st.region.output, op });
+    out.push({ kind: 'operator', input: st.region.input, output: st.region.output, op, region: st.region });
   }
-  return { steps: out, needed: [...needed] };
+  return { steps: out, fused: await fuseChains(ir, out, backend, operators), needed: [...needed] };
 }
 
-/** Jacobian-vector products of the IR at a point: the backend's operators for linear regions, the table elsewhere. */
+const inputOf = (st: Step): string => (st.kind === 'operator' || st.kind === 'chain' ? st.input : st.node.inputs[0]);
+const outputOf = (st: Step): string => (st.kind === 'operator' || st.kind === 'chain' ? st.output : st.node.output);
+
+/**
+ * `steps` with every maximal run of consecutive operator and diag steps that holds two operators or more, each step
+ * reading the previous one's output and nothing else reading it, replaced by one chain step (backend.chain): a product
+ * through the run is then one backend run instead of one per region. Without backend.chain, `steps` unchanged.
+ */
+export async function fuseChains(ir: IrGraph, steps: readonly Step[], backend: OperatorBackend, operators: { dispose(): Promise<void> }[]): Promise<readonly Step[]> {
+  if (!backend.chain) return steps;
+  const readers = new Map<string, number>();
+  for (const st of steps) {
+    const ins = st.kind === 'operator' || st.kind === 'chain' ? [st.input] : st.node.inputs;
+    for (const i of new Set(ins)) readers.set(i, (readers.get(i) ?? 0) + 1);
+  }
+  const linkable = (st: Step) => st.kind === 'operator' || st.kind === 'diag';
+  const out: Step[] = [];
+  for (let i = 0; i < steps.length;) {
+    let j = i;
+    if (linkable(steps[i])) {
+      while (j + 1 < steps.length && linkable(steps[j + 1]) && inputOf(steps[j + 1]) === outputOf(steps[j]) && readers.get(outputOf(steps[j])) === 1 && outputOf(steps[j]) !== ir.output) j++;
+    }
+    const run = steps.slice(i, j + 1);
+    if (run.filter((st) => st.kind === 'operator').length < 2) { out.push(...run); i = j + 1; continue; }
+    const parts: ChainPart[] = run.map((st) => (st.kind === 'operator' ? { region: st.region } : { diag: (st as Extract<Step, { kind: 'diag' }>).node.outShape }));
+    const op = await backend.chain(parts);
+    operators.push(op);
+    out.push({ kind: 'chain', input: inputOf(run[0]), output: outputOf(run[run.length - 1]), op, diags: run.flatMap((st) => (st.kind === 'diag' ? [st.node.output] : [])) });
+    i = j + 1;
+  }
+  return out;
+}
+
+/**
+ * Jacobian-vector products of the IR at a point: the backend's operators for linear regions, the table elsewhere.
+ * A product whose caller reads no intermediate tangent (no `tangents`, `cotangents` or `inject`) walks the `fused`
+ * steps (IrPlan.fused): chains of regions and activations in one backend run each.
+ */
 export class Jacobian {
   products = 0;
   private readonly bcast = new Map<string, Int32Array>();
 
-  constructor(private readonly ir: IrGraph, private readonly steps: readonly Step[]) {}
+  constructor(private readonly ir: IrGraph, private readonly steps: readonly Step[], private readonly fused: readonly Step[] = steps) {}
+
+  /** J(x)ᵀJ(x)·v (two products): one backend run where one chain spans the whole Jacobian, else jvp then vjp. */
+  async gram(s: LocalState, v: Float64Array): Promise<Float64Array> {
+    const only = this.fused.length === 1 ? this.fused[0] : null;
+    if (only?.kind === 'chain' && only.input === this.ir.input && only.output === this.ir.output) {
+      this.products += 2;
+      return only.op.gram(v, this.diagsOf(only, s));
+    }
+    return this.vjp(s, await this.jvp(s, v));
+  }
+
+  private diagsOf(step: Extract<Step, { kind: 'chain' }>, s: LocalState): Float64Array[] {
+    return step.diags.map((name) => s.slope.get(name)!.d);
+  }
 
   private broadcast(node: IrNode, i: number): Int32Array {
     const key = `${node.output}#${i}`;
@@ -187,11 +243,13 @@ export class Jacobian {
   }
 
   /** J(x)·v; `tangents` receives every intermediate tangent when given. */
-  async jvp(s: LocalState, v: Float64Array, tangents = new Map<string, Float64Array>()): Promise<Float64Array> {
+  async jvp(s: LocalState, v: Float64Array, keep?: Map<string, Float64Array>): Promise<Float64Array> {
     this.products++;
+    const tangents = keep ?? new Map<string, Float64Array>();
     tangents.set(this.ir.input, v);
-    for (const step of this.steps) {
+    for (const step of keep ? this.steps : this.fused) {
       if (step.kind === 'operator') { tangents.set(step.output, await step.op.apply(tangents.get(step.input)!)); continue; }
+      if (step.kind === 'chain') { tangents.set(step.output, await step.op.apply(tangents.get(step.input)!, this.diagsOf(step, s))); continue; }
       const n = step.node;
       const t = tangents.get(n.inputs[0])!;
       const out = new Float64Array(sizeOf(n.outShape));
@@ -214,9 +272,10 @@ export class Jacobian {
    * J(x)ᵀ·w plus Σ_u J_u(x)ᵀ·inject[u] (u an intermediate value, J_u its Jacobian from the input): one reverse sweep.
    * `cotangents` receives every intermediate cotangent when given.
    */
-  async vjp(s: LocalState, w: Float64Array, inject?: ReadonlyMap<string, Float64Array>, cotangents = new Map<string, Float64Array>()): Promise<Float64Array> {
+  async vjp(s: LocalState, w: Float64Array, inject?: ReadonlyMap<string, Float64Array>, cotangents?: Map<string, Float64Array>): Promise<Float64Array> {
     this.products++;
-    const cot = cotangents;
+    const cot = cotangents ?? new Map<string, Float64Array>();
+    const steps = inject || cotangents ? this.steps : this.fused;
     const add = (name: string, g: Float64Array) => {
       const c = cot.get(name);
       if (!c) cot.set(name, Float64Array.from(g));
@@ -224,11 +283,16 @@ export class Jacobian {
     };
     for (const [k, g] of inject ?? []) add(k, g);
     add(this.ir.output, w);
-    for (let j = this.steps.length - 1; j >= 0; j--) {
-      const step = this.steps[j];
+    for (let j = steps.length - 1; j >= 0; j--) {
+      const step = steps[j];
       if (step.kind === 'operator') {
         const g = cot.get(step.output);
         if (g) add(step.input, await step.op.adjoint(g));
+        continue;
+      }
+      if (step.kind === 'chain') {
+        const g = cot.get(step.output);
+        if (g) add(step.input, await step.op.adjoint(g, this.diagsOf(step, s)));
         continue;
       }
       const n = step.node;

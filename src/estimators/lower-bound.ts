@@ -189,7 +189,7 @@ export function planSearch(blocks: readonly Block[], sizes: { input: number; out
  */
 export async function jacobianLowerBound(args: LowerBoundArgs): Promise<LowerBoundResult> {
   const inf = args.norm === 'inf';
-  const operators: LinearOperator[] = [];
+  const operators: { dispose(): Promise<void> }[] = [];
   let evaluator: ModelEvaluator | null = null;
   try {
     const short = firstStartShortfall(args);
@@ -199,7 +199,7 @@ export async function jacobianLowerBound(args: LowerBoundArgs): Promise<LowerBou
     const extra = plan.needed.filter((e) => e !== args.outputName && e !== args.inputName);
     evaluator = await args.backend.model({ extraOutputs: extra, what: 'the model (Jacobian witness)' });
     if (!evaluator) return noPair(args, 'the backend cannot evaluate the model', 0);
-    const search = new Search(args, plan.steps, evaluator, [args.outputName, ...extra]);
+    const search = new Search(args, plan.steps, plan.fused, evaluator, [args.outputName, ...extra]);
     return await (inf ? search.runInf() : search.runL2());
   } finally {
     await evaluator?.release();
@@ -311,12 +311,12 @@ class Search {
   private readonly softmaxes: (Step & { kind: 'softmax' })[] = [];
   readonly plan: SearchPlan;
 
-  constructor(private readonly args: LowerBoundArgs, steps: readonly Step[], private readonly runner: ModelEvaluator, private readonly wanted: readonly string[]) {
+  constructor(private readonly args: LowerBoundArgs, steps: readonly Step[], fused: readonly Step[], private readonly runner: ModelEvaluator, private readonly wanted: readonly string[]) {
     this.n = sizeOf(args.inputShape);
     this.rng = new Random(args.seed ^ 0x4c4f5742);
     this.plan = planSearch(args.blocks, { input: this.n, output: sizeOf(args.ir.outputShape) }, args.norm, args.budget, args.starts, args.ascentSteps);
     this.costs = searchCosts(args.blocks, this.n);
-    this.jac = new Jacobian(args.ir, steps);
+    this.jac = new Jacobian(args.ir, steps, fused);
     for (const s of steps) {
       if (s.kind === 'maxpool') this.pools.push(s);
       if (s.kind === 'diag') this.diags.push(s);
@@ -477,7 +477,7 @@ class Search {
   private async topSingular(s: LocalState, start: Float64Array, steps: number): Promise<{ sigma: number; v: Float64Array } | null> {
     const jac = this.jac;
     try {
-      const res = await lanczosTop({ n: this.n, apply: async (v) => jac.vjp(s, await jac.jvp(s, v)) }, {
+      const res = await lanczosTop({ n: this.n, apply: (v) => jac.gram(s, v) }, {
         start: scaleInPlace(Float64Array.from(start), 1 / Math.max(norm2(start), 1e-300)),
         maxSteps: steps,
         stop: (theta, k, previous) => (k >= 3 && Math.abs(theta - previous) <= 1e-9 * theta) || this.overBudget(0.9),

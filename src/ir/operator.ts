@@ -54,6 +54,24 @@ export interface GramLanczosResult {
   readonly extraPasses: number;
 }
 
+/** One link of a chain: a region's linear map, or a diagonal (elementwise product with a vector given at each call) on values of `diag` shape. */
+export type ChainPart = { readonly region: LinearRegion } | { readonly diag: readonly number[] };
+
+/**
+ * The map C = P_k⋯P_1 of a chain of parts (ChainPart, P_1 first), with its adjoint and Gram map, each one backend run
+ * (float32 kernels, float64 bookkeeping, as LinearOperator). `diags` holds the diagonal parts' vectors in chain order;
+ * they change from call to call (a Jacobian's activation slopes at a point), the regions do not.
+ */
+export interface ChainOperator {
+  readonly inSize: number;
+  readonly outSize: number;
+  apply(v: Float64Array, diags: readonly Float64Array[]): Promise<Float64Array>;
+  adjoint(w: Float64Array, diags: readonly Float64Array[]): Promise<Float64Array>;
+  /** Cᵀ(C v). */
+  gram(v: Float64Array, diags: readonly Float64Array[]): Promise<Float64Array>;
+  dispose(): Promise<void>;
+}
+
 /** Evaluates the whole original model (witness pairs, intermediate activations): named feeds in, named outputs out. */
 export interface ModelEvaluator {
   run(feeds: Record<string, Tensor>, outputs: readonly string[]): Promise<Map<string, Tensor>>;
@@ -111,6 +129,11 @@ export interface OperatorBackend {
    * named intermediate values also available as outputs.
    */
   model(opts?: ModelOptions): Promise<ModelEvaluator | null>;
+  /**
+   * Optional: a chain of regions and diagonals as one operator (ChainOperator), one backend run per product instead of
+   * one per region; where absent, callers take each region's operator.
+   */
+  chain?(parts: readonly ChainPart[]): Promise<ChainOperator>;
   /** Whether work may be spread over more than one thread (false under --threads 1). */
   readonly parallel: boolean;
   /**

@@ -47,7 +47,9 @@ export type ChainMode = 'forward' | 'adjoint' | 'gram';
 
 /**
  * One model for a chain of parts (ChainPart): input 'v' → output 'z' = C v, Cᵀ v or CᵀC v, with each diagonal part a
- * Mul by the graph input 'd<j>' (j its position among the diagonal parts, the same in every mode). Each region's
+ * Mul by the graph input 'd<j>' (j its position among the diagonal parts, the same in every mode). The forward and
+ * adjoint models also output 'o<k>', the value (forward) or cotangent (adjoint) between part k and part k + 1, and the
+ * adjoint adds the input 'i<k>' to that cotangent as it passes (zeros where nothing is injected: exact). Each region's
  * forward or adjoint graph is spliced in with its internal names prefixed, as chainGraphs does; a weight tensor
  * several parts hold is stored once. Float32 throughout: the regions' kernels are those of their own graphs, and a
  * diagonal's product is rounded once to float32, where the per-region path rounds the float64 product at the next
@@ -78,15 +80,29 @@ export function chainPartsGraph(parts: readonly ChainPart[], mode: ChainMode): G
   };
   const mul = (i: number) => { const out = `t${k++}`; nodes.push({ opType: 'Mul', name: `diag${k}`, inputs: [cur, `d${diagAt.get(i)}`], outputs: [out] }); cur = out; };
   const link = (i: number, adjoint: boolean) => { const p = parts[i]; if ('diag' in p) mul(i); else splice(adjoint ? emitAdjoint(p.region) : emitForward(p.region)); };
-  if (mode !== 'adjoint') for (let i = 0; i < parts.length; i++) link(i, false);
-  if (mode !== 'forward') for (let i = parts.length - 1; i >= 0; i--) link(i, true);
+  const outShapeOf = (p: ChainPart) => ('diag' in p ? p.diag : p.region.outShape);
+  const inner = parts.slice(0, -1).map((p, j) => ({ name: `o${j}`, dims: outShapeOf(p), dtype: 'float32' }));
+  const injections = mode === 'adjoint' ? parts.slice(0, -1).map((p, j) => ({ name: `i${j}`, dims: outShapeOf(p), dtype: 'float32' })) : [];
+  const keep = (j: number) => nodes.push({ opType: 'Identity', name: `inner${j}`, inputs: [cur], outputs: [`o${j}`] });
+  if (mode !== 'adjoint') for (let i = 0; i < parts.length; i++) { link(i, false); if (mode === 'forward' && i < parts.length - 1) keep(i); }
+  if (mode !== 'forward') {
+    for (let i = parts.length - 1; i >= 0; i--) {
+      if (mode === 'adjoint' && i < parts.length - 1) {
+        const out = `t${k++}`;
+        nodes.push({ opType: 'Add', name: `inject${i}`, inputs: [cur, `i${i}`], outputs: [out] });
+        cur = out;
+        keep(i);
+      }
+      link(i, true);
+    }
+  }
   nodes.push({ opType: 'Identity', name: 'chain-out', inputs: [cur], outputs: ['z'] });
   const first = parts[0], last = parts[parts.length - 1];
-  const inShape = 'diag' in first ? first.diag : first.region.inShape, outShape = 'diag' in last ? last.diag : last.region.outShape;
+  const inShape = 'diag' in first ? first.diag : first.region.inShape, outShape = outShapeOf(last);
   return {
     opset,
-    inputs: [{ name: 'v', dims: mode === 'adjoint' ? outShape : inShape, dtype: 'float32' }, ...diagInputs],
-    outputs: [{ name: 'z', dims: mode === 'forward' ? outShape : inShape, dtype: 'float32' }],
+    inputs: [{ name: 'v', dims: mode === 'adjoint' ? outShape : inShape, dtype: 'float32' }, ...diagInputs, ...injections],
+    outputs: [{ name: 'z', dims: mode === 'forward' ? outShape : inShape, dtype: 'float32' }, ...(mode === 'gram' ? [] : inner)],
     nodes,
     initializers,
     name: `chain-${mode}`,

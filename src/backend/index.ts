@@ -81,19 +81,24 @@ function ortChain(parts: readonly ChainPart[], runtime: RuntimeOptions): ChainOp
     }
     return s;
   };
-  const run = async (mode: ChainMode, v: Float64Array, diags: readonly Float64Array[]): Promise<Float64Array> => {
+  // the values between parts: part k's output for k < K − 1
+  const innerDims = parts.slice(0, -1).map((p) => dims(p, 'out'));
+  const run = async (mode: ChainMode, v: Float64Array, diags: readonly Float64Array[], inject?: readonly (Float64Array | null)[], inner?: Float64Array[]): Promise<Float64Array> => {
     if (diags.length !== diagDims.length) throw new LipcheckError('INTERNAL', `The chain ${name} takes ${diagDims.length} diagonals; it was given ${diags.length}.`);
     const { session, feeds } = await open(mode);
     const f: Record<string, Tensor> = { ...feeds, v: { dtype: 'float32', dims: mode === 'adjoint' ? outDims : inDims, data: Float32Array.from(v) } };
     diags.forEach((d, j) => { f[`d${j}`] = { dtype: 'float32', dims: diagDims[j], data: Float32Array.from(d) }; });
-    const out = await session.run(f, ['z'], `the chain ${name}`);
+    if (mode === 'adjoint') innerDims.forEach((d, j) => { const g = inject?.[j]; f[`i${j}`] = { dtype: 'float32', dims: d, data: g ? Float32Array.from(g) : new Float32Array(sizeOf(d)) }; });
+    const names = inner ? ['z', ...innerDims.map((_, j) => `o${j}`)] : ['z'];
+    const out = await session.run(f, names, `the chain ${name}`);
+    if (inner) innerDims.forEach((_, j) => inner.push(new Float64Array(out.get(`o${j}`)!.data as Float32Array)));
     return new Float64Array(out.get('z')!.data as Float32Array);
   };
   return {
     inSize: sizeOf(inDims),
     outSize: sizeOf(outDims),
-    apply: (v, diags) => run('forward', v, diags),
-    adjoint: (w, diags) => run('adjoint', w, diags),
+    apply: (v, diags, inner) => run('forward', v, diags, undefined, inner),
+    adjoint: (w, diags, inject, inner) => run('adjoint', w, diags, inject, inner),
     gram: (v, diags) => run('gram', v, diags),
     async dispose() {
       for (const s of sessions.values()) await (await s.catch(() => null))?.session.release();

@@ -29,8 +29,11 @@ export type Step =
   | { readonly kind: 'softmax'; readonly node: LipschitzNode; readonly outer: number; readonly len: number; readonly inner: number; readonly log?: boolean }
   | { readonly kind: 'sum'; readonly node: IrNode; readonly signs: readonly number[] }
   | { readonly kind: 'concat'; readonly node: IrNode; readonly axis: number; readonly parts: readonly ConcatPart[] }
-  /** Consecutive operator and diag steps as one backend chain; `diags` are its activations' outputs, in chain order. */
-  | { readonly kind: 'chain'; readonly input: string; readonly output: string; readonly op: ChainOperator; readonly diags: readonly string[] };
+  /**
+   * Consecutive operator and diag steps as one backend chain; `diags` are its activations' outputs and `inner` the
+   * values between its parts (every part's output but the last), in chain order.
+   */
+  | { readonly kind: 'chain'; readonly input: string; readonly output: string; readonly op: ChainOperator; readonly diags: readonly string[]; readonly inner: readonly string[] };
 
 /** The interpreter's plan: its steps and the model values a point needs. */
 export interface IrPlan {
@@ -204,16 +207,16 @@ export async function fuseChains(ir: IrGraph, steps: readonly Step[], backend: O
     const parts: ChainPart[] = run.map((st) => (st.kind === 'operator' ? { region: st.region } : { diag: (st as Extract<Step, { kind: 'diag' }>).node.outShape }));
     const op = await backend.chain(parts);
     operators.push(op);
-    out.push({ kind: 'chain', input: inputOf(run[0]), output: outputOf(run[run.length - 1]), op, diags: run.flatMap((st) => (st.kind === 'diag' ? [st.node.output] : [])) });
+    out.push({ kind: 'chain', input: inputOf(run[0]), output: outputOf(run[run.length - 1]), op, diags: run.flatMap((st) => (st.kind === 'diag' ? [st.node.output] : [])), inner: run.slice(0, -1).map(outputOf) });
     i = j + 1;
   }
   return out;
 }
 
 /**
- * Jacobian-vector products of the IR at a point: the backend's operators for linear regions, the table elsewhere.
- * A product whose caller reads no intermediate tangent (no `tangents`, `cotangents` or `inject`) walks the `fused`
- * steps (IrPlan.fused): chains of regions and activations in one backend run each.
+ * Jacobian-vector products of the IR at a point: the backend's operators for linear regions, the table elsewhere,
+ * walking the `fused` steps (IrPlan.fused): chains of regions and activations in one backend run each, which hand back
+ * the tangents and cotangents between their parts and take injections there, so callers see every value as before.
  */
 export class Jacobian {
   products = 0;
@@ -247,9 +250,14 @@ export class Jacobian {
     this.products++;
     const tangents = keep ?? new Map<string, Float64Array>();
     tangents.set(this.ir.input, v);
-    for (const step of keep ? this.steps : this.fused) {
+    for (const step of this.fused) {
       if (step.kind === 'operator') { tangents.set(step.output, await step.op.apply(tangents.get(step.input)!)); continue; }
-      if (step.kind === 'chain') { tangents.set(step.output, await step.op.apply(tangents.get(step.input)!, this.diagsOf(step, s))); continue; }
+      if (step.kind === 'chain') {
+        const inner: Float64Array[] | undefined = keep ? [] : undefined;
+        tangents.set(step.output, await step.op.apply(tangents.get(step.input)!, this.diagsOf(step, s), inner));
+        inner?.forEach((t, k) => tangents.set(step.inner[k], t));
+        continue;
+      }
       const n = step.node;
       const t = tangents.get(n.inputs[0])!;
       const out = new Float64Array(sizeOf(n.outShape));
@@ -275,7 +283,7 @@ export class Jacobian {
   async vjp(s: LocalState, w: Float64Array, inject?: ReadonlyMap<string, Float64Array>, cotangents?: Map<string, Float64Array>): Promise<Float64Array> {
     this.products++;
     const cot = cotangents ?? new Map<string, Float64Array>();
-    const steps = inject || cotangents ? this.steps : this.fused;
+    const steps = this.fused;
     const add = (name: string, g: Float64Array) => {
       const c = cot.get(name);
       if (!c) cot.set(name, Float64Array.from(g));
@@ -291,8 +299,14 @@ export class Jacobian {
         continue;
       }
       if (step.kind === 'chain') {
-        const g = cot.get(step.output);
-        if (g) add(step.input, await step.op.adjoint(g, this.diagsOf(step, s)));
+        // only injections can have reached the chain's inner values (nothing else reads them): added inside the run
+        const injected = step.inner.map((name) => cot.get(name) ?? null);
+        let g = cot.get(step.output);
+        if (!g && injected.some((x) => x !== null)) g = new Float64Array(step.op.outSize);
+        if (!g) continue;
+        const inner: Float64Array[] | undefined = cotangents ? [] : undefined;
+        add(step.input, await step.op.adjoint(g, this.diagsOf(step, s), injected, inner));
+        inner?.forEach((c, k) => cot.set(step.inner[k], c));
         continue;
       }
       const n = step.node;

@@ -65,8 +65,13 @@ export type ChainPart = { readonly region: LinearRegion } | { readonly diag: rea
 export interface ChainOperator {
   readonly inSize: number;
   readonly outSize: number;
-  apply(v: Float64Array, diags: readonly Float64Array[]): Promise<Float64Array>;
-  adjoint(w: Float64Array, diags: readonly Float64Array[]): Promise<Float64Array>;
+  /** C v; `inner`, when given, receives the K − 1 values between the K parts (each part's output but the last), in order. */
+  apply(v: Float64Array, diags: readonly Float64Array[], inner?: Float64Array[]): Promise<Float64Array>;
+  /**
+   * Cᵀ w, with `inject[k]` (where given) added to the cotangent of inner value k as the sweep passes it; `inner`, when
+   * given, receives those cotangents (injections included), in chain order.
+   */
+  adjoint(w: Float64Array, diags: readonly Float64Array[], inject?: readonly (Float64Array | null)[], inner?: Float64Array[]): Promise<Float64Array>;
   /** Cᵀ(C v). */
   gram(v: Float64Array, diags: readonly Float64Array[]): Promise<Float64Array>;
   dispose(): Promise<void>;

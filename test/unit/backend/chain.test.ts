@@ -132,13 +132,18 @@ test('the Jacobian walks fused chains where no intermediate tangent is asked for
     assert.ok(relErr(g, matmul(ct, 6, 3, matmul(c, 3, 6, v, 1), 1)) < 1e-5);
     assert.ok(relErr(g, await walked.vjp(s, await walked.jvp(s, v))) < 1e-5);
     resetRuntimeStats();
-    assert.ok(relErr(await fused.jvp(s, v), await walked.jvp(s, v, new Map())) < 1e-5);
-    assert.ok(relErr(await fused.vjp(s, w), await walked.vjp(s, w, undefined, new Map())) < 1e-5);
-    assert.equal(runtimeStats().runs, 2 + 3 + 3, 'fused products one run each; the walk asked for intermediates, one run per region');
-    // asking for the intermediate tangents walks region by region and fills them
-    const tangents = new Map<string, Float64Array>();
-    await fused.jvp(s, v, tangents);
-    for (const a of acts) assert.ok(tangents.has(a.inputs[0]) && tangents.has(a.output), `tangent of ${a.name}`);
+    const ft = new Map<string, Float64Array>(), wt = new Map<string, Float64Array>();
+    assert.ok(relErr(await fused.jvp(s, v, ft), await walked.jvp(s, v, wt)) < 1e-5);
+    // injections at the activations' inputs (the ascent's second-derivative terms) and the cotangents handed back
+    const inject = new Map(acts.map((a) => [a.inputs[0], vec(rng, sizeOf(a.inShapes[0]))] as [string, Float64Array]));
+    const fc = new Map<string, Float64Array>(), wc = new Map<string, Float64Array>();
+    assert.ok(relErr(await fused.vjp(s, w, inject, fc), await walked.vjp(s, w, inject, wc)) < 1e-5);
+    assert.ok(relErr(await fused.vjp(s, new Float64Array(3), inject), await walked.vjp(s, new Float64Array(3), inject)) < 1e-5, 'injections alone');
+    assert.equal(runtimeStats().runs, 3 + 3 * 3, 'fused products one run each, intermediates and injections included; the walk one run per region');
+    // every value the walk records, the fused walk records too, with the same numbers
+    for (const [name, t] of wt) assert.ok(ft.has(name) && relErr(ft.get(name)!, t) < 1e-5, `tangent of ${name}`);
+    for (const [name, c] of wc) assert.ok(fc.has(name) && relErr(fc.get(name)!, c) < 1e-5, `cotangent of ${name}`);
+    for (const a of acts) assert.ok(ft.has(a.inputs[0]) && ft.has(a.output) && fc.has(a.inputs[0]) && fc.has(a.output), `values of ${a.name}`);
   } finally {
     for (const d of disposables) await d.dispose();
   }
@@ -177,6 +182,8 @@ test('fused chains stop where a value has two readers: a residual block keeps it
       const v = vec(rng, 5), u = vec(rng, 2);
       assert.ok(relErr(await fused.jvp(s, v), await walked.jvp(s, v, new Map())) < 1e-5);
       assert.ok(relErr(await fused.vjp(s, u), await walked.vjp(s, u, undefined, new Map())) < 1e-5);
+      const inject = new Map(blocks.flatMap((b) => (b.kind === 'node' && b.node.kind === 'activation' ? [[b.node.inputs[0], vec(rng, sizeOf(b.node.inShapes[0]))] as [string, Float64Array]] : [])));
+      assert.ok(relErr(await fused.vjp(s, u, inject), await walked.vjp(s, u, inject)) < 1e-5);
       assert.ok(relErr(await fused.gram(s, v), await walked.vjp(s, await walked.jvp(s, v, new Map()), undefined, new Map())) < 1e-5);
     }
   } finally {

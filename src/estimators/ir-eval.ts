@@ -173,11 +173,29 @@ export async function planIr(ir: IrGraph, blocks: readonly Block[], backend: Ope
   const out: Step[] = [];
   for (const st of steps) {
     if (st.kind !== 'operator' || !('region' in st)) { out.push(st as Step); continue; }
-    const op = await backend.operator(st.region);
+    const op = lazyOperator(backend, st.region);
     operators.push(op);
     out.push({ kind: 'operator', input: st.region.input, output: st.region.output, op, region: st.region });
   }
   return { steps: out, fused: await fuseChains(ir, out, backend, operators), needed: [...needed] };
+}
+
+/** A region's operator whose sessions open on its first product: a region inside a chain (fuseChains) never needs its own. */
+function lazyOperator(backend: OperatorBackend, region: LinearRegion): LinearOperator {
+  let made: Promise<LinearOperator> | null = null;
+  const get = () => (made ??= backend.operator(region));
+  return {
+    inDims: region.inShape,
+    outDims: region.outShape,
+    inSize: sizeOf(region.inShape),
+    outSize: sizeOf(region.outShape),
+    apply: async (x) => (await get()).apply(x),
+    adjoint: async (y) => (await get()).adjoint(y),
+    async dispose() {
+      const op = made && (await made.catch(() => null));
+      await op?.dispose();
+    },
+  };
 }
 
 const inputOf = (st: Step): string => (st.kind === 'operator' || st.kind === 'chain' ? st.input : st.node.inputs[0]);

@@ -107,8 +107,10 @@ test('the Jacobian walks fused chains where no intermediate tangent is asked for
   const { ir, blocks } = await pipeline(mlpModel(layers, ACTS.relu));
   const disposables: { dispose(): Promise<void> }[] = [];
   try {
+    resetRuntimeStats();
     const plan = await planIr(ir, blocks, backend, disposables);
     assert.ok(typeof plan !== 'string', String(plan));
+    assert.equal(runtimeStats().sessions, 0, 'sessions open on first use');
     assert.equal(plan.fused.length, 1, 'one chain spans the MLP');
     assert.equal(plan.fused[0].kind, 'chain');
     // a backend without chains keeps the per-region steps
@@ -128,6 +130,7 @@ test('the Jacobian walks fused chains where no intermediate tangent is asked for
     resetRuntimeStats();
     const g = await fused.gram(s, v);
     assert.equal(runtimeStats().runs, 1);
+    assert.equal(runtimeStats().sessions, 1, 'the chain\'s Gram session only: regions inside a chain open none of their own');
     assert.equal(fused.products, 2, 'a Gram product counts as two Jacobian products, as before');
     assert.ok(relErr(g, matmul(ct, 6, 3, matmul(c, 3, 6, v, 1), 1)) < 1e-5);
     assert.ok(relErr(g, await walked.vjp(s, await walked.jvp(s, v))) < 1e-5);

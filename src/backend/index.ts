@@ -60,6 +60,9 @@ async function ortGram(region: LinearRegion, runtime: RuntimeOptions): Promise<G
   return Object.assign(op, { wide });
 }
 
+/** Flop of one product through a chain (the cost model's, linalg/work.ts) under which its sessions take one thread. */
+export const CHAIN_ONE_THREAD_FLOP = 2e7;
+
 /**
  * A chain's three maps (chainPartsGraph), each one session made on first use: one run per product of the whole chain
  * (the Jacobian products of the lower bound: a ReLU net's J(x)ᵀJ(x)v in one run instead of two per layer). Weights as
@@ -71,12 +74,15 @@ function ortChain(parts: readonly ChainPart[], runtime: RuntimeOptions): ChainOp
   const inDims = dims(parts[0], 'in'), outDims = dims(parts[parts.length - 1], 'out');
   const diagDims = parts.flatMap((p) => ('diag' in p ? [p.diag] : []));
   const name = parts.map((p) => ('diag' in p ? 'diag' : p.region.id)).join('·');
+  // a chain this light runs on one onnxruntime thread: splitting its small kernels costs more than it saves (collins_rul:
+  // lower-bound phase 890 → 770 ms); convolution weights stay baked in and MLAS never splits a sum, so the same bits
+  const few = parts.reduce((a, p) => a + ('diag' in p ? 0 : regionFlop(p.region)), 0) < CHAIN_ONE_THREAD_FLOP;
   const sessions = new Map<ChainMode, Promise<{ session: Session; feeds: Record<string, Tensor> }>>();
   const open = (mode: ChainMode) => {
     let s = sessions.get(mode);
     if (!s) {
       const fed = feedWeights(chainPartsGraph(parts, mode));
-      s = Session.create(encodeGraph(fed.spec), runtime, `the chain ${name} (${mode})`).then((session) => ({ session, feeds: fed.feeds }));
+      s = Session.create(encodeGraph(fed.spec), few ? { ...runtime, threads: 1 } : runtime, `the chain ${name} (${mode})`).then((session) => ({ session, feeds: fed.feeds }));
       sessions.set(mode, s);
     }
     return s;

@@ -16,30 +16,37 @@ import type { OperatorModels } from './operators.js';
  * tensor both graphs hold (a strided Conv and its ConvTranspose adjoint share theirs; a stride-1 Conv's adjoint holds a flipped copy) is stored once.
  */
 export function chainGraphs(first: GraphSpec, second: GraphSpec): GraphSpec {
-  const stored = new Map<Tensor, string>();
-  const initializers: [string, Tensor][] = [];
-  const rename = (g: GraphSpec, prefix: string, io: Map<string, string>) => {
-    const names = new Map(io);
-    for (const [k, t] of g.initializers instanceof Map ? g.initializers.entries() : (g.initializers ?? [])) {
-      const known = stored.get(t);
-      if (known) { names.set(k, known); continue; }
-      stored.set(t, `${prefix}${k}`);
-      names.set(k, `${prefix}${k}`);
-      initializers.push([`${prefix}${k}`, t]);
-    }
-    const name = (x: string) => (x === '' ? x : names.get(x) ?? `${prefix}${x}`);
-    return g.nodes.map((n, i): NodeSpec => ({ ...n, name: `${prefix}${n.name ?? `${n.opType}_${i}`}`, inputs: n.inputs.map(name), outputs: n.outputs.map(name) }));
-  };
-  const a = rename(first, 'f.', new Map([[first.inputs[0].name, 'v'], [first.outputs[0].name, 'u']]));
-  const b = rename(second, 's.', new Map([[second.inputs[0].name, 'u'], [second.outputs[0].name, 'z']]));
+  const splicer = new Splicer();
+  const a = splicer.nodes(first, 'f.', new Map([[first.inputs[0].name, 'v'], [first.outputs[0].name, 'u']]));
+  const b = splicer.nodes(second, 's.', new Map([[second.inputs[0].name, 'u'], [second.outputs[0].name, 'z']]));
   return {
     opset: Math.max(first.opset, second.opset),
     inputs: [{ ...first.inputs[0], name: 'v' }],
     outputs: [{ ...second.outputs[0], name: 'z' }, { ...first.outputs[0], name: 'u' }],
     nodes: [...a, ...b],
-    initializers,
+    initializers: splicer.initializers,
     name: `${first.name ?? 'first'}-${second.name ?? 'second'}`,
   };
+}
+
+/** Graphs spliced into one: each graph's internal names prefixed, its boundary names mapped, a weight tensor stored once. */
+class Splicer {
+  private readonly stored = new Map<Tensor, string>();
+  readonly initializers: [string, Tensor][] = [];
+
+  /** `g`'s nodes renamed: `io` maps its input and output names, every other name gets `prefix`. */
+  nodes(g: GraphSpec, prefix: string, io: ReadonlyMap<string, string>): NodeSpec[] {
+    const names = new Map(io);
+    for (const [k, t] of g.initializers instanceof Map ? g.initializers.entries() : (g.initializers ?? [])) {
+      const known = this.stored.get(t);
+      if (known) { names.set(k, known); continue; }
+      this.stored.set(t, `${prefix}${k}`);
+      names.set(k, `${prefix}${k}`);
+      this.initializers.push([`${prefix}${k}`, t]);
+    }
+    const name = (x: string) => (x === '' ? x : names.get(x) ?? `${prefix}${x}`);
+    return g.nodes.map((n, i): NodeSpec => ({ ...n, name: `${prefix}${n.name ?? `${n.opType}_${i}`}`, inputs: n.inputs.map(name), outputs: n.outputs.map(name) }));
+  }
 }
 
 /** Which map of a chain a model computes: C, Cᵀ, or CᵀC. */
@@ -56,8 +63,7 @@ export type ChainMode = 'forward' | 'adjoint' | 'gram';
  * region's input.
  */
 export function chainPartsGraph(parts: readonly ChainPart[], mode: ChainMode): GraphSpec {
-  const stored = new Map<Tensor, string>();
-  const initializers: [string, Tensor][] = [];
+  const splicer = new Splicer();
   const nodes: NodeSpec[] = [];
   const diagAt = new Map<number, number>();
   const diagInputs: { name: string; dims: readonly number[]; dtype: string }[] = [];
@@ -65,16 +71,7 @@ export function chainPartsGraph(parts: readonly ChainPart[], mode: ChainMode): G
   let cur = 'v', k = 0, opset = EMIT_OPSET;
   const splice = (g: GraphSpec) => {
     const prefix = `c${k}.`, out = `t${k++}`;
-    const names = new Map([[g.inputs[0].name, cur], [g.outputs[0].name, out]]);
-    for (const [name, t] of g.initializers instanceof Map ? g.initializers.entries() : (g.initializers ?? [])) {
-      const known = stored.get(t);
-      if (known) { names.set(name, known); continue; }
-      stored.set(t, `${prefix}${name}`);
-      names.set(name, `${prefix}${name}`);
-      initializers.push([`${prefix}${name}`, t]);
-    }
-    const rename = (x: string) => (x === '' ? x : names.get(x) ?? `${prefix}${x}`);
-    g.nodes.forEach((n, i) => nodes.push({ ...n, name: `${prefix}${n.name ?? `${n.opType}_${i}`}`, inputs: n.inputs.map(rename), outputs: n.outputs.map(rename) }));
+    nodes.push(...splicer.nodes(g, prefix, new Map([[g.inputs[0].name, cur], [g.outputs[0].name, out]])));
     opset = Math.max(opset, g.opset);
     cur = out;
   };
@@ -104,7 +101,7 @@ export function chainPartsGraph(parts: readonly ChainPart[], mode: ChainMode): G
     inputs: [{ name: 'v', dims: mode === 'adjoint' ? outShape : inShape, dtype: 'float32' }, ...diagInputs, ...injections],
     outputs: [{ name: 'z', dims: mode === 'forward' ? outShape : inShape, dtype: 'float32' }, ...(mode === 'gram' ? [] : inner)],
     nodes,
-    initializers,
+    initializers: splicer.initializers,
     name: `chain-${mode}`,
   };
 }

@@ -75,7 +75,7 @@ function ortChain(parts: readonly ChainPart[], runtime: RuntimeOptions): ChainOp
   const diagDims = parts.flatMap((p) => ('diag' in p ? [p.diag] : []));
   const name = parts.map((p) => ('diag' in p ? 'diag' : p.region.id)).join('·');
   // a chain this light runs on one onnxruntime thread: splitting its small kernels costs more than it saves (collins_rul:
-  // lower-bound phase 890 → 770 ms); convolution weights stay baked in and MLAS never splits a sum, so the same bits
+  // lower-bound phase 890 → 720 ms); convolution weights stay baked in and MLAS never splits a sum, so the same bits
   const few = parts.reduce((a, p) => a + ('diag' in p ? 0 : regionFlop(p.region)), 0) < CHAIN_ONE_THREAD_FLOP;
   const sessions = new Map<ChainMode, Promise<{ session: Session; feeds: Record<string, Tensor> }>>();
   const open = (mode: ChainMode) => {

@@ -37,7 +37,7 @@ export type Step =
 
 /** The interpreter's plan: its steps and the model values a point needs. */
 export interface IrPlan {
-  /** Every region and node a step of its own (what callers reading intermediate tangents need). */
+  /** Every region and node a step of its own (the lower bound's search reads its activations, pools and softmaxes here). */
   readonly steps: readonly Step[];
   /** The same order with runs of regions and activations fused into chain steps where the backend offers chains (fuseChains); else `steps`. */
   readonly fused: readonly Step[];
@@ -240,7 +240,8 @@ export class Jacobian {
   products = 0;
   private readonly bcast = new Map<string, Int32Array>();
 
-  constructor(private readonly ir: IrGraph, private readonly steps: readonly Step[], private readonly fused: readonly Step[] = steps) {}
+  /** `steps` alone (no `fused`): one backend run per region, as before the chains (tests compare the two walks). */
+  constructor(private readonly ir: IrGraph, steps: readonly Step[], private readonly fused: readonly Step[] = steps) {}
 
   /** J(x)ᵀJ(x)·v (two products): one backend run where one chain spans the whole Jacobian, else jvp then vjp. */
   async gram(s: LocalState, v: Float64Array): Promise<Float64Array> {
@@ -263,7 +264,7 @@ export class Jacobian {
     return m;
   }
 
-  /** J(x)·v; `tangents` receives every intermediate tangent when given. */
+  /** J(x)·v; `keep`, when given, receives every intermediate tangent (chains hand back the values between their parts). */
   async jvp(s: LocalState, v: Float64Array, keep?: Map<string, Float64Array>): Promise<Float64Array> {
     this.products++;
     const tangents = keep ?? new Map<string, Float64Array>();

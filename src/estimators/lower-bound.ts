@@ -1,5 +1,5 @@
 import type { Block } from '../ir/merge.js';
-import type { LinearOperator, ModelEvaluator, OperatorBackend } from '../ir/operator.js';
+import type { ModelEvaluator, OperatorBackend } from '../ir/operator.js';
 import { isFloatType, sizeOf, toFloat64, type Tensor } from '../ir/tensor.js';
 import type { IrGraph } from '../ir/types.js';
 import { lanczosTop, NonFiniteError } from '../linalg/lanczos.js';

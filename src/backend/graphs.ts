@@ -49,6 +49,18 @@ class Splicer {
   }
 }
 
+/** A chain's shapes: its input and output, the values between its parts (each part's output but the last), its diagonals'. */
+export function chainDims(parts: readonly ChainPart[]): { inDims: readonly number[]; outDims: readonly number[]; inner: (readonly number[])[]; diags: (readonly number[])[] } {
+  const out = (p: ChainPart) => ('diag' in p ? p.diag : p.region.outShape);
+  const first = parts[0];
+  return {
+    inDims: 'diag' in first ? first.diag : first.region.inShape,
+    outDims: out(parts[parts.length - 1]),
+    inner: parts.slice(0, -1).map(out),
+    diags: parts.flatMap((p) => ('diag' in p ? [p.diag] : [])),
+  };
+}
+
 /** Which map of a chain a model computes: C, Cᵀ, or CᵀC. */
 export type ChainMode = 'forward' | 'adjoint' | 'gram';
 
@@ -65,9 +77,10 @@ export type ChainMode = 'forward' | 'adjoint' | 'gram';
 export function chainPartsGraph(parts: readonly ChainPart[], mode: ChainMode): GraphSpec {
   const splicer = new Splicer();
   const nodes: NodeSpec[] = [];
+  const shapes = chainDims(parts);
+  // each diagonal part's position among the diagonals: its input 'd<j>'
   const diagAt = new Map<number, number>();
-  const diagInputs: { name: string; dims: readonly number[]; dtype: string }[] = [];
-  parts.forEach((p, i) => { if ('diag' in p) { diagAt.set(i, diagInputs.length); diagInputs.push({ name: `d${diagInputs.length}`, dims: p.diag, dtype: 'float32' }); } });
+  parts.forEach((p, i) => { if ('diag' in p) diagAt.set(i, diagAt.size); });
   let cur = 'v', k = 0, opset = EMIT_OPSET;
   const splice = (g: GraphSpec) => {
     const prefix = `c${k}.`, out = `t${k++}`;
@@ -77,9 +90,9 @@ export function chainPartsGraph(parts: readonly ChainPart[], mode: ChainMode): G
   };
   const mul = (i: number) => { const out = `t${k++}`; nodes.push({ opType: 'Mul', name: `diag${k}`, inputs: [cur, `d${diagAt.get(i)}`], outputs: [out] }); cur = out; };
   const link = (i: number, adjoint: boolean) => { const p = parts[i]; if ('diag' in p) mul(i); else splice(adjoint ? emitAdjoint(p.region) : emitForward(p.region)); };
-  const outShapeOf = (p: ChainPart) => ('diag' in p ? p.diag : p.region.outShape);
-  const inner = parts.slice(0, -1).map((p, j) => ({ name: `o${j}`, dims: outShapeOf(p), dtype: 'float32' }));
-  const injections = mode === 'adjoint' ? parts.slice(0, -1).map((p, j) => ({ name: `i${j}`, dims: outShapeOf(p), dtype: 'float32' })) : [];
+  const diagInputs = shapes.diags.map((dims, j) => ({ name: `d${j}`, dims, dtype: 'float32' }));
+  const inner = shapes.inner.map((dims, j) => ({ name: `o${j}`, dims, dtype: 'float32' }));
+  const injections = mode === 'adjoint' ? shapes.inner.map((dims, j) => ({ name: `i${j}`, dims, dtype: 'float32' })) : [];
   const keep = (j: number) => nodes.push({ opType: 'Identity', name: `inner${j}`, inputs: [cur], outputs: [`o${j}`] });
   if (mode !== 'adjoint') for (let i = 0; i < parts.length; i++) { link(i, false); if (mode === 'forward' && i < parts.length - 1) keep(i); }
   if (mode !== 'forward') {
@@ -94,8 +107,7 @@ export function chainPartsGraph(parts: readonly ChainPart[], mode: ChainMode): G
     }
   }
   nodes.push({ opType: 'Identity', name: 'chain-out', inputs: [cur], outputs: ['z'] });
-  const first = parts[0], last = parts[parts.length - 1];
-  const inShape = 'diag' in first ? first.diag : first.region.inShape, outShape = outShapeOf(last);
+  const { inDims: inShape, outDims: outShape } = shapes;
   return {
     opset,
     inputs: [{ name: 'v', dims: mode === 'adjoint' ? outShape : inShape, dtype: 'float32' }, ...diagInputs, ...injections],

@@ -7,7 +7,7 @@ import type { OnnxModel } from '../onnx/read-model.js';
 import { encodeForRuntime, encodeGraph, type GraphSpec } from '../onnx/writer.js';
 import { emitAdjoint, emitForward } from './emit.js';
 import { fusedLanczosFits, withFusedLanczos } from './fused-lanczos.js';
-import { chainGraphs, chainPartsGraph, CHAIN_LIMIT_BYTES, feedWeights, operatorModels, weightBytes, type ChainMode } from './graphs.js';
+import { chainDims, chainGraphs, chainPartsGraph, CHAIN_LIMIT_BYTES, feedWeights, operatorModels, weightBytes, type ChainMode } from './graphs.js';
 import { createOrtGram, createOrtGramPair, createOrtOperator, denseMatrixOf } from './operators.js';
 import { ModelRunner } from './runner.js';
 import { createWorkerGram, ortIntraThreads, ortWorkersFor } from './ort-pool.js';
@@ -70,9 +70,7 @@ export const CHAIN_ONE_THREAD_FLOP = 2e7;
  */
 function ortChain(parts: readonly ChainPart[], runtime: RuntimeOptions): ChainOperator {
   if (parts.length === 0) throw new LipcheckError('INTERNAL', 'A chain operator needs at least one part.');
-  const dims = (p: ChainPart, side: 'in' | 'out') => ('diag' in p ? p.diag : side === 'in' ? p.region.inShape : p.region.outShape);
-  const inDims = dims(parts[0], 'in'), outDims = dims(parts[parts.length - 1], 'out');
-  const diagDims = parts.flatMap((p) => ('diag' in p ? [p.diag] : []));
+  const { inDims, outDims, inner: innerDims, diags: diagDims } = chainDims(parts);
   const name = parts.map((p) => ('diag' in p ? 'diag' : p.region.id)).join('·');
   // a chain this light runs on one onnxruntime thread: splitting its small kernels costs more than it saves (collins_rul:
   // lower-bound phase 890 → 720 ms); convolution weights stay baked in and MLAS never splits a sum, so the same bits
@@ -87,14 +85,17 @@ function ortChain(parts: readonly ChainPart[], runtime: RuntimeOptions): ChainOp
     }
     return s;
   };
-  // the values between parts: part k's output for k < K − 1
-  const innerDims = parts.slice(0, -1).map((p) => dims(p, 'out'));
+  // what an adjoint run without injections feeds (onnxruntime only reads its inputs)
+  let zeros: Float32Array[] | null = null;
   const run = async (mode: ChainMode, v: Float64Array, diags: readonly Float64Array[], inject?: readonly (Float64Array | null)[], inner?: Float64Array[]): Promise<Float64Array> => {
     if (diags.length !== diagDims.length) throw new LipcheckError('INTERNAL', `The chain ${name} takes ${diagDims.length} diagonals; it was given ${diags.length}.`);
     const { session, feeds } = await open(mode);
     const f: Record<string, Tensor> = { ...feeds, v: { dtype: 'float32', dims: mode === 'adjoint' ? outDims : inDims, data: Float32Array.from(v) } };
     diags.forEach((d, j) => { f[`d${j}`] = { dtype: 'float32', dims: diagDims[j], data: Float32Array.from(d) }; });
-    if (mode === 'adjoint') innerDims.forEach((d, j) => { const g = inject?.[j]; f[`i${j}`] = { dtype: 'float32', dims: d, data: g ? Float32Array.from(g) : new Float32Array(sizeOf(d)) }; });
+    if (mode === 'adjoint') {
+      zeros ??= innerDims.map((d) => new Float32Array(sizeOf(d)));
+      innerDims.forEach((d, j) => { const g = inject?.[j]; f[`i${j}`] = { dtype: 'float32', dims: d, data: g ? Float32Array.from(g) : zeros![j] }; });
+    }
     const names = inner ? ['z', ...innerDims.map((_, j) => `o${j}`)] : ['z'];
     const out = await session.run(f, names, `the chain ${name}`);
     if (inner) innerDims.forEach((_, j) => inner.push(new Float64Array(out.get(`o${j}`)!.data as Float32Array)));

@@ -302,7 +302,6 @@ export class Jacobian {
   async vjp(s: LocalState, w: Float64Array, inject?: ReadonlyMap<string, Float64Array>, cotangents?: Map<string, Float64Array>): Promise<Float64Array> {
     this.products++;
     const cot = cotangents ?? new Map<string, Float64Array>();
-    const steps = this.fused;
     const add = (name: string, g: Float64Array) => {
       const c = cot.get(name);
       if (!c) cot.set(name, Float64Array.from(g));
@@ -310,8 +309,8 @@ export class Jacobian {
     };
     for (const [k, g] of inject ?? []) add(k, g);
     add(this.ir.output, w);
-    for (let j = steps.length - 1; j >= 0; j--) {
-      const step = steps[j];
+    for (let j = this.fused.length - 1; j >= 0; j--) {
+      const step = this.fused[j];
       if (step.kind === 'operator') {
         const g = cot.get(step.output);
         if (g) add(step.input, await step.op.adjoint(g));

@@ -282,3 +282,21 @@ export function emitAdjoint(region: LinearRegion): GraphSpec {
   const { nodes, inits } = collapseReshapes(e.nodes, e.inits);
   return { opset: EMIT_OPSET, inputs: [{ name: 'y', dims: region.outShape }], outputs: [{ name: 'x', dims: region.inShape }], nodes, initializers: inits, name: `${region.id}-adjoint` };
 }
+
+/**
+ * One linear node of several inputs (a residual sum, a concatenation) as a graph of its own: inputs 'x0'…'x{k−1}' →
+ * output 'y', or with `adjoint` input 'y' → outputs 'x0'…'x{k−1}' (each input's share of the cotangent; a value read
+ * twice gets two outputs, summed by the caller). Float32, the same kernels as inside a region.
+ */
+export function emitNode(n: LinearNode, adjointOf: boolean): GraphSpec {
+  const e = new Emitter();
+  const xs = n.inputs.map((_, i) => `x${i}`);
+  const io = (name: string, dims: Shape) => ({ name, dims, dtype: 'float32' });
+  if (!adjointOf) {
+    e.nodes.push({ opType: 'Identity', inputs: [forward(e, n, xs)], outputs: ['y'] });
+    return { opset: EMIT_OPSET, inputs: xs.map((x, i) => io(x, n.inShapes[i])), outputs: [io('y', n.outShape)], nodes: e.nodes, initializers: e.inits, name: n.name };
+  }
+  const grads = adjoint(e, n, 'y');
+  grads.forEach((g, i) => e.nodes.push({ opType: 'Identity', inputs: [g], outputs: [xs[i]] }));
+  return { opset: EMIT_OPSET, inputs: [io('y', n.outShape)], outputs: xs.map((x, i) => io(x, n.inShapes[i])), nodes: e.nodes, initializers: e.inits, name: `${n.name}-adjoint` };
+}

@@ -1,8 +1,8 @@
 import type { LinearRegion } from '../ir/merge.js';
-import type { ChainPart } from '../ir/operator.js';
-import type { Tensor } from '../ir/tensor.js';
+import type { JacobianGraph, JacobianNode } from '../ir/operator.js';
+import { int64Tensor, sizeOf, type Tensor } from '../ir/tensor.js';
 import { encodeGraph, feedInitializers, type GraphSpec, type NodeSpec } from '../onnx/writer.js';
-import { EMIT_OPSET, emitAdjoint, emitForward } from './emit.js';
+import { EMIT_OPSET, emitAdjoint, emitForward, emitNode } from './emit.js';
 import type { OperatorModels } from './operators.js';
 
 /**
@@ -49,73 +49,147 @@ class Splicer {
   }
 }
 
-/** A chain's shapes: its input and output, the values between its parts (each part's output but the last), its diagonals'. */
-export function chainDims(parts: readonly ChainPart[]): { inDims: readonly number[]; outDims: readonly number[]; inner: (readonly number[])[]; diags: (readonly number[])[] } {
-  const out = (p: ChainPart) => ('diag' in p ? p.diag : p.region.outShape);
-  const first = parts[0];
+/** Which map of a Jacobian graph a model computes: J, Jᵀ, or JᵀJ. */
+export type JacobianMode = 'forward' | 'adjoint' | 'gram';
+
+/** The inner values of a Jacobian graph (every node's output but the graph's output), in node order. */
+export function jacobianInner(g: JacobianGraph): string[] {
+  return g.nodes.map(nodeOutput).filter((o) => o !== g.output);
+}
+
+const nodeOutput = (n: JacobianNode): string => (n.op === 'linear' ? n.node.output : n.output);
+const nodeInputs = (n: JacobianNode): readonly string[] => (n.op === 'linear' ? n.node.inputs : [n.input]);
+
+/** The nodes that take a vector or indices at each call (diag, select, softmax): their point inputs 'p<j>', in node order. */
+export function jacobianPointNodes(g: JacobianGraph): Extract<JacobianNode, { op: 'diag' | 'select' | 'softmax' }>[] {
+  return g.nodes.flatMap((n) => (n.op === 'diag' || n.op === 'select' || n.op === 'softmax' ? [n] : []));
+}
+
+/** Dims of a point input: a diag's and a softmax's value shape, a select's flat output. */
+export function pointDims(n: Extract<JacobianNode, { op: 'diag' | 'select' | 'softmax' }>): readonly number[] {
+  return n.op === 'select' ? [sizeOf(n.outDims)] : n.dims;
+}
+
+/**
+ * One model for a whole Jacobian graph (JacobianGraph): input 'v' → output 'z' = J v, Jᵀ v or JᵀJ v. What depends on
+ * the point is fed: 'p<j>' for the j-th diag, select or softmax node (float32 slopes, int32 flat indices, float32
+ * probabilities). With `observe`, the forward and adjoint models also output 'o<k>', the tangent or cotangent of the
+ * k-th inner value (jacobianInner), and the adjoint adds the input 'i<k>' to that cotangent before passing it on
+ * (zeros where nothing is injected: exact). Regions and multi-input linear nodes are their own graphs (emitForward,
+ * emitAdjoint, emitNode) spliced in with prefixed names; a weight several regions hold is stored once. A value read by
+ * several nodes gets the sum of their cotangents. A max-pool's adjoint is a ScatterElements add (opset 16): the graph
+ * then declares opset 16, else the spliced graphs' own. Float32 throughout, where the per-region walk keeps float64
+ * between runs.
+ */
+export function jacobianGraphModel(g: JacobianGraph, mode: JacobianMode, observe = false): GraphSpec {
+  const splicer = new Splicer();
+  const nodes: NodeSpec[] = [];
+  let k = 0, opset = g.nodes.some((n) => n.op === 'select') ? 16 : EMIT_OPSET;
+  const fresh = () => `t${k++}`;
+  const constant = (t: Tensor) => { const name = `j.c${k++}`; splicer.initializers.push([name, t]); return name; };
+  const ints = (v: readonly number[]) => constant(int64Tensor(v));
+  const op = (opType: string, inputs: string[], attrs?: NodeSpec['attrs']) => { const out = fresh(); nodes.push({ opType, name: `j.${out}`, inputs, outputs: [out], ...(attrs ? { attrs } : {}) }); return out; };
+  const splice = (graph: GraphSpec, io: Map<string, string>) => { nodes.push(...splicer.nodes(graph, `c${k++}.`, io)); opset = Math.max(opset, graph.opset); };
+  const pointOf = new Map(jacobianPointNodes(g).map((n, j) => [n, `p${j}`]));
+  const inner = jacobianInner(g);
+  const innerAt = new Map(inner.map((name, j) => [name, j]));
+  const keep = (value: string, x: string) => { const j = innerAt.get(value); if (observe && j !== undefined) nodes.push({ opType: 'Identity', name: `j.keep${j}`, inputs: [x], outputs: [`o${j}`] }); };
+  const sum = (terms: readonly string[]) => (terms.length === 1 ? terms[0] : op('Sum', [...terms]));
+  // the softmax Jacobian on the [outer, len, inner] view: diag(p) − ppᵀ (symmetric), I − 1pᵀ (log) and I − p1ᵀ (its transpose)
+  const softmax = (n: Extract<JacobianNode, { op: 'softmax' }>, x: string, transpose: boolean) => {
+    const view = [n.outer, n.len, n.inner], p = pointOf.get(n)!;
+    const t = op('Reshape', [x, ints(view)]), pv = op('Reshape', [p, ints(view)]);
+    const axis = ints([1]);
+    let y: string;
+    if (!n.log) y = op('Mul', [pv, op('Sub', [t, op('ReduceSum', [op('Mul', [pv, t]), axis], { keepdims: { i: 1 } })])]);
+    else if (!transpose) y = op('Sub', [t, op('ReduceSum', [op('Mul', [pv, t]), axis], { keepdims: { i: 1 } })]);
+    else y = op('Sub', [t, op('Mul', [pv, op('ReduceSum', [t, axis], { keepdims: { i: 1 } })])]);
+    return op('Reshape', [y, ints(n.dims)]);
+  };
+
+  const tangents = (v: string): string => {
+    const tan = new Map<string, string>([[g.input, v]]);
+    for (const n of g.nodes) {
+      const x = tan.get(nodeInputs(n)[0])!;
+      let y: string;
+      switch (n.op) {
+        case 'region': y = fresh(); splice(emitForward(n.region), new Map([['x', x], ['y', y]])); break;
+        case 'diag': y = op('Mul', [x, pointOf.get(n)!]); break;
+        case 'select': y = op('Reshape', [op('Gather', [op('Reshape', [x, ints([-1])]), pointOf.get(n)!], { axis: { i: 0 } }), ints(n.outDims)]); break;
+        case 'softmax': y = softmax(n, x, false); break;
+        case 'linear': {
+          const sub = emitNode(n.node, false);
+          y = fresh();
+          splice(sub, new Map([...n.node.inputs.map((name, i) => [`x${i}`, tan.get(name)!] as [string, string]), ['y', y]]));
+        }
+      }
+      tan.set(nodeOutput(n), y);
+      if (mode === 'forward') keep(nodeOutput(n), y);
+    }
+    return tan.get(g.output)!;
+  };
+
+  const cotangents = (w: string): string => {
+    const terms = new Map<string, string[]>([[g.output, [w]]]);
+    const add = (value: string, x: string) => terms.set(value, [...(terms.get(value) ?? []), x]);
+    if (mode === 'adjoint' && observe) inner.forEach((value, j) => add(value, `i${j}`));
+    for (let i = g.nodes.length - 1; i >= 0; i--) {
+      const n = g.nodes[i], out = nodeOutput(n);
+      const have = terms.get(out);
+      if (!have) continue;
+      const c = sum(have);
+      if (mode === 'adjoint') keep(out, c);
+      switch (n.op) {
+        case 'region': { const x = fresh(); splice(emitAdjoint(n.region), new Map([['y', c], ['x', x]])); add(n.input, x); break; }
+        case 'diag': add(n.input, op('Mul', [c, pointOf.get(n)!])); break;
+        case 'select': {
+          const zeros = op('ConstantOfShape', [ints([sizeOf(n.inDims)])], { value: { t: { dtype: 'float32', dims: [1], data: new Float32Array(1) } } });
+          const scattered = op('ScatterElements', [zeros, pointOf.get(n)!, op('Reshape', [c, ints([-1])])], { axis: { i: 0 }, reduction: { s: 'add' } });
+          add(n.input, op('Reshape', [scattered, ints(n.inDims)]));
+          break;
+        }
+        case 'softmax': add(n.input, softmax(n, c, true)); break;
+        case 'linear': {
+          const outs = n.node.inputs.map(() => fresh());
+          splice(emitNode(n.node, true), new Map([['y', c], ...outs.map((o, j) => [`x${j}`, o] as [string, string])]));
+          n.node.inputs.forEach((name, j) => add(name, outs[j]));
+        }
+      }
+    }
+    const atInput = terms.get(g.input);
+    return atInput ? sum(atInput) : op('ConstantOfShape', [ints(g.inDims)], { value: { t: { dtype: 'float32', dims: [1], data: new Float32Array(1) } } });
+  };
+
+  const z = mode === 'forward' ? tangents('v') : mode === 'adjoint' ? cotangents('v') : cotangents(tangents('v'));
+  nodes.push({ opType: 'Identity', name: 'j.out', inputs: [z], outputs: ['z'] });
+  const io = (name: string, dims: readonly number[], dtype = 'float32') => ({ name, dims, dtype });
+  const innerDims = (j: number) => innerShape(g, inner[j]);
+  const points = jacobianPointNodes(g).map((n, j) => io(`p${j}`, pointDims(n), n.op === 'select' ? 'int32' : 'float32'));
+  const observed = observe && mode !== 'gram' ? inner.map((_, j) => io(`o${j}`, innerDims(j))) : [];
+  const injections = observe && mode === 'adjoint' ? inner.map((_, j) => io(`i${j}`, innerDims(j))) : [];
   return {
-    inDims: 'diag' in first ? first.diag : first.region.inShape,
-    outDims: out(parts[parts.length - 1]),
-    inner: parts.slice(0, -1).map(out),
-    diags: parts.flatMap((p) => ('diag' in p ? [p.diag] : [])),
+    opset,
+    inputs: [io('v', mode === 'adjoint' ? g.outDims : g.inDims), ...points, ...injections],
+    outputs: [io('z', mode === 'forward' ? g.outDims : g.inDims), ...observed],
+    nodes,
+    initializers: splicer.initializers,
+    name: `jacobian-${mode}`,
   };
 }
 
-/** Which map of a chain a model computes: C, Cᵀ, or CᵀC. */
-export type ChainMode = 'forward' | 'adjoint' | 'gram';
-
-/**
- * One model for a chain of parts (ChainPart): input 'v' → output 'z' = C v, Cᵀ v or CᵀC v, with each diagonal part a
- * Mul by the graph input 'd<j>' (j its position among the diagonal parts, the same in every mode). The forward and
- * adjoint models also output 'o<k>', the value (forward) or cotangent (adjoint) between part k and part k + 1, and the
- * adjoint adds the input 'i<k>' to that cotangent as it passes (zeros where nothing is injected: exact). Each region's
- * forward or adjoint graph is spliced in with its internal names prefixed, as chainGraphs does; a weight tensor
- * several parts hold is stored once. Float32 throughout: the regions' kernels are those of their own graphs, and a
- * diagonal's product is rounded once to float32, where the per-region path rounds the float64 product at the next
- * region's input.
- */
-export function chainPartsGraph(parts: readonly ChainPart[], mode: ChainMode): GraphSpec {
-  const splicer = new Splicer();
-  const nodes: NodeSpec[] = [];
-  const shapes = chainDims(parts);
-  // each diagonal part's position among the diagonals: its input 'd<j>'
-  const diagAt = new Map<number, number>();
-  parts.forEach((p, i) => { if ('diag' in p) diagAt.set(i, diagAt.size); });
-  let cur = 'v', k = 0, opset = EMIT_OPSET;
-  const splice = (g: GraphSpec) => {
-    const prefix = `c${k}.`, out = `t${k++}`;
-    nodes.push(...splicer.nodes(g, prefix, new Map([[g.inputs[0].name, cur], [g.outputs[0].name, out]])));
-    opset = Math.max(opset, g.opset);
-    cur = out;
-  };
-  const mul = (i: number) => { const out = `t${k++}`; nodes.push({ opType: 'Mul', name: `diag${k}`, inputs: [cur, `d${diagAt.get(i)}`], outputs: [out] }); cur = out; };
-  const link = (i: number, adjoint: boolean) => { const p = parts[i]; if ('diag' in p) mul(i); else splice(adjoint ? emitAdjoint(p.region) : emitForward(p.region)); };
-  const diagInputs = shapes.diags.map((dims, j) => ({ name: `d${j}`, dims, dtype: 'float32' }));
-  const inner = shapes.inner.map((dims, j) => ({ name: `o${j}`, dims, dtype: 'float32' }));
-  const injections = mode === 'adjoint' ? shapes.inner.map((dims, j) => ({ name: `i${j}`, dims, dtype: 'float32' })) : [];
-  const keep = (j: number) => nodes.push({ opType: 'Identity', name: `inner${j}`, inputs: [cur], outputs: [`o${j}`] });
-  if (mode !== 'adjoint') for (let i = 0; i < parts.length; i++) { link(i, false); if (mode === 'forward' && i < parts.length - 1) keep(i); }
-  if (mode !== 'forward') {
-    for (let i = parts.length - 1; i >= 0; i--) {
-      if (mode === 'adjoint' && i < parts.length - 1) {
-        const out = `t${k++}`;
-        nodes.push({ opType: 'Add', name: `inject${i}`, inputs: [cur, `i${i}`], outputs: [out] });
-        cur = out;
-        keep(i);
-      }
-      link(i, true);
+/** The shape of a Jacobian graph's value `name` (its input or a node's output). */
+export function innerShape(g: JacobianGraph, name: string): readonly number[] {
+  if (name === g.input) return g.inDims;
+  for (const n of g.nodes) {
+    if (nodeOutput(n) !== name) continue;
+    switch (n.op) {
+      case 'region': return n.region.outShape;
+      case 'diag': case 'softmax': return n.dims;
+      case 'select': return n.outDims;
+      case 'linear': return n.node.outShape;
     }
   }
-  nodes.push({ opType: 'Identity', name: 'chain-out', inputs: [cur], outputs: ['z'] });
-  const { inDims: inShape, outDims: outShape } = shapes;
-  return {
-    opset,
-    inputs: [{ name: 'v', dims: mode === 'adjoint' ? outShape : inShape, dtype: 'float32' }, ...diagInputs, ...injections],
-    outputs: [{ name: 'z', dims: mode === 'forward' ? outShape : inShape, dtype: 'float32' }, ...(mode === 'gram' ? [] : inner)],
-    nodes,
-    initializers: splicer.initializers,
-    name: `chain-${mode}`,
-  };
+  throw new Error(`no value '${name}' in the Jacobian graph`);
 }
 
 /** A region's forward and adjoint models for createOrtOperator, weights of FEED_BYTES or more fed with each run. */

@@ -1,13 +1,13 @@
 import { LipcheckError } from '../errors.js';
 import type { LinearRegion } from '../ir/merge.js';
-import { DENSE_LIMIT, denseObstacle, type ChainOperator, type ChainPart, type GramOperator, type LinearOperator, type ModelEvaluator, type OperatorBackend } from '../ir/operator.js';
+import { DENSE_LIMIT, denseObstacle, type GramOperator, type JacobianGraph, type JacobianOperator, type JacobianPoint, type LinearOperator, type ModelEvaluator, type OperatorBackend } from '../ir/operator.js';
 import { sizeOf, type Tensor } from '../ir/tensor.js';
 import { zeroFeeds } from '../onnx/tensor.js';
 import type { OnnxModel } from '../onnx/read-model.js';
 import { encodeForRuntime, encodeGraph, type GraphSpec } from '../onnx/writer.js';
 import { emitAdjoint, emitForward } from './emit.js';
 import { fusedLanczosFits, withFusedLanczos } from './fused-lanczos.js';
-import { chainDims, chainGraphs, chainPartsGraph, CHAIN_LIMIT_BYTES, feedWeights, operatorModels, weightBytes, type ChainMode } from './graphs.js';
+import { chainGraphs, CHAIN_LIMIT_BYTES, feedWeights, innerShape, jacobianGraphModel, jacobianInner, jacobianPointNodes, operatorModels, pointDims, weightBytes, type JacobianMode } from './graphs.js';
 import { createOrtGram, createOrtGramPair, createOrtOperator, denseMatrixOf } from './operators.js';
 import { ModelRunner } from './runner.js';
 import { createWorkerGram, ortIntraThreads, ortWorkersFor } from './ort-pool.js';
@@ -60,53 +60,69 @@ async function ortGram(region: LinearRegion, runtime: RuntimeOptions): Promise<G
   return Object.assign(op, { wide });
 }
 
-/** Flop of one product through a chain (the cost model's, linalg/work.ts) under which its sessions take one thread. */
-export const CHAIN_ONE_THREAD_FLOP = 2e7;
+/** Flop of one product through a Jacobian graph (the cost model's, linalg/work.ts) under which its sessions take one thread. */
+export const JACOBIAN_ONE_THREAD_FLOP = 2e7;
 
 /**
- * A chain's three maps (chainPartsGraph), each one session made on first use: one run per product of the whole chain
- * (the Jacobian products of the lower bound: a ReLU net's J(x)ᵀJ(x)v in one run instead of two per layer). Weights as
- * feedWeights decides (convolutions baked in: thread-count determinism); the diagonals fed as float32 with each run.
+ * A Jacobian graph's maps (jacobianGraphModel), each session made on first use: one run per product of the whole
+ * Jacobian (the lower bound's: a ReLU net's J(x)ᵀJ(x)v in one run instead of two per layer, a residual net's sums and a
+ * CNN's max-pools inside the run too). Weights as feedWeights decides (convolutions baked in: thread-count
+ * determinism); the point's slopes, indices and probabilities fed with each run, converted once per array.
  */
-function ortChain(parts: readonly ChainPart[], runtime: RuntimeOptions): ChainOperator {
-  if (parts.length === 0) throw new LipcheckError('INTERNAL', 'A chain operator needs at least one part.');
-  const { inDims, outDims, inner: innerDims, diags: diagDims } = chainDims(parts);
-  const name = parts.map((p) => ('diag' in p ? 'diag' : p.region.id)).join('·');
-  // a chain this light runs on one onnxruntime thread: splitting its small kernels costs more than it saves (collins_rul:
+function ortJacobian(graph: JacobianGraph, runtime: RuntimeOptions): JacobianOperator {
+  const inner = jacobianInner(graph);
+  const innerDims = inner.map((name) => innerShape(graph, name));
+  const pointNodes = jacobianPointNodes(graph);
+  // a graph this light runs on one onnxruntime thread: splitting its small kernels costs more than it saves (collins_rul:
   // lower-bound phase 890 → 720 ms); convolution weights stay baked in and MLAS never splits a sum, so the same bits
-  const few = parts.reduce((a, p) => a + ('diag' in p ? 0 : regionFlop(p.region)), 0) < CHAIN_ONE_THREAD_FLOP;
-  const sessions = new Map<ChainMode, Promise<{ session: Session; feeds: Record<string, Tensor> }>>();
-  const open = (mode: ChainMode) => {
-    let s = sessions.get(mode);
+  const few = graph.nodes.reduce((a, n) => a + (n.op === 'region' ? regionFlop(n.region) : 0), 0) < JACOBIAN_ONE_THREAD_FLOP;
+  const sessions = new Map<string, Promise<{ session: Session; feeds: Record<string, Tensor> }>>();
+  const open = (mode: JacobianMode, observe: boolean) => {
+    const key = `${mode}${observe ? '+' : ''}`;
+    let s = sessions.get(key);
     if (!s) {
-      const fed = feedWeights(chainPartsGraph(parts, mode));
-      s = Session.create(encodeGraph(fed.spec), few ? { ...runtime, threads: 1 } : runtime, `the chain ${name} (${mode})`).then((session) => ({ session, feeds: fed.feeds }));
-      sessions.set(mode, s);
+      const fed = feedWeights(jacobianGraphModel(graph, mode, observe));
+      s = Session.create(encodeGraph(fed.spec), few ? { ...runtime, threads: 1 } : runtime, `the Jacobian graph (${key})`).then((session) => ({ session, feeds: fed.feeds }));
+      sessions.set(key, s);
     }
     return s;
   };
-  // what an adjoint run without injections feeds (onnxruntime only reads its inputs)
+  // a point's arrays as onnxruntime feeds, converted once per array (a point is used for many products)
+  const converted = new WeakMap<Float64Array | Int32Array, Float32Array | Int32Array>();
+  const pointFeeds = (point: JacobianPoint, f: Record<string, Tensor>) => {
+    pointNodes.forEach((n, j) => {
+      const a = point.get(n.output);
+      if (!a) throw new LipcheckError('INTERNAL', `The Jacobian graph needs the point's values for '${n.output}' (${n.op}); none were given.`);
+      const dims = pointDims(n);
+      if (a.length !== sizeOf(dims)) throw new LipcheckError('INTERNAL', `The point's values for '${n.output}' (${n.op}) have ${a.length} elements, not ${sizeOf(dims)}.`);
+      let data = converted.get(a);
+      if (!data) { data = n.op === 'select' ? Int32Array.from(a) : Float32Array.from(a); converted.set(a, data); }
+      f[`p${j}`] = { dtype: data instanceof Int32Array ? 'int32' : 'float32', dims, data };
+    });
+  };
+  // what an adjoint run without an injection feeds there (onnxruntime only reads its inputs)
   let zeros: Float32Array[] | null = null;
-  const run = async (mode: ChainMode, v: Float64Array, diags: readonly Float64Array[], inject?: readonly (Float64Array | null)[], inner?: Float64Array[]): Promise<Float64Array> => {
-    if (diags.length !== diagDims.length) throw new LipcheckError('INTERNAL', `The chain ${name} takes ${diagDims.length} diagonals; it was given ${diags.length}.`);
-    const { session, feeds } = await open(mode);
-    const f: Record<string, Tensor> = { ...feeds, v: { dtype: 'float32', dims: mode === 'adjoint' ? outDims : inDims, data: Float32Array.from(v) } };
-    diags.forEach((d, j) => { f[`d${j}`] = { dtype: 'float32', dims: diagDims[j], data: Float32Array.from(d) }; });
-    if (mode === 'adjoint') {
+  const run = async (mode: JacobianMode, v: Float64Array, point: JacobianPoint, inject?: ReadonlyMap<string, Float64Array>, keep?: Map<string, Float64Array>): Promise<Float64Array> => {
+    const observe = keep !== undefined || (inject !== undefined && inject.size > 0);
+    const { session, feeds } = await open(mode, observe);
+    const f: Record<string, Tensor> = { ...feeds, v: { dtype: 'float32', dims: mode === 'adjoint' ? graph.outDims : graph.inDims, data: Float32Array.from(v) } };
+    pointFeeds(point, f);
+    if (mode === 'adjoint' && observe) {
       zeros ??= innerDims.map((d) => new Float32Array(sizeOf(d)));
-      innerDims.forEach((d, j) => { const g = inject?.[j]; f[`i${j}`] = { dtype: 'float32', dims: d, data: g ? Float32Array.from(g) : zeros![j] }; });
+      inner.forEach((name, j) => { const g = inject?.get(name); f[`i${j}`] = { dtype: 'float32', dims: innerDims[j], data: g ? Float32Array.from(g) : zeros![j] }; });
     }
-    const names = inner ? ['z', ...innerDims.map((_, j) => `o${j}`)] : ['z'];
-    const out = await session.run(f, names, `the chain ${name}`);
-    if (inner) innerDims.forEach((_, j) => inner.push(new Float64Array(out.get(`o${j}`)!.data as Float32Array)));
+    const names = keep ? ['z', ...inner.map((_, j) => `o${j}`)] : ['z'];
+    const out = await session.run(f, names, 'the Jacobian graph');
+    if (keep) inner.forEach((name, j) => keep.set(name, new Float64Array(out.get(`o${j}`)!.data as Float32Array)));
     return new Float64Array(out.get('z')!.data as Float32Array);
   };
   return {
-    inSize: sizeOf(inDims),
-    outSize: sizeOf(outDims),
-    apply: (v, diags, inner) => run('forward', v, diags, undefined, inner),
-    adjoint: (w, diags, inject, inner) => run('adjoint', w, diags, inject, inner),
-    gram: (v, diags) => run('gram', v, diags),
+    inSize: sizeOf(graph.inDims),
+    outSize: sizeOf(graph.outDims),
+    inner,
+    apply: (v, point, keep) => run('forward', v, point, undefined, keep),
+    adjoint: (w, point, inject, keep) => run('adjoint', w, point, inject, keep),
+    gram: (v, point) => run('gram', v, point),
     async dispose() {
       for (const s of sessions.values()) await (await s.catch(() => null))?.session.release();
     },
@@ -129,8 +145,8 @@ export function createOrtBackend(opts: OrtBackendOptions): OperatorBackend {
     gram(region: LinearRegion) {
       return ortGram(region, runtime);
     },
-    async chain(parts: readonly ChainPart[]): Promise<ChainOperator> {
-      return ortChain(parts, runtime);
+    async jacobian(graph: JacobianGraph): Promise<JacobianOperator> {
+      return ortJacobian(graph, runtime);
     },
     // float64 Gemm (MLAS) for the dense certificates' Gram products: 10–20× the JavaScript product's speed
     denseGram: denseGramKernel(runtime),

@@ -1,5 +1,5 @@
 import type { Block, LinearRegion } from '../ir/merge.js';
-import type { ChainOperator, ChainPart, LinearOperator, OperatorBackend } from '../ir/operator.js';
+import type { JacobianNode, JacobianOperator, JacobianPoint, LinearOperator, OperatorBackend } from '../ir/operator.js';
 import { sizeOf } from '../ir/tensor.js';
 import type { ActivationNode, IrGraph, IrNode, LipschitzNode, Shape } from '../ir/types.js';
 import { broadcastMap, elementwiseOf, type BoundElementwise } from '../ops/elementwise.js';
@@ -29,17 +29,14 @@ export type Step =
   | { readonly kind: 'softmax'; readonly node: LipschitzNode; readonly outer: number; readonly len: number; readonly inner: number; readonly log?: boolean }
   | { readonly kind: 'sum'; readonly node: IrNode; readonly signs: readonly number[] }
   | { readonly kind: 'concat'; readonly node: IrNode; readonly axis: number; readonly parts: readonly ConcatPart[] }
-  /**
-   * Consecutive operator and diag steps as one backend chain; `diags` are its activations' outputs and `inner` the
-   * values between its parts (every part's output but the last), in chain order.
-   */
-  | { readonly kind: 'chain'; readonly input: string; readonly output: string; readonly op: ChainOperator; readonly diags: readonly string[]; readonly inner: readonly string[] };
+  /** Every step at once, as one backend operator (fuseGraph): one run per product. */
+  | { readonly kind: 'graph'; readonly op: JacobianOperator; readonly steps: readonly Step[] };
 
 /** The interpreter's plan: its steps and the model values a point needs. */
 export interface IrPlan {
   /** Every region and node a step of its own (the lower bound's search reads its activations, pools and softmaxes here). */
   readonly steps: readonly Step[];
-  /** The same order with runs of regions and activations fused into chain steps where the backend offers chains (fuseChains); else `steps`. */
+  /** The whole Jacobian as one graph step where the backend offers Jacobian graphs (fuseGraph); else `steps`. */
   readonly fused: readonly Step[];
   /** Values of the original model to evaluate at each point (activation and max-pool inputs, softmax outputs). */
   readonly needed: readonly string[];
@@ -177,10 +174,10 @@ export async function planIr(ir: IrGraph, blocks: readonly Block[], backend: Ope
     operators.push(op);
     out.push({ kind: 'operator', input: st.region.input, output: st.region.output, op, region: st.region });
   }
-  return { steps: out, fused: await fuseChains(ir, out, backend, operators), needed: [...needed] };
+  return { steps: out, fused: await fuseGraph(ir, out, backend, operators), needed: [...needed] };
 }
 
-/** A region's operator whose sessions open on its first product: a region inside a chain (fuseChains) never needs its own. */
+/** A region's operator whose sessions open on its first product: inside a Jacobian graph (fuseGraph) it never needs its own. */
 function lazyOperator(backend: OperatorBackend, region: LinearRegion): LinearOperator {
   let made: Promise<LinearOperator> | null = null;
   const get = () => (made ??= backend.operator(region));
@@ -198,63 +195,79 @@ function lazyOperator(backend: OperatorBackend, region: LinearRegion): LinearOpe
   };
 }
 
-const inputOf = (st: Step): string => (st.kind === 'operator' || st.kind === 'chain' ? st.input : st.node.inputs[0]);
-const outputOf = (st: Step): string => (st.kind === 'operator' || st.kind === 'chain' ? st.output : st.node.output);
-
 /**
- * `steps` with every maximal run of consecutive operator and diag steps that holds two operators or more, each step
- * reading the previous one's output and nothing else reading it, replaced by one chain step (backend.chain): a product
- * through the run is then one backend run instead of one per region. Without backend.chain, `steps` unchanged.
+ * `steps` as one graph step (backend.jacobian) where the backend offers Jacobian graphs, the steps hold a region and at
+ * least two steps, and the last step writes the IR's output: a product is then one backend run instead of one per
+ * region, with the sums, concatenations, max-pools and softmaxes inside it. Otherwise (or where no step writes the IR's
+ * output) `steps` unchanged.
  */
-export async function fuseChains(ir: IrGraph, steps: readonly Step[], backend: OperatorBackend, operators: { dispose(): Promise<void> }[]): Promise<readonly Step[]> {
-  if (!backend.chain) return steps;
-  const readers = new Map<string, number>();
+export async function fuseGraph(ir: IrGraph, steps: readonly Step[], backend: OperatorBackend, operators: { dispose(): Promise<void> }[]): Promise<readonly Step[]> {
+  if (!backend.jacobian || steps.length < 2 || !steps.some((st) => st.kind === 'operator')) return steps;
+  const nodes: JacobianNode[] = [];
   for (const st of steps) {
-    const ins = st.kind === 'operator' || st.kind === 'chain' ? [st.input] : st.node.inputs;
-    for (const i of new Set(ins)) readers.set(i, (readers.get(i) ?? 0) + 1);
-  }
-  const linkable = (st: Step) => st.kind === 'operator' || st.kind === 'diag';
-  const out: Step[] = [];
-  for (let i = 0; i < steps.length;) {
-    let j = i;
-    if (linkable(steps[i])) {
-      while (j + 1 < steps.length && linkable(steps[j + 1]) && inputOf(steps[j + 1]) === outputOf(steps[j]) && readers.get(outputOf(steps[j])) === 1 && outputOf(steps[j]) !== ir.output) j++;
+    switch (st.kind) {
+      case 'operator': nodes.push({ op: 'region', region: st.region, input: st.input, output: st.output }); break;
+      case 'diag': nodes.push({ op: 'diag', input: st.node.inputs[0], output: st.node.output, dims: st.node.outShape }); break;
+      case 'maxpool': nodes.push({ op: 'select', input: st.node.inputs[0], output: st.node.output, inDims: st.node.inShapes[0], outDims: st.node.outShape }); break;
+      case 'softmax': nodes.push({ op: 'softmax', input: st.node.inputs[0], output: st.node.output, dims: st.node.outShape, outer: st.outer, len: st.len, inner: st.inner, log: st.log === true }); break;
+      case 'sum': case 'concat':
+        if (st.node.kind !== 'linear') return steps;
+        nodes.push({ op: 'linear', node: st.node });
+        break;
+      case 'graph': return steps;
     }
-    const run = steps.slice(i, j + 1);
-    if (run.filter((st) => st.kind === 'operator').length < 2) { out.push(...run); i = j + 1; continue; }
-    const parts: ChainPart[] = run.map((st) => (st.kind === 'operator' ? { region: st.region } : { diag: (st as Extract<Step, { kind: 'diag' }>).node.outShape }));
-    const op = await backend.chain(parts);
-    operators.push(op);
-    out.push({ kind: 'chain', input: inputOf(run[0]), output: outputOf(run[run.length - 1]), op, diags: run.flatMap((st) => (st.kind === 'diag' ? [st.node.output] : [])), inner: run.slice(0, -1).map(outputOf) });
-    i = j + 1;
   }
-  return out;
+  if (!nodes.some((n) => (n.op === 'linear' ? n.node.output : n.output) === ir.output)) return steps;
+  const op = await backend.jacobian({ input: ir.input, inDims: ir.inputShape, output: ir.output, outDims: ir.outputShape, nodes });
+  operators.push(op);
+  return [{ kind: 'graph', op, steps }];
 }
 
 /**
  * Jacobian-vector products of the IR at a point: the backend's operators for linear regions, the table elsewhere,
- * walking the `fused` steps (IrPlan.fused): chains of regions and activations in one backend run each, which hand back
- * the tangents and cotangents between their parts and take injections there, so callers see every value as before.
+ * walking the `fused` steps (IrPlan.fused): where the whole Jacobian is one graph step, each product is one backend run
+ * that hands back the tangents and cotangents of the values inside it and takes injections there, so callers see
+ * every value as the step-by-step walk records it.
  */
 export class Jacobian {
   products = 0;
   private readonly bcast = new Map<string, Int32Array>();
+  /** Log-softmax probabilities exp(output), per output array of a point (the graph takes p). */
+  private readonly probs = new WeakMap<Float64Array, Float64Array>();
 
-  /** `steps` alone (no `fused`): one backend run per region, as before the chains (tests compare the two walks). */
+  /** `steps` alone (no `fused`): one backend run per region (tests compare the two walks). */
   constructor(private readonly ir: IrGraph, steps: readonly Step[], private readonly fused: readonly Step[] = steps) {}
 
-  /** J(x)ᵀJ(x)·v (two products): one backend run where one chain spans the whole Jacobian, else jvp then vjp. */
-  async gram(s: LocalState, v: Float64Array): Promise<Float64Array> {
+  private get graph(): Extract<Step, { kind: 'graph' }> | null {
     const only = this.fused.length === 1 ? this.fused[0] : null;
-    if (only?.kind === 'chain' && only.input === this.ir.input && only.output === this.ir.output) {
-      this.products += 2;
-      return only.op.gram(v, this.diagsOf(only, s));
-    }
-    return this.vjp(s, await this.jvp(s, v));
+    return only?.kind === 'graph' ? only : null;
   }
 
-  private diagsOf(step: Extract<Step, { kind: 'chain' }>, s: LocalState): Float64Array[] {
-    return step.diags.map((name) => s.slope.get(name)!.d);
+  /** What the graph step depends on at `s`: activation slopes, max-pool winners, softmax probabilities. */
+  private pointOf(graph: Extract<Step, { kind: 'graph' }>, s: LocalState): JacobianPoint {
+    const point = new Map<string, Float64Array | Int32Array>();
+    for (const st of graph.steps) {
+      if (st.kind === 'diag') point.set(st.node.output, s.slope.get(st.node.output)!.d);
+      else if (st.kind === 'maxpool') point.set(st.node.output, s.argmax.get(st.node.output)!.am);
+      else if (st.kind === 'softmax') {
+        const out = s.softmax.get(st.node.output)!;
+        if (!st.log) { point.set(st.node.output, out); continue; }
+        let p = this.probs.get(out);
+        if (!p) { p = out.map(Math.exp); this.probs.set(out, p); }
+        point.set(st.node.output, p);
+      }
+    }
+    return point;
+  }
+
+  /** J(x)ᵀJ(x)·v (two products): one backend run where the Jacobian is one graph step, else jvp then vjp. */
+  async gram(s: LocalState, v: Float64Array): Promise<Float64Array> {
+    const graph = this.graph;
+    if (graph) {
+      this.products += 2;
+      return graph.op.gram(v, this.pointOf(graph, s));
+    }
+    return this.vjp(s, await this.jvp(s, v));
   }
 
   private broadcast(node: IrNode, i: number): Int32Array {
@@ -264,19 +277,20 @@ export class Jacobian {
     return m;
   }
 
-  /** J(x)·v; `keep`, when given, receives every intermediate tangent (chains hand back the values between their parts). */
+  /** J(x)·v; `keep`, when given, receives every intermediate tangent. */
   async jvp(s: LocalState, v: Float64Array, keep?: Map<string, Float64Array>): Promise<Float64Array> {
     this.products++;
+    const graph = this.graph;
+    if (graph) {
+      const out = await graph.op.apply(v, this.pointOf(graph, s), keep);
+      keep?.set(this.ir.input, v).set(this.ir.output, out);
+      return out;
+    }
     const tangents = keep ?? new Map<string, Float64Array>();
     tangents.set(this.ir.input, v);
     for (const step of this.fused) {
       if (step.kind === 'operator') { tangents.set(step.output, await step.op.apply(tangents.get(step.input)!)); continue; }
-      if (step.kind === 'chain') {
-        const inner: Float64Array[] | undefined = keep ? [] : undefined;
-        tangents.set(step.output, await step.op.apply(tangents.get(step.input)!, this.diagsOf(step, s), inner));
-        inner?.forEach((t, k) => tangents.set(step.inner[k], t));
-        continue;
-      }
+      if (step.kind === 'graph') throw new Error('a graph step is the only step of a plan');
       const n = step.node;
       const t = tangents.get(n.inputs[0])!;
       const out = new Float64Array(sizeOf(n.outShape));
@@ -297,10 +311,20 @@ export class Jacobian {
 
   /**
    * J(x)ᵀ·w plus Σ_u J_u(x)ᵀ·inject[u] (u an intermediate value, J_u its Jacobian from the input): one reverse sweep.
-   * `cotangents` receives every intermediate cotangent when given.
+   * `cotangents` receives every intermediate cotangent when given (in a graph step, zeros where nothing reached).
    */
   async vjp(s: LocalState, w: Float64Array, inject?: ReadonlyMap<string, Float64Array>, cotangents?: Map<string, Float64Array>): Promise<Float64Array> {
     this.products++;
+    const graph = this.graph;
+    if (graph) {
+      // injections at the output and the input are added here; those at values inside the graph, inside the run
+      const atOut = inject?.get(this.ir.output), atIn = inject?.get(this.ir.input);
+      const w1 = atOut ? w.map((x, i) => x + atOut[i]) : w;
+      const r = await graph.op.adjoint(w1, this.pointOf(graph, s), inject, cotangents);
+      if (atIn) for (let i = 0; i < r.length; i++) r[i] += atIn[i];
+      cotangents?.set(this.ir.output, w1).set(this.ir.input, r);
+      return r;
+    }
     const cot = cotangents ?? new Map<string, Float64Array>();
     const add = (name: string, g: Float64Array) => {
       const c = cot.get(name);
@@ -316,17 +340,7 @@ export class Jacobian {
         if (g) add(step.input, await step.op.adjoint(g));
         continue;
       }
-      if (step.kind === 'chain') {
-        // only injections can have reached the chain's inner values (nothing else reads them): added inside the run
-        const injected = step.inner.map((name) => cot.get(name) ?? null);
-        let g = cot.get(step.output);
-        if (!g && injected.some((x) => x !== null)) g = new Float64Array(step.op.outSize);
-        if (!g) continue;
-        const inner: Float64Array[] | undefined = cotangents ? [] : undefined;
-        add(step.input, await step.op.adjoint(g, this.diagsOf(step, s), injected, inner));
-        inner?.forEach((c, k) => cot.set(step.inner[k], c));
-        continue;
-      }
+      if (step.kind === 'graph') throw new Error('a graph step is the only step of a plan');
       const n = step.node;
       const g = cot.get(n.output);
       if (!g) continue;

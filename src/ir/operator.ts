@@ -1,4 +1,5 @@
 import type { LinearRegion } from './merge.js';
+import type { LinearNode } from './types.js';
 import { sizeOf, type Tensor } from './tensor.js';
 
 /**
@@ -54,26 +55,60 @@ export interface GramLanczosResult {
   readonly extraPasses: number;
 }
 
-/** One link of a chain: a region's linear map, or a diagonal (elementwise product with a vector given at each call) on values of `diag` shape. */
-export type ChainPart = { readonly region: LinearRegion } | { readonly diag: readonly number[] };
+/**
+ * One node of a Jacobian graph (JacobianGraph): how the tangent of the value `output` follows from the tangents of
+ * the values it reads (names of the IR's values). What depends on the point x is fed with each product
+ * (JacobianPoint), so one set of sessions serves every point.
+ */
+export type JacobianNode =
+  /** A linear region's map. */
+  | { readonly op: 'region'; readonly region: LinearRegion; readonly input: string; readonly output: string }
+  /** An elementwise product with a vector given at each call (an activation's slopes f′(u)). */
+  | { readonly op: 'diag'; readonly input: string; readonly output: string; readonly dims: readonly number[] }
+  /** out[i] = t[index[i]] over the flattened input, the indices given at each call (a max-pool's winners). */
+  | { readonly op: 'select'; readonly input: string; readonly output: string; readonly inDims: readonly number[]; readonly outDims: readonly number[] }
+  /**
+   * A softmax's Jacobian diag(p) − ppᵀ (log: I − 1pᵀ) along each of `outer`·`inner` groups of `len` elements, the
+   * probabilities p given at each call; `dims` is the value's shape.
+   */
+  | { readonly op: 'softmax'; readonly input: string; readonly output: string; readonly dims: readonly number[]; readonly outer: number; readonly len: number; readonly inner: number; readonly log: boolean }
+  /** A linear node of several inputs outside the regions (a residual sum, a concatenation): the IR's own node. */
+  | { readonly op: 'linear'; readonly node: LinearNode };
+
+/** A whole Jacobian J(x) as a graph of JacobianNodes in evaluation order, from the value `input` to the value `output`. */
+export interface JacobianGraph {
+  readonly input: string;
+  readonly inDims: readonly number[];
+  readonly output: string;
+  readonly outDims: readonly number[];
+  readonly nodes: readonly JacobianNode[];
+}
 
 /**
- * The map C = P_k⋯P_1 of a chain of parts (ChainPart, P_1 first), with its adjoint and Gram map, each one backend run
- * (float32 kernels, float64 bookkeeping, as LinearOperator). `diags` holds the diagonal parts' vectors in chain order;
- * they change from call to call (a Jacobian's activation slopes at a point), the regions do not.
+ * What a Jacobian graph depends on at one point, by node output: a diag's vector, a select's indices (flat, into its
+ * input), a softmax's probabilities (for a log-softmax too: p = exp(output)). The operator reads the arrays and may keep
+ * their conversion for the next product with the same arrays, so a caller must not change an array once it has passed it.
  */
-export interface ChainOperator {
+export type JacobianPoint = ReadonlyMap<string, Float64Array | Int32Array>;
+
+/**
+ * J(x) of a JacobianGraph with its adjoint and Gram map, one backend run per product (float32 kernels, float64
+ * bookkeeping, as LinearOperator). `inner` lists the values between input and output (every node's output but the
+ * graph's output) whose tangents and cotangents a product can hand back, and where the adjoint takes injections.
+ */
+export interface JacobianOperator {
   readonly inSize: number;
   readonly outSize: number;
-  /** C v; `inner`, when given, receives the K − 1 values between the K parts (each part's output but the last), in order. */
-  apply(v: Float64Array, diags: readonly Float64Array[], inner?: Float64Array[]): Promise<Float64Array>;
+  readonly inner: readonly string[];
+  /** J v; `keep`, when given, receives the tangent of every inner value. */
+  apply(v: Float64Array, point: JacobianPoint, keep?: Map<string, Float64Array>): Promise<Float64Array>;
   /**
-   * Cᵀ w, with `inject[k]` (where given) added to the cotangent of inner value k as the sweep passes it; `inner`, when
-   * given, receives those cotangents (injections included), in chain order.
+   * Jᵀ w plus Σ_u J_uᵀ inject[u] over inner values u (J_u the Jacobian from the input to u): the cotangent of each
+   * inner value includes its injection; `keep`, when given, receives the cotangent of every inner value.
    */
-  adjoint(w: Float64Array, diags: readonly Float64Array[], inject?: readonly (Float64Array | null)[], inner?: Float64Array[]): Promise<Float64Array>;
-  /** Cᵀ(C v). */
-  gram(v: Float64Array, diags: readonly Float64Array[]): Promise<Float64Array>;
+  adjoint(w: Float64Array, point: JacobianPoint, inject?: ReadonlyMap<string, Float64Array>, keep?: Map<string, Float64Array>): Promise<Float64Array>;
+  /** Jᵀ(J v). */
+  gram(v: Float64Array, point: JacobianPoint): Promise<Float64Array>;
   dispose(): Promise<void>;
 }
 
@@ -135,10 +170,10 @@ export interface OperatorBackend {
    */
   model(opts?: ModelOptions): Promise<ModelEvaluator | null>;
   /**
-   * Optional: a chain of regions and diagonals as one operator (ChainOperator), one backend run per product instead of
-   * one per region; where absent, callers take each region's operator.
+   * Optional: a whole Jacobian graph as one operator (JacobianOperator), one backend run per product instead of one
+   * per region; where absent, callers walk the graph with each region's operator.
    */
-  chain?(parts: readonly ChainPart[]): Promise<ChainOperator>;
+  jacobian?(graph: JacobianGraph): Promise<JacobianOperator>;
   /** Whether work may be spread over more than one thread (false under --threads 1). */
   readonly parallel: boolean;
   /**

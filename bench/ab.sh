@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Alternating A/B of lipcheck builds on one model: each round runs every build once, in turn, so load drifts hit all of
-# them alike; prints each run (wall s, CPU s = user + system of the process, upper bound, norm phase ms) and per build
-# the median wall and CPU time. Timings only: nothing is decided by them.
+# them alike; prints each run (wall s, CPU s = user + system of the process, upper bound, norm phase ms, lower bound
+# with its method, lower-bound phase ms) and per build the median wall, CPU and lower-bound phase time. Timings only:
+# nothing is decided by them.
 # Usage: bash bench/ab.sh ROUNDS MODEL.onnx BUILD_DIR... [-- LIPCHECK_ARGS...]
 #   BUILD_DIR: a checkout with dist/ built (e.g. a worktree: git worktree add /tmp/old REV; cd /tmp/old;
 #   ln -s "$PWD/../main/node_modules" node_modules; npx tsc -p tsconfig.json). Default LIPCHECK_ARGS: --device cpu.
@@ -22,9 +23,13 @@ for _ in $(seq "$rounds"); do
     node -e '
       const fs = require("fs"); const [s, e, b] = process.argv.slice(1);
       const [u, sy] = fs.readFileSync(process.argv[4] + "/time", "utf8").trim().split(/\s+/).map(Number);
-      let up = "—", norms = "—";
-      try { const r = JSON.parse(fs.readFileSync(process.argv[4] + "/report.json", "utf8")); up = r.global.upper ? String(r.global.upper.value) : "none"; norms = Math.round(r.timings.normsMs); } catch {}
-      console.log([b, (e - s).toFixed(2), (u + sy).toFixed(2), up, norms].join("\t"));
+      let up = "—", norms = "—", low = "—", lowMs = "—";
+      try {
+        const r = JSON.parse(fs.readFileSync(process.argv[4] + "/report.json", "utf8"));
+        up = r.global.upper ? String(r.global.upper.value) : "none"; norms = Math.round(r.timings.normsMs);
+        low = r.global.lower ? `${r.global.lower.value} (${r.global.lower.method})` : "none"; lowMs = Math.round(r.timings.lowerMs);
+      } catch {}
+      console.log([b, (e - s).toFixed(2), (u + sy).toFixed(2), up, norms, low, lowMs].join("\t"));
     ' "$s" "$e" "$b" "$out"
   done
 done | tee "$out/runs" | cat
@@ -33,6 +38,7 @@ node -e '
   const med = (a) => { a = a.slice().sort((x, y) => x - y); return a[Math.floor(a.length / 2)]; };
   for (const b of [...new Set(rows.map((r) => r[0]))]) {
     const mine = rows.filter((r) => r[0] === b);
-    console.log(`median\t${b}\twall ${med(mine.map((r) => +r[1])).toFixed(2)} s\tCPU ${med(mine.map((r) => +r[2])).toFixed(2)} s`);
+    const lower = mine.map((r) => +r[6]).filter((x) => Number.isFinite(x));
+    console.log(`median\t${b}\twall ${med(mine.map((r) => +r[1])).toFixed(2)} s\tCPU ${med(mine.map((r) => +r[2])).toFixed(2)} s\tlower-bound phase ${lower.length ? med(lower) + " ms" : "—"}`);
   }
 ' "$out/runs"

@@ -257,7 +257,7 @@ test('a residual MLP is one graph: its branch point and its sum inside the run',
 });
 
 for (const log of [false, true]) {
-  test(`a CNN with overlapping max-pools, a concatenation, a broadcast sum and a ${log ? 'log-' : ''}softmax is one graph, equal to the walk`, async () => {
+  test(`a CNN with overlapping max-pools, a concatenation, a broadcast sum, a channel softmax and a ${log ? 'log-' : ''}softmax is one graph, equal to the walk`, async () => {
     const rng = new Random(log ? 21 : 17);
     const w = (dims: number[]) => tensor(dims, vec(rng, sizeOf(dims), -0.4, 0.4));
     const nodes: NodeSpec[] = [
@@ -272,7 +272,9 @@ for (const log of [false, true]) {
       { opType: 'ReduceMean', inputs: ['cat'], outputs: ['mean'], attrs: { axes: { ints: [2, 3] }, keepdims: { i: 1 } } },
       { opType: 'Sigmoid', inputs: ['mean'], outputs: ['gate'] },
       { opType: 'Add', inputs: ['cat', 'gate'], outputs: ['s'] },
-      { opType: 'Flatten', inputs: ['s'], outputs: ['f'] },
+      // a softmax across channels: groups of 6 strided by the 9 spatial positions (outer 1, inner 9)
+      { opType: 'Softmax', inputs: ['s'], outputs: ['sm'], attrs: { axis: { i: 1 } } },
+      { opType: 'Flatten', inputs: ['sm'], outputs: ['f'] },
       { opType: 'Gemm', inputs: ['f', 'w3'], outputs: ['logits'], attrs: { transB: { i: 1 } } },
       { opType: log ? 'LogSoftmax' : 'Softmax', inputs: ['logits'], outputs: ['y'], attrs: { axis: { i: 1 } } },
     ];
@@ -282,6 +284,7 @@ for (const log of [false, true]) {
     });
     await withGraphPlan(bytes, async (ir, plan) => {
       const kinds = new Set(plan.steps.map((st) => st.kind));
+      assert.ok(plan.steps.some((st) => st.kind === 'softmax' && st.inner > 1 && st.len > 1), 'a softmax with strided groups');
       for (const k of ['maxpool', 'concat', 'sum', 'softmax', 'diag', 'operator'] as const) assert.ok(kinds.has(k), `a ${k} step in ${[...kinds].join(' ')}`);
       const s = randomPoint(plan.steps, rng);
       // windows overlap: the first two share inputs; one of them wins both, so its cotangent is a sum of two

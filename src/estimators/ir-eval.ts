@@ -196,10 +196,10 @@ function lazyOperator(backend: OperatorBackend, region: LinearRegion): LinearOpe
 }
 
 /**
- * `steps` as one graph step (backend.jacobian) where the backend offers Jacobian graphs, the steps hold a region and at
- * least two steps, and the last step writes the IR's output: a product is then one backend run instead of one per
- * region, with the sums, concatenations, max-pools and softmaxes inside it. Otherwise (or where no step writes the IR's
- * output) `steps` unchanged.
+ * `steps` as one graph step (backend.jacobian) where the backend offers Jacobian graphs and there are two steps or more,
+ * a region among them: a product is then one backend run instead of one per region, with the sums, concatenations,
+ * max-pools and softmaxes inside it. Otherwise, or where no step writes the IR's output (a constant output), `steps`
+ * unchanged.
  */
 export async function fuseGraph(ir: IrGraph, steps: readonly Step[], backend: OperatorBackend, operators: { dispose(): Promise<void> }[]): Promise<readonly Step[]> {
   if (!backend.jacobian || steps.length < 2 || !steps.some((st) => st.kind === 'operator')) return steps;

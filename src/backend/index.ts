@@ -103,7 +103,9 @@ function ortJacobian(graph: JacobianGraph, runtime: RuntimeOptions): JacobianOpe
   // what an adjoint run without an injection feeds there (onnxruntime only reads its inputs)
   let zeros: Float32Array[] | null = null;
   const run = async (mode: JacobianMode, v: Float64Array, point: JacobianPoint, inject?: ReadonlyMap<string, Float64Array>, keep?: Map<string, Float64Array>): Promise<Float64Array> => {
-    const observe = keep !== undefined || (mode === 'adjoint' && inject !== undefined && inner.some((name) => inject.has(name)));
+    // forward products share one model with the inner tangents as outputs (onnxruntime computes them anyway; a plain
+    // product fetches 'z' alone): one session fewer, each holding the convolution weights
+    const observe = mode === 'forward' || keep !== undefined || (mode === 'adjoint' && inject !== undefined && inner.some((name) => inject.has(name)));
     const { session, feeds } = await open(mode, observe);
     const f: Record<string, Tensor> = { ...feeds, v: { dtype: 'float32', dims: mode === 'adjoint' ? graph.outDims : graph.inDims, data: Float32Array.from(v) } };
     pointFeeds(point, f);

@@ -52,12 +52,20 @@ class Splicer {
 /** Which map of a Jacobian graph a model computes: J, Jᵀ, or JᵀJ. */
 export type JacobianMode = 'forward' | 'adjoint' | 'gram';
 
-/** The inner values of a Jacobian graph (every node's output but the graph's output), in node order. */
-export function jacobianInner(g: JacobianGraph): string[] {
-  return g.nodes.map(nodeOutput).filter((o) => o !== g.output);
+/** The inner values of a Jacobian graph (every node's output but the graph's output) with their shapes, in node order. */
+export function jacobianInner(g: JacobianGraph): { readonly name: string; readonly dims: readonly number[] }[] {
+  return g.nodes.filter((n) => nodeOutput(n) !== g.output).map((n) => ({ name: nodeOutput(n), dims: nodeShape(n) }));
 }
 
 const nodeOutput = (n: JacobianNode): string => (n.op === 'linear' ? n.node.output : n.output);
+const nodeShape = (n: JacobianNode): readonly number[] => {
+  switch (n.op) {
+    case 'region': return n.region.outShape;
+    case 'diag': case 'softmax': return n.dims;
+    case 'select': return n.outDims;
+    case 'linear': return n.node.outShape;
+  }
+};
 const nodeInputs = (n: JacobianNode): readonly string[] => (n.op === 'linear' ? n.node.inputs : [n.input]);
 
 /** The nodes that take a vector or indices at each call (diag, select, softmax): their point inputs 'p<j>', in node order. */
@@ -92,19 +100,18 @@ export function jacobianGraphModel(g: JacobianGraph, mode: JacobianMode, observe
   const splice = (graph: GraphSpec, io: Map<string, string>) => { nodes.push(...splicer.nodes(graph, `c${k++}.`, io)); opset = Math.max(opset, graph.opset); };
   const pointOf = new Map(jacobianPointNodes(g).map((n, j) => [n, `p${j}`]));
   const inner = jacobianInner(g);
-  const innerAt = new Map(inner.map((name, j) => [name, j]));
+  const innerAt = new Map(inner.map(({ name }, j) => [name, j]));
   const keep = (value: string, x: string) => { const j = innerAt.get(value); if (observe && j !== undefined) nodes.push({ opType: 'Identity', name: `j.keep${j}`, inputs: [x], outputs: [`o${j}`] }); };
   const sum = (terms: readonly string[]) => (terms.length === 1 ? terms[0] : op('Sum', [...terms]));
+  const zeros = (dims: readonly number[]) => op('ConstantOfShape', [ints(dims)], { value: { t: { dtype: 'float32', dims: [1], data: new Float32Array(1) } } });
   // the softmax Jacobian on the [outer, len, inner] view: diag(p) − ppᵀ (symmetric), I − 1pᵀ (log) and I − p1ᵀ (its transpose)
   const softmax = (n: Extract<JacobianNode, { op: 'softmax' }>, x: string, transpose: boolean) => {
     const view = [n.outer, n.len, n.inner], p = pointOf.get(n)!;
     const t = op('Reshape', [x, ints(view)]), pv = op('Reshape', [p, ints(view)]);
-    const axis = ints([1]);
-    let y: string;
-    if (!n.log) y = op('Mul', [pv, op('Sub', [t, op('ReduceSum', [op('Mul', [pv, t]), axis], { keepdims: { i: 1 } })])]);
-    else if (!transpose) y = op('Sub', [t, op('ReduceSum', [op('Mul', [pv, t]), axis], { keepdims: { i: 1 } })]);
-    else y = op('Sub', [t, op('Mul', [pv, op('ReduceSum', [t, axis], { keepdims: { i: 1 } })])]);
-    return op('Reshape', [y, ints(n.dims)]);
+    const groupSum = (a: string) => op('ReduceSum', [a, ints([1])], { keepdims: { i: 1 } });
+    // t − (pᵀt)·1, or for the log-softmax's transpose t − (1ᵀt)·p; the softmax then multiplies by p
+    const centred = n.log && transpose ? op('Sub', [t, op('Mul', [pv, groupSum(t)])]) : op('Sub', [t, groupSum(op('Mul', [pv, t]))]);
+    return op('Reshape', [n.log ? centred : op('Mul', [pv, centred]), ints(n.dims)]);
   };
 
   const tangents = (v: string): string => {
@@ -132,7 +139,7 @@ export function jacobianGraphModel(g: JacobianGraph, mode: JacobianMode, observe
   const cotangents = (w: string): string => {
     const terms = new Map<string, string[]>([[g.output, [w]]]);
     const add = (value: string, x: string) => terms.set(value, [...(terms.get(value) ?? []), x]);
-    if (mode === 'adjoint' && observe) inner.forEach((value, j) => add(value, `i${j}`));
+    if (mode === 'adjoint' && observe) inner.forEach(({ name }, j) => add(name, `i${j}`));
     for (let i = g.nodes.length - 1; i >= 0; i--) {
       const n = g.nodes[i], out = nodeOutput(n);
       const have = terms.get(out);
@@ -143,8 +150,7 @@ export function jacobianGraphModel(g: JacobianGraph, mode: JacobianMode, observe
         case 'region': { const x = fresh(); splice(emitAdjoint(n.region), new Map([['y', c], ['x', x]])); add(n.input, x); break; }
         case 'diag': add(n.input, op('Mul', [c, pointOf.get(n)!])); break;
         case 'select': {
-          const zeros = op('ConstantOfShape', [ints([sizeOf(n.inDims)])], { value: { t: { dtype: 'float32', dims: [1], data: new Float32Array(1) } } });
-          const scattered = op('ScatterElements', [zeros, pointOf.get(n)!, op('Reshape', [c, ints([-1])])], { axis: { i: 0 }, reduction: { s: 'add' } });
+          const scattered = op('ScatterElements', [zeros([sizeOf(n.inDims)]), pointOf.get(n)!, op('Reshape', [c, ints([-1])])], { axis: { i: 0 }, reduction: { s: 'add' } });
           add(n.input, op('Reshape', [scattered, ints(n.inDims)]));
           break;
         }
@@ -157,16 +163,15 @@ export function jacobianGraphModel(g: JacobianGraph, mode: JacobianMode, observe
       }
     }
     const atInput = terms.get(g.input);
-    return atInput ? sum(atInput) : op('ConstantOfShape', [ints(g.inDims)], { value: { t: { dtype: 'float32', dims: [1], data: new Float32Array(1) } } });
+    return atInput ? sum(atInput) : zeros(g.inDims);
   };
 
   const z = mode === 'forward' ? tangents('v') : mode === 'adjoint' ? cotangents('v') : cotangents(tangents('v'));
   nodes.push({ opType: 'Identity', name: 'j.out', inputs: [z], outputs: ['z'] });
   const io = (name: string, dims: readonly number[], dtype = 'float32') => ({ name, dims, dtype });
-  const innerDims = (j: number) => innerShape(g, inner[j]);
   const points = jacobianPointNodes(g).map((n, j) => io(`p${j}`, pointDims(n), n.op === 'select' ? 'int32' : 'float32'));
-  const observed = observe && mode !== 'gram' ? inner.map((_, j) => io(`o${j}`, innerDims(j))) : [];
-  const injections = observe && mode === 'adjoint' ? inner.map((_, j) => io(`i${j}`, innerDims(j))) : [];
+  const observed = observe && mode !== 'gram' ? inner.map(({ dims }, j) => io(`o${j}`, dims)) : [];
+  const injections = observe && mode === 'adjoint' ? inner.map(({ dims }, j) => io(`i${j}`, dims)) : [];
   return {
     opset,
     inputs: [io('v', mode === 'adjoint' ? g.outDims : g.inDims), ...points, ...injections],
@@ -175,21 +180,6 @@ export function jacobianGraphModel(g: JacobianGraph, mode: JacobianMode, observe
     initializers: splicer.initializers,
     name: `jacobian-${mode}`,
   };
-}
-
-/** The shape of a Jacobian graph's value `name` (its input or a node's output). */
-export function innerShape(g: JacobianGraph, name: string): readonly number[] {
-  if (name === g.input) return g.inDims;
-  for (const n of g.nodes) {
-    if (nodeOutput(n) !== name) continue;
-    switch (n.op) {
-      case 'region': return n.region.outShape;
-      case 'diag': case 'softmax': return n.dims;
-      case 'select': return n.outDims;
-      case 'linear': return n.node.outShape;
-    }
-  }
-  throw new Error(`no value '${name}' in the Jacobian graph`);
 }
 
 /** A region's forward and adjoint models for createOrtOperator, weights of FEED_BYTES or more fed with each run. */

@@ -7,7 +7,7 @@ import type { OnnxModel } from '../onnx/read-model.js';
 import { encodeForRuntime, encodeGraph, type GraphSpec } from '../onnx/writer.js';
 import { emitAdjoint, emitForward } from './emit.js';
 import { fusedLanczosFits, withFusedLanczos } from './fused-lanczos.js';
-import { chainGraphs, CHAIN_LIMIT_BYTES, feedWeights, innerShape, jacobianGraphModel, jacobianInner, jacobianPointNodes, operatorModels, pointDims, weightBytes, type JacobianMode } from './graphs.js';
+import { chainGraphs, CHAIN_LIMIT_BYTES, feedWeights, jacobianGraphModel, jacobianInner, jacobianPointNodes, operatorModels, pointDims, weightBytes, type JacobianMode } from './graphs.js';
 import { createOrtGram, createOrtGramPair, createOrtOperator, denseMatrixOf } from './operators.js';
 import { ModelRunner } from './runner.js';
 import { createWorkerGram, ortIntraThreads, ortWorkersFor } from './ort-pool.js';
@@ -71,7 +71,6 @@ export const JACOBIAN_ONE_THREAD_FLOP = 2e7;
  */
 function ortJacobian(graph: JacobianGraph, runtime: RuntimeOptions): JacobianOperator {
   const inner = jacobianInner(graph);
-  const innerDims = inner.map((name) => innerShape(graph, name));
   const pointNodes = jacobianPointNodes(graph);
   // a graph this light runs on one onnxruntime thread: splitting its small kernels costs more than it saves (collins_rul:
   // lower-bound phase 890 → 720 ms); convolution weights stay baked in and MLAS never splits a sum, so the same bits
@@ -105,23 +104,23 @@ function ortJacobian(graph: JacobianGraph, runtime: RuntimeOptions): JacobianOpe
   const run = async (mode: JacobianMode, v: Float64Array, point: JacobianPoint, inject?: ReadonlyMap<string, Float64Array>, keep?: Map<string, Float64Array>): Promise<Float64Array> => {
     // forward products share one model with the inner tangents as outputs (onnxruntime computes them anyway; a plain
     // product fetches 'z' alone): one session fewer, each holding the convolution weights
-    const observe = mode === 'forward' || keep !== undefined || (mode === 'adjoint' && inject !== undefined && inner.some((name) => inject.has(name)));
+    const observe = mode === 'forward' || keep !== undefined || (mode === 'adjoint' && inject !== undefined && inner.some(({ name }) => inject.has(name)));
     const { session, feeds } = await open(mode, observe);
     const f: Record<string, Tensor> = { ...feeds, v: { dtype: 'float32', dims: mode === 'adjoint' ? graph.outDims : graph.inDims, data: Float32Array.from(v) } };
     pointFeeds(point, f);
     if (mode === 'adjoint' && observe) {
-      zeros ??= innerDims.map((d) => new Float32Array(sizeOf(d)));
-      inner.forEach((name, j) => { const g = inject?.get(name); f[`i${j}`] = { dtype: 'float32', dims: innerDims[j], data: g ? Float32Array.from(g) : zeros![j] }; });
+      zeros ??= inner.map(({ dims }) => new Float32Array(sizeOf(dims)));
+      inner.forEach(({ name, dims }, j) => { const g = inject?.get(name); f[`i${j}`] = { dtype: 'float32', dims, data: g ? Float32Array.from(g) : zeros![j] }; });
     }
     const names = keep ? ['z', ...inner.map((_, j) => `o${j}`)] : ['z'];
     const out = await session.run(f, names, 'the Jacobian graph');
-    if (keep) inner.forEach((name, j) => keep.set(name, new Float64Array(out.get(`o${j}`)!.data as Float32Array)));
+    if (keep) inner.forEach(({ name }, j) => keep.set(name, new Float64Array(out.get(`o${j}`)!.data as Float32Array)));
     return new Float64Array(out.get('z')!.data as Float32Array);
   };
   return {
     inSize: sizeOf(graph.inDims),
     outSize: sizeOf(graph.outDims),
-    inner,
+    inner: inner.map(({ name }) => name),
     apply: (v, point, keep) => run('forward', v, point, undefined, keep),
     adjoint: (w, point, inject, keep) => run('adjoint', w, point, inject, keep),
     gram: (v, point) => run('gram', v, point),

@@ -9,7 +9,7 @@ import { prestartRegionWorkers, regionOffload } from './workers/region-pool.js';
 import { prestartOrtWorkers } from './backend/ort-pool.js';
 import { buildIr } from './frontend/build.js';
 import { mergeLinear } from './ir/merge.js';
-import { providerFor, resolveDevice, type Device } from './backend/runtime.js';
+import { cudaInstalled, gpuWork, resolveAuto, resolveDevice, type Device, type ProviderChoice } from './backend/runtime.js';
 import { decodeModel, readModel, readModelBytes } from './onnx/read-model.js';
 import { SCHEMA_VERSION, type LipschitzReport } from './report/report.js';
 
@@ -52,6 +52,8 @@ export interface AnalyzeOptions {
   readonly certifyBudgetMs?: number;
   /** Where the analysis stands: `phase` and `done` of `total` steps in it (build and lower: 0 of 1 as they start). */
   readonly onProgress?: (done: number, total: number, what: string, phase: AnalysisPhase) => void;
+  /** Called once with the provider the operators run on (under auto, after the build) and, when auto chose the CPU, why. */
+  readonly onDevice?: (choice: ProviderChoice) => void;
   /** Receives the input pair behind the lower bound (for --witness). */
   readonly onWitness?: (w: WitnessPair) => void;
 }
@@ -95,19 +97,32 @@ export async function analyze(model: string | { bytes: Uint8Array; name: string 
   const path = typeof model === 'string' ? model : model.name;
   const onnx = decodeModel(bytes, path);
   const tLoad = performance.now();
-  const runtime = { device: o.device, threads: o.threads };
-  // the device is settled before the model is loaded: a GPU that cannot start is a DEVICE error, never the model's fault
-  const provider0 = await resolveDevice(o.device, o.threads);
+  // a device named explicitly is settled before the model is loaded: a GPU that cannot start is a DEVICE error, never
+  // the model's fault. Under auto the build runs on the CPU and the operators' device is chosen from their size
+  const named = o.device === 'auto' ? undefined : await resolveDevice(o.device, o.threads);
+  if (named) o.onDevice?.(named);
+  // under auto the CPU is certain unless the CUDA provider is installed (then large products may take it: no CPU workers early)
+  const cpuLikely = named ? named.provider === 'cpu' : !cudaInstalled();
+  const cpu = { device: 'cpu' as const, threads: o.threads };
   o.onProgress?.(0, 1, path, 'build');
   // whole operators measured on worker threads where the CPU runs them (src/workers/region-pool.ts): the same numbers;
   // a model with large products starts them during the build (else the session workers, src/backend/ort-pool.ts)
-  const offload = provider0.provider === 'cpu' ? regionOffload(runtime) : undefined;
-  const onLargeProducts = () => (offload ? prestartRegionWorkers(runtime) : prestartOrtWorkers(runtime));
-  const built = await buildIr(onnx, { inputName: o.inputName, outputName: o.outputName, inputShape: o.inputShape, seed: o.seed, runtime, onLargeProducts });
+  const cpuOffload = regionOffload(cpu);
+  const onLargeProducts = () => { if (cpuLikely) (cpuOffload ? prestartRegionWorkers(cpu) : prestartOrtWorkers(cpu)); };
+  const built = await buildIr(onnx, { inputName: o.inputName, outputName: o.outputName, inputShape: o.inputShape, seed: o.seed, runtime: named ? { device: o.device, threads: o.threads } : cpu, onLargeProducts });
   const tBuild = performance.now();
+  const blocks = mergeLinear(built.ir);
+  let provider: ProviderChoice;
+  if (named) provider = named;
+  else {
+    provider = await resolveAuto(gpuWork(blocks), o.threads);
+    o.onDevice?.(provider);
+  }
+  const runtime = { device: provider.provider, threads: o.threads };
+  const offload = provider.provider === 'cpu' ? cpuOffload : undefined;
   checkBudget('certifyBudget', o.certifyBudget);
   checkBudget('lowerBudget', o.lowerBudget);
-  const m = { ir: built.ir, blocks: mergeLinear(built.ir), inputName: built.inputName, outputName: built.outputName, inputShape: built.inputShape, path };
+  const m = { ir: built.ir, blocks, inputName: built.inputName, outputName: built.outputName, inputShape: built.inputShape, path };
   // the one place operators come from: estimators are handed this backend and open no sessions themselves
   const backend = createOrtBackend({ model: onnx, runtime, io: m });
   const warnings = [...built.ir.warnings];
@@ -116,8 +131,7 @@ export async function analyze(model: string | { bytes: Uint8Array; name: string 
   const tNorms = performance.now();
   const lower = await estimateLower(m, backend, o, up, warnings);
   const tLower = performance.now();
-  // why `auto` chose the CPU is about this machine, not the model: the CLI prints it with --verbose, not in the report
-  const provider = providerFor(o.device);
+  // why `auto` chose the CPU is partly about this machine, not the model: the CLI prints it with --verbose, not in the report
   return {
     schemaVersion: SCHEMA_VERSION,
     tool: { name: 'lipcheck', version: VERSION },
@@ -125,7 +139,7 @@ export async function analyze(model: string | { bytes: Uint8Array; name: string 
     input: { name: built.inputName, shape: built.inputShape },
     output: { name: built.outputName, shape: built.outputShape },
     norm: o.norm,
-    settings: { method: o.method, cpWindow: o.cpWindow, seqlipK: o.seqlipK, seed: o.seed, delta: o.delta, tol: o.tol, iterations: o.iterations, certify: o.certify, certifyBudget: o.certifyBudget, sdpWork: up.sdpMflop, exactBudget: o.exactBudget, lowerBudget: o.lowerBudget, lowerPairs: o.lowerPairs, device: o.device, provider: provider?.provider ?? 'cpu' },
+    settings: { method: o.method, cpWindow: o.cpWindow, seqlipK: o.seqlipK, seed: o.seed, delta: o.delta, tol: o.tol, iterations: o.iterations, certify: o.certify, certifyBudget: o.certifyBudget, sdpWork: up.sdpMflop, exactBudget: o.exactBudget, lowerBudget: o.lowerBudget, lowerPairs: o.lowerPairs, device: o.device, provider: provider.provider },
     global: {
       status: up.result.status,
       upper: up.upper,

@@ -2,7 +2,9 @@ import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { LipcheckError } from '../errors.js';
+import type { Block } from '../ir/merge.js';
 import type { DType, Tensor } from '../ir/tensor.js';
+import { regionFlop } from '../linalg/work.js';
 import { encodeGraph } from '../onnx/writer.js';
 
 const require = createRequire(import.meta.url);
@@ -46,12 +48,8 @@ export function sessionOptions(provider: string, options: RuntimeOptions, intraT
 }
 
 async function createWith(bytes: Uint8Array, provider: string, options: RuntimeOptions): Promise<any> {
+  if (provider === 'cuda') pinCudaNumerics();
   return ort.InferenceSession.create(bytes, sessionOptions(provider, options));
-}
-
-/** The provider lipcheck settled on for `device`, once a first session was created (undefined before). */
-export function providerFor(device: Device): ProviderChoice | undefined {
-  return providerCache.get(device);
 }
 
 const CUDA_INSTALL = 'Install onnxruntime-node\'s CUDA provider (README "GPUs": its install script run with ONNXRUNTIME_NODE_INSTALL=cuda12 and network access; it needs an NVIDIA driver, CUDA 12 and cuDNN 9), or run on the CPU with --device cpu';
@@ -70,6 +68,11 @@ function providerMissing(name: 'cuda' | 'webgpu'): string | null {
   return process.platform !== 'linux' || vulkan ? null : 'WebGPU needs a Vulkan loader (libvulkan.so.1), which is not installed';
 }
 
+/** Whether onnxruntime-node's CUDA provider library is installed here (no session is started to find out). */
+export function cudaInstalled(): boolean {
+  return providerMissing('cuda') === null;
+}
+
 let probeModel: Uint8Array | null = null;
 
 /** A one-node model (Relu on a float[1]) that any provider can run: starting a session on it tests the provider alone. */
@@ -85,36 +88,115 @@ export function firstLine(e: unknown): string {
   return (m ? m[1] : line).slice(0, 200);
 }
 
+/** Why a GPU provider cannot be used here (missing, or installed but failing to start), or null when it starts; once per process. */
+const gpuCache = new Map<'cuda' | 'webgpu', Promise<string | null>>();
+function gpuProblem(name: 'cuda' | 'webgpu', device: Device, threads?: number): Promise<string | null> {
+  let p = gpuCache.get(name);
+  if (!p) {
+    p = (async () => {
+      const why = providerMissing(name);
+      if (why !== null) return why;
+      try {
+        const s = await createWith(probe(), name, { device, threads });
+        await s.release?.();
+        return null;
+      } catch (e) {
+        return `the ${name === 'cuda' ? 'CUDA' : 'WebGPU'} provider is installed but could not start (${firstLine(e)})`;
+      }
+    })();
+    gpuCache.set(name, p);
+  }
+  return p;
+}
+
+/** How a user installs CUDA, for the notice of `auto` (CUDA_INSTALL without its alternative). */
+const CUDA_HINT = `For CUDA: ${CUDA_INSTALL.replace(/, or run on the CPU with --device cpu$/, '').replace(/^I/, 'i')}.`;
+
 /**
- * Settles which provider `device` means here, once per process, before any model is loaded: `cpu` is the CPU;
- * `auto` is CUDA when its provider is installed and starts, else the CPU (never WebGPU: on today's onnxruntime it is
- * slower than the CPU per run, and probing it prints the driver's own lines; README "GPUs"); `cuda` and `webgpu` are
- * that provider or a DEVICE error that says what is missing and how to install it. Under `auto`, `notice` says why
- * the CPU was chosen (the CLI prints it with --verbose).
+ * Settles which provider an explicitly named `device` is, once per process, before any model is loaded: `cpu` is the
+ * CPU; `cuda` and `webgpu` are that provider or a DEVICE error that says what is missing and how to install it. `auto`
+ * here is the CPU: the GPU is chosen per model, once its operators are known (resolveAuto); sessions created with
+ * `auto` outside an analysis (whole-model runs, tools) run on the CPU.
  */
 export async function resolveDevice(device: Device, threads?: number): Promise<ProviderChoice> {
   const cached = providerCache.get(device);
   if (cached) return cached;
   let choice: ProviderChoice;
-  if (device === 'cpu') choice = { provider: 'cpu' };
+  if (device === 'cpu' || device === 'auto') choice = { provider: 'cpu' };
   else {
-    const wanted = device === 'auto' ? 'cuda' : device;
-    const name = wanted === 'cuda' ? 'CUDA' : 'WebGPU';
-    const install = wanted === 'cuda' ? CUDA_INSTALL : WEBGPU_INSTALL;
-    let why = providerMissing(wanted);
-    if (why === null) {
-      try {
-        const s = await createWith(probe(), wanted, { device, threads });
-        await s.release?.();
-      } catch (e) {
-        why = `the ${name} provider is installed but could not start (${firstLine(e)})`;
-      }
-    }
-    if (why !== null && device !== 'auto') throw new LipcheckError('DEVICE', `--device ${device}: ${why}. ${install}.`);
-    choice = why === null ? { provider: wanted } : { provider: 'cpu', notice: `Using the CPU: ${why}. For CUDA: ${install.replace(/, or run on the CPU with --device cpu$/, '').replace(/^I/, 'i')}.` };
+    const why = await gpuProblem(device, device, threads);
+    if (why !== null) throw new LipcheckError('DEVICE', `--device ${device}: ${why}. ${device === 'cuda' ? CUDA_INSTALL : WEBGPU_INSTALL}.`);
+    choice = { provider: device };
   }
   providerCache.set(device, choice);
   return choice;
+}
+
+/**
+ * `--device auto`'s rule (issue 15 item 5), modelled, not measured: no CUDA run of onnxruntime-node could be made on
+ * any machine this project was lent (its provider is downloaded at install time; ../shared/GPU.md). A GPU run costs a
+ * fixed ~1 ms however small the work (WebGPU on an H200, GPU.md; PyTorch CUDA 0.1 ms a step) and a provider's start
+ * costs seconds (cuDNN's and cuBLAS's handles), so a GPU can pay only where the analysis is made of large products:
+ * those of AUTO_GPU_PRODUCT_FLOP or more (≈ 20 ms of one CPU thread, 1–3 ms on 16 cores: the regime where the CPU is
+ * arithmetic-bound) adding up to AUTO_GPU_MIN_WORK per forward sweep (a default run then does hundreds of Gflop of
+ * them: tens of seconds on 2 cores). Every model of ../shared/models stays below (the largest: carvana_unet's 0.43
+ * Gflop), so there `auto` is `--device cpu` exactly, with no GPU probe; the generated ResNet-50 (8.2 Gflop), VGG-19,
+ * DenseNet-121, Inception v2 and ZFNet reach it. A count of work, never a timing: the same model gets the same choice
+ * on every run of a machine. WebGPU is never chosen: measured slower than the CPU on every model tried (README "GPUs").
+ */
+export const AUTO_GPU_PRODUCT_FLOP = 8e7;
+export const AUTO_GPU_MIN_WORK = 2e9;
+
+/** The flop of one forward sweep through a model's operators that `auto` counts for a GPU: its products of AUTO_GPU_PRODUCT_FLOP or more. */
+export function gpuWork(blocks: readonly Block[]): number {
+  let work = 0;
+  for (const b of blocks) {
+    if (b.kind !== 'operator') continue;
+    const f = regionFlop(b.region);
+    if (f >= AUTO_GPU_PRODUCT_FLOP) work += f;
+  }
+  return work;
+}
+
+/**
+ * `auto`'s rule without side effects: the CPU, with the notice that says why, when the CUDA provider is `missing` (why,
+ * or null when its library is installed) or `work` (gpuWork) is under AUTO_GPU_MIN_WORK; else 'try-cuda'.
+ */
+export function autoRule(work: number, missing: string | null): ProviderChoice | 'try-cuda' {
+  if (missing !== null) return { provider: 'cpu', notice: `Using the CPU: ${missing}. ${CUDA_HINT}` };
+  if (!(work >= AUTO_GPU_MIN_WORK)) {
+    return { provider: 'cpu', notice: `Using the CPU: this model's large products add up to ${(work / 1e9).toPrecision(3)} Gflop a sweep, under the ${AUTO_GPU_MIN_WORK / 1e9} Gflop from which --device auto uses CUDA (below it a GPU's fixed cost per run and its start outweigh the work); --device cuda uses it anyway` };
+  }
+  return 'try-cuda';
+}
+
+/**
+ * The provider `--device auto` uses for a model whose operators do `work` flop of large products per sweep (gpuWork):
+ * CUDA where autoRule says to try it and it starts; otherwise the CPU, with a notice that says why (the CLI prints it
+ * with --verbose). No GPU is probed unless autoRule says so. Never an error: `auto` always runs.
+ */
+export async function resolveAuto(work: number, threads?: number): Promise<ProviderChoice> {
+  const rule = autoRule(work, providerMissing('cuda'));
+  if (rule !== 'try-cuda') return rule;
+  const why = await gpuProblem('cuda', 'cuda', threads);
+  if (why !== null) return { provider: 'cpu', notice: `Using the CPU: ${why}. ${CUDA_HINT}` };
+  providerCache.set('cuda', { provider: 'cuda' });
+  return { provider: 'cuda' };
+}
+
+/**
+ * Switches off what would make CUDA's float32 products less accurate than float32, or vary between runs, before the
+ * provider's libraries start (they read the environment once). onnxruntime's CUDA provider turns TF32 on for float32
+ * convolutions and GEMMs by default (its use_tf32 option, which onnxruntime-node 1.30 cannot pass): TF32 rounds their
+ * inputs to 10-bit mantissas, an error ~8000× float32's, far outside the rounding margins every bound here adds for
+ * float32 kernels (ALGORITHMS.md; `roundingMargin`). NVIDIA_TF32_OVERRIDE=0 makes every NVIDIA library keep full
+ * float32. CUBLAS_WORKSPACE_CONFIG=:4096:8 is cuBLAS's documented setting for the same bits on every run (kept when the
+ * user set one). Not reachable from here: cuDNN's convolution algorithm, which onnxruntime picks by timing each
+ * candidate (cudnn_conv_algo_search EXHAUSTIVE), so two CUDA runs may differ in their last digits (README "GPUs").
+ */
+export function pinCudaNumerics(env: NodeJS.ProcessEnv = process.env): void {
+  env.NVIDIA_TF32_OVERRIDE = '0';
+  env.CUBLAS_WORKSPACE_CONFIG ??= ':4096:8';
 }
 
 async function createResolving(bytes: Uint8Array, options: RuntimeOptions): Promise<{ session: any; provider: ProviderChoice }> {

@@ -8,7 +8,6 @@ import { renderJson } from '../report/json.js';
 import { renderJunit } from '../report/junit.js';
 import { renderOpsJson, renderOpsTable } from '../report/ops-table.js';
 import { renderTable } from '../report/table.js';
-import { providerFor, type Device } from '../backend/runtime.js';
 import { analysisOptions, commandFor, gateOptions, parseArgs, writeAtomically } from './args.js';
 import { runBatch, runMerge } from './batch.js';
 import { EXIT, EXIT_FOR_ERROR } from './exit-codes.js';
@@ -97,15 +96,13 @@ export async function main(argv: readonly string[], { relaunch = false }: { rela
         ...analysisOptions(opts),
         outputName,
         onWitness: opts.witness ? (w) => { witness = w; } : undefined,
-        onProgress: (d, t, w, phase) => {
-          // the device is settled before the first phase: --verbose says which one, and why not CUDA
-          if (opts.verbose && phase === 'build' && !deviceSaid) {
-            deviceSaid = true;
-            const device = providerFor(opts.device as Device);
-            say(`device: ${device?.provider ?? 'cpu'} (--device ${opts.device})${device?.notice ? `. ${device.notice}` : ''}`);
-          }
-          progress.update(d, t, w, phase);
+        // --verbose says which device the operators run on (under auto: once the model is built) and why not CUDA
+        onDevice: (device) => {
+          if (!opts.verbose || deviceSaid) return;
+          deviceSaid = true;
+          say(`device: ${device.provider} (--device ${opts.device})${device.notice ? `. ${device.notice}` : ''}`);
         },
+        onProgress: (d, t, w, phase) => progress.update(d, t, w, phase),
       }).then((r) => ({ ...r, resources: { peakRssMb: peakRssMb() } })).finally(() => progress.stop()));
     }
     // warnings are part of the report (--json: its warnings array) but go to stderr, so that stdout is the report alone

@@ -9,7 +9,7 @@ import { prestartRegionWorkers, regionOffload } from './workers/region-pool.js';
 import { prestartOrtWorkers } from './backend/ort-pool.js';
 import { buildIr } from './frontend/build.js';
 import { mergeLinear } from './ir/merge.js';
-import { cudaInstalled, gpuWork, resolveAuto, resolveDevice, type Device, type ProviderChoice } from './backend/runtime.js';
+import { gpuWork, resolveAuto, resolveDevice, type Device, type ProviderChoice } from './backend/runtime.js';
 import { decodeModel, readModel, readModelBytes } from './onnx/read-model.js';
 import { SCHEMA_VERSION, type LipschitzReport } from './report/report.js';
 
@@ -101,8 +101,9 @@ export async function analyze(model: string | { bytes: Uint8Array; name: string 
   // the model's fault. Under auto the build runs on the CPU and the operators' device is chosen from their size
   const named = o.device === 'auto' ? undefined : await resolveDevice(o.device, o.threads);
   if (named) o.onDevice?.(named);
-  // under auto the CPU is certain unless the CUDA provider is installed (then large products may take it: no CPU workers early)
-  const cpuLikely = named ? named.provider === 'cpu' : !cudaInstalled();
+  // under auto the CPU's workers start early too: a model auto sends to CUDA would take tens of seconds or more on
+  // the CPU, where idle workers cost little, while every other model must run exactly as under --device cpu (item 5)
+  const cpuLikely = named ? named.provider === 'cpu' : true;
   const cpu = { device: 'cpu' as const, threads: o.threads };
   o.onProgress?.(0, 1, path, 'build');
   // whole operators measured on worker threads where the CPU runs them (src/workers/region-pool.ts): the same numbers;

@@ -103,7 +103,7 @@ export async function analyze(model: string | { bytes: Uint8Array; name: string 
   if (named) o.onDevice?.(named);
   // under auto the CPU's workers start early too: a model auto sends to CUDA would take tens of seconds or more on
   // the CPU, where idle workers cost little, while every other model must run exactly as under --device cpu (item 5)
-  const cpuLikely = named ? named.provider === 'cpu' : true;
+  const cpuLikely = !named || named.provider === 'cpu';
   const cpu = { device: 'cpu' as const, threads: o.threads };
   o.onProgress?.(0, 1, path, 'build');
   // whole operators measured on worker threads where the CPU runs them (src/workers/region-pool.ts): the same numbers;
@@ -113,12 +113,8 @@ export async function analyze(model: string | { bytes: Uint8Array; name: string 
   const built = await buildIr(onnx, { inputName: o.inputName, outputName: o.outputName, inputShape: o.inputShape, seed: o.seed, runtime: named ? { device: o.device, threads: o.threads } : cpu, onLargeProducts });
   const tBuild = performance.now();
   const blocks = mergeLinear(built.ir);
-  let provider: ProviderChoice;
-  if (named) provider = named;
-  else {
-    provider = await resolveAuto(gpuWork(blocks), o.threads);
-    o.onDevice?.(provider);
-  }
+  const provider = named ?? await resolveAuto(gpuWork(blocks), o.threads);
+  if (!named) o.onDevice?.(provider);
   const runtime = { device: provider.provider, threads: o.threads };
   const offload = provider.provider === 'cpu' ? cpuOffload : undefined;
   checkBudget('certifyBudget', o.certifyBudget);

@@ -1,5 +1,5 @@
 import type { LinearRegion } from '../ir/merge.js';
-import type { JacobianGraph, JacobianNode } from '../ir/operator.js';
+import { jacobianNodeOutput as nodeOutput, type JacobianGraph, type JacobianNode } from '../ir/operator.js';
 import { int64Tensor, sizeOf, type Tensor } from '../ir/tensor.js';
 import { encodeGraph, feedInitializers, type GraphSpec, type NodeSpec } from '../onnx/writer.js';
 import { EMIT_OPSET, emitAdjoint, emitForward, emitNode } from './emit.js';
@@ -57,7 +57,6 @@ export function jacobianInner(g: JacobianGraph): { readonly name: string; readon
   return g.nodes.filter((n) => nodeOutput(n) !== g.output).map((n) => ({ name: nodeOutput(n), dims: nodeShape(n) }));
 }
 
-const nodeOutput = (n: JacobianNode): string => (n.op === 'linear' ? n.node.output : n.output);
 const nodeShape = (n: JacobianNode): readonly number[] => {
   switch (n.op) {
     case 'region': return n.region.outShape;

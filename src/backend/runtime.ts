@@ -90,14 +90,14 @@ export function firstLine(e: unknown): string {
 
 /** Why a GPU provider cannot be used here (missing, or installed but failing to start), or null when it starts; once per process. */
 const gpuCache = new Map<'cuda' | 'webgpu', Promise<string | null>>();
-function gpuProblem(name: 'cuda' | 'webgpu', device: Device, threads?: number): Promise<string | null> {
+function gpuProblem(name: 'cuda' | 'webgpu', threads?: number): Promise<string | null> {
   let p = gpuCache.get(name);
   if (!p) {
     p = (async () => {
       const why = providerMissing(name);
       if (why !== null) return why;
       try {
-        const s = await createWith(probe(), name, { device, threads });
+        const s = await createWith(probe(), name, { device: name, threads });
         await s.release?.();
         return null;
       } catch (e) {
@@ -124,7 +124,7 @@ export async function resolveDevice(device: Device, threads?: number): Promise<P
   let choice: ProviderChoice;
   if (device === 'cpu' || device === 'auto') choice = { provider: 'cpu' };
   else {
-    const why = await gpuProblem(device, device, threads);
+    const why = await gpuProblem(device, threads);
     if (why !== null) throw new LipcheckError('DEVICE', `--device ${device}: ${why}. ${device === 'cuda' ? CUDA_INSTALL : WEBGPU_INSTALL}.`);
     choice = { provider: device };
   }
@@ -178,7 +178,7 @@ export function autoRule(work: number, missing: string | null): ProviderChoice |
 export async function resolveAuto(work: number, threads?: number): Promise<ProviderChoice> {
   const rule = autoRule(work, providerMissing('cuda'));
   if (rule !== 'try-cuda') return rule;
-  const why = await gpuProblem('cuda', 'cuda', threads);
+  const why = await gpuProblem('cuda', threads);
   if (why !== null) return { provider: 'cpu', notice: `Using the CPU: ${why}. ${CUDA_HINT}` };
   providerCache.set('cuda', { provider: 'cuda' });
   return { provider: 'cuda' };

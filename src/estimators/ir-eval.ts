@@ -1,5 +1,6 @@
+import { LipcheckError } from '../errors.js';
 import type { Block, LinearRegion } from '../ir/merge.js';
-import type { JacobianNode, JacobianOperator, JacobianPoint, LinearOperator, OperatorBackend } from '../ir/operator.js';
+import { jacobianNodeOutput, type JacobianNode, type JacobianOperator, type JacobianPoint, type LinearOperator, type OperatorBackend } from '../ir/operator.js';
 import { sizeOf } from '../ir/tensor.js';
 import type { ActivationNode, IrGraph, IrNode, LipschitzNode, Shape } from '../ir/types.js';
 import { broadcastMap, elementwiseOf, type BoundElementwise } from '../ops/elementwise.js';
@@ -217,7 +218,7 @@ export async function fuseGraph(ir: IrGraph, steps: readonly Step[], backend: Op
       case 'graph': return steps;
     }
   }
-  if (!nodes.some((n) => (n.op === 'linear' ? n.node.output : n.output) === ir.output)) return steps;
+  if (!nodes.some((n) => jacobianNodeOutput(n) === ir.output)) return steps;
   const op = await backend.jacobian({ input: ir.input, inDims: ir.inputShape, output: ir.output, outDims: ir.outputShape, nodes });
   operators.push(op);
   return [{ kind: 'graph', op, steps }];
@@ -290,7 +291,7 @@ export class Jacobian {
     tangents.set(this.ir.input, v);
     for (const step of this.fused) {
       if (step.kind === 'operator') { tangents.set(step.output, await step.op.apply(tangents.get(step.input)!)); continue; }
-      if (step.kind === 'graph') throw new Error('a graph step is the only step of a plan');
+      if (step.kind === 'graph') throw new LipcheckError('INTERNAL', 'A Jacobian graph step must be the only step of a plan.');
       const n = step.node;
       const t = tangents.get(n.inputs[0])!;
       const out = new Float64Array(sizeOf(n.outShape));
@@ -340,7 +341,7 @@ export class Jacobian {
         if (g) add(step.input, await step.op.adjoint(g));
         continue;
       }
-      if (step.kind === 'graph') throw new Error('a graph step is the only step of a plan');
+      if (step.kind === 'graph') throw new LipcheckError('INTERNAL', 'A Jacobian graph step must be the only step of a plan.');
       const n = step.node;
       const g = cot.get(n.output);
       if (!g) continue;

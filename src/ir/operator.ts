@@ -75,6 +75,11 @@ export type JacobianNode =
   /** A linear node of several inputs outside the regions (a residual sum, a concatenation): the IR's own node. */
   | { readonly op: 'linear'; readonly node: LinearNode };
 
+/** The value a Jacobian node writes. */
+export function jacobianNodeOutput(n: JacobianNode): string {
+  return n.op === 'linear' ? n.node.output : n.output;
+}
+
 /** A whole Jacobian J(x) as a graph of JacobianNodes in evaluation order, from the value `input` to the value `output`. */
 export interface JacobianGraph {
   readonly input: string;

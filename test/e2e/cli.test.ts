@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { cudaInstalled } from '../../src/backend/runtime.js';
 import { EXIT } from '../../src/cli/exit-codes.js';
 import { OP_REGISTRY } from '../../src/ops/registry.js';
 import { makeHostile } from '../../fixtures/make-hostile.js';
@@ -170,11 +170,6 @@ test('stdout carries only the report: warnings and phase lines go to stderr, als
   assert.equal(cli(FIXTURES + 'gemm_sv.onnx', '-q', '--verbose').code, 2);
 });
 
-/** Whether onnxruntime-node's CUDA provider library is installed here (then --device cuda may work). */
-function cudaInstalled(): boolean {
-  const dir = dirname(createRequire(import.meta.url).resolve('onnxruntime-node/package.json'));
-  return existsSync(join(dir, 'bin/napi-v6/linux/x64/libonnxruntime_providers_cuda.so'));
-}
 const hasVulkan = ['/usr/lib/x86_64-linux-gnu/libvulkan.so.1', '/usr/lib/libvulkan.so.1', '/usr/lib64/libvulkan.so.1', '/usr/lib/aarch64-linux-gnu/libvulkan.so.1'].some(existsSync);
 
 test('--device auto on a small model is the CPU, installed CUDA or not, with the reason said only with --verbose', () => {

@@ -11,7 +11,9 @@ import { measureRegion, type NormSettings, type OperatorNorm } from './operator-
 export interface CrossNormBound {
   /** √n_in·(ℓ2 bound) for ℓ∞, √n_out·(ℓ∞ bound) for ℓ2: certified or probabilistic as the bound it comes from. */
   readonly upper: Bound;
-  /** The other norm's AutoLip bound it was scaled from. */
+  /** Its line in the report's global.methods: the upper bound's method without the inner method in brackets. */
+  readonly line: string;
+  /** The other norm's bound it was scaled from (AutoLip's; under --norm inf and best, the ℓ2 analysis's own bound). */
   readonly from: Bound;
   /** The factor √n applied. */
   readonly factor: number;
@@ -50,5 +52,5 @@ export async function crossNormBound(ir: IrGraph, blocks: readonly Block[], sett
   const factor = sqrtUp(n);
   const probabilistic = [...norms.values()].filter((m) => m.upper.kind === 'probabilistic').length;
   const method = `${norm === 'inf' ? 'sqrt(n_in)' : 'sqrt(n_out)'}·autolip-l${other === '2' ? '2' : 'inf'}`;
-  return { upper: { value: roundUp(factor * al.upper.value, 2), kind: al.upper.kind, method }, from: al.upper, factor, probabilistic, ms: performance.now() - t0 };
+  return { upper: { value: roundUp(factor * al.upper.value, 2), kind: al.upper.kind, method }, line: method, from: al.upper, factor, probabilistic, ms: performance.now() - t0 };
 }

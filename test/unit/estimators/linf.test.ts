@@ -60,3 +60,26 @@ test('shared models: the ℓ∞ bound is never above √n_in·(ℓ2 bound)', { t
   if (!existsSync(SHARED)) { t.skip(`${SHARED} is absent: shared-model checks skipped`); return; }
   for (const f of ['acasxu_2_1', 'rpd_gcas', 'tll_n2_N16_1_0', 'marabou_tiny_taxinet', 'marabou_fc_sigmoids', 'vnn_test_tiny', 'sri_resnet_b', 'collins_rul_full_w20']) await checkModel(`${SHARED}${f}.onnx`);
 });
+
+test('--norm inf under best: √n_in × the ℓ2 best analysis\'s own bound (same seeds), the kind and failure count carried over', async () => {
+  for (const f of ['demo', 'mlp_tanh', 'mlp_sigmoid']) {
+    const path = `${FIXTURES}${f}.onnx`;
+    const inf = await analyze(path, { norm: 'inf', lowerPairs: 0 });
+    const two = await analyze(path, { norm: '2', lowerPairs: 0 });
+    const n = inf.input.shape.reduce((a, b) => a * b, 1);
+    const entry = inf.global.methods.find((m) => m.method === 'sqrt(n_in)·best-l2');
+    assert.ok(entry?.upper && two.global.upper, `${f}: no √n_in·ℓ2 entry`);
+    // independent of the code under test: √n rounded up and the product rounded up, from the --norm 2 report's number
+    const scaled = Math.sqrt(n) * two.global.upper.value;
+    assert.ok(entry.upper.value >= scaled && entry.upper.value <= scaled * (1 + 1e-14), `${f}: ${entry.upper.value} is not √${n}·${two.global.upper.value}`);
+    assert.equal(entry.upper.kind, two.global.upper.kind === 'probabilistic' ? 'probabilistic' : 'certified');
+    assert.ok(inf.global.upper!.value <= entry.upper.value);
+    // it is tighter than every ℓ∞ composition on these models (the point of it)
+    const own = inf.global.methods.filter((m) => m.method.startsWith('autolip')).map((m) => m.upper!.value);
+    assert.ok(inf.global.upper!.value < Math.min(...own), `${f}: ${inf.global.upper!.value} not below the ℓ∞ compositions ${own}`);
+    if (inf.global.upper!.method.startsWith('sqrt(n_in)·best-l2(')) assert.equal(inf.global.failureProbability, two.global.failureProbability);
+    // a witnessed ℓ∞ ratio stays below it
+    const witnessed = await analyze(path, { norm: 'inf', lowerPairs: 32 });
+    assert.ok(witnessed.global.lower && witnessed.global.lower.value <= inf.global.upper!.value, `${f}: ℓ∞ lower ${witnessed.global.lower?.value} above ${inf.global.upper!.value}`);
+  }
+});

@@ -5,6 +5,7 @@ import { NonFiniteError } from '../linalg/lanczos.js';
 import { onnx } from '../onnx/proto.js';
 import { encodeGraph, type GraphSpec, type NodeSpec } from '../onnx/writer.js';
 import { chainGraphs, feedWeights } from './graphs.js';
+import { fusedLanczos32 } from './fused-lanczos32.js';
 import type { RuntimeOptions } from './runtime.js';
 import { Session } from './runtime.js';
 
@@ -290,15 +291,31 @@ export function setFusedLanczos(m: FusedMode): void {
  * Whether a Gram map on R^n on this runtime gets the fused `lanczos` method. Under 'auto': nowhere today. On the CPU
  * provider every size measured slower than one run a step (docs/algorithms-fused-lanczos.md: small operators pay
  * the fused model's session creation, large ones the first touch of each session's fresh arena for the basis);
- * WebGPU has no float64 kernels (the float64 half would run on the CPU, with transfers each step); CUDA could not be
- * installed or measured here. The boundary (GramOperator.lanczos) is ready for a provider where it pays.
+ * on WebGPU (no float64 kernels) the fused runs are fused-lanczos32.ts's float32 unrolled ones, built and tested but
+ * not yet timed on a GPU; CUDA could not be installed or measured here. The boundary (GramOperator.lanczos) is ready
+ * for a provider where it pays.
  */
 export function fusedLanczosFits(n: number, runtime: RuntimeOptions): boolean {
   if (mode !== 'auto') return mode === 'on';
   return n <= (AUTO_FUSED_MAX_N.get(runtime.device) ?? 0);
 }
 
-/** `base` with a `lanczos` method that runs the steps fused (the base's own products serve everything else). */
+/** Which arithmetic fused runs use: 'auto' is float64 where the provider has it and float32 on WebGPU; 'float32' everywhere (tests, benchmarks). */
+export type FusedPrecision = 'auto' | 'float32';
+
+let precision: FusedPrecision = 'auto';
+
+/** Sets the arithmetic of fused runs on Gram maps created from now on (default 'auto'). */
+export function setFusedPrecision(p: FusedPrecision): void {
+  precision = p;
+}
+
+/**
+ * `base` with a `lanczos` method that runs the steps fused (the base's own products serve everything else): the float64
+ * recurrence of this module, or on WebGPU (no float64 kernels) the unrolled float32 one of fused-lanczos32.ts, whose
+ * θ carries its derived margin (docs/algorithms-fused-lanczos.md §7).
+ */
 export function withFusedLanczos<G extends GramOperator>(base: G, parts: FusedGramParts, runtime: RuntimeOptions): G {
-  return Object.assign(base, { lanczos: (o: GramLanczosOptions) => fusedLanczos(parts, runtime, o) });
+  const float32 = precision === 'float32' || runtime.device === 'webgpu';
+  return Object.assign(base, { lanczos: (o: GramLanczosOptions) => (float32 ? fusedLanczos32(parts, runtime, o) : fusedLanczos(parts, runtime, o)) });
 }

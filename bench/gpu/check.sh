@@ -2,7 +2,8 @@
 # The one prepared GPU check of issue 15 (run on a lent machine through the device tool; see bench/README.md
 # "GPU check" for how the bundle in .gpu/ is made and the results). Writes everything under $OUT.
 # Environment (to rerun parts): DEVICES (default "cpu webgpu"), R50 (default "cpu:0 cpu:2 webgpu:0", device:threads),
-# FUSED_MODES (default cpu,webgpu,webgpu-keep), SKIP_TORCH=1 skips PyTorch's ResNet-50 power iteration.
+# FUSED_MODES (default cpu,webgpu,webgpu-keep), FUSED_RUNS (default "webgpu:on cpu:off", device:fused for
+# bench/gpu/fused-analyze.mjs), SKIP_TORCH=1 skips PyTorch's ResNet-50 power iteration.
 # Expects: .gpu/bundle.tar.xz (node + a built lipcheck with production node_modules + the shared models) and .gl/
 # (the Vulkan loader's .deb) carried; PyTorch, torchvision and onnx installed on the machine.
 set -u
@@ -54,6 +55,12 @@ for cfg in ${R50:-cpu:0 cpu:2 webgpu:0}; do
     console.log(JSON.stringify({ model: "torchvision_resnet50", device: d, threads: Number(th), rc: Number(rc), wallS: Number(wall) / 1000, upper: r?.global?.upper?.value ?? null, normsMs: r?.timings?.normsMs ?? null, totalMs: r?.timings?.totalMs ?? null, steps, msPerStep: r && steps ? r.timings.normsMs / steps : null }));
   ' "/tmp/r50-$1-$2.json" "$1" "$2" "$rc" "$(( (t1 - t0) / 1000000 ))" >> "$OUT/resnet50.jsonl"
   tail -c 600 "/tmp/r50-$1-$2.err" >> "$OUT/log.txt"
+done
+log "fused Lanczos runs: float32 unrolled on WebGPU (docs/algorithms-fused-lanczos.md §7) against one run a step"
+for m in /tmp/b/models/sri_resnet_b.onnx /tmp/b/models/tiny_yolo.onnx /tmp/resnet50.onnx; do
+  for cfg in ${FUSED_RUNS:-webgpu:on cpu:off}; do
+    (cd /tmp/b/app && timeout 110 node "$R/bench/gpu/fused-analyze.mjs" "$m" ${cfg/:/ }) >> "$OUT/fused-analyze.jsonl" 2>>"$OUT/log.txt"
+  done
 done
 [ -n "${SKIP_TORCH:-}" ] || { log "ResNet-50: PyTorch power iteration at lipcheck's step count"
 timeout 120 python3 bench/gpu/resnet50.py power /tmp/r50-cpu-0.json >> "$OUT/resnet50-torch.jsonl" 2>>"$OUT/log.txt"; }

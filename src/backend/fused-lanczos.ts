@@ -1,10 +1,10 @@
 import type { GramLanczosOptions, GramLanczosResult, GramOperator } from '../ir/operator.js';
 import { sizeOf, type Tensor } from '../ir/tensor.js';
-import { tridiagonalLargestEigenvalue } from '../linalg/dense.js';
-import { NonFiniteError } from '../linalg/lanczos.js';
+import { replayStopRule } from '../linalg/lanczos.js';
 import { onnx } from '../onnx/proto.js';
-import { encodeGraph, type GraphSpec, type NodeSpec } from '../onnx/writer.js';
+import { encodeGraph, type GraphSpec } from '../onnx/writer.js';
 import { chainGraphs, feedWeights } from './graphs.js';
+import { builder, constant, f64, ints, op } from './graph-builder.js';
 import { fusedLanczos32 } from './fused-lanczos32.js';
 import type { RuntimeOptions } from './runtime.js';
 import { Session } from './runtime.js';
@@ -46,29 +46,6 @@ const DEFAULT_STEPS = 12;
 /** Squarings of T_K for its top eigenvector: λ₂/λ₁ ≤ 1 − 2⁻²⁰ is resolved to below double precision after 30. */
 const SQUARINGS = 40;
 
-interface Builder {
-  nodes: NodeSpec[];
-  inits: [string, Tensor][];
-  k: number;
-  /** Prefix of generated names: the Loop body's must differ from the outer graph's (one SSA scope). */
-  prefix: string;
-}
-
-function op(b: Builder, opType: string, inputs: string[], attrs: NodeSpec['attrs'] = {}, out?: string): string {
-  const o = out ?? `${b.prefix}t${b.k++}`;
-  b.nodes.push({ opType, inputs, outputs: [o], attrs, name: `${b.prefix}n${b.nodes.length}` });
-  return o;
-}
-
-function constant(b: Builder, t: Tensor, name?: string): string {
-  const n = name ?? `${b.prefix}c${b.k++}`;
-  b.inits.push([n, t]);
-  return n;
-}
-
-const ints = (values: readonly number[]): Tensor => ({ dtype: 'int64', dims: [values.length], data: BigInt64Array.from(values.map(BigInt)) });
-const f64 = (dims: number[], data: ArrayLike<number>): Tensor => ({ dtype: 'float64', dims, data: Float64Array.from(data) });
-
 /** The fused model's bytes and the weights it takes as inputs (feedWeights' choice for the Gram graph). */
 export interface FusedModel {
   readonly bytes: Uint8Array;
@@ -82,7 +59,7 @@ export interface FusedModel {
  * prepares them once however many steps run; weights fed at run time are the outer graph's inputs.
  */
 function stepBody(chained: GraphSpec, dims: readonly number[], n: number): GraphSpec {
-  const b: Builder = { nodes: [], inits: [], k: 0, prefix: 'b.' };
+  const b = builder('b.');
   const row = constant(b, ints([1, n]), 'shape_row');
   const col = constant(b, ints([n, 1]), 'shape_col');
   const shape = constant(b, ints(dims), 'shape_dims');
@@ -130,7 +107,7 @@ export function fusedLanczosModel(parts: FusedGramParts): FusedModel {
   const n = sizeOf(parts.dims);
   const chained = feedWeights(chainGraphs(parts.first, parts.second));
   const body = stepBody(chained.spec, parts.dims, n);
-  const b: Builder = { nodes: [], inits: [], k: 0, prefix: '' };
+  const b = builder();
   const zero = constant(b, f64([1, 1], [0]), 'zero');
   const prev0 = op(b, 'Sub', ['v0', 'v0']);
   const basis0 = op(b, 'Slice', ['v0', constant(b, ints([0])), constant(b, ints([0])), constant(b, ints([0]))]);
@@ -232,27 +209,7 @@ export async function fusedLanczos(parts: FusedGramParts, runtime: RuntimeOption
   try {
     for (;;) {
       const run = await session.run(options.start, steps);
-      // the caller's stop rule and lanczosTop's invariance test, step by step on the coefficients
-      const alpha: number[] = [];
-      const beta: number[] = [];
-      const history: number[] = [];
-      let theta = 0;
-      let used = 0;
-      let invariant = false;
-      let stopped = false;
-      for (let j = 0; j < steps; j++) {
-        const a = run.alpha[j], bj = run.beta[j];
-        if (!Number.isFinite(a) || !Number.isFinite(bj)) throw new NonFiniteError(`step ${j + 1} produced non-finite values`);
-        alpha.push(a);
-        const previous = theta;
-        theta = tridiagonalLargestEigenvalue(alpha, beta, alpha.length);
-        history.push(theta);
-        used = j + 1;
-        const scale = Math.max(Math.abs(a), ...beta.map(Math.abs), 1e-300);
-        if (bj <= 1e-12 * scale) { invariant = true; stopped = true; break; }
-        if (options.stop(theta, j + 1, previous) || j + 1 >= maxSteps) { stopped = true; break; }
-        beta.push(bj);
-      }
+      const { theta, used, history, invariant, stopped } = replayStopRule(run, steps, maxSteps, options.stop, 1e-12);
       // the Ritz vector must be that of the steps reported: repeat the (deterministic) run with exactly that many
       if (stopped && used < steps) { steps = used; continue; }
       // not stopped after the expected count (the Ritz value still moving): lanczosTop goes on one product a step

@@ -1,11 +1,11 @@
 import type { GramLanczosOptions, GramLanczosResult } from '../ir/operator.js';
 import { sizeOf, type Tensor } from '../ir/tensor.js';
-import { tridiagonalLargestEigenvalue } from '../linalg/dense.js';
+import { replayStopRule } from '../linalg/lanczos.js';
 import { float32LanczosMargin, twoLevel } from '../linalg/lanczos-margin.js';
-import { NonFiniteError } from '../linalg/lanczos.js';
-import { encodeGraph, type GraphSpec, type NodeSpec } from '../onnx/writer.js';
+import { encodeGraph, type GraphSpec } from '../onnx/writer.js';
 import type { FusedGramParts } from './fused-lanczos.js';
 import { chainGraphs, feedWeights } from './graphs.js';
+import { builder, constant, f32, ints, op } from './graph-builder.js';
 import { Session, type RuntimeOptions } from './runtime.js';
 
 /**
@@ -20,27 +20,6 @@ import { Session, type RuntimeOptions } from './runtime.js';
 
 /** Squarings of T_K (float32, each scaled by its largest entry) for its top eigenvector: only a start direction. */
 const SQUARINGS = 30;
-
-interface Builder {
-  nodes: NodeSpec[];
-  inits: [string, Tensor][];
-  k: number;
-}
-
-function op(b: Builder, opType: string, inputs: string[], attrs: NodeSpec['attrs'] = {}, out?: string): string {
-  const o = out ?? `t${b.k++}`;
-  b.nodes.push({ opType, inputs, outputs: [o], attrs, name: `n${b.nodes.length}` });
-  return o;
-}
-
-function constant(b: Builder, t: Tensor): string {
-  const n = `c${b.k++}`;
-  b.inits.push([n, t]);
-  return n;
-}
-
-const ints = (values: readonly number[]): Tensor => ({ dtype: 'int64', dims: [values.length], data: BigInt64Array.from(values.map(BigInt)) });
-const f32 = (dims: number[], data: ArrayLike<number>): Tensor => ({ dtype: 'float32', dims, data: Float32Array.from(data) });
 
 /** The unrolled model's bytes, its fed weights, and its sizes. */
 export interface Fused32Model {
@@ -61,7 +40,7 @@ export function fused32Model(parts: FusedGramParts, steps: number): Fused32Model
   const n = sizeOf(parts.dims);
   const { blocks, length, padded } = twoLevel(n);
   const chained = feedWeights(chainGraphs(parts.first, parts.second));
-  const b: Builder = { nodes: [], inits: [], k: 0 };
+  const b = builder();
   const K = steps;
   const c = {
     row: constant(b, ints([1, padded])),
@@ -193,26 +172,9 @@ export async function fusedLanczos32(parts: FusedGramParts, runtime: RuntimeOpti
   const maxSteps = Math.min(options.maxSteps, n);
   const steps = Math.max(1, Math.min(maxSteps, options.expectedSteps ?? 12));
   const run = await runFused32(parts, steps, options.start, runtime);
-  const alpha: number[] = [];
-  const beta: number[] = [];
-  const history: number[] = [];
-  let theta = 0;
-  let used = 0;
-  for (let j = 0; j < steps; j++) {
-    const a = run.alpha[j], bj = run.beta[j];
-    if (!Number.isFinite(a) || !Number.isFinite(bj)) throw new NonFiniteError(`step ${j + 1} produced non-finite values`);
-    alpha.push(a);
-    const previous = theta;
-    theta = tridiagonalLargestEigenvalue(alpha, beta, alpha.length);
-    history.push(theta);
-    used = j + 1;
-    const scale = Math.max(Math.abs(a), ...beta.map(Math.abs), 1e-300);
-    // an invariant space: float32's next vector is noise; the float64 path handles it
-    if (bj <= 1e-6 * scale) return null;
-    if (options.stop(theta, j + 1, previous) || j + 1 >= maxSteps) break;
-    if (j + 1 === steps) return null;
-    beta.push(bj);
-  }
+  const { theta, used, history, invariant, stopped } = replayStopRule(run, steps, maxSteps, options.stop, 1e-6);
+  // not stopped within K steps, or an invariant space (float32's next vector is then noise): the float64 path handles it
+  if (!stopped || invariant) return null;
   const margin = float32LanczosMargin({ n, s: used, alpha: run.alpha, beta: run.beta, zNorm: run.zNorm, r0Norm: run.r0Norm, r1Norm: run.r1Norm, h1Norm: run.h1Norm, h2Norm: run.h2Norm, gram: run.gram, size: steps + 1 }, theta);
   if (!margin) return null;
   let big = 0;

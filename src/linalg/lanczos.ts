@@ -235,3 +235,39 @@ export async function lanczosTop(op: SymmetricOperator, options: LanczosOptions)
     giveBack([...chunks, h]);
   }
 }
+
+/** What the caller's stop rule says about the coefficients of a fused run (replayStopRule). */
+export interface StopReplay {
+  /** θ of T_used. */
+  readonly theta: number;
+  readonly used: number;
+  readonly history: number[];
+  /** The Krylov space became invariant at step `used` (β below invariantTol × the coefficients' scale). */
+  readonly invariant: boolean;
+  /** The rule (or invariance, or maxSteps) stopped within the run's steps. */
+  readonly stopped: boolean;
+}
+
+/**
+ * The caller's stop rule and lanczosTop's invariance test, step by step on a fused run's (α, β), θ of each prefix by
+ * the same Sturm bisection as lanczosTop. Throws NonFiniteError, as lanczosTop, on a non-finite coefficient.
+ */
+export function replayStopRule(run: { readonly alpha: ArrayLike<number>; readonly beta: ArrayLike<number> }, steps: number, maxSteps: number, stop: LanczosOptions['stop'], invariantTol: number): StopReplay {
+  const alpha: number[] = [];
+  const beta: number[] = [];
+  const history: number[] = [];
+  let theta = 0;
+  for (let j = 0; j < steps; j++) {
+    const a = run.alpha[j], bj = run.beta[j];
+    if (!Number.isFinite(a) || !Number.isFinite(bj)) throw new NonFiniteError(`step ${j + 1} produced non-finite values`);
+    alpha.push(a);
+    const previous = theta;
+    theta = tridiagonalLargestEigenvalue(alpha, beta, alpha.length);
+    history.push(theta);
+    const scale = Math.max(Math.abs(a), ...beta.map(Math.abs), 1e-300);
+    if (bj <= invariantTol * scale) return { theta, used: j + 1, history, invariant: true, stopped: true };
+    if (stop(theta, j + 1, previous) || j + 1 >= maxSteps) return { theta, used: j + 1, history, invariant: false, stopped: true };
+    beta.push(bj);
+  }
+  return { theta, used: steps, history, invariant: false, stopped: false };
+}

@@ -14,11 +14,11 @@ import { createOrtGram } from '../../../src/backend/operators.js';
 import type { RuntimeOptions } from '../../../src/backend/runtime.js';
 import { roundingMargin } from '../../../src/estimators/operator-norm.js';
 import type { GramOperator } from '../../../src/ir/operator.js';
-import type { Tensor } from '../../../src/ir/tensor.js';
 import { lanczosTop } from '../../../src/linalg/lanczos.js';
 import { Random } from '../../../src/linalg/random.js';
-import { encodeGraph, type GraphSpec } from '../../../src/onnx/writer.js';
+import { encodeGraph } from '../../../src/onnx/writer.js';
 import { sigmaMax } from '../../helpers/dense.js';
+import { convGramParts, denseGramParts } from '../../helpers/gram-parts.js';
 import { ACTS, mlpModel, pipeline, randomDense, settings as base } from '../../helpers/mlp.js';
 
 const cpu = (threads: number): RuntimeOptions => ({ device: 'cpu', threads });
@@ -35,23 +35,11 @@ function weights(n: number, m: number, seed: number, rows = 0): Float32Array {
 }
 
 /** x [1, n] ↦ x·W [1, m] and its adjoint y ↦ y·Wᵀ: the Gram map W Wᵀ on R^n. */
-function denseParts(w: Float32Array, n: number, m: number): FusedGramParts {
-  const wt = new Float32Array(n * m);
-  for (let i = 0; i < n; i++) for (let j = 0; j < m; j++) wt[j * n + i] = w[i * m + j];
-  const W: Tensor = { dtype: 'float32', dims: [n, m], data: w };
-  const Wt: Tensor = { dtype: 'float32', dims: [m, n], data: wt };
-  const first: GraphSpec = { opset: 13, inputs: [{ name: 'x', dims: [1, n] }], outputs: [{ name: 'y', dims: [1, m] }], nodes: [{ opType: 'MatMul', inputs: ['x', 'W'], outputs: ['y'] }], initializers: [['W', W]] };
-  const second: GraphSpec = { opset: 13, inputs: [{ name: 'y', dims: [1, m] }], outputs: [{ name: 'x', dims: [1, n] }], nodes: [{ opType: 'MatMul', inputs: ['y', 'Wt'], outputs: ['x'] }], initializers: [['Wt', Wt]] };
-  return { first, second, dims: [1, n], name: 'dense' };
-}
+const denseParts = denseGramParts;
 
 /** A 3×3 convolution c → o channels on h×h (pads 1) and its ConvTranspose adjoint, the weight baked in once. */
 function convParts(c: number, o: number, h: number, seed: number): FusedGramParts {
-  const K: Tensor = { dtype: 'float32', dims: [o, c, 3, 3], data: weights(o, c * 9, seed) };
-  const attrs = { pads: { ints: [1, 1, 1, 1] }, kernel_shape: { ints: [3, 3] } };
-  const first: GraphSpec = { opset: 13, inputs: [{ name: 'x', dims: [1, c, h, h] }], outputs: [{ name: 'y', dims: [1, o, h, h] }], nodes: [{ opType: 'Conv', inputs: ['x', 'K'], outputs: ['y'], attrs }], initializers: [['K', K]] };
-  const second: GraphSpec = { opset: 13, inputs: [{ name: 'y', dims: [1, o, h, h] }], outputs: [{ name: 'x', dims: [1, c, h, h] }], nodes: [{ opType: 'ConvTranspose', inputs: ['y', 'K'], outputs: ['x'], attrs }], initializers: [['K', K]] };
-  return { first, second, dims: [1, c, h, h], name: 'conv' };
+  return convGramParts(weights(o, c * 9, seed), c, o, h);
 }
 
 /** The one-run-per-step Gram session of the same two graphs (what lanczosTop uses without the fused method). */

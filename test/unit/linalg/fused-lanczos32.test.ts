@@ -10,16 +10,14 @@ import { EigenvalueDecomposition, Matrix } from 'ml-matrix';
 import { runFused, setFusedLanczos, setFusedPrecision, type FusedGramParts } from '../../../src/backend/fused-lanczos.js';
 import { fused32Model, fusedLanczos32, runFused32 } from '../../../src/backend/fused-lanczos32.js';
 import { createOrtBackend } from '../../../src/backend/index.js';
-import { measureRegion } from '../../../src/estimators/operator-norm.js';
-import type { Tensor } from '../../../src/ir/tensor.js';
 import { tridiagonalLargestEigenvalue } from '../../../src/linalg/dense.js';
 import { float32LanczosMargin, gamma32, twoLevel, twoLevelGamma, type Float32LanczosTrace } from '../../../src/linalg/lanczos-margin.js';
 import { kwFactor, kwStepsFor } from '../../../src/linalg/probabilistic.js';
 import { Random } from '../../../src/linalg/random.js';
 import { onnx } from '../../../src/onnx/proto.js';
-import type { GraphSpec } from '../../../src/onnx/writer.js';
 import { sigmaMax } from '../../helpers/dense.js';
-import { ACTS, mlpModel, pipeline, randomDense, settings as base } from '../../helpers/mlp.js';
+import { convGramParts, denseGramParts } from '../../helpers/gram-parts.js';
+import { ACTS, measureAll, mlpModel, pipeline, randomDense, settings as base } from '../../helpers/mlp.js';
 
 const cpu = { device: 'cpu' as const, threads: 1 };
 
@@ -32,27 +30,17 @@ function gaussian(count: number, seed: number): Float32Array {
 function denseParts(n: number, m: number, seed: number, spread = 0): { parts: FusedGramParts; lambda: number; top: Float64Array } {
   const w = gaussian(n * m, seed);
   for (let j = 0; j < m; j++) w[j] += spread; // a rank-one boost: a well-separated top eigenvalue
-  const wt = new Float32Array(n * m);
-  for (let i = 0; i < n; i++) for (let j = 0; j < m; j++) wt[j * n + i] = w[i * m + j];
-  const W: Tensor = { dtype: 'float32', dims: [n, m], data: w };
-  const Wt: Tensor = { dtype: 'float32', dims: [m, n], data: wt };
-  const first: GraphSpec = { opset: 13, inputs: [{ name: 'x', dims: [1, n] }], outputs: [{ name: 'y', dims: [1, m] }], nodes: [{ opType: 'MatMul', inputs: ['x', 'W'], outputs: ['y'] }], initializers: [['W', W]] };
-  const second: GraphSpec = { opset: 13, inputs: [{ name: 'y', dims: [1, m] }], outputs: [{ name: 'x', dims: [1, n] }], nodes: [{ opType: 'MatMul', inputs: ['y', 'Wt'], outputs: ['x'] }], initializers: [['Wt', Wt]] };
   const M = new Matrix(n, m);
   for (let i = 0; i < n; i++) for (let j = 0; j < m; j++) M.set(i, j, w[i * m + j]);
   const e = new EigenvalueDecomposition(M.mmul(M.transpose()), { assumeSymmetric: true });
   let top = 0;
   for (let i = 1; i < e.realEigenvalues.length; i++) if (e.realEigenvalues[i] > e.realEigenvalues[top]) top = i;
-  return { parts: { first, second, dims: [1, n], name: 'dense' }, lambda: e.realEigenvalues[top], top: Float64Array.from(e.eigenvectorMatrix.getColumn(top)) };
+  return { parts: denseGramParts(w, n, m), lambda: e.realEigenvalues[top], top: Float64Array.from(e.eigenvectorMatrix.getColumn(top)) };
 }
 
 /** A 3×3 convolution c → c channels on h×h (pads 1) and its ConvTranspose adjoint. */
 function convParts(c: number, h: number, seed: number): FusedGramParts {
-  const K: Tensor = { dtype: 'float32', dims: [c, c, 3, 3], data: gaussian(c * c * 9, seed) };
-  const attrs = { pads: { ints: [1, 1, 1, 1] }, kernel_shape: { ints: [3, 3] } };
-  const first: GraphSpec = { opset: 13, inputs: [{ name: 'x', dims: [1, c, h, h] }], outputs: [{ name: 'y', dims: [1, c, h, h] }], nodes: [{ opType: 'Conv', inputs: ['x', 'K'], outputs: ['y'], attrs }], initializers: [['K', K]] };
-  const second: GraphSpec = { opset: 13, inputs: [{ name: 'y', dims: [1, c, h, h] }], outputs: [{ name: 'x', dims: [1, c, h, h] }], nodes: [{ opType: 'ConvTranspose', inputs: ['y', 'K'], outputs: ['x'], attrs }], initializers: [['K', K]] };
-  return { first, second, dims: [1, c, h, h], name: 'conv' };
+  return convGramParts(gaussian(c * c * 9, seed), c, c, h);
 }
 
 const traceOf = (r: Awaited<ReturnType<typeof runFused32>>, n: number, s: number, size: number): Float32LanczosTrace => ({ n, s, alpha: r.alpha, beta: r.beta, zNorm: r.zNorm, r0Norm: r.r0Norm, r1Norm: r.r1Norm, h1Norm: r.h1Norm, h2Norm: r.h2Norm, gram: r.gram, size });
@@ -161,26 +149,24 @@ test('the unrolled model: float32 throughout, no Loop, one Gram product per step
 test('measureRegion with float32 fused runs forced on: bounds above σ_max, within the margin of the float64 ones', async () => {
   const layers = randomDense([48, 40, 56, 24], new Random(11));
   const { blocks } = await pipeline(mlpModel(layers, ACTS.relu));
-  const regions = blocks.flatMap((b) => (b.kind === 'operator' ? [b.region] : []));
-  const measure = async (p: 'auto' | 'float32') => {
+  const ids = blocks.flatMap((b) => (b.kind === 'operator' ? [b.region.id] : []));
+  const norms = async (p: 'auto' | 'float32') => {
     setFusedLanczos('on');
     setFusedPrecision(p);
     try {
-      const settings = { ...base, certify: 'off' as const, backend: createOrtBackend({ runtime: { device: 'cpu' } }) };
-      const out = [];
-      for (const [i, r] of regions.entries()) out.push(await measureRegion(r, settings, i));
-      return out;
+      return await measureAll(blocks, { ...base, certify: 'off', backend: createOrtBackend({ runtime: { device: 'cpu' } }) });
     } finally {
       setFusedLanczos('auto');
       setFusedPrecision('auto');
     }
   };
-  const [f32, f64] = [await measure('float32'), await measure('auto')];
+  const [single, double] = [await norms('float32'), await norms('auto')];
   for (const [i, l] of layers.entries()) {
     const sigma = sigmaMax(l.w, l.rows, l.cols);
-    assert.equal(f32[i].upper.kind, 'probabilistic');
-    assert.equal(f32[i].iterations, f64[i].iterations, `${regions[i].id}: the KW count in both`);
-    assert.ok(f32[i].upper.value >= sigma, `${regions[i].id}: upper ${f32[i].upper.value} below σ ${sigma}`);
-    assert.ok(f32[i].upper.value >= f64[i].upper.value && f32[i].upper.value <= f64[i].upper.value * 1.005, `${regions[i].id}: float32 ${f32[i].upper.value} vs float64 ${f64[i].upper.value}`);
+    const [a, b] = [single.get(ids[i])!, double.get(ids[i])!];
+    assert.equal(a.upper.kind, 'probabilistic');
+    assert.equal(a.iterations, b.iterations, `${ids[i]}: the KW count in both`);
+    assert.ok(a.upper.value >= sigma, `${ids[i]}: upper ${a.upper.value} below σ ${sigma}`);
+    assert.ok(a.upper.value >= b.upper.value && a.upper.value <= b.upper.value * 1.005, `${ids[i]}: float32 ${a.upper.value} vs float64 ${b.upper.value}`);
   }
 });

@@ -1,6 +1,6 @@
 import type { GramLanczosOptions, GramLanczosResult } from '../ir/operator.js';
 import { sizeOf, type Tensor } from '../ir/tensor.js';
-import { replayStopRule } from '../linalg/lanczos.js';
+import { NonFiniteError, replayStopRule } from '../linalg/lanczos.js';
 import { float32LanczosMargin, twoLevel } from '../linalg/lanczos-margin.js';
 import { encodeGraph, type GraphSpec } from '../onnx/writer.js';
 import type { FusedGramParts } from './fused-lanczos.js';
@@ -165,14 +165,24 @@ export async function runFused32(parts: FusedGramParts, steps: number, start: Fl
  * (α, β) as in fusedLanczos, θ of T_s for the first s where it holds, then raised to the bound θ' of §7
  * (float32LanczosMargin: ≥ θ, valid for the KW factor and η as θ is in the float64 path). The Ritz vector is T_K's
  * (a start direction: any unit vector serves). Null (lanczosTop then runs one product a step, float64 in JS) when the
- * rule has not stopped after K steps, the space became invariant, or the basis lost orthogonality (ω ≥ 1/2).
+ * rule has not stopped after K steps, the space became invariant, the basis lost orthogonality (ω ≥ 1/2), or a
+ * read-back number is not finite.
  */
 export async function fusedLanczos32(parts: FusedGramParts, runtime: RuntimeOptions, options: GramLanczosOptions): Promise<GramLanczosResult | null> {
   const n = sizeOf(parts.dims);
   const maxSteps = Math.min(options.maxSteps, n);
   const steps = Math.max(1, Math.min(maxSteps, options.expectedSteps ?? 12));
   const run = await runFused32(parts, steps, options.start, runtime);
-  const { theta, used, history, invariant, stopped } = replayStopRule(run, steps, maxSteps, options.stop, 1e-6);
+  // a non-finite coefficient here may be the float32 recurrence's own overflow (its dot products square ‖z‖): the
+  // float64 path decides whether the operator itself overflows
+  let replay: ReturnType<typeof replayStopRule>;
+  try {
+    replay = replayStopRule(run, steps, maxSteps, options.stop, 1e-6);
+  } catch (e) {
+    if (e instanceof NonFiniteError) return null;
+    throw e;
+  }
+  const { theta, used, history, invariant, stopped } = replay;
   // not stopped within K steps, or an invariant space (float32's next vector is then noise): the float64 path handles it
   if (!stopped || invariant) return null;
   const margin = float32LanczosMargin({ n, s: used, alpha: run.alpha, beta: run.beta, zNorm: run.zNorm, r0Norm: run.r0Norm, r1Norm: run.r1Norm, h1Norm: run.h1Norm, h2Norm: run.h2Norm, gram: run.gram, size: steps + 1 }, theta);

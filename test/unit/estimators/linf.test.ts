@@ -83,3 +83,18 @@ test('--norm inf under best: √n_in × the ℓ2 best analysis\'s own bound (sam
     assert.ok(witnessed.global.lower && witnessed.global.lower.value <= inf.global.upper!.value, `${f}: ℓ∞ lower ${witnessed.global.lower?.value} above ${inf.global.upper!.value}`);
   }
 });
+
+test('--norm inf under best: an ℓ2 analysis that cannot run (float32 overflow in its Lanczos products) leaves the ℓ∞ report as it was', async () => {
+  // one 4×4 layer with entries near 1e30: ℓ∞ row sums are finite, AᵀA v overflows float32 (≈ 1e60)
+  const layers = randomDense([4, 4], new Random(5)).map((l) => ({ ...l, w: l.w.map((v) => v * 1e30) }));
+  const bytes = mlpModel(layers, ACTS.relu);
+  await assert.rejects(analyze({ bytes, name: 'huge.onnx' }, { norm: '2', lowerPairs: 0 }), /overflows float32/);
+  const inf = await analyze({ bytes, name: 'huge.onnx' }, { norm: 'inf', lowerPairs: 0 });
+  assert.equal(inf.global.status, 'bounded');
+  assert.equal(inf.global.methods.find((m) => m.method.startsWith('sqrt(n_in)')), undefined);
+  // the exact max absolute row sum of the float32 weights (the model has one layer)
+  const l = layers[0];
+  let rowMax = 0;
+  for (let r = 0; r < l.rows; r++) { let s = 0; for (let c = 0; c < l.cols; c++) s += Math.abs(Math.fround(l.w[r * l.cols + c])); rowMax = Math.max(rowMax, s); }
+  assert.ok(inf.global.upper!.value >= rowMax && inf.global.upper!.value <= rowMax * (1 + 1e-6), `${inf.global.upper!.value} vs ${rowMax}`);
+});

@@ -170,3 +170,16 @@ test('measureRegion with float32 fused runs forced on: bounds above σ_max, with
     assert.ok(a.upper.value >= b.upper.value && a.upper.value <= b.upper.value * 1.005, `${ids[i]}: float32 ${a.upper.value} vs float64 ${b.upper.value}`);
   }
 });
+
+test('a float32 recurrence that overflows where the products do not (‖z‖² past float32) declines, and the float64 path measures the operator', async () => {
+  const n = 60, m = 40;
+  // entries near 1e11: z = W Wᵀ v ≈ 1e23 fits float32, ⟨z, z⟩ ≈ 1e46 does not
+  const w = gaussian(n * m, 31).map((v) => v * 1e11);
+  const parts = denseGramParts(w, n, m);
+  const start = new Random(4).unitVector(n);
+  const r = await runFused32(parts, 10, start, cpu);
+  assert.ok(!r.zNorm.every(Number.isFinite), 'the float32 run overflows in its norms');
+  assert.equal(await fusedLanczos32(parts, cpu, { start, maxSteps: 200, stop: () => true, expectedSteps: 10 }), null);
+  const f64 = await runFused(parts, 10, start, cpu);
+  assert.ok(f64.alpha.every(Number.isFinite) && f64.alpha[0] > 1e20, 'the float64 recurrence does not');
+});

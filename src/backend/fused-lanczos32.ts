@@ -32,7 +32,7 @@ export interface Fused32Model {
 
 /**
  * The model: input 'v0' (float32 [1, N], N the padded length, unit, zeros past n) and the fed weights; outputs (each
- * float32) 'alpha', 'beta', 'znorm', 'r0norm', 'r1norm', 'h1norm', 'h2norm' [K], 'gram' [K+1, K+1] (the basis
+ * float32) 'alpha', 'beta', 'znorm', 'r1norm', 'h1norm', 'h2norm' [K], 'gram' [K+1, K+1] (the basis
  * v_0..v_K's Gram matrix, two-level sums) and 'ritz' [1, N] (T_K's top eigenvector combined with v_0..v_{K−1}, not
  * normalised).
  */
@@ -43,7 +43,6 @@ export function fused32Model(parts: FusedGramParts, steps: number): Fused32Model
   const b = builder();
   const K = steps;
   const c = {
-    row: constant(b, ints([1, padded])),
     blocksRow: constant(b, ints([-1, blocks, length])),
     dims: constant(b, ints(parts.dims)),
     flatN: constant(b, ints([1, n])),
@@ -76,7 +75,7 @@ export function fused32Model(parts: FusedGramParts, steps: number): Fused32Model
     return padded === n ? z : op(b, 'Pad', [z, c.pads]);
   };
   const vs: string[] = ['v0'];
-  const outs: Record<'alpha' | 'beta' | 'znorm' | 'r0norm' | 'r1norm' | 'h1norm' | 'h2norm', string[]> = { alpha: [], beta: [], znorm: [], r0norm: [], r1norm: [], h1norm: [], h2norm: [] };
+  const outs: Record<'alpha' | 'beta' | 'znorm' | 'r1norm' | 'h1norm' | 'h2norm', string[]> = { alpha: [], beta: [], znorm: [], r1norm: [], h1norm: [], h2norm: [] };
   let basis = 'v0';
   for (let j = 0; j < K; j++) {
     const v = vs[j];
@@ -85,7 +84,6 @@ export function fused32Model(parts: FusedGramParts, steps: number): Fused32Model
     let r = op(b, 'Sub', [z, op(b, 'Mul', [a, v])]);
     if (j > 0) r = op(b, 'Sub', [r, op(b, 'Mul', [outs.beta[j - 1], vs[j - 1]])]);
     if (j > 0) basis = op(b, 'Concat', [basis, v], { axis: { i: 0 } });
-    const r0 = r;
     const hs: string[] = [];
     const rs: string[] = [];
     for (let pass = 0; pass < 2; pass++) {
@@ -96,7 +94,7 @@ export function fused32Model(parts: FusedGramParts, steps: number): Fused32Model
     }
     const beta = norm(r);
     vs.push(op(b, 'Div', [r, beta]));
-    outs.alpha.push(a); outs.beta.push(beta); outs.znorm.push(norm(z)); outs.r0norm.push(norm(r0)); outs.r1norm.push(norm(rs[0]));
+    outs.alpha.push(a); outs.beta.push(beta); outs.znorm.push(norm(z)); outs.r1norm.push(norm(rs[0]));
     outs.h1norm.push(short(hs[0])); outs.h2norm.push(short(hs[1]));
   }
   for (const [k, list] of Object.entries(outs)) op(b, 'Concat', list, { axis: { i: 0 } }, k);
@@ -133,7 +131,6 @@ export interface Fused32Run {
   readonly alpha: Float64Array;
   readonly beta: Float64Array;
   readonly zNorm: Float64Array;
-  readonly r0Norm: Float64Array;
   readonly r1Norm: Float64Array;
   readonly h1Norm: Float64Array;
   readonly h2Norm: Float64Array;
@@ -151,10 +148,10 @@ export async function runFused32(parts: FusedGramParts, steps: number, start: Fl
     const v0 = new Float32Array(model.padded);
     // the start rounded to float32 once: the run's v_0 (its norm enters ω through the Gram matrix)
     v0.set(Float32Array.from(start));
-    const names = ['alpha', 'beta', 'znorm', 'r0norm', 'r1norm', 'h1norm', 'h2norm', 'gram', 'coef', 'ritz'];
+    const names = ['alpha', 'beta', 'znorm', 'r1norm', 'h1norm', 'h2norm', 'gram', 'coef', 'ritz'];
     const out = await session.run({ ...model.feeds, v0: { dtype: 'float32', dims: [1, model.padded], data: v0 } }, names, `the float32 Lanczos steps of '${parts.name}'`);
     const get = (k: string) => Float64Array.from(out.get(k)!.data as Float32Array);
-    return { alpha: get('alpha'), beta: get('beta'), zNorm: get('znorm'), r0Norm: get('r0norm'), r1Norm: get('r1norm'), h1Norm: get('h1norm'), h2Norm: get('h2norm'), gram: get('gram'), coef: get('coef'), ritz: get('ritz').subarray(0, model.n) };
+    return { alpha: get('alpha'), beta: get('beta'), zNorm: get('znorm'), r1Norm: get('r1norm'), h1Norm: get('h1norm'), h2Norm: get('h2norm'), gram: get('gram'), coef: get('coef'), ritz: get('ritz').subarray(0, model.n) };
   } finally {
     await session.release();
   }
@@ -185,7 +182,7 @@ export async function fusedLanczos32(parts: FusedGramParts, runtime: RuntimeOpti
   const { theta, used, history, invariant, stopped } = replay;
   // not stopped within K steps, or an invariant space (float32's next vector is then noise): the float64 path handles it
   if (!stopped || invariant) return null;
-  const margin = float32LanczosMargin({ n, s: used, alpha: run.alpha, beta: run.beta, zNorm: run.zNorm, r0Norm: run.r0Norm, r1Norm: run.r1Norm, h1Norm: run.h1Norm, h2Norm: run.h2Norm, gram: run.gram, size: steps + 1 }, theta);
+  const margin = float32LanczosMargin({ n, s: used, alpha: run.alpha, beta: run.beta, zNorm: run.zNorm, r1Norm: run.r1Norm, h1Norm: run.h1Norm, h2Norm: run.h2Norm, gram: run.gram, size: steps + 1 }, theta);
   if (!margin) return null;
   let big = 0;
   for (let i = 1; i < run.coef.length; i++) if (Math.abs(run.coef[i]) > Math.abs(run.coef[big])) big = i;

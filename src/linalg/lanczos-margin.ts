@@ -41,9 +41,8 @@ export interface Float32LanczosTrace {
   readonly alpha: ArrayLike<number>;
   /** β_j of step j (β_j v_{j+1} = the reorthogonalised residual). */
   readonly beta: ArrayLike<number>;
-  /** Computed ‖z_j‖ (z_j the product of step j), ‖r0_j‖, ‖r1_j‖ (the residual before and after the first pass). */
+  /** Computed ‖z_j‖ (z_j the product of step j) and ‖r1_j‖ (the residual after the first Gram–Schmidt pass). */
   readonly zNorm: ArrayLike<number>;
-  readonly r0Norm: ArrayLike<number>;
   readonly r1Norm: ArrayLike<number>;
   /** Computed ‖h1_j‖, ‖h2_j‖: the two Gram–Schmidt passes' coefficients (j + 1 each). */
   readonly h1Norm: ArrayLike<number>;
@@ -95,7 +94,7 @@ export function float32LanczosMargin(t: Float32LanczosTrace, theta: number): Flo
   const g3 = gamma32(3), g1 = gamma32(1);
   let tNorm = 0;
   for (let j = 0; j < s; j++) {
-    const values = [t.alpha[j], t.beta[j], t.zNorm[j], t.r0Norm[j], t.r1Norm[j], t.h1Norm[j], t.h2Norm[j], j > 0 ? t.beta[j - 1] : 0];
+    const values = [t.alpha[j], t.beta[j], t.zNorm[j], t.r1Norm[j], t.h1Norm[j], t.h2Norm[j], j > 0 ? t.beta[j - 1] : 0];
     if (!values.every(Number.isFinite)) return null;
     const a = Math.abs(t.alpha[j]), b = Math.abs(t.beta[j]), bPrev = j > 0 ? Math.abs(t.beta[j - 1]) : 0;
     const z = upN(t.zNorm[j]), r1 = upN(t.r1Norm[j]), r2 = upN(b);

@@ -43,7 +43,7 @@ function convParts(c: number, h: number, seed: number): FusedGramParts {
   return convGramParts(gaussian(c * c * 9, seed), c, c, h);
 }
 
-const traceOf = (r: Awaited<ReturnType<typeof runFused32>>, n: number, s: number, size: number): Float32LanczosTrace => ({ n, s, alpha: r.alpha, beta: r.beta, zNorm: r.zNorm, r0Norm: r.r0Norm, r1Norm: r.r1Norm, h1Norm: r.h1Norm, h2Norm: r.h2Norm, gram: r.gram, size });
+const traceOf = (r: Awaited<ReturnType<typeof runFused32>>, n: number, s: number, size: number): Float32LanczosTrace => ({ n, s, alpha: r.alpha, beta: r.beta, zNorm: r.zNorm, r1Norm: r.r1Norm, h1Norm: r.h1Norm, h2Norm: r.h2Norm, gram: r.gram, size });
 
 test('two-level sums: blocks × length covers n, and their γ is far below γ_n', () => {
   for (const n of [1, 2, 7, 100, 2048, 25_088, 200_704, 401_408]) {
@@ -85,7 +85,7 @@ test('float32 runs on dense W Wᵀ and a convolution: θ agrees with the float64
 test('float32LanczosMargin follows its formula on a synthetic trace, grows with the basis\'s loss of orthogonality, declines at ω ≥ 1/2 or NaN', () => {
   const n = 10_000, s = 3, size = 4;
   const eye = Array.from({ length: size * size }, (_, i) => (i % (size + 1) === 0 ? 1 : 0));
-  const t: Float32LanczosTrace = { n, s, alpha: [4, 3, 2], beta: [1, 0.5, 0.25], zNorm: [4.2, 3.3, 2.1], r0Norm: [1, 0.5, 0.25], r1Norm: [1, 0.5, 0.25], h1Norm: [0, 0, 0], h2Norm: [0, 0, 0], gram: eye, size };
+  const t: Float32LanczosTrace = { n, s, alpha: [4, 3, 2], beta: [1, 0.5, 0.25], zNorm: [4.2, 3.3, 2.1], r1Norm: [1, 0.5, 0.25], h1Norm: [0, 0, 0], h2Norm: [0, 0, 0], gram: eye, size };
   const theta = 4.5;
   const m = float32LanczosMargin(t, theta)!;
   // by hand: ω = g·trace/(1 − g) (Ĉ = I exactly), ‖T‖ ≤ max(4 + 1, 3 + 1 + 0.5, 2 + 0.5) = 5 (β₂ is not in T₃)

@@ -159,6 +159,8 @@ function runPool(paths: readonly string[], o: PoolOptions): { done: Promise<void
         }
       });
       child.on('error', (e) => {
+        // only a worker that never started stops the batch; one that dies (killed, crashed) is recorded by 'exit'
+        if (child.pid !== undefined) return;
         if (!finished) { finished = true; clearInterval(poll); reject(new LipcheckError('INTERNAL', `Cannot start a batch worker process (${e.message}).`, { cause: e })); }
       });
       child.on('exit', (code, signal) => {
@@ -179,7 +181,7 @@ function runPool(paths: readonly string[], o: PoolOptions): { done: Promise<void
     const next = (s: Slot) => {
       const path = queue.shift();
       if (path === undefined) {
-        s.child?.disconnect();
+        if (s.child?.connected) s.child.disconnect();
         return done();
       }
       if (!s.child) spawn(s);
@@ -188,7 +190,11 @@ function runPool(paths: readonly string[], o: PoolOptions): { done: Promise<void
       s.peakMb = 0;
       s.killedFor = null;
       o.onStart(path);
-      s.child!.send({ path, options: o.options });
+      // a worker killed while its job is on the way (the pipe closed: EPIPE) never reads it; its 'exit' then records the
+      // job as a crash (without a callback the failed send would be an 'error' event); one whose channel closed while
+      // it lives is killed, so that its 'exit' comes
+      const worker = s.child!;
+      worker.send({ path, options: o.options }, (e) => { if (e) worker.kill('SIGKILL'); });
     };
     if (queue.length === 0) return done();
     for (const s of slots) next(s);

@@ -234,6 +234,20 @@ test('--out is locked: a second writer is refused naming the holder; SIGKILL of 
   assert.ok(!existsSync(`${out}.lock`), 'the lock is released at the end');
 });
 
+test('a worker that dies while its next job is on the way (EPIPE) is recorded as CRASH; the batch goes on', () => {
+  // every worker sends its first record, then kills itself: the next job is written to a worker that is gone, often
+  // before its exit is seen (the write fails with EPIPE; that once stopped the whole batch with exit 70)
+  const zoo = smallZoo('epipe', 24);
+  const out = join(dir, 'epipe.jsonl');
+  const preload = new URL('../helpers/die-after-record.mjs', import.meta.url).pathname;
+  const r = spawnSync(process.execPath, [BIN, 'batch', zoo, '--out', out, '--jobs', '1', ...FAST], { encoding: 'utf8', env: { ...process.env, NO_COLOR: '1', NODE_OPTIONS: `--import ${preload}`, LIPCHECK_TEST_DIE_AFTER_RECORD: '1' }, timeout: 300_000 });
+  assert.equal(r.status, 0, r.stderr);
+  const recs = lines(out);
+  assert.equal(recs.length, 24, 'every model has its record');
+  for (const x of recs) assert.ok(x.status === 'bounded' || (x.error?.code === 'CRASH' && /died \(signal SIGKILL\)/.test(x.error.message)), JSON.stringify(x.error ?? x.status));
+  assert.ok(recs.some((x) => x.error?.code === 'CRASH') && recs.some((x) => x.status === 'bounded'));
+});
+
 test('a worker killed with SIGKILL mid-analysis is recorded as CRASH, no finished record is lost, and --resume --retry-failed analyses it again', async () => {
   const zoo = smallZoo('crashy', 8);
   const out = join(dir, 'crashy.jsonl');

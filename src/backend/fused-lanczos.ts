@@ -1,6 +1,6 @@
 import type { GramLanczosOptions, GramLanczosResult, GramOperator } from '../ir/operator.js';
 import { sizeOf, type Tensor } from '../ir/tensor.js';
-import { replayStopRule } from '../linalg/lanczos.js';
+import { replayStopRule, unitRitz } from '../linalg/lanczos.js';
 import { onnx } from '../onnx/proto.js';
 import { encodeGraph, type GraphSpec } from '../onnx/writer.js';
 import { chainGraphs, feedWeights } from './graphs.js';
@@ -215,15 +215,9 @@ export async function fusedLanczos(parts: FusedGramParts, runtime: RuntimeOption
       // not stopped after the expected count (the Ritz value still moving): lanczosTop goes on one product a step
       if (!stopped) return null;
       // sign as lanczosTop's (largest coefficient positive), unit length
-      let big = 0;
-      for (let i = 1; i < run.coef.length; i++) if (Math.abs(run.coef[i]) > Math.abs(run.coef[big])) big = i;
-      const ritz = run.ritz;
-      let ss = 0;
-      for (let i = 0; i < ritz.length; i++) ss += ritz[i] * ritz[i];
-      const scale = (run.coef[big] < 0 ? -1 : 1) / Math.sqrt(ss);
       // T_K's squarings can fail only on a zero T (a zero operator: 0/0); lanczosTop then gives its Ritz vector
-      if (!Number.isFinite(scale) || !ritz.every(Number.isFinite)) return null;
-      for (let i = 0; i < ritz.length; i++) ritz[i] *= scale;
+      const ritz = unitRitz(run.coef, run.ritz);
+      if (!ritz) return null;
       return { theta: Math.max(theta, 0), ritzVector: ritz, steps: used, invariant, history, extraPasses: used };
     }
   } finally {

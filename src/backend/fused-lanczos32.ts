@@ -1,6 +1,6 @@
 import type { GramLanczosOptions, GramLanczosResult } from '../ir/operator.js';
 import { sizeOf, type Tensor } from '../ir/tensor.js';
-import { NonFiniteError, replayStopRule } from '../linalg/lanczos.js';
+import { NonFiniteError, replayStopRule, unitRitz } from '../linalg/lanczos.js';
 import { float32LanczosMargin, twoLevel } from '../linalg/lanczos-margin.js';
 import { encodeGraph, type GraphSpec } from '../onnx/writer.js';
 import type { FusedGramParts } from './fused-lanczos.js';
@@ -151,7 +151,7 @@ export async function runFused32(parts: FusedGramParts, steps: number, start: Fl
     const names = ['alpha', 'beta', 'znorm', 'r1norm', 'h1norm', 'h2norm', 'gram', 'coef', 'ritz'];
     const out = await session.run({ ...model.feeds, v0: { dtype: 'float32', dims: [1, model.padded], data: v0 } }, names, `the float32 Lanczos steps of '${parts.name}'`);
     const get = (k: string) => Float64Array.from(out.get(k)!.data as Float32Array);
-    return { alpha: get('alpha'), beta: get('beta'), zNorm: get('znorm'), r1Norm: get('r1norm'), h1Norm: get('h1norm'), h2Norm: get('h2norm'), gram: get('gram'), coef: get('coef'), ritz: get('ritz').subarray(0, model.n) };
+    return { alpha: get('alpha'), beta: get('beta'), zNorm: get('znorm'), r1Norm: get('r1norm'), h1Norm: get('h1norm'), h2Norm: get('h2norm'), gram: get('gram'), coef: get('coef'), ritz: get('ritz').slice(0, model.n) };
   } finally {
     await session.release();
   }
@@ -184,13 +184,7 @@ export async function fusedLanczos32(parts: FusedGramParts, runtime: RuntimeOpti
   if (!stopped || invariant) return null;
   const margin = float32LanczosMargin({ n, s: used, alpha: run.alpha, beta: run.beta, zNorm: run.zNorm, r1Norm: run.r1Norm, h1Norm: run.h1Norm, h2Norm: run.h2Norm, gram: run.gram, size: steps + 1 }, theta);
   if (!margin) return null;
-  let big = 0;
-  for (let i = 1; i < run.coef.length; i++) if (Math.abs(run.coef[i]) > Math.abs(run.coef[big])) big = i;
-  const ritz = Float64Array.from(run.ritz);
-  let ss = 0;
-  for (let i = 0; i < ritz.length; i++) ss += ritz[i] * ritz[i];
-  const unit = (run.coef[big] < 0 ? -1 : 1) / Math.sqrt(ss);
-  if (!Number.isFinite(unit) || !ritz.every(Number.isFinite)) return null;
-  for (let i = 0; i < ritz.length; i++) ritz[i] *= unit;
+  const ritz = unitRitz(run.coef, run.ritz);
+  if (!ritz) return null;
   return { theta: margin.thetaBound, ritzVector: ritz, steps: used, invariant: false, history, extraPasses: used };
 }

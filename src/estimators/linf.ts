@@ -22,6 +22,11 @@ export interface CrossNormBound {
   readonly ms: number;
 }
 
+/** The cost model's flop of measuring every operator in ℓ2 (an apply and an adjoint per Lanczos step, at most `maxIterations` steps). */
+export function l2NormsWork(blocks: readonly Block[], maxIterations: number): number {
+  return blocks.reduce((a, b) => a + (b.kind === 'operator' ? 2 * regionFlop(b.region) * maxIterations : 0), 0);
+}
+
 /**
  * The norm equivalences as bounds: for every x, ‖x‖∞ ≤ ‖x‖₂ ≤ √n·‖x‖∞, hence L∞(f) ≤ √n_in·L₂(f) and
  * L₂(f) ≤ √n_out·L∞(f). Measures every merged operator in the other norm (ℓ2: the same Lanczos/certificates AutoLip
@@ -34,8 +39,7 @@ export async function crossNormBound(ir: IrGraph, blocks: readonly Block[], sett
   const t0 = performance.now();
   const other: NormKind = norm === 'inf' ? '2' : 'inf';
   if (other === '2') {
-    const need = blocks.reduce((a, b) => a + (b.kind === 'operator' ? 2 * regionFlop(b.region) * settings.maxIterations : 0), 0);
-    if (need > work) return null;
+    if (l2NormsWork(blocks, settings.maxIterations) > work) return null;
   }
   const s = { ...settings, norm: other };
   const norms = new Map<string, OperatorNorm>();

@@ -9,7 +9,7 @@ import { cpSegmentBound, findSegments, segmentAutoLip, wholeProductFloor, type C
 import { exactLipschitz, type ExactResult } from './exact.js';
 import { babObstacle, reluBranchAndBound } from './relu-bab.js';
 import type { Bound, NormKind } from './kinds.js';
-import { crossNormBound, type CrossNormBound } from './linf.js';
+import { crossNormBound, l2NormsWork, type CrossNormBound } from './linf.js';
 import { ECLIPSE_DEFAULTS, eclipseSegmentBound } from './eclipse.js';
 import { LIPSDP_DEFAULTS, lipsdpObstacle, lipsdpSegmentBound } from './lipsdp.js';
 import { jacobianLowerBound, type AnalysedModel } from './lower-bound.js';
@@ -401,8 +401,7 @@ export async function estimateUpper(m: MethodModel, backend: OperatorBackend, o:
  */
 async function bestL2Bound(m: MethodModel, backend: OperatorBackend, o: MethodSettings, settings: NormSettings): Promise<CrossNormBound | null> {
   const t0 = performance.now();
-  const need = m.blocks.reduce((a, b) => a + (b.kind === 'operator' ? 2 * regionFlop(b.region) * settings.maxIterations : 0), 0);
-  if (need > CROSS_NORM_FLOP) return null;
+  if (l2NormsWork(m.blocks, settings.maxIterations) > CROSS_NORM_FLOP) return null;
   const progress = o.onProgress;
   let l2: UpperEstimate;
   try {

@@ -271,3 +271,19 @@ export function replayStopRule(run: { readonly alpha: ArrayLike<number>; readonl
   }
   return { theta, used: steps, history, invariant: false, stopped: false };
 }
+
+/**
+ * A fused run's Ritz vector `ritz` (the basis combined with T's top eigenvector `coef`, not normalised) made unit length
+ * in place, its sign lanczosTop's (largest coefficient positive); null where it cannot be (a zero T: 0/0, or a
+ * non-finite entry), and the caller then leaves it to lanczosTop.
+ */
+export function unitRitz(coef: ArrayLike<number>, ritz: Float64Array): Float64Array | null {
+  let big = 0;
+  for (let i = 1; i < coef.length; i++) if (Math.abs(coef[i]) > Math.abs(coef[big])) big = i;
+  let ss = 0;
+  for (let i = 0; i < ritz.length; i++) ss += ritz[i] * ritz[i];
+  const scale = (coef[big] < 0 ? -1 : 1) / Math.sqrt(ss);
+  if (!Number.isFinite(scale) || !ritz.every(Number.isFinite)) return null;
+  for (let i = 0; i < ritz.length; i++) ritz[i] *= scale;
+  return ritz;
+}

@@ -1,8 +1,10 @@
 /**
  * Float32 fused Lanczos (src/backend/fused-lanczos32.ts, src/linalg/lanczos-margin.ts, docs/algorithms-fused-lanczos.md
- * §7), run here on the CPU provider (on WebGPU it is chosen by the device): the raised θ' must cover the gap between the
- * float32 recurrence and the float64 one from the same start, stay below λ_max by no more than the margin, and the
- * margin itself must follow its formula on synthetic traces.
+ * §7): the raised θ' must cover the gap between the float32 recurrence and the float64 one from the same start, stay
+ * below λ_max by no more than the margin, and the margin itself must follow its formula on synthetic traces. The float32
+ * runs use the CPU provider, or the device LIPCHECK_TEST_DEVICE names: test/e2e/webgpu.test.ts runs this file again
+ * with 'webgpu' on a software adapter (scripts/swiftshader.sh), where the arithmetic is the shaders'. The float64
+ * references always run on the CPU (WebGPU has no float64).
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -20,6 +22,9 @@ import { convGramParts, denseGramParts } from '../../helpers/gram-parts.js';
 import { ACTS, measureAll, mlpModel, pipeline, randomDense, settings as base } from '../../helpers/mlp.js';
 
 const cpu = { device: 'cpu' as const, threads: 1 };
+const device = process.env.LIPCHECK_TEST_DEVICE === 'webgpu' ? ('webgpu' as const) : ('cpu' as const);
+/** Where the float32 runs go. */
+const dev = { device, threads: 1 };
 
 function gaussian(count: number, seed: number): Float32Array {
   const r = new Random(seed);
@@ -66,7 +71,7 @@ test('float32 runs on dense W Wᵀ and a convolution: θ agrees with the float64
     const n = c.parts.dims.reduce((a, b) => a * b, 1);
     const start = new Random(21).unitVector(n);
     const r64 = await runFused(c.parts, c.steps, start, cpu);
-    const r32 = await runFused32(c.parts, c.steps, start, cpu);
+    const r32 = await runFused32(c.parts, c.steps, start, dev);
     const th64 = tridiagonalLargestEigenvalue(r64.alpha, r64.beta, c.steps);
     const th32 = tridiagonalLargestEigenvalue(r32.alpha, r32.beta, c.steps);
     const m = float32LanczosMargin(traceOf(r32, n, c.steps, c.steps + 1), th32);
@@ -84,7 +89,7 @@ test('float32 runs on dense W Wᵀ and a convolution: θ agrees with the float64
 
 test('float32LanczosMargin follows its formula on a synthetic trace, grows with the basis\'s loss of orthogonality, declines at ω ≥ 1/2 or NaN', () => {
   const n = 10_000, s = 3, size = 4;
-  const eye = Array.from({ length: size * size }, (_, i) => (i % (size + 1) === 0 ? 1 : 0));
+  const eye: number[] = Array.from({ length: size * size }, (_, i) => (i % (size + 1) === 0 ? 1 : 0));
   const t: Float32LanczosTrace = { n, s, alpha: [4, 3, 2], beta: [1, 0.5, 0.25], zNorm: [4.2, 3.3, 2.1], r1Norm: [1, 0.5, 0.25], h1Norm: [0, 0, 0], h2Norm: [0, 0, 0], gram: eye, size };
   const theta = 4.5;
   const m = float32LanczosMargin(t, theta)!;
@@ -124,7 +129,7 @@ test('fusedLanczos32 through the stop rule: θ\' of the steps used, a unit Ritz 
   const start = new Random(3).unitVector(n);
   const stop = (theta: number, k: number, prev: number) => k >= 3 && Math.abs(theta - prev) <= 0.005 * theta && kwFactor(n, k, 1e-6) <= 1.05;
   const expectedSteps = kwStepsFor(n, 1e-6, 1.05);
-  const res = await fusedLanczos32(parts, cpu, { start, maxSteps: 200, stop, expectedSteps });
+  const res = await fusedLanczos32(parts, dev, { start, maxSteps: 200, stop, expectedSteps });
   assert.ok(res, 'stopped within the expected steps');
   assert.ok(res.steps <= expectedSteps && res.steps >= 3);
   assert.ok(res.theta >= res.history[res.steps - 1], 'θ\' ≥ θ of the steps used');
@@ -132,7 +137,7 @@ test('fusedLanczos32 through the stop rule: θ\' of the steps used, a unit Ritz 
   let nn = 0, dot = 0;
   for (let i = 0; i < n; i++) { nn += res.ritzVector[i] ** 2; dot += res.ritzVector[i] * top[i]; }
   assert.ok(Math.abs(nn - 1) < 1e-12 && Math.abs(dot) > 0.99, `‖r‖² ${nn}, cosine ${dot}`);
-  assert.equal(await fusedLanczos32(parts, cpu, { start, maxSteps: 200, stop: () => false, expectedSteps: 5 }), null);
+  assert.equal(await fusedLanczos32(parts, dev, { start, maxSteps: 200, stop: () => false, expectedSteps: 5 }), null);
 });
 
 test('the unrolled model: float32 throughout, no Loop, one Gram product per step', () => {
@@ -150,24 +155,29 @@ test('measureRegion with float32 fused runs forced on: bounds above σ_max, with
   const layers = randomDense([48, 40, 56, 24], new Random(11));
   const { blocks } = await pipeline(mlpModel(layers, ACTS.relu));
   const ids = blocks.flatMap((b) => (b.kind === 'operator' ? [b.region.id] : []));
-  const norms = async (p: 'auto' | 'float32') => {
+  // float32 on the device under test; float64 on the CPU ('auto' there)
+  const norms = async (p: 'auto' | 'float32', on: 'cpu' | 'webgpu') => {
     setFusedLanczos('on');
     setFusedPrecision(p);
     try {
-      return await measureAll(blocks, { ...base, certify: 'off', backend: createOrtBackend({ runtime: { device: 'cpu' } }) });
+      return await measureAll(blocks, { ...base, certify: 'off', backend: createOrtBackend({ runtime: { device: on } }) });
     } finally {
       setFusedLanczos('auto');
       setFusedPrecision('auto');
     }
   };
-  const [single, double] = [await norms('float32'), await norms('auto')];
+  const [single, double] = [await norms('float32', device), await norms('auto', 'cpu')];
   for (const [i, l] of layers.entries()) {
     const sigma = sigmaMax(l.w, l.rows, l.cols);
     const [a, b] = [single.get(ids[i])!, double.get(ids[i])!];
     assert.equal(a.upper.kind, 'probabilistic');
     assert.equal(a.iterations, b.iterations, `${ids[i]}: the KW count in both`);
     assert.ok(a.upper.value >= sigma, `${ids[i]}: upper ${a.upper.value} below σ ${sigma}`);
-    assert.ok(a.upper.value >= b.upper.value && a.upper.value <= b.upper.value * 1.005, `${ids[i]}: float32 ${a.upper.value} vs float64 ${b.upper.value}`);
+    // On the CPU both runs see the same products, so the margin puts float32 at or above float64. On another provider
+    // the products round differently (η covers that in each), and op3 (24 KW steps on R²⁴: the space runs out, the
+    // float32 run declines) is that provider's float64 path: 2.7·10⁻⁸ below the CPU's on SwiftShader.
+    const slack = device === 'cpu' ? 0 : 1e-6;
+    assert.ok(a.upper.value >= b.upper.value * (1 - slack) && a.upper.value <= b.upper.value * 1.005, `${ids[i]}: float32 ${a.upper.value} vs float64 ${b.upper.value}`);
   }
 });
 
@@ -177,9 +187,9 @@ test('a float32 recurrence that overflows where the products do not (‖z‖² p
   const w = gaussian(n * m, 31).map((v) => v * 1e11);
   const parts = denseGramParts(w, n, m);
   const start = new Random(4).unitVector(n);
-  const r = await runFused32(parts, 10, start, cpu);
+  const r = await runFused32(parts, 10, start, dev);
   assert.ok(!r.zNorm.every(Number.isFinite), 'the float32 run overflows in its norms');
-  assert.equal(await fusedLanczos32(parts, cpu, { start, maxSteps: 200, stop: () => true, expectedSteps: 10 }), null);
+  assert.equal(await fusedLanczos32(parts, dev, { start, maxSteps: 200, stop: () => true, expectedSteps: 10 }), null);
   const f64 = await runFused(parts, 10, start, cpu);
   assert.ok(f64.alpha.every(Number.isFinite) && f64.alpha[0] > 1e20, 'the float64 recurrence does not');
 });

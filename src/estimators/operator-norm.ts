@@ -171,7 +171,8 @@ function schurAbsNorm(w: Float64Array, g: number, rows: number, cols: number): n
  * The float32 rounding margin added to a Ritz value computed through onnxruntime: each product A·v or Aᵀ·w of a chain
  * of k prims differs from the exact one by at most (Σγ_{K_i+1})·‖|A|‖·‖v‖ (first-order, any summation order), so
  * one AᵀA application is off by η ≤ 2gP² + (gP)² with g = Σγ, P = ‖|A|‖₂ bound; σ² ≤ θ/(1−ε) + η. It assumes IEEE
- * float32 products: on CUDA, TF32 is switched off before the provider starts (backend/runtime.ts pinCudaNumerics).
+ * float32 products: on CUDA, TF32 is switched off before the provider starts (backend/runtime.ts pinCudaNumerics). On
+ * WebGPU it is short of what WGSL promises (faithful rounding, twice u, and flush-to-zero): a known gap, README "GPUs".
  */
 export function roundingMargin(gammaSum: number, absNorm: number): number {
   const gp = gammaSum * absNorm;

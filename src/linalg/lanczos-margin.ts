@@ -7,13 +7,23 @@ import { roundUp, sqrtUp } from './dense.js';
  * back, and the result is an upward-rounded float64 value.
  */
 
-/** float32's unit roundoff. */
+/** float32's unit roundoff under IEEE round-to-nearest. */
 export const U32 = 2 ** -24;
 
-/** γ_k for float32 arithmetic (Higham §3.1), rounded up; throws beyond k·u ≥ 0.01, where the bounds here are not used. */
+/**
+ * The float32 arithmetic these bounds assume: what WGSL promises (the WebGPU provider's shaders, for which the float32
+ * runs exist), which also covers IEEE providers. WGSL's "correctly rounded" +, −, × may return either neighbour of the
+ * exact result (faithful rounding: relative error below 1 ULP ≤ 2⁻²³, twice IEEE's u); x / y is within 2.5 ULP (≤ 5u);
+ * sqrt is inherited from 1 / inverseSqrt (2 ULP, then a division): within (1 + 5u)/(1 − 4u) − 1 < 10u.
+ * docs/algorithms-fused-lanczos.md §7.
+ */
+export const WGSL_F32 = { unit: 2 * U32, div: 5 * U32, sqrt: 10 * U32 } as const;
+
+/** γ_k = k·u/(1 − k·u) for float32 arithmetic with WGSL's unit (Higham §3.1), rounded up; throws beyond k·u ≥ 0.01, where the bounds here are not used. */
 export function gamma32(k: number): number {
-  if (!(k * U32 < 0.01)) throw new LipcheckError('INTERNAL', `gamma32(${k}) is outside the range where the float32 rounding bounds hold.`);
-  return roundUp((k * U32) / (1 - k * U32), 3);
+  const u = WGSL_F32.unit;
+  if (!(k * u < 0.01)) throw new LipcheckError('INTERNAL', `gamma32(${k}) is outside the range where the float32 rounding bounds hold.`);
+  return roundUp((k * u) / (1 - k * u), 3);
 }
 
 /** The block lengths of a two-level sum over n (padded to blocks·length ≥ n): blocks = ⌈√n⌉, length = ⌈n / blocks⌉. */
@@ -72,9 +82,9 @@ export function float32LanczosMargin(t: Float32LanczosTrace, theta: number): Flo
   const { n, s } = t;
   if (s < 1 || t.size < s + 1) throw new LipcheckError('INTERNAL', `float32LanczosMargin: ${s} steps need a Gram matrix of at least ${s + 1} rows, got ${t.size}.`);
   const gd = twoLevelGamma(n);
-  // a computed norm √(fl(Σx²)) understates the true one by at most the factor 1/√((1 − g)(1 − u)) ≤ 1/((1 − g)(1 − u))
-  const upN = (x: number) => roundUp(Math.abs(x) / ((1 - gd) * (1 - U32)), 2);
-  const upK = (x: number) => roundUp(Math.abs(x) / ((1 - gamma32(s + 2)) * (1 - U32)), 2);
+  // a computed norm fl(√fl(Σx²)) understates the true one by at most the factor 1/(√(1 − g)(1 − u_sqrt)) ≤ 1/((1 − g)(1 − u_sqrt))
+  const upN = (x: number) => roundUp(Math.abs(x) / ((1 - gd) * (1 - WGSL_F32.sqrt)), 2);
+  const upK = (x: number) => roundUp(Math.abs(x) / ((1 - gamma32(s + 2)) * (1 - WGSL_F32.sqrt)), 2);
   // ω: ‖Ĉ − I‖_F in float64 (each term rounded up), plus the Gram matrix's own error g·Σ‖v_i‖², ‖v_i‖² ≤ Ĉ_ii/(1 − g)
   let off = 0, trace = 0;
   for (let i = 0; i <= s; i++) {
@@ -99,7 +109,7 @@ export function float32LanczosMargin(t: Float32LanczosTrace, theta: number): Flo
     const a = Math.abs(t.alpha[j]), b = Math.abs(t.beta[j]), bPrev = j > 0 ? Math.abs(t.beta[j - 1]) : 0;
     const z = upN(t.zNorm[j]), r1 = upN(t.r1Norm[j]), r2 = upN(b);
     const h = upK(t.h1Norm[j]) + upK(t.h2Norm[j]);
-    const local = g3 * (z + a * vNorm + bPrev * vNorm) + gamma32(j + 1) * sqrtUp((j + 1) * (1 + omega)) * h + g1 * (r1 + r2) + U32 * r2;
+    const local = g3 * (z + a * vNorm + bPrev * vNorm) + gamma32(j + 1) * sqrtUp((j + 1) * (1 + omega)) * h + g1 * (r1 + r2) + WGSL_F32.div * r2;
     const f = roundUp(local + vNorm * h, 12);
     phi2 += roundUp(f * f, 2);
     // Gershgorin on T_s: |α_j| + β_{j−1} + β_j (β_{s−1} is not in T_s)

@@ -13,7 +13,7 @@ import { runFused, setFusedLanczos, setFusedPrecision, type FusedGramParts } fro
 import { fused32Model, fusedLanczos32, runFused32 } from '../../../src/backend/fused-lanczos32.js';
 import { createOrtBackend } from '../../../src/backend/index.js';
 import { tridiagonalLargestEigenvalue } from '../../../src/linalg/dense.js';
-import { float32LanczosMargin, gamma32, twoLevel, twoLevelGamma, type Float32LanczosTrace } from '../../../src/linalg/lanczos-margin.js';
+import { float32LanczosMargin, gamma32, twoLevel, twoLevelGamma, WGSL_F32, type Float32LanczosTrace } from '../../../src/linalg/lanczos-margin.js';
 import { kwFactor, kwStepsFor } from '../../../src/linalg/probabilistic.js';
 import { Random } from '../../../src/linalg/random.js';
 import { onnx } from '../../../src/onnx/proto.js';
@@ -54,10 +54,14 @@ test('two-level sums: blocks × length covers n, and their γ is far below γ_n'
   for (const n of [1, 2, 7, 100, 2048, 25_088, 200_704, 401_408]) {
     const { blocks, length, padded } = twoLevel(n);
     assert.ok(padded >= n && padded - n < Math.max(blocks, length), `n ${n}: ${blocks}×${length}`);
-    assert.ok(twoLevelGamma(n) <= 2.1 * (Math.sqrt(n) + 1) * 2 ** -24 * 1.01, `n ${n}`);
+    assert.ok(twoLevelGamma(n) <= 2.1 * (Math.sqrt(n) + 1) * 2 ** -23 * 1.01, `n ${n}`);
   }
   // γ_n itself is outside gamma32's range there (n·u > 0.01): the two-level constant is over 200× smaller than n·u
-  assert.ok(twoLevelGamma(200_704) < (200_704 * 2 ** -24) / 200);
+  assert.ok(twoLevelGamma(200_704) < (200_704 * 2 ** -23) / 200);
+  // WGSL's faithful rounding: twice IEEE's unit, and a division's 2.5 ULP and sqrt's inherited error above it
+  const g1 = 2 ** -23 / (1 - 2 ** -23);
+  assert.ok(gamma32(1) >= g1 && gamma32(1) <= g1 * (1 + 1e-12), `γ₁ ${gamma32(1)}`);
+  assert.ok(WGSL_F32.div >= 2.5 * 2 ** -23 && WGSL_F32.sqrt >= (1 + 5 * 2 ** -24) / (1 - 4 * 2 ** -24) - 1);
 });
 
 test('float32 runs on dense W Wᵀ and a convolution: θ agrees with the float64 recurrence from the same start, and θ\' covers the gap and λ_max', async () => {
@@ -97,11 +101,11 @@ test('float32LanczosMargin follows its formula on a synthetic trace, grows with 
   const g = twoLevelGamma(n);
   const omega = (g * 4) / (1 - g);
   assert.ok(m.omega >= omega && m.omega <= omega * (1 + 1e-9), `ω ${m.omega} vs ${omega}`);
-  const up = (x: number) => x / ((1 - g) * (1 - 2 ** -24));
+  const up = (x: number) => x / ((1 - g) * (1 - WGSL_F32.sqrt));
   const v = Math.sqrt(1 + omega);
   let phi2 = 0;
   for (let j = 0; j < s; j++) {
-    const local = gamma32(3) * (up(t.zNorm[j] as number) + (t.alpha[j] as number) * v + (j > 0 ? (t.beta[j - 1] as number) : 0) * v) + gamma32(1) * (up(t.r1Norm[j] as number) + up(t.beta[j] as number)) + 2 ** -24 * up(t.beta[j] as number);
+    const local = gamma32(3) * (up(t.zNorm[j] as number) + (t.alpha[j] as number) * v + (j > 0 ? (t.beta[j - 1] as number) : 0) * v) + gamma32(1) * (up(t.r1Norm[j] as number) + up(t.beta[j] as number)) + WGSL_F32.div * up(t.beta[j] as number);
     phi2 += local * local;
   }
   const phi = Math.sqrt(phi2);

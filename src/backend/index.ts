@@ -138,6 +138,8 @@ export function createOrtBackend(opts: OrtBackendOptions): OperatorBackend {
   const { model, runtime } = opts;
   return {
     parallel: runtime.threads !== 1,
+    // WGSL's faithful rounding (+, −, × within 1 ULP) on WebGPU; IEEE round-to-nearest elsewhere
+    ...(runtime.device === 'webgpu' ? { float32Unit: 2 ** -23 } : {}),
     // operators measured at once: one per worker thread running sessions, and one more the main thread works on
     concurrency: ortWorkersFor(runtime) + 1,
     operator(region: LinearRegion): Promise<LinearOperator> {

@@ -10,7 +10,7 @@ import { Random } from '../linalg/random.js';
 import { regionFlop } from '../linalg/work.js';
 import { weakestKind, type Bound, type BoundKind } from './kinds.js';
 import { mapInLanes } from './lanes.js';
-import { certificateBudget, laneWidth, measureRegion, plainSettings, roundingMargin, type NormSettings, type OperatorNorm, type ProductRun } from './operator-norm.js';
+import { certificateBudget, float32Unit, laneWidth, measureRegion, plainSettings, roundingMargin, type NormSettings, type OperatorNorm, type ProductRun } from './operator-norm.js';
 import { foldPointwiseEnds } from './product-fold.js';
 import { foldedTail, foldsAny, regionBound } from './region-bounds.js';
 
@@ -132,17 +132,20 @@ async function denseInfBound(region: LinearRegion, settings: NormSettings): Prom
   return { value: roundUp(denseInfNorm(a, rows, cols) + 2 * g64 * composed.value, 2), kind: 'certified', method: 'row-sum(dense region)' };
 }
 
-/** regionBound(region, '2', 0) (no costly certificate: the composition, its ‖|A|‖ bound and γ-sum), once per region object. */
-const cheapBounds = new WeakMap<LinearRegion, ReturnType<typeof regionBound>>();
+/** regionBound(region, '2', 0, unit) (no costly certificate: the composition, its ‖|A|‖ bound and γ-sum), once per region object and unit. */
+const cheapBounds = new WeakMap<LinearRegion, Map<number, ReturnType<typeof regionBound>>>();
 
 /**
  * The budget-free ℓ2 composition of a region (regionBound at budget 0), remembered per region object: the chain margins
  * of CP's and the residual blocks' products ask for the same regions' again and again, and each call folds (copies)
- * their scaled weights. regionBound is a pure function of the region, so the remembered value is the one it returns.
+ * their scaled weights. regionBound is a pure function of the region and unit (float32Unit: the backend's float32
+ * unit roundoff), so the remembered value is the one it returns.
  */
-export function cheapBound(region: LinearRegion): ReturnType<typeof regionBound> {
-  let b = cheapBounds.get(region);
-  if (!b) { b = regionBound(region, '2', 0); cheapBounds.set(region, b); }
+export function cheapBound(region: LinearRegion, unit: number): ReturnType<typeof regionBound> {
+  let byUnit = cheapBounds.get(region);
+  if (!byUnit) { byUnit = new Map(); cheapBounds.set(region, byUnit); }
+  let b = byUnit.get(unit);
+  if (!b) { b = regionBound(region, '2', 0, unit); byUnit.set(unit, b); }
   return b;
 }
 
@@ -175,11 +178,11 @@ function foldsAcross(segment: Segment, first: number, last: number): boolean {
  * the regions' γ-sums added and its ‖|·|‖ bound (positively homogeneous in its input's, node by node) their product,
  * up to float64 rounding of a few dozen operations, covered by the factor 1 − 1e-9; 0 where a scaling folds across.
  */
-export function productMarginFloor(segment: Segment, first: number, last: number): number {
+export function productMarginFloor(segment: Segment, first: number, last: number, unit: number): number {
   if (foldsAcross(segment, first, last)) return 0;
   let gamma = 0, abs = 1;
   for (let k = first; k <= last; k++) {
-    const b = cheapBound(segment.regions[k]);
+    const b = cheapBound(segment.regions[k], unit);
     gamma += b.gammaSum;
     abs *= b.absNorm;
   }
@@ -194,12 +197,12 @@ export function productMarginFloor(segment: Segment, first: number, last: number
  * (foldScales scans left to right, so a boundary is crossed exactly when a region's folded tail folds with the next
  * region's first node), the floor is 0.
  */
-export function productFloor(segment: Segment, first: number, last: number, estimate: (k: number) => number): number {
+export function productFloor(segment: Segment, first: number, last: number, estimate: (k: number) => number, unit: number): number {
   if (foldsAcross(segment, first, last)) return 0;
   let floor = 1;
   for (let k = first; k <= last; k++) {
     const est = estimate(k);
-    const parts = cheapBound(segment.regions[k]);
+    const parts = cheapBound(segment.regions[k], unit);
     floor *= Math.sqrt(Math.max(0, est * est - roundingMargin(parts.gammaSum, parts.absNorm))) * (1 - 1e-6);
   }
   return floor;
@@ -284,6 +287,7 @@ function choose(candidates: readonly Bound[], only?: BoundKind): Bound {
  */
 async function measureProduct(segment: Segment, first: number, last: number, settings: NormSettings, index: number, sub: (first: number, last: number) => number, split: number, defer: boolean): Promise<Measured> {
   const region = composeRegions(segment, first, last);
+  const u = float32Unit(settings);
   const t0 = performance.now();
   const kwOf = (cs: readonly Bound[]) => cs.filter((c) => c.kind === 'probabilistic').length;
   if (first === last || settings.norm === 'inf' || denseObstacle(region) === null) {
@@ -295,8 +299,8 @@ async function measureProduct(segment: Segment, first: number, last: number, set
       extra = await denseInfBound(region, settings);
       if (extra) estimate = extra.value;
     } else if (settings.certify !== 'strict' && settings.certify !== 'none' && m.estimate !== null && m.upper.value > m.estimate * (1 + 2 * settings.tol)) {
-      const margin = chainMargin(segment.regions.slice(first, last + 1).map(cheapBound), (a, b) => sub(first + a, first + b), Math.min(split, m.upper.value));
-      const whole = cheapBound(region);
+      const margin = chainMargin(segment.regions.slice(first, last + 1).map((r) => cheapBound(r, u)), (a, b) => sub(first + a, first + b), Math.min(split, m.upper.value));
+      const whole = cheapBound(region, u);
       if (margin < 0.5 * roundingMargin(whole.gammaSum, whole.absNorm)) {
         // an independent start: the decision to run depended on the first run's outcome
         const l = await productLanczos(region, settings, index + 500_000, margin);
@@ -321,16 +325,16 @@ async function measureProduct(segment: Segment, first: number, last: number, set
     // B's chain margin from the product's sub-products (the whole one: `split`), as for the product itself
     const subA = (a: number, b: number) => (a === 0 && b === parts.length - 1 ? split : sub(first + a, first + b));
     const n = folded.pieces.length;
-    const run = await productLanczos(folded.region, settings, index, chainMargin(folded.pieces.map(cheapBound), (a, b) => folded.norm(a, b, subA), folded.norm(0, n - 1, subA)));
+    const run = await productLanczos(folded.region, settings, index, chainMargin(folded.pieces.map((r) => cheapBound(r, u)), (a, b) => folded.norm(a, b, subA), folded.norm(0, n - 1, subA)));
     const bound: Bound | null = run.bound && { value: folded.lift(run.bound.value, subA), kind: run.bound.kind, method: `lanczos-kw-folded(k=${run.iterations})` };
     l = { ...run, bound };
-    cheap = settings.certify === 'none' ? cheapBound(region) : null;
+    cheap = settings.certify === 'none' ? cheapBound(region, u) : null;
   } else {
     // ... else one run with the smaller margin
-    const chain = chainMargin(parts.map(cheapBound), (a, b) => sub(first + a, first + b), split);
+    const chain = chainMargin(parts.map((r) => cheapBound(r, u)), (a, b) => sub(first + a, first + b), split);
     // the composition's margin (which folds the product's weights again) only where the chain margin is not known to be
     // under half of it: the same seed and margin either way
-    cheap = settings.certify === 'none' || !(chain < 0.5 * productMarginFloor(segment, first, last)) ? cheapBound(region) : null;
+    cheap = settings.certify === 'none' || !(chain < 0.5 * productMarginFloor(segment, first, last, u)) ? cheapBound(region, u) : null;
     const composedMargin = cheap ? roundingMargin(cheap.gammaSum, cheap.absNorm) : Infinity;
     // the start the second run had before this was one run (same seed where that run was due): the same bounds
     l = await productLanczos(region, settings, chain < 0.5 * composedMargin ? index + 500_000 : index, Math.min(chain, composedMargin));
@@ -491,7 +495,7 @@ export async function cpSegmentBound(segment: Segment, settings: NormSettings, o
   // recursion with those floors as certificates stays above the bound (+0.1%), the certified value is not chosen.
   const pending = [...got.entries()].filter(([, g]) => g.m?.pending !== undefined);
   if (pending.length) {
-    const lowest = (i: number, j: number) => productFloor(segment, i, j, (k) => got.get(k * m + k)?.n.estimate ?? 0);
+    const lowest = (i: number, j: number) => productFloor(segment, i, j, (k) => got.get(k * m + k)?.n.estimate ?? 0, float32Unit(settings));
     const mixedValue = up(recursion((i, j) => table[i][j].mixed));
     const bestCert: number[][] = Array.from({ length: m }, () => new Array<number>(m));
     for (let len = 1; len <= m; len++) {
@@ -552,9 +556,10 @@ export async function wholeProductFloor(segment: Segment, settings: NormSettings
   const region = composeRegions(segment, 0, m - 1);
   const bound = new Map(cp.products.map((p) => [p.first * m + p.last, p.upper.value]));
   const sub = (a: number, b: number) => bound.get(a * m + b) ?? Infinity;
-  const chain = chainMargin(segment.regions.map(cheapBound), sub, roundUp(cp.wholeEntry, 4 * m));
+  const u = float32Unit(settings);
+  const chain = chainMargin(segment.regions.map((r) => cheapBound(r, u)), sub, roundUp(cp.wholeEntry, 4 * m));
   // the composition's margin only where it could be the smaller (productMarginFloor: without folding the weights again)
-  const margin = chain <= productMarginFloor(segment, 0, m - 1) ? chain : Math.min(chain, roundingMargin(cheapBound(region).gammaSum, cheapBound(region).absNorm));
+  const margin = chain <= productMarginFloor(segment, 0, m - 1, u) ? chain : Math.min(chain, roundingMargin(cheapBound(region, u).gammaSum, cheapBound(region, u).absNorm));
   const floorOf = (theta: number) => (Number.isFinite(margin) ? Math.sqrt(Math.max(0, theta - margin)) * (1 - 1e-6) : 0);
   const op = await settings.backend.gram(region);
   try {

@@ -9,7 +9,7 @@ import { structuredObstacle } from '../linalg/sdp-structured.js';
 import type { Segment } from './cp.js';
 import { certifyLmiReduced, ECLIPSE_DEFAULTS, eclipseCertifyWork, eclipseConstruct } from './eclipse.js';
 import type { Bound } from './kinds.js';
-import type { NormSettings } from './operator-norm.js';
+import { float32Unit, type NormSettings } from './operator-norm.js';
 import { regionBound } from './region-bounds.js';
 
 /** The largest LMI (N = n_0 + Σ hidden) ever factored; regions' matrices obey the backend's one DENSE_LIMIT. */
@@ -92,7 +92,7 @@ export function lipsdpObstacle(segment: Segment, settings: Pick<NormSettings, 'c
  */
 async function formRegion(region: LinearRegion, settings: NormSettings): Promise<{ w: Float64Array; rows: number; cols: number; delta: number }> {
   const rows = sizeOf(region.outShape), cols = sizeOf(region.inShape);
-  const composed = regionBound(region, '2', 0);
+  const composed = regionBound(region, '2', 0, float32Unit(settings));
   if (!region.nodes.some((n) => n.prim.op === 'conv' || n.prim.op === 'convTranspose')) {
     const w = await settings.backend.denseMatrix(region);
     // lipsdpObstacle ruled out what the backend declines (beyond DENSE_LIMIT)

@@ -8,7 +8,7 @@ import { kwFactor, kwStepsFor } from '../linalg/probabilistic.js';
 import { Random } from '../linalg/random.js';
 import { regionFlop } from '../linalg/work.js';
 import type { Bound, NormKind } from './kinds.js';
-import { foldScales, regionBound } from './region-bounds.js';
+import { foldScales, regionBound, U32 } from './region-bounds.js';
 
 /** How hard to work on each operator and what to promise. */
 export interface NormSettings {
@@ -167,12 +167,17 @@ function schurAbsNorm(w: Float64Array, g: number, rows: number, cols: number): n
   return Math.sqrt(maxRow * maxCol);
 }
 
+/** The unit roundoff of the backend's float32 products (OperatorBackend.float32Unit): 2⁻²⁴ unless it says otherwise. */
+export function float32Unit(settings: { readonly backend: OperatorBackend }): number {
+  return settings.backend.float32Unit ?? U32;
+}
+
 /**
  * The float32 rounding margin added to a Ritz value computed through onnxruntime: each product A·v or Aᵀ·w of a chain
  * of k prims differs from the exact one by at most (Σγ_{K_i+1})·‖|A|‖·‖v‖ (first-order, any summation order), so
  * one AᵀA application is off by η ≤ 2gP² + (gP)² with g = Σγ, P = ‖|A|‖₂ bound; σ² ≤ θ/(1−ε) + η. It assumes IEEE
- * float32 products: on CUDA, TF32 is switched off before the provider starts (backend/runtime.ts pinCudaNumerics). On
- * WebGPU it is short of what WGSL promises (faithful rounding, twice u, and flush-to-zero): a known gap, README "GPUs".
+ * float32 products on the CPU and CUDA (TF32 is switched off before the provider starts: backend/runtime.ts
+ * pinCudaNumerics); on WebGPU the γ-sum is taken with WGSL's unit 2⁻²³ (float32Unit).
  */
 export function roundingMargin(gammaSum: number, absNorm: number): number {
   const gp = gammaSum * absNorm;
@@ -241,7 +246,7 @@ export async function measureRegion(region: LinearRegion, settings: NormSettings
   }
 
   // Schur/isometry composition: free, and it supplies the rounding margin's ‖|A|‖ bound
-  const cheap = regionBound(region, settings.norm, 0);
+  const cheap = regionBound(region, settings.norm, 0, float32Unit(settings));
   if (settings.norm === 'inf') {
     const upper: Bound = { value: cheap.value, kind: 'certified', method: cheap.method };
     return { estimate: cheap.method === 'exact' || cheap.method === 'row-sum' ? cheap.value : null, upper, candidates: [upper], iterations: 0, ms: performance.now() - t0, work: 0, direction: null };
@@ -296,7 +301,7 @@ export async function measureRegion(region: LinearRegion, settings: NormSettings
   else if (settings.certify !== 'off' || candidates.length === 0) {
     // certificates may cost about twice the estimate (strict: the whole per-operator budget), counted in flop
     const budget = certificateBudget(settings, work);
-    const composed = regionBound(region, settings.norm, budget);
+    const composed = regionBound(region, settings.norm, budget, float32Unit(settings));
     candidates.push({ value: composed.value, kind: 'certified', method: composed.method });
     const dense = await denseRegionBound(region, composed, settings, budget);
     if (dense) candidates.push(dense);

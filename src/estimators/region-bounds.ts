@@ -348,17 +348,19 @@ export interface RegionBound {
   readonly gammaSum: number;
 }
 
-const U32 = 2 ** -24;
-const gamma32 = (k: number) => (k * U32) / (1 - k * U32);
+/** The unit roundoff of IEEE float32 (round-to-nearest): the default unit of regionBound's γ-sum. */
+export const U32 = 2 ** -24;
 
 /**
  * A certified bound on a merged linear operator's norm (ℓ2 or ℓ∞), composing per-prim certified bounds over the
  * region's DAG (ALGORITHMS.md §1–2): sums add, concatenations combine in quadrature (ℓ2) or by max (ℓ∞). Exact when
  * the region holds one weighted op between isometries; a product of norms (looser) when it holds several.
  * `budgetFlop` is each costly certificate's work budget (SVD, circular FFT; flop, linalg/work.ts); past it, or when it is
- * ≤ 0, Schur's bound sqrt(‖A‖₁‖A‖∞) is used instead. The same region and budget always give the same bound.
+ * ≤ 0, Schur's bound sqrt(‖A‖₁‖A‖∞) is used instead. The same region and budget always give the same bound. `unit` is
+ * the float32 unit roundoff of the products the γ-sum is for (OperatorBackend.float32Unit; 2⁻²⁴ by default).
  */
-export function regionBound(region: LinearRegion, norm: NormKind, budgetFlop = DEFAULT_CERTIFICATE_FLOP): RegionBound {
+export function regionBound(region: LinearRegion, norm: NormKind, budgetFlop = DEFAULT_CERTIFICATE_FLOP, unit = U32): RegionBound {
+  const gamma32 = (k: number) => (k * unit) / (1 - k * unit);
   const l = new Map<string, { v: number; abs: number }>([[region.input, { v: 1, abs: 1 }]]);
   let gammaSum = 0;
   const weighted: string[] = [];

@@ -7,7 +7,7 @@ import { regionFlop } from '../linalg/work.js';
 import { cheapBound, composeRegions, productFloor, productLanczos, type Segment } from './cp.js';
 import { weakestKind, type Bound, type BoundKind } from './kinds.js';
 import { mapInLanes } from './lanes.js';
-import { budgetBasis, certificateBudget, laneWidth, measureRegion, roundingMargin, type NormSettings, type OperatorNorm } from './operator-norm.js';
+import { budgetBasis, certificateBudget, float32Unit, laneWidth, measureRegion, roundingMargin, type NormSettings, type OperatorNorm } from './operator-norm.js';
 import { regionBound } from './region-bounds.js';
 import { denseObstacle } from '../ir/operator.js';
 import { kwFactor } from '../linalg/probabilistic.js';
@@ -146,6 +146,7 @@ export async function residualBlockBound(block: ResidualBlock, settings: NormSet
   if (settings.norm !== '2') throw new LipcheckError('INTERNAL', `The residual-block bound is an ℓ2 bound; it was asked for ℓ${settings.norm} on ${block.id}.`);
   const seg = block.branch;
   const m = seg.regions.length;
+  const unit = float32Unit(settings);
   if (seg.activations.length !== m - 1) throw new LipcheckError('INTERNAL', `Residual block ${block.id}: its branch has ${m} operators but ${seg.activations.length} activations.`);
   const c = seg.activations.map((x) => (x.slope[0] + x.slope[1]) / 2);
   const r = seg.activations.map((x) => (x.slope[1] - x.slope[0]) / 2);
@@ -176,7 +177,7 @@ export async function residualBlockBound(block: ResidualBlock, settings: NormSet
       if (len > 1 && !opts.known?.has(region.id)) {
         // a product's KW bound with the margin carried through the chain (chainMargin, cp.ts), as for the linear part
         const singles = seg.regions.slice(i, j + 1).map((_, l) => up[i + l][i + l]);
-        const pieces = seg.regions.slice(i, j + 1).map((r, l) => ({ ...cheapBound(r), into: singles.slice(0, l).reduce((a, x) => a * x, 1), out: singles.slice(l + 1).reduce((a, x) => a * x, 1) }));
+        const pieces = seg.regions.slice(i, j + 1).map((r, l) => ({ ...cheapBound(r, unit), into: singles.slice(0, l).reduce((a, x) => a * x, 1), out: singles.slice(l + 1).reduce((a, x) => a * x, 1) }));
         n = withMargin(n, region, settings, chainedMargin(pieces, Math.min(up[i][j], singles.reduce((a, x) => a * x, 1))));
       }
       // one Lanczos run, one KW event, whichever of its KW bounds is used
@@ -208,21 +209,21 @@ export async function residualBlockBound(block: ResidualBlock, settings: NormSet
   const region = linearPart(block, coefficient);
   // measureRegion's margin multiplies every piece's |·|-norm; carried through the chain it is far smaller (chainMargin)
   const singles = seg.regions.map((_, i) => up[i][i]);
-  const skipNorm = block.skip ? opts.known?.get(block.skip.id)?.upper.value ?? cheapBound(block.skip).value : 1;
+  const skipNorm = block.skip ? opts.known?.get(block.skip.id)?.upper.value ?? cheapBound(block.skip, unit).value : 1;
   if (block.skip) kinds.push(opts.known?.get(block.skip.id)?.upper.kind ?? 'certified');
   const cAbs = Math.abs(Math.fround(coefficient));
   const total = Math.abs(signs[1 - block.branchIndex]) * skipNorm + b * cAbs * singles.reduce((a, x) => a * x, 1);
   const pieces: { gammaSum: number; absNorm: number; into: number; out: number }[] = seg.regions.map((r, i) => {
-    const rb = cheapBound(r);
+    const rb = cheapBound(r, unit);
     return { ...rb, into: singles.slice(0, i).reduce((a, x) => a * x, 1), out: b * cAbs * singles.slice(i + 1).reduce((a, x) => a * x, 1) };
   });
-  if (block.skip) { const rb = cheapBound(block.skip); pieces.push({ ...rb, into: 1, out: Math.abs(signs[1 - block.branchIndex]) }); }
-  const g1 = 2 ** -24 / (1 - 2 ** -24);
+  if (block.skip) { const rb = cheapBound(block.skip, unit); pieces.push({ ...rb, into: 1, out: Math.abs(signs[1 - block.branchIndex]) }); }
+  const g1 = unit / (1 - unit);
   // the scale by c, the two-input sum, and in the adjoint the sum of u's two cotangents
   pieces.push({ gammaSum: g1, absNorm: cAbs, into: singles.reduce((a, x) => a * x, 1), out: b }, { gammaSum: g1, absNorm: 1, into: total, out: 1 }, { gammaSum: g1, absNorm: 1, into: 1, out: total });
   const margin = chainedMargin(pieces, total);
   // the composition certificate is at least |b|·|c|·Π‖W_i‖ (productFloor, from the regions' estimates)
-  const floor = b * cAbs * productFloor(seg, 0, m - 1, (i) => single[i]);
+  const floor = b * cAbs * productFloor(seg, 0, m - 1, (i) => single[i], unit);
   const linear = await measureLinear(region, settings, base + 4095, margin, floor);
   norms++;
   work += linear.work;
@@ -251,9 +252,9 @@ export async function residualBlockBound(block: ResidualBlock, settings: NormSet
  * dense certificate; so do --certify strict and none.
  */
 async function measureLinear(region: LinearRegion, settings: NormSettings, index: number, margin: number, floor: number): Promise<OperatorNorm & { gramVector: Float64Array | null }> {
-  if (denseObstacle(region) === null || settings.certify === 'strict' || settings.certify === 'none' || cheapBound(region).method === 'exact') return { ...withMargin(await measureRegion(region, settings, index), region, settings, margin), gramVector: null };
+  if (denseObstacle(region) === null || settings.certify === 'strict' || settings.certify === 'none' || cheapBound(region, float32Unit(settings)).method === 'exact') return { ...withMargin(await measureRegion(region, settings, index), region, settings, margin), gramVector: null };
   const t0 = performance.now();
-  const cheap = cheapBound(region);
+  const cheap = cheapBound(region, float32Unit(settings));
   // measureRegion's start (its seed + 7919·index), stop rule and KW bound with its composition margin
   const l = await productLanczos(region, settings, index, roundingMargin(cheap.gammaSum, cheap.absNorm));
   const candidates: Bound[] = l.bound ? [{ ...l.bound, method: `lanczos-kw(k=${l.iterations})` }] : [];
@@ -455,7 +456,8 @@ export async function graphCpBound(ir: IrGraph, blocks: readonly Block[], norms:
   const graphMargin = (s: string, t: string, total: number): number => {
     const up = composedFrom(s).val;
     const down = (v: string) => composedFrom(v).val.get(t)?.up ?? 0;
-    const g32 = (k: number) => (k * 2 ** -24) / (1 - k * 2 ** -24);
+    const unit = float32Unit(settings);
+    const g32 = (k: number) => (k * unit) / (1 - k * unit);
     let eta = 0;
     const readers = new Map<string, number>();
     for (const b of blocks) {
@@ -465,7 +467,7 @@ export async function graphCpBound(ir: IrGraph, blocks: readonly Block[], norms:
       for (const i of new Set(ins)) if (up.has(i)) readers.set(i, (readers.get(i) ?? 0) + 1);
       const u = (v: string) => up.get(v)?.up ?? 0;
       if (b.kind === 'operator') {
-        const rb = cheapBound(b.region);
+        const rb = cheapBound(b.region, unit);
         eta += rb.gammaSum * rb.absNorm * u(b.region.input) * down(out);
       } else if (b.node.kind === 'activation') {
         eta += g32(1) * Math.abs(mid.get(b.node)!) * u(b.node.inputs[0]) * down(out);

@@ -186,4 +186,10 @@ export interface OperatorBackend {
    * thread, so one operator's bookkeeping overlaps another's products. Results must not depend on it.
    */
   readonly concurrency?: number;
+  /**
+   * The unit roundoff its float32 products promise, which every float32 rounding margin (η, the chain margins) scales
+   * with: 2⁻²⁴ where absent (IEEE round-to-nearest: the CPU, CUDA with TF32 off); 2⁻²³ on WebGPU, whose WGSL arithmetic
+   * may round +, −, × either way (docs/algorithms-fused-lanczos.md §7).
+   */
+  readonly float32Unit?: number;
 }

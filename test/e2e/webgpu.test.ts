@@ -42,7 +42,7 @@ test('--device webgpu on a software adapter: a Conv bounded above its float64 σ
   assert.ok(gemm.global.lower.value <= sigma * (1 + 1e-6) && gemm.global.lower.value >= 0.99 * sigma, `gemm lower ${gemm.global.lower.value}`);
 });
 
-test('--device webgpu and --device cpu give the same demo report but for float32 rounding in the products', (t) => {
+test('--device webgpu and --device cpu give the same demo report but for the products\' rounding and WebGPU\'s wider margin', (t) => {
   if (gpu.skip !== undefined) return t.skip(gpu.skip);
   const args = [FIXTURES + 'demo.onnx', '--method', 'autolip', '--lower-budget', '100'];
   const [w, c] = [lipcheck(gpu.env, ...args, '--device', 'webgpu'), lipcheck(gpu.env, ...args, '--device', 'cpu')];
@@ -50,10 +50,15 @@ test('--device webgpu and --device cpu give the same demo report but for float32
   assert.deepEqual(w.layers.map((l: any) => [l.id, l.upper?.kind, l.iterations]), c.layers.map((l: any) => [l.id, l.upper?.kind, l.iterations]), 'the same rows, kinds and KW steps');
   for (const [i, l] of w.layers.entries()) {
     const [a, b] = [l.upper?.value ?? 0, c.layers[i].upper?.value ?? 0];
-    // the same start and recurrence; only the products round differently (and η covers that on either side)
-    assert.ok(Math.abs(a - b) <= 1e-6 * b, `${l.id}: webgpu ${a} vs cpu ${b}`);
+    // the same start and recurrence: estimates agree but for the products' rounding
+    assert.ok(Math.abs((l.estimate ?? 0) - (c.layers[i].estimate ?? 0)) <= 1e-6 * b, `${l.id}: estimates ${l.estimate} vs ${c.layers[i].estimate}`);
+    // certified bounds are float64 certificates, the same; a probabilistic one carries η with WGSL's float32 unit (2⁻²³,
+    // twice IEEE's), so it is above the CPU's by about η/(2σ): 4.6·10⁻⁵ on op2
+    if (l.upper?.kind === 'probabilistic') assert.ok(a >= b * (1 - 1e-6) && a <= b * (1 + 1e-3), `${l.id}: webgpu ${a} vs cpu ${b}`);
+    else assert.ok(Math.abs(a - b) <= 1e-6 * b, `${l.id}: webgpu ${a} vs cpu ${b}`);
   }
-  assert.ok(Math.abs(w.global.upper.value - c.global.upper.value) <= 1e-6 * c.global.upper.value);
+  assert.ok(w.layers.some((l: any) => l.upper?.kind === 'probabilistic' && l.upper.value > c.layers.find((x: any) => x.id === l.id).upper.value), 'WebGPU\'s wider margin shows');
+  assert.ok(w.global.upper.value >= c.global.upper.value * (1 - 1e-6) && w.global.upper.value <= c.global.upper.value * (1 + 1e-3));
   assert.equal(w.global.upper.kind, c.global.upper.kind);
   assert.ok(w.global.lower.value > 0 && w.global.lower.value <= c.global.upper.value, `lower ${w.global.lower.value}, upper ${c.global.upper.value}`);
 });

@@ -563,11 +563,18 @@ test('productMarginFloor stays under the composition\'s rounding margin of every
   assert.ok(block, 'one residual block');
   assert.equal(block.branch.regions.length, 3);
   assert.ok(block.branch.regions.every((r) => r.nodes.length === 2), 'Conv + its BN scale in each region');
-  for (const [i, j] of [[0, 1], [1, 2], [0, 2]]) {
-    const exact = cheapBound(composeRegions(block.branch, i, j));
-    const margin = roundingMargin(exact.gammaSum, exact.absNorm);
-    const floor = productMarginFloor(block.branch, i, j);
-    assert.ok(floor <= margin && floor >= margin * (1 - 1e-6), `product ${i}..${j}: floor ${floor}, margin ${margin}`);
+  // with IEEE's unit and with WebGPU's (WGSL's faithful rounding): the γ-sums about double, the floor follows
+  for (const unit of [2 ** -24, 2 ** -23]) {
+    for (const [i, j] of [[0, 1], [1, 2], [0, 2]]) {
+      const exact = cheapBound(composeRegions(block.branch, i, j), unit);
+      const margin = roundingMargin(exact.gammaSum, exact.absNorm);
+      const floor = productMarginFloor(block.branch, i, j, unit);
+      assert.ok(floor <= margin && floor >= margin * (1 - 1e-6), `unit ${unit}, product ${i}..${j}: floor ${floor}, margin ${margin}`);
+      if (unit > 2 ** -24) {
+        const ieee = cheapBound(composeRegions(block.branch, i, j), 2 ** -24);
+        assert.ok(exact.gammaSum >= 2 * ieee.gammaSum && exact.gammaSum <= 2.001 * ieee.gammaSum && exact.absNorm === ieee.absNorm, `γ-sum ${exact.gammaSum} vs ${ieee.gammaSum}`);
+      }
+    }
   }
 });
 

@@ -170,7 +170,8 @@ test('stdout carries only the report: warnings and phase lines go to stderr, als
   assert.equal(cli(FIXTURES + 'gemm_sv.onnx', '-q', '--verbose').code, 2);
 });
 
-const hasVulkan = ['/usr/lib/x86_64-linux-gnu/libvulkan.so.1', '/usr/lib/libvulkan.so.1', '/usr/lib64/libvulkan.so.1', '/usr/lib/aarch64-linux-gnu/libvulkan.so.1'].some(existsSync);
+// where the WebGPU precheck (backend/runtime.ts) finds a loader: the system's folders and LD_LIBRARY_PATH's
+const hasVulkan = ['/usr/lib/x86_64-linux-gnu', '/usr/lib', '/usr/lib64', '/usr/lib/aarch64-linux-gnu', ...(process.env.LD_LIBRARY_PATH ?? '').split(':').filter((d) => d !== '')].some((d) => existsSync(join(d, 'libvulkan.so.1')));
 
 test('--device auto on a small model is the CPU, installed CUDA or not, with the reason said only with --verbose', () => {
   const r = cli(FIXTURES + 'gemm_sv.onnx', '--json');

@@ -1,7 +1,7 @@
 import type { GramLanczosOptions, GramLanczosResult } from '../ir/operator.js';
 import { sizeOf, type Tensor } from '../ir/tensor.js';
 import { NonFiniteError, replayStopRule, unitRitz } from '../linalg/lanczos.js';
-import { float32LanczosMargin, twoLevel } from '../linalg/lanczos-margin.js';
+import { float32LanczosMargin, twoLevel, type Float32LanczosTrace } from '../linalg/lanczos-margin.js';
 import { encodeGraph, type GraphSpec } from '../onnx/writer.js';
 import type { FusedGramParts } from './fused-lanczos.js';
 import { chainGraphs, feedWeights } from './graphs.js';
@@ -140,6 +140,11 @@ export interface Fused32Run {
   readonly ritz: Float64Array;
 }
 
+/** What float32LanczosMargin reads of a run: its first s steps, the Gram matrix `size` × `size`. */
+export function float32Trace(run: Fused32Run, n: number, s: number, size: number): Float32LanczosTrace {
+  return { n, s, alpha: run.alpha, beta: run.beta, zNorm: run.zNorm, r1Norm: run.r1Norm, h1Norm: run.h1Norm, h2Norm: run.h2Norm, gram: run.gram, size };
+}
+
 /** Opens a session of the unrolled model for K steps, runs it once from `start` (unit, length n), and closes it. */
 export async function runFused32(parts: FusedGramParts, steps: number, start: Float64Array, runtime: RuntimeOptions): Promise<Fused32Run> {
   const model = fused32Model(parts, steps);
@@ -182,7 +187,7 @@ export async function fusedLanczos32(parts: FusedGramParts, runtime: RuntimeOpti
   const { theta, used, history, invariant, stopped } = replay;
   // not stopped within K steps, or an invariant space (float32's next vector is then noise): the float64 path handles it
   if (!stopped || invariant) return null;
-  const margin = float32LanczosMargin({ n, s: used, alpha: run.alpha, beta: run.beta, zNorm: run.zNorm, r1Norm: run.r1Norm, h1Norm: run.h1Norm, h2Norm: run.h2Norm, gram: run.gram, size: steps + 1 }, theta);
+  const margin = float32LanczosMargin(float32Trace(run, n, used, steps + 1), theta);
   if (!margin) return null;
   const ritz = unitRitz(run.coef, run.ritz);
   if (!ritz) return null;

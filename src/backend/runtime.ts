@@ -55,10 +55,17 @@ async function createWith(bytes: Uint8Array, provider: string, options: RuntimeO
 const CUDA_INSTALL = 'Install onnxruntime-node\'s CUDA provider (README "GPUs": its install script run with ONNXRUNTIME_NODE_INSTALL=cuda12 and network access; it needs an NVIDIA driver, CUDA 12 and cuDNN 9), or run on the CPU with --device cpu';
 const WEBGPU_INSTALL = 'Install a Vulkan loader and a GPU driver with Vulkan support (Debian/Ubuntu: apt-get install libvulkan1 and the vendor\'s driver), or run on the CPU with --device cpu';
 
-/** Why a GPU provider cannot work here without trying it, or null when its libraries are present. The Vulkan loader
- *  counts in the system's library folders and in those of LD_LIBRARY_PATH (where the dynamic linker also finds it, e.g.
- *  the software adapter of scripts/swiftshader.sh). */
-function providerMissing(name: 'cuda' | 'webgpu', libraryPath = process.env.LD_LIBRARY_PATH ?? ''): string | null {
+/**
+ * Whether a Vulkan loader (libvulkan.so.1) is in the system's library folders or in those of `libraryPath`
+ * (LD_LIBRARY_PATH, where the dynamic linker also finds it, e.g. the software adapter of scripts/swiftshader.sh).
+ */
+export function vulkanLoaderFound(libraryPath = process.env.LD_LIBRARY_PATH ?? ''): boolean {
+  const dirs = ['/usr/lib/x86_64-linux-gnu', '/usr/lib', '/usr/lib64', '/usr/lib/aarch64-linux-gnu', ...libraryPath.split(':').filter((d) => d !== '')];
+  return dirs.some((d) => existsSync(join(d, 'libvulkan.so.1')));
+}
+
+/** Why a GPU provider cannot work here without trying it, or null when its libraries are present. */
+function providerMissing(name: 'cuda' | 'webgpu'): string | null {
   const listed = ((ort.listSupportedBackends?.() ?? []) as { name: string }[]).some((b) => b.name === name);
   if (!listed) return `onnxruntime-node offers no ${name === 'cuda' ? 'CUDA' : 'WebGPU'} provider on ${process.platform}/${process.arch}`;
   if (name === 'cuda') {
@@ -66,9 +73,7 @@ function providerMissing(name: 'cuda' | 'webgpu', libraryPath = process.env.LD_L
     const found = ['bin/napi-v6/linux/x64/libonnxruntime_providers_cuda.so', 'bin/napi-v6/win32/x64/onnxruntime_providers_cuda.dll'].some((f) => existsSync(join(dir, f)));
     return found ? null : 'the CUDA provider of onnxruntime-node is not installed (npm does not download it by default)';
   }
-  const dirs = ['/usr/lib/x86_64-linux-gnu', '/usr/lib', '/usr/lib64', '/usr/lib/aarch64-linux-gnu', ...libraryPath.split(':').filter((d) => d !== '')];
-  const vulkan = dirs.some((d) => existsSync(join(d, 'libvulkan.so.1')));
-  return process.platform !== 'linux' || vulkan ? null : 'WebGPU needs a Vulkan loader (libvulkan.so.1), which is not installed';
+  return process.platform !== 'linux' || vulkanLoaderFound() ? null : 'WebGPU needs a Vulkan loader (libvulkan.so.1), which is not installed';
 }
 
 /** Whether onnxruntime-node's CUDA provider library is installed here (no session is started to find out). */

@@ -351,6 +351,11 @@ export interface RegionBound {
 /** The unit roundoff of IEEE float32 (round-to-nearest): the default unit of regionBound's γ-sum. */
 export const U32 = 2 ** -24;
 
+/** γ_k = k·u/(1 − k·u) for float32 products of unit roundoff `unit` (Higham §3.1), as the float32 margins take it. */
+export function gammaOf(k: number, unit: number): number {
+  return (k * unit) / (1 - k * unit);
+}
+
 /**
  * A certified bound on a merged linear operator's norm (ℓ2 or ℓ∞), composing per-prim certified bounds over the
  * region's DAG (ALGORITHMS.md §1–2): sums add, concatenations combine in quadrature (ℓ2) or by max (ℓ∞). Exact when
@@ -360,14 +365,13 @@ export const U32 = 2 ** -24;
  * the float32 unit roundoff of the products the γ-sum is for (OperatorBackend.float32Unit; 2⁻²⁴ by default).
  */
 export function regionBound(region: LinearRegion, norm: NormKind, budgetFlop = DEFAULT_CERTIFICATE_FLOP, unit = U32): RegionBound {
-  const gamma32 = (k: number) => (k * unit) / (1 - k * unit);
   const l = new Map<string, { v: number; abs: number }>([[region.input, { v: 1, abs: 1 }]]);
   let gammaSum = 0;
   const weighted: string[] = [];
   for (const g of foldGroups(region.nodes)) {
     const n = g.node;
     const b = groupBounds(g, norm, budgetFlop);
-    gammaSum += gamma32(b.inner + 1);
+    gammaSum += gammaOf(b.inner + 1, unit);
     const trivial = b.method === 'isometry' || b.method === 'exact' || (b.method === 'composition' && n.inputs.length < 2);
     if (!trivial) weighted.push(b.method);
     const ins = n.inputs.map((i) => l.get(i)!);

@@ -8,7 +8,7 @@ import { cheapBound, composeRegions, productFloor, productLanczos, type Segment 
 import { weakestKind, type Bound, type BoundKind } from './kinds.js';
 import { mapInLanes } from './lanes.js';
 import { budgetBasis, certificateBudget, float32Unit, laneWidth, measureRegion, roundingMargin, type NormSettings, type OperatorNorm } from './operator-norm.js';
-import { regionBound } from './region-bounds.js';
+import { gammaOf, regionBound } from './region-bounds.js';
 import { denseObstacle } from '../ir/operator.js';
 import { kwFactor } from '../linalg/probabilistic.js';
 
@@ -218,7 +218,7 @@ export async function residualBlockBound(block: ResidualBlock, settings: NormSet
     return { ...rb, into: singles.slice(0, i).reduce((a, x) => a * x, 1), out: b * cAbs * singles.slice(i + 1).reduce((a, x) => a * x, 1) };
   });
   if (block.skip) { const rb = cheapBound(block.skip, unit); pieces.push({ ...rb, into: 1, out: Math.abs(signs[1 - block.branchIndex]) }); }
-  const g1 = unit / (1 - unit);
+  const g1 = gammaOf(1, unit);
   // the scale by c, the two-input sum, and in the adjoint the sum of u's two cotangents
   pieces.push({ gammaSum: g1, absNorm: cAbs, into: singles.reduce((a, x) => a * x, 1), out: b }, { gammaSum: g1, absNorm: 1, into: total, out: 1 }, { gammaSum: g1, absNorm: 1, into: 1, out: total });
   const margin = chainedMargin(pieces, total);
@@ -252,9 +252,9 @@ export async function residualBlockBound(block: ResidualBlock, settings: NormSet
  * dense certificate; so do --certify strict and none.
  */
 async function measureLinear(region: LinearRegion, settings: NormSettings, index: number, margin: number, floor: number): Promise<OperatorNorm & { gramVector: Float64Array | null }> {
-  if (denseObstacle(region) === null || settings.certify === 'strict' || settings.certify === 'none' || cheapBound(region, float32Unit(settings)).method === 'exact') return { ...withMargin(await measureRegion(region, settings, index), region, settings, margin), gramVector: null };
-  const t0 = performance.now();
   const cheap = cheapBound(region, float32Unit(settings));
+  if (denseObstacle(region) === null || settings.certify === 'strict' || settings.certify === 'none' || cheap.method === 'exact') return { ...withMargin(await measureRegion(region, settings, index), region, settings, margin), gramVector: null };
+  const t0 = performance.now();
   // measureRegion's start (its seed + 7919·index), stop rule and KW bound with its composition margin
   const l = await productLanczos(region, settings, index, roundingMargin(cheap.gammaSum, cheap.absNorm));
   const candidates: Bound[] = l.bound ? [{ ...l.bound, method: `lanczos-kw(k=${l.iterations})` }] : [];
@@ -457,7 +457,7 @@ export async function graphCpBound(ir: IrGraph, blocks: readonly Block[], norms:
     const up = composedFrom(s).val;
     const down = (v: string) => composedFrom(v).val.get(t)?.up ?? 0;
     const unit = float32Unit(settings);
-    const g32 = (k: number) => (k * unit) / (1 - k * unit);
+    const g32 = (k: number) => gammaOf(k, unit);
     let eta = 0;
     const readers = new Map<string, number>();
     for (const b of blocks) {

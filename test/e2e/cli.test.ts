@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { cudaInstalled } from '../../src/backend/runtime.js';
+import { cudaInstalled, vulkanLoaderFound } from '../../src/backend/runtime.js';
 import { EXIT } from '../../src/cli/exit-codes.js';
 import { OP_REGISTRY } from '../../src/ops/registry.js';
 import { makeHostile } from '../../fixtures/make-hostile.js';
@@ -170,8 +170,8 @@ test('stdout carries only the report: warnings and phase lines go to stderr, als
   assert.equal(cli(FIXTURES + 'gemm_sv.onnx', '-q', '--verbose').code, 2);
 });
 
-// where the WebGPU precheck (backend/runtime.ts) finds a loader: the system's folders and LD_LIBRARY_PATH's
-const hasVulkan = ['/usr/lib/x86_64-linux-gnu', '/usr/lib', '/usr/lib64', '/usr/lib/aarch64-linux-gnu', ...(process.env.LD_LIBRARY_PATH ?? '').split(':').filter((d) => d !== '')].some((d) => existsSync(join(d, 'libvulkan.so.1')));
+// where the WebGPU precheck finds a loader: the system's folders and LD_LIBRARY_PATH's
+const hasVulkan = vulkanLoaderFound();
 
 test('--device auto on a small model is the CPU, installed CUDA or not, with the reason said only with --verbose', () => {
   const r = cli(FIXTURES + 'gemm_sv.onnx', '--json');

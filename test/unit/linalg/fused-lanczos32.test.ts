@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { EigenvalueDecomposition, Matrix } from 'ml-matrix';
 import { runFused, setFusedLanczos, setFusedPrecision, type FusedGramParts } from '../../../src/backend/fused-lanczos.js';
-import { fused32Model, fusedLanczos32, runFused32 } from '../../../src/backend/fused-lanczos32.js';
+import { float32Trace, fused32Model, fusedLanczos32, runFused32 } from '../../../src/backend/fused-lanczos32.js';
 import { createOrtBackend } from '../../../src/backend/index.js';
 import { tridiagonalLargestEigenvalue } from '../../../src/linalg/dense.js';
 import { float32LanczosMargin, gamma32, twoLevel, twoLevelGamma, WGSL_F32, type Float32LanczosTrace } from '../../../src/linalg/lanczos-margin.js';
@@ -48,8 +48,6 @@ function convParts(c: number, h: number, seed: number): FusedGramParts {
   return convGramParts(gaussian(c * c * 9, seed), c, c, h);
 }
 
-const traceOf = (r: Awaited<ReturnType<typeof runFused32>>, n: number, s: number, size: number): Float32LanczosTrace => ({ n, s, alpha: r.alpha, beta: r.beta, zNorm: r.zNorm, r1Norm: r.r1Norm, h1Norm: r.h1Norm, h2Norm: r.h2Norm, gram: r.gram, size });
-
 test('two-level sums: blocks × length covers n, and their γ is far below γ_n', () => {
   for (const n of [1, 2, 7, 100, 2048, 25_088, 200_704, 401_408]) {
     const { blocks, length, padded } = twoLevel(n);
@@ -78,7 +76,7 @@ test('float32 runs on dense W Wᵀ and a convolution: θ agrees with the float64
     const r32 = await runFused32(c.parts, c.steps, start, dev);
     const th64 = tridiagonalLargestEigenvalue(r64.alpha, r64.beta, c.steps);
     const th32 = tridiagonalLargestEigenvalue(r32.alpha, r32.beta, c.steps);
-    const m = float32LanczosMargin(traceOf(r32, n, c.steps, c.steps + 1), th32);
+    const m = float32LanczosMargin(float32Trace(r32, n, c.steps, c.steps + 1), th32);
     assert.ok(m, `${c.name}: a margin`);
     assert.ok(m.thetaBound >= th32 && m.thetaBound >= th64, `${c.name}: θ' ${m.thetaBound} below θ32 ${th32} or θ64 ${th64}`);
     // the margin is an allowance, not a loosening: under 1 % of θ at these sizes (measured 0.04–0.15 %)

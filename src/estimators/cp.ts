@@ -10,7 +10,7 @@ import { Random } from '../linalg/random.js';
 import { regionFlop } from '../linalg/work.js';
 import { weakestKind, type Bound, type BoundKind } from './kinds.js';
 import { mapInLanes } from './lanes.js';
-import { certificateBudget, float32Unit, laneWidth, measureRegion, plainSettings, roundingMargin, type NormSettings, type OperatorNorm, type ProductRun } from './operator-norm.js';
+import { certificateBudget, float32Unit, laneWidth, measureRegion, plainSettings, gramMargin, kwUpper, roundingError, roundingMargin, type NormSettings, type ProductError, type OperatorNorm, type ProductRun } from './operator-norm.js';
 import { foldPointwiseEnds } from './product-fold.js';
 import { foldedTail, foldsAny, regionBound } from './region-bounds.js';
 
@@ -209,27 +209,28 @@ export function productFloor(segment: Segment, first: number, last: number, esti
 }
 
 /**
- * The float32 rounding margin of one AᵀA application for a product A = W_j⋯W_i of regions, to first order like
- * roundingMargin but carried through the chain: region k adds an error ≤ g_k·‖|W_k|‖·‖x_{k−1}‖ (its γ-sum and
- * |·|-norm bound, as for a single region), the exact rest of the chain carries it with norm ≤ ‖W_j⋯W_{k+1}‖, and
- * ‖x_{k−1}‖ ≤ ‖W_{k−1}⋯W_i‖·‖v‖. So A·v is off by η‖v‖ with η = Σ_k ‖W_j⋯W_{k+1}‖·g_k·‖|W_k|‖·‖W_{k−1}⋯W_i‖ (the
- * adjoint chain likewise), and AᵀA·v by (2‖A‖η + η²)‖v‖. The composition's 2gP² + (gP)², with P = Π‖|W_k|‖, grows
- * with every factor's |W_k| and swamps the Ritz value of long products of convolutions.
+ * The float32 error of the products of A = W_j⋯W_i, a product of regions, to first order like roundingError but
+ * carried through the chain: region k adds an error ≤ g_k·‖|W_k|‖·‖x_{k−1}‖ (its γ-sum and |·|-norm bound, as for a
+ * single region), the exact rest of the chain carries it with norm ≤ ‖W_j⋯W_{k+1}‖, and ‖x_{k−1}‖ ≤ ‖W_{k−1}⋯W_i‖·‖v‖.
+ * So A·v is off by η‖v‖ with η = Σ_k ‖W_j⋯W_{k+1}‖·g_k·‖|W_k|‖·‖W_{k−1}⋯W_i‖ (the adjoint chain likewise): that η
+ * is the ProductError's eps, and ‖A‖ ≤ total. The composition's error gP, with P = Π‖|W_k|‖, grows with every
+ * factor's |W_k| and swamps the Ritz value of long products of convolutions.
  */
-export function chainMargin(pieces: readonly { gammaSum: number; absNorm: number }[], norm: (first: number, last: number) => number, total: number): number {
+export function chainMargin(pieces: readonly { gammaSum: number; absNorm: number }[], norm: (first: number, last: number) => number, total: number): ProductError {
   let eta = 0;
   const m = pieces.length;
   for (let k = 0; k < m; k++) eta += (k + 1 < m ? norm(k + 1, m - 1) : 1) * pieces[k].gammaSum * pieces[k].absNorm * (k > 0 ? norm(0, k - 1) : 1);
-  return roundUp(2 * total * eta + eta * eta, 8);
+  return { eps: roundUp(eta, 4 * m + 4), total };
 }
 
 /**
  * Lanczos on the Gram map of a product (the backend's `gram`: AᵀA or AAᵀ on the smaller side, one backend run per step
- * where it can) with the KW bound and a given rounding margin, stopped like measureRegion's (without the KW steps under
+ * where it can) with the KW bound under the smallest of the given product errors (kwUpper; each a valid bound on the
+ * products' error, so the least of their bounds holds), stopped like measureRegion's (without the KW steps under
  * --certify none and strict, where no KW bound is used).
  */
-export async function productLanczos(region: LinearRegion, settings: NormSettings, index: number, margin: number): Promise<ProductRun> {
-  const elsewhere = settings.offload?.product(region, plainSettings(settings), index, margin);
+export async function productLanczos(region: LinearRegion, settings: NormSettings, index: number, margins: readonly ProductError[]): Promise<ProductRun> {
+  const elsewhere = settings.offload?.product(region, plainSettings(settings), index, margins);
   if (elsewhere) return elsewhere;
   const op = await settings.backend.gram(region);
   const n = op.n;
@@ -247,7 +248,7 @@ export async function productLanczos(region: LinearRegion, settings: NormSetting
       },
     );
     const factor = res.invariant && res.steps >= n ? 1 : kwFactor(n, res.steps, settings.delta);
-    const bound: Bound | null = kw && Number.isFinite(factor) ? { value: Math.sqrt(res.theta * factor * factor + margin), kind: 'probabilistic', method: `lanczos-kw-chain(k=${res.steps})` } : null;
+    const bound: Bound | null = kw && Number.isFinite(factor) && margins.length > 0 ? { value: Math.min(...margins.map((e) => kwUpper(res.theta, factor, e))), kind: 'probabilistic', method: `lanczos-kw-chain(k=${res.steps})` } : null;
     return { bound, estimate: Math.sqrt(res.theta), iterations: res.steps, work: 2 * res.steps * regionFlop(region), gramVector: res.ritzVector };
   } catch (e) {
     if (!(e instanceof NonFiniteError)) throw e;
@@ -301,9 +302,9 @@ async function measureProduct(segment: Segment, first: number, last: number, set
     } else if (settings.certify !== 'strict' && settings.certify !== 'none' && m.estimate !== null && m.upper.value > m.estimate * (1 + 2 * settings.tol)) {
       const margin = chainMargin(segment.regions.slice(first, last + 1).map((r) => cheapBound(r, u)), (a, b) => sub(first + a, first + b), Math.min(split, m.upper.value));
       const whole = cheapBound(region, u);
-      if (margin < 0.5 * roundingMargin(whole.gammaSum, whole.absNorm)) {
+      if (gramMargin(margin) < 0.5 * roundingMargin(whole.gammaSum, whole.absNorm)) {
         // an independent start: the decision to run depended on the first run's outcome
-        const l = await productLanczos(region, settings, index + 500_000, margin);
+        const l = await productLanczos(region, settings, index + 500_000, [margin]);
         extra = l.bound;
         estimate = l.estimate;
         iterations += l.iterations;
@@ -325,7 +326,7 @@ async function measureProduct(segment: Segment, first: number, last: number, set
     // B's chain margin from the product's sub-products (the whole one: `split`), as for the product itself
     const subA = (a: number, b: number) => (a === 0 && b === parts.length - 1 ? split : sub(first + a, first + b));
     const n = folded.pieces.length;
-    const run = await productLanczos(folded.region, settings, index, chainMargin(folded.pieces.map((r) => cheapBound(r, u)), (a, b) => folded.norm(a, b, subA), folded.norm(0, n - 1, subA)));
+    const run = await productLanczos(folded.region, settings, index, [chainMargin(folded.pieces.map((r) => cheapBound(r, u)), (a, b) => folded.norm(a, b, subA), folded.norm(0, n - 1, subA))]);
     const bound: Bound | null = run.bound && { value: folded.lift(run.bound.value, subA), kind: run.bound.kind, method: `lanczos-kw-folded(k=${run.iterations})` };
     l = { ...run, bound };
     cheap = settings.certify === 'none' ? cheapBound(region, u) : null;
@@ -334,10 +335,11 @@ async function measureProduct(segment: Segment, first: number, last: number, set
     const chain = chainMargin(parts.map((r) => cheapBound(r, u)), (a, b) => sub(first + a, first + b), split);
     // the composition's margin (which folds the product's weights again) only where the chain margin is not known to be
     // under half of it: the same seed and margin either way
-    cheap = settings.certify === 'none' || !(chain < 0.5 * productMarginFloor(segment, first, last, u)) ? cheapBound(region, u) : null;
+    cheap = settings.certify === 'none' || !(gramMargin(chain) < 0.5 * productMarginFloor(segment, first, last, u)) ? cheapBound(region, u) : null;
     const composedMargin = cheap ? roundingMargin(cheap.gammaSum, cheap.absNorm) : Infinity;
-    // the start the second run had before this was one run (same seed where that run was due): the same bounds
-    l = await productLanczos(region, settings, chain < 0.5 * composedMargin ? index + 500_000 : index, Math.min(chain, composedMargin));
+    // the start the second run had before this was one run (same seed where that run was due); both errors bound the
+    // products', so the run's bound takes the smaller of their bounds
+    l = await productLanczos(region, settings, gramMargin(chain) < 0.5 * composedMargin ? index + 500_000 : index, cheap ? [chain, roundingError(cheap.gammaSum, cheap.absNorm)] : [chain]);
   }
   const candidates: Bound[] = l.bound ? [l.bound] : [];
   const norm: OperatorNorm = { estimate: l.estimate, upper: l.bound!, candidates, iterations: l.iterations, ms: performance.now() - t0, work: l.work, direction: null };
@@ -559,7 +561,8 @@ export async function wholeProductFloor(segment: Segment, settings: NormSettings
   const u = float32Unit(settings);
   const chain = chainMargin(segment.regions.map((r) => cheapBound(r, u)), sub, roundUp(cp.wholeEntry, 4 * m));
   // the composition's margin only where it could be the smaller (productMarginFloor: without folding the weights again)
-  const margin = chain <= productMarginFloor(segment, 0, m - 1, u) ? chain : Math.min(chain, roundingMargin(cheapBound(region, u).gammaSum, cheapBound(region, u).absNorm));
+  const gram = gramMargin(chain);
+  const margin = gram <= productMarginFloor(segment, 0, m - 1, u) ? gram : Math.min(gram, roundingMargin(cheapBound(region, u).gammaSum, cheapBound(region, u).absNorm));
   const floorOf = (theta: number) => (Number.isFinite(margin) ? Math.sqrt(Math.max(0, theta - margin)) * (1 - 1e-6) : 0);
   const op = await settings.backend.gram(region);
   try {

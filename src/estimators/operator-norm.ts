@@ -2,7 +2,7 @@ import { LipcheckError } from '../errors.js';
 import type { LinearRegion } from '../ir/merge.js';
 import type { OperatorBackend } from '../ir/operator.js';
 import { lanczosTop, NonFiniteError } from '../linalg/lanczos.js';
-import { BudgetExceededError, denseCertificateFlop, denseSpectralNormBound, denseSpectralNormBoundWith, type GramKernel } from '../linalg/dense.js';
+import { BudgetExceededError, denseCertificateFlop, roundUp, denseSpectralNormBound, denseSpectralNormBoundWith, type GramKernel } from '../linalg/dense.js';
 import { sizeOf, toFloat64 } from '../ir/tensor.js';
 import { kwFactor, kwStepsFor } from '../linalg/probabilistic.js';
 import { Random } from '../linalg/random.js';
@@ -51,7 +51,7 @@ export interface RegionOffload {
   /** Whether `measure` and `product` take this region (rather than answer null). */
   takes(region: LinearRegion): boolean;
   measure(region: LinearRegion, settings: PlainNormSettings, index: number): Promise<OperatorNorm> | null;
-  product(region: LinearRegion, settings: PlainNormSettings, index: number, margin: number): Promise<ProductRun> | null;
+  product(region: LinearRegion, settings: PlainNormSettings, index: number, margins: readonly ProductError[]): Promise<ProductRun> | null;
   /** product-fold.ts's gramFactor on a thread of its own (the same function and kernel rule, so the same factor), or null. */
   factor?(m: Float64Array, c: number, n: number, relErr: number): Promise<GramFactor | null> | null;
 }
@@ -173,15 +173,49 @@ export function float32Unit(settings: { readonly backend: OperatorBackend }): nu
 }
 
 /**
- * The float32 rounding margin added to a Ritz value computed through onnxruntime: each product A·v or Aᵀ·w of a chain
- * of k prims differs from the exact one by at most (Σγ_{K_i+1})·‖|A|‖·‖v‖ (first-order, any summation order), so
- * one AᵀA application is off by η ≤ 2gP² + (gP)² with g = Σγ, P = ‖|A|‖₂ bound; σ² ≤ θ/(1−ε) + η. It assumes IEEE
- * float32 products on the CPU and CUDA (TF32 is switched off before the provider starts: backend/runtime.ts
- * pinCudaNumerics); on WebGPU the γ-sum is taken with WGSL's unit 2⁻²³ (float32Unit).
+ * How far a float32 operator's products may be from the exact ones: every computed A·v and Aᵀ·w is off by at most
+ * eps·‖v‖ (resp. eps·‖w‖), and ‖A‖ ≤ total where a bound is known (Infinity where none is). One computed AᵀA (or AAᵀ)
+ * application is then off by at most (2‖A‖·eps + eps²)·‖v‖: ‖Aᵀe₁‖ ≤ ‖A‖·eps·‖v‖ for the forward error e₁, and the
+ * adjoint's error is at most eps·‖A·v + e₁‖ ≤ eps·(‖A‖ + eps)·‖v‖ (docs/algorithms-fused-lanczos.md §2, "the margin").
  */
+export interface ProductError {
+  readonly eps: number;
+  readonly total: number;
+}
+
+/**
+ * The float32 rounding error of a region's products: A·v or Aᵀ·w of a chain of k prims differs from the exact one by
+ * at most (Σγ_{K_i+1})·‖|A|‖·‖v‖ (first-order, any summation order), so eps = gP with g = Σγ, P = ‖|A|‖₂ bound, and
+ * ‖A‖ ≤ P. It assumes IEEE float32 products on the CPU and CUDA (TF32 is switched off before the provider starts:
+ * backend/runtime.ts pinCudaNumerics); on WebGPU the γ-sum is taken with WGSL's unit 2⁻²³ (float32Unit).
+ */
+export function roundingError(gammaSum: number, absNorm: number): ProductError {
+  return { eps: roundUp(gammaSum * absNorm, 1), total: absNorm };
+}
+
+/** The bound on one Gram application's error per unit vector that ProductError implies, with ‖A‖ ≤ total: 2·total·eps + eps². */
+export function gramMargin(e: ProductError): number {
+  return roundUp(2 * e.total * e.eps + e.eps * e.eps, 4);
+}
+
+/** The a-priori Gram margin of a region's products (roundingMargin = gramMargin(roundingError)): 2gP² + (gP)². */
 export function roundingMargin(gammaSum: number, absNorm: number): number {
-  const gp = gammaSum * absNorm;
-  return 2 * gp * absNorm + gp * gp;
+  return gramMargin(roundingError(gammaSum, absNorm));
+}
+
+/**
+ * The KW upper bound on ‖A‖ from a Ritz value θ of the computed Gram map and the KW factor f, given the products'
+ * error e. KW bounds the top eigenvalue of the Gram map Lanczos ran on, whose distance from AᵀA is at most
+ * 2‖A‖·eps + eps² (ProductError), so σ = ‖A‖ satisfies σ² ≤ θf² + 2σ·eps + eps²: a quadratic in σ whose root gives
+ * σ ≤ eps + √(θf² + 2eps²). Where ‖A‖ ≤ total is known, σ² ≤ θf² + 2·total·eps + eps² too; the smaller is returned.
+ * The first never exceeds the second by more than eps (whatever total is), and is far below it where total is loose
+ * (a ‖|A|‖ bound, or a composition of norms): the margin then scales with the norm being bounded, not with the bound on it.
+ */
+export function kwUpper(theta: number, factor: number, e: ProductError): number {
+  const t = theta * factor * factor;
+  const implicit = e.eps + Math.sqrt(t + 2 * e.eps * e.eps);
+  const viaTotal = Number.isFinite(e.total) ? Math.sqrt(t + gramMargin(e)) : Infinity;
+  return roundUp(Math.min(implicit, viaTotal), 8);
 }
 
 /**
@@ -283,8 +317,7 @@ export async function measureRegion(region: LinearRegion, settings: NormSettings
       direction = wide ? await op.half(res.ritzVector) : res.ritzVector;
       const factor = res.invariant && res.steps >= n ? 1 : kwFactor(n, res.steps, settings.delta);
       if (Number.isFinite(factor) && settings.certify !== 'none') {
-        const margin = roundingMargin(cheap.gammaSum, cheap.absNorm);
-        candidates.push({ value: Math.sqrt(res.theta * factor * factor + margin), kind: 'probabilistic', method: `lanczos-kw(k=${res.steps})` });
+        candidates.push({ value: kwUpper(res.theta, factor, roundingError(cheap.gammaSum, cheap.absNorm)), kind: 'probabilistic', method: `lanczos-kw(k=${res.steps})` });
       }
     } catch (e) {
       if (!(e instanceof NonFiniteError)) throw e;

@@ -7,7 +7,7 @@ import { regionFlop } from '../linalg/work.js';
 import { cheapBound, composeRegions, productFloor, productLanczos, type Segment } from './cp.js';
 import { weakestKind, type Bound, type BoundKind } from './kinds.js';
 import { mapInLanes } from './lanes.js';
-import { budgetBasis, certificateBudget, float32Unit, laneWidth, measureRegion, roundingMargin, type NormSettings, type OperatorNorm } from './operator-norm.js';
+import { budgetBasis, certificateBudget, float32Unit, laneWidth, measureRegion, kwUpper, roundingError, type NormSettings, type ProductError, type OperatorNorm } from './operator-norm.js';
 import { gammaOf, regionBound } from './region-bounds.js';
 import { denseObstacle } from '../ir/operator.js';
 import { kwFactor } from '../linalg/probabilistic.js';
@@ -251,12 +251,12 @@ export async function residualBlockBound(block: ResidualBlock, settings: NormSet
  * Regions whose float64 matrix the backend forms (no convolution, within DENSE_LIMIT) take measureRegion, for its
  * dense certificate; so do --certify strict and none.
  */
-async function measureLinear(region: LinearRegion, settings: NormSettings, index: number, margin: number, floor: number): Promise<OperatorNorm & { gramVector: Float64Array | null }> {
+async function measureLinear(region: LinearRegion, settings: NormSettings, index: number, margin: ProductError, floor: number): Promise<OperatorNorm & { gramVector: Float64Array | null }> {
   const cheap = cheapBound(region, float32Unit(settings));
   if (denseObstacle(region) === null || settings.certify === 'strict' || settings.certify === 'none' || cheap.method === 'exact') return { ...withMargin(await measureRegion(region, settings, index), region, settings, margin), gramVector: null };
   const t0 = performance.now();
   // measureRegion's start (its seed + 7919·index), stop rule and KW bound with its composition margin
-  const l = await productLanczos(region, settings, index, roundingMargin(cheap.gammaSum, cheap.absNorm));
+  const l = await productLanczos(region, settings, index, [roundingError(cheap.gammaSum, cheap.absNorm)]);
   const candidates: Bound[] = l.bound ? [{ ...l.bound, method: `lanczos-kw(k=${l.iterations})` }] : [];
   let m: OperatorNorm = { estimate: l.estimate, upper: candidates[0], candidates, iterations: l.iterations, ms: 0, work: l.work, direction: null };
   if (l.bound) m = withMargin(m, region, settings, margin);
@@ -272,25 +272,24 @@ async function measureLinear(region: LinearRegion, settings: NormSettings, index
 }
 
 /**
- * The float32 margin of one Gram application of a map made of pieces (chainMargin's argument on a DAG): piece k adds
- * at most γ_k·‖|piece_k|‖·into_k·‖v‖ to the result's error, carried out with norm ≤ out_k; with η their sum and ‖A‖ ≤
- * total, AᵀA·v is off by (2·total·η + η²)·‖v‖.
+ * The float32 error of the products of a map made of pieces (chainMargin's argument on a DAG): piece k adds at most
+ * γ_k·‖|piece_k|‖·into_k·‖v‖ to the result's error, carried out with norm ≤ out_k; their sum is eps, ‖A‖ ≤ total.
  */
-function chainedMargin(pieces: readonly { gammaSum: number; absNorm: number; into: number; out: number }[], total: number): number {
+function chainedMargin(pieces: readonly { gammaSum: number; absNorm: number; into: number; out: number }[], total: number): ProductError {
   const eta = pieces.reduce((a, p) => a + p.gammaSum * p.absNorm * p.into * p.out, 0);
-  return roundUp(2 * total * eta + eta * eta, 2 * pieces.length + 8);
+  return { eps: roundUp(eta, 2 * pieces.length + 8), total };
 }
 
 /**
  * measureRegion's result with one more candidate: its KW bound recomputed with `margin` instead of its own
  * (θ = estimate², the same steps and δ), the smallest allowed candidate chosen as measureRegion chooses.
  */
-function withMargin(m: OperatorNorm, region: LinearRegion, settings: NormSettings, margin: number): OperatorNorm {
+function withMargin(m: OperatorNorm, region: LinearRegion, settings: NormSettings, margin: ProductError): OperatorNorm {
   if (m.estimate === null || !m.candidates.some((x) => x.kind === 'probabilistic')) return m;
   const n = Math.min(sizeOf(region.inShape), sizeOf(region.outShape));
   const factor = kwFactor(n, m.iterations, settings.delta);
   if (!Number.isFinite(factor)) return m;
-  const kw: Bound = { value: roundUp(Math.sqrt(m.estimate * m.estimate * factor * factor + margin), 4), kind: 'probabilistic', method: `lanczos-kw(k=${m.iterations}, chain margin)` };
+  const kw: Bound = { value: kwUpper(m.estimate * m.estimate, factor, margin), kind: 'probabilistic', method: `lanczos-kw(k=${m.iterations}, chain margin)` };
   const candidates = [...m.candidates, kw];
   const allowed = candidates.filter((x) => settings.certify !== 'strict' || x.kind === 'certified');
   const tightest = allowed.reduce((a, x) => (x.value < a.value ? x : a));
@@ -450,10 +449,10 @@ export async function graphCpBound(ir: IrGraph, blocks: readonly Block[], norms:
   /**
    * The float32 rounding margin of one Gram application of the linearised map s → t, carried through the graph like
    * chainMargin (cp.ts) carries it through a chain: each region, scale, sum and (in the adjoint) fan-out adds at most
-   * γ·‖|piece|‖·U·D, U and D the composed bounds of the maps into and out of it; η is their sum and the Gram error
-   * (2·‖A‖·η + η²)·‖v‖, ‖A‖ ≤ total.
+   * γ·‖|piece|‖·U·D, U and D the composed bounds of the maps into and out of it; their sum is the products' error
+   * (ProductError's eps), ‖A‖ ≤ total.
    */
-  const graphMargin = (s: string, t: string, total: number): number => {
+  const graphMargin = (s: string, t: string, total: number): ProductError => {
     const up = composedFrom(s).val;
     const down = (v: string) => composedFrom(v).val.get(t)?.up ?? 0;
     const unit = float32Unit(settings);
@@ -479,7 +478,7 @@ export async function graphCpBound(ir: IrGraph, blocks: readonly Block[], norms:
     }
     // the adjoint sums the cotangents of a value read by several blocks
     for (const [v, count] of readers) if (count > 1) eta += g32(count - 1) * (up.get(v)?.up ?? 0) * down(v);
-    return roundUp(2 * total * eta + eta * eta, 8);
+    return { eps: roundUp(eta, 8), total };
   };
 
   // the maps needed: to every expanded activation's input and to the output, from the input and every expanded activation reaching it
@@ -517,7 +516,7 @@ export async function graphCpBound(ir: IrGraph, blocks: readonly Block[], norms:
     if (m.estimate !== null && m.candidates.some((x) => x.kind === 'probabilistic')) {
       const n = Math.min(sizeOf(p.region!.inShape), sizeOf(p.region!.outShape));
       const factor = kwFactor(n, m.iterations, settings.delta);
-      if (Number.isFinite(factor)) kw.push({ value: roundUp(Math.sqrt(m.estimate * m.estimate * factor * factor + graphMargin(p.s, p.t, p.up)), 4), kind: 'probabilistic', method: 'lanczos-kw(graph margin)' });
+      if (Number.isFinite(factor)) kw.push({ value: kwUpper(m.estimate * m.estimate, factor, graphMargin(p.s, p.t, p.up)), kind: 'probabilistic', method: 'lanczos-kw(graph margin)' });
     }
     const allowed = [...m.candidates, ...kw].filter((x) => x.kind === 'certified' || (x.kind === 'probabilistic' && settings.certify !== 'strict'));
     const best = allowed.reduce<Bound | null>((a, x) => (a === null || x.value < a.value ? x : a), null);

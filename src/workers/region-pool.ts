@@ -5,7 +5,7 @@
  * cores there were: bench/README.md, "The main thread is the floor on many cores").
  *
  * A worker runs measureRegion (or CP's productLanczos) on a structured-clone copy of the region with the same
- * settings, index (and margin), on a backend of the same provider (the CPU), so it returns the numbers the main thread
+ * settings, index (and product errors), on a backend of the same provider (the CPU), so it returns the numbers the main thread
  * would: every kernel involved gives the
  * same bits for any intra-op thread count (convolution weights baked in, ort-pool.ts; MLAS Gemm splits no sum) and
  * the reorthogonalisation's split over a second thread is exact too (lanczos-threads.ts). Tested against in-process runs.
@@ -17,7 +17,7 @@ import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { LipcheckError, type ErrorCode } from '../errors.js';
 import type { LinearRegion } from '../ir/merge.js';
-import type { GramFactor, OperatorNorm, PlainNormSettings, ProductRun, RegionOffload } from '../estimators/operator-norm.js';
+import type { GramFactor, OperatorNorm, PlainNormSettings, ProductError, ProductRun, RegionOffload } from '../estimators/operator-norm.js';
 import type { RuntimeOptions } from '../backend/runtime.js';
 import { threadsOf, WORKER_MIN_FLOP } from '../backend/ort-pool.js';
 import { regionFlop } from '../linalg/work.js';
@@ -100,9 +100,9 @@ class RegionWorker {
     this.pending.clear();
   }
 
-  request<R>(task: 'measure' | 'product', region: LinearRegion, settings: PlainNormSettings, index: number, margin = 0): Promise<R> {
+  request<R>(task: 'measure' | 'product', region: LinearRegion, settings: PlainNormSettings, index: number, margins: readonly ProductError[] = []): Promise<R> {
     const fresh: ArrayBuffer[] = [];
-    return this.send<R>({ task, region: compact(region, fresh), settings, index, margin }, fresh);
+    return this.send<R>({ task, region: compact(region, fresh), settings, index, margins }, fresh);
   }
 
   /** gramFactor (product-fold.ts) of the c×n matrix m, sent as a copy of its own elements. */
@@ -247,8 +247,8 @@ export function regionOffload(runtime: RuntimeOptions): RegionOffload | undefine
     measure(region, settings, index) {
       return wanted(region) ? tracked(pick().request<OperatorNorm>('measure', region, settings, index)) : null;
     },
-    product(region, settings, index, margin) {
-      return wanted(region) ? tracked(pick().request<ProductRun>('product', region, settings, index, margin)) : null;
+    product(region, settings, index, margins) {
+      return wanted(region) ? tracked(pick().request<ProductRun>('product', region, settings, index, margins)) : null;
     },
     // a CP fold's Cholesky factor (product-fold.ts): the same rule, on the Gram product's flop
     factor(m, c, n, relErr) {

@@ -10,13 +10,13 @@ import { createOrtBackend } from '../backend/index.js';
 import { setOrtWorkers } from '../backend/ort-pool.js';
 import { isLipcheckError } from '../errors.js';
 import type { LinearRegion } from '../ir/merge.js';
-import { measureRegion, type PlainNormSettings } from '../estimators/operator-norm.js';
+import { measureRegion, type PlainNormSettings, type ProductError } from '../estimators/operator-norm.js';
 import { productLanczos } from '../estimators/cp.js';
 import { gramFactor } from '../estimators/product-fold.js';
 import type { RuntimeOptions } from '../backend/runtime.js';
 
 type Request =
-  | { readonly id: number; readonly task: 'measure' | 'product'; readonly region: LinearRegion; readonly settings: PlainNormSettings; readonly index: number; readonly margin: number }
+  | { readonly id: number; readonly task: 'measure' | 'product'; readonly region: LinearRegion; readonly settings: PlainNormSettings; readonly index: number; readonly margins: readonly ProductError[] }
   | { readonly id: number; readonly task: 'factor'; readonly m: Float64Array; readonly c: number; readonly n: number; readonly relErr: number };
 
 if (!parentPort) throw new Error('src/workers/region-worker.ts runs only as a worker thread');
@@ -46,7 +46,7 @@ async function measure(m: Request): Promise<void> {
       const direction = r.direction && new Float64Array(r.direction);
       port.postMessage({ id: m.id, result: { ...r, direction } }, direction ? [direction.buffer] : []);
     } else {
-      const r = await productLanczos(m.region, settings, m.index, m.margin);
+      const r = await productLanczos(m.region, settings, m.index, m.margins);
       const gramVector = new Float64Array(r.gramVector);
       port.postMessage({ id: m.id, result: { ...r, gramVector } }, [gramVector.buffer]);
     }

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { chainMargin, composeRegions, cpSegmentBound, segmentAutoLip, segmentFactor, type Segment } from '../../../src/estimators/cp.js';
 import type { Bound } from '../../../src/estimators/kinds.js';
-import { roundingMargin } from '../../../src/estimators/operator-norm.js';
+import { gramMargin, roundingMargin } from '../../../src/estimators/operator-norm.js';
 import { emitAdjoint, emitForward } from '../../../src/backend/emit.js';
 import type { Block } from '../../../src/ir/merge.js';
 import type { OperatorBackend } from '../../../src/ir/operator.js';
@@ -232,11 +232,12 @@ test('small CNN: CP stays above a witness and below AutoLip; long conv products 
 
 test('chainMargin of one region is roundingMargin; segmentFactor takes the smaller bound, preferring a certified one within 0.1%', () => {
   const g = 3e-6, a = 40;
-  const one = chainMargin([{ gammaSum: g, absNorm: a }], () => 1, a);
+  const one = gramMargin(chainMargin([{ gammaSum: g, absNorm: a }], () => 1, a));
   assert.ok(one >= roundingMargin(g, a) && one <= roundingMargin(g, a) * (1 + 1e-12));
   // two regions of norm 2 and |W| norm 40 each: η = 2·g·40 + g·40·2, far below the composition's with P = 1600
   const two = chainMargin([{ gammaSum: g, absNorm: a }, { gammaSum: g, absNorm: a }], (i, j) => (i === j ? 2 : 4), 4);
-  assert.ok(two < roundingMargin(2 * g, a * a) / 100);
+  assert.ok(two.eps >= 160 * g && two.eps <= 160 * g * (1 + 1e-12) && two.total === 4);
+  assert.ok(gramMargin(two) < roundingMargin(2 * g, a * a) / 100);
   const cert = (v: number) => ({ value: v, kind: 'certified' as const, method: 'x' });
   const prob = (v: number) => ({ value: v, kind: 'probabilistic' as const, method: 'y' });
   const al = (upper: Bound, estimate: number) => ({ method: 'autolip', upper, estimate });

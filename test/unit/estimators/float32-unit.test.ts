@@ -1,12 +1,14 @@
 /**
- * OperatorBackend.float32Unit: the float32 rounding margins (η of measureRegion, the chain margins of CP's products)
+ * OperatorBackend.float32Unit: the float32 rounding margins (the product error gP of measureRegion, the chain margins of CP's products)
  * scale with the unit roundoff the backend's products promise — 2⁻²⁴ (IEEE round-to-nearest) by default, 2⁻²³ on
  * WebGPU (WGSL's faithful rounding). Same seeds, so only the margins differ, and by what regionBound's γ-sum says.
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { cpSegmentBound } from '../../../src/estimators/cp.js';
-import { roundingMargin } from '../../../src/estimators/operator-norm.js';
+import { kwUpper, roundingError, roundingMargin } from '../../../src/estimators/operator-norm.js';
+import { kwFactor } from '../../../src/linalg/probabilistic.js';
+import { sizeOf } from '../../../src/ir/tensor.js';
 import { regionBound } from '../../../src/estimators/region-bounds.js';
 import { createOrtBackend } from '../../../src/backend/index.js';
 import { Random } from '../../../src/linalg/random.js';
@@ -21,7 +23,7 @@ test('createOrtBackend declares WGSL\'s float32 unit on WebGPU only (without sta
   assert.equal(createOrtBackend({ runtime: { device: 'cuda' } }).float32Unit, undefined, 'CUDA with TF32 off rounds to nearest');
 });
 
-test('measureRegion: a backend with unit 2⁻²³ adds exactly the η of the doubled γ-sum to the same Ritz value', async () => {
+test('measureRegion: a backend with unit 2⁻²³ bounds the same Ritz value with the doubled γ-sum\'s product error', async () => {
   const layers = randomDense([48, 40, 56, 24], new Random(11));
   const { blocks } = await pipeline(mlpModel(layers, ACTS.relu));
   const s = { ...base, certify: 'off' as const };
@@ -35,11 +37,18 @@ test('measureRegion: a backend with unit 2⁻²³ adds exactly the η of the dou
     assert.deepEqual([y.estimate, y.iterations], [x.estimate, x.iterations], `${id}: the same run`);
     const [g1, g2] = [regionBound(blk.region, '2', 0), regionBound(blk.region, '2', 0, 2 ** -23)];
     assert.ok(g2.gammaSum >= 2 * g1.gammaSum && g2.gammaSum <= 2.001 * g1.gammaSum && g2.absNorm === g1.absNorm);
-    const [e1, e2] = [roundingMargin(g1.gammaSum, g1.absNorm), roundingMargin(g2.gammaSum, g2.absNorm)];
-    // upper² = θ·f² + η with the same θ·f²: the squares differ by η₂ − η₁
-    const diff = y.upper.value ** 2 - x.upper.value ** 2;
-    assert.ok(Math.abs(diff - (e2 - e1)) <= 1e-6 * e2 + 1e-14 * y.upper.value ** 2, `${id}: ${diff} vs η₂ − η₁ = ${e2 - e1}`);
+    // the same θ and KW factor, each bound with its own unit's product error gP (θ = estimate², up to its rounding)
+    const n = Math.min(sizeOf(blk.region.inShape), sizeOf(blk.region.outShape));
+    // an operator Lanczos exhausts (n steps, invariant) takes factor 1
+    const f = x.iterations >= n ? 1 : kwFactor(n, x.iterations, base.delta);
+    const theta = x.estimate! ** 2;
+    for (const [got, g] of [[x, g1], [y, g2]] as const) {
+      const want = kwUpper(theta, f, roundingError(g.gammaSum, g.absNorm));
+      assert.ok(Math.abs(got.upper.value - want) <= 1e-12 * want, `${id}: ${got.upper.value} vs kwUpper ${want}`);
+    }
     assert.ok(y.upper.value > x.upper.value);
+    // and never above the a-priori form √(θf² + 2gP² + (gP)²) it replaced
+    assert.ok(y.upper.value <= Math.sqrt(theta * f * f + roundingMargin(g2.gammaSum, g2.absNorm)) * (1 + 1e-12));
   }
 });
 

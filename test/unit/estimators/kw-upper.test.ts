@@ -1,0 +1,70 @@
+/**
+ * kwUpper (operator-norm.ts): the KW bound on ‖A‖ from the top eigenvalue θ of a computed Gram map that differs from
+ * AᵀA by at most 2‖A‖·eps + eps² (ProductError). Checked against exact float64 eigenvalues (ml-matrix) of AᵀA + F for
+ * perturbations F of exactly that norm, the worst of which makes the bound tight; and against the a-priori form
+ * √(θ + 2·total·eps + eps²) it must never exceed.
+ */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { EigenvalueDecomposition, Matrix, SingularValueDecomposition } from 'ml-matrix';
+import { gramMargin, kwUpper } from '../../../src/estimators/operator-norm.js';
+import { Random } from '../../../src/linalg/random.js';
+
+function gaussian(rows: number, cols: number, rng: Random): Matrix {
+  const m = new Matrix(rows, cols);
+  for (let i = 0; i < rows; i++) for (let j = 0; j < cols; j++) m.set(i, j, rng.normal());
+  return m;
+}
+
+function topEigenvalue(g: Matrix): number {
+  return Math.max(...new EigenvalueDecomposition(g, { assumeSymmetric: true }).realEigenvalues);
+}
+
+test('kwUpper is never below ‖A‖ when the Gram map is off by 2‖A‖·eps + eps², and meets it for the worst perturbation', () => {
+  const rng = new Random(3);
+  for (const [rows, cols] of [[30, 20], [12, 25]]) {
+    const a = gaussian(rows, cols, rng);
+    const svd = new SingularValueDecomposition(a);
+    const sigma = svd.diagonal[0];
+    const v1 = svd.rightSingularVectors.getColumnVector(0);
+    const gram = a.transpose().mmul(a);
+    for (const rel of [1e-6, 1e-3, 0.1, 1]) {
+      const eps = rel * sigma;
+      const size = 2 * sigma * eps + eps * eps;
+      // the worst case: the top eigenvalue pushed down by the whole allowance (it stays on top for rel ≤ 1e-3; beyond
+      // that the next eigenvalue may take over, and θ only grows)
+      const down = topEigenvalue(Matrix.sub(gram, v1.mmul(v1.transpose()).mul(size)));
+      const worst = kwUpper(down, 1, { eps, total: Infinity });
+      assert.ok(worst >= sigma * (1 - 1e-12), `${rows}×${cols}, eps ${rel}σ: ${worst} < σ = ${sigma}`);
+      if (rel <= 1e-3) assert.ok(worst <= sigma * (1 + 1e-9), `${rows}×${cols}, eps ${rel}σ: ${worst} is not tight at σ = ${sigma}`);
+      // random symmetric perturbations of the same norm, either sign
+      for (let t = 0; t < 20; t++) {
+        const r = gaussian(cols, cols, rng);
+        const sym = Matrix.add(r, r.transpose());
+        const scale = size / new SingularValueDecomposition(sym).diagonal[0];
+        const theta = topEigenvalue(Matrix.add(gram, sym.mul(t % 2 ? scale : -scale)));
+        assert.ok(kwUpper(theta, 1, { eps, total: Infinity }) >= sigma * (1 - 1e-12));
+      }
+    }
+  }
+});
+
+test('kwUpper never exceeds the a-priori √(θf² + 2·total·eps + eps²), and is far below it where total is loose', () => {
+  const rng = new Random(8);
+  for (let t = 0; t < 200; t++) {
+    const theta = Math.exp(rng.normal() * 5);
+    const f = 1 + rng.next() * 0.2;
+    const sigma = Math.sqrt(theta) * f;
+    const eps = sigma * Math.exp(-12 * rng.next());
+    const total = sigma * (1 + Math.exp(rng.normal() * 3));
+    const apriori = Math.sqrt(theta * f * f + gramMargin({ eps, total }));
+    const got = kwUpper(theta, f, { eps, total });
+    assert.ok(got <= apriori * (1 + 1e-14), `θ ${theta}, eps ${eps}, total ${total}: ${got} > ${apriori}`);
+    assert.ok(got >= sigma, 'at least √θ·f');
+    assert.ok(kwUpper(theta, f, { eps: eps * 2, total }) >= got, 'monotone in eps');
+  }
+  // a ‖|A|‖ bound 100× the norm, eps = 10⁻³·σ: the a-priori margin adds about 10 %, the implicit one 0.1 %
+  const theta = 4, eps = 2e-3, total = 200;
+  assert.ok(Math.abs(Math.sqrt(theta + gramMargin({ eps, total })) / 2 - 1.0954) < 1e-4);
+  assert.ok(Math.abs(kwUpper(theta, 1, { eps, total }) / 2 - 1.001) < 1e-5);
+});

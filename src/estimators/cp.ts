@@ -10,7 +10,7 @@ import { Random } from '../linalg/random.js';
 import { regionFlop } from '../linalg/work.js';
 import { weakestKind, type Bound, type BoundKind } from './kinds.js';
 import { mapInLanes } from './lanes.js';
-import { certificateBudget, float32Unit, laneWidth, measureRegion, plainSettings, gramMargin, kwUpper, roundingError, roundingMargin, type NormSettings, type ProductError, type OperatorNorm, type ProductRun } from './operator-norm.js';
+import { certificateBudget, float32Unit, laneWidth, measureRegion, plainSettings, gramMargin, kwUpper, ritzFloor, roundingError, roundingMargin, type NormSettings, type ProductError, type OperatorNorm, type ProductRun } from './operator-norm.js';
 import { foldPointwiseEnds } from './product-fold.js';
 import { foldedTail, foldsAny, regionBound } from './region-bounds.js';
 
@@ -191,8 +191,8 @@ export function productMarginFloor(segment: Segment, first: number, last: number
 
 /**
  * A floor under the composition certificate of the product of regions first..last of a segment (what regionBound
- * with any budget gives for composeRegions(segment, first, last)): Π‖W_k‖ ≥ Π √(θ_k − margin_k), θ_k = estimate(k)²
- * the region's Ritz value from a float32 operator off by at most margin_k. The composition is homogeneous along the
+ * with any budget gives for composeRegions(segment, first, last)): Π‖W_k‖ ≥ Π ritzFloor(θ_k, e_k), θ_k = estimate(k)²
+ * the region's Ritz value from float32 products off by at most e_k (roundingError). The composition is homogeneous along the
  * chain and, when no scaling folds across a region boundary, each region's factor bounds its norm; where one does
  * (foldScales scans left to right, so a boundary is crossed exactly when a region's folded tail folds with the next
  * region's first node), the floor is 0.
@@ -203,7 +203,7 @@ export function productFloor(segment: Segment, first: number, last: number, esti
   for (let k = first; k <= last; k++) {
     const est = estimate(k);
     const parts = cheapBound(segment.regions[k], unit);
-    floor *= Math.sqrt(Math.max(0, est * est - roundingMargin(parts.gammaSum, parts.absNorm))) * (1 - 1e-6);
+    floor *= ritzFloor(est * est, roundingError(parts.gammaSum, parts.absNorm));
   }
   return floor;
 }
@@ -491,8 +491,8 @@ export async function cpSegmentBound(segment: Segment, settings: NormSettings, o
   // Certificates left out under auto (products of convolutions, large products: the composition of their prims'
   // bounds, an FFT per convolution) are computed only if one could change the result. Such a certificate is at least
   // Π‖W_k‖ over the product's regions (the composition is homogeneous along the chain and, when no scaling is folded
-  // across a boundary, each region's factor bounds its norm; else the floor is 0), and ‖W_k‖² ≥ θ_k − margin_k (θ_k
-  // its Ritz value from a float32 operator off by at most margin_k). When
+  // across a boundary, each region's factor bounds its norm; else the floor is 0), and ‖W_k‖ ≥ √θ_k − ε_k (θ_k its
+  // Ritz value from float32 products off by at most ε_k: ritzFloor). When
   // every one of those floors is above its product's KW bound (+0.1%), no product's bound changes; when the certified
   // recursion with those floors as certificates stays above the bound (+0.1%), the certified value is not chosen.
   const pending = [...got.entries()].filter(([, g]) => g.m?.pending !== undefined);
@@ -549,8 +549,8 @@ export async function cpSegmentBound(segment: Segment, settings: NormSettings, o
 /**
  * A deterministic floor under the norm of a segment's whole product P = W_m⋯W_1 (never under a valid upper bound of
  * it): Lanczos on P's Gram map from `start` (any start: every Ritz value of an operator is at most its top
- * eigenvalue), θ ≤ λ_max(computed Gram) ≤ ‖P‖² + margin with the smaller of the chain and composition rounding
- * margins (measureProduct's, from the shorter products' bounds in `cp`), so ‖P‖ ≥ √(θ − margin). At most `maxSteps`
+ * eigenvalue), θ ≤ λ_max(computed Gram) ≤ (‖P‖ + ε)² with ε the chain's or the composition's product error
+ * (measureProduct's, from the shorter products' bounds in `cp`), so ‖P‖ ≥ ritzFloor(θ, ·) for either. At most `maxSteps`
  * steps, stopped as soon as `enough(floor)`; 0 when the start does not fit the Gram map or a product overflows.
  */
 export async function wholeProductFloor(segment: Segment, settings: NormSettings, cp: CpResult, start: Float64Array, maxSteps: number, enough: (floor: number) => boolean): Promise<{ floor: number; steps: number; work: number }> {
@@ -561,9 +561,10 @@ export async function wholeProductFloor(segment: Segment, settings: NormSettings
   const u = float32Unit(settings);
   const chain = chainMargin(segment.regions.map((r) => cheapBound(r, u)), sub, roundUp(cp.wholeEntry, 4 * m));
   // the composition's margin only where it could be the smaller (productMarginFloor: without folding the weights again)
-  const gram = gramMargin(chain);
-  const margin = gram <= productMarginFloor(segment, 0, m - 1, u) ? gram : Math.min(gram, roundingMargin(cheapBound(region, u).gammaSum, cheapBound(region, u).absNorm));
-  const floorOf = (theta: number) => (Number.isFinite(margin) ? Math.sqrt(Math.max(0, theta - margin)) * (1 - 1e-6) : 0);
+  // the composition's error too only where its Gram margin could be the smaller (productMarginFloor: without folding the
+  // weights again); each bounds the products' error, so the larger of their floors holds
+  const errors = gramMargin(chain) <= productMarginFloor(segment, 0, m - 1, u) ? [chain] : [chain, roundingError(cheapBound(region, u).gammaSum, cheapBound(region, u).absNorm)];
+  const floorOf = (theta: number) => Math.max(...errors.map((e) => (Number.isFinite(e.eps) ? ritzFloor(theta, e) : 0)));
   const op = await settings.backend.gram(region);
   try {
     if (op.n !== start.length) return { floor: 0, steps: 0, work: 0 };

@@ -219,6 +219,18 @@ export function kwUpper(theta: number, factor: number, e: ProductError): number 
 }
 
 /**
+ * A floor under ‖A‖ from a Ritz value θ of its computed Gram map, given the products' error e (never above ‖A‖): every
+ * Ritz value is at most the top eigenvalue of the map Lanczos ran on, within 2σ·eps + eps² of AᵀA, so θ ≤ (σ + eps)²
+ * and σ ≥ √θ − eps; where ‖A‖ ≤ total is known, σ² ≥ θ − 2·total·eps − eps² too. The larger, lowered for rounding.
+ */
+export function ritzFloor(theta: number, e: ProductError): number {
+  if (!(theta > 0)) return 0;
+  const direct = Math.sqrt(theta) - e.eps;
+  const viaTotal = Number.isFinite(e.total) ? Math.sqrt(Math.max(0, theta - gramMargin(e))) : 0;
+  return Math.max(0, Math.max(direct, viaTotal) * (1 - 1e-6));
+}
+
+/**
  * Under --certify auto a region's certificates may cost CERTIFY_PER_LANCZOS × its Lanczos work (flop), at least
  * CERTIFY_FLOOR_FLOP and at most the --certify-work cap: about twice the estimate's time on the reference machine,
  * where onnxruntime did about 4e6 flop/ms (linalg/work.ts) and the certificates' float64 kernels about 1.4e6, and never

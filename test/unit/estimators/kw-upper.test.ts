@@ -2,12 +2,13 @@
  * kwUpper (operator-norm.ts): the KW bound on ‖A‖ from the top eigenvalue θ of a computed Gram map that differs from
  * AᵀA by at most 2‖A‖·eps + eps² (ProductError). Checked against exact float64 eigenvalues (ml-matrix) of AᵀA + F for
  * perturbations F of exactly that norm, the worst of which makes the bound tight; and against the a-priori form
- * √(θ + 2·total·eps + eps²) it must never exceed.
+ * √(θ + 2·total·eps + eps²) it must never exceed. ritzFloor, its mirror, must never exceed ‖A‖ for any Ritz value of such
+ * a map, and meets it for the perturbation that raises the top eigenvalue by the whole allowance.
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { EigenvalueDecomposition, Matrix, SingularValueDecomposition } from 'ml-matrix';
-import { gramMargin, kwUpper } from '../../../src/estimators/operator-norm.js';
+import { gramMargin, kwUpper, ritzFloor } from '../../../src/estimators/operator-norm.js';
 import { Random } from '../../../src/linalg/random.js';
 
 function gaussian(rows: number, cols: number, rng: Random): Matrix {
@@ -67,4 +68,29 @@ test('kwUpper never exceeds the a-priori √(θf² + 2·total·eps + eps²), and
   const theta = 4, eps = 2e-3, total = 200;
   assert.ok(Math.abs(Math.sqrt(theta + gramMargin({ eps, total })) / 2 - 1.0954) < 1e-4);
   assert.ok(Math.abs(kwUpper(theta, 1, { eps, total }) / 2 - 1.001) < 1e-5);
+});
+
+test('ritzFloor never exceeds ‖A‖ for Ritz values of a Gram map off by 2‖A‖·eps + eps², and meets it for the worst one', () => {
+  const rng = new Random(4);
+  const a = gaussian(25, 18, rng);
+  const svd = new SingularValueDecomposition(a);
+  const sigma = svd.diagonal[0];
+  const v1 = svd.rightSingularVectors.getColumnVector(0);
+  const gram = a.transpose().mmul(a);
+  for (const rel of [1e-6, 1e-3, 0.1, 1]) {
+    const eps = rel * sigma;
+    const size = 2 * sigma * eps + eps * eps;
+    const up = topEigenvalue(Matrix.add(gram, v1.mmul(v1.transpose()).mul(size)));
+    for (const total of [Infinity, sigma, 10 * sigma]) {
+      const f = ritzFloor(up, { eps, total });
+      assert.ok(f <= sigma, `eps ${rel}σ, total ${total}: floor ${f} > σ = ${sigma}`);
+      assert.ok(f >= sigma * (1 - 2e-6), `eps ${rel}σ, total ${total}: floor ${f} is not tight at σ = ${sigma}`);
+      // every Ritz value is at most the top eigenvalue, and the floor is monotone in θ
+      assert.ok(ritzFloor(up * 0.9, { eps, total }) <= f);
+    }
+    // and the form it replaced, √(θ − 2·total·eps − eps²), is never above it
+    assert.ok(Math.sqrt(Math.max(0, up - gramMargin({ eps, total: 10 * sigma }))) * (1 - 1e-6) <= ritzFloor(up, { eps, total: 10 * sigma }));
+  }
+  assert.equal(ritzFloor(0, { eps: 1, total: 1 }), 0);
+  assert.equal(ritzFloor(1, { eps: 2, total: Infinity }), 0);
 });

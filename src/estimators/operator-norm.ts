@@ -208,11 +208,11 @@ export function roundingMargin(gammaSum: number, absNorm: number): number {
  * error e. KW bounds the top eigenvalue of the Gram map Lanczos ran on, whose distance from AᵀA is at most
  * 2‖A‖·eps + eps² (ProductError), so σ = ‖A‖ satisfies σ² ≤ θf² + 2σ·eps + eps²: a quadratic in σ whose root gives
  * σ ≤ eps + √(θf² + 2eps²). Where ‖A‖ ≤ total is known, σ² ≤ θf² + 2·total·eps + eps² too; the smaller is returned.
- * The first never exceeds the second by more than eps (whatever total is), and is far below it where total is loose
+ * The first never exceeds the second by more than (1 + √2)·eps (whatever total is), and is far below it where total is loose
  * (a ‖|A|‖ bound, or a composition of norms): the margin then scales with the norm being bounded, not with the bound on it.
  */
 export function kwUpper(theta: number, factor: number, e: ProductError): number {
-  const t = theta * factor * factor;
+  const t = Math.max(0, theta) * factor * factor;
   const implicit = e.eps + Math.sqrt(t + 2 * e.eps * e.eps);
   const viaTotal = Number.isFinite(e.total) ? Math.sqrt(t + gramMargin(e)) : Infinity;
   return roundUp(Math.min(implicit, viaTotal), 8);

@@ -62,6 +62,8 @@ test('kwUpper never exceeds the a-priori √(θf² + 2·total·eps + eps²), and
     const got = kwUpper(theta, f, { eps, total });
     assert.ok(got <= apriori * (1 + 1e-14), `θ ${theta}, eps ${eps}, total ${total}: ${got} > ${apriori}`);
     assert.ok(got >= sigma, 'at least √θ·f');
+    // the root alone (no total) is never more than (1 + √2)·eps above the a-priori form, whatever total is
+    assert.ok(kwUpper(theta, f, { eps, total: Infinity }) <= apriori + (1 + Math.SQRT2) * eps * (1 + 1e-12) + 1e-15 * apriori);
     assert.ok(kwUpper(theta, f, { eps: eps * 2, total }) >= got, 'monotone in eps');
   }
   // a ‖|A|‖ bound 100× the norm, eps = 10⁻³·σ: the a-priori margin adds about 10 %, the implicit one 0.1 %

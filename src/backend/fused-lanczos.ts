@@ -218,7 +218,7 @@ export async function fusedLanczos(parts: FusedGramParts, runtime: RuntimeOption
       // T_K's squarings can fail only on a zero T (a zero operator: 0/0); lanczosTop then gives its Ritz vector
       const ritz = unitRitz(run.coef, run.ritz);
       if (!ritz) return null;
-      return { theta: Math.max(theta, 0), ritzVector: ritz, steps: used, invariant, history, extraPasses: used };
+      return { theta: Math.max(theta, 0), ritzVector: ritz, steps: used, invariant, history, extraPasses: used, tridiagonal: { alpha: Array.from(run.alpha.subarray(0, used)), beta: Array.from(run.beta.subarray(0, used)) } };
     }
   } finally {
     await session.release();

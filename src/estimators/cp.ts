@@ -5,12 +5,12 @@ import { sizeOf } from '../ir/tensor.js';
 import type { ActivationNode, IrGraph, IrNode, LinearNode, Shape } from '../ir/types.js';
 import { denseInfNorm, roundUp } from '../linalg/dense.js';
 import { lanczosTop, NonFiniteError } from '../linalg/lanczos.js';
-import { kwFactor, kwStepsFor } from '../linalg/probabilistic.js';
+import { kwFactor, kwStepsFor, ritzFactor } from '../linalg/probabilistic.js';
 import { Random } from '../linalg/random.js';
 import { regionFlop } from '../linalg/work.js';
 import { weakestKind, type Bound, type BoundKind } from './kinds.js';
 import { mapInLanes } from './lanes.js';
-import { certificateBudget, float32Unit, laneWidth, measureRegion, plainSettings, gramMargin, kwUpper, ritzFloor, roundingError, roundingMargin, type NormSettings, type ProductError, type OperatorNorm, type ProductRun } from './operator-norm.js';
+import { certificateBudget, float32Unit, laneWidth, measureRegion, plainSettings, gramMargin, kwUpper, ritzFloor, ritzMethod, roundingError, roundingMargin, type NormSettings, type ProductError, type OperatorNorm, type ProductRun } from './operator-norm.js';
 import { foldPointwiseEnds } from './product-fold.js';
 import { foldedTail, foldsAny, regionBound } from './region-bounds.js';
 
@@ -247,9 +247,9 @@ export async function productLanczos(region: LinearRegion, settings: NormSetting
         expectedSteps: kw ? Math.max(3, kwStepsFor(n, settings.delta, 1 + settings.tol)) : undefined,
       },
     );
-    const factor = res.invariant && res.steps >= n ? 1 : kwFactor(n, res.steps, settings.delta);
-    const bound: Bound | null = kw && Number.isFinite(factor) && margins.length > 0 ? { value: Math.min(...margins.map((e) => kwUpper(res.theta, factor, e))), kind: 'probabilistic', method: `lanczos-kw-chain(k=${res.steps})` } : null;
-    return { bound, estimate: Math.sqrt(res.theta), iterations: res.steps, work: 2 * res.steps * regionFlop(region), gramVector: res.ritzVector };
+    const factor = ritzFactor(res, n, settings.delta);
+    const bound: Bound | null = kw && Number.isFinite(factor.factor) && margins.length > 0 ? { value: Math.min(...margins.map((e) => kwUpper(res.theta, factor.factor, e))), kind: 'probabilistic', method: ritzMethod(factor, res.steps, '-chain') } : null;
+    return { bound, estimate: Math.sqrt(res.theta), iterations: res.steps, work: 2 * res.steps * regionFlop(region), gramVector: res.ritzVector, factor };
   } catch (e) {
     if (!(e instanceof NonFiniteError)) throw e;
     throw new LipcheckError('UNSUPPORTED', `The product ${region.id} of operators (${region.nodes.map((n) => `${n.opType} '${n.name}'`).join(', ')}) overflows float32: applying it gives infinite or NaN values, so the weights are too large to analyse. Check the model's weights.`, { cause: e });
@@ -295,7 +295,7 @@ async function measureProduct(segment: Segment, first: number, last: number, set
     const m = await measureRegion(region, settings, index);
     if (first === last) return { norm: m, kwBounds: kwOf(m.candidates), work: m.work };
     let extra: Bound | null = null;
-    let estimate = m.estimate, iterations = m.iterations, work = m.work;
+    let estimate = m.estimate, iterations = m.iterations, work = m.work, factor = m.factor;
     if (settings.norm === 'inf') {
       extra = await denseInfBound(region, settings);
       if (extra) estimate = extra.value;
@@ -307,13 +307,14 @@ async function measureProduct(segment: Segment, first: number, last: number, set
         const l = await productLanczos(region, settings, index + 500_000, [margin]);
         extra = l.bound;
         estimate = l.estimate;
+        factor = l.factor;
         iterations += l.iterations;
         work += l.work;
       }
     }
     if (!extra) return { norm: m, kwBounds: kwOf(m.candidates), work };
     const candidates = [...m.candidates, extra];
-    return { norm: { ...m, upper: choose(candidates, settings.certify === 'off' && settings.norm === '2' ? 'probabilistic' : undefined), estimate, candidates, iterations, ms: m.ms + performance.now() - t0, work }, kwBounds: kwOf(candidates), work };
+    return { norm: { ...m, upper: choose(candidates, settings.certify === 'off' && settings.norm === '2' ? 'probabilistic' : undefined), estimate, candidates, iterations, ms: m.ms + performance.now() - t0, work, factor }, kwBounds: kwOf(candidates), work };
   }
 
   // ℓ2, a product of convolutions or a large one: a narrowing 1×1 convolution at either end folds into the middle
@@ -327,7 +328,7 @@ async function measureProduct(segment: Segment, first: number, last: number, set
     const subA = (a: number, b: number) => (a === 0 && b === parts.length - 1 ? split : sub(first + a, first + b));
     const n = folded.pieces.length;
     const run = await productLanczos(folded.region, settings, index, [chainMargin(folded.pieces.map((r) => cheapBound(r, u)), (a, b) => folded.norm(a, b, subA), folded.norm(0, n - 1, subA))]);
-    const bound: Bound | null = run.bound && { value: folded.lift(run.bound.value, subA), kind: run.bound.kind, method: `lanczos-kw-folded(k=${run.iterations})` };
+    const bound: Bound | null = run.bound && { value: folded.lift(run.bound.value, subA), kind: run.bound.kind, method: ritzMethod(run.factor!, run.iterations, '-folded') };
     l = { ...run, bound };
     cheap = settings.certify === 'none' ? cheapBound(region, u) : null;
   } else {
@@ -342,7 +343,7 @@ async function measureProduct(segment: Segment, first: number, last: number, set
     l = await productLanczos(region, settings, gramMargin(chain) < 0.5 * composedMargin ? index + 500_000 : index, cheap ? [chain, roundingError(cheap.gammaSum, cheap.absNorm)] : [chain]);
   }
   const candidates: Bound[] = l.bound ? [l.bound] : [];
-  const norm: OperatorNorm = { estimate: l.estimate, upper: l.bound!, candidates, iterations: l.iterations, ms: performance.now() - t0, work: l.work, direction: null };
+  const norm: OperatorNorm = { estimate: l.estimate, upper: l.bound!, candidates, iterations: l.iterations, ms: performance.now() - t0, work: l.work, direction: null, ...(l.factor && !folded ? { factor: l.factor } : {}) };
   if (settings.certify === 'none') candidates.push({ value: cheap!.value, kind: 'certified', method: cheap!.method });
   // under auto the composition's certificate may wait: cpSegmentBound computes it only where it could change the bound
   else if (l.bound && settings.certify === 'auto' && defer) return { norm, kwBounds: 1, work: l.work, pending: l.work };

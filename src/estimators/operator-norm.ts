@@ -4,7 +4,7 @@ import type { OperatorBackend } from '../ir/operator.js';
 import { lanczosTop, NonFiniteError } from '../linalg/lanczos.js';
 import { BudgetExceededError, denseCertificateFlop, roundUp, denseSpectralNormBound, denseSpectralNormBoundWith, type GramKernel } from '../linalg/dense.js';
 import { sizeOf, toFloat64 } from '../ir/tensor.js';
-import { kwFactor, kwStepsFor } from '../linalg/probabilistic.js';
+import { kwFactor, kwStepsFor, ritzFactor } from '../linalg/probabilistic.js';
 import { Random } from '../linalg/random.js';
 import { regionFlop } from '../linalg/work.js';
 import type { Bound, NormKind } from './kinds.js';
@@ -39,6 +39,8 @@ export interface ProductRun {
   readonly iterations: number;
   readonly work: number;
   readonly gramVector: Float64Array;
+  /** The run's probabilistic factor (ritzFactor), as OperatorNorm.factor. */
+  readonly factor?: RitzFactor;
 }
 
 /**
@@ -91,6 +93,19 @@ export interface OperatorNorm {
    * changes no budget and no other bound.
    */
   readonly replaced?: { readonly iterations: number; readonly work: number };
+  /**
+   * The probabilistic factor of the Lanczos run behind the estimate (ritzFactor: λ_max ≤ θ·f² except with probability
+   * δ, θ = estimate²), for bounds recomputed from the same run with another rounding margin; absent where none was found.
+   */
+  readonly factor?: RitzFactor;
+}
+
+/** A Lanczos run's probabilistic factor and which bound gave it (linalg/probabilistic.ts ritzFactor). */
+export type RitzFactor = ReturnType<typeof ritzFactor>;
+
+/** The method label of a KW-type bound from a run of k steps: `lanczos-kw(k=…)`, or `lanczos-poly(k=…)` where the Lanczos polynomial gave the factor. */
+export function ritzMethod(f: RitzFactor, steps: number, suffix = ''): string {
+  return `lanczos-${f.method === 'poly' ? 'poly' : 'kw'}${suffix}(k=${steps})`;
 }
 
 /** The work and steps a measured operator counts for the budgets of later phases (CP, residual blocks, graph CP). */
@@ -303,6 +318,7 @@ export async function measureRegion(region: LinearRegion, settings: NormSettings
   let iterations = 0;
   let work = 0;
   let direction: Float64Array | null = null;
+  let factor: RitzFactor | undefined;
   if (!noWeights) {
     // Lanczos runs on the smaller of AᵀA and AAᵀ (the backend's Gram map: one run per step where it can)
     const op = await settings.backend.gram(region);
@@ -327,9 +343,9 @@ export async function measureRegion(region: LinearRegion, settings: NormSettings
       work = 2 * res.steps * regionFlop(region);
       estimate = Math.sqrt(res.theta);
       direction = wide ? await op.half(res.ritzVector) : res.ritzVector;
-      const factor = res.invariant && res.steps >= n ? 1 : kwFactor(n, res.steps, settings.delta);
-      if (Number.isFinite(factor) && settings.certify !== 'none') {
-        candidates.push({ value: kwUpper(res.theta, factor, roundingError(cheap.gammaSum, cheap.absNorm)), kind: 'probabilistic', method: `lanczos-kw(k=${res.steps})` });
+      factor = ritzFactor(res, n, settings.delta);
+      if (Number.isFinite(factor.factor) && settings.certify !== 'none') {
+        candidates.push({ value: kwUpper(res.theta, factor.factor, roundingError(cheap.gammaSum, cheap.absNorm)), kind: 'probabilistic', method: ritzMethod(factor, res.steps) });
       }
     } catch (e) {
       if (!(e instanceof NonFiniteError)) throw e;
@@ -362,5 +378,5 @@ export async function measureRegion(region: LinearRegion, settings: NormSettings
   const tightest = allowed.reduce((a, b) => (b.value < a.value ? b : a));
   const certified = allowed.find((c) => c.kind === 'certified' && c.value <= tightest.value * (1 + 1e-3));
   const upper = certified ?? tightest;
-  return { estimate, upper, candidates, iterations, ms: performance.now() - t0, work, direction };
+  return { estimate, upper, candidates, iterations, ms: performance.now() - t0, work, direction, ...(factor ? { factor } : {}) };
 }

@@ -7,7 +7,7 @@ import { regionFlop } from '../linalg/work.js';
 import { cheapBound, composeRegions, productFloor, productLanczos, type Segment } from './cp.js';
 import { weakestKind, type Bound, type BoundKind } from './kinds.js';
 import { mapInLanes } from './lanes.js';
-import { budgetBasis, certificateBudget, float32Unit, laneWidth, measureRegion, kwUpper, roundingError, type NormSettings, type ProductError, type OperatorNorm } from './operator-norm.js';
+import { budgetBasis, certificateBudget, float32Unit, laneWidth, measureRegion, kwUpper, ritzMethod, roundingError, type NormSettings, type ProductError, type RitzFactor, type OperatorNorm } from './operator-norm.js';
 import { gammaOf, regionBound } from './region-bounds.js';
 import { denseObstacle } from '../ir/operator.js';
 import { kwFactor } from '../linalg/probabilistic.js';
@@ -257,8 +257,8 @@ async function measureLinear(region: LinearRegion, settings: NormSettings, index
   const t0 = performance.now();
   // measureRegion's start (its seed + 7919·index), stop rule and KW bound with its composition margin
   const l = await productLanczos(region, settings, index, [roundingError(cheap.gammaSum, cheap.absNorm)]);
-  const candidates: Bound[] = l.bound ? [{ ...l.bound, method: `lanczos-kw(k=${l.iterations})` }] : [];
-  let m: OperatorNorm = { estimate: l.estimate, upper: candidates[0], candidates, iterations: l.iterations, ms: 0, work: l.work, direction: null };
+  const candidates: Bound[] = l.bound ? [{ ...l.bound, method: ritzMethod(l.factor!, l.iterations) }] : [];
+  let m: OperatorNorm = { estimate: l.estimate, upper: candidates[0], candidates, iterations: l.iterations, ms: 0, work: l.work, direction: null, ...(l.factor ? { factor: l.factor } : {}) };
   if (l.bound) m = withMargin(m, region, settings, margin);
   const tightest = m.candidates.length ? m.candidates.reduce((a, x) => (x.value < a.value ? x : a)).value : Infinity;
   // under off, measureRegion computes certificates only where Lanczos gave no probabilistic bound
@@ -286,15 +286,19 @@ function chainedMargin(pieces: readonly { gammaSum: number; absNorm: number; int
  */
 function withMargin(m: OperatorNorm, region: LinearRegion, settings: NormSettings, margin: ProductError): OperatorNorm {
   if (m.estimate === null || !m.candidates.some((x) => x.kind === 'probabilistic')) return m;
-  const n = Math.min(sizeOf(region.inShape), sizeOf(region.outShape));
-  const factor = kwFactor(n, m.iterations, settings.delta);
-  if (!Number.isFinite(factor)) return m;
-  const kw: Bound = { value: kwUpper(m.estimate * m.estimate, factor, margin), kind: 'probabilistic', method: `lanczos-kw(k=${m.iterations}, chain margin)` };
+  const factor = runFactor(m, region, settings);
+  if (!Number.isFinite(factor.factor)) return m;
+  const kw: Bound = { value: kwUpper(m.estimate * m.estimate, factor.factor, margin), kind: 'probabilistic', method: `${ritzMethod(factor, m.iterations).slice(0, -1)}, chain margin)` };
   const candidates = [...m.candidates, kw];
   const allowed = candidates.filter((x) => settings.certify !== 'strict' || x.kind === 'certified');
   const tightest = allowed.reduce((a, x) => (x.value < a.value ? x : a));
   const certified = allowed.find((x) => x.kind === 'certified' && x.value <= tightest.value * (1 + 1e-3));
   return { ...m, candidates, upper: certified ?? tightest };
+}
+
+/** The probabilistic factor of the run behind a measured norm (its ritzFactor; KW's from its steps where it has none). */
+function runFactor(m: OperatorNorm, region: LinearRegion, settings: NormSettings): RitzFactor {
+  return m.factor ?? { factor: kwFactor(Math.min(sizeOf(region.inShape), sizeOf(region.outShape)), m.iterations, settings.delta), method: 'kw' };
 }
 
 /** Most expanded activations graphCpBound plans for: it forms up to (N + 1)² linearised maps, each O(graph) to build. */
@@ -514,9 +518,8 @@ export async function graphCpBound(ir: IrGraph, blocks: readonly Block[], norms:
     // the KW bound again with the graph's rounding margin instead of measureRegion's product of |·|-norms
     const kw: Bound[] = [];
     if (m.estimate !== null && m.candidates.some((x) => x.kind === 'probabilistic')) {
-      const n = Math.min(sizeOf(p.region!.inShape), sizeOf(p.region!.outShape));
-      const factor = kwFactor(n, m.iterations, settings.delta);
-      if (Number.isFinite(factor)) kw.push({ value: kwUpper(m.estimate * m.estimate, factor, graphMargin(p.s, p.t, p.up)), kind: 'probabilistic', method: 'lanczos-kw(graph margin)' });
+      const factor = runFactor(m, p.region!, settings);
+      if (Number.isFinite(factor.factor)) kw.push({ value: kwUpper(m.estimate * m.estimate, factor.factor, graphMargin(p.s, p.t, p.up)), kind: 'probabilistic', method: `lanczos-${factor.method === 'poly' ? 'poly' : 'kw'}(graph margin)` });
     }
     const allowed = [...m.candidates, ...kw].filter((x) => x.kind === 'certified' || (x.kind === 'probabilistic' && settings.certify !== 'strict'));
     const best = allowed.reduce<Bound | null>((a, x) => (a === null || x.value < a.value ? x : a), null);

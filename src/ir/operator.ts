@@ -53,6 +53,11 @@ export interface GramLanczosResult {
   readonly history: readonly number[];
   /** Full Gram–Schmidt passes over the basis beyond the first, per run (for benchmarks). */
   readonly extraPasses: number;
+  /**
+   * The float64 run's tridiagonal T_k: α_1..α_k and β_1..β_k, the last being the norm of the residual the run stopped
+   * with (the polynomial bound's Π β_j, linalg/probabilistic.ts); absent where the run's θ is not T_k's (float32 runs).
+   */
+  readonly tridiagonal?: { readonly alpha: readonly number[]; readonly beta: readonly number[] };
 }
 
 /**

@@ -185,6 +185,7 @@ export async function lanczosTop(op: SymmetricOperator, options: LanczosOptions)
   let theta = 0;
   let invariant = false;
   let extraPasses = 0;
+  let last = 0;
   try {
     for (let j = 0; j < maxSteps; j++) {
       const v = basis[j];
@@ -213,6 +214,7 @@ export async function lanczosTop(op: SymmetricOperator, options: LanczosOptions)
       theta = tridiagonalLargestEigenvalue(alpha, beta, alpha.length);
       history.push(theta);
       const b = norm(w);
+      last = b;
       const scale = Math.max(Math.abs(a), ...beta.map(Math.abs), 1e-300);
       if (b <= 1e-12 * scale) { invariant = true; break; }
       if (options.stop(theta, j + 1, previous)) break;
@@ -230,7 +232,7 @@ export async function lanczosTop(op: SymmetricOperator, options: LanczosOptions)
     if (r > 0) scaleBy(ritz, 1 / r);
     const ritzVector = Float64Array.from(ritz);
     giveBack([ritz]);
-    return { theta: Math.max(theta, 0), ritzVector, steps: alpha.length, invariant, history, extraPasses };
+    return { theta: Math.max(theta, 0), ritzVector, steps: alpha.length, invariant, history, extraPasses, tridiagonal: { alpha, beta: [...beta.slice(0, alpha.length - 1), last] } };
   } finally {
     giveBack([...chunks, h]);
   }

@@ -221,7 +221,7 @@ test('small CNN: CP stays above a witness and below AutoLip; long conv products 
   assert.ok(lower <= cp.upper.value, `witness ${lower} > CP ${cp.upper.value}`);
   assert.ok(cp.upper.value <= autolip.upper.value * (1 + 1e-9));
   assert.ok(cp.upper.value < 0.9 * autolip.upper.value, `CP ${cp.upper.value} vs AutoLip ${autolip.upper.value}`);
-  assert.ok(cp.products.some((p) => p.upper.method.startsWith('lanczos-kw-chain')), cp.products.map((p) => `${p.id}: ${p.upper.method}`).join(', '));
+  assert.ok(cp.products.some((p) => /^lanczos-(kw|poly)-chain/.test(p.upper.method)), cp.products.map((p) => `${p.id}: ${p.upper.method}`).join(', '));
   // ℓ∞: onnxruntime has no float64 Conv, so conv products keep the composed row sums; the conv-free op3 is exact
   const inf = { ...settings, norm: 'inf' as const };
   const cpInf = await cpSegmentBound(segments[0], inf);
@@ -353,7 +353,7 @@ test('conv products: one Gram run per Lanczos step, no apply/adjoint pairs, with
     // every norm is a KW bound ≤ (1 + tol)·σ (plus a rounding margin far below it), in terms of degree ≤ 3
     assert.ok(cp.upper.value >= exact, `${certify}: CP ${cp.upper.value} below the exact partition sum ${exact}`);
     assert.ok(cp.upper.value <= exact * (1 + s.tol) ** 3, `${certify}: CP ${cp.upper.value} vs exact ${exact}`);
-    assert.ok(cp.products.filter((p) => !p.reused).every((p) => p.upper.method.startsWith('lanczos-kw-chain')), cp.products.map((p) => `${p.id}: ${p.upper.method}`).join(', '));
+    assert.ok(cp.products.filter((p) => !p.reused).every((p) => /^lanczos-(kw|poly)-chain/.test(p.upper.method)), cp.products.map((p) => `${p.id}: ${p.upper.method}`).join(', '));
     // auto: each product's composition certificate is at least Π‖W_k‖ > its KW bound here, so none is computed
     assert.equal(cp.certificates, 0, `${certify}: ${cp.certificates} composition certificates`);
   }
@@ -488,7 +488,7 @@ test('CP on a bottleneck: every product is measured folded, and the bound stays 
     const s = { ...settings, certify };
     const cp = await cpSegmentBound(segments[0], s, { known });
     assert.equal(cp.norms, 3);
-    assert.ok(cp.products.filter((p) => !p.reused).every((p) => p.upper.method.startsWith('lanczos-kw-folded')), cp.products.map((p) => `${p.id}: ${p.upper.method}`).join(', '));
+    assert.ok(cp.products.filter((p) => !p.reused).every((p) => /^lanczos-(kw|poly)-folded/.test(p.upper.method)), cp.products.map((p) => `${p.id}: ${p.upper.method}`).join(', '));
     const exact = exactPartitionSum(mats, [0, 1]);
     assert.ok(cp.upper.value >= exact, `${certify}: CP ${cp.upper.value} below the exact partition sum ${exact}`);
     assert.ok(cp.upper.value <= exact * (1 + s.tol) ** 3, `${certify}: CP ${cp.upper.value} vs exact ${exact}`);
@@ -507,7 +507,7 @@ test('a 1-D bottleneck (Conv1d, 1×1 ends): its products are measured folded wit
   });
   const { segments, blocks } = await pipeline(bytes);
   const cp = await cpSegmentBound(segments[0], settings, { known: await measureAll(blocks) });
-  assert.ok(cp.products.filter((p) => !p.reused).every((p) => p.upper.method.startsWith('lanczos-kw-folded')), cp.products.map((p) => `${p.id}: ${p.upper.method}`).join(', '));
+  assert.ok(cp.products.filter((p) => !p.reused).every((p) => /^lanczos-(kw|poly)-folded/.test(p.upper.method)), cp.products.map((p) => `${p.id}: ${p.upper.method}`).join(', '));
   // a 1-D convolution of length len is the 2-D one on a 1 × len grid
   const mats = [convMatrix(k1, [b, c, 1, 1], 1, len, [0, 0, 0, 0], 1), convMatrix(k2, [b, b, 1, 3], 1, len, [0, 1, 0, 1], 1), convMatrix(k3, [c, b, 1, 1], 1, len, [0, 0, 0, 0], 1)];
   const exact = exactPartitionSum(mats, [0, 1]);

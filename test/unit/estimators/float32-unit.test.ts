@@ -37,10 +37,12 @@ test('measureRegion: a backend with unit 2⁻²³ bounds the same Ritz value wit
     assert.deepEqual([y.estimate, y.iterations], [x.estimate, x.iterations], `${id}: the same run`);
     const [g1, g2] = [regionBound(blk.region, '2', 0), regionBound(blk.region, '2', 0, 2 ** -23)];
     assert.ok(g2.gammaSum >= 2 * g1.gammaSum && g2.gammaSum <= 2.001 * g1.gammaSum && g2.absNorm === g1.absNorm);
-    // the same θ and KW factor, each bound with its own unit's product error gP (θ = estimate², up to its rounding)
+    // the same θ and probabilistic factor (ritzFactor: KW's or the Lanczos polynomial's, at most KW's at δ/2), each
+    // bound with its own unit's product error gP (θ = estimate², up to its rounding)
     const n = Math.min(sizeOf(blk.region.inShape), sizeOf(blk.region.outShape));
-    // an operator Lanczos exhausts (n steps, invariant) takes factor 1
-    const f = x.iterations >= n ? 1 : kwFactor(n, x.iterations, base.delta);
+    assert.deepEqual(y.factor, x.factor);
+    const f = x.factor!.factor;
+    assert.ok(x.iterations >= n || f <= kwFactor(n, x.iterations, base.delta / 2), `${id}: factor ${f}`);
     const theta = x.estimate! ** 2;
     for (const [got, g] of [[x, g1], [y, g2]] as const) {
       const want = kwUpper(theta, f, roundingError(g.gammaSum, g.absNorm));

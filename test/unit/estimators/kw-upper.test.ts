@@ -21,20 +21,25 @@ function topEigenvalue(g: Matrix): number {
   return Math.max(...new EigenvalueDecomposition(g, { assumeSymmetric: true }).realEigenvalues);
 }
 
+/** A Gaussian rows×cols A: its norm σ, the Gram matrix AᵀA and the top eigenvalue of AᵀA ± s·v₁v₁ᵀ (v₁ its top right singular vector). */
+function gramCase(rows: number, cols: number, rng: Random) {
+  const a = gaussian(rows, cols, rng);
+  const svd = new SingularValueDecomposition(a);
+  const v1 = svd.rightSingularVectors.getColumnVector(0);
+  const gram = a.transpose().mmul(a);
+  return { sigma: svd.diagonal[0], gram, shifted: (s: number) => topEigenvalue(Matrix.add(gram, v1.mmul(v1.transpose()).mul(s))) };
+}
+
 test('kwUpper is never below ‖A‖ when the Gram map is off by 2‖A‖·eps + eps², and meets it for the worst perturbation', () => {
   const rng = new Random(3);
   for (const [rows, cols] of [[30, 20], [12, 25]]) {
-    const a = gaussian(rows, cols, rng);
-    const svd = new SingularValueDecomposition(a);
-    const sigma = svd.diagonal[0];
-    const v1 = svd.rightSingularVectors.getColumnVector(0);
-    const gram = a.transpose().mmul(a);
+    const { sigma, gram, shifted } = gramCase(rows, cols, rng);
     for (const rel of [1e-6, 1e-3, 0.1, 1]) {
       const eps = rel * sigma;
       const size = 2 * sigma * eps + eps * eps;
       // the worst case: the top eigenvalue pushed down by the whole allowance (it stays on top for rel ≤ 1e-3; beyond
       // that the next eigenvalue may take over, and θ only grows)
-      const down = topEigenvalue(Matrix.sub(gram, v1.mmul(v1.transpose()).mul(size)));
+      const down = shifted(-size);
       const worst = kwUpper(down, 1, { eps, total: Infinity });
       assert.ok(worst >= sigma * (1 - 1e-12), `${rows}×${cols}, eps ${rel}σ: ${worst} < σ = ${sigma}`);
       if (rel <= 1e-3) assert.ok(worst <= sigma * (1 + 1e-9), `${rows}×${cols}, eps ${rel}σ: ${worst} is not tight at σ = ${sigma}`);
@@ -74,15 +79,11 @@ test('kwUpper never exceeds the a-priori √(θf² + 2·total·eps + eps²), and
 
 test('ritzFloor never exceeds ‖A‖ for Ritz values of a Gram map off by 2‖A‖·eps + eps², and meets it for the worst one', () => {
   const rng = new Random(4);
-  const a = gaussian(25, 18, rng);
-  const svd = new SingularValueDecomposition(a);
-  const sigma = svd.diagonal[0];
-  const v1 = svd.rightSingularVectors.getColumnVector(0);
-  const gram = a.transpose().mmul(a);
+  const { sigma, shifted } = gramCase(25, 18, rng);
   for (const rel of [1e-6, 1e-3, 0.1, 1]) {
     const eps = rel * sigma;
     const size = 2 * sigma * eps + eps * eps;
-    const up = topEigenvalue(Matrix.add(gram, v1.mmul(v1.transpose()).mul(size)));
+    const up = shifted(size);
     for (const total of [Infinity, sigma, 10 * sigma]) {
       const f = ritzFloor(up, { eps, total });
       assert.ok(f <= sigma, `eps ${rel}σ, total ${total}: floor ${f} > σ = ${sigma}`);

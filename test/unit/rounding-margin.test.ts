@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { readdirSync } from 'node:fs';
 import { test } from 'node:test';
-import { gramMargin, roundingError, roundingMargin } from '../../src/estimators/operator-norm.js';
+import { gramMargin, measureRegion, roundingError, roundingMargin } from '../../src/estimators/operator-norm.js';
+import { settings } from '../helpers/mlp.js';
 import { regionBound } from '../../src/estimators/region-bounds.js';
 import { buildIr } from '../../src/frontend/build.js';
 import { emitAdjoint, emitForward } from '../../src/backend/emit.js';
@@ -11,7 +12,7 @@ import { createOrtOperator } from '../../src/backend/operators.js';
 import { norm2, Random } from '../../src/linalg/random.js';
 import { readModel } from '../../src/onnx/read-model.js';
 import { encodeGraph } from '../../src/onnx/writer.js';
-import { convMatrix, FIXTURES, hasShared, SHARED } from '../helpers/dense.js';
+import { convMatrix, FIXTURES, hasShared, SHARED, sigmaMax } from '../helpers/dense.js';
 
 /** The region's matrix in float64 (rows = outputs) when it is one Gemm/MatMul or one 2-D conv between isometries. */
 function denseOf(r: LinearRegion): { m: Float64Array; rows: number; cols: number } | null {
@@ -94,4 +95,30 @@ test('the float32 rounding margin covers |fl32(AᵀA v) − AᵀA v| (float64) o
   }
   assert.ok(checked >= 8, `only ${checked} operators checked`);
   t.diagnostic(`${checked} operators; the observed error used at most ${(100 * worstUse).toFixed(2)}% of the margin 2gP² + (gP)², at most ${(100 * worstTight).toFixed(2)}% of 2‖A‖gP + (gP)², which is down to ${(100 * shrink).toFixed(2)}% of the former`);
+});
+
+test('every probabilistic bound measureRegion reports (KW or Lanczos-polynomial factor, with the margin) is at least the exact σ_max', async (t) => {
+  if (!hasShared) t.diagnostic('../shared/models absent: fixtures only');
+  let checked = 0, poly = 0, closest = Infinity;
+  for (const path of models) {
+    let built;
+    try { built = await buildIr(readModel(path), { seed: 1, runtime: { device: 'cpu' } }); } catch { continue; }
+    let index = 0;
+    for (const b of mergeLinear(built.ir)) {
+      if (b.kind !== 'operator') continue;
+      index++;
+      const dense = denseOf(b.region);
+      if (!dense || Math.min(dense.rows, dense.cols) > 600 || dense.rows * dense.cols > 1.5e6) continue;
+      const sigma = sigmaMax(dense.m, dense.rows, dense.cols);
+      const m = await measureRegion(b.region, { ...settings, certify: 'off' }, index);
+      for (const c of m.candidates.filter((x) => x.kind === 'probabilistic')) {
+        assert.ok(c.value >= sigma, `${path} ${b.region.id}: ${c.method} ${c.value} < σ_max ${sigma}`);
+        closest = Math.min(closest, c.value / sigma - 1);
+        if (c.method.startsWith('lanczos-poly')) poly++;
+      }
+      checked++;
+    }
+  }
+  assert.ok(checked >= 8, `only ${checked} operators checked`);
+  t.diagnostic(`${checked} operators (${poly} bounds from the polynomial factor); the closest bound was ${closest.toExponential(2)} above σ_max`);
 });

@@ -203,7 +203,7 @@ export function productFloor(segment: Segment, first: number, last: number, esti
   for (let k = first; k <= last; k++) {
     const est = estimate(k);
     const parts = cheapBound(segment.regions[k], unit);
-    floor *= ritzFloor(est * est, roundingError(parts.gammaSum, parts.absNorm));
+    floor *= ritzFloor(est * est, roundingError(parts));
   }
   return floor;
 }
@@ -248,7 +248,7 @@ export async function productLanczos(region: LinearRegion, settings: NormSetting
       },
     );
     const factor = ritzFactor(res, n, settings.delta);
-    const bound: Bound | null = kw && Number.isFinite(factor.factor) && margins.length > 0 ? { value: Math.min(...margins.map((e) => kwUpper(res.theta, factor.factor, e))), kind: 'probabilistic', method: ritzMethod(factor, res.steps, '-chain') } : null;
+    const bound: Bound | null = kw && Number.isFinite(factor.factor) && margins.length > 0 ? { value: Math.min(...margins.map((e) => kwUpper(res.theta, factor.factor, e))), kind: 'probabilistic', method: ritzMethod(factor, `k=${res.steps}`, '-chain') } : null;
     return { bound, estimate: Math.sqrt(res.theta), iterations: res.steps, work: 2 * res.steps * regionFlop(region), gramVector: res.ritzVector, factor };
   } catch (e) {
     if (!(e instanceof NonFiniteError)) throw e;
@@ -328,7 +328,7 @@ async function measureProduct(segment: Segment, first: number, last: number, set
     const subA = (a: number, b: number) => (a === 0 && b === parts.length - 1 ? split : sub(first + a, first + b));
     const n = folded.pieces.length;
     const run = await productLanczos(folded.region, settings, index, [chainMargin(folded.pieces.map((r) => cheapBound(r, u)), (a, b) => folded.norm(a, b, subA), folded.norm(0, n - 1, subA))]);
-    const bound: Bound | null = run.bound && { value: folded.lift(run.bound.value, subA), kind: run.bound.kind, method: ritzMethod(run.factor!, run.iterations, '-folded') };
+    const bound: Bound | null = run.bound && { value: folded.lift(run.bound.value, subA), kind: run.bound.kind, method: ritzMethod(run.factor!, `k=${run.iterations}`, '-folded') };
     l = { ...run, bound };
     cheap = settings.certify === 'none' ? cheapBound(region, u) : null;
   } else {
@@ -340,7 +340,7 @@ async function measureProduct(segment: Segment, first: number, last: number, set
     const composedMargin = cheap ? roundingMargin(cheap.gammaSum, cheap.absNorm) : Infinity;
     // the start the second run had before this was one run (same seed where that run was due); both errors bound the
     // products', so the run's bound takes the smaller of their bounds
-    l = await productLanczos(region, settings, gramMargin(chain) < 0.5 * composedMargin ? index + 500_000 : index, cheap ? [chain, roundingError(cheap.gammaSum, cheap.absNorm)] : [chain]);
+    l = await productLanczos(region, settings, gramMargin(chain) < 0.5 * composedMargin ? index + 500_000 : index, cheap ? [chain, roundingError(cheap)] : [chain]);
   }
   const candidates: Bound[] = l.bound ? [l.bound] : [];
   const norm: OperatorNorm = { estimate: l.estimate, upper: l.bound!, candidates, iterations: l.iterations, ms: performance.now() - t0, work: l.work, direction: null, ...(l.factor && !folded ? { factor: l.factor } : {}) };
@@ -564,7 +564,7 @@ export async function wholeProductFloor(segment: Segment, settings: NormSettings
   // the composition's margin only where it could be the smaller (productMarginFloor: without folding the weights again)
   // the composition's error too only where its Gram margin could be the smaller (productMarginFloor: without folding the
   // weights again); each bounds the products' error, so the larger of their floors holds
-  const errors = gramMargin(chain) <= productMarginFloor(segment, 0, m - 1, u) ? [chain] : [chain, roundingError(cheapBound(region, u).gammaSum, cheapBound(region, u).absNorm)];
+  const errors = gramMargin(chain) <= productMarginFloor(segment, 0, m - 1, u) ? [chain] : [chain, roundingError(cheapBound(region, u))];
   const floorOf = (theta: number) => Math.max(...errors.map((e) => (Number.isFinite(e.eps) ? ritzFloor(theta, e) : 0)));
   const op = await settings.backend.gram(region);
   try {

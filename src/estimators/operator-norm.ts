@@ -103,9 +103,12 @@ export interface OperatorNorm {
 /** A Lanczos run's probabilistic factor and which bound gave it (linalg/probabilistic.ts ritzFactor). */
 export type RitzFactor = ReturnType<typeof ritzFactor>;
 
-/** The method label of a KW-type bound from a run of k steps: `lanczos-kw(k=…)`, or `lanczos-poly(k=…)` where the Lanczos polynomial gave the factor. */
-export function ritzMethod(f: RitzFactor, steps: number, suffix = ''): string {
-  return `lanczos-${f.method === 'poly' ? 'poly' : 'kw'}${suffix}(k=${steps})`;
+/**
+ * The method label of a bound from a run's factor: `lanczos-kw…(detail)`, or `lanczos-poly…(detail)` where the Lanczos
+ * polynomial gave it; detail is usually `k=<steps>`.
+ */
+export function ritzMethod(f: RitzFactor, detail: string, suffix = ''): string {
+  return `lanczos-${f.method === 'poly' ? 'poly' : 'kw'}${suffix}(${detail})`;
 }
 
 /** The work and steps a measured operator counts for the budgets of later phases (CP, residual blocks, graph CP). */
@@ -204,8 +207,8 @@ export interface ProductError {
  * ‖A‖ ≤ P. It assumes IEEE float32 products on the CPU and CUDA (TF32 is switched off before the provider starts:
  * backend/runtime.ts pinCudaNumerics); on WebGPU the γ-sum is taken with WGSL's unit 2⁻²³ (float32Unit).
  */
-export function roundingError(gammaSum: number, absNorm: number): ProductError {
-  return { eps: roundUp(gammaSum * absNorm, 1), total: absNorm };
+export function roundingError(parts: { readonly gammaSum: number; readonly absNorm: number }): ProductError {
+  return { eps: roundUp(parts.gammaSum * parts.absNorm, 1), total: parts.absNorm };
 }
 
 /** The bound on one Gram application's error per unit vector that ProductError implies, with ‖A‖ ≤ total: 2·total·eps + eps². */
@@ -215,7 +218,7 @@ export function gramMargin(e: ProductError): number {
 
 /** The a-priori Gram margin of a region's products (roundingMargin = gramMargin(roundingError)): 2gP² + (gP)². */
 export function roundingMargin(gammaSum: number, absNorm: number): number {
-  return gramMargin(roundingError(gammaSum, absNorm));
+  return gramMargin(roundingError({ gammaSum, absNorm }));
 }
 
 /**
@@ -345,7 +348,7 @@ export async function measureRegion(region: LinearRegion, settings: NormSettings
       direction = wide ? await op.half(res.ritzVector) : res.ritzVector;
       factor = ritzFactor(res, n, settings.delta);
       if (Number.isFinite(factor.factor) && settings.certify !== 'none') {
-        candidates.push({ value: kwUpper(res.theta, factor.factor, roundingError(cheap.gammaSum, cheap.absNorm)), kind: 'probabilistic', method: ritzMethod(factor, res.steps) });
+        candidates.push({ value: kwUpper(res.theta, factor.factor, roundingError(cheap)), kind: 'probabilistic', method: ritzMethod(factor, `k=${res.steps}`) });
       }
     } catch (e) {
       if (!(e instanceof NonFiniteError)) throw e;

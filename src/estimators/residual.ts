@@ -7,10 +7,9 @@ import { regionFlop } from '../linalg/work.js';
 import { cheapBound, composeRegions, productFloor, productLanczos, type Segment } from './cp.js';
 import { weakestKind, type Bound, type BoundKind } from './kinds.js';
 import { mapInLanes } from './lanes.js';
-import { budgetBasis, certificateBudget, float32Unit, laneWidth, measureRegion, kwUpper, ritzMethod, roundingError, type NormSettings, type ProductError, type RitzFactor, type OperatorNorm } from './operator-norm.js';
+import { budgetBasis, certificateBudget, float32Unit, laneWidth, measureRegion, kwUpper, ritzMethod, roundingError, type NormSettings, type ProductError, type OperatorNorm } from './operator-norm.js';
 import { gammaOf, regionBound } from './region-bounds.js';
 import { denseObstacle } from '../ir/operator.js';
-import { kwFactor } from '../linalg/probabilistic.js';
 
 /**
  * A residual block y = a·S(u) + b·g(u) (docs/algorithms-residual.md): a two-input 'sum' node (Add, Sub) whose branch
@@ -178,7 +177,7 @@ export async function residualBlockBound(block: ResidualBlock, settings: NormSet
         // a product's KW bound with the margin carried through the chain (chainMargin, cp.ts), as for the linear part
         const singles = seg.regions.slice(i, j + 1).map((_, l) => up[i + l][i + l]);
         const pieces = seg.regions.slice(i, j + 1).map((r, l) => ({ ...cheapBound(r, unit), into: singles.slice(0, l).reduce((a, x) => a * x, 1), out: singles.slice(l + 1).reduce((a, x) => a * x, 1) }));
-        n = withMargin(n, region, settings, chainedMargin(pieces, Math.min(up[i][j], singles.reduce((a, x) => a * x, 1))));
+        n = withMargin(n, settings, chainedMargin(pieces, Math.min(up[i][j], singles.reduce((a, x) => a * x, 1))));
       }
       // one Lanczos run, one KW event, whichever of its KW bounds is used
       if (!opts.known?.has(region.id) && n.upper.kind === 'probabilistic') probabilistic++;
@@ -253,13 +252,13 @@ export async function residualBlockBound(block: ResidualBlock, settings: NormSet
  */
 async function measureLinear(region: LinearRegion, settings: NormSettings, index: number, margin: ProductError, floor: number): Promise<OperatorNorm & { gramVector: Float64Array | null }> {
   const cheap = cheapBound(region, float32Unit(settings));
-  if (denseObstacle(region) === null || settings.certify === 'strict' || settings.certify === 'none' || cheap.method === 'exact') return { ...withMargin(await measureRegion(region, settings, index), region, settings, margin), gramVector: null };
+  if (denseObstacle(region) === null || settings.certify === 'strict' || settings.certify === 'none' || cheap.method === 'exact') return { ...withMargin(await measureRegion(region, settings, index), settings, margin), gramVector: null };
   const t0 = performance.now();
   // measureRegion's start (its seed + 7919·index), stop rule and KW bound with its composition margin
-  const l = await productLanczos(region, settings, index, [roundingError(cheap.gammaSum, cheap.absNorm)]);
-  const candidates: Bound[] = l.bound ? [{ ...l.bound, method: ritzMethod(l.factor!, l.iterations) }] : [];
+  const l = await productLanczos(region, settings, index, [roundingError(cheap)]);
+  const candidates: Bound[] = l.bound ? [{ ...l.bound, method: ritzMethod(l.factor!, `k=${l.iterations}`) }] : [];
   let m: OperatorNorm = { estimate: l.estimate, upper: candidates[0], candidates, iterations: l.iterations, ms: 0, work: l.work, direction: null, ...(l.factor ? { factor: l.factor } : {}) };
-  if (l.bound) m = withMargin(m, region, settings, margin);
+  if (l.bound) m = withMargin(m, settings, margin);
   const tightest = m.candidates.length ? m.candidates.reduce((a, x) => (x.value < a.value ? x : a)).value : Infinity;
   // under off, measureRegion computes certificates only where Lanczos gave no probabilistic bound
   if ((settings.certify === 'auto' && !(floor > tightest * (1 + 1e-3))) || m.candidates.length === 0) {
@@ -281,24 +280,19 @@ function chainedMargin(pieces: readonly { gammaSum: number; absNorm: number; int
 }
 
 /**
- * measureRegion's result with one more candidate: its KW bound recomputed with `margin` instead of its own
- * (θ = estimate², the same steps and δ), the smallest allowed candidate chosen as measureRegion chooses.
+ * measureRegion's result with one more candidate: its probabilistic bound recomputed with `margin` instead of its own
+ * (θ = estimate², the run's own factor), the smallest allowed candidate chosen as measureRegion chooses.
  */
-function withMargin(m: OperatorNorm, region: LinearRegion, settings: NormSettings, margin: ProductError): OperatorNorm {
-  if (m.estimate === null || !m.candidates.some((x) => x.kind === 'probabilistic')) return m;
-  const factor = runFactor(m, region, settings);
-  if (!Number.isFinite(factor.factor)) return m;
-  const kw: Bound = { value: kwUpper(m.estimate * m.estimate, factor.factor, margin), kind: 'probabilistic', method: `${ritzMethod(factor, m.iterations).slice(0, -1)}, chain margin)` };
+function withMargin(m: OperatorNorm, settings: NormSettings, margin: ProductError): OperatorNorm {
+  // every probabilistic candidate of measureRegion and productLanczos comes with its run's factor
+  const factor = m.factor;
+  if (m.estimate === null || !factor || !Number.isFinite(factor.factor) || !m.candidates.some((x) => x.kind === 'probabilistic')) return m;
+  const kw: Bound = { value: kwUpper(m.estimate * m.estimate, factor.factor, margin), kind: 'probabilistic', method: ritzMethod(factor, `k=${m.iterations}, chain margin`) };
   const candidates = [...m.candidates, kw];
   const allowed = candidates.filter((x) => settings.certify !== 'strict' || x.kind === 'certified');
   const tightest = allowed.reduce((a, x) => (x.value < a.value ? x : a));
   const certified = allowed.find((x) => x.kind === 'certified' && x.value <= tightest.value * (1 + 1e-3));
   return { ...m, candidates, upper: certified ?? tightest };
-}
-
-/** The probabilistic factor of the run behind a measured norm (its ritzFactor; KW's from its steps where it has none). */
-function runFactor(m: OperatorNorm, region: LinearRegion, settings: NormSettings): RitzFactor {
-  return m.factor ?? { factor: kwFactor(Math.min(sizeOf(region.inShape), sizeOf(region.outShape)), m.iterations, settings.delta), method: 'kw' };
 }
 
 /** Most expanded activations graphCpBound plans for: it forms up to (N + 1)² linearised maps, each O(graph) to build. */
@@ -517,9 +511,9 @@ export async function graphCpBound(ir: IrGraph, blocks: readonly Block[], norms:
     work += m.work;
     // the KW bound again with the graph's rounding margin instead of measureRegion's product of |·|-norms
     const kw: Bound[] = [];
-    if (m.estimate !== null && m.candidates.some((x) => x.kind === 'probabilistic')) {
-      const factor = runFactor(m, p.region!, settings);
-      if (Number.isFinite(factor.factor)) kw.push({ value: kwUpper(m.estimate * m.estimate, factor.factor, graphMargin(p.s, p.t, p.up)), kind: 'probabilistic', method: `lanczos-${factor.method === 'poly' ? 'poly' : 'kw'}(graph margin)` });
+    const factor = m.factor;
+    if (m.estimate !== null && factor && m.candidates.some((x) => x.kind === 'probabilistic')) {
+      if (Number.isFinite(factor.factor)) kw.push({ value: kwUpper(m.estimate * m.estimate, factor.factor, graphMargin(p.s, p.t, p.up)), kind: 'probabilistic', method: ritzMethod(factor, 'graph margin') });
     }
     const allowed = [...m.candidates, ...kw].filter((x) => x.kind === 'certified' || (x.kind === 'probabilistic' && settings.certify !== 'strict'));
     const best = allowed.reduce<Bound | null>((a, x) => (a === null || x.value < a.value ? x : a), null);

@@ -45,7 +45,7 @@ test('measureRegion: a backend with unit 2⁻²³ bounds the same Ritz value wit
     assert.ok(x.iterations >= n || f <= kwFactor(n, x.iterations, base.delta / 2), `${id}: factor ${f}`);
     const theta = x.estimate! ** 2;
     for (const [got, g] of [[x, g1], [y, g2]] as const) {
-      const want = kwUpper(theta, f, roundingError(g.gammaSum, g.absNorm));
+      const want = kwUpper(theta, f, roundingError(g));
       assert.ok(Math.abs(got.upper.value - want) <= 1e-12 * want, `${id}: ${got.upper.value} vs kwUpper ${want}`);
     }
     assert.ok(y.upper.value > x.upper.value);

@@ -10,6 +10,7 @@ import { Matrix, QrDecomposition } from 'ml-matrix';
 import { lanczosTop } from '../../../src/linalg/lanczos.js';
 import { kwFactor, lanczosPolynomialBound, ritzFactor, startComponentFloor } from '../../../src/linalg/probabilistic.js';
 import { Random } from '../../../src/linalg/random.js';
+import { denseMul } from '../../helpers/dense.js';
 
 /** A symmetric n×n matrix with eigenvalues `lambda` (descending) and its top eigenvector, row-major float64. */
 function withSpectrum(lambda: readonly number[], rng: Random): { g: Float64Array; top: Float64Array } {
@@ -25,11 +26,7 @@ function withSpectrum(lambda: readonly number[], rng: Random): { g: Float64Array
 function operator(g: Float64Array, n: number) {
   return {
     n,
-    apply: async (v: Float64Array) => {
-      const out = new Float64Array(n);
-      for (let i = 0; i < n; i++) { let s = 0; for (let j = 0; j < n; j++) s += g[i * n + j] * v[j]; out[i] = s; }
-      return out;
-    },
+    apply: async (v: Float64Array) => denseMul(g, n, n, v, false),
   };
 }
 

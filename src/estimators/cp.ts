@@ -5,7 +5,7 @@ import { sizeOf } from '../ir/tensor.js';
 import type { ActivationNode, IrGraph, IrNode, LinearNode, Shape } from '../ir/types.js';
 import { denseInfNorm, roundUp } from '../linalg/dense.js';
 import { lanczosTop, NonFiniteError } from '../linalg/lanczos.js';
-import { kwFactor, kwStepsFor, ritzFactor } from '../linalg/probabilistic.js';
+import { kwStopSteps, ritzFactor } from '../linalg/probabilistic.js';
 import { Random } from '../linalg/random.js';
 import { regionFlop } from '../linalg/work.js';
 import { weakestKind, type Bound, type BoundKind } from './kinds.js';
@@ -235,19 +235,21 @@ export async function productLanczos(region: LinearRegion, settings: NormSetting
   const op = await settings.backend.gram(region);
   const n = op.n;
   const kw = settings.certify !== 'none' && settings.certify !== 'strict';
+  // the fixed step from which the rule may stop (KW's factor is taken there for a later, converged stop)
+  const k0 = kwStopSteps(n, settings.delta, settings.tol);
   try {
     const res = await lanczosTop(
       { n, apply: (v) => op.apply(v), applyInto: (v, out) => op.applyInto(v, out), lanczos: op.lanczos && ((o) => op.lanczos!(o)) },
       {
         start: new Random(settings.seed + 7919 * index).unitVector(n),
         maxSteps: settings.maxIterations,
-        stop: (theta, k, prev) => k >= 3 && Math.abs(theta - prev) <= 0.1 * settings.tol * theta && (!kw || kwFactor(n, k, settings.delta) <= 1 + settings.tol),
+        stop: (theta, k, prev) => k >= 3 && Math.abs(theta - prev) <= 0.1 * settings.tol * theta && (!kw || k >= k0),
         parallel: settings.backend.parallel,
         // a backend that runs several steps at once (GramOperator.lanczos) sizes its run by the KW count
-        expectedSteps: kw ? Math.max(3, kwStepsFor(n, settings.delta, 1 + settings.tol)) : undefined,
+        expectedSteps: kw ? k0 : undefined,
       },
     );
-    const factor = ritzFactor(res, n, settings.delta);
+    const factor = ritzFactor(res, n, settings.delta, k0);
     const bound: Bound | null = kw && Number.isFinite(factor.factor) && margins.length > 0 ? { value: Math.min(...margins.map((e) => kwUpper(res.theta, factor.factor, e))), kind: 'probabilistic', method: ritzMethod(factor, `k=${res.steps}`, '-chain') } : null;
     return { bound, estimate: Math.sqrt(res.theta), iterations: res.steps, work: 2 * res.steps * regionFlop(region), gramVector: res.ritzVector, factor };
   } catch (e) {

@@ -4,7 +4,7 @@ import type { OperatorBackend } from '../ir/operator.js';
 import { lanczosTop, NonFiniteError } from '../linalg/lanczos.js';
 import { BudgetExceededError, denseCertificateFlop, roundUp, denseSpectralNormBound, denseSpectralNormBoundWith, type GramKernel } from '../linalg/dense.js';
 import { sizeOf, toFloat64 } from '../ir/tensor.js';
-import { kwFactor, kwStepsFor, ritzFactor } from '../linalg/probabilistic.js';
+import { kwStopSteps, ritzFactor } from '../linalg/probabilistic.js';
 import { Random } from '../linalg/random.js';
 import { regionFlop } from '../linalg/work.js';
 import type { Bound, NormKind } from './kinds.js';
@@ -296,7 +296,7 @@ export async function measureRegion(region: LinearRegion, settings: NormSettings
   const pointwise = settings.norm === 'inf' || settings.certify === 'none' ? null : await pointwiseConvBound(region, settings.certifyBudget, undefined, settings.backend.denseGram);
   if (pointwise) {
     const n = Math.min(sizeOf(region.inShape), sizeOf(region.outShape));
-    const steps = Math.min(settings.maxIterations, Math.max(3, kwStepsFor(n, settings.delta, 1 + settings.tol)));
+    const steps = Math.min(settings.maxIterations, kwStopSteps(n, settings.delta, settings.tol));
     return {
       estimate: pointwise.estimate,
       upper: pointwise.bound,
@@ -329,24 +329,26 @@ export async function measureRegion(region: LinearRegion, settings: NormSettings
     try {
       const n = op.n;
       const rng = new Random(settings.seed + 7919 * index);
+      // the fixed step from which the rule may stop (KW's factor is taken there for a later, converged stop)
+      const k0 = kwStopSteps(n, settings.delta, settings.tol);
       const res = await lanczosTop(
         { n, apply: (v) => op.apply(v), applyInto: (v, out) => op.applyInto(v, out), lanczos: op.lanczos && ((o) => op.lanczos!(o)) },
         {
           start: rng.unitVector(n),
           maxSteps: settings.maxIterations,
           // 'none' wants the estimate only: converged Ritz values, without the steps the KW bound needs
-          stop: (theta, k, prev) => k >= 3 && Math.abs(theta - prev) <= 0.1 * settings.tol * theta && (settings.certify === 'none' || kwFactor(n, k, settings.delta) <= 1 + settings.tol),
+          stop: (theta, k, prev) => k >= 3 && Math.abs(theta - prev) <= 0.1 * settings.tol * theta && (settings.certify === 'none' || k >= k0),
           // --threads 1 (and a batch worker's share of one core) keeps the reorthogonalisation on this thread too
           parallel: settings.backend.parallel,
           // the KW count: a backend that runs several steps at once (GramOperator.lanczos) sizes its run by it
-          expectedSteps: settings.certify === 'none' ? undefined : Math.max(3, kwStepsFor(n, settings.delta, 1 + settings.tol)),
+          expectedSteps: settings.certify === 'none' ? undefined : k0,
         },
       );
       iterations = res.steps;
       work = 2 * res.steps * regionFlop(region);
       estimate = Math.sqrt(res.theta);
       direction = wide ? await op.half(res.ritzVector) : res.ritzVector;
-      factor = ritzFactor(res, n, settings.delta);
+      factor = ritzFactor(res, n, settings.delta, k0);
       if (Number.isFinite(factor.factor) && settings.certify !== 'none') {
         candidates.push({ value: kwUpper(res.theta, factor.factor, roundingError(cheap)), kind: 'probabilistic', method: ritzMethod(factor, `k=${res.steps}`) });
       }

@@ -25,6 +25,18 @@ export function kwStepsFor(n: number, delta: number, factor: number): number {
 }
 
 /**
+ * k₀: the first step k ≥ 3 at which KW's factor at δ is at most 1 + tol, found with kwFactor itself (kwStepsFor's
+ * closed form may round one step apart from it). The stop rules of measureRegion and productLanczos stop at the first
+ * k ≥ k₀ where θ has also converged, a step that depends on the run; KW's theorem holds at a fixed k, so ritzFactor
+ * takes KW's factor at k₀ for any later stop (`kwSteps`).
+ */
+export function kwStopSteps(n: number, delta: number, tol: number): number {
+  let k = Math.max(1, kwStepsFor(n, delta, 1 + tol) - 2);
+  while (kwFactor(n, k, delta) > 1 + tol) k++;
+  return Math.max(3, k);
+}
+
+/**
  * A floor t on |⟨v, x⟩| for v uniform on the unit sphere of ℝⁿ (n ≥ 3) and any fixed unit vector x, failing with
  * probability at most δ: ⟨v, x⟩² ~ Beta(1/2, (n−1)/2), whose density is at most s^{−1/2}/B(1/2, (n−1)/2) for n ≥ 3, so
  * P(⟨v, x⟩² ≤ t²) ≤ 2t/B; and 1/B = Γ(n/2)/(√π·Γ((n−1)/2)) ≤ √((n−1)/(2π)) (Wendel's inequality Γ(y + ½) ≤ √y·Γ(y)).
@@ -95,12 +107,20 @@ export interface RitzRun {
  * uniform on the sphere: 1 where the run exhausted the space (invariant after n steps); where the run's T_k is known
  * (n ≥ 3, θ > 0), the smaller of Kuczyński–Woźniakowski's factor and the Lanczos polynomial's (lanczosPolynomialBound),
  * each at δ/2, so that both hold except with probability δ; else KW's at δ. `method` names the one used.
+ *
+ * KW's theorem is for a fixed step count, and a stop rule that waits for convergence stops at a step K that depends on
+ * the run. `kwSteps` is the fixed k₀ from which the caller's rule may stop (kwStopSteps): KW's factor is taken at
+ * min(K, k₀). For K ≥ k₀ that is valid because Ritz values only grow (T_{k₀} is a leading block of T_K, so by Cauchy
+ * interlacing θ_K ≥ θ_{k₀}) and KW's event at k₀ then bounds λ_max by θ_K·f(k₀)². A run stops before k₀ only at
+ * maxSteps (a fixed count) or where its Krylov space became invariant (θ_K is then what every later step would give).
+ * The polynomial bound's event (the start's top component below t) does not depend on the step, so it holds at K.
  */
-export function ritzFactor(run: RitzRun, n: number, delta: number): { readonly factor: number; readonly method: 'kw' | 'poly' | 'exact' } {
+export function ritzFactor(run: RitzRun, n: number, delta: number, kwSteps: number = run.steps): { readonly factor: number; readonly method: 'kw' | 'poly' | 'exact' } {
   if (run.invariant && run.steps >= n) return { factor: 1, method: 'exact' };
   const t = run.tridiagonal;
-  if (!t || n < 3 || !(run.theta > 0) || t.alpha.length !== run.steps) return { factor: kwFactor(n, run.steps, delta), method: 'kw' };
-  const kw = kwFactor(n, run.steps, delta / 2);
+  const k = Math.min(run.steps, kwSteps);
+  if (!t || n < 3 || !(run.theta > 0) || t.alpha.length !== run.steps) return { factor: kwFactor(n, k, delta), method: 'kw' };
+  const kw = kwFactor(n, k, delta / 2);
   const poly = Math.sqrt(lanczosPolynomialBound(t.alpha, t.beta, run.theta, n, delta / 2) / run.theta);
   // √ and / above each round once: 4 units more than the root's own allowance
   const polyUp = poly * (1 + 2 ** -50);

@@ -6,12 +6,14 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { resetRuntimeStats, runtimeStats } from '../../../src/backend/runtime.js';
-import { cpSegmentBound } from '../../../src/estimators/cp.js';
+import { cpSegmentBound, productLanczos } from '../../../src/estimators/cp.js';
 import { measureRegion, type NormSettings, type OperatorNorm } from '../../../src/estimators/operator-norm.js';
 import { seqlipSegmentBound } from '../../../src/estimators/seqlip.js';
 import type { LinearRegion } from '../../../src/ir/merge.js';
 import type { GramOperator, LinearOperator, OperatorBackend } from '../../../src/ir/operator.js';
 import { sizeOf } from '../../../src/ir/tensor.js';
+import { lanczosTop } from '../../../src/linalg/lanczos.js';
+import { kwFactor, kwStopSteps } from '../../../src/linalg/probabilistic.js';
 import { Random } from '../../../src/linalg/random.js';
 import { denseMul, sigmaMax } from '../../helpers/dense.js';
 import { ACTS, matmul, mlpModel, pipeline, randomDense, settings as base, witness, type Dense } from '../../helpers/mlp.js';
@@ -166,4 +168,59 @@ test('seqlipSegmentBound on a fake dense backend: certified, at least the true c
   assert.ok(sq.greedy.value <= sq.certified!.value * (1 + 1e-9));
   assert.ok(fake.calls.denseMatrix >= 2, 'SeqLip formed its matrices through the backend');
   assert.equal(runtimeStats().sessions, 0, 'SeqLip opened an onnxruntime session');
+});
+
+/**
+ * A Gram map on which Lanczos from `start` stops late: G = H·T·H, H the reflection swapping e₁ and the start, T
+ * tridiagonal (α = 1, β = 0.3) up to step k₀ − 1 and a larger Toeplitz block (α = 1.4, β = 0.3) after it. Lanczos from
+ * the start reproduces T, so θ jumps at step k₀ and has not converged there (it moves by more than 0.1·tol·θ).
+ */
+function lateGram(start: Float64Array, k0: number): (x: Float64Array) => Float64Array {
+  const n = start.length;
+  const u = Float64Array.from(start);
+  u[0] -= 1;
+  const uu = u.reduce((a, x) => a + x * x, 0);
+  const reflect = (x: Float64Array) => {
+    const d = (2 * x.reduce((a, xi, i) => a + xi * u[i], 0)) / uu;
+    return x.map((xi, i) => xi - d * u[i]);
+  };
+  const alpha = (i: number) => (i < k0 - 1 ? 1 : 1.4);
+  const t = (x: Float64Array) => x.map((xi, i) => alpha(i) * xi + 0.3 * ((i > 0 ? x[i - 1] : 0) + (i < n - 1 ? x[i + 1] : 0)));
+  return (x) => reflect(t(reflect(x)));
+}
+
+test('a run that stops after k0 (not converged there) takes KW\'s factor at k0, in measureRegion and productLanczos', async () => {
+  const n = 300;
+  const { regions } = await setup([n, n], 4);
+  const k0 = kwStopSteps(n, base.delta, base.tol);
+  let runs = 0;
+  // fused runs that return no T_k (as float32 runs): the factor is KW's, so the step it is taken at shows
+  const backend: OperatorBackend = {
+    parallel: false,
+    operator: async () => assert.fail('no operator pair needed'),
+    denseMatrix: async () => assert.fail('no dense matrix under --certify off'),
+    model: async () => assert.fail('no model'),
+    async gram(): Promise<GramOperator & { wide: boolean }> {
+      let g: ((x: Float64Array) => Float64Array) | null = null;
+      const apply = async (v: Float64Array) => g!(v);
+      return {
+        n, wide: false, apply, applyInto: async (v, out) => out.set(await apply(v)), half: apply, dispose: async () => {},
+        async lanczos(o) {
+          runs++;
+          g = lateGram(o.start, k0);
+          const res = await lanczosTop({ n, apply }, { start: o.start, maxSteps: o.maxSteps, stop: o.stop });
+          return { ...res, tridiagonal: undefined };
+        },
+      };
+    },
+  };
+  const s: NormSettings = { ...base, certify: 'off', backend };
+  const m = await measureRegion(regions[0], s, 0);
+  assert.ok(m.iterations > k0, `the construction should stop after k0 = ${k0}, not at ${m.iterations}`);
+  assert.deepEqual(m.factor, { factor: kwFactor(n, k0, base.delta), method: 'kw' });
+  assert.ok(m.upper.kind === 'probabilistic' && m.upper.method === `lanczos-kw(k=${m.iterations})`, m.upper.method);
+  const p = await productLanczos(regions[0], s, 0, [{ eps: 0, total: 1 }]);
+  assert.equal(p.iterations, m.iterations);
+  assert.deepEqual(p.factor, { factor: kwFactor(n, k0, base.delta), method: 'kw' });
+  assert.equal(runs, 2);
 });

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { Matrix, QrDecomposition } from 'ml-matrix';
 import { lanczosTop } from '../../../src/linalg/lanczos.js';
-import { kwFactor, lanczosPolynomialBound, ritzFactor, startComponentFloor } from '../../../src/linalg/probabilistic.js';
+import { kwFactor, kwStepsFor, kwStopSteps, lanczosPolynomialBound, ritzFactor, startComponentFloor } from '../../../src/linalg/probabilistic.js';
 import { Random } from '../../../src/linalg/random.js';
 import { denseMul } from '../../helpers/dense.js';
 
@@ -105,6 +105,30 @@ test('ritzFactor: 1 for an exhausted space, KW where T_k is unknown or n < 3, th
   const f = ritzFactor({ theta: 2, steps: 2, invariant: false, tridiagonal: { alpha: [2, 0], beta: [1e-9, 1e-9] } }, 50, 1e-6);
   assert.equal(f.method, 'poly');
   assert.ok(f.factor > 1 && f.factor < 1 + 1e-6);
+});
+
+test('kwStopSteps is the first step whose KW factor at δ is at most 1 + tol (kwStepsFor rounded either way would miss it)', () => {
+  for (const n of [3, 50, 1000, 200_704, 5_000_000]) {
+    for (const [delta, tol] of [[1e-6, 0.05], [1e-3, 0.01], [0.1, 0.5]] as const) {
+      const k0 = kwStopSteps(n, delta, tol);
+      assert.ok(k0 >= 3 && kwFactor(n, k0, delta) <= 1 + tol, `n ${n}: KW at k0 = ${k0}`);
+      if (k0 > 3) assert.ok(kwFactor(n, k0 - 1, delta) > 1 + tol, `n ${n}: k0 = ${k0} is not the first`);
+      assert.ok(Math.abs(k0 - Math.max(3, kwStepsFor(n, delta, 1 + tol))) <= 1);
+    }
+  }
+});
+
+test('ritzFactor takes KW at k0 for a run that stopped later (KW holds at a fixed step), at the run\'s own steps before k0', () => {
+  const late = { theta: 2, steps: 40, invariant: false };
+  assert.deepEqual(ritzFactor(late, 1000, 1e-6, 30), { factor: kwFactor(1000, 30, 1e-6), method: 'kw' });
+  assert.ok(kwFactor(1000, 30, 1e-6) > kwFactor(1000, 40, 1e-6));
+  // before k0 (maxSteps, or an invariant space): the run's own count, the larger factor
+  assert.deepEqual(ritzFactor({ theta: 2, steps: 20, invariant: false }, 1000, 1e-6, 30), { factor: kwFactor(1000, 20, 1e-6), method: 'kw' });
+  // with T_k known: KW at δ/2 at k0 against the polynomial, whose event does not depend on the step
+  const t = { alpha: Array.from({ length: 40 }, (_, i) => (i === 0 ? 2 : 1)), beta: Array.from({ length: 40 }, () => 0.5) };
+  const f = ritzFactor({ ...late, theta: 2.3, tridiagonal: t }, 1000, 1e-6, 30);
+  const poly = Math.sqrt(lanczosPolynomialBound(t.alpha, t.beta, 2.3, 1000, 5e-7) / 2.3) * (1 + 2 ** -50);
+  assert.equal(f.factor, Math.min(kwFactor(1000, 30, 5e-7), poly));
 });
 
 test('at a large δ the bound fails on at most about a δ share of random starts (it would fail on most without the floor t)', async () => {

@@ -12,6 +12,7 @@ import type { Bound, NormKind } from './kinds.js';
 import { crossNormBound, l2NormsWork, type CrossNormBound } from './linf.js';
 import { ECLIPSE_DEFAULTS, eclipseSegmentBound } from './eclipse.js';
 import { LIPSDP_DEFAULTS, lipsdpObstacle, lipsdpSegmentBound } from './lipsdp.js';
+import { scaledCpBound } from './cp-scaling.js';
 import { jacobianLowerBound, type AnalysedModel } from './lower-bound.js';
 import { mapInLanes } from './lanes.js';
 import { budgetBasis, laneWidth, measureRegion, type NormSettings, type OperatorNorm, type RegionOffload } from './operator-norm.js';
@@ -107,6 +108,15 @@ const CROSS_NORM_FLOP = 5e10;
  * 20 s of onnxruntime products on the reference machine (tiny_yolo's 36 maps: 6.7e10; sri_resnet_b's 45: 8.4e9).
  */
 const GRAPH_CP_MIN_FLOP = 8e10;
+/**
+ * The rescaled CP (cp-scaling.ts): its descent may cost CP_SCALE_PER_CP × the segment's CP work (counted flop), at most
+ * CP_SCALE_ITERATIONS steps of CP_SCALE_STEPS warm-started power steps per partial product. Measured
+ * (bench/README.md, nineteenth session): collins_rul 1 139 → 718, cifar10_medium 1 775 → 1 415, oval21 8.90 → 7.79,
+ * each about 2 s slower on this VM.
+ */
+const CP_SCALE_PER_CP = 12;
+const CP_SCALE_STEPS = 4;
+const CP_SCALE_ITERATIONS = 40;
 const GRAPH_CP_PER_NORMS = 15;
 /** Network evaluations of the pattern search at the default lower-bound budget (scaled with --lower-work). */
 const PATTERN_EVALUATIONS = 2000;
@@ -248,6 +258,8 @@ export async function estimateUpper(m: MethodModel, backend: OperatorBackend, o:
       : null;
     for (const [k, segment] of segments.entries()) {
       const candidates: SegmentCandidate[] = [];
+      // the plain CP result where a rescaled CP may follow (below, once the other methods have had their say)
+      let plainCp: { cp: CpResult; at: number } | null = null;
       if (!early) o.onProgress?.(k, segments.length, segment.id, 'segments');
       if (runCp) {
         const { window, defer } = cpPlans[k];
@@ -265,6 +277,7 @@ export async function estimateUpper(m: MethodModel, backend: OperatorBackend, o:
           }
           candidates.push({ method: 'cp', upper: cp.upper, estimate: cp.estimate, ms: cp.ms, note: `CP ${cp.upper.value.toPrecision(4)} (${cp.norms} products)` });
           if (defer) deferred.set(segment.id, { segment, cp, candidates, at: candidates.length - 1 });
+          else if (o.norm === '2' && window >= segment.regions.length && cp.work > 0) plainCp = { cp, at: candidates.length - 1 };
         }
       }
       // under best, SeqLip runs where it can give a certified bound; its greedy estimate alone (conv segments: block
@@ -293,6 +306,20 @@ export async function estimateUpper(m: MethodModel, backend: OperatorBackend, o:
         if (sdpUpper) candidates.push({ method: 'sdp', upper: sdpUpper, estimate: sdp.estimate ?? ecl?.estimate ?? null, ms: sdp.ms, work: sdp.work, note: `LipSDP ${[sdp.neuron, sdp.layer].filter((b) => b !== null).map((b) => `${b.method.slice(7)} ${b.value.toPrecision(4)}`).join(', ') || 'not run'} (${sdp.newtonSteps} ${sdp.stepKind} steps)` });
         if (ecl?.upper) candidates.push({ method: 'eclipse', upper: ecl.upper, estimate: ecl.estimate, ms: ecl.ms, work: ecl.work, note: `ECLipsE ${ecl.upper.value.toPrecision(4)} (${ecl.sdpStages} stage SDPs, ${ecl.fastStages} closed-form stages)` });
       } else if (o.method === 'sdp') warnings.push(`No LipSDP bound for ${segment.id}: ${lipsdpObstacle(segment, settings)}; AutoLip is used there.`);
+      // ℓ2, every product measured and CP still the segment's smallest bound: CP again on the chain rescaled per
+      // channel at each activation (cp-scaling.ts), its scalings chosen by a descent on CP's estimate within
+      // CP_SCALE_PER_CP × CP's own work; the smaller bound is the segment's CP, and both bounds' KW events are counted
+      // (the choice looks at both)
+      if (plainCp && candidates.every((c, i) => i === plainCp!.at || !c.upper || c.upper.value > plainCp!.cp.upper.value)) {
+        const { cp, at } = plainCp;
+        const sc = await scaledCpBound(segment, settings, { budget: CP_SCALE_PER_CP * cp.work, steps: CP_SCALE_STEPS, iterations: CP_SCALE_ITERATIONS });
+        if (sc) {
+          probabilisticSegments += sc.cp.probabilistic;
+          if (sc.cp.upper.value < cp.upper.value) {
+            candidates[at] = { method: 'cp', upper: { ...sc.cp.upper, method: `${sc.cp.upper.method.replace(/\)$/, '')}, rescaled)` }, estimate: sc.cp.estimate, ms: cp.ms + sc.cp.ms, note: `CP ${sc.cp.upper.value.toPrecision(4)} on the chain rescaled per channel (${sc.iterations} descent steps; ${cp.upper.value.toPrecision(4)} without)` };
+          }
+        }
+      }
       if (candidates.length) uses.push({ segment, candidates });
     }
     // residual blocks (ℓ2, under best): CP with the skip joined to the all-linear term, while their Lanczos runs fit a

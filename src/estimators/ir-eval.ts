@@ -33,6 +33,18 @@ export type Step =
   /** Every step at once, as one backend operator (fuseGraph): one run per product. */
   | { readonly kind: 'graph'; readonly op: JacobianOperator; readonly steps: readonly Step[] };
 
+/** A max-pool's winners at its input u: for each window, the flat input index of its largest value (0 for a window all padding). */
+export function poolWinners(windows: PoolWindows, u: ArrayLike<number>): Int32Array {
+  const { taps, index } = windows;
+  const am = new Int32Array(index.length / taps);
+  for (let o = 0; o < am.length; o++) {
+    let bi = -1, bv = -Infinity;
+    for (let k = 0; k < taps; k++) { const i = index[o * taps + k]; if (i >= 0 && u[i] > bv) { bv = u[i]; bi = i; } }
+    am[o] = Math.max(bi, 0);
+  }
+  return am;
+}
+
 /** The interpreter's plan: its steps and the model values a point needs. */
 export interface IrPlan {
   /** Every region and node a step of its own (the lower bound's search reads its activations, pools and softmaxes here). */

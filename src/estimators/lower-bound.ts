@@ -6,7 +6,7 @@ import { lanczosTop, NonFiniteError } from '../linalg/lanczos.js';
 import { norm2, Random, scaleInPlace } from '../linalg/random.js';
 import { pairRatio, witnessLowerBound } from '../linalg/witness.js';
 import { CALL_FLOP, JS_ELEMENT_FLOP, nodeFlop } from '../linalg/work.js';
-import { activationSlopes, jumpAt, Jacobian, planIr, type LocalState, type Slopes, type Step } from './ir-eval.js';
+import { activationSlopes, jumpAt, Jacobian, planIr, poolWinners, type LocalState, type Slopes, type Step } from './ir-eval.js';
 import type { NormKind } from './kinds.js';
 
 /** The model under analysis as the lower-bound and exact estimators see it: its IR, merged blocks and the backend. */
@@ -357,15 +357,9 @@ class Search {
     const softmax = new Map<string, Float64Array>();
     for (const { node, ew } of this.diags) slope.set(node.output, activationSlopes(ew, value(node.inputs[0]), null, BUMP_TAU));
     for (const { node } of this.softmaxes) softmax.set(node.output, value(node.output));
-    for (const { node, windows: { taps, index } } of this.pools) {
+    for (const { node, windows } of this.pools) {
       const u = value(node.inputs[0]);
-      const am = new Int32Array(index.length / taps);
-      for (let o = 0; o < am.length; o++) {
-        let bi = -1, bv = -Infinity;
-        for (let k = 0; k < taps; k++) { const i = index[o * taps + k]; if (i >= 0 && u[i] > bv) { bv = u[i]; bi = i; } }
-        am[o] = Math.max(bi, 0);
-      }
-      argmax.set(node.output, { am, u });
+      argmax.set(node.output, { am: poolWinners(windows, u), u });
     }
     return { x, fx: toFloat64(values.get(this.args.outputName)!), slope, argmax, softmax };
   }

@@ -20,7 +20,7 @@
  * realised pattern whose value is a local Jacobian norm, then `vertexStarts` patterns with each slope lo or hi at random.
  */
 import { createOrtBackend } from '../../src/backend/index.js';
-import { activationSlopes, Jacobian, planIr, type LocalState, type Slopes, type Step } from '../../src/estimators/ir-eval.js';
+import { activationSlopes, Jacobian, planIr, poolWinners, type LocalState, type Slopes, type Step } from '../../src/estimators/ir-eval.js';
 import { buildIr } from '../../src/frontend/build.js';
 import { mergeLinear } from '../../src/ir/merge.js';
 import { sizeOf, toFloat64 } from '../../src/ir/tensor.js';
@@ -74,15 +74,9 @@ export async function slopeFloor(onnx: OnnxModel, opts: { readonly rounds?: numb
       const slope = new Map<string, Slopes>();
       for (const { node, ew } of diags) slope.set(node.output, activationSlopes(ew, value(node.inputs[0]), null, 1e-3));
       const argmax = new Map<string, { am: Int32Array; u: Float64Array }>();
-      for (const { node, windows: { taps, index } } of pools) {
+      for (const { node, windows } of pools) {
         const u = value(node.inputs[0]);
-        const am = new Int32Array(index.length / taps);
-        for (let o = 0; o < am.length; o++) {
-          let bi = -1, bv = -Infinity;
-          for (let k = 0; k < taps; k++) { const i = index[o * taps + k]; if (i >= 0 && u[i] > bv) { bv = u[i]; bi = i; } }
-          am[o] = Math.max(bi, 0);
-        }
-        argmax.set(node.output, { am, u });
+        argmax.set(node.output, { am: poolWinners(windows, u), u });
       }
       const softmax = new Map<string, Float64Array>();
       for (const { node } of softmaxes) softmax.set(node.output, value(node.output));

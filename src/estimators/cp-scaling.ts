@@ -123,7 +123,8 @@ function cpRecursion(N: readonly number[][], slopes: readonly (readonly [number,
  * only where the recomputed estimate falls; the step length grows by 1.2 after a kept step and halves after a
  * rejected one, whose old point is then measured again (few power steps lag: without that, an estimate that was low
  * only for lack of steps would reject every later step). Stops after `iterations`, when the step length falls below
- * 10⁻³, or when the work (flop of the products, counted) would pass `budget`.
+ * 10⁻³, or before an iteration whose step would take the work (flop of the products, counted) past `budget` (a
+ * rejected step's re-measurement may then pass it by one evaluation).
  */
 export async function chooseScalings(segment: Segment, backend: OperatorBackend, opts: { readonly iterations: number; readonly steps: number; readonly budget: number; readonly seed: number }): Promise<{ delta: Float64Array[]; before: number; after: number; iterations: number; work: number }> {
   const m = segment.regions.length;

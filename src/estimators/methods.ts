@@ -108,6 +108,7 @@ const CROSS_NORM_FLOP = 5e10;
  * 20 s of onnxruntime products on the reference machine (tiny_yolo's 36 maps: 6.7e10; sri_resnet_b's 45: 8.4e9).
  */
 const GRAPH_CP_MIN_FLOP = 8e10;
+const GRAPH_CP_PER_NORMS = 15;
 /**
  * The rescaled CP (cp-scaling.ts): its descent may cost CP_SCALE_PER_CP × the segment's CP work (counted flop), at most
  * CP_SCALE_ITERATIONS steps of CP_SCALE_STEPS warm-started power steps per partial product. Measured
@@ -117,7 +118,6 @@ const GRAPH_CP_MIN_FLOP = 8e10;
 const CP_SCALE_PER_CP = 12;
 const CP_SCALE_STEPS = 4;
 const CP_SCALE_ITERATIONS = 40;
-const GRAPH_CP_PER_NORMS = 15;
 /** Network evaluations of the pattern search at the default lower-bound budget (scaled with --lower-work). */
 const PATTERN_EVALUATIONS = 2000;
 

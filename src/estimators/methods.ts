@@ -315,7 +315,9 @@ export async function estimateUpper(m: MethodModel, backend: OperatorBackend, o:
         const sc = await scaledCpBound(segment, settings, { budget: CP_SCALE_PER_CP * cp.work, steps: CP_SCALE_STEPS, iterations: CP_SCALE_ITERATIONS });
         if (sc) {
           probabilisticSegments += sc.cp.probabilistic;
-          if (sc.cp.upper.value < cp.upper.value) {
+          // as measureRegion's auto: a certified bound is kept unless a probabilistic one is more than 0.1 % tighter
+          const keepCertified = cp.upper.kind === 'certified' && sc.cp.upper.kind !== 'certified';
+          if (sc.cp.upper.value < cp.upper.value * (keepCertified ? 1 - 1e-3 : 1)) {
             candidates[at] = { method: 'cp', upper: { ...sc.cp.upper, method: `${sc.cp.upper.method.replace(/\)$/, '')}, rescaled)` }, estimate: sc.cp.estimate, ms: cp.ms + sc.cp.ms, note: `CP ${sc.cp.upper.value.toPrecision(4)} on the chain rescaled per channel (${sc.iterations} descent steps; ${cp.upper.value.toPrecision(4)} without)` };
           }
         }

@@ -5,7 +5,7 @@ import { sizeOf } from '../ir/tensor.js';
 import type { ActivationNode, LinearNode, Shape } from '../ir/types.js';
 import { norm2, Random } from '../linalg/random.js';
 import { regionFlop } from '../linalg/work.js';
-import { cpSegmentBound, type CpResult, type Segment } from './cp.js';
+import { cpLevels, cpSegmentBound, type CpResult, type Segment } from './cp.js';
 import type { NormSettings } from './operator-norm.js';
 
 /**
@@ -98,17 +98,12 @@ export function rescaledSegment(segment: Segment, delta: readonly Float64Array[]
   return { ...segment, id: `${segment.id}~scaled`, ordinal: segment.ordinal + 4096, regions, activations };
 }
 
-/** CP's recursion (ALGORITHMS.md §5) on partial norms N[a][b] (regions a..b) and its gradient with respect to them. */
+/** CP's recursion on partial norms N[a][b] (regions a..b; cp.ts cpLevels) and its gradient with respect to them (reverse mode). */
 function cpRecursion(N: readonly number[][], slopes: readonly (readonly [number, number])[]): { value: number; dN: number[][] } {
   const m = N.length;
+  const L = cpLevels(slopes, (i, j) => N[i][j]);
   const c = slopes.map(([lo, hi]) => Math.abs((lo + hi) / 2)), r = slopes.map(([lo, hi]) => (hi - lo) / 2);
   const cs = (i: number, j: number) => { let p = 1; for (let k = i; k < j; k++) p *= c[k]; return p; };
-  const L: number[] = [];
-  for (let j = 0; j < m; j++) {
-    let v = cs(0, j) * N[0][j];
-    for (let i = 0; i < j; i++) v += cs(i + 1, j) * r[i] * N[i + 1][j] * L[i];
-    L.push(v);
-  }
   const dL = new Array<number>(m).fill(0);
   dL[m - 1] = 1;
   const dN = N.map((row) => row.map(() => 0));
@@ -195,7 +190,9 @@ export async function chooseScalings(segment: Segment, backend: OperatorBackend,
       }
       return { value, grad };
     };
-    const perIteration = segment.regions.reduce((s, _, a) => s + segment.regions.slice(a).reduce((t, __, j) => t + 2 * opts.steps * flop.slice(a, a + j + 1).reduce((x, y) => x + y, 0), 0), 0);
+    // one evaluation's work: every partial product a..b, `steps` applications forward and back
+    let perIteration = 0;
+    for (let a = 0; a < m; a++) for (let b = a; b < m; b++) for (let k = a; k <= b; k++) perIteration += 2 * opts.steps * flop[k];
     let cur = await evaluate(3 * opts.steps);
     const before = cur.value;
     let eta = 0.3, it = 0;

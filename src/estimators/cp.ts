@@ -5,12 +5,12 @@ import { sizeOf } from '../ir/tensor.js';
 import type { ActivationNode, IrGraph, IrNode, LinearNode, Shape } from '../ir/types.js';
 import { denseInfNorm, roundUp } from '../linalg/dense.js';
 import { lanczosTop, NonFiniteError } from '../linalg/lanczos.js';
-import { kwStopSteps, ritzFactor } from '../linalg/probabilistic.js';
+import { ritzFactor } from '../linalg/probabilistic.js';
 import { Random } from '../linalg/random.js';
 import { regionFlop } from '../linalg/work.js';
 import { weakestKind, type Bound, type BoundKind } from './kinds.js';
 import { mapInLanes } from './lanes.js';
-import { certificateBudget, float32Unit, laneWidth, measureRegion, plainSettings, gramMargin, kwUpper, ritzFloor, ritzMethod, roundingError, roundingMargin, type NormSettings, type ProductError, type OperatorNorm, type ProductRun } from './operator-norm.js';
+import { certificateBudget, lanczosStopping, float32Unit, laneWidth, measureRegion, plainSettings, gramMargin, kwUpper, ritzFloor, ritzMethod, roundingError, roundingMargin, type NormSettings, type ProductError, type OperatorNorm, type ProductRun } from './operator-norm.js';
 import { foldPointwiseEnds } from './product-fold.js';
 import { foldedTail, foldsAny, regionBound } from './region-bounds.js';
 
@@ -235,19 +235,11 @@ export async function productLanczos(region: LinearRegion, settings: NormSetting
   const op = await settings.backend.gram(region);
   const n = op.n;
   const kw = settings.certify !== 'none' && settings.certify !== 'strict';
-  // the fixed step from which the rule may stop (KW's factor is taken there for a later, converged stop)
-  const k0 = kwStopSteps(n, settings.delta, settings.tol);
+  const { k0, stop, expectedSteps } = lanczosStopping(n, settings, kw);
   try {
     const res = await lanczosTop(
       { n, apply: (v) => op.apply(v), applyInto: (v, out) => op.applyInto(v, out), lanczos: op.lanczos && ((o) => op.lanczos!(o)) },
-      {
-        start: new Random(settings.seed + 7919 * index).unitVector(n),
-        maxSteps: settings.maxIterations,
-        stop: (theta, k, prev) => k >= 3 && Math.abs(theta - prev) <= 0.1 * settings.tol * theta && (!kw || k >= k0),
-        parallel: settings.backend.parallel,
-        // a backend that runs several steps at once (GramOperator.lanczos) sizes its run by the KW count
-        expectedSteps: kw ? k0 : undefined,
-      },
+      { start: new Random(settings.seed + 7919 * index).unitVector(n), maxSteps: settings.maxIterations, stop, parallel: settings.backend.parallel, expectedSteps },
     );
     const factor = ritzFactor(res, n, settings.delta, k0);
     const bound: Bound | null = kw && Number.isFinite(factor.factor) && margins.length > 0 ? { value: Math.min(...margins.map((e) => kwUpper(res.theta, factor.factor, e))), kind: 'probabilistic', method: ritzMethod(factor, `k=${res.steps}`, '-chain') } : null;
@@ -413,6 +405,30 @@ export interface CpResult {
 interface Entry { cert: number; mixed: number; kind: BoundKind; est: number }
 
 /**
+ * CP's recursion (ALGORITHMS.md §5) over a chain of m = slopes.length + 1 operators: L_j, the bound on the map into
+ * operator j's output, from p(i, j), a value for the product of operators i..j, with each activation's midpoint
+ * c = |lo + hi|/2 and half-width r = (hi − lo)/2: L_0 = p(0, 0), L_j = c_0⋯c_{j−1}·p(0, j) + Σ_i c_{i+1}⋯c_{j−1}·r_i·p(i+1, j)·L_i.
+ */
+export function cpLevels(slopes: readonly (readonly [number, number])[], p: (i: number, j: number) => number): number[] {
+  const m = slopes.length + 1;
+  const c = slopes.map((s) => Math.abs((s[0] + s[1]) / 2));
+  const r = slopes.map((s) => (s[1] - s[0]) / 2);
+  const l: number[] = [p(0, 0)];
+  for (let j = 1; j < m; j++) {
+    let cs = 1;
+    for (let k = 0; k < j; k++) cs *= c[k];
+    let v = cs * p(0, j);
+    for (let i = 0; i < j; i++) {
+      let ci = 1;
+      for (let k = i + 1; k < j; k++) ci *= c[k];
+      if (r[i] > 0) v += ci * r[i] * p(i + 1, j) * l[i];
+    }
+    l.push(v);
+  }
+  return l;
+}
+
+/**
  * The Combettes–Pesquet (LipLT) bound of a segment in the settings' norm (ALGORITHMS.md §5): with each activation
  * σ_k = c_k·Id + r_k·R_k (c_k, r_k the midpoint and half-width of its slope range, R_k 1-Lipschitz elementwise),
  * L(h_j) ≤ |c_1⋯c_{j−1}|·‖W_j⋯W_1‖ + Σ_i |c_{i+1}⋯c_{j−1}|·r_i·‖W_j⋯W_{i+1}‖·L(h_i), L(h_1) = ‖W_1‖. It bounds
@@ -471,23 +487,8 @@ export async function cpSegmentBound(segment: Segment, settings: NormSettings, o
     }
   }
 
-  const c = segment.activations.map((a) => Math.abs((a.slope[0] + a.slope[1]) / 2));
-  const r = segment.activations.map((a) => (a.slope[1] - a.slope[0]) / 2);
-  const recursion = (p: (i: number, j: number) => number): number => {
-    const l: number[] = [p(0, 0)];
-    for (let j = 1; j < m; j++) {
-      let cs = 1;
-      for (let k = 0; k < j; k++) cs *= c[k];
-      let v = cs * p(0, j);
-      for (let i = 0; i < j; i++) {
-        let ci = 1;
-        for (let k = i + 1; k < j; k++) ci *= c[k];
-        if (r[i] > 0) v += ci * r[i] * p(i + 1, j) * l[i];
-      }
-      l.push(v);
-    }
-    return l[m - 1];
-  };
+  const slopes = segment.activations.map((a) => a.slope);
+  const recursion = (p: (i: number, j: number) => number): number => cpLevels(slopes, p)[m - 1];
   // every value above went through fewer than 2m + 4 roundings per recursion level, m levels deep
   const up = (v: number) => roundUp(v, 8 * (m + 2) ** 2);
 

@@ -111,6 +111,21 @@ export function ritzMethod(f: RitzFactor, detail: string, suffix = ''): string {
   return `lanczos-${f.method === 'poly' ? 'poly' : 'kw'}${suffix}(${detail})`;
 }
 
+/**
+ * The stop rule of measureRegion's and productLanczos's runs on a Gram map of size n: converged (θ moved by at most
+ * 0.1·tol·θ, from step 3) and, where a KW bound is wanted (`kw`), at least k₀ steps, the fixed first step whose KW
+ * factor is at most 1 + tol (kwStopSteps: ritzFactor takes KW's factor there for a later stop); `expectedSteps` sizes
+ * a fused run (GramOperator.lanczos) by k₀, and is absent without KW.
+ */
+export function lanczosStopping(n: number, settings: Pick<NormSettings, 'delta' | 'tol'>, kw: boolean): { k0: number; stop: (theta: number, k: number, prev: number) => boolean; expectedSteps: number | undefined } {
+  const k0 = kwStopSteps(n, settings.delta, settings.tol);
+  return {
+    k0,
+    stop: (theta, k, prev) => k >= 3 && Math.abs(theta - prev) <= 0.1 * settings.tol * theta && (!kw || k >= k0),
+    expectedSteps: kw ? k0 : undefined,
+  };
+}
+
 /** The work and steps a measured operator counts for the budgets of later phases (CP, residual blocks, graph CP). */
 export function budgetBasis(m: OperatorNorm): { iterations: number; work: number } {
   return m.replaced ?? { iterations: m.iterations, work: m.work };
@@ -329,20 +344,12 @@ export async function measureRegion(region: LinearRegion, settings: NormSettings
     try {
       const n = op.n;
       const rng = new Random(settings.seed + 7919 * index);
-      // the fixed step from which the rule may stop (KW's factor is taken there for a later, converged stop)
-      const k0 = kwStopSteps(n, settings.delta, settings.tol);
+      // 'none' wants the estimate only: converged Ritz values, without the steps the KW bound needs
+      const { k0, stop, expectedSteps } = lanczosStopping(n, settings, settings.certify !== 'none');
       const res = await lanczosTop(
         { n, apply: (v) => op.apply(v), applyInto: (v, out) => op.applyInto(v, out), lanczos: op.lanczos && ((o) => op.lanczos!(o)) },
-        {
-          start: rng.unitVector(n),
-          maxSteps: settings.maxIterations,
-          // 'none' wants the estimate only: converged Ritz values, without the steps the KW bound needs
-          stop: (theta, k, prev) => k >= 3 && Math.abs(theta - prev) <= 0.1 * settings.tol * theta && (settings.certify === 'none' || k >= k0),
-          // --threads 1 (and a batch worker's share of one core) keeps the reorthogonalisation on this thread too
-          parallel: settings.backend.parallel,
-          // the KW count: a backend that runs several steps at once (GramOperator.lanczos) sizes its run by it
-          expectedSteps: settings.certify === 'none' ? undefined : k0,
-        },
+        // --threads 1 (and a batch worker's share of one core) keeps the reorthogonalisation on this thread too
+        { start: rng.unitVector(n), maxSteps: settings.maxIterations, stop, parallel: settings.backend.parallel, expectedSteps },
       );
       iterations = res.steps;
       work = 2 * res.steps * regionFlop(region);

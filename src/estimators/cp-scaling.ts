@@ -44,7 +44,7 @@ function channelDims(shape: Shape): number[] {
 }
 
 /** Channels and the elements per channel of a value of `shape` (axis 1; a rank-1 value is one channel per element). */
-function channelsOf(shape: Shape): { channels: number; inner: number } {
+export function channelsOf(shape: Shape): { channels: number; inner: number } {
   if (shape.length < 2) return { channels: sizeOf(shape), inner: 1 };
   return { channels: shape[1], inner: sizeOf(shape.slice(2)) };
 }
@@ -118,15 +118,11 @@ function cpRecursion(N: readonly number[][], slopes: readonly (readonly [number,
 }
 
 /**
- * Per-channel scalings that lower CP's estimate on `segment`: gradient descent on log δ, each partial norm
- * ‖Δ_b⁻¹W_b⋯W_aΔ_{a−1}‖ by `steps` power steps warm-started from the previous iteration (the operators' float32
- * products: an estimate, which is all a choice needs), its gradient from the top singular pair (u, v):
- * ∂/∂log δ_{a−1,i} = (Pᵀu)_i·v_i, ∂/∂log δ_{b,i} = −u_i·(Pv)_i, summed over each channel's elements. A step is kept
- * only where the recomputed estimate falls; the step length grows by 1.2 after a kept step and halves after a
- * rejected one, whose old point is then measured again (few power steps lag: without that, an estimate that was low
- * only for lack of steps would reject every later step). Stops after `iterations`, when the step length falls below
- * 10⁻³, after STALL_AFTER steps that gained less than STALL_GAIN, or before an iteration whose step would take the work
- * (flop of the products, counted) past `budget` (a rejected step's re-measurement may then pass it by one evaluation).
+ * Per-channel scalings that lower CP's estimate on `segment`: descendLogScales on log δ, each partial norm
+ * ‖Δ_b⁻¹W_b⋯W_aΔ_{a−1}‖ by `steps` power steps (powerPair) warm-started from the previous iteration (the operators'
+ * float32 products: an estimate, which is all a choice needs), its gradient from the top singular pair (u, v):
+ * ∂/∂log δ_{a−1,i} = (Pᵀu)_i·v_i, ∂/∂log δ_{b,i} = −u_i·(Pv)_i, summed over each channel's elements; CP's recursion is
+ * differentiated in reverse. The work counted is the flop of the products.
  */
 export async function chooseScalings(segment: Segment, backend: OperatorBackend, opts: { readonly iterations: number; readonly steps: number; readonly budget: number; readonly seed: number }): Promise<{ delta: Float64Array[]; before: number; after: number; iterations: number; work: number }> {
   const m = segment.regions.length;
@@ -139,10 +135,17 @@ export async function chooseScalings(segment: Segment, backend: OperatorBackend,
     const inner = segment.activations.map((act) => channelsOf(act.outShape).inner);
     const rng = new Random(opts.seed);
     const warm = new Map<number, Float64Array>();
-    // one element-wise scaling by exp(±log δ) of a value at activation k (per channel)
+    // exp(±log δ) expanded to every element of each scaled value (δ per group of `inner` elements), formed once per
+    // evaluation: a value at k is scaled element by element
+    let up: Float64Array[] = [], down: Float64Array[] = [];
+    const expand = () => {
+      const grow = (sign: number) => logd.map((d, k) => { const q = inner[k], out = new Float64Array(d.length * q); for (let i = 0; i < out.length; i++) out[i] = Math.exp(sign * d[Math.floor(i / q)]); return out; });
+      up = grow(1);
+      down = grow(-1);
+    };
     const scaled = (x: Float64Array, k: number, sign: 1 | -1) => {
-      const d = logd[k], q = inner[k];
-      return x.map((xi, i) => xi * Math.exp(sign * d[Math.floor(i / q)]));
+      const f = sign > 0 ? up[k] : down[k];
+      return x.map((xi, i) => xi * f[i]);
     };
     const partial = async (a: number, b: number, steps: number) => {
       const fwd = async (x: Float64Array) => {
@@ -155,22 +158,9 @@ export async function chooseScalings(segment: Segment, backend: OperatorBackend,
         for (let k = b; k >= a; k--) x = await ops[k].adjoint(x);
         return a > 0 ? scaled(x, a - 1, 1) : x;
       };
-      // power steps: vt the last unit input, pv = P·vt, u = pv/‖pv‖, w = Pᵀu (the next input, unnormalised)
-      let w: Float64Array = warm.get(a * m + b) ?? Float64Array.from({ length: ops[a].inSize }, () => rng.normal());
-      let vt: Float64Array = new Float64Array(0), pv: Float64Array = new Float64Array(0), u: Float64Array = new Float64Array(0);
-      for (let t = 0; t < steps; t++) {
-        const nw = norm2(w);
-        if (!(nw > 0)) break;
-        vt = w.map((x) => x / nw);
-        pv = await fwd(vt);
-        const s = norm2(pv);
-        if (!(s > 0)) break;
-        u = pv.map((x) => x / s);
-        w = await bwd(u);
-      }
+      const { sigma, w, vt, pv, u } = await powerPair(fwd, bwd, warm.get(a * m + b) ?? Float64Array.from({ length: ops[a].inSize }, () => rng.normal()), steps);
       for (let k = a; k <= b; k++) work += 2 * steps * flop[k];
       warm.set(a * m + b, w);
-      const sigma = norm2(pv);
       // σ = uᵀ·P·vt with P = Δ_b⁻¹·W_b⋯W_a·Δ_{a−1}: ∂σ/∂log δ_{a−1,i} = (Pᵀu)_i·vt_i, ∂σ/∂log δ_{b,i} = −u_i·(P·vt)_i
       const ok = u.length > 0 && sigma > 0;
       const gIn = a > 0 && ok ? sumChannels(w.map((x, i) => x * vt[i]), inner[a - 1]) : null;
@@ -178,6 +168,7 @@ export async function chooseScalings(segment: Segment, backend: OperatorBackend,
       return { sigma, gIn, gOut };
     };
     const evaluate = async (steps: number) => {
+      expand();
       const N = Array.from({ length: m }, () => new Array<number>(m).fill(0));
       const G: ({ gIn: Float64Array | null; gOut: Float64Array | null } | null)[][] = Array.from({ length: m }, () => new Array(m).fill(null));
       for (let a = 0; a < m; a++) for (let b = a; b < m; b++) { const p = await partial(a, b, steps); N[a][b] = p.sigma; G[a][b] = p; }
@@ -193,32 +184,67 @@ export async function chooseScalings(segment: Segment, backend: OperatorBackend,
     // one evaluation's work: every partial product a..b, `steps` applications forward and back
     let perIteration = 0;
     for (let a = 0; a < m; a++) for (let b = a; b < m; b++) for (let k = a; k <= b; k++) perIteration += 2 * opts.steps * flop[k];
-    let cur = await evaluate(3 * opts.steps);
-    const before = cur.value;
-    let eta = 0.3, it = 0;
-    for (; it < opts.iterations && work + perIteration <= opts.budget; it++) {
-      if (!Number.isFinite(cur.value) || !(cur.value > 0)) break;
-      // stagnation: less than STALL_GAIN gained after STALL_AFTER steps (channels already balanced, e.g. equal weights)
-      if (it === STALL_AFTER && cur.value > before * (1 - STALL_GAIN)) break;
-      const old = logd.map((d) => Float64Array.from(d));
-      logd.forEach((d, k) => d.forEach((x, i) => { d[i] = Math.max(-LOG_SCALE_CAP, Math.min(LOG_SCALE_CAP, x - (eta * cur.grad[k][i]) / cur.value)); }));
-      const next = await evaluate(opts.steps);
-      if (next.value < cur.value) { cur = next; eta *= 1.2; continue; }
-      // rejected: back to the old point, re-measured there (its warm vectors have had more steps since, and an
-      // estimate that only lagged would otherwise reject every later step); the counted work includes it
-      logd.forEach((d, k) => d.set(old[k]));
-      eta *= 0.5;
-      if (eta < 1e-3) break;
-      cur = await evaluate(opts.steps);
-    }
-    return { delta: logd.map((d) => d.map(Math.exp)), before, after: cur.value, iterations: it, work };
+    const { before, after, iterations } = await descendLogScales(logd, evaluate, { ...opts, perIteration, work: () => work });
+    return { delta: logd.map((d) => d.map(Math.exp)), before, after, iterations, work };
   } finally {
     for (const op of ops) await op.dispose();
   }
 }
 
+/**
+ * `steps` power steps on P (fwd) and Pᵀ (bwd) from the unnormalised input w: vt the last unit input, pv = P·vt,
+ * σ = ‖pv‖, u = pv/σ, w = Pᵀu (the next start). With P = Δ_t⁻¹·M·Δ_s, ∂σ/∂log δ_{s,i} = w_i·vt_i and
+ * ∂σ/∂log δ_{t,i} = −u_i·pv_i (an estimate's gradient: vt and u are the top singular pair's approximations).
+ */
+export async function powerPair(fwd: (x: Float64Array) => Promise<Float64Array>, bwd: (y: Float64Array) => Promise<Float64Array>, start: Float64Array, steps: number): Promise<{ sigma: number; w: Float64Array; vt: Float64Array; pv: Float64Array; u: Float64Array }> {
+  let w = start;
+  let vt: Float64Array = new Float64Array(0), pv: Float64Array = new Float64Array(0), u: Float64Array = new Float64Array(0);
+  for (let t = 0; t < steps; t++) {
+    const nw = norm2(w);
+    if (!(nw > 0)) break;
+    vt = w.map((x) => x / nw);
+    pv = await fwd(vt);
+    const s = norm2(pv);
+    if (!(s > 0)) break;
+    u = pv.map((x) => x / s);
+    w = await bwd(u);
+  }
+  return { sigma: norm2(pv), w, vt, pv, u };
+}
+
+/**
+ * Gradient descent on log-scalings `logd` (changed in place) of an estimate `evaluate(steps)` gives with its gradient:
+ * a step is kept only where the recomputed estimate falls; the step length grows by 1.2 after a kept step and halves
+ * after a rejected one, whose old point is then measured again (few power steps lag: without that, an estimate that
+ * was low only for lack of steps would reject every later step). The first evaluation takes 3 × `steps`. Stops after
+ * `iterations`, when the step length falls below 10⁻³, after STALL_AFTER steps that gained less than STALL_GAIN, or
+ * before an iteration whose `perIteration` work would take `work()` past `budget` (a rejected step's re-measurement
+ * may then pass it by one evaluation). |log δ| stays within LOG_SCALE_CAP.
+ */
+export async function descendLogScales(logd: Float64Array[], evaluate: (steps: number) => Promise<{ value: number; grad: Float64Array[] }>, opts: { readonly iterations: number; readonly steps: number; readonly budget: number; readonly perIteration: number; readonly work: () => number }): Promise<{ before: number; after: number; iterations: number }> {
+  let cur = await evaluate(3 * opts.steps);
+  const before = cur.value;
+  let eta = 0.3, it = 0;
+  for (; it < opts.iterations && opts.work() + opts.perIteration <= opts.budget; it++) {
+    if (!Number.isFinite(cur.value) || !(cur.value > 0)) break;
+    // stagnation: less than STALL_GAIN gained after STALL_AFTER steps (channels already balanced, e.g. equal weights)
+    if (it === STALL_AFTER && cur.value > before * (1 - STALL_GAIN)) break;
+    const old = logd.map((d) => Float64Array.from(d));
+    logd.forEach((d, k) => d.forEach((x, i) => { d[i] = Math.max(-LOG_SCALE_CAP, Math.min(LOG_SCALE_CAP, x - (eta * cur.grad[k][i]) / cur.value)); }));
+    const next = await evaluate(opts.steps);
+    if (next.value < cur.value) { cur = next; eta *= 1.2; continue; }
+    // rejected: back to the old point, re-measured there (its warm vectors have had more steps since, and an
+    // estimate that only lagged would otherwise reject every later step); the counted work includes it
+    logd.forEach((d, k) => d.set(old[k]));
+    eta *= 0.5;
+    if (eta < 1e-3) break;
+    cur = await evaluate(opts.steps);
+  }
+  return { before, after: cur.value, iterations: it };
+}
+
 /** Σ over each channel's `inner` consecutive elements. */
-function sumChannels(x: Float64Array, inner: number): Float64Array {
+export function sumChannels(x: Float64Array, inner: number): Float64Array {
   const out = new Float64Array(x.length / inner);
   for (let i = 0; i < x.length; i++) out[Math.floor(i / inner)] += x[i];
   return out;

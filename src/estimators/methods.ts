@@ -17,7 +17,9 @@ import { jacobianLowerBound, type AnalysedModel } from './lower-bound.js';
 import { mapInLanes } from './lanes.js';
 import { budgetBasis, laneWidth, measureRegion, type NormSettings, type OperatorNorm, type RegionOffload } from './operator-norm.js';
 import { patternSearchLowerBound } from './pattern-search.js';
-import { findResidualBlocks, graphCpBound, graphCpObstacle, residualBlockBound, residualWork, type GraphCpResult, type ResidualBlock, type ResidualResult } from './residual.js';
+import { findResidualBlocks, residualBlockBound, residualWork, type ResidualBlock, type ResidualResult } from './residual.js';
+import { graphCpBound, graphCpMaps, graphCpObstacle, type GraphCpResult } from './graph-cp.js';
+import { chooseGraphScalings } from './graph-cp-scaling.js';
 import { seqlipObstacle, seqlipSegmentBound } from './seqlip.js';
 
 /**
@@ -109,6 +111,13 @@ const CROSS_NORM_FLOP = 5e10;
  */
 const GRAPH_CP_MIN_FLOP = 8e10;
 const GRAPH_CP_PER_NORMS = 15;
+/**
+ * The rescaled graph-cp (graph-cp-scaling.ts): its descent may cost GRAPH_SCALE_PER_CP × the maps' measurement cost,
+ * at most GRAPH_SCALE_ITERATIONS steps of GRAPH_SCALE_STEPS warm-started power steps per map.
+ */
+const GRAPH_SCALE_PER_CP = 4;
+const GRAPH_SCALE_STEPS = 4;
+const GRAPH_SCALE_ITERATIONS = 40;
 /**
  * The rescaled CP (cp-scaling.ts): its descent may cost CP_SCALE_PER_CP × the segment's CP work (counted flop), at most
  * CP_SCALE_ITERATIONS steps of CP_SCALE_STEPS warm-started power steps per partial product. Measured
@@ -381,8 +390,24 @@ export async function estimateUpper(m: MethodModel, backend: OperatorBackend, o:
   let graph: GraphCpResult | null = null;
   if (autolip.status === 'bounded' && o.method === 'best' && o.norm === '2' && graphCpObstacle(m.ir, m.blocks) === null) {
     const budget = Math.max(GRAPH_CP_MIN_FLOP, GRAPH_CP_PER_NORMS * normsWork);
-    const plan = await graphCpBound(m.ir, m.blocks, norms, settings, { budget: 0 });
-    if (plan && plan.cost <= budget) graph = await graphCpBound(m.ir, m.blocks, norms, settings, { budget });
+    const plan = graphCpMaps(m.ir, m.blocks, norms, settings);
+    const cost = plan ? (await graphCpBound(plan, settings, { budget: 0 })).cost : Infinity;
+    if (plan && cost <= budget) {
+      graph = await graphCpBound(plan, settings, { budget });
+      // the same expansion on the graph rescaled at its activations (graph-cp-scaling.ts), the scalings chosen by a
+      // descent on its estimate within GRAPH_SCALE_PER_CP × its own work; kept where smaller (a certified bound unless
+      // the probabilistic one is more than 0.1 % tighter), both bounds' KW events counted (the choice looks at both)
+      if (graph.measured > 0 && graph.composed === 0) {
+        const chosen = await chooseGraphScalings(plan, backend, { iterations: GRAPH_SCALE_ITERATIONS, steps: GRAPH_SCALE_STEPS, budget: GRAPH_SCALE_PER_CP * graph.cost, seed: settings.seed + 611_953, width: laneWidth(settings) });
+        if (chosen && chosen.after < chosen.before * (1 - 0.01)) {
+          const scaled = await graphCpBound(plan, settings, { budget, scaling: chosen.scaling });
+          const keepCertified = graph.upper.kind === 'certified' && scaled.upper.kind !== 'certified';
+          const both = graph.probabilistic + scaled.probabilistic;
+          if (scaled.upper.value < graph.upper.value * (keepCertified ? 1 - 1e-3 : 1)) graph = { ...scaled, probabilistic: scaled.upper.kind === 'probabilistic' ? both : 0, work: graph.work + chosen.work + scaled.work, ms: graph.ms + scaled.ms };
+          else if (graph.upper.kind === 'probabilistic') graph = { ...graph, probabilistic: both };
+        }
+      }
+    }
   }
   const compose = (mode: 'best' | 'cp' | 'seqlip' | 'sdp' | 'eclipse' | 'greedy') => (uses.length || residuals.length ? composeAutoLip(m.ir, m.blocks, norms, o.norm, uses, mode, residuals) : autolip);
   const has = (m: string) => uses.some((u) => u.candidates.some((c) => c.method === m));

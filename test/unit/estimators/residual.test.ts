@@ -3,84 +3,16 @@ import { test } from 'node:test';
 import { composeAutoLip, type ResidualUse } from '../../../src/estimators/autolip.js';
 import { estimateUpper, type MethodSettings } from '../../../src/estimators/methods.js';
 import { cheapBound, composeRegions, cpSegmentBound, productMarginFloor } from '../../../src/estimators/cp.js';
-import { findResidualBlocks, graphCpBound, graphCpObstacle, linearPart, residualBlockBound, type ResidualBlock } from '../../../src/estimators/residual.js';
+import { findResidualBlocks, linearPart, residualBlockBound, type ResidualBlock } from '../../../src/estimators/residual.js';
+import { graphCpBound, graphCpMaps, graphCpObstacle } from '../../../src/estimators/graph-cp.js';
+import { denseBackend, denseOf, randomMat, settingsWith, twoBlocks, type Mat } from '../../helpers/residual-nets.js';
 import { measureRegion, roundingMargin, type NormSettings } from '../../../src/estimators/operator-norm.js';
-import type { LinearRegion } from '../../../src/ir/merge.js';
-import type { GramOperator, OperatorBackend } from '../../../src/ir/operator.js';
-import { sizeOf, toFloat64 } from '../../../src/ir/tensor.js';
 import { Random } from '../../../src/linalg/random.js';
 import { encodeGraph, type NodeSpec } from '../../../src/onnx/writer.js';
-import { denseMul, hasShared, SHARED, sigmaMax } from '../../helpers/dense.js';
+import { hasShared, SHARED, sigmaMax } from '../../helpers/dense.js';
 import { analyze } from '../../../src/index.js';
 import { createOrtBackend } from '../../../src/backend/index.js';
 import { ACTS, f32, matmul, measureAll, pipeline, settings as baseSettings, tensor, type Act } from '../../helpers/mlp.js';
-
-/**
- * Dense float64 matrices of IR regions, computed here from the prims' definitions (matmul, scale, sum, reshape):
- * an independent stand-in for the onnxruntime backend, as issue 15's interface allows.
- */
-function denseOf(region: LinearRegion): { m: Float64Array; rows: number; cols: number } {
-  const cols = sizeOf(region.inShape), rows = sizeOf(region.outShape);
-  const m = new Float64Array(rows * cols);
-  for (let j = 0; j < cols; j++) {
-    const vals = new Map<string, Float64Array>([[region.input, Float64Array.from({ length: cols }, (_, i) => (i === j ? 1 : 0))]]);
-    for (const n of region.nodes) {
-      const xs = n.inputs.map((i) => vals.get(i)!);
-      const p = n.prim;
-      let y: Float64Array;
-      if (p.op === 'matmul' && p.side === 'right' && p.weight.dims.length === 2) {
-        const [k, w] = p.weight.dims, data = toFloat64(p.weight);
-        y = matmul(xs[0], xs[0].length / k, k, data, w);
-      } else if (p.op === 'scale' && sizeOf(p.factor.dims) === 1) {
-        const f = toFloat64(p.factor)[0];
-        y = xs[0].map((v) => v * f);
-      } else if (p.op === 'sum' && n.inShapes.every((s) => sizeOf(s) === sizeOf(n.outShape))) {
-        y = new Float64Array(xs[0].length);
-        xs.forEach((x, i) => x.forEach((v, t) => (y[t] += p.signs[i] * v)));
-      } else if (p.op === 'reshape') {
-        y = xs[0];
-      } else {
-        throw new Error(`the dense test backend has no ${p.op} prim (node ${n.name})`);
-      }
-      vals.set(n.output, y);
-    }
-    const out = vals.get(region.output)!;
-    for (let i = 0; i < rows; i++) m[i * cols + j] = out[i];
-  }
-  return { m, rows, cols };
-}
-
-/** An OperatorBackend of dense float64 matrices; `grams` counts the Gram maps asked for. */
-function denseBackend(): OperatorBackend & { grams: string[] } {
-  const grams: string[] = [];
-  const mul = denseMul;
-  return {
-    grams,
-    parallel: false,
-    async operator(region) {
-      const { m, rows, cols } = denseOf(region);
-      return { inDims: region.inShape, outDims: region.outShape, inSize: cols, outSize: rows, apply: async (x) => mul(m, rows, cols, x, false), adjoint: async (y) => mul(m, rows, cols, y, true), dispose: async () => {} };
-    },
-    async gram(region): Promise<GramOperator & { wide: boolean }> {
-      grams.push(region.id);
-      const { m, rows, cols } = denseOf(region);
-      const wide = rows < cols;
-      const half = (v: Float64Array) => (wide ? mul(m, rows, cols, v, true) : mul(m, rows, cols, v, false));
-      const apply = async (v: Float64Array) => (wide ? mul(m, rows, cols, mul(m, rows, cols, v, true), false) : mul(m, rows, cols, mul(m, rows, cols, v, false), true));
-      return { n: wide ? rows : cols, wide, apply, applyInto: async (v, out) => out.set(await apply(v)), half: async (v) => half(v), dispose: async () => {} };
-    },
-    async denseMatrix(region) {
-      return denseOf(region).m;
-    },
-    async model() {
-      return null;
-    },
-  };
-}
-
-const settingsWith = (backend: OperatorBackend): NormSettings => ({ ...baseSettings, backend });
-
-interface Mat { readonly w: Float64Array; readonly rows: number; readonly cols: number }
 
 /**
  * y = a·S x + b·(W_k σ ⋯ σ W_1 x) with biases as an ONNX model (input [1, n]): S null is the identity; `sub` writes
@@ -110,7 +42,6 @@ function residualModel(ws: readonly Mat[], act: Act, skip: Mat | null, opts: { s
   return encodeGraph({ opset: 13, inputs: [{ name: 'x', dims: [1, n] }], outputs: [{ name: out }], nodes, initializers: inits });
 }
 
-const randomMat = (rows: number, cols: number, rng: Random, gain = 1.3): Mat => ({ w: f32(Array.from({ length: rows * cols }, () => (rng.normal() * gain) / Math.sqrt(cols))), rows, cols });
 const identity = (n: number): Float64Array => Float64Array.from({ length: n * n }, (_, i) => (i % (n + 1) === 0 ? 1 : 0));
 
 /** a·S + b·W_k D_{k−1} ⋯ D_1 W_1 for diagonal D_i (row-major). */
@@ -310,27 +241,13 @@ test('residual bound: ℓ∞ is refused with an internal error (ℓ2 only)', asy
   await assert.rejects(residualBlockBound(b, { ...settingsWith(denseBackend()), norm: 'inf' }), /ℓ2 bound/);
 });
 
-/** x → block(W1, W2) → σ → block(W3, W4) (identity skips, biases) as an ONNX model with input [1, n]. */
-function twoBlocks(ws: readonly Mat[], act: Act): Uint8Array {
-  const nodes: NodeSpec[] = [];
-  const inits: [string, ReturnType<typeof tensor>][] = [];
-  ws.forEach((l, k) => inits.push([`w${k}`, tensor([l.rows, l.cols], l.w)], [`b${k}`, tensor([l.rows], Array.from({ length: l.rows }, (_, i) => 0.2 * (i - k)))]));
-  const gemm = (x: string, k: number) => { nodes.push({ opType: 'Gemm', inputs: [x, `w${k}`, `b${k}`], outputs: [`h${k}`], attrs: { transB: { i: 1 } }, name: `gemm${k}` }); return `h${k}`; };
-  const actNode = (x: string, name: string) => { nodes.push({ opType: act.op, inputs: [x], outputs: [name], attrs: act.attrs ?? {}, name }); return name; };
-  const g1 = gemm(actNode(gemm('x', 0), 'a0'), 1);
-  nodes.push({ opType: 'Add', inputs: ['x', g1], outputs: ['y1'], name: 'add1' });
-  const z = actNode('y1', 'a1');
-  const g2 = gemm(actNode(gemm(z, 2), 'a2'), 3);
-  nodes.push({ opType: 'Add', inputs: [z, g2], outputs: ['y'], name: 'add2' });
-  return encodeGraph({ opset: 13, inputs: [{ name: 'x', dims: [1, ws[0].cols] }], outputs: [{ name: 'y' }], nodes, initializers: inits });
-}
-
 test('graph CP on one block is the residual bound (the same expansion)', async () => {
   for (const seed of [21, 22]) {
     const rng = new Random(seed);
     const ws = [randomMat(6, 2, rng), randomMat(2, 6, rng)];
     const { res, ir, blocks, known } = await bound(ws, ACTS.relu, randomMat(2, 2, rng));
-    const g = await graphCpBound(ir, blocks, known, settingsWith(denseBackend()), { budget: Infinity });
+    const s = settingsWith(denseBackend());
+    const g = await graphCpBound(graphCpMaps(ir, blocks, known, s)!, s, { budget: Infinity });
     assert.ok(g !== null);
     assert.equal(g.upper.kind, 'certified');
     assert.ok(Math.abs(g.upper.value - res.upper.value) <= 1e-9 * res.upper.value, `graph CP ${g.upper.value}, residual ${res.upper.value}`);
@@ -348,8 +265,8 @@ test('graph CP across two residual blocks and the activation between them: ≥ b
       const backend = denseBackend();
       const s = settingsWith(backend);
       const known = await measureAll(blocks, s);
-      const g = (await graphCpBound(ir, blocks, known, s, { budget: Infinity }))!;
-      const none = (await graphCpBound(ir, blocks, known, s, { budget: 0 }))!;
+      const g = (await graphCpBound(graphCpMaps(ir, blocks, known, s)!, s, { budget: Infinity }))!;
+      const none = (await graphCpBound(graphCpMaps(ir, blocks, known, s)!, s, { budget: 0 }))!;
       const autolip = composeAutoLip(ir, blocks, known, '2').upper!.value;
       // brute force: every pattern of the 4 + 2 + 4 units, J = (I + W4 D3 W3)·D2·(I + W2 D1 W1)
       let brute = 0;
@@ -414,7 +331,7 @@ test('through onnxruntime (float32 kernels, the chain margins): the residual and
       const s = { ...settingsWith(backend), certify: 'off' as const };
       const known = await measureAll(blocks, s);
       const res = await Promise.all(findResidualBlocks(ir, blocks, segments).map((b) => residualBlockBound(b, s, { known })));
-      const g = (await graphCpBound(ir, blocks, known, s, { budget: Infinity }))!;
+      const g = (await graphCpBound(graphCpMaps(ir, blocks, known, s)!, s, { budget: Infinity }))!;
       values.push([...res.map((r) => r.upper.value), g.upper.value]);
       assert.equal(g.upper.kind, 'probabilistic');
     }

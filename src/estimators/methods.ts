@@ -18,7 +18,7 @@ import { mapInLanes } from './lanes.js';
 import { budgetBasis, laneWidth, measureRegion, type NormSettings, type OperatorNorm, type RegionOffload } from './operator-norm.js';
 import { patternSearchLowerBound } from './pattern-search.js';
 import { findResidualBlocks, residualBlockBound, residualWork, type ResidualBlock, type ResidualResult } from './residual.js';
-import { graphCpBound, graphCpMaps, graphCpObstacle, type GraphCpResult } from './graph-cp.js';
+import { graphCpBound, graphCpMaps, graphCpObstacle, type GraphCpMaps, type GraphCpResult } from './graph-cp.js';
 import { chooseGraphScalings } from './graph-cp-scaling.js';
 import { seqlipObstacle, seqlipSegmentBound } from './seqlip.js';
 
@@ -105,7 +105,7 @@ const BAB_BEST_CELLS = 2000;
 /** Largest ℓ2 measurement (flop of the cost model) the √n_in·ℓ2 bound of --norm inf may take; ℓ∞ row sums always run. */
 const CROSS_NORM_FLOP = 5e10;
 /**
- * The whole-graph CP expansion (residual.ts graphCpBound) runs under best when measuring all its linear maps costs at
+ * The whole-graph CP expansion (graph-cp.ts graphCpBound) runs under best when measuring all its linear maps costs at
  * most max(GRAPH_CP_MIN_FLOP, GRAPH_CP_PER_NORMS × the norm phase's Lanczos work) by the cost model: 8e10 flop is about
  * 20 s of onnxruntime products on the reference machine (tiny_yolo's 36 maps: 6.7e10; sri_resnet_b's 45: 8.4e9).
  */
@@ -113,7 +113,9 @@ const GRAPH_CP_MIN_FLOP = 8e10;
 const GRAPH_CP_PER_NORMS = 15;
 /**
  * The rescaled graph-cp (graph-cp-scaling.ts): its descent may cost GRAPH_SCALE_PER_CP × the maps' measurement cost,
- * at most GRAPH_SCALE_ITERATIONS steps of GRAPH_SCALE_STEPS warm-started power steps per map.
+ * at most GRAPH_SCALE_ITERATIONS steps of GRAPH_SCALE_STEPS warm-started power steps per map. Measured
+ * (docs/algorithms-cp-scaling.md §5): sri_resnet_b 3 330 → 898 (+6 s), tiny_yolo 11 993 → 3 610 (+21 s); 2 × gave
+ * tiny_yolo 4 184, 8 × 3 416.
  */
 const GRAPH_SCALE_PER_CP = 4;
 const GRAPH_SCALE_STEPS = 4;
@@ -170,6 +172,26 @@ interface DeferredWhole {
 
 /** Most steps of the floor run on a deferred whole product (wholeProductFloor); it stops as soon as the floor suffices. */
 const WHOLE_FLOOR_STEPS = 8;
+
+/**
+ * graph-cp again on the graph rescaled at its activations (graph-cp-scaling.ts), the scalings chosen by a descent on
+ * its estimate within GRAPH_SCALE_PER_CP × the plain measurement's cost: the smaller of the two (a certified plain
+ * bound stays unless the probabilistic rescaled one is more than 0.1 % tighter), both bounds' KW events counted (the
+ * choice looks at both). A rescaled map whose products overflow float32 (UNSUPPORTED) costs the rescaled bound only.
+ */
+async function rescaledGraphCp(plan: GraphCpMaps, graph: GraphCpResult, settings: NormSettings, budget: number): Promise<GraphCpResult> {
+  const chosen = await chooseGraphScalings(plan, settings.backend, { iterations: GRAPH_SCALE_ITERATIONS, steps: GRAPH_SCALE_STEPS, budget: GRAPH_SCALE_PER_CP * graph.cost, seed: settings.seed + 611_953, width: laneWidth(settings) });
+  if (!chosen || !(chosen.after < chosen.before * (1 - 0.01))) return graph;
+  const scaled = await graphCpBound(plan, settings, { budget, scaling: chosen.scaling }).catch((e) => {
+    if (e instanceof LipcheckError && e.code === 'UNSUPPORTED') return null;
+    throw e;
+  });
+  if (!scaled) return graph;
+  const keepCertified = graph.upper.kind === 'certified' && scaled.upper.kind !== 'certified';
+  const both = graph.probabilistic + scaled.probabilistic;
+  if (scaled.upper.value < graph.upper.value * (keepCertified ? 1 - 1e-3 : 1)) return { ...scaled, probabilistic: scaled.upper.kind === 'probabilistic' ? both : 0, work: graph.work + chosen.work + scaled.work, ms: graph.ms + scaled.ms };
+  return graph.upper.kind === 'probabilistic' ? { ...graph, probabilistic: both } : graph;
+}
 
 /**
  * Settles a whole product W_m⋯W_1 that CP deferred for a residual block's branch. The composition takes the block's
@@ -394,19 +416,8 @@ export async function estimateUpper(m: MethodModel, backend: OperatorBackend, o:
     const cost = plan ? (await graphCpBound(plan, settings, { budget: 0 })).cost : Infinity;
     if (plan && cost <= budget) {
       graph = await graphCpBound(plan, settings, { budget });
-      // the same expansion on the graph rescaled at its activations (graph-cp-scaling.ts), the scalings chosen by a
-      // descent on its estimate within GRAPH_SCALE_PER_CP × its own work; kept where smaller (a certified bound unless
-      // the probabilistic one is more than 0.1 % tighter), both bounds' KW events counted (the choice looks at both)
-      if (graph.measured > 0 && graph.composed === 0) {
-        const chosen = await chooseGraphScalings(plan, backend, { iterations: GRAPH_SCALE_ITERATIONS, steps: GRAPH_SCALE_STEPS, budget: GRAPH_SCALE_PER_CP * graph.cost, seed: settings.seed + 611_953, width: laneWidth(settings) });
-        if (chosen && chosen.after < chosen.before * (1 - 0.01)) {
-          const scaled = await graphCpBound(plan, settings, { budget, scaling: chosen.scaling });
-          const keepCertified = graph.upper.kind === 'certified' && scaled.upper.kind !== 'certified';
-          const both = graph.probabilistic + scaled.probabilistic;
-          if (scaled.upper.value < graph.upper.value * (keepCertified ? 1 - 1e-3 : 1)) graph = { ...scaled, probabilistic: scaled.upper.kind === 'probabilistic' ? both : 0, work: graph.work + chosen.work + scaled.work, ms: graph.ms + scaled.ms };
-          else if (graph.upper.kind === 'probabilistic') graph = { ...graph, probabilistic: both };
-        }
-      }
+      // then on the rescaled graph, where every map was measured (a partial measurement is about the composition)
+      if (graph.measured > 0 && graph.composed === 0) graph = await rescaledGraphCp(plan, graph, settings, budget);
     }
   }
   const compose = (mode: 'best' | 'cp' | 'seqlip' | 'sdp' | 'eclipse' | 'greedy') => (uses.length || residuals.length ? composeAutoLip(m.ir, m.blocks, norms, o.norm, uses, mode, residuals) : autolip);

@@ -2,13 +2,14 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { LipcheckError } from './errors.js';
 import type { NormKind } from './estimators/kinds.js';
-import { cpWindowFor, DEFAULT_LOWER_BUDGET, estimateLower, estimateUpper, type AnalysisPhase, type WitnessPair } from './estimators/methods.js';
+import { autoLowerWork, cpWindowFor, DEFAULT_LOWER_BUDGET, estimateLower, estimateUpper, type AnalysisPhase, type WitnessPair } from './estimators/methods.js';
 import { SEQLIP_DEFAULTS } from './estimators/seqlip.js';
 import { createOrtBackend } from './backend/index.js';
 import { prestartRegionWorkers, regionOffload } from './workers/region-pool.js';
 import { prestartOrtWorkers } from './backend/ort-pool.js';
 import { buildIr } from './frontend/build.js';
 import { mergeLinear } from './ir/merge.js';
+import { sizeOf } from './ir/tensor.js';
 import { gpuWork, resolveAuto, resolveDevice, type Device, type ProviderChoice } from './backend/runtime.js';
 import { decodeModel, readModel, readModelBytes } from './onnx/read-model.js';
 import { SCHEMA_VERSION, type LipschitzReport } from './report/report.js';
@@ -42,7 +43,10 @@ export interface AnalyzeOptions {
   readonly inputShape?: readonly number[];
   /** Random witness pairs when the Jacobian ascent cannot run (unbounded graphs); 0 disables the lower bound. */
   readonly lowerPairs?: number;
-  /** Work budget of the witnessed lower bound in Mflop (model runs and Jacobian products by the cost model, linalg/work.ts); 0: no lower-bound work. */
+  /**
+   * Work budget of the witnessed lower bound in Mflop (model runs and Jacobian products by the cost model,
+   * linalg/work.ts); 0: no lower-bound work; absent: methods.ts autoLowerWork (8 000, up to 40 000 on larger models).
+   */
   readonly lowerBudget?: number;
   /** Work budget of one deterministic certificate (FFT, SVD, Cholesky) in Mflop: the cap of each operator's certificates. */
   readonly certifyBudget?: number;
@@ -119,6 +123,8 @@ export async function analyze(model: string | { bytes: Uint8Array; name: string 
   const offload = provider.provider === 'cpu' ? cpuOffload : undefined;
   checkBudget('certifyBudget', o.certifyBudget);
   checkBudget('lowerBudget', o.lowerBudget);
+  // no lower budget given (--lower-work auto): the default, raised where the model's search needs more (methods.ts)
+  if (legacy.lowerBudget === undefined) o.lowerBudget = autoLowerWork(blocks, { input: sizeOf(built.inputShape), output: sizeOf(built.outputShape) }, o.norm);
   const m = { ir: built.ir, blocks, inputName: built.inputName, outputName: built.outputName, inputShape: built.inputShape, path };
   // the one place operators come from: estimators are handed this backend and open no sessions themselves
   const backend = createOrtBackend({ model: onnx, runtime, io: m });

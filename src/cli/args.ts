@@ -54,7 +54,7 @@ export function analysisOptions(opts: Record<string, any>): AnalyzeOptions {
     // the old name, when given, wins over the new one's default
     certifyBudget: replacedBudget('--certify-budget', opts.certifyBudget, LEGACY_MFLOP_PER_MS.certify) ?? number('--certify-work', opts.certifyWork, (x) => x >= 0, 'a non-negative number of Mflop'),
     lowerPairs: number('--lower-pairs', opts.lowerPairs, (x) => Number.isInteger(x) && x >= 0, 'a non-negative integer'),
-    lowerBudget: replacedBudget('--lower-budget', opts.lowerBudget, LEGACY_MFLOP_PER_MS.lower) ?? number('--lower-work', opts.lowerWork, (x) => x >= 0, 'a non-negative number of Mflop'),
+    lowerBudget: replacedBudget('--lower-budget', opts.lowerBudget, LEGACY_MFLOP_PER_MS.lower) ?? (opts.lowerWork === 'auto' ? undefined : number('--lower-work', opts.lowerWork, (x) => x >= 0, "a non-negative number of Mflop or 'auto'")),
     device: opts.device,
     // onnxruntime would try to start every thread asked for (100 000 exhausts the process): a sane ceiling
     threads: number('--threads', opts.threads, (x) => Number.isInteger(x) && x >= 0 && x <= MAX_THREADS, `an integer from 0 (onnxruntime decides) to ${MAX_THREADS}`),

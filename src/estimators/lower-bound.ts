@@ -176,6 +176,18 @@ export function planSearch(blocks: readonly Block[], sizes: { input: number; out
 }
 
 /**
+ * The work (flop) at which planSearch gives MIN_ROUNDS full rounds (every start, the whole walk, FULL Lanczos): below it
+ * the search is cut short (fewer starts, a shorter walk, or LEAN Lanczos).
+ */
+export function fullSearchWork(blocks: readonly Block[], sizes: { input: number; output: number }, norm: NormKind, starts = 4, walkSteps = 100): number {
+  const productFlop = searchCosts(blocks, sizes.input).product;
+  const rows = Math.min(sizes.output, MAX_ROWS);
+  const perStart = norm === 'inf' ? rows + 1 : FULL.perStart;
+  const perStep = norm === 'inf' ? 7 + rows / 10 : FULL.perStep;
+  return (MIN_ROUNDS * (starts * perStart + walkSteps * perStep) * productFlop) / PLAN_SHARE;
+}
+
+/**
  * A witnessed lower bound on the Lipschitz constant (ALGORITHMS.md §3), in ℓ2 or ℓ∞. Through the IR it computes
  * ‖J_f(x)‖ — σ_max by Lanczos on JᵀJ (ℓ2), the largest ℓ1 row norm (ℓ∞) — by the one IR interpreter (ir-eval.ts):
  * linear regions applied by the backend's operators, activations (every entry of src/ops/elementwise.ts), max-pools
@@ -210,7 +222,7 @@ export async function jacobianLowerBound(args: LowerBoundArgs): Promise<LowerBou
 /**
  * Why the Jacobian search cannot start within the budget, or null. Its first start alone takes one model run and the
  * lean plan's products with J(x) (LEAN.perStart; ℓ∞: a row each and a state), and the search always makes it, so on a
- * model whose budget does not cover that (ResNet-50 at the default 8 000 Mflop: one run and one product are each about
+ * model whose budget does not cover that (ResNet-50 even at `--lower-work auto`'s 40 000 Mflop: one run and one product are each about
  * 8.5e9 flop) it would overrun its budget several times over (and open a session per region besides). The witnessed
  * pairs then take the budget (at least one pair): a rule on the cost model's counts, the same on every run.
  */

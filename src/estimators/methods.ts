@@ -13,7 +13,7 @@ import { crossNormBound, l2NormsWork, type CrossNormBound } from './linf.js';
 import { ECLIPSE_DEFAULTS, eclipseSegmentBound } from './eclipse.js';
 import { LIPSDP_DEFAULTS, lipsdpObstacle, lipsdpSegmentBound } from './lipsdp.js';
 import { scaledCpBound } from './cp-scaling.js';
-import { jacobianLowerBound, type AnalysedModel } from './lower-bound.js';
+import { fullSearchWork, jacobianLowerBound, planSearch, type AnalysedModel, type LowerBoundResult } from './lower-bound.js';
 import { mapInLanes } from './lanes.js';
 import { budgetBasis, laneWidth, measureRegion, type NormSettings, type OperatorNorm, type RegionOffload } from './operator-norm.js';
 import { patternSearchLowerBound } from './pattern-search.js';
@@ -97,6 +97,21 @@ export interface UpperEstimate {
 
 /** The lower-bound budget (Mflop) at which the pattern search makes PATTERN_EVALUATIONS evaluations: the default one. */
 export const DEFAULT_LOWER_BUDGET = 8000;
+/** The most `--lower-work auto` gives a model whose search DEFAULT_LOWER_BUDGET cuts short (5 × the default). */
+export const AUTO_LOWER_CAP = 40_000;
+
+/**
+ * `--lower-work auto` (the default): DEFAULT_LOWER_BUDGET where its search plan already has full rounds (every start,
+ * the whole walk, full Lanczos); else what two full rounds need (fullSearchWork), at most AUTO_LOWER_CAP Mflop. A rule
+ * on the cost model, the same on every run: the small models keep the default (and their reports); the convolutional
+ * ones, whose walks it cut short, get up to 5 × (bench/README.md, twentieth session).
+ */
+export function autoLowerWork(blocks: MethodModel['blocks'], sizes: { input: number; output: number }, norm: NormKind): number {
+  const plan = planSearch(blocks, sizes, norm, DEFAULT_LOWER_BUDGET * MFLOP);
+  const full = planSearch(blocks, sizes, norm, Infinity);
+  if (plan.starts === full.starts && plan.walkSteps === full.walkSteps && plan.lanczos.start === full.lanczos.start) return DEFAULT_LOWER_BUDGET;
+  return Math.min(AUTO_LOWER_CAP, Math.max(DEFAULT_LOWER_BUDGET, Math.ceil(fullSearchWork(blocks, sizes, norm) / MFLOP)));
+}
 
 /** Under best, the exact enumeration also stops at this many multiply-adds (cells × 3 per nonzero weight): TLL-size nets fit. */
 const EXACT_BEST_WORK = 4e9;
@@ -500,10 +515,18 @@ export async function estimateLower(m: MethodModel, backend: OperatorBackend, o:
   if (o.lowerPairs > 0 && o.lowerBudget > 0 && result.status !== 'discontinuous') {
     const hints = regions.length && regions[0].input === m.ir.input ? [norms.get(regions[0].id)!.direction].filter((d): d is Float64Array => d !== null) : [];
     o.onProgress?.(0, 1, 'lower bound', 'lower');
-    const lb = await jacobianLowerBound({
+    // a budget above the default is spent in two searches: the default's own (the same plan, seed and result as with the
+    // default budget), then one with the rest and its own seed; the larger is kept, so more work never witnesses less
+    const search = (budget: number, seed: number) => jacobianLowerBound({
       ir: m.ir, blocks: m.blocks, inputName: m.inputName, outputName: m.outputName, inputShape: m.inputShape,
-      backend, seed: o.seed, norm: o.norm, budget: o.lowerBudget * MFLOP, pairs: o.lowerPairs, hints,
+      backend, seed, norm: o.norm, budget: budget * MFLOP, pairs: o.lowerPairs, hints,
     });
+    const first = await search(Math.min(o.lowerBudget, DEFAULT_LOWER_BUDGET), o.seed);
+    let lb: LowerBoundResult = first;
+    if (o.lowerBudget > DEFAULT_LOWER_BUDGET) {
+      const second = await search(o.lowerBudget - DEFAULT_LOWER_BUDGET, o.seed + 0x5eed);
+      lb = second.value > first.value ? { ...second, evaluations: first.evaluations + second.evaluations, nonFinite: first.nonFinite + second.nonFinite } : { ...first, evaluations: first.evaluations + second.evaluations, nonFinite: first.nonFinite + second.nonFinite };
+    }
     // a non-finite output for a finite input is float32 overflow inside the model: those points are skipped, and with
     // none left there is no lower bound (the upper bound stands: it never runs the whole model)
     const found = lb.nonFinite === 0 || lb.nonFinite < lb.evaluations;

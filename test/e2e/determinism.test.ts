@@ -86,7 +86,9 @@ test('budgets come from counted work and settings only: the certificate rule, an
   assert.deepEqual([o.certifyBudget, o.lowerBudget], [1400, 100]);
   const n = analysisOptions({ certifyWork: '50', lowerWork: '0' });
   assert.deepEqual([n.certifyBudget, n.lowerBudget], [50, 0]);
-  assert.throws(() => analysisOptions({ lowerWork: '-1' }), /--lower-work '-1' is invalid/);
+  assert.throws(() => analysisOptions({ lowerWork: '-1' }), /--lower-work '-1' is invalid: it must be a non-negative number of Mflop or 'auto'/);
+  // the default, auto: no budget passed on (index.ts resolves it from the model, methods.ts autoLowerWork)
+  assert.equal(analysisOptions({ lowerWork: 'auto' }).lowerBudget, undefined);
 });
 
 /**

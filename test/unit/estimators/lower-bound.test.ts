@@ -4,7 +4,9 @@ import { existsSync, readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { Matrix, SingularValueDecomposition } from 'ml-matrix';
-import { jacobianLowerBound, planSearch, type LowerBoundResult } from '../../../src/estimators/lower-bound.js';
+import { fullSearchWork, jacobianLowerBound, planSearch, type LowerBoundResult } from '../../../src/estimators/lower-bound.js';
+import { AUTO_LOWER_CAP, autoLowerWork, DEFAULT_LOWER_BUDGET } from '../../../src/estimators/methods.js';
+import { analyze } from '../../../src/index.js';
 import { buildIr } from '../../../src/frontend/build.js';
 import { mergeLinear } from '../../../src/ir/merge.js';
 import type { Tensor } from '../../../src/ir/tensor.js';
@@ -557,4 +559,41 @@ test('a second graph input whose declared shape is negative or huge is refused (
     });
     await assert.rejects(analyze({ bytes, name: 'bad-second-input.onnx' }, { device: 'cpu', inputName: 'x' }), (e: any) => e.code === 'UNSUPPORTED' && /Input 'z' of bad-second-input\.onnx/.test(e.message));
   }
+});
+
+test('--lower-work auto: the default where its plan has full rounds, else what two full rounds need (at most 40 000 Mflop), which plans full rounds', async () => {
+  // x → Relu(W1x + b1) → W2·+b2 without reluNet's brute force (2^hidden patterns)
+  const blocksOf = async (n: number, hidden: number, m: number) => {
+    const rand = mulberry32(11);
+    const inits: [string, Tensor][] = [['w1', uniform(rand, [hidden, n])], ['b1', uniform(rand, [hidden])], ['w2', uniform(rand, [m, hidden])], ['b2', uniform(rand, [m])]];
+    const nodes = [gemm('fc1', 'x', 'w1', 'b1', 'h'), { opType: 'Relu', inputs: ['h'], outputs: ['a'], name: 'relu' }, gemm('fc2', 'a', 'w2', 'b2', 'y')];
+    const model = decodeModel(encodeGraph({ opset: 13, inputs: [{ name: 'x', dims: [1, n] }], outputs: [{ name: 'y', dims: [1, m] }], nodes, initializers: inits }), 'auto.onnx');
+    return mergeLinear((await buildIr(model, { seed: 0, runtime })).ir);
+  };
+  const small = await blocksOf(4, 4, 2);
+  assert.equal(autoLowerWork(small, { input: 4, output: 2 }, '2'), DEFAULT_LOWER_BUDGET);
+  // 600-1200-60: one product with J(x) ≈ 2.9 Mflop, so the default's plan walks short
+  const sizes = { input: 600, output: 60 };
+  const wide = await blocksOf(600, 1200, 60);
+  const cut = planSearch(wide, sizes, '2', DEFAULT_LOWER_BUDGET * 1e6);
+  assert.ok(cut.walkSteps < 100 || cut.starts < 4, `the default plan is cut short: ${JSON.stringify(cut)}`);
+  const auto = autoLowerWork(wide, sizes, '2');
+  assert.ok(auto > DEFAULT_LOWER_BUDGET && auto <= AUTO_LOWER_CAP, `auto ${auto}`);
+  assert.equal(auto, Math.min(AUTO_LOWER_CAP, Math.ceil(fullSearchWork(wide, sizes, '2') / 1e6)));
+  const full = planSearch(wide, sizes, '2', auto * 1e6);
+  assert.ok(full.starts === 4 && full.walkSteps === 100 && full.lanczos.start === 30, `the auto budget plans full rounds: ${JSON.stringify(full)}`);
+  // a model far too large for the cap gets the cap
+  const huge = await blocksOf(3000, 3000, 300);
+  assert.equal(autoLowerWork(huge, { input: 3000, output: 300 }, '2'), AUTO_LOWER_CAP);
+});
+
+test('oval21_wide_kw: a budget above the default runs the default\'s search first, so it never witnesses less (one search of 40 000 Mflop gave 2.079 against the default\'s 2.223)', async (t) => {
+  if (!existsSync(OVAL21)) { t.skip('../shared/models absent: oval21_wide_kw.onnx not found'); return; }
+  const base = { device: 'cpu' as const, method: 'autolip' as const, certify: 'off' as const };
+  const [def, more, auto] = [await analyze(OVAL21, { ...base, lowerBudget: DEFAULT_LOWER_BUDGET }), await analyze(OVAL21, { ...base, lowerBudget: 40_000 }), await analyze(OVAL21, base)];
+  t.diagnostic(`oval21 lower: ${def.global.lower!.value} (8 000 Mflop), ${more.global.lower!.value} (40 000), ${auto.global.lower!.value} (auto ${auto.settings.lowerBudget})`);
+  assert.ok(more.global.lower!.value >= def.global.lower!.value, `40 000 Mflop: ${more.global.lower!.value} < ${def.global.lower!.value}`);
+  assert.ok(more.global.lower!.evaluations > def.global.lower!.evaluations, 'the second search ran');
+  assert.ok(auto.settings.lowerBudget > DEFAULT_LOWER_BUDGET && auto.settings.lowerBudget <= AUTO_LOWER_CAP, `auto budget ${auto.settings.lowerBudget}`);
+  assert.ok(auto.global.lower!.value >= def.global.lower!.value);
 });

@@ -145,7 +145,7 @@ export async function chooseScalings(segment: Segment, backend: OperatorBackend,
     };
     const scaled = (x: Float64Array, k: number, sign: 1 | -1) => {
       const f = sign > 0 ? up[k] : down[k];
-      return x.map((xi, i) => xi * f[i]);
+      return times(x, f);
     };
     const partial = async (a: number, b: number, steps: number) => {
       const fwd = async (x: Float64Array) => {
@@ -163,8 +163,8 @@ export async function chooseScalings(segment: Segment, backend: OperatorBackend,
       warm.set(a * m + b, w);
       // σ = uᵀ·P·vt with P = Δ_b⁻¹·W_b⋯W_a·Δ_{a−1}: ∂σ/∂log δ_{a−1,i} = (Pᵀu)_i·vt_i, ∂σ/∂log δ_{b,i} = −u_i·(P·vt)_i
       const ok = u.length > 0 && sigma > 0;
-      const gIn = a > 0 && ok ? sumChannels(w.map((x, i) => x * vt[i]), inner[a - 1]) : null;
-      const gOut = b < m - 1 && ok ? sumChannels(u.map((ui, i) => -ui * pv[i]), inner[b]) : null;
+      const gIn = a > 0 && ok ? channelProducts(w, vt, inner[a - 1], 1) : null;
+      const gOut = b < m - 1 && ok ? channelProducts(u, pv, inner[b], -1) : null;
       return { sigma, gIn, gOut };
     };
     const evaluate = async (steps: number) => {
@@ -202,11 +202,13 @@ export async function powerPair(fwd: (x: Float64Array) => Promise<Float64Array>,
   for (let t = 0; t < steps; t++) {
     const nw = norm2(w);
     if (!(nw > 0)) break;
-    vt = w.map((x) => x / nw);
+    vt = new Float64Array(w.length);
+    for (let i = 0; i < w.length; i++) vt[i] = w[i] / nw;
     pv = await fwd(vt);
     const s = norm2(pv);
     if (!(s > 0)) break;
-    u = pv.map((x) => x / s);
+    u = new Float64Array(pv.length);
+    for (let i = 0; i < pv.length; i++) u[i] = pv[i] / s;
     w = await bwd(u);
   }
   return { sigma: norm2(pv), w, vt, pv, u };
@@ -243,10 +245,17 @@ export async function descendLogScales(logd: Float64Array[], evaluate: (steps: n
   return { before, after: cur.value, iterations: it };
 }
 
-/** Σ over each channel's `inner` consecutive elements. */
-export function sumChannels(x: Float64Array, inner: number): Float64Array {
-  const out = new Float64Array(x.length / inner);
-  for (let i = 0; i < x.length; i++) out[Math.floor(i / inner)] += x[i];
+/** x ⊙ f in a new array (a loop: the descents scale every vector they apply, and a closure per element costs). */
+export function times(x: Float64Array, f: Float64Array): Float64Array {
+  const out = new Float64Array(x.length);
+  for (let i = 0; i < x.length; i++) out[i] = x[i] * f[i];
+  return out;
+}
+
+/** Σ over each channel's `inner` consecutive elements of sign·a_i·b_i. */
+export function channelProducts(a: Float64Array, b: Float64Array, inner: number, sign: 1 | -1): Float64Array {
+  const out = new Float64Array(a.length / inner);
+  for (let i = 0; i < a.length; i++) out[Math.floor(i / inner)] += sign * a[i] * b[i];
   return out;
 }
 

@@ -3,7 +3,7 @@ import { sizeOf } from '../ir/tensor.js';
 import { Random } from '../linalg/random.js';
 import { mapInLanes } from './lanes.js';
 import { regionFlop } from '../linalg/work.js';
-import { channelsOf, descendLogScales, powerPair, sumChannels } from './cp-scaling.js';
+import { channelProducts, channelsOf, descendLogScales, powerPair, times } from './cp-scaling.js';
 import { graphLevels, mapKey, scaleKeys, type GraphCpMaps, type GraphScaling } from './graph-cp.js';
 
 /**
@@ -45,7 +45,7 @@ export async function chooseGraphScalings(plan: GraphCpMaps, backend: OperatorBa
     };
     const scaled = (x: Float64Array, k: number, sign: 1 | -1) => {
       const f = sign > 0 ? up[k] : down[k];
-      return x.map((xi, i) => xi * f[i]);
+      return times(x, f);
     };
     /** One map's estimate ‖Δ_t⁻¹·M·Δ_s‖ and its gradients with respect to log δ_s and log δ_t (per group). */
     const norm = async (e: (typeof maps)[number], index: number, steps: number): Promise<{ sigma: number; gFrom: Float64Array | null; gTo: Float64Array | null }> => {
@@ -74,8 +74,8 @@ export async function chooseGraphScalings(plan: GraphCpMaps, backend: OperatorBa
       const ok = u.length > 0 && sigma > 0;
       return {
         sigma,
-        gFrom: from >= 0 && ok ? sumChannels(w.map((x, i) => x * vt[i]), inner[from]) : null,
-        gTo: to >= 0 && ok ? sumChannels(u.map((ui, i) => -ui * pv[i]), inner[to]) : null,
+        gFrom: from >= 0 && ok ? channelProducts(w, vt, inner[from], 1) : null,
+        gTo: to >= 0 && ok ? channelProducts(u, pv, inner[to], -1) : null,
       };
     };
     const r = new Map(plan.expanded.map((a) => [a, (a.slope[1] - a.slope[0]) / 2]));

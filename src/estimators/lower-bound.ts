@@ -219,6 +219,13 @@ export async function jacobianLowerBound(args: LowerBoundArgs): Promise<LowerBou
   }
 }
 
+/** The work (flop) of the Jacobian search's first start: one model run and the lean plan's products (ℓ∞: a row each and a state). */
+export function firstStartWork(blocks: readonly Block[], sizes: { input: number; output: number }, norm: NormKind): number {
+  const costs = searchCosts(blocks, sizes.input);
+  const products = norm === 'inf' ? Math.min(sizes.output, MAX_ROWS) + 1 : LEAN.perStart;
+  return costs.evaluation + products * costs.product;
+}
+
 /**
  * Why the Jacobian search cannot start within the budget, or null. Its first start alone takes one model run and the
  * lean plan's products with J(x) (LEAN.perStart; ℓ∞: a row each and a state), and the search always makes it, so on a
@@ -227,9 +234,8 @@ export async function jacobianLowerBound(args: LowerBoundArgs): Promise<LowerBou
  * pairs then take the budget (at least one pair): a rule on the cost model's counts, the same on every run.
  */
 export function firstStartShortfall(args: Pick<LowerBoundArgs, 'blocks' | 'inputShape' | 'ir' | 'norm' | 'budget'>): string | null {
-  const costs = searchCosts(args.blocks, sizeOf(args.inputShape));
   const products = args.norm === 'inf' ? Math.min(sizeOf(args.ir.outputShape), MAX_ROWS) + 1 : LEAN.perStart;
-  const need = costs.evaluation + products * costs.product;
+  const need = firstStartWork(args.blocks, { input: sizeOf(args.inputShape), output: sizeOf(args.ir.outputShape) }, args.norm);
   if (args.budget >= need) return null;
   return `the work budget (${(args.budget / 1e6).toPrecision(3)} Mflop) does not cover the Jacobian search's first start (one model run and ${products} Jacobian products: ${(need / 1e6).toPrecision(3)} Mflop by the cost model)`;
 }

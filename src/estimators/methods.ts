@@ -13,7 +13,7 @@ import { crossNormBound, l2NormsWork, type CrossNormBound } from './linf.js';
 import { ECLIPSE_DEFAULTS, eclipseSegmentBound } from './eclipse.js';
 import { LIPSDP_DEFAULTS, lipsdpObstacle, lipsdpSegmentBound } from './lipsdp.js';
 import { scaledCpBound } from './cp-scaling.js';
-import { fullSearchWork, jacobianLowerBound, planSearch, type AnalysedModel, type LowerBoundResult } from './lower-bound.js';
+import { firstStartWork, fullSearchWork, jacobianLowerBound, planSearch, type AnalysedModel, type LowerBoundResult } from './lower-bound.js';
 import { mapInLanes } from './lanes.js';
 import { budgetBasis, laneWidth, measureRegion, type NormSettings, type OperatorNorm, type RegionOffload } from './operator-norm.js';
 import { patternSearchLowerBound } from './pattern-search.js';
@@ -104,9 +104,12 @@ export const AUTO_LOWER_CAP = 40_000;
  * `--lower-work auto` (the default): DEFAULT_LOWER_BUDGET where its search plan already has full rounds (every start,
  * the whole walk, full Lanczos); else what two full rounds need (fullSearchWork), at most AUTO_LOWER_CAP Mflop. A rule
  * on the cost model, the same on every run: the small models keep the default (and their reports); the convolutional
- * ones, whose walks it cut short, get up to 5 × (bench/README.md, twentieth session).
+ * ones, whose walks it cut short, get up to 5 × (bench/README.md, twentieth session); a model whose search cannot
+ * start within the cap keeps the default too.
  */
 export function autoLowerWork(blocks: MethodModel['blocks'], sizes: { input: number; output: number }, norm: NormKind): number {
+  // a model whose search cannot start even within the cap (ResNet-50) would only buy more random pairs
+  if (firstStartWork(blocks, sizes, norm) > AUTO_LOWER_CAP * MFLOP) return DEFAULT_LOWER_BUDGET;
   const plan = planSearch(blocks, sizes, norm, DEFAULT_LOWER_BUDGET * MFLOP);
   const full = planSearch(blocks, sizes, norm, Infinity);
   if (plan.starts === full.starts && plan.walkSteps === full.walkSteps && plan.lanczos.start === full.lanczos.start) return DEFAULT_LOWER_BUDGET;

@@ -4,7 +4,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { Matrix, SingularValueDecomposition } from 'ml-matrix';
-import { fullSearchWork, jacobianLowerBound, planSearch, type LowerBoundResult } from '../../../src/estimators/lower-bound.js';
+import { firstStartWork, fullSearchWork, jacobianLowerBound, planSearch, type LowerBoundResult } from '../../../src/estimators/lower-bound.js';
 import { AUTO_LOWER_CAP, autoLowerWork, DEFAULT_LOWER_BUDGET } from '../../../src/estimators/methods.js';
 import { analyze } from '../../../src/index.js';
 import { buildIr } from '../../../src/frontend/build.js';
@@ -585,6 +585,12 @@ test('--lower-work auto: the default where its plan has full rounds, else what t
   // a model far too large for the cap gets the cap
   const huge = await blocksOf(3000, 3000, 300);
   assert.equal(autoLowerWork(huge, { input: 3000, output: 300 }, '2'), AUTO_LOWER_CAP);
+  // a search that cannot start within the cap (a ResNet-50-sized convolution: ~116 Gflop per product by the cost
+  // model; only the weight's dims are read) keeps the default: more budget would only buy random pairs
+  const conv = { kind: 'linear' as const, name: 'c', opType: 'Conv', inputs: ['x'], inShapes: [[1, 512, 56, 56]], output: 'y', outShape: [1, 512, 56, 56], prim: { op: 'conv' as const, weight: { dtype: 'float32' as const, dims: [512, 512, 3, 3], data: new Float32Array(0) }, strides: [1, 1], pads: [1, 1, 1, 1], dilations: [1, 1], group: 1 } };
+  const giant = [{ kind: 'operator' as const, region: { id: 'op0', input: 'x', inShape: [1, 512, 56, 56], output: 'y', outShape: [1, 512, 56, 56], nodes: [conv] } }] as unknown as Parameters<typeof autoLowerWork>[0];
+  assert.ok(firstStartWork(giant, { input: 512 * 56 * 56, output: 512 * 56 * 56 }, '2') > AUTO_LOWER_CAP * 1e6);
+  assert.equal(autoLowerWork(giant, { input: 512 * 56 * 56, output: 512 * 56 * 56 }, '2'), DEFAULT_LOWER_BUDGET);
 });
 
 test('oval21_wide_kw: a budget above the default runs the default\'s search first, so it never witnesses less (one search of 40 000 Mflop gave 2.079 against the default\'s 2.223)', async (t) => {

@@ -135,18 +135,7 @@ export async function chooseScalings(segment: Segment, backend: OperatorBackend,
     const inner = segment.activations.map((act) => channelsOf(act.outShape).inner);
     const rng = new Random(opts.seed);
     const warm = new Map<number, Float64Array>();
-    // exp(±log δ) expanded to every element of each scaled value (δ per group of `inner` elements), formed once per
-    // evaluation: a value at k is scaled element by element
-    let up: Float64Array[] = [], down: Float64Array[] = [];
-    const expand = () => {
-      const grow = (sign: number) => logd.map((d, k) => { const q = inner[k], out = new Float64Array(d.length * q); for (let i = 0; i < out.length; i++) out[i] = Math.exp(sign * d[Math.floor(i / q)]); return out; });
-      up = grow(1);
-      down = grow(-1);
-    };
-    const scaled = (x: Float64Array, k: number, sign: 1 | -1) => {
-      const f = sign > 0 ? up[k] : down[k];
-      return times(x, f);
-    };
+    const { expand, scaled } = channelScaler(logd, inner);
     const partial = async (a: number, b: number, steps: number) => {
       const fwd = async (x: Float64Array) => {
         let y = a > 0 ? scaled(x, a - 1, 1) : x;
@@ -243,6 +232,20 @@ export async function descendLogScales(logd: Float64Array[], evaluate: (steps: n
     cur = await evaluate(opts.steps);
   }
   return { before, after: cur.value, iterations: it };
+}
+
+/**
+ * The scalings exp(±log δ) of `logd` (δ per group of `inner` elements at each scaled value k) expanded to every
+ * element by `expand` (once per evaluation of a descent: logd changes between them), and `scaled(x, k, ±1)`: x times
+ * them, element by element.
+ */
+export function channelScaler(logd: readonly Float64Array[], inner: readonly number[]): { expand: () => void; scaled: (x: Float64Array, k: number, sign: 1 | -1) => Float64Array } {
+  let up: Float64Array[] = [], down: Float64Array[] = [];
+  const grow = (sign: number) => logd.map((d, k) => { const q = inner[k], out = new Float64Array(d.length * q); for (let i = 0; i < out.length; i++) out[i] = Math.exp(sign * d[Math.floor(i / q)]); return out; });
+  return {
+    expand: () => { up = grow(1); down = grow(-1); },
+    scaled: (x, k, sign) => times(x, sign > 0 ? up[k] : down[k]),
+  };
 }
 
 /** x ⊙ f in a new array (a loop: the descents scale every vector they apply, and a closure per element costs). */

@@ -3,7 +3,7 @@ import { sizeOf } from '../ir/tensor.js';
 import { Random } from '../linalg/random.js';
 import { mapInLanes } from './lanes.js';
 import { regionFlop } from '../linalg/work.js';
-import { channelProducts, channelsOf, descendLogScales, powerPair, times } from './cp-scaling.js';
+import { channelProducts, channelScaler, channelsOf, descendLogScales, powerPair } from './cp-scaling.js';
 import { graphLevels, mapKey, scaleKeys, type GraphCpMaps, type GraphScaling } from './graph-cp.js';
 
 /**
@@ -35,18 +35,7 @@ export async function chooseGraphScalings(plan: GraphCpMaps, backend: OperatorBa
     let work = 0, perIteration = 0;
     for (const { m } of maps) if (m.region) perIteration += 2 * opts.steps * regionFlop(m.region);
     const warm = new Map<string, Float64Array>();
-    // exp(±log δ) expanded to every element of each scaled value (δ per group of `inner` elements), formed once per
-    // evaluation: a value at k is scaled element by element
-    let up: Float64Array[] = [], down: Float64Array[] = [];
-    const expand = () => {
-      const grow = (sign: number) => logd.map((d, k) => { const q = inner[k], out = new Float64Array(d.length * q); for (let i = 0; i < out.length; i++) out[i] = Math.exp(sign * d[Math.floor(i / q)]); return out; });
-      up = grow(1);
-      down = grow(-1);
-    };
-    const scaled = (x: Float64Array, k: number, sign: 1 | -1) => {
-      const f = sign > 0 ? up[k] : down[k];
-      return times(x, f);
-    };
+    const { expand, scaled } = channelScaler(logd, inner);
     /** One map's estimate ‖Δ_t⁻¹·M·Δ_s‖ and its gradients with respect to log δ_s and log δ_t (per group). */
     const norm = async (e: (typeof maps)[number], index: number, steps: number): Promise<{ sigma: number; gFrom: Float64Array | null; gTo: Float64Array | null }> => {
       const { m, from, to } = e;

@@ -385,7 +385,7 @@ export async function graphCpBound(plan: GraphCpMaps, settings: NormSettings, op
   }
 
   const kinds = new Set<BoundKind>();
-  for (const e of entries.values()) if (e.up > 0) e.kinds.forEach((k) => kinds.add(k));
+  for (const e of entries.values()) e.kinds.forEach((k) => kinds.add(k));
   const value = roundUp(graphRecursion(plan, (s, t) => entries.get(mapKey(s, t))?.up), 8 * (plan.expanded.length + 2) ** 2);
   const estimate = graphRecursion(plan, (s, t) => entries.get(mapKey(s, t))?.est);
   const label = `graph-cp(${plan.expanded.length} activations, ${measured} of ${queue.length} maps measured${sc ? ', rescaled' : ''})`;

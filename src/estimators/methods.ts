@@ -132,7 +132,7 @@ const GRAPH_CP_PER_NORMS = 15;
 /**
  * The rescaled graph-cp (graph-cp-scaling.ts): its descent may cost GRAPH_SCALE_PER_CP × the maps' measurement cost,
  * at most GRAPH_SCALE_ITERATIONS steps of GRAPH_SCALE_STEPS warm-started power steps per map. Measured
- * (docs/algorithms-cp-scaling.md §5): sri_resnet_b 3 330 → 898 (+6 s), tiny_yolo 11 993 → 3 610 (+21 s); 2 × gave
+ * (docs/algorithms-cp-scaling.md §5): sri_resnet_b 3 330 → 898 (+6 s), tiny_yolo 11 993 → 3 610 (+12 s); 2 × gave
  * tiny_yolo 4 184, 8 × 3 416.
  */
 const GRAPH_SCALE_PER_CP = 4;

@@ -87,8 +87,11 @@ export interface GraphCpMaps {
   readonly shapeOf: ReadonlyMap<string, Shape>;
   /** The Lanczos steps a map's measurement is costed at (the most any region's norm took). */
   readonly steps: number;
-  /** The products' error of the map s → t (ProductError with ‖map‖ ≤ total). */
-  margin(s: string, t: string, total: number): ProductError;
+  /**
+   * The products' error of the map s → t (ProductError with ‖map‖ ≤ total); `scaled` says whether a Mul is put before
+   * it (from) or after it (to), which the backend may fold into the adjacent region's weights.
+   */
+  margin(s: string, t: string, total: number, scaled?: { readonly from: boolean; readonly to: boolean }): ProductError;
 }
 
 /** The maps' key. */
@@ -201,7 +204,15 @@ export function graphCpMaps(ir: IrGraph, blocks: readonly Block[], norms: Readon
    * γ·‖|piece|‖·U·D, U and D the composed bounds of the maps into and out of it; their sum is the products' error
    * (ProductError's eps), ‖A‖ ≤ total.
    */
-  const graphMargin = (s: string, t: string, total: number): ProductError => {
+  // values an activation whose midpoint c is not a power of two reads or writes: its Mul by c, next to a region, may be
+  // folded into that region's weights by onnxruntime (ConvMulFusion: seen in 1.30's optimised graphs), which rounds
+  // every weight c·w once more instead of the product once
+  const inexactScale = new Set<string>();
+  for (const a of acts) {
+    const c = Math.abs(mid.get(a)!);
+    if (c > 0 && Math.log2(c) !== Math.round(Math.log2(c))) { inexactScale.add(a.inputs[0]); inexactScale.add(a.output); }
+  }
+  const graphMargin = (s: string, t: string, total: number, scaled: { readonly from: boolean; readonly to: boolean } = { from: false, to: false }): ProductError => {
     const up = composedFrom(s).val;
     const down = (v: string) => composedFrom(v).val.get(t)?.up ?? 0;
     const unit = float32Unit(settings);
@@ -216,7 +227,11 @@ export function graphCpMaps(ir: IrGraph, blocks: readonly Block[], norms: Readon
       const u = (v: string) => up.get(v)?.up ?? 0;
       if (b.kind === 'operator') {
         const rb = cheapBound(b.region, unit);
-        eta += rb.gammaSum * rb.absNorm * u(b.region.input) * down(out);
+        // one more rounding of every weight where a Mul next to the region may be folded into it: an inexact activation
+        // scale, or the rescaled map's own Mul at its source or target (a's and b's are never powers of two)
+        const r = b.region;
+        const folded = inexactScale.has(r.output) || inexactScale.has(r.input) || (scaled.to && r.output === t) || (scaled.from && r.input === s);
+        eta += (rb.gammaSum + (folded ? g32(1) : 0)) * rb.absNorm * u(r.input) * down(out);
       } else if (b.node.kind === 'activation') {
         eta += g32(1) * Math.abs(mid.get(b.node)!) * u(b.node.inputs[0]) * down(out);
       } else if (b.node.kind === 'linear' && b.node.prim.op === 'sum') {
@@ -309,7 +324,7 @@ export async function graphCpBound(plan: GraphCpMaps, settings: NormSettings, op
     return f;
   };
   const maxOf = (x: ArrayLike<number>) => { let m = 0; for (let i = 0; i < x.length; i++) m = Math.max(m, x[i]); return m; };
-  interface Entry { readonly map: GraphMap; region: LinearRegion | null; up: number; est: number; kinds: Set<BoundKind>; readonly fromMax: number; readonly toInv: number; readonly toMax: number; readonly inexact: number }
+  interface Entry { readonly map: GraphMap; region: LinearRegion | null; up: number; est: number; kinds: Set<BoundKind>; readonly fromMax: number; readonly toInv: number; readonly toMax: number; readonly inexact: number; readonly hasFrom: boolean; readonly hasTo: boolean }
   const entries = new Map<string, Entry>();
   for (const [key, map] of plan.maps) {
     const { from, to } = scaleKeys(plan, map.s, map.t);
@@ -338,13 +353,13 @@ export async function graphCpBound(plan: GraphCpMaps, settings: NormSettings, op
       up = roundUp(map.up * fromMax * toInv, 2);
       est = map.est * fromMax * toInv;
     }
-    entries.set(key, { map, region, up, est, kinds: new Set(map.kinds), fromMax, toInv, toMax, inexact });
+    entries.set(key, { map, region, up, est, kinds: new Set(map.kinds), fromMax, toInv, toMax, inexact, hasFrom: fb !== null, hasTo: ft !== null });
   }
   // the products' error of a·M·b: M's own (plan.margin, its input grown by fromMax·(1 + u)) and the two Mul nodes'
   // (γ₁ each, on values of norm at most fromMax·‖M‖ and toMax·fromMax·‖M‖), all carried out through a
   const marginOf = (e: Entry): ProductError => {
-    const inner = plan.margin(e.map.s, e.map.t, e.map.up);
-    if (!sc) return inner;
+    if (!sc) return plan.margin(e.map.s, e.map.t, e.map.up);
+    const inner = plan.margin(e.map.s, e.map.t, e.map.up, { from: e.hasFrom, to: e.hasTo });
     const eps = e.toMax * e.fromMax * ((inner.eps + 2 * g1 * e.map.up) * (1 + g1) ** 2);
     return { eps: roundUp(eps, 8), total: roundUp(e.toMax * e.fromMax * e.map.up, 2) };
   };

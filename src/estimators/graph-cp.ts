@@ -206,7 +206,8 @@ export function graphCpMaps(ir: IrGraph, blocks: readonly Block[], norms: Readon
    */
   // values an activation whose midpoint c is not a power of two reads or writes: its Mul by c, next to a region, may be
   // folded into that region's weights by onnxruntime (ConvMulFusion: seen in 1.30's optimised graphs), which rounds
-  // every weight c·w once more instead of the product once
+  // every weight c·w once more; regionBound's γ_{k+1} covers one fold, not a second on a region that already folds a
+  // BatchNormalization scale
   const inexactScale = new Set<string>();
   for (const a of acts) {
     const c = Math.abs(mid.get(a)!);

@@ -210,12 +210,16 @@ export async function residualBlockBound(block: ResidualBlock, settings: NormSet
   if (block.skip) kinds.push(opts.known?.get(block.skip.id)?.upper.kind ?? 'certified');
   const cAbs = Math.abs(Math.fround(coefficient));
   const total = Math.abs(signs[1 - block.branchIndex]) * skipNorm + b * cAbs * singles.reduce((a, x) => a * x, 1);
+  const g1 = gammaOf(1, unit);
+  // onnxruntime may fold the Mul by c into the last region's Conv weights (ConvMulFusion), rounding them once more:
+  // regionBound's γ_{k+1} covers one fold, not a second where that region already folds a BatchNormalization, so a c
+  // that is not a power of two (whose product c·w rounds) adds γ₁ to the last region (docs/algorithms-cp-scaling.md §5)
+  const foldRounds = cAbs > 0 && Math.log2(cAbs) !== Math.round(Math.log2(cAbs));
   const pieces: { gammaSum: number; absNorm: number; into: number; out: number }[] = seg.regions.map((r, i) => {
     const rb = cheapBound(r, unit);
-    return { ...rb, into: singles.slice(0, i).reduce((a, x) => a * x, 1), out: b * cAbs * singles.slice(i + 1).reduce((a, x) => a * x, 1) };
+    return { ...rb, gammaSum: rb.gammaSum + (foldRounds && i === m - 1 ? g1 : 0), into: singles.slice(0, i).reduce((a, x) => a * x, 1), out: b * cAbs * singles.slice(i + 1).reduce((a, x) => a * x, 1) };
   });
   if (block.skip) { const rb = cheapBound(block.skip, unit); pieces.push({ ...rb, into: 1, out: Math.abs(signs[1 - block.branchIndex]) }); }
-  const g1 = gammaOf(1, unit);
   // the scale by c, the two-input sum, and in the adjoint the sum of u's two cotangents
   pieces.push({ gammaSum: g1, absNorm: cAbs, into: singles.reduce((a, x) => a * x, 1), out: b }, { gammaSum: g1, absNorm: 1, into: total, out: 1 }, { gammaSum: g1, absNorm: 1, into: 1, out: total });
   const margin = chainedMargin(pieces, total);

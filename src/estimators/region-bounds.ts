@@ -371,7 +371,9 @@ export function regionBound(region: LinearRegion, norm: NormKind, budgetFlop = D
   for (const g of foldGroups(region.nodes)) {
     const n = g.node;
     const b = groupBounds(g, norm, budgetFlop);
-    gammaSum += gammaOf(b.inner + 1, unit);
+    // a length-k dot product rounds within γ_k; each scaling folded into the weights here may be folded by onnxruntime
+    // too (ConvMulFusion), rounding every weight once more: γ_{k + folds}, at least γ_{k+1}
+    gammaSum += gammaOf(b.inner + Math.max(1, g.folds.length), unit);
     const trivial = b.method === 'isometry' || b.method === 'exact' || (b.method === 'composition' && n.inputs.length < 2);
     if (!trivial) weighted.push(b.method);
     const ins = n.inputs.map((i) => l.get(i)!);

@@ -8,7 +8,7 @@ import { cheapBound } from './cp.js';
 import { weakestKind, type Bound, type BoundKind } from './kinds.js';
 import { mapInLanes } from './lanes.js';
 import { budgetBasis, float32Unit, kwUpper, laneWidth, measureRegion, ritzMethod, type NormSettings, type OperatorNorm, type ProductError } from './operator-norm.js';
-import { gammaOf } from './region-bounds.js';
+import { foldsExactly, gammaOf } from './region-bounds.js';
 
 /**
  * The Combettes–Pesquet expansion of a whole graph (docs/algorithms-residual.md §6, `graphCpBound`), and the same
@@ -87,6 +87,8 @@ export interface GraphCpMaps {
   readonly shapeOf: ReadonlyMap<string, Shape>;
   /** The Lanczos steps a map's measurement is costed at (the most any region's norm took). */
   readonly steps: number;
+  /** What measuring every map with a bound above 0 takes by the cost model (flop): graphCpBound's `cost`. */
+  readonly cost: number;
   /**
    * The products' error of the map s → t (ProductError with ‖map‖ ≤ total); `scaled` says whether a Mul is put before
    * it (from) or after it (to), which the backend may fold into the adjacent region's weights.
@@ -210,8 +212,7 @@ export function graphCpMaps(ir: IrGraph, blocks: readonly Block[], norms: Readon
   // BatchNormalization scale
   const inexactScale = new Set<string>();
   for (const a of acts) {
-    const c = Math.abs(mid.get(a)!);
-    if (c > 0 && Math.log2(c) !== Math.round(Math.log2(c))) { inexactScale.add(a.inputs[0]); inexactScale.add(a.output); }
+    if (!foldsExactly(mid.get(a)!)) { inexactScale.add(a.inputs[0]); inexactScale.add(a.output); }
   }
   const graphMargin = (s: string, t: string, total: number, scaled: { readonly from: boolean; readonly to: boolean } = { from: false, to: false }): ProductError => {
     const up = composedFrom(s).val;
@@ -258,7 +259,8 @@ export function graphCpMaps(ir: IrGraph, blocks: readonly Block[], norms: Readon
   }
   // the Lanczos steps a map is costed at: the most any region's norm took
   const steps = Math.max(1, ...[...norms.values()].map((m) => budgetBasis(m).iterations));
-  return { input: ir.input, output: ir.output, expanded, maps, shapeOf, steps, margin: graphMargin };
+  const cost = [...maps.values()].reduce((a, m) => a + (m.region && m.up > 0 ? 2 * steps * regionFlop(m.region) : 0), 0);
+  return { input: ir.input, output: ir.output, expanded, maps, shapeOf, steps, cost, margin: graphMargin };
 }
 
 /**

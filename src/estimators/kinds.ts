@@ -19,3 +19,12 @@ export function weakestKind(kinds: Iterable<BoundKind>): BoundKind {
   for (const x of kinds) if (STRENGTH[x] < STRENGTH[k]) k = x;
   return k;
 }
+
+/**
+ * Whether `next` replaces `current` as a reported bound: where it is smaller, except that a certified bound stays
+ * unless a probabilistic one is more than 0.1 % tighter (measureRegion's rule under --certify auto).
+ */
+export function displaces(next: Bound, current: Bound): boolean {
+  const keepCertified = current.kind === 'certified' && next.kind !== 'certified';
+  return next.value < current.value * (keepCertified ? 1 - 1e-3 : 1);
+}

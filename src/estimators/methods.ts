@@ -8,7 +8,7 @@ import { composeAutoLip, type AutoLipResult, type ResidualUse, type SegmentCandi
 import { cpSegmentBound, findSegments, segmentAutoLip, wholeProductFloor, type CpResult, type Segment } from './cp.js';
 import { exactLipschitz, type ExactResult } from './exact.js';
 import { babObstacle, reluBranchAndBound } from './relu-bab.js';
-import type { Bound, NormKind } from './kinds.js';
+import { displaces, type Bound, type NormKind } from './kinds.js';
 import { crossNormBound, l2NormsWork, type CrossNormBound } from './linf.js';
 import { ECLIPSE_DEFAULTS, eclipseSegmentBound } from './eclipse.js';
 import { LIPSDP_DEFAULTS, lipsdpObstacle, lipsdpSegmentBound } from './lipsdp.js';
@@ -205,9 +205,8 @@ async function rescaledGraphCp(plan: GraphCpMaps, graph: GraphCpResult, settings
     throw e;
   });
   if (!scaled) return graph;
-  const keepCertified = graph.upper.kind === 'certified' && scaled.upper.kind !== 'certified';
   const both = graph.probabilistic + scaled.probabilistic;
-  if (scaled.upper.value < graph.upper.value * (keepCertified ? 1 - 1e-3 : 1)) return { ...scaled, probabilistic: scaled.upper.kind === 'probabilistic' ? both : 0, work: graph.work + chosen.work + scaled.work, ms: graph.ms + scaled.ms };
+  if (displaces(scaled.upper, graph.upper)) return { ...scaled, probabilistic: scaled.upper.kind === 'probabilistic' ? both : 0, work: graph.work + chosen.work + scaled.work, ms: graph.ms + scaled.ms };
   return graph.upper.kind === 'probabilistic' ? { ...graph, probabilistic: both } : graph;
 }
 
@@ -364,9 +363,7 @@ export async function estimateUpper(m: MethodModel, backend: OperatorBackend, o:
         const sc = await scaledCpBound(segment, settings, { budget: CP_SCALE_PER_CP * cp.work, steps: CP_SCALE_STEPS, iterations: CP_SCALE_ITERATIONS });
         if (sc) {
           probabilisticSegments += sc.cp.probabilistic;
-          // as measureRegion's auto: a certified bound is kept unless a probabilistic one is more than 0.1 % tighter
-          const keepCertified = cp.upper.kind === 'certified' && sc.cp.upper.kind !== 'certified';
-          if (sc.cp.upper.value < cp.upper.value * (keepCertified ? 1 - 1e-3 : 1)) {
+          if (displaces(sc.cp.upper, cp.upper)) {
             candidates[at] = { method: 'cp', upper: { ...sc.cp.upper, method: `${sc.cp.upper.method.replace(/\)$/, '')}, rescaled)` }, estimate: sc.cp.estimate, ms: cp.ms + sc.cp.ms, note: `CP ${sc.cp.upper.value.toPrecision(4)} on the chain rescaled per channel (${sc.iterations} descent steps; ${cp.upper.value.toPrecision(4)} without)` };
           }
         }
@@ -431,8 +428,7 @@ export async function estimateUpper(m: MethodModel, backend: OperatorBackend, o:
   if (autolip.status === 'bounded' && o.method === 'best' && o.norm === '2' && graphCpObstacle(m.ir, m.blocks) === null) {
     const budget = Math.max(GRAPH_CP_MIN_FLOP, GRAPH_CP_PER_NORMS * normsWork);
     const plan = graphCpMaps(m.ir, m.blocks, norms, settings);
-    const cost = plan ? (await graphCpBound(plan, settings, { budget: 0 })).cost : Infinity;
-    if (plan && cost <= budget) {
+    if (plan && plan.cost <= budget) {
       graph = await graphCpBound(plan, settings, { budget });
       // then on the rescaled graph, where every map was measured (a partial measurement is about the composition)
       if (graph.measured > 0 && graph.composed === 0) graph = await rescaledGraphCp(plan, graph, settings, budget);
@@ -528,7 +524,7 @@ export async function estimateLower(m: MethodModel, backend: OperatorBackend, o:
     let lb: LowerBoundResult = first;
     if (o.lowerBudget > DEFAULT_LOWER_BUDGET) {
       const second = await search(o.lowerBudget - DEFAULT_LOWER_BUDGET, o.seed + 0x5eed);
-      lb = second.value > first.value ? { ...second, evaluations: first.evaluations + second.evaluations, nonFinite: first.nonFinite + second.nonFinite } : { ...first, evaluations: first.evaluations + second.evaluations, nonFinite: first.nonFinite + second.nonFinite };
+      lb = { ...(second.value > first.value ? second : first), evaluations: first.evaluations + second.evaluations, nonFinite: first.nonFinite + second.nonFinite };
     }
     // a non-finite output for a finite input is float32 overflow inside the model: those points are skipped, and with
     // none left there is no lower bound (the upper bound stands: it never runs the whole model)

@@ -357,6 +357,15 @@ export function gammaOf(k: number, unit: number): number {
 }
 
 /**
+ * Whether c·w is exact for every float32 w (c a power of two, over- and underflow aside): a Mul by such a c folded into
+ * a Conv's weights by onnxruntime (ConvMulFusion) rounds nothing; any other c rounds every weight once more.
+ */
+export function foldsExactly(c: number): boolean {
+  const a = Math.abs(c);
+  return a === 0 || Math.log2(a) === Math.round(Math.log2(a));
+}
+
+/**
  * A certified bound on a merged linear operator's norm (ℓ2 or ℓ∞), composing per-prim certified bounds over the
  * region's DAG (ALGORITHMS.md §1–2): sums add, concatenations combine in quadrature (ℓ2) or by max (ℓ∞). Exact when
  * the region holds one weighted op between isometries; a product of norms (looser) when it holds several.

@@ -6,7 +6,7 @@ import { regionFlop } from '../linalg/work.js';
 import { cheapBound, composeRegions, productFloor, productLanczos, type Segment } from './cp.js';
 import { weakestKind, type Bound, type BoundKind } from './kinds.js';
 import { certificateBudget, float32Unit, measureRegion, kwUpper, ritzMethod, roundingError, type NormSettings, type ProductError, type OperatorNorm } from './operator-norm.js';
-import { gammaOf, regionBound } from './region-bounds.js';
+import { foldsExactly, gammaOf, regionBound } from './region-bounds.js';
 import { denseObstacle } from '../ir/operator.js';
 
 /**
@@ -214,7 +214,7 @@ export async function residualBlockBound(block: ResidualBlock, settings: NormSet
   // onnxruntime may fold the Mul by c into the last region's Conv weights (ConvMulFusion), rounding them once more:
   // regionBound's γ_{k+1} covers one fold, not a second where that region already folds a BatchNormalization, so a c
   // that is not a power of two (whose product c·w rounds) adds γ₁ to the last region (docs/algorithms-cp-scaling.md §5)
-  const foldRounds = cAbs > 0 && Math.log2(cAbs) !== Math.round(Math.log2(cAbs));
+  const foldRounds = !foldsExactly(cAbs);
   const pieces: { gammaSum: number; absNorm: number; into: number; out: number }[] = seg.regions.map((r, i) => {
     const rb = cheapBound(r, unit);
     return { ...rb, gammaSum: rb.gammaSum + (foldRounds && i === m - 1 ? g1 : 0), into: singles.slice(0, i).reduce((a, x) => a * x, 1), out: b * cAbs * singles.slice(i + 1).reduce((a, x) => a * x, 1) };

@@ -1,9 +1,10 @@
 import type { OperatorBackend, LinearOperator } from '../ir/operator.js';
 import { sizeOf } from '../ir/tensor.js';
-import { Random } from '../linalg/random.js';
 import { mapInLanes } from './lanes.js';
 import { regionFlop } from '../linalg/work.js';
-import { channelProducts, channelScaler, channelsOf, descendLogScales, powerPair } from './cp-scaling.js';
+import { channelsOf, descendLogScales } from './cp-scaling.js';
+import type { RegionOffload } from './operator-norm.js';
+import { scaledPower, type ScaledPowerResult, type ScaledPowerState } from './scaled-power.js';
 import { graphLevels, mapKey, scaleKeys, type GraphCpMaps, type GraphScaling } from './graph-cp.js';
 
 /**
@@ -20,7 +21,7 @@ import { graphLevels, mapKey, scaleKeys, type GraphCpMaps, type GraphScaling } f
  * unit. Null where the
  * graph's output is also an expanded activation's input (its scaling would have to be both δ and 1).
  */
-export async function chooseGraphScalings(plan: GraphCpMaps, backend: OperatorBackend, opts: { readonly iterations: number; readonly steps: number; readonly budget: number; readonly seed: number; readonly width: number }): Promise<{ scaling: GraphScaling; before: number; after: number; iterations: number; work: number } | null> {
+export async function chooseGraphScalings(plan: GraphCpMaps, backend: OperatorBackend, opts: { readonly iterations: number; readonly steps: number; readonly budget: number; readonly seed: number; readonly width: number; readonly offload?: RegionOffload }): Promise<{ scaling: GraphScaling; before: number; after: number; iterations: number; work: number } | null> {
   if (plan.expanded.some((a) => a.inputs[0] === plan.output)) return null;
   const keys = [...new Set(plan.expanded.map((a) => a.inputs[0]))];
   const index = new Map(keys.map((k, i) => [k, i]));
@@ -30,18 +31,19 @@ export async function chooseGraphScalings(plan: GraphCpMaps, backend: OperatorBa
   const logd = shapes.map((sh, i) => new Float64Array(sizeOf(sh) / inner[i]));
   const maps = [...plan.maps.values()].map((m) => { const k = scaleKeys(plan, m.s, m.t); return { m, from: k.from === null ? -1 : index.get(k.from)!, to: k.to === null ? -1 : index.get(k.to)! }; });
   const ops = new Map<string, LinearOperator>();
+  let perIteration = 0;
+  for (const { m } of maps) if (m.region) perIteration += 2 * opts.steps * regionFlop(m.region);
+  // the maps' power steps on region workers where the offload takes them (each map's operator built once, on its
+  // worker), else here
+  const remote = opts.offload?.scaledMaps?.(maps.map(({ m }) => m.region), perIteration) ?? null;
   try {
-    for (const { m } of maps) if (m.region) ops.set(mapKey(m.s, m.t), await backend.operator(m.region));
-    let work = 0, perIteration = 0;
-    for (const { m } of maps) if (m.region) perIteration += 2 * opts.steps * regionFlop(m.region);
-    const warm = new Map<string, Float64Array>();
-    const { expand, scaled } = channelScaler(logd, inner);
+    if (!remote) for (const { m } of maps) if (m.region) ops.set(mapKey(m.s, m.t), await backend.operator(m.region));
+    let work = 0;
+    const states = maps.map((): ScaledPowerState => ({ warm: null }));
     /** One map's estimate ‖Δ_t⁻¹·M·Δ_s‖ and its gradients with respect to log δ_s and log δ_t (per group). */
-    const norm = async (e: (typeof maps)[number], index: number, steps: number): Promise<{ sigma: number; gFrom: Float64Array | null; gTo: Float64Array | null }> => {
+    const norm = async (e: (typeof maps)[number], index: number, steps: number): Promise<ScaledPowerResult> => {
       const { m, from, to } = e;
-      const key = mapKey(m.s, m.t);
-      const op = ops.get(key);
-      if (!op) {
+      if (!m.region) {
         // s = t: Δ_t⁻¹·Δ_s is diagonal, its norm the largest ratio, its gradient at that element
         const n = sizeOf(plan.shapeOf.get(m.s)!);
         let best = -Infinity, at = 0;
@@ -55,25 +57,18 @@ export async function chooseGraphScalings(plan: GraphCpMaps, backend: OperatorBa
         if (gTo) gTo[Math.floor(at / inner[to])] = -sigma;
         return { sigma, gFrom, gTo };
       }
-      const fwd = async (x: Float64Array) => { const y = await op.apply(from >= 0 ? scaled(x, from, 1) : x); return to >= 0 ? scaled(y, to, -1) : y; };
-      const bwd = async (y: Float64Array) => { const x = await op.adjoint(to >= 0 ? scaled(y, to, -1) : y); return from >= 0 ? scaled(x, from, 1) : x; };
-      const { sigma, w, vt, pv, u } = await powerPair(fwd, bwd, warm.get(key) ?? randomStart(op.inSize, opts.seed + 7919 * index), steps);
-      work += 2 * steps * regionFlop(m.region!);
-      warm.set(key, w);
-      const ok = u.length > 0 && sigma > 0;
-      return {
-        sigma,
-        gFrom: from >= 0 && ok ? channelProducts(w, vt, inner[from], 1) : null,
-        gTo: to >= 0 && ok ? channelProducts(u, pv, inner[to], -1) : null,
-      };
+      const req = { from: from >= 0 ? { logd: logd[from], inner: inner[from] } : null, to: to >= 0 ? { logd: logd[to], inner: inner[to] } : null, steps, seed: opts.seed + 7919 * index };
+      work += 2 * steps * regionFlop(m.region);
+      // on the map's region worker where the descent has them (the same function there: the same numbers)
+      return remote ? remote.step(index, req) : scaledPower(ops.get(mapKey(m.s, m.t))!, states[index], req);
     };
     const r = new Map(plan.expanded.map((a) => [a, (a.slope[1] - a.slope[0]) / 2]));
     const evaluate = async (steps: number) => {
-      expand();
       const N = new Map<string, number>();
       const G = new Map<string, { gFrom: Float64Array | null; gTo: Float64Array | null }>();
-      // the maps at once where the backend runs products off the main thread (each map's start is its own): the same numbers
-      const all = await mapInLanes(maps, opts.width, (e, i) => norm(e, i, steps));
+      // the maps at once where the backend runs products off the main thread, all of them where they are on region
+      // workers (each worker takes its own in turn); each map's start is its own, so the same numbers
+      const all = await mapInLanes(maps, remote ? maps.length : opts.width, (e, i) => norm(e, i, steps));
       maps.forEach((e, i) => { const k = mapKey(e.m.s, e.m.t); N.set(k, all[i].sigma); G.set(k, all[i]); });
       const { levels, output } = graphLevels(plan, (s, t) => N.get(mapKey(s, t)));
       // reverse mode through L(h_j) = N(x, h_j) + Σ_a r_a·N(a, h_j)·L(h_a), the output last
@@ -108,11 +103,6 @@ export async function chooseGraphScalings(plan: GraphCpMaps, backend: OperatorBa
     return { scaling, before, after, iterations, work };
   } finally {
     for (const op of ops.values()) await op.dispose();
+    await remote?.close();
   }
-}
-
-/** A start vector of n standard normal entries from its own seed. */
-function randomStart(n: number, seed: number): Float64Array {
-  const rng = new Random(seed);
-  return Float64Array.from({ length: n }, () => rng.normal());
 }

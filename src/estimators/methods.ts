@@ -198,7 +198,7 @@ const WHOLE_FLOOR_STEPS = 8;
  * choice looks at both). A rescaled map whose products overflow float32 (UNSUPPORTED) costs the rescaled bound only.
  */
 async function rescaledGraphCp(plan: GraphCpMaps, graph: GraphCpResult, settings: NormSettings, budget: number): Promise<GraphCpResult> {
-  const chosen = await chooseGraphScalings(plan, settings.backend, { iterations: GRAPH_SCALE_ITERATIONS, steps: GRAPH_SCALE_STEPS, budget: GRAPH_SCALE_PER_CP * graph.cost, seed: settings.seed + 611_953, width: laneWidth(settings) });
+  const chosen = await chooseGraphScalings(plan, settings.backend, { iterations: GRAPH_SCALE_ITERATIONS, steps: GRAPH_SCALE_STEPS, budget: GRAPH_SCALE_PER_CP * graph.cost, seed: settings.seed + 611_953, width: laneWidth(settings), offload: settings.offload });
   if (!chosen || !(chosen.after < chosen.before * (1 - 0.01))) return graph;
   const scaled = await graphCpBound(plan, settings, { budget, scaling: chosen.scaling }).catch((e) => {
     if (e instanceof LipcheckError && e.code === 'UNSUPPORTED') return null;

@@ -9,6 +9,7 @@ import { Random } from '../linalg/random.js';
 import { regionFlop } from '../linalg/work.js';
 import type { Bound, NormKind } from './kinds.js';
 import { foldScales, regionBound, U32 } from './region-bounds.js';
+import type { ScaledMaps } from './scaled-power.js';
 
 /** How hard to work on each operator and what to promise. */
 export interface NormSettings {
@@ -56,6 +57,12 @@ export interface RegionOffload {
   product(region: LinearRegion, settings: PlainNormSettings, index: number, margins: readonly ProductError[]): Promise<ProductRun> | null;
   /** product-fold.ts's gramFactor on a thread of its own (the same function and kernel rule, so the same factor), or null. */
   factor?(m: Float64Array, c: number, n: number, relErr: number): Promise<GramFactor | null> | null;
+  /**
+   * The maps of a scaling descent (graph-cp-scaling.ts), each on a region worker of its own for the whole descent (null
+   * entries: maps without a region, never sent), or null where the offload does not take them (`perEvaluation`: the
+   * flop of one evaluation of every map, by the cost model).
+   */
+  scaledMaps?(regions: readonly (LinearRegion | null)[], perEvaluation: number): ScaledMaps | null;
 }
 
 /** A float32 factor F of a Gram matrix G = M·Mᵀ and a certified bound err ≥ ‖G_exact − F·Fᵀ‖₂ (product-fold.ts gramFactor). */

@@ -18,6 +18,7 @@ import { Worker } from 'node:worker_threads';
 import { LipcheckError, type ErrorCode } from '../errors.js';
 import type { LinearRegion } from '../ir/merge.js';
 import type { GramFactor, OperatorNorm, PlainNormSettings, ProductError, ProductRun, RegionOffload } from '../estimators/operator-norm.js';
+import type { ScaledPowerRequest, ScaledPowerResult } from '../estimators/scaled-power.js';
 import type { RuntimeOptions } from '../backend/runtime.js';
 import { threadsOf, WORKER_MIN_FLOP } from '../backend/ort-pool.js';
 import { regionFlop } from '../linalg/work.js';
@@ -33,7 +34,7 @@ const { workerData, parentPort } = require('node:worker_threads');
 })().catch((e) => parentPort.postMessage({ id: 0, error: { code: null, message: String((e && e.message) || e), details: [] } }));
 `;
 
-interface Reply { id: number; result?: OperatorNorm | ProductRun; error?: { code: ErrorCode | null; message: string; details: string[] } }
+interface Reply { id: number; result?: OperatorNorm | ProductRun | GramFactor | ScaledPowerResult | null; error?: { code: ErrorCode | null; message: string; details: string[] } }
 
 /**
  * `value` with every typed array that views part of a larger buffer replaced by a copy of just its elements: a
@@ -111,6 +112,22 @@ class RegionWorker {
     return this.send<GramFactor | null>({ task: 'factor', m: copy, c, n, relErr }, [copy.buffer]);
   }
 
+  /** Builds the operator of a scaling descent's map on this thread, kept under `key` until scaledClose. */
+  scaledOpen(key: string, region: LinearRegion): Promise<null> {
+    const fresh: ArrayBuffer[] = [];
+    return this.send<null>({ task: 'scaled-open', key, region: compact(region, fresh) }, fresh);
+  }
+
+  /** scaledPower (scaled-power.ts) on the map open under `key`, with its warm vector kept on this thread. */
+  scaledStep(key: string, req: ScaledPowerRequest): Promise<ScaledPowerResult> {
+    return this.send<ScaledPowerResult>({ task: 'scaled-step', key, req }, []);
+  }
+
+  /** Disposes the maps open under `keys`. */
+  scaledClose(keys: readonly string[]): Promise<null> {
+    return this.send<null>({ task: 'scaled-close', keys }, []);
+  }
+
   private send<R>(message: Record<string, unknown>, transfer: ArrayBuffer[]): Promise<R> {
     if (this.dead) return Promise.reject(this.dead);
     const id = this.nextId++;
@@ -161,6 +178,8 @@ export function regionWorkerCount(runtime: RuntimeOptions, cores = availablePara
 let pool: RegionWorker[] = [];
 let poolKey = '';
 let requests = 0;
+// scaling descents handed to the workers (RegionOffload.scaledMaps): their maps' keys are unique in the process
+let descents = 0;
 // requests in flight over time (benchmarks: how many operators the estimators keep going at once; decides nothing)
 let inFlight = 0, since = 0, inFlightMs = 0, anyInFlightMs = 0;
 
@@ -175,12 +194,12 @@ function track(delta: number): void {
 }
 
 /**
- * Region workers started and requests sent to them so far (tests, benchmarks), and the milliseconds with at least one
+ * Region workers started, requests sent to them and scaling descents run on them so far (tests, benchmarks), and the milliseconds with at least one
  * request in flight and the integral of the number in flight over time: their ratio is the mean number of operators
  * at work while any is, the parallelism a machine with that many cores could use (timings only).
  */
-export function regionWorkerStats(): { workers: number; requests: number; inFlightMs: number; anyInFlightMs: number } {
-  return { workers: pool.length, requests, inFlightMs, anyInFlightMs };
+export function regionWorkerStats(): { workers: number; requests: number; descents: number; inFlightMs: number; anyInFlightMs: number } {
+  return { workers: pool.length, requests, descents, inFlightMs, anyInFlightMs };
 }
 
 /** `p`, counted in flight until it settles. */
@@ -253,6 +272,40 @@ export function regionOffload(runtime: RuntimeOptions): RegionOffload | undefine
     // a CP fold's Cholesky factor (product-fold.ts): the same rule, on the Gram product's flop
     factor(m, c, n, relErr) {
       return mode === 'on' || 2 * c * c * n >= WORKER_MIN_FLOP ? tracked(pick().factor(m, c, n, relErr)) : null;
+    },
+    // a scaling descent's maps: where one evaluation of them all is a worker's threshold of work, each map on one
+    // worker for the whole descent (its session built once there), the maps dealt by flop to the least loaded
+    scaledMaps(regions, perEvaluation) {
+      if (mode !== 'on' && perEvaluation < WORKER_MIN_FLOP) return null;
+      fill(count, workerRuntime);
+      const workers = pool.slice(0, count);
+      const id = ++descents;
+      const key = (i: number) => `${id}:${i}`;
+      const home = new Array<RegionWorker | null>(regions.length).fill(null);
+      const loads = new Array<number>(workers.length).fill(0);
+      const order = regions.map((r, i) => ({ r, i })).filter((x) => x.r !== null).sort((a, b) => regionFlop(b.r!) - regionFlop(a.r!) || a.i - b.i);
+      const opened = new Map<number, Promise<null>>();
+      for (const { r, i } of order) {
+        let k = 0;
+        for (let j = 1; j < workers.length; j++) if (loads[j] < loads[k]) k = j;
+        loads[k] += regionFlop(r!);
+        home[i] = workers[k];
+        opened.set(i, workers[k].scaledOpen(key(i), r!));
+      }
+      return {
+        async step(i, req) {
+          const w = home[i];
+          if (!w) throw new LipcheckError('INTERNAL', `Scaling descent: map ${i} has no region to run on a worker.`);
+          await opened.get(i);
+          requests++;
+          return tracked(w.scaledStep(key(i), req));
+        },
+        async close() {
+          // every map's operator is released, also after a failed step (a dead worker's maps went with it)
+          await Promise.allSettled([...opened.values()]);
+          await Promise.allSettled(workers.map((w) => w.scaledClose(home.flatMap((h, i) => (h === w ? [key(i)] : [])))));
+        },
+      };
     },
   };
 }

@@ -17,6 +17,8 @@ import { buildIr } from '../../../src/frontend/build.js';
 import { decodeModel } from '../../../src/onnx/read-model.js';
 import { FIXTURES, hasShared, SHARED } from '../../helpers/dense.js';
 import { stable } from '../../helpers/report.js';
+import { randomMat, twoBlocks } from '../../helpers/residual-nets.js';
+import { ACTS } from '../../helpers/mlp.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'lipcheck-region-workers-'));
 after(async () => {
@@ -125,6 +127,24 @@ test('a ResNet bottleneck block (CP products with narrowing 1×1 ends, measured 
     assert.ok(regionWorkerStats().requests > before, 'the operators went to the workers');
     assert.deepEqual(there, here, JSON.stringify(options));
   }
+});
+
+test('graph-cp on a rescaled residual net: the scaling descent\'s maps on region workers give the same report, and and the same with the maps here', async () => {
+  // twoBlocks (test/helpers/residual-nets.ts) with a planted channel imbalance in its first block, which the descent undoes
+  const rng = new Random(23);
+  const ws = [randomMat(8, 6, rng), randomMat(6, 8, rng), randomMat(8, 6, rng), randomMat(6, 8, rng)];
+  const d = Float64Array.from({ length: 8 }, (_, i) => (i % 2 ? 6 : 1 / 6));
+  ws[0] = { ...ws[0], w: ws[0].w.map((v, i) => Math.fround(v * d[Math.floor(i / 6)])) };
+  ws[1] = { ...ws[1], w: ws[1].w.map((v, i) => Math.fround(v / d[i % 8])) };
+  const file = join(dir, 'two-blocks.onnx');
+  writeFileSync(file, twoBlocks(ws, ACTS.relu));
+  const here = await run(file, {}, 'off') as { global: { methods: { method: string; upper: { method: string } | null }[] } };
+  const graph = here.global.methods.find((m) => m.method === 'graph-cp');
+  assert.ok(graph?.upper?.method.includes('rescaled'), `graph-cp ran and its rescaled bound was chosen: ${JSON.stringify(graph)}`);
+  const before = regionWorkerStats().descents;
+  const there = await run(file, {}, 'on');
+  assert.equal(regionWorkerStats().descents, before + 1, 'the descent\'s maps went to the workers');
+  assert.deepEqual(there, here);
 });
 
 test('an operator that overflows float32 on a worker: the same UNSUPPORTED error, naming the operator, as on the main thread', async () => {

@@ -1,7 +1,7 @@
 import { LipcheckError } from '../errors.js';
 import type { Block, LinearRegion } from '../ir/merge.js';
 import { sizeOf } from '../ir/tensor.js';
-import type { ActivationNode, IrGraph, IrNode, LinearNode, Shape } from '../ir/types.js';
+import type { ActivationNode, IrGraph, IrNode, LinearNode, LinearPrim, Shape } from '../ir/types.js';
 import { roundUp } from '../linalg/dense.js';
 import { regionFlop } from '../linalg/work.js';
 import { cheapBound } from './cp.js';
@@ -313,7 +313,7 @@ export async function graphCpBound(plan: GraphCpMaps, settings: NormSettings, op
   const unit = float32Unit(settings);
   const g1 = gammaOf(1, unit);
   /** b (the float32 scaling) of a key over its whole value, and a = fround(1/b). */
-  const factors = new Map<string, { b: Float32Array; a: Float32Array; dims: readonly number[] }>();
+  const factors = new Map<string, ScaleFactors>();
   const factorOf = (key: string | null) => {
     if (key === null || !sc) return null;
     let f = factors.get(key);
@@ -321,7 +321,10 @@ export async function graphCpBound(plan: GraphCpMaps, settings: NormSettings, op
       const d = sc.get(key);
       if (!d) throw new LipcheckError('INTERNAL', `Graph CP: no scaling was chosen for the value '${key}'.`);
       const b = Float32Array.from(d.data);
-      f = { b, a: Float32Array.from(b, (x) => 1 / x), dims: d.dims };
+      const a = Float32Array.from(b, (x) => 1 / x);
+      // one prim per factor, shared by every map it scales: regionBound's certificates of a group folded with it
+      // (region-bounds.ts groupBounds) are then computed once for all those maps
+      f = { b, a, dims: d.dims, bPrim: { op: 'scale', factor: { dtype: 'float32', dims: [...d.dims], data: b } }, aPrim: { op: 'scale', factor: { dtype: 'float32', dims: [...d.dims], data: a } } };
       factors.set(key, f);
     }
     return f;
@@ -439,19 +442,28 @@ export function graphLevels(plan: GraphCpMaps, N: (s: string, t: string) => numb
   return { levels, output: at(plan.output) };
 }
 
+/** A key's float32 scaling b, its inverse a = fround(1/b), and a scale prim of each. */
+interface ScaleFactors {
+  readonly b: Float32Array;
+  readonly a: Float32Array;
+  readonly dims: readonly number[];
+  readonly bPrim: LinearPrim;
+  readonly aPrim: LinearPrim;
+}
+
 /** A map's region preceded by a Mul by b (its source's scaling) and followed by one by a (its target's), where given. */
-function scaledRegion(region: LinearRegion, from: { b: Float32Array; dims: readonly number[] } | null, to: { a: Float32Array; dims: readonly number[] } | null): LinearRegion {
+function scaledRegion(region: LinearRegion, from: ScaleFactors | null, to: ScaleFactors | null): LinearRegion {
   const nodes: LinearNode[] = [];
   let input = region.input;
   if (from) {
     input = `${region.input}~scaled`;
-    nodes.push({ kind: 'linear', name: `${region.id}~scale-in`, opType: 'Mul', inputs: [region.input], inShapes: [region.inShape], output: input, outShape: region.inShape, prim: { op: 'scale', factor: { dtype: 'float32', dims: [...from.dims], data: from.b } } });
+    nodes.push({ kind: 'linear', name: `${region.id}~scale-in`, opType: 'Mul', inputs: [region.input], inShapes: [region.inShape], output: input, outShape: region.inShape, prim: from.bPrim });
   }
   for (const n of region.nodes) nodes.push(n.inputs.includes(region.input) ? { ...n, inputs: n.inputs.map((i) => (i === region.input ? input : i)) } : n);
   let output = region.output;
   if (to) {
     output = `${region.output}~scaled`;
-    nodes.push({ kind: 'linear', name: `${region.id}~scale-out`, opType: 'Mul', inputs: [region.output], inShapes: [region.outShape], output, outShape: region.outShape, prim: { op: 'scale', factor: { dtype: 'float32', dims: [...to.dims], data: to.a } } });
+    nodes.push({ kind: 'linear', name: `${region.id}~scale-out`, opType: 'Mul', inputs: [region.output], inShapes: [region.outShape], output, outShape: region.outShape, prim: to.aPrim });
   }
   return { ...region, id: `${region.id}~scaled`, output, nodes };
 }

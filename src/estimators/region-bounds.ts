@@ -93,8 +93,11 @@ export function polyphase(w: Float64Array, dims: readonly number[], strides: rea
   return { weight: out, dims: [cout, cinG * phases, ...kq] };
 }
 
-/** A certified ℓ2 bound for a conv: the circular bound, and for strided convs also the polyphase one; the smaller. */
-export function convCertificate(w: Float64Array, dims: readonly number[], group: number, strides: readonly number[], dilations: readonly number[], pads: readonly number[], spatial: readonly number[], budgetFlop: number): { value: number; method: string } {
+/**
+ * A certified ℓ2 bound for a conv: the circular bound, and for strided convs also the polyphase one; the smaller.
+ * `short` counts the certificates its budget cut short (a plain pass given up past its budget; the polyphase one throws).
+ */
+export function convCertificate(w: Float64Array, dims: readonly number[], group: number, strides: readonly number[], dilations: readonly number[], pads: readonly number[], spatial: readonly number[], budgetFlop: number, short?: BudgetShortfalls): { value: number; method: string } {
   const spec = { weight: w, weightDims: [...dims], group, dilations: [...dilations], inputSpatial: [...spatial] };
   if (strides.every((x) => x === 1) || dilations.some((x) => x !== 1)) {
     const plain = convSpectralNormBound(spec, { budgetFlop });
@@ -112,11 +115,17 @@ export function convCertificate(w: Float64Array, dims: readonly number[], group:
     plain = convSpectralNormBoundBelow(spec, poly.value, { budgetFlop });
   } catch (e) {
     if (!(e instanceof BudgetExceededError)) throw e;
+    if (short) short.count++;
   }
   return plain === null || poly.value < plain.value ? { value: poly.value, method: 'circular-fft-polyphase' } : { value: plain.value, method: plain.method };
 }
 
-function primBounds(n: LinearNode, norm: NormKind, budgetFlop: number): PrimBounds {
+/** Certificates a work budget cut short (BudgetExceededError caught, a looser bound taken instead). */
+export interface BudgetShortfalls {
+  count: number;
+}
+
+function primBounds(n: LinearNode, norm: NormKind, budgetFlop: number, short: BudgetShortfalls = { count: 0 }): PrimBounds {
   const p: LinearPrim = n.prim;
   const inShape = n.inShapes[0];
   const spread = Math.sqrt(Math.max(1, sizeOf(n.outShape) / Math.max(1, sizeOf(inShape))));
@@ -134,10 +143,11 @@ function primBounds(n: LinearNode, norm: NormKind, budgetFlop: number): PrimBoun
       if (budgetFlop <= 0) return { norm: absNorm, absNorm, inner, method: 'schur' };
       try {
         // a ConvTranspose is the adjoint of the conv it transposes (same norm): its own strides apply to that conv
-        const b = convCertificate(w, p.weight.dims, p.group, p.strides, p.dilations, p.pads, spatial, budgetFlop);
+        const b = convCertificate(w, p.weight.dims, p.group, p.strides, p.dilations, p.pads, spatial, budgetFlop, short);
         return { norm: Math.min(b.value, absNorm), absNorm, inner, method: b.value <= absNorm ? b.method : 'schur' };
       } catch (e) {
         if (!(e instanceof BudgetExceededError)) throw e;
+        short.count++;
         // ‖A‖₂ ≤ sqrt(‖A‖₁‖A‖∞) (Schur): certified, looser, and free.
         return { norm: absNorm, absNorm, inner, method: 'schur' };
       }
@@ -158,6 +168,7 @@ function primBounds(n: LinearNode, norm: NormKind, budgetFlop: number): PrimBoun
           if (method !== 'schur') method = b.value <= Math.sqrt(rowSum * colSum) ? b.method : 'schur';
         } catch (e) {
           if (!(e instanceof BudgetExceededError)) throw e;
+          short.count++;
           best = Math.max(best, Math.sqrt(rowSum * colSum));
           method = 'schur';
         }
@@ -188,6 +199,7 @@ function primBounds(n: LinearNode, norm: NormKind, budgetFlop: number): PrimBoun
         return { norm: Math.min(b.value, absNorm), absNorm, inner: p.cols, method: b.value <= absNorm ? b.method : 'schur' };
       } catch (e) {
         if (!(e instanceof BudgetExceededError)) throw e;
+        short.count++;
         return { norm: absNorm, absNorm, inner: p.cols, method: 'schur' };
       }
     }
@@ -320,22 +332,39 @@ function objectId(o: object): number {
   return id;
 }
 
+/** A group's bounds under one budget, and whether every certificate finished within it. */
+interface PrimMemo {
+  readonly budget: number;
+  readonly bounds: PrimBounds;
+  readonly complete: boolean;
+}
+
 /**
- * primBounds of weighted groups, by the group's first prim (weakly held) and a key of its other prims, its shapes,
- * the norm and the budget: a conv shared by a layer, the products containing it and a residual block is certified
- * once, and its folded weight is built only then. The bounds are a function of exactly what the key names.
+ * primBounds of weighted groups, by the group's first prim (weakly held) and a key of its other prims, its shapes and
+ * the norm: a conv shared by a layer, the products containing it, a residual block and graph-cp's maps is certified
+ * once, and its folded weight is built only then. The bounds are a function of what the key names and the budget,
+ * and the budget enters only as a threshold each certificate's counted work is checked against (the same count at
+ * every budget), so bounds whose certificates all finished within a budget B are those of every budget ≥ B: such a
+ * memo serves those too (the certificate budget scales with each measurement's Lanczos work, so it differs from one
+ * region to the next); any other is served to its own budget only.
  */
-const primBoundCache = new WeakMap<LinearPrim, Map<string, PrimBounds>>();
+const primBoundCache = new WeakMap<LinearPrim, Map<string, PrimMemo[]>>();
 
 function groupBounds(g: FoldGroup, norm: NormKind, budgetFlop: number): PrimBounds {
   const op = g.node.prim.op;
   if (op !== 'conv' && op !== 'convTranspose' && op !== 'matmul' && op !== 'axisMatrix') return primBounds(g.node, norm, budgetFlop);
-  const key = `${g.sources.slice(1).map(objectId).join(',')}|${g.node.inShapes[0].join('x')}|${g.node.outShape.join('x')}|${norm}|${budgetFlop}`;
+  const key = `${g.sources.slice(1).map(objectId).join(',')}|${g.node.inShapes[0].join('x')}|${g.node.outShape.join('x')}|${norm}`;
   let byKey = primBoundCache.get(g.sources[0]);
   if (!byKey) { byKey = new Map(); primBoundCache.set(g.sources[0], byKey); }
-  let b = byKey.get(key);
-  if (!b) { b = primBounds(foldedNode(g), norm, budgetFlop); byKey.set(key, b); }
-  return b;
+  let memos = byKey.get(key);
+  if (!memos) { memos = []; byKey.set(key, memos); }
+  const memo = memos.find((m) => m.budget === budgetFlop || (m.complete && budgetFlop >= m.budget));
+  if (memo) return memo.bounds;
+  const short: BudgetShortfalls = { count: 0 };
+  const bounds = primBounds(foldedNode(g), norm, budgetFlop, short);
+  // a budget ≤ 0 takes the free bounds without trying a certificate: complete for that budget only
+  memos.push({ budget: budgetFlop, bounds, complete: short.count === 0 && budgetFlop > 0 });
+  return bounds;
 }
 
 /** What the composition gives for one region. */

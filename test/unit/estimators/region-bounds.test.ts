@@ -166,3 +166,31 @@ test('a strided conv whose plain circular bound is past the budget keeps its pol
   const { m, rows, cols } = convMatrix(w, dims, n, n, [pad, pad, pad, pad], s);
   assert.ok(b.value >= sigmaMax(m, rows, cols) * (1 - 1e-12));
 });
+
+test('certificates memoised across budgets: a bound whose certificates finished serves larger budgets only, one cut short its own budget only (each as computed afresh)', () => {
+  const rng = new Random(31);
+  const [cin, cout, k, n] = [3, 4, 3, 12];
+  const data = Float64Array.from({ length: cout * cin * k * k }, () => rng.normal());
+  // a fresh prim (a new weight object) misses the memo: the reference for each budget
+  const region = (w: Float64Array): LinearRegion => ({
+    id: 'r', input: 'x', inShape: [1, cin, n, n], output: 'y', outShape: [1, cout, n, n],
+    nodes: [{ kind: 'linear', prim: { op: 'conv', weight: { dtype: 'float64', dims: [cout, cin, k, k], data: w }, group: 1, strides: [1, 1], pads: [1, 1, 1, 1], dilations: [1, 1] }, name: 'c', opType: 'Conv', inputs: ['x'], inShapes: [[1, cin, n, n]], output: 'y', outShape: [1, cout, n, n] }],
+  });
+  const fresh = (budget: number) => regionBound(region(Float64Array.from(data)), '2', budget);
+  let need = 0;
+  try { convSpectralNormBound({ weight: data, weightDims: [cout, cin, k, k], group: 1, dilations: [1, 1], inputSpatial: [n, n] }, { budgetFlop: 1 }); } catch (e) { need = (e as BudgetExceededError).estimatedFlop; }
+  assert.ok(need > 0);
+  const [short, enough, more] = [need / 2, 2.8e10, 5.6e10];
+  assert.equal(fresh(short).method, 'schur');
+  assert.equal(fresh(enough).method, 'circular-fft');
+  assert.ok(fresh(enough).value < fresh(short).value, 'the certificate is tighter than Schur here: the test tells them apart');
+  // finished at `enough`: the same bound at `more`, and not at `short` (the certificate would not fit there)
+  const a = region(Float64Array.from(data));
+  assert.deepEqual(regionBound(a, '2', enough), fresh(enough));
+  assert.deepEqual(regionBound(a, '2', more), fresh(more));
+  assert.deepEqual(regionBound(a, '2', short), fresh(short));
+  // cut short at `short`: never served to a larger budget
+  const b = region(Float64Array.from(data));
+  assert.deepEqual(regionBound(b, '2', short), fresh(short));
+  assert.deepEqual(regionBound(b, '2', enough), fresh(enough));
+});

@@ -132,10 +132,11 @@ const GRAPH_CP_PER_NORMS = 15;
 /**
  * The rescaled graph-cp (graph-cp-scaling.ts): its descent may cost GRAPH_SCALE_PER_CP × the maps' measurement cost,
  * at most GRAPH_SCALE_ITERATIONS steps of GRAPH_SCALE_STEPS warm-started power steps per map. Measured
- * (docs/algorithms-cp-scaling.md §5): sri_resnet_b 3 330 → 898 (+6 s), tiny_yolo 11 993 → 3 610 (+12 s); 2 × gave
- * tiny_yolo 4 184, 8 × 3 416.
+ * (docs/algorithms-cp-scaling.md §5): at 4 × sri_resnet_b 3 330 → 898 (+6 s), tiny_yolo 11 993 → 3 610 (+12 s); 2 ×
+ * gave tiny_yolo 4 184; 8 × (taken since the descent's maps run on region workers and certificates are memoised
+ * across budgets, at about the wall time 4 × took before) 883.3 and 3 416; 12 × and 16 × the same as 8 ×.
  */
-const GRAPH_SCALE_PER_CP = 4;
+const GRAPH_SCALE_PER_CP = 8;
 const GRAPH_SCALE_STEPS = 4;
 const GRAPH_SCALE_ITERATIONS = 40;
 /**

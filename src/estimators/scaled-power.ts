@@ -45,7 +45,7 @@ function factors(side: ScaleSide, sign: 1 | -1): Float64Array {
 }
 
 /** A start vector of n standard normal entries from its own seed. */
-export function randomStart(n: number, seed: number): Float64Array {
+function randomStart(n: number, seed: number): Float64Array {
   const rng = new Random(seed);
   return Float64Array.from({ length: n }, () => rng.normal());
 }

@@ -129,7 +129,7 @@ test('a ResNet bottleneck block (CP products with narrowing 1×1 ends, measured 
   }
 });
 
-test('graph-cp on a rescaled residual net: the scaling descent\'s maps on region workers give the same report, and and the same with the maps here', async () => {
+test('graph-cp on a rescaled residual net: the scaling descent\'s maps on region workers give the same report as the maps run here', async () => {
   // twoBlocks (test/helpers/residual-nets.ts) with a planted channel imbalance in its first block, which the descent undoes
   const rng = new Random(23);
   const ws = [randomMat(8, 6, rng), randomMat(6, 8, rng), randomMat(8, 6, rng), randomMat(6, 8, rng)];

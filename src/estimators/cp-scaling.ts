@@ -241,12 +241,30 @@ export async function descendLogScales(logd: Float64Array[], evaluate: (steps: n
  */
 export function channelScaler(logd: readonly Float64Array[], inner: readonly number[]): { expand: () => void; scaled: (x: Float64Array, k: number, sign: 1 | -1) => Float64Array } {
   let up: Float64Array[] = [], down: Float64Array[] = [];
-  const grow = (sign: number) => logd.map((d, k) => { const q = inner[k], out = new Float64Array(d.length * q); for (let i = 0; i < out.length; i++) out[i] = Math.exp(sign * d[Math.floor(i / q)]); return out; });
+  const grow = (sign: 1 | -1) => logd.map((d, k) => expandScale(d, inner[k], sign));
   return {
     expand: () => { up = grow(1); down = grow(-1); },
     scaled: (x, k, sign) => times(x, sign > 0 ? up[k] : down[k]),
   };
 }
+
+/**
+ * exp(sign·logd) expanded to every element (each of logd's groups to its `inner` consecutive elements). Shared, not to
+ * be written: the last EXPANSIONS_KEPT expansions are kept and handed out again for the same logd values, inner and
+ * sign (compared value by value, one per group: cheap beside the expansion), since a descent's maps read the same
+ * values' scalings many times in one round.
+ */
+export function expandScale(logd: Float64Array, inner: number, sign: 1 | -1): Float64Array {
+  const hit = expansions.find((e) => e.sign === sign && e.inner === inner && e.logd.length === logd.length && e.logd.every((x, i) => x === logd[i]));
+  if (hit) return hit.out;
+  const out = new Float64Array(logd.length * inner);
+  for (let i = 0; i < out.length; i++) out[i] = Math.exp(sign * logd[Math.floor(i / inner)]);
+  expansions.unshift({ logd: Float64Array.from(logd), inner, sign, out });
+  if (expansions.length > EXPANSIONS_KEPT) expansions.pop();
+  return out;
+}
+const EXPANSIONS_KEPT = 32;
+const expansions: { readonly logd: Float64Array; readonly inner: number; readonly sign: 1 | -1; readonly out: Float64Array }[] = [];
 
 /** x ⊙ f in a new array (a loop: the descents scale every vector they apply, and a closure per element costs). */
 export function times(x: Float64Array, f: Float64Array): Float64Array {

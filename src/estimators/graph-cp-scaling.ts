@@ -31,8 +31,8 @@ export async function chooseGraphScalings(plan: GraphCpMaps, backend: OperatorBa
   const logd = shapes.map((sh, i) => new Float64Array(sizeOf(sh) / inner[i]));
   const maps = [...plan.maps.values()].map((m) => { const k = scaleKeys(plan, m.s, m.t); return { m, from: k.from === null ? -1 : index.get(k.from)!, to: k.to === null ? -1 : index.get(k.to)! }; });
   const ops = new Map<string, LinearOperator>();
-  let perIteration = 0;
-  for (const { m } of maps) if (m.region) perIteration += 2 * opts.steps * regionFlop(m.region);
+  const flops = maps.map(({ m }) => (m.region ? regionFlop(m.region) : 0));
+  const perIteration = flops.reduce((a, f) => a + 2 * opts.steps * f, 0);
   // the maps' power steps on region workers where the offload takes them (each map's operator built once, on its
   // worker), else here
   const remote = opts.offload?.scaledMaps?.(maps.map(({ m }) => m.region), perIteration) ?? null;
@@ -58,7 +58,7 @@ export async function chooseGraphScalings(plan: GraphCpMaps, backend: OperatorBa
         return { sigma, gFrom, gTo };
       }
       const req = { from: from >= 0 ? { logd: logd[from], inner: inner[from] } : null, to: to >= 0 ? { logd: logd[to], inner: inner[to] } : null, steps, seed: opts.seed + 7919 * index };
-      work += 2 * steps * regionFlop(m.region);
+      work += 2 * steps * flops[index];
       // on the map's region worker where the descent has them (the same function there: the same numbers)
       return remote ? remote.step(index, req) : scaledPower(ops.get(mapKey(m.s, m.t))!, states[index], req);
     };

@@ -219,11 +219,15 @@ export async function jacobianLowerBound(args: LowerBoundArgs): Promise<LowerBou
   }
 }
 
-/** The work (flop) of the Jacobian search's first start: one model run and the lean plan's products (ℓ∞: a row each and a state). */
+/** The Jacobian products of the search's first start: the lean plan's (ℓ∞: a row each and a state). */
+function firstStartProducts(output: number, norm: NormKind): number {
+  return norm === 'inf' ? Math.min(output, MAX_ROWS) + 1 : LEAN.perStart;
+}
+
+/** The work (flop) of the Jacobian search's first start: one model run and its products (firstStartProducts). */
 export function firstStartWork(blocks: readonly Block[], sizes: { input: number; output: number }, norm: NormKind): number {
   const costs = searchCosts(blocks, sizes.input);
-  const products = norm === 'inf' ? Math.min(sizes.output, MAX_ROWS) + 1 : LEAN.perStart;
-  return costs.evaluation + products * costs.product;
+  return costs.evaluation + firstStartProducts(sizes.output, norm) * costs.product;
 }
 
 /**
@@ -234,7 +238,7 @@ export function firstStartWork(blocks: readonly Block[], sizes: { input: number;
  * pairs then take the budget (at least one pair): a rule on the cost model's counts, the same on every run.
  */
 export function firstStartShortfall(args: Pick<LowerBoundArgs, 'blocks' | 'inputShape' | 'ir' | 'norm' | 'budget'>): string | null {
-  const products = args.norm === 'inf' ? Math.min(sizeOf(args.ir.outputShape), MAX_ROWS) + 1 : LEAN.perStart;
+  const products = firstStartProducts(sizeOf(args.ir.outputShape), args.norm);
   const need = firstStartWork(args.blocks, { input: sizeOf(args.inputShape), output: sizeOf(args.ir.outputShape) }, args.norm);
   if (args.budget >= need) return null;
   return `the work budget (${(args.budget / 1e6).toPrecision(3)} Mflop) does not cover the Jacobian search's first start (one model run and ${products} Jacobian products: ${(need / 1e6).toPrecision(3)} Mflop by the cost model)`;

@@ -1,6 +1,6 @@
 import type { LinearOperator } from '../ir/operator.js';
 import { Random } from '../linalg/random.js';
-import { channelProducts, powerPair, times } from './cp-scaling.js';
+import { channelProducts, expandScale, powerPair, times } from './cp-scaling.js';
 
 /**
  * Power steps on one rescaled map Δ_t⁻¹·M·Δ_s of a scaling descent (graph-cp-scaling.ts), with the gradient of its
@@ -36,14 +36,6 @@ export interface ScaledPowerState {
   warm: Float64Array | null;
 }
 
-/** exp(sign·logd) expanded to every element (each group's `inner` elements). */
-function factors(side: ScaleSide, sign: 1 | -1): Float64Array {
-  const { logd, inner } = side;
-  const out = new Float64Array(logd.length * inner);
-  for (let i = 0; i < out.length; i++) out[i] = Math.exp(sign * logd[Math.floor(i / inner)]);
-  return out;
-}
-
 /** A start vector of n standard normal entries from its own seed. */
 function randomStart(n: number, seed: number): Float64Array {
   const rng = new Random(seed);
@@ -55,7 +47,7 @@ function randomStart(n: number, seed: number): Float64Array {
  * the state keeps the next start. ∂σ/∂log δ_{s,i} = (Pᵀu)_i·v_i and ∂σ/∂log δ_{t,i} = −u_i·(Pv)_i, summed per group.
  */
 export async function scaledPower(op: LinearOperator, state: ScaledPowerState, req: ScaledPowerRequest): Promise<ScaledPowerResult> {
-  const up = req.from && factors(req.from, 1), down = req.to && factors(req.to, -1);
+  const up = req.from && expandScale(req.from.logd, req.from.inner, 1), down = req.to && expandScale(req.to.logd, req.to.inner, -1);
   const fwd = async (x: Float64Array) => { const y = await op.apply(up ? times(x, up) : x); return down ? times(y, down) : y; };
   const bwd = async (y: Float64Array) => { const x = await op.adjoint(down ? times(y, down) : y); return up ? times(x, up) : x; };
   const { sigma, w, vt, pv, u } = await powerPair(fwd, bwd, state.warm ?? randomStart(op.inSize, req.seed), req.steps);

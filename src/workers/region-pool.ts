@@ -283,14 +283,14 @@ export function regionOffload(runtime: RuntimeOptions): RegionOffload | undefine
       const key = (i: number) => `${id}:${i}`;
       const home = new Array<RegionWorker | null>(regions.length).fill(null);
       const loads = new Array<number>(workers.length).fill(0);
-      const order = regions.map((r, i) => ({ r, i })).filter((x) => x.r !== null).sort((a, b) => regionFlop(b.r!) - regionFlop(a.r!) || a.i - b.i);
+      const order = regions.flatMap((r, i) => (r ? [{ r, i, flop: regionFlop(r) }] : [])).sort((a, b) => b.flop - a.flop || a.i - b.i);
       const opened = new Map<number, Promise<null>>();
-      for (const { r, i } of order) {
+      for (const { r, i, flop } of order) {
         let k = 0;
         for (let j = 1; j < workers.length; j++) if (loads[j] < loads[k]) k = j;
-        loads[k] += regionFlop(r!);
+        loads[k] += flop;
         home[i] = workers[k];
-        opened.set(i, workers[k].scaledOpen(key(i), r!));
+        opened.set(i, workers[k].scaledOpen(key(i), r));
       }
       return {
         async step(i, req) {

@@ -97,6 +97,9 @@ interface Slot { child: ChildProcess | null; job: string | null; started: number
  * a killed or crashed worker is replaced and its model recorded with the reason. `done` resolves when every model has
  * a record, or at once after `abort` (Ctrl-C): the workers are killed and the models in flight get no record.
  */
+/** How long a worker's death by SIGINT or SIGTERM waits for the batch's own signal handler (runPool); no number depends on it. */
+const INTERRUPT_GRACE_MS = 500;
+
 function runPool(paths: readonly string[], o: PoolOptions): { done: Promise<void>; abort(): void } {
   const queue = [...paths];
   const slots: Slot[] = Array.from({ length: Math.max(1, Math.min(o.jobs, queue.length)) }, () => ({ child: null, job: null, started: 0, killedFor: null, peakMb: 0, stderr: '', timer: null }));
@@ -175,7 +178,12 @@ function runPool(paths: readonly string[], o: PoolOptions): { done: Promise<void
             ? { code: 'MEMORY', exit: EXIT.RUNTIME, message: `The analysis of '${path}' used more than --max-memory ${o.maxMemoryMb} MiB (${Math.round(s.peakMb)} MiB resident) and was stopped. Raise --max-memory, or lower --jobs so each worker may use more (a --resume run with a larger limit analyses it again).`, limits }
             : { code: 'CRASH', exit: EXIT.INTERNAL, message: `The worker analysing '${path}' died (${signal ? `signal ${signal}` : `exit code ${code}`})${s.stderr.trim() ? `: ${s.stderr.trim().split('\n').slice(-3).join(' ')}` : ''}. This is a bug in lipcheck or onnxruntime, or the system ran out of memory; please report it with the model (--resume --retry-failed analyses it again).`, limits };
         s.killedFor = null;
-        settle(s, recordFromError(path, fileHash(path), why, norm, ms, s.peakMb ? Math.round(s.peakMb) : null));
+        const record = recordFromError(path, fileHash(path), why, norm, ms, s.peakMb ? Math.round(s.peakMb) : null);
+        // Ctrl-C reaches the whole process group: a worker may die of it before this process's own handler has run
+        // (abort), and its model is then not a crash but an interruption; so such a death is recorded only if no abort
+        // follows within INTERRUPT_GRACE_MS (settle records nothing once aborted)
+        if (why.code === 'CRASH' && (signal === 'SIGINT' || signal === 'SIGTERM')) setTimeout(() => settle(s, record), INTERRUPT_GRACE_MS);
+        else settle(s, record);
       });
     };
     const next = (s: Slot) => {
